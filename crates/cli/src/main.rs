@@ -1,0 +1,88 @@
+//! `reelkit`: simulate Reels-style engagement, train and serve rankers, and
+//! analyse A/B tests.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod progress;
+mod simulate;
+
+/// reelkit: recommendation-engine engagement experiments.
+#[derive(Debug, Parser)]
+#[command(name = "reelkit", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, clap::Args)]
+struct GlobalArgs {
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, global = true, env = "REELKIT_THREADS")]
+    threads: Option<usize>,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a synthetic Reels-style world and write its logs.
+    Simulate(simulate::SimulateArgs),
+    /// Benchmarks that print one JSON object.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(cli.global.verbose);
+    if let Some(t) = cli.global.threads {
+        anyhow::ensure!(t > 0, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("building the thread pool: {e}"))?;
+    }
+    match cli.command {
+        Command::Simulate(args) => simulate::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `reelkit simulate`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use reelkit_sim::{builtin_policy, SimParams, Simulator, World};
+
+/// Arguments of `reelkit simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// World configuration (TOML; every field optional, see --print-config).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Days to simulate (overrides the config).
+    #[arg(long)]
+    days: Option<u32>,
+    /// Users (overrides the config).
+    #[arg(long)]
+    users: Option<usize>,
+    /// Initial catalogue size (overrides the config).
+    #[arg(long)]
+    videos: Option<usize>,
+    /// Policy filling the feed: random, popular or oracle.
+    #[arg(long, default_value = "popular")]
+    policy: String,
+    /// Seed of every random process (overrides the config).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output directory: events.parquet, users.parquet, videos.parquet, world.json.
+    #[arg(long, required_unless_present = "print_config")]
+    out: Option<PathBuf>,
+    /// Print the documented default configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Reads the configuration and applies command-line overrides.
+pub fn load_params(
+    config: Option<&Path>,
+    seed: Option<u64>,
+    days: Option<u32>,
+    users: Option<usize>,
+    videos: Option<usize>,
+) -> anyhow::Result<reelkit_sim::ValidSimParams> {
+    let mut params = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            SimParams::from_toml(&text).with_context(|| format!("in config {}", path.display()))?
+        }
+        None => SimParams::default(),
+    };
+    if let Some(s) = seed {
+        params.seed = s;
+    }
+    if let Some(d) = days {
+        params.days = d;
+    }
+    if let Some(u) = users {
+        params.users = u;
+    }
+    if let Some(v) = videos {
+        params.videos = v;
+        params.creators = params.creators.min(v);
+    }
+    Ok(params.check()?)
+}
+
+pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        print!("{}", reelkit_sim::DEFAULT_CONFIG);
+        return Ok(());
+    }
+    let out = args.out.context("--out is required")?;
+    let params = load_params(
+        args.config.as_deref(),
+        args.seed,
+        args.days,
+        args.users,
+        args.videos,
+    )?;
+    let mut policy = builtin_policy(&args.policy)?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("creating output directory {}", out.display()))?;
+
+    let world = World::generate(&params);
+    let mut sim = Simulator::new(&world);
+    let pb = crate::progress::bar(params.days as u64, "simulating days");
+    let events = sim.run(params.days, policy.as_mut(), &|d| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    let files = reelkit_sim::write_run(&out, &world, &events)
+        .with_context(|| format!("writing the run to {}", out.display()))?;
+    let sessions: std::collections::HashSet<u64> = events.session_id.iter().copied().collect();
+    eprintln!(
+        "simulated {} users x {} days with `{}`: {} impressions, {} sessions -> {}",
+        params.users,
+        params.days,
+        args.policy,
+        events.len(),
+        sessions.len(),
+        files.events.parent().unwrap_or(&out).display()
+    );
+    Ok(())
+}

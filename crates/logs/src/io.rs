@@ -1,0 +1,286 @@
+//! File formats chosen by extension, and atomic writes.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// A tabular file format, chosen from the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.parquet` (zstd-compressed when written).
+    Parquet,
+    /// `.csv` (comma separated, with a header).
+    Csv,
+    /// `.tsv` (tab separated, with a header).
+    Tsv,
+    /// `.arrow`, `.ipc` or `.feather` (Arrow IPC file).
+    Ipc,
+}
+
+impl Format {
+    /// The format implied by `path`'s extension (case-insensitive).
+    pub fn from_path(path: &Path) -> Result<Format> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("parquet") | Some("pq") => Ok(Format::Parquet),
+            Some("csv") => Ok(Format::Csv),
+            Some("tsv") => Ok(Format::Tsv),
+            Some("arrow") | Some("ipc") | Some("feather") => Ok(Format::Ipc),
+            _ => Err(Error::UnsupportedFormat {
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+}
+
+/// Options for delimited text files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextOptions {
+    /// Field separator; `None` means `,` for `.csv` and tab for `.tsv`.
+    pub separator: Option<u8>,
+    /// Whether the first line is a header. Without one, polars names the
+    /// columns `column_1`, `column_2`, ...
+    pub has_header: bool,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            separator: None,
+            has_header: true,
+        }
+    }
+}
+
+/// Reads a whole table, choosing the reader from the extension.
+pub fn read_frame(path: &Path) -> Result<DataFrame> {
+    read_frame_with(path, &TextOptions::default())
+}
+
+/// Reads a whole table; `text` applies to CSV/TSV files.
+pub fn read_frame_with(path: &Path, text: &TextOptions) -> Result<DataFrame> {
+    let format = Format::from_path(path)?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let pe = |e| Error::polars(path, e);
+    match format {
+        Format::Parquet => ParquetReader::new(file).finish().map_err(pe),
+        Format::Ipc => IpcReader::new(file).finish().map_err(pe),
+        Format::Csv | Format::Tsv => {
+            let default_sep = if format == Format::Tsv { b'\t' } else { b',' };
+            let sep = text.separator.unwrap_or(default_sep);
+            CsvReadOptions::default()
+                .with_has_header(text.has_header)
+                .with_infer_schema_length(Some(10_000))
+                .map_parse_options(|p| p.with_separator(sep))
+                .into_reader_with_file_handle(file)
+                .finish()
+                .map_err(pe)
+        }
+    }
+}
+
+/// Writes `df` to `path` in the format implied by its extension, atomically.
+pub fn write_frame(path: &Path, df: &mut DataFrame) -> Result<()> {
+    let format = Format::from_path(path)?;
+    write_atomically(path, |file| write_frame_to(format, file, df))
+}
+
+fn write_frame_to<W: Write>(format: Format, file: W, df: &mut DataFrame) -> std::io::Result<()> {
+    let to_io = |e: PolarsError| std::io::Error::other(e);
+    match format {
+        Format::Parquet => ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .finish(df)
+            .map(|_| ())
+            .map_err(to_io),
+        Format::Ipc => IpcWriter::new(file).finish(df).map_err(to_io),
+        Format::Csv | Format::Tsv => {
+            let sep = if format == Format::Tsv { b'\t' } else { b',' };
+            CsvWriter::new(file)
+                .include_header(true)
+                .with_separator(sep)
+                .finish(df)
+                .map_err(to_io)
+        }
+    }
+}
+
+/// Writes a file through `write`, first to a temporary file beside `path`, then
+/// renames it into place: a crash or an error never leaves half a file at `path`.
+///
+/// The temporary file is removed when `write` fails.
+pub fn write_atomically<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+{
+    let mut set = FileSet::new();
+    set.write(path, write)?;
+    set.commit()
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |w| w.write_all(bytes))
+}
+
+/// Several files written as one: each goes to a temporary file first, and only
+/// [`FileSet::commit`] renames them into place. Dropped without a commit (an
+/// error on the way), it removes its temporary files.
+#[derive(Debug, Default)]
+pub struct FileSet {
+    staged: Vec<(PathBuf, PathBuf)>,
+}
+
+impl FileSet {
+    /// An empty set.
+    pub fn new() -> FileSet {
+        FileSet::default()
+    }
+
+    /// Writes `path`'s future content to a temporary file beside it.
+    pub fn write<F>(&mut self, path: &Path, write: F) -> Result<()>
+    where
+        F: FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+    {
+        let tmp = temp_path(path);
+        let result = (|| {
+            let file = File::create(&tmp)?;
+            let mut w = BufWriter::with_capacity(1 << 20, file);
+            write(&mut w)?;
+            let file = w.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()
+        })();
+        match result {
+            Ok(()) => {
+                self.staged.push((tmp, path.to_path_buf()));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(Error::io(path, e))
+            }
+        }
+    }
+
+    /// Writes a frame in the format implied by `path`'s extension.
+    pub fn write_frame(&mut self, path: &Path, df: &mut DataFrame) -> Result<()> {
+        let format = Format::from_path(path)?;
+        self.write(path, |w| write_frame_to(format, w, df))
+    }
+
+    /// Renames every staged file into place. A destination that cannot take a
+    /// file (a directory) is found before anything is renamed; should a rename
+    /// still fail, the files already renamed by this commit are removed, so the
+    /// set is never left half new.
+    pub fn commit(mut self) -> Result<()> {
+        for (_, path) in &self.staged {
+            if path.is_dir() {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other("is a directory, cannot be replaced by a file"),
+                ));
+            }
+        }
+        let staged = std::mem::take(&mut self.staged);
+        for (k, (tmp, path)) in staged.iter().enumerate() {
+            if let Err(e) = std::fs::rename(tmp, path) {
+                for (_, done) in &staged[..k] {
+                    let _ = std::fs::remove_file(done);
+                }
+                for (rest, _) in &staged[k..] {
+                    let _ = std::fs::remove_file(rest);
+                }
+                return Err(Error::io(path, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileSet {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_follow_extensions() {
+        assert_eq!(
+            Format::from_path(Path::new("a.parquet")).ok(),
+            Some(Format::Parquet)
+        );
+        assert_eq!(
+            Format::from_path(Path::new("a.CSV")).ok(),
+            Some(Format::Csv)
+        );
+        assert_eq!(
+            Format::from_path(Path::new("a.feather")).ok(),
+            Some(Format::Ipc)
+        );
+        let err = Format::from_path(Path::new("a.xlsx"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.xlsx") && err.contains("unsupported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failed_write_leaves_nothing() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("out.bin");
+        let err = write_atomically(&path, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::other("boom"))
+        });
+        assert!(err.is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path())?.count(),
+            0,
+            "no file, no temp file"
+        );
+        write_bytes_atomically(&path, b"whole")?;
+        assert_eq!(std::fs::read(&path)?, b"whole");
+        Ok(())
+    }
+
+    #[test]
+    fn frames_round_trip_in_every_format() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut df = df!("a" => [1u64, 2, 3], "b" => ["x", "y", "z"])?;
+        for ext in ["parquet", "csv", "tsv", "arrow"] {
+            let path = dir.path().join(format!("t.{ext}"));
+            write_frame(&path, &mut df)?;
+            let back = read_frame(&path)?;
+            assert_eq!(back.height(), 3, "{ext}");
+            assert_eq!(
+                back.get_column_names_owned(),
+                df.get_column_names_owned(),
+                "{ext}"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+//! reelkit-logs: the event schema of a Reels-style feed, readers and writers for
+//! Parquet, CSV/TSV and Arrow IPC (chosen by file extension), and validation that
+//! names the file, the column, the row and the problem.
+//!
+//! ```no_run
+//! # fn main() -> reelkit_logs::Result<()> {
+//! let events = reelkit_logs::read_events(std::path::Path::new("datasets/sample/events.parquet"))?;
+//! println!("{} impressions", events.len());
+//! # Ok(()) }
+//! ```
+
+mod assignments;
+mod columns;
+mod error;
+mod events;
+mod interactions;
+mod io;
+pub mod schema;
+
+pub use assignments::{read_assignments, write_assignments, Assignments};
+pub use error::{Error, Result};
+pub use events::{read_events, write_events, Event, Events};
+pub use interactions::{read_interactions, InteractionColumns, Interactions};
+pub use io::{
+    read_frame, read_frame_with, write_atomically, write_bytes_atomically, write_frame, FileSet,
+    Format, TextOptions,
+};
+pub use schema::Surface;
+
+/// The polars version this crate reads and writes with, re-exported so callers
+/// build frames with the same types.
+pub use polars;
