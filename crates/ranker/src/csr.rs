@@ -1,0 +1,165 @@
+//! Compressed sparse rows: the interaction matrix (users × items) and its transpose.
+
+/// A sparse matrix with sorted, duplicate-free column indices in each row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Csr {
+    n_cols: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl Csr {
+    /// Builds from `(row, col, value)` triplets; duplicates are summed.
+    pub fn from_triplets(
+        n_rows: usize,
+        n_cols: usize,
+        rows: &[u32],
+        cols: &[u32],
+        vals: &[f32],
+    ) -> Csr {
+        debug_assert!(rows.len() == cols.len() && cols.len() == vals.len());
+        let mut counts = vec![0usize; n_rows + 1];
+        for &r in rows {
+            counts[r as usize + 1] += 1;
+        }
+        for i in 0..n_rows {
+            counts[i + 1] += counts[i];
+        }
+        let mut next = counts.clone();
+        let mut indices = vec![0u32; rows.len()];
+        let mut values = vec![0f32; rows.len()];
+        for ((&r, &c), &v) in rows.iter().zip(cols).zip(vals) {
+            let at = &mut next[r as usize];
+            indices[*at] = c;
+            values[*at] = v;
+            *at += 1;
+        }
+        // Sort each row by column and merge duplicates.
+        let mut indptr = Vec::with_capacity(n_rows + 1);
+        indptr.push(0);
+        let mut out_idx = Vec::with_capacity(indices.len());
+        let mut out_val = Vec::with_capacity(values.len());
+        let mut pairs: Vec<(u32, f32)> = Vec::new();
+        for r in 0..n_rows {
+            pairs.clear();
+            pairs.extend(
+                indices[counts[r]..counts[r + 1]]
+                    .iter()
+                    .copied()
+                    .zip(values[counts[r]..counts[r + 1]].iter().copied()),
+            );
+            pairs.sort_unstable_by_key(|p| p.0);
+            for &(c, v) in &pairs {
+                if out_idx.len() > *indptr.last().unwrap_or(&0) && out_idx.last() == Some(&c) {
+                    if let Some(last) = out_val.last_mut() {
+                        *last += v;
+                    }
+                } else {
+                    out_idx.push(c);
+                    out_val.push(v);
+                }
+            }
+            indptr.push(out_idx.len());
+        }
+        Csr {
+            n_cols,
+            indptr,
+            indices: out_idx,
+            values: out_val,
+        }
+    }
+
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+
+    /// Number of columns.
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// Number of stored entries.
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Column indices and values of row `r`.
+    #[inline]
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.indptr[r], self.indptr[r + 1]);
+        (&self.indices[a..b], &self.values[a..b])
+    }
+
+    /// Number of entries in row `r`.
+    #[inline]
+    pub fn row_len(&self, r: usize) -> usize {
+        self.indptr[r + 1] - self.indptr[r]
+    }
+
+    /// Whether row `r` holds column `c` (binary search).
+    pub fn contains(&self, r: usize, c: u32) -> bool {
+        self.row(r).0.binary_search(&c).is_ok()
+    }
+
+    /// The transpose (columns become rows).
+    pub fn transpose(&self) -> Csr {
+        let n_rows = self.n_rows();
+        let mut counts = vec![0usize; self.n_cols + 1];
+        for &c in &self.indices {
+            counts[c as usize + 1] += 1;
+        }
+        for i in 0..self.n_cols {
+            counts[i + 1] += counts[i];
+        }
+        let mut next = counts.clone();
+        let mut indices = vec![0u32; self.nnz()];
+        let mut values = vec![0f32; self.nnz()];
+        for r in 0..n_rows {
+            let (cols, vals) = self.row(r);
+            for (&c, &v) in cols.iter().zip(vals) {
+                let at = &mut next[c as usize];
+                indices[*at] = r as u32;
+                values[*at] = v;
+                *at += 1;
+            }
+        }
+        Csr {
+            n_cols: n_rows,
+            indptr: counts,
+            indices,
+            values,
+        }
+    }
+
+    /// Applies `f` to every value.
+    pub fn map_values(&mut self, f: impl Fn(f32) -> f32) {
+        self.values.iter_mut().for_each(|v| *v = f(*v));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triplets_are_sorted_merged_and_transposed() {
+        let m = Csr::from_triplets(
+            3,
+            4,
+            &[2, 0, 2, 0, 2],
+            &[1, 3, 0, 3, 1],
+            &[1.0, 2.0, 3.0, 4.0, 5.0],
+        );
+        assert_eq!(m.row(0), (&[3u32][..], &[6.0f32][..]));
+        assert_eq!(m.row(1).0.len(), 0);
+        assert_eq!(m.row(2), (&[0u32, 1][..], &[3.0f32, 6.0][..]));
+        assert!(m.contains(2, 1) && !m.contains(1, 1));
+        let t = m.transpose();
+        assert_eq!(t.n_rows(), 4);
+        assert_eq!(t.row(3), (&[0u32][..], &[6.0f32][..]));
+        assert_eq!(t.row(1), (&[2u32][..], &[6.0f32][..]));
+        assert_eq!(t.transpose(), m);
+    }
+}

@@ -1,0 +1,541 @@
+//! The model file: one Arrow IPC file, memory-mapped on load.
+//!
+//! Schema (readable by any Arrow implementation, pyarrow included):
+//!
+//! | column | type | meaning |
+//! | --- | --- | --- |
+//! | `kind` | uint8 | 0 = user, 1 = item |
+//! | `id` | uint64 | external id |
+//! | `embedding` | fixed_size_list<float32, dim> | the learned vector |
+//! | `bias` | float32 | added to every score of the item (0 for users) |
+//! | `count` | uint32 | training interactions of the user or item (the popularity prior) |
+//!
+//! Record batch 0 holds the users, batch 1 the items. Schema metadata:
+//! `reelkit.format_version`, `reelkit.dim`, `reelkit.n_users`, `reelkit.n_items`
+//! and `reelkit.meta` (JSON: training parameters, data fingerprint, value model).
+//!
+//! Loading validates the magic bytes, the footer, every length, the dim and the
+//! version, and returns an error (never a panic) on a truncated or foreign file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array, UInt64Array,
+    UInt8Array,
+};
+use arrow_buffer::{Buffer, ScalarBuffer};
+use arrow_ipc::convert::try_fb_to_schema;
+use arrow_ipc::reader::{read_footer_length, FileDecoder};
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{ArrowError, DataType, Field, Metadata, Schema};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::factors::Factors;
+use crate::ids::IdMap;
+use crate::params::TrainParams;
+use crate::value::ValueModel;
+
+/// The format version this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The format versions this build reads.
+pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+
+const KEY_VERSION: &str = "reelkit.format_version";
+const KEY_DIM: &str = "reelkit.dim";
+const KEY_USERS: &str = "reelkit.n_users";
+const KEY_ITEMS: &str = "reelkit.n_items";
+const KEY_META: &str = "reelkit.meta";
+
+/// Everything about a model that is not an array.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Training parameters (for fold-in: `alpha`, `reg`, `reg_exponent`).
+    pub params: TrainParams,
+    /// A hash of the training interactions, to tell models of different data apart.
+    pub fingerprint: String,
+    /// The ranking stage, when fitted.
+    pub value_model: Option<ValueModel>,
+    /// Free-form provenance (source file, command line).
+    pub source: String,
+}
+
+/// A model in memory, as trained (owned vectors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub users: IdMap,
+    pub items: IdMap,
+    pub factors: Factors,
+    pub user_counts: Vec<u32>,
+    pub item_counts: Vec<u32>,
+    pub meta: ModelMeta,
+}
+
+fn schema(dim: usize, metadata: HashMap<String, String>) -> Schema {
+    Schema::new_with_metadata(
+        vec![
+            Field::new("kind", DataType::UInt8, false),
+            Field::new("id", DataType::UInt64, false),
+            Field::new(
+                "embedding",
+                DataType::FixedSizeList(
+                    Arc::new(Field::new("item", DataType::Float32, false)),
+                    dim as i32,
+                ),
+                false,
+            ),
+            Field::new("bias", DataType::Float32, false),
+            Field::new("count", DataType::UInt32, false),
+        ],
+        metadata,
+    )
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn arrow_err(path: &Path, e: ArrowError) -> Error {
+    Error::Arrow {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> Error {
+    Error::InvalidModel {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+impl Model {
+    fn batch(
+        schema: &Arc<Schema>,
+        kind: u8,
+        ids: &[u64],
+        emb: &[f32],
+        dim: usize,
+        bias: Vec<f32>,
+        counts: &[u32],
+    ) -> std::result::Result<RecordBatch, ArrowError> {
+        let n = ids.len();
+        let values = Float32Array::from(emb.to_vec());
+        let field = Arc::new(Field::new("item", DataType::Float32, false));
+        let list = FixedSizeListArray::try_new(field, dim as i32, Arc::new(values), None)?;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt8Array::from(vec![kind; n])),
+            Arc::new(UInt64Array::from(ids.to_vec())),
+            Arc::new(list),
+            Arc::new(Float32Array::from(bias)),
+            Arc::new(UInt32Array::from(counts.to_vec())),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+
+    /// Writes the model atomically (temporary file beside `path`, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.write_file(path, FORMAT_VERSION)
+    }
+
+    fn write_file(&self, path: &Path, version: u32) -> Result<()> {
+        let dim = self.factors.dim;
+        let mut md = HashMap::new();
+        md.insert(KEY_VERSION.to_string(), version.to_string());
+        md.insert(KEY_DIM.to_string(), dim.to_string());
+        md.insert(KEY_USERS.to_string(), self.users.len().to_string());
+        md.insert(KEY_ITEMS.to_string(), self.items.len().to_string());
+        md.insert(
+            KEY_META.to_string(),
+            serde_json::to_string(&self.meta).map_err(|e| invalid(path, e.to_string()))?,
+        );
+        let schema = Arc::new(schema(dim, md));
+        let users = Self::batch(
+            &schema,
+            0,
+            self.users.ids(),
+            &self.factors.users,
+            dim,
+            vec![0.0; self.users.len()],
+            &self.user_counts,
+        )
+        .map_err(|e| arrow_err(path, e))?;
+        let items = Self::batch(
+            &schema,
+            1,
+            self.items.ids(),
+            &self.factors.items,
+            dim,
+            self.factors.item_bias.clone(),
+            &self.item_counts,
+        )
+        .map_err(|e| arrow_err(path, e))?;
+
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let result = (|| -> Result<()> {
+            let file = File::create(&tmp).map_err(|e| io_err(path, e))?;
+            let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &schema)
+                .map_err(|e| arrow_err(path, e))?;
+            w.write(&users).map_err(|e| arrow_err(path, e))?;
+            w.write(&items).map_err(|e| arrow_err(path, e))?;
+            w.finish().map_err(|e| arrow_err(path, e))?;
+            let mut buf = w.into_inner().map_err(|e| arrow_err(path, e))?;
+            buf.flush().map_err(|e| io_err(path, e))?;
+            let file = buf.into_inner().map_err(|e| io_err(path, e.into_error()))?;
+            file.sync_all().map_err(|e| io_err(path, e))?;
+            std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+/// A model file mapped into memory: embeddings are read in place.
+#[derive(Debug, Clone)]
+pub struct MappedModel {
+    pub users: IdMap,
+    pub items: IdMap,
+    pub dim: usize,
+    pub user_factors: ScalarBuffer<f32>,
+    pub item_factors: ScalarBuffer<f32>,
+    pub item_bias: ScalarBuffer<f32>,
+    pub user_counts: ScalarBuffer<u32>,
+    pub item_counts: ScalarBuffer<u32>,
+    pub meta: ModelMeta,
+    pub format_version: u32,
+}
+
+fn meta_num(path: &Path, md: &Metadata, key: &str) -> Result<usize> {
+    md.get(key)
+        .ok_or_else(|| invalid(path, format!("metadata `{key}` missing")))?
+        .parse()
+        .map_err(|_| invalid(path, format!("metadata `{key}` is not a number")))
+}
+
+struct Side {
+    ids: Vec<u64>,
+    emb: ScalarBuffer<f32>,
+    bias: ScalarBuffer<f32>,
+    counts: ScalarBuffer<u32>,
+}
+
+fn side(path: &Path, batch: &RecordBatch, kind: u8, rows: usize, dim: usize) -> Result<Side> {
+    let what = if kind == 0 { "user" } else { "item" };
+    if batch.num_rows() != rows {
+        return Err(invalid(
+            path,
+            format!(
+                "{what} table has {} rows, metadata says {rows}",
+                batch.num_rows()
+            ),
+        ));
+    }
+    let col = |i: usize| batch.column(i);
+    let kinds = col(0)
+        .as_any()
+        .downcast_ref::<UInt8Array>()
+        .ok_or_else(|| invalid(path, "column `kind` is not uint8"))?;
+    if kinds.null_count() > 0 || kinds.values().iter().any(|&k| k != kind) {
+        return Err(invalid(
+            path,
+            format!("{what} table holds rows of another kind"),
+        ));
+    }
+    let ids = col(1)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .ok_or_else(|| invalid(path, "column `id` is not uint64"))?;
+    let list = col(2)
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
+        .ok_or_else(|| invalid(path, "column `embedding` is not a fixed-size list"))?;
+    if list.value_length() as usize != dim {
+        return Err(Error::DimensionMismatch {
+            expected: dim,
+            got: list.value_length() as usize,
+        });
+    }
+    let values = list
+        .values()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .ok_or_else(|| invalid(path, "embedding values are not float32"))?;
+    let bias = col(3)
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .ok_or_else(|| invalid(path, "column `bias` is not float32"))?;
+    let counts = col(4)
+        .as_any()
+        .downcast_ref::<UInt32Array>()
+        .ok_or_else(|| invalid(path, "column `count` is not uint32"))?;
+    if ids.null_count()
+        + list.null_count()
+        + values.null_count()
+        + bias.null_count()
+        + counts.null_count()
+        > 0
+    {
+        return Err(invalid(path, format!("{what} table has nulls")));
+    }
+    // The list may be a slice of its values: take exactly this batch's part.
+    let offset = list.offset() * dim;
+    if values.len() < offset + rows * dim {
+        return Err(invalid(
+            path,
+            format!("{what} embeddings are shorter than {rows} × {dim}"),
+        ));
+    }
+    let emb = values.values().slice(offset, rows * dim);
+    if let Some(pos) = emb.iter().position(|v| !v.is_finite()) {
+        return Err(invalid(
+            path,
+            format!(
+                "{what} {} has a non-finite embedding value",
+                pos / dim.max(1)
+            ),
+        ));
+    }
+    if bias.values().iter().any(|v| !v.is_finite()) {
+        return Err(invalid(path, format!("{what} bias is not finite")));
+    }
+    Ok(Side {
+        ids: ids.values().to_vec(),
+        emb,
+        bias: bias.values().clone(),
+        counts: counts.values().clone(),
+    })
+}
+
+impl MappedModel {
+    /// Maps and validates a model file.
+    pub fn open(path: &Path) -> Result<MappedModel> {
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        // SAFETY: the file is opened read-only; like every memory-mapped reader we
+        // rely on it not being truncated or rewritten in place while mapped
+        // (reelkit itself replaces model files by rename, which is safe).
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))?;
+        let len = mmap.len();
+        if len < 8 + 10 || &mmap[..6] != b"ARROW1" || &mmap[len - 6..] != b"ARROW1" {
+            return Err(invalid(
+                path,
+                "missing Arrow IPC magic bytes (truncated or foreign file)",
+            ));
+        }
+        let mmap = Arc::new(mmap);
+        let ptr =
+            NonNull::new(mmap.as_ptr() as *mut u8).ok_or_else(|| invalid(path, "empty mapping"))?;
+        // SAFETY: `ptr` and `len` describe the mapping, which the `Arc` keeps alive
+        // for as long as the buffer (and every slice of it) lives.
+        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, mmap.clone()) };
+        // Malformed flatbuffers deep inside a foreign file could trip an assertion
+        // in a dependency: keep the promise of an error, never a panic.
+        std::panic::catch_unwind(|| Self::decode(path, &buffer))
+            .unwrap_or_else(|_| Err(invalid(path, "corrupt Arrow IPC structure")))
+    }
+
+    fn decode(path: &Path, buffer: &Buffer) -> Result<MappedModel> {
+        let len = buffer.len();
+        let mut trailer = [0u8; 10];
+        trailer.copy_from_slice(&buffer[len - 10..]);
+        let footer_len = read_footer_length(trailer).map_err(|e| arrow_err(path, e))?;
+        if footer_len + 10 + 8 > len {
+            return Err(invalid(path, "footer longer than the file (truncated?)"));
+        }
+        let footer = arrow_ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10])
+            .map_err(|e| invalid(path, format!("bad footer: {e}")))?;
+        let fb_schema = footer
+            .schema()
+            .ok_or_else(|| invalid(path, "no schema in footer"))?;
+        let file_schema = try_fb_to_schema(fb_schema).map_err(|e| arrow_err(path, e))?;
+        let md = file_schema.metadata().clone();
+        let version = md.get(KEY_VERSION).ok_or_else(|| {
+            invalid(
+                path,
+                format!("metadata `{KEY_VERSION}` missing: not a reelkit model"),
+            )
+        })?;
+        match version.parse::<u32>() {
+            Ok(v) if SUPPORTED_VERSIONS.contains(&v) => {}
+            _ => {
+                return Err(Error::Incompatible {
+                    path: path.to_path_buf(),
+                    found: version.clone(),
+                    supported: SUPPORTED_VERSIONS,
+                })
+            }
+        }
+        let format_version: u32 = version.parse().unwrap_or(FORMAT_VERSION);
+        let dim = meta_num(path, &md, KEY_DIM)?;
+        let n_users = meta_num(path, &md, KEY_USERS)?;
+        let n_items = meta_num(path, &md, KEY_ITEMS)?;
+        if dim == 0 || dim > 65_536 {
+            return Err(invalid(path, format!("dim {dim} out of range")));
+        }
+        let expected = schema(dim, HashMap::new());
+        if file_schema.fields() != expected.fields() {
+            return Err(invalid(
+                path,
+                format!("unexpected schema {:?}", file_schema.fields()),
+            ));
+        }
+        let meta: ModelMeta = serde_json::from_str(
+            md.get(KEY_META)
+                .ok_or_else(|| invalid(path, "metadata `reelkit.meta` missing"))?,
+        )
+        .map_err(|e| invalid(path, format!("metadata `reelkit.meta`: {e}")))?;
+
+        let decoder = FileDecoder::new(Arc::new(file_schema), footer.version());
+        let blocks: Vec<arrow_ipc::Block> = footer
+            .recordBatches()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        if blocks.len() != 2 {
+            return Err(invalid(
+                path,
+                format!("expected 2 record batches, found {}", blocks.len()),
+            ));
+        }
+        let mut batches = Vec::with_capacity(2);
+        for block in &blocks {
+            let start = usize::try_from(block.offset())
+                .map_err(|_| invalid(path, "negative block offset"))?;
+            let block_len = usize::try_from(block.metaDataLength())
+                .ok()
+                .zip(usize::try_from(block.bodyLength()).ok())
+                .map(|(a, b)| a + b)
+                .ok_or_else(|| invalid(path, "negative block length"))?;
+            if start.checked_add(block_len).is_none_or(|end| end > len) {
+                return Err(invalid(
+                    path,
+                    "record batch beyond the end of the file (truncated?)",
+                ));
+            }
+            let data = buffer.slice_with_length(start, block_len);
+            let batch = decoder
+                .read_record_batch(block, &data)
+                .map_err(|e| arrow_err(path, e))?
+                .ok_or_else(|| invalid(path, "empty record batch"))?;
+            batches.push(batch);
+        }
+        let u = side(path, &batches[0], 0, n_users, dim)?;
+        let i = side(path, &batches[1], 1, n_items, dim)?;
+        let users = IdMap::from_ids(u.ids);
+        let items = IdMap::from_ids(i.ids);
+        if users.len() != n_users || items.len() != n_items {
+            return Err(invalid(path, "duplicate ids"));
+        }
+        Ok(MappedModel {
+            users,
+            items,
+            dim,
+            user_factors: u.emb,
+            item_factors: i.emb,
+            item_bias: i.bias,
+            user_counts: u.counts,
+            item_counts: i.counts,
+            meta,
+            format_version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::TrainParams;
+
+    fn model() -> Model {
+        let dim = 3;
+        Model {
+            users: IdMap::from_ids(vec![10, 20]),
+            items: IdMap::from_ids(vec![7, 8, 9, 1 << 40]),
+            factors: Factors {
+                dim,
+                users: (0..6).map(|x| x as f32 * 0.5).collect(),
+                items: (0..12).map(|x| 1.0 - x as f32 * 0.25).collect(),
+                item_bias: vec![0.0, 0.1, -0.2, 0.3],
+            },
+            user_counts: vec![3, 4],
+            item_counts: vec![1, 2, 3, 4],
+            meta: ModelMeta {
+                params: TrainParams::default(),
+                fingerprint: "abc".into(),
+                value_model: None,
+                source: "test".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn model_round_trips() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
+        let path = dir.path().join("m.arrow");
+        let m = model();
+        m.save(&path)?;
+        let back = MappedModel::open(&path)?;
+        assert_eq!(back.dim, 3);
+        assert_eq!(back.users, m.users);
+        assert_eq!(back.items, m.items);
+        assert_eq!(&back.user_factors[..], &m.factors.users[..]);
+        assert_eq!(&back.item_factors[..], &m.factors.items[..]);
+        assert_eq!(&back.item_bias[..], &m.factors.item_bias[..]);
+        assert_eq!(&back.item_counts[..], &m.item_counts[..]);
+        assert_eq!(back.meta, m.meta);
+        // Same model, same bytes: no timestamps inside.
+        let path2 = dir.path().join("m2.arrow");
+        m.save(&path2)?;
+        assert_eq!(std::fs::read(&path).ok(), std::fs::read(&path2).ok());
+        Ok(())
+    }
+
+    #[test]
+    fn truncated_and_foreign_files_are_errors() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
+        let path = dir.path().join("m.arrow");
+        model().save(&path)?;
+        let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let cut = dir.path().join("cut.arrow");
+        for keep in [0, 5, 100, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(&cut, &bytes[..keep]).map_err(|e| io_err(&cut, e))?;
+            let err = MappedModel::open(&cut).expect_err("truncated file must be rejected");
+            assert!(err.to_string().contains("cut.arrow"), "{err}");
+        }
+        // Flip bytes all over the file: errors, never panics.
+        for at in (0..bytes.len()).step_by(7) {
+            let mut b = bytes.clone();
+            b[at] ^= 0x5A;
+            std::fs::write(&cut, &b).map_err(|e| io_err(&cut, e))?;
+            let _ = MappedModel::open(&cut);
+        }
+        let foreign = dir.path().join("foreign.arrow");
+        std::fs::write(&foreign, b"user_id,item_id\n1,2\n").map_err(|e| io_err(&foreign, e))?;
+        assert!(MappedModel::open(&foreign).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn future_versions_are_incompatible() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
+        let path = dir.path().join("m.arrow");
+        model().write_file(&path, 9)?;
+        match MappedModel::open(&path) {
+            Err(Error::Incompatible { found, .. }) => assert_eq!(found, "9"),
+            other => panic!("expected a version error, got {other:?}"),
+        }
+        Ok(())
+    }
+}

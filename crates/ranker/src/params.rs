@@ -1,0 +1,149 @@
+//! Training parameters, unchecked and checked.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Training algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    /// Implicit ALS (Hu, Koren & Volinsky 2008) with a conjugate-gradient solver.
+    Ials,
+    /// Bayesian personalised ranking (Rendle et al. 2009), stratified parallel SGD.
+    Bpr,
+}
+
+impl std::str::FromStr for Algo {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Algo> {
+        match s {
+            "ials" | "als" => Ok(Algo::Ials),
+            "bpr" => Ok(Algo::Bpr),
+            other => Err(Error::InvalidParam {
+                field: "algo",
+                allowed: "ials or bpr",
+                got: other.to_string(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Algo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Algo::Ials => "ials",
+            Algo::Bpr => "bpr",
+        })
+    }
+}
+
+/// Training parameters (unchecked: see [`TrainParams::check`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainParams {
+    pub algo: Algo,
+    /// Embedding dimension.
+    pub factors: usize,
+    /// Full sweeps over the data.
+    pub epochs: usize,
+    /// L2 regularisation λ.
+    pub reg: f32,
+    /// iALS: confidence `c = 1 + alpha · w` of an observed pair with weight `w`.
+    pub alpha: f32,
+    /// iALS: conjugate-gradient steps per row and sweep (warm-started).
+    pub cg_steps: usize,
+    /// iALS: frequency-scaled regularisation exponent ν: a row with `n` entries
+    /// gets `λ (1 + n)^ν` (0 = plain iALS; Rendle et al. 2022 use ν = 1).
+    pub reg_exponent: f32,
+    /// BPR: learning rate.
+    pub learning_rate: f32,
+    /// Scale of the random initial factors.
+    pub init_scale: f32,
+    pub seed: u64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            algo: Algo::Ials,
+            factors: 64,
+            epochs: 15,
+            reg: 0.05,
+            alpha: 2.0,
+            cg_steps: 3,
+            reg_exponent: 0.0,
+            learning_rate: 0.05,
+            init_scale: 0.01,
+            seed: 42,
+        }
+    }
+}
+
+/// Parameters that passed [`TrainParams::check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidTrainParams(TrainParams);
+
+impl std::ops::Deref for ValidTrainParams {
+    type Target = TrainParams;
+    fn deref(&self) -> &TrainParams {
+        &self.0
+    }
+}
+
+fn check_f32(field: &'static str, v: f32, lo: f32, hi: f32, allowed: &'static str) -> Result<()> {
+    if v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(Error::InvalidParam {
+            field,
+            allowed,
+            got: v.to_string(),
+        })
+    }
+}
+
+fn check_usize(
+    field: &'static str,
+    v: usize,
+    lo: usize,
+    hi: usize,
+    allowed: &'static str,
+) -> Result<()> {
+    if v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(Error::InvalidParam {
+            field,
+            allowed,
+            got: v.to_string(),
+        })
+    }
+}
+
+impl TrainParams {
+    /// Checks every field; the error names the field, the allowed range and the value.
+    pub fn check(self) -> Result<ValidTrainParams> {
+        check_usize("factors", self.factors, 1, 1024, "1 ..= 1024")?;
+        check_usize("epochs", self.epochs, 0, 10_000, "0 ..= 10000")?;
+        check_f32("reg", self.reg, 0.0, 1e6, "0 ..= 1e6")?;
+        check_f32("alpha", self.alpha, 0.0, 1e6, "0 ..= 1e6")?;
+        check_usize("cg_steps", self.cg_steps, 1, 1024, "1 ..= 1024")?;
+        check_f32("reg_exponent", self.reg_exponent, 0.0, 2.0, "0 ..= 2")?;
+        check_f32(
+            "learning_rate",
+            self.learning_rate,
+            1e-6,
+            10.0,
+            "1e-6 ..= 10",
+        )?;
+        check_f32("init_scale", self.init_scale, 0.0, 10.0, "0 ..= 10")?;
+        Ok(ValidTrainParams(self))
+    }
+}
+
+impl ValidTrainParams {
+    /// The checked parameters.
+    pub fn get(&self) -> &TrainParams {
+        &self.0
+    }
+}
