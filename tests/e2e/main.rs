@@ -1,3 +1,4 @@
 //! End-to-end tests across reelkit crates (one test binary).
 
+mod ranker_sim;
 mod sim_policies;

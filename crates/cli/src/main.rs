@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod data;
+mod evaluate;
 mod progress;
+mod recommend;
 mod simulate;
+mod train;
+mod tune;
 
 /// reelkit: recommendation-engine engagement experiments.
 #[derive(Debug, Parser)]
@@ -34,6 +39,16 @@ struct GlobalArgs {
 enum Command {
     /// Simulate a synthetic Reels-style world and write its logs.
     Simulate(simulate::SimulateArgs),
+    /// Train a ranker (iALS or BPR) on events or interactions and write a model file.
+    Train(train::TrainArgs),
+    /// Offline metrics of a model (full catalogue, training items excluded) beside
+    /// the popularity baseline, as JSON.
+    Eval(evaluate::EvalArgs),
+    /// Top-K recommendations as user_id,item_id,rank,score.
+    Recommend(recommend::RecommendArgs),
+    /// Search hyper-parameters on a validation split of the training data, then
+    /// train the best setting on all of it.
+    Tune(tune::TuneArgs),
     /// Benchmarks that print one JSON object.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -64,6 +79,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Simulate(args) => simulate::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => evaluate::run(args),
+        Command::Recommend(args) => recommend::run(args),
+        Command::Tune(args) => tune::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -20,9 +20,15 @@ pub struct SimulateArgs {
     /// Initial catalogue size (overrides the config).
     #[arg(long)]
     videos: Option<usize>,
-    /// Policy filling the feed: random, popular or oracle.
+    /// Policy filling the feed: random, popular, oracle, or ranker (needs --model).
     #[arg(long, default_value = "popular")]
     policy: String,
+    /// Model file served by the `ranker` policy.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// With the `ranker` policy: re-rank with the model's value model.
+    #[arg(long)]
+    value_model: bool,
     /// Seed of every random process (overrides the config).
     #[arg(long)]
     seed: Option<u64>,
@@ -66,6 +72,28 @@ pub fn load_params(
     Ok(params.check()?)
 }
 
+/// A built-in policy, or `ranker` serving a model file (with the same fresh
+/// exploration as `popular`).
+pub fn make_policy(
+    name: &str,
+    model: Option<&Path>,
+    value_model: bool,
+    world: &World,
+) -> anyhow::Result<Box<dyn reelkit_sim::Policy>> {
+    if name != "ranker" {
+        anyhow::ensure!(model.is_none(), "--model is only used with --policy ranker");
+        return Ok(builtin_policy(name)?);
+    }
+    let path = model.context("--policy ranker needs --model FILE")?;
+    let ranker = reelkit_ranker::Ranker::open(path)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    let policy = reelkit_cli::RankerPolicy::new(std::sync::Arc::new(ranker), world, value_model);
+    Ok(Box::new(reelkit_sim::ExploreFresh::new(
+        policy,
+        reelkit_sim::DEFAULT_EXPLORE,
+    )))
+}
+
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.print_config {
         print!("{}", reelkit_sim::DEFAULT_CONFIG);
@@ -79,11 +107,16 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         args.users,
         args.videos,
     )?;
-    let mut policy = builtin_policy(&args.policy)?;
+    let world = World::generate(&params);
+    let mut policy = make_policy(
+        &args.policy,
+        args.model.as_deref(),
+        args.value_model,
+        &world,
+    )?;
     std::fs::create_dir_all(&out)
         .with_context(|| format!("creating output directory {}", out.display()))?;
 
-    let world = World::generate(&params);
     let mut sim = Simulator::new(&world);
     let pb = crate::progress::bar(params.days as u64, "simulating days");
     let events = sim.run(params.days, policy.as_mut(), &|d| pb.set_position(d as u64))?;

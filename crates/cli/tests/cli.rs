@@ -218,3 +218,245 @@ fn committed_sample_dataset_regenerates_identically() -> TestResult {
     );
     Ok(())
 }
+
+/// Writes a small interactions CSV: two taste groups over 40 items.
+fn interactions_csv(path: &Path, users: std::ops::Range<u64>) -> std::io::Result<()> {
+    let mut text = String::from("uid,movie,rating\n");
+    for u in users {
+        let base = if u % 2 == 0 { 0 } else { 20 };
+        for k in 0..8u64 {
+            let item = 1000 + base + (u * 7 + k * 3) % 20;
+            text.push_str(&format!("{u},{item},{}\n", 1 + (u + k) % 5));
+        }
+    }
+    std::fs::write(path, text)
+}
+
+#[test]
+fn train_eval_recommend_on_mapped_interactions() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let train = dir.path().join("train.csv");
+    interactions_csv(&train, 0..60)?;
+    let model = dir.path().join("model.arrow");
+    let cols = [
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--weight-col",
+        "rating",
+    ];
+    let p = |x: &Path| x.to_str().unwrap_or_default().to_string();
+    let mut args = vec!["train".to_string(), "--interactions".into(), p(&train)];
+    args.extend(cols.iter().map(|s| s.to_string()));
+    args.extend(["--factors", "8", "--epochs", "5", "--out"].map(String::from));
+    args.push(p(&model));
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let o = reelkit(&refs);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(summary["users"], 60);
+    assert_eq!(summary["epochs"].as_array().map(|a| a.len()), Some(5));
+
+    // Recommend for every user, excluding the training pairs.
+    let recs = dir.path().join("recs.csv");
+    let mut args = vec![
+        "recommend",
+        "--model",
+        model.to_str().unwrap_or_default(),
+        "--k",
+        "3",
+    ];
+    let train_s = p(&train);
+    args.extend(["--exclude", &train_s]);
+    args.extend(cols);
+    let recs_s = p(&recs);
+    args.extend(["--out", &recs_s]);
+    let o = reelkit(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&recs)?;
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("user_id,item_id,rank,score"));
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 60 * 3);
+    let trained: std::collections::HashSet<(String, String)> = std::fs::read_to_string(&train)?
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].to_string())
+        })
+        .collect();
+    for r in &rows {
+        assert!(
+            !trained.contains(&(r[0].clone(), r[1].clone())),
+            "excluded pair recommended: {r:?}"
+        );
+        assert!(["1", "2", "3"].contains(&r[2].as_str()));
+        // Users stay within their taste group.
+        let user: u64 = r[0].parse()?;
+        let item: u64 = r[1].parse()?;
+        assert_eq!((item - 1000) / 20, user % 2, "{r:?}");
+    }
+
+    // Evaluate against held-out pairs of the same groups.
+    let test = dir.path().join("test.csv");
+    let mut text = String::from("uid,movie,rating\n");
+    for u in 0..60u64 {
+        let base = if u % 2 == 0 { 0 } else { 20 };
+        text.push_str(&format!("{u},{},5\n", 1000 + base + (u * 7 + 27) % 20));
+    }
+    std::fs::write(&test, text)?;
+    let test_s = p(&test);
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap_or_default(),
+        "--train",
+        &train_s,
+        "--test",
+        &test_s,
+        "--k",
+        "5",
+    ];
+    args.extend(cols);
+    let o = reelkit(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    for key in [
+        "recall",
+        "precision",
+        "ndcg",
+        "hit_rate",
+        "map",
+        "coverage",
+        "mean_popularity",
+    ] {
+        assert!(m["model"][key].is_number(), "{key}: {m}");
+    }
+    assert!(m["popularity"]["ndcg"].is_number());
+    Ok(())
+}
+
+#[test]
+fn tune_writes_best_model_and_report() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let train = dir.path().join("train.csv");
+    interactions_csv(&train, 0..80)?;
+    let model = dir.path().join("best.arrow");
+    let report = dir.path().join("report.csv");
+    let o = reelkit(&[
+        "tune",
+        "--interactions",
+        train.to_str().unwrap_or_default(),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--grid",
+        "quick",
+        "--out",
+        model.to_str().unwrap_or_default(),
+        "--report",
+        report.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let best: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    let table = std::fs::read_to_string(&report)?;
+    // 8 settings x 2 epoch checkpoints, plus the header.
+    assert_eq!(table.lines().count(), 1 + 16, "{table}");
+    let best_ndcg = best["ndcg"].as_f64().unwrap_or(-1.0);
+    for line in table.lines().skip(1) {
+        let ndcg: f64 = line.split(',').nth(7).unwrap_or("9").parse()?;
+        assert!(ndcg <= best_ndcg + 1e-12, "{line}");
+    }
+    assert!(reelkit_ranker::Ranker::open(&model).is_ok());
+    Ok(())
+}
+
+#[test]
+fn bad_model_and_bad_flags_are_clear_errors() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let train = dir.path().join("train.csv");
+    interactions_csv(&train, 0..10)?;
+    let model = dir.path().join("model.arrow");
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        train.to_str().unwrap_or_default(),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--epochs",
+        "2",
+        "--out",
+        model.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&model)?;
+    std::fs::write(&model, &bytes[..bytes.len() / 2])?;
+    let out = dir.path().join("r.csv");
+    let o = reelkit(&[
+        "recommend",
+        "--model",
+        model.to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("model.arrow") && err.contains("not a reelkit model file"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        train.to_str().unwrap_or_default(),
+        "--factors",
+        "0",
+        "--out",
+        model.to_str().unwrap_or_default(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("user_id"),
+        "missing default column named: {}",
+        stderr(&o)
+    );
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        train.to_str().unwrap_or_default(),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--factors",
+        "0",
+        "--out",
+        model.to_str().unwrap_or_default(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("factors") && err.contains("1 ..= 1024"),
+        "{err}"
+    );
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        "x.csv",
+        "--events",
+        "y.parquet",
+        "--out",
+        "m.arrow",
+    ]);
+    assert!(!o.status.success());
+    Ok(())
+}

@@ -15,7 +15,10 @@ use crate::ids::IdMap;
 ///    + comment · commented + follow · followed + skip · skipped`
 ///
 /// with `completed = watch ≥ duration` and `skipped = watch < min(3 s, duration)`.
-/// The default makes a skip cancel a glance, so skipped videos are not positives.
+/// A pair is a positive only when its summed weight exceeds `min_positive`: by
+/// default a user must have watched about half of a video (or engaged with it)
+/// for it to count, so mere exposure to what the logging policy showed is not
+/// mistaken for taste.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EngagementWeights {
@@ -27,6 +30,7 @@ pub struct EngagementWeights {
     pub comment: f32,
     pub follow: f32,
     pub skip: f32,
+    pub min_positive: f32,
 }
 
 impl Default for EngagementWeights {
@@ -40,6 +44,7 @@ impl Default for EngagementWeights {
             comment: 2.0,
             follow: 3.0,
             skip: -1.0,
+            min_positive: 0.5,
         }
     }
 }
@@ -118,11 +123,13 @@ pub struct TrainingData {
 
 impl TrainingData {
     /// From `(user, item, weight)` triplets; duplicates are summed and pairs whose
-    /// total is not positive dropped. Ids are indexed in order of first appearance.
+    /// total is not above `min_weight` dropped (0 for generic interactions: every
+    /// positive weight counts). Ids are indexed in order of first appearance.
     pub fn from_triplets(
         user_ids: &[u64],
         item_ids: &[u64],
         weights: Option<&[f32]>,
+        min_weight: f32,
     ) -> Result<TrainingData> {
         if user_ids.len() != item_ids.len() {
             return Err(Error::LengthMismatch {
@@ -159,7 +166,7 @@ impl TrainingData {
         Ok(TrainingData {
             users,
             items,
-            matrix: keep_positive(&m),
+            matrix: keep_above(&m, min_weight),
         })
     }
 
@@ -167,7 +174,7 @@ impl TrainingData {
     pub fn from_impressions(imp: &Impressions<'_>, w: &EngagementWeights) -> Result<TrainingData> {
         let n = imp.len()?;
         let weights: Vec<f32> = (0..n).map(|i| w.weight(imp, i)).collect();
-        Self::from_triplets(imp.user_id, imp.video_id, Some(&weights))
+        Self::from_triplets(imp.user_id, imp.video_id, Some(&weights), w.min_positive)
     }
 
     /// A hash of the matrix and ids (FNV-1a over ids, indices and weights).
@@ -196,15 +203,15 @@ impl TrainingData {
     }
 }
 
-/// Drops entries whose weight is not positive.
-fn keep_positive(m: &Csr) -> Csr {
+/// Drops entries whose weight is not above `min` (and never keeps a weight ≤ 0).
+pub fn keep_above(m: &Csr, min: f32) -> Csr {
     let mut rows = Vec::with_capacity(m.nnz());
     let mut cols = Vec::with_capacity(m.nnz());
     let mut vals = Vec::with_capacity(m.nnz());
     for r in 0..m.n_rows() {
         let (c, v) = m.row(r);
         for (&c, &v) in c.iter().zip(v) {
-            if v > 0.0 {
+            if v > min && v > 0.0 {
                 rows.push(r as u32);
                 cols.push(c);
                 vals.push(v);
@@ -233,6 +240,7 @@ mod tests {
         let w = EngagementWeights::default();
         assert!((w.weight(&imp, 0) - (1.0 + 0.5 + 2.0)).abs() < 1e-6);
         assert!((w.weight(&imp, 1) - 0.5).abs() < 1e-6);
+        // Half watched, alone, is not above the positive threshold.
         assert!((w.weight(&imp, 2) - (2.0 + 0.5 + 3.0)).abs() < 1e-6);
         // 1 s of a minute: a skip, weight negative.
         assert!(w.weight(&imp, 3) < 0.0);
@@ -249,9 +257,9 @@ mod tests {
 
     #[test]
     fn bad_lengths_and_nan_weights_are_errors() {
-        assert!(TrainingData::from_triplets(&[1, 2], &[3], None).is_err());
+        assert!(TrainingData::from_triplets(&[1, 2], &[3], None, 0.0).is_err());
         let err =
-            TrainingData::from_triplets(&[1, 2], &[3, 4], Some(&[1.0, f32::NAN])).unwrap_err();
+            TrainingData::from_triplets(&[1, 2], &[3, 4], Some(&[1.0, f32::NAN]), 0.0).unwrap_err();
         assert!(err.to_string().contains("row 1"), "{err}");
     }
 }

@@ -25,7 +25,7 @@ mod value;
 
 pub use als::{fold_in, train_ials, EpochReport, TrainControl};
 pub use bpr::train_bpr;
-pub use confidence::{EngagementWeights, Impressions, TrainingData};
+pub use confidence::{keep_above, EngagementWeights, Impressions, TrainingData};
 pub use csr::Csr;
 pub use error::{Error, Result};
 pub use eval::{evaluate, item_counts, popularity_order, recommend_popular, user_metrics, Metrics};

@@ -146,12 +146,21 @@ impl Ranker {
 
     /// Top-`k` item indices for an embedding, `exclude` sorted ascending; with the
     /// value model when asked and available.
+    ///
+    /// Called from inside a rayon task (a batch over users), the scan stays on
+    /// that thread; called from outside, the catalogue is split across threads.
     pub fn rank(&self, q: &[f32], k: usize, exclude: &[u32], use_value_model: bool) -> Vec<Scored> {
         let items = self.items();
+        let retrieve = |k: usize| {
+            if rayon::current_thread_index().is_some() {
+                items.top_k(q, k, exclude)
+            } else {
+                items.top_k_parallel(q, k, exclude)
+            }
+        };
         match (&self.model.meta.value_model, use_value_model) {
             (Some(vm), true) => {
-                let cands =
-                    items.top_k_parallel(q, k.saturating_mul(VALUE_MODEL_OVERSAMPLE), exclude);
+                let cands = retrieve(k.saturating_mul(VALUE_MODEL_OVERSAMPLE));
                 let mut rescored: Vec<Scored> = cands
                     .iter()
                     .map(|c| {
@@ -167,7 +176,7 @@ impl Ranker {
                 rescored.truncate(k);
                 rescored
             }
-            _ => items.top_k_parallel(q, k, exclude),
+            _ => retrieve(k),
         }
     }
 

@@ -58,20 +58,21 @@ pub fn split_random(data: &TrainingData, test_fraction: f64, seed: u64) -> Split
     }
 }
 
-/// Interactions with `ts < cutoff` train, the rest test (weights must be positive
-/// to count in either).
+/// Interactions with `ts < cutoff` train, the rest test; in either part a
+/// user–item pair counts when its summed weight is above `min_weight`.
 pub fn split_by_time(
     user_ids: &[u64],
     item_ids: &[u64],
     weights: &[f32],
     ts: &[i64],
     cutoff: i64,
+    min_weight: f32,
 ) -> Result<Split> {
     let before: Vec<usize> = (0..user_ids.len()).filter(|&i| ts[i] < cutoff).collect();
     let pick_u: Vec<u64> = before.iter().map(|&i| user_ids[i]).collect();
     let pick_i: Vec<u64> = before.iter().map(|&i| item_ids[i]).collect();
     let pick_w: Vec<f32> = before.iter().map(|&i| weights[i]).collect();
-    let train = TrainingData::from_triplets(&pick_u, &pick_i, Some(&pick_w))?;
+    let train = TrainingData::from_triplets(&pick_u, &pick_i, Some(&pick_w), min_weight)?;
     let mut extra = IdMap::new();
     let n_train_items = train.items.len() as u32;
     let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
@@ -99,20 +100,8 @@ pub fn split_by_time(
         &c,
         &v,
     );
-    // Keep only positive test pairs.
-    let (mut r2, mut c2, mut v2) = (vec![], vec![], vec![]);
-    for u in 0..test.n_rows() {
-        let (cols, vals) = test.row(u);
-        for (&cc, &vv) in cols.iter().zip(vals) {
-            if vv > 0.0 {
-                r2.push(u as u32);
-                c2.push(cc);
-                v2.push(vv);
-            }
-        }
-    }
     Ok(Split {
-        test: Csr::from_triplets(test.n_rows(), test.n_cols(), &r2, &c2, &v2),
+        test: crate::confidence::keep_above(&test, min_weight),
         train,
         dropped_test_users: dropped,
         unknown_test_items: unknown,
@@ -127,7 +116,7 @@ mod tests {
     fn random_split_is_seeded_per_user_and_partitions() -> Result<()> {
         let users: Vec<u64> = (0..100).map(|i| i / 10).collect();
         let items: Vec<u64> = (0..100).map(|i| i % 37).collect();
-        let data = TrainingData::from_triplets(&users, &items, None)?;
+        let data = TrainingData::from_triplets(&users, &items, None, 0.0)?;
         let a = split_random(&data, 0.2, 7);
         let b = split_random(&data, 0.2, 7);
         assert_eq!(a.test, b.test);
@@ -150,6 +139,7 @@ mod tests {
             &[1.0; 5],
             &[1, 2, 3, 10, 11],
             5,
+            0.0,
         )?;
         assert_eq!(s.train.matrix.nnz(), 3);
         assert_eq!(s.test.nnz(), 1);

@@ -10,7 +10,7 @@ pub enum Error {
         allowed: String,
         got: String,
     },
-    #[error("unknown policy `{0}` (known: random, popular, oracle)")]
+    #[error("unknown policy `{0}` (known: random, popular, oracle; ranker with --model)")]
     UnknownPolicy(String),
     #[error("policy `{policy}` failed: {message}")]
     Policy { policy: String, message: String },

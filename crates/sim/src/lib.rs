@@ -22,8 +22,9 @@ pub use params::{
     BehaviourParams, SimParams, SurfaceMix, UserParams, ValidSimParams, VideoParams, DEFAULT_CONFIG,
 };
 pub use policy::{
-    builtin_policy, surface_index, take_unseen, DayContext, FeedRequest, IndexHasher, OraclePolicy,
-    Policy, PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats,
+    builtin_policy, surface_index, take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher,
+    OraclePolicy, Policy, PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats,
+    DEFAULT_EXPLORE, FRESH_DAYS,
 };
 pub use rng::{splitmix64, Discrete, Rng};
 pub use simulate::{Arms, RunSummary, Simulator};

@@ -178,28 +178,11 @@ impl Policy for RandomPolicy {
 }
 
 /// Trailing popularity (engaged views, decayed), seen videos excluded: the
-/// usual production baseline. A small share of slots goes to fresh uploads
-/// (uploaded in the last [`FRESH_DAYS`] days) drawn at random, so new videos
-/// can earn engagement and become popular.
-#[derive(Debug)]
+/// usual production baseline. The built-in `popular` wraps it in
+/// [`ExploreFresh`] so new uploads get a chance.
+#[derive(Debug, Default)]
 pub struct PopularPolicy {
     ranked: [Vec<u32>; 3],
-    fresh: [Vec<u32>; 3],
-    /// Probability that a slot is filled with a fresh upload.
-    pub explore_fresh: f64,
-}
-
-/// Uploads younger than this many days count as fresh for exploration.
-pub const FRESH_DAYS: i32 = 3;
-
-impl Default for PopularPolicy {
-    fn default() -> Self {
-        PopularPolicy {
-            ranked: Default::default(),
-            fresh: Default::default(),
-            explore_fresh: 0.1,
-        }
-    }
 }
 
 impl Policy for PopularPolicy {
@@ -209,16 +192,6 @@ impl Policy for PopularPolicy {
 
     fn begin_day(&mut self, ctx: &DayContext<'_>) -> Result<()> {
         let score = &ctx.stats.trailing;
-        let uploads = &ctx.world.videos.upload_day;
-        for (fresh, eligible) in self.fresh.iter_mut().zip(ctx.eligible) {
-            fresh.clear();
-            fresh.extend(
-                eligible
-                    .iter()
-                    .copied()
-                    .filter(|&v| uploads[v as usize] > ctx.day as i32 - FRESH_DAYS),
-            );
-        }
         for (ranked, eligible) in self.ranked.iter_mut().zip(ctx.eligible) {
             ranked.clear();
             ranked.extend_from_slice(eligible);
@@ -231,6 +204,62 @@ impl Policy for PopularPolicy {
         Ok(())
     }
 
+    fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, _: &mut Rng, out: &mut Vec<u32>) {
+        let s = surface_index(req.surface);
+        take_unseen(
+            &self.ranked[s],
+            &mut scratch.cursor[s],
+            req.seen,
+            req.n,
+            out,
+        );
+    }
+}
+
+/// Uploads younger than this many days count as fresh for exploration.
+pub const FRESH_DAYS: i32 = 3;
+
+/// Wraps a policy so that each slot of the feed is, with probability `share`,
+/// a random fresh upload (younger than [`FRESH_DAYS`]) the user has not seen:
+/// the exploration that lets new videos earn engagement. Use the same share on
+/// every arm of an experiment so that only the ranking differs.
+#[derive(Debug)]
+pub struct ExploreFresh<P> {
+    pub inner: P,
+    pub share: f64,
+    fresh: [Vec<u32>; 3],
+}
+
+impl<P: Policy> ExploreFresh<P> {
+    /// `inner` with a `share` of fresh slots.
+    pub fn new(inner: P, share: f64) -> Self {
+        ExploreFresh {
+            inner,
+            share,
+            fresh: Default::default(),
+        }
+    }
+}
+
+impl<P: Policy> Policy for ExploreFresh<P> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn begin_day(&mut self, ctx: &DayContext<'_>) -> Result<()> {
+        let uploads = &ctx.world.videos.upload_day;
+        for (fresh, eligible) in self.fresh.iter_mut().zip(ctx.eligible) {
+            fresh.clear();
+            fresh.extend(
+                eligible
+                    .iter()
+                    .copied()
+                    .filter(|&v| uploads[v as usize] > ctx.day as i32 - FRESH_DAYS),
+            );
+        }
+        self.inner.begin_day(ctx)
+    }
+
     fn fill(
         &self,
         req: &FeedRequest<'_>,
@@ -238,27 +267,31 @@ impl Policy for PopularPolicy {
         rng: &mut Rng,
         out: &mut Vec<u32>,
     ) {
-        let s = surface_index(req.surface);
-        let fresh = &self.fresh[s];
-        while out.len() < req.n {
-            let before = out.len();
-            if !fresh.is_empty() && rng.bernoulli(self.explore_fresh) {
-                let v = fresh[rng.below(fresh.len() as u64) as usize];
-                if !req.seen.contains(&v) && !out.contains(&v) {
-                    out.push(v);
-                    continue;
-                }
+        let fresh = &self.fresh[surface_index(req.surface)];
+        let n_fresh = if fresh.is_empty() {
+            0
+        } else {
+            (0..req.n).filter(|_| rng.bernoulli(self.share)).count()
+        };
+        let inner_req = FeedRequest {
+            n: req.n - n_fresh,
+            ..*req
+        };
+        self.inner.fill(&inner_req, scratch, rng, out);
+        let mut placed = 0;
+        let mut tries = 0;
+        while placed < n_fresh && tries < 16 * n_fresh {
+            tries += 1;
+            let v = fresh[rng.below(fresh.len() as u64) as usize];
+            if !req.seen.contains(&v) && !out.contains(&v) {
+                let at = rng.below(out.len() as u64 + 1) as usize;
+                out.insert(at, v);
+                placed += 1;
             }
-            take_unseen(
-                &self.ranked[s],
-                &mut scratch.cursor[s],
-                req.seen,
-                before + 1,
-                out,
-            );
-            if out.len() == before {
-                break; // the ranked list is exhausted
-            }
+        }
+        if out.len() < req.n {
+            // Fresh uploads ran out: let the inner policy fill the rest.
+            self.inner.fill(req, scratch, rng, out);
         }
     }
 }
@@ -313,11 +346,17 @@ impl Policy for OraclePolicy {
     }
 }
 
-/// A built-in policy by name: `random`, `popular` or `oracle`.
+/// Share of fresh-upload slots of the built-in `popular` policy.
+pub const DEFAULT_EXPLORE: f64 = 0.1;
+
+/// A built-in policy by name: `random`, `popular` (with fresh exploration) or `oracle`.
 pub fn builtin_policy(name: &str) -> Result<Box<dyn Policy>> {
     match name {
         "random" => Ok(Box::new(RandomPolicy)),
-        "popular" => Ok(Box::new(PopularPolicy::default())),
+        "popular" => Ok(Box::new(ExploreFresh::new(
+            PopularPolicy::default(),
+            DEFAULT_EXPLORE,
+        ))),
         "oracle" => Ok(Box::new(OraclePolicy)),
         other => Err(Error::UnknownPolicy(other.to_string())),
     }

@@ -58,8 +58,9 @@ pub struct RunSummary {
 }
 
 /// A running simulation over a [`World`]: users' history, satisfaction and the
-/// catalogue's popularity carry over between calls to [`Simulator::run`].
-#[derive(Debug)]
+/// catalogue's popularity carry over between calls to [`Simulator::run`]. Clone
+/// it to play different policies from the same state.
+#[derive(Debug, Clone)]
 pub struct Simulator<'w> {
     world: &'w World,
     next_day: u32,

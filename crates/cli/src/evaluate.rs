@@ -1,0 +1,105 @@
+//! `reelkit eval`: offline metrics of a model against held-out interactions.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use reelkit_ranker::{evaluate, popularity_order, recommend_popular, Csr, Metrics, Ranker};
+use serde_json::json;
+
+use crate::data::{load_any, ColumnArgs, Triplets};
+
+/// Arguments of `reelkit eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The interactions the model was trained on (excluded from its lists).
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Held-out interactions (the relevant items).
+    #[arg(long)]
+    pub test: PathBuf,
+    /// Cut-off of the ranked lists.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    #[command(flatten)]
+    pub cols: ColumnArgs,
+}
+
+/// Positive pairs of `t` in the model's index space. Items unknown to the model
+/// get indices past its catalogue when `keep_unknown_items` (they can only be
+/// missed); unknown users are dropped. Returns the matrix and the counts of
+/// dropped users' rows and unknown items' rows.
+pub fn to_model_space(r: &Ranker, t: &Triplets, keep_unknown_items: bool) -> (Csr, usize, usize) {
+    let m = r.model();
+    let mut extra = reelkit_ranker::IdMap::new();
+    let n_items = m.items.len() as u32;
+    let (mut rows, mut cols, mut vals) = (vec![], vec![], vec![]);
+    let (mut dropped_users, mut unknown_items) = (0, 0);
+    for k in 0..t.user_id.len() {
+        let Some(u) = m.users.get(t.user_id[k]) else {
+            dropped_users += 1;
+            continue;
+        };
+        let i = match m.items.get(t.item_id[k]) {
+            Some(i) => i,
+            None if keep_unknown_items => {
+                unknown_items += 1;
+                n_items + extra.insert(t.item_id[k])
+            }
+            None => continue,
+        };
+        rows.push(u);
+        cols.push(i);
+        vals.push(t.weight[k]);
+    }
+    let csr = Csr::from_triplets(
+        m.users.len(),
+        m.items.len() + extra.len(),
+        &rows,
+        &cols,
+        &vals,
+    );
+    (csr, dropped_users, unknown_items)
+}
+
+/// Model and popularity-baseline metrics.
+pub fn model_and_baseline(r: &Ranker, train: &Csr, test: &Csr, k: usize) -> (Metrics, Metrics) {
+    let counts: Vec<u32> = r.model().item_counts.to_vec();
+    let d = r.dim();
+    let users = &r.model().user_factors;
+    let model = evaluate(train, test, k, &counts, |u, k, ex| {
+        r.items()
+            .top_k(&users[u * d..(u + 1) * d], k, ex)
+            .into_iter()
+            .map(|s| s.item)
+            .collect()
+    });
+    let order = popularity_order(&counts);
+    let baseline = evaluate(train, test, k, &counts, |_, k, ex| {
+        recommend_popular(&order, k, ex)
+    });
+    (model, baseline)
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let r = Ranker::open(&args.model)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let (train_t, _) = load_any(&args.train, &args.cols)?;
+    let (test_t, _) = load_any(&args.test, &args.cols)?;
+    let (train, _, _) = to_model_space(&r, &train_t, false);
+    let (test, dropped, unknown) = to_model_space(&r, &test_t, true);
+    let (model, baseline) = model_and_baseline(&r, &train, &test, args.k);
+    let lift = |a: f64, b: f64| if b > 0.0 { a / b - 1.0 } else { f64::NAN };
+    let out = json!({
+        "k": args.k,
+        "model": model,
+        "popularity": baseline,
+        "ndcg_lift_over_popularity": lift(model.ndcg, baseline.ndcg),
+        "test_rows_of_unknown_users": dropped,
+        "test_rows_of_unknown_items": unknown,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `reelkit recommend`: top-K lists for users, written as `user_id,item_id,rank,score`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rayon::prelude::*;
+use reelkit_logs::polars::prelude::{Column, DataFrame};
+use reelkit_ranker::{Ranker, Request};
+
+use crate::data::{load_interactions, ColumnArgs};
+
+/// Arguments of `reelkit recommend`.
+#[derive(Debug, clap::Args)]
+pub struct RecommendArgs {
+    /// Model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Items per user.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// One user.
+    #[arg(long, conflicts_with = "users")]
+    pub user: Option<u64>,
+    /// A file of users (column --user-col). Without --user or --users: every user of the model.
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Interactions whose (user, item) pairs must not be recommended (e.g. the training data).
+    #[arg(long)]
+    pub exclude: Option<PathBuf>,
+    /// Re-rank with the model's value model (ranking stage), when it has one.
+    #[arg(long)]
+    pub value_model: bool,
+    /// Output file (.csv, .parquet, ...).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub cols: ColumnArgs,
+}
+
+pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
+    let r = Ranker::open(&args.model)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let m = r.model();
+    let users: Vec<u64> = match (&args.user, &args.users) {
+        (Some(u), _) => vec![*u],
+        (None, Some(path)) => {
+            let df = reelkit_logs::read_frame_with(path, &args.cols.columns()?.text)
+                .with_context(|| format!("reading users {}", path.display()))?;
+            let col = df.column(&args.cols.user_col).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: missing column `{}`",
+                    path.display(),
+                    args.cols.user_col
+                )
+            })?;
+            let s = col
+                .as_materialized_series()
+                .cast(&reelkit_logs::polars::prelude::DataType::UInt64)
+                .with_context(|| {
+                    format!("{}: user ids must be non-negative integers", path.display())
+                })?;
+            let mut ids = Vec::with_capacity(s.len());
+            for (row, v) in s.u64()?.iter().enumerate() {
+                ids.push(
+                    v.with_context(|| format!("{}: null user id at row {row}", path.display()))?,
+                );
+            }
+            ids
+        }
+        (None, None) => m.users.ids().to_vec(),
+    };
+    let mut exclude: HashMap<u64, Vec<u64>> = HashMap::new();
+    if let Some(path) = &args.exclude {
+        let t = load_interactions(path, &args.cols)?;
+        for (u, i) in t.user_id.iter().zip(&t.item_id) {
+            exclude.entry(*u).or_default().push(*i);
+        }
+    }
+    let lists: Vec<Vec<(u64, u64, u32, f32)>> = users
+        .par_iter()
+        .map(|&u| {
+            let req = Request {
+                exclude: exclude.get(&u).cloned().unwrap_or_default(),
+                history: Vec::new(),
+                use_value_model: args.value_model,
+            };
+            r.recommend(u, args.k, &req)
+                .items
+                .iter()
+                .enumerate()
+                .map(|(rank, rec)| (u, rec.item_id, rank as u32 + 1, rec.score))
+                .collect()
+        })
+        .collect();
+    let rows: Vec<(u64, u64, u32, f32)> = lists.into_iter().flatten().collect();
+    let mut df = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "user_id".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "item_id".into(),
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            ),
+            Column::new("rank".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+            Column::new("score".into(), rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+        ],
+    )?;
+    reelkit_logs::write_frame(&args.out, &mut df)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "{} recommendations for {} users -> {}",
+        rows.len(),
+        users.len(),
+        args.out.display()
+    );
+    Ok(())
+}

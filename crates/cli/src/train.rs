@@ -1,0 +1,198 @@
+//! `reelkit train`: fit a ranker and write its model file.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use reelkit_logs::Events;
+use reelkit_ranker::{
+    Algo, EpochReport, Factors, Model, ModelMeta, TrainControl, TrainParams, TrainingData,
+    ValueModel, ValueSamples, ValueWeights,
+};
+use serde_json::json;
+
+use crate::data::{load_source, ColumnArgs, SourceArgs};
+
+/// Hyper-parameters on the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HyperArgs {
+    /// ials or bpr.
+    #[arg(long, default_value = "ials")]
+    pub algo: Algo,
+    /// Embedding dimension.
+    #[arg(long, default_value_t = 64)]
+    pub factors: usize,
+    /// Sweeps over the data.
+    #[arg(long, default_value_t = 15)]
+    pub epochs: usize,
+    /// L2 regularisation.
+    #[arg(long, default_value_t = 1.0)]
+    pub reg: f32,
+    /// iALS confidence scale: c = 1 + alpha * weight.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f32,
+    /// iALS conjugate-gradient steps per sweep.
+    #[arg(long, default_value_t = 3)]
+    pub cg_steps: usize,
+    /// iALS frequency-scaled regularisation exponent (0 = off, 1 = Rendle et al. 2022).
+    #[arg(long, default_value_t = 0.0)]
+    pub reg_exponent: f32,
+    /// BPR learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub learning_rate: f32,
+    /// Seed of initialisation and sampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl HyperArgs {
+    pub fn params(&self) -> TrainParams {
+        TrainParams {
+            algo: self.algo,
+            factors: self.factors,
+            epochs: self.epochs,
+            reg: self.reg,
+            alpha: self.alpha,
+            cg_steps: self.cg_steps,
+            reg_exponent: self.reg_exponent,
+            learning_rate: self.learning_rate,
+            seed: self.seed,
+            ..TrainParams::default()
+        }
+    }
+}
+
+/// Arguments of `reelkit train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub cols: ColumnArgs,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+    /// Do not fit the value model (ranking stage) on event logs.
+    #[arg(long)]
+    pub no_value_model: bool,
+    /// Model file to write (Arrow IPC).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Counts of interactions per dense index.
+pub fn row_counts(data: &TrainingData) -> (Vec<u32>, Vec<u32>) {
+    let m = &data.matrix;
+    let users = (0..m.n_rows()).map(|u| m.row_len(u) as u32).collect();
+    (users, reelkit_ranker::item_counts(m))
+}
+
+/// Fits the value model on impressions of users and videos the model knows.
+pub fn fit_value_model(
+    ev: &Events,
+    data: &TrainingData,
+    f: &Factors,
+    item_counts: &[u32],
+) -> ValueModel {
+    let mut s = ValueSamples::default();
+    for i in 0..ev.len() {
+        let (Some(u), Some(v)) = (
+            data.users.get(ev.user_id[i]),
+            data.items.get(ev.video_id[i]),
+        ) else {
+            continue;
+        };
+        let (u, v) = (u as usize, v as usize);
+        s.dot.push(reelkit_ranker::dot(f.user(u), f.item(v)));
+        s.count.push(item_counts[v]);
+        s.bias.push(f.item_bias[v]);
+        s.watch_fraction
+            .push(ev.watch_ms[i] as f32 / ev.duration_ms[i].max(1) as f32);
+        s.liked.push(ev.liked[i]);
+        s.shared.push(ev.shared[i]);
+    }
+    ValueModel::fit(&s, ValueWeights::default())
+}
+
+/// Trains on prepared data with per-epoch progress on stderr.
+pub fn fit(
+    data: &TrainingData,
+    params: TrainParams,
+    quiet: bool,
+) -> anyhow::Result<(Factors, Vec<EpochReport>)> {
+    let params = params.check()?;
+    let pb = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        crate::progress::bar(params.epochs as u64, "training epochs")
+    };
+    let mut reports = Vec::new();
+    let mut cb = |r: &EpochReport, _: &Factors| {
+        reports.push(*r);
+        pb.set_position(r.epoch as u64);
+        true
+    };
+    let factors = reelkit_ranker::train(
+        &data.matrix,
+        &params,
+        &mut TrainControl {
+            stop: None,
+            on_epoch: Some(&mut cb),
+        },
+    )?;
+    pb.finish_and_clear();
+    Ok((factors, reports))
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let (trip, events) = load_source(&args.source, &args.cols)?;
+    let data = TrainingData::from_triplets(
+        &trip.user_id,
+        &trip.item_id,
+        Some(&trip.weight),
+        trip.min_weight,
+    )
+    .context("building the interaction matrix")?;
+    anyhow::ensure!(
+        data.matrix.nnz() > 0,
+        "no positive interactions to train on"
+    );
+    let load_s = t0.elapsed().as_secs_f64();
+    let params = args.hyper.params();
+    let t1 = Instant::now();
+    let (factors, reports) = fit(&data, params.clone(), false)?;
+    let train_s = t1.elapsed().as_secs_f64();
+    let (user_counts, item_counts) = row_counts(&data);
+    let value_model = match (&events, args.no_value_model) {
+        (Some(ev), false) => Some(fit_value_model(ev, &data, &factors, &item_counts)),
+        _ => None,
+    };
+    let model = Model {
+        users: data.users.clone(),
+        items: data.items.clone(),
+        factors,
+        user_counts,
+        item_counts,
+        meta: ModelMeta {
+            params,
+            fingerprint: data.fingerprint(),
+            value_model: value_model.clone(),
+            source: std::env::args().collect::<Vec<_>>().join(" "),
+        },
+    };
+    model
+        .save(&args.out)
+        .with_context(|| format!("writing model {}", args.out.display()))?;
+    let summary = json!({
+        "model": args.out,
+        "users": data.users.len(),
+        "items": data.items.len(),
+        "interactions": data.matrix.nnz(),
+        "load_s": load_s,
+        "train_s": train_s,
+        "epochs": reports.iter().map(|r| json!({"epoch": r.epoch, "loss": r.loss, "seconds": r.seconds})).collect::<Vec<_>>(),
+        "value_model_calibration": value_model.map(|v| v.calibration),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
