@@ -9,6 +9,24 @@ use serde_json::json;
 pub enum BenchCommand {
     /// Simulator throughput (impressions per second), all threads against one.
     Simulate(SimBenchArgs),
+    /// Batch top-K recommendation time for a list of users (model and files
+    /// loaded before the clock starts).
+    Recommend(RecBenchArgs),
+}
+
+/// Arguments of `reelkit bench recommend`.
+#[derive(Debug, clap::Args)]
+pub struct RecBenchArgs {
+    #[arg(long)]
+    model: std::path::PathBuf,
+    /// Users to recommend for (column user_id).
+    #[arg(long)]
+    users: std::path::PathBuf,
+    /// Interactions to exclude (user_id, item_id).
+    #[arg(long)]
+    exclude: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    k: usize,
 }
 
 /// Arguments of `reelkit bench simulate`.
@@ -32,6 +50,7 @@ pub struct SimBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Simulate(args) => simulate(args),
+        BenchCommand::Recommend(args) => recommend(args),
     }
 }
 
@@ -92,6 +111,50 @@ fn simulate(args: SimBenchArgs) -> anyhow::Result<()> {
         out["single_thread_s"] = json!(secs1);
         out["speedup_vs_single_thread"] = json!(secs1 / secs);
     }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use rayon::prelude::*;
+    let r = reelkit_ranker::Ranker::open(&args.model)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let users = reelkit_logs::read_id_column(&args.users, "user_id", &Default::default())
+        .with_context(|| format!("reading users {}", args.users.display()))?;
+    let m = r.model();
+    let mut exclude: Vec<Vec<u32>> = vec![Vec::new(); m.users.len()];
+    if let Some(path) = &args.exclude {
+        let it = reelkit_logs::read_interactions(path, &Default::default())?;
+        for (u, i) in it.user_id.iter().zip(&it.item_id) {
+            if let (Some(u), Some(i)) = (m.users.get(*u), m.items.get(*i)) {
+                exclude[u as usize].push(i);
+            }
+        }
+        exclude.par_iter_mut().for_each(|e| e.sort_unstable());
+    }
+    let d = r.dim();
+    let idx: Vec<u32> = users.iter().filter_map(|&u| m.users.get(u)).collect();
+    let t = Instant::now();
+    let total: usize = idx
+        .par_iter()
+        .map(|&u| {
+            let q = &m.user_factors[u as usize * d..(u as usize + 1) * d];
+            r.rank(q, args.k, &exclude[u as usize], false).len()
+        })
+        .sum();
+    let secs = t.elapsed().as_secs_f64();
+    let out = json!({
+        "bench": "recommend",
+        "users": idx.len(),
+        "k": args.k,
+        "items": m.items.len(),
+        "dim": d,
+        "threads": rayon::current_num_threads(),
+        "recommendations": total,
+        "seconds": secs,
+        "users_per_s": idx.len() as f64 / secs,
+    });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

@@ -45,28 +45,8 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
     let users: Vec<u64> = match (&args.user, &args.users) {
         (Some(u), _) => vec![*u],
         (None, Some(path)) => {
-            let df = reelkit_logs::read_frame_with(path, &args.cols.columns()?.text)
-                .with_context(|| format!("reading users {}", path.display()))?;
-            let col = df.column(&args.cols.user_col).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: missing column `{}`",
-                    path.display(),
-                    args.cols.user_col
-                )
-            })?;
-            let s = col
-                .as_materialized_series()
-                .cast(&reelkit_logs::polars::prelude::DataType::UInt64)
-                .with_context(|| {
-                    format!("{}: user ids must be non-negative integers", path.display())
-                })?;
-            let mut ids = Vec::with_capacity(s.len());
-            for (row, v) in s.u64()?.iter().enumerate() {
-                ids.push(
-                    v.with_context(|| format!("{}: null user id at row {row}", path.display()))?,
-                );
-            }
-            ids
+            reelkit_logs::read_id_column(path, &args.cols.user_col, &args.cols.columns()?.text)
+                .with_context(|| format!("reading users {}", path.display()))?
         }
         (None, None) => m.users.ids().to_vec(),
     };

@@ -85,6 +85,13 @@ pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Inter
     })
 }
 
+/// One column of non-negative integer ids (a list of users, say), validated like
+/// every id column.
+pub fn read_id_column(path: &Path, column: &str, text: &TextOptions) -> Result<Vec<u64>> {
+    let df = read_frame_with(path, text)?;
+    columns::u64s(path, columns::column(path, &df, column)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ pub mod schema;
 pub use assignments::{read_assignments, write_assignments, Assignments};
 pub use error::{Error, Result};
 pub use events::{read_events, write_events, Event, Events};
-pub use interactions::{read_interactions, InteractionColumns, Interactions};
+pub use interactions::{read_id_column, read_interactions, InteractionColumns, Interactions};
 pub use io::{
     read_frame, read_frame_with, write_atomically, write_bytes_atomically, write_frame, FileSet,
     Format, TextOptions,

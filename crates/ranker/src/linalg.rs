@@ -30,44 +30,99 @@ impl Isa {
     }
 }
 
-/// Dot product with eight independent accumulators.
+/// How a kernel multiplies and adds: plain `a * b + c` for portable code, a
+/// fused multiply-add inside `#[target_feature(enable = "fma")]` functions
+/// (where `f32::mul_add` compiles to one instruction; elsewhere it would call
+/// the slow software `fmaf`).
+pub trait MulAdd {
+    /// `a * b + c`.
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// Separate multiply and add.
+#[derive(Debug, Clone, Copy)]
+pub struct Plain;
+
+impl MulAdd for Plain {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// Fused multiply-add (only inside functions compiled with the `fma` feature).
+#[derive(Debug, Clone, Copy)]
+pub struct Fused;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// Dot product with sixteen independent accumulators (two 256-bit registers).
 #[inline(always)]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot_with<M: MulAdd>(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
+    let mut acc = [0f32; 16];
+    let ca = a.chunks_exact(16);
+    let cb = b.chunks_exact(16);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
+        for j in 0..16 {
+            acc[j] = M::mul_add(x[j], y[j], acc[j]);
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    let mut h = [0f32; 8];
+    for j in 0..8 {
+        h[j] = acc[j] + acc[j + 8];
+    }
+    let mut s = ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]));
     for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
+        s = M::mul_add(*x, *y, s);
     }
     s
 }
 
+/// Dot product (portable arithmetic).
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_with::<Plain>(a, b)
+}
+
 /// `y += alpha * x`.
 #[inline(always)]
-pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+pub fn axpy_with<M: MulAdd>(alpha: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len());
     for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
+        *yi = M::mul_add(alpha, *xi, *yi);
     }
 }
 
-/// `out = m · v` for a row-major `n × n` matrix.
+/// `y += alpha * x` (portable arithmetic).
 #[inline(always)]
-pub fn symv(m: &[f32], v: &[f32], out: &mut [f32]) {
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    axpy_with::<Plain>(alpha, x, y)
+}
+
+/// `out = m · v` for a row-major **symmetric** `n × n` matrix, computed as a
+/// combination of rows (`Σ_j v_j m_j`): independent lanes, no horizontal sums.
+#[inline(always)]
+pub fn symv_with<M: MulAdd>(m: &[f32], v: &[f32], out: &mut [f32]) {
     let n = v.len();
     assert_eq!(m.len(), n * n);
     assert_eq!(out.len(), n);
-    for (o, row) in out.iter_mut().zip(m.chunks_exact(n)) {
-        *o = dot(row, v);
+    out.iter_mut().for_each(|o| *o = 0.0);
+    for (row, &vj) in m.chunks_exact(n).zip(v) {
+        axpy_with::<M>(vj, row, out);
     }
+}
+
+/// `out = m · v` for a symmetric matrix (portable arithmetic).
+#[inline(always)]
+pub fn symv(m: &[f32], v: &[f32], out: &mut [f32]) {
+    symv_with::<Plain>(m, v, out)
 }
 
 /// Gram matrix `Σ_r x_r x_rᵀ` of the rows of a row-major `rows × f` matrix,
@@ -158,14 +213,14 @@ pub struct RowProblem<'a> {
 impl RowProblem<'_> {
     /// `out = A v`.
     #[inline(always)]
-    fn apply(&self, v: &[f32], out: &mut [f32]) {
+    fn apply<M: MulAdd>(&self, v: &[f32], out: &mut [f32]) {
         let f = v.len();
-        symv(self.gram, v, out);
-        axpy(self.reg, v, out);
+        symv_with::<M>(self.gram, v, out);
+        axpy_with::<M>(self.reg, v, out);
         for (&i, &c) in self.items.iter().zip(self.conf) {
             let yi = &self.y[i as usize * f..(i as usize + 1) * f];
-            let w = (c - 1.0) * dot(yi, v);
-            axpy(w, yi, out);
+            let w = (c - 1.0) * dot_with::<M>(yi, v);
+            axpy_with::<M>(w, yi, out);
         }
     }
 
@@ -194,37 +249,46 @@ impl RowProblem<'_> {
 
     /// `steps` conjugate-gradient iterations from the current `x` (warm start).
     /// `scratch` must hold `3 f` floats.
-    #[inline(always)]
     pub fn cg(&self, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
+        self.cg_with::<Plain>(x, steps, scratch)
+    }
+
+    #[inline(always)]
+    fn cg_with<M: MulAdd>(&self, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
         let f = x.len();
         let (r, rest) = scratch.split_at_mut(f);
         let (p, ap) = rest.split_at_mut(f);
         let ap = &mut ap[..f];
-        // r = b − A x
-        self.apply(x, ap);
-        r.iter_mut().zip(ap.iter()).for_each(|(r, a)| *r = -a);
+        // r = b − A x in one pass over the items:
+        // r = −(G + λI) x + Σ_i (c_i − (c_i − 1) y_i·x) y_i.
+        symv_with::<M>(self.gram, x, r);
+        for (ri, xi) in r.iter_mut().zip(x.iter()) {
+            *ri = -M::mul_add(self.reg, *xi, *ri);
+        }
         for (&i, &c) in self.items.iter().zip(self.conf) {
-            axpy(c, &self.y[i as usize * f..(i as usize + 1) * f], r);
+            let yi = &self.y[i as usize * f..(i as usize + 1) * f];
+            let w = c - (c - 1.0) * dot_with::<M>(yi, x);
+            axpy_with::<M>(w, yi, r);
         }
         p.copy_from_slice(r);
-        let mut rs_old = dot(r, r);
+        let mut rs_old = dot_with::<M>(r, r);
         for _ in 0..steps {
             if rs_old < 1e-20 {
                 break;
             }
-            self.apply(p, ap);
-            let pap = dot(p, ap);
+            self.apply::<M>(p, ap);
+            let pap = dot_with::<M>(p, ap);
             if pap <= 0.0 || !pap.is_finite() {
                 break;
             }
             let alpha = rs_old / pap;
-            axpy(alpha, p, x);
-            axpy(-alpha, ap, r);
-            let rs_new = dot(r, r);
+            axpy_with::<M>(alpha, p, x);
+            axpy_with::<M>(-alpha, ap, r);
+            let rs_new = dot_with::<M>(r, r);
             let beta = rs_new / rs_old;
             p.iter_mut()
                 .zip(r.iter())
-                .for_each(|(p, r)| *p = r + beta * *p);
+                .for_each(|(p, r)| *p = M::mul_add(beta, *p, *r));
             rs_old = rs_new;
         }
     }
@@ -251,7 +315,7 @@ pub fn cg_dispatch(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn cg_avx2(prob: &RowProblem<'_>, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
-    prob.cg(x, steps, scratch)
+    prob.cg_with::<Fused>(x, steps, scratch)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
-use crate::linalg::{dot, Isa};
+use crate::linalg::{dot_with, Fused, Isa, MulAdd, Plain};
 
 /// A scored item.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,7 +87,7 @@ impl TopK {
 /// Scores `items[lo..hi]` against `q` (plus `bias`) into `top`, skipping the
 /// indices in `exclude` (sorted ascending).
 #[inline(always)]
-fn scan_generic(
+fn scan_generic<M: MulAdd>(
     q: &[f32],
     items: &[f32],
     bias: Option<&[f32]>,
@@ -103,7 +103,7 @@ fn scan_generic(
             ex += 1;
             continue;
         }
-        let mut s = dot(q, &items[i * f..(i + 1) * f]);
+        let mut s = dot_with::<M>(q, &items[i * f..(i + 1) * f]);
         if let Some(b) = bias {
             s += b[i];
         }
@@ -122,7 +122,7 @@ unsafe fn scan_avx2(
     exclude: &[u32],
     top: &mut TopK,
 ) {
-    scan_generic(q, items, bias, lo, hi, exclude, top)
+    scan_generic::<Fused>(q, items, bias, lo, hi, exclude, top)
 }
 
 /// Row-major item table and biases to score against.
@@ -150,7 +150,7 @@ impl ItemTable<'_> {
     fn scan(&self, q: &[f32], lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
         assert_eq!(q.len(), self.dim, "query dimension");
         match self.isa {
-            Isa::Generic => scan_generic(q, self.factors, self.bias, lo, hi, exclude, top),
+            Isa::Generic => scan_generic::<Plain>(q, self.factors, self.bias, lo, hi, exclude, top),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only built after runtime detection of AVX2 and FMA.
             Isa::Avx2 => unsafe { scan_avx2(q, self.factors, self.bias, lo, hi, exclude, top) },
@@ -189,6 +189,7 @@ impl ItemTable<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linalg::dot;
     use proptest::prelude::*;
 
     fn naive(q: &[f32], items: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
