@@ -1,0 +1,400 @@
+//! The statistics engine. Everything it needs per arm is a handful of sums, so
+//! the same numbers come from the local polars pipeline or a warehouse query.
+//!
+//! Conventions follow GrowthBook's gbstats 0.8 frequentist engine number for
+//! number (`gbstats/frequentist/tests.py`, `gbstats/models/statistics.py`):
+//! - means: sample variance with n − 1; proportions: p (1 − p);
+//! - ratios (Σm / Σd over users): delta-method variance
+//!   `Vm/μd² − 2 Cmd μm/μd³ + μm² Vd/μd⁴` per user;
+//! - absolute effect `μb − μa`, variance `Va/na + Vb/nb`;
+//! - relative effect `(μb − μa)/μa'` (μa' the control's unadjusted mean),
+//!   variance `Vb/(μa'² nb) + Va μb'²/(μa'⁴ na)`;
+//! - Welch–Satterthwaite degrees of freedom for both, two-sided Student t p-value
+//!   and interval;
+//! - CUPED: θ = Cov(post, pre)/Var(pre) pooled over both arms, adjusted mean
+//!   `μpost − θ μpre`, variance `Vpost + θ² Vpre − 2θ Cov`; θ = 0 (no adjustment)
+//!   when the pooled pre or post variance is zero;
+//! - a zero control mean or a non-positive variance gives the defined
+//!   "uninformative" result: effect 0, interval [0, 0], p-value 1, with a message.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ChiSquared, ContinuousCDF, StudentsT};
+
+/// Sufficient statistics of one arm for one metric (sums over users).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sums {
+    /// Users.
+    pub n: f64,
+    /// Σ x (numerator, or the value for mean/proportion metrics).
+    pub x: f64,
+    /// Σ x².
+    pub x2: f64,
+    /// Σ y (ratio denominator).
+    pub y: f64,
+    /// Σ y².
+    pub y2: f64,
+    /// Σ x y.
+    pub xy: f64,
+    /// Σ pre-period covariate (CUPED).
+    pub p: f64,
+    /// Σ covariate².
+    pub p2: f64,
+    /// Σ x · covariate.
+    pub xp: f64,
+}
+
+impl Sums {
+    /// Adds another arm's or chunk's sums.
+    pub fn add(&mut self, o: &Sums) {
+        self.n += o.n;
+        self.x += o.x;
+        self.x2 += o.x2;
+        self.y += o.y;
+        self.y2 += o.y2;
+        self.xy += o.xy;
+        self.p += o.p;
+        self.p2 += o.p2;
+        self.xp += o.xp;
+    }
+}
+
+/// How a metric aggregates per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    /// Mean of a per-user value.
+    Mean,
+    /// Share of users with the value 1 (per-user 0/1).
+    Proportion,
+    /// Σ numerator / Σ denominator over users (delta method).
+    Ratio,
+}
+
+/// Sample variance `(Σx² − (Σx)²/n)/(n − 1)` (0 for n ≤ 1).
+fn sample_var(n: f64, s: f64, s2: f64) -> f64 {
+    if n <= 1.0 {
+        0.0
+    } else {
+        (s2 - s * s / n) / (n - 1.0)
+    }
+}
+
+fn sample_cov(n: f64, sa: f64, sb: f64, sab: f64) -> f64 {
+    if n <= 1.0 {
+        0.0
+    } else {
+        (sab - sa * sb / n) / (n - 1.0)
+    }
+}
+
+/// Mean and variance of the per-user value of an arm, before CUPED.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    pub n: f64,
+    pub mean: f64,
+    pub var: f64,
+}
+
+/// The arm's mean (or ratio) and per-user variance for `kind`.
+pub fn moments(kind: MetricKind, s: &Sums) -> Moments {
+    let n = s.n;
+    match kind {
+        MetricKind::Mean => Moments {
+            n,
+            mean: if n == 0.0 { 0.0 } else { s.x / n },
+            var: sample_var(n, s.x, s.x2),
+        },
+        MetricKind::Proportion => {
+            let p = if n == 0.0 { 0.0 } else { s.x / n };
+            Moments {
+                n,
+                mean: p,
+                var: p * (1.0 - p),
+            }
+        }
+        MetricKind::Ratio => {
+            let mean = if s.y == 0.0 { 0.0 } else { s.x / s.y };
+            let (mm, md) = if n == 0.0 { (0.0, 0.0) } else { (s.x / n, s.y / n) };
+            let var = if md == 0.0 || n <= 1.0 {
+                0.0
+            } else {
+                let vm = sample_var(n, s.x, s.x2);
+                let vd = sample_var(n, s.y, s.y2);
+                let c = sample_cov(n, s.x, s.y, s.xy);
+                vm / md.powi(2) - 2.0 * c * mm / md.powi(3) + mm.powi(2) * vd / md.powi(4)
+            };
+            Moments { n, mean, var }
+        }
+    }
+}
+
+/// Per-arm estimate used by the tests: possibly CUPED-adjusted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArmEstimate {
+    pub n: f64,
+    /// Adjusted mean (equal to `unadjusted_mean` without CUPED).
+    pub mean: f64,
+    pub unadjusted_mean: f64,
+    pub var: f64,
+}
+
+/// CUPED's θ pooled over both arms (gbstats `compute_theta`): 0 when the pooled
+/// pre or post variance is zero. Mean and proportion metrics.
+pub fn cuped_theta(kind: MetricKind, a: &Sums, b: &Sums) -> f64 {
+    let mut j = *a;
+    j.add(b);
+    let (v_post, v_pre) = match kind {
+        MetricKind::Proportion => {
+            let pp = j.x / j.n;
+            let pr = j.p / j.n;
+            (pp * (1.0 - pp), pr * (1.0 - pr))
+        }
+        _ => (sample_var(j.n, j.x, j.x2), sample_var(j.n, j.p, j.p2)),
+    };
+    if v_pre == 0.0 || v_post == 0.0 || !v_pre.is_finite() {
+        return 0.0;
+    }
+    sample_cov(j.n, j.x, j.p, j.xp) / v_pre
+}
+
+/// The arm's estimate with CUPED coefficient `theta` (0 = none).
+pub fn adjusted(kind: MetricKind, s: &Sums, theta: f64) -> ArmEstimate {
+    let m = moments(kind, s);
+    if theta == 0.0 {
+        return ArmEstimate {
+            n: m.n,
+            mean: m.mean,
+            unadjusted_mean: m.mean,
+            var: m.var,
+        };
+    }
+    let pre_mean = if s.n == 0.0 { 0.0 } else { s.p / s.n };
+    let pre_var = match kind {
+        MetricKind::Proportion => pre_mean * (1.0 - pre_mean),
+        _ => sample_var(s.n, s.p, s.p2),
+    };
+    let cov = sample_cov(s.n, s.x, s.p, s.xp);
+    let var = if s.n <= 1.0 {
+        0.0
+    } else {
+        m.var + theta * theta * pre_var - 2.0 * theta * cov
+    };
+    ArmEstimate {
+        n: m.n,
+        mean: m.mean - theta * pre_mean,
+        unadjusted_mean: m.mean,
+        var,
+    }
+}
+
+/// A two-sided test of one variant against the control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    pub control_mean: f64,
+    pub variant_mean: f64,
+    pub abs_effect: f64,
+    pub abs_ci_low: f64,
+    pub abs_ci_high: f64,
+    pub rel_effect: f64,
+    pub rel_ci_low: f64,
+    pub rel_ci_high: f64,
+    /// p-value of the absolute difference.
+    pub p_value: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub df: f64,
+    /// Why the result is uninformative, when it is.
+    pub message: Option<String>,
+}
+
+/// gbstats `frequentist_variance`.
+pub fn effect_variance(a: &ArmEstimate, b: &ArmEstimate, relative: bool) -> f64 {
+    if relative {
+        let ma = a.unadjusted_mean;
+        b.var / (ma * ma * b.n) + a.var * b.unadjusted_mean.powi(2) / (ma.powi(4) * a.n)
+    } else {
+        b.var / b.n + a.var / a.n
+    }
+}
+
+/// Welch–Satterthwaite degrees of freedom (gbstats `TTest.dof`).
+pub fn welch_df(a: &ArmEstimate, b: &ArmEstimate) -> f64 {
+    let va = a.var / a.n;
+    let vb = b.var / b.n;
+    (va + vb).powi(2) / (b.var.powi(2) / (b.n * b.n * (b.n - 1.0)) + a.var.powi(2) / (a.n * a.n * (a.n - 1.0)))
+}
+
+/// Two-sided p-value and interval half-width for an estimate, variance and df.
+fn t_test(estimate: f64, variance: f64, df: f64, alpha: f64) -> (f64, f64) {
+    let se = variance.sqrt();
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(t) => {
+            let stat = (estimate / se).abs();
+            let p = 2.0 * (1.0 - t.cdf(stat));
+            let width = t.inverse_cdf(1.0 - alpha / 2.0) * se;
+            (p, width)
+        }
+        Err(_) => (1.0, 0.0),
+    }
+}
+
+/// The uninformative result gbstats returns for degenerate inputs.
+fn uninformative(a: &ArmEstimate, b: &ArmEstimate, why: &str) -> TestResult {
+    TestResult {
+        control_mean: a.mean,
+        variant_mean: b.mean,
+        abs_effect: 0.0,
+        abs_ci_low: 0.0,
+        abs_ci_high: 0.0,
+        rel_effect: 0.0,
+        rel_ci_low: 0.0,
+        rel_ci_high: 0.0,
+        p_value: 1.0,
+        df: 0.0,
+        message: Some(why.to_string()),
+    }
+}
+
+/// Two-sided Welch tests of `b` against `a`: absolute and relative.
+pub fn two_sided(a: &ArmEstimate, b: &ArmEstimate, alpha: f64) -> TestResult {
+    if a.mean == 0.0 || a.unadjusted_mean == 0.0 {
+        return uninformative(a, b, "zero value in baseline variation");
+    }
+    if a.var <= 0.0 || b.var <= 0.0 || !a.var.is_finite() || !b.var.is_finite() {
+        return uninformative(a, b, "zero or negative variance");
+    }
+    let df = welch_df(a, b);
+    let abs = b.mean - a.mean;
+    let (p_value, w_abs) = t_test(abs, effect_variance(a, b, false), df, alpha);
+    let rel = (b.mean - a.mean) / a.unadjusted_mean;
+    let (_, w_rel) = t_test(rel, effect_variance(a, b, true), df, alpha);
+    TestResult {
+        control_mean: a.mean,
+        variant_mean: b.mean,
+        abs_effect: abs,
+        abs_ci_low: abs - w_abs,
+        abs_ci_high: abs + w_abs,
+        rel_effect: rel,
+        rel_ci_low: rel - w_rel,
+        rel_ci_high: rel + w_rel,
+        p_value,
+        df,
+        message: None,
+    }
+}
+
+/// Sample-ratio mismatch: Pearson χ² of observed users against the configured
+/// weights (gbstats `check_srm` = `scipy.stats.chisquare`). Returns (χ², p).
+pub fn srm(counts: &[f64], weights: &[f64]) -> (f64, f64) {
+    let total: f64 = counts.iter().sum();
+    if total == 0.0 || counts.len() < 2 {
+        return (0.0, 1.0);
+    }
+    let wsum: f64 = weights.iter().sum();
+    let mut x = 0.0;
+    for (o, w) in counts.iter().zip(weights) {
+        if *w <= 0.0 {
+            continue;
+        }
+        let e = w / wsum * total;
+        x += (o - e) * (o - e) / e;
+    }
+    let p = ChiSquared::new((counts.len() - 1) as f64)
+        .map(|c| 1.0 - c.cdf(x))
+        .unwrap_or(1.0);
+    (x, p)
+}
+
+/// Multiple-testing correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Correction {
+    /// Holm–Bonferroni step-down (family-wise error).
+    Holm,
+    /// Benjamini–Hochberg step-up (false discovery rate).
+    Bh,
+    /// No correction.
+    None,
+}
+
+impl std::str::FromStr for Correction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "holm" => Ok(Correction::Holm),
+            "bh" => Ok(Correction::Bh),
+            "none" => Ok(Correction::None),
+            o => Err(format!("unknown correction `{o}` (expected holm, bh or none)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Correction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Correction::Holm => "holm",
+            Correction::Bh => "bh",
+            Correction::None => "none",
+        })
+    }
+}
+
+/// Adjusted p-values, as statsmodels `multipletests(method="holm" | "fdr_bh")`.
+pub fn adjust(p: &[f64], method: Correction) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let mut out = vec![0.0; m];
+    match method {
+        Correction::None => return p.to_vec(),
+        Correction::Holm => {
+            let mut running: f64 = 0.0;
+            for (rank, &i) in order.iter().enumerate() {
+                let v = ((m - rank) as f64 * p[i]).min(1.0);
+                running = running.max(v);
+                out[i] = running;
+            }
+        }
+        Correction::Bh => {
+            let mut running: f64 = 1.0;
+            for (rank, &i) in order.iter().enumerate().rev() {
+                let v = (p[i] * m as f64 / (rank + 1) as f64).min(1.0);
+                running = running.min(v);
+                out[i] = running;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holm_and_bh_on_a_textbook_case() {
+        // statsmodels.stats.multitest.multipletests([0.01, 0.04, 0.03, 0.005], method=...)
+        let p = [0.01, 0.04, 0.03, 0.005];
+        let holm = adjust(&p, Correction::Holm);
+        let want_holm = [0.03, 0.06, 0.06, 0.02];
+        let bh = adjust(&p, Correction::Bh);
+        let want_bh = [0.02, 0.04, 0.04, 0.02];
+        for i in 0..4 {
+            assert!((holm[i] - want_holm[i]).abs() < 1e-12, "{holm:?}");
+            assert!((bh[i] - want_bh[i]).abs() < 1e-12, "{bh:?}");
+        }
+    }
+
+    #[test]
+    fn zero_variance_is_defined_not_nan() {
+        let s = Sums { n: 10.0, x: 10.0, x2: 10.0, ..Sums::default() };
+        let a = adjusted(MetricKind::Mean, &s, 0.0);
+        let r = two_sided(&a, &a, 0.05);
+        assert_eq!(r.p_value, 1.0);
+        assert_eq!((r.abs_ci_low, r.abs_ci_high), (0.0, 0.0));
+        assert!(r.message.is_some());
+        let z = Sums { n: 10.0, ..Sums::default() };
+        let r = two_sided(&adjusted(MetricKind::Mean, &z, 0.0), &a, 0.05);
+        assert_eq!(r.p_value, 1.0);
+        assert!(!r.rel_effect.is_nan());
+    }
+}
