@@ -114,7 +114,11 @@ pub fn moments(kind: MetricKind, s: &Sums) -> Moments {
         }
         MetricKind::Ratio => {
             let mean = if s.y == 0.0 { 0.0 } else { s.x / s.y };
-            let (mm, md) = if n == 0.0 { (0.0, 0.0) } else { (s.x / n, s.y / n) };
+            let (mm, md) = if n == 0.0 {
+                (0.0, 0.0)
+            } else {
+                (s.x / n, s.y / n)
+            };
             let var = if md == 0.0 || n <= 1.0 {
                 0.0
             } else {
@@ -220,7 +224,8 @@ pub fn effect_variance(a: &ArmEstimate, b: &ArmEstimate, relative: bool) -> f64 
 pub fn welch_df(a: &ArmEstimate, b: &ArmEstimate) -> f64 {
     let va = a.var / a.n;
     let vb = b.var / b.n;
-    (va + vb).powi(2) / (b.var.powi(2) / (b.n * b.n * (b.n - 1.0)) + a.var.powi(2) / (a.n * a.n * (a.n - 1.0)))
+    (va + vb).powi(2)
+        / (b.var.powi(2) / (b.n * b.n * (b.n - 1.0)) + a.var.powi(2) / (a.n * a.n * (a.n - 1.0)))
 }
 
 /// Two-sided p-value and interval half-width for an estimate, variance and df.
@@ -282,6 +287,39 @@ pub fn two_sided(a: &ArmEstimate, b: &ArmEstimate, alpha: f64) -> TestResult {
     }
 }
 
+/// Always-valid two-sided test: GrowthBook's asymptotic confidence sequence
+/// (Waudby-Smith et al. 2023, eq. 9 and 155; gbstats `SequentialTwoSidedTTest`)
+/// with tuning parameter `n_star` (the sample size at which the sequence is
+/// tightest). Intervals and p-values stay valid however often one peeks.
+pub fn two_sided_sequential(
+    a: &ArmEstimate,
+    b: &ArmEstimate,
+    alpha: f64,
+    n_star: f64,
+) -> TestResult {
+    let mut r = two_sided(a, b, alpha);
+    if r.message.is_some() {
+        return r;
+    }
+    let n = a.n + b.n;
+    let rho = ((-2.0 * alpha.ln() + (-2.0 * alpha.ln() + 1.0).ln()) / n_star).sqrt();
+    let nr2 = n * rho * rho + 1.0;
+    let half_width = |variance: f64| {
+        let s2 = variance * n;
+        s2.sqrt() * ((2.0 * nr2) * (nr2.sqrt() / alpha).ln() / (n * rho).powi(2)).sqrt()
+    };
+    let (va, vr) = (effect_variance(a, b, false), effect_variance(a, b, true));
+    let (wa, wr) = (half_width(va), half_width(vr));
+    r.abs_ci_low = r.abs_effect - wa;
+    r.abs_ci_high = r.abs_effect + wa;
+    r.rel_ci_low = r.rel_effect - wr;
+    r.rel_ci_high = r.rel_effect + wr;
+    let st2 = r.abs_effect.powi(2) * n / va;
+    let evalue = (rho * rho * st2 / (2.0 * nr2)).exp() / nr2.sqrt();
+    r.p_value = (1.0 / evalue).min(1.0);
+    r
+}
+
 /// Sample-ratio mismatch: Pearson χ² of observed users against the configured
 /// weights (gbstats `check_srm` = `scipy.stats.chisquare`). Returns (χ², p).
 pub fn srm(counts: &[f64], weights: &[f64]) -> (f64, f64) {
@@ -318,12 +356,14 @@ pub enum Correction {
 
 impl std::str::FromStr for Correction {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "holm" => Ok(Correction::Holm),
             "bh" => Ok(Correction::Bh),
             "none" => Ok(Correction::None),
-            o => Err(format!("unknown correction `{o}` (expected holm, bh or none)")),
+            o => Err(format!(
+                "unknown correction `{o}` (expected holm, bh or none)"
+            )),
         }
     }
 }
@@ -386,13 +426,21 @@ mod tests {
 
     #[test]
     fn zero_variance_is_defined_not_nan() {
-        let s = Sums { n: 10.0, x: 10.0, x2: 10.0, ..Sums::default() };
+        let s = Sums {
+            n: 10.0,
+            x: 10.0,
+            x2: 10.0,
+            ..Sums::default()
+        };
         let a = adjusted(MetricKind::Mean, &s, 0.0);
         let r = two_sided(&a, &a, 0.05);
         assert_eq!(r.p_value, 1.0);
         assert_eq!((r.abs_ci_low, r.abs_ci_high), (0.0, 0.0));
         assert!(r.message.is_some());
-        let z = Sums { n: 10.0, ..Sums::default() };
+        let z = Sums {
+            n: 10.0,
+            ..Sums::default()
+        };
         let r = two_sided(&adjusted(MetricKind::Mean, &z, 0.0), &a, 0.05);
         assert_eq!(r.p_value, 1.0);
         assert!(!r.rel_effect.is_nan());

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ab;
 mod bench;
 mod data;
 mod evaluate;
@@ -49,6 +50,9 @@ enum Command {
     /// Search hyper-parameters on a validation split of the training data, then
     /// train the best setting on all of it.
     Tune(tune::TuneArgs),
+    /// A/B test analysis.
+    #[command(subcommand)]
+    Ab(ab::AbCommand),
     /// Benchmarks that print one JSON object.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -83,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => evaluate::run(args),
         Command::Recommend(args) => recommend::run(args),
         Command::Tune(args) => tune::run(args),
+        Command::Ab(cmd) => ab::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -460,3 +460,68 @@ fn bad_model_and_bad_flags_are_clear_errors() -> TestResult {
     assert!(!o.status.success());
     Ok(())
 }
+
+#[test]
+fn ab_analyze_writes_the_report_contract() -> TestResult {
+    let root = workspace_root();
+    let dir = tempfile::tempdir()?;
+    let users = reelkit_logs::read_frame(&root.join("datasets/sample/users.parquet"))?;
+    let ids: Vec<u64> = users
+        .column("user_id")?
+        .as_materialized_series()
+        .u64()?
+        .iter()
+        .flatten()
+        .collect();
+    let mut text = String::from("user_id,variant\n");
+    for (k, u) in ids.iter().enumerate() {
+        text.push_str(&format!("{u},{}\n", ["control", "t1", "t2"][k % 3]));
+    }
+    let assign = dir.path().join("assign.csv");
+    std::fs::write(&assign, &text)?;
+    let out = dir.path().join("report");
+    let events = root.join("datasets/sample/events.parquet");
+    let o = reelkit(&[
+        "ab",
+        "analyze",
+        "--events",
+        events.to_str().unwrap_or_default(),
+        "--assignments",
+        assign.to_str().unwrap_or_default(),
+        "--correction",
+        "bh",
+        "--sequential",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json"))?)?;
+    assert_eq!(r["control"], "control");
+    assert_eq!(r["correction"], "bh");
+    assert!(r["srm"]["ok"].as_bool().unwrap_or(false), "{}", r["srm"]);
+    let rows = r["metrics"].as_array().map(|a| a.len()).unwrap_or(0);
+    assert_eq!(rows, 10 * 2, "one row per metric and variant");
+    assert!(out.join("report.md").exists());
+
+    // A user in two arms.
+    text.push_str(&format!("{},t1\n", ids[0]));
+    std::fs::write(&assign, &text)?;
+    let o = reelkit(&[
+        "ab",
+        "analyze",
+        "--events",
+        events.to_str().unwrap_or_default(),
+        "--assignments",
+        assign.to_str().unwrap_or_default(),
+        "--out",
+        dir.path().join("r2").to_str().unwrap_or_default(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("user {}", ids[0])) && err.contains("two arms"),
+        "{err}"
+    );
+    assert!(!dir.path().join("r2").join("report.json").exists());
+    Ok(())
+}

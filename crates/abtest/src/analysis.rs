@@ -1,0 +1,229 @@
+//! From per-arm sums to the report: SRM, one test per (metric, variant), CUPED,
+//! multiple-testing correction.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use reelkit_logs::Assignments;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::metrics::Metric;
+use crate::pipeline::{arm_sums, ArmSums};
+use crate::stats::{
+    adjust, adjusted, cuped_theta, srm, two_sided, two_sided_sequential, Correction, MetricKind,
+};
+
+/// SRM p-values below this flag the experiment (GrowthBook's default).
+pub const SRM_THRESHOLD: f64 = 0.001;
+
+/// Settings of an analysis.
+#[derive(Debug, Clone)]
+pub struct AnalysisConfig {
+    pub experiment: String,
+    /// Control arm; default `control` if present, else the first arm by name.
+    pub control: Option<String>,
+    pub alpha: f64,
+    pub correction: Correction,
+    /// Configured traffic split per arm (default: equal).
+    pub weights: Option<BTreeMap<String, f64>>,
+    /// Always-valid sequential intervals with this tuning N* (None: fixed-horizon).
+    pub sequential: Option<f64>,
+}
+
+/// Sample-ratio-mismatch check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Srm {
+    pub counts: BTreeMap<String, u64>,
+    pub expected: BTreeMap<String, f64>,
+    pub chi2: f64,
+    pub p_value: f64,
+    pub ok: bool,
+}
+
+/// One (metric, variant) row of the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub metric: String,
+    pub kind: MetricKind,
+    pub variant: String,
+    pub n_control: u64,
+    pub n_variant: u64,
+    pub control_mean: f64,
+    pub variant_mean: f64,
+    pub abs_effect: f64,
+    pub abs_ci_low: f64,
+    pub abs_ci_high: f64,
+    pub rel_effect: f64,
+    pub rel_ci_low: f64,
+    pub rel_ci_high: f64,
+    pub p_value: f64,
+    pub p_value_adjusted: f64,
+    pub significant: bool,
+    pub cuped: bool,
+    pub df: f64,
+    /// CUPED θ applied (0 = none).
+    pub theta: f64,
+    /// Why a result is uninformative (zero variance, zero baseline), if it is.
+    pub message: Option<String>,
+}
+
+/// The whole report (`report.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub experiment: String,
+    pub control: String,
+    pub alpha: f64,
+    pub correction: Correction,
+    /// Tuning N* of the sequential intervals, when used.
+    pub sequential: Option<f64>,
+    pub srm: Srm,
+    pub metrics: Vec<MetricRow>,
+}
+
+/// Analyses per-arm sums (from the local pipeline or a warehouse).
+pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) -> Result<Report> {
+    if arms.len() < 2 {
+        return Err(Error::TooFewArms(arms.len()));
+    }
+    if !(cfg.alpha > 0.0 && cfg.alpha < 1.0) {
+        return Err(Error::Invalid {
+            what: "alpha".into(),
+            reason: format!("must be in (0, 1), got {}", cfg.alpha),
+        });
+    }
+    let names: Vec<&str> = arms.iter().map(|a| a.variant.as_str()).collect();
+    let control_name = match &cfg.control {
+        Some(c) => c.clone(),
+        None if names.contains(&"control") => "control".to_string(),
+        None => names[0].to_string(),
+    };
+    let control = arms
+        .iter()
+        .find(|a| a.variant == control_name)
+        .ok_or_else(|| Error::UnknownControl {
+            control: control_name.clone(),
+            arms: names.join(", "),
+        })?;
+    for a in arms {
+        if a.sums.first().is_none_or(|s| s.n == 0.0) {
+            return Err(Error::EmptyArm(a.variant.clone()));
+        }
+    }
+    if let Some(w) = &cfg.weights {
+        if let Some(missing) = w.keys().find(|k| !names.contains(&k.as_str())) {
+            return Err(Error::EmptyArm(missing.clone()));
+        }
+    }
+    let weights: Vec<f64> = arms
+        .iter()
+        .map(|a| {
+            cfg.weights
+                .as_ref()
+                .and_then(|w| w.get(&a.variant).copied())
+                .unwrap_or(1.0)
+        })
+        .collect();
+    let counts: Vec<f64> = arms.iter().map(|a| a.sums[0].n).collect();
+    let (chi2, p) = srm(&counts, &weights);
+    let wsum: f64 = weights.iter().sum();
+    let srm = Srm {
+        counts: arms
+            .iter()
+            .map(|a| (a.variant.clone(), a.sums[0].n as u64))
+            .collect(),
+        expected: arms
+            .iter()
+            .zip(&weights)
+            .map(|(a, w)| (a.variant.clone(), w / wsum))
+            .collect(),
+        chi2,
+        p_value: p,
+        ok: p >= SRM_THRESHOLD,
+    };
+
+    let mut rows = Vec::new();
+    for (i, m) in metrics.iter().enumerate() {
+        let ca = &control.sums[i];
+        for arm in arms.iter().filter(|a| a.variant != control_name) {
+            let vb = &arm.sums[i];
+            let has_pre = ca.p != 0.0 || vb.p != 0.0 || ca.p2 != 0.0;
+            let theta = if m.cuped && has_pre && m.kind != MetricKind::Ratio {
+                cuped_theta(m.kind, ca, vb)
+            } else {
+                0.0
+            };
+            let (ea, eb) = (adjusted(m.kind, ca, theta), adjusted(m.kind, vb, theta));
+            let r = match cfg.sequential {
+                Some(n_star) => two_sided_sequential(&ea, &eb, cfg.alpha, n_star),
+                None => two_sided(&ea, &eb, cfg.alpha),
+            };
+            rows.push(MetricRow {
+                metric: m.name.clone(),
+                kind: m.kind,
+                variant: arm.variant.clone(),
+                n_control: ca.n as u64,
+                n_variant: vb.n as u64,
+                control_mean: r.control_mean,
+                variant_mean: r.variant_mean,
+                abs_effect: r.abs_effect,
+                abs_ci_low: r.abs_ci_low,
+                abs_ci_high: r.abs_ci_high,
+                rel_effect: r.rel_effect,
+                rel_ci_low: r.rel_ci_low,
+                rel_ci_high: r.rel_ci_high,
+                p_value: r.p_value,
+                p_value_adjusted: r.p_value,
+                significant: false,
+                cuped: theta != 0.0,
+                df: r.df,
+                theta,
+                message: r.message,
+            });
+        }
+    }
+    let adjusted_p = adjust(
+        &rows.iter().map(|r| r.p_value).collect::<Vec<_>>(),
+        cfg.correction,
+    );
+    for (r, p) in rows.iter_mut().zip(adjusted_p) {
+        r.p_value_adjusted = p;
+        r.significant = r.message.is_none() && p < cfg.alpha;
+    }
+    Ok(Report {
+        experiment: cfg.experiment.clone(),
+        control: control_name,
+        alpha: cfg.alpha,
+        correction: cfg.correction,
+        sequential: cfg.sequential,
+        srm,
+        metrics: rows,
+    })
+}
+
+/// Runs the pipeline and the analysis on event files.
+pub fn analyze(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+    cfg: &AnalysisConfig,
+) -> Result<Report> {
+    crate::metrics::check_metrics(metrics)?;
+    if assignments.is_empty() {
+        return Err(Error::TooFewArms(0));
+    }
+    let mut arms: Vec<String> = assignments.variant.clone();
+    arms.sort();
+    arms.dedup();
+    if let Some(c) = &cfg.control {
+        if !arms.contains(c) {
+            return Err(Error::UnknownControl {
+                control: c.clone(),
+                arms: arms.join(", "),
+            });
+        }
+    }
+    let sums = arm_sums(events, assignments, pre_events, metrics)?;
+    analyze_sums(&sums, metrics, cfg)
+}

@@ -1,0 +1,287 @@
+//! Metric definitions: the built-in Reels set and user-defined metrics in TOML.
+//!
+//! ```toml
+//! [[metric]]
+//! name = "reels_watch_time"
+//! kind = "mean"                      # mean | ratio | proportion
+//! numerator = { agg = "sum", column = "watch_ms", scale = 0.001, surface = "reels" }
+//!
+//! [[metric]]
+//! name = "reels_like_rate"
+//! kind = "ratio"
+//! numerator = { agg = "sum", column = "liked", surface = "reels" }
+//! denominator = { agg = "count", surface = "reels" }
+//! ```
+//!
+//! Aggregations per user: `sum` of a column (booleans count as 0/1), `count` of
+//! impressions, `n_unique` of a column (`session_id`, `day`). Columns available:
+//! every event column plus the derived `completed`, `skipped` (0/1) and `day`
+//! (the UTC day, as its first Unix millisecond). `surface` restricts the aggregation to one surface. A
+//! `proportion` metric is 1 for users whose numerator is positive.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::stats::MetricKind;
+
+/// A per-user aggregation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregation {
+    /// `sum`, `count` or `n_unique`.
+    pub agg: String,
+    /// The column (not used by `count`).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// Multiplier applied to the per-user value (e.g. 0.001 for ms → s).
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Only impressions on this surface.
+    #[serde(default)]
+    pub surface: Option<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metric {
+    pub name: String,
+    pub kind: MetricKind,
+    pub numerator: Aggregation,
+    /// Required for ratio metrics.
+    #[serde(default)]
+    pub denominator: Option<Aggregation>,
+    /// Use the same metric over the pre-period as CUPED covariate when pre-period
+    /// events are given (mean and proportion metrics).
+    #[serde(default = "yes")]
+    pub cuped: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn agg(agg: &str, column: Option<&str>, scale: f64) -> Aggregation {
+    Aggregation {
+        agg: agg.to_string(),
+        column: column.map(str::to_string),
+        scale,
+        surface: None,
+    }
+}
+
+fn metric(name: &str, kind: MetricKind, num: Aggregation, den: Option<Aggregation>) -> Metric {
+    Metric {
+        name: name.to_string(),
+        kind,
+        numerator: num,
+        denominator: den,
+        cuped: true,
+    }
+}
+
+/// The built-in Reels metrics.
+pub fn builtin_metrics() -> Vec<Metric> {
+    use MetricKind::*;
+    let count = || Some(agg("count", None, 1.0));
+    vec![
+        metric(
+            "watch_time_per_user",
+            Mean,
+            agg("sum", Some("watch_ms"), 0.001),
+            None,
+        ),
+        metric("impressions_per_user", Mean, agg("count", None, 1.0), None),
+        metric(
+            "sessions_per_user",
+            Mean,
+            agg("n_unique", Some("session_id"), 1.0),
+            None,
+        ),
+        metric(
+            "active_days_per_user",
+            Mean,
+            agg("n_unique", Some("day"), 1.0),
+            None,
+        ),
+        metric("like_rate", Ratio, agg("sum", Some("liked"), 1.0), count()),
+        metric(
+            "share_rate",
+            Ratio,
+            agg("sum", Some("shared"), 1.0),
+            count(),
+        ),
+        metric(
+            "completion_rate",
+            Ratio,
+            agg("sum", Some("completed"), 1.0),
+            count(),
+        ),
+        metric(
+            "skip_rate",
+            Ratio,
+            agg("sum", Some("skipped"), 1.0),
+            count(),
+        ),
+        metric(
+            "watch_time_per_session",
+            Ratio,
+            agg("sum", Some("watch_ms"), 0.001),
+            Some(agg("n_unique", Some("session_id"), 1.0)),
+        ),
+        metric(
+            "liker_share",
+            Proportion,
+            agg("sum", Some("liked"), 1.0),
+            None,
+        ),
+    ]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    #[serde(default)]
+    metric: Vec<Metric>,
+}
+
+const COLUMNS: [&str; 17] = [
+    "user_id",
+    "session_id",
+    "ts_ms",
+    "video_id",
+    "creator_id",
+    "surface",
+    "position",
+    "duration_ms",
+    "watch_ms",
+    "liked",
+    "shared",
+    "commented",
+    "followed",
+    "completed",
+    "skipped",
+    "day",
+    "variant",
+];
+
+fn check_agg(metric: &str, part: &str, a: &Aggregation) -> Result<()> {
+    let bad = |reason: String| Error::Metric {
+        metric: metric.to_string(),
+        reason: format!("{part}: {reason}"),
+    };
+    match (a.agg.as_str(), &a.column) {
+        ("count", _) => {}
+        ("sum" | "n_unique", Some(c)) if COLUMNS.contains(&c.as_str()) => {}
+        ("sum" | "n_unique", Some(c)) => return Err(bad(format!("unknown column `{c}`"))),
+        ("sum" | "n_unique", None) => return Err(bad(format!("`{}` needs a column", a.agg))),
+        (other, _) => {
+            return Err(bad(format!(
+                "unknown aggregation `{other}` (sum, count, n_unique)"
+            )))
+        }
+    }
+    if let Some(s) = &a.surface {
+        if !["reels", "feed", "watch"].contains(&s.as_str()) {
+            return Err(bad(format!("unknown surface `{s}`")));
+        }
+    }
+    if !a.scale.is_finite() || a.scale == 0.0 {
+        return Err(bad(format!(
+            "scale must be a non-zero number, got {}",
+            a.scale
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a metric list: known columns and aggregations, a denominator exactly
+/// for ratio metrics, unique names.
+pub fn check_metrics(metrics: &[Metric]) -> Result<()> {
+    let mut names = std::collections::HashSet::new();
+    for m in metrics {
+        if !names.insert(m.name.as_str()) {
+            return Err(Error::Metric {
+                metric: m.name.clone(),
+                reason: "defined twice".into(),
+            });
+        }
+        check_agg(&m.name, "numerator", &m.numerator)?;
+        match (m.kind, &m.denominator) {
+            (MetricKind::Ratio, Some(d)) => check_agg(&m.name, "denominator", d)?,
+            (MetricKind::Ratio, None) => {
+                return Err(Error::Metric {
+                    metric: m.name.clone(),
+                    reason: "a ratio metric needs a denominator".into(),
+                })
+            }
+            (_, Some(_)) => {
+                return Err(Error::Metric {
+                    metric: m.name.clone(),
+                    reason: "only ratio metrics take a denominator".into(),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses a metrics TOML file's text (`[[metric]]` tables).
+pub fn parse_metrics(text: &str) -> Result<Vec<Metric>> {
+    let f: MetricsFile = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+    check_metrics(&f.metric)?;
+    Ok(f.metric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_valid_and_custom_metrics_parse() -> Result<()> {
+        check_metrics(&builtin_metrics())?;
+        let m = parse_metrics(
+            r#"
+            [[metric]]
+            name = "reels_like_rate"
+            kind = "ratio"
+            numerator = { agg = "sum", column = "liked", surface = "reels" }
+            denominator = { agg = "count", surface = "reels" }
+            "#,
+        )?;
+        assert_eq!(m[0].kind, MetricKind::Ratio);
+        assert_eq!(m[0].numerator.surface.as_deref(), Some("reels"));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_metrics_are_named() {
+        let cases = [
+            (
+                "[[metric]]\nname='x'\nkind='ratio'\nnumerator={agg='sum', column='liked'}\n",
+                "denominator",
+            ),
+            (
+                "[[metric]]\nname='x'\nkind='mean'\nnumerator={agg='sum', column='likes'}\n",
+                "likes",
+            ),
+            (
+                "[[metric]]\nname='x'\nkind='mean'\nnumerator={agg='avg', column='liked'}\n",
+                "avg",
+            ),
+            (
+                "[[metric]]\nname='x'\nkind='median'\nnumerator={agg='count'}\n",
+                "median",
+            ),
+        ];
+        for (text, needle) in cases {
+            let msg = parse_metrics(text).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{msg}");
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! One polars lazy query from event files to per-arm sufficient statistics:
+//! events → per-user values (joined to the assignments; users without events
+//! count as zeros) → per-arm sums. Runs on polars' streaming engine, so inputs
+//! larger than memory work.
+
+use std::path::Path;
+
+use polars::prelude::*;
+use reelkit_logs::{schema, Assignments, Format};
+
+use crate::error::{Error, Result};
+use crate::metrics::{Aggregation, Metric};
+use crate::stats::{MetricKind, Sums};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn pe(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
+    move |source| Error::Polars {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A lazy scan of an event file, format by extension.
+pub fn scan(path: &Path) -> Result<LazyFrame> {
+    let format = Format::from_path(path)?;
+    let p = PlRefPath::try_from_path(path).map_err(pe(path))?;
+    let lf = match format {
+        Format::Parquet => LazyFrame::scan_parquet(p, ScanArgsParquet::default()),
+        Format::Ipc => LazyFrame::scan_ipc(p, Default::default(), Default::default()),
+        Format::Csv => LazyCsvReader::new(p).with_has_header(true).finish(),
+        Format::Tsv => LazyCsvReader::new(p)
+            .with_has_header(true)
+            .with_separator(b'\t')
+            .finish(),
+    };
+    lf.map_err(pe(path))
+}
+
+/// Checks that the columns the metrics need are present, naming the file.
+fn require_columns(path: &Path, lf: &mut LazyFrame, metrics: &[Metric]) -> Result<()> {
+    let schema = lf.collect_schema().map_err(pe(path))?;
+    let mut needed: Vec<&str> = vec![
+        schema::USER_ID,
+        schema::TS_MS,
+        schema::SURFACE,
+        schema::WATCH_MS,
+        schema::DURATION_MS,
+    ];
+    for m in metrics {
+        for a in std::iter::once(&m.numerator).chain(m.denominator.as_ref()) {
+            if let Some(c) = a.column.as_deref() {
+                if !["completed", "skipped", "day"].contains(&c) {
+                    needed.push(c);
+                }
+            }
+        }
+    }
+    for c in needed {
+        if schema.get(c).is_none() {
+            return Err(reelkit_logs::Error::MissingColumn {
+                path: path.to_path_buf(),
+                column: c.to_string(),
+                available: schema
+                    .iter_names()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Adds the derived columns `completed`, `skipped` (0/1) and `day`.
+fn derive(lf: LazyFrame) -> LazyFrame {
+    let watch = col(schema::WATCH_MS).cast(DataType::Int64);
+    let dur = col(schema::DURATION_MS).cast(DataType::Int64);
+    lf.with_columns([
+        watch
+            .clone()
+            .gt_eq(dur.clone())
+            .cast(DataType::Float64)
+            .alias("completed"),
+        watch
+            .lt(when(dur.clone().lt(lit(3000i64)))
+                .then(dur)
+                .otherwise(lit(3000i64)))
+            .cast(DataType::Float64)
+            .alias("skipped"),
+        // The UTC day as its first millisecond (timestamps are after 1970).
+        (col(schema::TS_MS).cast(DataType::Int64)
+            - col(schema::TS_MS).cast(DataType::Int64) % lit(DAY_MS))
+        .alias("day"),
+    ])
+}
+
+/// The per-user expression of one aggregation.
+fn agg_expr(a: &Aggregation) -> Expr {
+    let filter = a.surface.as_ref().map(|s| {
+        col(schema::SURFACE)
+            .cast(DataType::String)
+            .eq(lit(s.clone()))
+    });
+    let e = match (a.agg.as_str(), a.column.as_deref(), filter) {
+        ("count", _, None) => len().cast(DataType::Float64),
+        ("count", _, Some(f)) => f.cast(DataType::Float64).sum(),
+        ("sum", Some(c), None) => col(c).cast(DataType::Float64).sum(),
+        ("sum", Some(c), Some(f)) => when(f)
+            .then(col(c).cast(DataType::Float64))
+            .otherwise(lit(0.0))
+            .sum(),
+        ("n_unique", Some(c), None) => col(c).n_unique().cast(DataType::Float64),
+        ("n_unique", Some(c), Some(f)) => col(c).filter(f).n_unique().cast(DataType::Float64),
+        _ => lit(0.0),
+    };
+    if a.scale == 1.0 {
+        e
+    } else {
+        e * lit(a.scale)
+    }
+}
+
+/// Per-user numerator (and denominator) of every metric: columns `m{i}_num`,
+/// `m{i}_den`, one row per user with events.
+fn per_user(lf: LazyFrame, metrics: &[Metric]) -> LazyFrame {
+    let mut aggs = Vec::new();
+    for (i, m) in metrics.iter().enumerate() {
+        aggs.push(agg_expr(&m.numerator).alias(format!("m{i}_num")));
+        if let Some(d) = &m.denominator {
+            aggs.push(agg_expr(d).alias(format!("m{i}_den")));
+        }
+    }
+    derive(lf)
+        .group_by([col(schema::USER_ID).cast(DataType::UInt64)])
+        .agg(aggs)
+}
+
+/// Per-arm sums of one metric: keyed by variant name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArmSums {
+    pub variant: String,
+    /// One entry per metric, in metric order.
+    pub sums: Vec<Sums>,
+}
+
+fn value_expr(m: &Metric, i: usize, prefix: &str) -> (Expr, Option<Expr>) {
+    let num = col(format!("{prefix}m{i}_num")).fill_null(lit(0.0));
+    match m.kind {
+        MetricKind::Mean => (num, None),
+        MetricKind::Proportion => (num.gt(lit(0.0)).cast(DataType::Float64), None),
+        MetricKind::Ratio => (
+            num,
+            Some(col(format!("{prefix}m{i}_den")).fill_null(lit(0.0))),
+        ),
+    }
+}
+
+/// Assignments joined to per-user numerators, denominators and pre-period
+/// covariates (users without events: nulls, read as zeros).
+fn joined(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+) -> Result<LazyFrame> {
+    let mut lf = scan(events)?;
+    require_columns(events, &mut lf, metrics)?;
+    let users = per_user(lf, metrics);
+    let assign = assignments
+        .to_dataframe()
+        .map_err(Error::Logs)?
+        .lazy()
+        .with_column(col(schema::USER_ID).cast(DataType::UInt64));
+    let mut joined = assign.left_join(users, col(schema::USER_ID), col(schema::USER_ID));
+    if let Some(pre) = pre_events {
+        let mut plf = scan(pre)?;
+        require_columns(pre, &mut plf, metrics)?;
+        let pre_users = per_user(plf, metrics).select(
+            std::iter::once(col(schema::USER_ID))
+                .chain(
+                    metrics
+                        .iter()
+                        .enumerate()
+                        .map(|(i, _)| col(format!("m{i}_num")).alias(format!("pre_m{i}_num"))),
+                )
+                .collect::<Vec<_>>(),
+        );
+        joined = joined.left_join(pre_users, col(schema::USER_ID), col(schema::USER_ID));
+    }
+    Ok(joined)
+}
+
+/// Every assigned user's metric values: `x` (value or numerator), `y`
+/// (denominator, ratio metrics) and `p` (pre-period covariate), per metric.
+#[derive(Debug, Clone, Default)]
+pub struct UserValues {
+    pub user_id: Vec<u64>,
+    pub variant: Vec<String>,
+    /// `[metric][user]`.
+    pub x: Vec<Vec<f64>>,
+    pub y: Vec<Vec<f64>>,
+    pub p: Vec<Vec<f64>>,
+}
+
+impl UserValues {
+    /// Per-arm sums for an arbitrary split: `arm_of[user] = arm index`.
+    pub fn sums(&self, arm_of: &[usize], n_arms: usize) -> Vec<Vec<Sums>> {
+        let mut out = vec![vec![Sums::default(); self.x.len()]; n_arms];
+        for (m, (xs, (ys, ps))) in self.x.iter().zip(self.y.iter().zip(&self.p)).enumerate() {
+            for (u, &a) in arm_of.iter().enumerate() {
+                let (x, y, p) = (xs[u], ys[u], ps[u]);
+                let s = &mut out[a][m];
+                s.n += 1.0;
+                s.x += x;
+                s.x2 += x * x;
+                s.y += y;
+                s.y2 += y * y;
+                s.xy += x * y;
+                s.p += p;
+                s.p2 += p * p;
+                s.xp += x * p;
+            }
+        }
+        out
+    }
+}
+
+/// Collects [`UserValues`] (for re-randomisation studies such as A/A tests).
+pub fn user_values(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+) -> Result<UserValues> {
+    let mut cols = vec![col(schema::USER_ID), col(schema::VARIANT)];
+    for (i, m) in metrics.iter().enumerate() {
+        let (x, y) = value_expr(m, i, "");
+        cols.push(x.alias(format!("x{i}")));
+        cols.push(y.unwrap_or(lit(0.0)).alias(format!("y{i}")));
+        let p = if pre_events.is_some() && m.kind != MetricKind::Ratio {
+            value_expr(m, i, "pre_").0
+        } else {
+            lit(0.0)
+        };
+        cols.push(p.alias(format!("p{i}")));
+    }
+    let df = joined(events, assignments, pre_events, metrics)?
+        .select(cols)
+        .collect()
+        .map_err(pe(events))?;
+    let f64s = |name: &str| -> Result<Vec<f64>> {
+        let c = df.column(name).map_err(pe(events))?;
+        let s = c
+            .as_materialized_series()
+            .cast(&DataType::Float64)
+            .map_err(pe(events))?;
+        Ok(s.f64()
+            .map_err(pe(events))?
+            .iter()
+            .map(|v| v.unwrap_or(0.0))
+            .collect())
+    };
+    let users = df.column(schema::USER_ID).map_err(pe(events))?;
+    let user_id = users
+        .as_materialized_series()
+        .u64()
+        .map_err(pe(events))?
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect();
+    let variant = df
+        .column(schema::VARIANT)
+        .map_err(pe(events))?
+        .as_materialized_series()
+        .str()
+        .map_err(pe(events))?
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect();
+    let mut v = UserValues {
+        user_id,
+        variant,
+        ..UserValues::default()
+    };
+    for i in 0..metrics.len() {
+        v.x.push(f64s(&format!("x{i}"))?);
+        v.y.push(f64s(&format!("y{i}"))?);
+        v.p.push(f64s(&format!("p{i}"))?);
+    }
+    Ok(v)
+}
+
+/// Runs the whole query: events (and optional pre-period events) joined to the
+/// assignments, reduced to per-arm sums for every metric.
+pub fn arm_sums(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+) -> Result<Vec<ArmSums>> {
+    let joined = joined(events, assignments, pre_events, metrics)?;
+    let mut aggs = vec![len().cast(DataType::Float64).alias("n")];
+    for (i, m) in metrics.iter().enumerate() {
+        let (x, y) = value_expr(m, i, "");
+        aggs.push(x.clone().sum().alias(format!("s{i}_x")));
+        aggs.push((x.clone() * x.clone()).sum().alias(format!("s{i}_x2")));
+        if let Some(y) = y {
+            aggs.push(y.clone().sum().alias(format!("s{i}_y")));
+            aggs.push((y.clone() * y.clone()).sum().alias(format!("s{i}_y2")));
+            aggs.push((x.clone() * y).sum().alias(format!("s{i}_xy")));
+        }
+        if pre_events.is_some() && m.kind != MetricKind::Ratio {
+            let (p, _) = value_expr(m, i, "pre_");
+            aggs.push(p.clone().sum().alias(format!("s{i}_p")));
+            aggs.push((p.clone() * p.clone()).sum().alias(format!("s{i}_p2")));
+            aggs.push((x * p).sum().alias(format!("s{i}_xp")));
+        }
+    }
+    let df = joined
+        .group_by([col(schema::VARIANT)])
+        .agg(aggs)
+        .sort([schema::VARIANT], Default::default())
+        .collect_with_engine(Engine::Streaming)
+        .map_err(pe(events))?
+        // One query, one sink: always a single frame.
+        .unwrap_single();
+    let get = |name: &str, row: usize| -> f64 {
+        df.column(name)
+            .ok()
+            .and_then(|c| c.get(row).ok())
+            .and_then(|v| v.extract::<f64>())
+            .unwrap_or(0.0)
+    };
+    let variants = df.column(schema::VARIANT).map_err(pe(events))?;
+    let mut out = Vec::with_capacity(df.height());
+    for row in 0..df.height() {
+        let variant = variants
+            .get(row)
+            .map_err(pe(events))?
+            .get_str()
+            .unwrap_or_default()
+            .to_string();
+        let n = get("n", row);
+        let sums = (0..metrics.len())
+            .map(|i| Sums {
+                n,
+                x: get(&format!("s{i}_x"), row),
+                x2: get(&format!("s{i}_x2"), row),
+                y: get(&format!("s{i}_y"), row),
+                y2: get(&format!("s{i}_y2"), row),
+                xy: get(&format!("s{i}_xy"), row),
+                p: get(&format!("s{i}_p"), row),
+                p2: get(&format!("s{i}_p2"), row),
+                xp: get(&format!("s{i}_xp"), row),
+            })
+            .collect();
+        out.push(ArmSums { variant, sums });
+    }
+    Ok(out)
+}

@@ -1,0 +1,311 @@
+//! The pipeline on the committed sample: report contract, agreement between the
+//! polars aggregation and per-user sums, A/A calibration, bad input.
+
+use std::path::{Path, PathBuf};
+
+use reelkit_abtest::{
+    adjusted, analyze, arm_sums, builtin_metrics, cuped_theta, parse_metrics, two_sided,
+    user_values, AnalysisConfig, Correction, Error,
+};
+use reelkit_logs::Assignments;
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample/events.parquet")
+}
+
+fn users() -> Vec<u64> {
+    let df = reelkit_logs::read_frame(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample/users.parquet"),
+    )
+    .expect("users.parquet");
+    df.column("user_id")
+        .expect("user_id")
+        .as_materialized_series()
+        .u64()
+        .expect("u64")
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect()
+}
+
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn split(users: &[u64], salt: u64) -> Assignments {
+    Assignments {
+        user_id: users.to_vec(),
+        variant: users
+            .iter()
+            .map(|&u| {
+                if mix(u ^ salt) % 2 == 0 {
+                    "control"
+                } else {
+                    "treatment"
+                }
+                .to_string()
+            })
+            .collect(),
+    }
+}
+
+fn cfg() -> AnalysisConfig {
+    AnalysisConfig {
+        experiment: "aa".into(),
+        control: None,
+        alpha: 0.05,
+        correction: Correction::None,
+        weights: None,
+        sequential: None,
+    }
+}
+
+#[test]
+fn report_follows_the_contract() -> Result<(), Box<dyn std::error::Error>> {
+    let users = users();
+    let a = split(&users, 1);
+    let metrics = builtin_metrics();
+    let r = analyze(&sample(), &a, None, &metrics, &cfg())?;
+    assert_eq!(r.control, "control");
+    assert_eq!(r.metrics.len(), metrics.len());
+    assert_eq!(r.srm.counts.values().sum::<u64>() as usize, users.len());
+    let json = serde_json::to_value(&r)?;
+    for key in [
+        "experiment",
+        "control",
+        "alpha",
+        "correction",
+        "srm",
+        "metrics",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+    for key in [
+        "metric",
+        "kind",
+        "variant",
+        "n_control",
+        "n_variant",
+        "control_mean",
+        "variant_mean",
+        "abs_effect",
+        "abs_ci_low",
+        "abs_ci_high",
+        "rel_effect",
+        "rel_ci_low",
+        "rel_ci_high",
+        "p_value",
+        "p_value_adjusted",
+        "significant",
+        "cuped",
+        "df",
+    ] {
+        assert!(json["metrics"][0].get(key).is_some(), "{key}");
+    }
+    for m in &r.metrics {
+        assert!(
+            m.p_value.is_finite() && m.abs_ci_low <= m.abs_effect && m.abs_effect <= m.abs_ci_high,
+            "{m:?}"
+        );
+    }
+    // Users with no events count as zeros: n is every assigned user.
+    let watch = &r.metrics[0];
+    assert_eq!(watch.n_control + watch.n_variant, users.len() as u64);
+    Ok(())
+}
+
+#[test]
+fn polars_sums_equal_per_user_sums() -> Result<(), Box<dyn std::error::Error>> {
+    let a = split(&users(), 2);
+    let metrics = builtin_metrics();
+    let arms = arm_sums(&sample(), &a, Some(&sample()), &metrics)?;
+    let v = user_values(&sample(), &a, Some(&sample()), &metrics)?;
+    let names: Vec<&str> = arms.iter().map(|x| x.variant.as_str()).collect();
+    let arm_of: Vec<usize> = v
+        .variant
+        .iter()
+        .map(|s| names.iter().position(|n| n == s).unwrap_or(0))
+        .collect();
+    let sums = v.sums(&arm_of, arms.len());
+    for (k, arm) in arms.iter().enumerate() {
+        for (m, s) in arm.sums.iter().enumerate() {
+            let t = &sums[k][m];
+            for (got, want) in [
+                (s.n, t.n),
+                (s.x, t.x),
+                (s.x2, t.x2),
+                (s.y, t.y),
+                (s.xy, t.xy),
+                (s.p, t.p),
+                (s.xp, t.xp),
+            ] {
+                assert!(
+                    (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "{} {m}: {got} vs {want}",
+                    arm.variant
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// 1,000 random A/A splits of the sample: each test's false-positive rate at
+/// α = 0.05 is calibrated.
+#[test]
+fn aa_false_positive_rate_is_calibrated() -> Result<(), Box<dyn std::error::Error>> {
+    let users = users();
+    let metrics = builtin_metrics();
+    let v = user_values(&sample(), &split(&users, 0), None, &metrics)?;
+    let runs = 1000;
+    let mut rejections = vec![0usize; metrics.len()];
+    for r in 0..runs {
+        let arm_of: Vec<usize> = v
+            .user_id
+            .iter()
+            .map(|&u| (mix(u ^ (r as u64 + 1) * 0x51ED) % 2) as usize)
+            .collect();
+        let s = v.sums(&arm_of, 2);
+        for (m, metric) in metrics.iter().enumerate() {
+            let res = two_sided(
+                &adjusted(metric.kind, &s[0][m], 0.0),
+                &adjusted(metric.kind, &s[1][m], 0.0),
+                0.05,
+            );
+            if res.p_value < 0.05 {
+                rejections[m] += 1;
+            }
+        }
+    }
+    let rates: Vec<f64> = rejections.iter().map(|&k| k as f64 / runs as f64).collect();
+    eprintln!(
+        "A/A false-positive rates: {:?}",
+        metrics
+            .iter()
+            .map(|m| &m.name)
+            .zip(&rates)
+            .collect::<Vec<_>>()
+    );
+    let pooled = rates.iter().sum::<f64>() / rates.len() as f64;
+    assert!((0.035..=0.065).contains(&pooled), "pooled {pooled}");
+    for (m, r) in metrics.iter().zip(&rates) {
+        assert!((0.03..=0.075).contains(r), "{}: {r}", m.name);
+    }
+    Ok(())
+}
+
+#[test]
+fn cuped_on_the_same_metric_narrows_the_interval() -> Result<(), Box<dyn std::error::Error>> {
+    // Pre-period = the first week, experiment period = the second (same users).
+    let dir = tempfile::tempdir()?;
+    let ev = reelkit_logs::read_events(&sample())?;
+    let cut = ev.ts_ms.iter().min().copied().unwrap_or(0) + 7 * 86_400_000;
+    let (mut pre, mut post) = (
+        reelkit_logs::Events::default(),
+        reelkit_logs::Events::default(),
+    );
+    for i in 0..ev.len() {
+        if ev.ts_ms[i] < cut {
+            pre.push(&ev.get(i))
+        } else {
+            post.push(&ev.get(i))
+        }
+    }
+    let (pre_p, post_p) = (
+        dir.path().join("pre.parquet"),
+        dir.path().join("post.parquet"),
+    );
+    reelkit_logs::write_events(&pre_p, &pre)?;
+    reelkit_logs::write_events(&post_p, &post)?;
+    let a = split(&users(), 3);
+    let metrics = builtin_metrics();
+    let plain = analyze(&post_p, &a, None, &metrics, &cfg())?;
+    let cuped = analyze(&post_p, &a, Some(&pre_p), &metrics, &cfg())?;
+    let w = |r: &reelkit_abtest::Report| r.metrics[0].abs_ci_high - r.metrics[0].abs_ci_low;
+    assert!(cuped.metrics[0].cuped && !plain.metrics[0].cuped);
+    eprintln!(
+        "watch time CI width: {} plain, {} CUPED",
+        w(&plain),
+        w(&cuped)
+    );
+    assert!(w(&cuped) < 0.9 * w(&plain));
+    // θ is pooled over both arms, as gbstats computes it.
+    let arms = arm_sums(&post_p, &a, Some(&pre_p), &metrics)?;
+    let theta = cuped_theta(metrics[0].kind, &arms[0].sums[0], &arms[1].sums[0]);
+    assert!((cuped.metrics[0].theta - theta).abs() < 1e-12);
+    Ok(())
+}
+
+#[test]
+fn bad_input_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
+    let a = split(&users(), 4);
+    let metrics = builtin_metrics();
+    let mut c = cfg();
+    c.control = Some("baseline".into());
+    let e = analyze(&sample(), &a, None, &metrics, &c).unwrap_err();
+    assert!(
+        matches!(e, Error::UnknownControl { .. }) && e.to_string().contains("baseline"),
+        "{e}"
+    );
+
+    let mut c = cfg();
+    c.weights = Some(
+        [
+            ("control".to_string(), 1.0),
+            ("treatment".to_string(), 1.0),
+            ("holdout".to_string(), 1.0),
+        ]
+        .into(),
+    );
+    let e = analyze(&sample(), &a, None, &metrics, &c).unwrap_err();
+    assert!(e.to_string().contains("holdout"), "{e}");
+
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "user_id,session_id,ts_ms,video_id,creator_id,surface,duration_ms\n1,1,1,1,1,reels,5\n",
+    )?;
+    let e = analyze(&bad, &a, None, &metrics, &cfg())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing column `watch_ms`") && e.contains("bad.csv"),
+        "{e}"
+    );
+
+    let one_arm = Assignments {
+        user_id: vec![1, 2],
+        variant: vec!["control".into(), "control".into()],
+    };
+    assert!(analyze(&sample(), &one_arm, None, &metrics, &cfg()).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_degenerate_metric_is_defined() -> Result<(), Box<dyn std::error::Error>> {
+    let m = parse_metrics(
+        "[[metric]]\nname = 'nothing'\nkind = 'mean'\nnumerator = { agg = 'sum', column = 'position', surface = 'watch' }\n\
+         [[metric]]\nname = 'const'\nkind = 'mean'\nnumerator = { agg = 'count', surface = 'watch' }\n",
+    )?;
+    // Users on a surface nobody... use a tiny assignment of users with no events at all.
+    let a = Assignments {
+        user_id: vec![1, 2, 3, 4],
+        variant: vec![
+            "control".into(),
+            "treatment".into(),
+            "control".into(),
+            "treatment".into(),
+        ],
+    };
+    let r = analyze(&sample(), &a, None, &m, &cfg())?;
+    for row in &r.metrics {
+        assert_eq!(row.p_value, 1.0);
+        assert!(row.message.is_some() && !row.significant);
+        assert!(serde_json::to_string(row)?.find("NaN").is_none());
+    }
+    Ok(())
+}
