@@ -5,6 +5,7 @@ mod analysis;
 mod error;
 mod metrics;
 mod pipeline;
+mod power;
 mod report;
 mod stats;
 
@@ -12,6 +13,7 @@ pub use analysis::{analyze, analyze_sums, AnalysisConfig, MetricRow, Report, Srm
 pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
 pub use pipeline::{arm_sums, scan, user_values, ArmSums, UserValues};
+pub use power::{power, PowerRow};
 pub use report::{markdown, write_report};
 pub use stats::{
     adjust, adjusted, cuped_theta, effect_variance, moments, srm, two_sided, two_sided_sequential,

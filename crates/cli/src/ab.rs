@@ -10,6 +10,29 @@ pub enum AbCommand {
     /// Analyse an experiment: per-user metrics, SRM, lifts with CIs and p-values;
     /// writes report.json and report.md. Exits 0 whether or not anything is significant.
     Analyze(AnalyzeArgs),
+    /// Sample size, MDE and duration per metric from a pre-period's variance.
+    Power(PowerArgs),
+}
+
+/// Arguments of `reelkit ab power`.
+#[derive(Debug, clap::Args)]
+pub struct PowerArgs {
+    /// Pre-period events.
+    #[arg(long)]
+    events: PathBuf,
+    /// Metrics TOML; default: the built-in Reels metrics.
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    /// Relative minimum detectable effect (0.02 = 2%).
+    #[arg(long, default_value_t = 0.02)]
+    mde: f64,
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    #[arg(long, default_value_t = 0.8)]
+    power: f64,
+    /// Share of users in treatment.
+    #[arg(long, default_value_t = 0.5)]
+    treatment_share: f64,
 }
 
 /// Arguments of `reelkit ab analyze`.
@@ -53,7 +76,73 @@ pub struct AnalyzeArgs {
 pub fn run(cmd: AbCommand) -> anyhow::Result<()> {
     match cmd {
         AbCommand::Analyze(args) => analyze(args),
+        AbCommand::Power(args) => power(args),
     }
+}
+
+fn load_metrics(path: Option<&std::path::Path>) -> anyhow::Result<Vec<reelkit_abtest::Metric>> {
+    Ok(match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading metrics {}", p.display()))?;
+            parse_metrics(&text).with_context(|| format!("in metrics {}", p.display()))?
+        }
+        None => builtin_metrics(),
+    })
+}
+
+fn power(args: PowerArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.mde > 0.0, "--mde must be positive, got {}", args.mde);
+    anyhow::ensure!(
+        args.alpha > 0.0 && args.alpha < 1.0,
+        "--alpha must be in (0, 1)"
+    );
+    anyhow::ensure!(
+        args.power > 0.0 && args.power < 1.0,
+        "--power must be in (0, 1)"
+    );
+    anyhow::ensure!(
+        args.treatment_share > 0.0 && args.treatment_share < 1.0,
+        "--treatment-share must be in (0, 1)"
+    );
+    let metrics = load_metrics(args.metrics.as_deref())?;
+    let ev = reelkit_logs::read_events(&args.events)
+        .with_context(|| format!("reading events {}", args.events.display()))?;
+    // Every user active in the pre-period, all in one arm.
+    let mut users: Vec<u64> = ev.user_id.clone();
+    users.sort_unstable();
+    users.dedup();
+    let days = {
+        let (lo, hi) = (
+            ev.ts_ms.iter().min().copied().unwrap_or(0),
+            ev.ts_ms.iter().max().copied().unwrap_or(0),
+        );
+        ((hi - lo) as f64 / 86_400_000.0).ceil().max(1.0)
+    };
+    let assignments = reelkit_logs::Assignments {
+        variant: vec!["all".to_string(); users.len()],
+        user_id: users.clone(),
+    };
+    let values = reelkit_abtest::user_values(&args.events, &assignments, None, &metrics)?;
+    let sums = values.sums(&vec![0; values.user_id.len()], 1);
+    let rows: Vec<reelkit_abtest::PowerRow> = metrics
+        .iter()
+        .zip(&sums[0])
+        .map(|(m, s)| {
+            reelkit_abtest::power(
+                &m.name,
+                m.kind,
+                s,
+                args.mde,
+                args.alpha,
+                args.power,
+                args.treatment_share,
+                users.len() as f64 / days,
+            )
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&rows)?);
+    Ok(())
 }
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
