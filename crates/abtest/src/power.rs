@@ -73,20 +73,19 @@ mod tests {
         // σ = 1, μ = 10, 5% relative MDE = 0.5 absolute; α 0.05, power 0.8:
         // n per arm = 2 (1.95996 + 0.84162)² / 0.25 = 62.79, so 125.6 in total.
         let n = 1000.0;
-        let s = Sums {
+        // Σx² = n μ² + (n − 1) σ² gives a sample variance of exactly σ² = 1.
+        let sums = |n: f64| Sums {
             n,
             x: 10.0 * n,
-            x2: n * (100.0 + 1.0) - 1.0,
+            x2: n * 100.0 + (n - 1.0),
             ..Sums::default()
         };
+        let s = sums(n);
         let r = power("m", MetricKind::Mean, &s, 0.05, 0.05, 0.8, 0.5, 100.0);
         assert!((r.users_needed - 125.58).abs() < 0.2, "{r:?}");
         assert!((r.days_needed - r.users_needed / 100.0).abs() < 1e-9);
         // And the MDE at the needed size is the MDE asked for.
-        let s2 = Sums {
-            n: r.users_needed,
-            ..s
-        };
+        let s2 = sums(r.users_needed);
         let back = power("m", MetricKind::Mean, &s2, 0.05, 0.05, 0.8, 0.5, 100.0);
         assert!(
             (back.mde_at_pre_period_users - 0.05).abs() < 1e-3,
