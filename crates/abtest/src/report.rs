@@ -67,8 +67,128 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
-/// Writes `report.json` and `report.md` into `dir` (created if needed), all or
-/// nothing.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A forest plot of relative lifts with their intervals, as inline SVG.
+pub fn forest_svg(r: &Report) -> String {
+    let rows = &r.metrics;
+    let (w, row_h, left, right) = (760.0, 26.0, 260.0, 40.0);
+    let h = 40.0 + row_h * rows.len() as f64;
+    let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
+    let lo = rows
+        .iter()
+        .map(|m| finite(m.rel_ci_low))
+        .fold(0.0f64, f64::min);
+    let hi = rows
+        .iter()
+        .map(|m| finite(m.rel_ci_high))
+        .fold(0.0f64, f64::max);
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let x = |v: f64| left + (finite(v) - lo) / (hi - lo) * (w - left - right);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">"
+    );
+    let zero = x(0.0);
+    s.push_str(&format!(
+        "<line x1=\"{zero:.1}\" y1=\"20\" x2=\"{zero:.1}\" y2=\"{:.1}\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>",
+        h - 10.0
+    ));
+    s.push_str(&format!(
+        "<text x=\"{zero:.1}\" y=\"14\" text-anchor=\"middle\">0%</text>"
+    ));
+    for (k, m) in rows.iter().enumerate() {
+        let y = 30.0 + row_h * k as f64 + row_h / 2.0;
+        let color = match (m.significant, m.rel_effect >= 0.0) {
+            (true, true) => "#1a7f37",
+            (true, false) => "#cf222e",
+            _ => "#57606a",
+        };
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} · {}</text>",
+            left - 10.0,
+            y + 4.0,
+            esc(&m.metric),
+            esc(&m.variant)
+        ));
+        s.push_str(&format!(
+            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            x(m.rel_ci_low),
+            x(m.rel_ci_high)
+        ));
+        s.push_str(&format!(
+            "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{color}\"><title>{}: {} [{}, {}], p = {:.4}</title></circle>",
+            x(m.rel_effect),
+            esc(&m.metric),
+            pct(m.rel_effect),
+            pct(m.rel_ci_low),
+            pct(m.rel_ci_high),
+            m.p_value_adjusted
+        ));
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A self-contained HTML report: SRM status, forest plot, metric table.
+pub fn html(r: &Report) -> String {
+    let mut rows = String::new();
+    for m in &r.metrics {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>[{}, {}]</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&m.metric),
+            esc(&m.variant),
+            m.control_mean,
+            m.variant_mean,
+            pct(m.rel_effect),
+            pct(m.rel_ci_low),
+            pct(m.rel_ci_high),
+            m.p_value,
+            m.p_value_adjusted,
+            if m.cuped { "yes" } else { "no" },
+            match (&m.message, m.significant) {
+                (Some(msg), _) => esc(msg),
+                (None, true) => "significant".into(),
+                (None, false) => String::new(),
+            }
+        ));
+    }
+    let srm = if r.srm.ok {
+        format!(
+            "<p class=\"ok\">SRM check passed (χ² = {:.3}, p = {:.4}).</p>",
+            r.srm.chi2, r.srm.p_value
+        )
+    } else {
+        format!(
+            "<p class=\"bad\">Sample-ratio mismatch (χ² = {:.3}, p = {:.2e}): the split is not what was configured; do not trust these results.</p>",
+            r.srm.chi2, r.srm.p_value
+        )
+    };
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>\
+body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}\
+.ok{{color:#1a7f37}}.bad{{color:#cf222e;font-weight:bold}}</style></head><body>\
+<h1>Experiment {title}</h1><p>Control <b>{control}</b>, α = {alpha}, correction {corr}{seq}.</p>{srm}\
+<h2>Relative lift with {conf}% intervals</h2>{svg}<h2>Metrics</h2><table><tr><th>metric</th><th>variant</th>\
+<th>control</th><th>variant</th><th>lift</th><th>interval</th><th>p</th><th>p adj.</th><th>CUPED</th><th></th></tr>\n{rows}</table></body></html>\n",
+        title = esc(&r.experiment),
+        control = esc(&r.control),
+        alpha = r.alpha,
+        corr = r.correction,
+        seq = if r.sequential.is_some() { ", sequential (always-valid) intervals" } else { "" },
+        conf = (100.0 * (1.0 - r.alpha)).round(),
+        svg = forest_svg(r),
+    )
+}
+
+/// Writes `report.json`, `report.md` and `report.html` into `dir` (created if
+/// needed), all or nothing.
 pub fn write_report(dir: &Path, r: &Report) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
@@ -79,7 +199,11 @@ pub fn write_report(dir: &Path, r: &Report) -> Result<()> {
         reason: e.to_string(),
     })?;
     let md = markdown(r);
+    let page = html(r);
     let mut set = FileSet::new();
+    set.write(&dir.join("report.html"), |w| {
+        std::io::Write::write_all(w, page.as_bytes())
+    })?;
     set.write(&dir.join("report.json"), |w| {
         std::io::Write::write_all(w, &json)
     })?;

@@ -12,6 +12,25 @@ pub enum BenchCommand {
     /// Batch top-K recommendation time for a list of users (model and files
     /// loaded before the clock starts).
     Recommend(RecBenchArgs),
+    /// A/B analysis end to end against a bare polars group-by over the same file.
+    Ab(AbBenchArgs),
+}
+
+/// Arguments of `reelkit bench ab`.
+#[derive(Debug, clap::Args)]
+pub struct AbBenchArgs {
+    /// Impressions in the synthetic log (ignored with --events).
+    #[arg(long, default_value_t = 50_000_000)]
+    impressions: usize,
+    /// Users in the synthetic log.
+    #[arg(long, default_value_t = 1_000_000)]
+    users: u64,
+    /// Use this event file instead of a synthetic one.
+    #[arg(long)]
+    events: Option<std::path::PathBuf>,
+    /// Where to write the synthetic file (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `reelkit bench recommend`.
@@ -51,6 +70,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Simulate(args) => simulate(args),
         BenchCommand::Recommend(args) => recommend(args),
+        BenchCommand::Ab(args) => ab(args),
     }
 }
 
@@ -157,4 +177,126 @@ fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// A synthetic impression log written in chunks (no simulator: pure speed).
+fn synthetic_events(path: &std::path::Path, n: usize, users: u64) -> anyhow::Result<()> {
+    use reelkit_logs::{Event, Events, Surface};
+    let mut rng = reelkit_sim::Rng::new(7);
+    let mut ev = Events::with_capacity(n);
+    for i in 0..n {
+        let u = rng.below(users);
+        let d = 3_000 + rng.below(60_000) as u32;
+        ev.push(&Event {
+            user_id: u,
+            session_id: u * 64 + rng.below(16),
+            ts_ms: 1_767_571_200_000 + rng.below(14 * 86_400_000) as i64,
+            video_id: rng.below(1_000_000),
+            creator_id: rng.below(50_000),
+            surface: Surface::ALL[(i % 3) as usize],
+            position: rng.below(50) as u32,
+            duration_ms: d,
+            watch_ms: (d as f64 * rng.f64() * 1.3) as u32,
+            liked: rng.bernoulli(0.05),
+            shared: rng.bernoulli(0.01),
+            commented: rng.bernoulli(0.005),
+            followed: rng.bernoulli(0.002),
+        });
+    }
+    reelkit_logs::write_events(path, &ev)?;
+    Ok(())
+}
+
+fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
+    use reelkit_logs::polars::prelude::*;
+    let tmp = tempfile_dir(args.dir.as_deref())?;
+    let path = match &args.events {
+        Some(p) => p.clone(),
+        None => {
+            let p = tmp.join("bench_events.parquet");
+            let t = Instant::now();
+            synthetic_events(&p, args.impressions, args.users)?;
+            eprintln!(
+                "wrote {} impressions in {:.1}s",
+                args.impressions,
+                t.elapsed().as_secs_f64()
+            );
+            p
+        }
+    };
+    let rss_before = peak_rss_mib();
+    // Baseline: the bare per-user group-by polars would run anyway.
+    let t = Instant::now();
+    let base = reelkit_abtest::scan(&path)?
+        .group_by([col("user_id")])
+        .agg([col("watch_ms").cast(DataType::Float64).sum()])
+        .collect_with_engine(Engine::Streaming)?
+        .unwrap_single();
+    let baseline_s = t.elapsed().as_secs_f64();
+    let users = base
+        .column("user_id")?
+        .as_materialized_series()
+        .cast(&DataType::UInt64)?;
+    let user_ids: Vec<u64> = users.u64()?.iter().flatten().collect();
+    let rss_baseline = peak_rss_mib();
+    let assignments = reelkit_logs::Assignments {
+        variant: user_ids
+            .iter()
+            .map(|&u| {
+                if reelkit_sim::splitmix64(u) % 2 == 0 {
+                    "control"
+                } else {
+                    "treatment"
+                }
+                .to_string()
+            })
+            .collect(),
+        user_id: user_ids,
+    };
+    let metrics = reelkit_abtest::builtin_metrics();
+    let cfg = reelkit_abtest::AnalysisConfig {
+        experiment: "bench".into(),
+        control: None,
+        alpha: 0.05,
+        correction: reelkit_abtest::Correction::Holm,
+        weights: None,
+        sequential: None,
+    };
+    let t = Instant::now();
+    let report = reelkit_abtest::analyze(&path, &assignments, None, &metrics, &cfg)?;
+    let analyze_s = t.elapsed().as_secs_f64();
+    let out = json!({
+        "bench": "ab",
+        "file": path,
+        "file_mib": std::fs::metadata(&path).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0),
+        "users": assignments.len(),
+        "metrics": metrics.len(),
+        "rows": report.metrics.len(),
+        "baseline_groupby_s": baseline_s,
+        "analyze_s": analyze_s,
+        "ratio_to_baseline": analyze_s / baseline_s,
+        "target_ratio": 1.5,
+        "peak_rss_mib_before": rss_before,
+        "peak_rss_mib_after_baseline": rss_baseline,
+        "peak_rss_mib_after_analyze": peak_rss_mib(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn tempfile_dir(dir: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    let d = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir().join(format!("reelkit-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }

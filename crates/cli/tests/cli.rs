@@ -502,6 +502,12 @@ fn ab_analyze_writes_the_report_contract() -> TestResult {
     let rows = r["metrics"].as_array().map(|a| a.len()).unwrap_or(0);
     assert_eq!(rows, 10 * 2, "one row per metric and variant");
     assert!(out.join("report.md").exists());
+    let page = std::fs::read_to_string(out.join("report.html"))?;
+    assert!(
+        page.contains("<svg")
+            && page.contains("watch_time_per_user")
+            && page.ends_with("</html>\n")
+    );
 
     // A user in two arms.
     text.push_str(&format!("{},t1\n", ids[0]));
