@@ -258,7 +258,32 @@ impl RowProblem<'_> {
         let f = x.len();
         let (r, rest) = scratch.split_at_mut(f);
         let (p, ap) = rest.split_at_mut(f);
-        let ap = &mut ap[..f];
+        self.cg_parts::<M>(x, steps, r, p, &mut ap[..f])
+    }
+
+    /// The same CG with a fixed dimension `N`: every loop has a constant trip
+    /// count, so the compiler unrolls it and keeps the vectors in registers.
+    #[inline(always)]
+    fn cg_fixed<const N: usize, M: MulAdd>(&self, x: &mut [f32], steps: usize) {
+        let mut r = [0f32; N];
+        let mut p = [0f32; N];
+        let mut ap = [0f32; N];
+        let mut xa = [0f32; N];
+        xa.copy_from_slice(x);
+        self.cg_parts::<M>(&mut xa, steps, &mut r, &mut p, &mut ap);
+        x.copy_from_slice(&xa);
+    }
+
+    #[inline(always)]
+    fn cg_parts<M: MulAdd>(
+        &self,
+        x: &mut [f32],
+        steps: usize,
+        r: &mut [f32],
+        p: &mut [f32],
+        ap: &mut [f32],
+    ) {
+        let f = x.len();
         // r = b − A x in one pass over the items:
         // r = −(G + λI) x + Σ_i (c_i − (c_i − 1) y_i·x) y_i.
         symv_with::<M>(self.gram, x, r);
@@ -315,7 +340,12 @@ pub fn cg_dispatch(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn cg_avx2(prob: &RowProblem<'_>, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
-    prob.cg_with::<Fused>(x, steps, scratch)
+    match x.len() {
+        32 => prob.cg_fixed::<32, Fused>(x, steps),
+        64 => prob.cg_fixed::<64, Fused>(x, steps),
+        128 => prob.cg_fixed::<128, Fused>(x, steps),
+        _ => prob.cg_with::<Fused>(x, steps, scratch),
+    }
 }
 
 #[cfg(test)]
@@ -358,7 +388,12 @@ mod tests {
 
     #[test]
     fn conjugate_gradient_converges_to_the_cholesky_solution() {
-        let f = 12;
+        for f in [12, 32, 64, 128] {
+            cg_case(f);
+        }
+    }
+
+    fn cg_case(f: usize) {
         let n_items = 40;
         let mut s = 7;
         let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut s)).collect();
