@@ -37,6 +37,10 @@ impl Isa {
 pub trait MulAdd {
     /// `a * b + c`.
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
+
+    /// Hint that `row` will be read soon (a no-op where not supported).
+    #[inline(always)]
+    fn prefetch(_row: &[f32]) {}
 }
 
 /// Separate multiply and add.
@@ -58,6 +62,23 @@ impl MulAdd for Fused {
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
+    }
+
+    /// Fetches every cache line of the row: the rows of a user's items are
+    /// scattered over the item table, and fetching the next ones while the
+    /// current one is used hides most of the latency.
+    #[inline(always)]
+    fn prefetch(row: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        for line in row.chunks(16) {
+            // SAFETY: prefetching has no architectural effect; the pointer is in
+            // bounds of a live slice.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    line.as_ptr() as *const i8
+                )
+            };
+        }
     }
 }
 
@@ -108,14 +129,33 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 
 /// `out = m · v` for a row-major **symmetric** `n × n` matrix, computed as a
 /// combination of rows (`Σ_j v_j m_j`): independent lanes, no horizontal sums.
+/// The output is produced in blocks of 64 lanes whose accumulators stay in
+/// registers while the rows stream through.
 #[inline(always)]
 pub fn symv_with<M: MulAdd>(m: &[f32], v: &[f32], out: &mut [f32]) {
+    const B: usize = 64;
     let n = v.len();
     assert_eq!(m.len(), n * n);
     assert_eq!(out.len(), n);
-    out.iter_mut().for_each(|o| *o = 0.0);
-    for (row, &vj) in m.chunks_exact(n).zip(v) {
-        axpy_with::<M>(vj, row, out);
+    let full = n / B * B;
+    for start in (0..full).step_by(B) {
+        let mut acc = [0f32; B];
+        for (j, &vj) in v.iter().enumerate() {
+            let row: &[f32; B] = m[j * n + start..j * n + start + B]
+                .try_into()
+                .unwrap_or(&[0.0; B]);
+            for t in 0..B {
+                acc[t] = M::mul_add(vj, row[t], acc[t]);
+            }
+        }
+        out[start..start + B].copy_from_slice(&acc);
+    }
+    if full < n {
+        let tail = &mut out[full..];
+        tail.iter_mut().for_each(|o| *o = 0.0);
+        for (row, &vj) in m.chunks_exact(n).zip(v) {
+            axpy_with::<M>(vj, &row[full..], tail);
+        }
     }
 }
 
@@ -217,10 +257,23 @@ impl RowProblem<'_> {
         let f = v.len();
         symv_with::<M>(self.gram, v, out);
         axpy_with::<M>(self.reg, v, out);
-        for (&i, &c) in self.items.iter().zip(self.conf) {
+        for (k, (&i, &c)) in self.items.iter().zip(self.conf).enumerate() {
+            self.prefetch_ahead::<M>(k, f);
             let yi = &self.y[i as usize * f..(i as usize + 1) * f];
             let w = (c - 1.0) * dot_with::<M>(yi, v);
             axpy_with::<M>(w, yi, out);
+        }
+    }
+
+    /// Prefetches the factor row of the item `PREFETCH_DISTANCE` places ahead.
+    #[inline(always)]
+    fn prefetch_ahead<M: MulAdd>(&self, k: usize, f: usize) {
+        const PREFETCH_DISTANCE: usize = 8;
+        if let Some(&j) = self.items.get(k + PREFETCH_DISTANCE) {
+            let start = j as usize * f;
+            if let Some(row) = self.y.get(start..start + f) {
+                M::prefetch(row);
+            }
         }
     }
 
@@ -290,7 +343,8 @@ impl RowProblem<'_> {
         for (ri, xi) in r.iter_mut().zip(x.iter()) {
             *ri = -M::mul_add(self.reg, *xi, *ri);
         }
-        for (&i, &c) in self.items.iter().zip(self.conf) {
+        for (k, (&i, &c)) in self.items.iter().zip(self.conf).enumerate() {
+            self.prefetch_ahead::<M>(k, f);
             let yi = &self.y[i as usize * f..(i as usize + 1) * f];
             let w = c - (c - 1.0) * dot_with::<M>(yi, x);
             axpy_with::<M>(w, yi, r);
