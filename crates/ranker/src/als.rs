@@ -165,53 +165,43 @@ pub fn train_ials(
         "training iALS"
     );
 
-    let mut x = init_factors(n_users, f, p.init_scale, p.seed, 0);
-    let mut y = init_factors(n_items, f, p.init_scale, p.seed, 1);
+    let mut fac = Factors {
+        dim: f,
+        users: init_factors(n_users, f, p.init_scale, p.seed, 0),
+        items: init_factors(n_items, f, p.init_scale, p.seed, 1),
+        item_bias: vec![0.0; n_items],
+    };
     for epoch in 1..=p.epochs {
         let _span = tracing::info_span!("ials_epoch", epoch).entered();
         let t = Instant::now();
         if ctl.stopped() {
             return Err(Error::Stopped);
         }
-        solve_side(isa, &mut x, &y, &conf, f, p);
+        solve_side(isa, &mut fac.users, &fac.items, &conf, f, p);
         if ctl.stopped() {
             return Err(Error::Stopped);
         }
-        solve_side(isa, &mut y, &x, &conf_t, f, p);
+        solve_side(isa, &mut fac.items, &fac.users, &conf_t, f, p);
         let seconds = t.elapsed().as_secs_f64();
         if let Some(cb) = ctl.on_epoch.as_deref_mut() {
             let mut item_reg = 0f64;
             for i in 0..n_items {
-                let yi = &y[i * f..(i + 1) * f];
+                let yi = fac.item(i);
                 item_reg +=
                     row_reg(p.reg, p.reg_exponent, conf_t.row_len(i)) as f64 * dot(yi, yi) as f64;
             }
             let report = EpochReport {
                 epoch,
-                loss: loss(&x, &y, &conf, f, p) + item_reg / conf.nnz() as f64,
+                loss: loss(&fac.users, &fac.items, &conf, f, p) + item_reg / conf.nnz() as f64,
                 seconds,
             };
             tracing::info!(epoch, loss = report.loss, seconds, "epoch done");
-            let factors = Factors {
-                dim: f,
-                users: std::mem::take(&mut x),
-                items: std::mem::take(&mut y),
-                item_bias: vec![0.0; n_items],
-            };
-            let go_on = cb(&report, &factors);
-            x = factors.users;
-            y = factors.items;
-            if !go_on {
+            if !cb(&report, &fac) {
                 break;
             }
         }
     }
-    Ok(Factors {
-        dim: f,
-        users: x,
-        items: y,
-        item_bias: vec![0.0; n_items],
-    })
+    Ok(fac)
 }
 
 /// The exact iALS embedding of a user from their items and weights, given the
@@ -261,18 +251,7 @@ mod tests {
     use crate::params::TrainParams;
 
     fn toy() -> Csr {
-        // Two blocks of users with disjoint tastes.
-        let mut rows = Vec::new();
-        let mut cols = Vec::new();
-        for u in 0..40u32 {
-            let base = if u < 20 { 0 } else { 10 };
-            for k in 0..6u32 {
-                rows.push(u);
-                cols.push(base + (u * 7 + k * 3) % 10);
-            }
-        }
-        let vals = vec![1.0; rows.len()];
-        Csr::from_triplets(40, 20, &rows, &cols, &vals)
+        crate::csr::two_taste_groups(40, 20, 6)
     }
 
     fn params(epochs: usize) -> ValidTrainParams {

@@ -55,22 +55,13 @@ pub fn train_bpr(
     }
     let f = p.factors;
     let (n_users, n_items) = (weights.n_rows(), weights.n_cols());
-    let mut x = init_factors(
-        n_users,
-        f,
-        p.init_scale.max(0.1 / (f as f32).sqrt()),
-        p.seed,
-        2,
-    );
-    let mut y = init_factors(
-        n_items,
-        f,
-        p.init_scale.max(0.1 / (f as f32).sqrt()),
-        p.seed,
-        3,
-    );
-    // Bias stored as an extra column so it shares the item row's stratum.
-    let mut bias = vec![0f32; n_items];
+    let scale = p.init_scale.max(0.1 / (f as f32).sqrt());
+    let mut fac = Factors {
+        dim: f,
+        users: init_factors(n_users, f, scale, p.seed, 2),
+        items: init_factors(n_items, f, scale, p.seed, 3),
+        item_bias: vec![0f32; n_items],
+    };
 
     // Positive pairs per block (user stratum, item stratum), and items per stratum.
     let mut blocks: Vec<Vec<(u32, u32)>> = vec![Vec::new(); STRATA * STRATA];
@@ -105,9 +96,9 @@ pub fn train_bpr(
         let mut epoch_loss = 0f64;
         let mut samples = 0usize;
         for s in 0..STRATA {
-            let xs = Shared(x.as_mut_ptr());
-            let ys = Shared(y.as_mut_ptr());
-            let bs = Shared(bias.as_mut_ptr());
+            let xs = Shared(fac.users.as_mut_ptr());
+            let ys = Shared(fac.items.as_mut_ptr());
+            let bs = Shared(fac.item_bias.as_mut_ptr());
             let results: Vec<(f64, usize)> = (0..STRATA)
                 .into_par_iter()
                 .map(|b| {
@@ -174,27 +165,12 @@ pub fn train_bpr(
         };
         tracing::info!(epoch, loss = report.loss, "epoch done");
         if let Some(cb) = ctl.on_epoch.as_deref_mut() {
-            let factors = Factors {
-                dim: f,
-                users: std::mem::take(&mut x),
-                items: std::mem::take(&mut y),
-                item_bias: std::mem::take(&mut bias),
-            };
-            let go_on = cb(&report, &factors);
-            x = factors.users;
-            y = factors.items;
-            bias = factors.item_bias;
-            if !go_on {
+            if !cb(&report, &fac) {
                 break;
             }
         }
     }
-    Ok(Factors {
-        dim: f,
-        users: x,
-        items: y,
-        item_bias: bias,
-    })
+    Ok(fac)
 }
 
 #[cfg(test)]
@@ -203,17 +179,7 @@ mod tests {
     use crate::params::{Algo, TrainParams};
 
     fn toy() -> Csr {
-        let mut rows = Vec::new();
-        let mut cols = Vec::new();
-        for u in 0..60u32 {
-            let base = if u < 30 { 0 } else { 20 };
-            for k in 0..8u32 {
-                rows.push(u);
-                cols.push(base + (u * 7 + k * 3) % 20);
-            }
-        }
-        let vals = vec![1.0; rows.len()];
-        Csr::from_triplets(60, 40, &rows, &cols, &vals)
+        crate::csr::two_taste_groups(60, 40, 8)
     }
 
     fn params() -> ValidTrainParams {

@@ -139,6 +139,24 @@ impl Csr {
     }
 }
 
+/// Test data: `users` users in two taste groups over `items` items (the first
+/// half of the users pick from the first half of the items), `per_user` each.
+#[cfg(test)]
+pub(crate) fn two_taste_groups(users: u32, items: u32, per_user: u32) -> Csr {
+    let half = items / 2;
+    let mut rows = Vec::new();
+    let mut cols = Vec::new();
+    for u in 0..users {
+        let base = if u < users / 2 { 0 } else { half };
+        for k in 0..per_user {
+            rows.push(u);
+            cols.push(base + (u * 7 + k * 3) % half);
+        }
+    }
+    let vals = vec![1.0; rows.len()];
+    Csr::from_triplets(users as usize, items as usize, &rows, &cols, &vals)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,23 +90,11 @@ impl std::ops::Deref for ValidTrainParams {
     }
 }
 
-fn check_f32(field: &'static str, v: f32, lo: f32, hi: f32, allowed: &'static str) -> Result<()> {
-    if v >= lo && v <= hi {
-        Ok(())
-    } else {
-        Err(Error::InvalidParam {
-            field,
-            allowed,
-            got: v.to_string(),
-        })
-    }
-}
-
-fn check_usize(
+fn check<T: PartialOrd + ToString>(
     field: &'static str,
-    v: usize,
-    lo: usize,
-    hi: usize,
+    v: T,
+    lo: T,
+    hi: T,
     allowed: &'static str,
 ) -> Result<()> {
     if v >= lo && v <= hi {
@@ -123,20 +111,20 @@ fn check_usize(
 impl TrainParams {
     /// Checks every field; the error names the field, the allowed range and the value.
     pub fn check(self) -> Result<ValidTrainParams> {
-        check_usize("factors", self.factors, 1, 1024, "1 ..= 1024")?;
-        check_usize("epochs", self.epochs, 0, 10_000, "0 ..= 10000")?;
-        check_f32("reg", self.reg, 0.0, 1e6, "0 ..= 1e6")?;
-        check_f32("alpha", self.alpha, 0.0, 1e6, "0 ..= 1e6")?;
-        check_usize("cg_steps", self.cg_steps, 1, 1024, "1 ..= 1024")?;
-        check_f32("reg_exponent", self.reg_exponent, 0.0, 2.0, "0 ..= 2")?;
-        check_f32(
+        check("factors", self.factors, 1, 1024, "1 ..= 1024")?;
+        check("epochs", self.epochs, 0, 10_000, "0 ..= 10000")?;
+        check("reg", self.reg, 0.0, 1e6, "0 ..= 1e6")?;
+        check("alpha", self.alpha, 0.0, 1e6, "0 ..= 1e6")?;
+        check("cg_steps", self.cg_steps, 1, 1024, "1 ..= 1024")?;
+        check("reg_exponent", self.reg_exponent, 0.0, 2.0, "0 ..= 2")?;
+        check(
             "learning_rate",
             self.learning_rate,
             1e-6,
             10.0,
             "1e-6 ..= 10",
         )?;
-        check_f32("init_scale", self.init_scale, 0.0, 10.0, "0 ..= 10")?;
+        check("init_scale", self.init_scale, 0.0, 10.0, "0 ..= 10")?;
         Ok(ValidTrainParams(self))
     }
 }
