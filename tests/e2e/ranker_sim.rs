@@ -7,23 +7,12 @@ use reelkit_cli::RankerPolicy;
 use reelkit_logs::Events;
 use reelkit_ranker::{
     evaluate, item_counts, popularity_order, recommend_popular, split_by_time, EngagementWeights,
-    Impressions, Isa, ItemTable, Model, ModelMeta, Ranker, TrainControl, TrainParams, TrainingData,
+    Isa, ItemTable, Model, ModelMeta, Ranker, TrainControl, TrainParams, TrainingData,
 };
 use reelkit_sim::{builtin_policy, ExploreFresh, SimParams, Simulator, World, DEFAULT_EXPLORE};
 
 fn weights(ev: &Events) -> Vec<f32> {
-    let imp = Impressions {
-        user_id: &ev.user_id,
-        video_id: &ev.video_id,
-        duration_ms: &ev.duration_ms,
-        watch_ms: &ev.watch_ms,
-        liked: &ev.liked,
-        shared: &ev.shared,
-        commented: &ev.commented,
-        followed: &ev.followed,
-    };
-    let w = EngagementWeights::default();
-    (0..ev.len()).map(|i| w.weight(&imp, i)).collect()
+    reelkit_cli::event_weights(ev, &EngagementWeights::default())
 }
 
 fn params() -> TrainParams {

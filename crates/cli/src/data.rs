@@ -7,7 +7,7 @@ use anyhow::Context;
 use reelkit_logs::{
     read_events, read_interactions, schema, Events, InteractionColumns, TextOptions,
 };
-use reelkit_ranker::{EngagementWeights, Impressions};
+use reelkit_ranker::EngagementWeights;
 
 /// Column flags shared by every command that reads interactions.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,31 +75,12 @@ pub struct Triplets {
     pub min_weight: f32,
 }
 
-/// Engagement weights of every impression of a log.
-pub fn event_weights(ev: &Events, w: &EngagementWeights) -> anyhow::Result<Vec<f32>> {
-    let imp = impressions(ev);
-    let n = imp.len()?;
-    Ok((0..n).map(|i| w.weight(&imp, i)).collect())
-}
-
-/// The ranker's view of an event log.
-pub fn impressions(ev: &Events) -> Impressions<'_> {
-    Impressions {
-        user_id: &ev.user_id,
-        video_id: &ev.video_id,
-        duration_ms: &ev.duration_ms,
-        watch_ms: &ev.watch_ms,
-        liked: &ev.liked,
-        shared: &ev.shared,
-        commented: &ev.commented,
-        followed: &ev.followed,
-    }
-}
+use reelkit_cli::event_weights;
 
 pub fn from_events(ev: &Events) -> anyhow::Result<Triplets> {
     let w = EngagementWeights::default();
     Ok(Triplets {
-        weight: event_weights(ev, &w)?,
+        weight: event_weights(ev, &w),
         min_weight: w.min_positive,
         user_id: ev.user_id.clone(),
         item_id: ev.video_id.clone(),

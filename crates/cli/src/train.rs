@@ -143,9 +143,8 @@ pub fn fit(
     Ok((factors, reports))
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    let (trip, events) = load_source(&args.source, &args.cols)?;
+/// The interaction matrix of loaded triplets; an error when nothing is a positive.
+pub fn training_data(trip: &crate::data::Triplets) -> anyhow::Result<TrainingData> {
     let data = TrainingData::from_triplets(
         &trip.user_id,
         &trip.item_id,
@@ -157,16 +156,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data.matrix.nnz() > 0,
         "no positive interactions to train on"
     );
-    let load_s = t0.elapsed().as_secs_f64();
-    let params = args.hyper.params();
-    let t1 = Instant::now();
-    let (factors, reports) = fit(&data, params.clone(), false)?;
-    let train_s = t1.elapsed().as_secs_f64();
-    let (user_counts, item_counts) = row_counts(&data);
-    let value_model = match (&events, args.no_value_model) {
-        (Some(ev), false) => Some(fit_value_model(ev, &data, &factors, &item_counts)),
-        _ => None,
-    };
+    Ok(data)
+}
+
+/// Fits the value model when impressions are given, and writes the model file.
+pub fn save_model(
+    data: &TrainingData,
+    factors: Factors,
+    params: TrainParams,
+    events: Option<&Events>,
+    out: &std::path::Path,
+) -> anyhow::Result<Option<ValueModel>> {
+    let (user_counts, item_counts) = row_counts(data);
+    let value_model = events.map(|ev| fit_value_model(ev, data, &factors, &item_counts));
     let model = Model {
         users: data.users.clone(),
         items: data.items.clone(),
@@ -181,8 +183,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
     };
     model
-        .save(&args.out)
-        .with_context(|| format!("writing model {}", args.out.display()))?;
+        .save(out)
+        .with_context(|| format!("writing model {}", out.display()))?;
+    Ok(value_model)
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let (trip, events) = load_source(&args.source, &args.cols)?;
+    let data = training_data(&trip)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let params = args.hyper.params();
+    let t1 = Instant::now();
+    let (factors, reports) = fit(&data, params.clone(), false)?;
+    let train_s = t1.elapsed().as_secs_f64();
+    let impressions = events.as_ref().filter(|_| !args.no_value_model);
+    let value_model = save_model(&data, factors, params, impressions, &args.out)?;
     let summary = json!({
         "model": args.out,
         "users": data.users.len(),

@@ -8,12 +8,12 @@ use anyhow::Context;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
 use reelkit_ranker::{
     evaluate, split_by_time, split_random, Algo, EpochReport, Factors, Isa, ItemTable, Metrics,
-    Model, ModelMeta, Split, TrainControl, TrainParams, TrainingData,
+    Split, TrainControl, TrainParams, TrainingData,
 };
 use serde::Serialize;
 
 use crate::data::{load_source, ColumnArgs, SourceArgs, Triplets};
-use crate::train::{fit, fit_value_model, row_counts};
+use crate::train::{fit, save_model, training_data};
 
 /// Arguments of `reelkit tune`.
 #[derive(Debug, clap::Args)]
@@ -234,17 +234,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         args.validation
     );
     let (trip, events) = load_source(&args.source, &args.cols)?;
-    let data = TrainingData::from_triplets(
-        &trip.user_id,
-        &trip.item_id,
-        Some(&trip.weight),
-        trip.min_weight,
-    )
-    .context("building the interaction matrix")?;
-    anyhow::ensure!(
-        data.matrix.nnz() > 0,
-        "no positive interactions to train on"
-    );
+    let data = training_data(&trip)?;
     let split = carve(&trip, &data, args.validation, args.seed, events.is_some())?;
     let (settings, checkpoints) = grid(args.algo, &args.grid, args.seed)?;
     let max_epochs = checkpoints.iter().copied().max().unwrap_or(1);
@@ -320,26 +310,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         ..TrainParams::default()
     };
     let (factors, _) = fit(&data, params.clone(), false)?;
-    let (user_counts, item_counts) = row_counts(&data);
-    let value_model = events
-        .as_ref()
-        .map(|ev| fit_value_model(ev, &data, &factors, &item_counts));
-    let model = Model {
-        users: data.users.clone(),
-        items: data.items.clone(),
-        factors,
-        user_counts,
-        item_counts,
-        meta: ModelMeta {
-            params,
-            fingerprint: data.fingerprint(),
-            value_model,
-            source: std::env::args().collect::<Vec<_>>().join(" "),
-        },
-    };
-    model
-        .save(&args.out)
-        .with_context(|| format!("writing model {}", args.out.display()))?;
+    save_model(&data, factors, params, events.as_ref(), &args.out)?;
     println!("{}", serde_json::to_string_pretty(&best)?);
     Ok(())
 }
