@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use reelkit_ranker::Ranker;
-use reelkit_sim::{
-    surface_index, take_unseen, DayContext, FeedRequest, Policy, PopularPolicy, Rng, Scratch, World,
-};
+use reelkit_sim::{DayContext, FeedRequest, Policy, PopularPolicy, Rng, Scratch, World};
 
 /// Videos ranked per user-day and surface before walking the list.
 const DEPTH: usize = 400;
@@ -49,36 +47,6 @@ impl RankerPolicy {
         self.name = name.to_string();
         self
     }
-
-    fn rank_eligible(&self, user: u32, req: &FeedRequest<'_>, depth: usize, out: &mut Vec<u32>) {
-        let m = self.ranker.model();
-        let d = m.dim;
-        let q = &m.user_factors[user as usize * d..(user as usize + 1) * d];
-        let vm = m.meta.value_model.as_ref().filter(|_| self.use_value_model);
-        let mut scored: Vec<(f32, u32)> = req
-            .eligible
-            .iter()
-            .filter(|v| !req.seen.contains(v))
-            .filter_map(|&v| {
-                let i = self.video_to_item[v as usize]? as usize;
-                let dot = reelkit_ranker::dot(q, &m.item_factors[i * d..(i + 1) * d]);
-                let bias = m.item_bias[i];
-                let s = match vm {
-                    Some(vm) => vm.score(dot, m.item_counts[i], bias) as f32,
-                    None => dot + bias,
-                };
-                Some((s, v))
-            })
-            .collect();
-        let by = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        if scored.len() > depth {
-            scored.select_nth_unstable_by(depth, by);
-            scored.truncate(depth);
-        }
-        scored.sort_unstable_by(by);
-        out.clear();
-        out.extend(scored.iter().map(|x| x.1));
-    }
 }
 
 impl Policy for RankerPolicy {
@@ -100,22 +68,19 @@ impl Policy for RankerPolicy {
         let Some(user) = self.user_to_model[req.user] else {
             return self.fallback.fill(req, scratch, rng, out);
         };
-        let s = surface_index(req.surface);
-        if !scratch.filled[s] || scratch.cursor[s] >= scratch.ranked[s].len() {
-            let depth = if scratch.filled[s] { usize::MAX } else { DEPTH };
-            let mut ranked = std::mem::take(&mut scratch.ranked[s]);
-            self.rank_eligible(user, req, depth, &mut ranked);
-            scratch.ranked[s] = ranked;
-            scratch.cursor[s] = 0;
-            scratch.filled[s] = true;
-        }
-        take_unseen(
-            &scratch.ranked[s],
-            &mut scratch.cursor[s],
-            req.seen,
-            req.n,
-            out,
-        );
+        let m = self.ranker.model();
+        let d = m.dim;
+        let q = &m.user_factors[user as usize * d..(user as usize + 1) * d];
+        let vm = m.meta.value_model.as_ref().filter(|_| self.use_value_model);
+        scratch.walk_ranked(req, DEPTH, out, |v| {
+            let i = self.video_to_item[v as usize]? as usize;
+            let dot = reelkit_ranker::dot(q, &m.item_factors[i * d..(i + 1) * d]);
+            let bias = m.item_bias[i];
+            Some(match vm {
+                Some(vm) => vm.score(dot, m.item_counts[i], bias),
+                None => (dot + bias) as f64,
+            })
+        });
         if out.len() < req.n {
             // Every known video seen: trailing popularity for the rest (new uploads).
             let mut own = Scratch::default();

@@ -93,6 +93,41 @@ impl Scratch {
         self.filled = [false; 3];
         self.cursor = [0; 3];
     }
+
+    /// Appends up to `req.n` unseen videos from this user-day's ranked list for
+    /// `req`'s surface, building the list first when it is missing or used up:
+    /// the first build keeps the `depth` best unseen eligible videos by `score`
+    /// (higher first, ties by lower index), a rebuild ranks them all. `score`
+    /// returns `None` for videos the policy cannot rank.
+    pub fn walk_ranked(
+        &mut self,
+        req: &FeedRequest<'_>,
+        depth: usize,
+        out: &mut Vec<u32>,
+        score: impl Fn(u32) -> Option<f64>,
+    ) {
+        let s = surface_index(req.surface);
+        if !self.filled[s] || self.cursor[s] >= self.ranked[s].len() {
+            let depth = if self.filled[s] { usize::MAX } else { depth };
+            let mut scored: Vec<(f64, u32)> = req
+                .eligible
+                .iter()
+                .filter(|v| !req.seen.contains(v))
+                .filter_map(|&v| score(v).map(|x| (x, v)))
+                .collect();
+            let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            if scored.len() > depth {
+                scored.select_nth_unstable_by(depth, by_score);
+                scored.truncate(depth);
+            }
+            scored.sort_unstable_by(by_score);
+            self.ranked[s].clear();
+            self.ranked[s].extend(scored.iter().map(|x| x.1));
+            self.cursor[s] = 0;
+            self.filled[s] = true;
+        }
+        take_unseen(&self.ranked[s], &mut self.cursor[s], req.seen, req.n, out);
+    }
 }
 
 /// Index of a surface in [`Surface::ALL`].
@@ -311,38 +346,9 @@ impl Policy for OraclePolicy {
     }
 
     fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, _: &mut Rng, out: &mut Vec<u32>) {
-        let s = surface_index(req.surface);
-        if !scratch.filled[s] || scratch.cursor[s] >= scratch.ranked[s].len() {
-            let depth = if scratch.filled[s] {
-                usize::MAX
-            } else {
-                ORACLE_DEPTH
-            };
-            let w = req.world;
-            let mut scored: Vec<(f64, u32)> = req
-                .eligible
-                .iter()
-                .filter(|v| !req.seen.contains(v))
-                .map(|&v| (w.response(req.user, v as usize), v))
-                .collect();
-            let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            if scored.len() > depth {
-                scored.select_nth_unstable_by(depth, by_score);
-                scored.truncate(depth);
-            }
-            scored.sort_unstable_by(by_score);
-            scratch.ranked[s].clear();
-            scratch.ranked[s].extend(scored.iter().map(|x| x.1));
-            scratch.cursor[s] = 0;
-            scratch.filled[s] = true;
-        }
-        take_unseen(
-            &scratch.ranked[s],
-            &mut scratch.cursor[s],
-            req.seen,
-            req.n,
-            out,
-        );
+        scratch.walk_ranked(req, ORACLE_DEPTH, out, |v| {
+            Some(req.world.response(req.user, v as usize))
+        });
     }
 }
 
