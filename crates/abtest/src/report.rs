@@ -5,11 +5,32 @@ use std::path::Path;
 
 use reelkit_logs::FileSet;
 
-use crate::analysis::Report;
+use crate::analysis::{MetricRow, Report};
 use crate::error::{Error, Result};
 
 fn pct(x: f64) -> String {
     format!("{:+.2}%", 100.0 * x)
+}
+
+/// The table cells of one row: metric, variant, control and variant means,
+/// relative lift, its interval, p, adjusted p, CUPED, and a verdict.
+fn cells(m: &MetricRow) -> [String; 10] {
+    [
+        m.metric.clone(),
+        m.variant.clone(),
+        format!("{:.4}", m.control_mean),
+        format!("{:.4}", m.variant_mean),
+        pct(m.rel_effect),
+        format!("[{}, {}]", pct(m.rel_ci_low), pct(m.rel_ci_high)),
+        format!("{:.4}", m.p_value),
+        format!("{:.4}", m.p_value_adjusted),
+        if m.cuped { "yes" } else { "no" }.to_string(),
+        match (&m.message, m.significant) {
+            (Some(msg), _) => msg.clone(),
+            (None, true) => "significant".into(),
+            (None, false) => String::new(),
+        },
+    ]
 }
 
 /// The Markdown rendering of a report.
@@ -44,25 +65,7 @@ pub fn markdown(r: &Report) -> String {
         "| metric | variant | control | variant | lift | 95% CI (relative) | p | p adj. | CUPED | |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for m in &r.metrics {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {:.4} | {:.4} | {} | [{}, {}] | {:.4} | {:.4} | {} | {} |",
-            m.metric,
-            m.variant,
-            m.control_mean,
-            m.variant_mean,
-            pct(m.rel_effect),
-            pct(m.rel_ci_low),
-            pct(m.rel_ci_high),
-            m.p_value,
-            m.p_value_adjusted,
-            if m.cuped { "yes" } else { "no" },
-            match (&m.message, m.significant) {
-                (Some(msg), _) => msg.clone(),
-                (None, true) => "significant".into(),
-                (None, false) => String::new(),
-            }
-        );
+        let _ = writeln!(s, "| {} |", cells(m).join(" | "));
     }
     s
 }
@@ -139,24 +142,11 @@ pub fn forest_svg(r: &Report) -> String {
 pub fn html(r: &Report) -> String {
     let mut rows = String::new();
     for m in &r.metrics {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>[{}, {}]</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&m.metric),
-            esc(&m.variant),
-            m.control_mean,
-            m.variant_mean,
-            pct(m.rel_effect),
-            pct(m.rel_ci_low),
-            pct(m.rel_ci_high),
-            m.p_value,
-            m.p_value_adjusted,
-            if m.cuped { "yes" } else { "no" },
-            match (&m.message, m.significant) {
-                (Some(msg), _) => esc(msg),
-                (None, true) => "significant".into(),
-                (None, false) => String::new(),
-            }
-        ));
+        rows.push_str("<tr>");
+        for c in cells(m) {
+            rows.push_str(&format!("<td>{}</td>", esc(&c)));
+        }
+        rows.push_str("</tr>\n");
     }
     let srm = if r.srm.ok {
         format!(
