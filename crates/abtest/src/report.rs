@@ -62,7 +62,8 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| metric | variant | control | variant | lift | 95% CI (relative) | p | p adj. | CUPED | |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| metric | variant | control | variant | lift | {}% CI (relative) | p | p adj. | CUPED | |\n|---|---|---|---|---|---|---|---|---|---|",
+        (100.0 * (1.0 - r.alpha)).round()
     );
     for m in &r.metrics {
         let _ = writeln!(s, "| {} |", cells(m).join(" | "));
@@ -202,4 +203,32 @@ pub fn write_report(dir: &Path, r: &Report) -> Result<()> {
     })?;
     set.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Srm;
+    use crate::stats::Correction;
+
+    #[test]
+    fn interval_level_follows_alpha() {
+        let r = Report {
+            experiment: "e".into(),
+            control: "control".into(),
+            alpha: 0.1,
+            correction: Correction::None,
+            sequential: None,
+            srm: Srm {
+                counts: Default::default(),
+                expected: Default::default(),
+                chi2: 0.0,
+                p_value: 1.0,
+                ok: true,
+            },
+            metrics: Vec::new(),
+        };
+        assert!(markdown(&r).contains("90% CI"));
+        assert!(html(&r).contains("90% intervals"));
+    }
 }
