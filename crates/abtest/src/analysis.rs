@@ -12,6 +12,7 @@ use crate::metrics::Metric;
 use crate::pipeline::{arm_sums, ArmSums};
 use crate::stats::{
     adjust, adjusted, cuped_theta, srm, two_sided, two_sided_sequential, Correction, MetricKind,
+    TestResult,
 };
 
 /// SRM p-values below this flag the experiment (GrowthBook's default).
@@ -41,7 +42,8 @@ pub struct Srm {
     pub ok: bool,
 }
 
-/// One (metric, variant) row of the report.
+/// One (metric, variant) row of the report: the test's result (flattened into
+/// the same JSON object), its adjusted p-value and verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
     pub metric: String,
@@ -49,23 +51,14 @@ pub struct MetricRow {
     pub variant: String,
     pub n_control: u64,
     pub n_variant: u64,
-    pub control_mean: f64,
-    pub variant_mean: f64,
-    pub abs_effect: f64,
-    pub abs_ci_low: f64,
-    pub abs_ci_high: f64,
-    pub rel_effect: f64,
-    pub rel_ci_low: f64,
-    pub rel_ci_high: f64,
-    pub p_value: f64,
+    /// Means, effects, intervals, p-value, df and any "uninformative" message.
+    #[serde(flatten)]
+    pub test: TestResult,
     pub p_value_adjusted: f64,
     pub significant: bool,
     pub cuped: bool,
-    pub df: f64,
     /// CUPED θ applied (0 = none).
     pub theta: f64,
-    /// Why a result is uninformative (zero variance, zero baseline), if it is.
-    pub message: Option<String>,
 }
 
 /// The whole report (`report.json`).
@@ -164,31 +157,21 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 variant: arm.variant.clone(),
                 n_control: ca.n as u64,
                 n_variant: vb.n as u64,
-                control_mean: r.control_mean,
-                variant_mean: r.variant_mean,
-                abs_effect: r.abs_effect,
-                abs_ci_low: r.abs_ci_low,
-                abs_ci_high: r.abs_ci_high,
-                rel_effect: r.rel_effect,
-                rel_ci_low: r.rel_ci_low,
-                rel_ci_high: r.rel_ci_high,
-                p_value: r.p_value,
                 p_value_adjusted: r.p_value,
+                test: r,
                 significant: false,
                 cuped: theta != 0.0,
-                df: r.df,
                 theta,
-                message: r.message,
             });
         }
     }
     let adjusted_p = adjust(
-        &rows.iter().map(|r| r.p_value).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.test.p_value).collect::<Vec<_>>(),
         cfg.correction,
     );
     for (r, p) in rows.iter_mut().zip(adjusted_p) {
         r.p_value_adjusted = p;
-        r.significant = r.message.is_none() && p < cfg.alpha;
+        r.significant = r.test.message.is_none() && p < cfg.alpha;
     }
     Ok(Report {
         experiment: cfg.experiment.clone(),

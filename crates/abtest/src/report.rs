@@ -18,14 +18,14 @@ fn cells(m: &MetricRow) -> [String; 10] {
     [
         m.metric.clone(),
         m.variant.clone(),
-        format!("{:.4}", m.control_mean),
-        format!("{:.4}", m.variant_mean),
-        pct(m.rel_effect),
-        format!("[{}, {}]", pct(m.rel_ci_low), pct(m.rel_ci_high)),
-        format!("{:.4}", m.p_value),
+        format!("{:.4}", m.test.control_mean),
+        format!("{:.4}", m.test.variant_mean),
+        pct(m.test.rel_effect),
+        format!("[{}, {}]", pct(m.test.rel_ci_low), pct(m.test.rel_ci_high)),
+        format!("{:.4}", m.test.p_value),
         format!("{:.4}", m.p_value_adjusted),
         if m.cuped { "yes" } else { "no" }.to_string(),
-        match (&m.message, m.significant) {
+        match (&m.test.message, m.significant) {
             (Some(msg), _) => msg.clone(),
             (None, true) => "significant".into(),
             (None, false) => String::new(),
@@ -86,11 +86,11 @@ pub fn forest_svg(r: &Report) -> String {
     let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
     let lo = rows
         .iter()
-        .map(|m| finite(m.rel_ci_low))
+        .map(|m| finite(m.test.rel_ci_low))
         .fold(0.0f64, f64::min);
     let hi = rows
         .iter()
-        .map(|m| finite(m.rel_ci_high))
+        .map(|m| finite(m.test.rel_ci_high))
         .fold(0.0f64, f64::max);
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let (lo, hi) = (lo - pad, hi + pad);
@@ -108,7 +108,7 @@ pub fn forest_svg(r: &Report) -> String {
     ));
     for (k, m) in rows.iter().enumerate() {
         let y = 30.0 + row_h * k as f64 + row_h / 2.0;
-        let color = match (m.significant, m.rel_effect >= 0.0) {
+        let color = match (m.significant, m.test.rel_effect >= 0.0) {
             (true, true) => "#1a7f37",
             (true, false) => "#cf222e",
             _ => "#57606a",
@@ -122,16 +122,16 @@ pub fn forest_svg(r: &Report) -> String {
         ));
         s.push_str(&format!(
             "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>",
-            x(m.rel_ci_low),
-            x(m.rel_ci_high)
+            x(m.test.rel_ci_low),
+            x(m.test.rel_ci_high)
         ));
         s.push_str(&format!(
             "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{color}\"><title>{}: {} [{}, {}], p = {:.4}</title></circle>",
-            x(m.rel_effect),
+            x(m.test.rel_effect),
             esc(&m.metric),
-            pct(m.rel_effect),
-            pct(m.rel_ci_low),
-            pct(m.rel_ci_high),
+            pct(m.test.rel_effect),
+            pct(m.test.rel_ci_low),
+            pct(m.test.rel_ci_high),
             m.p_value_adjusted
         ));
     }

@@ -107,7 +107,9 @@ fn report_follows_the_contract() -> Result<(), Box<dyn std::error::Error>> {
     }
     for m in &r.metrics {
         assert!(
-            m.p_value.is_finite() && m.abs_ci_low <= m.abs_effect && m.abs_effect <= m.abs_ci_high,
+            m.test.p_value.is_finite()
+                && m.test.abs_ci_low <= m.test.abs_effect
+                && m.test.abs_effect <= m.test.abs_ci_high,
             "{m:?}"
         );
     }
@@ -224,7 +226,8 @@ fn cuped_on_the_same_metric_narrows_the_interval() -> Result<(), Box<dyn std::er
     let metrics = builtin_metrics();
     let plain = analyze(&post_p, &a, None, &metrics, &cfg())?;
     let cuped = analyze(&post_p, &a, Some(&pre_p), &metrics, &cfg())?;
-    let w = |r: &reelkit_abtest::Report| r.metrics[0].abs_ci_high - r.metrics[0].abs_ci_low;
+    let w =
+        |r: &reelkit_abtest::Report| r.metrics[0].test.abs_ci_high - r.metrics[0].test.abs_ci_low;
     assert!(cuped.metrics[0].cuped && !plain.metrics[0].cuped);
     eprintln!(
         "watch time CI width: {} plain, {} CUPED",
@@ -303,8 +306,8 @@ fn a_degenerate_metric_is_defined() -> Result<(), Box<dyn std::error::Error>> {
     };
     let r = analyze(&sample(), &a, None, &m, &cfg())?;
     for row in &r.metrics {
-        assert_eq!(row.p_value, 1.0);
-        assert!(row.message.is_some() && !row.significant);
+        assert_eq!(row.test.p_value, 1.0);
+        assert!(row.test.message.is_some() && !row.significant);
         assert!(serde_json::to_string(row)?.find("NaN").is_none());
     }
     Ok(())
