@@ -9,6 +9,7 @@
 //! reproducible from `(params, seed)`, whatever the number of threads.
 
 mod error;
+mod experiment;
 mod output;
 mod params;
 mod policy;
@@ -17,6 +18,10 @@ mod simulate;
 mod world;
 
 pub use error::{Error, Result};
+pub use experiment::{
+    bucket, metric_value, Experiment, GroundTruth, TrueEffect, TruthKind, UserTotals,
+    BUILTIN_METRICS,
+};
 pub use output::{users_frame, videos_frame, write_run, RunFiles};
 pub use params::{
     BehaviourParams, SimParams, SurfaceMix, UserParams, ValidSimParams, VideoParams, DEFAULT_CONFIG,

@@ -7,6 +7,7 @@ use reelkit_logs::{Event, Events, Surface};
 use crate::error::Result;
 use crate::policy::{surface_index, DayContext, FeedRequest, Policy, Scratch, SeenSet, VideoStats};
 use crate::rng::Rng;
+use crate::experiment::{Experiment, UserTotals};
 use crate::world::{sigmoid, World};
 
 const TAG_SESSIONS: u64 = 10;
@@ -30,6 +31,15 @@ struct UserState {
     satisfaction: f64,
     /// Creators followed (small: a linear scan is fastest).
     followed: Vec<u32>,
+}
+
+/// A user's states and outcomes under the arms they are not in.
+#[derive(Debug, Clone, Default)]
+struct Counterfactual {
+    /// State under each arm (`None` for the user's own arm).
+    states: Vec<Option<UserState>>,
+    /// Outcomes under each arm (the own arm's are the real ones).
+    totals: Vec<UserTotals>,
 }
 
 /// What one user-day produced.
@@ -63,6 +73,8 @@ pub struct RunSummary {
 #[derive(Debug, Clone)]
 pub struct Simulator<'w> {
     world: &'w World,
+    /// Seed of the behavioural noise (default: the world's seed).
+    seed: u64,
     next_day: u32,
     users: Vec<UserState>,
     stats: VideoStats,
@@ -75,6 +87,7 @@ impl<'w> Simulator<'w> {
         let neutral = world.params.behaviour.neutral_satisfaction;
         Simulator {
             world,
+            seed: world.params.seed,
             next_day: 0,
             users: vec![
                 UserState {
@@ -90,6 +103,14 @@ impl<'w> Simulator<'w> {
                 trailing: world.videos.prior_views.iter().map(|&x| x as f64).collect(),
             },
         }
+    }
+
+    /// The same world played with other behavioural noise: sessions, watch
+    /// times and engagement draw from streams seeded by `seed` instead of the
+    /// world's seed (for repeated experiments on one world).
+    pub fn with_seed(mut self, seed: u64) -> Simulator<'w> {
+        self.seed = seed;
+        self
     }
 
     /// The next day to be simulated.
@@ -131,12 +152,62 @@ impl<'w> Simulator<'w> {
         if arms.names.len() > 1 {
             events.variant = Some(Vec::new());
         }
+        let mut none = Vec::new();
         for _ in 0..days {
-            let mut day_events = self.run_day(policies, arms)?;
+            let mut day_events = self.run_day(policies, arms, &mut none)?;
             events.append(&mut day_events);
             progress(self.next_day);
         }
         Ok(events)
+    }
+
+    /// Runs an online experiment: like [`Simulator::run_arms`], and besides
+    /// every user is also played under every other arm with common random
+    /// numbers (the same session, watch and engagement draws), against the
+    /// catalogue statistics the real experiment produced. The result holds
+    /// each user's potential outcomes under each arm: the ground truth that an
+    /// A/B analysis of the events estimates.
+    pub fn run_experiment(
+        &mut self,
+        days: u32,
+        policies: &mut [&mut dyn Policy],
+        arms: &Arms,
+        progress: &(dyn Fn(u32) + Sync),
+    ) -> Result<Experiment> {
+        assert_eq!(arms.of_user.len(), self.world.n_users(), "one arm per user");
+        assert_eq!(arms.names.len(), policies.len(), "one policy per arm");
+        let n_arms = arms.names.len();
+        let first_day = self.next_day;
+        // Counterfactual states: every arm but the user's own starts from the
+        // user's state now.
+        let mut cf: Vec<Counterfactual> = self
+            .users
+            .iter()
+            .zip(&arms.of_user)
+            .map(|(s, &own)| Counterfactual {
+                states: (0..n_arms)
+                    .map(|a| (a != own as usize).then(|| s.clone()))
+                    .collect(),
+                totals: vec![UserTotals::default(); n_arms],
+            })
+            .collect();
+        let mut events = Events::default();
+        if n_arms > 1 {
+            events.variant = Some(Vec::new());
+        }
+        for _ in 0..days {
+            let mut day_events = self.run_day(policies, arms, &mut cf)?;
+            events.append(&mut day_events);
+            progress(self.next_day);
+        }
+        let potential = cf.into_iter().map(|c| c.totals).collect();
+        Ok(Experiment {
+            first_day,
+            days,
+            arms: arms.clone(),
+            events,
+            potential,
+        })
     }
 
     fn eligible(&self, day: u32) -> [Vec<u32>; 3] {
@@ -147,7 +218,15 @@ impl<'w> Simulator<'w> {
         [short, (0..n).collect(), long]
     }
 
-    fn run_day(&mut self, policies: &mut [&mut dyn Policy], arms: &Arms) -> Result<Events> {
+    /// One day for every user. With counterfactuals (`cf` not empty), every
+    /// user is also played under every other arm and each arm's outcomes are
+    /// added to `cf[u].totals`.
+    fn run_day(
+        &mut self,
+        policies: &mut [&mut dyn Policy],
+        arms: &Arms,
+        cf: &mut Vec<Counterfactual>,
+    ) -> Result<Events> {
         let day = self.next_day;
         let eligible = self.eligible(day);
         let ctx = DayContext {
@@ -161,16 +240,33 @@ impl<'w> Simulator<'w> {
         }
         let world = self.world;
         let policies: Vec<&dyn Policy> = policies.iter().map(|p| &**p).collect();
+        let seed = self.seed;
+        if cf.is_empty() {
+            cf.resize(self.users.len(), Counterfactual::default());
+        }
         let outputs: Vec<UserDay> = self
             .users
             .par_iter_mut()
+            .zip(cf.par_iter_mut())
             .enumerate()
-            .map_init(Scratch::default, |scratch, (u, state)| {
-                let policy = policies[arms.of_user[u] as usize];
-                simulate_user_day(world, day, u, state, policy, &eligible, scratch)
+            .map_init(Scratch::default, |scratch, (u, (state, cf))| {
+                let own = arms.of_user[u] as usize;
+                let play = |state: &mut UserState, a: usize, scratch: &mut Scratch| {
+                    simulate_user_day(world, seed, day, u, state, policies[a], &eligible, scratch)
+                };
+                let out = play(state, own, scratch);
+                if !cf.totals.is_empty() {
+                    cf.totals[own].record(&out.events);
+                    for (a, s) in cf.states.iter_mut().enumerate() {
+                        if let Some(s) = s {
+                            let other = play(s, a, scratch);
+                            cf.totals[a].record(&other.events);
+                        }
+                    }
+                }
+                out
             })
             .collect();
-
         let n: usize = outputs.iter().map(|o| o.events.len()).sum();
         let mut events = Events::with_capacity(n);
         let multi = arms.names.len() > 1;
@@ -207,8 +303,10 @@ fn session_id(user: usize, day: u32, k: u32) -> u64 {
     crate::world::scramble_id(raw, 4)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn simulate_user_day(
     world: &World,
+    seed: u64,
     day: u32,
     u: usize,
     state: &mut UserState,
@@ -222,7 +320,6 @@ fn simulate_user_day(
     }
     let p = &world.params;
     let b = &p.behaviour;
-    let seed = p.seed;
     let user_id = world.users.id[u];
     let mut rng = Rng::stream(seed, &[TAG_SESSIONS, u as u64, day as u64]);
     let retention = (b.retention_sensitivity * (state.satisfaction - b.neutral_satisfaction))
