@@ -1,4 +1,5 @@
 //! End-to-end tests across reelkit crates (one test binary).
 
+mod demo;
 mod ranker_sim;
 mod sim_policies;

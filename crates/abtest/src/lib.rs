@@ -14,7 +14,10 @@ pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
 pub use pipeline::{arm_sums, scan, user_values, ArmSums, UserValues};
 pub use power::{power, PowerRow};
-pub use report::{forest_svg, html, markdown, write_report};
+pub use report::{
+    forest_svg, forest_svg_with_truth, html, html_with_truth, markdown, write_report,
+    write_report_with_truth, TrueLift,
+};
 pub use stats::{
     adjust, adjusted, cuped_theta, effect_variance, moments, srm, two_sided, two_sided_sequential,
     welch_df, ArmEstimate, Correction, MetricKind, Moments, Sums, TestResult,

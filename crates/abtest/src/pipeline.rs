@@ -205,6 +205,42 @@ pub struct UserValues {
 }
 
 impl UserValues {
+    /// Orders the users by id, so sums over them add in one fixed order
+    /// whatever the number of threads that produced the rows.
+    pub fn sort_by_user(&mut self) {
+        let mut order: Vec<usize> = (0..self.user_id.len()).collect();
+        order.sort_by_key(|&i| self.user_id[i]);
+        let permute = |v: &mut Vec<f64>| *v = order.iter().map(|&i| v[i]).collect();
+        for m in 0..self.x.len() {
+            permute(&mut self.x[m]);
+            permute(&mut self.y[m]);
+            permute(&mut self.p[m]);
+        }
+        self.variant = order.iter().map(|&i| self.variant[i].clone()).collect();
+        self.user_id = order.iter().map(|&i| self.user_id[i]).collect();
+    }
+
+    /// Per-arm sums by the users' own variants, arms in name order (as
+    /// [`arm_sums`] gives them), adding users in the current row order.
+    pub fn arm_sums(&self) -> Vec<ArmSums> {
+        let mut names: Vec<&str> = self.variant.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        let arm_of: Vec<usize> = self
+            .variant
+            .iter()
+            .map(|v| names.binary_search(&v.as_str()).unwrap_or(0))
+            .collect();
+        self.sums(&arm_of, names.len())
+            .into_iter()
+            .zip(names)
+            .map(|(sums, v)| ArmSums {
+                variant: v.to_string(),
+                sums,
+            })
+            .collect()
+    }
+
     /// Per-arm sums for an arbitrary split: `arm_of[user] = arm index`.
     pub fn sums(&self, arm_of: &[usize], n_arms: usize) -> Vec<Vec<Sums>> {
         let mut out = vec![vec![Sums::default(); self.x.len()]; n_arms];

@@ -80,17 +80,37 @@ fn esc(s: &str) -> String {
 
 /// A forest plot of relative lifts with their intervals, as inline SVG.
 pub fn forest_svg(r: &Report) -> String {
+    forest_svg_with_truth(r, &[])
+}
+
+/// A known true relative lift of one (metric, variant), drawn on the forest
+/// plot (simulated experiments know it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrueLift {
+    pub metric: String,
+    pub variant: String,
+    pub rel_effect: f64,
+}
+
+/// The forest plot with each row's true lift marked by a black diamond.
+pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
     let rows = &r.metrics;
+    let truth_of = |m: &MetricRow| {
+        truth
+            .iter()
+            .find(|t| t.metric == m.metric && t.variant == m.variant)
+            .map(|t| t.rel_effect)
+    };
     let (w, row_h, left, right) = (760.0, 26.0, 260.0, 40.0);
     let h = 40.0 + row_h * rows.len() as f64;
     let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
     let lo = rows
         .iter()
-        .map(|m| finite(m.test.rel_ci_low))
+        .map(|m| finite(m.test.rel_ci_low).min(truth_of(m).map_or(0.0, finite)))
         .fold(0.0f64, f64::min);
     let hi = rows
         .iter()
-        .map(|m| finite(m.test.rel_ci_high))
+        .map(|m| finite(m.test.rel_ci_high).max(truth_of(m).map_or(0.0, finite)))
         .fold(0.0f64, f64::max);
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let (lo, hi) = (lo - pad, hi + pad);
@@ -134,6 +154,22 @@ pub fn forest_svg(r: &Report) -> String {
             pct(m.test.rel_ci_high),
             m.p_value_adjusted
         ));
+        if let Some(t) = truth_of(m) {
+            let cx = x(t);
+            s.push_str(&format!(
+                "<path d=\"M{:.1} {:.1} l5 5 l-5 5 l-5 -5 z\" fill=\"none\" stroke=\"#000\" stroke-width=\"1.5\"><title>true lift {}</title></path>",
+                cx,
+                y - 5.0,
+                pct(t)
+            ));
+        }
+    }
+    if !truth.is_empty() {
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#444\">◇ true lift (simulation ground truth)</text>",
+            w - right,
+            h - 2.0
+        ));
     }
     s.push_str("</svg>");
     s
@@ -141,6 +177,11 @@ pub fn forest_svg(r: &Report) -> String {
 
 /// A self-contained HTML report: SRM status, forest plot, metric table.
 pub fn html(r: &Report) -> String {
+    html_with_truth(r, &[])
+}
+
+/// [`html`] with true lifts marked on the forest plot.
+pub fn html_with_truth(r: &Report, truth: &[TrueLift]) -> String {
     let mut rows = String::new();
     for m in &r.metrics {
         rows.push_str("<tr>");
@@ -174,13 +215,19 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td
         corr = r.correction,
         seq = if r.sequential.is_some() { ", sequential (always-valid) intervals" } else { "" },
         conf = (100.0 * (1.0 - r.alpha)).round(),
-        svg = forest_svg(r),
+        svg = forest_svg_with_truth(r, truth),
     )
 }
 
 /// Writes `report.json`, `report.md` and `report.html` into `dir` (created if
 /// needed), all or nothing.
 pub fn write_report(dir: &Path, r: &Report) -> Result<()> {
+    write_report_with_truth(dir, r, &[])
+}
+
+/// [`write_report`] with true lifts marked in the HTML report, and the forest
+/// plot also written alone as `forest.svg`.
+pub fn write_report_with_truth(dir: &Path, r: &Report, truth: &[TrueLift]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -190,8 +237,14 @@ pub fn write_report(dir: &Path, r: &Report) -> Result<()> {
         reason: e.to_string(),
     })?;
     let md = markdown(r);
-    let page = html(r);
+    let page = html_with_truth(r, truth);
     let mut set = FileSet::new();
+    if !truth.is_empty() {
+        let svg = forest_svg_with_truth(r, truth);
+        set.write(&dir.join("forest.svg"), |w| {
+            std::io::Write::write_all(w, svg.as_bytes())
+        })?;
+    }
     set.write(&dir.join("report.html"), |w| {
         std::io::Write::write_all(w, page.as_bytes())
     })?;

@@ -12,6 +12,40 @@ pub enum AbCommand {
     Analyze(AnalyzeArgs),
     /// Sample size, MDE and duration per metric from a pre-period's variance.
     Power(PowerArgs),
+    /// Repeated simulated A/A and A/B experiments with known truth: false-positive
+    /// rate, coverage of the true effect by the intervals, power, CUPED's gain.
+    Calibrate(CalibrateArgs),
+}
+
+/// Arguments of `reelkit ab calibrate`.
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// Repetitions (each one A/A and one A/B experiment).
+    #[arg(long, default_value_t = 400)]
+    runs: usize,
+    /// Users of the simulated world.
+    #[arg(long, default_value_t = 1_000)]
+    users: usize,
+    /// Days of the pre-period (CUPED covariates).
+    #[arg(long, default_value_t = 3)]
+    pre_days: u32,
+    /// Days of each experiment.
+    #[arg(long, default_value_t = 4)]
+    days: u32,
+    /// Treatment of the A/B experiments: ranker (trained once on a separate
+    /// pre-period), random, popular or oracle. Control is always popular.
+    #[arg(long, default_value = "ranker")]
+    treatment: String,
+    #[arg(long, default_value_t = 0.5)]
+    treatment_share: f64,
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Seed of the world; run r plays with noise seeded from it and r.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output directory: calibration.{json,md,html}, trials.csv.
+    #[arg(long, default_value = "notebooks-output/calibration")]
+    out: PathBuf,
 }
 
 /// Arguments of `reelkit ab power`.
@@ -77,6 +111,7 @@ pub fn run(cmd: AbCommand) -> anyhow::Result<()> {
     match cmd {
         AbCommand::Analyze(args) => analyze(args),
         AbCommand::Power(args) => power(args),
+        AbCommand::Calibrate(args) => calibrate(args),
     }
 }
 
@@ -179,5 +214,45 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing the report to {}", out.display()))?;
     print!("{}", reelkit_abtest::markdown(&report));
     eprintln!("report -> {}", out.join("report.json").display());
+    Ok(())
+}
+
+fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.alpha > 0.0 && args.alpha < 1.0,
+        "--alpha must be in (0, 1)"
+    );
+    let users = args.users;
+    let world = reelkit_sim::SimParams {
+        users,
+        videos: (users * 5).max(500),
+        creators: (users / 2).max(50),
+        new_videos_per_day: (users / 13).max(10),
+        days: args.pre_days + args.days,
+        seed: args.seed,
+        ..reelkit_sim::SimParams::default()
+    }
+    .check()?;
+    let cfg = reelkit_cli::calibrate::CalibrateConfig {
+        world,
+        runs: args.runs,
+        pre_days: args.pre_days,
+        days: args.days,
+        treatment: args.treatment,
+        train: reelkit_cli::online::demo_train_params(args.seed),
+        treatment_share: args.treatment_share,
+        alpha: args.alpha,
+    };
+    let t0 = std::time::Instant::now();
+    let pb = crate::progress::bar(args.runs as u64, "calibration runs");
+    let c = reelkit_cli::calibrate::calibrate(&cfg, &|r| pb.set_position(r as u64))?;
+    pb.finish_and_clear();
+    reelkit_cli::calibrate::write_calibration(&args.out, &c)?;
+    print!("{}", reelkit_cli::calibrate::calibration_markdown(&c));
+    eprintln!(
+        "calibration -> {} in {:.1} s",
+        args.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod ab;
 mod bench;
 mod data;
+mod demo;
 mod evaluate;
 mod progress;
 mod recommend;
@@ -38,6 +39,10 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The experiment loop on a simulated world: pre-period on `popular`, train the
+    /// ranker, run an A/B test with a known ground truth, analyse it with CUPED and
+    /// set every estimated lift beside the true one.
+    Demo(demo::DemoArgs),
     /// Simulate a synthetic Reels-style world and write its logs.
     Simulate(simulate::SimulateArgs),
     /// Train a ranker (iALS or BPR) on events or interactions and write a model file.
@@ -82,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("building the thread pool: {e}"))?;
     }
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => evaluate::run(args),

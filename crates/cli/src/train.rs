@@ -6,8 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use reelkit_logs::Events;
 use reelkit_ranker::{
-    Algo, EpochReport, Factors, Model, ModelMeta, TrainControl, TrainParams, TrainingData,
-    ValueModel, ValueSamples, ValueWeights,
+    Algo, EpochReport, Factors, TrainControl, TrainParams, TrainingData, ValueModel,
 };
 use serde_json::json;
 
@@ -79,40 +78,6 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
-/// Counts of interactions per dense index.
-pub fn row_counts(data: &TrainingData) -> (Vec<u32>, Vec<u32>) {
-    let m = &data.matrix;
-    let users = (0..m.n_rows()).map(|u| m.row_len(u) as u32).collect();
-    (users, reelkit_ranker::item_counts(m))
-}
-
-/// Fits the value model on impressions of users and videos the model knows.
-pub fn fit_value_model(
-    ev: &Events,
-    data: &TrainingData,
-    f: &Factors,
-    item_counts: &[u32],
-) -> ValueModel {
-    let mut s = ValueSamples::default();
-    for i in 0..ev.len() {
-        let (Some(u), Some(v)) = (
-            data.users.get(ev.user_id[i]),
-            data.items.get(ev.video_id[i]),
-        ) else {
-            continue;
-        };
-        let (u, v) = (u as usize, v as usize);
-        s.dot.push(reelkit_ranker::dot(f.user(u), f.item(v)));
-        s.count.push(item_counts[v]);
-        s.bias.push(f.item_bias[v]);
-        s.watch_fraction
-            .push(ev.watch_ms[i] as f32 / ev.duration_ms[i].max(1) as f32);
-        s.liked.push(ev.liked[i]);
-        s.shared.push(ev.shared[i]);
-    }
-    ValueModel::fit(&s, ValueWeights::default())
-}
-
 /// Trains on prepared data with per-epoch progress on stderr.
 pub fn fit(
     data: &TrainingData,
@@ -167,21 +132,14 @@ pub fn save_model(
     events: Option<&Events>,
     out: &std::path::Path,
 ) -> anyhow::Result<Option<ValueModel>> {
-    let (user_counts, item_counts) = row_counts(data);
-    let value_model = events.map(|ev| fit_value_model(ev, data, &factors, &item_counts));
-    let model = Model {
-        users: data.users.clone(),
-        items: data.items.clone(),
+    let model = reelkit_cli::build_model(
+        data,
         factors,
-        user_counts,
-        item_counts,
-        meta: ModelMeta {
-            params,
-            fingerprint: data.fingerprint(),
-            value_model: value_model.clone(),
-            source: std::env::args().collect::<Vec<_>>().join(" "),
-        },
-    };
+        params,
+        events,
+        std::env::args().collect::<Vec<_>>().join(" "),
+    );
+    let value_model = model.meta.value_model.clone();
     model
         .save(out)
         .with_context(|| format!("writing model {}", out.display()))?;

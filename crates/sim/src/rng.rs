@@ -42,7 +42,7 @@ impl Rng {
     /// An independent stream for `(seed, tags...)`: the same tags always give the
     /// same stream, different tags give unrelated streams.
     pub fn stream(seed: u64, tags: &[u64]) -> Rng {
-        let mut h = splitmix64(seed ^ 0x5EED_0F_4EE1_u64);
+        let mut h = splitmix64(seed ^ 0x005E_ED0F_4EE1_u64);
         for &t in tags {
             h = splitmix64(h ^ splitmix64(t.wrapping_add(0xA076_1D64_78BD_642F)));
         }
