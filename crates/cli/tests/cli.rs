@@ -531,3 +531,60 @@ fn ab_analyze_writes_the_report_contract() -> TestResult {
     assert!(!dir.path().join("r2").join("report.json").exists());
     Ok(())
 }
+
+#[test]
+fn committed_demo_regenerates_identically() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("demo");
+    let o = Command::new(env!("CARGO_BIN_EXE_reelkit"))
+        .args(["demo", "--out"])
+        .arg(&out)
+        .output()?;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let committed = workspace_root().join("notebooks-output/demo");
+    for name in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "forest.svg",
+        "ground_truth.json",
+        "demo.json",
+        "summary.md",
+    ] {
+        let a = std::fs::read_to_string(committed.join(name))?;
+        let b = std::fs::read_to_string(out.join(name))?;
+        assert!(a == b, "{name} differs from its regeneration by `reelkit demo`");
+    }
+    Ok(())
+}
+
+#[test]
+fn demo_and_calibrate_reject_bad_settings() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("demo");
+    let o = reelkit(&[
+        "demo",
+        "--treatment-share",
+        "1.5",
+        "--out",
+        out.to_str().ok_or("path")?,
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("treatment share"), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing is written on bad settings");
+
+    let o = reelkit(&[
+        "ab",
+        "calibrate",
+        "--runs",
+        "1",
+        "--treatment",
+        "magic",
+        "--out",
+        out.to_str().ok_or("path")?,
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("magic"), "{}", stderr(&o));
+    assert!(!out.exists());
+    Ok(())
+}
