@@ -62,8 +62,8 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         .map(|&u| {
             let req = Request {
                 exclude: exclude.get(&u).cloned().unwrap_or_default(),
-                history: Vec::new(),
                 use_value_model: args.value_model,
+                ..Request::default()
             };
             r.recommend(u, args.k, &req)
                 .items

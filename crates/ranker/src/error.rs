@@ -52,6 +52,8 @@ pub enum Error {
     UnknownUser(u64),
     #[error("unknown item {0}")]
     UnknownItem(u64),
+    #[error("{0}")]
+    InvalidInput(String),
     #[error("training stopped")]
     Stopped,
 }

@@ -34,7 +34,7 @@ pub use ids::IdMap;
 pub use linalg::{cholesky_solve, dot, gram, Isa, RowProblem};
 pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSIONS};
 pub use params::{Algo, TrainParams, ValidTrainParams};
-pub use ranker::{Ranker, Recommendation, Recommendations, Request};
+pub use ranker::{Ranker, Recommendation, Recommendations, Request, Surface};
 pub use split::{split_by_time, split_random, Split};
 pub use topk::{ItemTable, Scored, TopK};
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};

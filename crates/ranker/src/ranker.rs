@@ -23,6 +23,46 @@ pub struct Request {
     pub history: Vec<u64>,
     /// Re-rank the retrieved candidates with the value model, when the model has one.
     pub use_value_model: bool,
+    /// Only videos eligible on this surface (reels: short, watch: long, feed:
+    /// all). Needs a catalogue ([`Ranker::with_catalog`]); ignored without one.
+    pub surface: Option<Surface>,
+    /// At most this many videos per creator. Needs a catalogue; ignored
+    /// without one.
+    pub max_per_creator: Option<usize>,
+}
+
+/// Where a feed is shown: which video formats are eligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Surface {
+    /// Short videos only.
+    Reels,
+    /// Every video.
+    Feed,
+    /// Long videos only.
+    Watch,
+}
+
+impl std::str::FromStr for Surface {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Surface, String> {
+        match s {
+            "reels" => Ok(Surface::Reels),
+            "feed" => Ok(Surface::Feed),
+            "watch" => Ok(Surface::Watch),
+            other => Err(format!("unknown surface `{other}` (reels, feed, watch)")),
+        }
+    }
+}
+
+/// Video metadata the model file does not hold: creator and format per item.
+#[derive(Debug, Clone, Default)]
+struct Catalog {
+    /// Creator id per item index.
+    creator: Vec<u64>,
+    /// Sorted item indices of long videos (excluded on reels) and of short
+    /// videos (excluded on watch).
+    long: Vec<u32>,
+    short: Vec<u32>,
 }
 
 /// One recommended item.
@@ -50,6 +90,7 @@ pub struct Ranker {
     item_gram: Vec<f32>,
     popular: Vec<u32>,
     isa: Isa,
+    catalog: Option<Catalog>,
 }
 
 impl Ranker {
@@ -82,9 +123,50 @@ impl Ranker {
             item_gram,
             popular,
             isa: Isa::detect(),
+            catalog: None,
         }
     }
 
+    /// Attaches video metadata (`video_id`, `creator_id`, `long` per row, any
+    /// order, any superset of the model's videos) for surface filters and
+    /// per-creator caps. A model video missing from it is an error.
+    pub fn with_catalog(mut self, video_id: &[u64], creator_id: &[u64], long: &[bool]) -> Result<Ranker> {
+        if video_id.len() != creator_id.len() || video_id.len() != long.len() {
+            return Err(Error::InvalidInput(format!(
+                "catalogue columns differ in length: {} video ids, {} creator ids, {} formats",
+                video_id.len(),
+                creator_id.len(),
+                long.len()
+            )));
+        }
+        let n = self.model.items.len();
+        let mut creator = vec![None; n];
+        let mut is_long = vec![false; n];
+        for ((&v, &c), &l) in video_id.iter().zip(creator_id).zip(long) {
+            if let Some(i) = self.model.items.get(v) {
+                creator[i as usize] = Some(c);
+                is_long[i as usize] = l;
+            }
+        }
+        if let Some(i) = creator.iter().position(Option::is_none) {
+            return Err(Error::InvalidInput(format!(
+                "video {} of the model is missing from the catalogue",
+                self.model.items.id(i as u32)
+            )));
+        }
+        let (long, short): (Vec<u32>, Vec<u32>) = (0..n as u32).partition(|&i| is_long[i as usize]);
+        self.catalog = Some(Catalog {
+            creator: creator.into_iter().map(|c| c.unwrap_or(0)).collect(),
+            long,
+            short,
+        });
+        Ok(self)
+    }
+
+    /// Whether surface filters and creator caps are available.
+    pub fn has_catalog(&self) -> bool {
+        self.catalog.is_some()
+    }
     /// The underlying model.
     pub fn model(&self) -> &MappedModel {
         &self.model
@@ -139,9 +221,63 @@ impl Ranker {
             .chain(&req.history)
             .filter_map(|&v| self.model.items.get(v))
             .collect();
+        if let (Some(c), Some(s)) = (&self.catalog, req.surface) {
+            match s {
+                Surface::Reels => ex.extend_from_slice(&c.long),
+                Surface::Watch => ex.extend_from_slice(&c.short),
+                Surface::Feed => {}
+            }
+        }
         ex.sort_unstable();
         ex.dedup();
         ex
+    }
+
+    /// `rank`, then at most `cap` items per creator: retrieves more candidates
+    /// until `k` pass the cap or the catalogue runs out.
+    fn rank_capped(&self, q: &[f32], k: usize, exclude: &[u32], req: &Request) -> Vec<Scored> {
+        let (Some(cat), Some(cap)) = (&self.catalog, req.max_per_creator) else {
+            return self.rank(q, k, exclude, req.use_value_model);
+        };
+        let available = self.model.items.len().saturating_sub(exclude.len());
+        let mut want = k.saturating_mul(4).max(k + 32);
+        loop {
+            let cands = self.rank(q, want, exclude, req.use_value_model);
+            let mut per: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+            let mut out = Vec::with_capacity(k);
+            for c in &cands {
+                let n = per.entry(cat.creator[c.item as usize]).or_default();
+                if *n < cap {
+                    *n += 1;
+                    out.push(*c);
+                    if out.len() == k {
+                        return out;
+                    }
+                }
+            }
+            if cands.len() < want || want >= available {
+                return out;
+            }
+            want = want.saturating_mul(4);
+        }
+    }
+
+    /// The `k` videos whose embeddings score highest against this video's
+    /// (dot product plus bias), the video itself excluded; `None` for an
+    /// unknown video.
+    pub fn similar(&self, video_id: u64, k: usize) -> Option<Vec<Recommendation>> {
+        let i = self.model.items.get(video_id)?;
+        let d = self.model.dim;
+        let q = &self.model.item_factors[i as usize * d..(i as usize + 1) * d];
+        Some(
+            self.rank(q, k, &[i], false)
+                .into_iter()
+                .map(|s| Recommendation {
+                    item_id: self.model.items.id(s.item),
+                    score: s.score,
+                })
+                .collect(),
+        )
     }
 
     /// Top-`k` item indices for an embedding, `exclude` sorted ascending; with the
@@ -192,7 +328,7 @@ impl Ranker {
         match q {
             Some(q) => Recommendations {
                 items: self
-                    .rank(&q, k, &exclude, req.use_value_model)
+                    .rank_capped(&q, k, &exclude, req)
                     .into_iter()
                     .map(|s| Recommendation {
                         item_id: self.model.items.id(s.item),
@@ -206,8 +342,19 @@ impl Ranker {
                     .popular
                     .iter()
                     .filter(|i| exclude.binary_search(i).is_err())
+                    .scan(std::collections::HashMap::<u64, usize>::new(), |per, &i| {
+                        Some(match (&self.catalog, req.max_per_creator) {
+                            (Some(c), Some(cap)) => {
+                                let n = per.entry(c.creator[i as usize]).or_default();
+                                *n += 1;
+                                (*n <= cap).then_some(i)
+                            }
+                            _ => Some(i),
+                        })
+                    })
+                    .flatten()
                     .take(k)
-                    .map(|&i| Recommendation {
+                    .map(|i| Recommendation {
                         item_id: self.model.items.id(i),
                         score: self.model.item_counts[i as usize] as f32,
                     })
@@ -304,5 +451,105 @@ mod tests {
     fn ranker_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Ranker>();
+    }
+}
+
+#[cfg(test)]
+mod catalog_tests {
+    use super::*;
+    use crate::factors::Factors;
+    use crate::ids::IdMap;
+    use crate::model::ModelMeta;
+    use crate::params::TrainParams;
+
+    /// Six videos, scores for user 1 falling with the index; creators
+    /// 7,7,7,8,8,9; videos 3 and 5 are long.
+    fn ranker() -> Result<Ranker> {
+        let items: Vec<f32> = (0..6).flat_map(|i| [1.0 - 0.1 * i as f32, 0.0]).collect();
+        Ranker::from_model(Model {
+            users: IdMap::from_ids(vec![1]),
+            items: IdMap::from_ids(vec![10, 11, 12, 13, 14, 15]),
+            factors: Factors {
+                dim: 2,
+                users: vec![1.0, 0.0],
+                items,
+                item_bias: vec![0.0; 6],
+            },
+            user_counts: vec![1],
+            item_counts: vec![1, 2, 3, 4, 5, 6],
+            meta: ModelMeta {
+                params: TrainParams::default(),
+                fingerprint: String::new(),
+                value_model: None,
+                source: String::new(),
+            },
+        })
+        .with_catalog(
+            &[15, 14, 13, 12, 11, 10, 99],
+            &[9, 8, 8, 7, 7, 7, 1],
+            &[true, false, true, false, false, false, false],
+        )
+    }
+
+    fn ids(r: &Recommendations) -> Vec<u64> {
+        r.items.iter().map(|x| x.item_id).collect()
+    }
+
+    #[test]
+    fn surface_filter_and_creator_cap() -> Result<()> {
+        let r = ranker()?;
+        let all = r.recommend(1, 10, &Request::default());
+        assert_eq!(ids(&all), vec![10, 11, 12, 13, 14, 15]);
+        let reels = Request {
+            surface: Some(Surface::Reels),
+            ..Request::default()
+        };
+        assert_eq!(ids(&r.recommend(1, 10, &reels)), vec![10, 11, 12, 14]);
+        let watch = Request {
+            surface: Some(Surface::Watch),
+            ..Request::default()
+        };
+        assert_eq!(ids(&r.recommend(1, 10, &watch)), vec![13, 15]);
+        let capped = Request {
+            max_per_creator: Some(1),
+            ..Request::default()
+        };
+        assert_eq!(ids(&r.recommend(1, 10, &capped)), vec![10, 13, 15]);
+        assert_eq!(ids(&r.recommend(1, 2, &capped)), vec![10, 13]);
+        // The popularity fallback honours the cap too.
+        let fb = r.recommend(404, 10, &capped);
+        assert!(fb.fallback);
+        assert_eq!(ids(&fb), vec![15, 14, 12]);
+        // Similar videos exclude the query video; unknown videos are None.
+        let sim = r.similar(10, 2).ok_or(Error::UnknownItem(10))?;
+        assert_eq!(sim.iter().map(|x| x.item_id).collect::<Vec<_>>(), vec![11, 12]);
+        assert!(r.similar(77, 2).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn catalogue_must_cover_the_model() {
+        let base = ranker().map(|r| r.has_catalog());
+        assert!(matches!(base, Ok(true)));
+        let r = Ranker::from_model(Model {
+            users: IdMap::from_ids(vec![1]),
+            items: IdMap::from_ids(vec![10, 11]),
+            factors: Factors {
+                dim: 1,
+                users: vec![1.0],
+                items: vec![1.0, 0.5],
+                item_bias: vec![0.0; 2],
+            },
+            user_counts: vec![1],
+            item_counts: vec![1, 1],
+            meta: ModelMeta {
+                params: TrainParams::default(),
+                fingerprint: String::new(),
+                value_model: None,
+                source: String::new(),
+            },
+        });
+        let err = r.with_catalog(&[10], &[1], &[false]).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("video 11")));
     }
 }
