@@ -1,0 +1,406 @@
+//! Routes and handlers. Every error is JSON `{error, detail}` with a 4xx (or
+//! 503 when scoring times out); nothing a client sends yields a 500.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use reelkit_ranker::{Request as RankRequest, Surface};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::metrics::render;
+use crate::state::AppState;
+
+/// The committed OpenAPI description, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// A JSON error response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error,
+            detail: detail.into(),
+        }
+    }
+    fn invalid(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.error, "detail": self.detail})),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Reads the whole body within the size limit and parses it: syntax errors
+/// are 400, well-formed JSON of the wrong shape 422, oversized bodies 413.
+async fn json_body<T: for<'de> Deserialize<'de>>(state: &AppState, body: Body) -> ApiResult<T> {
+    let limit = state.config.max_body_bytes;
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_big = std::error::Error::source(&e)
+            .is_some_and(|s| s.to_string().contains("length limit"))
+            || e.to_string().contains("length limit");
+        if too_big {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body exceeds {limit} bytes"),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string())
+        }
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// Runs scoring on the blocking pool within the request timeout.
+async fn off_thread<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::time::timeout(state.config.timeout, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scoring_failed",
+            format!("the scoring task did not finish: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "scoring took longer than {} ms",
+                state.config.timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+fn check_k(state: &AppState, k: i64) -> ApiResult<usize> {
+    let max = state.config.max_k;
+    if k < 1 || k as u64 > max as u64 {
+        return Err(ApiError::invalid(format!("k must be in 1..={max}, got {k}")));
+    }
+    Ok(k as usize)
+}
+
+fn check_ids(state: &AppState, what: &str, ids: &[u64]) -> ApiResult<()> {
+    if ids.len() > state.config.max_ids {
+        return Err(ApiError::invalid(format!(
+            "`{what}` holds {} ids; at most {} are allowed",
+            ids.len(),
+            state.config.max_ids
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/recommend`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendBody {
+    pub user_id: u64,
+    #[serde(default = "default_k")]
+    pub k: i64,
+    #[serde(default)]
+    pub surface: Option<String>,
+    #[serde(default)]
+    pub exclude: Vec<u64>,
+    #[serde(default)]
+    pub history: Vec<u64>,
+    #[serde(default)]
+    pub max_per_creator: Option<u32>,
+    #[serde(default)]
+    pub use_value_model: bool,
+}
+
+fn default_k() -> i64 {
+    10
+}
+
+/// One recommended or similar video.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Item {
+    pub video_id: u64,
+    pub score: f32,
+}
+
+/// Response of `/v1/recommend`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecommendResponse {
+    pub items: Vec<Item>,
+    pub model_version: String,
+    pub fallback: bool,
+}
+
+async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json<RecommendResponse>> {
+    let b: RecommendBody = json_body(&state, body).await?;
+    let k = check_k(&state, b.k)?;
+    check_ids(&state, "exclude", &b.exclude)?;
+    check_ids(&state, "history", &b.history)?;
+    let surface = match &b.surface {
+        None => None,
+        Some(s) => Some(s.parse::<Surface>().map_err(ApiError::invalid)?),
+    };
+    if b.max_per_creator == Some(0) {
+        return Err(ApiError::invalid("max_per_creator must be at least 1"));
+    }
+    let model = state.model();
+    if (surface.is_some() || b.max_per_creator.is_some()) && !model.ranker.has_catalog() {
+        return Err(ApiError::invalid(
+            "surface filters and creator caps need the video catalogue (start the server with --videos)",
+        ));
+    }
+    let req = RankRequest {
+        exclude: b.exclude,
+        history: b.history,
+        use_value_model: b.use_value_model,
+        surface,
+        max_per_creator: b.max_per_creator.map(|c| c as usize),
+    };
+    let user = b.user_id;
+    let response = off_thread(&state, move || {
+        let r = model.ranker.recommend(user, k, &req);
+        RecommendResponse {
+            items: r
+                .items
+                .iter()
+                .map(|x| Item {
+                    video_id: x.item_id,
+                    score: x.score,
+                })
+                .collect(),
+            model_version: model.version.clone(),
+            fallback: r.fallback,
+        }
+    })
+    .await?;
+    Ok(Json(response))
+}
+
+/// `POST /v1/score`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreBody {
+    pub user_id: u64,
+    pub video_ids: Vec<u64>,
+}
+
+/// One score; `null` for a video the model does not know.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VideoScore {
+    pub video_id: u64,
+    pub score: Option<f32>,
+}
+
+/// Response of `/v1/score`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScoreResponse {
+    pub scores: Vec<VideoScore>,
+    pub unknown_videos: Vec<u64>,
+    pub model_version: String,
+}
+
+async fn score(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json<ScoreResponse>> {
+    let b: ScoreBody = json_body(&state, body).await?;
+    check_ids(&state, "video_ids", &b.video_ids)?;
+    let model = state.model();
+    if model.ranker.user_embedding(b.user_id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_user",
+            format!("user {} is not in model {}", b.user_id, model.version),
+        ));
+    }
+    let response = off_thread(&state, move || {
+        let mut unknown = Vec::new();
+        let scores = b
+            .video_ids
+            .iter()
+            .map(|&v| {
+                let s = model.ranker.score(b.user_id, &[v]).ok().map(|s| s[0]);
+                if s.is_none() {
+                    unknown.push(v);
+                }
+                VideoScore {
+                    video_id: v,
+                    score: s,
+                }
+            })
+            .collect();
+        ScoreResponse {
+            scores,
+            unknown_videos: unknown,
+            model_version: model.version.clone(),
+        }
+    })
+    .await?;
+    Ok(Json(response))
+}
+
+/// Response of `/v1/similar/{video_id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SimilarResponse {
+    pub video_id: u64,
+    pub items: Vec<Item>,
+    pub model_version: String,
+}
+
+async fn similar(
+    State(state): State<Arc<AppState>>,
+    Path(video): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<SimilarResponse>> {
+    let video_id: u64 = video.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_video_id",
+            format!("video id `{video}` is not an unsigned integer"),
+        )
+    })?;
+    let k = match q.get("k") {
+        None => 10,
+        Some(s) => s
+            .parse::<i64>()
+            .map_err(|_| ApiError::invalid(format!("k must be an integer, got `{s}`")))?,
+    };
+    let k = check_k(&state, k)?;
+    let model = state.model();
+    let items = off_thread(&state, {
+        let model = model.clone();
+        move || model.ranker.similar(video_id, k)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_video",
+            format!("video {video_id} is not in model {}", model.version),
+        )
+    })?;
+    Ok(Json(SimilarResponse {
+        video_id,
+        items: items
+            .into_iter()
+            .map(|x| Item {
+                video_id: x.item_id,
+                score: x.score,
+            })
+            .collect(),
+        model_version: model.version.clone(),
+    }))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let m = state.model();
+    Json(json!({"status": "ready", "model_version": m.version}))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&state),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn reload(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
+    let s = state.clone();
+    let r = tokio::task::spawn_blocking(move || s.reload())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "reload_failed",
+                e.to_string(),
+            )
+        })?;
+    match r {
+        Ok((previous, current)) => Ok(Json(
+            json!({"model_version": current, "previous_version": previous}),
+        )),
+        Err(e) => Err(ApiError::invalid(format!(
+            "reload failed, still serving {}: {e}",
+            state.model().version
+        ))),
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let t = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(req).await;
+    state
+        .metrics
+        .observe(&route, response.status().as_u16(), t.elapsed().as_secs_f64());
+    response
+}
+
+/// The service's routes over `state`; nest or merge it into another axum app.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/recommend", post(recommend))
+        .route("/v1/score", post(score))
+        .route("/v1/similar/{video_id}", get(similar))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/admin/reload", post(reload))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}

@@ -1,0 +1,376 @@
+//! The service over real HTTP on loopback: every endpoint, every error class,
+//! hot reload under concurrent requests, and random bytes and JSON thrown at
+//! the handlers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use reelkit_ranker::{Factors, IdMap, Model, ModelMeta, TrainParams};
+use reelkit_serve::client::Client;
+use reelkit_serve::{AppState, Catalog, ServeConfig};
+use serde_json::{json, Value};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Users 1 and 2; videos 10..=15 whose first coordinate falls with the id,
+/// the second rises. `flip` swaps the coordinates (a "new" model).
+fn model(flip: bool) -> Model {
+    let items: Vec<f32> = (0..6)
+        .flat_map(|i| {
+            let (a, b) = (1.0 - 0.1 * i as f32, 0.1 * i as f32);
+            if flip {
+                [b, a]
+            } else {
+                [a, b]
+            }
+        })
+        .collect();
+    Model {
+        users: IdMap::from_ids(vec![1, 2]),
+        items: IdMap::from_ids(vec![10, 11, 12, 13, 14, 15]),
+        factors: Factors {
+            dim: 2,
+            users: vec![1.0, 0.0, 0.0, 1.0],
+            items,
+            item_bias: vec![0.0; 6],
+        },
+        user_counts: vec![3, 3],
+        item_counts: vec![1, 2, 3, 4, 5, 6],
+        meta: ModelMeta {
+            params: TrainParams::default(),
+            fingerprint: "test".into(),
+            value_model: None,
+            source: "test".into(),
+        },
+    }
+}
+
+fn catalog() -> Catalog {
+    Catalog {
+        video_id: vec![10, 11, 12, 13, 14, 15],
+        creator_id: vec![7, 7, 7, 8, 8, 9],
+        long: vec![false, false, false, true, false, true],
+    }
+}
+
+fn start(state: Arc<AppState>) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            reelkit_serve::serve(listener, state, std::future::pending())
+                .await
+                .expect("serve");
+        });
+    });
+    rx.recv().expect("server address")
+}
+
+fn server(dir: &Path, config: ServeConfig) -> Result<(SocketAddr, Arc<AppState>), Box<dyn std::error::Error>> {
+    let path = dir.join("model.arrow");
+    model(false).save(&path)?;
+    let state = Arc::new(AppState::open(&path, Some(catalog()), config)?);
+    Ok((start(state.clone()), state))
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["video_id"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn endpoints_answer() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (addr, _state) = server(dir.path(), ServeConfig::default())?;
+    let mut c = Client::connect(addr)?;
+
+    let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 3}))?;
+    assert_eq!(r.status, 200);
+    let v = r.json()?;
+    assert_eq!(ids(&v), vec![10, 11, 12]);
+    assert_eq!(v["fallback"], false);
+    let version = v["model_version"].as_str().ok_or("no version")?.to_string();
+    assert_eq!(version.len(), 16);
+
+    // Exclusions, surface, creator cap, history fold-in, fallback.
+    let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 3, "exclude": [10, 999]}))?;
+    assert_eq!(ids(&r.json()?), vec![11, 12, 13]);
+    let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 10, "surface": "watch"}))?;
+    assert_eq!(ids(&r.json()?), vec![13, 15]);
+    let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 10, "max_per_creator": 1}))?;
+    assert_eq!(ids(&r.json()?), vec![10, 13, 15]);
+    let r = c.post_json("/v1/recommend", &json!({"user_id": 404, "k": 2}))?;
+    let v = r.json()?;
+    assert_eq!(v["fallback"], true);
+    assert_eq!(ids(&v), vec![15, 14]);
+    let r = c.post_json("/v1/recommend", &json!({"user_id": 404, "k": 1, "history": [15]}))?;
+    let v = r.json()?;
+    assert_eq!(v["fallback"], false);
+    assert_eq!(ids(&v), vec![14], "folded in from video 15: the next most similar");
+
+    let r = c.post_json("/v1/score", &json!({"user_id": 2, "video_ids": [15, 10, 77]}))?;
+    assert_eq!(r.status, 200);
+    let v = r.json()?;
+    assert!((v["scores"][0]["score"].as_f64().ok_or("score")? - 0.5).abs() < 1e-6);
+    assert!((v["scores"][1]["score"].as_f64().ok_or("score")?).abs() < 1e-6);
+    assert!(v["scores"][2]["score"].is_null());
+    assert_eq!(v["unknown_videos"], json!([77]));
+
+    let r = c.get("/v1/similar/10?k=2")?;
+    assert_eq!(r.status, 200);
+    assert_eq!(ids(&r.json()?), vec![11, 12]);
+
+    assert_eq!(c.get("/healthz")?.status, 200);
+    let r = c.get("/readyz")?;
+    assert_eq!(r.json()?["model_version"], version.as_str());
+    let r = c.get("/openapi.json")?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, reelkit_serve::OPENAPI.as_bytes());
+    let spec: Value = r.json()?;
+    for p in ["/v1/recommend", "/v1/score", "/v1/similar/{video_id}", "/healthz", "/readyz", "/metrics", "/admin/reload"] {
+        assert!(spec["paths"].get(p).is_some(), "{p} undocumented");
+    }
+
+    let m = String::from_utf8(c.get("/metrics")?.body)?;
+    assert!(m.contains("reelkit_http_requests_total{route=\"/v1/recommend\",status=\"200\"} 6"), "{m}");
+    assert!(m.contains("reelkit_http_request_duration_seconds_count{route=\"/v1/recommend\"} 6"), "{m}");
+    assert!(m.contains(&format!("reelkit_model_info{{version=\"{version}\",dim=\"2\"}} 1")), "{m}");
+    assert!(m.contains("reelkit_model_items 6"));
+    Ok(())
+}
+
+#[test]
+fn every_error_class_is_json_with_the_right_status() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (addr, state) = server(
+        dir.path(),
+        ServeConfig {
+            max_body_bytes: 4_096,
+            max_k: 100,
+            ..ServeConfig::default()
+        },
+    )?;
+    let mut c = Client::connect(addr)?;
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("POST", "/v1/recommend", b"{\"user_id\": 1,".to_vec(), 400, "malformed_json"),
+        ("POST", "/v1/recommend", b"not json".to_vec(), 400, "malformed_json"),
+        ("POST", "/v1/recommend", b"".to_vec(), 400, "malformed_json"),
+        ("POST", "/v1/recommend", br#"{"user_id": "one"}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"k": 3}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"user_id": 1, "k": -1}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"user_id": 1, "k": 0}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"user_id": 1, "k": 1000000}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"user_id": 1, "k": 1e300}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"user_id": 1, "kk": 3}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"user_id": 1, "surface": "tv"}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"user_id": -5}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"[1, 2]"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", br#"{"user_id": 1, "max_per_creator": 0}"#.to_vec(), 422, "invalid_request"),
+        ("POST", "/v1/recommend", format!("{{\"user_id\": 1, \"exclude\": [{}]}}", vec!["1"; 3000].join(",")).into_bytes(), 413, "body_too_large"),
+        ("POST", "/v1/score", br#"{"user_id": 404, "video_ids": [10]}"#.to_vec(), 404, "unknown_user"),
+        ("POST", "/v1/score", br#"{"user_id": 1, "video_ids": "10"}"#.to_vec(), 422, "invalid_request"),
+        ("GET", "/v1/similar/77", Vec::new(), 404, "unknown_video"),
+        ("GET", "/v1/similar/abc", Vec::new(), 400, "bad_video_id"),
+        ("GET", "/v1/similar/10?k=-3", Vec::new(), 422, "invalid_request"),
+        ("GET", "/v1/similar/10?k=lots", Vec::new(), 422, "invalid_request"),
+        ("GET", "/v2/nothing", Vec::new(), 404, "not_found"),
+    ];
+    for (method, path, body, status, error) in cases {
+        let body_opt = (method == "POST").then_some(body.as_slice());
+        let r = c.send(method, path, body_opt)?;
+        let shown = String::from_utf8_lossy(&body).chars().take(60).collect::<String>();
+        assert_eq!(r.status, status, "{method} {path} {shown}: {}", String::from_utf8_lossy(&r.body));
+        let v = r.json()?;
+        assert_eq!(v["error"], error, "{method} {path} {shown}: {v}");
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    // A request that asks for a catalogue feature on a server without one.
+    let bare = Arc::new(AppState::from_ranker(
+        reelkit_ranker::Ranker::from_model(model(false)),
+        "bare",
+        ServeConfig::default(),
+    ));
+    let mut b = Client::connect(start(bare))?;
+    let r = b.post_json("/v1/recommend", &json!({"user_id": 1, "surface": "reels"}))?;
+    assert_eq!(r.status, 422);
+    assert!(r.json()?["detail"].as_str().is_some_and(|d| d.contains("--videos")));
+    let r = b.send("POST", "/admin/reload", None)?;
+    assert_eq!(r.status, 422, "no file to reload");
+
+    // Errors are counted by status; the service is still up.
+    let m = String::from_utf8(c.get("/metrics")?.body)?;
+    assert!(m.contains("route=\"/v1/recommend\",status=\"422\""), "{m}");
+    assert!(m.contains("route=\"unmatched\",status=\"404\""), "{m}");
+    assert!(state.metrics.count("/v1/recommend", 400) >= 3);
+    assert_eq!(c.get("/healthz")?.status, 200);
+    Ok(())
+}
+
+#[test]
+fn reload_under_load_fails_no_request() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (addr, state) = server(dir.path(), ServeConfig::default())?;
+    let path = dir.path().join("model.arrow");
+    let v0 = state.model().version.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut c = Client::connect(addr)?;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = c.post_json("/v1/recommend", &json!({"user_id": 1 + w % 2, "k": 3}))?;
+                    let good = r.status == 200 && r.json().map(|v| ids(&v).len() == 3).unwrap_or(false);
+                    if good {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let mut c = Client::connect(addr)?;
+    let mut versions = vec![v0.clone()];
+    for round in 0..6 {
+        // Write the next model beside the served one and rename it over: the
+        // mapped old file stays valid for requests still using it.
+        let tmp = dir.path().join("next.arrow");
+        model(round % 2 == 0).save(&tmp)?;
+        std::fs::rename(&tmp, &path)?;
+        let r = c.send("POST", "/admin/reload", None)?;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        versions.push(r.json()?["model_version"].as_str().ok_or("version")?.to_string());
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    // SIGHUP reloads too (nextest runs each test in its own process).
+    #[cfg(unix)]
+    {
+        let before = state.reloads();
+        let tmp = dir.path().join("next.arrow");
+        model(false).save(&tmp)?;
+        std::fs::rename(&tmp, &path)?;
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &std::process::id().to_string()])
+            .status()?;
+        assert!(status.success());
+        let t = std::time::Instant::now();
+        while state.reloads() == before && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(state.reloads(), before + 1, "SIGHUP did not reload");
+    }
+    // A truncated file is refused and the old model keeps serving.
+    let serving = state.model().version.clone();
+    let bytes = std::fs::read(&path)?;
+    std::fs::write(dir.path().join("cut.arrow"), &bytes[..bytes.len() / 2])?;
+    std::fs::rename(dir.path().join("cut.arrow"), &path)?;
+    let r = c.send("POST", "/admin/reload", None)?;
+    assert_eq!(r.status, 422);
+    assert!(r.json()?["detail"].as_str().is_some_and(|d| d.contains(&serving)));
+    assert_eq!(state.model().version, serving);
+
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().map_err(|_| "worker panicked")??;
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{ok} requests during reloads, {failed} failed; versions {versions:?}");
+    assert!(ok > 50, "{ok}");
+    assert_eq!(failed, 0);
+    assert_ne!(versions[0], versions[1], "a different file gives a different version");
+    Ok(())
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|i| json!(i)),
+        any::<u64>().prop_map(|i| json!(i)),
+        any::<f64>().prop_map(|f| json!(f)),
+        "[a-z_]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::hash_map(
+                prop_oneof![
+                    Just("user_id".to_string()),
+                    Just("k".to_string()),
+                    Just("surface".to_string()),
+                    Just("exclude".to_string()),
+                    Just("history".to_string()),
+                    Just("video_ids".to_string()),
+                    Just("max_per_creator".to_string()),
+                    "[a-z]{1,6}",
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[test]
+fn random_bytes_and_json_never_break_the_handlers() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (addr, _state) = server(dir.path(), ServeConfig::default())?;
+    let c = std::cell::RefCell::new(Client::connect(addr)?);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    });
+    let paths = ["/v1/recommend", "/v1/score", "/admin/reload"];
+    let strategy = (
+        0..paths.len(),
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            json_value().prop_map(|v| serde_json::to_vec(&v).unwrap_or_default()),
+        ],
+    );
+    runner
+        .run(&strategy, |(p, body)| {
+            let r = c
+                .borrow_mut()
+                .send("POST", paths[p], Some(&body))
+                .map_err(|e| TestCaseError::fail(format!("connection: {e}")))?;
+            prop_assert!(r.status < 500 || r.status == 503, "{} on {:?}", r.status, String::from_utf8_lossy(&body));
+            prop_assert!(r.json().is_ok(), "non-JSON reply {}", r.status);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    // Random paths under /v1/similar.
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 200,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&("[0-9a-zA-Z%._~-]{0,24}", "[0-9a-z=&-]{0,16}"), |(id, q)| {
+            let r = c
+                .borrow_mut()
+                .get(&format!("/v1/similar/{id}?{q}"))
+                .map_err(|e| TestCaseError::fail(format!("connection: {e}")))?;
+            prop_assert!(r.status < 500, "{} on {id}?{q}", r.status);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    assert_eq!(c.borrow_mut().get("/healthz")?.status, 200);
+    Ok(())
+}
