@@ -1,6 +1,7 @@
 //! `reelkit bench ...`: benchmarks that print one JSON object on stdout.
 
 use std::time::Instant;
+use anyhow::Context;
 
 use reelkit_sim::{builtin_policy, SimParams, Simulator, World};
 use serde_json::json;
@@ -14,6 +15,36 @@ pub enum BenchCommand {
     Recommend(RecBenchArgs),
     /// A/B analysis end to end against a bare polars group-by over the same file.
     Ab(AbBenchArgs),
+    /// HTTP serving on loopback: maximum throughput (closed loop), then latency
+    /// at half of it (open loop, no coordinated omission).
+    Serve(ServeBenchArgs),
+}
+
+/// Arguments of `reelkit bench serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeBenchArgs {
+    /// Videos in the random model.
+    #[arg(long, default_value_t = 100_000)]
+    items: usize,
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Users in the random model (requests cycle through them).
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 20)]
+    k: usize,
+    /// Concurrent keep-alive connections of the load generator (enough that the
+    /// open-loop phase does not queue behind its own connections).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Requests per connection in each phase.
+    #[arg(long, default_value_t = 500)]
+    requests: usize,
+    /// Open-loop rate as a share of the measured maximum.
+    #[arg(long, default_value_t = 0.5)]
+    load_share: f64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
 }
 
 /// Arguments of `reelkit bench ab`.
@@ -71,6 +102,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Simulate(args) => simulate(args),
         BenchCommand::Recommend(args) => recommend(args),
         BenchCommand::Ab(args) => ab(args),
+        BenchCommand::Serve(args) => serve(args),
     }
 }
 
@@ -299,4 +331,92 @@ fn tempfile_dir(dir: Option<&std::path::Path>) -> anyhow::Result<std::path::Path
     };
     std::fs::create_dir_all(&d)?;
     Ok(d)
+}
+
+fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
+    use reelkit_ranker::{Factors, IdMap, Model, ModelMeta, Ranker, TrainParams};
+    anyhow::ensure!(args.items > 0 && args.users > 0 && args.dim > 0, "empty model");
+    anyhow::ensure!(
+        args.load_share > 0.0 && args.load_share <= 1.0,
+        "--load-share must be in (0, 1]"
+    );
+    let mut rng = reelkit_sim::Rng::new(args.seed);
+    let mut gauss = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| (rng.normal() / (args.dim as f64).sqrt()) as f32)
+            .collect()
+    };
+    let model = Model {
+        users: IdMap::from_ids((0..args.users as u64).map(|u| 1_000_000 + u).collect()),
+        items: IdMap::from_ids((0..args.items as u64).collect()),
+        factors: Factors {
+            dim: args.dim,
+            users: gauss(args.users * args.dim),
+            items: gauss(args.items * args.dim),
+            item_bias: vec![0.0; args.items],
+        },
+        user_counts: vec![1; args.users],
+        item_counts: vec![1; args.items],
+        meta: ModelMeta {
+            params: TrainParams {
+                factors: args.dim,
+                ..TrainParams::default()
+            },
+            fingerprint: "bench".into(),
+            value_model: None,
+            source: "reelkit bench serve".into(),
+        },
+    };
+    let state = std::sync::Arc::new(reelkit_serve::AppState::from_ranker(
+        Ranker::from_model(model),
+        "bench",
+        reelkit_serve::ServeConfig::default(),
+    ));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server_state = state.clone();
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            tx.send(listener.local_addr()?)?;
+            reelkit_serve::serve(listener, server_state, std::future::pending()).await?;
+            anyhow::Ok(())
+        })
+    });
+    let addr = rx.recv().context("the server did not start")?;
+    let bodies: Vec<Vec<u8>> = (0..args.users.min(10_000))
+        .map(|u| {
+            serde_json::to_vec(&serde_json::json!({"user_id": 1_000_000 + u as u64, "k": args.k}))
+                .unwrap_or_default()
+        })
+        .collect();
+    use reelkit_serve::client::load;
+    // Warm up (page in the model, start the blocking pool).
+    load(addr, "/v1/recommend", &bodies, args.connections, 200, None)?;
+    let max = load(addr, "/v1/recommend", &bodies, args.connections, args.requests, None)?;
+    let rate = max.throughput_rps * args.load_share;
+    let at_share = load(
+        addr,
+        "/v1/recommend",
+        &bodies,
+        args.connections,
+        args.requests,
+        Some(rate),
+    )?;
+    let report = serde_json::json!({
+        "bench": "serve",
+        "items": args.items,
+        "dim": args.dim,
+        "k": args.k,
+        "threads": rayon::current_num_threads(),
+        "closed_loop_max": max,
+        "open_loop_at_share": at_share,
+        "load_share": args.load_share,
+        "p99_ms_at_share": at_share.p99_ms,
+        "max_throughput_rps": max.throughput_rps,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }

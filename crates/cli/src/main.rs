@@ -12,6 +12,7 @@ mod demo;
 mod evaluate;
 mod progress;
 mod recommend;
+mod serve;
 mod simulate;
 mod train;
 mod tune;
@@ -55,6 +56,8 @@ enum Command {
     /// Search hyper-parameters on a validation split of the training data, then
     /// train the best setting on all of it.
     Tune(tune::TuneArgs),
+    /// Serve a model over HTTP: recommend, score, similar, metrics, hot reload.
+    Serve(serve::ServeArgs),
     /// A/B test analysis.
     #[command(subcommand)]
     Ab(ab::AbCommand),
@@ -93,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => evaluate::run(args),
         Command::Recommend(args) => recommend::run(args),
         Command::Tune(args) => tune::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Ab(cmd) => ab::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }

@@ -320,11 +320,7 @@ impl Ranker {
     /// most popular items, flagged as a fallback.
     pub fn recommend(&self, user_id: u64, k: usize, req: &Request) -> Recommendations {
         let exclude = self.exclusion(req);
-        let q: Option<Vec<f32>> = if !req.history.is_empty() {
-            Some(self.fold_in(&req.history))
-        } else {
-            self.user_embedding(user_id).map(|e| e.to_vec())
-        };
+        let q = self.query(user_id, req);
         match q {
             Some(q) => Recommendations {
                 items: self
@@ -362,6 +358,53 @@ impl Ranker {
                 fallback: true,
             },
         }
+    }
+
+    /// The user's query embedding: folded in from fresh history when given,
+    /// else the stored one; `None` for an unknown user without history.
+    fn query(&self, user_id: u64, req: &Request) -> Option<Vec<f32>> {
+        if !req.history.is_empty() {
+            Some(self.fold_in(&req.history))
+        } else {
+            self.user_embedding(user_id).map(|e| e.to_vec())
+        }
+    }
+
+    /// [`Ranker::recommend`] for many requests at once: the plain ones (known
+    /// or folded-in user, no value model, no creator cap) share one pass over
+    /// the item table ([`ItemTable::top_k_batch`]), which turns a
+    /// bandwidth-bound scan per request into one per batch. Results equal
+    /// `recommend`'s request by request.
+    pub fn recommend_batch(&self, jobs: &[(u64, usize, &Request)]) -> Vec<Recommendations> {
+        let capped = |r: &Request| self.catalog.is_some() && r.max_per_creator.is_some();
+        let value = |r: &Request| r.use_value_model && self.model.meta.value_model.is_some();
+        let mut out: Vec<Option<Recommendations>> = vec![None; jobs.len()];
+        let mut batch: Vec<(usize, Vec<f32>, Vec<u32>)> = Vec::new();
+        for (j, &(user, k, req)) in jobs.iter().enumerate() {
+            match self.query(user, req) {
+                Some(q) if !capped(req) && !value(req) => batch.push((j, q, self.exclusion(req))),
+                _ => out[j] = Some(self.recommend(user, k, req)),
+            }
+        }
+        if !batch.is_empty() {
+            let qs: Vec<&[f32]> = batch.iter().map(|b| b.1.as_slice()).collect();
+            let ks: Vec<usize> = batch.iter().map(|b| jobs[b.0].1).collect();
+            let exs: Vec<&[u32]> = batch.iter().map(|b| b.2.as_slice()).collect();
+            let results = self.items().top_k_batch(&qs, &ks, &exs);
+            for ((j, _, _), scored) in batch.iter().zip(results) {
+                out[*j] = Some(Recommendations {
+                    items: scored
+                        .into_iter()
+                        .map(|s| Recommendation {
+                            item_id: self.model.items.id(s.item),
+                            score: s.score,
+                        })
+                        .collect(),
+                    fallback: false,
+                });
+            }
+        }
+        out.into_iter().flatten().collect()
     }
 
     /// Dot-product scores (plus bias) of a known user for the given videos.
@@ -520,6 +563,24 @@ mod catalog_tests {
         let fb = r.recommend(404, 10, &capped);
         assert!(fb.fallback);
         assert_eq!(ids(&fb), vec![15, 14, 12]);
+        // A batch answers exactly as one request at a time.
+        let fresh = Request {
+            history: vec![15],
+            ..Request::default()
+        };
+        let plain = Request::default();
+        let jobs: Vec<(u64, usize, &Request)> = vec![
+            (1, 3, &reels),
+            (1, 10, &capped),
+            (404, 2, &plain),
+            (404, 2, &fresh),
+            (1, 0, &watch),
+            (1, 100, &plain),
+        ];
+        let batch = r.recommend_batch(&jobs);
+        for (j, &(u, k, req)) in jobs.iter().enumerate() {
+            assert_eq!(batch[j], r.recommend(u, k, req), "job {j}");
+        }
         // Similar videos exclude the query video; unknown videos are None.
         let sim = r.similar(10, 2).ok_or(Error::UnknownItem(10))?;
         assert_eq!(sim.iter().map(|x| x.item_id).collect::<Vec<_>>(), vec![11, 12]);

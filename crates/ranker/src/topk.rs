@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
-use crate::linalg::{dot_with, Fused, Isa, MulAdd, Plain};
+use crate::linalg::{dot_with, Isa, MulAdd, Plain};
 
 /// A scored item.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -111,6 +111,89 @@ fn scan_generic<M: MulAdd>(
     }
 }
 
+/// The four horizontal sums of `a0..a3` as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn reduce4(
+    a0: std::arch::x86_64::__m256,
+    a1: std::arch::x86_64::__m256,
+    a2: std::arch::x86_64::__m256,
+    a3: std::arch::x86_64::__m256,
+) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    let r = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    let mut t = [0f32; 4];
+    // SAFETY: `t` holds exactly four floats.
+    unsafe { _mm_storeu_ps(t.as_mut_ptr(), r) };
+    t
+}
+
+/// Dot products of `q` with items `lo..hi` (row-major, `f = q.len()` floats
+/// each) into `out`: four items at a time with four independent accumulator
+/// chains, so the FMA latency is hidden. Every item's sum is formed in the
+/// same order whether it falls in a block of four or in the remainder:
+/// 8-lane partial sums over the dimension, reduced as
+/// ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)), then the tail dimensions in order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots_avx2(q: &[f32], items: &[f32], lo: usize, hi: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let f = q.len();
+    let chunks = f / 8;
+    let n = hi - lo;
+    debug_assert!(out.len() >= n && items.len() >= hi * f);
+    let qp = q.as_ptr();
+    let tail = |row: usize, acc: f32| -> f32 {
+        let mut s = acc;
+        for d in chunks * 8..f {
+            s += q[d] * items[row * f + d];
+        }
+        s
+    };
+    // SAFETY (whole body): every pointer offset stays within `items[lo * f..hi * f]`
+    // and `q[..chunks * 8]`, checked by the slices' lengths above.
+    let mut i = 0;
+    while i + 4 <= n {
+        let row = lo + i;
+        let p = unsafe { items.as_ptr().add(row * f) };
+        let (mut a0, mut a1, mut a2, mut a3) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        for c in 0..chunks {
+            unsafe {
+                let qv = _mm256_loadu_ps(qp.add(c * 8));
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(c * 8)), qv, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(f + c * 8)), qv, a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(2 * f + c * 8)), qv, a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(3 * f + c * 8)), qv, a3);
+            }
+        }
+        let t = reduce4(a0, a1, a2, a3);
+        for j in 0..4 {
+            out[i + j] = tail(row + j, t[j]);
+        }
+        i += 4;
+    }
+    while i < n {
+        let row = lo + i;
+        let p = unsafe { items.as_ptr().add(row * f) };
+        let mut a0 = _mm256_setzero_ps();
+        for c in 0..chunks {
+            unsafe {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(c * 8)), _mm256_loadu_ps(qp.add(c * 8)), a0);
+            }
+        }
+        // Same reduction as the blocks: lane 0 of reduce4(a0, a0, a0, a0).
+        out[i] = tail(row, reduce4(a0, a0, a0, a0)[0]);
+        i += 1;
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn scan_avx2(
@@ -122,7 +205,27 @@ unsafe fn scan_avx2(
     exclude: &[u32],
     top: &mut TopK,
 ) {
-    scan_generic::<Fused>(q, items, bias, lo, hi, exclude, top)
+    const BLOCK: usize = 256;
+    let mut buf = [0f32; BLOCK];
+    let mut ex = exclude.partition_point(|&e| (e as usize) < lo);
+    let mut b = lo;
+    while b < hi {
+        let e = (b + BLOCK).min(hi);
+        // SAFETY: AVX2 and FMA are enabled on this function, hence available.
+        unsafe { dots_avx2(q, items, b, e, &mut buf) };
+        for i in b..e {
+            if ex < exclude.len() && exclude[ex] as usize == i {
+                ex += 1;
+                continue;
+            }
+            let mut s = buf[i - b];
+            if let Some(bias) = bias {
+                s += bias[i];
+            }
+            top.push(i as u32, s);
+        }
+        b = e;
+    }
 }
 
 /// Row-major item table and biases to score against.
@@ -184,6 +287,48 @@ impl ItemTable<'_> {
         }
         top.into_sorted()
     }
+
+    /// Items per tile of a batched scan: about 32 KiB of factors, so a tile
+    /// stays in L1/L2 while every query of the batch scores it.
+    fn tile(&self) -> usize {
+        (8_192 / self.dim.max(1)).max(16)
+    }
+
+    /// Exact top-`k[j]` for each query `queries[j]` (excluding the sorted
+    /// `exclude[j]`), the catalogue read once per batch instead of once per
+    /// query: tiles of items are scored against every query while they are in
+    /// cache. Split across threads by chunks of the catalogue, then merged;
+    /// the results equal [`ItemTable::top_k`]'s query by query.
+    pub fn top_k_batch(&self, queries: &[&[f32]], k: &[usize], exclude: &[&[u32]]) -> Vec<Vec<Scored>> {
+        assert_eq!(queries.len(), k.len(), "one k per query");
+        assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
+        const CHUNK: usize = 16_384;
+        let n = self.len();
+        let tile = self.tile();
+        let parts: Vec<Vec<TopK>> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                let mut tops: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
+                let mut t = lo;
+                while t < hi {
+                    let end = (t + tile).min(hi);
+                    for (j, q) in queries.iter().enumerate() {
+                        self.scan(q, t, end, exclude[j], &mut tops[j]);
+                    }
+                    t = end;
+                }
+                tops
+            })
+            .collect();
+        let mut out: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
+        for part in parts {
+            for (o, p) in out.iter_mut().zip(part) {
+                o.merge(p);
+            }
+        }
+        out.into_iter().map(TopK::into_sorted).collect()
+    }
 }
 
 #[cfg(test)]
@@ -228,7 +373,33 @@ mod tests {
                 let want = naive(&q, &items, k, &exclude);
                 prop_assert_eq!(&t.top_k(&q, k, &exclude), &want);
                 prop_assert_eq!(&t.top_k_parallel(&q, k, &exclude), &want);
+                let q2: Vec<f32> = q.iter().map(|x| -x).collect();
+                let batch = t.top_k_batch(&[&q, &q2], &[k, k / 2 + 1], &[&exclude, &[]]);
+                prop_assert_eq!(&batch[0], &want);
+                prop_assert_eq!(&batch[1], &naive(&q2, &items, k / 2 + 1, &[]));
             }
+        }
+    }
+
+    #[test]
+    fn batch_crosses_tiles_and_chunks() {
+        // dim 100: tiles of 81 items; 40,000 items: three chunks.
+        let (n, f) = (40_000usize, 100usize);
+        let mut s = 11u64;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
+        };
+        let items: Vec<f32> = (0..n * f).map(|_| next()).collect();
+        let queries: Vec<Vec<f32>> = (0..5).map(|_| (0..f).map(|_| next()).collect()).collect();
+        let exclude: Vec<u32> = (0..n as u32).step_by(7).collect();
+        let t = ItemTable { dim: f, factors: &items, bias: None, isa: Isa::detect() };
+        let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+        let ks = [1, 10, 100, 7, 0];
+        let ex: Vec<&[u32]> = (0..5).map(|j| if j % 2 == 0 { &exclude[..] } else { &[][..] }).collect();
+        let got = t.top_k_batch(&qs, &ks, &ex);
+        for j in 0..5 {
+            assert_eq!(got[j], t.top_k(qs[j], ks[j], ex[j]), "query {j}");
         }
     }
 

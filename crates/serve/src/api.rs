@@ -191,24 +191,46 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
         surface,
         max_per_creator: b.max_per_creator.map(|c| c as usize),
     };
-    let user = b.user_id;
-    let response = off_thread(&state, move || {
-        let r = model.ranker.recommend(user, k, &req);
-        RecommendResponse {
-            items: r
-                .items
-                .iter()
-                .map(|x| Item {
-                    video_id: x.item_id,
-                    score: x.score,
-                })
-                .collect(),
-            model_version: model.version.clone(),
-            fallback: r.fallback,
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state.batcher.submit(crate::batcher::Job {
+        user: b.user_id,
+        k,
+        req,
+        model: model.clone(),
+        reply: tx,
+    });
+    let r = match tokio::time::timeout(state.config.timeout, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "scoring_failed",
+                "the scoring task did not finish",
+            ))
         }
-    })
-    .await?;
-    Ok(Json(response))
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "scoring took longer than {} ms",
+                    state.config.timeout.as_millis()
+                ),
+            ))
+        }
+    };
+    Ok(Json(RecommendResponse {
+        items: r
+            .items
+            .iter()
+            .map(|x| Item {
+                video_id: x.item_id,
+                score: x.score,
+            })
+            .collect(),
+        model_version: model.version.clone(),
+        fallback: r.fallback,
+    }))
 }
 
 /// `POST /v1/score`.

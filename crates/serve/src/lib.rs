@@ -7,6 +7,7 @@
 //! they started with.
 
 mod api;
+mod batcher;
 pub mod client;
 mod metrics;
 mod state;

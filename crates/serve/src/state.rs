@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reelkit_ranker::Ranker;
 
+use crate::batcher::Batcher;
 use crate::metrics::Metrics;
 
 /// Limits of the service.
@@ -21,6 +22,8 @@ pub struct ServeConfig {
     pub max_ids: usize,
     /// Time allowed to one request's scoring.
     pub timeout: Duration,
+    /// Most recommendation requests scored in one pass over the catalogue.
+    pub max_batch: usize,
 }
 
 impl Default for ServeConfig {
@@ -30,6 +33,7 @@ impl Default for ServeConfig {
             max_body_bytes: 1 << 20,
             max_ids: 10_000,
             timeout: Duration::from_secs(2),
+            max_batch: 64,
         }
     }
 }
@@ -79,6 +83,7 @@ pub struct AppState {
     pub metrics: Metrics,
     reloads: AtomicU64,
     reloading: Mutex<()>,
+    pub(crate) batcher: Arc<Batcher>,
 }
 
 fn now_unix() -> f64 {
@@ -127,10 +132,11 @@ impl AppState {
             current: RwLock::new(Arc::new(loaded)),
             path: Some(path.to_path_buf()),
             catalog,
-            config,
             metrics: Metrics::default(),
             reloads: AtomicU64::new(0),
             reloading: Mutex::new(()),
+            batcher: Batcher::start(config.max_batch),
+            config,
         })
     }
 
@@ -145,10 +151,11 @@ impl AppState {
             })),
             path: None,
             catalog: None,
-            config,
             metrics: Metrics::default(),
             reloads: AtomicU64::new(0),
             reloading: Mutex::new(()),
+            batcher: Batcher::start(config.max_batch),
+            config,
         }
     }
 

@@ -1,0 +1,91 @@
+//! Micro-batching of recommendation requests: a dedicated thread takes every
+//! request waiting (up to a cap) and scores them in one pass over the item
+//! table (`Ranker::recommend_batch`), across rayon's threads. Alone, a request
+//! is a batch of one with both cores; under load, one read of the catalogue
+//! serves many requests instead of one, which is what bounds throughput.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use reelkit_ranker::{Recommendations, Request};
+use tokio::sync::oneshot;
+
+use crate::state::Loaded;
+
+/// One waiting request.
+pub(crate) struct Job {
+    pub user: u64,
+    pub k: usize,
+    pub req: Request,
+    pub model: Arc<Loaded>,
+    pub reply: oneshot::Sender<Recommendations>,
+}
+
+/// The queue and its worker thread.
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    queue: Mutex<Vec<Job>>,
+    ready: Condvar,
+    max_batch: usize,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Job(user {}, k {})", self.user, self.k)
+    }
+}
+
+impl Batcher {
+    /// A batcher and its thread.
+    pub fn start(max_batch: usize) -> Arc<Batcher> {
+        let b = Arc::new(Batcher {
+            queue: Mutex::new(Vec::new()),
+            ready: Condvar::new(),
+            max_batch: max_batch.max(1),
+        });
+        let worker = b.clone();
+        std::thread::Builder::new()
+            .name("reelkit-batcher".into())
+            .spawn(move || worker.run())
+            .expect("spawning the batcher thread");
+        b
+    }
+
+    pub fn submit(&self, job: Job) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(job);
+        self.ready.notify_one();
+    }
+
+    fn run(&self) {
+        loop {
+            let mut jobs: Vec<Job> = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                while q.is_empty() {
+                    q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+                let n = q.len().min(self.max_batch);
+                q.drain(..n).collect()
+            };
+            // One batch per model (a reload may leave jobs on two models).
+            while !jobs.is_empty() {
+                let model = jobs[0].model.clone();
+                let (same, rest): (Vec<Job>, Vec<Job>) =
+                    jobs.into_iter().partition(|j| Arc::ptr_eq(&j.model, &model));
+                jobs = rest;
+                // A panic must not stop the service: the jobs' senders drop
+                // and their handlers answer 503.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let batch: Vec<(u64, usize, &Request)> =
+                        same.iter().map(|j| (j.user, j.k, &j.req)).collect();
+                    let results = model.ranker.recommend_batch(&batch);
+                    drop(batch);
+                    for (job, r) in same.into_iter().zip(results) {
+                        let _ = job.reply.send(r);
+                    }
+                }));
+            }
+        }
+    }
+}
