@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metric;
 use crate::pipeline::{arm_sums, ArmSums};
 use crate::stats::{
-    adjust, adjusted, cuped_theta, srm, two_sided, two_sided_sequential, Correction, MetricKind,
+    adjust, adjusted, bayesian, Bayesian, cuped_theta, srm, two_sided, two_sided_sequential, Correction, MetricKind,
     TestResult,
 };
 
@@ -59,6 +59,9 @@ pub struct MetricRow {
     pub cuped: bool,
     /// CUPED θ applied (0 = none).
     pub theta: f64,
+    /// The Bayesian reading of the relative lift (gbstats' flat prior):
+    /// chance to win, credible interval, expected loss of either choice.
+    pub bayesian: Bayesian,
 }
 
 /// The whole report (`report.json`).
@@ -147,6 +150,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 0.0
             };
             let (ea, eb) = (adjusted(m.kind, ca, theta), adjusted(m.kind, vb, theta));
+            let bayes = bayesian(&ea, &eb, cfg.alpha, true, None);
             let r = match cfg.sequential {
                 Some(n_star) => two_sided_sequential(&ea, &eb, cfg.alpha, n_star),
                 None => two_sided(&ea, &eb, cfg.alpha),
@@ -162,6 +166,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 significant: false,
                 cuped: theta != 0.0,
                 theta,
+                bayesian: bayes,
             });
         }
     }

@@ -19,6 +19,6 @@ pub use report::{
     write_report_with_truth, TrueLift,
 };
 pub use stats::{
-    adjust, adjusted, cuped_theta, effect_variance, moments, srm, two_sided, two_sided_sequential,
+    bayesian, Bayesian, Prior, adjust, adjusted, cuped_theta, effect_variance, moments, srm, two_sided, two_sided_sequential,
     welch_df, ArmEstimate, Correction, MetricKind, Moments, Sums, TestResult,
 };

@@ -14,7 +14,7 @@ fn pct(x: f64) -> String {
 
 /// The table cells of one row: metric, variant, control and variant means,
 /// relative lift, its interval, p, adjusted p, CUPED, and a verdict.
-fn cells(m: &MetricRow) -> [String; 10] {
+fn cells(m: &MetricRow) -> [String; 11] {
     [
         m.metric.clone(),
         m.variant.clone(),
@@ -24,6 +24,7 @@ fn cells(m: &MetricRow) -> [String; 10] {
         format!("[{}, {}]", pct(m.test.rel_ci_low), pct(m.test.rel_ci_high)),
         format!("{:.4}", m.test.p_value),
         format!("{:.4}", m.p_value_adjusted),
+        format!("{:.1}%", 100.0 * m.bayesian.chance_to_win),
         if m.cuped { "yes" } else { "no" }.to_string(),
         match (&m.test.message, m.significant) {
             (Some(msg), _) => msg.clone(),
@@ -62,7 +63,7 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| metric | variant | control | variant | lift | {}% CI (relative) | p | p adj. | CUPED | |\n|---|---|---|---|---|---|---|---|---|---|",
+        "| metric | variant | control | variant | lift | {}% CI (relative) | p | p adj. | chance to win | CUPED | |\n|---|---|---|---|---|---|---|---|---|---|---|",
         (100.0 * (1.0 - r.alpha)).round()
     );
     for m in &r.metrics {
@@ -208,7 +209,7 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td
 .ok{{color:#1a7f37}}.bad{{color:#cf222e;font-weight:bold}}</style></head><body>\
 <h1>Experiment {title}</h1><p>Control <b>{control}</b>, α = {alpha}, correction {corr}{seq}.</p>{srm}\
 <h2>Relative lift with {conf}% intervals</h2>{svg}<h2>Metrics</h2><table><tr><th>metric</th><th>variant</th>\
-<th>control</th><th>variant</th><th>lift</th><th>interval</th><th>p</th><th>p adj.</th><th>CUPED</th><th></th></tr>\n{rows}</table></body></html>\n",
+<th>control</th><th>variant</th><th>lift</th><th>interval</th><th>p</th><th>p adj.</th><th>chance to win</th><th>CUPED</th><th></th></tr>\n{rows}</table></body></html>\n",
         title = esc(&r.experiment),
         control = esc(&r.control),
         alpha = r.alpha,

@@ -18,7 +18,7 @@
 //!   "uninformative" result: effect 0, interval [0, 0], p-value 1, with a message.
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ChiSquared, ContinuousCDF, StudentsT};
+use statrs::distribution::{ChiSquared, Continuous, ContinuousCDF, Normal, StudentsT};
 
 /// Sufficient statistics of one arm for one metric (sums over users).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -444,5 +444,88 @@ mod tests {
         let r = two_sided(&adjusted(MetricKind::Mean, &z, 0.0), &a, 0.05);
         assert_eq!(r.p_value, 1.0);
         assert!(!r.rel_effect.is_nan());
+    }
+}
+
+/// A Gaussian prior on the effect (on the scale of the test: absolute or
+/// relative).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Prior {
+    pub mean: f64,
+    pub variance: f64,
+}
+
+/// The Bayesian reading of a comparison (gbstats `EffectBayesianABTest`):
+/// the posterior of the effect is normal; `chance_to_win` = P(effect > 0);
+/// `risk_control` / `risk_treatment` are the expected losses of choosing the
+/// control / the variant (E[max(effect, 0)] and E[max(−effect, 0)]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bayesian {
+    pub chance_to_win: f64,
+    pub expected: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub risk_control: f64,
+    pub risk_treatment: f64,
+}
+
+impl Bayesian {
+    /// gbstats' uninformative output.
+    fn uninformative() -> Bayesian {
+        Bayesian {
+            chance_to_win: 0.5,
+            expected: 0.0,
+            ci_low: 0.0,
+            ci_high: 0.0,
+            risk_control: 0.0,
+            risk_treatment: 0.0,
+        }
+    }
+}
+
+/// Bayesian comparison of `b` against `a` on the absolute or relative scale,
+/// with gbstats' default improper (flat) prior or a proper Gaussian one.
+pub fn bayesian(
+    a: &ArmEstimate,
+    b: &ArmEstimate,
+    alpha: f64,
+    relative: bool,
+    prior: Option<Prior>,
+) -> Bayesian {
+    if relative && (a.mean == 0.0 || a.unadjusted_mean == 0.0) {
+        return Bayesian::uninformative();
+    }
+    if a.n == 0.0 || b.n == 0.0 || !(a.var > 0.0 && b.var > 0.0) || !a.var.is_finite() || !b.var.is_finite() {
+        return Bayesian::uninformative();
+    }
+    let data_var = effect_variance(a, b, relative);
+    let data_mean = if relative {
+        (b.mean - a.mean) / a.unadjusted_mean
+    } else {
+        b.mean - a.mean
+    };
+    let (mu, var) = match prior {
+        Some(p) if p.variance > 0.0 => {
+            let prec = 1.0 / data_var + 1.0 / p.variance;
+            ((data_mean / data_var + p.mean / p.variance) / prec, 1.0 / prec)
+        }
+        _ => (data_mean, data_var),
+    };
+    let sd = var.sqrt();
+    let Ok(post) = Normal::new(mu, sd) else {
+        return Bayesian::uninformative();
+    };
+    let std = Normal::standard();
+    // P(effect <= 0) and the normal density at 0 in standard units.
+    let z = -mu / sd;
+    let (p_le, phi) = (std.cdf(z), std.pdf(z));
+    Bayesian {
+        chance_to_win: 1.0 - post.cdf(0.0),
+        expected: mu,
+        ci_low: post.inverse_cdf(alpha / 2.0),
+        ci_high: post.inverse_cdf(1.0 - alpha / 2.0),
+        // (1 − P(≤0)) · E[effect | > 0] and −P(≤0) · E[effect | ≤ 0].
+        risk_control: (1.0 - p_le) * mu + sd * phi,
+        risk_treatment: -p_le * mu + sd * phi,
     }
 }
