@@ -64,6 +64,35 @@ pub struct MetricRow {
     pub bayesian: Bayesian,
 }
 
+/// The cumulative relative lift of one (metric, variant) with the data up to
+/// the end of one day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyLift {
+    /// `YYYY-MM-DD` (UTC): events up to the end of this day.
+    pub date: String,
+    pub metric: String,
+    pub variant: String,
+    pub rel_effect: f64,
+    pub rel_ci_low: f64,
+    pub rel_ci_high: f64,
+    pub p_value: f64,
+}
+
+/// `YYYY-MM-DD` of a Unix time in milliseconds (proleptic Gregorian, UTC).
+pub fn utc_date(ms: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// The whole report (`report.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -75,6 +104,9 @@ pub struct Report {
     pub sequential: Option<f64>,
     pub srm: Srm,
     pub metrics: Vec<MetricRow>,
+    /// Cumulative lift by day (when asked for), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub daily: Vec<DailyLift>,
 }
 
 /// Analyses per-arm sums (from the local pipeline or a warehouse).
@@ -186,7 +218,52 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
         sequential: cfg.sequential,
         srm,
         metrics: rows,
+        daily: Vec::new(),
     })
+}
+
+/// The cumulative lift of every (metric, variant) at the end of each day of
+/// the experiment: one pass over the events per day. Per-user values are
+/// summed in user-id order, so the result does not depend on the number of
+/// threads.
+pub fn cumulative_lift(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+    cfg: &AnalysisConfig,
+) -> Result<Vec<DailyLift>> {
+    let Some((first, last)) = crate::pipeline::event_days(events)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut day = first;
+    while day <= last {
+        let end = day + 86_400_000;
+        let mut values = crate::pipeline::user_values_until(
+            events,
+            assignments,
+            pre_events,
+            metrics,
+            Some(end),
+        )?;
+        values.sort_by_user();
+        let sums = values.arm_sums();
+        let r = analyze_sums(&sums, metrics, cfg)?;
+        for row in r.metrics {
+            out.push(DailyLift {
+                date: utc_date(day),
+                metric: row.metric,
+                variant: row.variant,
+                rel_effect: row.test.rel_effect,
+                rel_ci_low: row.test.rel_ci_low,
+                rel_ci_high: row.test.rel_ci_high,
+                p_value: row.test.p_value,
+            });
+        }
+        day = end;
+    }
+    Ok(out)
 }
 
 /// Runs the pipeline and the analysis on event files.

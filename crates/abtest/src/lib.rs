@@ -9,13 +9,19 @@ mod power;
 mod report;
 mod stats;
 
-pub use analysis::{analyze, analyze_sums, AnalysisConfig, MetricRow, Report, Srm, SRM_THRESHOLD};
+pub use analysis::{
+    analyze, analyze_sums, cumulative_lift, utc_date, AnalysisConfig, DailyLift, MetricRow, Report,
+    Srm, SRM_THRESHOLD,
+};
 pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
-pub use pipeline::{arm_sums, scan, user_values, ArmSums, UserValues};
+pub use pipeline::{
+    arm_sums, arm_sums_until, event_days, scan, user_values, user_values_until, ArmSums,
+    UserValues,
+};
 pub use power::{power, PowerRow};
 pub use report::{
-    forest_svg, forest_svg_with_truth, html, html_with_truth, markdown, write_report,
+    daily_svg, forest_svg, forest_svg_with_truth, html, html_with_truth, markdown, write_report,
     write_report_with_truth, TrueLift,
 };
 pub use stats::{

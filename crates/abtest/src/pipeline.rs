@@ -164,9 +164,13 @@ fn joined(
     assignments: &Assignments,
     pre_events: Option<&Path>,
     metrics: &[Metric],
+    until_ms: Option<i64>,
 ) -> Result<LazyFrame> {
     let mut lf = scan(events)?;
     require_columns(events, &mut lf, metrics)?;
+    if let Some(t) = until_ms {
+        lf = lf.filter(col(schema::TS_MS).cast(DataType::Int64).lt(lit(t)));
+    }
     let users = per_user(lf, metrics);
     let assign = assignments
         .to_dataframe()
@@ -270,6 +274,17 @@ pub fn user_values(
     pre_events: Option<&Path>,
     metrics: &[Metric],
 ) -> Result<UserValues> {
+    user_values_until(events, assignments, pre_events, metrics, None)
+}
+
+/// [`user_values`] over the events before `until_ms` only.
+pub fn user_values_until(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+    until_ms: Option<i64>,
+) -> Result<UserValues> {
     let mut cols = vec![col(schema::USER_ID), col(schema::VARIANT)];
     for (i, m) in metrics.iter().enumerate() {
         let (x, y) = value_expr(m, i, "");
@@ -282,7 +297,7 @@ pub fn user_values(
         };
         cols.push(p.alias(format!("p{i}")));
     }
-    let df = joined(events, assignments, pre_events, metrics)?
+    let df = joined(events, assignments, pre_events, metrics, until_ms)?
         .select(cols)
         .collect()
         .map_err(pe(events))?;
@@ -336,7 +351,41 @@ pub fn arm_sums(
     pre_events: Option<&Path>,
     metrics: &[Metric],
 ) -> Result<Vec<ArmSums>> {
-    let joined = joined(events, assignments, pre_events, metrics)?;
+    arm_sums_until(events, assignments, pre_events, metrics, None)
+}
+
+/// The first and last UTC day (as their first millisecond) with events.
+pub fn event_days(events: &Path) -> Result<Option<(i64, i64)>> {
+    let df = scan(events)?
+        .select([
+            col(schema::TS_MS).cast(DataType::Int64).min().alias("lo"),
+            col(schema::TS_MS).cast(DataType::Int64).max().alias("hi"),
+        ])
+        .collect()
+        .map_err(pe(events))?;
+    let get = |name: &str| -> Option<i64> {
+        df.column(name)
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .and_then(|v| v.extract::<i64>())
+    };
+    Ok(match (get("lo"), get("hi")) {
+        (Some(lo), Some(hi)) => Some((lo - lo.rem_euclid(DAY_MS), hi - hi.rem_euclid(DAY_MS))),
+        _ => None,
+    })
+}
+
+/// [`arm_sums`] over the events before `until_ms` only (every assigned user
+/// still counts, with zeros until their first event): the cumulative state of
+/// the experiment at that time.
+pub fn arm_sums_until(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+    until_ms: Option<i64>,
+) -> Result<Vec<ArmSums>> {
+    let joined = joined(events, assignments, pre_events, metrics, until_ms)?;
     let mut aggs = vec![len().cast(DataType::Float64).alias("n")];
     for (i, m) in metrics.iter().enumerate() {
         let (x, y) = value_expr(m, i, "");

@@ -69,6 +69,34 @@ pub fn markdown(r: &Report) -> String {
     for m in &r.metrics {
         let _ = writeln!(s, "| {} |", cells(m).join(" | "));
     }
+    if !r.daily.is_empty() {
+        let mut cols: Vec<(&str, &str)> = Vec::new();
+        let mut dates: Vec<&str> = Vec::new();
+        for d in &r.daily {
+            if !cols.contains(&(d.metric.as_str(), d.variant.as_str())) {
+                cols.push((&d.metric, &d.variant));
+            }
+            if !dates.contains(&d.date.as_str()) {
+                dates.push(&d.date);
+            }
+        }
+        let _ = writeln!(s, "\n## Cumulative relative lift by day\n");
+        let head: Vec<String> = cols.iter().map(|(m, v)| format!("{m} ({v})")).collect();
+        let _ = writeln!(s, "| date | {} |", head.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---|".repeat(cols.len()));
+        for date in dates {
+            let row: Vec<String> = cols
+                .iter()
+                .map(|(m, v)| {
+                    r.daily
+                        .iter()
+                        .find(|d| d.date == date && d.metric == *m && d.variant == *v)
+                        .map_or(String::new(), |d| pct(d.rel_effect))
+                })
+                .collect();
+            let _ = writeln!(s, "| {date} | {} |", row.join(" | "));
+        }
+    }
     s
 }
 
@@ -176,6 +204,75 @@ pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
     s
 }
 
+/// Cumulative relative lift by day, one small chart per (metric, variant):
+/// the estimate as a line, its interval as a band, zero dashed.
+pub fn daily_svg(r: &Report) -> String {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for d in &r.daily {
+        if !keys.contains(&(d.metric.as_str(), d.variant.as_str())) {
+            keys.push((&d.metric, &d.variant));
+        }
+    }
+    let (w, h, pad) = (300.0, 150.0, 30.0);
+    let mut out = String::new();
+    for (metric, variant) in keys {
+        let pts: Vec<&crate::analysis::DailyLift> = r
+            .daily
+            .iter()
+            .filter(|d| d.metric == metric && d.variant == variant)
+            .collect();
+        let fin = |x: f64| if x.is_finite() { x } else { 0.0 };
+        let lo = pts.iter().map(|p| fin(p.rel_ci_low)).fold(0.0f64, f64::min);
+        let hi = pts.iter().map(|p| fin(p.rel_ci_high)).fold(0.0f64, f64::max);
+        let span = (hi - lo).max(1e-6);
+        let n = pts.len().max(2) as f64 - 1.0;
+        let x = |i: usize| pad + i as f64 / n * (w - 2.0 * pad);
+        let y = |v: f64| 20.0 + (hi - fin(v)) / span * (h - 45.0);
+        let band: Vec<String> = pts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p.rel_ci_high)))
+            .chain(
+                pts.iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p.rel_ci_low))),
+            )
+            .collect();
+        let line: Vec<String> = pts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p.rel_effect)))
+            .collect();
+        let _ = write!(
+            out,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"10\">\
+<text x=\"{pad}\" y=\"12\" font-size=\"11\">{} · {}</text>\
+<polygon points=\"{}\" fill=\"#54aeff\" fill-opacity=\"0.3\"/>\
+<polyline points=\"{}\" fill=\"none\" stroke=\"#0969da\" stroke-width=\"2\"/>\
+<line x1=\"{pad}\" y1=\"{z:.1}\" x2=\"{:.1}\" y2=\"{z:.1}\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>\
+<text x=\"2\" y=\"{:.1}\">{}</text><text x=\"2\" y=\"{:.1}\">{}</text>\
+<text x=\"{pad}\" y=\"{:.1}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text></svg>",
+            esc(metric),
+            esc(variant),
+            band.join(" "),
+            line.join(" "),
+            w - pad,
+            y(hi) + 4.0,
+            pct(hi),
+            y(lo),
+            pct(lo),
+            h - 6.0,
+            pts.first().map_or("", |p| p.date.as_str()),
+            w - pad,
+            h - 6.0,
+            pts.last().map_or("", |p| p.date.as_str()),
+            z = y(0.0),
+        );
+    }
+    out
+}
+
 /// A self-contained HTML report: SRM status, forest plot, metric table.
 pub fn html(r: &Report) -> String {
     html_with_truth(r, &[])
@@ -217,6 +314,18 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td
         seq = if r.sequential.is_some() { ", sequential (always-valid) intervals" } else { "" },
         conf = (100.0 * (1.0 - r.alpha)).round(),
         svg = forest_svg_with_truth(r, truth),
+    )
+    .replace(
+        "<h2>Metrics</h2>",
+        &if r.daily.is_empty() {
+            "<h2>Metrics</h2>".to_string()
+        } else {
+            format!(
+                "<h2>Cumulative lift by day (relative, with {}% intervals)</h2><div>{}</div><h2>Metrics</h2>",
+                (100.0 * (1.0 - r.alpha)).round(),
+                daily_svg(r)
+            )
+        },
     )
 }
 
@@ -281,6 +390,7 @@ mod tests {
                 ok: true,
             },
             metrics: Vec::new(),
+            daily: Vec::new(),
         };
         assert!(markdown(&r).contains("90% CI"));
         assert!(html(&r).contains("90% intervals"));

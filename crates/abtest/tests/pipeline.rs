@@ -7,6 +7,7 @@ use reelkit_abtest::{
     adjusted, analyze, arm_sums, builtin_metrics, cuped_theta, parse_metrics, two_sided,
     user_values, AnalysisConfig, Correction, Error,
 };
+use reelkit_abtest::{cumulative_lift, event_days, utc_date};
 use reelkit_logs::Assignments;
 
 fn sample() -> PathBuf {
@@ -310,5 +311,48 @@ fn a_degenerate_metric_is_defined() -> Result<(), Box<dyn std::error::Error>> {
         assert!(row.test.message.is_some() && !row.significant);
         assert!(serde_json::to_string(row)?.find("NaN").is_none());
     }
+    Ok(())
+}
+
+#[test]
+fn cumulative_lift_ends_at_the_full_report() -> Result<(), Box<dyn std::error::Error>> {
+    assert_eq!(utc_date(0), "1970-01-01");
+    assert_eq!(utc_date(1_767_571_200_000), "2026-01-05");
+    assert_eq!(utc_date(951_782_400_000), "2000-02-29");
+    assert_eq!(utc_date(-1), "1969-12-31");
+
+    let metrics = builtin_metrics();
+    let a = split(&users(), 5);
+    let full = analyze(&sample(), &a, None, &metrics, &cfg())?;
+    let daily = cumulative_lift(&sample(), &a, None, &metrics, &cfg())?;
+    let (first, last) = event_days(&sample())?.ok_or("no events")?;
+    let days = ((last - first) / 86_400_000 + 1) as usize;
+    assert_eq!(days, 14, "the sample spans two weeks");
+    assert_eq!(daily.len(), days * metrics.len());
+    assert_eq!(daily[0].date, utc_date(first));
+    for row in &full.metrics {
+        let end = daily
+            .iter()
+            .rev()
+            .find(|d| d.metric == row.metric)
+            .ok_or("metric missing")?;
+        assert_eq!(end.date, utc_date(last));
+        let tol = 1e-9 * row.test.rel_effect.abs().max(1e-9);
+        assert!(
+            (end.rel_effect - row.test.rel_effect).abs() <= tol,
+            "{}: {} vs {}",
+            row.metric,
+            end.rel_effect,
+            row.test.rel_effect
+        );
+    }
+    // Earlier days see fewer impressions: the first day's watch time
+    // interval is wider than the last's.
+    let watch: Vec<_> = daily
+        .iter()
+        .filter(|d| d.metric == "watch_time_per_user")
+        .collect();
+    let width = |d: &reelkit_abtest::DailyLift| d.rel_ci_high - d.rel_ci_low;
+    assert!(width(watch[0]) > width(watch[days - 1]));
     Ok(())
 }

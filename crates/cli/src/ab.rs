@@ -96,6 +96,10 @@ pub struct AnalyzeArgs {
     /// Always-valid sequential intervals (GrowthBook's asymptotic confidence sequence).
     #[arg(long)]
     sequential: bool,
+    /// Also compute the cumulative lift at the end of each day (one pass over
+    /// the events per day): `daily` in report.json, a chart per metric in report.html.
+    #[arg(long)]
+    daily: bool,
     /// Tuning N* of the sequential intervals.
     #[arg(long, default_value_t = 5000.0)]
     sequential_n: f64,
@@ -199,7 +203,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         weights: None,
         sequential: args.sequential.then_some(args.sequential_n),
     };
-    let report = reelkit_abtest::analyze(
+    let mut report = reelkit_abtest::analyze(
         &args.events,
         &assignments,
         args.pre_events.as_deref(),
@@ -207,6 +211,16 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         &cfg,
     )
     .context("analysing the experiment")?;
+    if args.daily {
+        report.daily = reelkit_abtest::cumulative_lift(
+            &args.events,
+            &assignments,
+            args.pre_events.as_deref(),
+            &metrics,
+            &cfg,
+        )
+        .context("computing the cumulative lift by day")?;
+    }
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("notebooks-output").join(&args.experiment));

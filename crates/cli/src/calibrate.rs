@@ -195,6 +195,7 @@ fn one_experiment(
         cfg.alpha,
         Correction::None,
         kind,
+        false,
     )?;
     let mut trials = Vec::new();
     for (report, cuped) in [(&without, false), (&with, true)] {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use reelkit_abtest::{
-    analyze_sums, builtin_metrics, user_values, AnalysisConfig, Correction, Metric, MetricRow, Report,
+    analyze_sums, builtin_metrics, cumulative_lift, user_values, AnalysisConfig, Correction, Metric, MetricRow, Report,
     TrueLift,
 };
 use reelkit_logs::{Events, FileSet};
@@ -198,7 +198,8 @@ fn without_cuped(metrics: &[Metric]) -> Vec<Metric> {
         .collect()
 }
 
-/// Analyses an experiment's files with and without CUPED (one pipeline run).
+/// Analyses an experiment's files with and without CUPED (one pipeline run),
+/// and with `daily` the cumulative lift by day (CUPED).
 pub fn analyse(
     events: &Path,
     pre_events: &Path,
@@ -207,6 +208,7 @@ pub fn analyse(
     alpha: f64,
     correction: Correction,
     experiment: &str,
+    daily: bool,
 ) -> anyhow::Result<(Report, Report)> {
     let metrics = builtin_metrics();
     // Per-user values summed in user-id order: the report is bit-for-bit the
@@ -225,8 +227,11 @@ pub fn analyse(
         ])),
         sequential: None,
     };
-    let with = analyze_sums(&sums, &metrics, &cfg)?;
+    let mut with = analyze_sums(&sums, &metrics, &cfg)?;
     let without = analyze_sums(&sums, &without_cuped(&metrics), &cfg)?;
+    if daily {
+        with.daily = cumulative_lift(events, assignments, Some(pre_events), &metrics, &cfg)?;
+    }
     Ok((with, without))
 }
 
@@ -409,6 +414,7 @@ pub fn run_demo(cfg: &DemoConfig, out: &Path, log: &dyn Fn(&str)) -> anyhow::Res
         cfg.alpha,
         Correction::Holm,
         "demo",
+        true,
     )?;
     log(&format!(
         "analysis with and without CUPED ({:.1} s)",
