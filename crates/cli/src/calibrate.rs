@@ -17,7 +17,7 @@ use reelkit_sim::{
 };
 use serde::Serialize;
 
-use crate::online::{analyse, pretty_json, train_on_events, CONTROL, TREATMENT};
+use crate::online::{analyse, pretty_json, AnalyseOptions, train_on_events, CONTROL, TREATMENT};
 use crate::RankerPolicy;
 
 /// Settings of [`calibrate`].
@@ -191,11 +191,13 @@ fn one_experiment(
         &events_path,
         pre_path,
         &assignments,
-        cfg.treatment_share,
-        cfg.alpha,
-        Correction::None,
-        kind,
-        false,
+        &AnalyseOptions {
+            treatment_share: cfg.treatment_share,
+            alpha: cfg.alpha,
+            correction: Correction::None,
+            experiment: kind.to_string(),
+            daily: false,
+        },
     )?;
     let mut trials = Vec::new();
     for (report, cuped) in [(&without, false), (&with, true)] {

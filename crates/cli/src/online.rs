@@ -198,18 +198,32 @@ fn without_cuped(metrics: &[Metric]) -> Vec<Metric> {
         .collect()
 }
 
+/// Settings of [`analyse`].
+#[derive(Debug, Clone)]
+pub struct AnalyseOptions {
+    pub treatment_share: f64,
+    pub alpha: f64,
+    pub correction: Correction,
+    pub experiment: String,
+    /// Also the cumulative lift by day.
+    pub daily: bool,
+}
+
 /// Analyses an experiment's files with and without CUPED (one pipeline run),
 /// and with `daily` the cumulative lift by day (CUPED).
 pub fn analyse(
     events: &Path,
     pre_events: &Path,
     assignments: &reelkit_logs::Assignments,
-    treatment_share: f64,
-    alpha: f64,
-    correction: Correction,
-    experiment: &str,
-    daily: bool,
+    opts: &AnalyseOptions,
 ) -> anyhow::Result<(Report, Report)> {
+    let AnalyseOptions {
+        treatment_share,
+        alpha,
+        correction,
+        ref experiment,
+        daily,
+    } = *opts;
     let metrics = builtin_metrics();
     // Per-user values summed in user-id order: the report is bit-for-bit the
     // same whatever the number of threads.
@@ -217,7 +231,7 @@ pub fn analyse(
     values.sort_by_user();
     let sums = values.arm_sums();
     let cfg = AnalysisConfig {
-        experiment: experiment.to_string(),
+        experiment: experiment.clone(),
         control: Some(CONTROL.to_string()),
         alpha,
         correction,
@@ -410,11 +424,13 @@ pub fn run_demo(cfg: &DemoConfig, out: &Path, log: &dyn Fn(&str)) -> anyhow::Res
         &events_path,
         &pre_path,
         &assignments,
-        cfg.treatment_share,
-        cfg.alpha,
-        Correction::Holm,
-        "demo",
-        true,
+        &AnalyseOptions {
+            treatment_share: cfg.treatment_share,
+            alpha: cfg.alpha,
+            correction: Correction::Holm,
+            experiment: "demo".into(),
+            daily: true,
+        },
     )?;
     log(&format!(
         "analysis with and without CUPED ({:.1} s)",
