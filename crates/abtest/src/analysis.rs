@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use reelkit_logs::Assignments;
+use reelkit_logs::polars::prelude::{col, DataType};
+use reelkit_logs::{schema, Assignments};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -107,6 +108,17 @@ pub struct Report {
     /// Cumulative lift by day (when asked for), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub daily: Vec<DailyLift>,
+    /// The same tests within segments (when asked for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<Segment>,
+}
+
+/// The report's tests restricted to one segment of users or impressions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// `surface=reels`, `surface=feed`, `surface=watch`, `users=new`, `users=returning`.
+    pub segment: String,
+    pub metrics: Vec<MetricRow>,
 }
 
 /// Analyses per-arm sums (from the local pipeline or a warehouse).
@@ -219,7 +231,118 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
         srm,
         metrics: rows,
         daily: Vec::new(),
+        segments: Vec::new(),
     })
+}
+
+/// Per-arm sums added in user-id order: identical for any number of threads.
+fn ordered_sums(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+    until_ms: Option<i64>,
+) -> Result<Vec<ArmSums>> {
+    let mut values =
+        crate::pipeline::user_values_until(events, assignments, pre_events, metrics, until_ms)?;
+    values.sort_by_user();
+    Ok(values.arm_sums())
+}
+
+/// A metric restricted to one surface (every aggregation filtered); `None`
+/// when the metric is already tied to another surface.
+fn on_surface(m: &Metric, surface: &str) -> Option<Metric> {
+    let fix = |a: &crate::metrics::Aggregation| -> Option<crate::metrics::Aggregation> {
+        match &a.surface {
+            Some(s) if s != surface => None,
+            _ => Some(crate::metrics::Aggregation {
+                surface: Some(surface.to_string()),
+                ..a.clone()
+            }),
+        }
+    };
+    Some(Metric {
+        numerator: fix(&m.numerator)?,
+        denominator: match &m.denominator {
+            Some(d) => Some(fix(d)?),
+            None => None,
+        },
+        ..m.clone()
+    })
+}
+
+/// Breakdowns of the analysis: by surface (every assigned user, impressions
+/// of that surface only) and, with pre-period events, by new users (no
+/// pre-period impression) against returning ones. Segments whose arms are
+/// empty are left out. Sums are added in user-id order (thread-independent).
+pub fn segments(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+    cfg: &AnalysisConfig,
+) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    for surface in ["reels", "feed", "watch"] {
+        let ms: Vec<Metric> = metrics.iter().filter_map(|m| on_surface(m, surface)).collect();
+        if ms.is_empty() {
+            continue;
+        }
+        let sums = ordered_sums(events, assignments, pre_events, &ms, None)?;
+        match analyze_sums(&sums, &ms, cfg) {
+            Ok(r) => out.push(Segment {
+                segment: format!("surface={surface}"),
+                metrics: r.metrics,
+            }),
+            Err(Error::EmptyArm(_)) | Err(Error::TooFewArms(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(pre) = pre_events {
+        let lf = crate::pipeline::scan(pre)?
+            .select([col(schema::USER_ID).cast(DataType::UInt64)])
+            .unique(None, Default::default());
+        let df = lf.collect().map_err(|source| Error::Polars {
+            path: pre.to_path_buf(),
+            source,
+        })?;
+        let returning: std::collections::HashSet<u64> = df
+            .column(schema::USER_ID)
+            .map_err(|source| Error::Polars {
+                path: pre.to_path_buf(),
+                source,
+            })?
+            .as_materialized_series()
+            .u64()
+            .map_err(|source| Error::Polars {
+                path: pre.to_path_buf(),
+                source,
+            })?
+            .into_no_null_iter()
+            .collect();
+        for (name, want) in [("new", false), ("returning", true)] {
+            let keep: Vec<usize> = (0..assignments.len())
+                .filter(|&i| returning.contains(&assignments.user_id[i]) == want)
+                .collect();
+            let sub = Assignments {
+                user_id: keep.iter().map(|&i| assignments.user_id[i]).collect(),
+                variant: keep.iter().map(|&i| assignments.variant[i].clone()).collect(),
+            };
+            if sub.is_empty() {
+                continue;
+            }
+            let sums = ordered_sums(events, &sub, pre_events, metrics, None)?;
+            match analyze_sums(&sums, metrics, cfg) {
+                Ok(r) => out.push(Segment {
+                    segment: format!("users={name}"),
+                    metrics: r.metrics,
+                }),
+                Err(Error::EmptyArm(_)) | Err(Error::TooFewArms(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The cumulative lift of every (metric, variant) at the end of each day of
@@ -240,15 +363,7 @@ pub fn cumulative_lift(
     let mut day = first;
     while day <= last {
         let end = day + 86_400_000;
-        let mut values = crate::pipeline::user_values_until(
-            events,
-            assignments,
-            pre_events,
-            metrics,
-            Some(end),
-        )?;
-        values.sort_by_user();
-        let sums = values.arm_sums();
+        let sums = ordered_sums(events, assignments, pre_events, metrics, Some(end))?;
         let r = analyze_sums(&sums, metrics, cfg)?;
         for row in r.metrics {
             out.push(DailyLift {

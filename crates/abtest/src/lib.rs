@@ -10,8 +10,8 @@ mod report;
 mod stats;
 
 pub use analysis::{
-    analyze, analyze_sums, cumulative_lift, utc_date, AnalysisConfig, DailyLift, MetricRow, Report,
-    Srm, SRM_THRESHOLD,
+    analyze, analyze_sums, cumulative_lift, segments, utc_date, AnalysisConfig, DailyLift, MetricRow,
+    Report, Segment, Srm, SRM_THRESHOLD,
 };
 pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};

@@ -69,6 +69,16 @@ pub fn markdown(r: &Report) -> String {
     for m in &r.metrics {
         let _ = writeln!(s, "| {} |", cells(m).join(" | "));
     }
+    for seg in &r.segments {
+        let _ = writeln!(s, "\n## Segment `{}`\n", seg.segment);
+        let _ = writeln!(
+            s,
+            "| metric | variant | control | variant | lift | CI (relative) | p | p adj. | chance to win | CUPED | |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for m in &seg.metrics {
+            let _ = writeln!(s, "| {} |", cells(m).join(" | "));
+        }
+    }
     if !r.daily.is_empty() {
         let mut cols: Vec<(&str, &str)> = Vec::new();
         let mut dates: Vec<&str> = Vec::new();
@@ -273,6 +283,28 @@ pub fn daily_svg(r: &Report) -> String {
     out
 }
 
+/// One table per segment (empty without segments).
+fn segments_html(r: &Report) -> String {
+    let mut out = String::new();
+    for seg in &r.segments {
+        let _ = write!(
+            out,
+            "<h2>Segment {}</h2><table><tr><th>metric</th><th>variant</th><th>control</th><th>variant</th>\
+<th>lift</th><th>interval</th><th>p</th><th>p adj.</th><th>chance to win</th><th>CUPED</th><th></th></tr>\n",
+            esc(&seg.segment)
+        );
+        for m in &seg.metrics {
+            out.push_str("<tr>");
+            for c in cells(m) {
+                let _ = write!(out, "<td>{}</td>", esc(&c));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>");
+    }
+    out
+}
+
 /// A self-contained HTML report: SRM status, forest plot, metric table.
 pub fn html(r: &Report) -> String {
     html_with_truth(r, &[])
@@ -315,6 +347,7 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td
         conf = (100.0 * (1.0 - r.alpha)).round(),
         svg = forest_svg_with_truth(r, truth),
     )
+    .replace("</table></body>", &format!("</table>{}</body>", segments_html(r)))
     .replace(
         "<h2>Metrics</h2>",
         &if r.daily.is_empty() {
@@ -391,6 +424,7 @@ mod tests {
             },
             metrics: Vec::new(),
             daily: Vec::new(),
+            segments: Vec::new(),
         };
         assert!(markdown(&r).contains("90% CI"));
         assert!(html(&r).contains("90% intervals"));

@@ -7,7 +7,7 @@ use reelkit_abtest::{
     adjusted, analyze, arm_sums, builtin_metrics, cuped_theta, parse_metrics, two_sided,
     user_values, AnalysisConfig, Correction, Error,
 };
-use reelkit_abtest::{cumulative_lift, event_days, utc_date};
+use reelkit_abtest::{cumulative_lift, event_days, segments, utc_date};
 use reelkit_logs::Assignments;
 
 fn sample() -> PathBuf {
@@ -354,5 +354,52 @@ fn cumulative_lift_ends_at_the_full_report() -> Result<(), Box<dyn std::error::E
         .collect();
     let width = |d: &reelkit_abtest::DailyLift| d.rel_ci_high - d.rel_ci_low;
     assert!(width(watch[0]) > width(watch[days - 1]));
+    Ok(())
+}
+
+#[test]
+fn segments_partition_the_experiment() -> Result<(), Box<dyn std::error::Error>> {
+    let metrics: Vec<_> = builtin_metrics()
+        .into_iter()
+        .filter(|m| m.name == "impressions_per_user" || m.name == "like_rate")
+        .collect();
+    let a = split(&users(), 9);
+    let full = analyze(&sample(), &a, None, &metrics, &cfg())?;
+    let row = |rows: &[reelkit_abtest::MetricRow]| {
+        rows.iter()
+            .find(|r| r.metric == "impressions_per_user")
+            .cloned()
+            .ok_or("no impressions row")
+    };
+    let whole = row(&full.metrics)?;
+
+    // Without a pre-period: the three surfaces, every assigned user in each;
+    // impressions per user add up over the surfaces, arm by arm.
+    let segs = segments(&sample(), &a, None, &metrics, &cfg())?;
+    let names: Vec<&str> = segs.iter().map(|s| s.segment.as_str()).collect();
+    assert_eq!(names, ["surface=reels", "surface=feed", "surface=watch"]);
+    let (mut c, mut v) = (0.0, 0.0);
+    for s in &segs {
+        let r = row(&s.metrics)?;
+        assert_eq!((r.n_control, r.n_variant), (whole.n_control, whole.n_variant));
+        c += r.test.control_mean;
+        v += r.test.variant_mean;
+    }
+    assert!((c - whole.test.control_mean).abs() < 1e-9 * c, "{c} vs {}", whole.test.control_mean);
+    assert!((v - whole.test.variant_mean).abs() < 1e-9 * v);
+
+    // With a pre-period (here the log itself): new users are those without
+    // pre-period impressions, so they have none at all and their test is
+    // uninformative; new and returning users partition each arm.
+    let segs = segments(&sample(), &a, Some(&sample()), &metrics, &cfg())?;
+    let new = segs.iter().find(|s| s.segment == "users=new").ok_or("no new")?;
+    let ret = segs.iter().find(|s| s.segment == "users=returning").ok_or("no returning")?;
+    let (rn, rr) = (row(&new.metrics)?, row(&ret.metrics)?);
+    assert_eq!(rn.n_control + rr.n_control, whole.n_control);
+    assert_eq!(rn.n_variant + rr.n_variant, whole.n_variant);
+    assert_eq!(rn.test.control_mean, 0.0);
+    assert!(rn.test.message.is_some(), "{rn:?}");
+    // The covariate is the same metric on the same log: θ = 1.
+    assert!(rr.cuped && (rr.theta - 1.0).abs() < 1e-9, "{rr:?}");
     Ok(())
 }

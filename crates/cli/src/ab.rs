@@ -100,6 +100,10 @@ pub struct AnalyzeArgs {
     /// the events per day): `daily` in report.json, a chart per metric in report.html.
     #[arg(long)]
     daily: bool,
+    /// Also break the analysis down by surface (reels, feed, watch) and, with
+    /// --pre-events, by new vs returning users.
+    #[arg(long)]
+    segments: bool,
     /// Tuning N* of the sequential intervals.
     #[arg(long, default_value_t = 5000.0)]
     sequential_n: f64,
@@ -220,6 +224,16 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             &cfg,
         )
         .context("computing the cumulative lift by day")?;
+    }
+    if args.segments {
+        report.segments = reelkit_abtest::segments(
+            &args.events,
+            &assignments,
+            args.pre_events.as_deref(),
+            &metrics,
+            &cfg,
+        )
+        .context("analysing the segments")?;
     }
     let out = args
         .out

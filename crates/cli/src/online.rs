@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use reelkit_abtest::{
-    analyze_sums, builtin_metrics, cumulative_lift, user_values, AnalysisConfig, Correction, Metric, MetricRow, Report,
+    analyze_sums, builtin_metrics, cumulative_lift, segments, user_values, AnalysisConfig, Correction, Metric, MetricRow, Report,
     TrueLift,
 };
 use reelkit_logs::{Events, FileSet};
@@ -205,7 +205,7 @@ pub struct AnalyseOptions {
     pub alpha: f64,
     pub correction: Correction,
     pub experiment: String,
-    /// Also the cumulative lift by day.
+    /// Also the cumulative lift by day and the segments.
     pub daily: bool,
 }
 
@@ -245,6 +245,7 @@ pub fn analyse(
     let without = analyze_sums(&sums, &without_cuped(&metrics), &cfg)?;
     if daily {
         with.daily = cumulative_lift(events, assignments, Some(pre_events), &metrics, &cfg)?;
+        with.segments = segments(events, assignments, Some(pre_events), &metrics, &cfg)?;
     }
     Ok((with, without))
 }
