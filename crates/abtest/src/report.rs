@@ -287,10 +287,10 @@ pub fn daily_svg(r: &Report) -> String {
 fn segments_html(r: &Report) -> String {
     let mut out = String::new();
     for seg in &r.segments {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<h2>Segment {}</h2><table><tr><th>metric</th><th>variant</th><th>control</th><th>variant</th>\
-<th>lift</th><th>interval</th><th>p</th><th>p adj.</th><th>chance to win</th><th>CUPED</th><th></th></tr>\n",
+<th>lift</th><th>interval</th><th>p</th><th>p adj.</th><th>chance to win</th><th>CUPED</th><th></th></tr>",
             esc(&seg.segment)
         );
         for m in &seg.metrics {

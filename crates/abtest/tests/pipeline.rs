@@ -169,7 +169,7 @@ fn aa_false_positive_rate_is_calibrated() -> Result<(), Box<dyn std::error::Erro
         let arm_of: Vec<usize> = v
             .user_id
             .iter()
-            .map(|&u| (mix(u ^ (r as u64 + 1) * 0x51ED) % 2) as usize)
+            .map(|&u| (mix(u ^ ((r as u64 + 1) * 0x51ED)) % 2) as usize)
             .collect();
         let s = v.sums(&arm_of, 2);
         for (m, metric) in metrics.iter().enumerate() {
