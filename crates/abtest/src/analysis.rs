@@ -246,6 +246,11 @@ fn ordered_sums(
     let mut values =
         crate::pipeline::user_values_until(events, assignments, pre_events, metrics, until_ms)?;
     values.sort_by_user();
+    for (i, m) in metrics.iter().enumerate() {
+        if let Some(q) = m.cap_percentile {
+            values.cap(i, q);
+        }
+    }
     Ok(values.arm_sums())
 }
 
@@ -404,6 +409,18 @@ pub fn analyze(
             });
         }
     }
-    let sums = arm_sums(events, assignments, pre_events, metrics)?;
+    let sums = if metrics.iter().any(|m| m.cap_percentile.is_some()) {
+        // Capping needs every user's value before summing.
+        let mut values = crate::pipeline::user_values(events, assignments, pre_events, metrics)?;
+        values.sort_by_user();
+        for (i, m) in metrics.iter().enumerate() {
+            if let Some(q) = m.cap_percentile {
+                values.cap(i, q);
+            }
+        }
+        values.arm_sums()
+    } else {
+        arm_sums(events, assignments, pre_events, metrics)?
+    };
     analyze_sums(&sums, metrics, cfg)
 }

@@ -16,7 +16,7 @@ pub use analysis::{
 pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
 pub use pipeline::{
-    arm_sums, arm_sums_until, event_days, scan, user_values, user_values_until, ArmSums,
+    arm_sums, arm_sums_until, event_days, quantile, scan, user_values, user_values_until, ArmSums,
     UserValues,
 };
 pub use power::{power, PowerRow};

@@ -59,6 +59,12 @@ pub struct Metric {
     /// events are given (mean and proportion metrics).
     #[serde(default = "yes")]
     pub cuped: bool,
+    /// Percentile capping (winsorisation): per-user values (numerator and, for
+    /// ratio metrics, denominator; and the CUPED covariate) above this quantile
+    /// of all assigned users' values are set to it, e.g. 0.99. Quantiles are
+    /// interpolated linearly (numpy's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_percentile: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -81,6 +87,7 @@ fn metric(name: &str, kind: MetricKind, num: Aggregation, den: Option<Aggregatio
         numerator: num,
         denominator: den,
         cuped: true,
+        cap_percentile: None,
     }
 }
 
@@ -226,6 +233,14 @@ pub fn check_metrics(metrics: &[Metric]) -> Result<()> {
                 })
             }
             _ => {}
+        }
+        if let Some(q) = m.cap_percentile {
+            if !(q > 0.0 && q < 1.0) {
+                return Err(Error::Metric {
+                    metric: m.name.clone(),
+                    reason: format!("cap_percentile must be in (0, 1), got {q}"),
+                });
+            }
         }
     }
     Ok(())

@@ -224,6 +224,29 @@ impl UserValues {
         self.user_id = order.iter().map(|&i| self.user_id[i]).collect();
     }
 
+    /// Caps metric `m`'s per-user values at their `q` quantile over all
+    /// users (numerator, denominator and covariate separately); returns the
+    /// numerator's cap.
+    pub fn cap(&mut self, m: usize, q: f64) -> f64 {
+        let cap_one = |v: &mut Vec<f64>| -> f64 {
+            let c = quantile(v, q);
+            for x in v.iter_mut() {
+                if *x > c {
+                    *x = c;
+                }
+            }
+            c
+        };
+        let c = cap_one(&mut self.x[m]);
+        if self.y[m].iter().any(|&y| y != 0.0) {
+            cap_one(&mut self.y[m]);
+        }
+        if self.p[m].iter().any(|&p| p != 0.0) {
+            cap_one(&mut self.p[m]);
+        }
+        c
+    }
+
     /// Per-arm sums by the users' own variants, arms in name order (as
     /// [`arm_sums`] gives them), adding users in the current row order.
     pub fn arm_sums(&self) -> Vec<ArmSums> {
@@ -265,6 +288,19 @@ impl UserValues {
         }
         out
     }
+}
+
+/// The `q` quantile of `v`, interpolated linearly between order statistics
+/// (numpy's default); 0 for an empty slice.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let h = (s.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    s[lo] + (h - lo as f64) * (s[hi] - s[lo])
 }
 
 /// Collects [`UserValues`] (for re-randomisation studies such as A/A tests).

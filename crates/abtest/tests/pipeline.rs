@@ -7,7 +7,7 @@ use reelkit_abtest::{
     adjusted, analyze, arm_sums, builtin_metrics, cuped_theta, parse_metrics, two_sided,
     user_values, AnalysisConfig, Correction, Error,
 };
-use reelkit_abtest::{cumulative_lift, event_days, segments, utc_date};
+use reelkit_abtest::{cumulative_lift, event_days, quantile, segments, utc_date};
 use reelkit_logs::Assignments;
 
 fn sample() -> PathBuf {
@@ -401,5 +401,55 @@ fn segments_partition_the_experiment() -> Result<(), Box<dyn std::error::Error>>
     assert!(rn.test.message.is_some(), "{rn:?}");
     // The covariate is the same metric on the same log: θ = 1.
     assert!(rr.cuped && (rr.theta - 1.0).abs() < 1e-9, "{rr:?}");
+    Ok(())
+}
+
+#[test]
+fn capping_winsorises_at_the_percentile() -> Result<(), Box<dyn std::error::Error>> {
+    // numpy.quantile(np.arange(1, 11), [0.9, 0.5, 0.0, 1.0]) = [9.1, 5.5, 1, 10]
+    let v: Vec<f64> = (1..=10).map(f64::from).collect();
+    assert!((quantile(&v, 0.9) - 9.1).abs() < 1e-12);
+    assert!((quantile(&v, 0.5) - 5.5).abs() < 1e-12);
+    assert_eq!((quantile(&v, 0.0), quantile(&v, 1.0)), (1.0, 10.0));
+
+    let mut capped = parse_metrics(
+        r#"
+[[metric]]
+name = "watch_capped"
+kind = "mean"
+numerator = { agg = "sum", column = "watch_ms", scale = 0.001 }
+cap_percentile = 0.95
+"#,
+    )?;
+    assert!(parse_metrics(
+        r#"
+[[metric]]
+name = "bad"
+kind = "mean"
+numerator = { agg = "count" }
+cap_percentile = 1.5
+"#
+    )
+    .is_err_and(|e| e.to_string().contains("cap_percentile")));
+    let a = split(&users(), 13);
+    let mut plain = capped.clone();
+    plain[0].cap_percentile = None;
+    plain[0].name = "watch".into();
+    let rc = analyze(&sample(), &a, None, &capped, &cfg())?;
+    let rp = analyze(&sample(), &a, None, &plain, &cfg())?;
+    let (c, p) = (&rc.metrics[0].test, &rp.metrics[0].test);
+    assert!(c.control_mean < p.control_mean && c.variant_mean < p.variant_mean);
+    assert!(
+        c.abs_ci_high - c.abs_ci_low < 0.9 * (p.abs_ci_high - p.abs_ci_low),
+        "capping narrows a heavy-tailed metric's interval"
+    );
+    // The per-user values after capping never exceed the 95th percentile.
+    let mut values = user_values(&sample(), &a, None, &plain)?;
+    let q = quantile(&values.x[0], 0.95);
+    assert_eq!(values.cap(0, 0.95), q);
+    assert!(values.x[0].iter().all(|&x| x <= q));
+    capped[0].cap_percentile = Some(0.5);
+    let r50 = analyze(&sample(), &a, None, &capped, &cfg())?;
+    assert!(r50.metrics[0].test.control_mean < c.control_mean);
     Ok(())
 }
