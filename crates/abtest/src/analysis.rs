@@ -188,12 +188,27 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
         for arm in arms.iter().filter(|a| a.variant != control_name) {
             let vb = &arm.sums[i];
             let has_pre = ca.p != 0.0 || vb.p != 0.0 || ca.p2 != 0.0;
-            let theta = if m.cuped && has_pre && m.kind != MetricKind::Ratio {
+            let theta = if m.cuped && has_pre && m.kind.takes_cuped() {
                 cuped_theta(m.kind, ca, vb)
             } else {
                 0.0
             };
-            let (ea, eb) = (adjusted(m.kind, ca, theta), adjusted(m.kind, vb, theta));
+            let (ea, eb) = if m.kind == MetricKind::Quantile {
+                let q = |a: &ArmSums| a.quantiles.get(i).copied().flatten();
+                match (q(control), q(arm)) {
+                    (Some(qa), Some(qb)) => (qa.estimate(), qb.estimate()),
+                    _ => {
+                        return Err(Error::Metric {
+                            metric: m.name.clone(),
+                            reason: "a quantile metric needs per-user values (the local \
+                                     pipeline), not per-arm sums"
+                                .into(),
+                        })
+                    }
+                }
+            } else {
+                (adjusted(m.kind, ca, theta), adjusted(m.kind, vb, theta))
+            };
             let bayes = bayesian(&ea, &eb, cfg.alpha, true, None);
             let r = match cfg.sequential {
                 Some(n_star) => two_sided_sequential(&ea, &eb, cfg.alpha, n_star),
@@ -251,7 +266,11 @@ fn ordered_sums(
             values.cap(i, q);
         }
     }
-    Ok(values.arm_sums())
+    let levels: Vec<Option<f64>> = metrics
+        .iter()
+        .map(|m| m.quantile.filter(|_| m.kind == MetricKind::Quantile))
+        .collect();
+    Ok(values.arm_sums_for(&levels))
 }
 
 /// A metric restricted to one surface (every aggregation filtered); `None`
@@ -409,16 +428,12 @@ pub fn analyze(
             });
         }
     }
-    let sums = if metrics.iter().any(|m| m.cap_percentile.is_some()) {
-        // Capping needs every user's value before summing.
-        let mut values = crate::pipeline::user_values(events, assignments, pre_events, metrics)?;
-        values.sort_by_user();
-        for (i, m) in metrics.iter().enumerate() {
-            if let Some(q) = m.cap_percentile {
-                values.cap(i, q);
-            }
-        }
-        values.arm_sums()
+    let per_user = metrics
+        .iter()
+        .any(|m| m.cap_percentile.is_some() || m.kind == MetricKind::Quantile);
+    let sums = if per_user {
+        // Capping and quantiles need every user's value.
+        ordered_sums(events, assignments, pre_events, metrics, None)?
     } else {
         arm_sums(events, assignments, pre_events, metrics)?
     };

@@ -25,6 +25,6 @@ pub use report::{
     write_report_with_truth, TrueLift,
 };
 pub use stats::{
-    bayesian, Bayesian, Prior, adjust, adjusted, cuped_theta, effect_variance, moments, srm, two_sided, two_sided_sequential,
+    bayesian, Bayesian, Prior, QuantileSums, QUANTILE_Z, adjust, adjusted, cuped_theta, effect_variance, moments, srm, two_sided, two_sided_sequential,
     welch_df, ArmEstimate, Correction, MetricKind, Moments, Sums, TestResult,
 };

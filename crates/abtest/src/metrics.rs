@@ -65,6 +65,10 @@ pub struct Metric {
     /// interpolated linearly (numpy's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap_percentile: Option<f64>,
+    /// The level of a `quantile` metric (0.5 = median, 0.9 = p90) of the
+    /// per-user numerator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -88,6 +92,7 @@ fn metric(name: &str, kind: MetricKind, num: Aggregation, den: Option<Aggregatio
         denominator: den,
         cuped: true,
         cap_percentile: None,
+        quantile: None,
     }
 }
 
@@ -230,6 +235,22 @@ pub fn check_metrics(metrics: &[Metric]) -> Result<()> {
                 return Err(Error::Metric {
                     metric: m.name.clone(),
                     reason: "only ratio metrics take a denominator".into(),
+                })
+            }
+            _ => {}
+        }
+        match (m.kind, m.quantile) {
+            (MetricKind::Quantile, Some(q)) if q > 0.0 && q < 1.0 => {}
+            (MetricKind::Quantile, other) => {
+                return Err(Error::Metric {
+                    metric: m.name.clone(),
+                    reason: format!("a quantile metric needs `quantile` in (0, 1), got {other:?}"),
+                })
+            }
+            (_, Some(_)) => {
+                return Err(Error::Metric {
+                    metric: m.name.clone(),
+                    reason: "only quantile metrics take `quantile`".into(),
                 })
             }
             _ => {}

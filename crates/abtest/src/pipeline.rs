@@ -10,7 +10,7 @@ use reelkit_logs::{schema, Assignments, Format};
 
 use crate::error::{Error, Result};
 use crate::metrics::{Aggregation, Metric};
-use crate::stats::{MetricKind, Sums};
+use crate::stats::{MetricKind, QuantileSums, Sums};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -143,12 +143,15 @@ pub struct ArmSums {
     pub variant: String,
     /// One entry per metric, in metric order.
     pub sums: Vec<Sums>,
+    /// Per metric: the arm's quantile statistics for quantile metrics (only
+    /// from per-user values; empty from streaming or warehouse sums).
+    pub quantiles: Vec<Option<QuantileSums>>,
 }
 
 fn value_expr(m: &Metric, i: usize, prefix: &str) -> (Expr, Option<Expr>) {
     let num = col(format!("{prefix}m{i}_num")).fill_null(lit(0.0));
     match m.kind {
-        MetricKind::Mean => (num, None),
+        MetricKind::Mean | MetricKind::Quantile => (num, None),
         MetricKind::Proportion => (num.gt(lit(0.0)).cast(DataType::Float64), None),
         MetricKind::Ratio => (
             num,
@@ -250,6 +253,12 @@ impl UserValues {
     /// Per-arm sums by the users' own variants, arms in name order (as
     /// [`arm_sums`] gives them), adding users in the current row order.
     pub fn arm_sums(&self) -> Vec<ArmSums> {
+        self.arm_sums_for(&[])
+    }
+
+    /// [`UserValues::arm_sums`], with quantile statistics for the metrics whose
+    /// level is given (`levels[m] = Some(nu)`).
+    pub fn arm_sums_for(&self, levels: &[Option<f64>]) -> Vec<ArmSums> {
         let mut names: Vec<&str> = self.variant.iter().map(String::as_str).collect();
         names.sort_unstable();
         names.dedup();
@@ -261,9 +270,25 @@ impl UserValues {
         self.sums(&arm_of, names.len())
             .into_iter()
             .zip(names)
-            .map(|(sums, v)| ArmSums {
+            .enumerate()
+            .map(|(a, (sums, v))| ArmSums {
                 variant: v.to_string(),
                 sums,
+                quantiles: levels
+                    .iter()
+                    .enumerate()
+                    .map(|(m, nu)| {
+                        nu.map(|nu| {
+                            let vals: Vec<f64> = arm_of
+                                .iter()
+                                .zip(&self.x[m])
+                                .filter(|(&arm, _)| arm == a)
+                                .map(|(_, &x)| x)
+                                .collect();
+                            QuantileSums::from_values(&vals, nu)
+                        })
+                    })
+                    .collect(),
             })
             .collect()
     }
@@ -326,7 +351,7 @@ pub fn user_values_until(
         let (x, y) = value_expr(m, i, "");
         cols.push(x.alias(format!("x{i}")));
         cols.push(y.unwrap_or(lit(0.0)).alias(format!("y{i}")));
-        let p = if pre_events.is_some() && m.kind != MetricKind::Ratio {
+        let p = if pre_events.is_some() && m.kind.takes_cuped() {
             value_expr(m, i, "pre_").0
         } else {
             lit(0.0)
@@ -432,7 +457,7 @@ pub fn arm_sums_until(
             aggs.push((y.clone() * y.clone()).sum().alias(format!("s{i}_y2")));
             aggs.push((x.clone() * y).sum().alias(format!("s{i}_xy")));
         }
-        if pre_events.is_some() && m.kind != MetricKind::Ratio {
+        if pre_events.is_some() && m.kind.takes_cuped() {
             let (p, _) = value_expr(m, i, "pre_");
             aggs.push(p.clone().sum().alias(format!("s{i}_p")));
             aggs.push((p.clone() * p.clone()).sum().alias(format!("s{i}_p2")));
@@ -477,7 +502,11 @@ pub fn arm_sums_until(
                 xp: get(&format!("s{i}_xp"), row),
             })
             .collect();
-        out.push(ArmSums { variant, sums });
+        out.push(ArmSums {
+            variant,
+            sums,
+            quantiles: Vec::new(),
+        });
     }
     Ok(out)
 }

@@ -68,6 +68,15 @@ pub enum MetricKind {
     Proportion,
     /// Σ numerator / Σ denominator over users (delta method).
     Ratio,
+    /// A quantile (e.g. p50, p90) of the per-user value; needs per-user values.
+    Quantile,
+}
+
+impl MetricKind {
+    /// Whether CUPED applies (mean and proportion metrics).
+    pub fn takes_cuped(self) -> bool {
+        matches!(self, MetricKind::Mean | MetricKind::Proportion)
+    }
 }
 
 /// Sample variance `(Σx² − (Σx)²/n)/(n − 1)` (0 for n ≤ 1).
@@ -99,7 +108,8 @@ pub struct Moments {
 pub fn moments(kind: MetricKind, s: &Sums) -> Moments {
     let n = s.n;
     match kind {
-        MetricKind::Mean => Moments {
+        // A quantile metric's sums are those of its per-user values.
+        MetricKind::Mean | MetricKind::Quantile => Moments {
             n,
             mean: if n == 0.0 { 0.0 } else { s.x / n },
             var: sample_var(n, s.x, s.x2),
@@ -528,4 +538,79 @@ pub fn bayesian(
         risk_control: (1.0 - p_le) * mu + sd * phi,
         risk_treatment: -p_le * mu + sd * phi,
     }
+}
+
+/// z of a two-sided 95% interval: the bounds of a quantile estimate.
+pub const QUANTILE_Z: f64 = 1.959_963_984_540_054;
+
+/// One arm of a quantile metric (gbstats `QuantileStatistic` with
+/// `n_star = n`): the estimate at level `nu` and the order-statistic bounds at
+/// levels `nu ∓ z·sqrt(nu(1−nu)/n)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QuantileSums {
+    pub n: f64,
+    pub nu: f64,
+    pub hat: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+impl QuantileSums {
+    /// From one arm's per-user values (sorted here).
+    pub fn from_values(values: &[f64], nu: f64) -> QuantileSums {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len() as f64;
+        let half = if n > 0.0 {
+            QUANTILE_Z * (nu * (1.0 - nu) / n).sqrt()
+        } else {
+            0.0
+        };
+        QuantileSums {
+            n,
+            nu,
+            hat: sorted_quantile(&v, nu),
+            lower: sorted_quantile(&v, (nu - half).max(0.0)),
+            upper: sorted_quantile(&v, (nu + half).min(1.0)),
+        }
+    }
+
+    /// The arm estimate for the tests: the quantile as mean, and gbstats'
+    /// per-unit variance `(n−1)·((upper − lower)/(2z))²` (floored at 1e-5
+    /// from 100 units); zero when gbstats deems the quantile unestimable.
+    pub fn estimate(&self) -> ArmEstimate {
+        let (n, nu) = (self.n, self.nu);
+        let z2 = QUANTILE_Z * QUANTILE_Z;
+        let init = if n <= 1.0 {
+            0.0
+        } else {
+            (n - 1.0) * ((self.upper - self.lower) / (2.0 * QUANTILE_Z)).powi(2)
+        };
+        let degenerate = n <= z2 * nu / (1.0 - nu)
+            || n <= z2 * (1.0 - nu) / nu
+            || (init <= 0.0 && n < 1000.0);
+        let var = if degenerate {
+            0.0
+        } else if n < 100.0 {
+            init
+        } else {
+            init.max(1e-5)
+        };
+        ArmEstimate {
+            n,
+            mean: self.hat,
+            unadjusted_mean: self.hat,
+            var,
+        }
+    }
+}
+
+/// Linear-interpolated quantile of sorted values (numpy's default).
+fn sorted_quantile(s: &[f64], q: f64) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let h = (s.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    s[lo] + (h - lo as f64) * (s[hi] - s[lo])
 }

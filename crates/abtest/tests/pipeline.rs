@@ -453,3 +453,45 @@ cap_percentile = 1.5
     assert!(r50.metrics[0].test.control_mean < c.control_mean);
     Ok(())
 }
+
+#[test]
+fn quantile_metrics_report_per_arm_quantiles() -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = parse_metrics(
+        r#"
+[[metric]]
+name = "watch_p90"
+kind = "quantile"
+quantile = 0.9
+numerator = { agg = "sum", column = "watch_ms", scale = 0.001 }
+"#,
+    )?;
+    assert!(parse_metrics(
+        r#"
+[[metric]]
+name = "no_level"
+kind = "quantile"
+numerator = { agg = "count" }
+"#
+    )
+    .is_err_and(|e| e.to_string().contains("quantile")));
+    let a = split(&users(), 21);
+    let r = analyze(&sample(), &a, None, &metrics, &cfg())?;
+    let row = &r.metrics[0];
+    // The control "mean" is the control users' 90th percentile.
+    let values = user_values(&sample(), &a, None, &metrics)?;
+    let control: Vec<f64> = values
+        .x[0]
+        .iter()
+        .zip(&values.variant)
+        .filter(|(_, v)| v.as_str() == "control")
+        .map(|(&x, _)| x)
+        .collect();
+    assert!((row.test.control_mean - quantile(&control, 0.9)).abs() < 1e-9);
+    assert!(row.test.message.is_none(), "{row:?}");
+    assert!(row.test.abs_ci_low < row.test.abs_effect && row.test.abs_effect < row.test.abs_ci_high);
+    // Warehouse sums carry no quantiles: a clear error.
+    let sums = arm_sums(&sample(), &a, None, &metrics)?;
+    let err = reelkit_abtest::analyze_sums(&sums, &metrics, &cfg()).unwrap_err();
+    assert!(err.to_string().contains("per-user values"), "{err}");
+    Ok(())
+}
