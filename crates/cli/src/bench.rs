@@ -45,6 +45,9 @@ pub struct ServeBenchArgs {
     load_share: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Scan the f32 item table instead of the f16 copy with exact rescoring.
+    #[arg(long)]
+    exact_scan: bool,
 }
 
 /// Arguments of `reelkit bench ab`.
@@ -370,7 +373,10 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
     let state = std::sync::Arc::new(reelkit_serve::AppState::from_ranker(
         Ranker::from_model(model),
         "bench",
-        reelkit_serve::ServeConfig::default(),
+        reelkit_serve::ServeConfig {
+            half_precision: !args.exact_scan,
+            ..reelkit_serve::ServeConfig::default()
+        },
     ));
     let (tx, rx) = std::sync::mpsc::channel();
     let server_state = state.clone();
@@ -414,6 +420,7 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         "closed_loop_max": max,
         "open_loop_at_share": at_share,
         "load_share": args.load_share,
+        "scan": if args.exact_scan { "f32" } else { "f16 + exact f32 rescoring" },
         "p99_ms_at_share": at_share.p99_ms,
         "max_throughput_rps": max.throughput_rps,
     });

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Scoring time allowed per request, milliseconds.
     #[arg(long, default_value_t = 2_000)]
     timeout_ms: u64,
+    /// Scan the f32 item table instead of its f16 copy (the f16 scan's
+    /// candidates are rescored exactly; it reads half the bytes).
+    #[arg(long)]
+    exact_scan: bool,
 }
 
 /// Reads a catalogue file: `video_id`, `creator_id`, `format`.
@@ -76,6 +80,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_k: args.max_k,
         max_body_bytes: args.max_body_bytes,
         timeout: Duration::from_millis(args.timeout_ms),
+        half_precision: !args.exact_scan,
         ..ServeConfig::default()
     };
     let state = Arc::new(

@@ -9,6 +9,7 @@ use crate::als::fold_in;
 use crate::error::{Error, Result};
 use crate::linalg::{dot, gram, Isa};
 use crate::model::{MappedModel, Model, FORMAT_VERSION};
+use crate::half::HalfTable;
 use crate::topk::{ItemTable, Scored};
 
 /// Options of one recommendation request.
@@ -80,6 +81,9 @@ pub struct Recommendations {
     pub fallback: bool,
 }
 
+/// Candidates per requested item taken from the f16 table for exact rescoring.
+const HALF_OVERSAMPLE: usize = 4;
+
 /// Candidates retrieved per requested item before the value model re-ranks.
 const VALUE_MODEL_OVERSAMPLE: usize = 4;
 
@@ -91,6 +95,7 @@ pub struct Ranker {
     popular: Vec<u32>,
     isa: Isa,
     catalog: Option<Catalog>,
+    half: Option<HalfTable>,
 }
 
 impl Ranker {
@@ -124,6 +129,51 @@ impl Ranker {
             popular,
             isa: Isa::detect(),
             catalog: None,
+            half: None,
+        }
+    }
+
+    /// Retrieves on a half-precision copy of the item table (half the bytes to
+    /// stream per scan), then rescores `HALF_OVERSAMPLE · k + 64` candidates
+    /// exactly in f32: the result is the exact top-k whenever the exact top-k
+    /// lies among those candidates (f16 keeps 11 significant bits).
+    pub fn with_half_precision(mut self) -> Ranker {
+        self.half = Some(HalfTable::new(
+            self.model.dim,
+            &self.model.item_factors,
+            Some(&self.model.item_bias),
+        ));
+        self
+    }
+
+    /// Candidates wanted from the f16 table for a final `k`.
+    fn half_pool(&self, k: usize) -> usize {
+        k.saturating_mul(HALF_OVERSAMPLE).saturating_add(64).min(self.model.items.len())
+    }
+
+    /// Exact top-`k` among f16 candidates.
+    fn rescore(&self, q: &[f32], k: usize, cands: Vec<Scored>) -> Vec<Scored> {
+        let ids: Vec<u32> = cands.iter().map(|c| c.item).collect();
+        let exact = self.items().scores_of(q, &ids);
+        let mut top = crate::topk::TopK::new(k);
+        for (i, s) in ids.into_iter().zip(exact) {
+            top.push(i, s);
+        }
+        top.into_sorted()
+    }
+
+    /// Exact (or f16-retrieved, exactly rescored) top-`k` of one query.
+    fn retrieve(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
+        if let Some(h) = &self.half {
+            let pool = self.half_pool(k);
+            let cands = h.top_k_batch(&[q], &[pool], &[exclude]).pop().unwrap_or_default();
+            return self.rescore(q, k, cands);
+        }
+        let items = self.items();
+        if rayon::current_thread_index().is_some() {
+            items.top_k(q, k, exclude)
+        } else {
+            items.top_k_parallel(q, k, exclude)
         }
     }
 
@@ -286,14 +336,7 @@ impl Ranker {
     /// Called from inside a rayon task (a batch over users), the scan stays on
     /// that thread; called from outside, the catalogue is split across threads.
     pub fn rank(&self, q: &[f32], k: usize, exclude: &[u32], use_value_model: bool) -> Vec<Scored> {
-        let items = self.items();
-        let retrieve = |k: usize| {
-            if rayon::current_thread_index().is_some() {
-                items.top_k(q, k, exclude)
-            } else {
-                items.top_k_parallel(q, k, exclude)
-            }
-        };
+        let retrieve = |k: usize| self.retrieve(q, k, exclude);
         match (&self.model.meta.value_model, use_value_model) {
             (Some(vm), true) => {
                 let cands = retrieve(k.saturating_mul(VALUE_MODEL_OVERSAMPLE));
@@ -390,7 +433,17 @@ impl Ranker {
             let qs: Vec<&[f32]> = batch.iter().map(|b| b.1.as_slice()).collect();
             let ks: Vec<usize> = batch.iter().map(|b| jobs[b.0].1).collect();
             let exs: Vec<&[u32]> = batch.iter().map(|b| b.2.as_slice()).collect();
-            let results = self.items().top_k_batch(&qs, &ks, &exs);
+            let results = match &self.half {
+                Some(h) => {
+                    let pools: Vec<usize> = ks.iter().map(|&k| self.half_pool(k)).collect();
+                    h.top_k_batch(&qs, &pools, &exs)
+                        .into_iter()
+                        .zip(qs.iter().zip(&ks))
+                        .map(|(c, (q, &k))| self.rescore(q, k, c))
+                        .collect()
+                }
+                None => self.items().top_k_batch(&qs, &ks, &exs),
+            };
             for ((j, _, _), scored) in batch.iter().zip(results) {
                 out[*j] = Some(Recommendations {
                     items: scored
@@ -612,5 +665,63 @@ mod catalog_tests {
         });
         let err = r.with_catalog(&[10], &[1], &[false]).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("video 11")));
+    }
+}
+
+#[cfg(test)]
+mod half_tests {
+    use super::*;
+    use crate::factors::Factors;
+    use crate::ids::IdMap;
+    use crate::model::ModelMeta;
+    use crate::params::TrainParams;
+
+    fn random_model(users: usize, items: usize, dim: usize) -> Model {
+        let mut s = 99u64;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
+        };
+        Model {
+            users: IdMap::from_ids((0..users as u64).collect()),
+            items: IdMap::from_ids((1000..1000 + items as u64).collect()),
+            factors: Factors {
+                dim,
+                users: (0..users * dim).map(|_| next()).collect(),
+                items: (0..items * dim).map(|_| next()).collect(),
+                item_bias: (0..items).map(|_| 0.1 * next()).collect(),
+            },
+            user_counts: vec![1; users],
+            item_counts: vec![1; items],
+            meta: ModelMeta {
+                params: TrainParams::default(),
+                fingerprint: String::new(),
+                value_model: None,
+                source: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn half_precision_retrieval_returns_the_exact_top_k() {
+        let m = random_model(40, 6_000, 37);
+        let exact = Ranker::from_model(m.clone());
+        let half = Ranker::from_model(m).with_half_precision();
+        let ex = Request {
+            exclude: (1000..1300).collect(),
+            ..Request::default()
+        };
+        let plain = Request::default();
+        let mut jobs: Vec<(u64, usize, &Request)> = Vec::new();
+        for u in 0..40u64 {
+            let req = if u % 2 == 0 { &plain } else { &ex };
+            for k in [1usize, 20, 100] {
+                assert_eq!(half.recommend(u, k, req), exact.recommend(u, k, req), "user {u} k {k}");
+                jobs.push((u, k, req));
+            }
+        }
+        assert_eq!(half.recommend_batch(&jobs), exact.recommend_batch(&jobs));
+        // More than the catalogue: everything not excluded, exactly ranked.
+        assert_eq!(half.recommend(3, 10_000, &ex), exact.recommend(3, 10_000, &ex));
     }
 }

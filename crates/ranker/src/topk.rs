@@ -42,6 +42,17 @@ impl TopK {
         }
     }
 
+    /// A score below which a candidate cannot enter (−∞ until the buffer is
+    /// first compacted; NaN never compares below it).
+    #[inline]
+    pub fn floor(&self) -> f32 {
+        match &self.threshold {
+            Some(t) if self.k > 0 => t.score,
+            _ if self.k == 0 => f32::INFINITY,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
     /// Offers one candidate.
     #[inline]
     pub fn push(&mut self, item: u32, score: f32) {
@@ -98,6 +109,7 @@ fn scan_generic<M: MulAdd>(
 ) {
     let f = q.len();
     let mut ex = exclude.partition_point(|&e| (e as usize) < lo);
+    let mut floor = top.floor();
     for i in lo..hi {
         if ex < exclude.len() && exclude[ex] as usize == i {
             ex += 1;
@@ -107,7 +119,11 @@ fn scan_generic<M: MulAdd>(
         if let Some(b) = bias {
             s += b[i];
         }
+        if s < floor {
+            continue;
+        }
         top.push(i as u32, s);
+        floor = top.floor();
     }
 }
 
@@ -115,7 +131,7 @@ fn scan_generic<M: MulAdd>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn reduce4(
+pub(crate) fn reduce4(
     a0: std::arch::x86_64::__m256,
     a1: std::arch::x86_64::__m256,
     a2: std::arch::x86_64::__m256,
@@ -208,6 +224,7 @@ unsafe fn scan_avx2(
     const BLOCK: usize = 256;
     let mut buf = [0f32; BLOCK];
     let mut ex = exclude.partition_point(|&e| (e as usize) < lo);
+    let mut floor = top.floor();
     let mut b = lo;
     while b < hi {
         let e = (b + BLOCK).min(hi);
@@ -222,7 +239,13 @@ unsafe fn scan_avx2(
             if let Some(bias) = bias {
                 s += bias[i];
             }
+            // Most scores lose to the current k-th best: skip them before
+            // the (tie-breaking) comparison inside `push`.
+            if s < floor {
+                continue;
+            }
             top.push(i as u32, s);
+            floor = top.floor();
         }
         b = e;
     }
@@ -286,6 +309,30 @@ impl ItemTable<'_> {
             top.merge(p);
         }
         top.into_sorted()
+    }
+
+    /// The exact scores (plus bias) of the given items, computed exactly as a
+    /// scan computes them (so rescored candidates rank as in an exact scan).
+    pub fn scores_of(&self, q: &[f32], items: &[u32]) -> Vec<f32> {
+        assert_eq!(q.len(), self.dim, "query dimension");
+        let f = self.dim;
+        items
+            .iter()
+            .map(|&i| {
+                let i = i as usize;
+                let s = match self.isa {
+                    Isa::Generic => dot_with::<Plain>(q, &self.factors[i * f..(i + 1) * f]),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => {
+                        let mut out = [0f32; 1];
+                        // SAFETY: `Isa::Avx2` is only built after runtime detection.
+                        unsafe { dots_avx2(q, self.factors, i, i + 1, &mut out) };
+                        out[0]
+                    }
+                };
+                s + self.bias.map_or(0.0, |b| b[i])
+            })
+            .collect()
     }
 
     /// Items per tile of a batched scan: about 32 KiB of factors, so a tile

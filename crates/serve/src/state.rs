@@ -24,6 +24,9 @@ pub struct ServeConfig {
     pub timeout: Duration,
     /// Most recommendation requests scored in one pass over the catalogue.
     pub max_batch: usize,
+    /// Retrieve on an f16 copy of the item table and rescore the candidates
+    /// exactly (half the bytes per scan; see `Ranker::with_half_precision`).
+    pub half_precision: bool,
 }
 
 impl Default for ServeConfig {
@@ -34,6 +37,7 @@ impl Default for ServeConfig {
             max_ids: 10_000,
             timeout: Duration::from_secs(2),
             max_batch: 64,
+            half_precision: true,
         }
     }
 }
@@ -104,10 +108,13 @@ fn file_version(path: &Path) -> Result<String, LoadError> {
     Ok(format!("{:016x}", h.finish()))
 }
 
-fn load(path: &Path, catalog: Option<&Catalog>) -> Result<Loaded, LoadError> {
+fn load(path: &Path, catalog: Option<&Catalog>, half: bool) -> Result<Loaded, LoadError> {
     let t = Instant::now();
     let version = file_version(path)?;
     let mut ranker = Ranker::open(path)?;
+    if half {
+        ranker = ranker.with_half_precision();
+    }
     if let Some(c) = catalog {
         ranker = ranker.with_catalog(&c.video_id, &c.creator_id, &c.long)?;
     }
@@ -127,7 +134,7 @@ impl AppState {
         catalog: Option<Catalog>,
         config: ServeConfig,
     ) -> Result<AppState, LoadError> {
-        let loaded = load(path, catalog.as_ref())?;
+        let loaded = load(path, catalog.as_ref(), config.half_precision)?;
         Ok(AppState {
             current: RwLock::new(Arc::new(loaded)),
             path: Some(path.to_path_buf()),
@@ -140,8 +147,14 @@ impl AppState {
         })
     }
 
-    /// Serves an in-memory ranker under the given version name (no reload).
+    /// Serves an in-memory ranker under the given version name (no reload;
+    /// `config.half_precision` applies).
     pub fn from_ranker(ranker: Ranker, version: &str, config: ServeConfig) -> AppState {
+        let ranker = if config.half_precision {
+            ranker.with_half_precision()
+        } else {
+            ranker
+        };
         AppState {
             current: RwLock::new(Arc::new(Loaded {
                 ranker,
@@ -174,7 +187,7 @@ impl AppState {
         let path = self.path.as_deref().ok_or(LoadError::NoFile)?;
         // One reload at a time; requests are never blocked by it.
         let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = Arc::new(load(path, self.catalog.as_ref())?);
+        let fresh = Arc::new(load(path, self.catalog.as_ref(), self.config.half_precision)?);
         let new_version = fresh.version.clone();
         let old = {
             let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
