@@ -48,6 +48,9 @@ pub struct ServeBenchArgs {
     /// Scan the f32 item table instead of the f16 copy with exact rescoring.
     #[arg(long)]
     exact_scan: bool,
+    /// Batch workers scanning alone (0: one worker across all threads).
+    #[arg(long, default_value_t = 0)]
+    scan_workers: usize,
 }
 
 /// Arguments of `reelkit bench ab`.
@@ -375,6 +378,7 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         "bench",
         reelkit_serve::ServeConfig {
             half_precision: !args.exact_scan,
+            scan_workers: args.scan_workers,
             ..reelkit_serve::ServeConfig::default()
         },
     ));

@@ -35,18 +35,33 @@ impl std::fmt::Debug for Job {
 }
 
 impl Batcher {
-    /// A batcher and its thread.
-    pub fn start(max_batch: usize) -> Arc<Batcher> {
+    /// A batcher and its threads. With `workers == 0`, one thread takes
+    /// batches and scans each across rayon's threads; with `workers = w > 0`,
+    /// `w` threads each take their own batch and scan it alone (no straggler
+    /// waits between threads, at the cost of single-thread latency).
+    pub fn start(max_batch: usize, workers: usize) -> Arc<Batcher> {
         let b = Arc::new(Batcher {
             queue: Mutex::new(Vec::new()),
             ready: Condvar::new(),
             max_batch: max_batch.max(1),
         });
-        let worker = b.clone();
-        std::thread::Builder::new()
-            .name("reelkit-batcher".into())
-            .spawn(move || worker.run())
-            .expect("spawning the batcher thread");
+        for w in 0..workers.max(1) {
+            let worker = b.clone();
+            let solo = workers > 0;
+            std::thread::Builder::new()
+                .name(format!("reelkit-batcher-{w}"))
+                .spawn(move || {
+                    if solo {
+                        match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                            Ok(pool) => pool.install(|| worker.run()),
+                            Err(_) => worker.run(),
+                        }
+                    } else {
+                        worker.run()
+                    }
+                })
+                .expect("spawning a batcher thread");
+        }
         b
     }
 

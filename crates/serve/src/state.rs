@@ -24,6 +24,9 @@ pub struct ServeConfig {
     pub timeout: Duration,
     /// Most recommendation requests scored in one pass over the catalogue.
     pub max_batch: usize,
+    /// Batch workers each scanning alone (0: one worker scanning across all
+    /// of rayon's threads).
+    pub scan_workers: usize,
     /// Retrieve on an f16 copy of the item table and rescore the candidates
     /// exactly (half the bytes per scan; see `Ranker::with_half_precision`).
     pub half_precision: bool,
@@ -37,6 +40,7 @@ impl Default for ServeConfig {
             max_ids: 10_000,
             timeout: Duration::from_secs(2),
             max_batch: 64,
+            scan_workers: 0,
             half_precision: true,
         }
     }
@@ -142,7 +146,7 @@ impl AppState {
             metrics: Metrics::default(),
             reloads: AtomicU64::new(0),
             reloading: Mutex::new(()),
-            batcher: Batcher::start(config.max_batch),
+            batcher: Batcher::start(config.max_batch, config.scan_workers),
             config,
         })
     }
@@ -167,7 +171,7 @@ impl AppState {
             metrics: Metrics::default(),
             reloads: AtomicU64::new(0),
             reloading: Mutex::new(()),
-            batcher: Batcher::start(config.max_batch),
+            batcher: Batcher::start(config.max_batch, config.scan_workers),
             config,
         }
     }

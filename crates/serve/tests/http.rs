@@ -374,3 +374,29 @@ fn random_bytes_and_json_never_break_the_handlers() -> TestResult {
     assert_eq!(c.borrow_mut().get("/healthz")?.status, 200);
     Ok(())
 }
+
+#[test]
+fn solo_scan_workers_answer_like_the_ranker() -> TestResult {
+    let direct = reelkit_ranker::Ranker::from_model(model(false));
+    let state = Arc::new(AppState::from_ranker(
+        reelkit_ranker::Ranker::from_model(model(false)),
+        "solo",
+        ServeConfig {
+            scan_workers: 2,
+            half_precision: false,
+            ..ServeConfig::default()
+        },
+    ));
+    let mut c = Client::connect(start(state))?;
+    for (user, k) in [(1u64, 3usize), (2, 6), (404, 2)] {
+        let want: Vec<u64> = direct
+            .recommend(user, k, &reelkit_ranker::Request::default())
+            .items
+            .iter()
+            .map(|x| x.item_id)
+            .collect();
+        let r = c.post_json("/v1/recommend", &json!({"user_id": user, "k": k}))?;
+        assert_eq!(ids(&r.json()?), want, "user {user}");
+    }
+    Ok(())
+}
