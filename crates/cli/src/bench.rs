@@ -239,7 +239,7 @@ fn synthetic_events(path: &std::path::Path, n: usize, users: u64) -> anyhow::Res
             ts_ms: 1_767_571_200_000 + rng.below(14 * 86_400_000) as i64,
             video_id: rng.below(1_000_000),
             creator_id: rng.below(50_000),
-            surface: Surface::ALL[(i % 3) as usize],
+            surface: Surface::ALL[i % 3],
             position: rng.below(50) as u32,
             duration_ms: d,
             watch_ms: (d as f64 * rng.f64() * 1.3) as u32,
