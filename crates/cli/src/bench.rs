@@ -18,6 +18,31 @@ pub enum BenchCommand {
     /// HTTP serving on loopback: maximum throughput (closed loop), then latency
     /// at half of it (open loop, no coordinated omission).
     Serve(ServeBenchArgs),
+    /// Exact top-K retrieval on random data: batch throughput, single-query
+    /// latency, GFLOP/s and GB/s, beside a plain streaming read of the same bytes.
+    Topk(TopkBenchArgs),
+}
+
+/// Arguments of `reelkit bench topk`.
+#[derive(Debug, clap::Args)]
+pub struct TopkBenchArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    items: usize,
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Queries in the batch.
+    #[arg(long, default_value_t = 1_024)]
+    queries: usize,
+    #[arg(long, default_value_t = 100)]
+    k: usize,
+    /// Single queries timed for the latency percentiles.
+    #[arg(long, default_value_t = 200)]
+    single: usize,
+    /// Also the f16 table with exact rescoring (recall against exact reported).
+    #[arg(long)]
+    half: bool,
+    #[arg(long, default_value_t = 3)]
+    seed: u64,
 }
 
 /// Arguments of `reelkit bench serve`.
@@ -109,6 +134,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Recommend(args) => recommend(args),
         BenchCommand::Ab(args) => ab(args),
         BenchCommand::Serve(args) => serve(args),
+        BenchCommand::Topk(args) => topk(args),
     }
 }
 
@@ -428,6 +454,125 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         "p99_ms_at_share": at_share.p99_ms,
         "max_throughput_rps": max.throughput_rps,
     });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
+    use reelkit_ranker::{HalfTable, Isa, ItemTable};
+    anyhow::ensure!(args.items > 0 && args.dim > 0 && args.queries > 0, "empty benchmark");
+    let mut rng = reelkit_sim::Rng::new(args.seed);
+    let scale = 1.0 / (args.dim as f64).sqrt();
+    let items: Vec<f32> = (0..args.items * args.dim)
+        .map(|_| (rng.normal() * scale) as f32)
+        .collect();
+    let queries: Vec<Vec<f32>> = (0..args.queries)
+        .map(|_| (0..args.dim).map(|_| (rng.normal() * scale) as f32).collect())
+        .collect();
+    let table = ItemTable {
+        dim: args.dim,
+        factors: &items,
+        bias: None,
+        isa: Isa::detect(),
+    };
+    let bytes = (items.len() * 4) as f64;
+    // Baseline: a plain parallel streaming read (sum) of the same bytes.
+    let stream = || -> f64 {
+        use rayon::prelude::*;
+        let t = Instant::now();
+        // XOR of the bit patterns: associative, so it vectorises and the read
+        // is bound by memory, not by a floating-point dependency chain.
+        let s: u32 = items
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0u32, |a, x| a ^ x.to_bits()))
+            .reduce(|| 0, |a, b| a ^ b);
+        std::hint::black_box(s);
+        t.elapsed().as_secs_f64()
+    };
+    stream();
+    let stream_s = (0..5).map(|_| stream()).fold(f64::INFINITY, f64::min);
+    let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+    let ks = vec![args.k; qs.len()];
+    let ex: Vec<&[u32]> = vec![&[]; qs.len()];
+    let t = Instant::now();
+    let exact = table.top_k_batch(&qs, &ks, &ex);
+    let batch_s = t.elapsed().as_secs_f64();
+    let mut lat: Vec<f64> = (0..args.single)
+        .map(|i| {
+            let t = Instant::now();
+            std::hint::black_box(table.top_k_parallel(qs[i % qs.len()], args.k, &[]));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize] * 1e3;
+    let flops = 2.0 * args.items as f64 * args.dim as f64;
+    let mut report = json!({
+        "bench": "topk",
+        "items": args.items,
+        "dim": args.dim,
+        "queries": args.queries,
+        "k": args.k,
+        "threads": rayon::current_num_threads(),
+        "kernel": format!("{:?}", Isa::detect()),
+        "stream_read_gb_s": bytes / stream_s / 1e9,
+        "exact_f32": {
+            "batch_queries_per_s": args.queries as f64 / batch_s,
+            "batch_gflop_s": flops * args.queries as f64 / batch_s / 1e9,
+            "single_p50_ms": pct(&lat, 0.5),
+            "single_p99_ms": pct(&lat, 0.99),
+            "single_gb_s": bytes / (pct(&lat, 0.5) / 1e3) / 1e9,
+            "single_bandwidth_vs_stream": (bytes / (pct(&lat, 0.5) / 1e3)) / (bytes / stream_s),
+        },
+    });
+    if args.half {
+        let h = HalfTable::new(args.dim, &items, None);
+        let pool = (4 * args.k + 64).min(args.items);
+        let pools = vec![pool; qs.len()];
+        let t = Instant::now();
+        let cands = h.top_k_batch(&qs, &pools, &ex);
+        let rescored: Vec<Vec<u32>> = cands
+            .iter()
+            .zip(&qs)
+            .map(|(c, q)| {
+                let ids: Vec<u32> = c.iter().map(|s| s.item).collect();
+                let sc = table.scores_of(q, &ids);
+                let mut top = reelkit_ranker::TopK::new(args.k);
+                for (i, s) in ids.into_iter().zip(sc) {
+                    top.push(i, s);
+                }
+                top.into_sorted().into_iter().map(|s| s.item).collect()
+            })
+            .collect();
+        let half_s = t.elapsed().as_secs_f64();
+        let hits: usize = rescored
+            .iter()
+            .zip(&exact)
+            .map(|(r, e)| {
+                let want: std::collections::HashSet<u32> = e.iter().map(|s| s.item).collect();
+                r.iter().filter(|i| want.contains(i)).count()
+            })
+            .sum();
+        let total: usize = exact.iter().map(Vec::len).sum();
+        let mut hlat: Vec<f64> = (0..args.single)
+            .map(|i| {
+                let q = qs[i % qs.len()];
+                let t = Instant::now();
+                let c = h.top_k_batch(&[q], &[pool], &[&[]]);
+                let ids: Vec<u32> = c[0].iter().map(|s| s.item).collect();
+                std::hint::black_box(table.scores_of(q, &ids));
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        hlat.sort_by(f64::total_cmp);
+        report["f16_rescored"] = json!({
+            "single_p50_ms": pct(&hlat, 0.5),
+            "single_p99_ms": pct(&hlat, 0.99),
+            "batch_queries_per_s": args.queries as f64 / half_s,
+            "speedup_vs_exact_batch": batch_s / half_s,
+            "recall_at_k": hits as f64 / total.max(1) as f64,
+        });
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
