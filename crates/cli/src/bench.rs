@@ -43,6 +43,32 @@ pub struct TopkBenchArgs {
     half: bool,
     #[arg(long, default_value_t = 3)]
     seed: u64,
+    /// Read the items from a raw little-endian f32 file (items × dim) instead
+    /// of drawing them (the peer script's data).
+    #[arg(long, requires = "queries_file")]
+    items_file: Option<std::path::PathBuf>,
+    /// Raw little-endian f32 queries (queries × dim).
+    #[arg(long, requires = "items_file")]
+    queries_file: Option<std::path::PathBuf>,
+    /// Write the exact top-k item indices of every query (little-endian u32,
+    /// queries × k, best first) for comparison with a peer.
+    #[arg(long)]
+    ids_out: Option<std::path::PathBuf>,
+}
+
+/// A raw little-endian f32 file holding `rows × dim` values.
+fn read_f32s(path: &std::path::Path, dim: usize) -> anyhow::Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() % (4 * dim) == 0 && !bytes.is_empty(),
+        "{}: {} bytes is not a whole number of {dim}-dim f32 rows",
+        path.display(),
+        bytes.len()
+    );
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// Arguments of `reelkit bench serve`.
@@ -461,14 +487,32 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
 fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
     use reelkit_ranker::{HalfTable, Isa, ItemTable};
     anyhow::ensure!(args.items > 0 && args.dim > 0 && args.queries > 0, "empty benchmark");
-    let mut rng = reelkit_sim::Rng::new(args.seed);
-    let scale = 1.0 / (args.dim as f64).sqrt();
-    let items: Vec<f32> = (0..args.items * args.dim)
-        .map(|_| (rng.normal() * scale) as f32)
-        .collect();
-    let queries: Vec<Vec<f32>> = (0..args.queries)
-        .map(|_| (0..args.dim).map(|_| (rng.normal() * scale) as f32).collect())
-        .collect();
+    let (items, queries): (Vec<f32>, Vec<Vec<f32>>) = match (&args.items_file, &args.queries_file) {
+        (Some(i), Some(q)) => (
+            read_f32s(i, args.dim)?,
+            read_f32s(q, args.dim)?
+                .chunks(args.dim)
+                .map(<[f32]>::to_vec)
+                .collect(),
+        ),
+        _ => {
+            let mut rng = reelkit_sim::Rng::new(args.seed);
+            let scale = 1.0 / (args.dim as f64).sqrt();
+            (
+                (0..args.items * args.dim)
+                    .map(|_| (rng.normal() * scale) as f32)
+                    .collect(),
+                (0..args.queries)
+                    .map(|_| (0..args.dim).map(|_| (rng.normal() * scale) as f32).collect())
+                    .collect(),
+            )
+        }
+    };
+    let args = TopkBenchArgs {
+        items: items.len() / args.dim,
+        queries: queries.len(),
+        ..args
+    };
     let table = ItemTable {
         dim: args.dim,
         factors: &items,
@@ -506,6 +550,16 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         .collect();
     lat.sort_by(f64::total_cmp);
     let pct = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize] * 1e3;
+    if let Some(path) = &args.ids_out {
+        let mut out = Vec::with_capacity(exact.len() * args.k * 4);
+        for r in &exact {
+            for s in r {
+                out.extend_from_slice(&s.item.to_le_bytes());
+            }
+        }
+        reelkit_logs::write_bytes_atomically(path, &out)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let flops = 2.0 * args.items as f64 * args.dim as f64;
     let mut report = json!({
         "bench": "topk",
