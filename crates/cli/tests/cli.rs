@@ -491,6 +491,10 @@ fn ab_analyze_writes_the_report_contract() -> TestResult {
         "--correction",
         "bh",
         "--sequential",
+        "--daily",
+        "--segments",
+        "--pre-events",
+        events.to_str().unwrap_or_default(),
         "--out",
         out.to_str().unwrap_or_default(),
     ]);
@@ -501,11 +505,28 @@ fn ab_analyze_writes_the_report_contract() -> TestResult {
     assert!(r["srm"]["ok"].as_bool().unwrap_or(false), "{}", r["srm"]);
     let rows = r["metrics"].as_array().map(|a| a.len()).unwrap_or(0);
     assert_eq!(rows, 10 * 2, "one row per metric and variant");
+    // Every row has its Bayesian reading; 14 days x 20 rows of cumulative
+    // lift; surface and new/returning segments.
+    let ctw = r["metrics"][0]["bayesian"]["chance_to_win"].as_f64().unwrap_or(-1.0);
+    assert!((0.0..=1.0).contains(&ctw), "{}", r["metrics"][0]);
+    assert_eq!(r["daily"].as_array().map(Vec::len), Some(14 * 20));
+    let segs: Vec<&str> = r["segments"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["segment"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        ["surface=reels", "surface=feed", "surface=watch", "users=returning"]
+            .iter()
+            .all(|s| segs.contains(s)),
+        "{segs:?}"
+    );
     assert!(out.join("report.md").exists());
     let page = std::fs::read_to_string(out.join("report.html"))?;
     assert!(
         page.contains("<svg")
             && page.contains("watch_time_per_user")
+            && page.contains("Cumulative lift by day")
+            && page.contains("Segment surface=reels")
             && page.ends_with("</html>\n")
     );
 
