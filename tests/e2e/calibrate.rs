@@ -9,8 +9,7 @@ use reelkit_cli::online::demo_train_params;
 use reelkit_sim::SimParams;
 
 #[test]
-fn intervals_cover_the_truth_and_a_a_tests_rarely_fire() -> Result<(), Box<dyn std::error::Error>>
-{
+fn intervals_cover_the_truth_and_a_a_tests_rarely_fire() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = CalibrateConfig {
         world: SimParams {
             users: 500,

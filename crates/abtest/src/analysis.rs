@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::metrics::Metric;
 use crate::pipeline::{arm_sums, ArmSums};
 use crate::stats::{
-    adjust, adjusted, bayesian, Bayesian, cuped_theta, srm, two_sided, two_sided_sequential, Correction, MetricKind,
-    TestResult,
+    adjust, adjusted, bayesian, cuped_theta, srm, two_sided, two_sided_sequential, Bayesian,
+    Correction, MetricKind, TestResult,
 };
 
 /// SRM p-values below this flag the experiment (GrowthBook's default).
@@ -308,7 +308,10 @@ pub fn segments(
 ) -> Result<Vec<Segment>> {
     let mut out = Vec::new();
     for surface in ["reels", "feed", "watch"] {
-        let ms: Vec<Metric> = metrics.iter().filter_map(|m| on_surface(m, surface)).collect();
+        let ms: Vec<Metric> = metrics
+            .iter()
+            .filter_map(|m| on_surface(m, surface))
+            .collect();
         if ms.is_empty() {
             continue;
         }
@@ -350,7 +353,10 @@ pub fn segments(
                 .collect();
             let sub = Assignments {
                 user_id: keep.iter().map(|&i| assignments.user_id[i]).collect(),
-                variant: keep.iter().map(|&i| assignments.variant[i].clone()).collect(),
+                variant: keep
+                    .iter()
+                    .map(|&i| assignments.variant[i].clone())
+                    .collect(),
             };
             if sub.is_empty() {
                 continue;

@@ -10,8 +10,8 @@ mod report;
 mod stats;
 
 pub use analysis::{
-    analyze, analyze_sums, cumulative_lift, segments, utc_date, AnalysisConfig, DailyLift, MetricRow,
-    Report, Segment, Srm, SRM_THRESHOLD,
+    analyze, analyze_sums, cumulative_lift, segments, utc_date, AnalysisConfig, DailyLift,
+    MetricRow, Report, Segment, Srm, SRM_THRESHOLD,
 };
 pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
@@ -25,6 +25,7 @@ pub use report::{
     write_report_with_truth, TrueLift,
 };
 pub use stats::{
-    bayesian, Bayesian, Prior, QuantileSums, QUANTILE_Z, adjust, adjusted, cuped_theta, effect_variance, moments, srm, two_sided, two_sided_sequential,
-    welch_df, ArmEstimate, Correction, MetricKind, Moments, Sums, TestResult,
+    adjust, adjusted, bayesian, cuped_theta, effect_variance, moments, srm, two_sided,
+    two_sided_sequential, welch_df, ArmEstimate, Bayesian, Correction, MetricKind, Moments, Prior,
+    QuantileSums, Sums, TestResult, QUANTILE_Z,
 };

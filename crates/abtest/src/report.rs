@@ -233,7 +233,10 @@ pub fn daily_svg(r: &Report) -> String {
             .collect();
         let fin = |x: f64| if x.is_finite() { x } else { 0.0 };
         let lo = pts.iter().map(|p| fin(p.rel_ci_low)).fold(0.0f64, f64::min);
-        let hi = pts.iter().map(|p| fin(p.rel_ci_high)).fold(0.0f64, f64::max);
+        let hi = pts
+            .iter()
+            .map(|p| fin(p.rel_ci_high))
+            .fold(0.0f64, f64::max);
         let span = (hi - lo).max(1e-6);
         let n = pts.len().max(2) as f64 - 1.0;
         let x = |i: usize| pad + i as f64 / n * (w - 2.0 * pad);

@@ -505,7 +505,12 @@ pub fn bayesian(
     if relative && (a.mean == 0.0 || a.unadjusted_mean == 0.0) {
         return Bayesian::uninformative();
     }
-    if a.n == 0.0 || b.n == 0.0 || !(a.var > 0.0 && b.var > 0.0) || !a.var.is_finite() || !b.var.is_finite() {
+    if a.n == 0.0
+        || b.n == 0.0
+        || !(a.var > 0.0 && b.var > 0.0)
+        || !a.var.is_finite()
+        || !b.var.is_finite()
+    {
         return Bayesian::uninformative();
     }
     let data_var = effect_variance(a, b, relative);
@@ -517,7 +522,10 @@ pub fn bayesian(
     let (mu, var) = match prior {
         Some(p) if p.variance > 0.0 => {
             let prec = 1.0 / data_var + 1.0 / p.variance;
-            ((data_mean / data_var + p.mean / p.variance) / prec, 1.0 / prec)
+            (
+                (data_mean / data_var + p.mean / p.variance) / prec,
+                1.0 / prec,
+            )
         }
         _ => (data_mean, data_var),
     };
@@ -586,9 +594,8 @@ impl QuantileSums {
         } else {
             (n - 1.0) * ((self.upper - self.lower) / (2.0 * QUANTILE_Z)).powi(2)
         };
-        let degenerate = n <= z2 * nu / (1.0 - nu)
-            || n <= z2 * (1.0 - nu) / nu
-            || (init <= 0.0 && n < 1000.0);
+        let degenerate =
+            n <= z2 * nu / (1.0 - nu) || n <= z2 * (1.0 - nu) / nu || (init <= 0.0 && n < 1000.0);
         let var = if degenerate {
             0.0
         } else if n < 100.0 {

@@ -381,19 +381,32 @@ fn segments_partition_the_experiment() -> Result<(), Box<dyn std::error::Error>>
     let (mut c, mut v) = (0.0, 0.0);
     for s in &segs {
         let r = row(&s.metrics)?;
-        assert_eq!((r.n_control, r.n_variant), (whole.n_control, whole.n_variant));
+        assert_eq!(
+            (r.n_control, r.n_variant),
+            (whole.n_control, whole.n_variant)
+        );
         c += r.test.control_mean;
         v += r.test.variant_mean;
     }
-    assert!((c - whole.test.control_mean).abs() < 1e-9 * c, "{c} vs {}", whole.test.control_mean);
+    assert!(
+        (c - whole.test.control_mean).abs() < 1e-9 * c,
+        "{c} vs {}",
+        whole.test.control_mean
+    );
     assert!((v - whole.test.variant_mean).abs() < 1e-9 * v);
 
     // With a pre-period (here the log itself): new users are those without
     // pre-period impressions, so they have none at all and their test is
     // uninformative; new and returning users partition each arm.
     let segs = segments(&sample(), &a, Some(&sample()), &metrics, &cfg())?;
-    let new = segs.iter().find(|s| s.segment == "users=new").ok_or("no new")?;
-    let ret = segs.iter().find(|s| s.segment == "users=returning").ok_or("no returning")?;
+    let new = segs
+        .iter()
+        .find(|s| s.segment == "users=new")
+        .ok_or("no new")?;
+    let ret = segs
+        .iter()
+        .find(|s| s.segment == "users=returning")
+        .ok_or("no returning")?;
     let (rn, rr) = (row(&new.metrics)?, row(&ret.metrics)?);
     assert_eq!(rn.n_control + rr.n_control, whole.n_control);
     assert_eq!(rn.n_variant + rr.n_variant, whole.n_variant);
@@ -479,8 +492,7 @@ numerator = { agg = "count" }
     let row = &r.metrics[0];
     // The control "mean" is the control users' 90th percentile.
     let values = user_values(&sample(), &a, None, &metrics)?;
-    let control: Vec<f64> = values
-        .x[0]
+    let control: Vec<f64> = values.x[0]
         .iter()
         .zip(&values.variant)
         .filter(|(_, v)| v.as_str() == "control")
@@ -488,7 +500,9 @@ numerator = { agg = "count" }
         .collect();
     assert!((row.test.control_mean - quantile(&control, 0.9)).abs() < 1e-9);
     assert!(row.test.message.is_none(), "{row:?}");
-    assert!(row.test.abs_ci_low < row.test.abs_effect && row.test.abs_effect < row.test.abs_ci_high);
+    assert!(
+        row.test.abs_ci_low < row.test.abs_effect && row.test.abs_effect < row.test.abs_ci_high
+    );
     // Warehouse sums carry no quantiles: a clear error.
     let sums = arm_sums(&sample(), &a, None, &metrics)?;
     let err = reelkit_abtest::analyze_sums(&sums, &metrics, &cfg()).unwrap_err();

@@ -1,7 +1,7 @@
 //! `reelkit bench ...`: benchmarks that print one JSON object on stdout.
 
-use std::time::Instant;
 use anyhow::Context;
+use std::time::Instant;
 
 use reelkit_sim::{builtin_policy, SimParams, Simulator, World};
 use serde_json::json;
@@ -393,7 +393,10 @@ fn tempfile_dir(dir: Option<&std::path::Path>) -> anyhow::Result<std::path::Path
 
 fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
     use reelkit_ranker::{Factors, IdMap, Model, ModelMeta, Ranker, TrainParams};
-    anyhow::ensure!(args.items > 0 && args.users > 0 && args.dim > 0, "empty model");
+    anyhow::ensure!(
+        args.items > 0 && args.users > 0 && args.dim > 0,
+        "empty model"
+    );
     anyhow::ensure!(
         args.load_share > 0.0 && args.load_share <= 1.0,
         "--load-share must be in (0, 1]"
@@ -457,7 +460,14 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
     use reelkit_serve::client::load;
     // Warm up (page in the model, start the blocking pool).
     load(addr, "/v1/recommend", &bodies, args.connections, 200, None)?;
-    let max = load(addr, "/v1/recommend", &bodies, args.connections, args.requests, None)?;
+    let max = load(
+        addr,
+        "/v1/recommend",
+        &bodies,
+        args.connections,
+        args.requests,
+        None,
+    )?;
     let rate = max.throughput_rps * args.load_share;
     let at_share = load(
         addr,
@@ -486,7 +496,10 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
 
 fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
     use reelkit_ranker::{HalfTable, Isa, ItemTable};
-    anyhow::ensure!(args.items > 0 && args.dim > 0 && args.queries > 0, "empty benchmark");
+    anyhow::ensure!(
+        args.items > 0 && args.dim > 0 && args.queries > 0,
+        "empty benchmark"
+    );
     let (items, queries): (Vec<f32>, Vec<Vec<f32>>) = match (&args.items_file, &args.queries_file) {
         (Some(i), Some(q)) => (
             read_f32s(i, args.dim)?,
@@ -503,7 +516,11 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
                     .map(|_| (rng.normal() * scale) as f32)
                     .collect(),
                 (0..args.queries)
-                    .map(|_| (0..args.dim).map(|_| (rng.normal() * scale) as f32).collect())
+                    .map(|_| {
+                        (0..args.dim)
+                            .map(|_| (rng.normal() * scale) as f32)
+                            .collect()
+                    })
                     .collect(),
             )
         }

@@ -17,7 +17,7 @@ use reelkit_sim::{
 };
 use serde::Serialize;
 
-use crate::online::{analyse, pretty_json, AnalyseOptions, train_on_events, CONTROL, TREATMENT};
+use crate::online::{analyse, pretty_json, train_on_events, AnalyseOptions, CONTROL, TREATMENT};
 use crate::RankerPolicy;
 
 /// Settings of [`calibrate`].
@@ -146,7 +146,11 @@ fn rates(metric: &str, trials: &[&Trial], alpha: f64) -> Rates {
         coverage_ab_cuped: rate(&ab_c, Trial::covered),
         power: rate(&ab, |t| t.p_value < alpha),
         power_cuped: rate(&ab_c, |t| t.p_value < alpha),
-        cuped_width_ratio: if w_plain > 0.0 { w_cuped / w_plain } else { 1.0 },
+        cuped_width_ratio: if w_plain > 0.0 {
+            w_cuped / w_plain
+        } else {
+            1.0
+        },
         mean_true_rel: if rel.is_empty() {
             0.0
         } else {
@@ -177,12 +181,9 @@ fn one_experiment(
         salt,
     )?;
     let mut control = builtin_policy("popular")?;
-    let exp = sim.clone().run_experiment(
-        cfg.days,
-        &mut [control.as_mut(), treatment],
-        &arms,
-        &|_| {},
-    )?;
+    let exp =
+        sim.clone()
+            .run_experiment(cfg.days, &mut [control.as_mut(), treatment], &arms, &|_| {})?;
     let truth = exp.ground_truth(world, CONTROL)?;
     let events_path = dir.join(format!("{kind}_events.arrow"));
     write_events(&events_path, &exp.events)?;
@@ -233,10 +234,7 @@ fn write_events(path: &Path, events: &Events) -> anyhow::Result<()> {
 
 /// Runs `cfg.runs` pairs of simulated experiments on one world, each with its
 /// own behavioural noise and salts, and measures the analysis against the truth.
-pub fn calibrate(
-    cfg: &CalibrateConfig,
-    progress: &dyn Fn(usize),
-) -> anyhow::Result<Calibration> {
+pub fn calibrate(cfg: &CalibrateConfig, progress: &dyn Fn(usize)) -> anyhow::Result<Calibration> {
     anyhow::ensure!(cfg.runs >= 1, "--runs must be at least 1");
     anyhow::ensure!(cfg.pre_days >= 1, "the pre-period needs at least 1 day");
     anyhow::ensure!(cfg.days >= 1, "the experiment needs at least 1 day");

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use reelkit_abtest::{
-    analyze_sums, builtin_metrics, cumulative_lift, segments, user_values, AnalysisConfig, Correction, Metric, MetricRow, Report,
-    TrueLift,
+    analyze_sums, builtin_metrics, cumulative_lift, segments, user_values, AnalysisConfig,
+    Correction, Metric, MetricRow, Report, TrueLift,
 };
 use reelkit_logs::{Events, FileSet};
 use reelkit_ranker::{
@@ -121,10 +121,17 @@ pub struct DemoOutcome {
 pub fn train_on_events(events: &Events, params: &TrainParams) -> anyhow::Result<Model> {
     let w = EngagementWeights::default();
     let weights = crate::event_weights(events, &w);
-    let data =
-        TrainingData::from_triplets(&events.user_id, &events.video_id, Some(&weights), w.min_positive)
-            .context("building the interaction matrix")?;
-    anyhow::ensure!(data.matrix.nnz() > 0, "no positive interactions to train on");
+    let data = TrainingData::from_triplets(
+        &events.user_id,
+        &events.video_id,
+        Some(&weights),
+        w.min_positive,
+    )
+    .context("building the interaction matrix")?;
+    anyhow::ensure!(
+        data.matrix.nnz() > 0,
+        "no positive interactions to train on"
+    );
     let checked = params.clone().check()?;
     let factors = reelkit_ranker::train(&data.matrix, &checked, &mut TrainControl::default())?;
     Ok(crate::build_model(
@@ -386,10 +393,8 @@ pub fn run_demo(cfg: &DemoConfig, out: &Path, log: &dyn Fn(&str)) -> anyhow::Res
         .save(&model_path)
         .with_context(|| format!("writing model {}", model_path.display()))?;
     let ranker = Arc::new(Ranker::from_model(model));
-    let mut treatment = ExploreFresh::new(
-        RankerPolicy::new(ranker, &world, false),
-        DEFAULT_EXPLORE,
-    );
+    let mut treatment =
+        ExploreFresh::new(RankerPolicy::new(ranker, &world, false), DEFAULT_EXPLORE);
     let exp = sim.run_experiment(
         cfg.days,
         &mut [control.as_mut(), &mut treatment as &mut dyn Policy],

@@ -507,7 +507,9 @@ fn ab_analyze_writes_the_report_contract() -> TestResult {
     assert_eq!(rows, 10 * 2, "one row per metric and variant");
     // Every row has its Bayesian reading; 14 days x 20 rows of cumulative
     // lift; surface and new/returning segments.
-    let ctw = r["metrics"][0]["bayesian"]["chance_to_win"].as_f64().unwrap_or(-1.0);
+    let ctw = r["metrics"][0]["bayesian"]["chance_to_win"]
+        .as_f64()
+        .unwrap_or(-1.0);
     assert!((0.0..=1.0).contains(&ctw), "{}", r["metrics"][0]);
     assert_eq!(r["daily"].as_array().map(Vec::len), Some(14 * 20));
     let segs: Vec<&str> = r["segments"]
@@ -515,9 +517,14 @@ fn ab_analyze_writes_the_report_contract() -> TestResult {
         .map(|a| a.iter().filter_map(|s| s["segment"].as_str()).collect())
         .unwrap_or_default();
     assert!(
-        ["surface=reels", "surface=feed", "surface=watch", "users=returning"]
-            .iter()
-            .all(|s| segs.contains(s)),
+        [
+            "surface=reels",
+            "surface=feed",
+            "surface=watch",
+            "users=returning"
+        ]
+        .iter()
+        .all(|s| segs.contains(s)),
         "{segs:?}"
     );
     assert!(out.join("report.md").exists());
@@ -574,7 +581,10 @@ fn committed_demo_regenerates_identically() -> TestResult {
     ] {
         let a = std::fs::read_to_string(committed.join(name))?;
         let b = std::fs::read_to_string(out.join(name))?;
-        assert!(a == b, "{name} differs from its regeneration by `reelkit demo`");
+        assert!(
+            a == b,
+            "{name} differs from its regeneration by `reelkit demo`"
+        );
     }
     Ok(())
 }

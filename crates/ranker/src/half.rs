@@ -143,12 +143,12 @@ impl HalfTable {
                     s += bias[i];
                 }
                 // Most scores lose to the current k-th best: skip them before
-            // the (tie-breaking) comparison inside `push`.
-            if s < floor {
-                continue;
-            }
-            top.push(i as u32, s);
-            floor = top.floor();
+                // the (tie-breaking) comparison inside `push`.
+                if s < floor {
+                    continue;
+                }
+                top.push(i as u32, s);
+                floor = top.floor();
             }
             b = e;
         }
@@ -156,7 +156,12 @@ impl HalfTable {
 
     /// Top-`k[j]` by f16 scores for each query, tiles shared across the batch
     /// and the catalogue split across threads (as `ItemTable::top_k_batch`).
-    pub fn top_k_batch(&self, queries: &[&[f32]], k: &[usize], exclude: &[&[u32]]) -> Vec<Vec<Scored>> {
+    pub fn top_k_batch(
+        &self,
+        queries: &[&[f32]],
+        k: &[usize],
+        exclude: &[&[u32]],
+    ) -> Vec<Vec<Scored>> {
         const CHUNK: usize = 16_384;
         let n = self.len();
         let tile = (16_384 / self.dim.max(1)).max(16);
@@ -251,7 +256,17 @@ mod tests {
 
     #[test]
     fn conversion_round_trips_and_rounds_to_nearest_even() {
-        for x in [0.0f32, -0.0, 1.0, -2.5, 0.1, 65504.0, 6.1035156e-5, 5.9604645e-8, 1e-9] {
+        for x in [
+            0.0f32,
+            -0.0,
+            1.0,
+            -2.5,
+            0.1,
+            65504.0,
+            6.1035156e-5,
+            5.9604645e-8,
+            1e-9,
+        ] {
             let h = f32_to_f16(x);
             let back = f16_to_f32(h);
             let tol = (x.abs() * 1e-3).max(6e-8);
@@ -278,7 +293,9 @@ mod tests {
             let n = 301;
             let mut s = f as u64;
             let mut next = || {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
             };
             let items: Vec<f32> = (0..n * f).map(|_| next()).collect();
@@ -289,7 +306,10 @@ mod tests {
             t.dots(&q, 0, n, &mut a);
             g.dots(&q, 0, n, &mut b);
             for i in 0..n {
-                assert!((a[i] - b[i]).abs() <= 1e-5 * (1.0 + b[i].abs()), "dim {f} item {i}");
+                assert!(
+                    (a[i] - b[i]).abs() <= 1e-5 * (1.0 + b[i].abs()),
+                    "dim {f} item {i}"
+                );
             }
         }
     }

@@ -7,9 +7,9 @@ use arrow_buffer::ScalarBuffer;
 
 use crate::als::fold_in;
 use crate::error::{Error, Result};
+use crate::half::HalfTable;
 use crate::linalg::{dot, gram, Isa};
 use crate::model::{MappedModel, Model, FORMAT_VERSION};
-use crate::half::HalfTable;
 use crate::topk::{ItemTable, Scored};
 
 /// Options of one recommendation request.
@@ -148,7 +148,9 @@ impl Ranker {
 
     /// Candidates wanted from the f16 table for a final `k`.
     fn half_pool(&self, k: usize) -> usize {
-        k.saturating_mul(HALF_OVERSAMPLE).saturating_add(64).min(self.model.items.len())
+        k.saturating_mul(HALF_OVERSAMPLE)
+            .saturating_add(64)
+            .min(self.model.items.len())
     }
 
     /// Exact top-`k` among f16 candidates.
@@ -166,7 +168,10 @@ impl Ranker {
     fn retrieve(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
         if let Some(h) = &self.half {
             let pool = self.half_pool(k);
-            let cands = h.top_k_batch(&[q], &[pool], &[exclude]).pop().unwrap_or_default();
+            let cands = h
+                .top_k_batch(&[q], &[pool], &[exclude])
+                .pop()
+                .unwrap_or_default();
             return self.rescore(q, k, cands);
         }
         let items = self.items();
@@ -180,7 +185,12 @@ impl Ranker {
     /// Attaches video metadata (`video_id`, `creator_id`, `long` per row, any
     /// order, any superset of the model's videos) for surface filters and
     /// per-creator caps. A model video missing from it is an error.
-    pub fn with_catalog(mut self, video_id: &[u64], creator_id: &[u64], long: &[bool]) -> Result<Ranker> {
+    pub fn with_catalog(
+        mut self,
+        video_id: &[u64],
+        creator_id: &[u64],
+        long: &[bool],
+    ) -> Result<Ranker> {
         if video_id.len() != creator_id.len() || video_id.len() != long.len() {
             return Err(Error::InvalidInput(format!(
                 "catalogue columns differ in length: {} video ids, {} creator ids, {} formats",
@@ -636,7 +646,10 @@ mod catalog_tests {
         }
         // Similar videos exclude the query video; unknown videos are None.
         let sim = r.similar(10, 2).ok_or(Error::UnknownItem(10))?;
-        assert_eq!(sim.iter().map(|x| x.item_id).collect::<Vec<_>>(), vec![11, 12]);
+        assert_eq!(
+            sim.iter().map(|x| x.item_id).collect::<Vec<_>>(),
+            vec![11, 12]
+        );
         assert!(r.similar(77, 2).is_none());
         Ok(())
     }
@@ -663,7 +676,10 @@ mod catalog_tests {
                 source: String::new(),
             },
         });
-        let err = r.with_catalog(&[10], &[1], &[false]).err().map(|e| e.to_string());
+        let err = r
+            .with_catalog(&[10], &[1], &[false])
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("video 11")));
     }
 }
@@ -679,7 +695,9 @@ mod half_tests {
     fn random_model(users: usize, items: usize, dim: usize) -> Model {
         let mut s = 99u64;
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
         };
         Model {
@@ -716,12 +734,19 @@ mod half_tests {
         for u in 0..40u64 {
             let req = if u % 2 == 0 { &plain } else { &ex };
             for k in [1usize, 20, 100] {
-                assert_eq!(half.recommend(u, k, req), exact.recommend(u, k, req), "user {u} k {k}");
+                assert_eq!(
+                    half.recommend(u, k, req),
+                    exact.recommend(u, k, req),
+                    "user {u} k {k}"
+                );
                 jobs.push((u, k, req));
             }
         }
         assert_eq!(half.recommend_batch(&jobs), exact.recommend_batch(&jobs));
         // More than the catalogue: everything not excluded, exactly ranked.
-        assert_eq!(half.recommend(3, 10_000, &ex), exact.recommend(3, 10_000, &ex));
+        assert_eq!(
+            half.recommend(3, 10_000, &ex),
+            exact.recommend(3, 10_000, &ex)
+        );
     }
 }

@@ -201,7 +201,11 @@ unsafe fn dots_avx2(q: &[f32], items: &[f32], lo: usize, hi: usize, out: &mut [f
         let mut a0 = _mm256_setzero_ps();
         for c in 0..chunks {
             unsafe {
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(c * 8)), _mm256_loadu_ps(qp.add(c * 8)), a0);
+                a0 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(p.add(c * 8)),
+                    _mm256_loadu_ps(qp.add(c * 8)),
+                    a0,
+                );
             }
         }
         // Same reduction as the blocks: lane 0 of reduce4(a0, a0, a0, a0).
@@ -346,7 +350,12 @@ impl ItemTable<'_> {
     /// query: tiles of items are scored against every query while they are in
     /// cache. Split across threads by chunks of the catalogue, then merged;
     /// the results equal [`ItemTable::top_k`]'s query by query.
-    pub fn top_k_batch(&self, queries: &[&[f32]], k: &[usize], exclude: &[&[u32]]) -> Vec<Vec<Scored>> {
+    pub fn top_k_batch(
+        &self,
+        queries: &[&[f32]],
+        k: &[usize],
+        exclude: &[&[u32]],
+    ) -> Vec<Vec<Scored>> {
         assert_eq!(queries.len(), k.len(), "one k per query");
         assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
         const CHUNK: usize = 16_384;
@@ -434,21 +443,46 @@ mod tests {
             let n = 13;
             let mut s = f as u64 * 7919;
             let mut next = || {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
             };
             let items: Vec<f32> = (0..n * f).map(|_| next()).collect();
             let q: Vec<f32> = (0..f).map(|_| next()).collect();
             let all: Vec<u32> = (0..n as u32).collect();
-            let reference = ItemTable { dim: f, factors: &items, bias: None, isa: Isa::Generic }.scores_of(&q, &all);
-            let fast = ItemTable { dim: f, factors: &items, bias: None, isa: Isa::detect() }.scores_of(&q, &all);
+            let reference = ItemTable {
+                dim: f,
+                factors: &items,
+                bias: None,
+                isa: Isa::Generic,
+            }
+            .scores_of(&q, &all);
+            let fast = ItemTable {
+                dim: f,
+                factors: &items,
+                bias: None,
+                isa: Isa::detect(),
+            }
+            .scores_of(&q, &all);
             for i in 0..n {
                 let naive: f64 = (0..f).map(|d| q[d] as f64 * items[i * f + d] as f64).sum();
-                assert!((reference[i] as f64 - naive).abs() < 1e-5, "scalar, dim {f}");
-                assert!((fast[i] - reference[i]).abs() <= 1e-5 * (1.0 + reference[i].abs()), "dim {f} item {i}");
+                assert!(
+                    (reference[i] as f64 - naive).abs() < 1e-5,
+                    "scalar, dim {f}"
+                );
+                assert!(
+                    (fast[i] - reference[i]).abs() <= 1e-5 * (1.0 + reference[i].abs()),
+                    "dim {f} item {i}"
+                );
             }
             // The scan uses the same arithmetic as scores_of, whatever the block.
-            let t = ItemTable { dim: f, factors: &items, bias: None, isa: Isa::detect() };
+            let t = ItemTable {
+                dim: f,
+                factors: &items,
+                bias: None,
+                isa: Isa::detect(),
+            };
             for s in t.top_k(&q, n, &[]) {
                 assert_eq!(s.score, fast[s.item as usize], "dim {f}");
             }
@@ -461,16 +495,25 @@ mod tests {
         let (n, f) = (40_000usize, 100usize);
         let mut s = 11u64;
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
         };
         let items: Vec<f32> = (0..n * f).map(|_| next()).collect();
         let queries: Vec<Vec<f32>> = (0..5).map(|_| (0..f).map(|_| next()).collect()).collect();
         let exclude: Vec<u32> = (0..n as u32).step_by(7).collect();
-        let t = ItemTable { dim: f, factors: &items, bias: None, isa: Isa::detect() };
+        let t = ItemTable {
+            dim: f,
+            factors: &items,
+            bias: None,
+            isa: Isa::detect(),
+        };
         let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
         let ks = [1, 10, 100, 7, 0];
-        let ex: Vec<&[u32]> = (0..5).map(|j| if j % 2 == 0 { &exclude[..] } else { &[][..] }).collect();
+        let ex: Vec<&[u32]> = (0..5)
+            .map(|j| if j % 2 == 0 { &exclude[..] } else { &[][..] })
+            .collect();
         let got = t.top_k_batch(&qs, &ks, &ex);
         for j in 0..5 {
             assert_eq!(got[j], t.top_k(qs[j], ks[j], ex[j]), "query {j}");

@@ -20,10 +20,11 @@ use reelkit_serve::{AppState, ServeConfig};
 /// the shared ranker (no HTTP hop).
 async fn feed(State(state): State<Arc<AppState>>, Path(user): Path<u64>) -> Json<Vec<u64>> {
     let model = state.model();
-    let recs = tokio::task::spawn_blocking(move || model.ranker.recommend(user, 10, &Request::default()))
-        .await
-        .map(|r| r.items.iter().map(|x| x.item_id).collect())
-        .unwrap_or_default();
+    let recs =
+        tokio::task::spawn_blocking(move || model.ranker.recommend(user, 10, &Request::default()))
+            .await
+            .map(|r| r.items.iter().map(|x| x.item_id).collect())
+            .unwrap_or_default();
     Json(recs)
 }
 
@@ -32,7 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
         .ok_or("usage: embedded MODEL.arrow [ADDR]")?;
-    let addr = std::env::args().nth(2).unwrap_or_else(|| "127.0.0.1:3000".into());
+    let addr = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
     let state = Arc::new(AppState::open(path.as_ref(), None, ServeConfig::default())?);
     let app = Router::new()
         .route("/feed/{user}", get(feed))

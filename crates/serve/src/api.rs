@@ -112,7 +112,9 @@ async fn off_thread<T: Send + 'static>(
 fn check_k(state: &AppState, k: i64) -> ApiResult<usize> {
     let max = state.config.max_k;
     if k < 1 || k as u64 > max as u64 {
-        return Err(ApiError::invalid(format!("k must be in 1..={max}, got {k}")));
+        return Err(ApiError::invalid(format!(
+            "k must be in 1..={max}, got {k}"
+        )));
     }
     Ok(k as usize)
 }
@@ -166,7 +168,10 @@ pub struct RecommendResponse {
     pub fallback: bool,
 }
 
-async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json<RecommendResponse>> {
+async fn recommend(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> ApiResult<Json<RecommendResponse>> {
     let b: RecommendBody = json_body(&state, body).await?;
     let k = check_k(&state, b.k)?;
     check_ids(&state, "exclude", &b.exclude)?;
@@ -405,9 +410,11 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let response = next.run(req).await;
-    state
-        .metrics
-        .observe(&route, response.status().as_u16(), t.elapsed().as_secs_f64());
+    state.metrics.observe(
+        &route,
+        response.status().as_u16(),
+        t.elapsed().as_secs_f64(),
+    );
     response
 }
 

@@ -86,8 +86,9 @@ impl Batcher {
             // One batch per model (a reload may leave jobs on two models).
             while !jobs.is_empty() {
                 let model = jobs[0].model.clone();
-                let (same, rest): (Vec<Job>, Vec<Job>) =
-                    jobs.into_iter().partition(|j| Arc::ptr_eq(&j.model, &model));
+                let (same, rest): (Vec<Job>, Vec<Job>) = jobs
+                    .into_iter()
+                    .partition(|j| Arc::ptr_eq(&j.model, &model));
                 jobs = rest;
                 // A panic must not stop the service: the jobs' senders drop
                 // and their handlers answer 503.

@@ -23,7 +23,8 @@ pub struct Reply {
 impl Reply {
     /// The body parsed as JSON.
     pub fn json(&self) -> io::Result<serde_json::Value> {
-        serde_json::from_slice(&self.body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 

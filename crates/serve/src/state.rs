@@ -191,7 +191,11 @@ impl AppState {
         let path = self.path.as_deref().ok_or(LoadError::NoFile)?;
         // One reload at a time; requests are never blocked by it.
         let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = Arc::new(load(path, self.catalog.as_ref(), self.config.half_precision)?);
+        let fresh = Arc::new(load(
+            path,
+            self.catalog.as_ref(),
+            self.config.half_precision,
+        )?);
         let new_version = fresh.version.clone();
         let old = {
             let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());

@@ -77,7 +77,10 @@ fn start(state: Arc<AppState>) -> SocketAddr {
     rx.recv().expect("server address")
 }
 
-fn server(dir: &Path, config: ServeConfig) -> Result<(SocketAddr, Arc<AppState>), Box<dyn std::error::Error>> {
+fn server(
+    dir: &Path,
+    config: ServeConfig,
+) -> Result<(SocketAddr, Arc<AppState>), Box<dyn std::error::Error>> {
     let path = dir.join("model.arrow");
     model(false).save(&path)?;
     let state = Arc::new(AppState::open(&path, Some(catalog()), config)?);
@@ -106,22 +109,41 @@ fn endpoints_answer() -> TestResult {
     assert_eq!(version.len(), 16);
 
     // Exclusions, surface, creator cap, history fold-in, fallback.
-    let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 3, "exclude": [10, 999]}))?;
+    let r = c.post_json(
+        "/v1/recommend",
+        &json!({"user_id": 1, "k": 3, "exclude": [10, 999]}),
+    )?;
     assert_eq!(ids(&r.json()?), vec![11, 12, 13]);
-    let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 10, "surface": "watch"}))?;
+    let r = c.post_json(
+        "/v1/recommend",
+        &json!({"user_id": 1, "k": 10, "surface": "watch"}),
+    )?;
     assert_eq!(ids(&r.json()?), vec![13, 15]);
-    let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 10, "max_per_creator": 1}))?;
+    let r = c.post_json(
+        "/v1/recommend",
+        &json!({"user_id": 1, "k": 10, "max_per_creator": 1}),
+    )?;
     assert_eq!(ids(&r.json()?), vec![10, 13, 15]);
     let r = c.post_json("/v1/recommend", &json!({"user_id": 404, "k": 2}))?;
     let v = r.json()?;
     assert_eq!(v["fallback"], true);
     assert_eq!(ids(&v), vec![15, 14]);
-    let r = c.post_json("/v1/recommend", &json!({"user_id": 404, "k": 1, "history": [15]}))?;
+    let r = c.post_json(
+        "/v1/recommend",
+        &json!({"user_id": 404, "k": 1, "history": [15]}),
+    )?;
     let v = r.json()?;
     assert_eq!(v["fallback"], false);
-    assert_eq!(ids(&v), vec![14], "folded in from video 15: the next most similar");
+    assert_eq!(
+        ids(&v),
+        vec![14],
+        "folded in from video 15: the next most similar"
+    );
 
-    let r = c.post_json("/v1/score", &json!({"user_id": 2, "video_ids": [15, 10, 77]}))?;
+    let r = c.post_json(
+        "/v1/score",
+        &json!({"user_id": 2, "video_ids": [15, 10, 77]}),
+    )?;
     assert_eq!(r.status, 200);
     let v = r.json()?;
     assert!((v["scores"][0]["score"].as_f64().ok_or("score")? - 0.5).abs() < 1e-6);
@@ -140,14 +162,33 @@ fn endpoints_answer() -> TestResult {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, reelkit_serve::OPENAPI.as_bytes());
     let spec: Value = r.json()?;
-    for p in ["/v1/recommend", "/v1/score", "/v1/similar/{video_id}", "/healthz", "/readyz", "/metrics", "/admin/reload"] {
+    for p in [
+        "/v1/recommend",
+        "/v1/score",
+        "/v1/similar/{video_id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/admin/reload",
+    ] {
         assert!(spec["paths"].get(p).is_some(), "{p} undocumented");
     }
 
     let m = String::from_utf8(c.get("/metrics")?.body)?;
-    assert!(m.contains("reelkit_http_requests_total{route=\"/v1/recommend\",status=\"200\"} 6"), "{m}");
-    assert!(m.contains("reelkit_http_request_duration_seconds_count{route=\"/v1/recommend\"} 6"), "{m}");
-    assert!(m.contains(&format!("reelkit_model_info{{version=\"{version}\",dim=\"2\"}} 1")), "{m}");
+    assert!(
+        m.contains("reelkit_http_requests_total{route=\"/v1/recommend\",status=\"200\"} 6"),
+        "{m}"
+    );
+    assert!(
+        m.contains("reelkit_http_request_duration_seconds_count{route=\"/v1/recommend\"} 6"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "reelkit_model_info{{version=\"{version}\",dim=\"2\"}} 1"
+        )),
+        "{m}"
+    );
     assert!(m.contains("reelkit_model_items 6"));
     Ok(())
 }
@@ -165,34 +206,154 @@ fn every_error_class_is_json_with_the_right_status() -> TestResult {
     )?;
     let mut c = Client::connect(addr)?;
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-        ("POST", "/v1/recommend", b"{\"user_id\": 1,".to_vec(), 400, "malformed_json"),
-        ("POST", "/v1/recommend", b"not json".to_vec(), 400, "malformed_json"),
+        (
+            "POST",
+            "/v1/recommend",
+            b"{\"user_id\": 1,".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            b"not json".to_vec(),
+            400,
+            "malformed_json",
+        ),
         ("POST", "/v1/recommend", b"".to_vec(), 400, "malformed_json"),
-        ("POST", "/v1/recommend", br#"{"user_id": "one"}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"k": 3}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"user_id": 1, "k": -1}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"user_id": 1, "k": 0}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"user_id": 1, "k": 1000000}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"user_id": 1, "k": 1e300}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"user_id": 1, "kk": 3}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"user_id": 1, "surface": "tv"}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"user_id": -5}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"[1, 2]"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", br#"{"user_id": 1, "max_per_creator": 0}"#.to_vec(), 422, "invalid_request"),
-        ("POST", "/v1/recommend", format!("{{\"user_id\": 1, \"exclude\": [{}]}}", vec!["1"; 3000].join(",")).into_bytes(), 413, "body_too_large"),
-        ("POST", "/v1/score", br#"{"user_id": 404, "video_ids": [10]}"#.to_vec(), 404, "unknown_user"),
-        ("POST", "/v1/score", br#"{"user_id": 1, "video_ids": "10"}"#.to_vec(), 422, "invalid_request"),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": "one"}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"k": 3}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": 1, "k": -1}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": 1, "k": 0}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": 1, "k": 1000000}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": 1, "k": 1e300}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": 1, "kk": 3}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": 1, "surface": "tv"}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": -5}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"[1, 2]"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            br#"{"user_id": 1, "max_per_creator": 0}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            format!(
+                "{{\"user_id\": 1, \"exclude\": [{}]}}",
+                vec!["1"; 3000].join(",")
+            )
+            .into_bytes(),
+            413,
+            "body_too_large",
+        ),
+        (
+            "POST",
+            "/v1/score",
+            br#"{"user_id": 404, "video_ids": [10]}"#.to_vec(),
+            404,
+            "unknown_user",
+        ),
+        (
+            "POST",
+            "/v1/score",
+            br#"{"user_id": 1, "video_ids": "10"}"#.to_vec(),
+            422,
+            "invalid_request",
+        ),
         ("GET", "/v1/similar/77", Vec::new(), 404, "unknown_video"),
         ("GET", "/v1/similar/abc", Vec::new(), 400, "bad_video_id"),
-        ("GET", "/v1/similar/10?k=-3", Vec::new(), 422, "invalid_request"),
-        ("GET", "/v1/similar/10?k=lots", Vec::new(), 422, "invalid_request"),
+        (
+            "GET",
+            "/v1/similar/10?k=-3",
+            Vec::new(),
+            422,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/v1/similar/10?k=lots",
+            Vec::new(),
+            422,
+            "invalid_request",
+        ),
         ("GET", "/v2/nothing", Vec::new(), 404, "not_found"),
     ];
     for (method, path, body, status, error) in cases {
         let body_opt = (method == "POST").then_some(body.as_slice());
         let r = c.send(method, path, body_opt)?;
-        let shown = String::from_utf8_lossy(&body).chars().take(60).collect::<String>();
-        assert_eq!(r.status, status, "{method} {path} {shown}: {}", String::from_utf8_lossy(&r.body));
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(60)
+            .collect::<String>();
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path} {shown}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let v = r.json()?;
         assert_eq!(v["error"], error, "{method} {path} {shown}: {v}");
         assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
@@ -206,7 +367,9 @@ fn every_error_class_is_json_with_the_right_status() -> TestResult {
     let mut b = Client::connect(start(bare))?;
     let r = b.post_json("/v1/recommend", &json!({"user_id": 1, "surface": "reels"}))?;
     assert_eq!(r.status, 422);
-    assert!(r.json()?["detail"].as_str().is_some_and(|d| d.contains("--videos")));
+    assert!(r.json()?["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("--videos")));
     let r = b.send("POST", "/admin/reload", None)?;
     assert_eq!(r.status, 422, "no file to reload");
 
@@ -234,7 +397,8 @@ fn reload_under_load_fails_no_request() -> TestResult {
                 let mut c = Client::connect(addr)?;
                 while !stop.load(Ordering::Relaxed) {
                     let r = c.post_json("/v1/recommend", &json!({"user_id": 1 + w % 2, "k": 3}))?;
-                    let good = r.status == 200 && r.json().map(|v| ids(&v).len() == 3).unwrap_or(false);
+                    let good =
+                        r.status == 200 && r.json().map(|v| ids(&v).len() == 3).unwrap_or(false);
                     if good {
                         ok.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -255,7 +419,12 @@ fn reload_under_load_fails_no_request() -> TestResult {
         std::fs::rename(&tmp, &path)?;
         let r = c.send("POST", "/admin/reload", None)?;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        versions.push(r.json()?["model_version"].as_str().ok_or("version")?.to_string());
+        versions.push(
+            r.json()?["model_version"]
+                .as_str()
+                .ok_or("version")?
+                .to_string(),
+        );
         std::thread::sleep(std::time::Duration::from_millis(30));
     }
     // SIGHUP reloads too (nextest runs each test in its own process).
@@ -282,7 +451,9 @@ fn reload_under_load_fails_no_request() -> TestResult {
     std::fs::rename(dir.path().join("cut.arrow"), &path)?;
     let r = c.send("POST", "/admin/reload", None)?;
     assert_eq!(r.status, 422);
-    assert!(r.json()?["detail"].as_str().is_some_and(|d| d.contains(&serving)));
+    assert!(r.json()?["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains(&serving)));
     assert_eq!(state.model().version, serving);
 
     stop.store(true, Ordering::Relaxed);
@@ -293,7 +464,10 @@ fn reload_under_load_fails_no_request() -> TestResult {
     eprintln!("{ok} requests during reloads, {failed} failed; versions {versions:?}");
     assert!(ok > 50, "{ok}");
     assert_eq!(failed, 0);
-    assert_ne!(versions[0], versions[1], "a different file gives a different version");
+    assert_ne!(
+        versions[0], versions[1],
+        "a different file gives a different version"
+    );
     Ok(())
 }
 
@@ -351,7 +525,12 @@ fn random_bytes_and_json_never_break_the_handlers() -> TestResult {
                 .borrow_mut()
                 .send("POST", paths[p], Some(&body))
                 .map_err(|e| TestCaseError::fail(format!("connection: {e}")))?;
-            prop_assert!(r.status < 500 || r.status == 503, "{} on {:?}", r.status, String::from_utf8_lossy(&body));
+            prop_assert!(
+                r.status < 500 || r.status == 503,
+                "{} on {:?}",
+                r.status,
+                String::from_utf8_lossy(&body)
+            );
             prop_assert!(r.json().is_ok(), "non-JSON reply {}", r.status);
             Ok(())
         })
@@ -362,14 +541,17 @@ fn random_bytes_and_json_never_break_the_handlers() -> TestResult {
         ..ProptestConfig::default()
     });
     runner
-        .run(&("[0-9a-zA-Z%._~-]{0,24}", "[0-9a-z=&-]{0,16}"), |(id, q)| {
-            let r = c
-                .borrow_mut()
-                .get(&format!("/v1/similar/{id}?{q}"))
-                .map_err(|e| TestCaseError::fail(format!("connection: {e}")))?;
-            prop_assert!(r.status < 500, "{} on {id}?{q}", r.status);
-            Ok(())
-        })
+        .run(
+            &("[0-9a-zA-Z%._~-]{0,24}", "[0-9a-z=&-]{0,16}"),
+            |(id, q)| {
+                let r = c
+                    .borrow_mut()
+                    .get(&format!("/v1/similar/{id}?{q}"))
+                    .map_err(|e| TestCaseError::fail(format!("connection: {e}")))?;
+                prop_assert!(r.status < 500, "{} on {id}?{q}", r.status);
+                Ok(())
+            },
+        )
         .map_err(|e| e.to_string())?;
     assert_eq!(c.borrow_mut().get("/healthz")?.status, 200);
     Ok(())

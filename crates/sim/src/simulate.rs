@@ -5,9 +5,9 @@ use rayon::prelude::*;
 use reelkit_logs::{Event, Events, Surface};
 
 use crate::error::Result;
+use crate::experiment::{Experiment, UserTotals};
 use crate::policy::{surface_index, DayContext, FeedRequest, Policy, Scratch, SeenSet, VideoStats};
 use crate::rng::Rng;
-use crate::experiment::{Experiment, UserTotals};
 use crate::world::{sigmoid, World};
 
 const TAG_SESSIONS: u64 = 10;
