@@ -3,10 +3,8 @@
 //! fast. Candidates found on it are rescored exactly in f32 (see
 //! `Ranker::with_half_precision`).
 
-use rayon::prelude::*;
-
 use crate::linalg::Isa;
-use crate::topk::{Scored, TopK};
+use crate::topk::{batched_top_k, Scored, TopK};
 
 /// f32 → f16 bits, rounding to nearest even; overflow to ±inf, NaN kept.
 pub fn f32_to_f16(x: f32) -> u16 {
@@ -162,32 +160,10 @@ impl HalfTable {
         k: &[usize],
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
-        const CHUNK: usize = 16_384;
-        let n = self.len();
         let tile = (16_384 / self.dim.max(1)).max(16);
-        let parts: Vec<Vec<TopK>> = (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|c| {
-                let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-                let mut tops: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
-                let mut t = lo;
-                while t < hi {
-                    let end = (t + tile).min(hi);
-                    for (j, q) in queries.iter().enumerate() {
-                        self.scan(q, t, end, exclude[j], &mut tops[j]);
-                    }
-                    t = end;
-                }
-                tops
-            })
-            .collect();
-        let mut out: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
-        for part in parts {
-            for (o, p) in out.iter_mut().zip(part) {
-                o.merge(p);
-            }
-        }
-        out.into_iter().map(TopK::into_sorted).collect()
+        batched_top_k(self.len(), tile, queries, k, exclude, |q, lo, hi, ex, top| {
+            self.scan(q, lo, hi, ex, top)
+        })
     }
 }
 

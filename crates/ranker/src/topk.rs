@@ -356,35 +356,51 @@ impl ItemTable<'_> {
         k: &[usize],
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
-        assert_eq!(queries.len(), k.len(), "one k per query");
-        assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
-        const CHUNK: usize = 16_384;
-        let n = self.len();
-        let tile = self.tile();
-        let parts: Vec<Vec<TopK>> = (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|c| {
-                let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-                let mut tops: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
-                let mut t = lo;
-                while t < hi {
-                    let end = (t + tile).min(hi);
-                    for (j, q) in queries.iter().enumerate() {
-                        self.scan(q, t, end, exclude[j], &mut tops[j]);
-                    }
-                    t = end;
-                }
-                tops
-            })
-            .collect();
-        let mut out: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
-        for part in parts {
-            for (o, p) in out.iter_mut().zip(part) {
-                o.merge(p);
-            }
-        }
-        out.into_iter().map(TopK::into_sorted).collect()
+        batched_top_k(self.len(), self.tile(), queries, k, exclude, |q, lo, hi, ex, top| {
+            self.scan(q, lo, hi, ex, top)
+        })
     }
+}
+
+/// Exact top-`k[j]` for each query `queries[j]` over `n` items (excluding the
+/// sorted `exclude[j]`): the catalogue split across threads in chunks, each
+/// chunk read tile by tile (`tile` items) with every query scored against a
+/// tile while it is in cache, `scan(q, lo, hi, exclude, top)` doing the
+/// scoring; per-chunk results merged.
+pub(crate) fn batched_top_k(
+    n: usize,
+    tile: usize,
+    queries: &[&[f32]],
+    k: &[usize],
+    exclude: &[&[u32]],
+    scan: impl Fn(&[f32], usize, usize, &[u32], &mut TopK) + Sync,
+) -> Vec<Vec<Scored>> {
+    assert_eq!(queries.len(), k.len(), "one k per query");
+    assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
+    const CHUNK: usize = 16_384;
+    let parts: Vec<Vec<TopK>> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            let mut tops: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
+            let mut t = lo;
+            while t < hi {
+                let end = (t + tile).min(hi);
+                for (j, q) in queries.iter().enumerate() {
+                    scan(q, t, end, exclude[j], &mut tops[j]);
+                }
+                t = end;
+            }
+            tops
+        })
+        .collect();
+    let mut out: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
+    for part in parts {
+        for (o, p) in out.iter_mut().zip(part) {
+            o.merge(p);
+        }
+    }
+    out.into_iter().map(TopK::into_sorted).collect()
 }
 
 #[cfg(test)]
