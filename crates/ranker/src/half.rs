@@ -161,9 +161,14 @@ impl HalfTable {
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
         let tile = (16_384 / self.dim.max(1)).max(16);
-        batched_top_k(self.len(), tile, queries, k, exclude, |q, lo, hi, ex, top| {
-            self.scan(q, lo, hi, ex, top)
-        })
+        batched_top_k(
+            self.len(),
+            tile,
+            queries,
+            k,
+            exclude,
+            |q, lo, hi, ex, top| self.scan(q, lo, hi, ex, top),
+        )
     }
 }
 

@@ -329,15 +329,18 @@ impl Ranker {
         let i = self.model.items.get(video_id)?;
         let d = self.model.dim;
         let q = &self.model.item_factors[i as usize * d..(i as usize + 1) * d];
-        Some(
-            self.rank(q, k, &[i], false)
-                .into_iter()
-                .map(|s| Recommendation {
-                    item_id: self.model.items.id(s.item),
-                    score: s.score,
-                })
-                .collect(),
-        )
+        Some(self.to_recommendations(self.rank(q, k, &[i], false)))
+    }
+
+    /// Scored item indices as recommendations (external ids).
+    fn to_recommendations(&self, scored: Vec<Scored>) -> Vec<Recommendation> {
+        scored
+            .into_iter()
+            .map(|s| Recommendation {
+                item_id: self.model.items.id(s.item),
+                score: s.score,
+            })
+            .collect()
     }
 
     /// Top-`k` item indices for an embedding, `exclude` sorted ascending; with the
@@ -372,18 +375,21 @@ impl Ranker {
     /// Recommends `k` items for a user. An unknown user without history gets the
     /// most popular items, flagged as a fallback.
     pub fn recommend(&self, user_id: u64, k: usize, req: &Request) -> Recommendations {
-        let exclude = self.exclusion(req);
-        let q = self.query(user_id, req);
+        self.answer(self.query(user_id, req), &self.exclusion(req), k, req)
+    }
+
+    /// The answer to a request whose query embedding (`None`: unknown user
+    /// without history) and exclusions are known.
+    fn answer(
+        &self,
+        q: Option<Vec<f32>>,
+        exclude: &[u32],
+        k: usize,
+        req: &Request,
+    ) -> Recommendations {
         match q {
             Some(q) => Recommendations {
-                items: self
-                    .rank_capped(&q, k, &exclude, req)
-                    .into_iter()
-                    .map(|s| Recommendation {
-                        item_id: self.model.items.id(s.item),
-                        score: s.score,
-                    })
-                    .collect(),
+                items: self.to_recommendations(self.rank_capped(&q, k, exclude, req)),
                 fallback: false,
             },
             None => Recommendations {
@@ -434,9 +440,10 @@ impl Ranker {
         let mut out: Vec<Option<Recommendations>> = vec![None; jobs.len()];
         let mut batch: Vec<(usize, Vec<f32>, Vec<u32>)> = Vec::new();
         for (j, &(user, k, req)) in jobs.iter().enumerate() {
+            let exclude = self.exclusion(req);
             match self.query(user, req) {
-                Some(q) if !capped(req) && !value(req) => batch.push((j, q, self.exclusion(req))),
-                _ => out[j] = Some(self.recommend(user, k, req)),
+                Some(q) if !capped(req) && !value(req) => batch.push((j, q, exclude)),
+                q => out[j] = Some(self.answer(q, &exclude, k, req)),
             }
         }
         if !batch.is_empty() {
@@ -456,13 +463,7 @@ impl Ranker {
             };
             for ((j, _, _), scored) in batch.iter().zip(results) {
                 out[*j] = Some(Recommendations {
-                    items: scored
-                        .into_iter()
-                        .map(|s| Recommendation {
-                            item_id: self.model.items.id(s.item),
-                            score: s.score,
-                        })
-                        .collect(),
+                    items: self.to_recommendations(scored),
                     fallback: false,
                 });
             }

@@ -356,9 +356,14 @@ impl ItemTable<'_> {
         k: &[usize],
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
-        batched_top_k(self.len(), self.tile(), queries, k, exclude, |q, lo, hi, ex, top| {
-            self.scan(q, lo, hi, ex, top)
-        })
+        batched_top_k(
+            self.len(),
+            self.tile(),
+            queries,
+            k,
+            exclude,
+            |q, lo, hi, ex, top| self.scan(q, lo, hi, ex, top),
+        )
     }
 }
 
