@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
-use crate::pipeline::{arm_sums, ArmSums};
+use crate::pipeline::{arm_sums, ordered_arm_sums, ArmSums};
 use crate::stats::{
     adjust, adjusted, bayesian, cuped_theta, srm, two_sided, two_sided_sequential, Bayesian,
     Correction, MetricKind, TestResult,
@@ -250,29 +250,6 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
     })
 }
 
-/// Per-arm sums added in user-id order: identical for any number of threads.
-fn ordered_sums(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-    until_ms: Option<i64>,
-) -> Result<Vec<ArmSums>> {
-    let mut values =
-        crate::pipeline::user_values_until(events, assignments, pre_events, metrics, until_ms)?;
-    values.sort_by_user();
-    for (i, m) in metrics.iter().enumerate() {
-        if let Some(q) = m.cap_percentile {
-            values.cap(i, q);
-        }
-    }
-    let levels: Vec<Option<f64>> = metrics
-        .iter()
-        .map(|m| m.quantile.filter(|_| m.kind == MetricKind::Quantile))
-        .collect();
-    Ok(values.arm_sums_for(&levels))
-}
-
 /// A metric restricted to one surface (every aggregation filtered); `None`
 /// when the metric is already tied to another surface.
 fn on_surface(m: &Metric, surface: &str) -> Option<Metric> {
@@ -315,7 +292,7 @@ pub fn segments(
         if ms.is_empty() {
             continue;
         }
-        let sums = ordered_sums(events, assignments, pre_events, &ms, None)?;
+        let sums = ordered_arm_sums(events, assignments, pre_events, &ms, None)?;
         match analyze_sums(&sums, &ms, cfg) {
             Ok(r) => out.push(Segment {
                 segment: format!("surface={surface}"),
@@ -361,7 +338,7 @@ pub fn segments(
             if sub.is_empty() {
                 continue;
             }
-            let sums = ordered_sums(events, &sub, pre_events, metrics, None)?;
+            let sums = ordered_arm_sums(events, &sub, pre_events, metrics, None)?;
             match analyze_sums(&sums, metrics, cfg) {
                 Ok(r) => out.push(Segment {
                     segment: format!("users={name}"),
@@ -393,7 +370,7 @@ pub fn cumulative_lift(
     let mut day = first;
     while day <= last {
         let end = day + 86_400_000;
-        let sums = ordered_sums(events, assignments, pre_events, metrics, Some(end))?;
+        let sums = ordered_arm_sums(events, assignments, pre_events, metrics, Some(end))?;
         let r = analyze_sums(&sums, metrics, cfg)?;
         for row in r.metrics {
             out.push(DailyLift {
@@ -439,7 +416,7 @@ pub fn analyze(
         .any(|m| m.cap_percentile.is_some() || m.kind == MetricKind::Quantile);
     let sums = if per_user {
         // Capping and quantiles need every user's value.
-        ordered_sums(events, assignments, pre_events, metrics, None)?
+        ordered_arm_sums(events, assignments, pre_events, metrics, None)?
     } else {
         arm_sums(events, assignments, pre_events, metrics)?
     };

@@ -16,8 +16,8 @@ pub use analysis::{
 pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
 pub use pipeline::{
-    arm_sums, arm_sums_until, event_days, quantile, scan, user_values, user_values_until, ArmSums,
-    UserValues,
+    arm_sums, event_days, ordered_arm_sums, quantile, scan, user_values, user_values_until,
+    ArmSums, UserValues,
 };
 pub use power::{power, PowerRow};
 pub use report::{

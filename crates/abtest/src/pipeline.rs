@@ -250,15 +250,11 @@ impl UserValues {
         c
     }
 
-    /// Per-arm sums by the users' own variants, arms in name order (as
-    /// [`arm_sums`] gives them), adding users in the current row order.
-    pub fn arm_sums(&self) -> Vec<ArmSums> {
-        self.arm_sums_for(&[])
-    }
-
-    /// [`UserValues::arm_sums`], with quantile statistics for the metrics whose
-    /// level is given (`levels[m] = Some(nu)`).
-    pub fn arm_sums_for(&self, levels: &[Option<f64>]) -> Vec<ArmSums> {
+    /// Per-arm sums by the users' own variants, arms in name order (as the
+    /// streaming `arm_sums` function gives them), adding users in the current
+    /// row order, with quantile statistics for the metrics whose level is given
+    /// (`levels[m] = Some(nu)`; shorter or empty: none).
+    pub fn arm_sums(&self, levels: &[Option<f64>]) -> Vec<ArmSums> {
         let mut names: Vec<&str> = self.variant.iter().map(String::as_str).collect();
         names.sort_unstable();
         names.dedup();
@@ -404,17 +400,6 @@ pub fn user_values_until(
     Ok(v)
 }
 
-/// Runs the whole query: events (and optional pre-period events) joined to the
-/// assignments, reduced to per-arm sums for every metric.
-pub fn arm_sums(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-) -> Result<Vec<ArmSums>> {
-    arm_sums_until(events, assignments, pre_events, metrics, None)
-}
-
 /// The first and last UTC day (as their first millisecond) with events.
 pub fn event_days(events: &Path) -> Result<Option<(i64, i64)>> {
     let df = scan(events)?
@@ -436,17 +421,40 @@ pub fn event_days(events: &Path) -> Result<Option<(i64, i64)>> {
     })
 }
 
-/// [`arm_sums`] over the events before `until_ms` only (every assigned user
-/// still counts, with zeros until their first event): the cumulative state of
-/// the experiment at that time.
-pub fn arm_sums_until(
+/// Per-arm sums from per-user values (events before `until_ms` only, when
+/// given), added in user-id order so they are identical for any number of
+/// threads, with each metric's percentile capping applied and the arms'
+/// quantile statistics for quantile metrics.
+pub fn ordered_arm_sums(
     events: &Path,
     assignments: &Assignments,
     pre_events: Option<&Path>,
     metrics: &[Metric],
     until_ms: Option<i64>,
 ) -> Result<Vec<ArmSums>> {
-    let joined = joined(events, assignments, pre_events, metrics, until_ms)?;
+    let mut values = user_values_until(events, assignments, pre_events, metrics, until_ms)?;
+    values.sort_by_user();
+    for (i, m) in metrics.iter().enumerate() {
+        if let Some(q) = m.cap_percentile {
+            values.cap(i, q);
+        }
+    }
+    let levels: Vec<Option<f64>> = metrics
+        .iter()
+        .map(|m| m.quantile.filter(|_| m.kind == MetricKind::Quantile))
+        .collect();
+    Ok(values.arm_sums(&levels))
+}
+
+/// Runs the whole query: events (and optional pre-period events) joined to the
+/// assignments, reduced to per-arm sums for every metric.
+pub fn arm_sums(
+    events: &Path,
+    assignments: &Assignments,
+    pre_events: Option<&Path>,
+    metrics: &[Metric],
+) -> Result<Vec<ArmSums>> {
+    let joined = joined(events, assignments, pre_events, metrics, None)?;
     let mut aggs = vec![len().cast(DataType::Float64).alias("n")];
     for (i, m) in metrics.iter().enumerate() {
         let (x, y) = value_expr(m, i, "");

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use reelkit_abtest::{
-    analyze_sums, builtin_metrics, cumulative_lift, segments, user_values, AnalysisConfig,
+    analyze_sums, builtin_metrics, cumulative_lift, ordered_arm_sums, segments, AnalysisConfig,
     Correction, Metric, MetricRow, Report, TrueLift,
 };
 use reelkit_logs::{Events, FileSet};
@@ -234,9 +234,7 @@ pub fn analyse(
     let metrics = builtin_metrics();
     // Per-user values summed in user-id order: the report is bit-for-bit the
     // same whatever the number of threads.
-    let mut values = user_values(events, assignments, Some(pre_events), &metrics)?;
-    values.sort_by_user();
-    let sums = values.arm_sums();
+    let sums = ordered_arm_sums(events, assignments, Some(pre_events), &metrics, None)?;
     let cfg = AnalysisConfig {
         experiment: experiment.clone(),
         control: Some(CONTROL.to_string()),
