@@ -139,16 +139,30 @@ impl AppState {
         config: ServeConfig,
     ) -> Result<AppState, LoadError> {
         let loaded = load(path, catalog.as_ref(), config.half_precision)?;
-        Ok(AppState {
+        Ok(AppState::serving(
+            loaded,
+            Some(path.to_path_buf()),
+            catalog,
+            config,
+        ))
+    }
+
+    fn serving(
+        loaded: Loaded,
+        path: Option<PathBuf>,
+        catalog: Option<Catalog>,
+        config: ServeConfig,
+    ) -> AppState {
+        AppState {
             current: RwLock::new(Arc::new(loaded)),
-            path: Some(path.to_path_buf()),
+            path,
             catalog,
             metrics: Metrics::default(),
             reloads: AtomicU64::new(0),
             reloading: Mutex::new(()),
             batcher: Batcher::start(config.max_batch, config.scan_workers),
             config,
-        })
+        }
     }
 
     /// Serves an in-memory ranker under the given version name (no reload;
@@ -159,21 +173,13 @@ impl AppState {
         } else {
             ranker
         };
-        AppState {
-            current: RwLock::new(Arc::new(Loaded {
-                ranker,
-                version: version.to_string(),
-                loaded_at: now_unix(),
-                load_seconds: 0.0,
-            })),
-            path: None,
-            catalog: None,
-            metrics: Metrics::default(),
-            reloads: AtomicU64::new(0),
-            reloading: Mutex::new(()),
-            batcher: Batcher::start(config.max_batch, config.scan_workers),
-            config,
-        }
+        let loaded = Loaded {
+            ranker,
+            version: version.to_string(),
+            loaded_at: now_unix(),
+            load_seconds: 0.0,
+        };
+        AppState::serving(loaded, None, None, config)
     }
 
     /// The model now being served. Requests hold this `Arc` until they finish,
