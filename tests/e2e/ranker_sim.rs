@@ -5,15 +5,8 @@ use std::sync::Arc;
 
 use reelkit_cli::RankerPolicy;
 use reelkit_logs::Events;
-use reelkit_ranker::{
-    evaluate, item_counts, popularity_order, recommend_popular, split_by_time, EngagementWeights,
-    Isa, ItemTable, Model, ModelMeta, Ranker, TrainControl, TrainParams, TrainingData,
-};
+use reelkit_ranker::{Ranker, TrainParams};
 use reelkit_sim::{builtin_policy, ExploreFresh, SimParams, Simulator, World, DEFAULT_EXPLORE};
-
-fn weights(ev: &Events) -> Vec<f32> {
-    reelkit_cli::event_weights(ev, &EngagementWeights::default())
-}
 
 fn params() -> TrainParams {
     TrainParams {
@@ -48,37 +41,8 @@ fn ials_beats_popularity_offline_and_online() -> Result<(), Box<dyn std::error::
     let history = sim.run(7, popular.as_mut(), &|_| {})?;
 
     // Offline: train on days 0-5, test on day 6.
-    let w = weights(&history);
-    let cutoff = world.params.start_ts_ms + 6 * 86_400_000;
-    let min = EngagementWeights::default().min_positive;
-    let split = split_by_time(
-        &history.user_id,
-        &history.video_id,
-        &w,
-        &history.ts_ms,
-        cutoff,
-        min,
-    )?;
-    let p = params().check()?;
-    let f = reelkit_ranker::train(&split.train.matrix, &p, &mut TrainControl::default())?;
-    let counts = item_counts(&split.train.matrix);
-    let table = ItemTable {
-        dim: f.dim,
-        factors: &f.items,
-        bias: None,
-        isa: Isa::detect(),
-    };
-    let model = evaluate(&split.train.matrix, &split.test, 10, &counts, |u, k, ex| {
-        table
-            .top_k(f.user(u), k, ex)
-            .into_iter()
-            .map(|s| s.item)
-            .collect()
-    });
-    let order = popularity_order(&counts);
-    let pop = evaluate(&split.train.matrix, &split.test, 10, &counts, |_, k, ex| {
-        recommend_popular(&order, k, ex)
-    });
+    let offline = reelkit_cli::online::offline_eval(&world, &history, 7, &params(), 10)?;
+    let (model, pop) = (offline.model, offline.popularity);
     eprintln!("ials {model:?}\npopular {pop:?}");
     assert!(
         model.ndcg > 1.5 * pop.ndcg,
@@ -89,22 +53,10 @@ fn ials_beats_popularity_offline_and_online() -> Result<(), Box<dyn std::error::
 
     // Online: train on the whole week, then serve the next week from the same
     // state; compare with popular continuing from that state.
-    let data = TrainingData::from_triplets(&history.user_id, &history.video_id, Some(&w), min)?;
-    let f = reelkit_ranker::train(&data.matrix, &p, &mut TrainControl::default())?;
-    let counts = item_counts(&data.matrix);
-    let ranker = Arc::new(Ranker::from_model(Model {
-        users: data.users.clone(),
-        items: data.items.clone(),
-        user_counts: vec![0; data.users.len()],
-        item_counts: counts,
-        factors: f,
-        meta: ModelMeta {
-            params: p.get().clone(),
-            fingerprint: data.fingerprint(),
-            value_model: None,
-            source: "e2e".into(),
-        },
-    }));
+    let ranker = Arc::new(Ranker::from_model(reelkit_cli::online::train_on_events(
+        &history,
+        &params(),
+    )?));
     let mut with_ranker = sim.clone();
     let mut ranker_policy =
         ExploreFresh::new(RankerPolicy::new(ranker, &world, false), DEFAULT_EXPLORE);
