@@ -53,7 +53,7 @@ const KEY_ITEMS: &str = "reelkit.n_items";
 const KEY_META: &str = "reelkit.meta";
 
 /// Everything about a model that is not an array.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
     /// Training parameters (for fold-in: `alpha`, `reg`, `reg_exponent`).
     pub params: TrainParams,

@@ -493,7 +493,6 @@ mod tests {
     use crate::factors::Factors;
     use crate::ids::IdMap;
     use crate::model::ModelMeta;
-    use crate::params::TrainParams;
 
     fn ranker() -> Ranker {
         Ranker::from_model(Model {
@@ -507,12 +506,7 @@ mod tests {
             },
             user_counts: vec![2],
             item_counts: vec![5, 1, 9, 2],
-            meta: ModelMeta {
-                params: TrainParams::default(),
-                fingerprint: String::new(),
-                value_model: None,
-                source: String::new(),
-            },
+            meta: ModelMeta::default(),
         })
     }
 
@@ -567,7 +561,6 @@ mod catalog_tests {
     use crate::factors::Factors;
     use crate::ids::IdMap;
     use crate::model::ModelMeta;
-    use crate::params::TrainParams;
 
     /// Six videos, scores for user 1 falling with the index; creators
     /// 7,7,7,8,8,9; videos 3 and 5 are long.
@@ -584,12 +577,7 @@ mod catalog_tests {
             },
             user_counts: vec![1],
             item_counts: vec![1, 2, 3, 4, 5, 6],
-            meta: ModelMeta {
-                params: TrainParams::default(),
-                fingerprint: String::new(),
-                value_model: None,
-                source: String::new(),
-            },
+            meta: ModelMeta::default(),
         })
         .with_catalog(
             &[15, 14, 13, 12, 11, 10, 99],
@@ -670,12 +658,7 @@ mod catalog_tests {
             },
             user_counts: vec![1],
             item_counts: vec![1, 1],
-            meta: ModelMeta {
-                params: TrainParams::default(),
-                fingerprint: String::new(),
-                value_model: None,
-                source: String::new(),
-            },
+            meta: ModelMeta::default(),
         });
         let err = r
             .with_catalog(&[10], &[1], &[false])
@@ -691,7 +674,6 @@ mod half_tests {
     use crate::factors::Factors;
     use crate::ids::IdMap;
     use crate::model::ModelMeta;
-    use crate::params::TrainParams;
 
     fn random_model(users: usize, items: usize, dim: usize) -> Model {
         let mut s = 99u64;
@@ -712,12 +694,7 @@ mod half_tests {
             },
             user_counts: vec![1; users],
             item_counts: vec![1; items],
-            meta: ModelMeta {
-                params: TrainParams::default(),
-                fingerprint: String::new(),
-                value_model: None,
-                source: String::new(),
-            },
+            meta: ModelMeta::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use reelkit_ranker::{Factors, IdMap, Model, ModelMeta, TrainParams};
+use reelkit_ranker::{Factors, IdMap, Model, ModelMeta};
 use reelkit_serve::client::Client;
 use reelkit_serve::{AppState, Catalog, ServeConfig};
 use serde_json::{json, Value};
@@ -39,12 +39,7 @@ fn model(flip: bool) -> Model {
         },
         user_counts: vec![3, 3],
         item_counts: vec![1, 2, 3, 4, 5, 6],
-        meta: ModelMeta {
-            params: TrainParams::default(),
-            fingerprint: "test".into(),
-            value_model: None,
-            source: "test".into(),
-        },
+        meta: ModelMeta::default(),
     }
 }
 
