@@ -160,16 +160,34 @@ impl HalfTable {
         k: &[usize],
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
+        assert_eq!(queries.len(), k.len(), "one k per query");
+        assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
         let tile = (16_384 / self.dim.max(1)).max(16);
-        batched_top_k(
-            self.len(),
-            tile,
-            queries,
-            k,
-            exclude,
-            |q, lo, hi, ex, top| self.scan(q, lo, hi, ex, top),
-        )
+        batched_top_k(self.len(), tile, k, |lo, hi, tops, _: &mut ()| {
+            for (j, q) in queries.iter().enumerate() {
+                self.scan(q, lo, hi, exclude[j], &mut tops[j]);
+            }
+        })
     }
+}
+
+/// The four horizontal sums of `a0..a3` as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn reduce4(
+    a0: std::arch::x86_64::__m256,
+    a1: std::arch::x86_64::__m256,
+    a2: std::arch::x86_64::__m256,
+    a3: std::arch::x86_64::__m256,
+) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    let r = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    let mut t = [0f32; 4];
+    // SAFETY: `t` holds exactly four floats.
+    unsafe { _mm_storeu_ps(t.as_mut_ptr(), r) };
+    t
 }
 
 /// f16 rows converted with F16C, four at a time with independent FMA chains.
@@ -211,7 +229,7 @@ unsafe fn dots_f16c(q: &[f32], data: &[u16], lo: usize, hi: usize, out: &mut [f3
                 a3 = _mm256_fmadd_ps(load(p.add(3 * f + c * 8)), qv, a3);
             }
         }
-        let t = crate::topk::reduce4(a0, a1, a2, a3);
+        let t = reduce4(a0, a1, a2, a3);
         for j in 0..4 {
             out[i + j] = tail(row + j, t[j]);
         }
@@ -226,7 +244,7 @@ unsafe fn dots_f16c(q: &[f32], data: &[u16], lo: usize, hi: usize, out: &mut [f3
                 a0 = _mm256_fmadd_ps(load(p.add(c * 8)), _mm256_loadu_ps(qp.add(c * 8)), a0);
             }
         }
-        out[i] = tail(row, crate::topk::reduce4(a0, a0, a0, a0)[0]);
+        out[i] = tail(row, reduce4(a0, a0, a0, a0)[0]);
         i += 1;
     }
 }

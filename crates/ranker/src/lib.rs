@@ -20,6 +20,7 @@ mod model;
 mod params;
 mod ranker;
 mod rng;
+mod scan;
 mod split;
 mod topk;
 mod value;

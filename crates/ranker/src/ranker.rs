@@ -8,7 +8,7 @@ use arrow_buffer::ScalarBuffer;
 use crate::als::fold_in;
 use crate::error::{Error, Result};
 use crate::half::HalfTable;
-use crate::linalg::{dot, gram, Isa};
+use crate::linalg::{gram, Isa};
 use crate::model::{MappedModel, Model, FORMAT_VERSION};
 use crate::topk::{ItemTable, Scored};
 
@@ -476,14 +476,12 @@ impl Ranker {
         let q = self
             .user_embedding(user_id)
             .ok_or(Error::UnknownUser(user_id))?;
-        let d = self.model.dim;
-        videos
+        let idx = videos
             .iter()
-            .map(|&v| {
-                let i = self.model.items.get(v).ok_or(Error::UnknownItem(v))? as usize;
-                Ok(dot(q, &self.model.item_factors[i * d..(i + 1) * d]) + self.model.item_bias[i])
-            })
-            .collect()
+            .map(|&v| self.model.items.get(v).ok_or(Error::UnknownItem(v)))
+            .collect::<Result<Vec<u32>>>()?;
+        // The retrieval arithmetic, so a score equals the one a ranking shows.
+        Ok(self.items().scores_of(q, &idx))
     }
 }
 

@@ -8,7 +8,8 @@ use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
-use crate::linalg::{dot_with, Isa, MulAdd, Plain};
+use crate::linalg::Isa;
+use crate::scan;
 
 /// A scored item.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,166 +96,6 @@ impl TopK {
     }
 }
 
-/// Scores `items[lo..hi]` against `q` (plus `bias`) into `top`, skipping the
-/// indices in `exclude` (sorted ascending).
-#[inline(always)]
-fn scan_generic<M: MulAdd>(
-    q: &[f32],
-    items: &[f32],
-    bias: Option<&[f32]>,
-    lo: usize,
-    hi: usize,
-    exclude: &[u32],
-    top: &mut TopK,
-) {
-    let f = q.len();
-    let mut ex = exclude.partition_point(|&e| (e as usize) < lo);
-    let mut floor = top.floor();
-    for i in lo..hi {
-        if ex < exclude.len() && exclude[ex] as usize == i {
-            ex += 1;
-            continue;
-        }
-        let mut s = dot_with::<M>(q, &items[i * f..(i + 1) * f]);
-        if let Some(b) = bias {
-            s += b[i];
-        }
-        if s < floor {
-            continue;
-        }
-        top.push(i as u32, s);
-        floor = top.floor();
-    }
-}
-
-/// The four horizontal sums of `a0..a3` as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) fn reduce4(
-    a0: std::arch::x86_64::__m256,
-    a1: std::arch::x86_64::__m256,
-    a2: std::arch::x86_64::__m256,
-    a3: std::arch::x86_64::__m256,
-) -> [f32; 4] {
-    use std::arch::x86_64::*;
-    let s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    let r = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    let mut t = [0f32; 4];
-    // SAFETY: `t` holds exactly four floats.
-    unsafe { _mm_storeu_ps(t.as_mut_ptr(), r) };
-    t
-}
-
-/// Dot products of `q` with items `lo..hi` (row-major, `f = q.len()` floats
-/// each) into `out`: four items at a time with four independent accumulator
-/// chains, so the FMA latency is hidden. Every item's sum is formed in the
-/// same order whether it falls in a block of four or in the remainder:
-/// 8-lane partial sums over the dimension, reduced as
-/// ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)), then the tail dimensions in order.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dots_avx2(q: &[f32], items: &[f32], lo: usize, hi: usize, out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let f = q.len();
-    let chunks = f / 8;
-    let n = hi - lo;
-    debug_assert!(out.len() >= n && items.len() >= hi * f);
-    let qp = q.as_ptr();
-    let tail = |row: usize, acc: f32| -> f32 {
-        let mut s = acc;
-        for d in chunks * 8..f {
-            s += q[d] * items[row * f + d];
-        }
-        s
-    };
-    // SAFETY (whole body): every pointer offset stays within `items[lo * f..hi * f]`
-    // and `q[..chunks * 8]`, checked by the slices' lengths above.
-    let mut i = 0;
-    while i + 4 <= n {
-        let row = lo + i;
-        let p = unsafe { items.as_ptr().add(row * f) };
-        let (mut a0, mut a1, mut a2, mut a3) = (
-            _mm256_setzero_ps(),
-            _mm256_setzero_ps(),
-            _mm256_setzero_ps(),
-            _mm256_setzero_ps(),
-        );
-        for c in 0..chunks {
-            unsafe {
-                let qv = _mm256_loadu_ps(qp.add(c * 8));
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(c * 8)), qv, a0);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(f + c * 8)), qv, a1);
-                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(2 * f + c * 8)), qv, a2);
-                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(3 * f + c * 8)), qv, a3);
-            }
-        }
-        let t = reduce4(a0, a1, a2, a3);
-        for j in 0..4 {
-            out[i + j] = tail(row + j, t[j]);
-        }
-        i += 4;
-    }
-    while i < n {
-        let row = lo + i;
-        let p = unsafe { items.as_ptr().add(row * f) };
-        let mut a0 = _mm256_setzero_ps();
-        for c in 0..chunks {
-            unsafe {
-                a0 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(p.add(c * 8)),
-                    _mm256_loadu_ps(qp.add(c * 8)),
-                    a0,
-                );
-            }
-        }
-        // Same reduction as the blocks: lane 0 of reduce4(a0, a0, a0, a0).
-        out[i] = tail(row, reduce4(a0, a0, a0, a0)[0]);
-        i += 1;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn scan_avx2(
-    q: &[f32],
-    items: &[f32],
-    bias: Option<&[f32]>,
-    lo: usize,
-    hi: usize,
-    exclude: &[u32],
-    top: &mut TopK,
-) {
-    const BLOCK: usize = 256;
-    let mut buf = [0f32; BLOCK];
-    let mut ex = exclude.partition_point(|&e| (e as usize) < lo);
-    let mut floor = top.floor();
-    let mut b = lo;
-    while b < hi {
-        let e = (b + BLOCK).min(hi);
-        // SAFETY: AVX2 and FMA are enabled on this function, hence available.
-        unsafe { dots_avx2(q, items, b, e, &mut buf) };
-        for i in b..e {
-            if ex < exclude.len() && exclude[ex] as usize == i {
-                ex += 1;
-                continue;
-            }
-            let mut s = buf[i - b];
-            if let Some(bias) = bias {
-                s += bias[i];
-            }
-            // Most scores lose to the current k-th best: skip them before
-            // the (tie-breaking) comparison inside `push`.
-            if s < floor {
-                continue;
-            }
-            top.push(i as u32, s);
-            floor = top.floor();
-        }
-        b = e;
-    }
-}
-
 /// Row-major item table and biases to score against.
 #[derive(Debug, Clone, Copy)]
 pub struct ItemTable<'a> {
@@ -280,10 +121,12 @@ impl ItemTable<'_> {
     fn scan(&self, q: &[f32], lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
         assert_eq!(q.len(), self.dim, "query dimension");
         match self.isa {
-            Isa::Generic => scan_generic::<Plain>(q, self.factors, self.bias, lo, hi, exclude, top),
+            Isa::Generic => scan::scan_ref(q, self.factors, self.bias, lo, hi, exclude, top),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only built after runtime detection of AVX2 and FMA.
-            Isa::Avx2 => unsafe { scan_avx2(q, self.factors, self.bias, lo, hi, exclude, top) },
+            Isa::Avx2 => unsafe {
+                scan::avx2::scan(q, self.factors, self.bias, lo, hi, exclude, top)
+            },
         }
     }
 
@@ -300,19 +143,25 @@ impl ItemTable<'_> {
     pub fn top_k_parallel(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
         const CHUNK: usize = 16_384;
         let n = self.len();
-        let parts: Vec<TopK> = (0..n.div_ceil(CHUNK))
+        // One top-K per thread across its chunks: its threshold keeps rising
+        // from chunk to chunk, so few items reach the exact scoring.
+        (0..n.div_ceil(CHUNK))
             .into_par_iter()
-            .map(|c| {
-                let mut top = TopK::new(k);
-                self.scan(q, c * CHUNK, ((c + 1) * CHUNK).min(n), exclude, &mut top);
-                top
-            })
-            .collect();
-        let mut top = TopK::new(k);
-        for p in parts {
-            top.merge(p);
-        }
-        top.into_sorted()
+            .fold(
+                || TopK::new(k),
+                |mut top, c| {
+                    self.scan(q, c * CHUNK, ((c + 1) * CHUNK).min(n), exclude, &mut top);
+                    top
+                },
+            )
+            .reduce(
+                || TopK::new(k),
+                |mut a, b| {
+                    a.merge(b);
+                    a
+                },
+            )
+            .into_sorted()
     }
 
     /// The exact scores (plus bias) of the given items, computed exactly as a
@@ -324,25 +173,26 @@ impl ItemTable<'_> {
             .iter()
             .map(|&i| {
                 let i = i as usize;
+                let row = &self.factors[i * f..(i + 1) * f];
                 let s = match self.isa {
-                    Isa::Generic => dot_with::<Plain>(q, &self.factors[i * f..(i + 1) * f]),
+                    Isa::Generic => scan::score_ref(q, row),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => {
-                        let mut out = [0f32; 1];
-                        // SAFETY: `Isa::Avx2` is only built after runtime detection.
-                        unsafe { dots_avx2(q, self.factors, i, i + 1, &mut out) };
-                        out[0]
-                    }
+                    // SAFETY: `Isa::Avx2` is only built after runtime detection.
+                    Isa::Avx2 => unsafe { scan::avx2::score_fma(q, row) },
                 };
-                s + self.bias.map_or(0.0, |b| b[i])
+                match self.bias {
+                    Some(b) => s + b[i],
+                    None => s,
+                }
             })
             .collect()
     }
 
-    /// Items per tile of a batched scan: about 32 KiB of factors, so a tile
-    /// stays in L1/L2 while every query of the batch scores it.
+    /// Items per tile of a batched scan: about 64 KiB of factors, so a tile
+    /// stays in L2 while every query of the batch scores it; a whole number
+    /// of packed panels.
     fn tile(&self) -> usize {
-        (8_192 / self.dim.max(1)).max(16)
+        ((16384 / self.dim.max(1)) / scan::PANEL * scan::PANEL).max(scan::PANEL)
     }
 
     /// Exact top-`k[j]` for each query `queries[j]` (excluding the sorted
@@ -356,56 +206,84 @@ impl ItemTable<'_> {
         k: &[usize],
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
-        batched_top_k(
-            self.len(),
-            self.tile(),
-            queries,
-            k,
-            exclude,
-            |q, lo, hi, ex, top| self.scan(q, lo, hi, ex, top),
-        )
+        assert_eq!(queries.len(), k.len(), "one k per query");
+        assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
+        for q in queries {
+            assert_eq!(q.len(), self.dim, "query dimension");
+        }
+        match self.isa {
+            Isa::Generic => {
+                batched_top_k(self.len(), self.tile(), k, |lo, hi, tops, _: &mut ()| {
+                    for (j, q) in queries.iter().enumerate() {
+                        self.scan(q, lo, hi, exclude[j], &mut tops[j]);
+                    }
+                })
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => batched_top_k(
+                self.len(),
+                self.tile(),
+                k,
+                |lo, hi, tops, (packed, pbias): &mut (Vec<f32>, Vec<f32>)| {
+                    scan::pack(self.factors, self.bias, self.dim, lo, hi, packed, pbias);
+                    let pbias = self.bias.map(|_| &pbias[..]);
+                    // SAFETY: `Isa::Avx2` is only built after runtime detection.
+                    unsafe {
+                        scan::avx2::batch_tile(
+                            queries,
+                            exclude,
+                            tops,
+                            packed,
+                            pbias,
+                            lo,
+                            hi - lo,
+                            self.dim,
+                        )
+                    };
+                },
+            ),
+        }
     }
 }
 
-/// Exact top-`k[j]` for each query `queries[j]` over `n` items (excluding the
-/// sorted `exclude[j]`): the catalogue split across threads in chunks, each
-/// chunk read tile by tile (`tile` items) with every query scored against a
-/// tile while it is in cache, `scan(q, lo, hi, exclude, top)` doing the
-/// scoring; per-chunk results merged.
-pub(crate) fn batched_top_k(
+/// Exact top-`k[j]` for each query `j` of a batch over `n` items: the
+/// catalogue split across threads in chunks, each chunk read tile by tile
+/// (`tile` items), `scan_tile(lo, hi, tops, scratch)` scoring every query
+/// against items `lo..hi` while they are in cache. Each thread keeps one
+/// top-K per query across its chunks (and its own scratch); the threads'
+/// results are merged. Ties are broken by item id, so the result does not
+/// depend on how the chunks fell to threads.
+pub(crate) fn batched_top_k<S: Default + Send>(
     n: usize,
     tile: usize,
-    queries: &[&[f32]],
     k: &[usize],
-    exclude: &[&[u32]],
-    scan: impl Fn(&[f32], usize, usize, &[u32], &mut TopK) + Sync,
+    scan_tile: impl Fn(usize, usize, &mut [TopK], &mut S) + Sync,
 ) -> Vec<Vec<Scored>> {
-    assert_eq!(queries.len(), k.len(), "one k per query");
-    assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
     const CHUNK: usize = 16_384;
-    let parts: Vec<Vec<TopK>> = (0..n.div_ceil(CHUNK))
+    let fresh = || k.iter().map(|&k| TopK::new(k)).collect::<Vec<TopK>>();
+    let tops = (0..n.div_ceil(CHUNK))
         .into_par_iter()
-        .map(|c| {
-            let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-            let mut tops: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
-            let mut t = lo;
-            while t < hi {
-                let end = (t + tile).min(hi);
-                for (j, q) in queries.iter().enumerate() {
-                    scan(q, t, end, exclude[j], &mut tops[j]);
+        .fold(
+            || (fresh(), S::default()),
+            |(mut tops, mut scratch), c| {
+                let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                let mut t = lo;
+                while t < hi {
+                    let end = (t + tile).min(hi);
+                    scan_tile(t, end, &mut tops, &mut scratch);
+                    t = end;
                 }
-                t = end;
+                (tops, scratch)
+            },
+        )
+        .map(|(tops, _)| tops)
+        .reduce(fresh, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.merge(y);
             }
-            tops
-        })
-        .collect();
-    let mut out: Vec<TopK> = k.iter().map(|&k| TopK::new(k)).collect();
-    for part in parts {
-        for (o, p) in out.iter_mut().zip(part) {
-            o.merge(p);
-        }
-    }
-    out.into_iter().map(TopK::into_sorted).collect()
+            a
+        });
+    tops.into_iter().map(TopK::into_sorted).collect()
 }
 
 #[cfg(test)]
@@ -458,55 +336,168 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_kernel_matches_the_scalar_reference_for_dims_1_to_67() {
-        for f in 1usize..=67 {
-            let n = 13;
-            let mut s = f as u64 * 7919;
-            let mut next = || {
+    /// Uniform floats in [-1, 1) from a seeded LCG.
+    fn floats(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
                 s = s
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
-            };
-            let items: Vec<f32> = (0..n * f).map(|_| next()).collect();
-            let q: Vec<f32> = (0..f).map(|_| next()).collect();
+            })
+            .collect()
+    }
+
+    /// Every item's exact score by the scalar reference, sorted, truncated.
+    fn reference_top(t: &ItemTable<'_>, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
+        let all: Vec<u32> = (0..t.len() as u32)
+            .filter(|i| exclude.binary_search(i).is_err())
+            .collect();
+        let reference = ItemTable {
+            isa: Isa::Generic,
+            ..*t
+        };
+        let scores = reference.scores_of(q, &all);
+        let mut v: Vec<Scored> = all
+            .into_iter()
+            .zip(scores)
+            .map(|(item, score)| Scored { item, score })
+            .collect();
+        v.sort_by(better);
+        v.truncate(k);
+        v
+    }
+
+    #[test]
+    fn every_kernel_is_bit_identical_to_the_scalar_reference_for_dims_0_to_67() {
+        // 61 items: three full panels of 16, a partial one, and a remainder
+        // after the single-query kernel's blocks of four.
+        let n = 61;
+        for f in (0usize..=67).chain([96, 100, 128, 131]) {
+            let items = floats(f as u64 * 7919 + 1, n * f);
+            let bias = floats(f as u64 + 5, n);
+            let queries: Vec<Vec<f32>> = (0..7).map(|j| floats(f as u64 * 31 + j, f)).collect();
             let all: Vec<u32> = (0..n as u32).collect();
-            let reference = ItemTable {
-                dim: f,
-                factors: &items,
-                bias: None,
-                isa: Isa::Generic,
+            for bias in [None, Some(&bias[..])] {
+                let reference = ItemTable {
+                    dim: f,
+                    factors: &items,
+                    bias,
+                    isa: Isa::Generic,
+                };
+                let fast = ItemTable {
+                    isa: Isa::detect(),
+                    ..reference
+                };
+                for q in &queries {
+                    let want = reference.scores_of(q, &all);
+                    for i in 0..n {
+                        let row = &items[i * f..(i + 1) * f];
+                        let b = bias.map_or(0.0, |b| b[i] as f64);
+                        let naive: f64 = q
+                            .iter()
+                            .zip(row)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            + b;
+                        // The textbook bound for a recursive dot product.
+                        let mass: f64 = q
+                            .iter()
+                            .zip(row)
+                            .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                            .sum::<f64>()
+                            + b.abs();
+                        let bound = (f as f64 + 1.0) * f32::EPSILON as f64 / 2.0 * mass * 1.01;
+                        assert!(
+                            (want[i] as f64 - naive).abs() <= bound,
+                            "reference, dim {f}"
+                        );
+                    }
+                    assert_eq!(fast.scores_of(q, &all), want, "scores_of, dim {f}");
+                    // Every path returns the reference's scores, bit for bit.
+                    for s in fast.top_k(q, n, &[]) {
+                        assert_eq!(
+                            s.score.to_bits(),
+                            want[s.item as usize].to_bits(),
+                            "scan, dim {f}"
+                        );
+                    }
+                    assert_eq!(
+                        fast.top_k(q, 10, &[3, 17]),
+                        reference_top(&fast, q, 10, &[3, 17]),
+                        "dim {f}"
+                    );
+                    assert_eq!(
+                        fast.top_k_parallel(q, 10, &[]),
+                        reference_top(&fast, q, 10, &[]),
+                        "dim {f}"
+                    );
+                }
+                let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+                let ks = [n, 1, 5, 10, 0, 60, 61];
+                let ex: Vec<&[u32]> = (0..7)
+                    .map(|j| if j % 2 == 0 { &all[..j] } else { &[][..] })
+                    .collect();
+                let got = fast.top_k_batch(&qs, &ks, &ex);
+                for j in 0..7 {
+                    assert_eq!(
+                        got[j],
+                        reference_top(&fast, qs[j], ks[j], ex[j]),
+                        "batch, dim {f}, query {j}"
+                    );
+                }
             }
-            .scores_of(&q, &all);
-            let fast = ItemTable {
-                dim: f,
-                factors: &items,
-                bias: None,
-                isa: Isa::detect(),
+        }
+    }
+
+    #[test]
+    fn cancellation_ranks_by_the_exact_score_in_every_path() {
+        // Dimensions 0..8 hold large values that dimensions 8..16 cancel, the
+        // rest small ones. The exact chain rounds the large partial sums and
+        // keeps that error; the single-query kernel's eight-lane sum cancels
+        // each pair exactly. The two disagree by more than the items differ,
+        // so only a filter whose slack covers the disagreement, followed by
+        // exact scoring, returns the exact order.
+        let (n, f) = (4_000usize, 64usize);
+        let r = floats(7, n * f);
+        let mut items = vec![0f32; n * f];
+        for i in 0..n {
+            for d in 0..8 {
+                let big = (1u32 << 22) as f32 * (1.5 + 0.5 * r[i * f + d]);
+                items[i * f + d] = big;
+                items[i * f + d + 8] = -big;
             }
-            .scores_of(&q, &all);
-            for i in 0..n {
-                let naive: f64 = (0..f).map(|d| q[d] as f64 * items[i * f + d] as f64).sum();
-                assert!(
-                    (reference[i] as f64 - naive).abs() < 1e-5,
-                    "scalar, dim {f}"
-                );
-                assert!(
-                    (fast[i] - reference[i]).abs() <= 1e-5 * (1.0 + reference[i].abs()),
-                    "dim {f} item {i}"
-                );
+            for d in 16..f {
+                items[i * f + d] = r[i * f + d];
             }
-            // The scan uses the same arithmetic as scores_of, whatever the block.
-            let t = ItemTable {
-                dim: f,
-                factors: &items,
-                bias: None,
-                isa: Isa::detect(),
-            };
-            for s in t.top_k(&q, n, &[]) {
-                assert_eq!(s.score, fast[s.item as usize], "dim {f}");
-            }
+        }
+        let t = ItemTable {
+            dim: f,
+            factors: &items,
+            bias: None,
+            isa: Isa::detect(),
+        };
+        let q = vec![1f32; f];
+        let reference = ItemTable {
+            isa: Isa::Generic,
+            ..t
+        };
+        let all: Vec<u32> = (0..n as u32).collect();
+        let exact = reference.scores_of(&q, &all);
+        let real: Vec<f64> = (0..n)
+            .map(|i| items[i * f..(i + 1) * f].iter().map(|&x| x as f64).sum())
+            .collect();
+        // The construction does what it says: the exact chain is off by units.
+        let off = (0..n)
+            .filter(|&i| (exact[i] as f64 - real[i]).abs() >= 1.0)
+            .count();
+        assert!(off > n / 4, "only {off} scores carry a rounding error");
+        for k in [1, 10, 100] {
+            let want = reference_top(&t, &q, k, &[]);
+            assert_eq!(t.top_k(&q, k, &[]), want, "k {k}");
+            assert_eq!(t.top_k_parallel(&q, k, &[]), want, "k {k}");
+            assert_eq!(t.top_k_batch(&[&q], &[k], &[&[]])[0], want, "k {k}");
         }
     }
 
