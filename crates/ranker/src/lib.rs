@@ -15,6 +15,7 @@ mod eval;
 mod factors;
 mod half;
 mod ids;
+mod int8;
 mod linalg;
 mod model;
 mod params;
@@ -34,6 +35,7 @@ pub use eval::{evaluate, item_counts, popularity_order, recommend_popular, user_
 pub use factors::Factors;
 pub use half::{f16_to_f32, f32_to_f16, HalfTable};
 pub use ids::IdMap;
+pub use int8::Int8Table;
 pub use linalg::{cholesky_solve, dot, gram, Isa, RowProblem};
 pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSIONS};
 pub use params::{Algo, TrainParams, ValidTrainParams};

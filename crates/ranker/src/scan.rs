@@ -44,7 +44,7 @@ pub(crate) const PANEL: usize = 16;
 /// `TopK` orders it.
 #[inline]
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
-fn reaches(s: f32, floor: f32) -> bool {
+pub(crate) fn reaches(s: f32, floor: f32) -> bool {
     !(s < floor)
 }
 

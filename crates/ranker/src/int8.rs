@@ -1,0 +1,487 @@
+//! An 8-bit quantized copy of the item table for candidate retrieval: a
+//! quarter of the bytes of f32, scored with integer multiply-adds; candidates
+//! are rescored exactly in f32 by the caller (see [`Int8Table::search`]).
+//!
+//! Scheme (symmetric, per vector):
+//! - item `i`: scale `s_i = max_d |x_id| / 63`, codes `c_id = round(x_id / s_i)`
+//!   in `[-63, 63]` (seven bits, so that AVX2's `vpmaddubsw`, which adds two
+//!   u8×i8 products into a saturating i16, can never saturate: 2·255·63 < 2¹⁵);
+//! - query: scale `t = max_d |q_d| / 127`, codes `e_d = round(q_d / t)` in
+//!   `[-127, 127]`, stored offset by 128 as unsigned bytes;
+//! - approximate score `(Σ_d (e_d + 128)·c_id − 128·Σ_d c_id) · (t·s_i) + b_i`,
+//!   the integer part exact, then three f32 roundings in that order, the same
+//!   in every kernel (so results do not depend on the kernel or thread count).
+//!
+//! Items are stored in panels of sixteen, dimensions in groups of four: a
+//! panel's group holds 16 × 4 bytes, item by item, so one 256-bit register
+//! holds eight items' four codes and `vpmaddubsw` + `vpmaddwd` turn them into
+//! eight 32-bit partial sums.
+
+use crate::linalg::Isa;
+use crate::scan::{reaches, PANEL};
+use crate::topk::{batched_top_k, ItemTable, Scored, TopK};
+
+/// Largest item code: seven bits (see the module documentation).
+const ITEM_MAX: f32 = 63.0;
+/// Largest query code.
+const QUERY_MAX: f32 = 127.0;
+
+/// The item table in 8-bit codes with per-item scales.
+#[derive(Debug, Clone)]
+pub struct Int8Table {
+    dim: usize,
+    n: usize,
+    /// Groups of four dimensions (the last zero-padded).
+    groups: usize,
+    /// `panels × groups × 16 × 4` codes.
+    codes: Vec<i8>,
+    /// Per item (padded to whole panels): scale and Σ codes.
+    scale: Vec<f32>,
+    csum: Vec<i32>,
+    bias: Option<Vec<f32>>,
+    isa: Isa,
+}
+
+/// A quantized query: codes offset by 128, and the scale.
+struct Query {
+    bytes: Vec<u8>,
+    scale: f32,
+}
+
+fn quantize_query(q: &[f32], groups: usize) -> Query {
+    let m = q.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = if m > 0.0 && m.is_finite() {
+        m / QUERY_MAX
+    } else {
+        1.0
+    };
+    let mut bytes = vec![128u8; groups * 4];
+    for (b, &x) in bytes.iter_mut().zip(q) {
+        let e = (x / scale).round().clamp(-QUERY_MAX, QUERY_MAX);
+        *b = (e as i32 + 128) as u8;
+    }
+    Query { bytes, scale }
+}
+
+impl Int8Table {
+    /// Quantizes an f32 table (`n × dim`, row-major) and its biases.
+    pub fn new(dim: usize, factors: &[f32], bias: Option<&[f32]>) -> Int8Table {
+        let n = factors.len().checked_div(dim).unwrap_or(0);
+        let groups = dim.div_ceil(4);
+        let panels = n.div_ceil(PANEL);
+        let mut codes = vec![0i8; panels * groups * PANEL * 4];
+        let mut scale = vec![0f32; panels * PANEL];
+        let mut csum = vec![0i32; panels * PANEL];
+        for i in 0..n {
+            let row = &factors[i * dim..(i + 1) * dim];
+            let m = row.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let s = if m > 0.0 && m.is_finite() {
+                m / ITEM_MAX
+            } else {
+                1.0
+            };
+            scale[i] = s;
+            let (p, l) = (i / PANEL, i % PANEL);
+            for (d, &x) in row.iter().enumerate() {
+                let c = (x / s).round().clamp(-ITEM_MAX, ITEM_MAX) as i8;
+                codes[((p * groups + d / 4) * PANEL + l) * 4 + d % 4] = c;
+                csum[i] += c as i32;
+            }
+        }
+        let isa = Isa::detect();
+        Int8Table {
+            dim,
+            n,
+            groups,
+            codes,
+            scale,
+            csum,
+            bias: bias.map(<[f32]>::to_vec),
+            isa,
+        }
+    }
+
+    /// Forces the portable kernel (tests).
+    pub fn generic(mut self) -> Int8Table {
+        self.isa = Isa::Generic;
+        self
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Bytes of codes, scales and sums (what a scan reads).
+    pub fn bytes(&self) -> usize {
+        self.codes.len() + 8 * self.scale.len()
+    }
+
+    /// The approximate score of item `i` (the scalar reference).
+    fn score_ref(&self, q: &Query, i: usize) -> f32 {
+        let (p, l) = (i / PANEL, i % PANEL);
+        let mut acc = 0i32;
+        for g in 0..self.groups {
+            let base = ((p * self.groups + g) * PANEL + l) * 4;
+            for j in 0..4 {
+                acc += q.bytes[g * 4 + j] as i32 * self.codes[base + j] as i32;
+            }
+        }
+        let v = (acc - 128 * self.csum[i]) as f32;
+        let s = v * (q.scale * self.scale[i]);
+        match &self.bias {
+            Some(b) => s + b[i],
+            None => s,
+        }
+    }
+
+    /// Approximate scores of the given items (as the scans compute them).
+    pub fn scores_of(&self, q: &[f32], items: &[u32]) -> Vec<f32> {
+        assert_eq!(q.len(), self.dim, "query dimension");
+        let qq = quantize_query(q, self.groups);
+        items
+            .iter()
+            .map(|&i| self.score_ref(&qq, i as usize))
+            .collect()
+    }
+
+    /// Top-`k[j]` by approximate score for each query, excluding the sorted
+    /// `exclude[j]`; the catalogue split across threads.
+    pub fn top_k_batch(
+        &self,
+        queries: &[&[f32]],
+        k: &[usize],
+        exclude: &[&[u32]],
+    ) -> Vec<Vec<Scored>> {
+        assert_eq!(queries.len(), k.len(), "one k per query");
+        assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
+        for q in queries {
+            assert_eq!(q.len(), self.dim, "query dimension");
+        }
+        let qq: Vec<Query> = queries
+            .iter()
+            .map(|q| quantize_query(q, self.groups))
+            .collect();
+        // Tiles of whole panels, about 32 KiB of codes.
+        let tile = ((32_768 / (self.groups * 4).max(1)) / PANEL * PANEL).max(PANEL);
+        batched_top_k(self.n, tile, k, |lo, hi, tops, _: &mut ()| match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2` is only built after detecting AVX2 and FMA.
+            Isa::Avx2 => unsafe { avx2::tile(self, &qq, exclude, tops, lo, hi) },
+            _ => {
+                for (j, q) in qq.iter().enumerate() {
+                    let mut floor = tops[j].floor();
+                    for i in lo..hi {
+                        let s = self.score_ref(q, i);
+                        if reaches(s, floor) && exclude[j].binary_search(&(i as u32)).is_err() {
+                            tops[j].push(i as u32, s);
+                            floor = tops[j].floor();
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Exact top-`k` per query: `oversample·k + 64` candidates by approximate
+    /// score, rescored exactly on `exact` (the f32 table this one was built
+    /// from), so the scores returned are exact and only an item the
+    /// quantization pushed out of the candidate pool can be missed.
+    pub fn search(
+        &self,
+        exact: &ItemTable<'_>,
+        queries: &[&[f32]],
+        k: &[usize],
+        exclude: &[&[u32]],
+        oversample: usize,
+    ) -> Vec<Vec<Scored>> {
+        assert_eq!(
+            exact.len(),
+            self.n,
+            "the exact table differs from the quantized one"
+        );
+        let pools: Vec<usize> = k
+            .iter()
+            .map(|&k| k.saturating_mul(oversample).saturating_add(64).min(self.n))
+            .collect();
+        let cands = self.top_k_batch(queries, &pools, exclude);
+        cands
+            .into_iter()
+            .zip(queries)
+            .zip(k)
+            .map(|((c, q), &k)| {
+                let ids: Vec<u32> = c.iter().map(|s| s.item).collect();
+                let scores = exact.scores_of(q, &ids);
+                let mut top = TopK::new(k);
+                for (i, s) in ids.into_iter().zip(scores) {
+                    top.push(i, s);
+                }
+                top.into_sorted()
+            })
+            .collect()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Int8Table, Query};
+    use crate::scan::PANEL;
+    use crate::topk::TopK;
+
+    /// Queries per micro-tile: 4 × 16 items = eight i32 accumulators.
+    const M: usize = 4;
+
+    /// Every query against items `lo..hi` (whole panels but the last).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile(
+        t: &Int8Table,
+        qq: &[Query],
+        exclude: &[&[u32]],
+        tops: &mut [TopK],
+        lo: usize,
+        hi: usize,
+    ) {
+        debug_assert_eq!(lo % PANEL, 0);
+        let mut j = 0;
+        while j < qq.len() {
+            let m = (qq.len() - j).min(M);
+            block(t, qq, exclude, tops, j, m, lo, hi);
+            j += m;
+        }
+    }
+
+    /// Queries `j0..j0+m` (m ≤ 4; missing ones repeat the last) against items
+    /// `lo..hi`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        t: &Int8Table,
+        qq: &[Query],
+        exclude: &[&[u32]],
+        tops: &mut [TopK],
+        j0: usize,
+        m: usize,
+        lo: usize,
+        hi: usize,
+    ) {
+        let g = t.groups;
+        let q: [&Query; M] = std::array::from_fn(|r| &qq[j0 + r.min(m - 1)]);
+        let mut floors: [f32; M] = std::array::from_fn(|r| tops[j0 + r.min(m - 1)].floor());
+        let ones = _mm256_set1_epi16(1);
+        let panels = (hi - lo).div_ceil(PANEL);
+        for pp in 0..panels {
+            let p = lo / PANEL + pp;
+            let base = p * g * PANEL * 4;
+            assert!(
+                t.codes.len() >= base + g * PANEL * 4,
+                "code table too short"
+            );
+            let z = _mm256_setzero_si256();
+            let mut acc = [[z; 2]; M];
+            for gi in 0..g {
+                // SAFETY: group gi of panel p lies inside `codes` (asserted);
+                // query byte groups hold 4·groups bytes.
+                unsafe {
+                    let ptr = t.codes.as_ptr().add(base + gi * PANEL * 4) as *const __m256i;
+                    let x0 = _mm256_loadu_si256(ptr);
+                    let x1 = _mm256_loadu_si256(ptr.add(1));
+                    for r in 0..M {
+                        let qb = _mm256_set1_epi32(
+                            (q[r].bytes.as_ptr().add(gi * 4) as *const i32).read_unaligned(),
+                        );
+                        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(qb, x0), ones);
+                        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(qb, x1), ones);
+                        acc[r][0] = _mm256_add_epi32(acc[r][0], p0);
+                        acc[r][1] = _mm256_add_epi32(acc[r][1], p1);
+                    }
+                }
+            }
+            let first = p * PANEL;
+            let left = hi - first;
+            let valid: u32 = if left >= PANEL {
+                0xFFFF
+            } else {
+                (1u32 << left) - 1
+            };
+            // SAFETY: scales and sums are padded to whole panels.
+            let (s0, s1, c0, c1) = unsafe {
+                (
+                    _mm256_loadu_ps(t.scale.as_ptr().add(first)),
+                    _mm256_loadu_ps(t.scale.as_ptr().add(first + 8)),
+                    _mm256_loadu_si256(t.csum.as_ptr().add(first) as *const __m256i),
+                    _mm256_loadu_si256(t.csum.as_ptr().add(first + 8) as *const __m256i),
+                )
+            };
+            // 128·Σc, exact in i32.
+            let (c0, c1) = (_mm256_slli_epi32::<7>(c0), _mm256_slli_epi32::<7>(c1));
+            let bias = t.bias.as_ref().map(|b| {
+                let mut pad = [0f32; PANEL];
+                let nb = PANEL.min(b.len() - first);
+                pad[..nb].copy_from_slice(&b[first..first + nb]);
+                // SAFETY: `pad` holds sixteen floats.
+                unsafe {
+                    (
+                        _mm256_loadu_ps(pad.as_ptr()),
+                        _mm256_loadu_ps(pad.as_ptr().add(8)),
+                    )
+                }
+            });
+            for r in 0..m {
+                let ts = _mm256_set1_ps(q[r].scale);
+                let v0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][0], c0));
+                let v1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][1], c1));
+                let mut w0 = _mm256_mul_ps(v0, _mm256_mul_ps(ts, s0));
+                let mut w1 = _mm256_mul_ps(v1, _mm256_mul_ps(ts, s1));
+                if let Some((b0, b1)) = bias {
+                    w0 = _mm256_add_ps(w0, b0);
+                    w1 = _mm256_add_ps(w1, b1);
+                }
+                let fv = _mm256_set1_ps(floors[r]);
+                let m0 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(w0, fv)) as u32;
+                let m1 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(w1, fv)) as u32;
+                let mut bits = (m0 | (m1 << 8)) & valid;
+                if bits == 0 {
+                    continue;
+                }
+                let mut buf = [0f32; PANEL];
+                // SAFETY: `buf` holds sixteen floats.
+                unsafe {
+                    _mm256_storeu_ps(buf.as_mut_ptr(), w0);
+                    _mm256_storeu_ps(buf.as_mut_ptr().add(8), w1);
+                }
+                let (top, ex) = (&mut tops[j0 + r], exclude[j0 + r]);
+                while bits != 0 {
+                    let l = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let i = (first + l) as u32;
+                    if ex.is_empty() || ex.binary_search(&i).is_err() {
+                        top.push(i, buf[l]);
+                    }
+                }
+                floors[r] = top.floor();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floats(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kernel_returns_the_reference_candidates_for_dims_0_to_67() {
+        let n = 77;
+        for f in (0usize..=67).chain([100, 128]) {
+            let items = floats(f as u64 + 1, n * f);
+            let bias = floats(f as u64 + 2, n);
+            let queries: Vec<Vec<f32>> = (0..9).map(|j| floats(f as u64 * 13 + j, f)).collect();
+            let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+            let ex_list: Vec<u32> = (0..n as u32).step_by(5).collect();
+            let ks: Vec<usize> = (0..9)
+                .map(|j| [1, 5, 10, 77, 100, 0, 3, 20, 40][j])
+                .collect();
+            let ex: Vec<&[u32]> = (0..9)
+                .map(|j| if j % 3 == 0 { &ex_list[..] } else { &[][..] })
+                .collect();
+            for bias in [None, Some(&bias[..])] {
+                let fast = Int8Table::new(f, &items, bias);
+                let reference = fast.clone().generic();
+                let all: Vec<u32> = (0..fast.len() as u32).collect();
+                // Batches of 1..=9 queries exercise every micro-tile height.
+                for m in 1..=9 {
+                    let got = fast.top_k_batch(&qs[..m], &ks[..m], &ex[..m]);
+                    let want = reference.top_k_batch(&qs[..m], &ks[..m], &ex[..m]);
+                    assert_eq!(got, want, "dim {f}, {m} queries");
+                }
+                for q in &qs {
+                    let s = reference.scores_of(q, &all);
+                    for r in fast.top_k_batch(&[q], &[n], &[&[]]).remove(0) {
+                        assert_eq!(r.score.to_bits(), s[r.item as usize].to_bits(), "dim {f}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn approximate_scores_are_close_and_rescoring_recovers_the_exact_top_k() {
+        let (n, f) = (20_000usize, 64usize);
+        let items = floats(5, n * f);
+        let t = ItemTable {
+            dim: f,
+            factors: &items,
+            bias: None,
+            isa: Isa::detect(),
+        };
+        let q8 = Int8Table::new(f, &items, None);
+        assert!(q8.bytes() * 3 < items.len() * 4, "not smaller than f32");
+        let queries: Vec<Vec<f32>> = (0..50).map(|j| floats(100 + j, f)).collect();
+        let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+        let all: Vec<u32> = (0..n as u32).collect();
+        // Quantization error within a few percent of |q|·|x|.
+        let approx = q8.scores_of(qs[0], &all);
+        let exact = t.scores_of(qs[0], &all);
+        let qn = qs[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+        for i in 0..n {
+            let xn = items[i * f..(i + 1) * f]
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt();
+            assert!((approx[i] - exact[i]).abs() <= 0.03 * qn * xn, "item {i}");
+        }
+        let k = vec![100; qs.len()];
+        let ex: Vec<&[u32]> = vec![&[]; qs.len()];
+        let got = q8.search(&t, &qs, &k, &ex, 4);
+        let want = t.top_k_batch(&qs, &k, &ex);
+        let hits: usize = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| g.iter().filter(|s| w.contains(s)).count())
+            .sum();
+        let recall = hits as f64 / (100.0 * qs.len() as f64);
+        assert!(recall >= 0.99, "recall@100 {recall}");
+        // Without oversampling the quantized order alone loses items.
+        let bare = q8.search(&t, &qs, &k, &ex, 1);
+        let bare_hits: usize = bare
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| g.iter().filter(|s| w.contains(s)).count())
+            .sum();
+        assert!(bare_hits <= hits);
+    }
+
+    #[test]
+    fn zero_vectors_and_empty_tables_score_without_nan() {
+        let items = vec![0f32; 4 * 8];
+        let t = Int8Table::new(8, &items, None);
+        let r = t.top_k_batch(&[&[0.0; 8]], &[2], &[&[]]);
+        assert_eq!(r[0].len(), 2);
+        assert!(r[0].iter().all(|s| s.score == 0.0));
+        let empty = Int8Table::new(8, &[], None);
+        assert!(empty.is_empty());
+        assert!(empty.top_k_batch(&[&[1.0; 8]], &[5], &[&[]])[0].is_empty());
+    }
+}
