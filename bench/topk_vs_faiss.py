@@ -7,10 +7,10 @@
 Draws seeded Gaussian items and queries with numpy, writes them as raw f32 under
 bench/data/, runs `reelkit bench topk` on those files (which also writes its top-k
 ids), then FAISS IndexFlatIP (batch and one query at a time, its own threads on every
-core) and numpy (matmul + argpartition, one BLAS thread per the same convention as
-the other peer scripts? no: numpy gets every core) on the same arrays, and prints one
-JSON object with the figures, the ratios and the overlap of reelkit's and FAISS's
-top-k sets. Never run by CI.
+core), numpy (matmul + argpartition, OpenBLAS on every core) and OpenBLAS sgemm alone
+(the same product, scores written out, no selection: the machine's sgemm figure) on
+the same arrays, and prints one JSON object with the figures, the ratios and the
+overlap of reelkit's and FAISS's top-k sets. Never run by CI.
 """
 import argparse
 import json
@@ -42,7 +42,7 @@ def main():
     xq.tofile(queries_f)
 
     out = subprocess.run([REELKIT, "bench", "topk", "--dim", str(a.dim), "--k", str(a.k),
-                          "--single", str(a.single), "--half",
+                          "--single", str(a.single), "--half", "--int8",
                           "--items-file", items_f, "--queries-file", queries_f, "--ids-out", ids_f],
                          check=True, capture_output=True, text=True).stdout
     rk = json.loads(out)
@@ -69,6 +69,25 @@ def main():
         np.take_along_axis(sc, part, axis=1)
     numpy_batch = time.perf_counter() - t
 
+    # OpenBLAS sgemm alone on the same product, best of three.
+    blocks = []
+    for _ in range(3):
+        t = time.perf_counter()
+        for s in range(0, a.items, 65536):
+            np.dot(xq, xb[s:s + 65536].T)
+        blocks.append(time.perf_counter() - t)
+    sgemm_s = min(blocks)
+    flops = 2.0 * a.items * a.dim * a.queries
+    # The machine's sgemm peak: a large square product, best of five.
+    sq = rng.standard_normal((2048, 2048)).astype(np.float32)
+    sq @ sq
+    peak = []
+    for _ in range(5):
+        t = time.perf_counter()
+        sq @ sq
+        peak.append(time.perf_counter() - t)
+    peak_gflops = 2.0 * 2048 ** 3 / min(peak) / 1e9
+
     overlap = float(np.mean([len(set(rk_ids[i]) & set(fa_ids[i])) / a.k for i in range(a.queries)]))
     ex = rk["exact_f32"]
     print(json.dumps({
@@ -77,6 +96,16 @@ def main():
         "faiss_batch_qps": a.queries / faiss_batch,
         "faiss_single_p50_ms": faiss_p50 * 1e3,
         "numpy_batch_qps": a.queries / numpy_batch,
+        "openblas_sgemm_gflop_s": flops / sgemm_s / 1e9,
+        "reelkit_batch_gflop_s": ex["batch_gflop_s"],
+        "reelkit_matrixmultiply_sgemm_gflop_s": rk["sgemm_gflop_s"],
+        "ratio_batch_reelkit_over_openblas_sgemm": ex["batch_gflop_s"] / (flops / sgemm_s / 1e9),
+        "openblas_square_sgemm_peak_gflop_s": peak_gflops,
+        "ratio_batch_reelkit_over_sgemm_peak": ex["batch_gflop_s"] / peak_gflops,
+        "reelkit_int8_batch_qps": rk["int8_rescored"]["batch_queries_per_s"],
+        "reelkit_int8_single_p50_ms": rk["int8_rescored"]["single_p50_ms"],
+        "reelkit_int8_recall": rk["int8_rescored"]["recall_at_k"],
+        "ratio_int8_batch_over_faiss": rk["int8_rescored"]["batch_queries_per_s"] / (a.queries / faiss_batch),
         "reelkit_batch_qps": ex["batch_queries_per_s"],
         "reelkit_single_p50_ms": ex["single_p50_ms"],
         "reelkit_f16_single_p50_ms": rk["f16_rescored"]["single_p50_ms"],
