@@ -103,9 +103,9 @@ pub struct ServeBenchArgs {
     load_share: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Scan the f32 item table instead of the f16 copy with exact rescoring.
-    #[arg(long)]
-    exact_scan: bool,
+    /// Where candidates are retrieved (as `reelkit serve --retrieval`).
+    #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::Int8)]
+    retrieval: crate::serve::RetrievalArg,
     /// Batch workers scanning alone (0: one worker across all threads).
     #[arg(long, default_value_t = 0)]
     scan_workers: usize,
@@ -439,7 +439,7 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         Ranker::from_model(model),
         "bench",
         reelkit_serve::ServeConfig {
-            half_precision: !args.exact_scan,
+            retrieval: args.retrieval.into(),
             scan_workers: args.scan_workers,
             ..reelkit_serve::ServeConfig::default()
         },
@@ -493,7 +493,7 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         "closed_loop_max": max,
         "open_loop_at_share": at_share,
         "load_share": args.load_share,
-        "scan": if args.exact_scan { "f32" } else { "f16 + exact f32 rescoring" },
+        "retrieval": format!("{:?}", args.retrieval),
         "p99_ms_at_share": at_share.p99_ms,
         "max_throughput_rps": max.throughput_rps,
     });

@@ -29,10 +29,29 @@ pub struct ServeArgs {
     /// Scoring time allowed per request, milliseconds.
     #[arg(long, default_value_t = 2_000)]
     timeout_ms: u64,
-    /// Scan the f32 item table instead of its f16 copy (the f16 scan's
-    /// candidates are rescored exactly; it reads half the bytes).
-    #[arg(long)]
-    exact_scan: bool,
+    /// Where candidates are retrieved: `f16` (half the bytes) or `int8` (a
+    /// quarter) copies whose candidates are rescored exactly, or the `exact`
+    /// f32 table.
+    #[arg(long, value_enum, default_value_t = RetrievalArg::Int8)]
+    retrieval: RetrievalArg,
+}
+
+/// `--retrieval` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RetrievalArg {
+    Exact,
+    F16,
+    Int8,
+}
+
+impl From<RetrievalArg> for reelkit_ranker::Retrieval {
+    fn from(r: RetrievalArg) -> Self {
+        match r {
+            RetrievalArg::Exact => reelkit_ranker::Retrieval::Exact,
+            RetrievalArg::F16 => reelkit_ranker::Retrieval::Half,
+            RetrievalArg::Int8 => reelkit_ranker::Retrieval::Int8,
+        }
+    }
 }
 
 /// Reads a catalogue file: `video_id`, `creator_id`, `format`.
@@ -80,7 +99,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_k: args.max_k,
         max_body_bytes: args.max_body_bytes,
         timeout: Duration::from_millis(args.timeout_ms),
-        half_precision: !args.exact_scan,
+        retrieval: args.retrieval.into(),
         ..ServeConfig::default()
     };
     let state = Arc::new(

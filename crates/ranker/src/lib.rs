@@ -39,7 +39,7 @@ pub use int8::Int8Table;
 pub use linalg::{cholesky_solve, dot, gram, Isa, RowProblem};
 pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSIONS};
 pub use params::{Algo, TrainParams, ValidTrainParams};
-pub use ranker::{Ranker, Recommendation, Recommendations, Request, Surface};
+pub use ranker::{Ranker, Recommendation, Recommendations, Request, Retrieval, Surface};
 pub use split::{split_by_time, split_random, Split};
 pub use topk::{ItemTable, Scored, TopK};
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};

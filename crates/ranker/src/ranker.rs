@@ -8,6 +8,7 @@ use arrow_buffer::ScalarBuffer;
 use crate::als::fold_in;
 use crate::error::{Error, Result};
 use crate::half::HalfTable;
+use crate::int8::Int8Table;
 use crate::linalg::{gram, Isa};
 use crate::model::{MappedModel, Model, FORMAT_VERSION};
 use crate::topk::{ItemTable, Scored};
@@ -95,7 +96,35 @@ pub struct Ranker {
     popular: Vec<u32>,
     isa: Isa,
     catalog: Option<Catalog>,
-    half: Option<HalfTable>,
+    approx: Option<Approx>,
+}
+
+/// Where candidates are retrieved before exact scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retrieval {
+    /// Scan the f32 table (every score exact).
+    Exact,
+    /// Scan an f16 copy (half the bytes), rescore candidates exactly.
+    #[default]
+    Half,
+    /// Scan an int8 copy (a quarter of the bytes), rescore candidates exactly.
+    Int8,
+}
+
+/// A reduced-precision copy of the item table for candidate retrieval.
+#[derive(Debug)]
+enum Approx {
+    Half(HalfTable),
+    Int8(Int8Table),
+}
+
+impl Approx {
+    fn top_k_batch(&self, queries: &[&[f32]], k: &[usize], exclude: &[&[u32]]) -> Vec<Vec<Scored>> {
+        match self {
+            Approx::Half(h) => h.top_k_batch(queries, k, exclude),
+            Approx::Int8(t) => t.top_k_batch(queries, k, exclude),
+        }
+    }
 }
 
 impl Ranker {
@@ -129,7 +158,7 @@ impl Ranker {
             popular,
             isa: Isa::detect(),
             catalog: None,
-            half: None,
+            approx: None,
         }
     }
 
@@ -137,16 +166,27 @@ impl Ranker {
     /// stream per scan), then rescores `HALF_OVERSAMPLE · k + 64` candidates
     /// exactly in f32: the result is the exact top-k whenever the exact top-k
     /// lies among those candidates (f16 keeps 11 significant bits).
-    pub fn with_half_precision(mut self) -> Ranker {
-        self.half = Some(HalfTable::new(
+    pub fn with_half_precision(self) -> Ranker {
+        self.with_retrieval(Retrieval::Half)
+    }
+
+    /// Chooses where candidates are retrieved ([`Retrieval`]); the reduced
+    /// copies are rescored exactly as [`Ranker::with_half_precision`] says.
+    pub fn with_retrieval(mut self, r: Retrieval) -> Ranker {
+        let (dim, items, bias) = (
             self.model.dim,
             &self.model.item_factors,
-            Some(&self.model.item_bias),
-        ));
+            &self.model.item_bias,
+        );
+        self.approx = match r {
+            Retrieval::Exact => None,
+            Retrieval::Half => Some(Approx::Half(HalfTable::new(dim, items, Some(bias)))),
+            Retrieval::Int8 => Some(Approx::Int8(Int8Table::new(dim, items, Some(bias)))),
+        };
         self
     }
 
-    /// Candidates wanted from the f16 table for a final `k`.
+    /// Candidates wanted from a reduced copy for a final `k`.
     fn half_pool(&self, k: usize) -> usize {
         k.saturating_mul(HALF_OVERSAMPLE)
             .saturating_add(64)
@@ -166,7 +206,7 @@ impl Ranker {
 
     /// Exact (or f16-retrieved, exactly rescored) top-`k` of one query.
     fn retrieve(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
-        if let Some(h) = &self.half {
+        if let Some(h) = &self.approx {
             let pool = self.half_pool(k);
             let cands = h
                 .top_k_batch(&[q], &[pool], &[exclude])
@@ -450,7 +490,7 @@ impl Ranker {
             let qs: Vec<&[f32]> = batch.iter().map(|b| b.1.as_slice()).collect();
             let ks: Vec<usize> = batch.iter().map(|b| jobs[b.0].1).collect();
             let exs: Vec<&[u32]> = batch.iter().map(|b| b.2.as_slice()).collect();
-            let results = match &self.half {
+            let results = match &self.approx {
                 Some(h) => {
                     let pools: Vec<usize> = ks.iter().map(|&k| self.half_pool(k)).collect();
                     h.top_k_batch(&qs, &pools, &exs)
@@ -697,32 +737,34 @@ mod half_tests {
     }
 
     #[test]
-    fn half_precision_retrieval_returns_the_exact_top_k() {
+    fn reduced_precision_retrieval_returns_the_exact_top_k() {
         let m = random_model(40, 6_000, 37);
         let exact = Ranker::from_model(m.clone());
-        let half = Ranker::from_model(m).with_half_precision();
-        let ex = Request {
-            exclude: (1000..1300).collect(),
-            ..Request::default()
-        };
-        let plain = Request::default();
-        let mut jobs: Vec<(u64, usize, &Request)> = Vec::new();
-        for u in 0..40u64 {
-            let req = if u % 2 == 0 { &plain } else { &ex };
-            for k in [1usize, 20, 100] {
-                assert_eq!(
-                    half.recommend(u, k, req),
-                    exact.recommend(u, k, req),
-                    "user {u} k {k}"
-                );
-                jobs.push((u, k, req));
+        for retrieval in [Retrieval::Half, Retrieval::Int8] {
+            let approx = Ranker::from_model(m.clone()).with_retrieval(retrieval);
+            let ex = Request {
+                exclude: (1000..1300).collect(),
+                ..Request::default()
+            };
+            let plain = Request::default();
+            let mut jobs: Vec<(u64, usize, &Request)> = Vec::new();
+            for u in 0..40u64 {
+                let req = if u % 2 == 0 { &plain } else { &ex };
+                for k in [1usize, 20, 100] {
+                    assert_eq!(
+                        approx.recommend(u, k, req),
+                        exact.recommend(u, k, req),
+                        "{retrieval:?} user {u} k {k}"
+                    );
+                    jobs.push((u, k, req));
+                }
             }
+            assert_eq!(approx.recommend_batch(&jobs), exact.recommend_batch(&jobs));
+            // More than the catalogue: everything not excluded, exactly ranked.
+            assert_eq!(
+                approx.recommend(3, 10_000, &ex),
+                exact.recommend(3, 10_000, &ex)
+            );
         }
-        assert_eq!(half.recommend_batch(&jobs), exact.recommend_batch(&jobs));
-        // More than the catalogue: everything not excluded, exactly ranked.
-        assert_eq!(
-            half.recommend(3, 10_000, &ex),
-            exact.recommend(3, 10_000, &ex)
-        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reelkit_ranker::Ranker;
+use reelkit_ranker::{Ranker, Retrieval};
 
 use crate::batcher::Batcher;
 use crate::metrics::Metrics;
@@ -27,9 +27,9 @@ pub struct ServeConfig {
     /// Batch workers each scanning alone (0: one worker scanning across all
     /// of rayon's threads).
     pub scan_workers: usize,
-    /// Retrieve on an f16 copy of the item table and rescore the candidates
-    /// exactly (half the bytes per scan; see `Ranker::with_half_precision`).
-    pub half_precision: bool,
+    /// Where candidates are retrieved: the f32 table, or an f16 or int8 copy
+    /// whose candidates are rescored exactly (see `Ranker::with_retrieval`).
+    pub retrieval: Retrieval,
 }
 
 impl Default for ServeConfig {
@@ -41,7 +41,7 @@ impl Default for ServeConfig {
             timeout: Duration::from_secs(2),
             max_batch: 64,
             scan_workers: 0,
-            half_precision: true,
+            retrieval: Retrieval::Int8,
         }
     }
 }
@@ -112,13 +112,10 @@ fn file_version(path: &Path) -> Result<String, LoadError> {
     Ok(format!("{:016x}", h.finish()))
 }
 
-fn load(path: &Path, catalog: Option<&Catalog>, half: bool) -> Result<Loaded, LoadError> {
+fn load(path: &Path, catalog: Option<&Catalog>, retrieval: Retrieval) -> Result<Loaded, LoadError> {
     let t = Instant::now();
     let version = file_version(path)?;
-    let mut ranker = Ranker::open(path)?;
-    if half {
-        ranker = ranker.with_half_precision();
-    }
+    let mut ranker = Ranker::open(path)?.with_retrieval(retrieval);
     if let Some(c) = catalog {
         ranker = ranker.with_catalog(&c.video_id, &c.creator_id, &c.long)?;
     }
@@ -138,7 +135,7 @@ impl AppState {
         catalog: Option<Catalog>,
         config: ServeConfig,
     ) -> Result<AppState, LoadError> {
-        let loaded = load(path, catalog.as_ref(), config.half_precision)?;
+        let loaded = load(path, catalog.as_ref(), config.retrieval)?;
         Ok(AppState::serving(
             loaded,
             Some(path.to_path_buf()),
@@ -166,13 +163,9 @@ impl AppState {
     }
 
     /// Serves an in-memory ranker under the given version name (no reload;
-    /// `config.half_precision` applies).
+    /// `config.retrieval` applies).
     pub fn from_ranker(ranker: Ranker, version: &str, config: ServeConfig) -> AppState {
-        let ranker = if config.half_precision {
-            ranker.with_half_precision()
-        } else {
-            ranker
-        };
+        let ranker = ranker.with_retrieval(config.retrieval);
         let loaded = Loaded {
             ranker,
             version: version.to_string(),
@@ -197,11 +190,7 @@ impl AppState {
         let path = self.path.as_deref().ok_or(LoadError::NoFile)?;
         // One reload at a time; requests are never blocked by it.
         let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = Arc::new(load(
-            path,
-            self.catalog.as_ref(),
-            self.config.half_precision,
-        )?);
+        let fresh = Arc::new(load(path, self.catalog.as_ref(), self.config.retrieval)?);
         let new_version = fresh.version.clone();
         let old = {
             let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());

@@ -560,7 +560,7 @@ fn solo_scan_workers_answer_like_the_ranker() -> TestResult {
         "solo",
         ServeConfig {
             scan_workers: 2,
-            half_precision: false,
+            retrieval: reelkit_ranker::Retrieval::Exact,
             ..ServeConfig::default()
         },
     ));
