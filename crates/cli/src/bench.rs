@@ -661,15 +661,7 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         let rescored: Vec<Vec<reelkit_ranker::Scored>> = cands
             .iter()
             .zip(&qs)
-            .map(|(c, q)| {
-                let ids: Vec<u32> = c.iter().map(|s| s.item).collect();
-                let sc = table.scores_of(q, &ids);
-                let mut top = reelkit_ranker::TopK::new(args.k);
-                for (i, s) in ids.into_iter().zip(sc) {
-                    top.push(i, s);
-                }
-                top.into_sorted()
-            })
+            .map(|(c, q)| table.rescore(q, args.k, c))
             .collect();
         let half_s = t.elapsed().as_secs_f64();
         let mut hlat: Vec<f64> = (0..args.single)
@@ -677,8 +669,7 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
                 let q = qs[i % qs.len()];
                 let t = Instant::now();
                 let c = h.top_k_batch(&[q], &[pool], &[&[]]);
-                let ids: Vec<u32> = c[0].iter().map(|s| s.item).collect();
-                std::hint::black_box(table.scores_of(q, &ids));
+                std::hint::black_box(table.rescore(q, args.k, &c[0]));
                 t.elapsed().as_secs_f64()
             })
             .collect();

@@ -4,7 +4,7 @@
 //! `Ranker::with_half_precision`).
 
 use crate::linalg::Isa;
-use crate::topk::{batched_top_k, Scored, TopK};
+use crate::topk::{batched_top_k, check_batch, Scored, TopK};
 
 /// f32 → f16 bits, rounding to nearest even; overflow to ±inf, NaN kept.
 pub fn f32_to_f16(x: f32) -> u16 {
@@ -160,8 +160,7 @@ impl HalfTable {
         k: &[usize],
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
-        assert_eq!(queries.len(), k.len(), "one k per query");
-        assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
+        check_batch(self.dim, queries, k, exclude);
         let tile = (16_384 / self.dim.max(1)).max(16);
         batched_top_k(self.len(), tile, k, |lo, hi, tops, _: &mut ()| {
             for (j, q) in queries.iter().enumerate() {

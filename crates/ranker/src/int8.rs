@@ -18,8 +18,8 @@
 //! eight 32-bit partial sums.
 
 use crate::linalg::Isa;
-use crate::scan::{reaches, PANEL};
-use crate::topk::{batched_top_k, ItemTable, Scored, TopK};
+use crate::scan::{excluded, reaches, PANEL};
+use crate::topk::{batched_top_k, check_batch, ItemTable, Scored};
 
 /// Largest item code: seven bits (see the module documentation).
 const ITEM_MAX: f32 = 63.0;
@@ -158,11 +158,7 @@ impl Int8Table {
         k: &[usize],
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
-        assert_eq!(queries.len(), k.len(), "one k per query");
-        assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
-        for q in queries {
-            assert_eq!(q.len(), self.dim, "query dimension");
-        }
+        check_batch(self.dim, queries, k, exclude);
         let qq: Vec<Query> = queries
             .iter()
             .map(|q| quantize_query(q, self.groups))
@@ -178,7 +174,7 @@ impl Int8Table {
                     let mut floor = tops[j].floor();
                     for i in lo..hi {
                         let s = self.score_ref(q, i);
-                        if reaches(s, floor) && exclude[j].binary_search(&(i as u32)).is_err() {
+                        if reaches(s, floor) && !excluded(exclude[j], i) {
                             tops[j].push(i as u32, s);
                             floor = tops[j].floor();
                         }
@@ -209,20 +205,10 @@ impl Int8Table {
             .iter()
             .map(|&k| k.saturating_mul(oversample).saturating_add(64).min(self.n))
             .collect();
-        let cands = self.top_k_batch(queries, &pools, exclude);
-        cands
+        self.top_k_batch(queries, &pools, exclude)
             .into_iter()
-            .zip(queries)
-            .zip(k)
-            .map(|((c, q), &k)| {
-                let ids: Vec<u32> = c.iter().map(|s| s.item).collect();
-                let scores = exact.scores_of(q, &ids);
-                let mut top = TopK::new(k);
-                for (i, s) in ids.into_iter().zip(scores) {
-                    top.push(i, s);
-                }
-                top.into_sorted()
-            })
+            .zip(queries.iter().zip(k))
+            .map(|(c, (q, &k))| exact.rescore(q, k, &c))
             .collect()
     }
 }
@@ -232,6 +218,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{Int8Table, Query};
+    use crate::scan::avx2::offer;
     use crate::scan::PANEL;
     use crate::topk::TopK;
 
@@ -346,29 +333,14 @@ mod avx2 {
                     w0 = _mm256_add_ps(w0, b0);
                     w1 = _mm256_add_ps(w1, b1);
                 }
-                let fv = _mm256_set1_ps(floors[r]);
-                let m0 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(w0, fv)) as u32;
-                let m1 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(w1, fv)) as u32;
-                let mut bits = (m0 | (m1 << 8)) & valid;
-                if bits == 0 {
-                    continue;
-                }
-                let mut buf = [0f32; PANEL];
-                // SAFETY: `buf` holds sixteen floats.
-                unsafe {
-                    _mm256_storeu_ps(buf.as_mut_ptr(), w0);
-                    _mm256_storeu_ps(buf.as_mut_ptr().add(8), w1);
-                }
-                let (top, ex) = (&mut tops[j0 + r], exclude[j0 + r]);
-                while bits != 0 {
-                    let l = bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let i = (first + l) as u32;
-                    if ex.is_empty() || ex.binary_search(&i).is_err() {
-                        top.push(i, buf[l]);
-                    }
-                }
-                floors[r] = top.floor();
+                floors[r] = offer(
+                    [w0, w1],
+                    floors[r],
+                    valid,
+                    first,
+                    exclude[j0 + r],
+                    &mut tops[j0 + r],
+                );
             }
         }
     }

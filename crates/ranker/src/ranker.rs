@@ -193,17 +193,6 @@ impl Ranker {
             .min(self.model.items.len())
     }
 
-    /// Exact top-`k` among f16 candidates.
-    fn rescore(&self, q: &[f32], k: usize, cands: Vec<Scored>) -> Vec<Scored> {
-        let ids: Vec<u32> = cands.iter().map(|c| c.item).collect();
-        let exact = self.items().scores_of(q, &ids);
-        let mut top = crate::topk::TopK::new(k);
-        for (i, s) in ids.into_iter().zip(exact) {
-            top.push(i, s);
-        }
-        top.into_sorted()
-    }
-
     /// Exact (or f16-retrieved, exactly rescored) top-`k` of one query.
     fn retrieve(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
         if let Some(h) = &self.approx {
@@ -212,7 +201,7 @@ impl Ranker {
                 .top_k_batch(&[q], &[pool], &[exclude])
                 .pop()
                 .unwrap_or_default();
-            return self.rescore(q, k, cands);
+            return self.items().rescore(q, k, &cands);
         }
         let items = self.items();
         if rayon::current_thread_index().is_some() {
@@ -496,7 +485,7 @@ impl Ranker {
                     h.top_k_batch(&qs, &pools, &exs)
                         .into_iter()
                         .zip(qs.iter().zip(&ks))
-                        .map(|(c, (q, &k))| self.rescore(q, k, c))
+                        .map(|(c, (q, &k))| self.items().rescore(q, k, &c))
                         .collect()
                 }
                 None => self.items().top_k_batch(&qs, &ks, &exs),

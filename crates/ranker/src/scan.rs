@@ -50,7 +50,7 @@ pub(crate) fn reaches(s: f32, floor: f32) -> bool {
 
 /// Whether item `i` is in the sorted exclusion list.
 #[inline]
-fn excluded(exclude: &[u32], i: usize) -> bool {
+pub(crate) fn excluded(exclude: &[u32], i: usize) -> bool {
     !exclude.is_empty() && exclude.binary_search(&(i as u32)).is_ok()
 }
 
@@ -209,7 +209,7 @@ pub(crate) mod avx2 {
     /// the new floor.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn offer(
+    pub(crate) fn offer(
         s: [__m256; 2],
         floor: f32,
         valid: u32,

@@ -188,6 +188,18 @@ impl ItemTable<'_> {
             .collect()
     }
 
+    /// The exact top-`k` among `candidates` (e.g. found on a reduced-precision
+    /// copy), rescored with [`ItemTable::scores_of`].
+    pub fn rescore(&self, q: &[f32], k: usize, candidates: &[Scored]) -> Vec<Scored> {
+        let ids: Vec<u32> = candidates.iter().map(|c| c.item).collect();
+        let exact = self.scores_of(q, &ids);
+        let mut top = TopK::new(k);
+        for (i, s) in ids.into_iter().zip(exact) {
+            top.push(i, s);
+        }
+        top.into_sorted()
+    }
+
     /// Items per tile of a batched scan: about 64 KiB of factors, so a tile
     /// stays in L2 while every query of the batch scores it; a whole number
     /// of packed panels.
@@ -206,11 +218,7 @@ impl ItemTable<'_> {
         k: &[usize],
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
-        assert_eq!(queries.len(), k.len(), "one k per query");
-        assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
-        for q in queries {
-            assert_eq!(q.len(), self.dim, "query dimension");
-        }
+        check_batch(self.dim, queries, k, exclude);
         match self.isa {
             Isa::Generic => {
                 batched_top_k(self.len(), self.tile(), k, |lo, hi, tops, _: &mut ()| {
@@ -243,6 +251,16 @@ impl ItemTable<'_> {
                 },
             ),
         }
+    }
+}
+
+/// Panics unless a batch has one `k` and one exclusion list per query and
+/// every query has `dim` values.
+pub(crate) fn check_batch(dim: usize, queries: &[&[f32]], k: &[usize], exclude: &[&[u32]]) {
+    assert_eq!(queries.len(), k.len(), "one k per query");
+    assert_eq!(queries.len(), exclude.len(), "one exclusion list per query");
+    for q in queries {
+        assert_eq!(q.len(), dim, "query dimension");
     }
 }
 
