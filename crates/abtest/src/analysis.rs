@@ -187,7 +187,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
         let ca = &control.sums[i];
         for arm in arms.iter().filter(|a| a.variant != control_name) {
             let vb = &arm.sums[i];
-            let has_pre = ca.p != 0.0 || vb.p != 0.0 || ca.p2 != 0.0;
+            let has_pre = ca.has_pre() || vb.has_pre();
             let theta = if m.cuped && has_pre && m.kind.takes_cuped() {
                 cuped_theta(m.kind, ca, vb)
             } else {

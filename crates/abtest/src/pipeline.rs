@@ -184,23 +184,22 @@ fn joined(
     if let Some(pre) = pre_events {
         let mut plf = scan(pre)?;
         require_columns(pre, &mut plf, metrics)?;
-        let pre_users = per_user(plf, metrics).select(
-            std::iter::once(col(schema::USER_ID))
-                .chain(
-                    metrics
-                        .iter()
-                        .enumerate()
-                        .map(|(i, _)| col(format!("m{i}_num")).alias(format!("pre_m{i}_num"))),
-                )
-                .collect::<Vec<_>>(),
-        );
+        let mut pre_cols = vec![col(schema::USER_ID)];
+        for (i, m) in metrics.iter().enumerate() {
+            pre_cols.push(col(format!("m{i}_num")).alias(format!("pre_m{i}_num")));
+            if m.denominator.is_some() {
+                pre_cols.push(col(format!("m{i}_den")).alias(format!("pre_m{i}_den")));
+            }
+        }
+        let pre_users = per_user(plf, metrics).select(pre_cols);
         joined = joined.left_join(pre_users, col(schema::USER_ID), col(schema::USER_ID));
     }
     Ok(joined)
 }
 
 /// Every assigned user's metric values: `x` (value or numerator), `y`
-/// (denominator, ratio metrics) and `p` (pre-period covariate), per metric.
+/// (denominator, ratio metrics), `p` (pre-period covariate: value or
+/// numerator) and `q` (pre-period denominator), per metric.
 #[derive(Debug, Clone, Default)]
 pub struct UserValues {
     pub user_id: Vec<u64>,
@@ -209,6 +208,7 @@ pub struct UserValues {
     pub x: Vec<Vec<f64>>,
     pub y: Vec<Vec<f64>>,
     pub p: Vec<Vec<f64>>,
+    pub q: Vec<Vec<f64>>,
 }
 
 impl UserValues {
@@ -222,13 +222,14 @@ impl UserValues {
             permute(&mut self.x[m]);
             permute(&mut self.y[m]);
             permute(&mut self.p[m]);
+            permute(&mut self.q[m]);
         }
         self.variant = order.iter().map(|&i| self.variant[i].clone()).collect();
         self.user_id = order.iter().map(|&i| self.user_id[i]).collect();
     }
 
     /// Caps metric `m`'s per-user values at their `q` quantile over all
-    /// users (numerator, denominator and covariate separately); returns the
+    /// users (numerator, denominator and covariates separately); returns the
     /// numerator's cap.
     pub fn cap(&mut self, m: usize, q: f64) -> f64 {
         let cap_one = |v: &mut Vec<f64>| -> f64 {
@@ -244,8 +245,10 @@ impl UserValues {
         if self.y[m].iter().any(|&y| y != 0.0) {
             cap_one(&mut self.y[m]);
         }
-        if self.p[m].iter().any(|&p| p != 0.0) {
-            cap_one(&mut self.p[m]);
+        for pre in [&mut self.p[m], &mut self.q[m]] {
+            if pre.iter().any(|&p| p != 0.0) {
+                cap_one(pre);
+            }
         }
         c
     }
@@ -292,19 +295,10 @@ impl UserValues {
     /// Per-arm sums for an arbitrary split: `arm_of[user] = arm index`.
     pub fn sums(&self, arm_of: &[usize], n_arms: usize) -> Vec<Vec<Sums>> {
         let mut out = vec![vec![Sums::default(); self.x.len()]; n_arms];
-        for (m, (xs, (ys, ps))) in self.x.iter().zip(self.y.iter().zip(&self.p)).enumerate() {
+        for m in 0..self.x.len() {
+            let (xs, ys, ps, qs) = (&self.x[m], &self.y[m], &self.p[m], &self.q[m]);
             for (u, &a) in arm_of.iter().enumerate() {
-                let (x, y, p) = (xs[u], ys[u], ps[u]);
-                let s = &mut out[a][m];
-                s.n += 1.0;
-                s.x += x;
-                s.x2 += x * x;
-                s.y += y;
-                s.y2 += y * y;
-                s.xy += x * y;
-                s.p += p;
-                s.p2 += p * p;
-                s.xp += x * p;
+                out[a][m].push(xs[u], ys[u], ps[u], qs[u]);
             }
         }
         out
@@ -347,12 +341,13 @@ pub fn user_values_until(
         let (x, y) = value_expr(m, i, "");
         cols.push(x.alias(format!("x{i}")));
         cols.push(y.unwrap_or(lit(0.0)).alias(format!("y{i}")));
-        let p = if pre_events.is_some() && m.kind.takes_cuped() {
-            value_expr(m, i, "pre_").0
+        let (p, q) = if pre_events.is_some() && m.kind.takes_cuped() {
+            value_expr(m, i, "pre_")
         } else {
-            lit(0.0)
+            (lit(0.0), None)
         };
         cols.push(p.alias(format!("p{i}")));
+        cols.push(q.unwrap_or(lit(0.0)).alias(format!("q{i}")));
     }
     let df = joined(events, assignments, pre_events, metrics, until_ms)?
         .select(cols)
@@ -396,6 +391,7 @@ pub fn user_values_until(
         v.x.push(f64s(&format!("x{i}"))?);
         v.y.push(f64s(&format!("y{i}"))?);
         v.p.push(f64s(&format!("p{i}"))?);
+        v.q.push(f64s(&format!("q{i}"))?);
     }
     Ok(v)
 }
@@ -460,16 +456,24 @@ pub fn arm_sums(
         let (x, y) = value_expr(m, i, "");
         aggs.push(x.clone().sum().alias(format!("s{i}_x")));
         aggs.push((x.clone() * x.clone()).sum().alias(format!("s{i}_x2")));
-        if let Some(y) = y {
+        if let Some(y) = y.clone() {
             aggs.push(y.clone().sum().alias(format!("s{i}_y")));
             aggs.push((y.clone() * y.clone()).sum().alias(format!("s{i}_y2")));
             aggs.push((x.clone() * y).sum().alias(format!("s{i}_xy")));
         }
         if pre_events.is_some() && m.kind.takes_cuped() {
-            let (p, _) = value_expr(m, i, "pre_");
+            let (p, q) = value_expr(m, i, "pre_");
             aggs.push(p.clone().sum().alias(format!("s{i}_p")));
             aggs.push((p.clone() * p.clone()).sum().alias(format!("s{i}_p2")));
-            aggs.push((x * p).sum().alias(format!("s{i}_xp")));
+            aggs.push((x.clone() * p.clone()).sum().alias(format!("s{i}_xp")));
+            if let (Some(q), Some(y)) = (q, y) {
+                aggs.push(q.clone().sum().alias(format!("s{i}_q")));
+                aggs.push((q.clone() * q.clone()).sum().alias(format!("s{i}_q2")));
+                aggs.push((p.clone() * q.clone()).sum().alias(format!("s{i}_pq")));
+                aggs.push((x * q.clone()).sum().alias(format!("s{i}_xq")));
+                aggs.push((y.clone() * p).sum().alias(format!("s{i}_yp")));
+                aggs.push((y * q).sum().alias(format!("s{i}_yq")));
+            }
         }
     }
     let df = joined
@@ -508,6 +512,12 @@ pub fn arm_sums(
                 p: get(&format!("s{i}_p"), row),
                 p2: get(&format!("s{i}_p2"), row),
                 xp: get(&format!("s{i}_xp"), row),
+                q: get(&format!("s{i}_q"), row),
+                q2: get(&format!("s{i}_q2"), row),
+                pq: get(&format!("s{i}_pq"), row),
+                xq: get(&format!("s{i}_xq"), row),
+                yp: get(&format!("s{i}_yp"), row),
+                yq: get(&format!("s{i}_yq"), row),
             })
             .collect();
         out.push(ArmSums {

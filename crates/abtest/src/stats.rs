@@ -14,6 +14,14 @@
 //! - CUPED: θ = Cov(post, pre)/Var(pre) pooled over both arms, adjusted mean
 //!   `μpost − θ μpre`, variance `Vpost + θ² Vpre − 2θ Cov`; θ = 0 (no adjustment)
 //!   when the pooled pre or post variance is zero;
+//! - CUPED for ratios (GrowthBook's `RegressionAdjustedRatioStatistic`, which
+//!   gbstats' main branch has and the 0.8 release lacks): the adjusted value is
+//!   `Rpost − θ Rpre`; with ∇post, ∇pre the delta-method gradients of the two
+//!   ratios in the per-user means (m, d, m_pre, d_pre) and Λ their 4 × 4 sample
+//!   covariance, `Vpost = ∇postᵀΛ∇post`, `Vpre = ∇preᵀΛ∇pre`,
+//!   `C = ∇postᵀΛ∇pre`, θ = (Ca + Cb)/(Vpre,a + Vpre,b) (0 when the
+//!   denominator is 0, and no adjustment when |θ| < 1e−8), variance
+//!   `Vpost + θ² Vpre − 2θ C`;
 //! - a zero control mean or a non-positive variance gives the defined
 //!   "uninformative" result: effect 0, interval [0, 0], p-value 1, with a message.
 
@@ -41,6 +49,25 @@ pub struct Sums {
     pub p2: f64,
     /// Σ x · covariate.
     pub xp: f64,
+    /// Σ pre-period denominator (CUPED of ratio metrics; `p` is then the
+    /// pre-period numerator).
+    #[serde(default)]
+    pub q: f64,
+    /// Σ pre-period denominator².
+    #[serde(default)]
+    pub q2: f64,
+    /// Σ pre numerator · pre denominator.
+    #[serde(default)]
+    pub pq: f64,
+    /// Σ x · pre denominator.
+    #[serde(default)]
+    pub xq: f64,
+    /// Σ y · pre numerator.
+    #[serde(default)]
+    pub yp: f64,
+    /// Σ y · pre denominator.
+    #[serde(default)]
+    pub yq: f64,
 }
 
 impl Sums {
@@ -55,6 +82,37 @@ impl Sums {
         self.p += o.p;
         self.p2 += o.p2;
         self.xp += o.xp;
+        self.q += o.q;
+        self.q2 += o.q2;
+        self.pq += o.pq;
+        self.xq += o.xq;
+        self.yp += o.yp;
+        self.yq += o.yq;
+    }
+
+    /// Adds one user's value `x`, denominator `y`, pre-period value (or
+    /// numerator) `p` and pre-period denominator `q`.
+    pub fn push(&mut self, x: f64, y: f64, p: f64, q: f64) {
+        self.n += 1.0;
+        self.x += x;
+        self.x2 += x * x;
+        self.y += y;
+        self.y2 += y * y;
+        self.xy += x * y;
+        self.p += p;
+        self.p2 += p * p;
+        self.xp += x * p;
+        self.q += q;
+        self.q2 += q * q;
+        self.pq += p * q;
+        self.xq += x * q;
+        self.yp += y * p;
+        self.yq += y * q;
+    }
+
+    /// Whether any pre-period data went into these sums.
+    pub fn has_pre(&self) -> bool {
+        self.p != 0.0 || self.p2 != 0.0 || self.q != 0.0 || self.q2 != 0.0
     }
 }
 
@@ -73,9 +131,12 @@ pub enum MetricKind {
 }
 
 impl MetricKind {
-    /// Whether CUPED applies (mean and proportion metrics).
+    /// Whether CUPED applies (mean, proportion and ratio metrics).
     pub fn takes_cuped(self) -> bool {
-        matches!(self, MetricKind::Mean | MetricKind::Proportion)
+        matches!(
+            self,
+            MetricKind::Mean | MetricKind::Proportion | MetricKind::Ratio
+        )
     }
 }
 
@@ -152,9 +213,48 @@ pub struct ArmEstimate {
     pub var: f64,
 }
 
+/// The delta-method pieces of ratio CUPED for one arm: (Vpost, Vpre, C), the
+/// variances of the post- and pre-period ratios and their covariance, per user.
+/// All zero when a mean denominator is zero or n ≤ 1.
+fn ratio_cuped_parts(s: &Sums) -> (f64, f64, f64) {
+    let n = s.n;
+    if n <= 1.0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let (mx, my, mp, mq) = (s.x / n, s.y / n, s.p / n, s.q / n);
+    if my == 0.0 || mq == 0.0 {
+        return (0.0, 0.0, 0.0);
+    }
+    // Gradients of x̄/ȳ and p̄/q̄ in (x̄, ȳ) and (p̄, q̄).
+    let (gx, gy) = (1.0 / my, -mx / (my * my));
+    let (gp, gq) = (1.0 / mq, -mp / (mq * mq));
+    let cov = |sa: f64, sb: f64, sab: f64| sample_cov(n, sa, sb, sab);
+    let (vxx, vyy, vxy) = (cov(s.x, s.x, s.x2), cov(s.y, s.y, s.y2), cov(s.x, s.y, s.xy));
+    let (vpp, vqq, vpq) = (cov(s.p, s.p, s.p2), cov(s.q, s.q, s.q2), cov(s.p, s.q, s.pq));
+    let (vxp, vxq) = (cov(s.x, s.p, s.xp), cov(s.x, s.q, s.xq));
+    let (vyp, vyq) = (cov(s.y, s.p, s.yp), cov(s.y, s.q, s.yq));
+    let v_post = gx * gx * vxx + 2.0 * gx * gy * vxy + gy * gy * vyy;
+    let v_pre = gp * gp * vpp + 2.0 * gp * gq * vpq + gq * gq * vqq;
+    let c = gx * (gp * vxp + gq * vxq) + gy * (gp * vyp + gq * vyq);
+    (v_post, v_pre, c)
+}
+
 /// CUPED's θ pooled over both arms (gbstats `compute_theta`): 0 when the pooled
-/// pre or post variance is zero. Mean and proportion metrics.
+/// pre or post variance is zero. For ratio metrics, GrowthBook's
+/// `compute_theta_regression_adjusted_ratio`: the arms' delta-method
+/// covariances over the sum of their pre-period ratio variances, 0 when that
+/// sum is zero or |θ| < 1e−8.
 pub fn cuped_theta(kind: MetricKind, a: &Sums, b: &Sums) -> f64 {
+    if kind == MetricKind::Ratio {
+        let (_, va, ca) = ratio_cuped_parts(a);
+        let (_, vb, cb) = ratio_cuped_parts(b);
+        let theta = (ca + cb) / (va + vb);
+        return if va + vb == 0.0 || !theta.is_finite() || theta.abs() < 1e-8 {
+            0.0
+        } else {
+            theta
+        };
+    }
     let mut j = *a;
     j.add(b);
     let (v_post, v_pre) = match kind {
@@ -180,6 +280,20 @@ pub fn adjusted(kind: MetricKind, s: &Sums, theta: f64) -> ArmEstimate {
             mean: m.mean,
             unadjusted_mean: m.mean,
             var: m.var,
+        };
+    }
+    if kind == MetricKind::Ratio {
+        let (v_post, v_pre, c) = ratio_cuped_parts(s);
+        let pre_ratio = if s.q == 0.0 { 0.0 } else { s.p / s.q };
+        return ArmEstimate {
+            n: m.n,
+            mean: if s.y == 0.0 || s.q == 0.0 {
+                0.0
+            } else {
+                m.mean - theta * pre_ratio
+            },
+            unadjusted_mean: m.mean,
+            var: v_post + theta * theta * v_pre - 2.0 * theta * c,
         };
     }
     let pre_mean = if s.n == 0.0 { 0.0 } else { s.p / s.n };

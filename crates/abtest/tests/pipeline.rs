@@ -236,6 +236,20 @@ fn cuped_on_the_same_metric_narrows_the_interval() -> Result<(), Box<dyn std::er
         w(&cuped)
     );
     assert!(w(&cuped) < 0.9 * w(&plain));
+    // Ratio metrics take CUPED too (GrowthBook's regression-adjusted ratio).
+    let row = |r: &reelkit_abtest::Report, name: &str| {
+        r.metrics
+            .iter()
+            .find(|m| m.metric == name)
+            .map(|m| (m.cuped, m.test.abs_ci_high - m.test.abs_ci_low))
+            .unwrap_or((false, f64::NAN))
+    };
+    for name in ["like_rate", "watch_time_per_session"] {
+        let ((c0, w0), (c1, w1)) = (row(&plain, name), row(&cuped, name));
+        eprintln!("{name} CI width: {w0} plain, {w1} CUPED");
+        assert!(!c0 && c1, "{name}");
+        assert!(w1 < w0, "{name}: {w1} vs {w0}");
+    }
     // θ is pooled over both arms, as gbstats computes it.
     let arms = arm_sums(&post_p, &a, Some(&pre_p), &metrics)?;
     let theta = cuped_theta(metrics[0].kind, &arms[0].sums[0], &arms[1].sums[0]);

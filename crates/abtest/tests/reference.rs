@@ -33,6 +33,12 @@ fn sums(v: &Value) -> Sums {
         p: g("p"),
         p2: g("p2"),
         xp: g("xp"),
+        q: g("q"),
+        q2: g("q2"),
+        pq: g("pq"),
+        xq: g("xq"),
+        yp: g("yp"),
+        yq: g("yq"),
     }
 }
 
@@ -41,6 +47,34 @@ fn ttests_match_gbstats() {
     let f = fixture();
     let cases = f["ttests"].as_array().expect("cases");
     assert!(cases.len() >= 20);
+    check_ttests(cases);
+}
+
+#[test]
+fn ratio_cuped_matches_growthbooks_definition() {
+    let f = fixture();
+    let cases = f["ratio_cuped"].as_array().expect("ratio CUPED cases");
+    assert!(cases.len() >= 6);
+    for (i, c) in cases.iter().enumerate() {
+        let (a, b) = (sums(&c["a"]), sums(&c["b"]));
+        let theta = cuped_theta(MetricKind::Ratio, &a, &b);
+        close(
+            theta,
+            c["theta"].as_f64().unwrap_or(f64::NAN),
+            &format!("ratio CUPED case {i} theta"),
+        );
+        // The pre-period explains part of the variance: the adjusted
+        // per-user variance is smaller than the unadjusted one.
+        let (adj, raw) = (
+            adjusted(MetricKind::Ratio, &b, theta),
+            adjusted(MetricKind::Ratio, &b, 0.0),
+        );
+        assert!(adj.var < 0.9 * raw.var, "case {i}: {adj:?} vs {raw:?}");
+    }
+    check_ttests(cases);
+}
+
+fn check_ttests(cases: &[Value]) {
     for (i, c) in cases.iter().enumerate() {
         let kind = match c["kind"].as_str() {
             Some("mean") => MetricKind::Mean,
