@@ -7,6 +7,7 @@ mod metrics;
 mod pipeline;
 mod power;
 mod report;
+mod sql;
 mod stats;
 
 pub use analysis::{
@@ -16,14 +17,15 @@ pub use analysis::{
 pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
 pub use pipeline::{
-    arm_sums, event_days, ordered_arm_sums, quantile, scan, user_values, user_values_until,
-    ArmSums, UserValues,
+    arm_sums, event_days, ordered_arm_sums, quantile, scan, user_values,
+    user_values_until, ArmSums, UserValues,
 };
 pub use power::{power, PowerRow};
 pub use report::{
     daily_svg, forest_svg, forest_svg_with_truth, html, html_with_truth, markdown, write_report,
     write_report_with_truth, TrueLift,
 };
+pub use sql::{read_stats, warehouse_sql, Dialect, SqlTables, STATS_COLUMNS};
 pub use stats::{
     adjust, adjusted, bayesian, cuped_theta, effect_variance, moments, srm, two_sided,
     two_sided_sequential, welch_df, ArmEstimate, Bayesian, Correction, MetricKind, Moments, Prior,

@@ -295,8 +295,8 @@ impl UserValues {
     /// Per-arm sums for an arbitrary split: `arm_of[user] = arm index`.
     pub fn sums(&self, arm_of: &[usize], n_arms: usize) -> Vec<Vec<Sums>> {
         let mut out = vec![vec![Sums::default(); self.x.len()]; n_arms];
-        for m in 0..self.x.len() {
-            let (xs, ys, ps, qs) = (&self.x[m], &self.y[m], &self.p[m], &self.q[m]);
+        let columns = self.x.iter().zip(&self.y).zip(&self.p).zip(&self.q);
+        for (m, (((xs, ys), ps), qs)) in columns.enumerate() {
             for (u, &a) in arm_of.iter().enumerate() {
                 out[a][m].push(xs[u], ys[u], ps[u], qs[u]);
             }

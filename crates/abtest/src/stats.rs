@@ -229,8 +229,16 @@ fn ratio_cuped_parts(s: &Sums) -> (f64, f64, f64) {
     let (gx, gy) = (1.0 / my, -mx / (my * my));
     let (gp, gq) = (1.0 / mq, -mp / (mq * mq));
     let cov = |sa: f64, sb: f64, sab: f64| sample_cov(n, sa, sb, sab);
-    let (vxx, vyy, vxy) = (cov(s.x, s.x, s.x2), cov(s.y, s.y, s.y2), cov(s.x, s.y, s.xy));
-    let (vpp, vqq, vpq) = (cov(s.p, s.p, s.p2), cov(s.q, s.q, s.q2), cov(s.p, s.q, s.pq));
+    let (vxx, vyy, vxy) = (
+        cov(s.x, s.x, s.x2),
+        cov(s.y, s.y, s.y2),
+        cov(s.x, s.y, s.xy),
+    );
+    let (vpp, vqq, vpq) = (
+        cov(s.p, s.p, s.p2),
+        cov(s.q, s.q, s.q2),
+        cov(s.p, s.q, s.pq),
+    );
     let (vxp, vxq) = (cov(s.x, s.p, s.xp), cov(s.x, s.q, s.xq));
     let (vyp, vyq) = (cov(s.y, s.p, s.yp), cov(s.y, s.q, s.yq));
     let v_post = gx * gx * vxx + 2.0 * gx * gy * vxy + gy * gy * vyy;

@@ -10,6 +10,9 @@ pub enum AbCommand {
     /// Analyse an experiment: per-user metrics, SRM, lifts with CIs and p-values;
     /// writes report.json and report.md. Exits 0 whether or not anything is significant.
     Analyze(AnalyzeArgs),
+    /// Print the SQL that computes the per-arm sufficient statistics in a
+    /// warehouse; `reelkit ab analyze --stats FILE` reads its exported result.
+    Sql(SqlArgs),
     /// Sample size, MDE and duration per metric from a pre-period's variance.
     Power(PowerArgs),
     /// Repeated simulated A/A and A/B experiments with known truth: false-positive
@@ -48,6 +51,34 @@ pub struct CalibrateArgs {
     out: PathBuf,
 }
 
+/// SQL dialects of `reelkit ab sql`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DialectArg {
+    Ansi,
+    Bigquery,
+    Spark,
+}
+
+/// Arguments of `reelkit ab sql`.
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// SQL dialect: identifier quoting and the double type.
+    #[arg(long, value_enum, default_value = "ansi")]
+    dialect: DialectArg,
+    /// Metrics TOML; default: the built-in Reels metrics.
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    /// Experiment-period event table (may be qualified: project.dataset.events).
+    #[arg(long, default_value = "events")]
+    events_table: String,
+    /// Assignment table: `user_id, variant`, one row per user.
+    #[arg(long, default_value = "assignments")]
+    assignments_table: String,
+    /// Pre-period event table: adds the CUPED covariates' sums.
+    #[arg(long)]
+    pre_events_table: Option<String>,
+}
+
 /// Arguments of `reelkit ab power`.
 #[derive(Debug, clap::Args)]
 pub struct PowerArgs {
@@ -73,11 +104,16 @@ pub struct PowerArgs {
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {
     /// Experiment-period events (Parquet, CSV or Arrow IPC).
-    #[arg(long)]
-    events: PathBuf,
+    #[arg(long, required_unless_present = "stats", conflicts_with = "stats")]
+    events: Option<PathBuf>,
     /// `user_id, variant`, one row per user.
-    #[arg(long)]
-    assignments: PathBuf,
+    #[arg(long, required_unless_present = "stats", conflicts_with = "stats")]
+    assignments: Option<PathBuf>,
+    /// Per-arm sums computed in a warehouse by the query of `reelkit ab sql`
+    /// (its result exported as CSV, Parquet or Arrow IPC), instead of
+    /// --events and --assignments. Use the same --metrics for both.
+    #[arg(long, conflicts_with_all = ["pre_events", "daily", "segments"])]
+    stats: Option<PathBuf>,
     /// Pre-period events: each metric's CUPED covariate.
     #[arg(long)]
     pre_events: Option<PathBuf>,
@@ -118,6 +154,7 @@ pub struct AnalyzeArgs {
 pub fn run(cmd: AbCommand) -> anyhow::Result<()> {
     match cmd {
         AbCommand::Analyze(args) => analyze(args),
+        AbCommand::Sql(args) => sql(args),
         AbCommand::Power(args) => power(args),
         AbCommand::Calibrate(args) => calibrate(args),
     }
@@ -188,17 +225,27 @@ fn power(args: PowerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
-    let metrics = match &args.metrics {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading metrics {}", p.display()))?;
-            parse_metrics(&text).with_context(|| format!("in metrics {}", p.display()))?
-        }
-        None => builtin_metrics(),
+fn sql(args: SqlArgs) -> anyhow::Result<()> {
+    let metrics = load_metrics(args.metrics.as_deref())?;
+    let dialect = match args.dialect {
+        DialectArg::Ansi => reelkit_abtest::Dialect::Ansi,
+        DialectArg::Bigquery => reelkit_abtest::Dialect::Bigquery,
+        DialectArg::Spark => reelkit_abtest::Dialect::Spark,
     };
-    let assignments = reelkit_logs::read_assignments(&args.assignments)
-        .with_context(|| format!("reading assignments {}", args.assignments.display()))?;
+    let tables = reelkit_abtest::SqlTables {
+        events: args.events_table,
+        assignments: args.assignments_table,
+        pre_events: args.pre_events_table,
+    };
+    print!(
+        "{}",
+        reelkit_abtest::warehouse_sql(&metrics, dialect, &tables)?
+    );
+    Ok(())
+}
+
+fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let metrics = load_metrics(args.metrics.as_deref())?;
     let cfg = AnalysisConfig {
         experiment: args.experiment.clone(),
         control: args.control.clone(),
@@ -207,34 +254,19 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         weights: None,
         sequential: args.sequential.then_some(args.sequential_n),
     };
-    let mut report = reelkit_abtest::analyze(
-        &args.events,
-        &assignments,
-        args.pre_events.as_deref(),
-        &metrics,
-        &cfg,
-    )
-    .context("analysing the experiment")?;
-    if args.daily {
-        report.daily = reelkit_abtest::cumulative_lift(
-            &args.events,
-            &assignments,
-            args.pre_events.as_deref(),
-            &metrics,
-            &cfg,
-        )
-        .context("computing the cumulative lift by day")?;
-    }
-    if args.segments {
-        report.segments = reelkit_abtest::segments(
-            &args.events,
-            &assignments,
-            args.pre_events.as_deref(),
-            &metrics,
-            &cfg,
-        )
-        .context("analysing the segments")?;
-    }
+    let report = match (&args.stats, &args.events, &args.assignments) {
+        (Some(stats), _, _) => {
+            let sums = reelkit_abtest::read_stats(stats, &metrics)
+                .with_context(|| format!("reading warehouse sums {}", stats.display()))?;
+            reelkit_abtest::analyze_sums(&sums, &metrics, &cfg)
+                .context("analysing the experiment")?
+        }
+        (None, Some(events), Some(assignments)) => {
+            analyze_events(&args, events, assignments, &metrics, &cfg)?
+        }
+        // clap requires --events and --assignments without --stats.
+        _ => anyhow::bail!("give --events and --assignments, or --stats"),
+    };
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("notebooks-output").join(&args.experiment));
@@ -243,6 +275,30 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     print!("{}", reelkit_abtest::markdown(&report));
     eprintln!("report -> {}", out.join("report.json").display());
     Ok(())
+}
+
+/// The local pipeline: events and assignments files to a report.
+fn analyze_events(
+    args: &AnalyzeArgs,
+    events: &std::path::Path,
+    assignments: &std::path::Path,
+    metrics: &[reelkit_abtest::Metric],
+    cfg: &AnalysisConfig,
+) -> anyhow::Result<reelkit_abtest::Report> {
+    let assignments = reelkit_logs::read_assignments(assignments)
+        .with_context(|| format!("reading assignments {}", assignments.display()))?;
+    let pre = args.pre_events.as_deref();
+    let mut report = reelkit_abtest::analyze(events, &assignments, pre, metrics, cfg)
+        .context("analysing the experiment")?;
+    if args.daily {
+        report.daily = reelkit_abtest::cumulative_lift(events, &assignments, pre, metrics, cfg)
+            .context("computing the cumulative lift by day")?;
+    }
+    if args.segments {
+        report.segments = reelkit_abtest::segments(events, &assignments, pre, metrics, cfg)
+            .context("analysing the segments")?;
+    }
+    Ok(report)
 }
 
 fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {

@@ -619,3 +619,166 @@ fn demo_and_calibrate_reject_bad_settings() -> TestResult {
     assert!(!out.exists());
     Ok(())
 }
+
+#[test]
+fn ab_sql_prints_the_query_and_analyze_reads_its_sums() -> TestResult {
+    let root = workspace_root();
+    let dir = tempfile::tempdir()?;
+    let o = reelkit(&[
+        "ab",
+        "sql",
+        "--dialect",
+        "bigquery",
+        "--events-table",
+        "proj.logs.events",
+        "--pre-events-table",
+        "proj.logs.pre",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sql = String::from_utf8(o.stdout)?;
+    assert!(
+        sql.contains("FLOAT64") && sql.contains("FROM proj.logs.pre"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("'watch_time_per_session' AS `metric`"),
+        "{sql}"
+    );
+
+    // The warehouse's export of those sums, here produced by the native
+    // pipeline: the report from --stats equals the one from the events.
+    let events = root.join("datasets/sample/events.parquet");
+    let users = reelkit_logs::read_frame(&root.join("datasets/sample/users.parquet"))?;
+    let mut text = String::from("user_id,variant\n");
+    for (k, u) in users
+        .column("user_id")?
+        .as_materialized_series()
+        .u64()?
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        text.push_str(&format!("{u},{}\n", ["control", "treatment"][k % 2]));
+    }
+    let assign = dir.path().join("assign.csv");
+    std::fs::write(&assign, &text)?;
+    let a = reelkit_logs::read_assignments(&assign)?;
+    let metrics = reelkit_abtest::builtin_metrics();
+    let arms = reelkit_abtest::arm_sums(&events, &a, None, &metrics)?;
+    let mut csv = reelkit_abtest::STATS_COLUMNS.join(",") + "\n";
+    for arm in &arms {
+        for (m, s) in metrics.iter().zip(&arm.sums) {
+            let v = [
+                s.n, s.x, s.x2, s.y, s.y2, s.xy, s.p, s.p2, s.xp, s.q, s.q2, s.pq, s.xq, s.yp, s.yq,
+            ];
+            let v: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
+            csv.push_str(&format!("{},{},{}\n", arm.variant, m.name, v.join(",")));
+        }
+    }
+    let stats = dir.path().join("sums.csv");
+    std::fs::write(&stats, csv)?;
+    let run =
+        |args: &[&str], out: &Path| -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+            let mut all = vec!["ab", "analyze", "--out", out.to_str().unwrap_or_default()];
+            all.extend_from_slice(args);
+            let o = reelkit(&all);
+            assert!(o.status.success(), "{}", stderr(&o));
+            Ok(serde_json::from_slice(&std::fs::read(
+                out.join("report.json"),
+            )?)?)
+        };
+    let from_stats = run(
+        &["--stats", stats.to_str().unwrap_or_default()],
+        &dir.path().join("s"),
+    )?;
+    let from_events = run(
+        &[
+            "--events",
+            events.to_str().unwrap_or_default(),
+            "--assignments",
+            assign.to_str().unwrap_or_default(),
+        ],
+        &dir.path().join("e"),
+    )?;
+    // Equal up to the order of floating-point additions.
+    assert_close(&from_stats["metrics"], &from_events["metrics"], "metrics");
+    assert_close(&from_stats["srm"], &from_events["srm"], "srm");
+
+    // --stats excludes the event inputs; a metric the SQL cannot express and a
+    // broken export are clear errors.
+    let o = reelkit(&[
+        "ab",
+        "analyze",
+        "--stats",
+        stats.to_str().unwrap_or_default(),
+        "--events",
+        events.to_str().unwrap_or_default(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--events"),
+        "{}",
+        stderr(&o)
+    );
+    let toml = dir.path().join("m.toml");
+    std::fs::write(
+        &toml,
+        "[[metric]]\nname = \"p90_watch\"\nkind = \"quantile\"\nquantile = 0.9\nnumerator = { agg = \"sum\", column = \"watch_ms\" }\n",
+    )?;
+    let o = reelkit(&["ab", "sql", "--metrics", toml.to_str().unwrap_or_default()]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("p90_watch"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&stats, "variant,metric,n\ncontrol,like_rate,3\n")?;
+    let out = dir.path().join("bad");
+    let o = reelkit(&[
+        "ab",
+        "analyze",
+        "--stats",
+        stats.to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("sums.csv") && err.contains("sum_x"),
+        "{err}"
+    );
+    assert!(!out.join("report.json").exists());
+    Ok(())
+}
+
+/// Two JSON values equal, numbers to 1e-9 relative.
+fn assert_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            assert!(
+                (x - y).abs() <= 1e-9 * y.abs().max(1e-12),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (k, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_close(x, y, &format!("{at}[{k}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, v) in x {
+                assert_close(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
