@@ -137,6 +137,16 @@ fn per_user(lf: LazyFrame, metrics: &[Metric]) -> LazyFrame {
         .agg(aggs)
 }
 
+/// The per-user group-by alone: one row per user with events and the columns
+/// `m{i}_num` (and `m{i}_den`) of every metric, before any join or statistics
+/// (what a hand-written polars query would compute; `reelkit bench ab` times it
+/// as the baseline of the whole analysis).
+pub fn per_user_values(events: &Path, metrics: &[Metric]) -> Result<LazyFrame> {
+    let mut lf = scan(events)?;
+    require_columns(events, &mut lf, metrics)?;
+    Ok(per_user(lf, metrics))
+}
+
 /// Per-arm sums of one metric: keyed by variant name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArmSums {

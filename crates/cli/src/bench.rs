@@ -330,7 +330,7 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
         }
     };
     let rss_before = peak_rss_mib();
-    // Baseline: the bare per-user group-by polars would run anyway.
+    // First baseline: the barest per-user group-by (one sum of one column).
     let t = Instant::now();
     let base = reelkit_abtest::scan(&path)?
         .group_by([col("user_id")])
@@ -344,6 +344,20 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
         .cast(&DataType::UInt64)?;
     let user_ids: Vec<u64> = users.u64()?.iter().flatten().collect();
     let rss_baseline = peak_rss_mib();
+    let metrics = reelkit_abtest::builtin_metrics();
+    // Second baseline: the same per-user aggregations of every metric as one
+    // bare polars group-by (no join, no per-arm sums, no statistics).
+    let t = Instant::now();
+    let same = reelkit_abtest::per_user_values(&path, &metrics)?
+        .collect_with_engine(Engine::Streaming)?
+        .unwrap_single();
+    let same_aggs_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        same.height() == base.height(),
+        "baselines disagree on users"
+    );
+    drop(same);
+    let rss_same = peak_rss_mib();
     let assignments = reelkit_logs::Assignments {
         variant: user_ids
             .iter()
@@ -358,7 +372,6 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
             .collect(),
         user_id: user_ids,
     };
-    let metrics = reelkit_abtest::builtin_metrics();
     let cfg = reelkit_abtest::AnalysisConfig {
         experiment: "bench".into(),
         control: None,
@@ -380,9 +393,12 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
         "baseline_groupby_s": baseline_s,
         "analyze_s": analyze_s,
         "ratio_to_baseline": analyze_s / baseline_s,
+        "same_aggregations_groupby_s": same_aggs_s,
+        "ratio_to_same_aggregations": analyze_s / same_aggs_s,
         "target_ratio": 1.5,
         "peak_rss_mib_before": rss_before,
         "peak_rss_mib_after_baseline": rss_baseline,
+        "peak_rss_mib_after_same_aggregations": rss_same,
         "peak_rss_mib_after_analyze": peak_rss_mib(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
