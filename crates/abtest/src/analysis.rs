@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
-use crate::pipeline::{arm_sums, ordered_arm_sums, ArmSums};
+use crate::pipeline::{ordered_arm_sums, ArmSums};
 use crate::stats::{
     adjust, adjusted, bayesian, cuped_theta, srm, two_sided, two_sided_sequential, Bayesian,
     Correction, MetricKind, TestResult,
@@ -411,14 +411,9 @@ pub fn analyze(
             });
         }
     }
-    let per_user = metrics
-        .iter()
-        .any(|m| m.cap_percentile.is_some() || m.kind == MetricKind::Quantile);
-    let sums = if per_user {
-        // Capping and quantiles need every user's value.
-        ordered_arm_sums(events, assignments, pre_events, metrics, None)?
-    } else {
-        arm_sums(events, assignments, pre_events, metrics)?
-    };
+    // Per-user values summed in user-id order: capping and quantiles need
+    // every user's value, and a fixed order of additions makes the report
+    // identical from run to run (polars' parallel sums are not).
+    let sums = ordered_arm_sums(events, assignments, pre_events, metrics, None)?;
     analyze_sums(&sums, metrics, cfg)
 }

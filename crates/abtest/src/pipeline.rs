@@ -359,10 +359,13 @@ pub fn user_values_until(
         cols.push(p.alias(format!("p{i}")));
         cols.push(q.unwrap_or(lit(0.0)).alias(format!("q{i}")));
     }
+    // Streaming: the events pass through in batches; only the per-user table
+    // (one row per assigned user) is held.
     let df = joined(events, assignments, pre_events, metrics, until_ms)?
         .select(cols)
-        .collect()
-        .map_err(pe(events))?;
+        .collect_with_engine(Engine::Streaming)
+        .map_err(pe(events))?
+        .unwrap_single();
     let f64s = |name: &str| -> Result<Vec<f64>> {
         let c = df.column(name).map_err(pe(events))?;
         let s = c

@@ -523,3 +523,20 @@ numerator = { agg = "count" }
     assert!(err.to_string().contains("per-user values"), "{err}");
     Ok(())
 }
+
+#[test]
+fn the_report_adds_users_in_id_order_so_runs_are_identical(
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Sums added in one fixed order (user id) whatever the threads did: the
+    // report equals, bit for bit, the one from per-user values sorted by hand.
+    let a = split(&users(), 11);
+    let metrics = builtin_metrics();
+    let mut v = user_values(&sample(), &a, None, &metrics)?;
+    v.sort_by_user();
+    let want = reelkit_abtest::analyze_sums(&v.arm_sums(&[]), &metrics, &cfg())?;
+    for _ in 0..3 {
+        let got = analyze(&sample(), &a, None, &metrics, &cfg())?;
+        assert_eq!(serde_json::to_string(&got)?, serde_json::to_string(&want)?);
+    }
+    Ok(())
+}
