@@ -373,6 +373,179 @@ impl RowProblem<'_> {
     }
 }
 
+/// `outs[b] = m · vs[b]` for `B` vectors at once (a symmetric `N × N` matrix,
+/// `N` a multiple of 16): each 16-lane block of `m` is read once for all `B`
+/// vectors instead of once per vector. Every element is accumulated over `j`
+/// in order, exactly as [`symv_with`] does, so the results are bit-identical.
+#[inline(always)]
+fn symv_block<const N: usize, const B: usize, M: MulAdd>(
+    m: &[f32],
+    vs: &[[f32; N]; B],
+    outs: &mut [[f32; N]; B],
+) {
+    const W: usize = 16;
+    assert!(m.len() == N * N && N % W == 0);
+    for start in (0..N).step_by(W) {
+        let mut acc = [[0f32; W]; B];
+        for j in 0..N {
+            let row: &[f32; W] = m[j * N + start..j * N + start + W]
+                .try_into()
+                .unwrap_or(&[0.0; W]);
+            for b in 0..B {
+                let vj = vs[b][j];
+                for t in 0..W {
+                    acc[b][t] = M::mul_add(vj, row[t], acc[b][t]);
+                }
+            }
+        }
+        for b in 0..B {
+            outs[b][start..start + W].copy_from_slice(&acc[b]);
+        }
+    }
+}
+
+/// [`RowProblem::cg`] for `B` rows sharing one Gram matrix, in lockstep: the
+/// Gram products of the `B` rows are one [`symv_block`] (the matrix read once
+/// for all), everything else is per row and in the same order as the single
+/// solver, so each row's result is bit-identical to its own `cg`. A row that
+/// converges (or meets a non-positive curvature) stops updating, as it would
+/// alone.
+#[inline(always)]
+fn cg_block<const N: usize, const B: usize, M: MulAdd>(
+    probs: &[&RowProblem<'_>; B],
+    xs: &mut [[f32; N]; B],
+    steps: usize,
+) {
+    let gram = probs[0].gram;
+    let mut r = [[0f32; N]; B];
+    let mut p = [[0f32; N]; B];
+    let mut ap = [[0f32; N]; B];
+    let mut rs_old = [0f32; B];
+    let mut active = [true; B];
+    symv_block::<N, B, M>(gram, xs, &mut r);
+    for b in 0..B {
+        let (prob, x, r) = (probs[b], &xs[b], &mut r[b]);
+        for (ri, xi) in r.iter_mut().zip(x.iter()) {
+            *ri = -M::mul_add(prob.reg, *xi, *ri);
+        }
+        for (k, (&i, &c)) in prob.items.iter().zip(prob.conf).enumerate() {
+            prob.prefetch_ahead::<M>(k, N);
+            let yi = &prob.y[i as usize * N..(i as usize + 1) * N];
+            let w = c - (c - 1.0) * dot_with::<M>(yi, x);
+            axpy_with::<M>(w, yi, r);
+        }
+        p[b] = *r;
+        rs_old[b] = dot_with::<M>(r, r);
+    }
+    for _ in 0..steps {
+        for b in 0..B {
+            if rs_old[b] < 1e-20 {
+                active[b] = false;
+            }
+        }
+        if !active.iter().any(|&a| a) {
+            break;
+        }
+        symv_block::<N, B, M>(gram, &p, &mut ap);
+        for b in 0..B {
+            if !active[b] {
+                continue;
+            }
+            let prob = probs[b];
+            let (pb, apb) = (&p[b], &mut ap[b]);
+            axpy_with::<M>(prob.reg, pb, apb);
+            for (k, (&i, &c)) in prob.items.iter().zip(prob.conf).enumerate() {
+                prob.prefetch_ahead::<M>(k, N);
+                let yi = &prob.y[i as usize * N..(i as usize + 1) * N];
+                let w = (c - 1.0) * dot_with::<M>(yi, pb);
+                axpy_with::<M>(w, yi, apb);
+            }
+            let pap = dot_with::<M>(pb, apb);
+            if pap <= 0.0 || !pap.is_finite() {
+                active[b] = false;
+                continue;
+            }
+            let alpha = rs_old[b] / pap;
+            axpy_with::<M>(alpha, &p[b], &mut xs[b]);
+            axpy_with::<M>(-alpha, &ap[b], &mut r[b]);
+            let rs_new = dot_with::<M>(&r[b], &r[b]);
+            let beta = rs_new / rs_old[b];
+            p[b].iter_mut()
+                .zip(r[b].iter())
+                .for_each(|(p, r)| *p = M::mul_add(beta, *p, *r));
+            rs_old[b] = rs_new;
+        }
+    }
+}
+
+/// Rows solved together by [`cg_dispatch_block`].
+pub const CG_BLOCK: usize = 4;
+
+/// Runs `cg` on [`CG_BLOCK`] row problems sharing one Gram matrix, each
+/// result bit-identical to its own [`cg_dispatch`]; returns `false` (and
+/// touches nothing) where no blocked kernel exists for `isa` and the
+/// dimension, so the caller solves the rows one by one.
+#[inline]
+pub fn cg_dispatch_block(
+    isa: Isa,
+    probs: &[&RowProblem<'_>; CG_BLOCK],
+    xs: &mut [&mut [f32]; CG_BLOCK],
+    steps: usize,
+) -> bool {
+    match isa {
+        Isa::Generic => false,
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only constructed by `Isa::detect` after checking
+        // that the CPU supports AVX2 and FMA.
+        Isa::Avx2 => unsafe { cg_block_avx2(probs, xs, steps) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cg_block_avx2(
+    probs: &[&RowProblem<'_>; CG_BLOCK],
+    xs: &mut [&mut [f32]; CG_BLOCK],
+    steps: usize,
+) -> bool {
+    // SAFETY: this function's own target features are those of the callee.
+    match xs[0].len() {
+        32 => unsafe { cg_block_avx2_n::<32>(probs, xs, steps) },
+        64 => unsafe { cg_block_avx2_n::<64>(probs, xs, steps) },
+        128 => unsafe { cg_block_avx2_n::<128>(probs, xs, steps) },
+        _ => false,
+    }
+}
+
+/// [`cg_block`] for dimension `N`, compiled for AVX2+FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cg_block_avx2_n<const N: usize>(
+    probs: &[&RowProblem<'_>; CG_BLOCK],
+    xs: &mut [&mut [f32]; CG_BLOCK],
+    steps: usize,
+) -> bool {
+    let gram = probs[0].gram;
+    if gram.len() != N * N
+        || xs.iter().any(|x| x.len() != N)
+        || probs.iter().any(|p| !std::ptr::eq(p.gram, gram))
+    {
+        return false;
+    }
+    let mut local = [[0f32; N]; CG_BLOCK];
+    for (l, x) in local.iter_mut().zip(xs.iter()) {
+        l.copy_from_slice(x);
+    }
+    cg_block::<N, CG_BLOCK, Fused>(probs, &mut local, steps);
+    for (x, l) in xs.iter_mut().zip(&local) {
+        x.copy_from_slice(l);
+    }
+    true
+}
+
 /// Runs `cg` on a row problem with the hot loops compiled for `isa`.
 #[inline]
 pub fn cg_dispatch(
@@ -481,6 +654,72 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f32::max);
             assert!(err2 < 1e-3 * scale.max(1.0));
+        }
+    }
+
+    #[test]
+    fn blocked_cg_equals_row_by_row_cg_bit_for_bit() {
+        for f in [32, 64, 128] {
+            let n_items = 60;
+            let mut s = 11 + f as u64;
+            let y: Vec<f32> = (0..n_items * f).map(|_| lcg(&mut s)).collect();
+            let g = gram(&y, f);
+            // Rows of different lengths; the last one starts at its solution
+            // (warm start), so it stops early while the others go on.
+            let items: [Vec<u32>; CG_BLOCK] = [
+                vec![1, 4, 9],
+                (0..40).collect(),
+                vec![59],
+                vec![2, 3, 5, 7, 11, 13],
+            ];
+            let conf: Vec<Vec<f32>> = items
+                .iter()
+                .map(|it| it.iter().map(|&i| 1.0 + (i % 7) as f32).collect())
+                .collect();
+            let probs: Vec<RowProblem<'_>> = (0..CG_BLOCK)
+                .map(|b| RowProblem {
+                    gram: &g,
+                    y: &y,
+                    items: &items[b],
+                    conf: &conf[b],
+                    reg: 0.05 * (b + 1) as f32,
+                })
+                .collect();
+            let start: Vec<Vec<f32>> = (0..CG_BLOCK)
+                .map(|b| {
+                    if b == CG_BLOCK - 1 {
+                        probs[b].solve_exact(f).expect("spd")
+                    } else {
+                        (0..f).map(|_| lcg(&mut s) * 0.1).collect()
+                    }
+                })
+                .collect();
+            let isa = Isa::detect();
+            for steps in [1, 3, 8] {
+                let mut alone = start.clone();
+                let mut scratch = vec![0f32; 3 * f];
+                for (prob, x) in probs.iter().zip(alone.iter_mut()) {
+                    cg_dispatch(isa, prob, x, steps, &mut scratch);
+                }
+                let mut blocked = start.clone();
+                let [a, b, c, d] = &mut blocked[..] else {
+                    panic!("four rows")
+                };
+                let refs = [&probs[0], &probs[1], &probs[2], &probs[3]];
+                let done = cg_dispatch_block(isa, &refs, &mut [a, b, c, d], steps);
+                if isa == Isa::Generic {
+                    assert!(!done);
+                    continue;
+                }
+                assert!(done, "f = {f}");
+                for (x, y) in blocked.iter().zip(&alone) {
+                    let (xb, yb): (Vec<u32>, Vec<u32>) = (
+                        x.iter().map(|v| v.to_bits()).collect(),
+                        y.iter().map(|v| v.to_bits()).collect(),
+                    );
+                    assert_eq!(xb, yb, "f = {f}, steps = {steps}");
+                }
+            }
         }
     }
 
