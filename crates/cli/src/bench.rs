@@ -240,27 +240,44 @@ fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     let users = reelkit_logs::read_id_column(&args.users, "user_id", &Default::default())
         .with_context(|| format!("reading users {}", args.users.display()))?;
     let m = r.model();
-    let mut exclude: Vec<Vec<u32>> = vec![Vec::new(); m.users.len()];
+    let mut exclude: std::collections::HashMap<u64, Vec<u64>> = Default::default();
     if let Some(path) = &args.exclude {
         let it = reelkit_logs::read_interactions(path, &Default::default())?;
         for (u, i) in it.user_id.iter().zip(&it.item_id) {
-            if let (Some(u), Some(i)) = (m.users.get(*u), m.items.get(*i)) {
-                exclude[u as usize].push(i);
-            }
+            exclude.entry(*u).or_default().push(*i);
         }
-        exclude.par_iter_mut().for_each(|e| e.sort_unstable());
     }
     let d = r.dim();
-    let idx: Vec<u32> = users.iter().filter_map(|&u| m.users.get(u)).collect();
+    let known: Vec<u64> = users
+        .iter()
+        .copied()
+        .filter(|&u| m.users.get(u).is_some())
+        .collect();
+    // What `reelkit recommend` does: requests in batches, one pass of the
+    // batched kernel per batch, exclusions mapped to item indices inside.
     let t = Instant::now();
-    let total: usize = idx
-        .par_iter()
-        .map(|&u| {
-            let q = &m.user_factors[u as usize * d..(u as usize + 1) * d];
-            r.rank(q, args.k, &exclude[u as usize], false).len()
-        })
-        .sum();
+    let mut total = 0usize;
+    for chunk in known.chunks(crate::recommend::RECOMMEND_BATCH) {
+        let reqs: Vec<reelkit_ranker::Request> = chunk
+            .par_iter()
+            .map(|u| reelkit_ranker::Request {
+                exclude: exclude.get(u).cloned().unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect();
+        let jobs: Vec<(u64, usize, &reelkit_ranker::Request)> = chunk
+            .iter()
+            .zip(&reqs)
+            .map(|(&u, req)| (u, args.k, req))
+            .collect();
+        total += r
+            .recommend_batch(&jobs)
+            .iter()
+            .map(|x| x.items.len())
+            .sum::<usize>();
+    }
     let secs = t.elapsed().as_secs_f64();
+    let idx = known;
     let out = json!({
         "bench": "recommend",
         "users": idx.len(),

@@ -10,6 +10,10 @@ use reelkit_ranker::{Ranker, Request};
 
 use crate::data::{load_interactions, ColumnArgs};
 
+/// Users per call of the batched retrieval (bounds the memory of the
+/// per-user exclusion lists and top-K heaps).
+pub const RECOMMEND_BATCH: usize = 4096;
+
 /// Arguments of `reelkit recommend`.
 #[derive(Debug, clap::Args)]
 pub struct RecommendArgs {
@@ -57,23 +61,32 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
             exclude.entry(*u).or_default().push(*i);
         }
     }
-    let lists: Vec<Vec<(u64, u64, u32, f32)>> = users
-        .par_iter()
-        .map(|&u| {
-            let req = Request {
-                exclude: exclude.get(&u).cloned().unwrap_or_default(),
+    // Users in batches: one pass of the batched kernel over the item table
+    // serves a whole batch (results equal one request at a time).
+    let mut rows: Vec<(u64, u64, u32, f32)> = Vec::new();
+    for chunk in users.chunks(RECOMMEND_BATCH) {
+        let reqs: Vec<Request> = chunk
+            .par_iter()
+            .map(|u| Request {
+                exclude: exclude.get(u).cloned().unwrap_or_default(),
                 use_value_model: args.value_model,
                 ..Request::default()
-            };
-            r.recommend(u, args.k, &req)
-                .items
-                .iter()
-                .enumerate()
-                .map(|(rank, rec)| (u, rec.item_id, rank as u32 + 1, rec.score))
-                .collect()
-        })
-        .collect();
-    let rows: Vec<(u64, u64, u32, f32)> = lists.into_iter().flatten().collect();
+            })
+            .collect();
+        let jobs: Vec<(u64, usize, &Request)> = chunk
+            .iter()
+            .zip(&reqs)
+            .map(|(&u, req)| (u, args.k, req))
+            .collect();
+        for (&u, recs) in chunk.iter().zip(r.recommend_batch(&jobs)) {
+            rows.extend(
+                recs.items
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, rec)| (u, rec.item_id, rank as u32 + 1, rec.score)),
+            );
+        }
+    }
     let mut df = DataFrame::new(
         rows.len(),
         vec![
