@@ -1,8 +1,6 @@
 //! The pipeline on the committed sample: report contract, agreement between the
 //! polars aggregation and per-user sums, A/A calibration, bad input.
 
-use std::path::{Path, PathBuf};
-
 use reelkit_abtest::{
     adjusted, analyze, arm_sums, builtin_metrics, cuped_theta, parse_metrics, two_sided,
     user_values, AnalysisConfig, Correction, Error,
@@ -10,24 +8,8 @@ use reelkit_abtest::{
 use reelkit_abtest::{cumulative_lift, event_days, quantile, segments, utc_date};
 use reelkit_logs::Assignments;
 
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample/events.parquet")
-}
-
-fn users() -> Vec<u64> {
-    let df = reelkit_logs::read_frame(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample/users.parquet"),
-    )
-    .expect("users.parquet");
-    df.column("user_id")
-        .expect("user_id")
-        .as_materialized_series()
-        .u64()
-        .expect("u64")
-        .iter()
-        .map(|v| v.unwrap_or(0))
-        .collect()
-}
+mod common;
+use common::{pre_and_post, sample, users};
 
 fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -204,25 +186,7 @@ fn aa_false_positive_rate_is_calibrated() -> Result<(), Box<dyn std::error::Erro
 fn cuped_on_the_same_metric_narrows_the_interval() -> Result<(), Box<dyn std::error::Error>> {
     // Pre-period = the first week, experiment period = the second (same users).
     let dir = tempfile::tempdir()?;
-    let ev = reelkit_logs::read_events(&sample())?;
-    let cut = ev.ts_ms.iter().min().copied().unwrap_or(0) + 7 * 86_400_000;
-    let (mut pre, mut post) = (
-        reelkit_logs::Events::default(),
-        reelkit_logs::Events::default(),
-    );
-    for i in 0..ev.len() {
-        if ev.ts_ms[i] < cut {
-            pre.push(&ev.get(i))
-        } else {
-            post.push(&ev.get(i))
-        }
-    }
-    let (pre_p, post_p) = (
-        dir.path().join("pre.parquet"),
-        dir.path().join("post.parquet"),
-    );
-    reelkit_logs::write_events(&pre_p, &pre)?;
-    reelkit_logs::write_events(&post_p, &post)?;
+    let (pre_p, post_p) = pre_and_post(dir.path())?;
     let a = split(&users(), 3);
     let metrics = builtin_metrics();
     let plain = analyze(&post_p, &a, None, &metrics, &cfg())?;

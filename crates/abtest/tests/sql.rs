@@ -15,44 +15,13 @@ use reelkit_logs::Assignments;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample/events.parquet")
-}
-
-/// The sample split in time: the first week is the pre-period.
-fn pre_and_post(dir: &Path) -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
-    let ev = reelkit_logs::read_events(&sample())?;
-    let cut = ev.ts_ms.iter().min().copied().unwrap_or(0) + 7 * 86_400_000;
-    let (mut pre, mut post) = (
-        reelkit_logs::Events::default(),
-        reelkit_logs::Events::default(),
-    );
-    for i in 0..ev.len() {
-        if ev.ts_ms[i] < cut {
-            pre.push(&ev.get(i))
-        } else {
-            post.push(&ev.get(i))
-        }
-    }
-    let (pre_p, post_p) = (dir.join("pre.parquet"), dir.join("post.parquet"));
-    reelkit_logs::write_events(&pre_p, &pre)?;
-    reelkit_logs::write_events(&post_p, &post)?;
-    Ok((pre_p, post_p))
-}
+mod common;
+use common::{pre_and_post, users};
 
 /// Three arms over the sample's users, plus users who never appear in the
 /// events (they count as zeros on both paths).
 fn assignments() -> Result<Assignments, Box<dyn std::error::Error>> {
-    let df = reelkit_logs::read_frame(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample/users.parquet"),
-    )?;
-    let mut users: Vec<u64> = df
-        .column("user_id")?
-        .as_materialized_series()
-        .u64()?
-        .iter()
-        .flatten()
-        .collect();
+    let mut users = users();
     users.extend(10_000_000..10_000_050);
     let arms = ["control", "treatment_a", "treatment_b"];
     Ok(Assignments {
