@@ -254,14 +254,36 @@ impl RowProblem<'_> {
     /// `out = A v`.
     #[inline(always)]
     fn apply<M: MulAdd>(&self, v: &[f32], out: &mut [f32]) {
-        let f = v.len();
         symv_with::<M>(self.gram, v, out);
+        self.apply_rest::<M>(v, out);
+    }
+
+    /// Completes `out = G v` into `out = A v = (G + λI) v + Σ_i (c_i − 1)(y_i·v) y_i`.
+    #[inline(always)]
+    fn apply_rest<M: MulAdd>(&self, v: &[f32], out: &mut [f32]) {
+        let f = v.len();
         axpy_with::<M>(self.reg, v, out);
         for (k, (&i, &c)) in self.items.iter().zip(self.conf).enumerate() {
             self.prefetch_ahead::<M>(k, f);
             let yi = &self.y[i as usize * f..(i as usize + 1) * f];
             let w = (c - 1.0) * dot_with::<M>(yi, v);
             axpy_with::<M>(w, yi, out);
+        }
+    }
+
+    /// Completes `r = G x` into the residual `r = b − A x` in one pass over the
+    /// items: `r = −(G + λI) x + Σ_i (c_i − (c_i − 1) y_i·x) y_i`.
+    #[inline(always)]
+    fn residual_rest<M: MulAdd>(&self, x: &[f32], r: &mut [f32]) {
+        let f = x.len();
+        for (ri, xi) in r.iter_mut().zip(x.iter()) {
+            *ri = -M::mul_add(self.reg, *xi, *ri);
+        }
+        for (k, (&i, &c)) in self.items.iter().zip(self.conf).enumerate() {
+            self.prefetch_ahead::<M>(k, f);
+            let yi = &self.y[i as usize * f..(i as usize + 1) * f];
+            let w = c - (c - 1.0) * dot_with::<M>(yi, x);
+            axpy_with::<M>(w, yi, r);
         }
     }
 
@@ -336,19 +358,8 @@ impl RowProblem<'_> {
         p: &mut [f32],
         ap: &mut [f32],
     ) {
-        let f = x.len();
-        // r = b − A x in one pass over the items:
-        // r = −(G + λI) x + Σ_i (c_i − (c_i − 1) y_i·x) y_i.
         symv_with::<M>(self.gram, x, r);
-        for (ri, xi) in r.iter_mut().zip(x.iter()) {
-            *ri = -M::mul_add(self.reg, *xi, *ri);
-        }
-        for (k, (&i, &c)) in self.items.iter().zip(self.conf).enumerate() {
-            self.prefetch_ahead::<M>(k, f);
-            let yi = &self.y[i as usize * f..(i as usize + 1) * f];
-            let w = c - (c - 1.0) * dot_with::<M>(yi, x);
-            axpy_with::<M>(w, yi, r);
-        }
+        self.residual_rest::<M>(x, r);
         p.copy_from_slice(r);
         let mut rs_old = dot_with::<M>(r, r);
         for _ in 0..steps {
@@ -356,21 +367,38 @@ impl RowProblem<'_> {
                 break;
             }
             self.apply::<M>(p, ap);
-            let pap = dot_with::<M>(p, ap);
-            if pap <= 0.0 || !pap.is_finite() {
-                break;
+            match cg_update::<M>(x, r, p, ap, rs_old) {
+                Some(rs_new) => rs_old = rs_new,
+                None => break,
             }
-            let alpha = rs_old / pap;
-            axpy_with::<M>(alpha, p, x);
-            axpy_with::<M>(-alpha, ap, r);
-            let rs_new = dot_with::<M>(r, r);
-            let beta = rs_new / rs_old;
-            p.iter_mut()
-                .zip(r.iter())
-                .for_each(|(p, r)| *p = M::mul_add(beta, *p, *r));
-            rs_old = rs_new;
         }
     }
+}
+
+/// One CG update once `ap = A p` is known: moves `x` and `r` along `p`, then
+/// turns `p` into the next direction. Returns the new `r·r`, or `None` (and
+/// changes nothing) when the curvature `p·Ap` is not positive and finite.
+#[inline(always)]
+fn cg_update<M: MulAdd>(
+    x: &mut [f32],
+    r: &mut [f32],
+    p: &mut [f32],
+    ap: &[f32],
+    rs_old: f32,
+) -> Option<f32> {
+    let pap = dot_with::<M>(p, ap);
+    if pap <= 0.0 || !pap.is_finite() {
+        return None;
+    }
+    let alpha = rs_old / pap;
+    axpy_with::<M>(alpha, p, x);
+    axpy_with::<M>(-alpha, ap, r);
+    let rs_new = dot_with::<M>(r, r);
+    let beta = rs_new / rs_old;
+    p.iter_mut()
+        .zip(r.iter())
+        .for_each(|(p, r)| *p = M::mul_add(beta, *p, *r));
+    Some(rs_new)
 }
 
 /// `outs[b] = m · vs[b]` for `B` vectors at once (a symmetric `N × N` matrix,
@@ -424,18 +452,9 @@ fn cg_block<const N: usize, const B: usize, M: MulAdd>(
     let mut active = [true; B];
     symv_block::<N, B, M>(gram, xs, &mut r);
     for b in 0..B {
-        let (prob, x, r) = (probs[b], &xs[b], &mut r[b]);
-        for (ri, xi) in r.iter_mut().zip(x.iter()) {
-            *ri = -M::mul_add(prob.reg, *xi, *ri);
-        }
-        for (k, (&i, &c)) in prob.items.iter().zip(prob.conf).enumerate() {
-            prob.prefetch_ahead::<M>(k, N);
-            let yi = &prob.y[i as usize * N..(i as usize + 1) * N];
-            let w = c - (c - 1.0) * dot_with::<M>(yi, x);
-            axpy_with::<M>(w, yi, r);
-        }
-        p[b] = *r;
-        rs_old[b] = dot_with::<M>(r, r);
+        probs[b].residual_rest::<M>(&xs[b], &mut r[b]);
+        p[b] = r[b];
+        rs_old[b] = dot_with::<M>(&r[b], &r[b]);
     }
     for _ in 0..steps {
         for b in 0..B {
@@ -451,29 +470,11 @@ fn cg_block<const N: usize, const B: usize, M: MulAdd>(
             if !active[b] {
                 continue;
             }
-            let prob = probs[b];
-            let (pb, apb) = (&p[b], &mut ap[b]);
-            axpy_with::<M>(prob.reg, pb, apb);
-            for (k, (&i, &c)) in prob.items.iter().zip(prob.conf).enumerate() {
-                prob.prefetch_ahead::<M>(k, N);
-                let yi = &prob.y[i as usize * N..(i as usize + 1) * N];
-                let w = (c - 1.0) * dot_with::<M>(yi, pb);
-                axpy_with::<M>(w, yi, apb);
+            probs[b].apply_rest::<M>(&p[b], &mut ap[b]);
+            match cg_update::<M>(&mut xs[b], &mut r[b], &mut p[b], &ap[b], rs_old[b]) {
+                Some(rs_new) => rs_old[b] = rs_new,
+                None => active[b] = false,
             }
-            let pap = dot_with::<M>(pb, apb);
-            if pap <= 0.0 || !pap.is_finite() {
-                active[b] = false;
-                continue;
-            }
-            let alpha = rs_old[b] / pap;
-            axpy_with::<M>(alpha, &p[b], &mut xs[b]);
-            axpy_with::<M>(-alpha, &ap[b], &mut r[b]);
-            let rs_new = dot_with::<M>(&r[b], &r[b]);
-            let beta = rs_new / rs_old[b];
-            p[b].iter_mut()
-                .zip(r[b].iter())
-                .for_each(|(p, r)| *p = M::mul_add(beta, *p, *r));
-            rs_old[b] = rs_new;
         }
     }
 }
