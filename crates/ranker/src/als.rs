@@ -131,30 +131,33 @@ fn solve_side(isa: Isa, x: &mut [f32], y: &[f32], conf: &Csr, f: usize, p: &Vali
 }
 
 /// The iALS objective divided by the number of observed pairs (see [`EpochReport`]).
+/// What the loss of one side needs besides that side's rows.
+struct LossInputs<'a> {
+    /// Gram matrix of `y`.
+    g: &'a [f32],
+    y: &'a [f32],
+    conf: &'a Csr,
+    f: usize,
+    p: &'a ValidTrainParams,
+}
+
 /// The loss terms of the rows `rows` (users `first..`). Plain arithmetic, so
 /// the portable and the AVX2 copy give the same sum.
 #[inline(always)]
-fn loss_rows(
-    g: &[f32],
-    y: &[f32],
-    conf: &Csr,
-    f: usize,
-    p: &ValidTrainParams,
-    first: usize,
-    rows: &[f32],
-) -> f64 {
+fn loss_rows(l: &LossInputs<'_>, first: usize, rows: &[f32]) -> f64 {
+    let (f, y) = (l.f, l.y);
     let mut total = 0f64;
     let mut gx = vec![0f32; f];
     for (k, xu) in rows.chunks_exact(f).enumerate() {
-        let (items, c) = conf.row(first + k);
+        let (items, c) = l.conf.row(first + k);
         // Σ_all ŷ² = xᵀ G x; observed pairs replace ŷ² by c (1 − ŷ)².
-        crate::linalg::symv(g, xu, &mut gx);
+        crate::linalg::symv(l.g, xu, &mut gx);
         total += dot(xu, &gx) as f64;
         for (&i, &ci) in items.iter().zip(c) {
             let yhat = dot(xu, &y[i as usize * f..(i as usize + 1) * f]) as f64;
             total += ci as f64 * (1.0 - yhat) * (1.0 - yhat) - yhat * yhat;
         }
-        let reg = row_reg(p.reg, p.reg_exponent, items.len()) as f64;
+        let reg = row_reg(l.p.reg, l.p.reg_exponent, items.len()) as f64;
         total += reg * dot(xu, xu) as f64;
     }
     total
@@ -166,29 +169,28 @@ fn loss_rows(
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn loss_rows_avx2(
-    g: &[f32],
-    y: &[f32],
-    conf: &Csr,
-    f: usize,
-    p: &ValidTrainParams,
-    first: usize,
-    rows: &[f32],
-) -> f64 {
-    loss_rows(g, y, conf, f, p, first, rows)
+unsafe fn loss_rows_avx2(l: &LossInputs<'_>, first: usize, rows: &[f32]) -> f64 {
+    loss_rows(l, first, rows)
 }
 
 fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64 {
     let g = gram(y, f);
+    let l = LossInputs {
+        g: &g,
+        y,
+        conf,
+        f,
+        p,
+    };
     let isa = Isa::detect();
     let per_user: f64 = x
         .par_chunks(f * 256)
         .enumerate()
         .map(|(chunk, rows)| match isa {
-            Isa::Generic => loss_rows(&g, y, conf, f, p, chunk * 256, rows),
+            Isa::Generic => loss_rows(&l, chunk * 256, rows),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only constructed after checking the CPU.
-            Isa::Avx2 => unsafe { loss_rows_avx2(&g, y, conf, f, p, chunk * 256, rows) },
+            Isa::Avx2 => unsafe { loss_rows_avx2(&l, chunk * 256, rows) },
         })
         .collect::<Vec<f64>>()
         .into_iter()
