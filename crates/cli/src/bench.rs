@@ -234,7 +234,6 @@ fn simulate(args: SimBenchArgs) -> anyhow::Result<()> {
 
 fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    use rayon::prelude::*;
     let r = reelkit_ranker::Ranker::open(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let users = reelkit_logs::read_id_column(&args.users, "user_id", &Default::default())
@@ -253,41 +252,23 @@ fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
         .copied()
         .filter(|&u| m.users.get(u).is_some())
         .collect();
-    // What `reelkit recommend` does: requests in batches, one pass of the
-    // batched kernel per batch, exclusions mapped to item indices inside.
+    // What `reelkit recommend` does, exclusion mapping included.
     let t = Instant::now();
     let mut total = 0usize;
-    for chunk in known.chunks(crate::recommend::RECOMMEND_BATCH) {
-        let reqs: Vec<reelkit_ranker::Request> = chunk
-            .par_iter()
-            .map(|u| reelkit_ranker::Request {
-                exclude: exclude.get(u).cloned().unwrap_or_default(),
-                ..Default::default()
-            })
-            .collect();
-        let jobs: Vec<(u64, usize, &reelkit_ranker::Request)> = chunk
-            .iter()
-            .zip(&reqs)
-            .map(|(&u, req)| (u, args.k, req))
-            .collect();
-        total += r
-            .recommend_batch(&jobs)
-            .iter()
-            .map(|x| x.items.len())
-            .sum::<usize>();
-    }
+    crate::recommend::recommend_in_batches(&r, &known, args.k, &exclude, false, |_, recs| {
+        total += recs.items.len()
+    });
     let secs = t.elapsed().as_secs_f64();
-    let idx = known;
     let out = json!({
         "bench": "recommend",
-        "users": idx.len(),
+        "users": known.len(),
         "k": args.k,
         "items": m.items.len(),
         "dim": d,
         "threads": rayon::current_num_threads(),
         "recommendations": total,
         "seconds": secs,
-        "users_per_s": idx.len() as f64 / secs,
+        "users_per_s": known.len() as f64 / secs,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

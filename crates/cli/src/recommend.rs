@@ -6,13 +6,45 @@ use std::path::PathBuf;
 use anyhow::Context;
 use rayon::prelude::*;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
-use reelkit_ranker::{Ranker, Request};
+use reelkit_ranker::{Ranker, Recommendations, Request};
 
 use crate::data::{load_interactions, ColumnArgs};
 
 /// Users per call of the batched retrieval (bounds the memory of the
 /// per-user exclusion lists and top-K heaps).
 pub const RECOMMEND_BATCH: usize = 4096;
+
+/// Recommends `k` items to every user of `users`, in batches of
+/// [`RECOMMEND_BATCH`]: one pass of the batched kernel over the item table
+/// serves a whole batch (results equal one request at a time). `exclude` maps
+/// a user to the items not to recommend; `each` gets the users in order.
+pub fn recommend_in_batches(
+    r: &Ranker,
+    users: &[u64],
+    k: usize,
+    exclude: &HashMap<u64, Vec<u64>>,
+    use_value_model: bool,
+    mut each: impl FnMut(u64, Recommendations),
+) {
+    for chunk in users.chunks(RECOMMEND_BATCH) {
+        let reqs: Vec<Request> = chunk
+            .par_iter()
+            .map(|u| Request {
+                exclude: exclude.get(u).cloned().unwrap_or_default(),
+                use_value_model,
+                ..Request::default()
+            })
+            .collect();
+        let jobs: Vec<(u64, usize, &Request)> = chunk
+            .iter()
+            .zip(&reqs)
+            .map(|(&u, req)| (u, k, req))
+            .collect();
+        for (&u, recs) in chunk.iter().zip(r.recommend_batch(&jobs)) {
+            each(u, recs);
+        }
+    }
+}
 
 /// Arguments of `reelkit recommend`.
 #[derive(Debug, clap::Args)]
@@ -61,32 +93,15 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
             exclude.entry(*u).or_default().push(*i);
         }
     }
-    // Users in batches: one pass of the batched kernel over the item table
-    // serves a whole batch (results equal one request at a time).
     let mut rows: Vec<(u64, u64, u32, f32)> = Vec::new();
-    for chunk in users.chunks(RECOMMEND_BATCH) {
-        let reqs: Vec<Request> = chunk
-            .par_iter()
-            .map(|u| Request {
-                exclude: exclude.get(u).cloned().unwrap_or_default(),
-                use_value_model: args.value_model,
-                ..Request::default()
-            })
-            .collect();
-        let jobs: Vec<(u64, usize, &Request)> = chunk
-            .iter()
-            .zip(&reqs)
-            .map(|(&u, req)| (u, args.k, req))
-            .collect();
-        for (&u, recs) in chunk.iter().zip(r.recommend_batch(&jobs)) {
-            rows.extend(
-                recs.items
-                    .iter()
-                    .enumerate()
-                    .map(|(rank, rec)| (u, rec.item_id, rank as u32 + 1, rec.score)),
-            );
-        }
-    }
+    recommend_in_batches(&r, &users, args.k, &exclude, args.value_model, |u, recs| {
+        rows.extend(
+            recs.items
+                .iter()
+                .enumerate()
+                .map(|(rank, rec)| (u, rec.item_id, rank as u32 + 1, rec.score)),
+        )
+    });
     let mut df = DataFrame::new(
         rows.len(),
         vec![
