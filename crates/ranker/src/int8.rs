@@ -349,18 +349,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn floats(seed: u64, n: usize) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
-            })
-            .collect()
-    }
+    use crate::rng::test_floats as floats;
 
     #[test]
     fn every_kernel_returns_the_reference_candidates_for_dims_0_to_67() {

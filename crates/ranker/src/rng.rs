@@ -36,3 +36,17 @@ impl SplitMix {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     }
 }
+
+/// Uniform floats in [-1, 1) from a seeded LCG: test data for the kernels.
+#[cfg(test)]
+pub(crate) fn test_floats(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
+        })
+        .collect()
+}

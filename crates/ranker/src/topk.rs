@@ -308,6 +308,7 @@ pub(crate) fn batched_top_k<S: Default + Send>(
 mod tests {
     use super::*;
     use crate::linalg::dot;
+    use crate::rng::test_floats as floats;
     use proptest::prelude::*;
 
     fn naive(q: &[f32], items: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
@@ -352,19 +353,6 @@ mod tests {
                 prop_assert_eq!(&batch[1], &naive(&q2, &items, k / 2 + 1, &[]));
             }
         }
-    }
-
-    /// Uniform floats in [-1, 1) from a seeded LCG.
-    fn floats(seed: u64, n: usize) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 33) as f64 / (1u64 << 31) as f64 - 1.0) as f32
-            })
-            .collect()
     }
 
     /// Every item's exact score by the scalar reference, sorted, truncated.
