@@ -15,7 +15,7 @@ use reelkit_abtest::{
 use reelkit_logs::{Events, FileSet};
 use reelkit_ranker::{
     evaluate, item_counts, popularity_order, recommend_popular, split_by_time, EngagementWeights,
-    Isa, ItemTable, Metrics, Model, Ranker, TrainControl, TrainParams, TrainingData,
+    ItemTable, Metrics, Model, Ranker, TrainControl, TrainParams, TrainingData,
 };
 use reelkit_sim::{
     builtin_policy, Arms, ExploreFresh, GroundTruth, Policy, Simulator, ValidSimParams, World,
@@ -170,12 +170,7 @@ pub fn offline_eval(
         &mut TrainControl::default(),
     )?;
     let counts = item_counts(&split.train.matrix);
-    let table = ItemTable {
-        dim: f.dim,
-        factors: &f.items,
-        bias: None,
-        isa: Isa::detect(),
-    };
+    let table = ItemTable::new(f.dim, &f.items, None);
     let model = evaluate(&split.train.matrix, &split.test, k, &counts, |u, k, ex| {
         table
             .top_k(f.user(u), k, ex)

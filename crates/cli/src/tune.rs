@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
 use reelkit_ranker::{
-    evaluate, split_by_time, split_random, Algo, EpochReport, Factors, Isa, ItemTable, Metrics,
-    Split, TrainControl, TrainParams, TrainingData,
+    evaluate, split_by_time, split_random, Algo, EpochReport, Factors, ItemTable, Metrics, Split,
+    TrainControl, TrainParams, TrainingData,
 };
 use serde::Serialize;
 
@@ -146,12 +146,7 @@ fn grid(algo: Algo, name: &str, seed: u64) -> anyhow::Result<(Vec<TrainParams>, 
 
 /// NDCG and friends of factors on a split's validation part.
 pub fn validate(f: &Factors, split: &Split, k: usize) -> Metrics {
-    let table = ItemTable {
-        dim: f.dim,
-        factors: &f.items,
-        bias: Some(&f.item_bias),
-        isa: Isa::detect(),
-    };
+    let table = ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
     let counts = reelkit_ranker::item_counts(&split.train.matrix);
     evaluate(&split.train.matrix, &split.test, k, &counts, |u, k, ex| {
         table

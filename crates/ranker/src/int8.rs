@@ -390,12 +390,7 @@ mod tests {
     fn approximate_scores_are_close_and_rescoring_recovers_the_exact_top_k() {
         let (n, f) = (20_000usize, 64usize);
         let items = floats(5, n * f);
-        let t = ItemTable {
-            dim: f,
-            factors: &items,
-            bias: None,
-            isa: Isa::detect(),
-        };
+        let t = ItemTable::new(f, &items, None);
         let q8 = Int8Table::new(f, &items, None);
         assert!(q8.bytes() * 3 < items.len() * 4, "not smaller than f32");
         let queries: Vec<Vec<f32>> = (0..50).map(|j| floats(100 + j, f)).collect();

@@ -41,7 +41,7 @@ pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSION
 pub use params::{Algo, TrainParams, ValidTrainParams};
 pub use ranker::{Ranker, Recommendation, Recommendations, Request, Retrieval, Surface};
 pub use split::{split_by_time, split_random, Split};
-pub use topk::{ItemTable, Scored, TopK};
+pub use topk::{ItemTable, Scored, TableBound, TopK};
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
 
 /// Trains with the algorithm the parameters name.

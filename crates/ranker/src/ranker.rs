@@ -11,7 +11,7 @@ use crate::half::HalfTable;
 use crate::int8::Int8Table;
 use crate::linalg::{gram, Isa};
 use crate::model::{MappedModel, Model, FORMAT_VERSION};
-use crate::topk::{ItemTable, Scored};
+use crate::topk::{ItemTable, Scored, TableBound};
 
 /// Options of one recommendation request.
 #[derive(Debug, Clone, Default)]
@@ -95,6 +95,8 @@ pub struct Ranker {
     item_gram: Vec<f32>,
     popular: Vec<u32>,
     isa: Isa,
+    /// The item table's norm and bias bound (one pass at load).
+    bound: TableBound,
     catalog: Option<Catalog>,
     approx: Option<Approx>,
 }
@@ -152,11 +154,13 @@ impl Ranker {
     fn from_mapped(model: MappedModel) -> Ranker {
         let item_gram = gram(&model.item_factors, model.dim);
         let popular = crate::eval::popularity_order(&model.item_counts);
+        let bound = TableBound::of(model.dim, &model.item_factors, Some(&model.item_bias));
         Ranker {
             model,
             item_gram,
             popular,
             isa: Isa::detect(),
+            bound,
             catalog: None,
             approx: None,
         }
@@ -268,12 +272,13 @@ impl Ranker {
 
     /// The item table to score against.
     pub fn items(&self) -> ItemTable<'_> {
-        ItemTable {
-            dim: self.model.dim,
-            factors: &self.model.item_factors,
-            bias: Some(&self.model.item_bias),
-            isa: self.isa,
-        }
+        ItemTable::with_bound(
+            self.model.dim,
+            &self.model.item_factors,
+            Some(&self.model.item_bias),
+            self.bound,
+        )
+        .with_isa(self.isa)
     }
 
     /// The stored embedding of a known user.

@@ -15,11 +15,13 @@
 //!   blocked micro-kernel (twelve accumulators), sgemm's shape with the top-K
 //!   threshold test fused in, so most scores never leave the registers;
 //! - one query, where the catalogue is read once and memory is the limit:
-//!   row-major items are filtered with a fast kernel that sums eight dimension
-//!   lanes at a time (a different rounding) together with `Σ|q_d·x_d|`, which
-//!   bounds how far its score can be from the exact one; only the items whose
-//!   bound reaches the current top-K threshold are scored exactly and offered.
-//!   The result is the exact top-K of the exact scores.
+//!   row-major items, eight rows at a time, are filtered with a fast kernel
+//!   that sums eight dimension lanes per row (a different rounding), plus a
+//!   slack that bounds how far a fast score can be from the exact one for
+//!   any item of the table (from the query's norm and the table's largest
+//!   item norm and bias); only the rows whose fast score plus slack reaches
+//!   the current top-K threshold are scored exactly and offered. The result
+//!   is the exact top-K of the exact scores.
 
 use crate::topk::TopK;
 
@@ -109,101 +111,6 @@ pub(crate) mod avx2 {
         s
     }
 
-    /// Fast scores of rows `lo..hi` (row-major, `f = q.len()` floats each)
-    /// into `s`, with `Σ|q_d|·|x_d|` into `p`: four rows at a time, eight
-    /// dimension lanes per register, lanes reduced pairwise, tail dimensions
-    /// added in order. `qa` is `|q|`.
-    ///
-    /// # Safety
-    /// Rows `lo..hi` must be inside `items`; `s` and `p` hold `hi - lo`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dots_with_bound(
-        q: &[f32],
-        qa: &[f32],
-        items: &[f32],
-        lo: usize,
-        hi: usize,
-        s: &mut [f32],
-        p: &mut [f32],
-    ) {
-        let f = q.len();
-        let chunks = f / 8;
-        let n = hi - lo;
-        debug_assert!(s.len() >= n && p.len() >= n && items.len() >= hi * f);
-        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
-        let (qp, qap) = (q.as_ptr(), qa.as_ptr());
-        let tail = |row: usize, s0: f32, p0: f32| -> (f32, f32) {
-            let (mut s, mut p) = (s0, p0);
-            for d in chunks * 8..f {
-                let x = items[row * f + d];
-                s = q[d].mul_add(x, s);
-                p = qa[d].mul_add(x.abs(), p);
-            }
-            (s, p)
-        };
-        let mut i = 0;
-        while i < n {
-            let rows = (n - i).min(4);
-            // Rows past the end of a short block repeat the last row.
-            let row = |j: usize| lo + i + j.min(rows - 1);
-            // SAFETY: every row(j) < hi is inside `items`.
-            let ptr = |j: usize| unsafe { items.as_ptr().add(row(j) * f) };
-            let (p0, p1, p2, p3) = (ptr(0), ptr(1), ptr(2), ptr(3));
-            if PREFETCH_ROWS > 0 && lo + i + 4 + PREFETCH_ROWS <= items.len() / f.max(1) {
-                // SAFETY: the prefetched rows are inside `items`; prefetching
-                // has no architectural effect.
-                let ahead = unsafe { items.as_ptr().add((lo + i + PREFETCH_ROWS) * f) };
-                for line in (0..4 * f).step_by(16) {
-                    unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.add(line) as *const i8) };
-                }
-            }
-            let z = _mm256_setzero_ps();
-            let (mut s0, mut s1, mut s2, mut s3) = (z, z, z, z);
-            let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-            for c in 0..chunks {
-                // SAFETY: dimensions c·8..c·8+8 ≤ f of rows inside `items`.
-                unsafe {
-                    let qv = _mm256_loadu_ps(qp.add(c * 8));
-                    let qav = _mm256_loadu_ps(qap.add(c * 8));
-                    let x0 = _mm256_loadu_ps(p0.add(c * 8));
-                    let x1 = _mm256_loadu_ps(p1.add(c * 8));
-                    let x2 = _mm256_loadu_ps(p2.add(c * 8));
-                    let x3 = _mm256_loadu_ps(p3.add(c * 8));
-                    s0 = _mm256_fmadd_ps(x0, qv, s0);
-                    s1 = _mm256_fmadd_ps(x1, qv, s1);
-                    s2 = _mm256_fmadd_ps(x2, qv, s2);
-                    s3 = _mm256_fmadd_ps(x3, qv, s3);
-                    a0 = _mm256_fmadd_ps(_mm256_and_ps(x0, abs), qav, a0);
-                    a1 = _mm256_fmadd_ps(_mm256_and_ps(x1, abs), qav, a1);
-                    a2 = _mm256_fmadd_ps(_mm256_and_ps(x2, abs), qav, a2);
-                    a3 = _mm256_fmadd_ps(_mm256_and_ps(x3, abs), qav, a3);
-                }
-            }
-            let sv = reduce4(s0, s1, s2, s3);
-            let av = reduce4(a0, a1, a2, a3);
-            for j in 0..rows {
-                let (sj, pj) = tail(row(j), sv[j], av[j]);
-                s[i + j] = sj;
-                p[i + j] = pj;
-            }
-            i += rows;
-        }
-    }
-
-    const PREFETCH_ROWS: usize = 64;
-
-    /// The four horizontal sums of `a0..a3`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn reduce4(a0: __m256, a1: __m256, a2: __m256, a3: __m256) -> [f32; 4] {
-        let s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        let r = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
-        let mut t = [0f32; 4];
-        // SAFETY: `t` holds exactly four floats.
-        unsafe { _mm_storeu_ps(t.as_mut_ptr(), r) };
-        t
-    }
-
     /// Offers the lanes of `s` (items `base..base+16`, only those in `valid`)
     /// that are not below `floor` to `top`, skipping excluded items; returns
     /// the new floor.
@@ -258,17 +165,39 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// The eight horizontal sums of `a[0..8]`, in that order.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn reduce8(a: &[__m256; 8]) -> __m256 {
+        let h01 = _mm256_hadd_ps(a[0], a[1]);
+        let h23 = _mm256_hadd_ps(a[2], a[3]);
+        let h45 = _mm256_hadd_ps(a[4], a[5]);
+        let h67 = _mm256_hadd_ps(a[6], a[7]);
+        // Low halves hold dimensions 0..4 of rows 0..4 (4..8), high halves
+        // dimensions 4..8.
+        let h0123 = _mm256_hadd_ps(h01, h23);
+        let h4567 = _mm256_hadd_ps(h45, h67);
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(h0123, h4567),
+            _mm256_permute2f128_ps::<0x31>(h0123, h4567),
+        )
+    }
+
     /// Scans row-major items `lo..hi` against one query into `top`: fast
     /// scores filter, exact scores decide (see the module documentation).
     ///
-    /// Why the filter is safe: the exact chain and the fast sum are two
-    /// floating-point evaluations of the same real dot product, each within
-    /// `γ_f·Σ|q_d·x_d|` of it (γ_f = f·u/(1 − f·u), u = 2⁻²⁴, for any order
-    /// of summation), so they differ by at most `2γ_f·Σ|q_d·x_d|`; the computed
-    /// `Σ|q_d|·|x_d|` is within a factor `1 ± γ_f` of the true one, and adding
-    /// a bias rounds each side once more. The slack used, `4f·u·P + 4u·|s| +
-    /// f·2⁻¹²⁶` (the last term for underflow), exceeds all of that, so an item
-    /// whose fast score plus slack is below the threshold cannot enter.
+    /// Rows go eight at a time: one accumulator per row sums eight dimension
+    /// lanes (tail dimensions through a masked load), the eight sums are
+    /// reduced into one register, the bias added, and `slack` added before
+    /// one comparison with the current floor; only the rows that reach it are
+    /// scored exactly ([`score_fma`]) and offered. Per row that is one load
+    /// and one FMA per eight dimensions, so the scan is bound by memory.
+    ///
+    /// `slack` must bound `|fast − exact|` for every row of the scan, each
+    /// side with its bias added ([`crate::topk::ItemTable`] derives it from
+    /// the query's norm and the table's largest norm and bias); then an item
+    /// whose `fast + slack` is below the floor cannot enter. An infinite or
+    /// NaN slack scores every row exactly.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -282,44 +211,79 @@ pub(crate) mod avx2 {
         hi: usize,
         exclude: &[u32],
         top: &mut TopK,
+        slack: f32,
     ) {
-        const BLOCK: usize = 256;
         let f = q.len();
         assert!(items.len() >= hi * f, "item table shorter than the scan");
         if let Some(b) = bias {
             assert!(b.len() >= hi, "bias shorter than the scan");
         }
-        let qa: Vec<f32> = q.iter().map(|x| x.abs()).collect();
-        let u = f32::EPSILON / 2.0;
-        let rel = 4.0 * f as f32 * u;
-        let tiny = f as f32 * f32::MIN_POSITIVE;
-        let (mut s, mut p) = ([0f32; BLOCK], [0f32; BLOCK]);
+        let full = f / 8;
+        let rem = f % 8;
+        // The query zero-padded to whole registers; the tail dimensions of a
+        // row are read with a masked load (masked lanes read as zero and
+        // never fault), and 0·0 adds nothing.
+        let mut qp = vec![0f32; f.div_ceil(8) * 8];
+        qp[..f].copy_from_slice(q);
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(rem as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        let slack = _mm256_set1_ps(slack);
         let mut floor = top.floor();
-        let mut b = lo;
-        while b < hi {
-            let e = (b + BLOCK).min(hi);
-            // SAFETY: rows b..e ≤ hi are inside `items` (asserted above).
-            unsafe { dots_with_bound(q, &qa, items, b, e, &mut s, &mut p) };
-            for i in b..e {
-                let mut fast = s[i - b];
-                if let Some(bias) = bias {
-                    fast += bias[i];
+        let mut i = lo;
+        while i < hi {
+            let rows = (hi - i).min(8);
+            // Rows past the end of a short block repeat the last row.
+            // SAFETY: every row i + min(j, rows − 1) < hi is inside `items`.
+            let p: [*const f32; 8] =
+                std::array::from_fn(|j| unsafe { items.as_ptr().add((i + j.min(rows - 1)) * f) });
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for c in 0..full {
+                // SAFETY: dimensions c·8..c·8+8 ≤ f of rows inside `items`.
+                unsafe {
+                    let qv = _mm256_loadu_ps(qp.as_ptr().add(c * 8));
+                    for r in 0..8 {
+                        acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(p[r].add(c * 8)), qv, acc[r]);
+                    }
                 }
-                let slack = rel * p[i - b] + 4.0 * u * fast.abs() + tiny;
-                // A NaN (score or slack) is not below the floor: scored exactly.
-                if fast + slack < floor {
-                    continue;
+            }
+            if rem > 0 {
+                // SAFETY: the unmasked lanes are dimensions full·8..f of rows
+                // inside `items`; `qp` holds whole registers.
+                unsafe {
+                    let qv = _mm256_loadu_ps(qp.as_ptr().add(full * 8));
+                    for r in 0..8 {
+                        let x = _mm256_maskload_ps(p[r].add(full * 8), mask);
+                        acc[r] = _mm256_fmadd_ps(x, qv, acc[r]);
+                    }
                 }
-                let mut exact = score_fma(q, &items[i * f..(i + 1) * f]);
-                if let Some(bias) = bias {
-                    exact += bias[i];
+            }
+            let mut fast = reduce8(&acc);
+            if let Some(b) = bias {
+                let mut pad = [0f32; 8];
+                pad[..rows].copy_from_slice(&b[i..i + rows]);
+                // SAFETY: `pad` holds eight floats.
+                fast = _mm256_add_ps(fast, unsafe { _mm256_loadu_ps(pad.as_ptr()) });
+            }
+            // Not-less-than, unordered true: a NaN score or slack is scored.
+            let reach =
+                _mm256_cmp_ps::<_CMP_NLT_UQ>(_mm256_add_ps(fast, slack), _mm256_set1_ps(floor));
+            let mut bits = _mm256_movemask_ps(reach) as u32 & ((1u32 << rows) - 1);
+            while bits != 0 {
+                let j = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let r = i + j;
+                let mut exact = score_fma(q, &items[r * f..(r + 1) * f]);
+                if let Some(b) = bias {
+                    exact += b[r];
                 }
-                if reaches(exact, floor) && !excluded(exclude, i) {
-                    top.push(i as u32, exact);
+                if reaches(exact, floor) && !excluded(exclude, r) {
+                    top.push(r as u32, exact);
                     floor = top.floor();
                 }
             }
-            b = e;
+            i += rows;
         }
     }
 

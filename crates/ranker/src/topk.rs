@@ -96,18 +96,114 @@ impl TopK {
     }
 }
 
-/// Row-major item table and biases to score against.
+/// Row-major item table and biases to score against, with the bound on its
+/// rows that lets a single-query scan skip exact scoring for most items.
 #[derive(Debug, Clone, Copy)]
 pub struct ItemTable<'a> {
-    pub dim: usize,
+    dim: usize,
     /// `n × dim`.
-    pub factors: &'a [f32],
+    factors: &'a [f32],
     /// Optional per-item bias (`n`).
-    pub bias: Option<&'a [f32]>,
-    pub isa: Isa,
+    bias: Option<&'a [f32]>,
+    isa: Isa,
+    bound: TableBound,
 }
 
-impl ItemTable<'_> {
+/// The largest Euclidean norm of an item of a table and the largest absolute
+/// bias, each rounded up (NaN if the table holds a NaN): what the single-query
+/// filter's rounding slack is derived from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TableBound {
+    max_norm: f32,
+    max_bias: f32,
+}
+
+/// The larger of two, NaN if either is NaN.
+fn max_or_nan(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+impl TableBound {
+    /// One parallel pass over the table (squares summed in f64).
+    pub fn of(dim: usize, factors: &[f32], bias: Option<&[f32]>) -> TableBound {
+        let d = dim.max(1);
+        let norm2 = factors
+            .par_chunks(d * 4096)
+            .map(|c| {
+                c.chunks(d)
+                    .map(|r| r.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+                    .fold(0.0, max_or_nan)
+            })
+            .reduce(|| 0.0, max_or_nan);
+        let bias = bias.map_or(0.0, |b| {
+            b.par_iter()
+                .map(|&x| f64::from(x).abs())
+                .reduce(|| 0.0, max_or_nan)
+        });
+        // Rounded up: the f64 sums are within 1e−12 relative, the conversion
+        // to f32 within 2⁻²⁴.
+        let up = 1.0 + 1e-6;
+        TableBound {
+            max_norm: (norm2.sqrt() * up) as f32,
+            max_bias: (bias * up) as f32,
+        }
+    }
+}
+
+impl<'a> ItemTable<'a> {
+    /// A table of `factors.len() / dim` items (row-major) with optional
+    /// biases, scored by the best kernel of this CPU; one pass computes its
+    /// [`TableBound`].
+    pub fn new(dim: usize, factors: &'a [f32], bias: Option<&'a [f32]>) -> ItemTable<'a> {
+        let bound = TableBound::of(dim, factors, bias);
+        ItemTable::with_bound(dim, factors, bias, bound)
+    }
+
+    /// A table whose bound was computed before, by [`TableBound::of`] on the
+    /// same factors and biases (a wrong bound can drop items from results).
+    pub(crate) fn with_bound(
+        dim: usize,
+        factors: &'a [f32],
+        bias: Option<&'a [f32]>,
+        bound: TableBound,
+    ) -> ItemTable<'a> {
+        if let (Some(b), true) = (bias, dim > 0) {
+            assert_eq!(b.len(), factors.len() / dim, "one bias per item");
+        }
+        ItemTable {
+            dim,
+            factors,
+            bias,
+            isa: Isa::detect(),
+            bound,
+        }
+    }
+
+    /// The same table scored by the kernels of `isa` (`Isa::Generic` is the
+    /// scalar reference).
+    pub fn with_isa(self, isa: Isa) -> ItemTable<'a> {
+        ItemTable { isa, ..self }
+    }
+
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The factors, `len() × dim()` row-major.
+    pub fn factors(&self) -> &'a [f32] {
+        self.factors
+    }
+
+    /// The per-item biases, if any.
+    pub fn bias(&self) -> Option<&'a [f32]> {
+        self.bias
+    }
+
     /// Number of items.
     pub fn len(&self) -> usize {
         self.factors.len().checked_div(self.dim).unwrap_or(0)
@@ -118,6 +214,41 @@ impl ItemTable<'_> {
         self.len() == 0
     }
 
+    /// A bound on `|fast − exact|` for query `q` and any item of the table,
+    /// each score with its bias added, where `exact` is the FMA chain in
+    /// dimension order and `fast` any other order of the same products
+    /// (infinite when no finite bound holds).
+    ///
+    /// With `P = Σ_d |q_d·x_d| ≤ ‖q‖·max‖x‖ = B` (Cauchy–Schwarz), each
+    /// evaluation is within `γ_n·P` of the real dot product (`γ_n = n·u/(1 −
+    /// n·u)`, `u = 2⁻²⁴`, `n` the depth of its operations, at most `dim + 4`
+    /// for the eight-lane sum and its reduction), so the two differ by at
+    /// most `2γ_n·B`; adding a bias rounds each once more, by at most
+    /// `u·(B(1 + γ_n) + max|b|)`; gradual underflow adds at most `2⁻¹²⁶` per
+    /// operation. The sum of these, enlarged by 1%, is returned. If `B +
+    /// max|b|` could approach overflow (or is NaN), no finite bound holds.
+    fn filter_slack(&self, q: &[f32]) -> f32 {
+        let qn = q
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt();
+        let b = qn * f64::from(self.bound.max_norm) * (1.0 + 1e-9);
+        let m = f64::from(self.bound.max_bias);
+        let u = f64::from(f32::EPSILON) / 2.0;
+        let n = self.dim as f64 + 4.0;
+        let gamma = n * u / (1.0 - n * u);
+        let slack = 1.01
+            * (2.0 * gamma * b
+                + 2.0 * u * (b * (1.0 + gamma) + m)
+                + 2.0 * n * f64::from(f32::MIN_POSITIVE));
+        if b + m < 1e37 && gamma > 0.0 && gamma < 1e-3 {
+            slack as f32
+        } else {
+            f32::INFINITY
+        }
+    }
+
     fn scan(&self, q: &[f32], lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
         assert_eq!(q.len(), self.dim, "query dimension");
         match self.isa {
@@ -125,7 +256,8 @@ impl ItemTable<'_> {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only built after runtime detection of AVX2 and FMA.
             Isa::Avx2 => unsafe {
-                scan::avx2::scan(q, self.factors, self.bias, lo, hi, exclude, top)
+                let slack = self.filter_slack(q);
+                scan::avx2::scan(q, self.factors, self.bias, lo, hi, exclude, top, slack)
             },
         }
     }
@@ -343,7 +475,7 @@ mod tests {
             exclude.sort_unstable();
             exclude.dedup();
             for isa in [Isa::Generic, Isa::detect()] {
-                let t = ItemTable { dim: f, factors: &items, bias: None, isa };
+                let t = ItemTable::new(f, &items, None).with_isa(isa);
                 let want = naive(&q, &items, k, &exclude);
                 prop_assert_eq!(&t.top_k(&q, k, &exclude), &want);
                 prop_assert_eq!(&t.top_k_parallel(&q, k, &exclude), &want);
@@ -360,10 +492,7 @@ mod tests {
         let all: Vec<u32> = (0..t.len() as u32)
             .filter(|i| exclude.binary_search(i).is_err())
             .collect();
-        let reference = ItemTable {
-            isa: Isa::Generic,
-            ..*t
-        };
+        let reference = t.with_isa(Isa::Generic);
         let scores = reference.scores_of(q, &all);
         let mut v: Vec<Scored> = all
             .into_iter()
@@ -386,16 +515,8 @@ mod tests {
             let queries: Vec<Vec<f32>> = (0..7).map(|j| floats(f as u64 * 31 + j, f)).collect();
             let all: Vec<u32> = (0..n as u32).collect();
             for bias in [None, Some(&bias[..])] {
-                let reference = ItemTable {
-                    dim: f,
-                    factors: &items,
-                    bias,
-                    isa: Isa::Generic,
-                };
-                let fast = ItemTable {
-                    isa: Isa::detect(),
-                    ..reference
-                };
+                let fast = ItemTable::new(f, &items, bias);
+                let reference = fast.with_isa(Isa::Generic);
                 for q in &queries {
                     let want = reference.scores_of(q, &all);
                     for i in 0..n {
@@ -478,17 +599,9 @@ mod tests {
                 items[i * f + d] = r[i * f + d];
             }
         }
-        let t = ItemTable {
-            dim: f,
-            factors: &items,
-            bias: None,
-            isa: Isa::detect(),
-        };
+        let t = ItemTable::new(f, &items, None);
         let q = vec![1f32; f];
-        let reference = ItemTable {
-            isa: Isa::Generic,
-            ..t
-        };
+        let reference = t.with_isa(Isa::Generic);
         let all: Vec<u32> = (0..n as u32).collect();
         let exact = reference.scores_of(&q, &all);
         let real: Vec<f64> = (0..n)
@@ -508,6 +621,42 @@ mod tests {
     }
 
     #[test]
+    fn near_ties_within_rounding_rank_by_the_exact_score() {
+        // Every item is one base vector with its components nudged by up to
+        // 40 ulps, so the scores spread over a few dozen ulps and the fast
+        // eight-lane sum orders them differently from the exact chain. Only a
+        // filter whose slack covers that disagreement, followed by exact
+        // scoring, returns the reference order (a slack of zero fails here).
+        let (n, f) = (20_000usize, 64usize);
+        let base = floats(21, f);
+        let nudge = floats(22, n * f);
+        let mut items = vec![0f32; n * f];
+        for i in 0..n {
+            for d in 0..f {
+                let b = base[d];
+                let r = nudge[i * f + d];
+                let bits = b.to_bits() as i64 + (r * 40.0).round() as i64;
+                items[i * f + d] = f32::from_bits(bits as u32);
+            }
+        }
+        let bias: Vec<f32> = (0..n).map(|i| (i % 3) as f32 * 1e-7).collect();
+        let q = floats(23, f);
+        for bias in [None, Some(&bias[..])] {
+            let t = ItemTable::new(f, &items, bias);
+            let all: Vec<u32> = (0..n as u32).collect();
+            let exact = t.with_isa(Isa::Generic).scores_of(&q, &all);
+            let distinct: std::collections::BTreeSet<u32> =
+                exact.iter().map(|s| s.to_bits()).collect();
+            assert!(distinct.len() > 10, "scores are not spread over ulps");
+            for k in [1, 10, 100] {
+                let want = reference_top(&t, &q, k, &[]);
+                assert_eq!(t.top_k(&q, k, &[]), want, "k {k}");
+                assert_eq!(t.top_k_parallel(&q, k, &[]), want, "k {k}");
+            }
+        }
+    }
+
+    #[test]
     fn batch_crosses_tiles_and_chunks() {
         // dim 100: tiles of 81 items; 40,000 items: three chunks.
         let (n, f) = (40_000usize, 100usize);
@@ -521,12 +670,7 @@ mod tests {
         let items: Vec<f32> = (0..n * f).map(|_| next()).collect();
         let queries: Vec<Vec<f32>> = (0..5).map(|_| (0..f).map(|_| next()).collect()).collect();
         let exclude: Vec<u32> = (0..n as u32).step_by(7).collect();
-        let t = ItemTable {
-            dim: f,
-            factors: &items,
-            bias: None,
-            isa: Isa::detect(),
-        };
+        let t = ItemTable::new(f, &items, None);
         let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
         let ks = [1, 10, 100, 7, 0];
         let ex: Vec<&[u32]> = (0..5)
@@ -541,12 +685,7 @@ mod tests {
     #[test]
     fn k_larger_than_catalogue_returns_everything_left() {
         let items = vec![1.0, 2.0, 3.0];
-        let t = ItemTable {
-            dim: 1,
-            factors: &items,
-            bias: None,
-            isa: Isa::detect(),
-        };
+        let t = ItemTable::new(1, &items, None);
         let r = t.top_k(&[1.0], 10, &[1]);
         assert_eq!(r.iter().map(|s| s.item).collect::<Vec<_>>(), vec![2, 0]);
     }
