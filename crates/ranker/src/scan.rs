@@ -127,8 +127,15 @@ pub(crate) mod avx2 {
         let fv = _mm256_set1_ps(floor);
         // Not-less-than (unordered true): a NaN is offered, as in a scalar
         // `if s < floor { skip }`.
-        let m0 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(s[0], fv)) as u32;
-        let m1 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(s[1], fv)) as u32;
+        let c0 = _mm256_cmp_ps::<_CMP_NLT_UQ>(s[0], fv);
+        let c1 = _mm256_cmp_ps::<_CMP_NLT_UQ>(s[1], fv);
+        // Most panels have no lane that reaches the floor: one test.
+        let any = _mm256_or_ps(c0, c1);
+        if _mm256_testz_ps(any, any) == 1 {
+            return floor;
+        }
+        let m0 = _mm256_movemask_ps(c0) as u32;
+        let m1 = _mm256_movemask_ps(c1) as u32;
         let mut bits = (m0 | (m1 << 8)) & valid;
         if bits == 0 {
             return floor;

@@ -275,25 +275,22 @@ impl<'a> ItemTable<'a> {
     pub fn top_k_parallel(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
         const CHUNK: usize = 16_384;
         let n = self.len();
-        // One top-K per thread across its chunks: its threshold keeps rising
-        // from chunk to chunk, so few items reach the exact scoring.
-        (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .fold(
-                || TopK::new(k),
-                |mut top, c| {
-                    self.scan(q, c * CHUNK, ((c + 1) * CHUNK).min(n), exclude, &mut top);
-                    top
-                },
-            )
-            .reduce(
-                || TopK::new(k),
-                |mut a, b| {
-                    a.merge(b);
-                    a
-                },
-            )
-            .into_sorted()
+        // One top-K per worker thread across all its chunks: its threshold
+        // keeps rising from chunk to chunk, so few items reach exact scoring.
+        per_thread(
+            n.div_ceil(CHUNK),
+            || TopK::new(k),
+            |top, c| {
+                self.scan(q, c * CHUNK, ((c + 1) * CHUNK).min(n), exclude, top);
+            },
+        )
+        .into_iter()
+        .reduce(|mut a, b| {
+            a.merge(b);
+            a
+        })
+        .unwrap_or_else(|| TopK::new(k))
+        .into_sorted()
     }
 
     /// The exact scores (plus bias) of the given items, computed exactly as a
@@ -411,29 +408,60 @@ pub(crate) fn batched_top_k<S: Default + Send>(
 ) -> Vec<Vec<Scored>> {
     const CHUNK: usize = 16_384;
     let fresh = || k.iter().map(|&k| TopK::new(k)).collect::<Vec<TopK>>();
-    let tops = (0..n.div_ceil(CHUNK))
-        .into_par_iter()
-        .fold(
-            || (fresh(), S::default()),
-            |(mut tops, mut scratch), c| {
-                let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-                let mut t = lo;
-                while t < hi {
-                    let end = (t + tile).min(hi);
-                    scan_tile(t, end, &mut tops, &mut scratch);
-                    t = end;
-                }
-                (tops, scratch)
-            },
-        )
-        .map(|(tops, _)| tops)
-        .reduce(fresh, |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                x.merge(y);
+    per_thread(
+        n.div_ceil(CHUNK),
+        || (fresh(), S::default()),
+        |(tops, scratch), c| {
+            let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            let mut t = lo;
+            while t < hi {
+                let end = (t + tile).min(hi);
+                scan_tile(t, end, tops, scratch);
+                t = end;
             }
-            a
-        });
-    tops.into_iter().map(TopK::into_sorted).collect()
+        },
+    )
+    .into_iter()
+    .map(|(tops, _)| tops)
+    .reduce(|mut a, b| {
+        for (x, y) in a.iter_mut().zip(b) {
+            x.merge(y);
+        }
+        a
+    })
+    .unwrap_or_else(fresh)
+    .into_iter()
+    .map(TopK::into_sorted)
+    .collect()
+}
+
+/// Runs `work(state, c)` for every chunk `c < chunks` on the current rayon
+/// pool, with one state per worker thread that lives across all the chunks
+/// the thread takes (made by `init` on its first chunk); returns the states
+/// of the threads that took any.
+///
+/// A top-K that lives across chunks keeps its rising threshold, so later
+/// chunks offer few candidates; `fold` would start a fresh one at every split
+/// of the range, each paying for its first `2k` candidates again.
+pub(crate) fn per_thread<T: Send>(
+    chunks: usize,
+    init: impl Fn() -> T + Sync,
+    work: impl Fn(&mut T, usize) + Sync,
+) -> Vec<T> {
+    use std::sync::Mutex;
+    let threads = rayon::current_num_threads().max(1);
+    let slots: Vec<Mutex<Option<T>>> = (0..threads).map(|_| Mutex::new(None)).collect();
+    (0..chunks).into_par_iter().for_each(|c| {
+        // Only the worker with this index takes this slot, so the lock is
+        // never contended; `work` does not call back into rayon.
+        let slot = rayon::current_thread_index().unwrap_or(0) % threads;
+        let mut guard = slots[slot].lock().unwrap_or_else(|e| e.into_inner());
+        work(guard.get_or_insert_with(&init), c);
+    });
+    slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
 }
 
 #[cfg(test)]
