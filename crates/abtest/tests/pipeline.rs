@@ -24,7 +24,7 @@ fn split(users: &[u64], salt: u64) -> Assignments {
         variant: users
             .iter()
             .map(|&u| {
-                if mix(u ^ salt) % 2 == 0 {
+                if mix(u ^ salt).is_multiple_of(2) {
                     "control"
                 } else {
                     "treatment"

@@ -360,7 +360,7 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
         variant: user_ids
             .iter()
             .map(|&u| {
-                if reelkit_sim::splitmix64(u) % 2 == 0 {
+                if reelkit_sim::splitmix64(u).is_multiple_of(2) {
                     "control"
                 } else {
                     "treatment"

@@ -189,8 +189,8 @@ fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64
         .map(|(chunk, rows)| match isa {
             Isa::Generic => loss_rows(&l, chunk * 256, rows),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` is only constructed after checking the CPU.
-            Isa::Avx2 => unsafe { loss_rows_avx2(&l, chunk * 256, rows) },
+            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only constructed after checking the CPU for AVX2 and FMA.
+            Isa::Avx2 | Isa::Avx512 => unsafe { loss_rows_avx2(&l, chunk * 256, rows) },
         })
         .collect::<Vec<f64>>()
         .into_iter()

@@ -81,7 +81,7 @@ impl HalfTable {
     pub fn new(dim: usize, factors: &[f32], bias: Option<&[f32]>) -> HalfTable {
         let isa = match Isa::detect() {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if has_f16c() => Isa::Avx2,
+            Isa::Avx2 | Isa::Avx512 if has_f16c() => Isa::Avx2,
             _ => Isa::Generic,
         };
         HalfTable {

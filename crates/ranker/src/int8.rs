@@ -176,8 +176,8 @@ impl Int8Table {
         let tile = ((32_768 / (self.groups * 4).max(1)) / PANEL * PANEL).max(PANEL);
         batched_top_k(self.n, tile, k, |lo, hi, tops, _: &mut ()| match self.isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` is only built after detecting AVX2 and FMA.
-            Isa::Avx2 => unsafe { avx2::tile(self, &qq, exclude, tops, lo, hi) },
+            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after detecting AVX2 and FMA.
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::tile(self, &qq, exclude, tops, lo, hi) },
             _ => {
                 for (j, q) in qq.iter().enumerate() {
                     let mut floor = tops[j].floor();
@@ -301,7 +301,7 @@ mod avx2 {
             let mut gi = 0;
             while gi + 2 <= g {
                 let (x00, x01, x10, x11) = (x(gi, 0), x(gi, 1), x(gi + 1, 0), x(gi + 1, 1));
-                for r in 0..M {
+                for (r, acc) in acc.iter_mut().enumerate() {
                     let (a, b) = (qb(r, gi), qb(r, gi + 1));
                     let t0 = _mm256_add_epi16(
                         _mm256_maddubs_epi16(a, x00),
@@ -311,21 +311,21 @@ mod avx2 {
                         _mm256_maddubs_epi16(a, x01),
                         _mm256_maddubs_epi16(b, x11),
                     );
-                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(t0, ones));
-                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(t1, ones));
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(t0, ones));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(t1, ones));
                 }
                 gi += 2;
             }
             if gi < g {
                 let (x00, x01) = (x(gi, 0), x(gi, 1));
-                for r in 0..M {
+                for (r, acc) in acc.iter_mut().enumerate() {
                     let a = qb(r, gi);
-                    acc[r][0] = _mm256_add_epi32(
-                        acc[r][0],
+                    acc[0] = _mm256_add_epi32(
+                        acc[0],
                         _mm256_madd_epi16(_mm256_maddubs_epi16(a, x00), ones),
                     );
-                    acc[r][1] = _mm256_add_epi32(
-                        acc[r][1],
+                    acc[1] = _mm256_add_epi32(
+                        acc[1],
                         _mm256_madd_epi16(_mm256_maddubs_epi16(a, x01), ones),
                     );
                 }

@@ -93,7 +93,7 @@ pub(crate) fn pack(
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{excluded, reaches, PANEL};
+    use super::{excluded, offer_bits, reaches, PANEL};
     use crate::topk::TopK;
 
     /// Score of one row with scalar FMAs in dimension order (bit-identical to a
@@ -136,7 +136,7 @@ pub(crate) mod avx2 {
         }
         let m0 = _mm256_movemask_ps(c0) as u32;
         let m1 = _mm256_movemask_ps(c1) as u32;
-        let mut bits = (m0 | (m1 << 8)) & valid;
+        let bits = (m0 | (m1 << 8)) & valid;
         if bits == 0 {
             return floor;
         }
@@ -146,14 +146,7 @@ pub(crate) mod avx2 {
             _mm256_storeu_ps(buf.as_mut_ptr(), s[0]);
             _mm256_storeu_ps(buf.as_mut_ptr().add(8), s[1]);
         }
-        while bits != 0 {
-            let l = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            if !excluded(exclude, base + l) {
-                top.push((base + l) as u32, buf[l]);
-            }
-        }
-        top.floor()
+        offer_bits(bits, &buf, base, exclude, top)
     }
 
     /// Adds the biases at `b` (sixteen floats) to the scores.
@@ -404,27 +397,319 @@ pub(crate) mod avx2 {
     }
 }
 
-/// Scans items `lo..hi` (row-major) against one query with the reference
-/// arithmetic.
-pub(crate) fn scan_ref(
-    q: &[f32],
-    items: &[f32],
-    bias: Option<&[f32]>,
-    lo: usize,
-    hi: usize,
+/// Offers items `base + l` for the set bits `l` of `bits` (their scores in
+/// `buf`) to `top`, skipping excluded ones; returns the new floor.
+#[inline]
+pub(crate) fn offer_bits(
+    mut bits: u32,
+    buf: &[f32; PANEL],
+    base: usize,
     exclude: &[u32],
     top: &mut TopK,
-) {
-    let f = q.len();
-    let mut floor = top.floor();
-    for i in lo..hi {
-        let mut s = score_ref(q, &items[i * f..(i + 1) * f]);
-        if let Some(b) = bias {
-            s += b[i];
+) -> f32 {
+    while bits != 0 {
+        let l = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        if !excluded(exclude, base + l) {
+            top.push((base + l) as u32, buf[l]);
         }
-        if reaches(s, floor) && !excluded(exclude, i) {
-            top.push(i as u32, s);
-            floor = top.floor();
+    }
+    top.floor()
+}
+
+/// Portable kernels: plain Rust shaped so that the compiler vectorises them
+/// for whatever the target has (NEON on aarch64, SSE2 on baseline x86-64),
+/// with the same definitions as the AVX2 ones: the batch micro-kernel puts
+/// items in lanes, each lane one `mul_add` chain in dimension order (the
+/// reference score); the single-query scan filters with a fast sum and the
+/// same slack, then scores survivors with [`score_ref`].
+pub(crate) mod portable {
+    use super::{excluded, offer_bits, reaches, score_ref, PANEL};
+    use crate::topk::TopK;
+
+    /// Queries per micro-tile.
+    const M: usize = 4;
+
+    /// A fast score: eight partial sums of plain products (any order is
+    /// covered by the slack), reduced pairwise, tail dimensions in order.
+    fn fast_dot(q: &[f32], x: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let (qc, xc) = (q.chunks_exact(8), x.chunks_exact(8));
+        let (qt, xt) = (qc.remainder(), xc.remainder());
+        for (a, b) in qc.zip(xc) {
+            for l in 0..8 {
+                acc[l] += a[l] * b[l];
+            }
         }
+        let mut s =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (a, b) in qt.iter().zip(xt) {
+            s += a * b;
+        }
+        s
+    }
+
+    /// Scans row-major items `lo..hi` against one query into `top`: rows
+    /// whose fast score plus `slack` is below the floor are skipped, the rest
+    /// scored exactly (see [`super::avx2::scan`] for what `slack` must bound).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn scan(
+        q: &[f32],
+        items: &[f32],
+        bias: Option<&[f32]>,
+        lo: usize,
+        hi: usize,
+        exclude: &[u32],
+        top: &mut TopK,
+        slack: f32,
+    ) {
+        let f = q.len();
+        let mut floor = top.floor();
+        for i in lo..hi {
+            let row = &items[i * f..(i + 1) * f];
+            let b = bias.map_or(0.0, |b| b[i]);
+            let mut fast = fast_dot(q, row);
+            if bias.is_some() {
+                fast += b;
+            }
+            // A NaN (score or slack) is not below the floor: scored exactly.
+            if fast + slack < floor {
+                continue;
+            }
+            let mut exact = score_ref(q, row);
+            if bias.is_some() {
+                exact += b;
+            }
+            if reaches(exact, floor) && !excluded(exclude, i) {
+                top.push(i as u32, exact);
+                floor = top.floor();
+            }
+        }
+    }
+
+    /// Scores of `R` queries against one packed panel: lane `l` of row `m`
+    /// is the reference chain of query `m` and item `l`.
+    #[inline]
+    fn micro<const R: usize>(qs: &[&[f32]; R], panel: &[f32], f: usize) -> [[f32; PANEL]; R] {
+        let mut acc = [[0f32; PANEL]; R];
+        for d in 0..f {
+            let x: &[f32; PANEL] = panel[d * PANEL..(d + 1) * PANEL]
+                .try_into()
+                .expect("a panel row holds PANEL floats");
+            for m in 0..R {
+                let b = qs[m][d];
+                for l in 0..PANEL {
+                    acc[m][l] = b.mul_add(x[l], acc[m][l]);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Queries `j0..j0+R` against a packed tile of `count` items from `base`.
+    #[allow(clippy::too_many_arguments)]
+    fn block<const R: usize>(
+        queries: &[&[f32]],
+        exclude: &[&[u32]],
+        tops: &mut [TopK],
+        j0: usize,
+        packed: &[f32],
+        pbias: Option<&[f32]>,
+        base: usize,
+        count: usize,
+        f: usize,
+    ) {
+        let qs: [&[f32]; R] = std::array::from_fn(|m| queries[j0 + m]);
+        let mut floors: [f32; R] = std::array::from_fn(|m| tops[j0 + m].floor());
+        for p in 0..count.div_ceil(PANEL) {
+            let acc = micro::<R>(&qs, &packed[p * PANEL * f..(p + 1) * PANEL * f], f);
+            let left = count - p * PANEL;
+            let valid = if left >= PANEL {
+                0xFFFF
+            } else {
+                (1u32 << left) - 1
+            };
+            for m in 0..R {
+                let mut s = acc[m];
+                if let Some(b) = pbias {
+                    for l in 0..PANEL {
+                        s[l] += b[p * PANEL + l];
+                    }
+                }
+                let mut bits = 0u32;
+                for (l, &x) in s.iter().enumerate() {
+                    bits |= u32::from(reaches(x, floors[m])) << l;
+                }
+                bits &= valid;
+                if bits != 0 {
+                    floors[m] = offer_bits(
+                        bits,
+                        &s,
+                        base + p * PANEL,
+                        exclude[j0 + m],
+                        &mut tops[j0 + m],
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every query of the batch against one packed tile, four at a time.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn batch_tile(
+        queries: &[&[f32]],
+        exclude: &[&[u32]],
+        tops: &mut [TopK],
+        packed: &[f32],
+        pbias: Option<&[f32]>,
+        base: usize,
+        count: usize,
+        f: usize,
+    ) {
+        let n = queries.len();
+        let mut j = 0;
+        while j + M <= n {
+            block::<M>(queries, exclude, tops, j, packed, pbias, base, count, f);
+            j += M;
+        }
+        match n - j {
+            0 => {}
+            1 => block::<1>(queries, exclude, tops, j, packed, pbias, base, count, f),
+            2 => block::<2>(queries, exclude, tops, j, packed, pbias, base, count, f),
+            _ => block::<3>(queries, exclude, tops, j, packed, pbias, base, count, f),
+        }
+    }
+}
+
+/// AVX-512F: the batch micro-kernel with sixteen items per register (one
+/// packed panel) and twelve queries per tile. Lane `l` of a register is the
+/// same FMA chain as in the AVX2 kernel and the reference, so scores are
+/// bit-identical. (The single-query scan is bound by memory and keeps the
+/// AVX2 kernel.)
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{offer_bits, PANEL};
+    use crate::topk::TopK;
+
+    /// Queries per micro-tile: twelve accumulators of sixteen items.
+    const M: usize = 12;
+
+    /// Scores of `R` queries against one packed panel.
+    ///
+    /// # Safety
+    /// `16 f` floats must be readable at `panel` and `f` at each query.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn micro<const R: usize>(
+        qs: &[*const f32; R],
+        panel: *const f32,
+        f: usize,
+    ) -> [__m512; R] {
+        let mut acc = [_mm512_setzero_ps(); R];
+        for d in 0..f {
+            // SAFETY: d < f, within the panel and the queries.
+            unsafe {
+                let x = _mm512_loadu_ps(panel.add(d * PANEL));
+                for m in 0..R {
+                    acc[m] = _mm512_fmadd_ps(_mm512_set1_ps(*qs[m].add(d)), x, acc[m]);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Queries `j0..j0+R` against a packed tile of `count` items from `base`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    fn block<const R: usize>(
+        queries: &[&[f32]],
+        exclude: &[&[u32]],
+        tops: &mut [TopK],
+        j0: usize,
+        packed: &[f32],
+        pbias: Option<&[f32]>,
+        base: usize,
+        count: usize,
+        f: usize,
+    ) {
+        let qs: [*const f32; R] = std::array::from_fn(|m| {
+            assert_eq!(queries[j0 + m].len(), f, "query dimension");
+            queries[j0 + m].as_ptr()
+        });
+        let mut floors: [f32; R] = std::array::from_fn(|m| tops[j0 + m].floor());
+        let panels = count.div_ceil(PANEL);
+        assert!(packed.len() >= panels * PANEL * f, "packed tile too short");
+        if let Some(b) = pbias {
+            assert!(b.len() >= panels * PANEL, "packed biases too short");
+        }
+        for p in 0..panels {
+            // SAFETY: panel p is within `packed` (asserted), queries hold f floats.
+            let acc = unsafe { micro::<R>(&qs, packed.as_ptr().add(p * PANEL * f), f) };
+            let left = count - p * PANEL;
+            let valid = if left >= PANEL {
+                0xFFFF
+            } else {
+                (1u32 << left) - 1
+            };
+            for m in 0..R {
+                let mut s = acc[m];
+                if let Some(b) = pbias {
+                    // SAFETY: the packed biases hold 16 per panel (asserted).
+                    s = _mm512_add_ps(s, unsafe { _mm512_loadu_ps(b.as_ptr().add(p * PANEL)) });
+                }
+                // Not-less-than, unordered true: a NaN is offered.
+                let bits = u32::from(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(
+                    s,
+                    _mm512_set1_ps(floors[m]),
+                )) & valid;
+                if bits != 0 {
+                    let mut buf = [0f32; PANEL];
+                    // SAFETY: `buf` holds sixteen floats.
+                    unsafe { _mm512_storeu_ps(buf.as_mut_ptr(), s) };
+                    floors[m] = offer_bits(
+                        bits,
+                        &buf,
+                        base + p * PANEL,
+                        exclude[j0 + m],
+                        &mut tops[j0 + m],
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every query of the batch against one packed tile, twelve at a time.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn batch_tile(
+        queries: &[&[f32]],
+        exclude: &[&[u32]],
+        tops: &mut [TopK],
+        packed: &[f32],
+        pbias: Option<&[f32]>,
+        base: usize,
+        count: usize,
+        f: usize,
+    ) {
+        let n = queries.len();
+        let mut j = 0;
+        while j + M <= n {
+            block::<M>(queries, exclude, tops, j, packed, pbias, base, count, f);
+            j += M;
+        }
+        macro_rules! rest {
+            ($($r:literal)*) => {
+                match n - j {
+                    $($r => block::<$r>(queries, exclude, tops, j, packed, pbias, base, count, f),)*
+                    _ => {}
+                }
+            };
+        }
+        rest!(1 2 3 4 5 6 7 8 9 10 11);
     }
 }

@@ -183,9 +183,16 @@ impl<'a> ItemTable<'a> {
         }
     }
 
-    /// The same table scored by the kernels of `isa` (`Isa::Generic` is the
-    /// scalar reference).
+    /// The same table scored by the kernels of `isa` (`Isa::Generic`: the
+    /// portable ones, whose exact scores are the scalar reference's).
+    ///
+    /// # Panics
+    /// If this CPU cannot run `isa` ([`Isa::available`]).
     pub fn with_isa(self, isa: Isa) -> ItemTable<'a> {
+        assert!(
+            Isa::available().contains(&isa),
+            "this CPU cannot run {isa:?}"
+        );
         ItemTable { isa, ..self }
     }
 
@@ -252,10 +259,13 @@ impl<'a> ItemTable<'a> {
     fn scan(&self, q: &[f32], lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
         assert_eq!(q.len(), self.dim, "query dimension");
         match self.isa {
-            Isa::Generic => scan::scan_ref(q, self.factors, self.bias, lo, hi, exclude, top),
+            Isa::Generic => {
+                let slack = self.filter_slack(q);
+                scan::portable::scan(q, self.factors, self.bias, lo, hi, exclude, top, slack)
+            }
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` is only built after runtime detection of AVX2 and FMA.
-            Isa::Avx2 => unsafe {
+            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after runtime detection of AVX2 and FMA.
+            Isa::Avx2 | Isa::Avx512 => unsafe {
                 let slack = self.filter_slack(q);
                 scan::avx2::scan(q, self.factors, self.bias, lo, hi, exclude, top, slack)
             },
@@ -306,8 +316,8 @@ impl<'a> ItemTable<'a> {
                 let s = match self.isa {
                     Isa::Generic => scan::score_ref(q, row),
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::Avx2` is only built after runtime detection.
-                    Isa::Avx2 => unsafe { scan::avx2::score_fma(q, row) },
+                    // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after runtime detection of AVX2 and FMA.
+                    Isa::Avx2 | Isa::Avx512 => unsafe { scan::avx2::score_fma(q, row) },
                 };
                 match self.bias {
                     Some(b) => s + b[i],
@@ -348,38 +358,33 @@ impl<'a> ItemTable<'a> {
         exclude: &[&[u32]],
     ) -> Vec<Vec<Scored>> {
         check_batch(self.dim, queries, k, exclude);
-        match self.isa {
-            Isa::Generic => {
-                batched_top_k(self.len(), self.tile(), k, |lo, hi, tops, _: &mut ()| {
-                    for (j, q) in queries.iter().enumerate() {
-                        self.scan(q, lo, hi, exclude[j], &mut tops[j]);
-                    }
-                })
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => batched_top_k(
-                self.len(),
-                self.tile(),
-                k,
-                |lo, hi, tops, (packed, pbias): &mut (Vec<f32>, Vec<f32>)| {
-                    scan::pack(self.factors, self.bias, self.dim, lo, hi, packed, pbias);
-                    let pbias = self.bias.map(|_| &pbias[..]);
-                    // SAFETY: `Isa::Avx2` is only built after runtime detection.
-                    unsafe {
-                        scan::avx2::batch_tile(
-                            queries,
-                            exclude,
-                            tops,
-                            packed,
-                            pbias,
-                            lo,
-                            hi - lo,
-                            self.dim,
+        batched_top_k(
+            self.len(),
+            self.tile(),
+            k,
+            |lo, hi, tops, (packed, pbias): &mut (Vec<f32>, Vec<f32>)| {
+                scan::pack(self.factors, self.bias, self.dim, lo, hi, packed, pbias);
+                let pbias = self.bias.map(|_| &pbias[..]);
+                let (count, f) = (hi - lo, self.dim);
+                match self.isa {
+                    Isa::Generic => scan::portable::batch_tile(
+                        queries, exclude, tops, packed, pbias, lo, count, f,
+                    ),
+                    // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after
+                    // runtime detection of AVX2 and FMA (and AVX-512F).
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => unsafe {
+                        scan::avx2::batch_tile(queries, exclude, tops, packed, pbias, lo, count, f)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => unsafe {
+                        scan::avx512::batch_tile(
+                            queries, exclude, tops, packed, pbias, lo, count, f,
                         )
-                    };
-                },
-            ),
-        }
+                    },
+                }
+            },
+        )
     }
 }
 
@@ -502,7 +507,7 @@ mod tests {
             let mut exclude: Vec<u32> = (0..n_ex).map(|_| (next() + 3.0) as u32 * 37 % (n.max(1) as u32)).collect();
             exclude.sort_unstable();
             exclude.dedup();
-            for isa in [Isa::Generic, Isa::detect()] {
+            for isa in Isa::available() {
                 let t = ItemTable::new(f, &items, None).with_isa(isa);
                 let want = naive(&q, &items, k, &exclude);
                 prop_assert_eq!(&t.top_k(&q, k, &exclude), &want);
@@ -540,7 +545,7 @@ mod tests {
         for f in (0usize..=67).chain([96, 100, 128, 131]) {
             let items = floats(f as u64 * 7919 + 1, n * f);
             let bias = floats(f as u64 + 5, n);
-            let queries: Vec<Vec<f32>> = (0..7).map(|j| floats(f as u64 * 31 + j, f)).collect();
+            let queries: Vec<Vec<f32>> = (0..14).map(|j| floats(f as u64 * 31 + j, f)).collect();
             let all: Vec<u32> = (0..n as u32).collect();
             for bias in [None, Some(&bias[..])] {
                 let fast = ItemTable::new(f, &items, bias);
@@ -569,38 +574,45 @@ mod tests {
                             "reference, dim {f}"
                         );
                     }
-                    assert_eq!(fast.scores_of(q, &all), want, "scores_of, dim {f}");
-                    // Every path returns the reference's scores, bit for bit.
-                    for s in fast.top_k(q, n, &[]) {
+                    for isa in Isa::available() {
+                        let fast = fast.with_isa(isa);
+                        assert_eq!(fast.scores_of(q, &all), want, "scores_of, dim {f}, {isa:?}");
+                        // Every path returns the reference's scores, bit for bit.
+                        for s in fast.top_k(q, n, &[]) {
+                            assert_eq!(
+                                s.score.to_bits(),
+                                want[s.item as usize].to_bits(),
+                                "scan, dim {f}, {isa:?}"
+                            );
+                        }
                         assert_eq!(
-                            s.score.to_bits(),
-                            want[s.item as usize].to_bits(),
-                            "scan, dim {f}"
+                            fast.top_k(q, 10, &[3, 17]),
+                            reference_top(&fast, q, 10, &[3, 17]),
+                            "dim {f}, {isa:?}"
+                        );
+                        assert_eq!(
+                            fast.top_k_parallel(q, 10, &[]),
+                            reference_top(&fast, q, 10, &[]),
+                            "dim {f}, {isa:?}"
                         );
                     }
-                    assert_eq!(
-                        fast.top_k(q, 10, &[3, 17]),
-                        reference_top(&fast, q, 10, &[3, 17]),
-                        "dim {f}"
-                    );
-                    assert_eq!(
-                        fast.top_k_parallel(q, 10, &[]),
-                        reference_top(&fast, q, 10, &[]),
-                        "dim {f}"
-                    );
                 }
+                // Fourteen queries: a full micro-tile and a remainder for
+                // every kernel's tile height (4, 6 and 12).
                 let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
-                let ks = [n, 1, 5, 10, 0, 60, 61];
-                let ex: Vec<&[u32]> = (0..7)
+                let ks = [n, 1, 5, 10, 0, 60, 61, 3, 7, 2, 61, 20, 9, 1];
+                let ex: Vec<&[u32]> = (0..qs.len())
                     .map(|j| if j % 2 == 0 { &all[..j] } else { &[][..] })
                     .collect();
-                let got = fast.top_k_batch(&qs, &ks, &ex);
-                for j in 0..7 {
-                    assert_eq!(
-                        got[j],
-                        reference_top(&fast, qs[j], ks[j], ex[j]),
-                        "batch, dim {f}, query {j}"
-                    );
+                for isa in Isa::available() {
+                    let got = fast.with_isa(isa).top_k_batch(&qs, &ks, &ex);
+                    for j in 0..qs.len() {
+                        assert_eq!(
+                            got[j],
+                            reference_top(&fast, qs[j], ks[j], ex[j]),
+                            "batch, dim {f}, query {j}, {isa:?}"
+                        );
+                    }
                 }
             }
         }
@@ -640,11 +652,18 @@ mod tests {
             .filter(|&i| (exact[i] as f64 - real[i]).abs() >= 1.0)
             .count();
         assert!(off > n / 4, "only {off} scores carry a rounding error");
-        for k in [1, 10, 100] {
-            let want = reference_top(&t, &q, k, &[]);
-            assert_eq!(t.top_k(&q, k, &[]), want, "k {k}");
-            assert_eq!(t.top_k_parallel(&q, k, &[]), want, "k {k}");
-            assert_eq!(t.top_k_batch(&[&q], &[k], &[&[]])[0], want, "k {k}");
+        for isa in Isa::available() {
+            let t = t.with_isa(isa);
+            for k in [1, 10, 100] {
+                let want = reference_top(&t, &q, k, &[]);
+                assert_eq!(t.top_k(&q, k, &[]), want, "k {k}, {isa:?}");
+                assert_eq!(t.top_k_parallel(&q, k, &[]), want, "k {k}, {isa:?}");
+                assert_eq!(
+                    t.top_k_batch(&[&q], &[k], &[&[]])[0],
+                    want,
+                    "k {k}, {isa:?}"
+                );
+            }
         }
     }
 
@@ -676,10 +695,13 @@ mod tests {
             let distinct: std::collections::BTreeSet<u32> =
                 exact.iter().map(|s| s.to_bits()).collect();
             assert!(distinct.len() > 10, "scores are not spread over ulps");
-            for k in [1, 10, 100] {
-                let want = reference_top(&t, &q, k, &[]);
-                assert_eq!(t.top_k(&q, k, &[]), want, "k {k}");
-                assert_eq!(t.top_k_parallel(&q, k, &[]), want, "k {k}");
+            for isa in Isa::available() {
+                let t = t.with_isa(isa);
+                for k in [1, 10, 100] {
+                    let want = reference_top(&t, &q, k, &[]);
+                    assert_eq!(t.top_k(&q, k, &[]), want, "k {k}, {isa:?}");
+                    assert_eq!(t.top_k_parallel(&q, k, &[]), want, "k {k}, {isa:?}");
+                }
             }
         }
     }
