@@ -229,7 +229,7 @@ mod avx2 {
 
     use super::{Int8Table, Query, OFFSET};
     use crate::scan::avx2::offer;
-    use crate::scan::PANEL;
+    use crate::scan::{lanes, PANEL};
     use crate::topk::TopK;
 
     /// Queries per micro-tile: 4 × 16 items = eight i32 accumulators.
@@ -331,12 +331,7 @@ mod avx2 {
                 }
             }
             let first = p * PANEL;
-            let left = hi - first;
-            let valid: u32 = if left >= PANEL {
-                0xFFFF
-            } else {
-                (1u32 << left) - 1
-            };
+            let valid = lanes(hi - first);
             // SAFETY: scales and sums are padded to whole panels.
             let (s0, s1, c0, c1) = unsafe {
                 (

@@ -56,6 +56,79 @@ pub(crate) fn excluded(exclude: &[u32], i: usize) -> bool {
     !exclude.is_empty() && exclude.binary_search(&(i as u32)).is_ok()
 }
 
+/// The mask of a panel's lanes that hold items when `left` items remain.
+#[inline]
+pub(crate) fn lanes(left: usize) -> u32 {
+    if left >= PANEL {
+        0xFFFF
+    } else {
+        (1u32 << left) - 1
+    }
+}
+
+/// Runs `block::<M>` over a batch's `n` queries `M` at a time, then
+/// `block::<r>` on the `r` left (an arm for each listed `r`); `args` is the
+/// call's argument list, in which `j` (named by the caller) is the offset of
+/// the first query.
+macro_rules! query_blocks {
+    ($block:ident, $n:expr, $m:literal, [$($r:literal)*], $j:ident, $args:tt) => {{
+        let n = $n;
+        let mut $j = 0;
+        while $j + $m <= n {
+            $block::<$m> $args;
+            $j += $m;
+        }
+        match n - $j {
+            $($r => $block::<$r> $args,)*
+            _ => {}
+        }
+    }};
+}
+
+/// A packed tile of items (`count` from item `base`, packed by [`pack`], `f`
+/// floats each, with their packed biases) and the batch of queries, with
+/// their sorted exclusions, that a batch kernel scores against it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tile<'a> {
+    pub queries: &'a [&'a [f32]],
+    pub exclude: &'a [&'a [u32]],
+    pub packed: &'a [f32],
+    pub pbias: Option<&'a [f32]>,
+    pub base: usize,
+    pub count: usize,
+    pub f: usize,
+}
+
+impl Tile<'_> {
+    /// The tile's panels, after checking that the packed items (and biases)
+    /// hold them all.
+    pub(crate) fn panels(&self) -> usize {
+        let panels = self.count.div_ceil(PANEL);
+        assert!(
+            self.packed.len() >= panels * PANEL * self.f,
+            "packed tile too short"
+        );
+        if let Some(b) = self.pbias {
+            assert!(b.len() >= panels * PANEL, "packed biases too short");
+        }
+        panels
+    }
+
+    /// Queries `j0..j0+R`, each checked to hold `f` floats.
+    pub(crate) fn queries_at<const R: usize>(&self, j0: usize) -> [&[f32]; R] {
+        std::array::from_fn(|m| {
+            let q = self.queries[j0 + m];
+            assert_eq!(q.len(), self.f, "query dimension");
+            q
+        })
+    }
+}
+
+/// The current floors of top-Ks `j0..j0+R`.
+pub(crate) fn floors_at<const R: usize>(tops: &[TopK], j0: usize) -> [f32; R] {
+    std::array::from_fn(|m| tops[j0 + m].floor())
+}
+
 /// Packs items `lo..hi` of a row-major table (`f` floats each) into panels of
 /// [`PANEL`] items, dimension-major within a panel (`out[p·f·16 + d·16 + l]`
 /// is dimension `d` of item `lo + 16p + l`), the last panel zero-padded; and
@@ -93,7 +166,7 @@ pub(crate) fn pack(
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{excluded, offer_bits, reaches, PANEL};
+    use super::{excluded, floors_at, lanes, offer_bits, reaches, Tile, PANEL};
     use crate::topk::TopK;
 
     /// Score of one row with scalar FMAs in dimension order (bit-identical to a
@@ -318,34 +391,23 @@ pub(crate) mod avx2 {
     /// Queries `j0..j0+M` against a packed tile of `count` items starting at
     /// item `base`.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    fn block<const M: usize>(
-        queries: &[&[f32]],
-        exclude: &[&[u32]],
-        tops: &mut [TopK],
-        j0: usize,
-        packed: &[f32],
-        pbias: Option<&[f32]>,
-        base: usize,
-        count: usize,
-        f: usize,
-    ) {
-        let qs: [*const f32; M] = std::array::from_fn(|m| {
-            assert_eq!(queries[j0 + m].len(), f, "query dimension");
-            queries[j0 + m].as_ptr()
-        });
-        let mut floors: [f32; M] = std::array::from_fn(|m| tops[j0 + m].floor());
-        let panels = count.div_ceil(PANEL);
-        assert!(packed.len() >= panels * PANEL * f, "packed tile too short");
+    fn block<const M: usize>(t: &Tile<'_>, tops: &mut [TopK], j0: usize) {
+        let Tile {
+            exclude,
+            packed,
+            pbias,
+            base,
+            count,
+            f,
+            ..
+        } = *t;
+        let qs = t.queries_at::<M>(j0).map(<[f32]>::as_ptr);
+        let mut floors = floors_at::<M>(tops, j0);
+        let panels = t.panels();
         for p in 0..panels {
             // SAFETY: panel p is within `packed` (asserted), queries hold f floats.
             let acc = unsafe { micro::<M>(&qs, packed.as_ptr().add(p * PANEL * f), f) };
-            let left = count - p * PANEL;
-            let valid = if left >= PANEL {
-                0xFFFF
-            } else {
-                (1u32 << left) - 1
-            };
+            let valid = lanes(count - p * PANEL);
             for m in 0..M {
                 let mut s = acc[m];
                 if let Some(b) = pbias {
@@ -369,31 +431,15 @@ pub(crate) mod avx2 {
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) unsafe fn batch_tile(
-        queries: &[&[f32]],
-        exclude: &[&[u32]],
-        tops: &mut [TopK],
-        packed: &[f32],
-        pbias: Option<&[f32]>,
-        base: usize,
-        count: usize,
-        f: usize,
-    ) {
-        let n = queries.len();
-        let mut j = 0;
-        while j + 6 <= n {
-            block::<6>(queries, exclude, tops, j, packed, pbias, base, count, f);
-            j += 6;
-        }
-        match n - j {
-            0 => {}
-            1 => block::<1>(queries, exclude, tops, j, packed, pbias, base, count, f),
-            2 => block::<2>(queries, exclude, tops, j, packed, pbias, base, count, f),
-            3 => block::<3>(queries, exclude, tops, j, packed, pbias, base, count, f),
-            4 => block::<4>(queries, exclude, tops, j, packed, pbias, base, count, f),
-            _ => block::<5>(queries, exclude, tops, j, packed, pbias, base, count, f),
-        }
+    pub(crate) unsafe fn batch_tile(t: &Tile<'_>, tops: &mut [TopK]) {
+        query_blocks!(
+            block,
+            t.queries.len(),
+            6,
+            [1 2 3 4 5],
+            j,
+            (t, tops, j)
+        );
     }
 }
 
@@ -424,11 +470,8 @@ pub(crate) fn offer_bits(
 /// reference score); the single-query scan filters with a fast sum and the
 /// same slack, then scores survivors with [`score_ref`].
 pub(crate) mod portable {
-    use super::{excluded, offer_bits, reaches, score_ref, PANEL};
+    use super::{excluded, floors_at, lanes, offer_bits, reaches, score_ref, Tile, PANEL};
     use crate::topk::TopK;
-
-    /// Queries per micro-tile.
-    const M: usize = 4;
 
     /// A fast score: eight partial sums of plain products (any order is
     /// covered by the slack), reduced pairwise, tail dimensions in order.
@@ -507,28 +550,21 @@ pub(crate) mod portable {
     }
 
     /// Queries `j0..j0+R` against a packed tile of `count` items from `base`.
-    #[allow(clippy::too_many_arguments)]
-    fn block<const R: usize>(
-        queries: &[&[f32]],
-        exclude: &[&[u32]],
-        tops: &mut [TopK],
-        j0: usize,
-        packed: &[f32],
-        pbias: Option<&[f32]>,
-        base: usize,
-        count: usize,
-        f: usize,
-    ) {
-        let qs: [&[f32]; R] = std::array::from_fn(|m| queries[j0 + m]);
-        let mut floors: [f32; R] = std::array::from_fn(|m| tops[j0 + m].floor());
-        for p in 0..count.div_ceil(PANEL) {
+    fn block<const R: usize>(t: &Tile<'_>, tops: &mut [TopK], j0: usize) {
+        let Tile {
+            exclude,
+            packed,
+            pbias,
+            base,
+            count,
+            f,
+            ..
+        } = *t;
+        let qs = t.queries_at::<R>(j0);
+        let mut floors = floors_at::<R>(tops, j0);
+        for p in 0..t.panels() {
             let acc = micro::<R>(&qs, &packed[p * PANEL * f..(p + 1) * PANEL * f], f);
-            let left = count - p * PANEL;
-            let valid = if left >= PANEL {
-                0xFFFF
-            } else {
-                (1u32 << left) - 1
-            };
+            let valid = lanes(count - p * PANEL);
             for m in 0..R {
                 let mut s = acc[m];
                 if let Some(b) = pbias {
@@ -555,29 +591,15 @@ pub(crate) mod portable {
     }
 
     /// Every query of the batch against one packed tile, four at a time.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn batch_tile(
-        queries: &[&[f32]],
-        exclude: &[&[u32]],
-        tops: &mut [TopK],
-        packed: &[f32],
-        pbias: Option<&[f32]>,
-        base: usize,
-        count: usize,
-        f: usize,
-    ) {
-        let n = queries.len();
-        let mut j = 0;
-        while j + M <= n {
-            block::<M>(queries, exclude, tops, j, packed, pbias, base, count, f);
-            j += M;
-        }
-        match n - j {
-            0 => {}
-            1 => block::<1>(queries, exclude, tops, j, packed, pbias, base, count, f),
-            2 => block::<2>(queries, exclude, tops, j, packed, pbias, base, count, f),
-            _ => block::<3>(queries, exclude, tops, j, packed, pbias, base, count, f),
-        }
+    pub(crate) fn batch_tile(t: &Tile<'_>, tops: &mut [TopK]) {
+        query_blocks!(
+            block,
+            t.queries.len(),
+            4,
+            [1 2 3],
+            j,
+            (t, tops, j)
+        );
     }
 }
 
@@ -590,11 +612,8 @@ pub(crate) mod portable {
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{offer_bits, PANEL};
+    use super::{floors_at, lanes, offer_bits, Tile, PANEL};
     use crate::topk::TopK;
-
-    /// Queries per micro-tile: twelve accumulators of sixteen items.
-    const M: usize = 12;
 
     /// Scores of `R` queries against one packed panel.
     ///
@@ -622,37 +641,23 @@ pub(crate) mod avx512 {
 
     /// Queries `j0..j0+R` against a packed tile of `count` items from `base`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    fn block<const R: usize>(
-        queries: &[&[f32]],
-        exclude: &[&[u32]],
-        tops: &mut [TopK],
-        j0: usize,
-        packed: &[f32],
-        pbias: Option<&[f32]>,
-        base: usize,
-        count: usize,
-        f: usize,
-    ) {
-        let qs: [*const f32; R] = std::array::from_fn(|m| {
-            assert_eq!(queries[j0 + m].len(), f, "query dimension");
-            queries[j0 + m].as_ptr()
-        });
-        let mut floors: [f32; R] = std::array::from_fn(|m| tops[j0 + m].floor());
-        let panels = count.div_ceil(PANEL);
-        assert!(packed.len() >= panels * PANEL * f, "packed tile too short");
-        if let Some(b) = pbias {
-            assert!(b.len() >= panels * PANEL, "packed biases too short");
-        }
+    fn block<const R: usize>(t: &Tile<'_>, tops: &mut [TopK], j0: usize) {
+        let Tile {
+            exclude,
+            packed,
+            pbias,
+            base,
+            count,
+            f,
+            ..
+        } = *t;
+        let qs = t.queries_at::<R>(j0).map(<[f32]>::as_ptr);
+        let mut floors = floors_at::<R>(tops, j0);
+        let panels = t.panels();
         for p in 0..panels {
             // SAFETY: panel p is within `packed` (asserted), queries hold f floats.
             let acc = unsafe { micro::<R>(&qs, packed.as_ptr().add(p * PANEL * f), f) };
-            let left = count - p * PANEL;
-            let valid = if left >= PANEL {
-                0xFFFF
-            } else {
-                (1u32 << left) - 1
-            };
+            let valid = lanes(count - p * PANEL);
             for m in 0..R {
                 let mut s = acc[m];
                 if let Some(b) = pbias {
@@ -685,31 +690,14 @@ pub(crate) mod avx512 {
     /// # Safety
     /// The CPU must support AVX-512F, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) unsafe fn batch_tile(
-        queries: &[&[f32]],
-        exclude: &[&[u32]],
-        tops: &mut [TopK],
-        packed: &[f32],
-        pbias: Option<&[f32]>,
-        base: usize,
-        count: usize,
-        f: usize,
-    ) {
-        let n = queries.len();
-        let mut j = 0;
-        while j + M <= n {
-            block::<M>(queries, exclude, tops, j, packed, pbias, base, count, f);
-            j += M;
-        }
-        macro_rules! rest {
-            ($($r:literal)*) => {
-                match n - j {
-                    $($r => block::<$r>(queries, exclude, tops, j, packed, pbias, base, count, f),)*
-                    _ => {}
-                }
-            };
-        }
-        rest!(1 2 3 4 5 6 7 8 9 10 11);
+    pub(crate) unsafe fn batch_tile(t: &Tile<'_>, tops: &mut [TopK]) {
+        query_blocks!(
+            block,
+            t.queries.len(),
+            12,
+            [1 2 3 4 5 6 7 8 9 10 11],
+            j,
+            (t, tops, j)
+        );
     }
 }

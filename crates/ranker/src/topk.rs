@@ -365,23 +365,23 @@ impl<'a> ItemTable<'a> {
             |lo, hi, tops, (packed, pbias): &mut (Vec<f32>, Vec<f32>)| {
                 scan::pack(self.factors, self.bias, self.dim, lo, hi, packed, pbias);
                 let pbias = self.bias.map(|_| &pbias[..]);
-                let (count, f) = (hi - lo, self.dim);
+                let t = scan::Tile {
+                    queries,
+                    exclude,
+                    packed,
+                    pbias,
+                    base: lo,
+                    count: hi - lo,
+                    f: self.dim,
+                };
                 match self.isa {
-                    Isa::Generic => scan::portable::batch_tile(
-                        queries, exclude, tops, packed, pbias, lo, count, f,
-                    ),
+                    Isa::Generic => scan::portable::batch_tile(&t, tops),
                     // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after
                     // runtime detection of AVX2 and FMA (and AVX-512F).
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => unsafe {
-                        scan::avx2::batch_tile(queries, exclude, tops, packed, pbias, lo, count, f)
-                    },
+                    Isa::Avx2 => unsafe { scan::avx2::batch_tile(&t, tops) },
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => unsafe {
-                        scan::avx512::batch_tile(
-                            queries, exclude, tops, packed, pbias, lo, count, f,
-                        )
-                    },
+                    Isa::Avx512 => unsafe { scan::avx512::batch_tile(&t, tops) },
                 }
             },
         )
@@ -618,6 +618,20 @@ mod tests {
         }
     }
 
+    /// The top 1, 10 and 100 of `q` by every path of every kernel this CPU
+    /// runs equal the scalar reference's.
+    fn every_kernel_returns_the_reference_top(t: &ItemTable<'_>, q: &[f32]) {
+        for isa in Isa::available() {
+            let t = t.with_isa(isa);
+            for k in [1, 10, 100] {
+                let want = reference_top(&t, q, k, &[]);
+                assert_eq!(t.top_k(q, k, &[]), want, "k {k}, {isa:?}");
+                assert_eq!(t.top_k_parallel(q, k, &[]), want, "k {k}, {isa:?}");
+                assert_eq!(t.top_k_batch(&[q], &[k], &[&[]])[0], want, "k {k}, {isa:?}");
+            }
+        }
+    }
+
     #[test]
     fn cancellation_ranks_by_the_exact_score_in_every_path() {
         // Dimensions 0..8 hold large values that dimensions 8..16 cancel, the
@@ -652,19 +666,7 @@ mod tests {
             .filter(|&i| (exact[i] as f64 - real[i]).abs() >= 1.0)
             .count();
         assert!(off > n / 4, "only {off} scores carry a rounding error");
-        for isa in Isa::available() {
-            let t = t.with_isa(isa);
-            for k in [1, 10, 100] {
-                let want = reference_top(&t, &q, k, &[]);
-                assert_eq!(t.top_k(&q, k, &[]), want, "k {k}, {isa:?}");
-                assert_eq!(t.top_k_parallel(&q, k, &[]), want, "k {k}, {isa:?}");
-                assert_eq!(
-                    t.top_k_batch(&[&q], &[k], &[&[]])[0],
-                    want,
-                    "k {k}, {isa:?}"
-                );
-            }
-        }
+        every_kernel_returns_the_reference_top(&t, &q);
     }
 
     #[test]
@@ -695,14 +697,7 @@ mod tests {
             let distinct: std::collections::BTreeSet<u32> =
                 exact.iter().map(|s| s.to_bits()).collect();
             assert!(distinct.len() > 10, "scores are not spread over ulps");
-            for isa in Isa::available() {
-                let t = t.with_isa(isa);
-                for k in [1, 10, 100] {
-                    let want = reference_top(&t, &q, k, &[]);
-                    assert_eq!(t.top_k(&q, k, &[]), want, "k {k}, {isa:?}");
-                    assert_eq!(t.top_k_parallel(&q, k, &[]), want, "k {k}, {isa:?}");
-                }
-            }
+            every_kernel_returns_the_reference_top(&t, &q);
         }
     }
 
