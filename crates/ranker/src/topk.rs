@@ -728,6 +728,60 @@ mod tests {
     }
 
     #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        // Five chunks of the catalogue, few distinct values (so ties decide),
+        // and pools of 1, 2, 3 and 5 threads: the per-thread top-Ks split
+        // the chunks differently each time, the results must not change.
+        let (n, f) = (70_000usize, 8usize);
+        let r = floats(31, n * f);
+        let items: Vec<f32> = r.iter().map(|x| (x * 4.0).round()).collect();
+        let t = ItemTable::new(f, &items, None);
+        let queries: Vec<Vec<f32>> = (0..5).map(|j| floats(40 + j, f)).collect();
+        let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+        let ks = [1, 50, 500, 0, n + 1];
+        let exclude: Vec<u32> = (0..n as u32).step_by(3).collect();
+        let ex: Vec<&[u32]> = (0..5)
+            .map(|j| if j % 2 == 0 { &exclude[..] } else { &[][..] })
+            .collect();
+        let q8 = crate::Int8Table::new(f, &items, None);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            pool.install(|| {
+                let per_isa: Vec<_> = Isa::available()
+                    .into_iter()
+                    .map(|isa| {
+                        let t = t.with_isa(isa);
+                        let single: Vec<_> = qs
+                            .iter()
+                            .zip(&ex)
+                            .map(|(q, e)| t.top_k_parallel(q, 100, e))
+                            .collect();
+                        (t.top_k_batch(&qs, &ks, &ex), single)
+                    })
+                    .collect();
+                (per_isa, q8.search(&t, &qs, &ks, &ex, 2))
+            })
+        };
+        let one = run(1);
+        for (batch, single) in &one.0 {
+            for j in 0..5 {
+                assert_eq!(
+                    batch[j],
+                    reference_top(&t, qs[j], ks[j], ex[j]),
+                    "query {j}"
+                );
+                assert_eq!(single[j], reference_top(&t, qs[j], 100, ex[j]), "query {j}");
+            }
+        }
+        for threads in [2, 3, 5] {
+            assert!(run(threads) == one, "{threads} threads");
+        }
+    }
+
+    #[test]
     fn k_larger_than_catalogue_returns_everything_left() {
         let items = vec![1.0, 2.0, 3.0];
         let t = ItemTable::new(1, &items, None);
