@@ -41,7 +41,7 @@ pub struct TopkBenchArgs {
     /// Also the f16 table with exact rescoring (recall against exact reported).
     #[arg(long)]
     half: bool,
-    /// Also the int8 table (per-vector scales, 7-bit item codes) with
+    /// Also the int8 table (per-vector scales, codes in ±63 for items and queries) with
     /// `--oversample`·k + 64 candidates rescored exactly in f32.
     #[arg(long)]
     int8: bool,

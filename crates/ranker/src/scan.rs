@@ -22,6 +22,11 @@
 //!   item norm and bias); only the rows whose fast score plus slack reaches
 //!   the current top-K threshold are scored exactly and offered. The result
 //!   is the exact top-K of the exact scores.
+//!
+//! `avx512` has the batch shape with sixteen items per register and twelve
+//! queries per micro-tile (the single query, bound by memory, keeps AVX2);
+//! `portable` has both shapes in plain Rust written to vectorise (NEON on
+//! aarch64), used where neither AVX2 nor AVX-512 is available.
 
 use crate::topk::TopK;
 
