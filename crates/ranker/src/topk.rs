@@ -253,18 +253,16 @@ impl<'a> ItemTable<'a> {
         }
     }
 
-    fn scan(&self, q: &[f32], lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
-        assert_eq!(q.len(), self.dim, "query dimension");
+    /// Scans items `lo..hi` against `q`; `slack` is `filter_slack(q)`,
+    /// computed once per query by the caller.
+    fn scan(&self, q: &[f32], slack: f32, lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
+        let (items, bias) = (self.factors, self.bias);
         match self.isa {
-            Isa::Generic => {
-                let slack = self.filter_slack(q);
-                scan::portable::scan(q, self.factors, self.bias, lo, hi, exclude, top, slack)
-            }
+            Isa::Generic => scan::portable::scan(q, items, bias, lo, hi, exclude, top, slack),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after runtime detection of AVX2 and FMA.
             Isa::Avx2 | Isa::Avx512 => unsafe {
-                let slack = self.filter_slack(q);
-                scan::avx2::scan(q, self.factors, self.bias, lo, hi, exclude, top, slack)
+                scan::avx2::scan(q, items, bias, lo, hi, exclude, top, slack)
             },
         }
     }
@@ -272,8 +270,9 @@ impl<'a> ItemTable<'a> {
     /// Exact top-`k` for one query on the calling thread; `exclude` sorted
     /// ascending. Fewer than `k` results when the catalogue runs out.
     pub fn top_k(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
+        assert_eq!(q.len(), self.dim, "query dimension");
         let mut top = TopK::new(k);
-        self.scan(q, 0, self.len(), exclude, &mut top);
+        self.scan(q, self.filter_slack(q), 0, self.len(), exclude, &mut top);
         top.into_sorted()
     }
 
@@ -281,14 +280,16 @@ impl<'a> ItemTable<'a> {
     /// per-thread results merged.
     pub fn top_k_parallel(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
         const CHUNK: usize = 16_384;
+        assert_eq!(q.len(), self.dim, "query dimension");
         let n = self.len();
+        let slack = self.filter_slack(q);
         // One top-K per worker thread across all its chunks: its threshold
         // keeps rising from chunk to chunk, so few items reach exact scoring.
         per_thread(
             n.div_ceil(CHUNK),
             || TopK::new(k),
             |top, c| {
-                self.scan(q, c * CHUNK, ((c + 1) * CHUNK).min(n), exclude, top);
+                self.scan(q, slack, c * CHUNK, ((c + 1) * CHUNK).min(n), exclude, top);
             },
         )
         .into_iter()
