@@ -44,9 +44,10 @@ pub struct Int8Table {
     groups: usize,
     /// `panels × groups × 16 × 4` codes.
     codes: Vec<i8>,
-    /// Per item (padded to whole panels): scale and Σ codes.
+    /// Per item (padded to whole panels with zeros): scale, `OFFSET·Σ_d c_id`
+    /// (the query offset's share of the integer sum) and bias.
     scale: Vec<f32>,
-    csum: Vec<i32>,
+    offset_sum: Vec<i32>,
     bias: Option<Vec<f32>>,
     isa: Isa,
 }
@@ -80,7 +81,7 @@ impl Int8Table {
         let panels = n.div_ceil(PANEL);
         let mut codes = vec![0i8; panels * groups * PANEL * 4];
         let mut scale = vec![0f32; panels * PANEL];
-        let mut csum = vec![0i32; panels * PANEL];
+        let mut offset_sum = vec![0i32; panels * PANEL];
         for i in 0..n {
             let row = &factors[i * dim..(i + 1) * dim];
             let m = row.iter().fold(0f32, |m, x| m.max(x.abs()));
@@ -94,7 +95,7 @@ impl Int8Table {
             for (d, &x) in row.iter().enumerate() {
                 let c = (x / s).round().clamp(-ITEM_MAX, ITEM_MAX) as i8;
                 codes[((p * groups + d / 4) * PANEL + l) * 4 + d % 4] = c;
-                csum[i] += c as i32;
+                offset_sum[i] += OFFSET * c as i32;
             }
         }
         let isa = Isa::detect();
@@ -104,8 +105,12 @@ impl Int8Table {
             groups,
             codes,
             scale,
-            csum,
-            bias: bias.map(<[f32]>::to_vec),
+            offset_sum,
+            bias: bias.map(|b| {
+                let mut padded = b.to_vec();
+                padded.resize(panels * PANEL, 0.0);
+                padded
+            }),
             isa,
         }
     }
@@ -141,7 +146,7 @@ impl Int8Table {
                 acc += q.bytes[g * 4 + j] as i32 * self.codes[base + j] as i32;
             }
         }
-        let v = (acc - OFFSET * self.csum[i]) as f32;
+        let v = (acc - self.offset_sum[i]) as f32;
         let s = v * (q.scale * self.scale[i]);
         match &self.bias {
             Some(b) => s + b[i],
@@ -227,7 +232,7 @@ impl Int8Table {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Int8Table, Query, OFFSET};
+    use super::{Int8Table, Query};
     use crate::scan::avx2::offer;
     use crate::scan::{lanes, PANEL};
     use crate::topk::TopK;
@@ -332,31 +337,20 @@ mod avx2 {
             }
             let first = p * PANEL;
             let valid = lanes(hi - first);
-            // SAFETY: scales and sums are padded to whole panels.
+            // SAFETY: scales, offset sums and biases are padded to whole panels.
             let (s0, s1, c0, c1) = unsafe {
                 (
                     _mm256_loadu_ps(t.scale.as_ptr().add(first)),
                     _mm256_loadu_ps(t.scale.as_ptr().add(first + 8)),
-                    _mm256_loadu_si256(t.csum.as_ptr().add(first) as *const __m256i),
-                    _mm256_loadu_si256(t.csum.as_ptr().add(first + 8) as *const __m256i),
+                    _mm256_loadu_si256(t.offset_sum.as_ptr().add(first) as *const __m256i),
+                    _mm256_loadu_si256(t.offset_sum.as_ptr().add(first + 8) as *const __m256i),
                 )
             };
-            // OFFSET·Σc, exact in i32.
-            let (c0, c1) = (
-                _mm256_mullo_epi32(c0, _mm256_set1_epi32(OFFSET)),
-                _mm256_mullo_epi32(c1, _mm256_set1_epi32(OFFSET)),
-            );
-            let bias = t.bias.as_ref().map(|b| {
-                let mut pad = [0f32; PANEL];
-                let nb = PANEL.min(b.len() - first);
-                pad[..nb].copy_from_slice(&b[first..first + nb]);
-                // SAFETY: `pad` holds sixteen floats.
-                unsafe {
-                    (
-                        _mm256_loadu_ps(pad.as_ptr()),
-                        _mm256_loadu_ps(pad.as_ptr().add(8)),
-                    )
-                }
+            let bias = t.bias.as_ref().map(|b| unsafe {
+                (
+                    _mm256_loadu_ps(b.as_ptr().add(first)),
+                    _mm256_loadu_ps(b.as_ptr().add(first + 8)),
+                )
             });
             for r in 0..m {
                 let ts = _mm256_set1_ps(q[r].scale);
