@@ -26,6 +26,7 @@ pub struct SimParams {
     pub days: u32,
     pub start_ts_ms: i64,
     pub new_user_share: f64,
+    pub surface_taste_divergence: f64,
     pub user: UserParams,
     pub video: VideoParams,
     pub behaviour: BehaviourParams,
@@ -112,6 +113,7 @@ impl Default for SimParams {
             // 2026-01-05T00:00:00Z, a Monday.
             start_ts_ms: 1_767_571_200_000,
             new_user_share: 0.15,
+            surface_taste_divergence: 0.3,
             user: UserParams::default(),
             video: VideoParams::default(),
             behaviour: BehaviourParams::default(),
@@ -242,6 +244,12 @@ impl SimParams {
         range("dim", p.dim, 2, 1024)?;
         range("days", p.days, 1, 3650)?;
         range("new_user_share", p.new_user_share, 0.0, 1.0)?;
+        range(
+            "surface_taste_divergence",
+            p.surface_taste_divergence,
+            0.0,
+            1.0,
+        )?;
         let u = &p.user;
         range("user.activity_median", u.activity_median, 0.0, 1000.0)?;
         range("user.activity_sigma", u.activity_sigma, 0.0, 5.0)?;

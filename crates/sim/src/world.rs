@@ -11,6 +11,10 @@ const TAG_TOPIC: u64 = 1;
 const TAG_USER: u64 = 2;
 const TAG_CREATOR: u64 = 3;
 const TAG_VIDEO: u64 = 4;
+const TAG_SURFACE_TASTE: u64 = 5;
+
+/// Number of surfaces (reels, feed, watch: [`reelkit_logs::Surface::ALL`] order).
+pub const SURFACES: usize = 3;
 
 const MASK53: u64 = (1 << 53) - 1;
 
@@ -29,8 +33,12 @@ pub fn scramble_id(index: u64, kind: u64) -> u64 {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Users {
     pub id: Vec<u64>,
-    /// Row-major `n × dim` unit taste vectors (hidden).
+    /// Row-major `n × dim` unit base taste vectors (hidden).
     pub taste: Vec<f32>,
+    /// Row-major `n × 3 × dim` unit taste vectors per surface (reels, feed,
+    /// watch; hidden): the base taste mixed with a taste of the surface's own
+    /// by `surface_taste_divergence`.
+    pub surface_taste: Vec<f32>,
     /// Expected sessions per day at neutral satisfaction (hidden).
     pub activity: Vec<f32>,
     /// Day the user signed up; negative for users who existed before day 0.
@@ -164,12 +172,49 @@ impl World {
         }
     }
 
+    /// One taste: a Dirichlet mixture of 1 to `max_topics` Zipf-drawn topic
+    /// centres plus noise, normalised, written into `taste`; returns the
+    /// topics, heaviest first.
+    fn draw_taste(
+        p: &SimParams,
+        centres: &[f32],
+        topic_dist: &Discrete,
+        scale: f64,
+        rng: &mut Rng,
+        weights: &mut Vec<f64>,
+        taste: &mut [f32],
+    ) -> Vec<usize> {
+        let dim = p.dim;
+        let k = 1 + rng.below(p.user.max_topics as u64) as usize;
+        let mut topics = vec![topic_dist.sample(rng)];
+        while topics.len() < k {
+            let t = topic_dist.sample(rng);
+            if !topics.contains(&t) {
+                topics.push(t);
+            }
+        }
+        rng.dirichlet(&vec![1.0; k], weights);
+        // The first topic carries the largest weight.
+        weights.sort_by(|a, b| b.total_cmp(a));
+        for (t, w) in topics.iter().zip(weights.iter()) {
+            for (x, c) in taste.iter_mut().zip(&centres[t * dim..(t + 1) * dim]) {
+                *x += *w as f32 * c;
+            }
+        }
+        for x in taste.iter_mut() {
+            *x += (p.user.taste_noise * scale * rng.normal()) as f32;
+        }
+        normalise(taste);
+        topics
+    }
+
     fn users(p: &SimParams, centres: &[f32], topic_dist: &Discrete, scale: f64) -> Users {
         let dim = p.dim;
         let n = p.users;
         let mut u = Users {
             id: Vec::with_capacity(n),
             taste: vec![0f32; n * dim],
+            surface_taste: vec![0f32; n * SURFACES * dim],
             activity: Vec::with_capacity(n),
             signup_day: Vec::with_capacity(n),
             home_topic: Vec::with_capacity(n),
@@ -180,31 +225,32 @@ impl World {
         let total = mix.reels + mix.feed + mix.watch;
         let alpha =
             [mix.reels, mix.feed, mix.watch].map(|s| (s / total * mix.concentration).max(1e-3));
+        let d = p.surface_taste_divergence;
+        let (keep, own) = ((1.0 - d).sqrt() as f32, d.sqrt() as f32);
         let mut weights = Vec::new();
+        let mut other = vec![0f32; dim];
         for i in 0..n {
             let mut rng = Rng::stream(p.seed, &[TAG_USER, i as u64]);
             u.id.push(scramble_id(i as u64, 1));
-            let k = 1 + rng.below(p.user.max_topics as u64) as usize;
-            let mut topics = vec![topic_dist.sample(&mut rng)];
-            while topics.len() < k {
-                let t = topic_dist.sample(&mut rng);
-                if !topics.contains(&t) {
-                    topics.push(t);
-                }
-            }
-            rng.dirichlet(&vec![1.0; k], &mut weights);
-            // The home topic carries the largest weight.
-            weights.sort_by(|a, b| b.total_cmp(a));
             let taste = &mut u.taste[i * dim..(i + 1) * dim];
-            for (t, w) in topics.iter().zip(&weights) {
-                for (x, c) in taste.iter_mut().zip(&centres[t * dim..(t + 1) * dim]) {
-                    *x += *w as f32 * c;
+            let topics = Self::draw_taste(p, centres, topic_dist, scale, &mut rng, &mut weights, taste);
+            for s in 0..SURFACES {
+                let at = (i * SURFACES + s) * dim;
+                let surface = &mut u.surface_taste[at..at + dim];
+                if d == 0.0 {
+                    surface.copy_from_slice(&u.taste[i * dim..(i + 1) * dim]);
+                    continue;
                 }
+                // A taste of the surface's own, from its own stream (so the
+                // base world's draws do not depend on the divergence).
+                let mut srng = Rng::stream(p.seed, &[TAG_SURFACE_TASTE, i as u64, s as u64]);
+                other.iter_mut().for_each(|x| *x = 0.0);
+                Self::draw_taste(p, centres, topic_dist, scale, &mut srng, &mut weights, &mut other);
+                for ((x, b), o) in surface.iter_mut().zip(&u.taste[i * dim..(i + 1) * dim]).zip(&other) {
+                    *x = keep * b + own * o;
+                }
+                normalise(surface);
             }
-            for x in taste.iter_mut() {
-                *x += (p.user.taste_noise * scale * rng.normal()) as f32;
-            }
-            normalise(taste);
             u.home_topic.push(topics[0] as u32);
             u.activity.push(
                 rng.lognormal(p.user.activity_median, p.user.activity_sigma)
@@ -309,9 +355,15 @@ impl World {
         self.users.id.len()
     }
 
-    /// User `u`'s hidden taste vector.
+    /// User `u`'s hidden base taste vector.
     pub fn taste(&self, u: usize) -> &[f32] {
         &self.users.taste[u * self.dim..(u + 1) * self.dim]
+    }
+
+    /// User `u`'s hidden taste on surface `s` (index in [`reelkit_logs::Surface::ALL`]).
+    pub fn surface_taste(&self, u: usize, s: usize) -> &[f32] {
+        let at = (u * SURFACES + s) * self.dim;
+        &self.users.surface_taste[at..at + self.dim]
     }
 
     /// Video `v`'s hidden latent vector.
@@ -319,16 +371,18 @@ impl World {
         &self.videos.latent[v * self.dim..(v + 1) * self.dim]
     }
 
-    /// The true affinity of user `u` for video `v` (cosine of taste and latent).
-    pub fn affinity(&self, u: usize, v: usize) -> f32 {
-        dot(self.taste(u), self.latent(v))
+    /// The true affinity of user `u` for video `v` on surface `s` (cosine of
+    /// the surface's taste and the video's latent vector).
+    pub fn affinity(&self, u: usize, v: usize, s: usize) -> f32 {
+        dot(self.surface_taste(u, s), self.latent(v))
     }
 
-    /// The noise-free response of user `u` to video `v`: the logit that drives
-    /// watch fraction and engagement. The oracle ranks by it.
-    pub fn response(&self, u: usize, v: usize) -> f64 {
+    /// The noise-free response of user `u` to video `v` shown on surface `s`:
+    /// the logit that drives watch fraction and engagement. The oracle ranks
+    /// by it.
+    pub fn response(&self, u: usize, v: usize, s: usize) -> f64 {
         let b = &self.params.behaviour;
-        b.affinity_weight * (self.affinity(u, v) as f64 - b.affinity_offset)
+        b.affinity_weight * (self.affinity(u, v, s) as f64 - b.affinity_offset)
             + b.quality_weight * self.videos.quality[v] as f64
     }
 
@@ -395,7 +449,7 @@ mod tests {
         let (mut same, mut other) = (Vec::new(), Vec::new());
         for u in 0..50 {
             for v in 0..400 {
-                let x = a.affinity(u, v);
+                let x = dot(a.taste(u), a.latent(v));
                 if a.videos.topic[v] == a.users.home_topic[u] {
                     same.push(x)
                 } else {
