@@ -1,180 +1,13 @@
-//! Online experiments in the simulator: users hashed into arms, and the ground
-//! truth of every built-in metric from each user's potential outcomes.
+//! Online experiments in the simulator: every user played under every arm
+//! with common random numbers, so each user's potential outcomes are known.
 
-use reelkit_logs::schema::{is_completed, is_skipped};
 use reelkit_logs::{Assignments, Events};
-use serde::{Deserialize, Serialize};
 
+use crate::arms::Arms;
 use crate::error::{Error, Result};
-use crate::rng::splitmix64;
-use crate::simulate::Arms;
+use crate::policy::Policy;
+use crate::simulate::{Simulator, UserState};
 use crate::world::World;
-
-const DAY_MS: i64 = 86_400_000;
-
-/// FNV-1a of a salt string.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// The position in `[0, 1)` of `user_id` for an experiment salted `salt`:
-/// the 53 high bits of `splitmix64(fnv1a(salt) ^ splitmix64(user_id))`. The
-/// same user lands in the same bucket every time; another salt reshuffles.
-pub fn bucket(salt: &str, user_id: u64) -> f64 {
-    let h = splitmix64(fnv1a(salt) ^ splitmix64(user_id));
-    (h >> 11) as f64 / (1u64 << 53) as f64
-}
-
-impl Arms {
-    /// Every user of `world` hashed into `names` by [`bucket`], arm `a` taking
-    /// the share `weights[a] / Σ weights` of the unit interval.
-    pub fn hashed(world: &World, names: &[String], weights: &[f64], salt: &str) -> Result<Arms> {
-        if names.is_empty() || names.len() > u8::MAX as usize {
-            return Err(Error::Config(format!(
-                "an experiment needs 1 to 255 arms, got {}",
-                names.len()
-            )));
-        }
-        if weights.len() != names.len() {
-            return Err(Error::Config(format!(
-                "{} arms but {} weights",
-                names.len(),
-                weights.len()
-            )));
-        }
-        if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
-            return Err(Error::Config(format!(
-                "arm weights must be positive numbers, got {w}"
-            )));
-        }
-        let mut seen = std::collections::HashSet::new();
-        if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-            return Err(Error::Config(format!("arm `{dup}` named twice")));
-        }
-        let total: f64 = weights.iter().sum();
-        let mut edges: Vec<f64> = weights
-            .iter()
-            .scan(0.0, |acc, w| {
-                *acc += w / total;
-                Some(*acc)
-            })
-            .collect();
-        *edges.last_mut().expect("at least one arm") = 1.0;
-        let of_user = world
-            .users
-            .id
-            .iter()
-            .map(|&id| {
-                let b = bucket(salt, id);
-                edges.iter().position(|&e| b < e).unwrap_or(names.len() - 1) as u8
-            })
-            .collect();
-        Ok(Arms {
-            names: names.to_vec(),
-            of_user,
-        })
-    }
-}
-
-/// One user's outcomes over a period: enough for every built-in metric.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserTotals {
-    pub watch_ms: u64,
-    pub impressions: u64,
-    pub sessions: u64,
-    /// Distinct UTC days with an impression.
-    pub active_days: u64,
-    pub likes: u64,
-    pub shares: u64,
-    pub completions: u64,
-    pub skips: u64,
-    #[serde(skip)]
-    last_session: Option<u64>,
-    #[serde(skip)]
-    last_day: Option<i64>,
-}
-
-impl UserTotals {
-    /// Adds one user's events, in time order (as the simulator produces them).
-    pub fn record(&mut self, events: &[reelkit_logs::Event]) {
-        for e in events {
-            self.impressions += 1;
-            self.watch_ms += e.watch_ms as u64;
-            self.likes += e.liked as u64;
-            self.shares += e.shared as u64;
-            self.completions += is_completed(e.watch_ms, e.duration_ms) as u64;
-            self.skips += is_skipped(e.watch_ms, e.duration_ms) as u64;
-            if self.last_session != Some(e.session_id) {
-                self.sessions += 1;
-                self.last_session = Some(e.session_id);
-            }
-            let day = e.ts_ms.div_euclid(DAY_MS);
-            if self.last_day != Some(day) {
-                self.active_days += 1;
-                self.last_day = Some(day);
-            }
-        }
-    }
-}
-
-/// The kind of a built-in metric, as in reelkit-abtest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TruthKind {
-    Mean,
-    Ratio,
-    Proportion,
-}
-
-/// Per-user numerator and denominator of each built-in metric, by name: the
-/// definitions of reelkit-abtest's built-in Reels metrics.
-pub const BUILTIN_METRICS: [(&str, TruthKind); 10] = [
-    ("watch_time_per_user", TruthKind::Mean),
-    ("impressions_per_user", TruthKind::Mean),
-    ("sessions_per_user", TruthKind::Mean),
-    ("active_days_per_user", TruthKind::Mean),
-    ("like_rate", TruthKind::Ratio),
-    ("share_rate", TruthKind::Ratio),
-    ("completion_rate", TruthKind::Ratio),
-    ("skip_rate", TruthKind::Ratio),
-    ("watch_time_per_session", TruthKind::Ratio),
-    ("liker_share", TruthKind::Proportion),
-];
-
-fn metric_parts(name: &str, t: &UserTotals) -> (f64, f64) {
-    let n = t.impressions as f64;
-    match name {
-        "watch_time_per_user" => (t.watch_ms as f64 / 1000.0, 1.0),
-        "impressions_per_user" => (n, 1.0),
-        "sessions_per_user" => (t.sessions as f64, 1.0),
-        "active_days_per_user" => (t.active_days as f64, 1.0),
-        "like_rate" => (t.likes as f64, n),
-        "share_rate" => (t.shares as f64, n),
-        "completion_rate" => (t.completions as f64, n),
-        "skip_rate" => (t.skips as f64, n),
-        "watch_time_per_session" => (t.watch_ms as f64 / 1000.0, t.sessions as f64),
-        "liker_share" => ((t.likes > 0) as u8 as f64, 1.0),
-        other => unreachable!("not a built-in metric: {other}"),
-    }
-}
-
-/// The population value of a built-in metric: Σ numerator / Σ denominator
-/// over the users (a mean when the denominator is 1 per user).
-pub fn metric_value(name: &str, totals: impl IntoIterator<Item = UserTotals>) -> f64 {
-    let (mut x, mut y) = (0.0, 0.0);
-    for t in totals {
-        let (a, b) = metric_parts(name, &t);
-        x += a;
-        y += b;
-    }
-    if y == 0.0 {
-        0.0
-    } else {
-        x / y
-    }
-}
 
 /// What an online experiment produced.
 #[derive(Debug, Clone)]
@@ -185,36 +18,11 @@ pub struct Experiment {
     pub arms: Arms,
     /// The observed events (with `variant` when there are several arms).
     pub events: Events,
-    /// `potential[user][arm]`: the user's outcomes had they been in that arm,
-    /// with common random numbers (the own arm's are the observed ones).
-    pub potential: Vec<Vec<UserTotals>>,
-}
-
-/// The true effect of one arm against the control on one metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrueEffect {
-    pub metric: String,
-    pub kind: TruthKind,
-    pub variant: String,
-    /// The metric over the whole population, everyone in control.
-    pub control_value: f64,
-    /// The metric over the whole population, everyone in the variant.
-    pub variant_value: f64,
-    pub abs_effect: f64,
-    /// `abs_effect / control_value` (0 when the control value is 0).
-    pub rel_effect: f64,
-}
-
-/// `ground_truth.json`: the true average effects over the experiment's users.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroundTruth {
-    pub control: String,
-    /// Users in the experiment (signed up by its last day).
-    pub users: usize,
-    pub first_day: u32,
-    pub days: u32,
-    pub definition: String,
-    pub effects: Vec<TrueEffect>,
+    /// `potential[a]`: every user's events had they been in arm `a`, with
+    /// common random numbers (the same session, watch and engagement draws),
+    /// against the catalogue statistics of the real experiment. A user's own
+    /// arm's are the observed ones. No `variant` column.
+    pub potential: Vec<Events>,
 }
 
 impl Experiment {
@@ -237,55 +45,141 @@ impl Experiment {
                 .collect(),
         }
     }
+}
 
-    /// The true effect of every arm but `control` on every built-in metric.
-    pub fn ground_truth(&self, world: &World, control: &str) -> Result<GroundTruth> {
-        let c = self
-            .arms
-            .names
-            .iter()
-            .position(|n| n == control)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown control arm `{control}` (arms: {})",
-                    self.arms.names.join(", ")
-                ))
-            })?;
-        let pop = self.population(world);
-        let value = |metric: &str, arm: usize| {
-            metric_value(metric, pop.iter().map(|&u| self.potential[u][arm]))
-        };
-        let mut effects = Vec::new();
-        for (a, name) in self.arms.names.iter().enumerate() {
-            if a == c {
-                continue;
-            }
-            for (metric, kind) in BUILTIN_METRICS {
-                let (cv, vv) = (value(metric, c), value(metric, a));
-                let abs = vv - cv;
-                effects.push(TrueEffect {
-                    metric: metric.to_string(),
-                    kind,
-                    variant: name.clone(),
-                    control_value: cv,
-                    variant_value: vv,
-                    abs_effect: abs,
-                    rel_effect: if cv == 0.0 { 0.0 } else { abs / cv },
-                });
-            }
+/// An online experiment played one day at a time, so that the policies can
+/// change between days (a ranker retrained on the events so far).
+#[derive(Debug)]
+pub struct ExperimentRun<'s, 'w> {
+    sim: &'s mut Simulator<'w>,
+    arms: Arms,
+    /// `cf[u][a]`: user `u`'s state under arm `a` (`None` for the own arm).
+    cf: Vec<Vec<Option<UserState>>>,
+    first_day: u32,
+    /// Observed events, one entry per day played.
+    observed: Vec<Events>,
+    /// `potential[a][d]`: every user's events under arm `a` on day `d` played.
+    potential: Vec<Vec<Events>>,
+}
+
+impl<'w> ExperimentRun<'_, 'w> {
+    /// Plays the next day, each user served by their arm's policy and, from
+    /// their own state under every other arm, by that arm's policy too.
+    pub fn step(&mut self, policies: &mut [&mut dyn Policy]) -> Result<&Events> {
+        self.arms.check(self.sim.world, policies.len())?;
+        let mut today = vec![Events::default(); self.arms.names.len()];
+        let day = self
+            .sim
+            .run_day(policies, &self.arms, &mut self.cf, &mut today)?;
+        for (p, t) in self.potential.iter_mut().zip(today) {
+            p.push(t);
         }
-        Ok(GroundTruth {
-            control: control.to_string(),
-            users: pop.len(),
+        self.observed.push(day);
+        Ok(&self.observed[self.observed.len() - 1])
+    }
+
+    /// The simulated day the next [`ExperimentRun::step`] plays.
+    pub fn day(&self) -> u32 {
+        self.sim.day()
+    }
+
+    /// The observed events so far, one entry per day played.
+    pub fn observed(&self) -> &[Events] {
+        &self.observed
+    }
+
+    /// Every user's events under arm `arm` so far (its own users' observed
+    /// ones and everyone else's counterfactual play), one entry per day: what
+    /// the arm's policy would have logged had it served everyone.
+    pub fn potential(&self, arm: usize) -> &[Events] {
+        &self.potential[arm]
+    }
+
+    /// The split.
+    pub fn arms(&self) -> &Arms {
+        &self.arms
+    }
+
+    /// Ends the experiment. The simulator continues from the observed states.
+    pub fn finish(self) -> Experiment {
+        let mut events = Events::default();
+        if self.arms.names.len() > 1 {
+            events.variant = Some(Vec::new());
+        }
+        let days = self.observed.len() as u32;
+        for mut day in self.observed {
+            events.append(&mut day);
+        }
+        let potential = self
+            .potential
+            .into_iter()
+            .map(|days| {
+                let mut all = Events::default();
+                for mut d in days {
+                    all.append(&mut d);
+                }
+                all
+            })
+            .collect();
+        Experiment {
             first_day: self.first_day,
-            days: self.days,
-            definition: "every experiment user played under every arm with common random \
-                         numbers, against the catalogue statistics of the real experiment; \
-                         a metric's value is its population mean (Σ numerator / Σ denominator \
-                         for ratios)"
-                .to_string(),
-            effects,
+            days,
+            arms: self.arms,
+            events,
+            potential,
+        }
+    }
+}
+
+impl<'w> Simulator<'w> {
+    /// Starts an online experiment from the current state: each user is
+    /// served by their arm's policy (the observed events) and is also played,
+    /// from their own state now, under every other arm (the counterfactuals).
+    pub fn start_experiment(&mut self, arms: &Arms) -> Result<ExperimentRun<'_, 'w>> {
+        arms.check(self.world, arms.names.len())?;
+        let n_arms = arms.names.len();
+        let cf = self
+            .users
+            .iter()
+            .zip(&arms.of_user)
+            .map(|(s, &own)| {
+                (0..n_arms)
+                    .map(|a| (a != own as usize).then(|| s.clone()))
+                    .collect()
+            })
+            .collect();
+        Ok(ExperimentRun {
+            first_day: self.day(),
+            sim: self,
+            arms: arms.clone(),
+            cf,
+            observed: Vec::new(),
+            potential: vec![Vec::new(); n_arms],
         })
+    }
+
+    /// Runs an online experiment of `days` days with fixed policies (see
+    /// [`Simulator::start_experiment`]).
+    pub fn run_experiment(
+        &mut self,
+        days: u32,
+        policies: &mut [&mut dyn Policy],
+        arms: &Arms,
+        progress: &(dyn Fn(u32) + Sync),
+    ) -> Result<Experiment> {
+        if policies.len() != arms.names.len() {
+            return Err(Error::Config(format!(
+                "{} arms but {} policies",
+                arms.names.len(),
+                policies.len()
+            )));
+        }
+        let mut run = self.start_experiment(arms)?;
+        for _ in 0..days {
+            run.step(policies)?;
+            progress(run.day());
+        }
+        Ok(run.finish())
     }
 }
 
@@ -293,7 +187,7 @@ impl Experiment {
 mod tests {
     use super::*;
     use crate::policy::builtin_policy;
-    use crate::{SimParams, Simulator};
+    use crate::SimParams;
 
     fn world() -> World {
         World::generate(
@@ -315,59 +209,11 @@ mod tests {
         n.iter().map(|s| s.to_string()).collect()
     }
 
-    #[test]
-    fn hashing_follows_the_split_and_the_salt() -> Result<()> {
-        let w = World::generate(
-            &SimParams {
-                users: 20_000,
-                videos: 500,
-                creators: 50,
-                ..SimParams::default()
-            }
-            .check()?,
-        );
-        let arms = Arms::hashed(&w, &names(&["control", "treatment"]), &[3.0, 1.0], "exp-1")?;
-        let share = arms.of_user.iter().filter(|&&a| a == 1).count() as f64 / 20_000.0;
-        // 20,000 draws of p = 0.25: sd 0.003.
-        assert!((share - 0.25).abs() < 0.012, "treatment share {share}");
-        let again = Arms::hashed(&w, &names(&["control", "treatment"]), &[3.0, 1.0], "exp-1")?;
-        assert_eq!(arms.of_user, again.of_user);
-        let other = Arms::hashed(&w, &names(&["control", "treatment"]), &[3.0, 1.0], "exp-2")?;
-        let moved = arms
-            .of_user
-            .iter()
-            .zip(&other.of_user)
-            .filter(|(a, b)| a != b)
-            .count() as f64
-            / 20_000.0;
-        // Independent salts: P(differ) = 2 · 0.25 · 0.75 = 0.375.
-        assert!((moved - 0.375).abs() < 0.03, "{moved}");
-        assert!(Arms::hashed(&w, &names(&["a", "b"]), &[1.0, 0.0], "s").is_err());
-        assert!(Arms::hashed(&w, &names(&["a", "a"]), &[1.0, 1.0], "s").is_err());
-        assert!(Arms::hashed(&w, &names(&["a", "b"]), &[1.0], "s").is_err());
-        assert!(Arms::hashed(&w, &names(&["a", "b"]), &[1.0, f64::NAN], "s").is_err());
-        Ok(())
-    }
-
-    fn totals_by_user(world: &World, ev: &Events) -> Vec<UserTotals> {
-        let index: std::collections::HashMap<u64, usize> = world
-            .users
-            .id
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| (id, i))
-            .collect();
-        let mut per_user = vec![Vec::new(); world.n_users()];
-        for i in 0..ev.len() {
-            per_user[index[&ev.user_id[i]]].push(ev.get(i));
-        }
-        per_user
-            .iter()
-            .map(|events| {
-                let mut t = UserTotals::default();
-                t.record(events);
-                t
-            })
+    /// The rows of `ev` whose user is in `users`.
+    fn rows_of(ev: &Events, users: &std::collections::HashSet<u64>) -> Vec<(u64, u64, u32)> {
+        (0..ev.len())
+            .filter(|&i| users.contains(&ev.user_id[i]))
+            .map(|i| (ev.user_id[i], ev.video_id[i], ev.watch_ms[i]))
             .collect()
     }
 
@@ -380,42 +226,33 @@ mod tests {
         let arms = Arms::hashed(&w, &names(&["control", "treatment"]), &[1.0, 1.0], "t")?;
 
         // A/A: both arms run the same policy; with common random numbers every
-        // user's two potential outcomes are identical and the truth is zero.
+        // user's two potential outcomes are identical.
         let mut aa = sim.clone();
         let (mut p0, mut p1) = (builtin_policy("popular")?, builtin_policy("popular")?);
         let exp = aa.run_experiment(3, &mut [p0.as_mut(), p1.as_mut()], &arms, &|_| {})?;
-        assert!(exp.potential.iter().all(|p| p[0] == p[1]));
-        let truth = exp.ground_truth(&w, "control")?;
-        assert!(truth.effects.iter().all(|e| e.abs_effect == 0.0));
+        assert_eq!(exp.potential[0].video_id, exp.potential[1].video_id);
+        assert_eq!(exp.potential[0].watch_ms, exp.potential[1].watch_ms);
+        assert_eq!(exp.potential[0].len(), exp.events.len());
 
         // A/B: the observed events are each user's own potential outcome.
         let mut ab = sim.clone();
         let (mut c, mut t) = (builtin_policy("popular")?, builtin_policy("oracle")?);
         let exp = ab.run_experiment(3, &mut [c.as_mut(), t.as_mut()], &arms, &|_| {})?;
-        let observed = totals_by_user(&w, &exp.events);
-        for (u, obs) in observed.iter().enumerate() {
-            let own = arms.of_user[u] as usize;
+        for (a, name) in arms.names.iter().enumerate() {
+            let users: std::collections::HashSet<u64> = (0..w.n_users())
+                .filter(|&u| arms.of_user[u] as usize == a)
+                .map(|u| w.users.id[u])
+                .collect();
             assert_eq!(
-                (obs.watch_ms, obs.sessions, obs.active_days, obs.likes),
-                (
-                    exp.potential[u][own].watch_ms,
-                    exp.potential[u][own].sessions,
-                    exp.potential[u][own].active_days,
-                    exp.potential[u][own].likes
-                ),
-                "user {u}"
+                rows_of(&exp.events, &users),
+                rows_of(&exp.potential[a], &users),
+                "arm {name}"
             );
+            assert!(exp.events.variant.as_ref().is_some_and(|v| v.iter().any(|x| x == name)));
         }
-        // Users in treatment had their control outcome played too, and the
-        // oracle's truth is large and positive.
-        let truth = exp.ground_truth(&w, "control")?;
-        let watch = truth
-            .effects
-            .iter()
-            .find(|e| e.metric == "watch_time_per_user")
-            .expect("watch time");
-        assert!(watch.rel_effect > 0.5, "{watch:?}");
-        assert!(exp.ground_truth(&w, "nope").is_err());
+        // The oracle's world is better: more watch time, everyone counted.
+        let watch = |ev: &Events| ev.watch_ms.iter().map(|&x| x as f64).sum::<f64>();
+        assert!(watch(&exp.potential[1]) > 1.3 * watch(&exp.potential[0]));
 
         // Playing the counterfactual arm does not disturb the real run: with
         // everyone in control, the events are those of a plain run.
@@ -432,6 +269,34 @@ mod tests {
         assert_eq!(got.events.len(), expected.len());
         assert_eq!(got.events.watch_ms, expected.watch_ms);
         assert_eq!(got.events.video_id, expected.video_id);
+        assert_eq!(got.potential[0].video_id, expected.video_id);
+
+        // A split that does not fit the world is an error, not a panic.
+        let bad = Arms {
+            names: names(&["a"]),
+            of_user: vec![0; 3],
+        };
+        assert!(sim.clone().start_experiment(&bad).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn stepping_equals_running() -> Result<()> {
+        let w = world();
+        let arms = Arms::hashed(&w, &names(&["a", "b"]), &[1.0, 1.0], "s")?;
+        let mut one = Simulator::new(&w);
+        let (mut a, mut b) = (builtin_policy("popular")?, builtin_policy("random")?);
+        let whole = one.run_experiment(3, &mut [a.as_mut(), b.as_mut()], &arms, &|_| {})?;
+        let mut two = Simulator::new(&w);
+        let mut run = two.start_experiment(&arms)?;
+        for _ in 0..3 {
+            let (mut a, mut b) = (builtin_policy("popular")?, builtin_policy("random")?);
+            run.step(&mut [a.as_mut(), b.as_mut()])?;
+        }
+        assert_eq!(run.observed().len(), 3);
+        let stepped = run.finish();
+        assert_eq!(stepped.events.video_id, whole.events.video_id);
+        assert_eq!(stepped.potential[1].watch_ms, whole.potential[1].watch_ms);
         Ok(())
     }
 }

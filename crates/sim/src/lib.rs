@@ -8,6 +8,7 @@
 //! sessions day after day; any [`Policy`] fills the feed. Everything is
 //! reproducible from `(params, seed)`, whatever the number of threads.
 
+mod arms;
 mod error;
 mod experiment;
 mod output;
@@ -18,19 +19,17 @@ mod simulate;
 mod world;
 
 pub use error::{Error, Result};
-pub use experiment::{
-    bucket, metric_value, Experiment, GroundTruth, TrueEffect, TruthKind, UserTotals,
-    BUILTIN_METRICS,
-};
+pub use arms::{bucket, Arms};
+pub use experiment::{Experiment, ExperimentRun};
 pub use output::{users_frame, videos_frame, write_run, RunFiles};
 pub use params::{
     BehaviourParams, SimParams, SurfaceMix, UserParams, ValidSimParams, VideoParams, DEFAULT_CONFIG,
 };
 pub use policy::{
     builtin_policy, surface_index, take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher,
-    OraclePolicy, Policy, PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats,
+    OraclePolicy, Policy, PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats, Visit,
     DEFAULT_EXPLORE, FRESH_DAYS,
 };
 pub use rng::{splitmix64, Discrete, Rng};
-pub use simulate::{Arms, RunSummary, Simulator};
-pub use world::{dot, scramble_id, Creators, Users, Videos, World};
+pub use simulate::{RunSummary, Simulator};
+pub use world::{dot, scramble_id, Creators, Users, Videos, World, SURFACES};

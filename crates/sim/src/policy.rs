@@ -54,6 +54,22 @@ pub struct DayContext<'a> {
     pub stats: &'a VideoStats,
     /// Videos that can be shown today on each surface, in [`Surface::ALL`] order.
     pub eligible: &'a [Vec<u32>; 3],
+    /// The users this policy serves today (in user order), known before any
+    /// page is filled: a policy that ranks per user can rank for all of them
+    /// at once.
+    pub visits: &'a [Visit<'a>],
+}
+
+/// A user this policy serves today: the surfaces of the day's sessions and
+/// the videos seen before the day starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Visit<'a> {
+    /// User index (row in `world.users`).
+    pub user: usize,
+    /// Whether a session of the day is on each surface ([`Surface::ALL`] order).
+    pub surfaces: [bool; 3],
+    /// Every video shown to the user before today.
+    pub seen: &'a SeenSet,
 }
 
 /// One request for a page of the feed.
@@ -347,7 +363,10 @@ impl Policy for OraclePolicy {
 
     fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, _: &mut Rng, out: &mut Vec<u32>) {
         scratch.walk_ranked(req, ORACLE_DEPTH, out, |v| {
-            Some(req.world.response(req.user, v as usize))
+            Some(
+                req.world
+                    .response(req.user, v as usize, surface_index(req.surface)),
+            )
         });
     }
 }

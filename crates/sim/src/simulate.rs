@@ -4,9 +4,11 @@
 use rayon::prelude::*;
 use reelkit_logs::{Event, Events, Surface};
 
+use crate::arms::Arms;
 use crate::error::Result;
-use crate::experiment::{Experiment, UserTotals};
-use crate::policy::{surface_index, DayContext, FeedRequest, Policy, Scratch, SeenSet, VideoStats};
+use crate::policy::{
+    surface_index, DayContext, FeedRequest, Policy, Scratch, SeenSet, VideoStats, Visit,
+};
 use crate::rng::Rng;
 use crate::world::{sigmoid, World};
 
@@ -25,21 +27,12 @@ const POPULARITY_DECAY: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
 /// The state of every user that carries over from day to day.
 #[derive(Debug, Clone, Default)]
-struct UserState {
+pub(crate) struct UserState {
     seen: SeenSet,
     /// Exponential average of session satisfaction: drives retention.
     satisfaction: f64,
     /// Creators followed (small: a linear scan is fastest).
     followed: Vec<u32>,
-}
-
-/// A user's states and outcomes under the arms they are not in.
-#[derive(Debug, Clone, Default)]
-struct Counterfactual {
-    /// State under each arm (`None` for the user's own arm).
-    states: Vec<Option<UserState>>,
-    /// Outcomes under each arm (the own arm's are the real ones).
-    totals: Vec<UserTotals>,
 }
 
 /// What one user-day produced.
@@ -48,15 +41,8 @@ struct UserDay {
     events: Vec<Event>,
     /// (video index, engaged, liked) per impression, for popularity statistics.
     shown: Vec<(u32, bool, bool)>,
-}
-
-/// How users are split into arms. With one arm, no `variant` column is written.
-#[derive(Debug, Clone)]
-pub struct Arms {
-    /// Arm names, written as `variant`.
-    pub names: Vec<String>,
-    /// Arm index of each user (row in `world.users`).
-    pub of_user: Vec<u8>,
+    /// Counterfactual plays: (arm, the events the user would have produced).
+    other: Vec<(usize, Vec<Event>)>,
 }
 
 /// Counts of one simulation run.
@@ -72,12 +58,56 @@ pub struct RunSummary {
 /// it to play different policies from the same state.
 #[derive(Debug, Clone)]
 pub struct Simulator<'w> {
-    world: &'w World,
+    pub(crate) world: &'w World,
     /// Seed of the behavioural noise (default: the world's seed).
     seed: u64,
     next_day: u32,
-    users: Vec<UserState>,
+    pub(crate) users: Vec<UserState>,
     stats: VideoStats,
+}
+
+/// A user's sessions of one day, drawn before any page is filled: they depend
+/// on the user's state at the start of the day, not on what the policy shows.
+#[derive(Debug, Default)]
+struct DayPlan {
+    /// Start of each session, ms after midnight, in order.
+    starts: Vec<i64>,
+    surfaces: Vec<Surface>,
+}
+
+fn plan_user_day(world: &World, seed: u64, day: u32, u: usize, state: &UserState) -> DayPlan {
+    if (day as i32) < world.users.signup_day[u] {
+        return DayPlan::default();
+    }
+    let p = &world.params;
+    let b = &p.behaviour;
+    let mut rng = Rng::stream(seed, &[TAG_SESSIONS, u as u64, day as u64]);
+    let retention = (b.retention_sensitivity * (state.satisfaction - b.neutral_satisfaction))
+        .exp()
+        .clamp(0.25, 3.0);
+    let lambda = world.users.activity[u] as f64 * retention;
+    let n_sessions = rng.poisson(lambda).min(p.user.max_sessions_per_day as u64) as u32;
+    if n_sessions == 0 {
+        return DayPlan::default();
+    }
+    let mut starts: Vec<i64> = (0..n_sessions)
+        .map(|_| FIRST_START_MS + rng.below(START_WINDOW_MS as u64) as i64)
+        .collect();
+    starts.sort_unstable();
+    let mix = world.users.surface_mix[u];
+    let surfaces = (0..n_sessions)
+        .map(|_| {
+            let x = rng.f64() as f32 * (mix[0] + mix[1] + mix[2]);
+            if x < mix[0] {
+                Surface::Reels
+            } else if x < mix[0] + mix[1] {
+                Surface::Feed
+            } else {
+                Surface::Watch
+            }
+        })
+        .collect();
+    DayPlan { starts, surfaces }
 }
 
 impl<'w> Simulator<'w> {
@@ -113,6 +143,11 @@ impl<'w> Simulator<'w> {
         self
     }
 
+    /// The world being simulated.
+    pub fn world(&self) -> &'w World {
+        self.world
+    }
+
     /// The next day to be simulated.
     pub fn day(&self) -> u32 {
         self.next_day
@@ -146,68 +181,17 @@ impl<'w> Simulator<'w> {
         arms: &Arms,
         progress: &(dyn Fn(u32) + Sync),
     ) -> Result<Events> {
-        assert_eq!(arms.of_user.len(), self.world.n_users(), "one arm per user");
-        assert_eq!(arms.names.len(), policies.len(), "one policy per arm");
+        arms.check(self.world, policies.len())?;
         let mut events = Events::default();
         if arms.names.len() > 1 {
             events.variant = Some(Vec::new());
         }
-        let mut none = Vec::new();
         for _ in 0..days {
-            let mut day_events = self.run_day(policies, arms, &mut none)?;
+            let mut day_events = self.run_day(policies, arms, &mut [], &mut [])?;
             events.append(&mut day_events);
             progress(self.next_day);
         }
         Ok(events)
-    }
-
-    /// Runs an online experiment: like [`Simulator::run_arms`], and besides
-    /// every user is also played under every other arm with common random
-    /// numbers (the same session, watch and engagement draws), against the
-    /// catalogue statistics the real experiment produced. The result holds
-    /// each user's potential outcomes under each arm: the ground truth that an
-    /// A/B analysis of the events estimates.
-    pub fn run_experiment(
-        &mut self,
-        days: u32,
-        policies: &mut [&mut dyn Policy],
-        arms: &Arms,
-        progress: &(dyn Fn(u32) + Sync),
-    ) -> Result<Experiment> {
-        assert_eq!(arms.of_user.len(), self.world.n_users(), "one arm per user");
-        assert_eq!(arms.names.len(), policies.len(), "one policy per arm");
-        let n_arms = arms.names.len();
-        let first_day = self.next_day;
-        // Counterfactual states: every arm but the user's own starts from the
-        // user's state now.
-        let mut cf: Vec<Counterfactual> = self
-            .users
-            .iter()
-            .zip(&arms.of_user)
-            .map(|(s, &own)| Counterfactual {
-                states: (0..n_arms)
-                    .map(|a| (a != own as usize).then(|| s.clone()))
-                    .collect(),
-                totals: vec![UserTotals::default(); n_arms],
-            })
-            .collect();
-        let mut events = Events::default();
-        if n_arms > 1 {
-            events.variant = Some(Vec::new());
-        }
-        for _ in 0..days {
-            let mut day_events = self.run_day(policies, arms, &mut cf)?;
-            events.append(&mut day_events);
-            progress(self.next_day);
-        }
-        let potential = cf.into_iter().map(|c| c.totals).collect();
-        Ok(Experiment {
-            first_day,
-            days,
-            arms: arms.clone(),
-            events,
-            potential,
-        })
     }
 
     fn eligible(&self, day: u32) -> [Vec<u32>; 3] {
@@ -218,67 +202,133 @@ impl<'w> Simulator<'w> {
         [short, (0..n).collect(), long]
     }
 
-    /// One day for every user. With counterfactuals (`cf` not empty), every
-    /// user is also played under every other arm and each arm's outcomes are
-    /// added to `cf[u].totals`.
-    fn run_day(
+    /// One day for every user. With counterfactual states (`cf` not empty:
+    /// `cf[u][a]` is user `u`'s state under arm `a`, `None` for the own arm),
+    /// every user is also played under every other arm, and each arm's events
+    /// (the own arm's observed ones included) are appended to `potential[a]`.
+    pub(crate) fn run_day(
         &mut self,
         policies: &mut [&mut dyn Policy],
         arms: &Arms,
-        cf: &mut Vec<Counterfactual>,
+        cf: &mut [Vec<Option<UserState>>],
+        potential: &mut [Events],
     ) -> Result<Events> {
         let day = self.next_day;
         let eligible = self.eligible(day);
-        let ctx = DayContext {
-            world: self.world,
-            day,
-            stats: &self.stats,
-            eligible: &eligible,
-        };
-        for p in policies.iter_mut() {
-            p.begin_day(&ctx)?;
-        }
         let world = self.world;
-        let policies: Vec<&dyn Policy> = policies.iter().map(|p| &**p).collect();
         let seed = self.seed;
-        if cf.is_empty() {
-            cf.resize(self.users.len(), Counterfactual::default());
+        let n_arms = arms.names.len();
+        {
+            // Who each arm's policy serves today, on which surfaces, with what
+            // history: known before any page is filled, so a policy can rank
+            // for all of them at once.
+            let state_of = |u: usize, a: usize| -> Option<&UserState> {
+                if a == arms.of_user[u] as usize {
+                    Some(&self.users[u])
+                } else {
+                    cf.get(u).and_then(|c| c[a].as_ref())
+                }
+            };
+            let mut visits: Vec<Vec<Visit<'_>>> = (0..n_arms).map(|_| Vec::new()).collect();
+            for u in 0..world.n_users() {
+                for (a, out) in visits.iter_mut().enumerate() {
+                    let Some(state) = state_of(u, a) else {
+                        continue;
+                    };
+                    let plan = plan_user_day(world, seed, day, u, state);
+                    if plan.surfaces.is_empty() {
+                        continue;
+                    }
+                    let mut surfaces = [false; 3];
+                    for s in &plan.surfaces {
+                        surfaces[surface_index(*s)] = true;
+                    }
+                    out.push(Visit {
+                        user: u,
+                        surfaces,
+                        seen: &state.seen,
+                    });
+                }
+            }
+            for (p, v) in policies.iter_mut().zip(&visits) {
+                p.begin_day(&DayContext {
+                    world,
+                    day,
+                    stats: &self.stats,
+                    eligible: &eligible,
+                    visits: v,
+                })?;
+            }
         }
-        let outputs: Vec<UserDay> = self
-            .users
-            .par_iter_mut()
-            .zip(cf.par_iter_mut())
-            .enumerate()
-            .map_init(Scratch::default, |scratch, (u, (state, cf))| {
-                let own = arms.of_user[u] as usize;
-                let play = |state: &mut UserState, a: usize, scratch: &mut Scratch| {
-                    simulate_user_day(world, seed, day, u, state, policies[a], &eligible, scratch)
-                };
-                let out = play(state, own, scratch);
-                if !cf.totals.is_empty() {
-                    cf.totals[own].record(&out.events);
-                    for (a, s) in cf.states.iter_mut().enumerate() {
+        let policies: Vec<&dyn Policy> = policies.iter().map(|p| &**p).collect();
+        let outputs: Vec<UserDay> = if cf.is_empty() {
+            self.users
+                .par_iter_mut()
+                .enumerate()
+                .map_init(Scratch::default, |scratch, (u, state)| {
+                    let own = arms.of_user[u] as usize;
+                    simulate_user_day(world, seed, day, u, state, policies[own], &eligible, scratch)
+                })
+                .collect()
+        } else {
+            self.users
+                .par_iter_mut()
+                .zip(cf.par_iter_mut())
+                .enumerate()
+                .map_init(Scratch::default, |scratch, (u, (state, cf))| {
+                    let own = arms.of_user[u] as usize;
+                    let mut out = simulate_user_day(
+                        world,
+                        seed,
+                        day,
+                        u,
+                        state,
+                        policies[own],
+                        &eligible,
+                        scratch,
+                    );
+                    for (a, s) in cf.iter_mut().enumerate() {
                         if let Some(s) = s {
-                            let other = play(s, a, scratch);
-                            cf.totals[a].record(&other.events);
+                            let other = simulate_user_day(
+                                world,
+                                seed,
+                                day,
+                                u,
+                                s,
+                                policies[a],
+                                &eligible,
+                                scratch,
+                            );
+                            out.other.push((a, other.events));
                         }
                     }
-                }
-                out
-            })
-            .collect();
+                    out
+                })
+                .collect()
+        };
         let n: usize = outputs.iter().map(|o| o.events.len()).sum();
         let mut events = Events::with_capacity(n);
-        let multi = arms.names.len() > 1;
+        let multi = n_arms > 1;
         let s = &mut self.stats;
         let mut engaged_today = vec![0u64; s.trailing.len()];
         for (u, out) in outputs.iter().enumerate() {
-            let arm = &arms.names[arms.of_user[u] as usize];
+            let own = arms.of_user[u] as usize;
+            let arm = &arms.names[own];
             for e in &out.events {
                 if multi {
                     events.push_in(e, arm);
                 } else {
                     events.push(e);
+                }
+            }
+            if !potential.is_empty() {
+                for e in &out.events {
+                    potential[own].push(e);
+                }
+                for (a, other) in &out.other {
+                    for e in other {
+                        potential[*a].push(e);
+                    }
                 }
             }
             for &(v, engaged, liked) in &out.shown {
@@ -315,39 +365,14 @@ fn simulate_user_day(
     scratch: &mut Scratch,
 ) -> UserDay {
     let mut out = UserDay::default();
-    if (day as i32) < world.users.signup_day[u] {
+    let DayPlan { starts, surfaces } = plan_user_day(world, seed, day, u, state);
+    if surfaces.is_empty() {
         return out;
     }
     let p = &world.params;
     let b = &p.behaviour;
     let user_id = world.users.id[u];
-    let mut rng = Rng::stream(seed, &[TAG_SESSIONS, u as u64, day as u64]);
-    let retention = (b.retention_sensitivity * (state.satisfaction - b.neutral_satisfaction))
-        .exp()
-        .clamp(0.25, 3.0);
-    let lambda = world.users.activity[u] as f64 * retention;
-    let n_sessions = rng.poisson(lambda).min(p.user.max_sessions_per_day as u64) as u32;
-    if n_sessions == 0 {
-        return out;
-    }
-    let mut starts: Vec<i64> = (0..n_sessions)
-        .map(|_| FIRST_START_MS + rng.below(START_WINDOW_MS as u64) as i64)
-        .collect();
-    starts.sort_unstable();
-    let mix = world.users.surface_mix[u];
-    let surfaces: Vec<Surface> = (0..n_sessions)
-        .map(|_| {
-            let x = rng.f64() as f32 * (mix[0] + mix[1] + mix[2]);
-            if x < mix[0] {
-                Surface::Reels
-            } else if x < mix[0] + mix[1] {
-                Surface::Feed
-            } else {
-                Surface::Watch
-            }
-        })
-        .collect();
-
+    let n_sessions = surfaces.len() as u32;
     scratch.clear();
     let mut policy_rng = Rng::stream(seed, &[TAG_POLICY, u as u64, day as u64]);
     let day_start = p.start_ts_ms + day as i64 * DAY_MS;
@@ -389,7 +414,8 @@ fn simulate_user_day(
                         position as u64,
                     ],
                 );
-                let response = world.response(u, vi) + b.watch_noise * r.normal();
+                let response =
+                    world.response(u, vi, surface_index(surface)) + b.watch_noise * r.normal();
                 let long = world.videos.long[vi];
                 let frac = world.expected_watch_fraction(response, long);
                 let duration = world.videos.duration_ms[vi];
