@@ -206,11 +206,50 @@ pub fn train_ials(
     p: &ValidTrainParams,
     ctl: &mut TrainControl<'_>,
 ) -> Result<Factors> {
+    let f = p.factors;
+    let start = Factors {
+        dim: f,
+        users: init_factors(weights.n_rows(), f, p.init_scale, p.seed, 0),
+        items: init_factors(weights.n_cols(), f, p.init_scale, p.seed, 1),
+        item_bias: vec![0.0; weights.n_cols()],
+    };
+    train_ials_from(weights, p, start, ctl)
+}
+
+/// Continues iALS from `start` (a warm start: yesterday's factors with rows
+/// for new users and items added) for `p.epochs` sweeps. `start` must have
+/// `p.factors` dimensions, one user row per row of `weights` and one item row
+/// per column.
+pub fn train_ials_from(
+    weights: &Csr,
+    p: &ValidTrainParams,
+    start: Factors,
+    ctl: &mut TrainControl<'_>,
+) -> Result<Factors> {
     if weights.nnz() == 0 {
         return Err(Error::Empty);
     }
     let f = p.factors;
     let (n_users, n_items) = (weights.n_rows(), weights.n_cols());
+    if start.dim != f {
+        return Err(Error::DimensionMismatch {
+            expected: f,
+            got: start.dim,
+        });
+    }
+    for (what, expected, got) in [
+        ("starting user factors", n_users * f, start.users.len()),
+        ("starting item factors", n_items * f, start.items.len()),
+        ("starting item biases", n_items, start.item_bias.len()),
+    ] {
+        if got != expected {
+            return Err(Error::LengthMismatch {
+                what,
+                expected,
+                got,
+            });
+        }
+    }
     let mut conf = weights.clone();
     let alpha = p.alpha;
     conf.map_values(|w| 1.0 + alpha * w);
@@ -225,12 +264,7 @@ pub fn train_ials(
         "training iALS"
     );
 
-    let mut fac = Factors {
-        dim: f,
-        users: init_factors(n_users, f, p.init_scale, p.seed, 0),
-        items: init_factors(n_items, f, p.init_scale, p.seed, 1),
-        item_bias: vec![0.0; n_items],
-    };
+    let mut fac = start;
     for epoch in 1..=p.epochs {
         let _span = tracing::info_span!("ials_epoch", epoch).entered();
         let t = Instant::now();
@@ -421,6 +455,25 @@ mod tests {
             s.iter().take(5).map(|x| x.1).collect::<Vec<_>>()
         };
         assert_eq!(top(&folded), top(fac.user(u)));
+        Ok(())
+    }
+
+    #[test]
+    fn warm_start_continues_training() -> Result<()> {
+        let m = toy();
+        let p = params(6);
+        let whole = train_ials(&m, &p, &mut TrainControl::default())?;
+        // Six epochs from scratch equal three, then three more from there.
+        let first = train_ials(&m, &params(3), &mut TrainControl::default())?;
+        let then = train_ials_from(&m, &params(3), first.clone(), &mut TrainControl::default())?;
+        assert_eq!(then, whole);
+        assert_ne!(then, first);
+        let mut short = first;
+        short.users.pop();
+        assert!(matches!(
+            train_ials_from(&m, &p, short, &mut TrainControl::default()),
+            Err(Error::LengthMismatch { .. })
+        ));
         Ok(())
     }
 
