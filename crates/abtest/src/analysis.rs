@@ -2,7 +2,6 @@
 //! multiple-testing correction.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use reelkit_logs::polars::prelude::{col, DataType};
 use reelkit_logs::{schema, Assignments};
@@ -10,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
-use crate::pipeline::{ordered_arm_sums, ArmSums};
+use crate::pipeline::{ordered_arm_sums, ArmSums, Inputs};
 use crate::stats::{
     adjust, adjusted, bayesian, cuped_theta, srm, two_sided, two_sided_sequential, Bayesian,
     Correction, MetricKind, TestResult,
@@ -31,6 +30,24 @@ pub struct AnalysisConfig {
     pub weights: Option<BTreeMap<String, f64>>,
     /// Always-valid sequential intervals with this tuning N* (None: fixed-horizon).
     pub sequential: Option<f64>,
+    /// The comparisons to report, each `(variant, baseline)`: empty means
+    /// every arm against the control; otherwise exactly these (for example
+    /// `("unified", "siloed")` beside `("unified", "popular")`).
+    pub comparisons: Vec<(String, String)>,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            experiment: "experiment".into(),
+            control: None,
+            alpha: 0.05,
+            correction: Correction::Holm,
+            weights: None,
+            sequential: None,
+            comparisons: Vec::new(),
+        }
+    }
 }
 
 /// Sample-ratio-mismatch check.
@@ -50,6 +67,10 @@ pub struct MetricRow {
     pub metric: String,
     pub kind: MetricKind,
     pub variant: String,
+    /// The arm the variant is compared with: the report's control, or the
+    /// baseline of a named comparison.
+    #[serde(default)]
+    pub control: String,
     pub n_control: u64,
     pub n_variant: u64,
     /// Means, effects, intervals, p-value, df and any "uninformative" message.
@@ -73,6 +94,9 @@ pub struct DailyLift {
     pub date: String,
     pub metric: String,
     pub variant: String,
+    /// The arm the variant is compared with.
+    #[serde(default)]
+    pub control: String,
     pub rel_effect: f64,
     pub rel_ci_low: f64,
     pub rel_ci_high: f64,
@@ -182,10 +206,36 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
         ok: p >= SRM_THRESHOLD,
     };
 
+    let by_name = |name: &str| -> Result<&ArmSums> {
+        arms.iter()
+            .find(|a| a.variant == name)
+            .ok_or_else(|| Error::UnknownControl {
+                control: name.to_string(),
+                arms: names.join(", "),
+            })
+    };
+    let pairs: Vec<(&ArmSums, &ArmSums)> = if cfg.comparisons.is_empty() {
+        arms.iter()
+            .filter(|a| a.variant != control_name)
+            .map(|a| (a, control))
+            .collect()
+    } else {
+        let mut pairs = Vec::new();
+        for (v, c) in &cfg.comparisons {
+            if v == c {
+                return Err(Error::Invalid {
+                    what: format!("comparison `{v}` vs `{c}`"),
+                    reason: "an arm cannot be compared with itself".into(),
+                });
+            }
+            pairs.push((by_name(v)?, by_name(c)?));
+        }
+        pairs
+    };
     let mut rows = Vec::new();
     for (i, m) in metrics.iter().enumerate() {
-        let ca = &control.sums[i];
-        for arm in arms.iter().filter(|a| a.variant != control_name) {
+        for &(arm, base) in &pairs {
+            let ca = &base.sums[i];
             let vb = &arm.sums[i];
             let has_pre = ca.has_pre() || vb.has_pre();
             let theta = if m.cuped && has_pre && m.kind.takes_cuped() {
@@ -195,7 +245,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
             };
             let (ea, eb) = if m.kind == MetricKind::Quantile {
                 let q = |a: &ArmSums| a.quantiles.get(i).copied().flatten();
-                match (q(control), q(arm)) {
+                match (q(base), q(arm)) {
                     (Some(qa), Some(qb)) => (qa.estimate(), qb.estimate()),
                     _ => {
                         return Err(Error::Metric {
@@ -218,6 +268,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 metric: m.name.clone(),
                 kind: m.kind,
                 variant: arm.variant.clone(),
+                control: base.variant.clone(),
                 n_control: ca.n as u64,
                 n_variant: vb.n as u64,
                 p_value_adjusted: r.p_value,
@@ -250,49 +301,22 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
     })
 }
 
-/// A metric restricted to one surface (every aggregation filtered); `None`
-/// when the metric is already tied to another surface.
-fn on_surface(m: &Metric, surface: &str) -> Option<Metric> {
-    let fix = |a: &crate::metrics::Aggregation| -> Option<crate::metrics::Aggregation> {
-        match &a.surface {
-            Some(s) if s != surface => None,
-            _ => Some(crate::metrics::Aggregation {
-                surface: Some(surface.to_string()),
-                ..a.clone()
-            }),
-        }
-    };
-    Some(Metric {
-        numerator: fix(&m.numerator)?,
-        denominator: match &m.denominator {
-            Some(d) => Some(fix(d)?),
-            None => None,
-        },
-        ..m.clone()
-    })
-}
-
 /// Breakdowns of the analysis: by surface (every assigned user, impressions
 /// of that surface only) and, with pre-period events, by new users (no
 /// pre-period impression) against returning ones. Segments whose arms are
 /// empty are left out. Sums are added in user-id order (thread-independent).
-pub fn segments(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-    cfg: &AnalysisConfig,
-) -> Result<Vec<Segment>> {
+pub fn segments(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Vec<Segment>> {
+    let (assignments, metrics) = (inputs.assignments, inputs.metrics);
     let mut out = Vec::new();
     for surface in ["reels", "feed", "watch"] {
         let ms: Vec<Metric> = metrics
             .iter()
-            .filter_map(|m| on_surface(m, surface))
+            .filter_map(|m| m.on_surface(surface))
             .collect();
         if ms.is_empty() {
             continue;
         }
-        let sums = ordered_arm_sums(events, assignments, pre_events, &ms, None)?;
+        let sums = ordered_arm_sums(&inputs.with(assignments, &ms), None)?;
         match analyze_sums(&sums, &ms, cfg) {
             Ok(r) => out.push(Segment {
                 segment: format!("surface={surface}"),
@@ -302,26 +326,22 @@ pub fn segments(
             Err(e) => return Err(e),
         }
     }
-    if let Some(pre) = pre_events {
-        let lf = crate::pipeline::scan(pre)?
+    if let Some(pre) = &inputs.pre_events {
+        let err = |source| Error::Polars {
+            input: pre.name(),
+            source,
+        };
+        let lf = pre
+            .scan()?
             .select([col(schema::USER_ID).cast(DataType::UInt64)])
             .unique(None, Default::default());
-        let df = lf.collect().map_err(|source| Error::Polars {
-            path: pre.to_path_buf(),
-            source,
-        })?;
+        let df = lf.collect().map_err(err)?;
         let returning: std::collections::HashSet<u64> = df
             .column(schema::USER_ID)
-            .map_err(|source| Error::Polars {
-                path: pre.to_path_buf(),
-                source,
-            })?
+            .map_err(err)?
             .as_materialized_series()
             .u64()
-            .map_err(|source| Error::Polars {
-                path: pre.to_path_buf(),
-                source,
-            })?
+            .map_err(err)?
             .into_no_null_iter()
             .collect();
         for (name, want) in [("new", false), ("returning", true)] {
@@ -338,7 +358,7 @@ pub fn segments(
             if sub.is_empty() {
                 continue;
             }
-            let sums = ordered_arm_sums(events, &sub, pre_events, metrics, None)?;
+            let sums = ordered_arm_sums(&inputs.with(&sub, metrics), None)?;
             match analyze_sums(&sums, metrics, cfg) {
                 Ok(r) => out.push(Segment {
                     segment: format!("users={name}"),
@@ -356,27 +376,22 @@ pub fn segments(
 /// the experiment: one pass over the events per day. Per-user values are
 /// summed in user-id order, so the result does not depend on the number of
 /// threads.
-pub fn cumulative_lift(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-    cfg: &AnalysisConfig,
-) -> Result<Vec<DailyLift>> {
-    let Some((first, last)) = crate::pipeline::event_days(events)? else {
+pub fn cumulative_lift(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Vec<DailyLift>> {
+    let Some((first, last)) = crate::pipeline::event_days(&inputs.events)? else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
     let mut day = first;
     while day <= last {
         let end = day + 86_400_000;
-        let sums = ordered_arm_sums(events, assignments, pre_events, metrics, Some(end))?;
-        let r = analyze_sums(&sums, metrics, cfg)?;
+        let sums = ordered_arm_sums(inputs, Some(end))?;
+        let r = analyze_sums(&sums, inputs.metrics, cfg)?;
         for row in r.metrics {
             out.push(DailyLift {
                 date: utc_date(day),
                 metric: row.metric,
                 variant: row.variant,
+                control: row.control,
                 rel_effect: row.test.rel_effect,
                 rel_ci_low: row.test.rel_ci_low,
                 rel_ci_high: row.test.rel_ci_high,
@@ -388,14 +403,9 @@ pub fn cumulative_lift(
     Ok(out)
 }
 
-/// Runs the pipeline and the analysis on event files.
-pub fn analyze(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-    cfg: &AnalysisConfig,
-) -> Result<Report> {
+/// Runs the pipeline and the analysis on event files or frames.
+pub fn analyze(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Report> {
+    let (assignments, metrics) = (inputs.assignments, inputs.metrics);
     crate::metrics::check_metrics(metrics)?;
     if assignments.is_empty() {
         return Err(Error::TooFewArms(0));
@@ -414,6 +424,6 @@ pub fn analyze(
     // Per-user values summed in user-id order: capping and quantiles need
     // every user's value, and a fixed order of additions makes the report
     // identical from run to run (polars' parallel sums are not).
-    let sums = ordered_arm_sums(events, assignments, pre_events, metrics, None)?;
+    let sums = ordered_arm_sums(inputs, None)?;
     analyze_sums(&sums, metrics, cfg)
 }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Logs(#[from] reelkit_logs::Error),
-    #[error("{path}: {source}")]
+    /// Polars failed on an input (a file's path or an in-memory frame's name).
+    #[error("{input}: {source}")]
     Polars {
-        path: PathBuf,
+        input: String,
         #[source]
         source: polars::error::PolarsError,
     },

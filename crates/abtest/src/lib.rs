@@ -17,8 +17,8 @@ pub use analysis::{
 pub use error::{Error, Result};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
 pub use pipeline::{
-    arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, scan, user_values,
-    user_values_until, ArmSums, UserValues,
+    arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, scan, user_values, ArmSums,
+    Inputs, Source, UserValues,
 };
 pub use power::{power, PowerRow};
 pub use report::{

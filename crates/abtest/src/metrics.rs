@@ -75,6 +75,31 @@ fn yes() -> bool {
     true
 }
 
+impl Metric {
+    /// The metric restricted to one surface (every aggregation filtered to
+    /// it): users without impressions there count as zeros. `None` when the
+    /// metric is already tied to another surface.
+    pub fn on_surface(&self, surface: &str) -> Option<Metric> {
+        let fix = |a: &Aggregation| -> Option<Aggregation> {
+            match &a.surface {
+                Some(s) if s != surface => None,
+                _ => Some(Aggregation {
+                    surface: Some(surface.to_string()),
+                    ..a.clone()
+                }),
+            }
+        };
+        Some(Metric {
+            numerator: fix(&self.numerator)?,
+            denominator: match &self.denominator {
+                Some(d) => Some(fix(d)?),
+                None => None,
+            },
+            ..self.clone()
+        })
+    }
+}
+
 fn agg(agg: &str, column: Option<&str>, scale: f64) -> Aggregation {
     Aggregation {
         agg: agg.to_string(),

@@ -3,10 +3,10 @@
 //! count as zeros) → per-arm sums. Runs on polars' streaming engine, so inputs
 //! larger than memory work.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use reelkit_logs::{schema, Assignments, Format};
+use reelkit_logs::{schema, Assignments, Events, Format};
 
 use crate::error::{Error, Result};
 use crate::metrics::{Aggregation, Metric};
@@ -14,9 +14,117 @@ use crate::stats::{MetricKind, QuantileSums, Sums};
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Where an analysis reads events from: a file, or a frame already in memory.
+#[derive(Clone)]
+pub enum Source {
+    /// An event file (Parquet, CSV/TSV or Arrow IPC, by extension), scanned
+    /// lazily.
+    Path(PathBuf),
+    /// A lazy frame with the event columns; `name` labels it in errors.
+    Frame { name: String, frame: LazyFrame },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Source::Frame { name, .. } => f.debug_struct("Frame").field("name", name).finish(),
+        }
+    }
+}
+
+impl From<&Path> for Source {
+    fn from(p: &Path) -> Source {
+        Source::Path(p.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Source {
+    fn from(p: &PathBuf) -> Source {
+        Source::Path(p.clone())
+    }
+}
+
+impl From<PathBuf> for Source {
+    fn from(p: PathBuf) -> Source {
+        Source::Path(p)
+    }
+}
+
+impl Source {
+    /// An in-memory event log (its columns are copied into a frame once).
+    pub fn events(name: &str, events: &Events) -> Result<Source> {
+        Ok(Source::Frame {
+            name: name.to_string(),
+            frame: events.to_dataframe()?.lazy(),
+        })
+    }
+
+    /// What errors call this source: the file's path or the frame's name.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Path(p) => p.display().to_string(),
+            Source::Frame { name, .. } => name.clone(),
+        }
+    }
+
+    /// A lazy scan of the events.
+    pub fn scan(&self) -> Result<LazyFrame> {
+        match self {
+            Source::Path(p) => scan(p),
+            Source::Frame { frame, .. } => Ok(frame.clone()),
+        }
+    }
+
+    fn err(&self) -> impl Fn(PolarsError) -> Error + '_ {
+        move |source| Error::Polars {
+            input: self.name(),
+            source,
+        }
+    }
+}
+
+/// What an analysis reads: the experiment's events, optional pre-period
+/// events (CUPED covariates), who is in which arm, and the metrics.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub events: Source,
+    pub pre_events: Option<Source>,
+    pub assignments: &'a Assignments,
+    pub metrics: &'a [Metric],
+}
+
+impl<'a> Inputs<'a> {
+    /// Inputs without pre-period events.
+    pub fn new(events: impl Into<Source>, assignments: &'a Assignments, metrics: &'a [Metric]) -> Self {
+        Inputs {
+            events: events.into(),
+            pre_events: None,
+            assignments,
+            metrics,
+        }
+    }
+
+    /// The same inputs with pre-period events (CUPED).
+    pub fn with_pre(mut self, pre_events: impl Into<Source>) -> Self {
+        self.pre_events = Some(pre_events.into());
+        self
+    }
+
+    /// The same events and pre-period for other users or metrics.
+    pub fn with<'b>(&self, assignments: &'b Assignments, metrics: &'b [Metric]) -> Inputs<'b> {
+        Inputs {
+            events: self.events.clone(),
+            pre_events: self.pre_events.clone(),
+            assignments,
+            metrics,
+        }
+    }
+}
+
 fn pe(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
     move |source| Error::Polars {
-        path: path.to_path_buf(),
+        input: path.display().to_string(),
         source,
     }
 }
@@ -37,9 +145,9 @@ pub fn scan(path: &Path) -> Result<LazyFrame> {
     lf.map_err(pe(path))
 }
 
-/// Checks that the columns the metrics need are present, naming the file.
-fn require_columns(path: &Path, lf: &mut LazyFrame, metrics: &[Metric]) -> Result<()> {
-    let schema = lf.collect_schema().map_err(pe(path))?;
+/// Checks that the columns the metrics need are present, naming the input.
+fn require_columns(src: &Source, lf: &mut LazyFrame, metrics: &[Metric]) -> Result<()> {
+    let schema = lf.collect_schema().map_err(src.err())?;
     let mut needed: Vec<&str> = vec![
         schema::USER_ID,
         schema::TS_MS,
@@ -59,7 +167,7 @@ fn require_columns(path: &Path, lf: &mut LazyFrame, metrics: &[Metric]) -> Resul
     for c in needed {
         if schema.get(c).is_none() {
             return Err(reelkit_logs::Error::MissingColumn {
-                path: path.to_path_buf(),
+                path: PathBuf::from(src.name()),
                 column: c.to_string(),
                 available: schema
                     .iter_names()
@@ -141,8 +249,8 @@ fn per_user(lf: LazyFrame, metrics: &[Metric]) -> LazyFrame {
 /// `m{i}_num` (and `m{i}_den`) of every metric, before any join or statistics
 /// (what a hand-written polars query would compute; `reelkit bench ab` times it
 /// as the baseline of the whole analysis).
-pub fn per_user_values(events: &Path, metrics: &[Metric]) -> Result<LazyFrame> {
-    let mut lf = scan(events)?;
+pub fn per_user_values(events: &Source, metrics: &[Metric]) -> Result<LazyFrame> {
+    let mut lf = events.scan()?;
     require_columns(events, &mut lf, metrics)?;
     Ok(per_user(lf, metrics))
 }
@@ -172,14 +280,14 @@ fn value_expr(m: &Metric, i: usize, prefix: &str) -> (Expr, Option<Expr>) {
 
 /// Assignments joined to per-user numerators, denominators and pre-period
 /// covariates (users without events: nulls, read as zeros).
-fn joined(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-    until_ms: Option<i64>,
-) -> Result<LazyFrame> {
-    let mut lf = scan(events)?;
+fn joined(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<LazyFrame> {
+    let Inputs {
+        events,
+        pre_events,
+        assignments,
+        metrics,
+    } = inputs;
+    let mut lf = events.scan()?;
     require_columns(events, &mut lf, metrics)?;
     if let Some(t) = until_ms {
         lf = lf.filter(col(schema::TS_MS).cast(DataType::Int64).lt(lit(t)));
@@ -192,7 +300,7 @@ fn joined(
         .with_column(col(schema::USER_ID).cast(DataType::UInt64));
     let mut joined = assign.left_join(users, col(schema::USER_ID), col(schema::USER_ID));
     if let Some(pre) = pre_events {
-        let mut plf = scan(pre)?;
+        let mut plf = pre.scan()?;
         require_columns(pre, &mut plf, metrics)?;
         let mut pre_cols = vec![col(schema::USER_ID)];
         for (i, m) in metrics.iter().enumerate() {
@@ -328,24 +436,15 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
     s[lo] + (h - lo as f64) * (s[hi] - s[lo])
 }
 
-/// Collects [`UserValues`] (for re-randomisation studies such as A/A tests).
-pub fn user_values(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-) -> Result<UserValues> {
-    user_values_until(events, assignments, pre_events, metrics, None)
-}
-
-/// [`user_values`] over the events before `until_ms` only.
-pub fn user_values_until(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-    until_ms: Option<i64>,
-) -> Result<UserValues> {
+/// Collects [`UserValues`] (for re-randomisation studies such as A/A tests)
+/// over the events before `until_ms` (all of them with `None`).
+pub fn user_values(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<UserValues> {
+    let Inputs {
+        events,
+        pre_events,
+        metrics,
+        ..
+    } = inputs;
     let mut cols = vec![col(schema::USER_ID), col(schema::VARIANT)];
     for (i, m) in metrics.iter().enumerate() {
         let (x, y) = value_expr(m, i, "");
@@ -361,37 +460,37 @@ pub fn user_values_until(
     }
     // Streaming: the events pass through in batches; only the per-user table
     // (one row per assigned user) is held.
-    let df = joined(events, assignments, pre_events, metrics, until_ms)?
+    let df = joined(inputs, until_ms)?
         .select(cols)
         .collect_with_engine(Engine::Streaming)
-        .map_err(pe(events))?
+        .map_err(events.err())?
         .unwrap_single();
     let f64s = |name: &str| -> Result<Vec<f64>> {
-        let c = df.column(name).map_err(pe(events))?;
+        let c = df.column(name).map_err(events.err())?;
         let s = c
             .as_materialized_series()
             .cast(&DataType::Float64)
-            .map_err(pe(events))?;
+            .map_err(events.err())?;
         Ok(s.f64()
-            .map_err(pe(events))?
+            .map_err(events.err())?
             .iter()
             .map(|v| v.unwrap_or(0.0))
             .collect())
     };
-    let users = df.column(schema::USER_ID).map_err(pe(events))?;
+    let users = df.column(schema::USER_ID).map_err(events.err())?;
     let user_id = users
         .as_materialized_series()
         .u64()
-        .map_err(pe(events))?
+        .map_err(events.err())?
         .iter()
         .map(|v| v.unwrap_or(0))
         .collect();
     let variant = df
         .column(schema::VARIANT)
-        .map_err(pe(events))?
+        .map_err(events.err())?
         .as_materialized_series()
         .str()
-        .map_err(pe(events))?
+        .map_err(events.err())?
         .iter()
         .map(|v| v.unwrap_or_default().to_string())
         .collect();
@@ -410,14 +509,15 @@ pub fn user_values_until(
 }
 
 /// The first and last UTC day (as their first millisecond) with events.
-pub fn event_days(events: &Path) -> Result<Option<(i64, i64)>> {
-    let df = scan(events)?
+pub fn event_days(events: &Source) -> Result<Option<(i64, i64)>> {
+    let df = events
+        .scan()?
         .select([
             col(schema::TS_MS).cast(DataType::Int64).min().alias("lo"),
             col(schema::TS_MS).cast(DataType::Int64).max().alias("hi"),
         ])
         .collect()
-        .map_err(pe(events))?;
+        .map_err(events.err())?;
     let get = |name: &str| -> Option<i64> {
         df.column(name)
             .ok()
@@ -434,14 +534,9 @@ pub fn event_days(events: &Path) -> Result<Option<(i64, i64)>> {
 /// given), added in user-id order so they are identical for any number of
 /// threads, with each metric's percentile capping applied and the arms'
 /// quantile statistics for quantile metrics.
-pub fn ordered_arm_sums(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-    until_ms: Option<i64>,
-) -> Result<Vec<ArmSums>> {
-    let mut values = user_values_until(events, assignments, pre_events, metrics, until_ms)?;
+pub fn ordered_arm_sums(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<Vec<ArmSums>> {
+    let metrics = inputs.metrics;
+    let mut values = user_values(inputs, until_ms)?;
     values.sort_by_user();
     for (i, m) in metrics.iter().enumerate() {
         if let Some(q) = m.cap_percentile {
@@ -457,13 +552,14 @@ pub fn ordered_arm_sums(
 
 /// Runs the whole query: events (and optional pre-period events) joined to the
 /// assignments, reduced to per-arm sums for every metric.
-pub fn arm_sums(
-    events: &Path,
-    assignments: &Assignments,
-    pre_events: Option<&Path>,
-    metrics: &[Metric],
-) -> Result<Vec<ArmSums>> {
-    let joined = joined(events, assignments, pre_events, metrics, None)?;
+pub fn arm_sums(inputs: &Inputs<'_>) -> Result<Vec<ArmSums>> {
+    let Inputs {
+        events,
+        pre_events,
+        metrics,
+        ..
+    } = inputs;
+    let joined = joined(inputs, None)?;
     let mut aggs = vec![len().cast(DataType::Float64).alias("n")];
     for (i, m) in metrics.iter().enumerate() {
         let (x, y) = value_expr(m, i, "");
@@ -494,7 +590,7 @@ pub fn arm_sums(
         .agg(aggs)
         .sort([schema::VARIANT], Default::default())
         .collect_with_engine(Engine::Streaming)
-        .map_err(pe(events))?
+        .map_err(events.err())?
         // One query, one sink: always a single frame.
         .unwrap_single();
     let get = |name: &str, row: usize| -> f64 {
@@ -504,12 +600,12 @@ pub fn arm_sums(
             .and_then(|v| v.extract::<f64>())
             .unwrap_or(0.0)
     };
-    let variants = df.column(schema::VARIANT).map_err(pe(events))?;
+    let variants = df.column(schema::VARIANT).map_err(events.err())?;
     let mut out = Vec::with_capacity(df.height());
     for row in 0..df.height() {
         let variant = variants
             .get(row)
-            .map_err(pe(events))?
+            .map_err(events.err())?
             .get_str()
             .unwrap_or_default()
             .to_string();

@@ -12,12 +12,22 @@ fn pct(x: f64) -> String {
     format!("{:+.2}%", 100.0 * x)
 }
 
+/// How a comparison is named: the variant alone when it is compared with the
+/// report's control, `variant vs baseline` otherwise.
+fn arm_label(variant: &str, control: &str, report_control: &str) -> String {
+    if control.is_empty() || control == report_control {
+        variant.to_string()
+    } else {
+        format!("{variant} vs {control}")
+    }
+}
+
 /// The table cells of one row: metric, variant, control and variant means,
 /// relative lift, its interval, p, adjusted p, CUPED, and a verdict.
-fn cells(m: &MetricRow) -> [String; 11] {
+fn cells(m: &MetricRow, report_control: &str) -> [String; 11] {
     [
         m.metric.clone(),
-        m.variant.clone(),
+        arm_label(&m.variant, &m.control, report_control),
         format!("{:.4}", m.test.control_mean),
         format!("{:.4}", m.test.variant_mean),
         pct(m.test.rel_effect),
@@ -67,7 +77,7 @@ pub fn markdown(r: &Report) -> String {
         (100.0 * (1.0 - r.alpha)).round()
     );
     for m in &r.metrics {
-        let _ = writeln!(s, "| {} |", cells(m).join(" | "));
+        let _ = writeln!(s, "| {} |", cells(m, &r.control).join(" | "));
     }
     for seg in &r.segments {
         let _ = writeln!(s, "\n## Segment `{}`\n", seg.segment);
@@ -76,31 +86,37 @@ pub fn markdown(r: &Report) -> String {
             "| metric | variant | control | variant | lift | CI (relative) | p | p adj. | chance to win | CUPED | |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for m in &seg.metrics {
-            let _ = writeln!(s, "| {} |", cells(m).join(" | "));
+            let _ = writeln!(s, "| {} |", cells(m, &r.control).join(" | "));
         }
     }
     if !r.daily.is_empty() {
-        let mut cols: Vec<(&str, &str)> = Vec::new();
+        let mut cols: Vec<(&str, &str, &str)> = Vec::new();
         let mut dates: Vec<&str> = Vec::new();
         for d in &r.daily {
-            if !cols.contains(&(d.metric.as_str(), d.variant.as_str())) {
-                cols.push((&d.metric, &d.variant));
+            let key = (d.metric.as_str(), d.variant.as_str(), d.control.as_str());
+            if !cols.contains(&key) {
+                cols.push(key);
             }
             if !dates.contains(&d.date.as_str()) {
                 dates.push(&d.date);
             }
         }
         let _ = writeln!(s, "\n## Cumulative relative lift by day\n");
-        let head: Vec<String> = cols.iter().map(|(m, v)| format!("{m} ({v})")).collect();
+        let head: Vec<String> = cols
+            .iter()
+            .map(|(m, v, c)| format!("{m} ({})", arm_label(v, c, &r.control)))
+            .collect();
         let _ = writeln!(s, "| date | {} |", head.join(" | "));
         let _ = writeln!(s, "|---|{}", "---|".repeat(cols.len()));
         for date in dates {
             let row: Vec<String> = cols
                 .iter()
-                .map(|(m, v)| {
+                .map(|(m, v, c)| {
                     r.daily
                         .iter()
-                        .find(|d| d.date == date && d.metric == *m && d.variant == *v)
+                        .find(|d| {
+                            d.date == date && d.metric == *m && d.variant == *v && d.control == *c
+                        })
                         .map_or(String::new(), |d| pct(d.rel_effect))
                 })
                 .collect();
@@ -128,6 +144,8 @@ pub fn forest_svg(r: &Report) -> String {
 pub struct TrueLift {
     pub metric: String,
     pub variant: String,
+    /// The baseline of the comparison (the report's control for arm-vs-control rows).
+    pub control: String,
     pub rel_effect: f64,
 }
 
@@ -137,7 +155,7 @@ pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
     let truth_of = |m: &MetricRow| {
         truth
             .iter()
-            .find(|t| t.metric == m.metric && t.variant == m.variant)
+            .find(|t| t.metric == m.metric && t.variant == m.variant && t.control == m.control)
             .map(|t| t.rel_effect)
     };
     let (w, row_h, left, right) = (760.0, 26.0, 260.0, 40.0);
@@ -177,7 +195,7 @@ pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
             left - 10.0,
             y + 4.0,
             esc(&m.metric),
-            esc(&m.variant)
+            esc(&arm_label(&m.variant, &m.control, &r.control))
         ));
         s.push_str(&format!(
             "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>",
@@ -217,19 +235,20 @@ pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
 /// Cumulative relative lift by day, one small chart per (metric, variant):
 /// the estimate as a line, its interval as a band, zero dashed.
 pub fn daily_svg(r: &Report) -> String {
-    let mut keys: Vec<(&str, &str)> = Vec::new();
+    let mut keys: Vec<(&str, &str, &str)> = Vec::new();
     for d in &r.daily {
-        if !keys.contains(&(d.metric.as_str(), d.variant.as_str())) {
-            keys.push((&d.metric, &d.variant));
+        let key = (d.metric.as_str(), d.variant.as_str(), d.control.as_str());
+        if !keys.contains(&key) {
+            keys.push(key);
         }
     }
     let (w, h, pad) = (300.0, 150.0, 30.0);
     let mut out = String::new();
-    for (metric, variant) in keys {
+    for (metric, variant, control) in keys {
         let pts: Vec<&crate::analysis::DailyLift> = r
             .daily
             .iter()
-            .filter(|d| d.metric == metric && d.variant == variant)
+            .filter(|d| d.metric == metric && d.variant == variant && d.control == control)
             .collect();
         let fin = |x: f64| if x.is_finite() { x } else { 0.0 };
         let lo = pts.iter().map(|p| fin(p.rel_ci_low)).fold(0.0f64, f64::min);
@@ -267,7 +286,7 @@ pub fn daily_svg(r: &Report) -> String {
 <text x=\"2\" y=\"{:.1}\">{}</text><text x=\"2\" y=\"{:.1}\">{}</text>\
 <text x=\"{pad}\" y=\"{:.1}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text></svg>",
             esc(metric),
-            esc(variant),
+            esc(&arm_label(variant, control, &r.control)),
             band.join(" "),
             line.join(" "),
             w - pad,
@@ -298,7 +317,7 @@ fn segments_html(r: &Report) -> String {
         );
         for m in &seg.metrics {
             out.push_str("<tr>");
-            for c in cells(m) {
+            for c in cells(m, &r.control) {
                 let _ = write!(out, "<td>{}</td>", esc(&c));
             }
             out.push_str("</tr>\n");
@@ -318,7 +337,7 @@ pub fn html_with_truth(r: &Report, truth: &[TrueLift]) -> String {
     let mut rows = String::new();
     for m in &r.metrics {
         rows.push_str("<tr>");
-        for c in cells(m) {
+        for c in cells(m, &r.control) {
             rows.push_str(&format!("<td>{}</td>", esc(&c)));
         }
         rows.push_str("</tr>\n");

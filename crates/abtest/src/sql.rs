@@ -368,7 +368,7 @@ pub fn read_stats(path: &Path, metrics: &[Metric]) -> Result<Vec<ArmSums>> {
         reason,
     };
     let pe = |source| Error::Polars {
-        path: path.to_path_buf(),
+        input: path.display().to_string(),
         source,
     };
     let df = scan(path)?.collect().map_err(pe)?;

@@ -9,7 +9,7 @@ use reelkit_abtest::{cumulative_lift, event_days, quantile, segments, utc_date};
 use reelkit_logs::Assignments;
 
 mod common;
-use common::{pre_and_post, sample, users};
+use common::{pre_and_post, sample, users, inputs};
 
 fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -43,6 +43,7 @@ fn cfg() -> AnalysisConfig {
         correction: Correction::None,
         weights: None,
         sequential: None,
+        comparisons: Vec::new(),
     }
 }
 
@@ -51,7 +52,7 @@ fn report_follows_the_contract() -> Result<(), Box<dyn std::error::Error>> {
     let users = users();
     let a = split(&users, 1);
     let metrics = builtin_metrics();
-    let r = analyze(&sample(), &a, None, &metrics, &cfg())?;
+    let r = analyze(&inputs(&sample(), &a, None, &metrics), &cfg())?;
     assert_eq!(r.control, "control");
     assert_eq!(r.metrics.len(), metrics.len());
     assert_eq!(r.srm.counts.values().sum::<u64>() as usize, users.len());
@@ -106,8 +107,8 @@ fn report_follows_the_contract() -> Result<(), Box<dyn std::error::Error>> {
 fn polars_sums_equal_per_user_sums() -> Result<(), Box<dyn std::error::Error>> {
     let a = split(&users(), 2);
     let metrics = builtin_metrics();
-    let arms = arm_sums(&sample(), &a, Some(&sample()), &metrics)?;
-    let v = user_values(&sample(), &a, Some(&sample()), &metrics)?;
+    let arms = arm_sums(&inputs(&sample(), &a, Some(&sample()), &metrics))?;
+    let v = user_values(&inputs(&sample(), &a, Some(&sample()), &metrics), None)?;
     let names: Vec<&str> = arms.iter().map(|x| x.variant.as_str()).collect();
     let arm_of: Vec<usize> = v
         .variant
@@ -144,7 +145,7 @@ fn polars_sums_equal_per_user_sums() -> Result<(), Box<dyn std::error::Error>> {
 fn aa_false_positive_rate_is_calibrated() -> Result<(), Box<dyn std::error::Error>> {
     let users = users();
     let metrics = builtin_metrics();
-    let v = user_values(&sample(), &split(&users, 0), None, &metrics)?;
+    let v = user_values(&inputs(&sample(), &split(&users, 0), None, &metrics), None)?;
     let runs = 1000;
     let mut rejections = vec![0usize; metrics.len()];
     for r in 0..runs {
@@ -189,8 +190,8 @@ fn cuped_on_the_same_metric_narrows_the_interval() -> Result<(), Box<dyn std::er
     let (pre_p, post_p) = pre_and_post(dir.path())?;
     let a = split(&users(), 3);
     let metrics = builtin_metrics();
-    let plain = analyze(&post_p, &a, None, &metrics, &cfg())?;
-    let cuped = analyze(&post_p, &a, Some(&pre_p), &metrics, &cfg())?;
+    let plain = analyze(&inputs(&post_p, &a, None, &metrics), &cfg())?;
+    let cuped = analyze(&inputs(&post_p, &a, Some(&pre_p), &metrics), &cfg())?;
     let w =
         |r: &reelkit_abtest::Report| r.metrics[0].test.abs_ci_high - r.metrics[0].test.abs_ci_low;
     assert!(cuped.metrics[0].cuped && !plain.metrics[0].cuped);
@@ -215,7 +216,7 @@ fn cuped_on_the_same_metric_narrows_the_interval() -> Result<(), Box<dyn std::er
         assert!(w1 < w0, "{name}: {w1} vs {w0}");
     }
     // θ is pooled over both arms, as gbstats computes it.
-    let arms = arm_sums(&post_p, &a, Some(&pre_p), &metrics)?;
+    let arms = arm_sums(&inputs(&post_p, &a, Some(&pre_p), &metrics))?;
     let theta = cuped_theta(metrics[0].kind, &arms[0].sums[0], &arms[1].sums[0]);
     assert!((cuped.metrics[0].theta - theta).abs() < 1e-12);
     Ok(())
@@ -227,7 +228,7 @@ fn bad_input_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = builtin_metrics();
     let mut c = cfg();
     c.control = Some("baseline".into());
-    let e = analyze(&sample(), &a, None, &metrics, &c).unwrap_err();
+    let e = analyze(&inputs(&sample(), &a, None, &metrics), &c).unwrap_err();
     assert!(
         matches!(e, Error::UnknownControl { .. }) && e.to_string().contains("baseline"),
         "{e}"
@@ -242,7 +243,7 @@ fn bad_input_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
         ]
         .into(),
     );
-    let e = analyze(&sample(), &a, None, &metrics, &c).unwrap_err();
+    let e = analyze(&inputs(&sample(), &a, None, &metrics), &c).unwrap_err();
     assert!(e.to_string().contains("holdout"), "{e}");
 
     let dir = tempfile::tempdir()?;
@@ -251,7 +252,7 @@ fn bad_input_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
         &bad,
         "user_id,session_id,ts_ms,video_id,creator_id,surface,duration_ms\n1,1,1,1,1,reels,5\n",
     )?;
-    let e = analyze(&bad, &a, None, &metrics, &cfg())
+    let e = analyze(&inputs(&bad, &a, None, &metrics), &cfg())
         .unwrap_err()
         .to_string();
     assert!(
@@ -263,7 +264,7 @@ fn bad_input_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
         user_id: vec![1, 2],
         variant: vec!["control".into(), "control".into()],
     };
-    assert!(analyze(&sample(), &one_arm, None, &metrics, &cfg()).is_err());
+    assert!(analyze(&inputs(&sample(), &one_arm, None, &metrics), &cfg()).is_err());
     Ok(())
 }
 
@@ -283,7 +284,7 @@ fn a_degenerate_metric_is_defined() -> Result<(), Box<dyn std::error::Error>> {
             "treatment".into(),
         ],
     };
-    let r = analyze(&sample(), &a, None, &m, &cfg())?;
+    let r = analyze(&inputs(&sample(), &a, None, &m), &cfg())?;
     for row in &r.metrics {
         assert_eq!(row.test.p_value, 1.0);
         assert!(row.test.message.is_some() && !row.significant);
@@ -301,9 +302,9 @@ fn cumulative_lift_ends_at_the_full_report() -> Result<(), Box<dyn std::error::E
 
     let metrics = builtin_metrics();
     let a = split(&users(), 5);
-    let full = analyze(&sample(), &a, None, &metrics, &cfg())?;
-    let daily = cumulative_lift(&sample(), &a, None, &metrics, &cfg())?;
-    let (first, last) = event_days(&sample())?.ok_or("no events")?;
+    let full = analyze(&inputs(&sample(), &a, None, &metrics), &cfg())?;
+    let daily = cumulative_lift(&inputs(&sample(), &a, None, &metrics), &cfg())?;
+    let (first, last) = event_days(&reelkit_abtest::Source::from(&sample()))?.ok_or("no events")?;
     let days = ((last - first) / 86_400_000 + 1) as usize;
     assert_eq!(days, 14, "the sample spans two weeks");
     assert_eq!(daily.len(), days * metrics.len());
@@ -342,7 +343,7 @@ fn segments_partition_the_experiment() -> Result<(), Box<dyn std::error::Error>>
         .filter(|m| m.name == "impressions_per_user" || m.name == "like_rate")
         .collect();
     let a = split(&users(), 9);
-    let full = analyze(&sample(), &a, None, &metrics, &cfg())?;
+    let full = analyze(&inputs(&sample(), &a, None, &metrics), &cfg())?;
     let row = |rows: &[reelkit_abtest::MetricRow]| {
         rows.iter()
             .find(|r| r.metric == "impressions_per_user")
@@ -353,7 +354,7 @@ fn segments_partition_the_experiment() -> Result<(), Box<dyn std::error::Error>>
 
     // Without a pre-period: the three surfaces, every assigned user in each;
     // impressions per user add up over the surfaces, arm by arm.
-    let segs = segments(&sample(), &a, None, &metrics, &cfg())?;
+    let segs = segments(&inputs(&sample(), &a, None, &metrics), &cfg())?;
     let names: Vec<&str> = segs.iter().map(|s| s.segment.as_str()).collect();
     assert_eq!(names, ["surface=reels", "surface=feed", "surface=watch"]);
     let (mut c, mut v) = (0.0, 0.0);
@@ -376,7 +377,7 @@ fn segments_partition_the_experiment() -> Result<(), Box<dyn std::error::Error>>
     // With a pre-period (here the log itself): new users are those without
     // pre-period impressions, so they have none at all and their test is
     // uninformative; new and returning users partition each arm.
-    let segs = segments(&sample(), &a, Some(&sample()), &metrics, &cfg())?;
+    let segs = segments(&inputs(&sample(), &a, Some(&sample()), &metrics), &cfg())?;
     let new = segs
         .iter()
         .find(|s| s.segment == "users=new")
@@ -426,8 +427,8 @@ cap_percentile = 1.5
     let mut plain = capped.clone();
     plain[0].cap_percentile = None;
     plain[0].name = "watch".into();
-    let rc = analyze(&sample(), &a, None, &capped, &cfg())?;
-    let rp = analyze(&sample(), &a, None, &plain, &cfg())?;
+    let rc = analyze(&inputs(&sample(), &a, None, &capped), &cfg())?;
+    let rp = analyze(&inputs(&sample(), &a, None, &plain), &cfg())?;
     let (c, p) = (&rc.metrics[0].test, &rp.metrics[0].test);
     assert!(c.control_mean < p.control_mean && c.variant_mean < p.variant_mean);
     assert!(
@@ -435,12 +436,12 @@ cap_percentile = 1.5
         "capping narrows a heavy-tailed metric's interval"
     );
     // The per-user values after capping never exceed the 95th percentile.
-    let mut values = user_values(&sample(), &a, None, &plain)?;
+    let mut values = user_values(&inputs(&sample(), &a, None, &plain), None)?;
     let q = quantile(&values.x[0], 0.95);
     assert_eq!(values.cap(0, 0.95), q);
     assert!(values.x[0].iter().all(|&x| x <= q));
     capped[0].cap_percentile = Some(0.5);
-    let r50 = analyze(&sample(), &a, None, &capped, &cfg())?;
+    let r50 = analyze(&inputs(&sample(), &a, None, &capped), &cfg())?;
     assert!(r50.metrics[0].test.control_mean < c.control_mean);
     Ok(())
 }
@@ -466,10 +467,10 @@ numerator = { agg = "count" }
     )
     .is_err_and(|e| e.to_string().contains("quantile")));
     let a = split(&users(), 21);
-    let r = analyze(&sample(), &a, None, &metrics, &cfg())?;
+    let r = analyze(&inputs(&sample(), &a, None, &metrics), &cfg())?;
     let row = &r.metrics[0];
     // The control "mean" is the control users' 90th percentile.
-    let values = user_values(&sample(), &a, None, &metrics)?;
+    let values = user_values(&inputs(&sample(), &a, None, &metrics), None)?;
     let control: Vec<f64> = values.x[0]
         .iter()
         .zip(&values.variant)
@@ -482,7 +483,7 @@ numerator = { agg = "count" }
         row.test.abs_ci_low < row.test.abs_effect && row.test.abs_effect < row.test.abs_ci_high
     );
     // Warehouse sums carry no quantiles: a clear error.
-    let sums = arm_sums(&sample(), &a, None, &metrics)?;
+    let sums = arm_sums(&inputs(&sample(), &a, None, &metrics))?;
     let err = reelkit_abtest::analyze_sums(&sums, &metrics, &cfg()).unwrap_err();
     assert!(err.to_string().contains("per-user values"), "{err}");
     Ok(())
@@ -495,11 +496,11 @@ fn the_report_adds_users_in_id_order_so_runs_are_identical(
     // report equals, bit for bit, the one from per-user values sorted by hand.
     let a = split(&users(), 11);
     let metrics = builtin_metrics();
-    let mut v = user_values(&sample(), &a, None, &metrics)?;
+    let mut v = user_values(&inputs(&sample(), &a, None, &metrics), None)?;
     v.sort_by_user();
     let want = reelkit_abtest::analyze_sums(&v.arm_sums(&[]), &metrics, &cfg())?;
     for _ in 0..3 {
-        let got = analyze(&sample(), &a, None, &metrics, &cfg())?;
+        let got = analyze(&inputs(&sample(), &a, None, &metrics), &cfg())?;
         assert_eq!(serde_json::to_string(&got)?, serde_json::to_string(&want)?);
     }
     Ok(())

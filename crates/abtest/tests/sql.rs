@@ -16,7 +16,7 @@ use reelkit_logs::Assignments;
 type Res = Result<(), Box<dyn std::error::Error>>;
 
 mod common;
-use common::{pre_and_post, users};
+use common::{pre_and_post, users, inputs};
 
 /// Three arms over the sample's users, plus users who never appear in the
 /// events (they count as zeros on both paths).
@@ -78,6 +78,7 @@ fn cfg() -> AnalysisConfig {
         correction: Correction::Holm,
         weights: None,
         sequential: None,
+        comparisons: Vec::new(),
     }
 }
 
@@ -176,7 +177,7 @@ fn emitted_sql_gives_the_native_report() -> Res {
         let out = dir.path().join(format!("stats_{dialect:?}_{with_pre}.csv"));
         run_sql(&sql, &post, &a, pre, &out)?;
         let from_sql = read_stats(&out, &metrics)?;
-        let native = arm_sums(&post, &a, pre, &metrics)?;
+        let native = arm_sums(&inputs(&post, &a, pre, &metrics))?;
         assert_eq!(from_sql.len(), 3);
         for (g, w) in from_sql.iter().zip(&native) {
             assert_eq!(g.variant, w.variant);
@@ -189,7 +190,7 @@ fn emitted_sql_gives_the_native_report() -> Res {
             }
         }
         let got = analyze_sums(&from_sql, &metrics, &cfg())?;
-        let want = analyze(&post, &a, pre, &metrics, &cfg())?;
+        let want = analyze(&inputs(&post, &a, pre, &metrics), &cfg())?;
         same_report(&got, &want);
         // With a pre-period, CUPED applies to mean, proportion and ratio
         // metrics alike (except where the metric turns it off).

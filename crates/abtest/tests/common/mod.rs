@@ -46,3 +46,17 @@ pub fn pre_and_post(dir: &Path) -> Result<(PathBuf, PathBuf), Box<dyn std::error
     reelkit_logs::write_events(&post_p, &post)?;
     Ok((pre_p, post_p))
 }
+
+/// The analysis inputs of event files (the shape the tests were written in).
+pub fn inputs<'a>(
+    events: &Path,
+    assignments: &'a reelkit_logs::Assignments,
+    pre: Option<&Path>,
+    metrics: &'a [reelkit_abtest::Metric],
+) -> reelkit_abtest::Inputs<'a> {
+    let i = reelkit_abtest::Inputs::new(events, assignments, metrics);
+    match pre {
+        Some(p) => i.with_pre(p),
+        None => i,
+    }
+}
