@@ -1,6 +1,6 @@
 //! End-to-end tests across reelkit crates (one test binary).
 
 mod calibrate;
-mod demo;
+mod experiment;
 mod ranker_sim;
 mod sim_policies;

@@ -1,6 +1,6 @@
 //! `reelkit ab ...`: A/B analysis.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use reelkit_abtest::{builtin_metrics, parse_metrics, AnalysisConfig, Correction};
@@ -23,29 +23,39 @@ pub enum AbCommand {
 /// Arguments of `reelkit ab calibrate`.
 #[derive(Debug, clap::Args)]
 pub struct CalibrateArgs {
+    /// Calibrate this experiment spec (its world, periods, arms and metrics);
+    /// without it, `popular` against --treatment on a world of --users.
+    #[arg(long, conflicts_with_all = ["users", "pre_days", "days", "treatment", "treatment_share", "alpha", "seed"])]
+    spec: Option<PathBuf>,
+    /// With --spec: set a key of it (KEY=VALUE, as `experiment run --set`).
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "spec")]
+    set: Vec<String>,
     /// Repetitions (each one A/A and one A/B experiment).
     #[arg(long, default_value_t = 400)]
     runs: usize,
-    /// Users of the simulated world.
-    #[arg(long, default_value_t = 1_000)]
-    users: usize,
-    /// Days of the pre-period (CUPED covariates).
-    #[arg(long, default_value_t = 3)]
-    pre_days: u32,
-    /// Days of each experiment.
-    #[arg(long, default_value_t = 4)]
-    days: u32,
-    /// Treatment of the A/B experiments: ranker (trained once on a separate
-    /// pre-period), random, popular or oracle. Control is always popular.
-    #[arg(long, default_value = "ranker")]
-    treatment: String,
-    #[arg(long, default_value_t = 0.5)]
-    treatment_share: f64,
-    #[arg(long, default_value_t = 0.05)]
-    alpha: f64,
-    /// Seed of the world; run r plays with noise seeded from it and r.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    /// Users of the simulated world [default: 1000].
+    #[arg(long)]
+    users: Option<usize>,
+    /// Days of the pre-period (training data, CUPED covariates) [default: 3].
+    #[arg(long)]
+    pre_days: Option<u32>,
+    /// Days of each experiment [default: 4].
+    #[arg(long)]
+    days: Option<u32>,
+    /// Treatment of the A/B experiments: ranker (iALS trained on the run's
+    /// pre-period, frozen), siloed, unified (daily retrained), random, popular
+    /// or oracle [default: ranker]. Control is always popular.
+    #[arg(long)]
+    treatment: Option<String>,
+    /// [default: 0.5]
+    #[arg(long)]
+    treatment_share: Option<f64>,
+    /// [default: 0.05]
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Seed of the world; run r plays with noise seeded from it and r [default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Output directory: calibration.{json,md,html}, trials.csv.
     #[arg(long, default_value = "notebooks-output/calibration")]
     out: PathBuf,
@@ -203,7 +213,10 @@ fn power(args: PowerArgs) -> anyhow::Result<()> {
         variant: vec!["all".to_string(); users.len()],
         user_id: users.clone(),
     };
-    let values = reelkit_abtest::user_values(&args.events, &assignments, None, &metrics)?;
+    let values = reelkit_abtest::user_values(
+        &reelkit_abtest::Inputs::new(&args.events, &assignments, &metrics),
+        None,
+    )?;
     let sums = values.sums(&vec![0; values.user_id.len()], 1);
     let rows: Vec<reelkit_abtest::PowerRow> = metrics
         .iter()
@@ -253,6 +266,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         correction: args.correction,
         weights: None,
         sequential: args.sequential.then_some(args.sequential_n),
+        comparisons: Vec::new(),
     };
     let report = match (&args.stats, &args.events, &args.assignments) {
         (Some(stats), _, _) => {
@@ -287,52 +301,72 @@ fn analyze_events(
 ) -> anyhow::Result<reelkit_abtest::Report> {
     let assignments = reelkit_logs::read_assignments(assignments)
         .with_context(|| format!("reading assignments {}", assignments.display()))?;
-    let pre = args.pre_events.as_deref();
-    let mut report = reelkit_abtest::analyze(events, &assignments, pre, metrics, cfg)
-        .context("analysing the experiment")?;
+    let mut inputs = reelkit_abtest::Inputs::new(events, &assignments, metrics);
+    if let Some(pre) = &args.pre_events {
+        inputs = inputs.with_pre(pre);
+    }
+    let mut report = reelkit_abtest::analyze(&inputs, cfg).context("analysing the experiment")?;
     if args.daily {
-        report.daily = reelkit_abtest::cumulative_lift(events, &assignments, pre, metrics, cfg)
+        report.daily = reelkit_abtest::cumulative_lift(&inputs, cfg)
             .context("computing the cumulative lift by day")?;
     }
     if args.segments {
-        report.segments = reelkit_abtest::segments(events, &assignments, pre, metrics, cfg)
-            .context("analysing the segments")?;
+        report.segments =
+            reelkit_abtest::segments(&inputs, cfg).context("analysing the segments")?;
     }
     Ok(report)
 }
 
-fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
+/// The spec of a calibration without --spec: `popular` against a treatment
+/// on a world of `users`.
+fn calibration_spec(args: &CalibrateArgs) -> anyhow::Result<String> {
+    let users = args.users.unwrap_or(1_000);
+    let share = args.treatment_share.unwrap_or(0.5);
     anyhow::ensure!(
-        args.alpha > 0.0 && args.alpha < 1.0,
-        "--alpha must be in (0, 1)"
+        share > 0.0 && share < 1.0,
+        "--treatment-share must be in (0, 1), got {share}"
     );
-    let users = args.users;
-    let world = reelkit_sim::SimParams {
-        users,
-        videos: (users * 5).max(500),
-        creators: (users / 2).max(50),
-        new_videos_per_day: (users / 13).max(10),
-        days: args.pre_days + args.days,
-        seed: args.seed,
-        ..reelkit_sim::SimParams::default()
-    }
-    .check()?;
-    let cfg = reelkit_cli::calibrate::CalibrateConfig {
-        world,
-        runs: args.runs,
-        pre_days: args.pre_days,
-        days: args.days,
-        treatment: args.treatment,
-        train: reelkit_cli::online::demo_train_params(args.seed),
-        treatment_share: args.treatment_share,
-        alpha: args.alpha,
+    let treatment = match args.treatment.as_deref().unwrap_or("ranker") {
+        // The frozen iALS ranker of earlier releases: trained once on the
+        // run's pre-period, ranking by the dot product.
+        "ranker" => "recipe = \"unified\"\nretrain = \"never\"\nranking = \"dot\"".to_string(),
+        other => format!("recipe = {}", toml::Value::String(other.to_string())),
     };
+    Ok(format!(
+        "name = \"calibration\"\nseed = {seed}\n\n[world]\nusers = {users}\nvideos = {videos}\n\
+         creators = {creators}\nnew_videos_per_day = {uploads}\n\n[pre_period]\ndays = {pre}\n\n\
+         [experiment]\ndays = {days}\n\n[[arms]]\nname = \"control\"\nrecipe = \"popular\"\nshare = {c}\n\n\
+         [[arms]]\nname = \"treatment\"\n{treatment}\nshare = {share}\n\n[analysis]\nalpha = {alpha}\n",
+        seed = args.seed.unwrap_or(42),
+        videos = (users * 5).max(500),
+        creators = (users / 2).max(50),
+        uploads = (users / 13).max(10),
+        pre = args.pre_days.unwrap_or(3),
+        days = args.days.unwrap_or(4),
+        c = 1.0 - share,
+        alpha = args.alpha.unwrap_or(0.05),
+    ))
+}
+
+fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
+    let mut spec = match &args.spec {
+        Some(path) => reelkit_lab::ExperimentSpec::from_file(path)?,
+        None => reelkit_lab::ExperimentSpec::from_toml(&calibration_spec(&args)?, Path::new("."))?,
+    };
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set `{kv}` is not KEY=VALUE"))?;
+        spec.set(k.trim(), reelkit_lab::parse_value(v))?;
+    }
+    let valid = spec.check()?;
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let t0 = std::time::Instant::now();
     let pb = crate::progress::bar(args.runs as u64, "calibration runs");
-    let c = reelkit_cli::calibrate::calibrate(&cfg, &|r| pb.set_position(r as u64))?;
+    let c = reelkit_lab::calibrate(&valid, args.runs, &|r| pb.set_position(r as u64))?;
     pb.finish_and_clear();
-    reelkit_cli::calibrate::write_calibration(&args.out, &c)?;
-    print!("{}", reelkit_cli::calibrate::calibration_markdown(&c));
+    reelkit_lab::write_calibration(&args.out, &c)?;
+    print!("{}", reelkit_lab::calibration_markdown(&c));
     eprintln!(
         "calibration -> {} in {:.1} s",
         args.out.display(),

@@ -346,7 +346,7 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
     // Second baseline: the same per-user aggregations of every metric as one
     // bare polars group-by (no join, no per-arm sums, no statistics).
     let t = Instant::now();
-    let same = reelkit_abtest::per_user_values(&path, &metrics)?
+    let same = reelkit_abtest::per_user_values(&reelkit_abtest::Source::from(&path), &metrics)?
         .collect_with_engine(Engine::Streaming)?
         .unwrap_single();
     let same_aggs_s = t.elapsed().as_secs_f64();
@@ -377,9 +377,13 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
         correction: reelkit_abtest::Correction::Holm,
         weights: None,
         sequential: None,
+        comparisons: Vec::new(),
     };
     let t = Instant::now();
-    let report = reelkit_abtest::analyze(&path, &assignments, None, &metrics, &cfg)?;
+    let report = reelkit_abtest::analyze(
+        &reelkit_abtest::Inputs::new(&path, &assignments, &metrics),
+        &cfg,
+    )?;
     let analyze_s = t.elapsed().as_secs_f64();
     let out = json!({
         "bench": "ab",

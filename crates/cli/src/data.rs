@@ -75,7 +75,7 @@ pub struct Triplets {
     pub min_weight: f32,
 }
 
-use reelkit_cli::event_weights;
+use reelkit_lab::event_weights;
 
 pub fn from_events(ev: &Events) -> anyhow::Result<Triplets> {
     let w = EngagementWeights::default();

@@ -1,17 +1,20 @@
-//! `reelkit demo`: the experiment loop end to end on a simulated world.
+//! `reelkit demo`: the seed's experiment (datasets/experiments/demo.toml).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use reelkit_cli::online::{comparison_markdown, demo_train_params, run_demo, DemoConfig};
-use reelkit_sim::SimParams;
+use anyhow::Context;
+use reelkit_lab::{parse_value, run, summary_markdown, ExperimentSpec};
+
+/// The demo's spec, shipped as a file for users to start from.
+pub const DEMO_SPEC: &str = include_str!("../../../datasets/experiments/demo.toml");
 
 /// How big a world the demo simulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scale {
-    /// The committed sample's world: 2,000 users, 10,000 videos (about a minute).
+    /// The committed sample's world: 2,000 users, 10,000 videos (seconds).
     Small,
-    /// 20,000 users, 50,000 videos.
+    /// 20,000 users, 50,000 videos (a few minutes).
     Medium,
 }
 
@@ -24,65 +27,60 @@ pub struct DemoArgs {
     #[arg(long, value_enum, default_value = "small")]
     scale: Scale,
     /// Days of the pre-period (everyone on `popular`): training data and CUPED covariates.
-    #[arg(long, default_value_t = 7)]
-    pre_days: u32,
+    #[arg(long)]
+    pre_days: Option<u32>,
     /// Days of the experiment.
-    #[arg(long, default_value_t = 7)]
-    days: u32,
-    /// Share of users hashed into treatment.
-    #[arg(long, default_value_t = 0.5)]
-    treatment_share: f64,
+    #[arg(long)]
+    days: Option<u32>,
     /// Experiment salt of the user hashing.
-    #[arg(long, default_value = "reelkit-demo")]
-    salt: String,
+    #[arg(long)]
+    salt: Option<String>,
     /// Seed of the world, the simulation and the training.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    #[arg(long, default_value_t = 0.05)]
-    alpha: f64,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Significance level.
+    #[arg(long)]
+    alpha: Option<f64>,
 }
 
-/// World parameters of a demo scale (the small one is `datasets/sample/world.toml`).
-pub fn scale_params(scale: Scale, seed: u64, days: u32) -> SimParams {
-    let base = SimParams {
-        seed,
-        days,
-        ..SimParams::default()
+/// The demo spec with the command line's settings.
+pub fn demo_spec(args: &DemoArgs) -> anyhow::Result<ExperimentSpec> {
+    let base = std::path::Path::new("datasets/experiments");
+    let mut spec = ExperimentSpec::from_toml(DEMO_SPEC, base)?;
+    let scale = match args.scale {
+        Scale::Small => "small",
+        Scale::Medium => "medium",
     };
-    match scale {
-        Scale::Small => SimParams {
-            users: 2_000,
-            videos: 10_000,
-            creators: 1_000,
-            new_videos_per_day: 150,
-            ..base
-        },
-        Scale::Medium => SimParams {
-            users: 20_000,
-            videos: 50_000,
-            creators: 5_000,
-            new_videos_per_day: 500,
-            ..base
-        },
+    spec.set("scale", toml::Value::String(scale.into()))?;
+    if let Some(d) = args.pre_days {
+        spec.set("pre_period.days", toml::Value::Integer(d.into()))?;
     }
+    if let Some(d) = args.days {
+        spec.set("experiment.days", toml::Value::Integer(d.into()))?;
+    }
+    if let Some(s) = &args.salt {
+        spec.set("experiment.salt", toml::Value::String(s.clone()))?;
+    }
+    if let Some(s) = args.seed {
+        spec.set("seed", parse_value(&s.to_string()))?;
+    }
+    if let Some(a) = args.alpha {
+        spec.set("analysis.alpha", toml::Value::Float(a))?;
+    }
+    Ok(spec)
 }
 
-pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let cfg = DemoConfig {
-        world: scale_params(args.scale, args.seed, args.pre_days + args.days).check()?,
-        pre_days: args.pre_days,
-        days: args.days,
-        salt: args.salt,
-        treatment_share: args.treatment_share,
-        train: demo_train_params(args.seed),
-        alpha: args.alpha,
-        k: 10,
-    };
-    let outcome = run_demo(&cfg, &args.out, &|msg| eprintln!("{msg}"))?;
-    print!("{}", comparison_markdown(&outcome.summary));
+    let spec = demo_spec(&args)?;
+    let valid = spec.check()?;
+    let outcome = run(&valid, &|msg| eprintln!("{msg}"))?;
+    outcome
+        .write(&args.out, &spec.to_toml())
+        .with_context(|| format!("writing the results to {}", args.out.display()))?;
+    print!("{}", summary_markdown(&outcome.summary));
     eprintln!(
-        "reports -> {} (report.html, report.md, report.json, ground_truth.json, demo.json, summary.md) in {:.1} s",
+        "reports -> {} (report.html, report.md, report.json, ground_truth.json, summary.md, summary.json) in {:.1} s",
         args.out.display(),
         t0.elapsed().as_secs_f64()
     );

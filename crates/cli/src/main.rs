@@ -10,6 +10,7 @@ mod bench;
 mod data;
 mod demo;
 mod evaluate;
+mod experiment;
 mod progress;
 mod recommend;
 mod serve;
@@ -40,10 +41,13 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The experiment loop on a simulated world: pre-period on `popular`, train the
-    /// ranker, run an A/B test with a known ground truth, analyse it with CUPED and
-    /// set every estimated lift beside the true one.
+    /// The seed's experiment (datasets/experiments/demo.toml): `popular` against
+    /// per-surface rankers (siloed) and one unified ranker, both retrained daily,
+    /// with the ground truth of every comparison beside its estimate.
     Demo(demo::DemoArgs),
+    /// Run an experiment spec, or sweep one of its keys.
+    #[command(subcommand)]
+    Experiment(experiment::ExperimentCommand),
     /// Simulate a synthetic Reels-style world and write its logs.
     Simulate(simulate::SimulateArgs),
     /// Train a ranker (iALS or BPR) on events or interactions and write a model file.
@@ -90,7 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("building the thread pool: {e}"))?;
     }
     match cli.command {
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => demo::run_demo(args),
+        Command::Experiment(cmd) => experiment::run_command(cmd),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => evaluate::run(args),

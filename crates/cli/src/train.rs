@@ -132,7 +132,7 @@ pub fn save_model(
     events: Option<&Events>,
     out: &std::path::Path,
 ) -> anyhow::Result<Option<ValueModel>> {
-    let model = reelkit_cli::build_model(
+    let model = reelkit_lab::build_model(
         data,
         factors,
         params,

@@ -576,8 +576,9 @@ fn committed_demo_regenerates_identically() -> TestResult {
         "report.html",
         "forest.svg",
         "ground_truth.json",
-        "demo.json",
+        "summary.json",
         "summary.md",
+        "spec.toml",
     ] {
         let a = std::fs::read_to_string(committed.join(name))?;
         let b = std::fs::read_to_string(out.join(name))?;
@@ -593,15 +594,9 @@ fn committed_demo_regenerates_identically() -> TestResult {
 fn demo_and_calibrate_reject_bad_settings() -> TestResult {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("demo");
-    let o = reelkit(&[
-        "demo",
-        "--treatment-share",
-        "1.5",
-        "--out",
-        out.to_str().ok_or("path")?,
-    ]);
+    let o = reelkit(&["demo", "--alpha", "1.5", "--out", out.to_str().ok_or("path")?]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("treatment share"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("analysis.alpha"), "{}", stderr(&o));
     assert!(!out.exists(), "nothing is written on bad settings");
 
     let o = reelkit(&[
@@ -664,7 +659,7 @@ fn ab_sql_prints_the_query_and_analyze_reads_its_sums() -> TestResult {
     std::fs::write(&assign, &text)?;
     let a = reelkit_logs::read_assignments(&assign)?;
     let metrics = reelkit_abtest::builtin_metrics();
-    let arms = reelkit_abtest::arm_sums(&events, &a, None, &metrics)?;
+    let arms = reelkit_abtest::arm_sums(&reelkit_abtest::Inputs::new(&events, &a, &metrics))?;
     let mut csv = reelkit_abtest::STATS_COLUMNS.join(",") + "\n";
     for arm in &arms {
         for (m, s) in metrics.iter().zip(&arm.sums) {

@@ -1,0 +1,407 @@
+//! The experiment loop: pre-period → arms hashed → day by day (refresh the
+//! trained arms on the events so far, play the day under every arm) →
+//! ground truth → analysis on the in-memory events → every estimate beside
+//! its truth.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use reelkit_abtest::{
+    analyze_sums, cumulative_lift, ordered_arm_sums, segments, AnalysisConfig, Inputs, Metric,
+    MetricRow, Report, Source,
+};
+use reelkit_logs::{Assignments, Events};
+use reelkit_sim::{builtin_policy, Arms, Experiment, ExploreFresh, Policy, Simulator, World};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::recipe::Recipe;
+use crate::spec::ValidSpec;
+use crate::trained::{Refresh, TrainedPolicy};
+use crate::truth::{ground_truth, GroundTruth, ALL};
+
+/// One arm's policy: built in, or a trained recipe that refreshes.
+enum ArmPolicy {
+    Builtin(Box<dyn Policy>),
+    Trained(Box<ExploreFresh<TrainedPolicy>>),
+}
+
+impl ArmPolicy {
+    fn new(name: &str, recipe: &Recipe) -> Result<ArmPolicy> {
+        Ok(match recipe {
+            Recipe::Siloed(t) | Recipe::Unified(t) => ArmPolicy::Trained(Box::new(ExploreFresh::new(
+                TrainedPolicy::new(name, t, matches!(recipe, Recipe::Unified(_)))?,
+                t.explore,
+            ))),
+            other => ArmPolicy::Builtin(builtin_policy(other.name())?),
+        })
+    }
+
+    fn policy(&mut self) -> &mut dyn Policy {
+        match self {
+            ArmPolicy::Builtin(p) => p.as_mut(),
+            ArmPolicy::Trained(p) => p.as_mut(),
+        }
+    }
+}
+
+/// Wall time of each phase, seconds (not deterministic: kept out of the
+/// summary).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timings {
+    pub world: f64,
+    pub pre_period: f64,
+    /// Simulating the experiment days (every user under every arm).
+    pub experiment: f64,
+    /// Fitting and refreshing the trained arms (inside the experiment days).
+    pub training: f64,
+    pub truth: f64,
+    pub analysis: f64,
+    /// Every fit: arm, day, model, kind, size and seconds.
+    pub refreshes: Vec<RefreshTime>,
+}
+
+/// One fit's wall time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefreshTime {
+    #[serde(flatten)]
+    pub refresh: Refresh,
+    pub seconds: f64,
+}
+
+/// A simulated experiment before its analysis.
+#[derive(Debug)]
+pub(crate) struct Simulated {
+    pub pre_events: Events,
+    pub exp: Experiment,
+    pub refreshes: Vec<Refresh>,
+    pub timings: Timings,
+}
+
+/// Plays the spec's experiment on `world` with the simulator seeded `seed`
+/// and users hashed with `salt`; `arms` overrides the spec's recipes (the
+/// A/A runs of a calibration).
+pub(crate) fn simulate(
+    spec: &ValidSpec,
+    world: &World,
+    seed: u64,
+    salt: &str,
+    recipes: &[Recipe],
+    log: &dyn Fn(&str),
+) -> Result<Simulated> {
+    let mut timings = Timings::default();
+    let t = Instant::now();
+    let mut sim = Simulator::new(world).with_seed(seed);
+    let mut pre_policy = builtin_policy(&spec.pre_policy)?;
+    let mut pre_days = Vec::with_capacity(spec.pre_days as usize);
+    for _ in 0..spec.pre_days {
+        pre_days.push(sim.run(1, pre_policy.as_mut(), &|_| {})?);
+    }
+    timings.pre_period = t.elapsed().as_secs_f64();
+    let n_pre: usize = pre_days.iter().map(Events::len).sum();
+    log(&format!(
+        "pre-period: {} users x {} days on `{}`: {n_pre} impressions ({:.1} s)",
+        world.n_users(),
+        spec.pre_days,
+        spec.pre_policy,
+        timings.pre_period
+    ));
+
+    let names: Vec<String> = spec.arms.iter().map(|a| a.name.clone()).collect();
+    let shares: Vec<f64> = spec.arms.iter().map(|a| a.share).collect();
+    let arms = Arms::hashed(world, &names, &shares, salt)?;
+    let mut policies = names
+        .iter()
+        .zip(recipes)
+        .map(|(n, r)| ArmPolicy::new(n, r))
+        .collect::<Result<Vec<_>>>()?;
+    let t = Instant::now();
+    let mut run = sim.start_experiment(&arms)?;
+    for _ in 0..spec.days {
+        let today = run.day();
+        let t_fit = Instant::now();
+        for (a, p) in policies.iter_mut().enumerate() {
+            if let ArmPolicy::Trained(p) = p {
+                // The arm learns from what it would have logged serving everyone:
+                // its own users' events and every other user's play under it.
+                let day_log: Vec<&Events> = pre_days.iter().chain(run.potential(a)).collect();
+                p.inner.refresh(world, &day_log, today)?;
+            }
+        }
+        timings.training += t_fit.elapsed().as_secs_f64();
+        let mut refs: Vec<&mut dyn Policy> = policies.iter_mut().map(ArmPolicy::policy).collect();
+        let events = run.step(&mut refs)?;
+        log(&format!(
+            "day {today}: {} impressions observed ({:.1} s so far)",
+            events.len(),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    let exp = run.finish();
+    timings.experiment = t.elapsed().as_secs_f64() - timings.training;
+    let mut refreshes = Vec::new();
+    for p in policies {
+        if let ArmPolicy::Trained(p) = p {
+            refreshes.extend(p.inner.refreshes);
+        }
+    }
+    timings.refreshes = refreshes
+        .iter()
+        .map(|r| RefreshTime {
+            refresh: r.clone(),
+            seconds: r.seconds,
+        })
+        .collect();
+    let mut pre_events = Events::default();
+    for mut d in pre_days {
+        pre_events.append(&mut d);
+    }
+    Ok(Simulated {
+        pre_events,
+        exp,
+        refreshes,
+        timings,
+    })
+}
+
+/// The analysis settings of a spec.
+pub(crate) fn analysis_config(spec: &ValidSpec) -> AnalysisConfig {
+    let names = |(v, b): &(usize, usize)| (spec.arms[*v].name.clone(), spec.arms[*b].name.clone());
+    AnalysisConfig {
+        experiment: spec.name.clone(),
+        control: Some(spec.arms[spec.control].name.clone()),
+        alpha: spec.alpha,
+        correction: spec.correction,
+        weights: Some(spec.arms.iter().map(|a| (a.name.clone(), a.share)).collect()),
+        sequential: None,
+        comparisons: spec.comparisons.iter().map(names).collect(),
+    }
+}
+
+/// The spec's metrics with CUPED on (as each metric says) or off.
+pub(crate) fn with_cuped(metrics: &[Metric], on: bool) -> Vec<Metric> {
+    metrics
+        .iter()
+        .map(|m| Metric {
+            cuped: on && m.cuped,
+            ..m.clone()
+        })
+        .collect()
+}
+
+/// Analyses a simulated experiment from memory: the report (CUPED as the
+/// spec says; with the daily lift and segments when asked) and the same
+/// report without CUPED.
+pub(crate) fn analyse(
+    spec: &ValidSpec,
+    pre: &Events,
+    events: &Events,
+    assignments: &Assignments,
+    extras: bool,
+) -> Result<(Report, Report)> {
+    let metrics = with_cuped(&spec.metrics, spec.cuped);
+    let plain = with_cuped(&spec.metrics, false);
+    let cfg = analysis_config(spec);
+    let inputs = Inputs::new(Source::events("experiment events", events)?, assignments, &metrics)
+        .with_pre(Source::events("pre-period events", pre)?);
+    let sums = ordered_arm_sums(&inputs, None)?;
+    let mut report = analyze_sums(&sums, &metrics, &cfg)?;
+    let without = analyze_sums(&sums, &plain, &cfg)?;
+    if extras && spec.daily {
+        report.daily = cumulative_lift(&inputs, &cfg)?;
+    }
+    if extras && spec.segments {
+        report.segments = segments(&inputs, &cfg)?;
+    }
+    Ok((report, without))
+}
+
+/// One estimate beside its truth.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Estimate {
+    pub variant: String,
+    pub baseline: String,
+    pub metric: String,
+    /// `all` or `surface=…`.
+    pub segment: String,
+    pub cuped: bool,
+    pub estimate_abs: f64,
+    pub abs_ci_low: f64,
+    pub abs_ci_high: f64,
+    pub true_abs: f64,
+    pub estimate_rel: f64,
+    pub rel_ci_low: f64,
+    pub rel_ci_high: f64,
+    pub true_rel: f64,
+    /// The absolute interval holds the true absolute effect.
+    pub covered: bool,
+    pub significant: bool,
+    pub p_value_adjusted: f64,
+    /// The same interval's width without CUPED (overall rows only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abs_ci_width_without_cuped: Option<f64>,
+}
+
+fn estimate(row: &MetricRow, segment: &str, truth: &GroundTruth, plain: Option<&Report>) -> Option<Estimate> {
+    let t = truth.get(&row.variant, &row.control, &row.metric, segment)?;
+    let r = &row.test;
+    let width = plain.and_then(|p| {
+        p.metrics
+            .iter()
+            .find(|x| x.metric == row.metric && x.variant == row.variant && x.control == row.control)
+            .map(|x| x.test.abs_ci_high - x.test.abs_ci_low)
+    });
+    Some(Estimate {
+        variant: row.variant.clone(),
+        baseline: row.control.clone(),
+        metric: row.metric.clone(),
+        segment: segment.to_string(),
+        cuped: row.cuped,
+        estimate_abs: r.abs_effect,
+        abs_ci_low: r.abs_ci_low,
+        abs_ci_high: r.abs_ci_high,
+        true_abs: t.abs_effect,
+        estimate_rel: r.rel_effect,
+        rel_ci_low: r.rel_ci_low,
+        rel_ci_high: r.rel_ci_high,
+        true_rel: t.rel_effect,
+        covered: r.abs_ci_low <= t.abs_effect && t.abs_effect <= r.abs_ci_high,
+        significant: row.significant,
+        p_value_adjusted: row.p_value_adjusted,
+        abs_ci_width_without_cuped: width,
+    })
+}
+
+/// Every report row (overall and per surface) that has a truth, beside it.
+pub(crate) fn estimates(report: &Report, plain: &Report, truth: &GroundTruth) -> Vec<Estimate> {
+    let mut out: Vec<Estimate> = report
+        .metrics
+        .iter()
+        .filter_map(|r| estimate(r, ALL, truth, Some(plain)))
+        .collect();
+    for seg in &report.segments {
+        out.extend(seg.metrics.iter().filter_map(|r| estimate(r, &seg.segment, truth, None)));
+    }
+    out
+}
+
+/// One arm as run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmSummary {
+    pub name: String,
+    pub share: f64,
+    /// Users hashed into the arm (of those in the experiment).
+    pub users: usize,
+    #[serde(flatten)]
+    pub recipe: Recipe,
+}
+
+/// `summary.json`: what the experiment did and found (deterministic: the
+/// same spec gives the same bytes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub name: String,
+    pub seed: u64,
+    pub users: usize,
+    pub pre_days: u32,
+    pub pre_policy: String,
+    pub days: u32,
+    pub surface_taste_divergence: f64,
+    pub control: String,
+    pub arms: Vec<ArmSummary>,
+    pub pre_period_impressions: usize,
+    pub experiment_impressions: usize,
+    /// Every fit of the trained arms (sizes; times are in timings.json).
+    pub refreshes: Vec<Refresh>,
+    /// Every comparison × metric × segment: estimate beside truth.
+    pub estimates: Vec<Estimate>,
+}
+
+/// Everything an experiment run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The analysis (CUPED as the spec says), with daily lift and segments.
+    pub report: Report,
+    /// The same analysis without CUPED.
+    pub report_without_cuped: Report,
+    pub truth: GroundTruth,
+    pub summary: Summary,
+    pub pre_events: Events,
+    pub events: Events,
+    pub assignments: Assignments,
+    pub timings: Timings,
+}
+
+/// Runs a checked spec end to end in memory; `log` receives progress lines.
+/// Write the results with [`Outcome::write`].
+pub fn run(spec: &ValidSpec, log: &dyn Fn(&str)) -> Result<Outcome> {
+    let t = Instant::now();
+    let world = World::generate(&spec.world);
+    let world_s = t.elapsed().as_secs_f64();
+    let recipes: Vec<Recipe> = spec.arms.iter().map(|a| a.recipe.clone()).collect();
+    let sim = simulate(spec, &world, spec.world.seed, &spec.salt, &recipes, log)?;
+    let Simulated {
+        pre_events,
+        exp,
+        refreshes,
+        mut timings,
+    } = sim;
+    timings.world = world_s;
+    log(&format!(
+        "experiment: {} days x {} arms, {} impressions observed ({:.1} s simulating, {:.1} s training)",
+        spec.days,
+        spec.arms.len(),
+        exp.events.len(),
+        timings.experiment,
+        timings.training
+    ));
+    let t = Instant::now();
+    let truth = ground_truth(&world, &exp, &spec.metrics, &spec.comparisons)?;
+    timings.truth = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let assignments = exp.assignments(&world);
+    let (report, without) = analyse(spec, &pre_events, &exp.events, &assignments, true)?;
+    timings.analysis = t.elapsed().as_secs_f64();
+    log(&format!(
+        "truth ({:.1} s) and analysis ({:.1} s)",
+        timings.truth, timings.analysis
+    ));
+    let mut users: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in &assignments.variant {
+        *users.entry(v.as_str()).or_default() += 1;
+    }
+    let summary = Summary {
+        name: spec.name.clone(),
+        seed: spec.seed,
+        users: assignments.len(),
+        pre_days: spec.pre_days,
+        pre_policy: spec.pre_policy.clone(),
+        days: spec.days,
+        surface_taste_divergence: spec.world.surface_taste_divergence,
+        control: spec.arms[spec.control].name.clone(),
+        arms: spec
+            .arms
+            .iter()
+            .map(|a| ArmSummary {
+                name: a.name.clone(),
+                share: a.share,
+                users: users.get(a.name.as_str()).copied().unwrap_or(0),
+                recipe: a.recipe.clone(),
+            })
+            .collect(),
+        pre_period_impressions: pre_events.len(),
+        experiment_impressions: exp.events.len(),
+        refreshes,
+        estimates: estimates(&report, &without, &truth),
+    };
+    Ok(Outcome {
+        report,
+        report_without_cuped: without,
+        truth,
+        summary,
+        pre_events,
+        events: exp.events,
+        assignments,
+        timings,
+    })
+}

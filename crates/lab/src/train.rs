@@ -1,0 +1,161 @@
+//! Training a ranker on an event log: the engagement weighting, the value
+//! model and the model file's contents (shared by `reelkit train`, `tune` and
+//! the experiment loop).
+
+use reelkit_logs::Events;
+use reelkit_ranker::{
+    EngagementWeights, Factors, Impressions, Model, ModelMeta, TrainControl, TrainParams,
+    TrainingData, ValueModel, ValueSamples, ValueWeights,
+};
+
+use crate::error::{Error, Result};
+
+/// The ranker's view of an event log (columns borrowed, all of one length).
+pub fn impressions(ev: &Events) -> Impressions<'_> {
+    Impressions {
+        user_id: &ev.user_id,
+        video_id: &ev.video_id,
+        duration_ms: &ev.duration_ms,
+        watch_ms: &ev.watch_ms,
+        liked: &ev.liked,
+        shared: &ev.shared,
+        commented: &ev.commented,
+        followed: &ev.followed,
+    }
+}
+
+/// Engagement weight of every impression of a log.
+pub fn event_weights(ev: &Events, w: &EngagementWeights) -> Vec<f32> {
+    let imp = impressions(ev);
+    (0..ev.len()).map(|i| w.weight(&imp, i)).collect()
+}
+
+/// Counts of interactions per dense index.
+fn row_counts(data: &TrainingData) -> (Vec<u32>, Vec<u32>) {
+    let m = &data.matrix;
+    let users = (0..m.n_rows()).map(|u| m.row_len(u) as u32).collect();
+    (users, reelkit_ranker::item_counts(m))
+}
+
+/// Fits the value model on impressions of users and videos the model knows.
+pub fn fit_value_model(
+    ev: &Events,
+    data: &TrainingData,
+    f: &Factors,
+    item_counts: &[u32],
+) -> ValueModel {
+    let mut s = ValueSamples::default();
+    for i in 0..ev.len() {
+        let (Some(u), Some(v)) = (
+            data.users.get(ev.user_id[i]),
+            data.items.get(ev.video_id[i]),
+        ) else {
+            continue;
+        };
+        let (u, v) = (u as usize, v as usize);
+        s.dot.push(reelkit_ranker::dot(f.user(u), f.item(v)));
+        s.count.push(item_counts[v]);
+        s.bias.push(f.item_bias[v]);
+        s.watch_fraction
+            .push(ev.watch_ms[i] as f32 / ev.duration_ms[i].max(1) as f32);
+        s.liked.push(ev.liked[i]);
+        s.shared.push(ev.shared[i]);
+    }
+    ValueModel::fit(&s, ValueWeights::default())
+}
+
+/// A model from trained factors: interaction counts from `data`, and a value
+/// model fitted on `events` when given. `source` says what produced it.
+pub fn build_model(
+    data: &TrainingData,
+    factors: Factors,
+    params: TrainParams,
+    events: Option<&Events>,
+    source: String,
+) -> Model {
+    let (user_counts, item_counts) = row_counts(data);
+    let value_model = events.map(|ev| fit_value_model(ev, data, &factors, &item_counts));
+    Model {
+        users: data.users.clone(),
+        items: data.items.clone(),
+        factors,
+        user_counts,
+        item_counts,
+        meta: ModelMeta {
+            params,
+            fingerprint: data.fingerprint(),
+            value_model,
+            source,
+        },
+    }
+}
+
+/// The engagement-weighted interaction matrix of an event log; an error when
+/// no impression is a positive.
+pub fn training_data(events: &Events) -> Result<TrainingData> {
+    let w = EngagementWeights::default();
+    let weights = event_weights(events, &w);
+    let data = TrainingData::from_triplets(
+        &events.user_id,
+        &events.video_id,
+        Some(&weights),
+        w.min_positive,
+    )?;
+    if data.matrix.nnz() == 0 {
+        return Err(Error::Ranker(reelkit_ranker::Error::Empty));
+    }
+    Ok(data)
+}
+
+/// Trains a ranker on an event log (engagement-weighted), with a value model
+/// fitted on the same impressions.
+pub fn train_on_events(events: &Events, params: &TrainParams, source: &str) -> Result<Model> {
+    let data = training_data(events)?;
+    let checked = params.clone().check()?;
+    let factors = reelkit_ranker::train(&data.matrix, &checked, &mut TrainControl::default())?;
+    Ok(build_model(
+        &data,
+        factors,
+        params.clone(),
+        Some(events),
+        source.to_string(),
+    ))
+}
+
+/// Offline evaluation on a time split: NDCG@k, recall@k… of a ranker trained
+/// on the events before `cutoff_ms`, against popularity, on the positives
+/// after it (full catalogue, training items excluded).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Offline {
+    pub model: reelkit_ranker::Metrics,
+    pub popularity: reelkit_ranker::Metrics,
+}
+
+/// Trains on the events before `cutoff_ms` and evaluates on those after it.
+pub fn offline_eval(events: &Events, cutoff_ms: i64, params: &TrainParams, k: usize) -> Result<Offline> {
+    let w = EngagementWeights::default();
+    let weights = event_weights(events, &w);
+    let split = reelkit_ranker::split_by_time(
+        &events.user_id,
+        &events.video_id,
+        &weights,
+        &events.ts_ms,
+        cutoff_ms,
+        w.min_positive,
+    )?;
+    let f = reelkit_ranker::train(
+        &split.train.matrix,
+        &params.clone().check()?,
+        &mut TrainControl::default(),
+    )?;
+    let counts = reelkit_ranker::item_counts(&split.train.matrix);
+    let table = reelkit_ranker::ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
+    let model = reelkit_ranker::evaluate(&split.train.matrix, &split.test, k, &counts, |u, k, ex| {
+        table.top_k(f.user(u), k, ex).into_iter().map(|s| s.item).collect()
+    });
+    let order = reelkit_ranker::popularity_order(&counts);
+    let popularity = reelkit_ranker::evaluate(&split.train.matrix, &split.test, k, &counts, |_, k, ex| {
+        reelkit_ranker::recommend_popular(&order, k, ex)
+    });
+    Ok(Offline { model, popularity })
+}
