@@ -21,7 +21,7 @@ pub enum Source {
     /// lazily.
     Path(PathBuf),
     /// A lazy frame with the event columns; `name` labels it in errors.
-    Frame { name: String, frame: LazyFrame },
+    Frame { name: String, frame: Box<LazyFrame> },
 }
 
 impl std::fmt::Debug for Source {
@@ -56,7 +56,7 @@ impl Source {
     pub fn events(name: &str, events: &Events) -> Result<Source> {
         Ok(Source::Frame {
             name: name.to_string(),
-            frame: events.to_dataframe()?.lazy(),
+            frame: Box::new(events.to_dataframe()?.lazy()),
         })
     }
 
@@ -72,7 +72,7 @@ impl Source {
     pub fn scan(&self) -> Result<LazyFrame> {
         match self {
             Source::Path(p) => scan(p),
-            Source::Frame { frame, .. } => Ok(frame.clone()),
+            Source::Frame { frame, .. } => Ok((**frame).clone()),
         }
     }
 
@@ -96,7 +96,11 @@ pub struct Inputs<'a> {
 
 impl<'a> Inputs<'a> {
     /// Inputs without pre-period events.
-    pub fn new(events: impl Into<Source>, assignments: &'a Assignments, metrics: &'a [Metric]) -> Self {
+    pub fn new(
+        events: impl Into<Source>,
+        assignments: &'a Assignments,
+        metrics: &'a [Metric],
+    ) -> Self {
         Inputs {
             events: events.into(),
             pre_events: None,

@@ -9,7 +9,7 @@ use reelkit_abtest::{cumulative_lift, event_days, quantile, segments, utc_date};
 use reelkit_logs::Assignments;
 
 mod common;
-use common::{pre_and_post, sample, users, inputs};
+use common::{inputs, pre_and_post, sample, users};
 
 fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -16,7 +16,7 @@ use reelkit_logs::Assignments;
 type Res = Result<(), Box<dyn std::error::Error>>;
 
 mod common;
-use common::{pre_and_post, users, inputs};
+use common::{inputs, pre_and_post, users};
 
 /// Three arms over the sample's users, plus users who never appear in the
 /// events (they count as zeros on both paths).

@@ -96,7 +96,11 @@ impl Arms {
                 policies
             )));
         }
-        if let Some(&a) = self.of_user.iter().find(|&&a| a as usize >= self.names.len()) {
+        if let Some(&a) = self
+            .of_user
+            .iter()
+            .find(|&&a| a as usize >= self.names.len())
+        {
             return Err(Error::Config(format!(
                 "a user is in arm {a} but there are {} arms",
                 self.names.len()

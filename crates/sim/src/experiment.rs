@@ -248,7 +248,11 @@ mod tests {
                 rows_of(&exp.potential[a], &users),
                 "arm {name}"
             );
-            assert!(exp.events.variant.as_ref().is_some_and(|v| v.iter().any(|x| x == name)));
+            assert!(exp
+                .events
+                .variant
+                .as_ref()
+                .is_some_and(|v| v.iter().any(|x| x == name)));
         }
         // The oracle's world is better: more watch time, everyone counted.
         let watch = |ev: &Events| ev.watch_ms.iter().map(|&x| x as f64).sum::<f64>();

@@ -18,8 +18,8 @@ mod rng;
 mod simulate;
 mod world;
 
-pub use error::{Error, Result};
 pub use arms::{bucket, Arms};
+pub use error::{Error, Result};
 pub use experiment::{Experiment, ExperimentRun};
 pub use output::{users_frame, videos_frame, write_run, RunFiles};
 pub use params::{

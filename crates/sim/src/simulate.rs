@@ -267,7 +267,16 @@ impl<'w> Simulator<'w> {
                 .enumerate()
                 .map_init(Scratch::default, |scratch, (u, state)| {
                     let own = arms.of_user[u] as usize;
-                    simulate_user_day(world, seed, day, u, state, policies[own], &eligible, scratch)
+                    simulate_user_day(
+                        world,
+                        seed,
+                        day,
+                        u,
+                        state,
+                        policies[own],
+                        &eligible,
+                        scratch,
+                    )
                 })
                 .collect()
         } else {

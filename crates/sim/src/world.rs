@@ -233,7 +233,8 @@ impl World {
             let mut rng = Rng::stream(p.seed, &[TAG_USER, i as u64]);
             u.id.push(scramble_id(i as u64, 1));
             let taste = &mut u.taste[i * dim..(i + 1) * dim];
-            let topics = Self::draw_taste(p, centres, topic_dist, scale, &mut rng, &mut weights, taste);
+            let topics =
+                Self::draw_taste(p, centres, topic_dist, scale, &mut rng, &mut weights, taste);
             for s in 0..SURFACES {
                 let at = (i * SURFACES + s) * dim;
                 let surface = &mut u.surface_taste[at..at + dim];
@@ -245,8 +246,20 @@ impl World {
                 // base world's draws do not depend on the divergence).
                 let mut srng = Rng::stream(p.seed, &[TAG_SURFACE_TASTE, i as u64, s as u64]);
                 other.iter_mut().for_each(|x| *x = 0.0);
-                Self::draw_taste(p, centres, topic_dist, scale, &mut srng, &mut weights, &mut other);
-                for ((x, b), o) in surface.iter_mut().zip(&u.taste[i * dim..(i + 1) * dim]).zip(&other) {
+                Self::draw_taste(
+                    p,
+                    centres,
+                    topic_dist,
+                    scale,
+                    &mut srng,
+                    &mut weights,
+                    &mut other,
+                );
+                for ((x, b), o) in surface
+                    .iter_mut()
+                    .zip(&u.taste[i * dim..(i + 1) * dim])
+                    .zip(&other)
+                {
                     *x = keep * b + own * o;
                 }
                 normalise(surface);
