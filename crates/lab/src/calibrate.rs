@@ -109,7 +109,12 @@ fn rates(comparison: &str, metric: &str, trials: &[&Trial], alpha: f64, one_metr
             .filter(|t| t.kind == kind && t.cuped == cuped)
             .collect()
     };
-    let (aa, aa_c, ab, ab_c) = (pick("aa", false), pick("aa", true), pick("ab", false), pick("ab", true));
+    let (aa, aa_c, ab, ab_c) = (
+        pick("aa", false),
+        pick("aa", true),
+        pick("ab", false),
+        pick("ab", true),
+    );
     let width = |ts: &[&Trial]| ts.iter().map(|t| t.abs_ci_high - t.abs_ci_low).sum::<f64>();
     let (w_plain, w_cuped) = (width(&ab), width(&ab_c));
     Rates {
@@ -129,14 +134,21 @@ fn rates(comparison: &str, metric: &str, trials: &[&Trial], alpha: f64, one_metr
     }
 }
 
-fn trials_of(run: usize, kind: &str, reports: [(&Report, bool); 2], truth: &GroundTruth) -> Result<Vec<Trial>> {
+fn trials_of(
+    run: usize,
+    kind: &str,
+    reports: [(&Report, bool); 2],
+    truth: &GroundTruth,
+) -> Result<Vec<Trial>> {
     let mut out = Vec::new();
     for (report, cuped) in reports {
         for row in &report.metrics {
-            let t = truth.get(&row.variant, &row.control, &row.metric, ALL).ok_or_else(|| Error::Arm {
-                arm: row.variant.clone(),
-                message: format!("no truth for {} against {}", row.metric, row.control),
-            })?;
+            let t = truth
+                .get(&row.variant, &row.control, &row.metric, ALL)
+                .ok_or_else(|| Error::Arm {
+                    arm: row.variant.clone(),
+                    message: format!("no truth for {} against {}", row.metric, row.control),
+                })?;
             out.push(Trial {
                 run,
                 kind: kind.to_string(),
@@ -175,12 +187,25 @@ pub fn calibrate(spec: &ValidSpec, runs: usize, progress: &dyn Fn(usize)) -> Res
     for run in 0..runs {
         let seed = splitmix64(spec.world.seed.wrapping_add(run as u64));
         for (kind, recipes) in [("aa", &aa), ("ab", &ab)] {
-            let sim = simulate(&spec, &world, seed, &format!("{kind}-{run}"), recipes, &|_| {})?;
+            let sim = simulate(
+                &spec,
+                &world,
+                seed,
+                &format!("{kind}-{run}"),
+                recipes,
+                &|_| {},
+            )?;
             let truth = ground_truth(&world, &sim.exp, &spec.metrics, &spec.comparisons)?;
             let assignments = sim.exp.assignments(&world);
             users = assignments.len();
-            let (with, without) = analyse(&spec, &sim.pre_events, &sim.exp.events, &assignments, false)?;
-            trials.extend(trials_of(run, kind, [(&without, false), (&with, true)], &truth)?);
+            let (with, without) =
+                analyse(&spec, &sim.pre_events, &sim.exp.events, &assignments, false)?;
+            trials.extend(trials_of(
+                run,
+                kind,
+                [(&without, false), (&with, true)],
+                &truth,
+            )?);
         }
         progress(run + 1);
     }
@@ -193,12 +218,22 @@ pub fn calibrate(spec: &ValidSpec, runs: usize, progress: &dyn Fn(usize)) -> Res
     let mut metrics = Vec::new();
     let mut pooled = Vec::new();
     let all: Vec<&Trial> = trials.iter().collect();
-    pooled.push(rates("all comparisons", "all metrics", &all, spec.alpha, false));
+    pooled.push(rates(
+        "all comparisons",
+        "all metrics",
+        &all,
+        spec.alpha,
+        false,
+    ));
     for c in &comparisons {
         let of_c: Vec<&Trial> = trials.iter().filter(|t| &label(t) == c).collect();
         pooled.push(rates(c, "all metrics", &of_c, spec.alpha, false));
         for m in &spec.metrics {
-            let ts: Vec<&Trial> = of_c.iter().copied().filter(|t| t.metric == m.name).collect();
+            let ts: Vec<&Trial> = of_c
+                .iter()
+                .copied()
+                .filter(|t| t.metric == m.name)
+                .collect();
             metrics.push(rates(c, &m.name, &ts, spec.alpha, true));
         }
     }
@@ -263,8 +298,10 @@ fn table(c: &Calibration) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 pct(r.coverage_ab_cuped),
                 pct(r.power),
                 pct(r.power_cuped),
-                r.cuped_width_ratio.map_or("-".into(), |x| format!("{x:.2}")),
-                r.mean_true_rel.map_or("-".into(), |x| format!("{:+.2}%", 100.0 * x)),
+                r.cuped_width_ratio
+                    .map_or("-".into(), |x| format!("{x:.2}")),
+                r.mean_true_rel
+                    .map_or("-".into(), |x| format!("{:+.2}%", 100.0 * x)),
             ]
         })
         .collect();
@@ -298,7 +335,9 @@ pub fn calibration_markdown(c: &Calibration) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Bar chart of the A/A p-value histogram (uniform under a calibrated test).
@@ -479,5 +518,8 @@ and of the arms {arms}; {users} users, α = {alpha}, no multiple-testing correct
 /// Pooled rates by comparison name, for callers that check thresholds.
 #[allow(dead_code)]
 pub(crate) fn pooled_by_comparison(c: &Calibration) -> BTreeMap<&str, &Rates> {
-    c.pooled.iter().map(|r| (r.comparison.as_str(), r)).collect()
+    c.pooled
+        .iter()
+        .map(|r| (r.comparison.as_str(), r))
+        .collect()
 }

@@ -72,7 +72,7 @@ pub use calibrate::{
 pub use error::{Error, Result};
 pub use output::summary_markdown;
 pub use ranker_policy::RankerPolicy;
-pub use recipe::{Ranking, Recipe, Retrain, Trained};
+pub use recipe::{Ranking, Recipe, Retrain, Trained, UserVectors};
 pub use run::{run, ArmSummary, Estimate, Outcome, RefreshTime, Summary, Timings};
 pub use spec::{parse_value, Arm, ExperimentSpec, Scale, ValidSpec, RECIPES};
 pub use sweep::{sweep, sweep_markdown, sweep_specs, sweep_svg, write_sweep, Sweep, SweepRow};
@@ -80,5 +80,5 @@ pub use train::{
     build_model, event_weights, fit_value_model, impressions, offline_eval, train_on_events,
     training_data, Offline,
 };
-pub use trained::{Head, Refresh, DEPTH};
+pub use trained::{FitTime, Head, Refresh, DEPTH};
 pub use truth::{GroundTruth, TrueEffect};

@@ -185,9 +185,18 @@ impl Outcome {
         let files: Vec<(&str, Vec<u8>)> = vec![
             ("report.json", pretty_json("report", &self.report)?),
             ("report.md", markdown(&self.report).into_bytes()),
-            ("report.html", html_with_truth(&self.report, &lifts).into_bytes()),
-            ("forest.svg", forest_svg_with_truth(&self.report, &lifts).into_bytes()),
-            ("ground_truth.json", pretty_json("ground truth", &self.truth)?),
+            (
+                "report.html",
+                html_with_truth(&self.report, &lifts).into_bytes(),
+            ),
+            (
+                "forest.svg",
+                forest_svg_with_truth(&self.report, &lifts).into_bytes(),
+            ),
+            (
+                "ground_truth.json",
+                pretty_json("ground truth", &self.truth)?,
+            ),
             ("summary.json", pretty_json("summary", &self.summary)?),
             ("summary.md", summary_markdown(&self.summary).into_bytes()),
             ("timings.json", pretty_json("timings", &self.timings)?),
@@ -197,8 +206,14 @@ impl Outcome {
         for (name, bytes) in &files {
             set.write(&dir.join(name), |w| std::io::Write::write_all(w, bytes))?;
         }
-        set.write_frame(&data.join("pre_events.parquet"), &mut self.pre_events.to_dataframe()?)?;
-        set.write_frame(&data.join("events.parquet"), &mut self.events.to_dataframe()?)?;
+        set.write_frame(
+            &data.join("pre_events.parquet"),
+            &mut self.pre_events.to_dataframe()?,
+        )?;
+        set.write_frame(
+            &data.join("events.parquet"),
+            &mut self.events.to_dataframe()?,
+        )?;
         set.write_frame(
             &data.join("assignments.parquet"),
             &mut self.assignments.to_dataframe()?,

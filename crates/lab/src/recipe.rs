@@ -57,16 +57,47 @@ pub enum Retrain {
     Never,
 }
 
-/// How a trained recipe ranks the videos it retrieved.
+/// How a trained recipe ranks the videos it retrieved. Heads are linear
+/// fits, per surface, of an impression's engagement weight on features of
+/// the (user, video) pair, on impressions the model had not trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ranking {
-    /// By the embedding dot product (plus the item bias).
+    /// By the embedding dot product `u·v` (plus the item bias): no surface
+    /// awareness in a unified model.
     Dot,
-    /// By a value head per surface: a least-squares fit of the impression's
-    /// engagement weight on the dot products, the video's log popularity and
-    /// its bias, fitted on impressions the model had not trained on.
+    /// Unified: a head per surface on `[1, u·v, p_s·v]`, weighing the user's
+    /// global taste `u` against their taste on the surface `p_s` (folded in
+    /// from their history there). Siloed models are surface-specific
+    /// already: the same as `dot`.
+    Surface,
+    /// `surface` plus the video's log training count and its bias as
+    /// features (a popularity prior learned from the logs).
     Value,
+}
+
+impl Ranking {
+    /// The names specs accept.
+    pub const NAMES: &'static str = "dot, surface, value";
+}
+
+/// How a unified recipe represents a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserVectors {
+    /// One vector per user trained on every surface's events; the taste per
+    /// surface is folded in from the user's history there.
+    Shared,
+    /// One vector per (user, surface) trained with the videos' vectors shared
+    /// across surfaces; the user's overall taste is folded in from their
+    /// whole history. (The world's structure: a video is the same video on
+    /// every surface, the viewer's taste may differ.)
+    PerSurface,
+}
+
+impl UserVectors {
+    /// The names specs accept.
+    pub const NAMES: &'static str = "shared, per_surface";
 }
 
 /// How a trained recipe is fitted and refreshed.
@@ -80,6 +111,9 @@ pub struct Trained {
     pub window_days: u32,
     pub retrain: Retrain,
     pub ranking: Ranking,
+    /// Unified recipes: how a user is represented (siloed models are per
+    /// surface by construction).
+    pub user_vectors: UserVectors,
     /// Share of feed slots given to random fresh uploads (the same as the
     /// `popular` baseline's, so that only the ranking differs).
     pub explore: f64,
@@ -98,7 +132,8 @@ impl Default for Trained {
             refresh_epochs: 3,
             window_days: 7,
             retrain: Retrain::Daily,
-            ranking: Ranking::Value,
+            ranking: Ranking::Surface,
+            user_vectors: UserVectors::Shared,
             explore: reelkit_sim::DEFAULT_EXPLORE,
         }
     }

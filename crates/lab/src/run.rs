@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::recipe::Recipe;
 use crate::spec::ValidSpec;
-use crate::trained::{Refresh, TrainedPolicy};
+use crate::trained::{FitTime, Refresh, TrainedPolicy};
 use crate::truth::{ground_truth, GroundTruth, ALL};
 
 /// One arm's policy: built in, or a trained recipe that refreshes.
@@ -29,10 +29,12 @@ enum ArmPolicy {
 impl ArmPolicy {
     fn new(name: &str, recipe: &Recipe) -> Result<ArmPolicy> {
         Ok(match recipe {
-            Recipe::Siloed(t) | Recipe::Unified(t) => ArmPolicy::Trained(Box::new(ExploreFresh::new(
-                TrainedPolicy::new(name, t, matches!(recipe, Recipe::Unified(_)))?,
-                t.explore,
-            ))),
+            Recipe::Siloed(t) | Recipe::Unified(t) => {
+                ArmPolicy::Trained(Box::new(ExploreFresh::new(
+                    TrainedPolicy::new(name, t, matches!(recipe, Recipe::Unified(_)))?,
+                    t.explore,
+                )))
+            }
             other => ArmPolicy::Builtin(builtin_policy(other.name())?),
         })
     }
@@ -61,12 +63,14 @@ pub struct Timings {
     pub refreshes: Vec<RefreshTime>,
 }
 
-/// One fit's wall time.
+/// One fit's wall time, by part.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RefreshTime {
     #[serde(flatten)]
     pub refresh: Refresh,
     pub seconds: f64,
+    #[serde(flatten)]
+    pub parts: FitTime,
 }
 
 /// A simulated experiment before its analysis.
@@ -149,7 +153,8 @@ pub(crate) fn simulate(
         .iter()
         .map(|r| RefreshTime {
             refresh: r.clone(),
-            seconds: r.seconds,
+            seconds: r.time.total(),
+            parts: r.time,
         })
         .collect();
     let mut pre_events = Events::default();
@@ -172,7 +177,12 @@ pub(crate) fn analysis_config(spec: &ValidSpec) -> AnalysisConfig {
         control: Some(spec.arms[spec.control].name.clone()),
         alpha: spec.alpha,
         correction: spec.correction,
-        weights: Some(spec.arms.iter().map(|a| (a.name.clone(), a.share)).collect()),
+        weights: Some(
+            spec.arms
+                .iter()
+                .map(|a| (a.name.clone(), a.share))
+                .collect(),
+        ),
         sequential: None,
         comparisons: spec.comparisons.iter().map(names).collect(),
     }
@@ -202,8 +212,12 @@ pub(crate) fn analyse(
     let metrics = with_cuped(&spec.metrics, spec.cuped);
     let plain = with_cuped(&spec.metrics, false);
     let cfg = analysis_config(spec);
-    let inputs = Inputs::new(Source::events("experiment events", events)?, assignments, &metrics)
-        .with_pre(Source::events("pre-period events", pre)?);
+    let inputs = Inputs::new(
+        Source::events("experiment events", events)?,
+        assignments,
+        &metrics,
+    )
+    .with_pre(Source::events("pre-period events", pre)?);
     let sums = ordered_arm_sums(&inputs, None)?;
     let mut report = analyze_sums(&sums, &metrics, &cfg)?;
     let without = analyze_sums(&sums, &plain, &cfg)?;
@@ -242,13 +256,20 @@ pub struct Estimate {
     pub abs_ci_width_without_cuped: Option<f64>,
 }
 
-fn estimate(row: &MetricRow, segment: &str, truth: &GroundTruth, plain: Option<&Report>) -> Option<Estimate> {
+fn estimate(
+    row: &MetricRow,
+    segment: &str,
+    truth: &GroundTruth,
+    plain: Option<&Report>,
+) -> Option<Estimate> {
     let t = truth.get(&row.variant, &row.control, &row.metric, segment)?;
     let r = &row.test;
     let width = plain.and_then(|p| {
         p.metrics
             .iter()
-            .find(|x| x.metric == row.metric && x.variant == row.variant && x.control == row.control)
+            .find(|x| {
+                x.metric == row.metric && x.variant == row.variant && x.control == row.control
+            })
             .map(|x| x.test.abs_ci_high - x.test.abs_ci_low)
     });
     Some(Estimate {
@@ -280,7 +301,11 @@ pub(crate) fn estimates(report: &Report, plain: &Report, truth: &GroundTruth) ->
         .filter_map(|r| estimate(r, ALL, truth, Some(plain)))
         .collect();
     for seg in &report.segments {
-        out.extend(seg.metrics.iter().filter_map(|r| estimate(r, &seg.segment, truth, None)));
+        out.extend(
+            seg.metrics
+                .iter()
+                .filter_map(|r| estimate(r, &seg.segment, truth, None)),
+        );
     }
     out
 }

@@ -54,7 +54,7 @@ use reelkit_sim::{SimParams, ValidSimParams};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::recipe::{Ranking, Recipe, Retrain, Trained};
+use crate::recipe::{Ranking, Recipe, Retrain, Trained, UserVectors};
 
 /// Preset world sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +196,7 @@ struct RawArm {
     reg_exponent: Option<f32>,
     cg_steps: Option<usize>,
     ranking: Option<String>,
+    user_vectors: Option<String>,
     explore: Option<f64>,
 }
 
@@ -408,7 +409,9 @@ impl ExperimentSpec {
             })?;
             i += 1;
         }
-        let last = parts.get(i).ok_or_else(|| Error::spec(key, "names an arm, not one of its keys"))?;
+        let last = parts
+            .get(i)
+            .ok_or_else(|| Error::spec(key, "names an arm, not one of its keys"))?;
         table.insert(last.to_string(), value);
         Ok(())
     }
@@ -498,7 +501,11 @@ impl ExperimentSpec {
                 arms.iter().position(|x| x.name == n.trim()).ok_or_else(|| {
                     Error::spec(
                         "analysis.compare",
-                        format!("`{pair}`: no arm named `{}` (arms: {})", n.trim(), names(&arms)),
+                        format!(
+                            "`{pair}`: no arm named `{}` (arms: {})",
+                            n.trim(),
+                            names(&arms)
+                        ),
                     )
                 })
             };
@@ -542,7 +549,10 @@ impl ExperimentSpec {
         let scale = match &raw.scale {
             None => Scale::Small,
             Some(s) => Scale::parse(s).ok_or_else(|| {
-                Error::spec("scale", format!("must be one of {}; got `{s}`", Scale::NAMES))
+                Error::spec(
+                    "scale",
+                    format!("must be one of {}; got `{s}`", Scale::NAMES),
+                )
             })?,
         };
         let mut table = toml::Table::try_from(scale.params()).map_err(|e| Error::Parse {
@@ -646,6 +656,12 @@ fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
             "popular" => Recipe::Popular,
             "oracle" => Recipe::Oracle,
             "siloed" | "unified" => {
+                if a.recipe == "siloed" && a.user_vectors.is_some() {
+                    return Err(Error::spec(
+                        key("user_vectors"),
+                        "only the unified recipe takes `user_vectors` (siloed models are per surface)",
+                    ));
+                }
                 let t = trained(a, &key, seed.wrapping_add(i as u64))?;
                 if a.recipe == "siloed" {
                     Recipe::Siloed(t)
@@ -672,6 +688,7 @@ fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
                 ("reg_exponent", a.reg_exponent.is_some()),
                 ("cg_steps", a.cg_steps.is_some()),
                 ("ranking", a.ranking.is_some()),
+                ("user_vectors", a.user_vectors.is_some()),
                 ("explore", a.explore.is_some()),
             ];
             if let Some((k, _)) = set.iter().find(|(_, on)| *on) {
@@ -686,7 +703,10 @@ fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
         }
         if let Some(s) = a.share {
             if !(s.is_finite() && s > 0.0 && s < 1.0) {
-                return Err(Error::spec(key("share"), format!("must be in (0, 1), got {s}")));
+                return Err(Error::spec(
+                    key("share"),
+                    format!("must be in (0, 1), got {s}"),
+                ));
             }
         }
         arms.push(Arm {
@@ -715,7 +735,10 @@ fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
     } else {
         let total: f64 = arms.iter().map(|a| a.share).sum();
         if (total - 1.0).abs() > 1e-6 {
-            let listed: Vec<String> = arms.iter().map(|a| format!("{} {}", a.name, a.share)).collect();
+            let listed: Vec<String> = arms
+                .iter()
+                .map(|a| format!("{} {}", a.name, a.share))
+                .collect();
             return Err(Error::spec(
                 "arms.*.share",
                 format!("shares must sum to 1, got {total} ({})", listed.join(", ")),
@@ -741,11 +764,23 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
     let ranking = match a.ranking.as_deref() {
         None => d.ranking,
         Some("dot") => Ranking::Dot,
+        Some("surface") => Ranking::Surface,
         Some("value") => Ranking::Value,
         Some(other) => {
             return Err(Error::spec(
                 key("ranking"),
-                format!("must be one of dot, value; got `{other}`"),
+                format!("must be one of {}; got `{other}`", Ranking::NAMES),
+            ))
+        }
+    };
+    let user_vectors = match a.user_vectors.as_deref() {
+        None => d.user_vectors,
+        Some("shared") => UserVectors::Shared,
+        Some("per_surface") => UserVectors::PerSurface,
+        Some(other) => {
+            return Err(Error::spec(
+                key("user_vectors"),
+                format!("must be one of {}; got `{other}`", UserVectors::NAMES),
             ))
         }
     };
@@ -797,6 +832,7 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
         window_days,
         retrain,
         ranking,
+        user_vectors,
         explore,
     })
 }
@@ -834,7 +870,10 @@ compare = ["unified vs siloed"]
     }
 
     fn err(text: &str) -> String {
-        spec(text).check().expect_err("should be refused").to_string()
+        spec(text)
+            .check()
+            .expect_err("should be refused")
+            .to_string()
     }
 
     #[test]
@@ -847,7 +886,11 @@ compare = ["unified vs siloed"]
         assert!((s.arms[1].share - 1.0 / 3.0).abs() < 1e-12);
         assert_eq!(
             s.comparisons(),
-            vec![("siloed", "popular"), ("unified", "popular"), ("unified", "siloed")]
+            vec![
+                ("siloed", "popular"),
+                ("unified", "popular"),
+                ("unified", "siloed")
+            ]
         );
         match &s.arms[1].recipe {
             Recipe::Siloed(t) => assert_eq!(t.train.factors, 8),
@@ -866,7 +909,11 @@ compare = ["unified vs siloed"]
             (
                 "recipe = \"siloed\"",
                 "recipe = \"silo\"",
-                &["arms.siloed.recipe", "random, popular, oracle, siloed, unified", "silo"],
+                &[
+                    "arms.siloed.recipe",
+                    "random, popular, oracle, siloed, unified",
+                    "silo",
+                ],
             ),
             (
                 "name = \"unified\"",
@@ -883,11 +930,7 @@ compare = ["unified vs siloed"]
                 "users = 200\nsurface_taste_divergence = 2",
                 &["world.surface_taste_divergence", "0 ..= 1", "2"],
             ),
-            (
-                "users = 200",
-                "userz = 200",
-                &["userz"],
-            ),
+            ("users = 200", "userz = 200", &["userz"]),
             (
                 "retrain = \"never\"",
                 "retrain = \"weekly\"",
@@ -918,12 +961,23 @@ compare = ["unified vs siloed"]
         }
         // Shares: all or none, summing to 1.
         let shares = GOOD
-            .replacen("recipe = \"popular\"", "recipe = \"popular\"\nshare = 0.5", 1)
+            .replacen(
+                "recipe = \"popular\"",
+                "recipe = \"popular\"\nshare = 0.5",
+                1,
+            )
             .replacen("factors = 8", "factors = 8\nshare = 0.3", 1)
             .replacen("retrain = \"never\"", "retrain = \"never\"\nshare = 0.3", 1);
         let msg = err(&shares);
-        assert!(msg.contains("arms.*.share") && msg.contains("sum to 1"), "{msg}");
-        let some = GOOD.replacen("recipe = \"popular\"", "recipe = \"popular\"\nshare = 0.5", 1);
+        assert!(
+            msg.contains("arms.*.share") && msg.contains("sum to 1"),
+            "{msg}"
+        );
+        let some = GOOD.replacen(
+            "recipe = \"popular\"",
+            "recipe = \"popular\"\nshare = 0.5",
+            1,
+        );
         let msg = err(&some);
         assert!(msg.contains("siloed, unified"), "{msg}");
     }
@@ -945,8 +999,14 @@ compare = ["unified vs siloed"]
         // arms are refused.
         s.set("world.surface_taste_divergence", parse_value("1"))?;
         assert_eq!(s.check()?.world.surface_taste_divergence, 1.0);
-        let e = s.set("arms.nope.factors", parse_value("1")).unwrap_err().to_string();
-        assert!(e.contains("no arm named `nope`") && e.contains("popular, siloed, unified"), "{e}");
+        let e = s
+            .set("arms.nope.factors", parse_value("1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no arm named `nope`") && e.contains("popular, siloed, unified"),
+            "{e}"
+        );
         let mut t = spec(GOOD);
         t.set("world.surface_taste_divergenc", parse_value("0.5"))?;
         let e = t.check().unwrap_err().to_string();

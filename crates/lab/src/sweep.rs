@@ -46,7 +46,11 @@ pub struct Sweep {
 /// The spec with `param` set to each value, every one checked before
 /// anything runs (an unknown key or a value out of range is an error naming
 /// the key and what it allows).
-pub fn sweep_specs(spec: &ExperimentSpec, param: &str, values: &[String]) -> Result<Vec<ValidSpec>> {
+pub fn sweep_specs(
+    spec: &ExperimentSpec,
+    param: &str,
+    values: &[String],
+) -> Result<Vec<ValidSpec>> {
     if values.is_empty() {
         return Err(Error::spec(param, "a sweep needs at least one value"));
     }
@@ -71,7 +75,12 @@ pub fn sweep_specs(spec: &ExperimentSpec, param: &str, values: &[String]) -> Res
 }
 
 /// Runs every checked spec of a sweep in turn.
-pub fn sweep(param: &str, values: &[String], specs: &[ValidSpec], log: &dyn Fn(&str)) -> Result<Sweep> {
+pub fn sweep(
+    param: &str,
+    values: &[String],
+    specs: &[ValidSpec],
+    log: &dyn Fn(&str),
+) -> Result<Sweep> {
     let mut rows = Vec::new();
     let mut summaries = Vec::new();
     for (v, spec) in values.iter().zip(specs) {
@@ -123,7 +132,11 @@ fn pairs(s: &Sweep) -> Vec<(&str, &str)> {
             out.push((&r.variant, &r.baseline));
         }
     }
-    let control = s.summaries.first().map(|x| x.control.as_str()).unwrap_or("");
+    let control = s
+        .summaries
+        .first()
+        .map(|x| x.control.as_str())
+        .unwrap_or("");
     out.sort_by_key(|p| p.1 == control);
     out
 }
@@ -137,7 +150,11 @@ pub fn sweep_markdown(s: &Sweep) -> String {
     let _ = writeln!(out, "# Sweep of `{}`: `{metric}`\n", s.param);
     for (v, b) in pairs(s) {
         let _ = writeln!(out, "## `{v}` vs `{b}`\n");
-        let _ = writeln!(out, "| {} | segment | estimated lift | CI | true lift | truth in CI |", s.param);
+        let _ = writeln!(
+            out,
+            "| {} | segment | estimated lift | CI | true lift | truth in CI |",
+            s.param
+        );
         let _ = writeln!(out, "|---|---|---:|---|---:|:-:|");
         for r in s
             .rows
@@ -161,7 +178,9 @@ pub fn sweep_markdown(s: &Sweep) -> String {
     out
 }
 
-const COLOURS: [&str; 6] = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bc4c00", "#57606a"];
+const COLOURS: [&str; 6] = [
+    "#0969da", "#cf222e", "#1a7f37", "#8250df", "#bc4c00", "#57606a",
+];
 
 /// An SVG chart: for each comparison, the lead metric's estimated relative
 /// lift with its interval (bars) and the true lift (diamonds on a line),
@@ -176,19 +195,39 @@ pub fn sweep_svg(s: &Sweep) -> String {
         .iter()
         .filter(|r| r.metric == metric && r.segment == ALL)
         .collect();
-    let numeric: Option<Vec<f64>> = s.values.iter().map(|v| v.trim().parse::<f64>().ok()).collect();
+    let numeric: Option<Vec<f64>> = s
+        .values
+        .iter()
+        .map(|v| v.trim().parse::<f64>().ok())
+        .collect();
     let xs: Vec<f64> = match &numeric {
         Some(n) if n.len() > 1 => {
-            let (lo, hi) = n.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-            n.iter().map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.5 }).collect()
+            let (lo, hi) = n
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            n.iter()
+                .map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.5 })
+                .collect()
         }
         _ => (0..s.values.len())
-            .map(|i| if s.values.len() > 1 { i as f64 / (s.values.len() - 1) as f64 } else { 0.5 })
+            .map(|i| {
+                if s.values.len() > 1 {
+                    i as f64 / (s.values.len() - 1) as f64
+                } else {
+                    0.5
+                }
+            })
             .collect(),
     };
     let fin = |x: f64| if x.is_finite() { x } else { 0.0 };
-    let lo = rows.iter().map(|r| fin(r.ci_low).min(fin(r.true_rel))).fold(0.0f64, f64::min);
-    let hi = rows.iter().map(|r| fin(r.ci_high).max(fin(r.true_rel))).fold(0.0f64, f64::max);
+    let lo = rows
+        .iter()
+        .map(|r| fin(r.ci_low).min(fin(r.true_rel)))
+        .fold(0.0f64, f64::min);
+    let hi = rows
+        .iter()
+        .map(|r| fin(r.ci_high).max(fin(r.true_rel)))
+        .fold(0.0f64, f64::max);
     let pad = ((hi - lo) * 0.08).max(1e-3);
     let (lo, hi) = (lo - pad, hi + pad);
     let px = |t: f64| left + 20.0 + t * (w - left - right - 40.0);
@@ -291,7 +330,9 @@ pub fn sweep_svg(s: &Sweep) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Writes `sweep.json`, `sweep.md`, `sweep.svg` and each value's
@@ -320,8 +361,12 @@ pub fn write_sweep(dir: &Path, s: &Sweep) -> Result<()> {
         })?;
         let json = pretty_json("summary", summary)?;
         let md = summary_markdown(summary);
-        set.write(&sub.join("summary.json"), |w| std::io::Write::write_all(w, &json))?;
-        set.write(&sub.join("summary.md"), |w| std::io::Write::write_all(w, md.as_bytes()))?;
+        set.write(&sub.join("summary.json"), |w| {
+            std::io::Write::write_all(w, &json)
+        })?;
+        set.write(&sub.join("summary.md"), |w| {
+            std::io::Write::write_all(w, md.as_bytes())
+        })?;
     }
     set.commit()?;
     Ok(())

@@ -132,7 +132,12 @@ pub struct Offline {
 }
 
 /// Trains on the events before `cutoff_ms` and evaluates on those after it.
-pub fn offline_eval(events: &Events, cutoff_ms: i64, params: &TrainParams, k: usize) -> Result<Offline> {
+pub fn offline_eval(
+    events: &Events,
+    cutoff_ms: i64,
+    params: &TrainParams,
+    k: usize,
+) -> Result<Offline> {
     let w = EngagementWeights::default();
     let weights = event_weights(events, &w);
     let split = reelkit_ranker::split_by_time(
@@ -150,12 +155,18 @@ pub fn offline_eval(events: &Events, cutoff_ms: i64, params: &TrainParams, k: us
     )?;
     let counts = reelkit_ranker::item_counts(&split.train.matrix);
     let table = reelkit_ranker::ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
-    let model = reelkit_ranker::evaluate(&split.train.matrix, &split.test, k, &counts, |u, k, ex| {
-        table.top_k(f.user(u), k, ex).into_iter().map(|s| s.item).collect()
-    });
+    let model =
+        reelkit_ranker::evaluate(&split.train.matrix, &split.test, k, &counts, |u, k, ex| {
+            table
+                .top_k(f.user(u), k, ex)
+                .into_iter()
+                .map(|s| s.item)
+                .collect()
+        });
     let order = reelkit_ranker::popularity_order(&counts);
-    let popularity = reelkit_ranker::evaluate(&split.train.matrix, &split.test, k, &counts, |_, k, ex| {
-        reelkit_ranker::recommend_popular(&order, k, ex)
-    });
+    let popularity =
+        reelkit_ranker::evaluate(&split.train.matrix, &split.test, k, &counts, |_, k, ex| {
+            reelkit_ranker::recommend_popular(&order, k, ex)
+        });
     Ok(Offline { model, popularity })
 }

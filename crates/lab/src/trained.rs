@@ -10,22 +10,21 @@
 //! window are unknown to the model: they get trailing popularity (users) or
 //! only fresh-upload exploration (videos).
 //!
-//! **Ranking.** With `ranking = "value"`, a linear value head per surface
-//! predicts an impression's engagement weight (the quantity the model trains
-//! on) from the features
-//!
-//! - siloed: `[1, u·v, ln(1 + n_v), b_v]`,
-//! - unified: `[1, u·v, p_s·v, ln(1 + n_v), b_v]`,
-//!
-//! where `u` is the user's embedding, `p_s` their taste on surface `s` folded
-//! in (exact least squares on the fixed item factors) from their window's
-//! impressions on that surface, `n_v` the video's training count and `b_v`
-//! its bias. Heads are fitted by ridge least squares on the last day's
+//! **Ranking.** `ranking = "dot"` ranks by `u·v` (plus the item bias).
+//! `"surface"` gives a unified recipe a linear head per surface predicting an
+//! impression's engagement weight (the quantity the model trains on) from
+//! `[1, u·v, p_s·v]`, where `u` is the user's embedding and `p_s` their taste
+//! on surface `s`, folded in (exact least squares on the fixed item factors)
+//! from their window's impressions on that surface: the head learns, per
+//! surface, how far to trust the global taste against the surface's own.
+//! (A siloed model is surface-specific already; for it `"surface"` is
+//! `"dot"`.) `"value"` adds the video's log training count and its bias as
+//! features. Heads are fitted by ridge least squares on the last day's
 //! impressions scored by the model that had not trained on that day (for the
 //! first fit, the one trained a day earlier), so they learn how features of
-//! unseen videos predict engagement, which is what serving asks. The score is
-//! linear in the item vectors: `(β_u u + β_p p_s)·v + β_n ln(1 + n_v) + β_b b_v`,
-//! so retrieval and ranking are one exact top-K.
+//! unseen videos predict engagement, which is what serving asks. The score
+//! stays linear in the item vectors, `(β_u u + β_p p_s)·v + β_n ln(1 + n_v) +
+//! β_b b_v`, so retrieval and ranking are one exact top-K.
 //!
 //! **Serving.** At the start of each day the simulator says which users will
 //! come to which surfaces; every (user, surface) list (the best [`DEPTH`]
@@ -34,11 +33,10 @@
 
 use std::time::Instant;
 
-use rayon::prelude::*;
 use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
-    fold_in, gram, train_ials, train_ials_from, EngagementWeights, Factors, IdMap, ItemTable,
-    TrainControl, TrainingData, ValidTrainParams,
+    keep_above, solve_rows, train_ials, train_ials_from, Csr, EngagementWeights, Factors, IdMap,
+    ItemTable, TrainControl, TrainingData, ValidTrainParams,
 };
 use reelkit_sim::{
     surface_index, take_unseen, DayContext, FeedRequest, Policy, PopularPolicy, Rng, Scratch,
@@ -47,10 +45,15 @@ use reelkit_sim::{
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::recipe::{Ranking, Retrain, Trained};
+use crate::recipe::{Ranking, Retrain, Trained, UserVectors};
 
 /// Videos ranked per user, surface and day before walking the list.
 pub const DEPTH: usize = 400;
+
+/// The row key of a user's vector on surface `s` (user ids are below 2⁶²).
+fn surface_key(user_id: u64, s: usize) -> u64 {
+    (user_id << 2) | s as u64
+}
 
 /// Queries per batched top-K call (bounds the memory of one call).
 const QUERY_BATCH: usize = 4096;
@@ -71,9 +74,37 @@ pub struct Refresh {
     pub items: usize,
     pub interactions: usize,
     pub epochs: usize,
-    /// Wall time of building the data and training (not deterministic).
+    /// Wall time of its parts (not deterministic: not serialised here).
     #[serde(skip)]
-    pub seconds: f64,
+    pub time: FitTime,
+}
+
+/// Where the time of one fit went, seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct FitTime {
+    /// Gathering the window's weighted interactions.
+    pub data: f64,
+    /// iALS sweeps.
+    pub train: f64,
+    /// Folding in users' tastes (per surface, or overall).
+    pub fold_in: f64,
+    /// Fitting the value heads.
+    pub heads: f64,
+}
+
+impl FitTime {
+    /// The whole fit.
+    pub fn total(&self) -> f64 {
+        self.data + self.train + self.fold_in + self.heads
+    }
+}
+
+/// What a fit reports besides the model.
+#[derive(Debug, Clone, Copy)]
+struct FitStats {
+    interactions: usize,
+    epochs: usize,
+    time: FitTime,
 }
 
 /// One fitted model and what serving needs of it.
@@ -91,15 +122,73 @@ struct Fit {
     video_row: Vec<Option<u32>>,
     /// World user index → user row (users with a positive interaction).
     user_row: Vec<Option<u32>>,
+    /// With per-surface user vectors: the trained rows' keys (`user_id · 4 +
+    /// surface`), whose vectors are `surface_users` (for the next warm start).
+    keys: Option<IdMap>,
 }
 
-/// A linear value head: `coef · features`.
+/// A linear value head: the predicted engagement weight of showing video
+/// `v` to a user is `intercept + user·(u·v) + surface·(p_s·v) +
+/// popularity·ln(1 + n_v) + bias·b_v` (features a recipe does not use have
+/// a coefficient of 0).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Head {
-    /// Unified: `[1, u·v, p_s·v, ln(1+n), b]`; siloed: `[1, u·v, ln(1+n), b]`.
-    pub coef: Vec<f64>,
+    pub intercept: f64,
+    pub user: f64,
+    pub surface: f64,
+    pub popularity: f64,
+    pub bias: f64,
     /// Impressions it was fitted on.
     pub n: usize,
+}
+
+/// The features of a recipe's heads (none: rank by the dot product).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Features {
+    /// `p_s·v`, the user's taste on the surface (unified only).
+    surface: bool,
+    /// `ln(1 + n_v)` and `b_v`.
+    popularity: bool,
+}
+
+impl Features {
+    fn of(ranking: Ranking, unified: bool) -> Option<Features> {
+        match (ranking, unified) {
+            (Ranking::Dot, _) | (Ranking::Surface, false) => None,
+            (Ranking::Surface, true) => Some(Features {
+                surface: true,
+                popularity: false,
+            }),
+            (Ranking::Value, unified) => Some(Features {
+                surface: unified,
+                popularity: true,
+            }),
+        }
+    }
+
+    /// Number of features, the intercept included.
+    fn len(self) -> usize {
+        2 + self.surface as usize + 2 * self.popularity as usize
+    }
+
+    /// The head of fitted coefficients in feature order.
+    fn head(self, c: &[f64], n: usize) -> Head {
+        let mut it = c.iter().copied();
+        let mut next = |on: bool| if on { it.next().unwrap_or(0.0) } else { 0.0 };
+        let intercept = next(true);
+        let user = next(true);
+        let surface = next(self.surface);
+        let popularity = next(self.popularity);
+        let bias = next(self.popularity);
+        Head {
+            intercept,
+            user,
+            surface,
+            popularity,
+            bias,
+            n,
+        }
+    }
 }
 
 impl Fit {
@@ -113,21 +202,21 @@ impl Fit {
         &self.surface_users[at..at + d]
     }
 
-    /// The query vector of a user row on surface `s`, and the item term
-    /// coefficients `(β_n, β_b)`.
-    fn query(&self, row: usize, s: usize, unified: bool) -> (Vec<f32>, f64, f64) {
+    /// The query vector of a user row on surface `s`, and the item term's
+    /// coefficients of `(ln(1 + n_v), b_v)`.
+    fn query(&self, row: usize, s: usize) -> (Vec<f32>, f64, f64) {
         let u = self.factors.user(row);
         match &self.heads[s] {
             None => (u.to_vec(), 0.0, 1.0),
-            Some(h) if unified => {
+            Some(h) if h.surface != 0.0 => {
                 let p = self.surface_user(row, s);
-                let (bu, bp) = (h.coef[1] as f32, h.coef[2] as f32);
+                let (bu, bp) = (h.user as f32, h.surface as f32);
                 let q = u.iter().zip(p).map(|(a, b)| bu * a + bp * b).collect();
-                (q, h.coef[3], h.coef[4])
+                (q, h.popularity, h.bias)
             }
             Some(h) => {
-                let bu = h.coef[1] as f32;
-                (u.iter().map(|a| bu * a).collect(), h.coef[2], h.coef[3])
+                let bu = h.user as f32;
+                (u.iter().map(|a| bu * a).collect(), h.popularity, h.bias)
             }
         }
     }
@@ -194,55 +283,53 @@ impl TrainedPolicy {
         };
         for (k, &surface) in slots.iter().enumerate() {
             let model = match surface {
-                None => "all".to_string(),
-                Some(s) => Surface::ALL[s].as_str().to_string(),
+                None => "all",
+                Some(s) => Surface::ALL[s].as_str(),
+            };
+            let record = |kind: &str, fit: &Fit, stats: FitStats| Refresh {
+                arm: self.name.clone(),
+                day: today,
+                model: model.to_string(),
+                kind: kind.to_string(),
+                users: fit.users.len(),
+                items: fit.items.len(),
+                interactions: stats.interactions,
+                epochs: stats.epochs,
+                time: stats.time,
             };
             // The model whose features score yesterday's impressions: one that
             // did not train on them.
             let before = if first {
-                let t = Instant::now();
-                let fit = self.fit_window(world, log, window(today.saturating_sub(1)), surface, None)?;
+                let fit =
+                    self.fit_window(world, log, window(today.saturating_sub(1)), surface, None)?;
                 if let Some((fit, stats)) = &fit {
-                    self.refreshes.push(Refresh {
-                        arm: self.name.clone(),
-                        day: today,
-                        model: model.clone(),
-                        kind: "scratch".into(),
-                        users: fit.users.len(),
-                        items: fit.items.len(),
-                        interactions: stats.0,
-                        epochs: stats.1,
-                        seconds: t.elapsed().as_secs_f64(),
-                    });
+                    let r = record("scratch", fit, *stats);
+                    self.refreshes.push(r);
                 }
                 fit.map(|f| f.0)
             } else {
                 self.fits[k].take()
             };
-            let t = Instant::now();
             let fit = self.fit_window(world, log, window(today), surface, before.as_ref())?;
-            let Some((mut fit, stats)) = fit else {
+            let Some((mut fit, mut stats)) = fit else {
                 self.fits[k] = None;
                 continue;
             };
-            if self.recipe.ranking == Ranking::Value {
+            if let Some(features) = Features::of(self.recipe.ranking, self.unified) {
                 if let (Some(before), Some(yesterday)) = (&before, today.checked_sub(1)) {
                     if let Some(events) = log.get(yesterday as usize) {
-                        fit.heads = self.fit_heads(before, events, surface);
+                        let t = Instant::now();
+                        fit.heads = fit_heads(features, before, events, surface);
+                        stats.time.heads = t.elapsed().as_secs_f64();
                     }
                 }
             }
-            self.refreshes.push(Refresh {
-                arm: self.name.clone(),
-                day: today,
-                model,
-                kind: if before.is_some() { "warm" } else { "scratch" }.into(),
-                users: fit.users.len(),
-                items: fit.items.len(),
-                interactions: stats.0,
-                epochs: stats.1,
-                seconds: t.elapsed().as_secs_f64(),
-            });
+            let r = record(
+                if before.is_some() { "warm" } else { "scratch" },
+                &fit,
+                stats,
+            );
+            self.refreshes.push(r);
             self.fits[k] = Some(fit);
         }
         self.fitted_once = true;
@@ -268,24 +355,35 @@ impl TrainedPolicy {
         days: std::ops::Range<usize>,
         surface: Option<usize>,
         start: Option<&Fit>,
-    ) -> Result<Option<(Fit, (usize, usize))>> {
+    ) -> Result<Option<(Fit, FitStats)>> {
+        let mut time = FitTime::default();
+        let t = Instant::now();
         let w = EngagementWeights::default();
-        let (mut users, mut videos, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        // Rows are users, or (user, surface) pairs with per-surface vectors.
+        let keyed = self.unified && self.recipe.user_vectors == UserVectors::PerSurface;
+        let (mut rows, mut videos, mut weights) = (Vec::new(), Vec::new(), Vec::new());
         for ev in &log[days.clone()] {
             let imp = crate::train::impressions(ev);
             for i in 0..ev.len() {
-                if surface.is_some_and(|s| surface_index(ev.surface[i]) != s) {
+                let s = surface_index(ev.surface[i]);
+                if surface.is_some_and(|x| x != s) {
                     continue;
                 }
-                users.push(ev.user_id[i]);
+                rows.push(if keyed {
+                    surface_key(ev.user_id[i], s)
+                } else {
+                    ev.user_id[i]
+                });
                 videos.push(ev.video_id[i]);
                 weights.push(w.weight(&imp, i));
             }
         }
-        let data = TrainingData::from_triplets(&users, &videos, Some(&weights), w.min_positive)?;
+        let data = TrainingData::from_triplets(&rows, &videos, Some(&weights), w.min_positive)?;
         if data.matrix.nnz() == 0 {
             return Ok(None);
         }
+        time.data = t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let p = &self.params;
         let (factors, epochs) = match start {
             None => (
@@ -306,50 +404,120 @@ impl TrainedPolicy {
             }
         };
         let item_counts = reelkit_ranker::item_counts(&data.matrix);
-        let user_row = world
-            .users
-            .id
-            .iter()
-            .map(|&id| {
-                data.users
-                    .get(id)
-                    .filter(|&r| data.matrix.row_len(r as usize) > 0)
-            })
-            .collect();
         let video_row = world
             .videos
             .id
             .iter()
             .map(|&id| data.items.get(id).filter(|&c| item_counts[c as usize] > 0))
             .collect();
-        let mut fit = Fit {
-            users: data.users.clone(),
-            items: data.items.clone(),
-            factors,
-            item_counts,
-            surface_users: Vec::new(),
-            heads: Default::default(),
-            video_row,
-            user_row,
+        time.train = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let interactions = data.matrix.nnz();
+        let surface_feature =
+            Features::of(self.recipe.ranking, self.unified).is_some_and(|f| f.surface);
+        let fit = if keyed {
+            // Users in order of their first row; a user is known when any of
+            // their rows has a positive.
+            let mut users = IdMap::new();
+            let mut known = Vec::new();
+            for (r, &key) in data.users.ids().iter().enumerate() {
+                let u = users.insert(key >> 2) as usize;
+                known.resize(users.len(), false);
+                known[u] |= data.matrix.row_len(r) > 0;
+            }
+            let f = factors.dim;
+            let mut surface_users = vec![0f32; users.len() * SURFACES * f];
+            for (r, &key) in data.users.ids().iter().enumerate() {
+                if let Some(u) = users.get(key >> 2) {
+                    let at = (u as usize * SURFACES + (key & 3) as usize) * f;
+                    surface_users[at..at + f].copy_from_slice(factors.user(r));
+                }
+            }
+            let user_row = world
+                .users
+                .id
+                .iter()
+                .map(|&id| users.get(id).filter(|&u| known[u as usize]))
+                .collect();
+            // The previous fit's overall taste (its `factors.users`) warm-starts this one.
+            let global =
+                self.fold_ins(&factors.items, &users, &data.items, log, days, false, start)?;
+            Fit {
+                users,
+                items: data.items.clone(),
+                factors: Factors {
+                    users: global,
+                    ..factors
+                },
+                item_counts,
+                surface_users,
+                heads: Default::default(),
+                video_row,
+                user_row,
+                keys: Some(data.users),
+            }
+        } else {
+            let user_row = world
+                .users
+                .id
+                .iter()
+                .map(|&id| {
+                    data.users
+                        .get(id)
+                        .filter(|&r| data.matrix.row_len(r as usize) > 0)
+                })
+                .collect();
+            let surface_users = if surface_feature {
+                self.fold_ins(
+                    &factors.items,
+                    &data.users,
+                    &data.items,
+                    log,
+                    days,
+                    true,
+                    start,
+                )?
+            } else {
+                Vec::new()
+            };
+            Fit {
+                users: data.users,
+                items: data.items,
+                factors,
+                item_counts,
+                surface_users,
+                heads: Default::default(),
+                video_row,
+                user_row,
+                keys: None,
+            }
         };
-        if self.unified && self.recipe.ranking == Ranking::Value {
-            fit.surface_users = self.surface_tastes(&fit, log, days);
-        }
-        Ok(Some((fit, (data.matrix.nnz(), epochs))))
+        time.fold_in = t.elapsed().as_secs_f64();
+        Ok(Some((
+            fit,
+            FitStats {
+                interactions,
+                epochs,
+                time,
+            },
+        )))
     }
 
     /// Yesterday's factors for known rows, small seeded random ones for new
     /// users and items.
     fn warm_start(&self, data: &TrainingData, prev: &Fit) -> Factors {
         let f = self.params.factors;
-        let scale = self.params.init_scale as f64;
-        let seed = self.params.seed;
-        let rows = |ids: &IdMap, old: &IdMap, old_rows: &[f32], side: u64| -> Vec<f32> {
+        let (seed, scale) = (self.params.seed, self.params.init_scale as f64);
+        fn rows<'a>(
+            ids: &IdMap,
+            old: impl Fn(u64) -> Option<&'a [f32]>,
+            (f, seed, scale, side): (usize, u64, f64, u64),
+        ) -> Vec<f32> {
             let mut out = vec![0f32; ids.len() * f];
             for (r, row) in out.chunks_exact_mut(f).enumerate() {
                 let id = ids.id(r as u32);
-                match old.get(id) {
-                    Some(o) => row.copy_from_slice(&old_rows[o as usize * f..(o as usize + 1) * f]),
+                match old(id) {
+                    Some(o) => row.copy_from_slice(o),
                     None => {
                         let mut rng = Rng::stream(seed, &[TAG_INIT, side, id]);
                         row.iter_mut()
@@ -358,137 +526,157 @@ impl TrainedPolicy {
                 }
             }
             out
+        }
+        let old_user = |key: u64| -> Option<&[f32]> {
+            match &prev.keys {
+                // Per-surface rows live in `surface_users`.
+                Some(keys) => {
+                    keys.get(key)?;
+                    let u = prev.users.get(key >> 2)? as usize;
+                    Some(prev.surface_user(u, (key & 3) as usize))
+                }
+                None => prev.users.get(key).map(|u| prev.factors.user(u as usize)),
+            }
         };
+        let old_item = |id: u64| prev.items.get(id).map(|i| prev.factors.item(i as usize));
         Factors {
             dim: f,
-            users: rows(&data.users, &prev.users, &prev.factors.users, 0),
-            items: rows(&data.items, &prev.items, &prev.factors.items, 1),
+            users: rows(&data.users, old_user, (f, seed, scale, 0)),
+            items: rows(&data.items, old_item, (f, seed, scale, 1)),
             item_bias: vec![0.0; data.items.len()],
         }
     }
 
-    /// Every user's taste per surface, folded in from their window's positive
-    /// interactions on that surface with the fit's item factors fixed.
-    fn surface_tastes(&self, fit: &Fit, log: &DayLog<'_>, days: std::ops::Range<usize>) -> Vec<f32> {
+    /// Users' tastes folded in from their window's positive interactions with
+    /// the item factors `items` fixed: per surface (`n_users × 3 × dim`, zeros
+    /// where a user has none there) or over every surface (`n_users × dim`).
+    /// One conjugate-gradient half-sweep, warm-started from `prev`'s vectors
+    /// of the same users (`cg_steps` steps) or from zeros (`2·cg_steps + 2`).
+    #[allow(clippy::too_many_arguments)]
+    fn fold_ins(
+        &self,
+        items: &[f32],
+        users: &IdMap,
+        item_ids: &IdMap,
+        log: &DayLog<'_>,
+        days: std::ops::Range<usize>,
+        by_surface: bool,
+        prev: Option<&Fit>,
+    ) -> Result<Vec<f32>> {
         let w = EngagementWeights::default();
-        let f = fit.dim();
-        let n_users = fit.users.len();
-        let g = gram(&fit.factors.items, f);
-        // Summed weight per (user row, surface, item row), positives only.
-        let mut triples: Vec<(u32, u8, u32, f32)> = Vec::new();
+        let f = self.params.factors;
+        let slots = if by_surface { SURFACES } else { 1 };
+        let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
         for ev in &log[days] {
             let imp = crate::train::impressions(ev);
             for i in 0..ev.len() {
-                let (Some(u), Some(v)) = (fit.users.get(ev.user_id[i]), fit.items.get(ev.video_id[i]))
+                let (Some(u), Some(v)) = (users.get(ev.user_id[i]), item_ids.get(ev.video_id[i]))
                 else {
                     continue;
                 };
-                triples.push((u, surface_index(ev.surface[i]) as u8, v, w.weight(&imp, i)));
+                let slot = if by_surface {
+                    surface_index(ev.surface[i])
+                } else {
+                    0
+                };
+                rows.push((u as usize * slots + slot) as u32);
+                cols.push(v);
+                vals.push(w.weight(&imp, i));
             }
         }
-        triples.sort_unstable_by_key(|t| (t.0, t.1, t.2));
-        let mut merged: Vec<(u32, u8, u32, f32)> = Vec::with_capacity(triples.len());
-        for t in triples {
-            match merged.last_mut() {
-                Some(m) if (m.0, m.1, m.2) == (t.0, t.1, t.2) => m.3 += t.3,
-                _ => merged.push(t),
-            }
-        }
-        merged.retain(|t| t.3 > w.min_positive);
-        // Ranges of (user, surface) groups.
-        let mut starts: Vec<usize> = Vec::new();
-        for (i, t) in merged.iter().enumerate() {
-            if i == 0 || (merged[i - 1].0, merged[i - 1].1) != (t.0, t.1) {
-                starts.push(i);
-            }
-        }
-        starts.push(merged.len());
-        let p = &self.params;
-        let solved: Vec<(usize, Vec<f32>)> = starts
-            .par_windows(2)
-            .map(|r| {
-                let group = &merged[r[0]..r[1]];
-                let items: Vec<u32> = group.iter().map(|t| t.2).collect();
-                let weights: Vec<f32> = group.iter().map(|t| t.3).collect();
-                let x = fold_in(
-                    &fit.factors.items,
-                    &g,
-                    f,
-                    &items,
-                    &weights,
-                    p.alpha,
-                    p.reg,
-                    p.reg_exponent,
-                );
-                (group[0].0 as usize * SURFACES + group[0].1 as usize, x)
-            })
-            .collect();
-        let mut out = vec![0f32; n_users * SURFACES * f];
-        for (slot, x) in solved {
-            out[slot * f..(slot + 1) * f].copy_from_slice(&x);
-        }
-        out
-    }
-
-    /// Value heads per surface fitted on `events` (a day the model `before`
-    /// did not train on).
-    fn fit_heads(
-        &self,
-        before: &Fit,
-        events: &Events,
-        surface: Option<usize>,
-    ) -> [Option<Head>; SURFACES] {
-        let w = EngagementWeights::default();
-        let imp = crate::train::impressions(events);
-        let k = if self.unified { 5 } else { 4 };
-        let mut xtx = vec![[0f64; 25]; SURFACES];
-        let mut xty = vec![[0f64; 5]; SURFACES];
-        let mut n = [0usize; SURFACES];
-        for i in 0..events.len() {
-            let s = surface_index(events.surface[i]);
-            if surface.is_some_and(|x| x != s) {
-                continue;
-            }
-            let (Some(u), Some(v)) = (
-                before.users.get(events.user_id[i]),
-                before.items.get(events.video_id[i]),
-            ) else {
-                continue;
-            };
-            let (u, v) = (u as usize, v as usize);
-            if before.item_counts[v] == 0 {
-                continue;
-            }
-            let item = before.factors.item(v);
-            let mut x = [0f64; 5];
-            x[0] = 1.0;
-            x[1] = reelkit_ranker::dot(before.factors.user(u), item) as f64;
-            let mut j = 2;
-            if self.unified {
-                x[2] = reelkit_ranker::dot(before.surface_user(u, s), item) as f64;
-                j = 3;
-            }
-            x[j] = (1.0 + before.item_counts[v] as f64).ln();
-            x[j + 1] = before.factors.item_bias[v] as f64;
-            let y = w.weight(&imp, i) as f64;
-            for a in 0..k {
-                xty[s][a] += x[a] * y;
-                for b in 0..k {
-                    xtx[s][a * 5 + b] += x[a] * x[b];
+        let m = Csr::from_triplets(users.len() * slots, item_ids.len(), &rows, &cols, &vals);
+        let m = keep_above(&m, w.min_positive);
+        let mut start = vec![0f32; users.len() * slots * f];
+        let mut warm = false;
+        if let Some(prev) = prev {
+            for (r, &id) in users.ids().iter().enumerate() {
+                let Some(o) = prev.users.get(id) else {
+                    continue;
+                };
+                for s in 0..slots {
+                    let old = if by_surface {
+                        if prev.surface_users.is_empty() {
+                            continue;
+                        }
+                        prev.surface_user(o as usize, s)
+                    } else {
+                        prev.factors.user(o as usize)
+                    };
+                    let at = (r * slots + s) * f;
+                    start[at..at + f].copy_from_slice(old);
+                    warm = true;
                 }
             }
-            n[s] += 1;
         }
-        let mut heads: [Option<Head>; SURFACES] = Default::default();
-        for s in 0..SURFACES {
-            // A handful of impressions cannot fit a head: rank by the dot product.
-            if n[s] < 50 * k {
-                continue;
-            }
-            heads[s] = ridge(&xtx[s], &xty[s], k, n[s]).map(|coef| Head { coef, n: n[s] });
-        }
-        heads
+        let steps = if warm {
+            self.params.cg_steps
+        } else {
+            2 * self.params.cg_steps + 2
+        };
+        Ok(solve_rows(&m, items, &self.params, start, steps)?)
     }
+}
+
+/// Value heads per surface fitted on `events` (a day the model `before` did
+/// not train on), for the surfaces `surface` says (all when `None`).
+fn fit_heads(
+    features: Features,
+    before: &Fit,
+    events: &Events,
+    surface: Option<usize>,
+) -> [Option<Head>; SURFACES] {
+    let w = EngagementWeights::default();
+    let imp = crate::train::impressions(events);
+    let k = features.len();
+    let mut xtx = [[0f64; 25]; SURFACES];
+    let mut xty = [[0f64; 5]; SURFACES];
+    let mut n = [0usize; SURFACES];
+    for i in 0..events.len() {
+        let s = surface_index(events.surface[i]);
+        if surface.is_some_and(|x| x != s) {
+            continue;
+        }
+        let (Some(u), Some(v)) = (
+            before.users.get(events.user_id[i]),
+            before.items.get(events.video_id[i]),
+        ) else {
+            continue;
+        };
+        let (u, v) = (u as usize, v as usize);
+        if before.item_counts[v] == 0 {
+            continue;
+        }
+        let item = before.factors.item(v);
+        let mut x = [0f64; 5];
+        x[0] = 1.0;
+        x[1] = reelkit_ranker::dot(before.factors.user(u), item) as f64;
+        let mut j = 2;
+        if features.surface {
+            x[j] = reelkit_ranker::dot(before.surface_user(u, s), item) as f64;
+            j += 1;
+        }
+        if features.popularity {
+            x[j] = (1.0 + before.item_counts[v] as f64).ln();
+            x[j + 1] = before.factors.item_bias[v] as f64;
+        }
+        let y = w.weight(&imp, i) as f64;
+        for a in 0..k {
+            xty[s][a] += x[a] * y;
+            for b in 0..k {
+                xtx[s][a * 5 + b] += x[a] * x[b];
+            }
+        }
+        n[s] += 1;
+    }
+    let mut heads: [Option<Head>; SURFACES] = Default::default();
+    for s in 0..SURFACES {
+        // A handful of impressions cannot fit a head: rank by the dot product.
+        if n[s] < 50 * k {
+            continue;
+        }
+        heads[s] = ridge(&xtx[s], &xty[s], k, n[s]).map(|c| features.head(&c, n[s]));
+    }
+    heads
 }
 
 /// Ridge least squares on accumulated normal equations (no penalty on the
@@ -510,11 +698,12 @@ fn ridge(xtx: &[f64; 25], xty: &[f64; 5], k: usize, n: usize) -> Option<Vec<f64>
         if a[c][c].abs() < 1e-12 {
             return None;
         }
-        for r in 0..k {
+        let pivot = a[c].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != c {
-                let f = a[r][c] / a[c][c];
-                for j in c..=k {
-                    a[r][j] -= f * a[c][j];
+                let f = row[c] / pivot[c];
+                for (x, p) in row.iter_mut().zip(&pivot).skip(c) {
+                    *x -= f * p;
                 }
             }
         }
@@ -563,7 +752,7 @@ impl Policy for TrainedPolicy {
                 let Some(row) = fit.user_row[visit.user] else {
                     continue;
                 };
-                let (q, bn, bb) = fit.query(row as usize, s, self.unified);
+                let (q, bn, bb) = fit.query(row as usize, s);
                 terms = Some((bn, bb));
                 let mut ex: Vec<u32> = visit
                     .seen
@@ -610,7 +799,13 @@ impl Policy for TrainedPolicy {
         Ok(())
     }
 
-    fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>) {
+    fn fill(
+        &self,
+        req: &FeedRequest<'_>,
+        scratch: &mut Scratch,
+        rng: &mut Rng,
+        out: &mut Vec<u32>,
+    ) {
         let s = surface_index(req.surface);
         let slot = self.list_of[s].get(req.user).copied().unwrap_or(u32::MAX);
         if slot == u32::MAX {

@@ -45,9 +45,18 @@ pub struct GroundTruth {
 
 impl GroundTruth {
     /// The effect of `variant` against `baseline` on `metric` in `segment`.
-    pub fn get(&self, variant: &str, baseline: &str, metric: &str, segment: &str) -> Option<&TrueEffect> {
+    pub fn get(
+        &self,
+        variant: &str,
+        baseline: &str,
+        metric: &str,
+        segment: &str,
+    ) -> Option<&TrueEffect> {
         self.effects.iter().find(|e| {
-            e.variant == variant && e.baseline == baseline && e.metric == metric && e.segment == segment
+            e.variant == variant
+                && e.baseline == baseline
+                && e.metric == metric
+                && e.segment == segment
         })
     }
 }
@@ -55,7 +64,10 @@ impl GroundTruth {
 /// The metrics of every segment with truth: all impressions, then each
 /// surface's (a metric already tied to another surface is left out there).
 pub(crate) fn segmented(metrics: &[Metric]) -> Vec<(String, Metric)> {
-    let mut out: Vec<(String, Metric)> = metrics.iter().map(|m| (ALL.to_string(), m.clone())).collect();
+    let mut out: Vec<(String, Metric)> = metrics
+        .iter()
+        .map(|m| (ALL.to_string(), m.clone()))
+        .collect();
     for s in Surface::ALL {
         let name = s.as_str();
         out.extend(
@@ -113,7 +125,10 @@ pub(crate) fn ground_truth(
                 user_id: ids.clone(),
                 variant: vec![names[a].clone(); ids.len()],
             };
-            let src = Source::events(&format!("potential outcomes of arm `{}`", names[a]), &exp.potential[a])?;
+            let src = Source::events(
+                &format!("potential outcomes of arm `{}`", names[a]),
+                &exp.potential[a],
+            )?;
             let mut uv = user_values(&Inputs::new(src, &everyone, &ms), None)?;
             uv.sort_by_user();
             values[a] = Some(
