@@ -57,8 +57,13 @@ recipe = "random"
     let oracle = watch("oracle vs popular")?;
     assert!(oracle.power_cuped > 0.9, "{oracle:?}");
     assert!(oracle.mean_true_rel.is_some_and(|x| x > 0.3), "{oracle:?}");
-    assert!(oracle.cuped_width_ratio.is_some_and(|x| x < 0.95), "{oracle:?}");
-    assert!(watch("random vs popular")?.mean_true_rel.is_some_and(|x| x < 0.0));
+    assert!(
+        oracle.cuped_width_ratio.is_some_and(|x| x < 0.95),
+        "{oracle:?}"
+    );
+    assert!(watch("random vs popular")?
+        .mean_true_rel
+        .is_some_and(|x| x < 0.0));
     // The A/A histogram holds every A/A CUPED test.
     assert_eq!(c.p_histogram_aa.iter().sum::<u64>(), 30 * 2 * 10);
     Ok(())

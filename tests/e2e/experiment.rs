@@ -71,7 +71,11 @@ fn three_arms_with_daily_retraining_recover_the_truth() -> Result<(), Box<dyn st
     overall("unified", "siloed", "watch_time_per_user")?;
     // Every watch-time interval (three comparisons, overall and per surface)
     // holds its truth; over all 120 rows at most 12 may miss (6 expected at 95%).
-    let watch: Vec<_> = s.estimates.iter().filter(|e| e.metric == "watch_time_per_user").collect();
+    let watch: Vec<_> = s
+        .estimates
+        .iter()
+        .filter(|e| e.metric == "watch_time_per_user")
+        .collect();
     assert_eq!(watch.len(), 3 * 4, "3 comparisons x (all + 3 surfaces)");
     assert!(watch.iter().all(|e| e.covered), "{watch:#?}");
     let missed = s.estimates.iter().filter(|e| !e.covered).count();
@@ -85,7 +89,11 @@ fn three_arms_with_daily_retraining_recover_the_truth() -> Result<(), Box<dyn st
     let fits = |arm: &str| s.refreshes.iter().filter(|r| r.arm == arm).count();
     assert_eq!(fits("siloed"), 3 * (1 + days as usize));
     assert_eq!(fits("unified"), 1 + days as usize);
-    assert!(s.refreshes.iter().filter(|r| r.kind == "warm").all(|r| r.epochs == 3));
+    assert!(s
+        .refreshes
+        .iter()
+        .filter(|r| r.kind == "warm")
+        .all(|r| r.epochs == 3));
 
     let dir = tempfile::tempdir()?;
     out.write(dir.path(), "name = \"e2e\"\n")?;
@@ -117,7 +125,9 @@ fn three_arms_with_daily_retraining_recover_the_truth() -> Result<(), Box<dyn st
 fn same_spec_same_bytes_for_any_thread_count() -> Result<(), Box<dyn std::error::Error>> {
     let spec = spec(300, 2)?;
     let once = |threads: usize| -> Result<(String, String), Box<dyn std::error::Error>> {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
         let out = pool.install(|| run(&spec, &|_| {}))?;
         Ok((
             serde_json::to_string(&out.summary)?,

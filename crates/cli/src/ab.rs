@@ -349,16 +349,10 @@ fn calibration_spec(args: &CalibrateArgs) -> anyhow::Result<String> {
 }
 
 fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
-    let mut spec = match &args.spec {
-        Some(path) => reelkit_lab::ExperimentSpec::from_file(path)?,
+    let spec = match &args.spec {
+        Some(path) => crate::experiment::load_spec(Some(path), &args.set)?,
         None => reelkit_lab::ExperimentSpec::from_toml(&calibration_spec(&args)?, Path::new("."))?,
     };
-    for kv in &args.set {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--set `{kv}` is not KEY=VALUE"))?;
-        spec.set(k.trim(), reelkit_lab::parse_value(v))?;
-    }
     let valid = spec.check()?;
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let t0 = std::time::Instant::now();

@@ -21,6 +21,20 @@ pub enum BenchCommand {
     /// Exact top-K retrieval on random data: batch throughput, single-query
     /// latency, GFLOP/s and GB/s, beside a plain streaming read of the same bytes.
     Topk(TopkBenchArgs),
+    /// An experiment spec end to end (default: the demo's), phase by phase,
+    /// beside the same days simulated with everyone on `popular`.
+    Experiment(ExperimentBenchArgs),
+}
+
+/// Arguments of `reelkit bench experiment`.
+#[derive(Debug, clap::Args)]
+pub struct ExperimentBenchArgs {
+    /// The spec (default: datasets/experiments/demo.toml, built in).
+    #[arg(long)]
+    spec: Option<std::path::PathBuf>,
+    /// Set a key of the spec, e.g. --set scale=medium.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 /// Arguments of `reelkit bench topk`.
@@ -168,7 +182,69 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ab(args) => ab(args),
         BenchCommand::Serve(args) => serve(args),
         BenchCommand::Topk(args) => topk(args),
+        BenchCommand::Experiment(args) => experiment(args),
     }
+}
+
+fn experiment(args: ExperimentBenchArgs) -> anyhow::Result<()> {
+    let spec = crate::experiment::load_spec(args.spec.as_deref(), &args.set)?;
+    let valid = spec.check()?;
+    let t = Instant::now();
+    let outcome = reelkit_lab::run(&valid, &|_| {})?;
+    let run_s = t.elapsed().as_secs_f64();
+    let dir = tempfile::tempdir()?;
+    let t = Instant::now();
+    outcome.write(dir.path(), &spec.to_toml())?;
+    let write_s = t.elapsed().as_secs_f64();
+    // Baseline: the same world and days with everyone on `popular`, no
+    // counterfactual plays, no training, no analysis.
+    let t = Instant::now();
+    let world = World::generate(valid.world());
+    let (pre, days) = valid.days();
+    let mut popular = builtin_policy("popular")?;
+    let base = Simulator::new(&world).run(pre + days, popular.as_mut(), &|_| {})?;
+    let baseline_s = t.elapsed().as_secs_f64();
+    let tm = &outcome.timings;
+    let mut by_arm: std::collections::BTreeMap<&str, (usize, reelkit_lab::FitTime)> =
+        Default::default();
+    for r in &tm.refreshes {
+        let e = by_arm.entry(r.refresh.arm.as_str()).or_default();
+        e.0 += 1;
+        e.1.data += r.parts.data;
+        e.1.train += r.parts.train;
+        e.1.fold_in += r.parts.fold_in;
+        e.1.heads += r.parts.heads;
+    }
+    let total = run_s + write_s;
+    let out = json!({
+        "bench": "experiment",
+        "spec": valid.name(),
+        "users": outcome.summary.users,
+        "arms": valid.arms().iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        "pre_days": pre,
+        "days": days,
+        "threads": rayon::current_num_threads(),
+        "impressions_observed": outcome.events.len(),
+        "total_s": total,
+        "phases_s": {
+            "world": tm.world,
+            "pre_period": tm.pre_period,
+            "experiment_simulation": tm.experiment,
+            "training": tm.training,
+            "truth": tm.truth,
+            "analysis": tm.analysis,
+            "writing": write_s,
+        },
+        "fits_by_arm": by_arm
+            .iter()
+            .map(|(a, (n, t))| json!({"arm": a, "fits": n, "seconds": t.total(), "parts_s": t}))
+            .collect::<Vec<_>>(),
+        "baseline_popular_only_s": baseline_s,
+        "baseline_impressions": base.len(),
+        "total_vs_baseline": total / baseline_s.max(1e-9),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 fn simulate(args: SimBenchArgs) -> anyhow::Result<()> {

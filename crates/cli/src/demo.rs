@@ -45,8 +45,7 @@ pub struct DemoArgs {
 
 /// The demo spec with the command line's settings.
 pub fn demo_spec(args: &DemoArgs) -> anyhow::Result<ExperimentSpec> {
-    let base = std::path::Path::new("datasets/experiments");
-    let mut spec = ExperimentSpec::from_toml(DEMO_SPEC, base)?;
+    let mut spec = crate::experiment::load_spec(None, &[])?;
     let scale = match args.scale {
         Scale::Small => "small",
         Scale::Medium => "medium",

@@ -54,8 +54,15 @@ pub struct SweepArgs {
     set: Vec<String>,
 }
 
-fn load(path: &std::path::Path, set: &[String]) -> anyhow::Result<ExperimentSpec> {
-    let mut spec = ExperimentSpec::from_file(path)?;
+/// A spec file (or, without one, the demo's spec) with `KEY=VALUE` settings applied.
+pub fn load_spec(path: Option<&std::path::Path>, set: &[String]) -> anyhow::Result<ExperimentSpec> {
+    let mut spec = match path {
+        Some(p) => ExperimentSpec::from_file(p)?,
+        None => ExperimentSpec::from_toml(
+            crate::demo::DEMO_SPEC,
+            std::path::Path::new("datasets/experiments"),
+        )?,
+    };
     for kv in set {
         let (k, v) = kv
             .split_once('=')
@@ -69,7 +76,7 @@ pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
     match cmd {
         ExperimentCommand::Run(args) => {
             let t0 = Instant::now();
-            let spec = load(&args.spec, &args.set)?;
+            let spec = load_spec(Some(&args.spec), &args.set)?;
             // Every key is checked before anything is simulated or written.
             let valid = spec.check()?;
             let outcome = run(&valid, &|msg| eprintln!("{msg}"))?;
@@ -86,7 +93,7 @@ pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
         }
         ExperimentCommand::Sweep(args) => {
             let t0 = Instant::now();
-            let spec = load(&args.spec, &args.set)?;
+            let spec = load_spec(Some(&args.spec), &args.set)?;
             let specs = sweep_specs(&spec, &args.param, &args.values)?;
             let s = sweep(&args.param, &args.values, &specs, &|msg| eprintln!("{msg}"))?;
             write_sweep(&args.out, &s)

@@ -594,7 +594,13 @@ fn committed_demo_regenerates_identically() -> TestResult {
 fn demo_and_calibrate_reject_bad_settings() -> TestResult {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("demo");
-    let o = reelkit(&["demo", "--alpha", "1.5", "--out", out.to_str().ok_or("path")?]);
+    let o = reelkit(&[
+        "demo",
+        "--alpha",
+        "1.5",
+        "--out",
+        out.to_str().ok_or("path")?,
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("analysis.alpha"), "{}", stderr(&o));
     assert!(!out.exists(), "nothing is written on bad settings");
@@ -776,4 +782,204 @@ fn assert_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
         }
         _ => assert_eq!(a, b, "{at}"),
     }
+}
+
+/// A tiny experiment spec (a few seconds even in a debug build).
+const TINY_SPEC: &str = r#"
+name = "tiny"
+seed = 3
+[world]
+users = 150
+videos = 600
+creators = 60
+new_videos_per_day = 10
+[pre_period]
+days = 2
+[experiment]
+days = 2
+[[arms]]
+name = "popular"
+recipe = "popular"
+[[arms]]
+name = "siloed"
+recipe = "siloed"
+factors = 8
+epochs = 3
+[[arms]]
+name = "unified"
+recipe = "unified"
+factors = 8
+epochs = 3
+[analysis]
+compare = ["unified vs siloed"]
+daily = false
+"#;
+
+#[test]
+fn experiment_specs_are_checked_before_anything_runs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let cases: [(&str, &str, &[&str]); 5] = [
+        (
+            "recipe = \"siloed\"",
+            "recipe = \"per-surface\"",
+            &[
+                "arms.siloed.recipe",
+                "random, popular, oracle, siloed, unified",
+                "per-surface",
+            ],
+        ),
+        (
+            "name = \"unified\"",
+            "name = \"siloed\"",
+            &["arms.siloed.name", "named twice"],
+        ),
+        (
+            "[world]",
+            "[world]\nsurface_taste_divergence = 1.5",
+            &["world.surface_taste_divergence", "0 ..= 1", "1.5"],
+        ),
+        (
+            "recipe = \"popular\"",
+            "recipe = \"popular\"\nshare = 0.2",
+            &["arms.*.share", "siloed, unified"],
+        ),
+        (
+            "days = 2\n[[arms]]",
+            "days = 0\n[[arms]]",
+            &["experiment.days", "1 ..= 365"],
+        ),
+    ];
+    for (k, (from, to, want)) in cases.iter().enumerate() {
+        assert!(TINY_SPEC.contains(from), "{from}");
+        let spec = dir.path().join(format!("bad{k}.toml"));
+        std::fs::write(&spec, TINY_SPEC.replacen(from, to, 1))?;
+        let out = dir.path().join(format!("out{k}"));
+        let o = reelkit(&[
+            "experiment",
+            "run",
+            spec.to_str().ok_or("path")?,
+            "--out",
+            out.to_str().ok_or("path")?,
+        ]);
+        assert!(!o.status.success(), "`{to}` was accepted");
+        let err = stderr(&o);
+        for w in *want {
+            assert!(err.contains(w), "`{to}`: {err} lacks {w}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "`{to}`: something was written");
+    }
+    // Shares that do not sum to 1.
+    let spec = dir.path().join("shares.toml");
+    std::fs::write(
+        &spec,
+        TINY_SPEC
+            .replacen(
+                "recipe = \"popular\"",
+                "recipe = \"popular\"\nshare = 0.5",
+                1,
+            )
+            .replacen("factors = 8", "factors = 8\nshare = 0.3", 1)
+            .replacen(
+                "epochs = 3\n[analysis]",
+                "epochs = 3\nshare = 0.3\n[analysis]",
+                1,
+            ),
+    )?;
+    let o = reelkit(&[
+        "experiment",
+        "run",
+        spec.to_str().ok_or("path")?,
+        "--out",
+        "/nonexistent/x",
+    ]);
+    assert!(stderr(&o).contains("sum to 1"), "{}", stderr(&o));
+    // A sweep of an unknown key, or of a value out of range, fails before
+    // the first run; so does a malformed --set.
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, TINY_SPEC)?;
+    let out = dir.path().join("sweep");
+    for (param, values, want) in [
+        (
+            "world.surface_taste_divergenc",
+            "0,1",
+            "surface_taste_divergenc",
+        ),
+        (
+            "world.surface_taste_divergence",
+            "0,2",
+            "world.surface_taste_divergence",
+        ),
+        ("arms.nope.factors", "8", "no arm named `nope`"),
+        ("experiment.dayz", "3", "dayz"),
+    ] {
+        let o = reelkit(&[
+            "experiment",
+            "sweep",
+            good.to_str().ok_or("path")?,
+            "--param",
+            param,
+            "--values",
+            values,
+            "--out",
+            out.to_str().ok_or("path")?,
+        ]);
+        assert!(!o.status.success(), "{param}");
+        assert!(stderr(&o).contains(want), "{param}: {}", stderr(&o));
+        assert!(!out.exists(), "{param}: something was written");
+    }
+    let o = reelkit(&[
+        "experiment",
+        "run",
+        good.to_str().ok_or("path")?,
+        "--out",
+        out.to_str().ok_or("path")?,
+        "--set",
+        "seed",
+    ]);
+    assert!(stderr(&o).contains("KEY=VALUE"), "{}", stderr(&o));
+    assert!(!out.exists());
+    Ok(())
+}
+
+#[test]
+fn experiment_sweep_writes_estimates_beside_the_truth() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let spec = dir.path().join("tiny.toml");
+    std::fs::write(&spec, TINY_SPEC)?;
+    let out = dir.path().join("sweep");
+    let o = reelkit(&[
+        "experiment",
+        "sweep",
+        spec.to_str().ok_or("path")?,
+        "--param",
+        "world.surface_taste_divergence",
+        "--values",
+        "0,1",
+        "--out",
+        out.to_str().ok_or("path")?,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("sweep.json"))?)?;
+    let rows = s["rows"].as_array().ok_or("rows")?;
+    // 2 values x 3 comparisons x 10 metrics x (all + 3 surfaces).
+    assert_eq!(rows.len(), 2 * 3 * 10 * 4);
+    for key in [
+        "value", "variant", "baseline", "metric", "segment", "true_rel", "est_rel", "ci_low",
+        "ci_high",
+    ] {
+        assert!(rows[0].get(key).is_some(), "{key}");
+    }
+    assert!(rows
+        .iter()
+        .any(|r| r["value"] == "1" && r["variant"] == "unified" && r["baseline"] == "siloed"));
+    let svg = std::fs::read_to_string(out.join("sweep.svg"))?;
+    assert!(
+        svg.starts_with("<svg") && svg.contains("unified vs siloed"),
+        "{svg}"
+    );
+    assert!(out
+        .join("world.surface_taste_divergence=1/summary.md")
+        .is_file());
+    Ok(())
 }
