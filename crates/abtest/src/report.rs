@@ -405,20 +405,14 @@ pub fn write_report_with_truth(dir: &Path, r: &Report, truth: &[TrueLift]) -> Re
     let page = html_with_truth(r, truth);
     let mut set = FileSet::new();
     if !truth.is_empty() {
-        let svg = forest_svg_with_truth(r, truth);
-        set.write(&dir.join("forest.svg"), |w| {
-            std::io::Write::write_all(w, svg.as_bytes())
-        })?;
+        set.write_bytes(
+            &dir.join("forest.svg"),
+            forest_svg_with_truth(r, truth).as_bytes(),
+        )?;
     }
-    set.write(&dir.join("report.html"), |w| {
-        std::io::Write::write_all(w, page.as_bytes())
-    })?;
-    set.write(&dir.join("report.json"), |w| {
-        std::io::Write::write_all(w, &json)
-    })?;
-    set.write(&dir.join("report.md"), |w| {
-        std::io::Write::write_all(w, md.as_bytes())
-    })?;
+    set.write_bytes(&dir.join("report.html"), page.as_bytes())?;
+    set.write_bytes(&dir.join("report.json"), &json)?;
+    set.write_bytes(&dir.join("report.md"), md.as_bytes())?;
     set.commit()?;
     Ok(())
 }

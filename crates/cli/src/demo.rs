@@ -1,10 +1,8 @@
 //! `reelkit demo`: the seed's experiment (datasets/experiments/demo.toml).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::Context;
-use reelkit_lab::{parse_value, run, summary_markdown, ExperimentSpec};
+use reelkit_lab::{parse_value, ExperimentSpec};
 
 /// The demo's spec, shipped as a file for users to start from.
 pub const DEMO_SPEC: &str = include_str!("../../../datasets/experiments/demo.toml");
@@ -70,18 +68,5 @@ pub fn demo_spec(args: &DemoArgs) -> anyhow::Result<ExperimentSpec> {
 }
 
 pub fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    let spec = demo_spec(&args)?;
-    let valid = spec.check()?;
-    let outcome = run(&valid, &|msg| eprintln!("{msg}"))?;
-    outcome
-        .write(&args.out, &spec.to_toml())
-        .with_context(|| format!("writing the results to {}", args.out.display()))?;
-    print!("{}", summary_markdown(&outcome.summary));
-    eprintln!(
-        "reports -> {} (report.html, report.md, report.json, ground_truth.json, summary.md, summary.json) in {:.1} s",
-        args.out.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    crate::experiment::run_and_write(&demo_spec(&args)?, &args.out)
 }

@@ -72,24 +72,28 @@ pub fn load_spec(path: Option<&std::path::Path>, set: &[String]) -> anyhow::Resu
     Ok(spec)
 }
 
+/// Checks the spec (before anything is simulated or written), runs it,
+/// writes everything under `out` and prints the summary.
+pub fn run_and_write(spec: &ExperimentSpec, out: &std::path::Path) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let valid = spec.check()?;
+    let outcome = run(&valid, &|msg| eprintln!("{msg}"))?;
+    outcome
+        .write(out, &spec.to_toml())
+        .with_context(|| format!("writing the results to {}", out.display()))?;
+    print!("{}", summary_markdown(&outcome.summary));
+    eprintln!(
+        "results -> {} (report.html, summary.md, ground_truth.json, ...) in {:.1} s",
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
     match cmd {
         ExperimentCommand::Run(args) => {
-            let t0 = Instant::now();
-            let spec = load_spec(Some(&args.spec), &args.set)?;
-            // Every key is checked before anything is simulated or written.
-            let valid = spec.check()?;
-            let outcome = run(&valid, &|msg| eprintln!("{msg}"))?;
-            outcome
-                .write(&args.out, &spec.to_toml())
-                .with_context(|| format!("writing the results to {}", args.out.display()))?;
-            print!("{}", summary_markdown(&outcome.summary));
-            eprintln!(
-                "results -> {} in {:.1} s",
-                args.out.display(),
-                t0.elapsed().as_secs_f64()
-            );
-            Ok(())
+            run_and_write(&load_spec(Some(&args.spec), &args.set)?, &args.out)
         }
         ExperimentCommand::Sweep(args) => {
             let t0 = Instant::now();

@@ -509,7 +509,7 @@ and of the arms {arms}; {users} users, α = {alpha}, no multiple-testing correct
         ("calibration.html", html.into_bytes()),
         ("trials.csv", csv.into_bytes()),
     ] {
-        set.write(&dir.join(name), |w| std::io::Write::write_all(w, &bytes))?;
+        set.write_bytes(&dir.join(name), &bytes)?;
     }
     set.commit()?;
     Ok(())

@@ -204,7 +204,7 @@ impl Outcome {
         ];
         let mut set = FileSet::new();
         for (name, bytes) in &files {
-            set.write(&dir.join(name), |w| std::io::Write::write_all(w, bytes))?;
+            set.write_bytes(&dir.join(name), bytes)?;
         }
         set.write_frame(
             &data.join("pre_events.parquet"),

@@ -81,10 +81,7 @@ impl Policy for RankerPolicy {
                 None => (dot + bias) as f64,
             })
         });
-        if out.len() < req.n {
-            // Every known video seen: trailing popularity for the rest (new uploads).
-            let mut own = Scratch::default();
-            self.fallback.fill(req, &mut own, rng, out);
-        }
+        // Every known video seen: trailing popularity for the rest (new uploads).
+        self.fallback.fill_rest(req, rng, out);
     }
 }

@@ -37,6 +37,8 @@ pub struct Sweep {
     /// The swept key (`world.surface_taste_divergence`).
     pub param: String,
     pub values: Vec<String>,
+    /// The significance level of every run (`None` when the sweep varies it).
+    pub alpha: Option<f64>,
     pub rows: Vec<SweepRow>,
     /// Each value's run summary.
     #[serde(skip)]
@@ -103,9 +105,14 @@ pub fn sweep(
         }
         summaries.push(outcome.summary);
     }
+    let alpha = specs
+        .first()
+        .map(|s| s.alpha)
+        .filter(|a| specs.iter().all(|s| s.alpha == *a));
     Ok(Sweep {
         param: param.to_string(),
         values: values.to_vec(),
+        alpha,
         rows,
         summaries,
     })
@@ -234,8 +241,9 @@ pub fn sweep_svg(s: &Sweep) -> String {
     let py = |v: f64| top + (hi - fin(v)) / (hi - lo) * (h - top - bottom);
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
-<text x=\"{left}\" y=\"18\" font-size=\"13\">{} against {}: estimate with interval (bar), truth (◇)</text>",
+<text x=\"{left}\" y=\"18\" font-size=\"13\">{}: estimated lift with its {} interval (dot and bar), true lift (◇), against {}</text>",
         esc(metric),
+        s.alpha.map_or("confidence".to_string(), |a| format!("{}%", (100.0 * (1.0 - a)).round())),
         esc(&s.param)
     );
     // Axes: zero line and ticks.
@@ -247,14 +255,20 @@ pub fn sweep_svg(s: &Sweep) -> String {
         h - bottom,
         z = py(0.0)
     );
-    for k in 0..=4 {
-        let v = lo + (hi - lo) * k as f64 / 4.0;
+    for v in nice_ticks(lo, hi) {
         let _ = write!(
             out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{left}\" y2=\"{y:.1}\" stroke=\"#000\"/>\
+<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left - 4.0,
             left - 6.0,
             py(v) + 4.0,
-            pct(v)
+            if v == 0.0 {
+                "0%".to_string()
+            } else {
+                pct_short(v)
+            },
+            y = py(v),
         );
     }
     for (v, &x) in s.values.iter().zip(&xs) {
@@ -301,7 +315,7 @@ pub fn sweep_svg(s: &Sweep) -> String {
                 out,
                 "<line x1=\"{cx:.1}\" y1=\"{:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"{c}\" stroke-width=\"2\"/>\
 <circle cx=\"{cx:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{c}\"><title>{v} vs {b} at {}: estimated {} [{}, {}]</title></circle>\
-<path d=\"M{cx:.1} {:.1} l5 5 l-5 5 l-5 -5 z\" fill=\"#fff\" stroke=\"{c}\" stroke-width=\"1.5\"><title>true {}</title></path>",
+<path d=\"M{cx:.1} {:.1} l5 5 l-5 5 l-5 -5 z\" fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\"><title>true {}</title></path>",
                 py(r.ci_low),
                 py(r.ci_high),
                 py(r.est_rel),
@@ -329,6 +343,42 @@ pub fn sweep_svg(s: &Sweep) -> String {
     out
 }
 
+/// Percent with as few decimals as a round tick needs.
+fn pct_short(x: f64) -> String {
+    let p = 100.0 * x;
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{:+.0}%", p)
+    } else {
+        format!("{:+.1}%", p)
+    }
+}
+
+/// Round tick values inside `[lo, hi]`: multiples of the smallest step of 1,
+/// 2 or 5 × 10ⁿ that makes at most seven intervals (zero is one of them).
+fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).max(1e-9);
+    let mut k = span.log10().floor() as i32 - 2;
+    let step = loop {
+        let base = 10f64.powi(k);
+        if let Some(s) = [1.0, 2.0, 5.0]
+            .iter()
+            .map(|m| m * base)
+            .find(|s| span / s <= 7.0)
+        {
+            break s;
+        }
+        k += 1;
+    };
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    // Rounded to the step's decimals, so labels do not show 0.6000000000000001.
+    let digits = (-step.log10().floor()).max(0.0) as i32 + 2;
+    let scale = 10f64.powi(digits);
+    (first..=last)
+        .map(|i| (i as f64 * step * scale).round() / scale)
+        .collect()
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -351,7 +401,7 @@ pub fn write_sweep(dir: &Path, s: &Sweep) -> Result<()> {
         ("sweep.md", md.into_bytes()),
         ("sweep.svg", svg.into_bytes()),
     ] {
-        set.write(&dir.join(name), |w| std::io::Write::write_all(w, &bytes))?;
+        set.write_bytes(&dir.join(name), &bytes)?;
     }
     for (v, summary) in s.values.iter().zip(&s.summaries) {
         let sub = dir.join(format!("{}={}", s.param, v.replace(['/', '\\'], "_")));
@@ -370,4 +420,24 @@ pub fn write_sweep(dir: &Path, s: &Sweep) -> Result<()> {
     }
     set.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(
+            nice_ticks(-0.1249, 1.0785),
+            vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        );
+        assert_eq!(nice_ticks(-0.031, 0.047), vec![-0.02, 0.0, 0.02, 0.04]);
+        assert_eq!(
+            nice_ticks(0.0, 7.0),
+            vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+        );
+        assert_eq!(pct_short(0.2), "+20%");
+        assert_eq!(pct_short(-0.015), "-1.5%");
+    }
 }

@@ -818,11 +818,8 @@ impl Policy for TrainedPolicy {
             req.n,
             out,
         );
-        if out.len() < req.n {
-            // The list is used up: trailing popularity for the rest.
-            let mut own = Scratch::default();
-            self.fallback.fill(req, &mut own, rng, out);
-        }
+        // The list is used up: trailing popularity for the rest.
+        self.fallback.fill_rest(req, rng, out);
     }
 }
 

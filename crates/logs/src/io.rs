@@ -169,6 +169,11 @@ impl FileSet {
         }
     }
 
+    /// Writes `bytes` as `path`'s future content.
+    pub fn write_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.write(path, |w| w.write_all(bytes))
+    }
+
     /// Writes a frame in the format implied by `path`'s extension.
     pub fn write_frame(&mut self, path: &Path, df: &mut DataFrame) -> Result<()> {
         let format = Format::from_path(path)?;

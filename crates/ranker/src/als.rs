@@ -199,6 +199,18 @@ fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64
     per_user / nnz
 }
 
+/// `(what, expected, got)` lengths: the first that differ is an error.
+fn check_lengths(lengths: &[(&'static str, usize, usize)]) -> Result<()> {
+    match lengths.iter().find(|(_, e, g)| e != g) {
+        Some(&(what, expected, got)) => Err(Error::LengthMismatch {
+            what,
+            expected,
+            got,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Trains iALS on `weights` (users × items, raw engagement weights `w`; the
 /// confidence is `1 + alpha · w`).
 pub fn train_ials(
@@ -237,19 +249,11 @@ pub fn train_ials_from(
             got: start.dim,
         });
     }
-    for (what, expected, got) in [
+    check_lengths(&[
         ("starting user factors", n_users * f, start.users.len()),
         ("starting item factors", n_items * f, start.items.len()),
         ("starting item biases", n_items, start.item_bias.len()),
-    ] {
-        if got != expected {
-            return Err(Error::LengthMismatch {
-                what,
-                expected,
-                got,
-            });
-        }
-    }
+    ])?;
     let mut conf = weights.clone();
     let alpha = p.alpha;
     conf.map_values(|w| 1.0 + alpha * w);
@@ -313,18 +317,10 @@ pub fn solve_rows(
     steps: usize,
 ) -> Result<Vec<f32>> {
     let f = p.factors;
-    for (what, expected, got) in [
+    check_lengths(&[
         ("item factors", weights.n_cols() * f, items.len()),
         ("starting row vectors", weights.n_rows() * f, start.len()),
-    ] {
-        if got != expected {
-            return Err(Error::LengthMismatch {
-                what,
-                expected,
-                got,
-            });
-        }
-    }
+    ])?;
     let mut conf = weights.clone();
     let alpha = p.alpha;
     conf.map_values(|w| 1.0 + alpha * w);

@@ -236,6 +236,18 @@ pub struct PopularPolicy {
     ranked: [Vec<u32>; 3],
 }
 
+impl PopularPolicy {
+    /// Tops `out` up to `req.n` with the most popular unseen videos, from the
+    /// top of the list: for a policy whose own ranking ran out (its scratch
+    /// cursors are its own).
+    pub fn fill_rest(&self, req: &FeedRequest<'_>, rng: &mut Rng, out: &mut Vec<u32>) {
+        if out.len() < req.n {
+            let mut own = Scratch::default();
+            self.fill(req, &mut own, rng, out);
+        }
+    }
+}
+
 impl Policy for PopularPolicy {
     fn name(&self) -> &str {
         "popular"

@@ -261,60 +261,34 @@ impl<'w> Simulator<'w> {
             }
         }
         let policies: Vec<&dyn Policy> = policies.iter().map(|p| &**p).collect();
-        let outputs: Vec<UserDay> = if cf.is_empty() {
-            self.users
-                .par_iter_mut()
-                .enumerate()
-                .map_init(Scratch::default, |scratch, (u, state)| {
-                    let own = arms.of_user[u] as usize;
-                    simulate_user_day(
-                        world,
-                        seed,
-                        day,
-                        u,
-                        state,
-                        policies[own],
-                        &eligible,
-                        scratch,
-                    )
-                })
-                .collect()
+        // A plain run has no counterfactual states: one empty list per user.
+        let mut none: Vec<Vec<Option<UserState>>> = Vec::new();
+        let cf = if cf.is_empty() {
+            none.resize(self.users.len(), Vec::new());
+            &mut none[..]
         } else {
-            self.users
-                .par_iter_mut()
-                .zip(cf.par_iter_mut())
-                .enumerate()
-                .map_init(Scratch::default, |scratch, (u, (state, cf))| {
-                    let own = arms.of_user[u] as usize;
-                    let mut out = simulate_user_day(
-                        world,
-                        seed,
-                        day,
-                        u,
-                        state,
-                        policies[own],
-                        &eligible,
-                        scratch,
-                    );
-                    for (a, s) in cf.iter_mut().enumerate() {
-                        if let Some(s) = s {
-                            let other = simulate_user_day(
-                                world,
-                                seed,
-                                day,
-                                u,
-                                s,
-                                policies[a],
-                                &eligible,
-                                scratch,
-                            );
-                            out.other.push((a, other.events));
-                        }
-                    }
-                    out
-                })
-                .collect()
+            cf
         };
+        let outputs: Vec<UserDay> = self
+            .users
+            .par_iter_mut()
+            .zip(cf.par_iter_mut())
+            .enumerate()
+            .map_init(Scratch::default, |scratch, (u, (state, cf))| {
+                let own = arms.of_user[u] as usize;
+                let play = |state: &mut UserState, a: usize, scratch: &mut Scratch| {
+                    simulate_user_day(world, seed, day, u, state, policies[a], &eligible, scratch)
+                };
+                let mut out = play(state, own, scratch);
+                for (a, s) in cf.iter_mut().enumerate() {
+                    if let Some(s) = s {
+                        let other = play(s, a, scratch);
+                        out.other.push((a, other.events));
+                    }
+                }
+                out
+            })
+            .collect();
         let n: usize = outputs.iter().map(|o| o.events.len()).sum();
         let mut events = Events::with_capacity(n);
         let multi = n_arms > 1;
