@@ -68,3 +68,47 @@ recipe = "random"
     assert_eq!(c.p_histogram_aa.iter().sum::<u64>(), 30 * 2 * 10);
     Ok(())
 }
+
+#[test]
+fn calibration_runs_in_parallel_and_gives_the_same_trials_on_any_thread_count(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = ExperimentSpec::from_toml(
+        r#"
+name = "calibration-threads"
+seed = 4
+[world]
+users = 200
+videos = 800
+creators = 80
+new_videos_per_day = 15
+[pre_period]
+days = 2
+[experiment]
+days = 2
+[[arms]]
+name = "popular"
+recipe = "popular"
+[[arms]]
+name = "unified"
+recipe = "unified"
+factors = 8
+epochs = 3
+[analysis]
+daily = false
+segments = false
+"#,
+        std::path::Path::new("."),
+    )?
+    .check()?;
+    let once = |threads: usize| -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let c = pool.install(|| calibrate(&spec, 4, &|_| {}))?;
+        Ok(c.trials.iter().map(|t| format!("{t:?}")).collect())
+    };
+    let (one, three) = (once(1)?, once(3)?);
+    assert_eq!(one.len(), 4 * 2 * 10 * 2);
+    assert!(one == three, "trials differ between 1 and 3 threads");
+    Ok(())
+}

@@ -560,32 +560,46 @@ fn ab_analyze_writes_the_report_contract() -> TestResult {
     Ok(())
 }
 
+/// The committed experiment folders are what their commands write, byte for
+/// byte (timings.json and data/ are not committed).
 #[test]
 fn committed_demo_regenerates_identically() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let out = dir.path().join("demo");
-    let o = Command::new(env!("CARGO_BIN_EXE_reelkit"))
-        .args(["demo", "--out"])
-        .arg(&out)
-        .output()?;
-    assert!(o.status.success(), "{}", stderr(&o));
-    let committed = workspace_root().join("notebooks-output/demo");
-    for name in [
-        "report.json",
-        "report.md",
-        "report.html",
-        "forest.svg",
-        "ground_truth.json",
-        "summary.json",
-        "summary.md",
-        "spec.toml",
+    let root = workspace_root();
+    for (name, args) in [
+        ("demo", vec!["demo", "--out"]),
+        (
+            "retraining",
+            vec![
+                "experiment",
+                "run",
+                "datasets/experiments/retraining.toml",
+                "--out",
+            ],
+        ),
     ] {
-        let a = std::fs::read_to_string(committed.join(name))?;
-        let b = std::fs::read_to_string(out.join(name))?;
-        assert!(
-            a == b,
-            "{name} differs from its regeneration by `reelkit demo`"
-        );
+        let out = dir.path().join(name);
+        let o = Command::new(env!("CARGO_BIN_EXE_reelkit"))
+            .current_dir(&root)
+            .args(&args)
+            .arg(&out)
+            .output()?;
+        assert!(o.status.success(), "{}", stderr(&o));
+        let committed = root.join("notebooks-output").join(name);
+        for file in [
+            "report.json",
+            "report.md",
+            "report.html",
+            "forest.svg",
+            "ground_truth.json",
+            "summary.json",
+            "summary.md",
+            "spec.toml",
+        ] {
+            let a = std::fs::read_to_string(committed.join(file))?;
+            let b = std::fs::read_to_string(out.join(file))?;
+            assert!(a == b, "{name}/{file} differs from its regeneration");
+        }
     }
     Ok(())
 }

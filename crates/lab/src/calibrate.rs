@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use rayon::prelude::*;
 use reelkit_abtest::Report;
 use reelkit_logs::FileSet;
 use reelkit_sim::{splitmix64, World};
@@ -173,7 +174,11 @@ fn trials_of(
 /// salts), each as an A/A and as specified, and measures the analysis
 /// against the truth. Tests are uncorrected (each at α) so that the rates are
 /// per test. `progress` receives the number of runs done.
-pub fn calibrate(spec: &ValidSpec, runs: usize, progress: &dyn Fn(usize)) -> Result<Calibration> {
+pub fn calibrate(
+    spec: &ValidSpec,
+    runs: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Calibration> {
     if runs == 0 {
         return Err(Error::spec("runs", "must be at least 1, got 0"));
     }
@@ -182,33 +187,42 @@ pub fn calibrate(spec: &ValidSpec, runs: usize, progress: &dyn Fn(usize)) -> Res
     let world = World::generate(&spec.world);
     let ab: Vec<Recipe> = spec.arms.iter().map(|a| a.recipe.clone()).collect();
     let aa: Vec<Recipe> = vec![spec.arms[spec.control].recipe.clone(); spec.arms.len()];
-    let mut trials = Vec::new();
-    let mut users = 0;
-    for run in 0..runs {
-        let seed = splitmix64(spec.world.seed.wrapping_add(run as u64));
-        for (kind, recipes) in [("aa", &aa), ("ab", &ab)] {
-            let sim = simulate(
-                &spec,
-                &world,
-                seed,
-                &format!("{kind}-{run}"),
-                recipes,
-                &|_| {},
-            )?;
-            let truth = ground_truth(&world, &sim.exp, &spec.metrics, &spec.comparisons)?;
-            let assignments = sim.exp.assignments(&world);
-            users = assignments.len();
-            let (with, without) =
-                analyse(&spec, &sim.pre_events, &sim.exp.events, &assignments, false)?;
-            trials.extend(trials_of(
-                run,
-                kind,
-                [(&without, false), (&with, true)],
-                &truth,
-            )?);
-        }
-        progress(run + 1);
-    }
+    // Runs are independent: they go in parallel, and their trials are kept in
+    // run order, so the result does not depend on the number of threads.
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let per_run: Vec<(Vec<Trial>, usize)> = (0..runs)
+        .into_par_iter()
+        .map(|run| -> Result<(Vec<Trial>, usize)> {
+            let seed = splitmix64(spec.world.seed.wrapping_add(run as u64));
+            let mut trials = Vec::new();
+            let mut users = 0;
+            for (kind, recipes) in [("aa", &aa), ("ab", &ab)] {
+                let sim = simulate(
+                    &spec,
+                    &world,
+                    seed,
+                    &format!("{kind}-{run}"),
+                    recipes,
+                    &|_| {},
+                )?;
+                let truth = ground_truth(&world, &sim.exp, &spec.metrics, &spec.comparisons)?;
+                let assignments = sim.exp.assignments(&world);
+                users = assignments.len();
+                let (with, without) =
+                    analyse(&spec, &sim.pre_events, &sim.exp.events, &assignments, false)?;
+                trials.extend(trials_of(
+                    run,
+                    kind,
+                    [(&without, false), (&with, true)],
+                    &truth,
+                )?);
+            }
+            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+            Ok((trials, users))
+        })
+        .collect::<Result<_>>()?;
+    let users = per_run.first().map_or(0, |r| r.1);
+    let trials: Vec<Trial> = per_run.into_iter().flat_map(|r| r.0).collect();
     let comparisons: Vec<String> = spec
         .comparisons()
         .iter()
@@ -341,7 +355,7 @@ fn esc(s: &str) -> String {
 }
 
 /// Bar chart of the A/A p-value histogram (uniform under a calibrated test).
-pub fn p_histogram_svg(c: &Calibration) -> String {
+fn p_histogram_svg(c: &Calibration) -> String {
     let (w, h, left, bottom) = (520.0, 220.0, 40.0, 30.0);
     let max = c.p_histogram_aa.iter().copied().max().unwrap_or(1).max(1) as f64;
     let total: u64 = c.p_histogram_aa.iter().sum();
@@ -392,7 +406,7 @@ pub fn p_histogram_svg(c: &Calibration) -> String {
 
 /// Coverage of the true effect per comparison and metric (A/B, plain and
 /// CUPED) against the nominal level.
-pub fn coverage_svg(c: &Calibration) -> String {
+fn coverage_svg(c: &Calibration) -> String {
     let row_h = 22.0;
     let (w, left, right) = (720.0, 300.0, 20.0);
     let h = 40.0 + row_h * c.metrics.len() as f64;

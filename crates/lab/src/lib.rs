@@ -66,19 +66,15 @@ mod trained;
 mod truth;
 
 pub use calibrate::{
-    calibrate, calibration_markdown, coverage_svg, p_histogram_svg, write_calibration, Calibration,
-    Rates, Trial,
+    calibrate, calibration_markdown, write_calibration, Calibration, Rates, Trial,
 };
 pub use error::{Error, Result};
 pub use output::summary_markdown;
 pub use ranker_policy::RankerPolicy;
 pub use recipe::{Ranking, Recipe, Retrain, Trained, UserVectors};
 pub use run::{run, ArmSummary, Estimate, Outcome, RefreshTime, Summary, Timings};
-pub use spec::{parse_value, Arm, ExperimentSpec, Scale, ValidSpec, RECIPES};
-pub use sweep::{sweep, sweep_markdown, sweep_specs, sweep_svg, write_sweep, Sweep, SweepRow};
-pub use train::{
-    build_model, event_weights, fit_value_model, impressions, offline_eval, train_on_events,
-    training_data, Offline,
-};
-pub use trained::{FitTime, Head, Refresh, DEPTH};
+pub use spec::{parse_value, Arm, ExperimentSpec, ValidSpec};
+pub use sweep::{sweep, sweep_markdown, sweep_specs, write_sweep, Sweep, SweepRow};
+pub use train::{build_model, event_weights, offline_eval, train_on_events, Offline};
+pub use trained::{FitTime, Refresh};
 pub use truth::{GroundTruth, TrueEffect};

@@ -58,7 +58,7 @@ use crate::recipe::{Ranking, Recipe, Retrain, Trained, UserVectors};
 
 /// Preset world sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scale {
+pub(crate) enum Scale {
     /// The committed sample's world: 2,000 users, 10,000 videos, 1,000
     /// creators, 150 uploads a day.
     Small,
@@ -102,7 +102,7 @@ impl Scale {
 }
 
 /// Built-in recipes, as named in specs.
-pub const RECIPES: &str = "random, popular, oracle, siloed, unified";
+pub(crate) const RECIPES: &str = "random, popular, oracle, siloed, unified";
 
 /// An experiment spec as written: a TOML table and the directory its
 /// relative paths start from.
@@ -169,7 +169,7 @@ fn popular() -> String {
     "popular".into()
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawExperiment {
     #[serde(default = "seven")]
@@ -178,6 +178,16 @@ struct RawExperiment {
     salt: Option<String>,
     #[serde(default)]
     control: Option<String>,
+}
+
+impl Default for RawExperiment {
+    fn default() -> Self {
+        RawExperiment {
+            days: 7,
+            salt: None,
+            control: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,10 +350,27 @@ fn toml_error(what: &str, e: &toml::de::Error) -> Error {
     }
 }
 
+/// A syntax error in `text`, with the line and column it is on.
+fn syntax_error(what: &str, text: &str, e: &toml::de::Error) -> Error {
+    let at = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" (line {line}, column {col})")
+        }
+        None => String::new(),
+    };
+    Error::Parse {
+        what: what.to_string(),
+        message: format!("{}{at}", e.message().trim()),
+    }
+}
+
 impl ExperimentSpec {
     /// Parses a spec; relative paths in it start from `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<ExperimentSpec> {
-        let table: toml::Table = text.parse().map_err(|e| toml_error("spec", &e))?;
+        let table: toml::Table = text.parse().map_err(|e| syntax_error("spec", text, &e))?;
         Ok(ExperimentSpec {
             table,
             base: base.to_path_buf(),
@@ -358,7 +385,7 @@ impl ExperimentSpec {
         })?;
         let table: toml::Table = text
             .parse()
-            .map_err(|e| toml_error(&path.display().to_string(), &e))?;
+            .map_err(|e| syntax_error(&path.display().to_string(), &text, &e))?;
         Ok(ExperimentSpec {
             table,
             base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -466,9 +493,11 @@ impl ExperimentSpec {
             None => builtin_metrics(),
             Some(p) => {
                 let path = self.base.join(p);
-                let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::spec(
+                        "analysis.metrics",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?;
                 parse_metrics(&text).map_err(|e| {
                     Error::spec("analysis.metrics", format!("{}: {e}", path.display()))
@@ -561,13 +590,12 @@ impl ExperimentSpec {
         })?;
         if let Some(file) = &raw.world_file {
             let path = self.base.join(file);
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::spec("world_file", format!("cannot read {}: {e}", path.display()))
             })?;
             let from_file: toml::Table = text
                 .parse()
-                .map_err(|e| toml_error(&path.display().to_string(), &e))?;
+                .map_err(|e| syntax_error(&path.display().to_string(), &text, &e))?;
             merge(&mut table, from_file);
         }
         merge(&mut table, raw.world.clone());
@@ -980,6 +1008,24 @@ compare = ["unified vs siloed"]
         );
         let msg = err(&some);
         assert!(msg.contains("siloed, unified"), "{msg}");
+    }
+
+    #[test]
+    fn left_out_sections_keep_their_defaults() -> Result<()> {
+        let s = spec("[[arms]]\nname = \"a\"\nrecipe = \"popular\"\n[[arms]]\nname = \"b\"\nrecipe = \"random\"\n")
+            .check()?;
+        assert_eq!((s.pre_days, s.days), (7, 7));
+        assert_eq!(s.world.users, 2_000, "small scale");
+        assert_eq!(s.alpha, 0.05);
+        // With defaults in place, the real mistake is the one reported.
+        let one = "[[arms]]\nname = \"a\"\nrecipe = \"popular\"\n";
+        let msg = err(one);
+        assert!(msg.contains("arms") && msg.contains("2 to 8"), "{msg}");
+        let msg = ExperimentSpec::from_toml("name = \n", Path::new("."))
+            .expect_err("syntax")
+            .to_string();
+        assert!(msg.contains("line 1"), "{msg}");
+        Ok(())
     }
 
     #[test]

@@ -192,7 +192,7 @@ const COLOURS: [&str; 6] = [
 /// An SVG chart: for each comparison, the lead metric's estimated relative
 /// lift with its interval (bars) and the true lift (diamonds on a line),
 /// against the swept value (numeric values to scale, others evenly spaced).
-pub fn sweep_svg(s: &Sweep) -> String {
+fn sweep_svg(s: &Sweep) -> String {
     let (w, h, left, right, top, bottom) = (760.0, 380.0, 70.0, 200.0, 30.0, 50.0);
     let Some(metric) = lead(s) else {
         return String::new();

@@ -11,7 +11,7 @@ use reelkit_ranker::{
 use crate::error::{Error, Result};
 
 /// The ranker's view of an event log (columns borrowed, all of one length).
-pub fn impressions(ev: &Events) -> Impressions<'_> {
+pub(crate) fn impressions(ev: &Events) -> Impressions<'_> {
     Impressions {
         user_id: &ev.user_id,
         video_id: &ev.video_id,
@@ -38,7 +38,7 @@ fn row_counts(data: &TrainingData) -> (Vec<u32>, Vec<u32>) {
 }
 
 /// Fits the value model on impressions of users and videos the model knows.
-pub fn fit_value_model(
+fn fit_value_model(
     ev: &Events,
     data: &TrainingData,
     f: &Factors,
@@ -92,7 +92,7 @@ pub fn build_model(
 
 /// The engagement-weighted interaction matrix of an event log; an error when
 /// no impression is a positive.
-pub fn training_data(events: &Events) -> Result<TrainingData> {
+fn training_data(events: &Events) -> Result<TrainingData> {
     let w = EngagementWeights::default();
     let weights = event_weights(events, &w);
     let data = TrainingData::from_triplets(

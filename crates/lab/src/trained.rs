@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::recipe::{Ranking, Retrain, Trained, UserVectors};
 
 /// Videos ranked per user, surface and day before walking the list.
-pub const DEPTH: usize = 400;
+const DEPTH: usize = 400;
 
 /// The row key of a user's vector on surface `s` (user ids are below 2⁶²).
 fn surface_key(user_id: u64, s: usize) -> u64 {
@@ -132,7 +132,7 @@ struct Fit {
 /// popularity·ln(1 + n_v) + bias·b_v` (features a recipe does not use have
 /// a coefficient of 0).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Head {
+pub(crate) struct Head {
     pub intercept: f64,
     pub user: f64,
     pub surface: f64,

@@ -1,12 +1,36 @@
 //! External `u64` ids ↔ dense `u32` indices.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hashes one `u64` id with SplitMix64's finaliser: every input bit reaches
+/// every output bit, at a few cycles where SipHash takes tens. (Ids come from
+/// model files and logs; a lookup of an unknown id cannot slow the table.)
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let mut z = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+}
 
 /// A bijection between external ids and dense indices `0..len`, in insertion order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IdMap {
     ids: Vec<u64>,
-    index: HashMap<u64, u32>,
+    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
 }
 
 impl IdMap {
@@ -19,7 +43,7 @@ impl IdMap {
     pub fn from_ids(ids: Vec<u64>) -> IdMap {
         let mut m = IdMap {
             ids: Vec::with_capacity(ids.len()),
-            index: HashMap::with_capacity(ids.len()),
+            index: HashMap::with_capacity_and_hasher(ids.len(), Default::default()),
         };
         for id in ids {
             m.insert(id);
