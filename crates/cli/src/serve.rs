@@ -6,14 +6,38 @@ use std::time::Duration;
 
 use anyhow::Context;
 use reelkit_logs::polars::prelude::DataType;
-use reelkit_serve::{AppState, Catalog, ServeConfig};
+use reelkit_serve::{AppState, Catalog, Design, ExposureConfig, ExposureLog, ServeConfig, Split};
 
 /// Arguments of `reelkit serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Model file (memory-mapped; reloaded by POST /admin/reload or SIGHUP).
+    /// Model file (memory-mapped; reloaded by POST /admin/reload or SIGHUP),
+    /// or NAME=PATH; repeat it (`--model control=a.arrow --model
+    /// treatment=b.arrow`) to run an experiment between models.
+    #[arg(long, required = true)]
+    model: Vec<String>,
+    /// With two or more models: `ab` serves each user by their arm's model,
+    /// `interleave` merges the first two models' lists by team draft.
+    #[arg(long, value_enum)]
+    experiment: Option<ExperimentArg>,
+    /// A/B arms and their shares, each named after a model, e.g.
+    /// control=0.5,treatment=0.5 (default: equal shares of every model).
     #[arg(long)]
-    model: PathBuf,
+    arms: Option<String>,
+    /// The experiment's salt: the same salt gives the same arms here, in
+    /// `reelkit ab assign` and in the simulator.
+    #[arg(long, default_value = "reelkit")]
+    salt: String,
+    /// Append every recommendation served to Parquet files in this directory
+    /// (read by `reelkit ab analyze --exposures` and `reelkit ab interleave`).
+    #[arg(long)]
+    exposures: Option<PathBuf>,
+    /// Close an exposure file and start another past this size, MiB.
+    #[arg(long, default_value_t = 64)]
+    exposure_file_mb: u64,
+    /// … or after this many seconds (at most this much is lost in a crash).
+    #[arg(long, default_value_t = 60)]
+    exposure_rotate_secs: u64,
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
     /// Video catalogue (`video_id`, `creator_id`, `format` = short|long), e.g. the
@@ -34,6 +58,71 @@ pub struct ServeArgs {
     /// f32 table.
     #[arg(long, value_enum, default_value_t = RetrievalArg::Int8)]
     retrieval: RetrievalArg,
+}
+
+/// `--experiment` values.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum ExperimentArg {
+    Ab,
+    Interleave,
+}
+
+/// `--model` values as (name, path): `NAME=PATH`, or a bare path named `default`.
+fn named_models(args: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((name, path)) if !name.contains(['/', '\\']) => {
+                anyhow::ensure!(!name.is_empty(), "--model {a}: the model name before `=` is empty");
+                Ok((name.to_string(), PathBuf::from(path)))
+            }
+            _ if args.len() > 1 => anyhow::bail!(
+                "--model {a}: with several models, give each a name (NAME=PATH, e.g. control=a.arrow)"
+            ),
+            _ => Ok(("default".to_string(), PathBuf::from(a))),
+        })
+        .collect()
+}
+
+/// The experiment design the arguments ask for.
+fn design(args: &ServeArgs, models: &[(String, PathBuf)]) -> anyhow::Result<Design> {
+    let kind = match (args.experiment, models.len()) {
+        (None, 1) => None,
+        (Some(_), 1) => anyhow::bail!("--experiment needs two or more --model NAME=PATH"),
+        (None, _) => Some(ExperimentArg::Ab),
+        (Some(k), _) => Some(k),
+    };
+    match kind {
+        None => {
+            anyhow::ensure!(
+                args.arms.is_none(),
+                "--arms needs two or more --model NAME=PATH"
+            );
+            Ok(Design::Single)
+        }
+        Some(ExperimentArg::Ab) => {
+            let split = match &args.arms {
+                Some(a) => Split::parse(a).with_context(|| format!("--arms {a}"))?,
+                None => {
+                    let names: Vec<String> = models.iter().map(|m| m.0.clone()).collect();
+                    let w = vec![1.0 / names.len() as f64; names.len()];
+                    Split::new(&names, &w)?
+                }
+            };
+            Ok(Design::Ab {
+                split,
+                salt: args.salt.clone(),
+            })
+        }
+        Some(ExperimentArg::Interleave) => {
+            anyhow::ensure!(
+                args.arms.is_none(),
+                "--arms splits users between models (ab); interleaving shows both models to every user"
+            );
+            Ok(Design::Interleave {
+                salt: args.salt.clone(),
+            })
+        }
+    }
 }
 
 /// `--retrieval` values.
@@ -94,6 +183,8 @@ pub fn read_catalog(path: &std::path::Path) -> anyhow::Result<Catalog> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let models = named_models(&args.model)?;
+    let design = design(&args, &models)?;
     let catalog = args.videos.as_deref().map(read_catalog).transpose()?;
     let config = ServeConfig {
         max_k: args.max_k,
@@ -102,10 +193,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         retrieval: args.retrieval.into(),
         ..ServeConfig::default()
     };
-    let state = Arc::new(
-        AppState::open(&args.model, catalog, config)
-            .with_context(|| format!("loading model {}", args.model.display()))?,
-    );
+    let mut state = AppState::open_models(&models, design, catalog, config).with_context(|| {
+        let files: Vec<String> = models.iter().map(|m| m.1.display().to_string()).collect();
+        format!("loading {}", files.join(", "))
+    })?;
+    if let Some(dir) = &args.exposures {
+        let log = ExposureLog::open(ExposureConfig {
+            max_file_bytes: args.exposure_file_mb.max(1) << 20,
+            max_file_age: Duration::from_secs(args.exposure_rotate_secs.max(1)),
+            ..ExposureConfig::new(dir)
+        })?;
+        state = state.with_exposures(log);
+    }
+    let state = Arc::new(state);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -114,16 +214,45 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;
+        for name in state.model_names() {
+            if let Some(m) = state.model_named(name) {
+                eprintln!("model `{name}`: version {}", m.version);
+            }
+        }
         eprintln!(
-            "serving {} (version {}) on http://{}",
-            args.model.display(),
-            state.model().version,
-            listener.local_addr()?
+            "serving ({} experiment) on http://{}{}",
+            state.design().kind(),
+            listener.local_addr()?,
+            args.exposures
+                .as_ref()
+                .map(|d| format!(", logging exposures to {}", d.display()))
+                .unwrap_or_default()
         );
-        reelkit_serve::serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
+        reelkit_serve::serve(listener, state, shutdown_signal())
+            .await
+            .context("serving")
     })
+}
+
+/// Ctrl-C, or SIGTERM on Unix (how service managers stop a process).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

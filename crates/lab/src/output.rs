@@ -103,9 +103,23 @@ pub fn summary_markdown(s: &Summary) -> String {
             .filter(|e| e.variant == v && e.baseline == b && e.metric == lead)
             .collect();
         if let Some(all) = rows.iter().find(|e| e.segment == ALL) {
+            let excludes_zero = all.rel_ci_low > 0.0 || all.rel_ci_high < 0.0;
             let verdict = match (all.significant, all.estimate_rel > 0.0) {
                 (true, true) => format!("`{v}` beats `{b}`"),
                 (true, false) => format!("`{v}` loses to `{b}`"),
+                // The interval is per comparison; significance is after the
+                // correction over every metric and comparison: say so.
+                _ if excludes_zero => format!(
+                    "`{v}` {} `{b}` by its own 95% interval, but not significantly once \
+                     corrected for the {} tests of this report (adjusted p = {:.3})",
+                    if all.estimate_rel > 0.0 {
+                        "is ahead of"
+                    } else {
+                        "is behind"
+                    },
+                    s.estimates.iter().filter(|e| e.segment == ALL).count(),
+                    all.p_value_adjusted
+                ),
                 _ => format!("no significant difference between `{v}` and `{b}`"),
             };
             let _ = writeln!(

@@ -12,12 +12,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use reelkit_ranker::{Request as RankRequest, Surface};
+use reelkit_assign::Team;
+use reelkit_ranker::{Recommendations, Request as RankRequest, Surface};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::exposures::Exposure;
 use crate::metrics::render;
-use crate::state::AppState;
+use crate::state::{AppState, Design, Loaded};
 
 /// The committed OpenAPI description, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -147,6 +149,11 @@ pub struct RecommendBody {
     pub max_per_creator: Option<u32>,
     #[serde(default)]
     pub use_value_model: bool,
+    /// The caller's id for this request: it seeds the interleaving's coin
+    /// flips (a replayed request interleaves the same way) and is logged with
+    /// the exposure. The server numbers requests that bring none.
+    #[serde(default)]
+    pub request_id: Option<u64>,
 }
 
 fn default_k() -> i64 {
@@ -157,21 +164,138 @@ fn default_k() -> i64 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Item {
     pub video_id: u64,
+    /// The score given by the model that placed it (scores of two
+    /// interleaved models are not comparable).
     pub score: f32,
+    /// Interleaving: the model (team) that placed this video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// Response of `/v1/recommend`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RecommendResponse {
     pub items: Vec<Item>,
+    /// The serving model's version; interleaving: `name=version,name=version`.
     pub model_version: String,
     pub fallback: bool,
+    /// A/B test: the user's arm (the model that served them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The request's id (experiments and exposure logging only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<u64>,
 }
 
-async fn recommend(
-    State(state): State<Arc<AppState>>,
-    body: Body,
-) -> ApiResult<Json<RecommendResponse>> {
+/// The variant a response was served under: labels its metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct VariantLabel(pub String);
+
+fn surface_name(s: Surface) -> &'static str {
+    match s {
+        Surface::Reels => "reels",
+        Surface::Feed => "feed",
+        Surface::Watch => "watch",
+    }
+}
+
+/// Scores one request on `model` through the micro-batcher.
+async fn batched(
+    state: &AppState,
+    user: u64,
+    k: usize,
+    req: RankRequest,
+    model: Arc<Loaded>,
+) -> ApiResult<Recommendations> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state.batcher.submit(crate::batcher::Job {
+        user,
+        k,
+        req,
+        model,
+        reply: tx,
+    });
+    match tokio::time::timeout(state.config.timeout, rx).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scoring_failed",
+            "the scoring task did not finish",
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "scoring took longer than {} ms",
+                state.config.timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+fn items_of(r: &Recommendations) -> Vec<Item> {
+    r.items
+        .iter()
+        .map(|x| Item {
+            video_id: x.item_id,
+            score: x.score,
+            team: None,
+        })
+        .collect()
+}
+
+/// Team-draft interleaving of two lists; with a creator cap, a video whose
+/// creator already has `cap` videos in the merged list is passed over.
+fn interleave(
+    state: &AppState,
+    (name_a, a): (&str, &Recommendations),
+    (name_b, b): (&str, &Recommendations),
+    k: usize,
+    seed: u64,
+    cap: Option<usize>,
+) -> Vec<Item> {
+    let ids = |r: &Recommendations| r.items.iter().map(|x| x.item_id).collect::<Vec<u64>>();
+    let mut per_creator: HashMap<u64, usize> = HashMap::new();
+    let merged = reelkit_assign::team_draft_by(&ids(a), &ids(b), k, seed, |v| match cap {
+        None => true,
+        Some(cap) => match state.creator(*v) {
+            None => true,
+            Some(c) => {
+                let n = per_creator.entry(c).or_default();
+                *n += 1;
+                *n <= cap
+            }
+        },
+    });
+    merged
+        .into_iter()
+        .map(|(video_id, team)| {
+            let (name, list) = match team {
+                Team::A => (name_a, a),
+                Team::B => (name_b, b),
+            };
+            let score = list
+                .items
+                .iter()
+                .find(|x| x.item_id == video_id)
+                .map_or(f32::NAN, |x| x.score);
+            Item {
+                video_id,
+                score,
+                team: Some(name.to_string()),
+            }
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Response> {
     let b: RecommendBody = json_body(&state, body).await?;
     let k = check_k(&state, b.k)?;
     check_ids(&state, "exclude", &b.exclude)?;
@@ -183,59 +307,123 @@ async fn recommend(
     if b.max_per_creator == Some(0) {
         return Err(ApiError::invalid("max_per_creator must be at least 1"));
     }
-    let model = state.model();
-    if (surface.is_some() || b.max_per_creator.is_some()) && !model.ranker.has_catalog() {
+    if (surface.is_some() || b.max_per_creator.is_some()) && !state.model().ranker.has_catalog() {
         return Err(ApiError::invalid(
             "surface filters and creator caps need the video catalogue (start the server with --videos)",
         ));
     }
+    let logging = state.exposures().is_some();
+    let request_id = match (b.request_id, state.design(), logging) {
+        (Some(id), _, _) => Some(id),
+        (None, Design::Single, false) => None,
+        (None, _, _) => Some(state.next_request_id()),
+    };
+    let cap = b.max_per_creator.map(|c| c as usize);
     let req = RankRequest {
         exclude: b.exclude,
         history: b.history,
         use_value_model: b.use_value_model,
         surface,
-        max_per_creator: b.max_per_creator.map(|c| c as usize),
+        max_per_creator: cap,
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    state.batcher.submit(crate::batcher::Job {
-        user: b.user_id,
-        k,
-        req,
-        model: model.clone(),
-        reply: tx,
-    });
-    let r = match tokio::time::timeout(state.config.timeout, rx).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "scoring_failed",
-                "the scoring task did not finish",
-            ))
+    let user = b.user_id;
+    let (response, teams) = match state.design() {
+        Design::Single | Design::Ab { .. } => {
+            let (i, variant) = match state.design() {
+                Design::Ab { split, salt } => {
+                    let arm = &split.names()[split.arm(salt, user)];
+                    let i = state.slot_index(arm).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "no_model",
+                            format!("arm `{arm}` has no model"),
+                        )
+                    })?;
+                    (i, Some(arm.clone()))
+                }
+                _ => (0, None),
+            };
+            let (name, model) = state.slot_model(i);
+            let name = name.to_string();
+            let r = batched(&state, user, k, req, model.clone()).await?;
+            let version = if logging {
+                format!("{name}={}", model.version)
+            } else {
+                String::new()
+            };
+            (
+                RecommendResponse {
+                    items: items_of(&r),
+                    model_version: model.version.clone(),
+                    fallback: r.fallback,
+                    variant,
+                    request_id,
+                },
+                (None, version),
+            )
         }
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                format!(
-                    "scoring took longer than {} ms",
-                    state.config.timeout.as_millis()
-                ),
-            ))
+        Design::Interleave { salt } => {
+            let (name_a, model_a) = state.slot_model(0);
+            let (name_b, model_b) = state.slot_model(1);
+            let (ra, rb) = tokio::try_join!(
+                batched(&state, user, k, req.clone(), model_a.clone()),
+                batched(&state, user, k, req, model_b.clone())
+            )?;
+            let id = request_id.unwrap_or_default();
+            let seed = reelkit_assign::interleave_seed(salt, user, id);
+            let items = interleave(&state, (name_a, &ra), (name_b, &rb), k, seed, cap);
+            let teams: Vec<Arc<str>> = {
+                let (a, b): (Arc<str>, Arc<str>) = (name_a.into(), name_b.into());
+                items
+                    .iter()
+                    .map(|x| {
+                        if x.team.as_deref() == Some(name_a) {
+                            a.clone()
+                        } else {
+                            b.clone()
+                        }
+                    })
+                    .collect()
+            };
+            let versions = format!("{name_a}={},{name_b}={}", model_a.version, model_b.version);
+            (
+                RecommendResponse {
+                    items,
+                    model_version: versions.clone(),
+                    fallback: ra.fallback || rb.fallback,
+                    variant: None,
+                    request_id,
+                },
+                (Some(teams), versions),
+            )
         }
     };
-    Ok(Json(RecommendResponse {
-        items: r
-            .items
-            .iter()
-            .map(|x| Item {
-                video_id: x.item_id,
-                score: x.score,
-            })
-            .collect(),
-        model_version: model.version.clone(),
-        fallback: r.fallback,
-    }))
+    if let Some(log) = state.exposures() {
+        log.log(Exposure {
+            user_id: user,
+            ts_ms: now_ms(),
+            request_id: request_id.unwrap_or_default(),
+            experiment: state.design().kind(),
+            variant: response.variant.clone().or_else(|| match state.design() {
+                Design::Single => Some(state.slot_model(0).0.to_string()),
+                _ => None,
+            }),
+            surface: surface.map(surface_name),
+            video_ids: response.items.iter().map(|x| x.video_id).collect(),
+            teams: teams.0,
+            model_versions: teams.1,
+        });
+    }
+    let label = match state.design() {
+        Design::Single => None,
+        Design::Ab { .. } => response.variant.clone(),
+        Design::Interleave { .. } => Some("interleave".to_string()),
+    };
+    let mut out = Json(response).into_response();
+    if let Some(l) = label {
+        out.extensions_mut().insert(VariantLabel(l));
+    }
+    Ok(out)
 }
 
 /// `POST /v1/score`.
@@ -345,6 +533,7 @@ async fn similar(
             .map(|x| Item {
                 video_id: x.item_id,
                 score: x.score,
+                team: None,
             })
             .collect(),
         model_version: model.version.clone(),
@@ -357,7 +546,21 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let m = state.model();
-    Json(json!({"status": "ready", "model_version": m.version}))
+    let models: serde_json::Map<String, serde_json::Value> = state
+        .model_names()
+        .iter()
+        .filter_map(|n| {
+            state
+                .model_named(n)
+                .map(|m| (n.to_string(), json!(m.version)))
+        })
+        .collect();
+    Json(json!({
+        "status": "ready",
+        "model_version": m.version,
+        "models": models,
+        "experiment": state.design().kind(),
+    }))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -372,26 +575,64 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn reload(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
+/// `POST /admin/reload[?model=NAME]`: one model, or every model when no name
+/// is given; a model that fails to load keeps serving its old version.
+async fn reload(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let names: Vec<String> = match q.get("model") {
+        Some(name) => {
+            if state.model_named(name).is_none() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_model",
+                    format!(
+                        "no model named `{name}` is loaded (loaded: {})",
+                        state.model_names().join(", ")
+                    ),
+                ));
+            }
+            vec![name.clone()]
+        }
+        None => state.model_names().iter().map(|s| s.to_string()).collect(),
+    };
     let s = state.clone();
-    let r = tokio::task::spawn_blocking(move || s.reload())
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "reload_failed",
-                e.to_string(),
-            )
-        })?;
-    match r {
-        Ok((previous, current)) => Ok(Json(
-            json!({"model_version": current, "previous_version": previous}),
-        )),
-        Err(e) => Err(ApiError::invalid(format!(
-            "reload failed, still serving {}: {e}",
-            state.model().version
-        ))),
+    let wanted = names.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        wanted.iter().map(|n| s.reload_model(n)).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reload_failed",
+            e.to_string(),
+        )
+    })?;
+    let mut failures = Vec::new();
+    let mut done = Vec::new();
+    for (name, r) in names.iter().zip(results) {
+        match r {
+            Ok((previous, current)) => done.push(
+                json!({"model": name, "model_version": current, "previous_version": previous}),
+            ),
+            Err(e) => failures.push(format!(
+                "model `{name}`: reload failed, still serving {}: {e}",
+                state
+                    .model_named(name)
+                    .map(|m| m.version.clone())
+                    .unwrap_or_default()
+            )),
+        }
     }
+    if !failures.is_empty() {
+        return Err(ApiError::invalid(failures.join("; ")));
+    }
+    if done.len() == 1 {
+        return Ok(Json(done.remove(0)));
+    }
+    Ok(Json(json!({ "models": done })))
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -410,9 +651,14 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let response = next.run(req).await;
+    let variant = response
+        .extensions()
+        .get::<VariantLabel>()
+        .map(|v| v.0.as_str());
     state.metrics.observe(
         &route,
         response.status().as_u16(),
+        variant,
         t.elapsed().as_secs_f64(),
     );
     response

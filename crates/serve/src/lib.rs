@@ -9,6 +9,7 @@
 mod api;
 mod batcher;
 pub mod client;
+mod exposures;
 mod metrics;
 mod state;
 
@@ -19,11 +20,14 @@ pub use api::{
     router, ApiError, Item, RecommendBody, RecommendResponse, ScoreBody, ScoreResponse,
     SimilarResponse, VideoScore, OPENAPI,
 };
+pub use exposures::{ExposureConfig, ExposureError, ExposureLog};
 pub use metrics::{render as render_metrics, Metrics, BUCKETS};
-pub use state::{AppState, Catalog, LoadError, Loaded, ServeConfig};
+pub use reelkit_assign::Split;
+pub use state::{AppState, Catalog, Design, LoadError, Loaded, ServeConfig};
 
 /// Serves `state` on `listener` until `shutdown` resolves; on Unix, SIGHUP
-/// reloads the model file.
+/// reloads every model file. On shutdown, requests in flight finish and the
+/// exposure log (if any) writes what it holds and closes its file.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -36,16 +40,32 @@ pub async fn serve(
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let s = s.clone();
-                let r = tokio::task::spawn_blocking(move || s.reload()).await;
-                match r {
-                    Ok(Ok((old, new))) => tracing::info!(%old, %new, "SIGHUP: model reloaded"),
-                    Ok(Err(e)) => tracing::error!("SIGHUP: reload failed, old model kept: {e}"),
+                match tokio::task::spawn_blocking(move || s.reload_all()).await {
+                    Ok(results) => {
+                        for (model, r) in results {
+                            match r {
+                                Ok((old, new)) => {
+                                    tracing::info!(%model, %old, %new, "SIGHUP: model reloaded")
+                                }
+                                Err(e) => tracing::error!(
+                                    %model,
+                                    "SIGHUP: reload failed, old model kept: {e}"
+                                ),
+                            }
+                        }
+                    }
                     Err(e) => tracing::error!("SIGHUP: reload task failed: {e}"),
                 }
             }
         });
     }
-    axum::serve(listener, router(state))
+    let served = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if state.exposures().is_some() {
+        let s = state.clone();
+        let closing = tokio::task::spawn_blocking(move || s.exposures().map(ExposureLog::close));
+        let _ = closing.await;
+    }
+    served
 }

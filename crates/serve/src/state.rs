@@ -1,14 +1,17 @@
 //! The served model and its hot reload.
 
+use std::collections::HashMap;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use reelkit_assign::Split;
 use reelkit_ranker::{Ranker, Retrieval};
 
 use crate::batcher::Batcher;
+use crate::exposures::ExposureLog;
 use crate::metrics::Metrics;
 
 /// Limits of the service.
@@ -66,7 +69,7 @@ pub struct Loaded {
     pub load_seconds: f64,
 }
 
-/// Why a model could not be (re)loaded.
+/// Why a model could not be (re)loaded, or a service not started.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{0}")]
@@ -79,18 +82,94 @@ pub enum LoadError {
     },
     #[error("this service was started from an in-memory model: there is no file to reload")]
     NoFile,
+    /// No model of that name is loaded.
+    #[error("no model named `{name}` is loaded (loaded: {loaded})")]
+    UnknownModel { name: String, loaded: String },
+    /// The models and the experiment design do not fit together.
+    #[error("{0}")]
+    Experiment(String),
+    /// The exposure log could not be opened.
+    #[error("{0}")]
+    Exposures(#[from] crate::exposures::ExposureError),
+}
+
+/// The outcome of one model's reload: (previous version, new version).
+pub type Reloaded = Result<(String, String), LoadError>;
+
+/// How requests are shared between the loaded models.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Design {
+    /// One model serves every request (the only design with one model).
+    Single,
+    /// An A/B test: each user is served by the model their arm names, the arm
+    /// drawn by `reelkit_assign::Split::arm(salt, user_id)`.
+    Ab {
+        /// Arms, each named after a loaded model.
+        split: Split,
+        /// The experiment's salt.
+        salt: String,
+    },
+    /// Team-draft interleaving of the first model's list (team A) with the
+    /// second's (team B), coin flips seeded by (salt, user, request id).
+    Interleave {
+        /// The experiment's salt.
+        salt: String,
+    },
+}
+
+impl Design {
+    /// `single`, `ab` or `interleave`: the `experiment` column of exposures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Design::Single => "single",
+            Design::Ab { .. } => "ab",
+            Design::Interleave { .. } => "interleave",
+        }
+    }
+}
+
+/// One named model and its reload state.
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    path: Option<PathBuf>,
+    current: RwLock<Arc<Loaded>>,
+    reloading: Mutex<()>,
+    reloads: AtomicU64,
+}
+
+impl Slot {
+    fn new(name: &str, loaded: Loaded, path: Option<PathBuf>) -> Slot {
+        Slot {
+            name: name.to_string(),
+            path,
+            current: RwLock::new(Arc::new(loaded)),
+            reloading: Mutex::new(()),
+            reloads: AtomicU64::new(0),
+        }
+    }
+
+    fn model(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct AppState {
-    current: RwLock<Arc<Loaded>>,
-    path: Option<PathBuf>,
+    slots: Vec<Slot>,
+    design: Design,
     catalog: Option<Catalog>,
+    /// Creator of each catalogued video (creator caps of interleaved lists).
+    creators: HashMap<u64, u64>,
     pub config: ServeConfig,
     pub metrics: Metrics,
-    reloads: AtomicU64,
-    reloading: Mutex<()>,
+    exposures: Option<ExposureLog>,
+    requests: AtomicU64,
+    started_ms: u64,
     pub(crate) batcher: Arc<Batcher>,
 }
 
@@ -127,6 +206,53 @@ fn load(path: &Path, catalog: Option<&Catalog>, retrieval: Retrieval) -> Result<
     })
 }
 
+/// Checks that `names` are distinct and fit `design`.
+fn check_design(names: &[&str], design: &Design) -> Result<(), LoadError> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = names.iter().find(|n| !seen.insert(**n)) {
+        return Err(LoadError::Experiment(format!(
+            "model `{dup}` is given twice; give each model a distinct name (name=path)"
+        )));
+    }
+    if let Some(bad) = names
+        .iter()
+        .find(|n| n.is_empty() || n.contains([',', '=', ':']))
+    {
+        return Err(LoadError::Experiment(format!(
+            "model name `{bad}` must be non-empty and hold no `,`, `=` or `:`"
+        )));
+    }
+    match design {
+        Design::Single if names.len() != 1 => Err(LoadError::Experiment(format!(
+            "{} models are loaded: choose an experiment design (ab or interleave)",
+            names.len()
+        ))),
+        Design::Ab { split, .. } => {
+            if let Some(arm) = split.names().iter().find(|a| !names.contains(&a.as_str())) {
+                return Err(LoadError::Experiment(format!(
+                    "arm `{arm}` names no loaded model (loaded: {})",
+                    names.join(", ")
+                )));
+            }
+            if let Some(m) = names
+                .iter()
+                .find(|m| !split.names().iter().any(|a| a == *m))
+            {
+                return Err(LoadError::Experiment(format!(
+                    "model `{m}` is in no arm (arms: {})",
+                    split.names().join(", ")
+                )));
+            }
+            Ok(())
+        }
+        Design::Interleave { .. } if names.len() != 2 => Err(LoadError::Experiment(format!(
+            "interleaving needs exactly two models, got {}",
+            names.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl AppState {
     /// Serves the model file at `path` (memory-mapped), with an optional
     /// catalogue; `POST /admin/reload` and SIGHUP load it again.
@@ -135,28 +261,58 @@ impl AppState {
         catalog: Option<Catalog>,
         config: ServeConfig,
     ) -> Result<AppState, LoadError> {
-        let loaded = load(path, catalog.as_ref(), config.retrieval)?;
-        Ok(AppState::serving(
-            loaded,
-            Some(path.to_path_buf()),
+        AppState::open_models(
+            &[("default".to_string(), path.to_path_buf())],
+            Design::Single,
             catalog,
             config,
-        ))
+        )
+    }
+
+    /// Serves several named model files under an experiment `design` (one
+    /// model: [`Design::Single`]). Each reloads on its own
+    /// (`POST /admin/reload?model=NAME`); SIGHUP reloads them all.
+    pub fn open_models(
+        models: &[(String, PathBuf)],
+        design: Design,
+        catalog: Option<Catalog>,
+        config: ServeConfig,
+    ) -> Result<AppState, LoadError> {
+        let names: Vec<&str> = models.iter().map(|m| m.0.as_str()).collect();
+        check_design(&names, &design)?;
+        let mut slots = Vec::with_capacity(models.len());
+        for (name, path) in models {
+            let loaded = load(path, catalog.as_ref(), config.retrieval)?;
+            slots.push(Slot::new(name, loaded, Some(path.clone())));
+        }
+        Ok(AppState::serving(slots, design, catalog, config))
     }
 
     fn serving(
-        loaded: Loaded,
-        path: Option<PathBuf>,
+        slots: Vec<Slot>,
+        design: Design,
         catalog: Option<Catalog>,
         config: ServeConfig,
     ) -> AppState {
+        let creators = catalog
+            .as_ref()
+            .map(|c| {
+                c.video_id
+                    .iter()
+                    .copied()
+                    .zip(c.creator_id.iter().copied())
+                    .collect()
+            })
+            .unwrap_or_default();
         AppState {
-            current: RwLock::new(Arc::new(loaded)),
-            path,
+            slots,
+            design,
             catalog,
+            creators,
             metrics: Metrics::default(),
-            reloads: AtomicU64::new(0),
-            reloading: Mutex::new(()),
+            exposures: None,
+            requests: AtomicU64::new(0),
+            started_ms: (now_unix() * 1e3) as u64,
             batcher: Batcher::start(config.max_batch, config.scan_workers),
             config,
         }
@@ -165,44 +321,149 @@ impl AppState {
     /// Serves an in-memory ranker under the given version name (no reload;
     /// `config.retrieval` applies).
     pub fn from_ranker(ranker: Ranker, version: &str, config: ServeConfig) -> AppState {
-        let ranker = ranker.with_retrieval(config.retrieval);
-        let loaded = Loaded {
-            ranker,
-            version: version.to_string(),
-            loaded_at: now_unix(),
-            load_seconds: 0.0,
-        };
-        AppState::serving(loaded, None, None, config)
+        AppState::from_rankers(
+            vec![("default".into(), ranker, version.into())],
+            Design::Single,
+            config,
+        )
+        .expect("one model always fits the single design")
     }
 
-    /// The model now being served. Requests hold this `Arc` until they finish,
-    /// so a reload never pulls a model from under them.
+    /// Serves in-memory rankers `(name, ranker, version)` under `design` (no
+    /// reload; `config.retrieval` applies).
+    pub fn from_rankers(
+        rankers: Vec<(String, Ranker, String)>,
+        design: Design,
+        config: ServeConfig,
+    ) -> Result<AppState, LoadError> {
+        let names: Vec<&str> = rankers.iter().map(|m| m.0.as_str()).collect();
+        check_design(&names, &design)?;
+        let slots = rankers
+            .into_iter()
+            .map(|(name, ranker, version)| {
+                let loaded = Loaded {
+                    ranker: ranker.with_retrieval(config.retrieval),
+                    version,
+                    loaded_at: now_unix(),
+                    load_seconds: 0.0,
+                };
+                Slot::new(&name, loaded, None)
+            })
+            .collect();
+        Ok(AppState::serving(slots, design, None, config))
+    }
+
+    /// The same service, appending every recommendation it serves to `log`.
+    pub fn with_exposures(mut self, log: ExposureLog) -> AppState {
+        self.exposures = Some(log);
+        self
+    }
+
+    /// The exposure log, when the service keeps one.
+    pub fn exposures(&self) -> Option<&ExposureLog> {
+        self.exposures.as_ref()
+    }
+
+    /// The experiment design.
+    pub fn design(&self) -> &Design {
+        &self.design
+    }
+
+    /// The loaded models' names, in the order given.
+    pub fn model_names(&self) -> Vec<&str> {
+        self.slots.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The (first) model now being served. Requests hold this `Arc` until
+    /// they finish, so a reload never pulls a model from under them.
     pub fn model(&self) -> Arc<Loaded> {
-        match self.current.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.slots[0].model()
     }
 
-    /// Loads the model file again and swaps it in atomically; on failure the
-    /// old model keeps serving. Returns (previous version, new version).
+    /// The model named `name` now being served.
+    pub fn model_named(&self, name: &str) -> Option<Arc<Loaded>> {
+        self.slots.iter().find(|s| s.name == name).map(Slot::model)
+    }
+
+    /// Model `i` (in the order given) and its name.
+    pub(crate) fn slot_model(&self, i: usize) -> (&str, Arc<Loaded>) {
+        (&self.slots[i].name, self.slots[i].model())
+    }
+
+    /// The index of the model named `name`.
+    pub(crate) fn slot_index(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.name == name)
+    }
+
+    /// Creator of a catalogued video.
+    pub(crate) fn creator(&self, video_id: u64) -> Option<u64> {
+        self.creators.get(&video_id).copied()
+    }
+
+    /// A request id for a request that brought none: unique within this
+    /// process and, through the start time, across restarts.
+    pub(crate) fn next_request_id(&self) -> u64 {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        (self.started_ms << 20) ^ n
+    }
+
+    /// Loads the (first) model file again; see [`AppState::reload_model`].
     pub fn reload(&self) -> Result<(String, String), LoadError> {
-        let path = self.path.as_deref().ok_or(LoadError::NoFile)?;
-        // One reload at a time; requests are never blocked by it.
-        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload_slot(&self.slots[0])
+    }
+
+    /// Loads model `name`'s file again and swaps it in atomically; on failure
+    /// the old model keeps serving. Returns (previous version, new version).
+    pub fn reload_model(&self, name: &str) -> Result<(String, String), LoadError> {
+        let slot =
+            self.slots
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| LoadError::UnknownModel {
+                    name: name.to_string(),
+                    loaded: self.model_names().join(", "),
+                })?;
+        self.reload_slot(slot)
+    }
+
+    /// Reloads every model (SIGHUP), each on its own: one that fails keeps
+    /// its old version and the others still reload. Returns each model's
+    /// name and outcome.
+    pub fn reload_all(&self) -> Vec<(String, Reloaded)> {
+        self.slots
+            .iter()
+            .map(|s| (s.name.clone(), self.reload_slot(s)))
+            .collect()
+    }
+
+    fn reload_slot(&self, slot: &Slot) -> Result<(String, String), LoadError> {
+        let path = slot.path.as_deref().ok_or(LoadError::NoFile)?;
+        // One reload at a time per model; requests are never blocked by it.
+        let _one = slot.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = Arc::new(load(path, self.catalog.as_ref(), self.config.retrieval)?);
         let new_version = fresh.version.clone();
         let old = {
-            let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
+            let mut g = slot.current.write().unwrap_or_else(|p| p.into_inner());
             std::mem::replace(&mut *g, fresh)
         };
-        self.reloads.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(old = %old.version, new = %new_version, "model reloaded");
+        slot.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(model = %slot.name, old = %old.version, new = %new_version, "model reloaded");
         Ok((old.version.clone(), new_version))
     }
 
-    /// Successful reloads so far.
+    /// Successful reloads so far, all models together.
     pub fn reloads(&self) -> u64 {
-        self.reloads.load(Ordering::Relaxed)
+        self.slots
+            .iter()
+            .map(|s| s.reloads.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Each model's name, version and successful reloads (for /metrics).
+    pub(crate) fn models(&self) -> Vec<(String, Arc<Loaded>, u64)> {
+        self.slots
+            .iter()
+            .map(|s| (s.name.clone(), s.model(), s.reloads.load(Ordering::Relaxed)))
+            .collect()
     }
 }

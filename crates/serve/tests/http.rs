@@ -180,11 +180,14 @@ fn endpoints_answer() -> TestResult {
     );
     assert!(
         m.contains(&format!(
-            "reelkit_model_info{{version=\"{version}\",dim=\"2\"}} 1"
+            "reelkit_model_info{{model=\"default\",version=\"{version}\",dim=\"2\"}} 1"
         )),
         "{m}"
     );
-    assert!(m.contains("reelkit_model_items 6"));
+    assert!(
+        m.contains("reelkit_model_items{model=\"default\"} 6"),
+        "{m}"
+    );
     Ok(())
 }
 
@@ -575,5 +578,311 @@ fn solo_scan_workers_answer_like_the_ranker() -> TestResult {
         let r = c.post_json("/v1/recommend", &json!({"user_id": user, "k": k}))?;
         assert_eq!(ids(&r.json()?), want, "user {user}");
     }
+    Ok(())
+}
+
+/// Serves `state` until the returned sender fires; the join handle returns
+/// once the server (and its exposure log) has shut down.
+fn start_stoppable(
+    state: Arc<AppState>,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            reelkit_serve::serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+    });
+    (rx.recv().expect("server address"), stop, handle)
+}
+
+/// Two model files: `control` (the plain model) and `treatment` (flipped).
+fn two_models(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, Box<dyn std::error::Error>> {
+    let (a, b) = (dir.join("a.arrow"), dir.join("b.arrow"));
+    model(false).save(&a)?;
+    model(true).save(&b)?;
+    Ok(vec![("control".into(), a), ("treatment".into(), b)])
+}
+
+/// Every row of the finished exposure files in `dir`, as (user, request,
+/// variant, video ids, teams).
+type ExposureRow = (u64, u64, Option<String>, Vec<u64>, Option<Vec<String>>);
+
+fn read_exposures(dir: &Path) -> Result<Vec<ExposureRow>, Box<dyn std::error::Error>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt64Type;
+    use arrow_array::Array;
+    let mut rows = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for f in files {
+        assert!(
+            f.extension().is_some_and(|e| e == "parquet"),
+            "unfinished file left behind: {}",
+            f.display()
+        );
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&f)?,
+        )?
+        .build()?;
+        for batch in reader {
+            let b = batch?;
+            let users = b
+                .column_by_name("user_id")
+                .ok_or("user_id")?
+                .as_primitive::<UInt64Type>();
+            let reqs = b
+                .column_by_name("request_id")
+                .ok_or("request_id")?
+                .as_primitive::<UInt64Type>();
+            let variants = b
+                .column_by_name("variant")
+                .ok_or("variant")?
+                .as_string::<i32>();
+            let videos = b
+                .column_by_name("video_ids")
+                .ok_or("video_ids")?
+                .as_list::<i32>();
+            let teams = b.column_by_name("teams").ok_or("teams")?.as_list::<i32>();
+            for i in 0..b.num_rows() {
+                let v = videos.value(i);
+                let team = (!teams.is_null(i)).then(|| {
+                    let t = teams.value(i);
+                    let t = t.as_string::<i32>();
+                    (0..t.len()).map(|j| t.value(j).to_string()).collect()
+                });
+                rows.push((
+                    users.value(i),
+                    reqs.value(i),
+                    (!variants.is_null(i)).then(|| variants.value(i).to_string()),
+                    v.as_primitive::<UInt64Type>().values().to_vec(),
+                    team,
+                ));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[test]
+fn ab_serves_each_user_by_the_arm_the_shared_hash_gives() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let split = reelkit_serve::Split::parse("control=0.5,treatment=0.5")?;
+    let design = reelkit_serve::Design::Ab {
+        split: split.clone(),
+        salt: "exp-9".into(),
+    };
+    let log = reelkit_serve::ExposureLog::open(reelkit_serve::ExposureConfig::new(
+        dir.path().join("exposures"),
+    ))?;
+    let state = Arc::new(
+        AppState::open_models(
+            &two_models(dir.path())?,
+            design,
+            Some(catalog()),
+            ServeConfig::default(),
+        )?
+        .with_exposures(log),
+    );
+    let (addr, stop, handle) = start_stoppable(state.clone());
+    let mut c = Client::connect(addr)?;
+    let mut sent = 0;
+    for user in 1..=2u64 {
+        for rep in 0..3 {
+            let r = c.post_json(
+                "/v1/recommend",
+                &json!({"user_id": user, "k": 3, "request_id": rep}),
+            )?;
+            assert_eq!(r.status, 200);
+            sent += 1;
+            let v = r.json()?;
+            let arm = &split.names()[split.arm("exp-9", user)];
+            assert_eq!(v["variant"], json!(arm), "user {user}");
+            let expected = state.model_named(arm).ok_or("arm model")?.version.clone();
+            assert_eq!(v["model_version"], json!(expected));
+            // The flipped model ranks the other way round.
+            let want: Vec<u64> = if arm == "control" {
+                vec![10, 11, 12]
+            } else {
+                vec![15, 14, 13]
+            };
+            // User 1's vector is (1, 0): control ranks by the first coordinate.
+            if user == 1 {
+                assert_eq!(ids(&v), want);
+            }
+        }
+    }
+    let m = String::from_utf8(c.get("/metrics")?.body)?;
+    assert!(
+        m.contains("variant=\"control\"") || m.contains("variant=\"treatment\""),
+        "{m}"
+    );
+    // Reload one model by name; an unknown name is a 404.
+    let r = c.send("POST", "/admin/reload?model=treatment", None)?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()?["model"], "treatment");
+    let r = c.send("POST", "/admin/reload?model=nope", None)?;
+    assert_eq!(r.status, 404);
+    assert!(String::from_utf8(r.body)?.contains("control, treatment"));
+    let r = c.send("POST", "/admin/reload", None)?;
+    assert_eq!(r.json()?["models"].as_array().map(|a| a.len()), Some(2));
+
+    let _ = stop.send(());
+    handle.join().map_err(|_| "server thread panicked")?;
+    let rows = read_exposures(&dir.path().join("exposures"))?;
+    assert_eq!(rows.len(), sent, "every response logged once");
+    for (user, _, variant, videos, teams) in &rows {
+        assert_eq!(
+            variant.as_deref(),
+            Some(split.names()[split.arm("exp-9", *user)].as_str())
+        );
+        assert_eq!(videos.len(), 3);
+        assert!(teams.is_none());
+    }
+    Ok(())
+}
+
+#[test]
+fn interleaving_merges_both_lists_the_same_way_for_the_same_request() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let design = reelkit_serve::Design::Interleave { salt: "s".into() };
+    let log = reelkit_serve::ExposureLog::open(reelkit_serve::ExposureConfig::new(
+        dir.path().join("exposures"),
+    ))?;
+    let state = Arc::new(
+        AppState::open_models(
+            &two_models(dir.path())?,
+            design,
+            Some(catalog()),
+            ServeConfig::default(),
+        )?
+        .with_exposures(log),
+    );
+    let (addr, stop, handle) = start_stoppable(state);
+    let mut c = Client::connect(addr)?;
+    let mut firsts = std::collections::HashSet::new();
+    let mut sent = 0;
+    for request in 0..40u64 {
+        let body = json!({"user_id": 1, "k": 4, "request_id": request});
+        let v = c.post_json("/v1/recommend", &body)?.json()?;
+        let again = c.post_json("/v1/recommend", &body)?.json()?;
+        sent += 2;
+        assert_eq!(v, again, "a replayed request interleaves the same way");
+        let items = v["items"].as_array().ok_or("items")?;
+        assert_eq!(items.len(), 4);
+        // control's list for user 1 is 10, 11, 12, …; treatment's 15, 14, 13, …
+        let mut a = vec![10u64, 11, 12, 13].into_iter();
+        let mut b = vec![15u64, 14, 13, 12].into_iter();
+        let mut placed = Vec::new();
+        for it in items {
+            let id = it["video_id"].as_u64().ok_or("id")?;
+            let list = if it["team"] == "control" {
+                &mut a
+            } else {
+                &mut b
+            };
+            let next = list.find(|x| !placed.contains(x));
+            assert_eq!(next, Some(id), "{v}");
+            placed.push(id);
+        }
+        let n_a = items.iter().filter(|x| x["team"] == "control").count();
+        assert_eq!(n_a, 2);
+        firsts.insert(items[0]["team"].as_str().unwrap_or("").to_string());
+        assert!(v.get("variant").is_none());
+        assert!(v["model_version"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("control="));
+    }
+    assert_eq!(firsts.len(), 2, "both teams lead some requests");
+    // A creator cap holds in the merged list: videos 10-12 are creator 7's.
+    let v = c
+        .post_json(
+            "/v1/recommend",
+            &json!({"user_id": 1, "k": 4, "request_id": 3, "max_per_creator": 1}),
+        )?
+        .json()?;
+    sent += 1;
+    let creators: Vec<u64> = ids(&v)
+        .iter()
+        .map(|id| match id {
+            10..=12 => 7,
+            13 | 14 => 8,
+            _ => 9,
+        })
+        .collect();
+    let mut dedup = creators.clone();
+    dedup.sort_unstable();
+    dedup.dedup();
+    assert_eq!(dedup.len(), creators.len(), "{v}");
+    let _ = stop.send(());
+    handle.join().map_err(|_| "server thread panicked")?;
+    let rows = read_exposures(&dir.path().join("exposures"))?;
+    assert_eq!(rows.len(), sent);
+    assert!(rows
+        .iter()
+        .all(|r| r.2.is_none() && r.4.as_ref().is_some_and(|t| t.len() == r.3.len())));
+    Ok(())
+}
+
+#[test]
+fn experiments_that_do_not_fit_their_models_are_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let models = two_models(dir.path())?;
+    let open = |models: &[(String, std::path::PathBuf)], design| {
+        AppState::open_models(models, design, None, ServeConfig::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let ab = |s: &str| reelkit_serve::Design::Ab {
+        split: reelkit_serve::Split::parse(s).expect("split"),
+        salt: "s".into(),
+    };
+    let twice = vec![
+        models[0].clone(),
+        (models[0].0.clone(), models[1].1.clone()),
+    ];
+    assert!(open(&twice, ab("control=1")).contains("`control` is given twice"));
+    assert!(
+        open(&models, ab("control=0.5,other=0.5")).contains("arm `other` names no loaded model")
+    );
+    assert!(open(&models, ab("control=1")).contains("model `treatment` is in no arm"));
+    assert!(open(&models, reelkit_serve::Design::Single).contains("choose an experiment design"));
+    assert!(open(
+        &models[..1],
+        reelkit_serve::Design::Interleave { salt: "s".into() }
+    )
+    .contains("exactly two models"));
+    assert!(reelkit_serve::Split::parse("control=0.6,treatment=0.6")
+        .err()
+        .is_some_and(|e| e.to_string().contains("sum to 1.2")));
+    // An exposure directory that cannot be written: a file in its way.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x")?;
+    let err =
+        reelkit_serve::ExposureLog::open(reelkit_serve::ExposureConfig::new(blocker.join("exp")))
+            .err()
+            .ok_or("opened under a file")?;
+    assert!(err.to_string().contains("cannot create"), "{err}");
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! Hashing users into the arms of an experiment.
 
 use crate::error::{Error, Result};
-use crate::rng::splitmix64;
 use crate::world::World;
 
 /// How users are split into arms. With one arm, no `variant` column is written.
@@ -13,66 +12,28 @@ pub struct Arms {
     pub of_user: Vec<u8>,
 }
 
-/// FNV-1a of a salt string.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// The position in `[0, 1)` of `user_id` for an experiment salted `salt`:
-/// the 53 high bits of `splitmix64(fnv1a(salt) ^ splitmix64(user_id))`. The
-/// same user lands in the same bucket every time; another salt reshuffles.
-pub fn bucket(salt: &str, user_id: u64) -> f64 {
-    let h = splitmix64(fnv1a(salt) ^ splitmix64(user_id));
-    (h >> 11) as f64 / (1u64 << 53) as f64
-}
+/// Where a user falls in `[0, 1)` for a salt: `reelkit_assign::bucket`, the
+/// hash the server and `reelkit ab assign` use too.
+pub use reelkit_assign::bucket;
 
 impl Arms {
     /// Every user of `world` hashed into `names` by [`bucket`], arm `a` taking
     /// the share `weights[a] / Σ weights` of the unit interval.
     pub fn hashed(world: &World, names: &[String], weights: &[f64], salt: &str) -> Result<Arms> {
-        if names.is_empty() || names.len() > u8::MAX as usize {
-            return Err(Error::Config(format!(
-                "an experiment needs 1 to 255 arms, got {}",
-                names.len()
-            )));
-        }
-        if weights.len() != names.len() {
-            return Err(Error::Config(format!(
-                "{} arms but {} weights",
-                names.len(),
-                weights.len()
-            )));
-        }
         if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
             return Err(Error::Config(format!(
                 "arm weights must be positive numbers, got {w}"
             )));
         }
-        let mut seen = std::collections::HashSet::new();
-        if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-            return Err(Error::Config(format!("arm `{dup}` named twice")));
-        }
         let total: f64 = weights.iter().sum();
-        let mut edges: Vec<f64> = weights
-            .iter()
-            .scan(0.0, |acc, w| {
-                *acc += w / total;
-                Some(*acc)
-            })
-            .collect();
-        if let Some(last) = edges.last_mut() {
-            *last = 1.0;
-        }
+        let shares: Vec<f64> = weights.iter().map(|w| w / total).collect();
+        let split =
+            reelkit_assign::Split::new(names, &shares).map_err(|e| Error::Config(e.to_string()))?;
         let of_user = world
             .users
             .id
             .iter()
-            .map(|&id| {
-                let b = bucket(salt, id);
-                edges.iter().position(|&e| b < e).unwrap_or(names.len() - 1) as u8
-            })
+            .map(|&id| split.arm(salt, id) as u8)
             .collect();
         Ok(Arms {
             names: names.to_vec(),
