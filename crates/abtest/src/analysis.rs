@@ -135,6 +135,10 @@ pub struct Report {
     /// The same tests within segments (when asked for).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<Segment>,
+    /// What the reader must know about the population analysed (e.g. who
+    /// entered through an exposure log, and the dilution of a triggered analysis).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The report's tests restricted to one segment of users or impressions.
@@ -298,6 +302,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
         metrics: rows,
         daily: Vec::new(),
         segments: Vec::new(),
+        notes: Vec::new(),
     })
 }
 

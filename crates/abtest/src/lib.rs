@@ -3,6 +3,8 @@
 
 mod analysis;
 mod error;
+mod exposures;
+mod interleave;
 mod metrics;
 mod pipeline;
 mod power;
@@ -15,6 +17,13 @@ pub use analysis::{
     MetricRow, Report, Segment, Srm, SRM_THRESHOLD,
 };
 pub use error::{Error, Result};
+pub use exposures::{
+    exposure_dilution, read_exposures, triggered_events, Dilution, Exposed, Exposures,
+};
+pub use interleave::{
+    credits, interleave, interleave_html, interleave_markdown, preference, sign_test,
+    write_interleave_report, Credits, InterleaveConfig, InterleaveReport, Preference,
+};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
 pub use pipeline::{
     arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, scan, user_values, ArmSums,

@@ -76,7 +76,7 @@ impl Source {
         }
     }
 
-    fn err(&self) -> impl Fn(PolarsError) -> Error + '_ {
+    pub(crate) fn err(&self) -> impl Fn(PolarsError) -> Error + '_ {
         move |source| Error::Polars {
             input: self.name(),
             source,
@@ -150,7 +150,7 @@ pub fn scan(path: &Path) -> Result<LazyFrame> {
 }
 
 /// Checks that the columns the metrics need are present, naming the input.
-fn require_columns(src: &Source, lf: &mut LazyFrame, metrics: &[Metric]) -> Result<()> {
+pub(crate) fn require_columns(src: &Source, lf: &mut LazyFrame, metrics: &[Metric]) -> Result<()> {
     let schema = lf.collect_schema().map_err(src.err())?;
     let mut needed: Vec<&str> = vec![
         schema::USER_ID,
@@ -186,7 +186,7 @@ fn require_columns(src: &Source, lf: &mut LazyFrame, metrics: &[Metric]) -> Resu
 }
 
 /// Adds the derived columns `completed`, `skipped` (0/1) and `day`.
-fn derive(lf: LazyFrame) -> LazyFrame {
+pub(crate) fn derive(lf: LazyFrame) -> LazyFrame {
     let watch = col(schema::WATCH_MS).cast(DataType::Int64);
     let dur = col(schema::DURATION_MS).cast(DataType::Int64);
     lf.with_columns([
@@ -209,7 +209,7 @@ fn derive(lf: LazyFrame) -> LazyFrame {
 }
 
 /// The per-user expression of one aggregation.
-fn agg_expr(a: &Aggregation) -> Expr {
+pub(crate) fn agg_expr(a: &Aggregation) -> Expr {
     let filter = a.surface.as_ref().map(|s| {
         col(schema::SURFACE)
             .cast(DataType::String)

@@ -53,6 +53,9 @@ pub fn markdown(r: &Report) -> String {
         "Control `{}`, α = {}, correction: {}.\n",
         r.control, r.alpha, r.correction
     );
+    for n in &r.notes {
+        let _ = writeln!(s, "> {n}\n");
+    }
     let counts: Vec<String> = r
         .srm
         .counts
@@ -358,7 +361,7 @@ pub fn html_with_truth(r: &Report, truth: &[TrueLift]) -> String {
 body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}\
 td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}\
 .ok{{color:#1a7f37}}.bad{{color:#cf222e;font-weight:bold}}</style></head><body>\
-<h1>Experiment {title}</h1><p>Control <b>{control}</b>, α = {alpha}, correction {corr}{seq}.</p>{srm}\
+<h1>Experiment {title}</h1><p>Control <b>{control}</b>, α = {alpha}, correction {corr}{seq}.</p>{notes}{srm}\
 <h2>Relative lift with {conf}% intervals</h2>{svg}<h2>Metrics</h2><table><tr><th>metric</th><th>variant</th>\
 <th>control</th><th>variant</th><th>lift</th><th>interval</th><th>p</th><th>p adj.</th><th>chance to win</th><th>CUPED</th><th></th></tr>\n{rows}</table></body></html>\n",
         title = esc(&r.experiment),
@@ -366,6 +369,11 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td
         alpha = r.alpha,
         corr = r.correction,
         seq = if r.sequential.is_some() { ", sequential (always-valid) intervals" } else { "" },
+        notes = r
+            .notes
+            .iter()
+            .map(|n| format!("<p class=\"note\">{}</p>", esc(n)))
+            .collect::<String>(),
         conf = (100.0 * (1.0 - r.alpha)).round(),
         svg = forest_svg_with_truth(r, truth),
     )
@@ -441,6 +449,7 @@ mod tests {
             metrics: Vec::new(),
             daily: Vec::new(),
             segments: Vec::new(),
+            notes: Vec::new(),
         };
         assert!(markdown(&r).contains("90% CI"));
         assert!(html(&r).contains("90% intervals"));

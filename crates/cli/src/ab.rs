@@ -18,6 +18,60 @@ pub enum AbCommand {
     /// Repeated simulated A/A and A/B experiments with known truth: false-positive
     /// rate, coverage of the true effect by the intervals, power, CUPED's gain.
     Calibrate(CalibrateArgs),
+    /// Hash users into arms with the server's and the simulator's hash
+    /// (salt + user id): writes `user_id, variant`.
+    Assign(AssignArgs),
+    /// Analyse an interleaving experiment from the server's exposure log:
+    /// credit each impression to the ranker that placed the video, test which
+    /// ranker users prefer. Writes report.json/md/html.
+    Interleave(InterleaveArgs),
+}
+
+/// Arguments of `reelkit ab assign`.
+#[derive(Debug, clap::Args)]
+pub struct AssignArgs {
+    /// Users: a file with a `user_id` column (Parquet, CSV or Arrow IPC), e.g.
+    /// the simulator's users.parquet or an export of active users.
+    #[arg(long)]
+    users: PathBuf,
+    /// Arms and shares summing to 1, e.g. control=0.5,treatment=0.5.
+    #[arg(long)]
+    arms: String,
+    /// The experiment's salt (the server's --salt).
+    #[arg(long)]
+    salt: String,
+    /// Output: `user_id, variant` (format by extension).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Arguments of `reelkit ab interleave`.
+#[derive(Debug, clap::Args)]
+pub struct InterleaveArgs {
+    /// Events (impressions with engagement) of the experiment's users.
+    #[arg(long)]
+    events: PathBuf,
+    /// The server's exposure directory (`reelkit serve --experiment interleave --exposures DIR`).
+    #[arg(long)]
+    exposures: PathBuf,
+    /// Metrics TOML; default: the built-in Reels metrics. Each metric's
+    /// numerator is what a team is credited with.
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Bootstrap resamples of users.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Experiment name (report title, default output folder).
+    #[arg(long, default_value = "interleaving")]
+    experiment: String,
+    /// Output directory (default notebooks-output/<experiment>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Arguments of `reelkit ab calibrate`.
@@ -117,8 +171,16 @@ pub struct AnalyzeArgs {
     #[arg(long, required_unless_present = "stats", conflicts_with = "stats")]
     events: Option<PathBuf>,
     /// `user_id, variant`, one row per user.
-    #[arg(long, required_unless_present = "stats", conflicts_with = "stats")]
+    #[arg(long, required_unless_present_any = ["stats", "exposures"], conflicts_with_all = ["stats", "exposures"])]
     assignments: Option<PathBuf>,
+    /// The server's exposure directory as the assignment: each exposed user
+    /// in the arm that served them, entering at their first exposure.
+    #[arg(long, conflicts_with = "stats")]
+    exposures: Option<PathBuf>,
+    /// With --exposures: count only events at or after each user's first
+    /// exposure (a triggered analysis); the report states what it removed.
+    #[arg(long, requires = "exposures")]
+    triggered: bool,
     /// Per-arm sums computed in a warehouse by the query of `reelkit ab sql`
     /// (its result exported as CSV, Parquet or Arrow IPC), instead of
     /// --events and --assignments. Use the same --metrics for both.
@@ -167,7 +229,102 @@ pub fn run(cmd: AbCommand) -> anyhow::Result<()> {
         AbCommand::Sql(args) => sql(args),
         AbCommand::Power(args) => power(args),
         AbCommand::Calibrate(args) => calibrate(args),
+        AbCommand::Assign(args) => assign(args),
+        AbCommand::Interleave(args) => interleave(args),
     }
+}
+
+fn assign(args: AssignArgs) -> anyhow::Result<()> {
+    let split = reelkit_assign::Split::parse(&args.arms)
+        .with_context(|| format!("--arms {}", args.arms))?;
+    let df = reelkit_logs::read_frame(&args.users)
+        .with_context(|| format!("reading users {}", args.users.display()))?;
+    let col = df.column("user_id").map_err(|_| {
+        anyhow::anyhow!(
+            "{}: missing column `user_id` (has: {})",
+            args.users.display(),
+            df.get_column_names()
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let ids = col
+        .cast(&reelkit_logs::polars::prelude::DataType::UInt64)
+        .with_context(|| {
+            format!(
+                "{}: `user_id` must be unsigned integers",
+                args.users.display()
+            )
+        })?;
+    let mut users = Vec::with_capacity(ids.len());
+    for (row, v) in ids.u64()?.iter().enumerate() {
+        users.push(v.with_context(|| {
+            format!("{}: `user_id` is null at row {row}", args.users.display())
+        })?);
+    }
+    users.sort_unstable();
+    users.dedup();
+    let variant: Vec<String> = users
+        .iter()
+        .map(|&u| split.names()[split.arm(&args.salt, u)].clone())
+        .collect();
+    let assignments = reelkit_logs::Assignments {
+        user_id: users,
+        variant,
+    };
+    reelkit_logs::write_assignments(&args.out, &assignments)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let mut counts = vec![0usize; split.names().len()];
+    for v in &assignments.variant {
+        if let Some(i) = split.names().iter().position(|n| n == v) {
+            counts[i] += 1;
+        }
+    }
+    let shares: Vec<String> = split
+        .names()
+        .iter()
+        .zip(&counts)
+        .map(|(n, c)| {
+            format!(
+                "{n}: {c} ({:.2}%)",
+                100.0 * *c as f64 / assignments.len().max(1) as f64
+            )
+        })
+        .collect();
+    eprintln!(
+        "{} users -> {} ({})",
+        assignments.len(),
+        args.out.display(),
+        shares.join(", ")
+    );
+    Ok(())
+}
+
+fn interleave(args: InterleaveArgs) -> anyhow::Result<()> {
+    let metrics = load_metrics(args.metrics.as_deref())?;
+    let exposures = reelkit_abtest::read_exposures(&args.exposures)?;
+    for p in &exposures.skipped {
+        eprintln!("warning: skipped unfinished exposure file {}", p.display());
+    }
+    let cfg = reelkit_abtest::InterleaveConfig {
+        experiment: args.experiment.clone(),
+        alpha: args.alpha,
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+    };
+    let report =
+        reelkit_abtest::interleave(&args.events.as_path().into(), &exposures, &metrics, &cfg)
+            .context("analysing the interleaving experiment")?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("notebooks-output").join(&args.experiment));
+    reelkit_abtest::write_interleave_report(&out, &report)
+        .with_context(|| format!("writing the report to {}", out.display()))?;
+    print!("{}", reelkit_abtest::interleave_markdown(&report));
+    eprintln!("report -> {}", out.join("report.json").display());
+    Ok(())
 }
 
 fn load_metrics(path: Option<&std::path::Path>) -> anyhow::Result<Vec<reelkit_abtest::Metric>> {
@@ -276,8 +433,14 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 .context("analysing the experiment")?
         }
         (None, Some(events), Some(assignments)) => {
-            analyze_events(&args, events, assignments, &metrics, &cfg)?
+            let assignments = reelkit_logs::read_assignments(assignments)
+                .with_context(|| format!("reading assignments {}", assignments.display()))?;
+            analyze_events(&args, events.as_path().into(), &assignments, &metrics, &cfg)?
         }
+        (None, Some(events), None) => match &args.exposures {
+            Some(dir) => analyze_exposures(&args, events, dir, &metrics, &cfg)?,
+            None => anyhow::bail!("give --assignments or --exposures with --events"),
+        },
         // clap requires --events and --assignments without --stats.
         _ => anyhow::bail!("give --events and --assignments, or --stats"),
     };
@@ -291,17 +454,68 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The local pipeline: events and assignments files to a report.
-fn analyze_events(
+/// The assignment an exposure log implies, and (triggered) the events from
+/// each user's first exposure on; the report says what was kept.
+fn analyze_exposures(
     args: &AnalyzeArgs,
-    events: &std::path::Path,
-    assignments: &std::path::Path,
+    events: &Path,
+    dir: &Path,
     metrics: &[reelkit_abtest::Metric],
     cfg: &AnalysisConfig,
 ) -> anyhow::Result<reelkit_abtest::Report> {
-    let assignments = reelkit_logs::read_assignments(assignments)
-        .with_context(|| format!("reading assignments {}", assignments.display()))?;
-    let mut inputs = reelkit_abtest::Inputs::new(events, &assignments, metrics);
+    let exposures = reelkit_abtest::read_exposures(dir)?;
+    for p in &exposures.skipped {
+        eprintln!("warning: skipped unfinished exposure file {}", p.display());
+    }
+    let exposed = exposures.exposed()?;
+    let stats = reelkit_abtest::exposure_dilution(events, &exposed)
+        .with_context(|| format!("joining events {} to exposures", events.display()))?;
+    anyhow::ensure!(
+        stats.exposed_users_with_events > 0,
+        "the events {} and the exposures {} share no user ({} users in the events, {} exposed)",
+        events.display(),
+        dir.display(),
+        stats.event_users,
+        exposed.assignments.len()
+    );
+    let mut notes = vec![format!(
+        "Assignment from the exposure log {}: {} users exposed ({} of them with events); {} of the {} users in the events were never exposed and are left out.",
+        dir.display(),
+        exposed.assignments.len(),
+        stats.exposed_users_with_events,
+        stats.event_users - stats.exposed_users_with_events,
+        stats.event_users
+    )];
+    let source: reelkit_abtest::Source = if args.triggered {
+        notes.push(format!(
+            "Triggered analysis: only events at or after each user's first exposure count ({} of the exposed users' {} events, {:.1}%; {:.1}% from before exposure removed). Effects are per exposed user over the time after their exposure.",
+            stats.events_after,
+            stats.events_of_exposed,
+            100.0 * stats.events_after as f64 / stats.events_of_exposed.max(1) as f64,
+            100.0 * (1.0 - stats.events_after as f64 / stats.events_of_exposed.max(1) as f64)
+        ));
+        reelkit_abtest::triggered_events(events, &exposed)?
+    } else {
+        notes.push(format!(
+            "Not triggered: {:.1}% of the exposed users' events came before their first exposure and dilute the effect (use --triggered to leave them out).",
+            100.0 * (1.0 - stats.events_after as f64 / stats.events_of_exposed.max(1) as f64)
+        ));
+        events.into()
+    };
+    let mut report = analyze_events(args, source, &exposed.assignments, metrics, cfg)?;
+    report.notes = notes;
+    Ok(report)
+}
+
+/// The local pipeline: events and an assignment to a report.
+fn analyze_events(
+    args: &AnalyzeArgs,
+    events: reelkit_abtest::Source,
+    assignments: &reelkit_logs::Assignments,
+    metrics: &[reelkit_abtest::Metric],
+    cfg: &AnalysisConfig,
+) -> anyhow::Result<reelkit_abtest::Report> {
+    let mut inputs = reelkit_abtest::Inputs::new(events, assignments, metrics);
     if let Some(pre) = &args.pre_events {
         inputs = inputs.with_pre(pre);
     }

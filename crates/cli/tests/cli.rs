@@ -997,3 +997,84 @@ fn experiment_sweep_writes_estimates_beside_the_truth() -> TestResult {
         .is_file());
     Ok(())
 }
+
+#[test]
+fn ab_assign_gives_every_user_the_shared_hash_arm() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let users = dir.path().join("users.csv");
+    let mut text = String::from("user_id,country\n");
+    // 100,000 ids, spread like real ones (not 0..n), one repeated.
+    for i in 0..100_000u64 {
+        text.push_str(&format!(
+            "{},xx\n",
+            i.wrapping_mul(2_654_435_761) % 9_007_199_254_740_991
+        ));
+    }
+    text.push_str("0,xx\n");
+    std::fs::write(&users, text)?;
+    let out = dir.path().join("assignments.parquet");
+    let o = reelkit(&[
+        "ab",
+        "assign",
+        "--users",
+        users.to_str().unwrap_or_default(),
+        "--arms",
+        "control=0.45,treatment=0.45,holdout=0.1",
+        "--salt",
+        "exp-42",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = reelkit_logs::read_assignments(&out)?;
+    assert_eq!(a.len(), 100_000, "one row per distinct user");
+    let split = reelkit_assign::Split::parse("control=0.45,treatment=0.45,holdout=0.1")?;
+    let mut counts = [0usize; 3];
+    for (u, v) in a.user_id.iter().zip(&a.variant) {
+        let arm = split.arm("exp-42", *u);
+        assert_eq!(v, &split.names()[arm], "user {u}");
+        counts[arm] += 1;
+    }
+    for (c, p) in counts.iter().zip([0.45, 0.45, 0.1]) {
+        let se = (p * (1.0 - p) / 100_000.0f64).sqrt();
+        assert!((*c as f64 / 1e5 - p).abs() < 4.0 * se, "{counts:?}");
+    }
+    // Bad input: weights not summing to 1, no user_id column; nothing written.
+    let bad = dir.path().join("bad.parquet");
+    let o = reelkit(&[
+        "ab",
+        "assign",
+        "--users",
+        users.to_str().unwrap_or_default(),
+        "--arms",
+        "control=0.5,treatment=0.6",
+        "--salt",
+        "s",
+        "--out",
+        bad.to_str().unwrap_or_default(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("sum to 1.1"), "{}", stderr(&o));
+    let no_ids = dir.path().join("no_ids.csv");
+    std::fs::write(&no_ids, "uid\n1\n")?;
+    let o = reelkit(&[
+        "ab",
+        "assign",
+        "--users",
+        no_ids.to_str().unwrap_or_default(),
+        "--arms",
+        "control=0.5,treatment=0.5",
+        "--salt",
+        "s",
+        "--out",
+        bad.to_str().unwrap_or_default(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("missing column `user_id`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
+    Ok(())
+}

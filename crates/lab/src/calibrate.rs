@@ -169,6 +169,29 @@ fn trials_of(
     Ok(out)
 }
 
+/// Runs `f(0..runs)` in parallel, at most one run per thread in flight (a
+/// plain parallel iterator lets a thread that waits inside a run's own
+/// parallel loops start yet another run, and memory grows with every run
+/// started), results in run order.
+pub(crate) fn par_runs<T: Send>(
+    runs: usize,
+    f: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let width = rayon::current_num_threads().max(1);
+    let mut out = Vec::with_capacity(runs);
+    let mut start = 0;
+    while start < runs {
+        let end = (start + width).min(runs);
+        let chunk: Vec<T> = (start..end)
+            .into_par_iter()
+            .map(&f)
+            .collect::<Result<_>>()?;
+        out.extend(chunk);
+        start = end;
+    }
+    Ok(out)
+}
+
 /// Repeats the spec's experiment `runs` times on one world (run `r` plays
 /// with behavioural noise seeded from the spec's seed and `r`, and its own
 /// salts), each as an A/A and as specified, and measures the analysis
@@ -190,37 +213,34 @@ pub fn calibrate(
     // Runs are independent: they go in parallel, and their trials are kept in
     // run order, so the result does not depend on the number of threads.
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let per_run: Vec<(Vec<Trial>, usize)> = (0..runs)
-        .into_par_iter()
-        .map(|run| -> Result<(Vec<Trial>, usize)> {
-            let seed = splitmix64(spec.world.seed.wrapping_add(run as u64));
-            let mut trials = Vec::new();
-            let mut users = 0;
-            for (kind, recipes) in [("aa", &aa), ("ab", &ab)] {
-                let sim = simulate(
-                    &spec,
-                    &world,
-                    seed,
-                    &format!("{kind}-{run}"),
-                    recipes,
-                    &|_| {},
-                )?;
-                let truth = ground_truth(&world, &sim.exp, &spec.metrics, &spec.comparisons)?;
-                let assignments = sim.exp.assignments(&world);
-                users = assignments.len();
-                let (with, without) =
-                    analyse(&spec, &sim.pre_events, &sim.exp.events, &assignments, false)?;
-                trials.extend(trials_of(
-                    run,
-                    kind,
-                    [(&without, false), (&with, true)],
-                    &truth,
-                )?);
-            }
-            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-            Ok((trials, users))
-        })
-        .collect::<Result<_>>()?;
+    let per_run: Vec<(Vec<Trial>, usize)> = par_runs(runs, |run| -> Result<(Vec<Trial>, usize)> {
+        let seed = splitmix64(spec.world.seed.wrapping_add(run as u64));
+        let mut trials = Vec::new();
+        let mut users = 0;
+        for (kind, recipes) in [("aa", &aa), ("ab", &ab)] {
+            let sim = simulate(
+                &spec,
+                &world,
+                seed,
+                &format!("{kind}-{run}"),
+                recipes,
+                &|_| {},
+            )?;
+            let truth = ground_truth(&world, &sim.exp, &spec.metrics, &spec.comparisons)?;
+            let assignments = sim.exp.assignments(&world);
+            users = assignments.len();
+            let (with, without) =
+                analyse(&spec, &sim.pre_events, &sim.exp.events, &assignments, false)?;
+            trials.extend(trials_of(
+                run,
+                kind,
+                [(&without, false), (&with, true)],
+                &truth,
+            )?);
+        }
+        progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+        Ok((trials, users))
+    })?;
     let users = per_run.first().map_or(0, |r| r.1);
     let trials: Vec<Trial> = per_run.into_iter().flat_map(|r| r.0).collect();
     let comparisons: Vec<String> = spec

@@ -55,6 +55,7 @@
 
 mod calibrate;
 mod error;
+mod interleave;
 mod output;
 mod ranker_policy;
 mod recipe;
@@ -69,6 +70,10 @@ pub use calibrate::{
     calibrate, calibration_markdown, write_calibration, Calibration, Rates, Trial,
 };
 pub use error::{Error, Result};
+pub use interleave::{
+    calibrate_interleaving, interleaving_markdown, write_interleaving, InterleaveCalibration,
+    InterleaveTrial,
+};
 pub use output::summary_markdown;
 pub use ranker_policy::RankerPolicy;
 pub use recipe::{Ranking, Recipe, Retrain, Trained, UserVectors};

@@ -21,13 +21,13 @@ use crate::trained::{FitTime, Refresh, TrainedPolicy};
 use crate::truth::{ground_truth, GroundTruth, ALL};
 
 /// One arm's policy: built in, or a trained recipe that refreshes.
-enum ArmPolicy {
+pub(crate) enum ArmPolicy {
     Builtin(Box<dyn Policy>),
     Trained(Box<ExploreFresh<TrainedPolicy>>),
 }
 
 impl ArmPolicy {
-    fn new(name: &str, recipe: &Recipe) -> Result<ArmPolicy> {
+    pub(crate) fn new(name: &str, recipe: &Recipe) -> Result<ArmPolicy> {
         Ok(match recipe {
             Recipe::Siloed(t) | Recipe::Unified(t) => {
                 ArmPolicy::Trained(Box::new(ExploreFresh::new(
@@ -39,7 +39,14 @@ impl ArmPolicy {
         })
     }
 
-    fn policy(&mut self) -> &mut dyn Policy {
+    pub(crate) fn as_policy(&self) -> &dyn Policy {
+        match self {
+            ArmPolicy::Builtin(p) => p.as_ref(),
+            ArmPolicy::Trained(p) => p.as_ref(),
+        }
+    }
+
+    pub(crate) fn policy(&mut self) -> &mut dyn Policy {
         match self {
             ArmPolicy::Builtin(p) => p.as_mut(),
             ArmPolicy::Trained(p) => p.as_mut(),

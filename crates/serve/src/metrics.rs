@@ -127,7 +127,12 @@ pub fn render(state: &AppState) -> String {
             m.ranker.model().dim
         );
     }
-    type Gauge = (&'static str, &'static str, &'static str, fn(&Loaded, u64) -> f64);
+    type Gauge = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&Loaded, u64) -> f64,
+    );
     let per_model: [Gauge; 5] = [
         (
             "reelkit_model_loaded_timestamp_seconds",

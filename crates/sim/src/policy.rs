@@ -88,6 +88,12 @@ pub struct FeedRequest<'a> {
     pub eligible: &'a [u32],
     /// How many videos to return (fewer only when the catalogue runs out).
     pub n: usize,
+    /// Simulated time of the request (Unix ms): the page's first impression
+    /// is at this time.
+    pub ts_ms: i64,
+    /// This page request's id, unique per user: day, session and position
+    /// packed (what a client would send a server to seed its interleaving).
+    pub request_id: u64,
 }
 
 /// Per user-day scratch space for policies: the simulator clears it at the start
@@ -101,6 +107,9 @@ pub struct Scratch {
     pub cursor: [usize; 3],
     /// Whether `ranked[s]` is filled for today.
     pub filled: [bool; 3],
+    /// Scratch of policies a policy combines (e.g. the two teams of an
+    /// interleaving), each cleared with this one.
+    pub sub: Vec<Scratch>,
 }
 
 impl Scratch {
@@ -108,6 +117,9 @@ impl Scratch {
     pub fn clear(&mut self) {
         self.filled = [false; 3];
         self.cursor = [0; 3];
+        for s in &mut self.sub {
+            s.clear();
+        }
     }
 
     /// Appends up to `req.n` unseen videos from this user-day's ranked list for

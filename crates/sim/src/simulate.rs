@@ -380,6 +380,8 @@ fn simulate_user_day(
                 seen: &state.seen,
                 eligible: &eligible[surface_index(surface)],
                 n: b.page_size,
+                ts_ms: clock,
+                request_id: ((day as u64) << 40) | ((k as u64) << 24) | position as u64,
             };
             policy.fill(&req, scratch, &mut policy_rng, &mut page);
             if page.is_empty() {
