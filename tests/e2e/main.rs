@@ -3,4 +3,5 @@
 mod calibrate;
 mod experiment;
 mod ranker_sim;
+mod serve_sim;
 mod sim_policies;

@@ -123,6 +123,11 @@ pub struct ServeBenchArgs {
     /// Batch workers scanning alone (0: one worker across all threads).
     #[arg(long, default_value_t = 0)]
     scan_workers: usize,
+    /// Also measure champion/challenger serving in the same run: two models
+    /// interleaved by team draft, every response written to an exposure log,
+    /// and each model hot-reloaded over and over during the open-loop phase.
+    #[arg(long)]
+    interleave: bool,
 }
 
 /// Arguments of `reelkit bench ab`.
@@ -529,70 +534,187 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
             source: "reelkit bench serve".into(),
         },
     };
-    let state = std::sync::Arc::new(reelkit_serve::AppState::from_ranker(
-        Ranker::from_model(model),
-        "bench",
-        reelkit_serve::ServeConfig {
-            retrieval: args.retrieval.into(),
-            scan_workers: args.scan_workers,
-            ..reelkit_serve::ServeConfig::default()
-        },
-    ));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server_state = state.clone();
-    std::thread::spawn(move || -> anyhow::Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            tx.send(listener.local_addr()?)?;
-            reelkit_serve::serve(listener, server_state, std::future::pending()).await?;
-            anyhow::Ok(())
-        })
-    });
-    let addr = rx.recv().context("the server did not start")?;
+    let config = reelkit_serve::ServeConfig {
+        retrieval: args.retrieval.into(),
+        scan_workers: args.scan_workers,
+        ..reelkit_serve::ServeConfig::default()
+    };
     let bodies: Vec<Vec<u8>> = (0..args.users.min(10_000))
         .map(|u| {
             serde_json::to_vec(&serde_json::json!({"user_id": 1_000_000 + u as u64, "k": args.k}))
                 .unwrap_or_default()
         })
         .collect();
-    use reelkit_serve::client::load;
-    // Warm up (page in the model, start the blocking pool).
-    load(addr, "/v1/recommend", &bodies, args.connections, 200, None)?;
-    let max = load(
-        addr,
-        "/v1/recommend",
-        &bodies,
-        args.connections,
-        args.requests,
-        None,
-    )?;
-    let rate = max.throughput_rps * args.load_share;
-    let at_share = load(
-        addr,
-        "/v1/recommend",
-        &bodies,
-        args.connections,
-        args.requests,
-        Some(rate),
-    )?;
-    let report = serde_json::json!({
+    let second = args.interleave.then(|| {
+        let mut m = model.clone();
+        m.factors.items = gauss(args.items * args.dim);
+        m
+    });
+    let state = std::sync::Arc::new(reelkit_serve::AppState::from_ranker(
+        Ranker::from_model(model.clone()),
+        "bench",
+        config.clone(),
+    ));
+    let single = serve_phases(state, &bodies, &args, None)?;
+    let mut report = serde_json::json!({
         "bench": "serve",
         "items": args.items,
         "dim": args.dim,
         "k": args.k,
         "threads": rayon::current_num_threads(),
-        "closed_loop_max": max,
-        "open_loop_at_share": at_share,
+        "closed_loop_max": single.max,
+        "open_loop_at_share": single.at_share,
         "load_share": args.load_share,
         "retrieval": format!("{:?}", args.retrieval),
-        "p99_ms_at_share": at_share.p99_ms,
-        "max_throughput_rps": max.throughput_rps,
+        "p99_ms_at_share": single.at_share.p99_ms,
+        "max_throughput_rps": single.max.throughput_rps,
     });
+    if let Some(b) = second {
+        let dir = tempfile::tempdir()?;
+        let paths = [
+            dir.path().join("control.arrow"),
+            dir.path().join("treatment.arrow"),
+        ];
+        model.save(&paths[0])?;
+        b.save(&paths[1])?;
+        let models = vec![
+            ("control".to_string(), paths[0].clone()),
+            ("treatment".to_string(), paths[1].clone()),
+        ];
+        let log = reelkit_serve::ExposureLog::open(reelkit_serve::ExposureConfig::new(
+            dir.path().join("exposures"),
+        ))?;
+        let state = std::sync::Arc::new(
+            reelkit_serve::AppState::open_models(
+                &models,
+                reelkit_serve::Design::Interleave {
+                    salt: "bench".into(),
+                },
+                None,
+                config,
+            )?
+            .with_exposures(log),
+        );
+        let mixed = serve_phases(
+            state.clone(),
+            &bodies,
+            &args,
+            Some(&["control", "treatment"]),
+        )?;
+        let log = state.exposures().context("the exposure log")?;
+        let rows = reelkit_abtest::read_exposures(&dir.path().join("exposures"))?.len();
+        report["interleave"] = serde_json::json!({
+            "closed_loop_max": mixed.max,
+            "open_loop_at_share": mixed.at_share,
+            "p99_ms_at_share": mixed.at_share.p99_ms,
+            "p99_ratio_vs_single": mixed.at_share.p99_ms / single.at_share.p99_ms,
+            "max_throughput_ratio_vs_single": mixed.max.throughput_rps / single.max.throughput_rps,
+            "requests_sent": mixed.sent,
+            "exposure_rows": rows,
+            "exposures_dropped": log.dropped(),
+            "exposure_files": log.files(),
+            "reloads_during_open_loop": mixed.reloads,
+            "reload_failures": mixed.reload_failures,
+            "failed_requests": mixed.max.errors + mixed.at_share.errors,
+        });
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// What one served configuration measured.
+struct Phases {
+    max: reelkit_serve::client::LoadReport,
+    at_share: reelkit_serve::client::LoadReport,
+    /// Requests sent in all phases (warm-up included).
+    sent: usize,
+    reloads: usize,
+    reload_failures: usize,
+}
+
+/// Serves `state` on loopback, warms up, measures the closed-loop maximum,
+/// then the open-loop phase at `load_share` of it (reloading each of
+/// `reload` models in turn meanwhile), and shuts the server down (the
+/// exposure log, if any, is closed when this returns).
+fn serve_phases(
+    state: std::sync::Arc<reelkit_serve::AppState>,
+    bodies: &[Vec<u8>],
+    args: &ServeBenchArgs,
+    reload: Option<&[&str]>,
+) -> anyhow::Result<Phases> {
+    use reelkit_serve::client::load;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            tx.send(listener.local_addr()?)?;
+            reelkit_serve::serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await?;
+            anyhow::Ok(())
+        })
+    });
+    let addr = rx.recv().context("the server did not start")?;
+    // Warm up (page in the model, start the blocking pool).
+    let warm = load(addr, "/v1/recommend", bodies, args.connections, 200, None)?;
+    let max = load(
+        addr,
+        "/v1/recommend",
+        bodies,
+        args.connections,
+        args.requests,
+        None,
+    )?;
+    let rate = max.throughput_rps * args.load_share;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (at_share, (reloads, reload_failures)) = std::thread::scope(|scope| {
+        let reloader = scope.spawn(|| -> anyhow::Result<(usize, usize)> {
+            let Some(names) = reload else {
+                return Ok((0, 0));
+            };
+            let mut c = reelkit_serve::client::Client::connect(addr)?;
+            let (mut n, mut failed) = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = names[n % names.len()];
+                let r = c.send("POST", &format!("/admin/reload?model={name}"), None)?;
+                n += 1;
+                if r.status != 200 {
+                    failed += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Ok((n, failed))
+        });
+        let r = load(
+            addr,
+            "/v1/recommend",
+            bodies,
+            args.connections,
+            args.requests,
+            Some(rate),
+        );
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let reloads = reloader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reload thread panicked"))?;
+        anyhow::Ok((r?, reloads?))
+    })?;
+    let _ = stop.send(());
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    Ok(Phases {
+        sent: warm.requests + max.requests + at_share.requests,
+        max,
+        at_share,
+        reloads,
+        reload_failures,
+    })
 }
 
 /// Seconds for `matrixmultiply`'s sgemm to compute every query × item score

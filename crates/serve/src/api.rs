@@ -154,6 +154,11 @@ pub struct RecommendBody {
     /// the exposure. The server numbers requests that bring none.
     #[serde(default)]
     pub request_id: Option<u64>,
+    /// The client's time of the request (Unix ms), logged with the exposure
+    /// instead of the server's clock: for replayed or simulated traffic whose
+    /// events carry the client's timestamps.
+    #[serde(default)]
+    pub ts_ms: Option<i64>,
 }
 
 fn default_k() -> i64 {
@@ -319,6 +324,7 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
         (None, _, _) => Some(state.next_request_id()),
     };
     let cap = b.max_per_creator.map(|c| c as usize);
+    let client_ts = b.ts_ms;
     let req = RankRequest {
         exclude: b.exclude,
         history: b.history,
@@ -401,7 +407,7 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
     if let Some(log) = state.exposures() {
         log.log(Exposure {
             user_id: user,
-            ts_ms: now_ms(),
+            ts_ms: client_ts.unwrap_or_else(now_ms),
             request_id: request_id.unwrap_or_default(),
             experiment: state.design().kind(),
             variant: response.variant.clone().or_else(|| match state.design() {
