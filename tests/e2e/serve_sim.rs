@@ -46,6 +46,13 @@ fn index(world: &World) -> HashMap<u64, u32> {
         .collect()
 }
 
+/// One page served in process: user, time, request id, videos, teams.
+type Page = (u64, i64, u64, Vec<u64>, Vec<String>);
+
+/// What [`play`] returns: the served run's events, the in-process run's, the
+/// server's exposure directory and the in-process pages.
+type Played = (Events, Events, PathBuf, Vec<Page>);
+
 /// A feed filled by the server over HTTP.
 struct Http {
     addr: SocketAddr,
@@ -95,7 +102,7 @@ struct Local {
     names: [String; 2],
     design: Design,
     index: HashMap<u64, u32>,
-    log: Mutex<Vec<(u64, i64, u64, Vec<u64>, Vec<String>)>>,
+    log: Mutex<Vec<Page>>,
 }
 
 impl Policy for Local {
@@ -226,19 +233,7 @@ fn setup(dir: &Path) -> Result<Setup, Box<dyn std::error::Error>> {
 
 /// Plays 2 days with the server (over HTTP) and in process; returns both
 /// runs' events, the server's exposure directory and the in-process log.
-fn play(
-    s: &Setup,
-    design: Design,
-    dir: &Path,
-) -> Result<
-    (
-        Events,
-        Events,
-        PathBuf,
-        Vec<(u64, i64, u64, Vec<u64>, Vec<String>)>,
-    ),
-    Box<dyn std::error::Error>,
-> {
+fn play(s: &Setup, design: Design, dir: &Path) -> Result<Played, Box<dyn std::error::Error>> {
     let config = ServeConfig {
         retrieval: Retrieval::Exact,
         ..ServeConfig::default()

@@ -520,9 +520,9 @@ pub fn interleave_html(r: &InterleaveReport) -> String {
             x(if m.share_b.is_finite() { m.share_b } else { 0.5 }),
             if m.winner.is_some() { "#1a7f37" } else { "#555" }
         );
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}% [{:.1}%, {:.1}%]</td><td>{bar}</td><td>{:.2e}</td><td>{} [{}, {}]</td><td>{:.3}</td><td class=\"{}\">{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}% [{:.1}%, {:.1}%]</td><td>{bar}</td><td>{:.2e}</td><td>{} [{}, {}]</td><td>{:.3}</td><td class=\"{}\">{}</td></tr>",
             esc(&m.metric),
             m.prefer_a,
             m.prefer_b,

@@ -171,6 +171,9 @@ pub struct InterleaveTrial {
     pub ab_users_80_cuped: f64,
     /// Users the interleaving's sign test needs for 80% power.
     pub interleave_users_80: f64,
+    /// Users a test of the mean per-user credit difference (B − A) needs
+    /// for 80% power (normal approximation; what the bootstrap tests).
+    pub interleave_users_80_mean: f64,
     /// At `check_users` users drawn from this run's: did the sign test pick B
     /// (significant, the truly better side) and was its direction right.
     pub check_users: usize,
@@ -357,6 +360,11 @@ fn trial(
     let f = (ab_pref.prefer_a + ab_pref.prefer_b) as f64
         / (ab_pref.prefer_a + ab_pref.prefer_b + ab_pref.ties).max(1) as f64;
     let interleave_n = sign_test_users(ab_pref.share_b, f, spec.alpha);
+    let diff: Vec<f64> = credit.iter().map(|c| c[1] - c[0]).collect();
+    let (md, vd) = mean_var(&diff);
+    // One group of paired differences: n = (z_α/2 + z_β)² σ² / δ² (half the
+    // two-arm formula's total).
+    let interleave_mean_n = ab_users(md, vd, 0.0, spec.alpha) / 2.0;
     let t = InterleaveTrial {
         run,
         users: users.len(),
@@ -366,6 +374,7 @@ fn trial(
         ab_users_80: ab_n,
         ab_users_80_cuped: ab_n * (1.0 - rho2),
         interleave_users_80: interleave_n,
+        interleave_users_80_mean: interleave_mean_n,
         check_users: 0,
         check_significant_right: false,
         check_direction_right: false,
@@ -418,6 +427,8 @@ pub struct InterleaveCalibration {
     pub ab_users_80: f64,
     pub ab_users_80_cuped: f64,
     pub interleave_users_80: f64,
+    /// … by the mean credit difference.
+    pub interleave_users_80_mean: f64,
     /// `ab_users_80_cuped / interleave_users_80`.
     pub users_ratio_cuped: f64,
     /// At `check_users` (the median interleaving need, rounded up): share of
@@ -533,6 +544,9 @@ pub fn calibrate_interleaving(
         ab_users_80: ab80,
         ab_users_80_cuped: ab80c,
         interleave_users_80: need,
+        interleave_users_80_mean: median(
+            trials.iter().map(|t| t.interleave_users_80_mean).collect(),
+        ),
         users_ratio_cuped: ab80c / need,
         check_users,
         check_power: share(&|t| t.check_significant_right),
@@ -581,7 +595,10 @@ pub fn interleaving_markdown(c: &InterleaveCalibration) -> String {
             "A/B (CUPED) users / interleaving users",
             format!("{:.1}×", c.users_ratio_cuped),
         ),
-        ("check: users drawn per run", format!("{}", c.check_users)),
+        (
+            "check (sign test): users drawn per run",
+            format!("{}", c.check_users),
+        ),
         (
             "check: power at that size",
             format!("{:.1}%", 100.0 * c.check_power),
