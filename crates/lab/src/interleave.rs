@@ -165,6 +165,8 @@ pub struct InterleaveTrial {
     /// The interleaving of A with B, and of A with itself (A/A), on the lead metric.
     pub ab: Preference,
     pub aa: Preference,
+    /// The A-vs-B interleaving of the lead metric on each surface's impressions.
+    pub ab_by_surface: Vec<Preference>,
     /// Users an A/B test needs for 80% power at this true effect (two equal
     /// arms, two-sided α), plain and with CUPED on the pre-period's value.
     pub ab_users_80: f64,
@@ -336,11 +338,18 @@ fn trial(
         bootstrap: 200,
         seed,
     };
-    let metrics = std::slice::from_ref(lead);
+    // The lead metric, then the same on each surface (where a verdict comes from).
+    let mut metrics = vec![lead.clone()];
+    metrics.extend(["reels", "feed", "watch"].iter().filter_map(|s| {
+        lead.on_surface(s).map(|mut m| {
+            m.name = format!("{} on {s}", lead.name);
+            m
+        })
+    }));
     let lead_pref = |p: &mut Interleaved,
                      arm: usize,
                      teams: [&str; 2]|
-     -> Result<(Preference, Vec<[f64; 2]>)> {
+     -> Result<(Preference, Vec<[f64; 2]>, Vec<Preference>)> {
         let log = std::mem::take(&mut *p.log.lock().unwrap_or_else(|e| e.into_inner()));
         let exposures = exposures(log, teams);
         let mut events = Events::default();
@@ -350,13 +359,23 @@ fn trial(
         let c = credits(
             &Source::events("interleaved events", &events)?,
             &exposures,
-            metrics,
+            &metrics,
         )?;
+        let by_surface = metrics[1..]
+            .iter()
+            .zip(&c.credit[1..])
+            .enumerate()
+            .map(|(i, (m, credit))| preference(&m.name, credit, &c.teams, &cfg, i as u64 + 1))
+            .collect();
         let credit = c.credit.into_iter().next().unwrap_or_default();
-        Ok((preference(&lead.name, &credit, &c.teams, &cfg, 0), credit))
+        Ok((
+            preference(&lead.name, &credit, &c.teams, &cfg, 0),
+            credit,
+            by_surface,
+        ))
     };
-    let (ab_pref, credit) = lead_pref(&mut mixed, 2, [na, nb])?;
-    let (aa_pref, _) = lead_pref(&mut same, 3, [na, &format!("{na}-copy")])?;
+    let (ab_pref, credit, ab_by_surface) = lead_pref(&mut mixed, 2, [na, nb])?;
+    let (aa_pref, _, _) = lead_pref(&mut same, 3, [na, &format!("{na}-copy")])?;
     let f = (ab_pref.prefer_a + ab_pref.prefer_b) as f64
         / (ab_pref.prefer_a + ab_pref.prefer_b + ab_pref.ties).max(1) as f64;
     let interleave_n = sign_test_users(ab_pref.share_b, f, spec.alpha);
@@ -371,6 +390,7 @@ fn trial(
         true_rel: if ma > 0.0 { mb / ma - 1.0 } else { 0.0 },
         ab: ab_pref,
         aa: aa_pref,
+        ab_by_surface,
         ab_users_80: ab_n,
         ab_users_80_cuped: ab_n * (1.0 - rho2),
         interleave_users_80: interleave_n,
@@ -588,8 +608,12 @@ pub fn interleaving_markdown(c: &InterleaveCalibration) -> String {
             format!("{:.0}", c.ab_users_80_cuped),
         ),
         (
-            "users for 80% power: interleaving",
+            "users for 80% power: interleaving (sign test)",
             format!("{:.0}", c.interleave_users_80),
+        ),
+        (
+            "users for 80% power: interleaving (mean credit difference)",
+            format!("{:.0}", c.interleave_users_80_mean),
         ),
         (
             "A/B (CUPED) users / interleaving users",
@@ -610,6 +634,30 @@ pub fn interleaving_markdown(c: &InterleaveCalibration) -> String {
     ];
     for (k, v) in rows {
         let _ = writeln!(s, "| {k} | {v} |");
+    }
+    if let Some(first) = c.trials.first() {
+        let _ = writeln!(
+            s,
+            "\nWhere the interleaving's verdict comes from (means over runs):\n\n| impressions | share of users preferring `{}` | credit lift of `{}` |\n|---|---:|---:|",
+            c.team_b, c.team_b
+        );
+        let n = c.trials.len() as f64;
+        let mean = |f: &dyn Fn(&InterleaveTrial) -> f64| c.trials.iter().map(f).sum::<f64>() / n;
+        let _ = writeln!(
+            s,
+            "| all | {:.1}% | {:+.2}% |",
+            100.0 * mean(&|t| t.ab.share_b),
+            100.0 * mean(&|t| t.ab.credit_lift)
+        );
+        for (i, p) in first.ab_by_surface.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {} | {:.1}% | {:+.2}% |",
+                p.metric,
+                100.0 * mean(&|t| t.ab_by_surface.get(i).map_or(f64::NAN, |x| x.share_b)),
+                100.0 * mean(&|t| t.ab_by_surface.get(i).map_or(f64::NAN, |x| x.credit_lift))
+            );
+        }
     }
     s.push_str("\nUsers for 80% power: A/B from each run's potential outcomes (two equal arms, per-user watch-time variance under each ranker; CUPED scales it by 1 − ρ² with the pre-period's watch time), interleaving from the sign test's normal approximation at the run's share of users preferring B and share with a preference; medians over runs.\n");
     s
