@@ -162,36 +162,6 @@ impl Policy for Local {
     }
 }
 
-fn serve(
-    state: Arc<AppState>,
-) -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    std::thread::JoinHandle<()>,
-) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let h = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(l.local_addr().expect("addr")).expect("send");
-            reelkit_serve::serve(l, state, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve");
-        });
-    });
-    (rx.recv().expect("address"), stop, h)
-}
-
 struct Setup {
     world: &'static World,
     sim: Simulator<'static>,
@@ -243,15 +213,14 @@ fn play(s: &Setup, design: Design, dir: &Path) -> Result<Played, Box<dyn std::er
         AppState::open_models(&s.models, design.clone(), Some(catalog(s.world)), config)?
             .with_exposures(ExposureLog::open(ExposureConfig::new(&exposures))?),
     );
-    let (addr, stop, handle) = serve(state);
+    let server = reelkit_serve::client::LocalServer::start(state)?;
     let mut http = Http {
-        addr,
+        addr: server.addr,
         clients: Mutex::new(Vec::new()),
         index: index(s.world),
     };
     let served = s.sim.clone().run(2, &mut http, &|_| {})?;
-    let _ = stop.send(());
-    handle.join().map_err(|_| "server panicked")?;
+    server.stop()?;
 
     let c = catalog(s.world);
     let open = |p: &Path| -> Result<Ranker, Box<dyn std::error::Error>> {

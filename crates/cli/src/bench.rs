@@ -643,23 +643,9 @@ fn serve_phases(
     reload: Option<&[&str]>,
 ) -> anyhow::Result<Phases> {
     use reelkit_serve::client::load;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || -> anyhow::Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            tx.send(listener.local_addr()?)?;
-            reelkit_serve::serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await?;
-            anyhow::Ok(())
-        })
-    });
-    let addr = rx.recv().context("the server did not start")?;
+    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let addr = server.addr;
+
     // Warm up (page in the model, start the blocking pool).
     let warm = load(addr, "/v1/recommend", bodies, args.connections, 200, None)?;
     let max = load(
@@ -704,10 +690,7 @@ fn serve_phases(
             .map_err(|_| anyhow::anyhow!("the reload thread panicked"))?;
         anyhow::Ok((r?, reloads?))
     })?;
-    let _ = stop.send(());
-    server
-        .join()
-        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    server.stop()?;
     Ok(Phases {
         sent: warm.requests + max.requests + at_share.requests,
         max,

@@ -254,3 +254,76 @@ pub fn load(
         max_ms: lat.last().copied().unwrap_or(0.0),
     })
 }
+
+/// A service running on a loopback port in its own thread and tokio runtime
+/// (tests, benchmarks, a simulator driving a real server).
+#[derive(Debug)]
+pub struct LocalServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl LocalServer {
+    /// Serves `state` on 127.0.0.1 at a free port.
+    pub fn start(state: std::sync::Arc<crate::AppState>) -> io::Result<LocalServer> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("reelkit-local-server".into())
+            .spawn(move || -> io::Result<()> {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                            return Err(e);
+                        }
+                    };
+                    let _ = tx.send(listener.local_addr());
+                    crate::serve(listener, state, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                })
+            })?;
+        let addr = rx
+            .recv()
+            .map_err(|_| io::Error::other("the server thread ended before listening"))??;
+        Ok(LocalServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops taking connections, lets requests in flight finish, closes the
+    /// exposure log and waits for the thread.
+    pub fn stop(mut self) -> io::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("the server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -581,38 +581,6 @@ fn solo_scan_workers_answer_like_the_ranker() -> TestResult {
     Ok(())
 }
 
-/// Serves `state` until the returned sender fires; the join handle returns
-/// once the server (and its exposure log) has shut down.
-fn start_stoppable(
-    state: Arc<AppState>,
-) -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    std::thread::JoinHandle<()>,
-) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            reelkit_serve::serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve");
-        });
-    });
-    (rx.recv().expect("server address"), stop, handle)
-}
-
 /// Two model files: `control` (the plain model) and `treatment` (flipped).
 fn two_models(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, Box<dyn std::error::Error>> {
     let (a, b) = (dir.join("a.arrow"), dir.join("b.arrow"));
@@ -703,8 +671,8 @@ fn ab_serves_each_user_by_the_arm_the_shared_hash_gives() -> TestResult {
         )?
         .with_exposures(log),
     );
-    let (addr, stop, handle) = start_stoppable(state.clone());
-    let mut c = Client::connect(addr)?;
+    let server = reelkit_serve::client::LocalServer::start(state.clone())?;
+    let mut c = Client::connect(server.addr)?;
     let mut sent = 0;
     for user in 1..=2u64 {
         for rep in 0..3 {
@@ -746,8 +714,7 @@ fn ab_serves_each_user_by_the_arm_the_shared_hash_gives() -> TestResult {
     let r = c.send("POST", "/admin/reload", None)?;
     assert_eq!(r.json()?["models"].as_array().map(|a| a.len()), Some(2));
 
-    let _ = stop.send(());
-    handle.join().map_err(|_| "server thread panicked")?;
+    server.stop()?;
     let rows = read_exposures(&dir.path().join("exposures"))?;
     assert_eq!(rows.len(), sent, "every response logged once");
     for (user, _, variant, videos, teams) in &rows {
@@ -777,8 +744,8 @@ fn interleaving_merges_both_lists_the_same_way_for_the_same_request() -> TestRes
         )?
         .with_exposures(log),
     );
-    let (addr, stop, handle) = start_stoppable(state);
-    let mut c = Client::connect(addr)?;
+    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let mut c = Client::connect(server.addr)?;
     let mut firsts = std::collections::HashSet::new();
     let mut sent = 0;
     for request in 0..40u64 {
@@ -834,8 +801,7 @@ fn interleaving_merges_both_lists_the_same_way_for_the_same_request() -> TestRes
     dedup.sort_unstable();
     dedup.dedup();
     assert_eq!(dedup.len(), creators.len(), "{v}");
-    let _ = stop.send(());
-    handle.join().map_err(|_| "server thread panicked")?;
+    server.stop()?;
     let rows = read_exposures(&dir.path().join("exposures"))?;
     assert_eq!(rows.len(), sent);
     assert!(rows
