@@ -613,9 +613,12 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
             "exposure_rows": rows,
             "exposures_dropped": log.dropped(),
             "exposure_files": log.files(),
+            "open_loop_under_reloads": mixed.under_reloads,
             "reloads_during_open_loop": mixed.reloads,
             "reload_failures": mixed.reload_failures,
-            "failed_requests": mixed.max.errors + mixed.at_share.errors,
+            "failed_requests": mixed.max.errors
+                + mixed.at_share.errors
+                + mixed.under_reloads.as_ref().map_or(0, |r| r.errors),
         });
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -626,6 +629,8 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
 struct Phases {
     max: reelkit_serve::client::LoadReport,
     at_share: reelkit_serve::client::LoadReport,
+    /// The open-loop phase again while the models are reloaded in turn.
+    under_reloads: Option<reelkit_serve::client::LoadReport>,
     /// Requests sent in all phases (warm-up included).
     sent: usize,
     reloads: usize,
@@ -657,44 +662,47 @@ fn serve_phases(
         None,
     )?;
     let rate = max.throughput_rps * args.load_share;
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let (at_share, (reloads, reload_failures)) = std::thread::scope(|scope| {
-        let reloader = scope.spawn(|| -> anyhow::Result<(usize, usize)> {
-            let Some(names) = reload else {
-                return Ok((0, 0));
-            };
-            let mut c = reelkit_serve::client::Client::connect(addr)?;
-            let (mut n, mut failed) = (0, 0);
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let name = names[n % names.len()];
-                let r = c.send("POST", &format!("/admin/reload?model={name}"), None)?;
-                n += 1;
-                if r.status != 200 {
-                    failed += 1;
+    let at_share = load(addr, "/v1/recommend", bodies, args.connections, args.requests, Some(rate))?;
+    // Then the same open-loop load while each model is reloaded in turn.
+    let mut under_reloads = None;
+    let (mut reloads, mut reload_failures) = (0, 0);
+    if let Some(names) = reload {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (r, (n, failed)) = std::thread::scope(|scope| {
+            let reloader = scope.spawn(|| -> anyhow::Result<(usize, usize)> {
+                let mut c = reelkit_serve::client::Client::connect(addr)?;
+                let (mut n, mut failed) = (0, 0);
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let name = names[n % names.len()];
+                    let r = c.send("POST", &format!("/admin/reload?model={name}"), None)?;
+                    n += 1;
+                    if r.status != 200 {
+                        failed += 1;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Ok((n, failed))
-        });
-        let r = load(
-            addr,
-            "/v1/recommend",
-            bodies,
-            args.connections,
-            args.requests,
-            Some(rate),
-        );
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        let reloads = reloader
-            .join()
-            .map_err(|_| anyhow::anyhow!("the reload thread panicked"))?;
-        anyhow::Ok((r?, reloads?))
-    })?;
+                Ok((n, failed))
+            });
+            let r = load(addr, "/v1/recommend", bodies, args.connections, args.requests, Some(rate));
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let counts = reloader
+                .join()
+                .map_err(|_| anyhow::anyhow!("the reload thread panicked"))?;
+            anyhow::Ok((r?, counts?))
+        })?;
+        under_reloads = Some(r);
+        reloads = n;
+        reload_failures = failed;
+    }
     server.stop()?;
     Ok(Phases {
-        sent: warm.requests + max.requests + at_share.requests,
+        sent: warm.requests
+            + max.requests
+            + at_share.requests
+            + under_reloads.as_ref().map_or(0, |r| r.requests),
         max,
         at_share,
+        under_reloads,
         reloads,
         reload_failures,
     })
