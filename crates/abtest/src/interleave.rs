@@ -460,7 +460,7 @@ fn pct(x: f64) -> String {
 pub fn interleave_markdown(r: &InterleaveReport) -> String {
     let [a, b] = &r.teams;
     let mut s = format!(
-        "# Interleaving `{}`: `{a}` (A) vs `{b}` (B)\n\n{} requests to {} users; {} users with credited impressions ({} impressions). α = {}; {} bootstrap resamples (seed {}).\n\n",
+        "# `{}`: `{a}` (A) vs `{b}` (B), interleaved\n\n{} requests to {} users; {} users with credited impressions ({} impressions). α = {}; {} bootstrap resamples (seed {}).\n\n",
         r.experiment, r.requests, r.users, r.users_with_credit, r.credited_impressions, r.alpha, r.bootstrap, r.seed
     );
     if !r.skipped_files.is_empty() {
@@ -472,7 +472,7 @@ pub fn interleave_markdown(r: &InterleaveReport) -> String {
     }
     let _ = writeln!(
         s,
-        "| metric | prefer {a} | prefer {b} | ties | share preferring {b} | CI | p (sign) | credit lift {b} vs {a} | CI (bootstrap) | p (bootstrap) | winner |\n|---|---:|---:|---:|---:|---|---:|---:|---|---:|---|"
+        "| metric | prefer {a} | prefer {b} | ties | share preferring {b} | CI | p (sign) | credit lift {b} vs {a} | CI (bootstrap) | p (bootstrap) | significantly more credit to |\n|---|---:|---:|---:|---:|---|---:|---:|---|---:|---|"
     );
     for m in &r.metrics {
         let _ = writeln!(
@@ -494,7 +494,7 @@ pub fn interleave_markdown(r: &InterleaveReport) -> String {
         );
     }
     s.push_str(
-        "\nEach user's preference: the team whose videos earned more of the metric's numerator (watch time, likes, …) in that user's impressions. The sign test counts users; the bootstrap resamples users.\n",
+        "\nEach user's preference: the team whose videos earned more of the metric's numerator (watch time, likes, …) in that user's impressions. The sign test counts users; the bootstrap resamples users. For a metric where less is better (skip_rate), more credit means worse.\n",
     );
     s
 }
@@ -541,14 +541,15 @@ pub fn interleave_html(r: &InterleaveReport) -> String {
     }
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>\
-body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}\
-td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}\
+body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}}td:first-child,th:first-child{{text-align:left}}\
 .ok{{color:#1a7f37;font-weight:bold}}</style></head><body>\
-<h1>Interleaving {title}: {a} (A) vs {b} (B)</h1>\
+<h1>{title}: {a} (A) vs {b} (B), interleaved</h1>\
 <p>{req} requests to {users} users; {credited} users with credited impressions. α = {alpha}. \
-The bar shows the share of users (with a preference) preferring <b>{b}</b>; the dashed line is 50%.</p>\
+The bar shows the share of users (with a preference) preferring <b>{b}</b>; the dashed line is 50%. \
+For a metric where less is better (skip_rate), more credit means worse.</p>\
 <table><tr><th>metric</th><th>prefer {a}</th><th>prefer {b}</th><th>ties</th><th>share preferring {b}</th><th></th>\
-<th>p (sign)</th><th>credit lift</th><th>p (bootstrap)</th><th>winner</th></tr>\n{rows}</table></body></html>\n",
+<th>p (sign)</th><th>credit lift</th><th>p (bootstrap)</th><th>significantly more credit to</th></tr>\n{rows}</table></body></html>\n",
         title = esc(&r.experiment),
         a = esc(a),
         b = esc(b),

@@ -662,7 +662,14 @@ fn serve_phases(
         None,
     )?;
     let rate = max.throughput_rps * args.load_share;
-    let at_share = load(addr, "/v1/recommend", bodies, args.connections, args.requests, Some(rate))?;
+    let at_share = load(
+        addr,
+        "/v1/recommend",
+        bodies,
+        args.connections,
+        args.requests,
+        Some(rate),
+    )?;
     // Then the same open-loop load while each model is reloaded in turn.
     let mut under_reloads = None;
     let (mut reloads, mut reload_failures) = (0, 0);
@@ -683,7 +690,14 @@ fn serve_phases(
                 }
                 Ok((n, failed))
             });
-            let r = load(addr, "/v1/recommend", bodies, args.connections, args.requests, Some(rate));
+            let r = load(
+                addr,
+                "/v1/recommend",
+                bodies,
+                args.connections,
+                args.requests,
+                Some(rate),
+            );
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             let counts = reloader
                 .join()

@@ -69,7 +69,8 @@ pub enum ExperimentArg {
 
 /// `--model` values as (name, path): `NAME=PATH`, or a bare path named `default`.
 fn named_models(args: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    args.iter()
+    let models: Vec<(String, PathBuf)> = args
+        .iter()
         .map(|a| match a.split_once('=') {
             Some((name, path)) if !name.contains(['/', '\\']) => {
                 anyhow::ensure!(!name.is_empty(), "--model {a}: the model name before `=` is empty");
@@ -80,7 +81,14 @@ fn named_models(args: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
             ),
             _ => Ok(("default".to_string(), PathBuf::from(a))),
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    for (i, (name, _)) in models.iter().enumerate() {
+        anyhow::ensure!(
+            !models[..i].iter().any(|m| &m.0 == name),
+            "--model: model `{name}` is given twice; give each model a distinct name (NAME=PATH)"
+        );
+    }
+    Ok(models)
 }
 
 /// The experiment design the arguments ask for.

@@ -1078,3 +1078,82 @@ fn ab_assign_gives_every_user_the_shared_hash_arm() -> TestResult {
     assert!(!bad.exists());
     Ok(())
 }
+
+#[test]
+fn serve_refuses_experiments_that_do_not_fit_before_listening() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let m = dir.path().join("m.arrow");
+    std::fs::write(&m, b"not a model")?;
+    let m = m.to_str().unwrap_or_default().to_string();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x")?;
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--model".into(), m.clone(), "--model".into(), m.clone()],
+            "give each a name",
+        ),
+        (
+            vec![
+                "--model".into(),
+                format!("control={m}"),
+                "--model".into(),
+                format!("control={m}"),
+            ],
+            "`control` is given twice",
+        ),
+        (
+            vec![
+                "--model".into(),
+                format!("control={m}"),
+                "--model".into(),
+                format!("treatment={m}"),
+                "--arms".into(),
+                "control=0.6,treatment=0.6".into(),
+            ],
+            "sum to 1.2",
+        ),
+        (
+            vec![
+                "--model".into(),
+                format!("control={m}"),
+                "--model".into(),
+                format!("treatment={m}"),
+                "--arms".into(),
+                "control=0.5,other=0.5".into(),
+            ],
+            "arm `other` names no loaded model",
+        ),
+        (
+            vec![
+                "--model".into(),
+                m.clone(),
+                "--experiment".into(),
+                "interleave".into(),
+            ],
+            "needs two or more",
+        ),
+        (
+            vec![
+                "--model".into(),
+                format!("control={m}"),
+                "--model".into(),
+                format!("treatment={m}"),
+                "--experiment".into(),
+                "interleave".into(),
+                "--arms".into(),
+                "control=0.5,treatment=0.5".into(),
+            ],
+            "interleaving shows both models",
+        ),
+        (vec!["--model".into(), m.clone()], "m.arrow"),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["serve".to_string(), "--addr".into(), "127.0.0.1:0".into()];
+        all.extend(args.clone());
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let o = reelkit(&refs);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    Ok(())
+}
