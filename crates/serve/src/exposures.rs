@@ -396,3 +396,91 @@ impl Drop for ExposureLog {
         self.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposure(i: u64) -> Exposure {
+        Exposure {
+            user_id: i % 97,
+            ts_ms: i as i64,
+            request_id: i,
+            experiment: "ab",
+            variant: Some("control".into()),
+            surface: None,
+            video_ids: vec![i, i + 1, i + 2],
+            teams: None,
+            model_versions: "control=v1".into(),
+        }
+    }
+
+    fn rows_in(dir: &Path) -> (usize, usize, usize) {
+        let (mut files, mut partial, mut rows) = (0, 0, 0);
+        for e in std::fs::read_dir(dir).expect("dir").flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "parquet") {
+                files += 1;
+                let r =
+                    parquet::file::reader::SerializedFileReader::new(File::open(&p).expect("open"))
+                        .expect("a whole parquet file");
+                use parquet::file::reader::FileReader;
+                rows += r.metadata().file_metadata().num_rows() as usize;
+            } else {
+                partial += 1;
+            }
+        }
+        (files, partial, rows)
+    }
+
+    #[test]
+    fn files_rotate_by_size_and_close_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = ExposureLog::open(ExposureConfig {
+            max_file_bytes: 1,
+            ..ExposureConfig::new(dir.path())
+        })
+        .expect("open");
+        let n = 20_000;
+        for i in 0..n {
+            log.log(exposure(i));
+            if i % 5_000 == 4_999 {
+                // Let the writer drain, so that the batches land in several files.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        log.close();
+        let (files, partial, rows) = rows_in(dir.path());
+        assert_eq!(partial, 0, "every file closed whole");
+        assert!(files >= 2, "{files} files");
+        assert_eq!(rows as u64 + log.dropped(), n);
+        assert_eq!(log.logged(), rows as u64);
+        assert_eq!(log.files(), files as u64);
+        // After close, rows are counted as dropped, never written half.
+        log.log(exposure(1));
+        assert_eq!(log.dropped(), n - rows as u64 + 1);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = ExposureLog::open(ExposureConfig {
+            queue: 1,
+            ..ExposureConfig::new(dir.path())
+        })
+        .expect("open");
+        let n = 50_000;
+        for i in 0..n {
+            log.log(exposure(i));
+        }
+        log.close();
+        let (_, partial, rows) = rows_in(dir.path());
+        assert_eq!(partial, 0);
+        assert!(log.dropped() > 0, "a queue of one must overflow");
+        assert_eq!(
+            rows as u64 + log.dropped(),
+            n,
+            "every row written or counted"
+        );
+    }
+}
