@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use polars::prelude::*;
-use reelkit_logs::{schema, FileSet};
+use reelkit_logs::schema;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
 
@@ -562,20 +562,14 @@ For a metric where less is better (skip_rate), more credit means worse.</p>\
 
 /// Writes report.json, report.md and report.html into `dir`, all or nothing.
 pub fn write_interleave_report(dir: &Path, r: &InterleaveReport) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let json = serde_json::to_vec_pretty(r).map_err(|e| Error::Invalid {
-        what: "report".into(),
-        reason: e.to_string(),
-    })?;
-    let mut set = FileSet::new();
-    set.write_bytes(&dir.join("report.json"), &json)?;
-    set.write_bytes(&dir.join("report.md"), interleave_markdown(r).as_bytes())?;
-    set.write_bytes(&dir.join("report.html"), interleave_html(r).as_bytes())?;
-    set.commit()?;
-    Ok(())
+    crate::report::write_files(
+        dir,
+        &[
+            ("report.json", crate::report::json_text(r)?),
+            ("report.md", interleave_markdown(r)),
+            ("report.html", interleave_html(r)),
+        ],
+    )
 }
 
 #[cfg(test)]

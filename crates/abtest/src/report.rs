@@ -398,31 +398,41 @@ pub fn write_report(dir: &Path, r: &Report) -> Result<()> {
     write_report_with_truth(dir, r, &[])
 }
 
-/// [`write_report`] with true lifts marked in the HTML report, and the forest
-/// plot also written alone as `forest.svg`.
-pub fn write_report_with_truth(dir: &Path, r: &Report, truth: &[TrueLift]) -> Result<()> {
+/// A report as pretty JSON.
+pub(crate) fn json_text<T: serde::Serialize>(r: &T) -> Result<String> {
+    serde_json::to_string_pretty(r).map_err(|e| Error::Invalid {
+        what: "report".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes `(file name, contents)` into `dir` (created if needed), all or nothing.
+pub(crate) fn write_files(dir: &Path, files: &[(&str, String)]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let json = serde_json::to_vec_pretty(r).map_err(|e| Error::Invalid {
-        what: "report".into(),
-        reason: e.to_string(),
-    })?;
-    let md = markdown(r);
-    let page = html_with_truth(r, truth);
     let mut set = FileSet::new();
-    if !truth.is_empty() {
-        set.write_bytes(
-            &dir.join("forest.svg"),
-            forest_svg_with_truth(r, truth).as_bytes(),
-        )?;
+    for (name, text) in files {
+        set.write_bytes(&dir.join(name), text.as_bytes())?;
     }
-    set.write_bytes(&dir.join("report.html"), page.as_bytes())?;
-    set.write_bytes(&dir.join("report.json"), &json)?;
-    set.write_bytes(&dir.join("report.md"), md.as_bytes())?;
     set.commit()?;
     Ok(())
+}
+
+/// [`write_report`] with true lifts marked in the HTML report, and the forest
+/// plot also written alone as `forest.svg`.
+pub fn write_report_with_truth(dir: &Path, r: &Report, truth: &[TrueLift]) -> Result<()> {
+    let forest = (!truth.is_empty()).then(|| forest_svg_with_truth(r, truth));
+    let mut files = vec![
+        ("report.html", html_with_truth(r, truth)),
+        ("report.json", json_text(r)?),
+        ("report.md", markdown(r)),
+    ];
+    if let Some(f) = forest {
+        files.push(("forest.svg", f));
+    }
+    write_files(dir, &files)
 }
 
 #[cfg(test)]
