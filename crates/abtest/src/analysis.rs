@@ -82,8 +82,29 @@ pub struct MetricRow {
     /// CUPED θ applied (0 = none).
     pub theta: f64,
     /// The Bayesian reading of the relative lift (gbstats' flat prior):
-    /// chance to win, credible interval, expected loss of either choice.
+    /// chance to win, credible interval, expected loss of either choice. For
+    /// a metric where lower is better, the chance to win is the chance that it
+    /// falls, and the two risks trade places (gbstats' `inverse`).
     pub bayesian: Bayesian,
+    /// Whether a rise of this metric is good.
+    #[serde(default = "higher")]
+    pub higher_is_better: bool,
+}
+
+fn higher() -> bool {
+    true
+}
+
+impl MetricRow {
+    /// Significant, in the metric's good direction.
+    pub fn improved(&self) -> bool {
+        self.significant && (self.test.rel_effect > 0.0) == self.higher_is_better
+    }
+
+    /// Significant, in the metric's bad direction.
+    pub fn regressed(&self) -> bool {
+        self.significant && (self.test.rel_effect < 0.0) == self.higher_is_better
+    }
 }
 
 /// The cumulative relative lift of one (metric, variant) with the data up to
@@ -263,7 +284,11 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
             } else {
                 (adjusted(m.kind, ca, theta), adjusted(m.kind, vb, theta))
             };
-            let bayes = bayesian(&ea, &eb, cfg.alpha, true, None);
+            let mut bayes = bayesian(&ea, &eb, cfg.alpha, true, None);
+            if !m.higher_is_better {
+                bayes.chance_to_win = 1.0 - bayes.chance_to_win;
+                std::mem::swap(&mut bayes.risk_control, &mut bayes.risk_treatment);
+            }
             let r = match cfg.sequential {
                 Some(n_star) => two_sided_sequential(&ea, &eb, cfg.alpha, n_star),
                 None => two_sided(&ea, &eb, cfg.alpha),
@@ -281,6 +306,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 cuped: theta != 0.0,
                 theta,
                 bayesian: bayes,
+                higher_is_better: m.higher_is_better,
             });
         }
     }
@@ -431,4 +457,53 @@ pub fn analyze(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Report> {
     // identical from run to run (polars' parallel sums are not).
     let sums = ordered_arm_sums(inputs, None)?;
     analyze_sums(&sums, metrics, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Sums;
+
+    /// One arm of a mean metric: n users, mean `mu`, variance exactly 1.
+    fn arm(name: &str, mu: f64) -> ArmSums {
+        let n = 2_000.0;
+        ArmSums {
+            variant: name.into(),
+            sums: vec![Sums {
+                n,
+                x: mu * n,
+                x2: n * mu * mu + (n - 1.0),
+                ..Sums::default()
+            }],
+            quantiles: vec![None],
+        }
+    }
+
+    #[test]
+    fn a_significant_rise_is_a_regression_where_lower_is_better() -> Result<()> {
+        let mut m = crate::builtin_metrics().remove(0);
+        m.cuped = false;
+        let arms = [arm("control", 10.0), arm("treatment", 10.3)];
+        let cfg = AnalysisConfig::default();
+        let up = analyze_sums(&arms, std::slice::from_ref(&m), &cfg)?;
+        let row = &up.metrics[0];
+        assert!(row.significant && row.improved() && !row.regressed());
+        assert!(row.bayesian.chance_to_win > 0.99);
+        m.higher_is_better = false;
+        let down = analyze_sums(&arms, std::slice::from_ref(&m), &cfg)?;
+        let inv = &down.metrics[0];
+        assert!(inv.significant && inv.regressed() && !inv.improved());
+        // gbstats' inverse: the chance to win is the chance of a fall, and the
+        // risks trade places.
+        assert!((inv.bayesian.chance_to_win - (1.0 - row.bayesian.chance_to_win)).abs() < 1e-12);
+        assert_eq!(inv.bayesian.risk_control, row.bayesian.risk_treatment);
+        assert_eq!(inv.bayesian.risk_treatment, row.bayesian.risk_control);
+        assert!(crate::markdown(&down).contains("significant regression (lower is better)"));
+        assert!(crate::markdown(&up).contains("significant improvement"));
+        // The built-in skip_rate knows it.
+        assert!(crate::builtin_metrics()
+            .iter()
+            .any(|m| m.name == "skip_rate" && !m.higher_is_better));
+        Ok(())
+    }
 }

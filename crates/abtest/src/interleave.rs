@@ -127,7 +127,7 @@ pub fn interleave(
         .iter()
         .zip(&c.credit)
         .enumerate()
-        .map(|(i, (m, credit))| preference(&m.name, credit, &c.teams, cfg, i as u64))
+        .map(|(i, (m, credit))| preference(m, credit, &c.teams, cfg, i as u64))
         .collect();
     Ok(InterleaveReport {
         experiment: cfg.experiment.clone(),
@@ -369,9 +369,10 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 /// One metric's preference test over users' credits `[team A, team B]`;
-/// `stream` picks the bootstrap's random stream.
+/// `stream` picks the bootstrap's random stream. A user prefers the team
+/// with more credit, or less for a metric where lower is better.
 pub fn preference(
-    name: &str,
+    metric: &Metric,
     c: &[[f64; 2]],
     teams: &[String; 2],
     cfg: &InterleaveConfig,
@@ -379,10 +380,17 @@ pub fn preference(
 ) -> Preference {
     let (mut pa, mut pb, mut ties) = (0u64, 0u64, 0u64);
     let (mut sa, mut sb) = (0.0, 0.0);
+    let name = &metric.name;
     for x in c {
         sa += x[0];
         sb += x[1];
-        match x[1].partial_cmp(&x[0]) {
+        let order = x[1].partial_cmp(&x[0]);
+        let order = if metric.higher_is_better {
+            order
+        } else {
+            order.map(std::cmp::Ordering::reverse)
+        };
+        match order {
             Some(std::cmp::Ordering::Greater) => pb += 1,
             Some(std::cmp::Ordering::Less) => pa += 1,
             _ => ties += 1,
@@ -472,7 +480,7 @@ pub fn interleave_markdown(r: &InterleaveReport) -> String {
     }
     let _ = writeln!(
         s,
-        "| metric | prefer {a} | prefer {b} | ties | share preferring {b} | CI | p (sign) | credit lift {b} vs {a} | CI (bootstrap) | p (bootstrap) | significantly more credit to |\n|---|---:|---:|---:|---:|---|---:|---:|---|---:|---|"
+        "| metric | prefer {a} | prefer {b} | ties | share preferring {b} | CI | p (sign) | credit lift {b} vs {a} | CI (bootstrap) | p (bootstrap) | preferred |\n|---|---:|---:|---:|---:|---|---:|---:|---|---:|---|"
     );
     for m in &r.metrics {
         let _ = writeln!(
@@ -494,7 +502,7 @@ pub fn interleave_markdown(r: &InterleaveReport) -> String {
         );
     }
     s.push_str(
-        "\nEach user's preference: the team whose videos earned more of the metric's numerator (watch time, likes, …) in that user's impressions. The sign test counts users; the bootstrap resamples users. For a metric where less is better (skip_rate), more credit means worse.\n",
+        "\nEach user's preference: the team whose videos earned more of the metric's numerator (watch time, likes, …) in that user's impressions. The sign test counts users; the bootstrap resamples users. For a metric where lower is better (skip_rate), users prefer the team with less.\n",
     );
     s
 }
@@ -547,9 +555,9 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap
 <h1>{title}: {a} (A) vs {b} (B), interleaved</h1>\
 <p>{req} requests to {users} users; {credited} users with credited impressions. α = {alpha}. \
 The bar shows the share of users (with a preference) preferring <b>{b}</b>; the dashed line is 50%. \
-For a metric where less is better (skip_rate), more credit means worse.</p>\
+For a metric where lower is better (skip_rate), users prefer the team with less.</p>\
 <table><tr><th>metric</th><th>prefer {a}</th><th>prefer {b}</th><th>ties</th><th>share preferring {b}</th><th></th>\
-<th>p (sign)</th><th>credit lift</th><th>p (bootstrap)</th><th>significantly more credit to</th></tr>\n{rows}</table></body></html>\n",
+<th>p (sign)</th><th>credit lift</th><th>p (bootstrap)</th><th>preferred</th></tr>\n{rows}</table></body></html>\n",
         title = esc(&r.experiment),
         a = esc(a),
         b = esc(b),
@@ -610,7 +618,8 @@ mod tests {
         let mut c = vec![[1.0, 3.0]; 60];
         c.extend(vec![[2.0, 1.0]; 30]);
         c.extend(vec![[1.0, 1.0]; 10]);
-        let p = preference("m", &c, &teams, &cfg, 0);
+        let m = crate::builtin_metrics().remove(0);
+        let p = preference(&m, &c, &teams, &cfg, 0);
         assert_eq!((p.prefer_a, p.prefer_b, p.ties), (30, 60, 10));
         assert!((p.share_b - 2.0 / 3.0).abs() < 1e-12);
         assert!(p.p_sign < 0.01);
@@ -619,12 +628,20 @@ mod tests {
         assert!((p.credit_lift - (220.0 / 130.0 - 1.0)).abs() < 1e-12);
         assert!(p.credit_lift_ci[0] < p.credit_lift && p.credit_lift < p.credit_lift_ci[1]);
         assert!(p.credit_lift_ci[0] > 0.0);
-        assert_eq!(p, preference("m", &c, &teams, &cfg, 0));
+        assert_eq!(p, preference(&m, &c, &teams, &cfg, 0));
+        // Where lower is better, the same credits make `a` the preferred team.
+        let skip = crate::builtin_metrics()
+            .into_iter()
+            .find(|m| m.name == "skip_rate")
+            .expect("skip_rate");
+        let inverse = preference(&skip, &c, &teams, &cfg, 0);
+        assert_eq!((inverse.prefer_a, inverse.prefer_b), (60, 30));
+        assert_eq!(inverse.winner.as_deref(), Some("a"));
         // Balanced: no winner.
         let even: Vec<[f64; 2]> = (0..100)
             .map(|i| if i % 2 == 0 { [1.0, 2.0] } else { [2.0, 1.0] })
             .collect();
-        let q = preference("m", &even, &teams, &cfg, 0);
+        let q = preference(&m, &even, &teams, &cfg, 0);
         assert_eq!(q.winner, None);
         assert_eq!(q.p_sign, 1.0);
     }

@@ -59,6 +59,11 @@ pub struct Metric {
     /// events are given (mean and proportion metrics).
     #[serde(default = "yes")]
     pub cuped: bool,
+    /// Whether a rise is good (watch time) or bad (`skip_rate`): report verdicts,
+    /// colours, the chance to win and interleaving preferences follow it
+    /// (gbstats' `inverse` is its negation).
+    #[serde(default = "yes")]
+    pub higher_is_better: bool,
     /// Percentile capping (winsorisation): per-user values (numerator and, for
     /// ratio metrics, denominator; and the CUPED covariate) above this quantile
     /// of all assigned users' values are set to it, e.g. 0.99. Quantiles are
@@ -116,6 +121,7 @@ fn metric(name: &str, kind: MetricKind, num: Aggregation, den: Option<Aggregatio
         numerator: num,
         denominator: den,
         cuped: true,
+        higher_is_better: true,
         cap_percentile: None,
         quantile: None,
     }
@@ -158,12 +164,15 @@ pub fn builtin_metrics() -> Vec<Metric> {
             agg("sum", Some("completed"), 1.0),
             count(),
         ),
-        metric(
-            "skip_rate",
-            Ratio,
-            agg("sum", Some("skipped"), 1.0),
-            count(),
-        ),
+        Metric {
+            higher_is_better: false,
+            ..metric(
+                "skip_rate",
+                Ratio,
+                agg("sum", Some("skipped"), 1.0),
+                count(),
+            )
+        },
         metric(
             "watch_time_per_session",
             Ratio,

@@ -36,10 +36,12 @@ fn cells(m: &MetricRow, report_control: &str) -> [String; 11] {
         format!("{:.4}", m.p_value_adjusted),
         format!("{:.1}%", 100.0 * m.bayesian.chance_to_win),
         if m.cuped { "yes" } else { "no" }.to_string(),
-        match (&m.test.message, m.significant) {
-            (Some(msg), _) => msg.clone(),
-            (None, true) => "significant".into(),
-            (None, false) => String::new(),
+        match (&m.test.message, m.improved(), m.regressed()) {
+            (Some(msg), _, _) => msg.clone(),
+            (None, true, _) => "significant improvement".into(),
+            (None, _, true) if m.higher_is_better => "significant regression".into(),
+            (None, _, true) => "significant regression (lower is better)".into(),
+            (None, _, _) => String::new(),
         },
     ]
 }
@@ -188,10 +190,12 @@ pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
     ));
     for (k, m) in rows.iter().enumerate() {
         let y = 30.0 + row_h * k as f64 + row_h / 2.0;
-        let color = match (m.significant, m.test.rel_effect >= 0.0) {
-            (true, true) => "#1a7f37",
-            (true, false) => "#cf222e",
-            _ => "#57606a",
+        let color = if m.improved() {
+            "#1a7f37"
+        } else if m.regressed() {
+            "#cf222e"
+        } else {
+            "#57606a"
         };
         s.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} · {}</text>",
@@ -340,8 +344,16 @@ pub fn html_with_truth(r: &Report, truth: &[TrueLift]) -> String {
     let mut rows = String::new();
     for m in &r.metrics {
         rows.push_str("<tr>");
-        for c in cells(m, &r.control) {
-            rows.push_str(&format!("<td>{}</td>", esc(&c)));
+        let verdict = if m.improved() {
+            " class=\"ok\""
+        } else if m.regressed() {
+            " class=\"bad\""
+        } else {
+            ""
+        };
+        for (i, c) in cells(m, &r.control).iter().enumerate() {
+            let class = if i == 10 { verdict } else { "" };
+            rows.push_str(&format!("<td{class}>{}</td>", esc(c)));
         }
         rows.push_str("</tr>\n");
     }

@@ -365,11 +365,11 @@ fn trial(
             .iter()
             .zip(&c.credit[1..])
             .enumerate()
-            .map(|(i, (m, credit))| preference(&m.name, credit, &c.teams, &cfg, i as u64 + 1))
+            .map(|(i, (m, credit))| preference(m, credit, &c.teams, &cfg, i as u64 + 1))
             .collect();
         let credit = c.credit.into_iter().next().unwrap_or_default();
         Ok((
-            preference(&lead.name, &credit, &c.teams, &cfg, 0),
+            preference(lead, &credit, &c.teams, &cfg, 0),
             credit,
             by_surface,
         ))
