@@ -298,7 +298,10 @@ fn interleaving_over_http_gives_the_in_process_answer() -> TestResult {
     );
 
     // An interleaving log is not an A/B assignment.
-    let err = from_server.exposed().err().ok_or("an interleaving log as assignments")?;
+    let err = from_server
+        .exposed()
+        .err()
+        .ok_or("an interleaving log as assignments")?;
     assert!(err.to_string().contains("reelkit ab interleave"), "{err}");
     // Events that share no user with the exposures: a clear error.
     let mut strangers = served.clone();
