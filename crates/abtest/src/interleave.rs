@@ -358,14 +358,12 @@ fn wilson(k: u64, n: u64, alpha: f64) -> [f64; 2] {
     [(centre - half).max(0.0), (centre + half).min(1.0)]
 }
 
-/// SplitMix64: the bootstrap's generator (sequential, so the result does not
-/// depend on the thread count).
+/// The bootstrap's generator: SplitMix64 over a counter (sequential, so the
+/// result does not depend on the thread count).
 fn splitmix(state: &mut u64) -> u64 {
+    let r = reelkit_assign::splitmix64(*state);
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    r
 }
 
 /// One metric's preference test over users' credits `[team A, team B]`;

@@ -32,9 +32,10 @@ mod split;
 pub use interleave::{interleave_seed, team_draft, team_draft_by, Team};
 pub use split::{bucket, Error, Split};
 
-/// SplitMix64's finaliser: a bijective mix of 64 bits (Steele, Lea & Flood 2014).
+/// SplitMix64's step: a bijective mix of 64 bits (Steele, Lea & Flood 2014),
+/// the one hash behind arms, interleaving seeds and the simulator's streams.
 #[inline]
-pub(crate) fn splitmix64(mut z: u64) -> u64 {
+pub fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

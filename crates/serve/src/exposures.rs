@@ -16,7 +16,7 @@
 //! what does not fit is dropped and counted.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -104,7 +104,6 @@ pub struct ExposureLog {
     tx: Mutex<Option<SyncSender<Exposure>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
-    dir: PathBuf,
 }
 
 fn schema() -> Arc<Schema> {
@@ -337,7 +336,6 @@ impl ExposureLog {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             counters,
-            dir,
         })
     }
 
@@ -384,11 +382,6 @@ impl ExposureLog {
     pub fn files(&self) -> u64 {
         self.counters.files.load(Ordering::Relaxed)
     }
-
-    /// The directory written to.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 impl Drop for ExposureLog {
@@ -400,6 +393,7 @@ impl Drop for ExposureLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn exposure(i: u64) -> Exposure {
         Exposure {

@@ -5,14 +5,9 @@
 //! `(seed, purpose, entity, day)` with [`Rng::stream`], so results do not depend on
 //! how work is split across threads.
 
-/// SplitMix64 step: used to derive stream seeds and to hash ids.
-#[inline]
-pub fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// SplitMix64 step: used to derive stream seeds and to hash ids (the
+/// assignment crate's, so arms and streams share one definition).
+pub use reelkit_assign::splitmix64;
 
 /// xoshiro256++ (Blackman & Vigna): 256 bits of state, period 2^256 − 1.
 #[derive(Debug, Clone)]
