@@ -8,12 +8,15 @@ use reelkit_logs::{schema, Assignments};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::metrics::Metric;
+use crate::metrics::{Metric, Role};
 use crate::pipeline::{ordered_arm_sums, ArmSums, Inputs};
 use crate::stats::{
-    adjust, adjusted, bayesian, cuped_theta, srm, two_sided, two_sided_sequential, Bayesian,
-    Correction, MetricKind, TestResult,
+    adjust, adjusted, bayesian, cuped_theta, effect_variance, skewness, srm, two_sided,
+    two_sided_sequential, users_for_normality, Bayesian, Correction, MetricKind, TestResult,
 };
+
+/// The power the "keep running" line plans for.
+pub const PLANNING_POWER: f64 = 0.8;
 
 /// SRM p-values below this flag the experiment (GrowthBook's default).
 pub const SRM_THRESHOLD: f64 = 0.001;
@@ -62,6 +65,12 @@ pub struct Srm {
 
 /// One (metric, variant) row of the report: the test's result (flattened into
 /// the same JSON object), its adjusted p-value and verdict.
+///
+/// `control_mean` and `variant_mean` are the arms' plain means (of the
+/// per-user value; Σx/Σy for ratios; the quantile for quantile metrics). The
+/// effects and intervals are CUPED-adjusted when `cuped` is true, and the
+/// adjusted means (post − θ·pre, not re-centred) are then under
+/// `control_mean_adjusted` and `variant_mean_adjusted`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
     pub metric: String,
@@ -89,6 +98,36 @@ pub struct MetricRow {
     /// Whether a rise of this metric is good.
     #[serde(default = "higher")]
     pub higher_is_better: bool,
+    /// What the metric decides (goal, guardrail, secondary).
+    #[serde(default)]
+    pub role: Role,
+    /// A guardrail's acceptable relative worsening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    /// The control's CUPED-adjusted mean, when CUPED applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_mean_adjusted: Option<f64>,
+    /// The variant's CUPED-adjusted mean, when CUPED applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant_mean_adjusted: Option<f64>,
+    /// The per-user metric's skewness in the arm where it is larger in size
+    /// (see [`crate::stats::skewness`]); absent when it cannot be assessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skewness: Option<f64>,
+    /// Users per arm Kohavi's rule asks for at that skewness (355·skewness²).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_for_normality: Option<f64>,
+    /// An arm has fewer users than `users_for_normality`: the p-value and
+    /// interval rest on a poor normal approximation.
+    #[serde(default)]
+    pub skewed: bool,
+    /// Users (both arms together, split as now) for 80% power at α on the
+    /// row's question, from the variance measured here: to detect the
+    /// observed relative effect, or, for a guardrail with a tolerance, to
+    /// show that the observed worsening is within it. Absent when no sample
+    /// would (a zero effect; a worsening already beyond the tolerance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_needed: Option<f64>,
 }
 
 fn higher() -> bool {
@@ -104,6 +143,276 @@ impl MetricRow {
     /// Significant, in the metric's bad direction.
     pub fn regressed(&self) -> bool {
         self.significant && (self.test.rel_effect < 0.0) == self.higher_is_better
+    }
+
+    /// The relative interval's ends as worsening: `(least, most)` worsening
+    /// the interval allows (negative = an improvement).
+    fn worsening(&self) -> (f64, f64) {
+        if self.higher_is_better {
+            (-self.test.rel_ci_high, -self.test.rel_ci_low)
+        } else {
+            (self.test.rel_ci_low, self.test.rel_ci_high)
+        }
+    }
+
+    /// A guardrail's state; `None` for other roles.
+    pub fn guardrail(&self) -> Option<Guardrail> {
+        if self.role != Role::Guardrail {
+            return None;
+        }
+        if self.test.message.is_some() {
+            return Some(Guardrail::Unclear);
+        }
+        Some(match self.tolerance {
+            None if self.regressed() => Guardrail::Fails,
+            None => Guardrail::Holds,
+            Some(t) => {
+                let (least, most) = self.worsening();
+                if least > t {
+                    Guardrail::Fails
+                } else if most <= t {
+                    Guardrail::Holds
+                } else {
+                    Guardrail::Unclear
+                }
+            }
+        })
+    }
+}
+
+/// Where a guardrail stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guardrail {
+    /// Without a tolerance: not significantly worse. With one: the whole
+    /// interval is within it.
+    Holds,
+    /// Without a tolerance: significantly worse. With one: the whole interval
+    /// is beyond it.
+    Fails,
+    /// The interval still reaches beyond the tolerance (or the test was
+    /// uninformative).
+    Unclear,
+}
+
+/// What to do about one comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A goal metric won, none lost, every guardrail holds, the split is right.
+    Ship,
+    /// A goal metric lost, a guardrail failed, or the split is broken.
+    DontShip,
+    /// No goal metric is significant yet, or a guardrail is still unclear.
+    KeepRunning,
+    /// No metric has the goal role.
+    NoGoal,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Ship => "ship",
+            Verdict::DontShip => "don't ship",
+            Verdict::KeepRunning => "keep running",
+            Verdict::NoGoal => "no decision (no goal metric)",
+        })
+    }
+}
+
+/// The decision block of one comparison (variant against its baseline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub variant: String,
+    pub control: String,
+    pub verdict: Verdict,
+    /// Why, one sentence per reason, most important first.
+    pub reasons: Vec<String>,
+    /// For "keep running": users (both arms) still needed beyond those already
+    /// in, at the observed effects, for 80% power on the goal metric closest
+    /// to significance and on every guardrail not yet within its tolerance;
+    /// absent when no sample size would do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_users_needed: Option<f64>,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.2}%", 100.0 * x)
+}
+
+/// The decision of each comparison of `rows` (overall rows, in order).
+fn decide(rows: &[MetricRow], srm: &Srm) -> Vec<Decision> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        if !pairs.contains(&(r.variant.as_str(), r.control.as_str())) {
+            pairs.push((&r.variant, &r.control));
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|(variant, control)| {
+            let rows: Vec<&MetricRow> = rows
+                .iter()
+                .filter(|r| r.variant == variant && r.control == control)
+                .collect();
+            decide_one(variant, control, &rows, srm)
+        })
+        .collect()
+}
+
+fn decide_one(variant: &str, control: &str, rows: &[&MetricRow], srm: &Srm) -> Decision {
+    let mut stop = Vec::new();
+    let mut wait = Vec::new();
+    let mut good = Vec::new();
+    if !srm.ok {
+        stop.push(format!(
+            "sample-ratio mismatch (p = {:.2e}): the split is not the one configured, so no metric can be trusted; find the cause before reading any result",
+            srm.p_value
+        ));
+    }
+    let goals: Vec<&&MetricRow> = rows.iter().filter(|r| r.role == Role::Goal).collect();
+    for g in &goals {
+        let what = format!(
+            "goal {} {} [{}, {}], chance to win {:.1}%",
+            g.metric,
+            pct(g.test.rel_effect),
+            pct(g.test.rel_ci_low),
+            pct(g.test.rel_ci_high),
+            100.0 * g.bayesian.chance_to_win
+        );
+        if g.improved() {
+            good.push(format!("{what}: win"));
+        } else if g.regressed() {
+            stop.push(format!("{what}: loss"));
+        } else {
+            wait.push(format!("{what}: inconclusive"));
+        }
+    }
+    for r in rows {
+        let Some(state) = r.guardrail() else { continue };
+        let bound = match r.tolerance {
+            Some(t) => format!(
+                "may not {} more than {:.1}%",
+                if r.higher_is_better { "fall" } else { "rise" },
+                100.0 * t
+            ),
+            None => format!(
+                "may not {} significantly",
+                if r.higher_is_better { "fall" } else { "rise" }
+            ),
+        };
+        let what = format!(
+            "guardrail {} {} [{}, {}] ({bound})",
+            r.metric,
+            pct(r.test.rel_effect),
+            pct(r.test.rel_ci_low),
+            pct(r.test.rel_ci_high)
+        );
+        match state {
+            Guardrail::Fails => stop.push(format!("{what}: regressed")),
+            Guardrail::Unclear => wait.push(format!("{what}: not yet shown within tolerance")),
+            Guardrail::Holds => {}
+        }
+    }
+    let goal_won = goals.iter().any(|g| g.improved());
+    let (verdict, mut reasons) = if goals.is_empty() {
+        (
+            Verdict::NoGoal,
+            vec![
+                "no metric has role = \"goal\"; mark the metric this experiment should move"
+                    .to_string(),
+            ],
+        )
+    } else if !stop.is_empty() {
+        (Verdict::DontShip, stop)
+    } else if goal_won && wait.is_empty() {
+        (Verdict::Ship, good)
+    } else {
+        let mut r = wait;
+        r.extend(good);
+        (Verdict::KeepRunning, r)
+    };
+    if goals.is_empty() {
+        reasons.extend(
+            rows.iter()
+                .filter(|r| r.guardrail() == Some(Guardrail::Fails))
+                .map(|r| {
+                    format!(
+                        "guardrail {} regressed {}",
+                        r.metric,
+                        pct(r.test.rel_effect)
+                    )
+                }),
+        );
+    }
+    // Users still needed: the inconclusive goal nearest to significance (one
+    // win is enough) and every unclear guardrail (all must hold).
+    let mut more_users_needed = None;
+    if verdict == Verdict::KeepRunning {
+        let more = |r: &MetricRow| {
+            r.users_needed
+                .map(|n| (n - (r.n_control + r.n_variant) as f64).max(0.0))
+        };
+        let goal_need = if goal_won {
+            Some(0.0)
+        } else {
+            goals.iter().filter_map(|g| more(g)).min_by(f64::total_cmp)
+        };
+        let unclear: Vec<&&MetricRow> = rows
+            .iter()
+            .filter(|r| r.guardrail() == Some(Guardrail::Unclear))
+            .collect();
+        let guard_need = unclear
+            .iter()
+            .map(|r| more(r))
+            .try_fold(0.0f64, |acc, n| n.map(|n| acc.max(n)));
+        more_users_needed = match (goal_need, guard_need) {
+            (Some(g), Some(u)) => Some(g.max(u)),
+            _ => None,
+        };
+        match more_users_needed {
+            Some(n) => reasons.push(format!(
+                "at the observed effects, about {:.0} more users (both arms) give {:.0}% power{}",
+                n.ceil(),
+                100.0 * PLANNING_POWER,
+                if unclear.is_empty() {
+                    " to detect the goal's effect"
+                } else {
+                    " for the goal and to show every guardrail within its tolerance"
+                }
+            )),
+            None if goal_need.is_none() => reasons.push(
+                "the observed goal effect is zero: no sample size would detect it".to_string(),
+            ),
+            None => reasons.push(
+                "a guardrail's observed worsening is already beyond its tolerance: more users would \
+                 more likely show it failing than holding"
+                    .to_string(),
+            ),
+        }
+    }
+    let skewed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.skewed && r.role != Role::Secondary)
+        .map(|r| r.metric.as_str())
+        .collect();
+    if !skewed.is_empty() && verdict != Verdict::NoGoal {
+        reasons.push(format!(
+            "caution: {} too skewed for this sample size (see below); its p-value and interval \
+             may be optimistic",
+            if skewed.len() == 1 {
+                format!("{} is", skewed[0])
+            } else {
+                format!("{} are", skewed.join(", "))
+            }
+        ));
+    }
+    Decision {
+        variant: variant.to_string(),
+        control: control.to_string(),
+        verdict,
+        reasons,
+        more_users_needed,
     }
 }
 
@@ -160,6 +469,9 @@ pub struct Report {
     /// entered through an exposure log, and the dilution of a triggered analysis).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// One decision per comparison, from the metrics' roles.
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
 }
 
 /// The report's tests restricted to one segment of users or impressions.
@@ -289,10 +601,50 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 bayes.chance_to_win = 1.0 - bayes.chance_to_win;
                 std::mem::swap(&mut bayes.risk_control, &mut bayes.risk_treatment);
             }
-            let r = match cfg.sequential {
+            let mut r = match cfg.sequential {
                 Some(n_star) => two_sided_sequential(&ea, &eb, cfg.alpha, n_star),
                 None => two_sided(&ea, &eb, cfg.alpha),
             };
+            let adjusted_means = (theta != 0.0).then_some((r.control_mean, r.variant_mean));
+            // The arms' plain means; the effects stay as tested.
+            r.control_mean = ea.unadjusted_mean;
+            r.variant_mean = eb.unadjusted_mean;
+            let skews = [skewness(m.kind, ca), skewness(m.kind, vb)];
+            let skew = skews
+                .iter()
+                .flatten()
+                .copied()
+                .max_by(|a, b| a.abs().total_cmp(&b.abs()));
+            let need = skew.map(users_for_normality);
+            let skewed = skews
+                .iter()
+                .zip([ca.n, vb.n])
+                .any(|(s, n)| s.is_some_and(|s| n < users_for_normality(s)));
+            // The distance to plan for: from 0 to the observed effect, or
+            // for a guardrail with a tolerance, from the observed worsening
+            // to the tolerance (a non-inferiority margin).
+            let distance = match (m.role, m.tolerance) {
+                (Role::Guardrail, Some(t)) => {
+                    let worsening = if m.higher_is_better {
+                        -r.rel_effect
+                    } else {
+                        r.rel_effect
+                    };
+                    (t - worsening).max(0.0)
+                }
+                _ => r.rel_effect,
+            };
+            let users_needed = (r.message.is_none() && m.kind != MetricKind::Quantile)
+                .then(|| {
+                    crate::power::users_to_detect(
+                        ca.n + vb.n,
+                        effect_variance(&ea, &eb, true).sqrt(),
+                        distance,
+                        cfg.alpha,
+                        PLANNING_POWER,
+                    )
+                })
+                .filter(|n| n.is_finite());
             rows.push(MetricRow {
                 metric: m.name.clone(),
                 kind: m.kind,
@@ -307,6 +659,14 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 theta,
                 bayesian: bayes,
                 higher_is_better: m.higher_is_better,
+                role: m.role,
+                tolerance: m.tolerance,
+                control_mean_adjusted: adjusted_means.map(|a| a.0),
+                variant_mean_adjusted: adjusted_means.map(|a| a.1),
+                skewness: skew,
+                users_for_normality: need,
+                skewed,
+                users_needed,
             });
         }
     }
@@ -318,6 +678,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
         r.p_value_adjusted = p;
         r.significant = r.test.message.is_none() && p < cfg.alpha;
     }
+    let decisions = decide(&rows, &srm);
     Ok(Report {
         experiment: cfg.experiment.clone(),
         control: control_name,
@@ -329,6 +690,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
         daily: Vec::new(),
         segments: Vec::new(),
         notes: Vec::new(),
+        decisions,
     })
 }
 
@@ -505,5 +867,212 @@ mod tests {
             .iter()
             .any(|m| m.name == "skip_rate" && !m.higher_is_better));
         Ok(())
+    }
+
+    /// Arm sums of a mean metric with n users, mean `mu`, variance exactly `var`.
+    fn arm_n(name: &str, n: f64, mu: f64, var: f64) -> Sums {
+        let _ = name;
+        Sums {
+            n,
+            x: mu * n,
+            x2: n * mu * mu + (n - 1.0) * var,
+            ..Sums::default()
+        }
+    }
+
+    fn metrics_with_roles() -> Vec<Metric> {
+        let base = crate::builtin_metrics();
+        let pick = |name: &str| {
+            let mut m = base
+                .iter()
+                .find(|m| m.name == name)
+                .cloned()
+                .expect("metric");
+            m.cuped = false;
+            m
+        };
+        // watch time: goal; skip rate: guardrail (may not rise more than 2%).
+        vec![pick("watch_time_per_user"), {
+            let mut m = pick("sessions_per_user");
+            m.name = "skip_like".into();
+            m.higher_is_better = false;
+            m.tolerance = Some(0.02);
+            m
+        }]
+    }
+
+    fn two_arms(goal: (f64, f64), guard: (f64, f64), n: f64) -> Vec<ArmSums> {
+        ["control", "treatment"]
+            .iter()
+            .enumerate()
+            .map(|(k, v)| ArmSums {
+                variant: v.to_string(),
+                sums: vec![
+                    arm_n(v, n, if k == 0 { goal.0 } else { goal.1 }, 400.0),
+                    arm_n(v, n, if k == 0 { guard.0 } else { guard.1 }, 1.0),
+                ],
+                quantiles: vec![None, None],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_guardrail_beyond_its_tolerance_stops_a_winning_goal() -> Result<()> {
+        let metrics = metrics_with_roles();
+        let cfg = AnalysisConfig::default();
+        // Goal +3% (clearly significant); the guardrail rises 10% ± ~1%.
+        let r = analyze_sums(
+            &two_arms((100.0, 103.0), (5.0, 5.5), 20_000.0),
+            &metrics,
+            &cfg,
+        )?;
+        let d = &r.decisions[0];
+        assert_eq!(d.verdict, Verdict::DontShip, "{d:?}");
+        assert!(d
+            .reasons
+            .iter()
+            .any(|s| s.contains("guardrail skip_like") && s.contains("regressed")));
+        assert!(crate::markdown(&r).contains("**treatment vs control: don't ship**"));
+        // The same rise within the tolerance (+1%, interval inside 2%): ship.
+        let r = analyze_sums(
+            &two_arms((100.0, 103.0), (5.0, 5.05), 20_000.0),
+            &metrics,
+            &cfg,
+        )?;
+        let d = &r.decisions[0];
+        assert_eq!(d.verdict, Verdict::Ship, "{d:?}");
+        assert!(
+            r.metrics[1].regressed(),
+            "significant, yet within the tolerance"
+        );
+        assert_eq!(r.metrics[1].guardrail(), Some(Guardrail::Holds));
+        // A rise whose interval straddles the tolerance: keep running.
+        let r = analyze_sums(
+            &two_arms((100.0, 103.0), (5.0, 5.1), 20_000.0),
+            &metrics,
+            &cfg,
+        )?;
+        assert_eq!(r.metrics[1].guardrail(), Some(Guardrail::Unclear));
+        assert_eq!(r.decisions[0].verdict, Verdict::KeepRunning);
+        // A goal that loses: don't ship.
+        let r = analyze_sums(
+            &two_arms((100.0, 97.0), (5.0, 5.0), 20_000.0),
+            &metrics,
+            &cfg,
+        )?;
+        assert_eq!(r.decisions[0].verdict, Verdict::DontShip);
+        assert!(r.decisions[0].reasons[0].contains("loss"));
+        Ok(())
+    }
+
+    #[test]
+    fn nothing_significant_keeps_running_with_the_users_it_needs() -> Result<()> {
+        let metrics = metrics_with_roles();
+        let cfg = AnalysisConfig::default();
+        // Goal +0.5% with σ = 20 on a mean of 100, 2,000 users per arm: z ≈ 1.8.
+        let n = 2_000.0;
+        let r = analyze_sums(&two_arms((100.0, 100.5), (5.0, 5.0), n), &metrics, &cfg)?;
+        let d = &r.decisions[0];
+        assert_eq!(d.verdict, Verdict::KeepRunning, "{d:?}");
+        let more = d.more_users_needed.expect("users needed");
+        assert!(d.reasons.iter().any(|s| s.contains("more users")));
+        // With that many more users (same means and variances), the effect
+        // sits at z_{1-α/2} + z_{0.8} = 2.80 standard errors: 80% power.
+        let total = 2.0 * n + more;
+        let r2 = analyze_sums(
+            &two_arms((100.0, 100.5), (5.0, 5.0), total / 2.0),
+            &metrics,
+            &cfg,
+        )?;
+        let t = &r2.metrics[0].test;
+        let se = (t.rel_ci_high - t.rel_ci_low) / (2.0 * 1.959_96);
+        assert!(
+            (t.rel_effect / se - 2.8016).abs() < 0.01,
+            "{}",
+            t.rel_effect / se
+        );
+        assert_eq!(r2.decisions[0].verdict, Verdict::Ship);
+        // Without a goal metric there is no decision, and it says why.
+        let secondary: Vec<Metric> = metrics
+            .iter()
+            .map(|m| Metric {
+                role: crate::metrics::Role::Secondary,
+                tolerance: None,
+                ..m.clone()
+            })
+            .collect();
+        let r3 = analyze_sums(&two_arms((100.0, 100.5), (5.0, 5.0), n), &secondary, &cfg)?;
+        assert_eq!(r3.decisions[0].verdict, Verdict::NoGoal);
+        Ok(())
+    }
+
+    #[test]
+    fn skewness_and_the_sample_it_needs() {
+        // Exponential-like values: 1, 1, 1, 1, 10 → skewness 1.5.
+        let mut s = Sums::default();
+        for _ in 0..200 {
+            for x in [1.0, 1.0, 1.0, 1.0, 10.0] {
+                s.push(x, 0.0, 0.0, 0.0);
+            }
+        }
+        let sk = crate::stats::skewness(MetricKind::Mean, &s).expect("skew");
+        assert!((sk - 1.5).abs() < 1e-9, "{sk}");
+        assert!((crate::stats::users_for_normality(sk) - 798.75).abs() < 1e-9);
+        // A ratio's linearisation: y = 1 everywhere makes it the mean's.
+        let mut r = Sums::default();
+        for _ in 0..200 {
+            for x in [1.0, 1.0, 1.0, 1.0, 10.0] {
+                r.push(x, 1.0, 0.0, 0.0);
+            }
+        }
+        let rk = crate::stats::skewness(MetricKind::Ratio, &r).expect("skew");
+        assert!((rk - 1.5).abs() < 1e-9, "{rk}");
+        // A 10% proportion: (1 − 0.2) / sqrt(0.09) = 2.667.
+        let p = Sums {
+            n: 1000.0,
+            x: 100.0,
+            x2: 100.0,
+            ..Sums::default()
+        };
+        let pk = crate::stats::skewness(MetricKind::Proportion, &p).expect("skew");
+        assert!((pk - 0.8 / 0.3).abs() < 1e-12);
+        // Flagged in a report when an arm has fewer users than 355·skew².
+        let m = {
+            let mut m = crate::builtin_metrics().remove(0);
+            m.cuped = false;
+            m
+        };
+        // 500 users per arm, the second shifted by 0.5.
+        let (mut c, mut t) = (Sums::default(), Sums::default());
+        for _ in 0..100 {
+            for x in [1.0, 1.0, 1.0, 1.0, 10.0] {
+                c.push(x, 0.0, 0.0, 0.0);
+                t.push(x + 0.5, 0.0, 0.0, 0.0);
+            }
+        }
+        let arms = |a: Sums, b: Sums| {
+            [("control", a), ("treatment", b)].map(|(v, s)| ArmSums {
+                variant: v.into(),
+                sums: vec![s],
+                quantiles: vec![None],
+            })
+        };
+        let r = analyze_sums(
+            &arms(c, t),
+            std::slice::from_ref(&m),
+            &AnalysisConfig::default(),
+        )
+        .expect("report");
+        assert!(r.metrics[0].skewed, "500 users per arm < 799");
+        assert!((r.metrics[0].users_for_normality.expect("need") - 798.75).abs() < 1e-6);
+        assert!(crate::markdown(&r).contains("is skewed"));
+        // 1,000 users per arm are enough.
+        let r = analyze_sums(
+            &arms(s, s),
+            std::slice::from_ref(&m),
+            &AnalysisConfig::default(),
+        )
+        .expect("report");
+        assert!(!r.metrics[0].skewed);
     }
 }

@@ -14,7 +14,7 @@ mod stats;
 
 pub use analysis::{
     analyze, analyze_sums, cumulative_lift, segments, utc_date, AnalysisConfig, DailyLift,
-    MetricRow, Report, Segment, Srm, SRM_THRESHOLD,
+    Decision, Guardrail, MetricRow, Report, Segment, Srm, Verdict, PLANNING_POWER, SRM_THRESHOLD,
 };
 pub use error::{Error, Result};
 pub use exposures::{
@@ -24,7 +24,7 @@ pub use interleave::{
     credits, interleave, interleave_html, interleave_markdown, preference, sign_test,
     write_interleave_report, Credits, InterleaveConfig, InterleaveReport, Preference,
 };
-pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric};
+pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric, Role};
 pub use pipeline::{
     arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, scan, user_values, ArmSums,
     Inputs, Source, UserValues,

@@ -64,6 +64,17 @@ pub struct Metric {
     /// (gbstats' `inverse` is its negation).
     #[serde(default = "yes")]
     pub higher_is_better: bool,
+    /// What the metric decides: `goal` (the experiment should move it),
+    /// `guardrail` (it must not get worse) or `secondary` (reported only).
+    #[serde(default)]
+    pub role: Role,
+    /// For a guardrail: how much relative worsening is acceptable (0.02: the
+    /// metric may not get worse by more than 2%). With a tolerance, the
+    /// guardrail fails when its interval lies wholly beyond it and holds when
+    /// the interval's bad end is within it; without one, any significant
+    /// worsening fails it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
     /// Percentile capping (winsorisation): per-user values (numerator and, for
     /// ratio metrics, denominator; and the CUPED covariate) above this quantile
     /// of all assigned users' values are set to it, e.g. 0.99. Quantiles are
@@ -78,6 +89,29 @@ pub struct Metric {
 
 fn yes() -> bool {
     true
+}
+
+/// What a metric means for the decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The experiment is run to move it: its verdict decides.
+    Goal,
+    /// It must not get worse (beyond its tolerance, when one is stated).
+    Guardrail,
+    /// Reported, not decided on.
+    #[default]
+    Secondary,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Goal => "goal",
+            Role::Guardrail => "guardrail",
+            Role::Secondary => "secondary",
+        })
+    }
 }
 
 impl Metric {
@@ -122,34 +156,58 @@ fn metric(name: &str, kind: MetricKind, num: Aggregation, den: Option<Aggregatio
         denominator: den,
         cuped: true,
         higher_is_better: true,
+        role: Role::Secondary,
+        tolerance: None,
         cap_percentile: None,
         quantile: None,
     }
 }
 
-/// The built-in Reels metrics.
+fn role(role: Role, tolerance: Option<f64>, m: Metric) -> Metric {
+    Metric {
+        role,
+        tolerance,
+        ..m
+    }
+}
+
+/// The built-in Reels metrics. Watch time per user is the goal; sessions and
+/// active days per user (no worse than 1%) and the skip rate (no rise beyond
+/// 2%) are guardrails; the rest are secondary.
 pub fn builtin_metrics() -> Vec<Metric> {
     use MetricKind::*;
     let count = || Some(agg("count", None, 1.0));
     vec![
-        metric(
-            "watch_time_per_user",
-            Mean,
-            agg("sum", Some("watch_ms"), 0.001),
+        role(
+            Role::Goal,
             None,
+            metric(
+                "watch_time_per_user",
+                Mean,
+                agg("sum", Some("watch_ms"), 0.001),
+                None,
+            ),
         ),
         metric("impressions_per_user", Mean, agg("count", None, 1.0), None),
-        metric(
-            "sessions_per_user",
-            Mean,
-            agg("n_unique", Some("session_id"), 1.0),
-            None,
+        role(
+            Role::Guardrail,
+            Some(0.01),
+            metric(
+                "sessions_per_user",
+                Mean,
+                agg("n_unique", Some("session_id"), 1.0),
+                None,
+            ),
         ),
-        metric(
-            "active_days_per_user",
-            Mean,
-            agg("n_unique", Some("day"), 1.0),
-            None,
+        role(
+            Role::Guardrail,
+            Some(0.01),
+            metric(
+                "active_days_per_user",
+                Mean,
+                agg("n_unique", Some("day"), 1.0),
+                None,
+            ),
         ),
         metric("like_rate", Ratio, agg("sum", Some("liked"), 1.0), count()),
         metric(
@@ -166,6 +224,8 @@ pub fn builtin_metrics() -> Vec<Metric> {
         ),
         Metric {
             higher_is_better: false,
+            role: Role::Guardrail,
+            tolerance: Some(0.02),
             ..metric(
                 "skip_rate",
                 Ratio,
@@ -288,6 +348,22 @@ pub fn check_metrics(metrics: &[Metric]) -> Result<()> {
                 })
             }
             _ => {}
+        }
+        if let Some(t) = m.tolerance {
+            if !(t >= 0.0 && t.is_finite()) {
+                return Err(Error::Metric {
+                    metric: m.name.clone(),
+                    reason: format!(
+                        "tolerance must be a relative change >= 0 (0.02 = 2%), got {t}"
+                    ),
+                });
+            }
+            if m.role != Role::Guardrail {
+                return Err(Error::Metric {
+                    metric: m.name.clone(),
+                    reason: format!("only a guardrail takes a tolerance (role is `{}`)", m.role),
+                });
+            }
         }
         if let Some(q) = m.cap_percentile {
             if !(q > 0.0 && q < 1.0) {

@@ -569,10 +569,26 @@ pub fn arm_sums(inputs: &Inputs<'_>) -> Result<Vec<ArmSums>> {
         let (x, y) = value_expr(m, i, "");
         aggs.push(x.clone().sum().alias(format!("s{i}_x")));
         aggs.push((x.clone() * x.clone()).sum().alias(format!("s{i}_x2")));
+        aggs.push(
+            (x.clone() * x.clone() * x.clone())
+                .sum()
+                .alias(format!("s{i}_x3")),
+        );
         if let Some(y) = y.clone() {
             aggs.push(y.clone().sum().alias(format!("s{i}_y")));
             aggs.push((y.clone() * y.clone()).sum().alias(format!("s{i}_y2")));
-            aggs.push((x.clone() * y).sum().alias(format!("s{i}_xy")));
+            aggs.push((x.clone() * y.clone()).sum().alias(format!("s{i}_xy")));
+            aggs.push(
+                (y.clone() * y.clone() * y.clone())
+                    .sum()
+                    .alias(format!("s{i}_y3")),
+            );
+            aggs.push(
+                (x.clone() * x.clone() * y.clone())
+                    .sum()
+                    .alias(format!("s{i}_x2y")),
+            );
+            aggs.push((x.clone() * y.clone() * y).sum().alias(format!("s{i}_xy2")));
         }
         if pre_events.is_some() && m.kind.takes_cuped() {
             let (p, q) = value_expr(m, i, "pre_");
@@ -631,6 +647,10 @@ pub fn arm_sums(inputs: &Inputs<'_>) -> Result<Vec<ArmSums>> {
                 xq: get(&format!("s{i}_xq"), row),
                 yp: get(&format!("s{i}_yp"), row),
                 yq: get(&format!("s{i}_yq"), row),
+                x3: get(&format!("s{i}_x3"), row),
+                y3: get(&format!("s{i}_y3"), row),
+                x2y: get(&format!("s{i}_x2y"), row),
+                xy2: get(&format!("s{i}_xy2"), row),
             })
             .collect();
         out.push(ArmSums {

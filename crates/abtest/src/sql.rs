@@ -17,6 +17,7 @@
 //! | `sum_y`, `sum_y2`, `sum_xy` | ratio denominator, its square, numerator × denominator |
 //! | `sum_p`, `sum_p2`, `sum_xp` | pre-period value (ratio: numerator), square, × `x` |
 //! | `sum_q`, `sum_q2`, `sum_pq`, `sum_xq`, `sum_yp`, `sum_yq` | pre-period ratio denominator and its products |
+//! | `sum_x3`, `sum_y3`, `sum_x2y`, `sum_xy2` | third moments, for the report's skewness check (optional: without them the check is skipped) |
 //!
 //! Columns that a metric does not use are 0. Percentile capping and quantile
 //! metrics need every user's value, so they are refused here: analyse those
@@ -100,10 +101,15 @@ impl Default for SqlTables {
 }
 
 /// The output columns of the warehouse query, in order.
-pub const STATS_COLUMNS: [&str; 17] = [
+pub const STATS_COLUMNS: [&str; 21] = [
     "variant", "metric", "n", "sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy", "sum_p", "sum_p2",
-    "sum_xp", "sum_q", "sum_q2", "sum_pq", "sum_xq", "sum_yp", "sum_yq",
+    "sum_xp", "sum_q", "sum_q2", "sum_pq", "sum_xq", "sum_yp", "sum_yq", "sum_x3", "sum_y3",
+    "sum_x2y", "sum_xy2",
 ];
+
+/// How many of [`STATS_COLUMNS`] an export must have (the third moments may be
+/// missing from files written before they were added).
+const REQUIRED_STATS_COLUMNS: usize = 17;
 
 /// Event columns stored as booleans (summed as 0/1).
 const BOOLEAN_COLUMNS: [&str; 4] = [
@@ -319,25 +325,29 @@ pub fn warehouse_sql(metrics: &[Metric], dialect: Dialect, tables: &SqlTables) -
             let _ = writeln!(s, "UNION ALL");
         }
         let c = |v: &str| q(&format!("{v}{i}"));
-        let sum = |a: &str, b: Option<&str>| match b {
-            None => format!("SUM({})", c(a)),
-            Some(b) => format!("SUM({} * {})", c(a), c(b)),
+        let sum = |factors: &[&str]| {
+            let f: Vec<String> = factors.iter().map(|v| c(v)).collect();
+            format!("SUM({})", f.join(" * "))
         };
         let sums = [
-            sum("x", None),
-            sum("x", Some("x")),
-            sum("y", None),
-            sum("y", Some("y")),
-            sum("x", Some("y")),
-            sum("p", None),
-            sum("p", Some("p")),
-            sum("x", Some("p")),
-            sum("q", None),
-            sum("q", Some("q")),
-            sum("p", Some("q")),
-            sum("x", Some("q")),
-            sum("y", Some("p")),
-            sum("y", Some("q")),
+            sum(&["x"]),
+            sum(&["x", "x"]),
+            sum(&["y"]),
+            sum(&["y", "y"]),
+            sum(&["x", "y"]),
+            sum(&["p"]),
+            sum(&["p", "p"]),
+            sum(&["x", "p"]),
+            sum(&["q"]),
+            sum(&["q", "q"]),
+            sum(&["p", "q"]),
+            sum(&["x", "q"]),
+            sum(&["y", "p"]),
+            sum(&["y", "q"]),
+            sum(&["x", "x", "x"]),
+            sum(&["y", "y", "y"]),
+            sum(&["x", "x", "y"]),
+            sum(&["x", "y", "y"]),
         ];
         let _ = write!(
             s,
@@ -401,8 +411,15 @@ pub fn read_stats(path: &Path, metrics: &[Metric]) -> Result<Vec<ArmSums>> {
     let variants = strings(schema::VARIANT)?;
     let metric_names = strings("metric")?;
     let mut numbers = Vec::with_capacity(STATS_COLUMNS.len() - 2);
-    for name in &STATS_COLUMNS[2..] {
-        let c = find(name)?;
+    for (k, name) in STATS_COLUMNS.iter().enumerate().skip(2) {
+        let c = match find(name) {
+            Ok(c) => c,
+            Err(_) if k >= REQUIRED_STATS_COLUMNS => {
+                numbers.push(vec![f64::NAN; df.height()]);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if !c.dtype().is_primitive_numeric() {
             return Err(invalid(format!(
                 "column `{name}` must be numeric, found {}",
@@ -486,6 +503,10 @@ pub fn read_stats(path: &Path, metrics: &[Metric]) -> Result<Vec<ArmSums>> {
             xq: g(12),
             yp: g(13),
             yq: g(14),
+            x3: g(15),
+            y3: g(16),
+            x2y: g(17),
+            xy2: g(18),
         };
     }
     for (a, arm) in arms.iter().enumerate() {

@@ -68,6 +68,18 @@ pub struct Sums {
     /// Σ y · pre denominator.
     #[serde(default)]
     pub yq: f64,
+    /// Σ x³ (the skewness check; NaN when a warehouse export lacks it).
+    #[serde(default)]
+    pub x3: f64,
+    /// Σ y³.
+    #[serde(default)]
+    pub y3: f64,
+    /// Σ x² y.
+    #[serde(default)]
+    pub x2y: f64,
+    /// Σ x y².
+    #[serde(default)]
+    pub xy2: f64,
 }
 
 impl Sums {
@@ -88,6 +100,10 @@ impl Sums {
         self.xq += o.xq;
         self.yp += o.yp;
         self.yq += o.yq;
+        self.x3 += o.x3;
+        self.y3 += o.y3;
+        self.x2y += o.x2y;
+        self.xy2 += o.xy2;
     }
 
     /// Adds one user's value `x`, denominator `y`, pre-period value (or
@@ -108,12 +124,70 @@ impl Sums {
         self.xq += x * q;
         self.yp += y * p;
         self.yq += y * q;
+        self.x3 += x * x * x;
+        self.y3 += y * y * y;
+        self.x2y += x * x * y;
+        self.xy2 += x * y * y;
     }
 
     /// Whether any pre-period data went into these sums.
     pub fn has_pre(&self) -> bool {
         self.p != 0.0 || self.p2 != 0.0 || self.q != 0.0 || self.q2 != 0.0
     }
+}
+
+/// The skewness of one arm's per-user metric, the quantity Kohavi's rule of
+/// thumb (Kohavi, Deng, Longbotham & Xu, KDD 2014) compares with the sample
+/// size: the mean's normal approximation is poor unless each arm has at least
+/// `355 · skewness²` users. Mean metrics: the skewness of the per-user value;
+/// proportions: of a Bernoulli with the arm's rate; ratios: of the
+/// delta-method linearisation `x − R y` (`R = Σx / Σy`). `None` when it cannot
+/// be assessed (fewer than 3 users, no variance, third moments missing from a
+/// warehouse export) and for quantile metrics.
+pub fn skewness(kind: MetricKind, s: &Sums) -> Option<f64> {
+    if s.n < 3.0 {
+        return None;
+    }
+    let n = s.n;
+    let skew = match kind {
+        MetricKind::Quantile => return None,
+        MetricKind::Proportion => {
+            let p = s.x / n;
+            if p <= 0.0 || p >= 1.0 {
+                return None;
+            }
+            (1.0 - 2.0 * p) / (p * (1.0 - p)).sqrt()
+        }
+        MetricKind::Mean => {
+            let m = s.x / n;
+            let m2 = s.x2 / n - m * m;
+            let m3 = s.x3 / n - 3.0 * m * s.x2 / n + 2.0 * m * m * m;
+            if m2 <= 0.0 {
+                return None;
+            }
+            m3 / m2.powf(1.5)
+        }
+        MetricKind::Ratio => {
+            if s.y == 0.0 {
+                return None;
+            }
+            // z = x − R y has mean 0 by construction of R.
+            let r = s.x / s.y;
+            let m2 = (s.x2 - 2.0 * r * s.xy + r * r * s.y2) / n;
+            let m3 = (s.x3 - 3.0 * r * s.x2y + 3.0 * r * r * s.xy2 - r * r * r * s.y3) / n;
+            if m2 <= 0.0 {
+                return None;
+            }
+            m3 / m2.powf(1.5)
+        }
+    };
+    skew.is_finite().then_some(skew)
+}
+
+/// Users per arm that Kohavi's rule of thumb asks for a metric of this
+/// skewness: `355 · skewness²`.
+pub fn users_for_normality(skewness: f64) -> f64 {
+    355.0 * skewness * skewness
 }
 
 /// How a metric aggregates per user.

@@ -505,3 +505,97 @@ fn the_report_adds_users_in_id_order_so_runs_are_identical(
     }
     Ok(())
 }
+
+/// The report's means are the arms' plain means, recomputed here with a
+/// separate polars query over the per-user values, even where CUPED adjusts
+/// the effects; the adjusted means are kept under their own names.
+#[test]
+fn report_means_are_plain_per_arm_means_under_cuped() -> Result<(), Box<dyn std::error::Error>> {
+    use reelkit_logs::polars::prelude::*;
+    let dir = tempfile::tempdir()?;
+    let (pre, post) = pre_and_post(dir.path())?;
+    let a = split(&users(), 5);
+    let metrics = builtin_metrics();
+    let r = analyze(&inputs(&post, &a, Some(&pre), &metrics), &cfg())?;
+
+    let per_user = reelkit_logs::read_frame(&post)?
+        .lazy()
+        .group_by([col("user_id").cast(DataType::UInt64)])
+        .agg([
+            (col("watch_ms").cast(DataType::Float64).sum() * lit(0.001)).alias("watch"),
+            len().cast(DataType::Float64).alias("impressions"),
+            col("liked").cast(DataType::Float64).sum().alias("likes"),
+        ]);
+    let assigned = a
+        .to_dataframe()?
+        .lazy()
+        .with_column(col("user_id").cast(DataType::UInt64));
+    let arms = assigned
+        .left_join(per_user, col("user_id"), col("user_id"))
+        .group_by([col("variant")])
+        .agg([
+            col("watch").fill_null(lit(0.0)).mean().alias("watch"),
+            col("impressions")
+                .fill_null(lit(0.0))
+                .mean()
+                .alias("impressions"),
+            (col("likes").fill_null(lit(0.0)).sum() / col("impressions").fill_null(lit(0.0)).sum())
+                .alias("like_rate"),
+        ])
+        .collect()?;
+    let mean = |variant: &str, column: &str| -> f64 {
+        let vs = arms.column("variant").expect("variant");
+        let row = (0..arms.height())
+            .find(|&i| {
+                vs.get(i)
+                    .ok()
+                    .and_then(|v| v.get_str().map(str::to_string))
+                    .as_deref()
+                    == Some(variant)
+            })
+            .expect("arm");
+        arms.column(column)
+            .expect("column")
+            .get(row)
+            .ok()
+            .and_then(|v| v.extract::<f64>())
+            .expect("number")
+    };
+    for (metric, column) in [
+        ("watch_time_per_user", "watch"),
+        ("impressions_per_user", "impressions"),
+        ("like_rate", "like_rate"),
+    ] {
+        let row = r.metrics.iter().find(|m| m.metric == metric).expect("row");
+        assert!(row.cuped, "{metric}: CUPED applies with a pre-period");
+        for (got, want) in [
+            (row.test.control_mean, mean("control", column)),
+            (row.test.variant_mean, mean("treatment", column)),
+        ] {
+            assert!(
+                (got - want).abs() <= 1e-9 * want.abs(),
+                "{metric}: {got} vs {want}"
+            );
+        }
+        let (ca, va) = (
+            row.control_mean_adjusted.expect("adjusted control mean"),
+            row.variant_mean_adjusted.expect("adjusted variant mean"),
+        );
+        // The effect is the adjusted means' difference, not the plain means'.
+        assert!((row.test.abs_effect - (va - ca)).abs() <= 1e-9 * ca.abs().max(1.0));
+        assert!((ca - row.test.control_mean).abs() > 1e-6 * row.test.control_mean.abs());
+    }
+    let json = serde_json::to_value(&r)?;
+    assert!(json["metrics"][0].get("control_mean_adjusted").is_some());
+    let md = reelkit_abtest::markdown(&r);
+    let watch = r
+        .metrics
+        .iter()
+        .find(|m| m.metric == "watch_time_per_user")
+        .expect("row");
+    assert!(
+        md.contains(&format!("{:.1}", watch.test.control_mean)),
+        "{md}"
+    );
+    Ok(())
+}

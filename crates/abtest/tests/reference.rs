@@ -39,6 +39,7 @@ fn sums(v: &Value) -> Sums {
         xq: g("xq"),
         yp: g("yp"),
         yq: g("yq"),
+        ..Sums::default()
     }
 }
 

@@ -684,7 +684,8 @@ fn ab_sql_prints_the_query_and_analyze_reads_its_sums() -> TestResult {
     for arm in &arms {
         for (m, s) in metrics.iter().zip(&arm.sums) {
             let v = [
-                s.n, s.x, s.x2, s.y, s.y2, s.xy, s.p, s.p2, s.xp, s.q, s.q2, s.pq, s.xq, s.yp, s.yq,
+                s.n, s.x, s.x2, s.y, s.y2, s.xy, s.p, s.p2, s.xp, s.q, s.q2, s.pq, s.xq, s.yp,
+                s.yq, s.x3, s.y3, s.x2y, s.xy2,
             ];
             let v: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
             csv.push_str(&format!("{},{},{}\n", arm.variant, m.name, v.join(",")));
