@@ -11,6 +11,7 @@ mod power;
 mod report;
 mod sql;
 mod stats;
+mod stream;
 
 pub use analysis::{
     analyze, analyze_sums, cumulative_lift, segments, utc_date, AnalysisConfig, DailyLift,

@@ -441,73 +441,53 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
 }
 
 /// Collects [`UserValues`] (for re-randomisation studies such as A/A tests)
-/// over the events before `until_ms` (all of them with `None`).
+/// over the events before `until_ms` (all of them with `None`), one row per
+/// assigned user in the assignments' order. The events stream through once
+/// (per period); only the per-user table is held (see `stream.rs`).
 pub fn user_values(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<UserValues> {
     let Inputs {
         events,
         pre_events,
+        assignments,
         metrics,
-        ..
     } = inputs;
-    let mut cols = vec![col(schema::USER_ID), col(schema::VARIANT)];
-    for (i, m) in metrics.iter().enumerate() {
-        let (x, y) = value_expr(m, i, "");
-        cols.push(x.alias(format!("x{i}")));
-        cols.push(y.unwrap_or(lit(0.0)).alias(format!("y{i}")));
-        let (p, q) = if pre_events.is_some() && m.kind.takes_cuped() {
-            value_expr(m, i, "pre_")
-        } else {
-            (lit(0.0), None)
-        };
-        cols.push(p.alias(format!("p{i}")));
-        cols.push(q.unwrap_or(lit(0.0)).alias(format!("q{i}")));
-    }
-    // Streaming: the events pass through in batches; only the per-user table
-    // (one row per assigned user) is held.
-    let df = joined(inputs, until_ms)?
-        .select(cols)
-        .collect_with_engine(Engine::Streaming)
-        .map_err(events.err())?
-        .unwrap_single();
-    let f64s = |name: &str| -> Result<Vec<f64>> {
-        let c = df.column(name).map_err(events.err())?;
-        let s = c
-            .as_materialized_series()
-            .cast(&DataType::Float64)
-            .map_err(events.err())?;
-        Ok(s.f64()
-            .map_err(events.err())?
-            .iter()
-            .map(|v| v.unwrap_or(0.0))
-            .collect())
+    let index = crate::stream::UserIndex::new(&assignments.user_id)?;
+    let post = crate::stream::per_user(events, metrics, until_ms, &index)?;
+    let pre = match pre_events {
+        Some(p) => Some(crate::stream::per_user(p, metrics, None, &index)?),
+        None => None,
     };
-    let users = df.column(schema::USER_ID).map_err(events.err())?;
-    let user_id = users
-        .as_materialized_series()
-        .u64()
-        .map_err(events.err())?
-        .iter()
-        .map(|v| v.unwrap_or(0))
-        .collect();
-    let variant = df
-        .column(schema::VARIANT)
-        .map_err(events.err())?
-        .as_materialized_series()
-        .str()
-        .map_err(events.err())?
-        .iter()
-        .map(|v| v.unwrap_or_default().to_string())
-        .collect();
+    let n = assignments.len();
+    let values = |m: &Metric, u: crate::stream::PerUser| -> (Vec<f64>, Vec<f64>) {
+        match m.kind {
+            MetricKind::Mean | MetricKind::Quantile => (u.num, vec![0.0; n]),
+            MetricKind::Proportion => (
+                u.num
+                    .iter()
+                    .map(|&x| f64::from(u8::from(x > 0.0)))
+                    .collect(),
+                vec![0.0; n],
+            ),
+            MetricKind::Ratio => (u.num, u.den.unwrap_or_else(|| vec![0.0; n])),
+        }
+    };
     let mut v = UserValues {
-        user_id,
-        variant,
+        user_id: assignments.user_id.clone(),
+        variant: assignments.variant.clone(),
         ..UserValues::default()
     };
-    for i in 0..metrics.len() {
-        v.x.push(f64s(&format!("x{i}"))?);
-        v.y.push(f64s(&format!("y{i}"))?);
-        v.p.push(f64s(&format!("p{i}"))?);
-        v.q.push(f64s(&format!("q{i}"))?);
+    let mut pre = pre.map(|p| p.into_iter());
+    for (m, post) in metrics.iter().zip(post) {
+        let (x, y) = values(m, post);
+        let pre_m = pre.as_mut().and_then(|p| p.next());
+        let (p, q) = match pre_m {
+            Some(pre_m) if m.kind.takes_cuped() => values(m, pre_m),
+            _ => (vec![0.0; n], vec![0.0; n]),
+        };
+        v.x.push(x);
+        v.y.push(y);
+        v.p.push(p);
+        v.q.push(q);
     }
     Ok(v)
 }

@@ -145,6 +145,12 @@ pub struct AbBenchArgs {
     /// Where to write the synthetic file (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Internal: run one phase in this (fresh) process and print its JSON.
+    #[arg(long, hide = true, value_parser = ["groupby", "same", "analyze"])]
+    phase: Option<String>,
+    /// Internal: the assignments file the analyze phase reads.
+    #[arg(long, hide = true)]
+    assignments: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `reelkit bench recommend`.
@@ -391,8 +397,13 @@ fn synthetic_events(path: &std::path::Path, n: usize, users: u64) -> anyhow::Res
     Ok(())
 }
 
+/// `reelkit bench ab`: each phase runs in its own fresh process (this binary
+/// with `--phase`), so its peak RSS is its own and not what an earlier phase
+/// left in the allocator; the phases run one after another in the same run.
 fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
-    use reelkit_logs::polars::prelude::*;
+    if let Some(phase) = &args.phase {
+        return ab_phase(phase, &args);
+    }
     let tmp = tempfile_dir(args.dir.as_deref())?;
     let path = match &args.events {
         Some(p) => p.clone(),
@@ -408,83 +419,135 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
             p
         }
     };
-    let rss_before = peak_rss_mib();
-    // First baseline: the barest per-user group-by (one sum of one column).
-    let t = Instant::now();
-    let base = reelkit_abtest::scan(&path)?
-        .group_by([col("user_id")])
-        .agg([col("watch_ms").cast(DataType::Float64).sum()])
-        .collect_with_engine(Engine::Streaming)?
-        .unwrap_single();
-    let baseline_s = t.elapsed().as_secs_f64();
-    let users = base
-        .column("user_id")?
-        .as_materialized_series()
-        .cast(&DataType::UInt64)?;
-    let user_ids: Vec<u64> = users.u64()?.iter().flatten().collect();
-    let rss_baseline = peak_rss_mib();
-    let metrics = reelkit_abtest::builtin_metrics();
-    // Second baseline: the same per-user aggregations of every metric as one
-    // bare polars group-by (no join, no per-arm sums, no statistics).
-    let t = Instant::now();
-    let same = reelkit_abtest::per_user_values(&reelkit_abtest::Source::from(&path), &metrics)?
-        .collect_with_engine(Engine::Streaming)?
-        .unwrap_single();
-    let same_aggs_s = t.elapsed().as_secs_f64();
+    let assignments = tmp.join("bench_assignments.parquet");
+    let exe = std::env::current_exe()?;
+    let phase = |name: &str| -> anyhow::Result<serde_json::Value> {
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "ab", "--phase", name, "--events"])
+            .arg(&path)
+            .arg("--assignments")
+            .arg(&assignments)
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        anyhow::ensure!(out.status.success(), "bench phase {name} failed");
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    // The bare group-by writes the assignments (every user with events, split
+    // by a hash) that the analysis reads.
+    let groupby = phase("groupby")?;
+    let analyze = phase("analyze")?;
+    let same = phase("same")?;
+    let secs = |v: &serde_json::Value| v["seconds"].as_f64().unwrap_or(f64::NAN);
+    let peak = |v: &serde_json::Value| v["peak_rss_mib"].as_f64();
     anyhow::ensure!(
-        same.height() == base.height(),
-        "baselines disagree on users"
+        same["users"] == analyze["users_with_events"],
+        "baselines disagree on users: {} vs {}",
+        same["users"],
+        analyze["users_with_events"]
     );
-    drop(same);
-    let rss_same = peak_rss_mib();
-    let assignments = reelkit_logs::Assignments {
-        variant: user_ids
-            .iter()
-            .map(|&u| {
-                if reelkit_sim::splitmix64(u).is_multiple_of(2) {
-                    "control"
-                } else {
-                    "treatment"
-                }
-                .to_string()
-            })
-            .collect(),
-        user_id: user_ids,
-    };
-    let cfg = reelkit_abtest::AnalysisConfig {
-        experiment: "bench".into(),
-        control: None,
-        alpha: 0.05,
-        correction: reelkit_abtest::Correction::Holm,
-        weights: None,
-        sequential: None,
-        comparisons: Vec::new(),
-    };
-    let t = Instant::now();
-    let report = reelkit_abtest::analyze(
-        &reelkit_abtest::Inputs::new(&path, &assignments, &metrics),
-        &cfg,
-    )?;
-    let analyze_s = t.elapsed().as_secs_f64();
     let out = json!({
         "bench": "ab",
         "file": path,
         "file_mib": std::fs::metadata(&path).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0),
-        "users": assignments.len(),
-        "metrics": metrics.len(),
-        "rows": report.metrics.len(),
-        "baseline_groupby_s": baseline_s,
-        "analyze_s": analyze_s,
-        "ratio_to_baseline": analyze_s / baseline_s,
-        "same_aggregations_groupby_s": same_aggs_s,
-        "ratio_to_same_aggregations": analyze_s / same_aggs_s,
-        "target_ratio": 1.5,
-        "peak_rss_mib_before": rss_before,
-        "peak_rss_mib_after_baseline": rss_baseline,
-        "peak_rss_mib_after_same_aggregations": rss_same,
-        "peak_rss_mib_after_analyze": peak_rss_mib(),
+        "users": analyze["users"],
+        "metrics": analyze["metrics"],
+        "rows": analyze["rows"],
+        "baseline_groupby_s": secs(&groupby),
+        "analyze_s": secs(&analyze),
+        "ratio_to_baseline": secs(&analyze) / secs(&groupby),
+        "same_aggregations_groupby_s": secs(&same),
+        "ratio_to_same_aggregations": secs(&analyze) / secs(&same),
+        "target_ratio_to_same_aggregations": 1.0,
+        "peak_rss_mib_baseline_groupby": peak(&groupby),
+        "peak_rss_mib_analyze": peak(&analyze),
+        "peak_rss_mib_same_aggregations_groupby": peak(&same),
+        "peak_rss_ratio_analyze_to_same_aggregations":
+            peak(&analyze).zip(peak(&same)).map(|(a, b)| a / b),
+        "target_peak_rss_mib_analyze": 2048,
+        "peak_rss": "VmHWM of each phase's own process (the analysis's includes reading the assignments)",
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// One phase of `bench ab` in this process; prints `{seconds, peak_rss_mib, ...}`.
+fn ab_phase(phase: &str, args: &AbBenchArgs) -> anyhow::Result<()> {
+    use reelkit_logs::polars::prelude::*;
+    let path = args
+        .events
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--phase needs --events"))?;
+    let assignments_path = args
+        .assignments
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--phase needs --assignments"))?;
+    let metrics = reelkit_abtest::builtin_metrics();
+    let out = match phase {
+        "groupby" => {
+            // The barest per-user group-by (one sum of one column).
+            let t = Instant::now();
+            let base = reelkit_abtest::scan(&path)?
+                .group_by([col("user_id")])
+                .agg([col("watch_ms").cast(DataType::Float64).sum()])
+                .collect_with_engine(Engine::Streaming)?
+                .unwrap_single();
+            let seconds = t.elapsed().as_secs_f64();
+            let peak = peak_rss_mib();
+            let users = base
+                .column("user_id")?
+                .as_materialized_series()
+                .cast(&DataType::UInt64)?;
+            let mut user_ids: Vec<u64> = users.u64()?.iter().flatten().collect();
+            user_ids.sort_unstable();
+            let a = reelkit_logs::Assignments {
+                variant: user_ids
+                    .iter()
+                    .map(|&u| {
+                        if reelkit_sim::splitmix64(u).is_multiple_of(2) {
+                            "control"
+                        } else {
+                            "treatment"
+                        }
+                        .to_string()
+                    })
+                    .collect(),
+                user_id: user_ids,
+            };
+            reelkit_logs::write_assignments(&assignments_path, &a)?;
+            json!({"seconds": seconds, "peak_rss_mib": peak, "users": a.len()})
+        }
+        "same" => {
+            // The same per-user aggregations of every metric as one bare
+            // polars group-by (no join, no per-arm sums, no statistics).
+            let t = Instant::now();
+            let same =
+                reelkit_abtest::per_user_values(&reelkit_abtest::Source::from(&path), &metrics)?
+                    .collect_with_engine(Engine::Streaming)?
+                    .unwrap_single();
+            json!({"seconds": t.elapsed().as_secs_f64(), "peak_rss_mib": peak_rss_mib(), "users": same.height()})
+        }
+        _ => {
+            // The whole analysis: per-user values of the ten metrics joined
+            // to the assignments, sums in user order, statistics, decisions.
+            let a = reelkit_logs::read_assignments(&assignments_path)?;
+            let cfg = reelkit_abtest::AnalysisConfig {
+                experiment: "bench".into(),
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let report =
+                reelkit_abtest::analyze(&reelkit_abtest::Inputs::new(&path, &a, &metrics), &cfg)?;
+            json!({
+                "seconds": t.elapsed().as_secs_f64(),
+                "peak_rss_mib": peak_rss_mib(),
+                "users": a.len(),
+                "users_with_events": report.srm.counts.values().sum::<u64>(),
+                "metrics": metrics.len(),
+                "rows": report.metrics.len(),
+            })
+        }
+    };
+    println!("{}", serde_json::to_string(&out)?);
     Ok(())
 }
 
