@@ -273,11 +273,12 @@ fn decide_one(variant: &str, control: &str, rows: &[&MetricRow], srm: &Srm) -> D
     let goals: Vec<&&MetricRow> = rows.iter().filter(|r| r.role == Role::Goal).collect();
     for g in &goals {
         let what = format!(
-            "goal {} {} [{}, {}], chance to win {:.1}%",
+            "goal {} {} [{}, {}], p adj. {:.4}, chance to win {:.1}%",
             g.metric,
             pct(g.test.rel_effect),
             pct(g.test.rel_ci_low),
             pct(g.test.rel_ci_high),
+            g.p_value_adjusted,
             100.0 * g.bayesian.chance_to_win
         );
         if g.improved() {
@@ -397,15 +398,19 @@ fn decide_one(variant: &str, control: &str, rows: &[&MetricRow], srm: &Srm) -> D
         .map(|r| r.metric.as_str())
         .collect();
     if !skewed.is_empty() && verdict != Verdict::NoGoal {
-        reasons.push(format!(
-            "caution: {} too skewed for this sample size (see below); its p-value and interval \
-             may be optimistic",
-            if skewed.len() == 1 {
-                format!("{} is", skewed[0])
-            } else {
-                format!("{} are", skewed.join(", "))
-            }
-        ));
+        reasons.push(if skewed.len() == 1 {
+            format!(
+                "caution: {} is too skewed for this sample size (see below); its p-value and \
+                 interval may be optimistic",
+                skewed[0]
+            )
+        } else {
+            format!(
+                "caution: {} are too skewed for this sample size (see below); their p-values \
+                 and intervals may be optimistic",
+                skewed.join(", ")
+            )
+        });
     }
     Decision {
         variant: variant.to_string(),
