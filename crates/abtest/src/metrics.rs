@@ -402,6 +402,11 @@ mod tests {
         )?;
         assert_eq!(m[0].kind, MetricKind::Ratio);
         assert_eq!(m[0].numerator.surface.as_deref(), Some("reels"));
+        assert_eq!((m[0].role, m[0].tolerance), (Role::Secondary, None));
+        let g = parse_metrics(
+            "[[metric]]\nname='s'\nkind='mean'\nnumerator={agg='count'}\nrole='guardrail'\ntolerance=0.02\nhigher_is_better=false\n",
+        )?;
+        assert_eq!((g[0].role, g[0].tolerance), (Role::Guardrail, Some(0.02)));
         Ok(())
     }
 
@@ -423,6 +428,18 @@ mod tests {
             (
                 "[[metric]]\nname='x'\nkind='median'\nnumerator={agg='count'}\n",
                 "median",
+            ),
+            (
+                "[[metric]]\nname='x'\nkind='mean'\nnumerator={agg='count'}\nrole='goa'\n",
+                "goa",
+            ),
+            (
+                "[[metric]]\nname='x'\nkind='mean'\nnumerator={agg='count'}\nrole='goal'\ntolerance=0.02\n",
+                "only a guardrail takes a tolerance",
+            ),
+            (
+                "[[metric]]\nname='x'\nkind='mean'\nnumerator={agg='count'}\nrole='guardrail'\ntolerance=-1\n",
+                "tolerance must be",
             ),
         ];
         for (text, needle) in cases {
