@@ -23,27 +23,20 @@ use crate::error::{Error, Result};
 use crate::metrics::{Aggregation, Metric};
 use crate::pipeline::{derive, require_columns, Source};
 
-/// A fast hasher for integer keys (SplitMix64's finaliser): the keys are user
-/// ids and event values, not attacker-chosen.
+/// A fast hasher for integer keys (SplitMix64's finaliser, the workspace's
+/// one): the keys are user ids and event values, not attacker-chosen.
 #[derive(Default)]
 pub(crate) struct MixHasher(u64);
 
 impl Hasher for MixHasher {
     fn finish(&self) -> u64 {
-        let mut z = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        reelkit_assign::splitmix64(self.0)
     }
 
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01B3);
         }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
     }
 
     fn write_u64(&mut self, n: u64) {
