@@ -4,7 +4,7 @@
 
 use reelkit_logs::Events;
 use reelkit_ranker::{
-    EngagementWeights, Factors, Impressions, Model, ModelMeta, TrainControl, TrainParams,
+    EngagementWeights, Factors, Impressions, Model, TrainControl, TrainParams,
     TrainingData, ValueModel, ValueSamples, ValueWeights,
 };
 
@@ -31,12 +31,6 @@ pub fn event_weights(ev: &Events, w: &EngagementWeights) -> Vec<f32> {
 }
 
 /// Counts of interactions per dense index.
-fn row_counts(data: &TrainingData) -> (Vec<u32>, Vec<u32>) {
-    let m = &data.matrix;
-    let users = (0..m.n_rows()).map(|u| m.row_len(u) as u32).collect();
-    (users, reelkit_ranker::item_counts(m))
-}
-
 /// Fits the value model on impressions of users and videos the model knows.
 fn fit_value_model(
     ev: &Events,
@@ -73,21 +67,11 @@ pub fn build_model(
     events: Option<&Events>,
     source: String,
 ) -> Model {
-    let (user_counts, item_counts) = row_counts(data);
-    let value_model = events.map(|ev| fit_value_model(ev, data, &factors, &item_counts));
-    Model {
-        users: data.users.clone(),
-        items: data.items.clone(),
-        factors,
-        user_counts,
-        item_counts,
-        meta: ModelMeta {
-            params,
-            fingerprint: data.fingerprint(),
-            value_model,
-            source,
-        },
-    }
+    let mut model = Model::new(data, factors, params);
+    model.meta.value_model =
+        events.map(|ev| fit_value_model(ev, data, &model.factors, &model.item_counts));
+    model.meta.source = source;
+    model
 }
 
 /// The engagement-weighted interaction matrix of an event log; an error when

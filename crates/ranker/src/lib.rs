@@ -5,6 +5,50 @@
 //!
 //! Light enough to embed in another service: arrow (IPC only), rayon and
 //! memmap2; no dataframe library, no async runtime.
+//!
+//! Train on interactions, save, load, recommend with exclusions, and fold in
+//! a user the model has never seen:
+//!
+//! ```
+//! use reelkit_ranker::{train, Model, Ranker, Request, TrainControl, TrainParams, TrainingData};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Two tastes: users 1–3 watch videos 10–12, users 4–6 watch 20–22.
+//! let (mut users, mut videos) = (Vec::new(), Vec::new());
+//! for (group, first_video) in [(1u64, 10u64), (4, 20)] {
+//!     for u in group..group + 3 {
+//!         for v in first_video..first_video + 3 {
+//!             if (u + v) % 3 != 0 {
+//!                 users.push(u);
+//!                 videos.push(v);
+//!             }
+//!         }
+//!     }
+//! }
+//! let data = TrainingData::from_triplets(&users, &videos, None, 0.0)?;
+//! let params = TrainParams { factors: 4, epochs: 10, seed: 7, ..TrainParams::default() }.check()?;
+//! let factors = train(&data.matrix, &params, &mut TrainControl::default())?;
+//!
+//! let dir = std::env::temp_dir().join(format!("reelkit-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("model.arrow");
+//! Model::new(&data, factors, params.get().clone()).save(&path)?;
+//!
+//! // `Ranker` is Send + Sync: share one behind an Arc across a service's threads.
+//! let ranker = Ranker::open(&path)?;
+//! let seen = Request { exclude: vec![10], ..Request::default() };
+//! let recs = ranker.recommend(1, 2, &seen);
+//! assert!(!recs.fallback && recs.items.iter().all(|r| r.item_id != 10));
+//! assert!(recs.items.iter().all(|r| (10..13).contains(&r.item_id)), "{recs:?}");
+//!
+//! // A new user who watched 20 and 21: folded in from that history.
+//! let fresh = Request { history: vec![20, 21], ..Request::default() };
+//! let recs = ranker.recommend(999, 1, &fresh);
+//! assert_eq!(recs.items[0].item_id, 22);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod als;
 mod bpr;

@@ -118,6 +118,26 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl Model {
+    /// A model of factors trained on `data`: its ids, the training counts of
+    /// every user and item (the popularity fallback and the value model's
+    /// features read them), its parameters and the data's fingerprint.
+    pub fn new(data: &crate::TrainingData, factors: Factors, params: TrainParams) -> Model {
+        let m = &data.matrix;
+        Model {
+            users: data.users.clone(),
+            items: data.items.clone(),
+            factors,
+            user_counts: (0..m.n_rows()).map(|u| m.row_len(u) as u32).collect(),
+            item_counts: crate::eval::item_counts(m),
+            meta: ModelMeta {
+                params,
+                fingerprint: data.fingerprint(),
+                value_model: None,
+                source: String::new(),
+            },
+        }
+    }
+
     fn batch(
         schema: &Arc<Schema>,
         kind: u8,

@@ -5,6 +5,49 @@
 //! Scoring runs on tokio's blocking pool, bounded by a timeout; the model is
 //! swapped atomically on reload, and requests in flight finish on the model
 //! they started with.
+//!
+//! Serve a model (here a tiny one trained on the spot), nest the router in your
+//! own axum app, and ask it for recommendations over HTTP:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use reelkit_ranker::{train, Model, TrainControl, TrainParams, TrainingData};
+//! use reelkit_serve::{client::{Client, LocalServer}, AppState, ServeConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let users: Vec<u64> = (0..40).map(|i| i / 4).collect();
+//! let videos: Vec<u64> = (0..40).map(|i| 100 + (i * 7) % 13).collect();
+//! let data = TrainingData::from_triplets(&users, &videos, None, 0.0)?;
+//! let params = TrainParams { factors: 4, epochs: 5, ..TrainParams::default() }.check()?;
+//! let factors = train(&data.matrix, &params, &mut TrainControl::default())?;
+//! let dir = std::env::temp_dir().join(format!("reelkit-serve-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("model.arrow");
+//! Model::new(&data, factors, params.get().clone()).save(&path)?;
+//!
+//! let state = Arc::new(AppState::open(&path, None, ServeConfig::default())?);
+//!
+//! // In your service: your routes beside reelkit's, under a prefix.
+//! let _app: axum::Router = axum::Router::new()
+//!     .route("/healthz", axum::routing::get(|| async { "ok" }))
+//!     .nest("/reco", reelkit_serve::router(state.clone()));
+//! // (then `axum::serve(tokio::net::TcpListener::bind(addr).await?, _app)`)
+//!
+//! // Here: reelkit's router alone on a loopback port, asked over HTTP.
+//! let server = LocalServer::start(state)?;
+//! let mut client = Client::connect(server.addr)?;
+//! let reply = client.post_json("/v1/recommend", &serde_json::json!({"user_id": 3, "k": 2}))?;
+//! assert_eq!(reply.status, 200);
+//! assert_eq!(reply.json()?["items"].as_array().map(Vec::len), Some(2));
+//! // Bad requests are 4xx with a JSON reason, never a panic.
+//! let bad = client.post_json("/v1/recommend", &serde_json::json!({"user_id": 3, "k": 0}))?;
+//! assert_eq!(bad.status, 422);
+//! server.stop()?;
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod api;
 mod batcher;
