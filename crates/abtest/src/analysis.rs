@@ -111,7 +111,7 @@ pub struct MetricRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant_mean_adjusted: Option<f64>,
     /// The per-user metric's skewness in the arm where it is larger in size
-    /// (see [`crate::stats::skewness`]); absent when it cannot be assessed.
+    /// (see `stats::skewness`); absent when it cannot be assessed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skewness: Option<f64>,
     /// Users per arm Kohavi's rule asks for at that skewness (355·skewness²).

@@ -69,7 +69,7 @@ pub struct InterleaveArgs {
     /// Experiment name (report title, default output folder).
     #[arg(long, default_value = "interleaving")]
     experiment: String,
-    /// Output directory (default notebooks-output/<experiment>/).
+    /// Output directory (default notebooks-output/EXPERIMENT/).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -218,7 +218,7 @@ pub struct AnalyzeArgs {
     /// Experiment name (report title, default output folder).
     #[arg(long, default_value = "experiment")]
     experiment: String,
-    /// Output directory (default notebooks-output/<experiment>/).
+    /// Output directory (default notebooks-output/EXPERIMENT/).
     #[arg(long)]
     out: Option<PathBuf>,
 }

@@ -921,7 +921,7 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         "queries": args.queries,
         "k": args.k,
         "threads": rayon::current_num_threads(),
-        "kernel": format!("{:?}", Isa::detect()),
+        "kernel": Isa::detect().name(),
         "stream_read_gb_s": bytes / stream_s / 1e9,
         "sgemm_gflop_s": flops * args.queries as f64 / sgemm_s / 1e9,
         "exact_f32": {

@@ -4,8 +4,8 @@
 
 use reelkit_logs::Events;
 use reelkit_ranker::{
-    EngagementWeights, Factors, Impressions, Model, TrainControl, TrainParams,
-    TrainingData, ValueModel, ValueSamples, ValueWeights,
+    EngagementWeights, Factors, Impressions, Model, TrainControl, TrainParams, TrainingData,
+    ValueModel, ValueSamples, ValueWeights,
 };
 
 use crate::error::{Error, Result};

@@ -9,7 +9,8 @@ use rayon::prelude::*;
 use crate::csr::Csr;
 use crate::error::{Error, Result};
 use crate::factors::Factors;
-use crate::linalg::{cg_dispatch, cg_dispatch_block, dot, gram, Isa, RowProblem, CG_BLOCK};
+use crate::isa::{Isa, Level};
+use crate::linalg::{cg_dispatch, cg_dispatch_block, dot, gram, RowProblem, CG_BLOCK};
 use crate::params::ValidTrainParams;
 use crate::rng::SplitMix;
 
@@ -186,11 +187,12 @@ fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64
     let per_user: f64 = x
         .par_chunks(f * 256)
         .enumerate()
-        .map(|(chunk, rows)| match isa {
-            Isa::Generic => loss_rows(&l, chunk * 256, rows),
+        .map(|(chunk, rows)| match isa.level() {
+            Level::Generic => loss_rows(&l, chunk * 256, rows),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only constructed after checking the CPU for AVX2 and FMA.
-            Isa::Avx2 | Isa::Avx512 => unsafe { loss_rows_avx2(&l, chunk * 256, rows) },
+            // SAFETY: an `Isa` at this level exists only if run-time detection
+            // found its features on this CPU (the field is private to isa.rs).
+            Level::Avx2 | Level::Avx512 => unsafe { loss_rows_avx2(&l, chunk * 256, rows) },
         })
         .collect::<Vec<f64>>()
         .into_iter()

@@ -30,6 +30,7 @@ struct Shared(*mut f32);
 // SAFETY: blocks that run concurrently write disjoint rows (see the module
 // docs); the pointer is only dereferenced through `row_mut` on those rows.
 unsafe impl Send for Shared {}
+// SAFETY: as for `Send`: concurrent blocks touch disjoint rows only.
 unsafe impl Sync for Shared {}
 
 impl Shared {

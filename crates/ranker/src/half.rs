@@ -3,7 +3,7 @@
 //! fast. Candidates found on it are rescored exactly in f32 (see
 //! `Ranker::with_half_precision`).
 
-use crate::linalg::Isa;
+use crate::isa::{Isa, Level};
 use crate::topk::{batched_top_k, check_batch, Scored, TopK};
 
 /// f32 → f16 bits, rounding to nearest even; overflow to ±inf, NaN kept.
@@ -71,19 +71,10 @@ pub struct HalfTable {
     isa: Isa,
 }
 
-#[cfg(target_arch = "x86_64")]
-fn has_f16c() -> bool {
-    std::arch::is_x86_feature_detected!("f16c")
-}
-
 impl HalfTable {
     /// Converts an f32 table.
     pub fn new(dim: usize, factors: &[f32], bias: Option<&[f32]>) -> HalfTable {
-        let isa = match Isa::detect() {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 if has_f16c() => Isa::Avx2,
-            _ => Isa::Generic,
-        };
+        let isa = Isa::detect().with_f16c();
         HalfTable {
             dim,
             data: factors.iter().map(|&x| f32_to_f16(x)).collect(),
@@ -94,7 +85,7 @@ impl HalfTable {
 
     /// Forces the portable kernel (tests).
     pub fn generic(mut self) -> HalfTable {
-        self.isa = Isa::Generic;
+        self.isa = Isa::GENERIC;
         self
     }
 
@@ -107,10 +98,11 @@ impl HalfTable {
     }
 
     fn dots(&self, q: &[f32], lo: usize, hi: usize, out: &mut [f32]) {
-        match self.isa {
+        match self.isa.level() {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` is only kept here after detecting AVX2, FMA and F16C.
-            Isa::Avx2 => unsafe { dots_f16c(q, &self.data, lo, hi, out) },
+            // SAFETY: an `Isa` at this level exists only if run-time detection
+            // found its features on this CPU (the field is private to isa.rs).
+            Level::Avx2 => unsafe { dots_f16c(q, &self.data, lo, hi, out) },
             _ => {
                 let f = self.dim;
                 for i in lo..hi {
@@ -190,6 +182,10 @@ fn reduce4(
 }
 
 /// f16 rows converted with F16C, four at a time with independent FMA chains.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; rows `lo..hi` of `q.len()` halves
+/// must lie inside `data` (asserted), and `out` must hold `hi - lo` floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dots_f16c(q: &[f32], data: &[u16], lo: usize, hi: usize, out: &mut [f32]) {
@@ -208,10 +204,12 @@ unsafe fn dots_f16c(q: &[f32], data: &[u16], lo: usize, hi: usize, out: &mut [f3
     };
     // SAFETY (loads below): rows `lo..hi` of `f` halves lie inside `data`
     // (asserted), and `q` holds `chunks * 8 <= f` floats.
+    // SAFETY: callers pass pointers to 8 halves inside `data` (see above).
     let load = |p: *const u16| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) };
     let mut i = 0;
     while i + 4 <= n {
         let row = lo + i;
+        // SAFETY: `row < hi`, and rows `lo..hi` lie inside `data`.
         let p = unsafe { data.as_ptr().add(row * f) };
         let (mut a0, mut a1, mut a2, mut a3) = (
             _mm256_setzero_ps(),
@@ -220,7 +218,10 @@ unsafe fn dots_f16c(q: &[f32], data: &[u16], lo: usize, hi: usize, out: &mut [f3
             _mm256_setzero_ps(),
         );
         for c in 0..chunks {
+            // SAFETY: `c * 8 + 8 <= chunks * 8 <= f` floats of `q`.
             let qv = unsafe { _mm256_loadu_ps(qp.add(c * 8)) };
+            // SAFETY: rows `row..row + 4` are inside `data` (`i + 4 <= n`);
+            // each load reads 8 halves at `c * 8 < f` of one of them.
             unsafe {
                 a0 = _mm256_fmadd_ps(load(p.add(c * 8)), qv, a0);
                 a1 = _mm256_fmadd_ps(load(p.add(f + c * 8)), qv, a1);
@@ -236,9 +237,11 @@ unsafe fn dots_f16c(q: &[f32], data: &[u16], lo: usize, hi: usize, out: &mut [f3
     }
     while i < n {
         let row = lo + i;
+        // SAFETY: `row < hi`, and rows `lo..hi` lie inside `data`.
         let p = unsafe { data.as_ptr().add(row * f) };
         let mut a0 = _mm256_setzero_ps();
         for c in 0..chunks {
+            // SAFETY: 8 halves of row `row` and 8 floats of `q` at `c * 8 < f`.
             unsafe {
                 a0 = _mm256_fmadd_ps(load(p.add(c * 8)), _mm256_loadu_ps(qp.add(c * 8)), a0);
             }

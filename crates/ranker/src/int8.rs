@@ -22,7 +22,7 @@
 
 use rayon::prelude::*;
 
-use crate::linalg::Isa;
+use crate::isa::{Isa, Level};
 use crate::scan::{excluded, reaches, PANEL};
 use crate::topk::{batched_top_k, check_batch, ItemTable, Scored};
 
@@ -117,7 +117,7 @@ impl Int8Table {
 
     /// Forces the portable kernel (tests).
     pub fn generic(mut self) -> Int8Table {
-        self.isa = Isa::Generic;
+        self.isa = Isa::GENERIC;
         self
     }
 
@@ -179,18 +179,23 @@ impl Int8Table {
             .collect();
         // Tiles of whole panels, about 32 KiB of codes.
         let tile = ((32_768 / (self.groups * 4).max(1)) / PANEL * PANEL).max(PANEL);
-        batched_top_k(self.n, tile, k, |lo, hi, tops, _: &mut ()| match self.isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after detecting AVX2 and FMA.
-            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::tile(self, &qq, exclude, tops, lo, hi) },
-            _ => {
-                for (j, q) in qq.iter().enumerate() {
-                    let mut floor = tops[j].floor();
-                    for i in lo..hi {
-                        let s = self.score_ref(q, i);
-                        if reaches(s, floor) && !excluded(exclude[j], i) {
-                            tops[j].push(i as u32, s);
-                            floor = tops[j].floor();
+        batched_top_k(self.n, tile, k, |lo, hi, tops, _: &mut ()| {
+            match self.isa.level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: an `Isa` at this level exists only if run-time detection
+                // found its features on this CPU (the field is private to isa.rs).
+                Level::Avx2 | Level::Avx512 => unsafe {
+                    avx2::tile(self, &qq, exclude, tops, lo, hi)
+                },
+                _ => {
+                    for (j, q) in qq.iter().enumerate() {
+                        let mut floor = tops[j].floor();
+                        for i in lo..hi {
+                            let s = self.score_ref(q, i);
+                            if reaches(s, floor) && !excluded(exclude[j], i) {
+                                tops[j].push(i as u32, s);
+                                floor = tops[j].floor();
+                            }
                         }
                     }
                 }
@@ -295,11 +300,13 @@ mod avx2 {
             // by `vpmaddwd`; an odd last group alone.
             // SAFETY (both closures): groups of panel p lie inside
             // `codes` (asserted); query byte groups hold 4·groups bytes.
+            // SAFETY: see above (group `gi` of this panel, half `h` of 32 bytes).
             let x = |gi: usize, h: usize| unsafe {
                 _mm256_loadu_si256(
                     (t.codes.as_ptr().add(base + gi * PANEL * 4) as *const __m256i).add(h),
                 )
             };
+            // SAFETY: see above (4 bytes of query `r`'s group `gi`).
             let qb = |r: usize, gi: usize| unsafe {
                 _mm256_set1_epi32((q[r].bytes.as_ptr().add(gi * 4) as *const i32).read_unaligned())
             };
@@ -346,6 +353,7 @@ mod avx2 {
                     _mm256_loadu_si256(t.offset_sum.as_ptr().add(first + 8) as *const __m256i),
                 )
             };
+            // SAFETY: the biases are padded to whole panels too.
             let bias = t.bias.as_ref().map(|b| unsafe {
                 (
                     _mm256_loadu_ps(b.as_ptr().add(first)),

@@ -5,60 +5,7 @@
 //! the compiler vectorises them; [`Isa`] picks, once, a `#[target_feature]`
 //! copy of the hot loops compiled for AVX2+FMA where the CPU has it.
 
-/// Instruction set selected once per training run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
-    /// Portable code (SSE2 on x86-64, NEON on aarch64 by default).
-    Generic,
-    /// x86-64 with AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// x86-64 with AVX-512F as well: batch retrieval scores sixteen items
-    /// per register; everything else runs the AVX2 code.
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Isa {
-    /// The best available on this CPU.
-    pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    return Isa::Avx512;
-                }
-                return Isa::Avx2;
-            }
-        }
-        Isa::Generic
-    }
-
-    /// Whether this CPU runs `self`.
-    pub fn runs(self) -> bool {
-        match self {
-            Isa::Generic => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Isa::detect() != Isa::Generic,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => Isa::detect() == Isa::Avx512,
-        }
-    }
-
-    /// Every instruction set this CPU runs, portable first (tests run each).
-    pub fn available() -> Vec<Isa> {
-        let all = [
-            Isa::Generic,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512,
-        ];
-        all.into_iter().filter(|i| i.runs()).collect()
-    }
-}
+use crate::isa::{Isa, Level};
 
 /// How a kernel multiplies and adds: plain `a * b + c` for portable code, a
 /// fused multiply-add inside `#[target_feature(enable = "fma")]` functions
@@ -240,11 +187,12 @@ pub fn gram(x: &[f32], f: usize) -> Vec<f32> {
         .par_chunks(CHUNK_ROWS * f)
         .map(|chunk| {
             let mut g = vec![0f32; f * f];
-            match isa {
-                Isa::Generic => gram_rows(chunk, f, &mut g),
+            match isa.level() {
+                Level::Generic => gram_rows(chunk, f, &mut g),
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only constructed after checking the CPU for AVX2 and FMA.
-                Isa::Avx2 | Isa::Avx512 => unsafe { gram_rows_avx2(chunk, f, &mut g) },
+                // SAFETY: an `Isa` at this level exists only if run-time detection
+                // found its features on this CPU (the field is private to isa.rs).
+                Level::Avx2 | Level::Avx512 => unsafe { gram_rows_avx2(chunk, f, &mut g) },
             }
             g
         })
@@ -554,15 +502,20 @@ pub fn cg_dispatch_block(
     xs: &mut [&mut [f32]; CG_BLOCK],
     steps: usize,
 ) -> bool {
-    match isa {
-        Isa::Generic => false,
+    match isa.level() {
+        Level::Generic => false,
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only constructed by `Isa::detect` after checking
-        // that the CPU supports AVX2 and FMA.
-        Isa::Avx2 | Isa::Avx512 => unsafe { cg_block_avx2(probs, xs, steps) },
+        // SAFETY: an `Isa` at this level exists only if run-time detection
+        // found its features on this CPU (the field is private to isa.rs).
+        Level::Avx2 | Level::Avx512 => unsafe { cg_block_avx2(probs, xs, steps) },
     }
 }
 
+/// Dispatches a block of CG solves to the width-specialised kernel (32, 64 or
+/// 128 factors); `false` for other widths (the caller then solves row by row).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn cg_block_avx2(
@@ -570,10 +523,13 @@ unsafe fn cg_block_avx2(
     xs: &mut [&mut [f32]; CG_BLOCK],
     steps: usize,
 ) -> bool {
-    // SAFETY: this function's own target features are those of the callee.
     match xs[0].len() {
+        // SAFETY: this function's own target features are the
+        // callee's, and the callee checks the lengths it is given.
         32 => unsafe { cg_block_avx2_n::<32>(probs, xs, steps) },
+        // SAFETY: as above.
         64 => unsafe { cg_block_avx2_n::<64>(probs, xs, steps) },
+        // SAFETY: as above.
         128 => unsafe { cg_block_avx2_n::<128>(probs, xs, steps) },
         _ => false,
     }
@@ -617,15 +573,19 @@ pub fn cg_dispatch(
     steps: usize,
     scratch: &mut [f32],
 ) {
-    match isa {
-        Isa::Generic => prob.cg(x, steps, scratch),
+    match isa.level() {
+        Level::Generic => prob.cg(x, steps, scratch),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only constructed by `Isa::detect` after checking
-        // that the CPU supports AVX2 and FMA.
-        Isa::Avx2 | Isa::Avx512 => unsafe { cg_avx2(prob, x, steps, scratch) },
+        // SAFETY: an `Isa` at this level exists only if run-time detection
+        // found its features on this CPU (the field is private to isa.rs).
+        Level::Avx2 | Level::Avx512 => unsafe { cg_avx2(prob, x, steps, scratch) },
     }
 }
 
+/// [`RowProblem::cg`] compiled for AVX2 and FMA (the same arithmetic).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn cg_avx2(prob: &RowProblem<'_>, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
@@ -697,7 +657,7 @@ mod tests {
             reg: 0.1,
         };
         let exact = prob.solve_exact(f).expect("spd");
-        for isa in [Isa::Generic, Isa::detect()] {
+        for isa in [Isa::GENERIC, Isa::detect()] {
             let mut x = vec![0f32; f];
             let mut scratch = vec![0f32; 3 * f];
             cg_dispatch(isa, &prob, &mut x, f, &mut scratch);
@@ -769,7 +729,7 @@ mod tests {
                 };
                 let refs = [&probs[0], &probs[1], &probs[2], &probs[3]];
                 let done = cg_dispatch_block(isa, &refs, &mut [a, b, c, d], steps);
-                if isa == Isa::Generic {
+                if isa == Isa::GENERIC {
                     assert!(!done);
                     continue;
                 }

@@ -9,7 +9,8 @@ use crate::als::fold_in;
 use crate::error::{Error, Result};
 use crate::half::HalfTable;
 use crate::int8::Int8Table;
-use crate::linalg::{gram, Isa};
+use crate::isa::Isa;
+use crate::linalg::gram;
 use crate::model::{MappedModel, Model, FORMAT_VERSION};
 use crate::topk::{ItemTable, Scored, TableBound};
 

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
-use crate::linalg::Isa;
+use crate::isa::{Isa, Level};
 use crate::scan;
 
 /// A scored item.
@@ -183,13 +183,10 @@ impl<'a> ItemTable<'a> {
         }
     }
 
-    /// The same table scored by the kernels of `isa` (`Isa::Generic`: the
-    /// portable ones, whose exact scores are the scalar reference's).
-    ///
-    /// # Panics
-    /// If this CPU cannot run `isa` ([`Isa::runs`]).
+    /// The same table scored by the kernels of `isa` (`Isa::GENERIC`: the
+    /// portable ones, whose exact scores are the scalar reference's). Every
+    /// `Isa` came from detection on this CPU, so any is safe here.
     pub fn with_isa(self, isa: Isa) -> ItemTable<'a> {
-        assert!(isa.runs(), "this CPU cannot run {isa:?}");
         ItemTable { isa, ..self }
     }
 
@@ -257,11 +254,12 @@ impl<'a> ItemTable<'a> {
     /// computed once per query by the caller.
     fn scan(&self, q: &[f32], slack: f32, lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
         let (items, bias) = (self.factors, self.bias);
-        match self.isa {
-            Isa::Generic => scan::portable::scan(q, items, bias, lo, hi, exclude, top, slack),
+        match self.isa.level() {
+            Level::Generic => scan::portable::scan(q, items, bias, lo, hi, exclude, top, slack),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after runtime detection of AVX2 and FMA.
-            Isa::Avx2 | Isa::Avx512 => unsafe {
+            // SAFETY: an `Isa` at this level exists only if run-time detection
+            // found its features on this CPU (the field is private to isa.rs).
+            Level::Avx2 | Level::Avx512 => unsafe {
                 scan::avx2::scan(q, items, bias, lo, hi, exclude, top, slack)
             },
         }
@@ -311,11 +309,12 @@ impl<'a> ItemTable<'a> {
             .map(|&i| {
                 let i = i as usize;
                 let row = &self.factors[i * f..(i + 1) * f];
-                let s = match self.isa {
-                    Isa::Generic => scan::score_ref(q, row),
+                let s = match self.isa.level() {
+                    Level::Generic => scan::score_ref(q, row),
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after runtime detection of AVX2 and FMA.
-                    Isa::Avx2 | Isa::Avx512 => unsafe { scan::avx2::score_fma(q, row) },
+                    // SAFETY: an `Isa` at this level exists only if run-time detection
+                    // found its features on this CPU (the field is private to isa.rs).
+                    Level::Avx2 | Level::Avx512 => unsafe { scan::avx2::score_fma(q, row) },
                 };
                 match self.bias {
                     Some(b) => s + b[i],
@@ -372,14 +371,15 @@ impl<'a> ItemTable<'a> {
                     count: hi - lo,
                     f: self.dim,
                 };
-                match self.isa {
-                    Isa::Generic => scan::portable::batch_tile(&t, tops),
-                    // SAFETY: `Isa::Avx2` and `Isa::Avx512` are only built after
-                    // runtime detection of AVX2 and FMA (and AVX-512F).
+                match self.isa.level() {
+                    Level::Generic => scan::portable::batch_tile(&t, tops),
+                    // SAFETY: an `Isa` at this level exists only if run-time detection
+                    // found its features on this CPU (the field is private to isa.rs).
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => unsafe { scan::avx2::batch_tile(&t, tops) },
+                    Level::Avx2 => unsafe { scan::avx2::batch_tile(&t, tops) },
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => unsafe { scan::avx512::batch_tile(&t, tops) },
+                    // SAFETY: as above; `Avx512` only if AVX-512F was detected.
+                    Level::Avx512 => unsafe { scan::avx512::batch_tile(&t, tops) },
                 }
             },
         )
@@ -523,7 +523,7 @@ mod tests {
         let all: Vec<u32> = (0..t.len() as u32)
             .filter(|i| exclude.binary_search(i).is_err())
             .collect();
-        let reference = t.with_isa(Isa::Generic);
+        let reference = t.with_isa(Isa::GENERIC);
         let scores = reference.scores_of(q, &all);
         let mut v: Vec<Scored> = all
             .into_iter()
@@ -547,7 +547,7 @@ mod tests {
             let all: Vec<u32> = (0..n as u32).collect();
             for bias in [None, Some(&bias[..])] {
                 let fast = ItemTable::new(f, &items, bias);
-                let reference = fast.with_isa(Isa::Generic);
+                let reference = fast.with_isa(Isa::GENERIC);
                 for q in &queries {
                     let want = reference.scores_of(q, &all);
                     for i in 0..n {
@@ -653,7 +653,7 @@ mod tests {
         }
         let t = ItemTable::new(f, &items, None);
         let q = vec![1f32; f];
-        let reference = t.with_isa(Isa::Generic);
+        let reference = t.with_isa(Isa::GENERIC);
         let all: Vec<u32> = (0..n as u32).collect();
         let exact = reference.scores_of(&q, &all);
         let real: Vec<f64> = (0..n)
@@ -691,7 +691,7 @@ mod tests {
         for bias in [None, Some(&bias[..])] {
             let t = ItemTable::new(f, &items, bias);
             let all: Vec<u32> = (0..n as u32).collect();
-            let exact = t.with_isa(Isa::Generic).scores_of(&q, &all);
+            let exact = t.with_isa(Isa::GENERIC).scores_of(&q, &all);
             let distinct: std::collections::BTreeSet<u32> =
                 exact.iter().map(|s| s.to_bits()).collect();
             assert!(distinct.len() > 10, "scores are not spread over ulps");

@@ -4,8 +4,8 @@
 //! One row per response: `user_id` u64, `ts_ms` i64 (Unix milliseconds),
 //! `request_id` u64, `experiment` (`single` | `ab` | `interleave`), `variant`
 //! (the arm's model; null when interleaving), `surface` (null: none asked),
-//! `video_ids` list<u64> in the order served, `positions` list<u32> (0, 1, …),
-//! `teams` list<string> (the model that placed each video; null unless
+//! `video_ids` `list<u64>` in the order served, `positions` `list<u32>` (0, 1, …),
+//! `teams` `list<string>` (the model that placed each video; null unless
 //! interleaving) and `model_versions` (`name=version`, comma-separated).
 //!
 //! Files are written as `exposures-<start ms>-<pid>-<seq>.parquet.partial`
