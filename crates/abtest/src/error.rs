@@ -7,7 +7,7 @@ pub enum Error {
     #[error(transparent)]
     Logs(#[from] reelkit_logs::Error),
     /// Polars failed on an input (a file's path or an in-memory frame's name).
-    #[error("{input}: {source}")]
+    #[error("{input}")]
     Polars {
         input: String,
         #[source]
@@ -25,7 +25,7 @@ pub enum Error {
     TooFewArms(usize),
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Io {
         path: PathBuf,
         #[source]

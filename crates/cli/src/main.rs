@@ -114,22 +114,6 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// The error and its causes joined by `: `, skipping a cause whose text the
-/// previous message already ends with (library errors often show their source).
-fn chain_message(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if out.ends_with(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -137,7 +121,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", chain_message(&err));
+            // Library errors do not repeat their causes, so the chain reads once.
+            eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -26,13 +26,13 @@ pub enum Error {
         row: usize,
         value: f32,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a reelkit model file: {source}")]
+    #[error("{path}: not a reelkit model file")]
     Arrow {
         path: PathBuf,
         #[source]

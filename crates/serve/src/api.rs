@@ -624,11 +624,12 @@ async fn reload(
                 json!({"model": name, "model_version": current, "previous_version": previous}),
             ),
             Err(e) => failures.push(format!(
-                "model `{name}`: reload failed, still serving {}: {e}",
+                "model `{name}`: reload failed, still serving {}: {}",
                 state
                     .model_named(name)
                     .map(|m| m.version.clone())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                crate::chain(&e)
             )),
         }
     }

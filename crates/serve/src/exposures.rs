@@ -34,14 +34,14 @@ use parquet::file::properties::WriterProperties;
 #[derive(Debug, thiserror::Error)]
 pub enum ExposureError {
     /// The directory could not be created.
-    #[error("exposure directory {path}: cannot create it: {source}")]
+    #[error("exposure directory {path}: cannot create it")]
     Create {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The directory exists but files cannot be written in it.
-    #[error("exposure directory {path} is not writable: {source}")]
+    #[error("exposure directory {path} is not writable")]
     NotWritable {
         path: PathBuf,
         #[source]

@@ -57,6 +57,19 @@ mod metrics;
 mod state;
 
 use std::future::Future;
+
+/// An error and its causes, `: `-separated (errors here do not repeat their
+/// source's text in their own message).
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
 use std::sync::Arc;
 
 pub use api::{
@@ -92,7 +105,7 @@ pub async fn serve(
                                 }
                                 Err(e) => tracing::error!(
                                     %model,
-                                    "SIGHUP: reload failed, old model kept: {e}"
+                                    "SIGHUP: reload failed, old model kept: {}", chain(&e)
                                 ),
                             }
                         }

@@ -72,9 +72,9 @@ pub struct Loaded {
 /// Why a model could not be (re)loaded, or a service not started.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{0}")]
+    #[error(transparent)]
     Model(#[from] reelkit_ranker::Error),
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -89,7 +89,7 @@ pub enum LoadError {
     #[error("{0}")]
     Experiment(String),
     /// The exposure log could not be opened.
-    #[error("{0}")]
+    #[error(transparent)]
     Exposures(#[from] crate::exposures::ExposureError),
 }
 

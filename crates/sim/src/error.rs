@@ -14,11 +14,11 @@ pub enum Error {
     UnknownPolicy(String),
     #[error("policy `{policy}` failed: {message}")]
     Policy { policy: String, message: String },
-    #[error("building a frame: {0}")]
+    #[error("building a frame")]
     Frame(#[source] reelkit_logs::polars::error::PolarsError),
     #[error(transparent)]
     Logs(#[from] reelkit_logs::Error),
-    #[error("serialising {what}: {source}")]
+    #[error("serialising {what}")]
     Json {
         what: &'static str,
         #[source]
