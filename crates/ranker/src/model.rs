@@ -237,6 +237,12 @@ pub struct MappedModel {
     pub item_counts: ScalarBuffer<u32>,
     pub meta: ModelMeta,
     pub format_version: u32,
+    /// XXH3-64 of the file's bytes exactly as mapped: stable across Rust
+    /// releases and platforms, and the version the server reports (computed
+    /// from the mapping itself, so it names the bytes being served even if the
+    /// path is replaced meanwhile). For a model built in memory
+    /// ([`crate::Ranker::from_model`]): of its embeddings and biases.
+    pub content_hash: u64,
 }
 
 fn meta_num(path: &Path, md: &Metadata, key: &str) -> Result<usize> {
@@ -363,8 +369,10 @@ impl MappedModel {
         let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, mmap.clone()) };
         // Malformed flatbuffers deep inside a foreign file could trip an assertion
         // in a dependency: keep the promise of an error, never a panic.
-        std::panic::catch_unwind(|| Self::decode(path, &buffer))
-            .unwrap_or_else(|_| Err(invalid(path, "corrupt Arrow IPC structure")))
+        let mut model = std::panic::catch_unwind(|| Self::decode(path, &buffer))
+            .unwrap_or_else(|_| Err(invalid(path, "corrupt Arrow IPC structure")))?;
+        model.content_hash = twox_hash::XxHash3_64::oneshot(&mmap[..]);
+        Ok(model)
     }
 
     fn decode(path: &Path, buffer: &Buffer) -> Result<MappedModel> {
@@ -469,6 +477,7 @@ impl MappedModel {
             item_counts: i.counts,
             meta,
             format_version,
+            content_hash: 0,
         })
     }
 }
@@ -518,7 +527,15 @@ mod tests {
         // Same model, same bytes: no timestamps inside.
         let path2 = dir.path().join("m2.arrow");
         m.save(&path2)?;
-        assert_eq!(std::fs::read(&path).ok(), std::fs::read(&path2).ok());
+        let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        assert_eq!(Some(&bytes), std::fs::read(&path2).ok().as_ref());
+        // The content hash is XXH3-64 of those bytes (stable: a fixed
+        // algorithm, not std's DefaultHasher), and differs for other bytes.
+        assert_eq!(back.content_hash, twox_hash::XxHash3_64::oneshot(&bytes));
+        let mut other = m.clone();
+        other.factors.items[0] += 1.0;
+        other.save(&path2)?;
+        assert_ne!(MappedModel::open(&path2)?.content_hash, back.content_hash);
         Ok(())
     }
 

@@ -138,6 +138,14 @@ impl Ranker {
 
     /// Serves an in-memory model (e.g. right after training).
     pub fn from_model(m: Model) -> Ranker {
+        // No file: the hash of the embeddings and biases stands in for it.
+        let mut h = twox_hash::XxHash3_64::new();
+        for part in [&m.factors.users, &m.factors.items, &m.factors.item_bias] {
+            for x in part {
+                std::hash::Hasher::write(&mut h, &x.to_le_bytes());
+            }
+        }
+        let content_hash = std::hash::Hasher::finish(&h);
         Ranker::from_mapped(MappedModel {
             users: m.users,
             items: m.items,
@@ -149,6 +157,7 @@ impl Ranker {
             item_counts: ScalarBuffer::from(m.item_counts),
             meta: m.meta,
             format_version: FORMAT_VERSION,
+            content_hash,
         })
     }
 

@@ -1,7 +1,6 @@
 //! The served model and its hot reload.
 
 use std::collections::HashMap;
-use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -180,21 +179,11 @@ fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A short content hash of a file: its version.
-fn file_version(path: &Path) -> Result<String, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(&bytes);
-    Ok(format!("{:016x}", h.finish()))
-}
-
 fn load(path: &Path, catalog: Option<&Catalog>, retrieval: Retrieval) -> Result<Loaded, LoadError> {
     let t = Instant::now();
-    let version = file_version(path)?;
     let mut ranker = Ranker::open(path)?.with_retrieval(retrieval);
+    // The model version: a stable hash of the bytes mapped (not re-read).
+    let version = format!("{:016x}", ranker.model().content_hash);
     if let Some(c) = catalog {
         ranker = ranker.with_catalog(&c.video_id, &c.creator_id, &c.long)?;
     }
