@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use reelkit_ranker::{evaluate, popularity_order, recommend_popular, Csr, Metrics, Ranker};
+use reelkit_ranker::{evaluate_embeddings, evaluate_popularity, Csr, Metrics, Ranker};
 use serde_json::json;
 
 use crate::data::{load_any, ColumnArgs, Triplets};
@@ -67,20 +67,8 @@ pub fn to_model_space(r: &Ranker, t: &Triplets, keep_unknown_items: bool) -> (Cs
 /// Model and popularity-baseline metrics.
 pub fn model_and_baseline(r: &Ranker, train: &Csr, test: &Csr, k: usize) -> (Metrics, Metrics) {
     let counts: Vec<u32> = r.model().item_counts.to_vec();
-    let d = r.dim();
-    let users = &r.model().user_factors;
-    let model = evaluate(train, test, k, &counts, |u, k, ex| {
-        r.items()
-            .top_k(&users[u * d..(u + 1) * d], k, ex)
-            .into_iter()
-            .map(|s| s.item)
-            .collect()
-    });
-    let order = popularity_order(&counts);
-    let baseline = evaluate(train, test, k, &counts, |_, k, ex| {
-        recommend_popular(&order, k, ex)
-    });
-    (model, baseline)
+    let model = evaluate_embeddings(&r.items(), &r.model().user_factors, train, test, k, &counts);
+    (model, evaluate_popularity(train, test, k, &counts))
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {

@@ -114,7 +114,6 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
 use reelkit_ranker::{
-    evaluate, split_by_time, split_random, Algo, EpochReport, Factors, ItemTable, Metrics, Split,
+    split_by_time, split_random, Algo, EpochReport, Factors, ItemTable, Metrics, Split,
     TrainControl, TrainParams, TrainingData,
 };
 use serde::Serialize;
@@ -148,13 +148,14 @@ fn grid(algo: Algo, name: &str, seed: u64) -> anyhow::Result<(Vec<TrainParams>, 
 pub fn validate(f: &Factors, split: &Split, k: usize) -> Metrics {
     let table = ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
     let counts = reelkit_ranker::item_counts(&split.train.matrix);
-    evaluate(&split.train.matrix, &split.test, k, &counts, |u, k, ex| {
-        table
-            .top_k(f.user(u), k, ex)
-            .into_iter()
-            .map(|s| s.item)
-            .collect()
-    })
+    reelkit_ranker::evaluate_embeddings(
+        &table,
+        &f.users,
+        &split.train.matrix,
+        &split.test,
+        k,
+        &counts,
+    )
 }
 
 fn carve(

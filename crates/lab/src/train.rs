@@ -139,18 +139,9 @@ pub fn offline_eval(
     )?;
     let counts = reelkit_ranker::item_counts(&split.train.matrix);
     let table = reelkit_ranker::ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
-    let model =
-        reelkit_ranker::evaluate(&split.train.matrix, &split.test, k, &counts, |u, k, ex| {
-            table
-                .top_k(f.user(u), k, ex)
-                .into_iter()
-                .map(|s| s.item)
-                .collect()
-        });
-    let order = reelkit_ranker::popularity_order(&counts);
-    let popularity =
-        reelkit_ranker::evaluate(&split.train.matrix, &split.test, k, &counts, |_, k, ex| {
-            reelkit_ranker::recommend_popular(&order, k, ex)
-        });
-    Ok(Offline { model, popularity })
+    let (train, test) = (&split.train.matrix, &split.test);
+    Ok(Offline {
+        model: reelkit_ranker::evaluate_embeddings(&table, &f.users, train, test, k, &counts),
+        popularity: reelkit_ranker::evaluate_popularity(train, test, k, &counts),
+    })
 }

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::csr::Csr;
+use crate::topk::ItemTable;
 
 /// Ranking metrics at a cut-off `k`, averaged over evaluated users.
 ///
@@ -115,6 +116,35 @@ where
         0.0
     };
     m
+}
+
+/// [`evaluate`] of embeddings: each test user's top `k` of the item table
+/// (`u·v + b`, training items excluded) from `users`, row-major, one row of
+/// `items.dim()` floats per user index of `test`.
+pub fn evaluate_embeddings(
+    items: &ItemTable<'_>,
+    users: &[f32],
+    train: &Csr,
+    test: &Csr,
+    k: usize,
+    item_counts: &[u32],
+) -> Metrics {
+    let d = items.dim();
+    evaluate(train, test, k, item_counts, |u, k, ex| {
+        items
+            .top_k(&users[u * d..(u + 1) * d], k, ex)
+            .into_iter()
+            .map(|s| s.item)
+            .collect()
+    })
+}
+
+/// [`evaluate`] of the popularity baseline (training counts `item_counts`).
+pub fn evaluate_popularity(train: &Csr, test: &Csr, k: usize, item_counts: &[u32]) -> Metrics {
+    let order = popularity_order(item_counts);
+    evaluate(train, test, k, item_counts, |_, k, ex| {
+        recommend_popular(&order, k, ex)
+    })
 }
 
 /// Items ordered by training popularity (count, then index): the baseline.

@@ -76,7 +76,10 @@ pub use bpr::train_bpr;
 pub use confidence::{keep_above, EngagementWeights, Impressions, TrainingData};
 pub use csr::Csr;
 pub use error::{Error, Result};
-pub use eval::{evaluate, item_counts, popularity_order, recommend_popular, user_metrics, Metrics};
+pub use eval::{
+    evaluate, evaluate_embeddings, evaluate_popularity, item_counts, popularity_order,
+    recommend_popular, user_metrics, Metrics,
+};
 pub use factors::Factors;
 pub use half::{f16_to_f32, f32_to_f16, HalfTable};
 pub use ids::IdMap;
