@@ -1,8 +1,9 @@
 use std::path::PathBuf;
 
-/// Errors of the ranker.
+/// Errors of the ranker. Not `#[non_exhaustive]` on purpose: the server maps
+/// every variant to an HTTP status in one exhaustive `match`, so a new variant
+/// cannot reach a client without a decision.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     #[error("parameter `{field}` must be in {allowed}, got {got}")]
     InvalidParam {

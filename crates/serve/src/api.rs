@@ -45,6 +45,30 @@ impl ApiError {
     }
 }
 
+impl From<&reelkit_ranker::Error> for ApiError {
+    /// Every ranker error a request can meet, with its status: what the
+    /// client sent is 404 or 422; what the server holds is 500.
+    fn from(e: &reelkit_ranker::Error) -> ApiError {
+        use reelkit_ranker::Error as E;
+        let detail = crate::chain(e);
+        match e {
+            E::UnknownUser(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_user", detail),
+            E::UnknownItem(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_video", detail),
+            E::InvalidParam { .. }
+            | E::DimensionMismatch { .. }
+            | E::LengthMismatch { .. }
+            | E::NotFinite { .. }
+            | E::InvalidInput(_)
+            | E::Empty => ApiError::invalid(detail),
+            E::Io { .. }
+            | E::Arrow { .. }
+            | E::InvalidModel { .. }
+            | E::Incompatible { .. }
+            | E::Stopped => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_error", detail),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
@@ -63,8 +87,7 @@ async fn json_body<T: for<'de> Deserialize<'de>>(state: &AppState, body: Body) -
     let limit = state.config.max_body_bytes;
     let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_big = std::error::Error::source(&e)
-            .is_some_and(|s| s.to_string().contains("length limit"))
-            || e.to_string().contains("length limit");
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_big {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -466,29 +489,28 @@ async fn score(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json
             format!("user {} is not in model {}", b.user_id, model.version),
         ));
     }
-    let response = off_thread(&state, move || {
+    let response = off_thread(&state, move || -> ApiResult<ScoreResponse> {
         let mut unknown = Vec::new();
-        let scores = b
-            .video_ids
-            .iter()
-            .map(|&v| {
-                let s = model.ranker.score(b.user_id, &[v]).ok().map(|s| s[0]);
-                if s.is_none() {
+        let mut scores = Vec::with_capacity(b.video_ids.len());
+        for &v in &b.video_ids {
+            // An unknown video scores null; any other error fails the request.
+            let score = match model.ranker.score(b.user_id, &[v]) {
+                Ok(s) => s.first().copied(),
+                Err(reelkit_ranker::Error::UnknownItem(_)) => {
                     unknown.push(v);
+                    None
                 }
-                VideoScore {
-                    video_id: v,
-                    score: s,
-                }
-            })
-            .collect();
-        ScoreResponse {
+                Err(e) => return Err(ApiError::from(&e)),
+            };
+            scores.push(VideoScore { video_id: v, score });
+        }
+        Ok(ScoreResponse {
             scores,
             unknown_videos: unknown,
             model_version: model.version.clone(),
-        }
+        })
     })
-    .await?;
+    .await??;
     Ok(Json(response))
 }
 
@@ -685,4 +707,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod error_status_tests {
+    use super::*;
+
+    #[test]
+    fn client_mistakes_are_4xx_and_broken_models_5xx() {
+        use reelkit_ranker::Error as E;
+        let status = |e: E| ApiError::from(&e).status;
+        assert_eq!(status(E::UnknownUser(1)), StatusCode::NOT_FOUND);
+        assert_eq!(status(E::UnknownItem(1)), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(E::InvalidInput("k".into())),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let bad_file = E::InvalidModel {
+            path: "m.arrow".into(),
+            reason: "bad footer".into(),
+        };
+        let e = ApiError::from(&bad_file);
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(e.detail.contains("bad footer"), "{}", e.detail);
+    }
 }
