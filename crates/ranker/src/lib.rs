@@ -81,16 +81,16 @@ pub use eval::{
     recommend_popular, user_metrics, Metrics,
 };
 pub use factors::Factors;
-pub use half::{f16_to_f32, f32_to_f16, HalfTable};
+pub use half::HalfTable;
 pub use ids::IdMap;
 pub use int8::Int8Table;
 pub use isa::Isa;
-pub use linalg::{cholesky_solve, dot, gram, RowProblem};
+pub use linalg::dot;
 pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSIONS};
 pub use params::{Algo, TrainParams, ValidTrainParams};
 pub use ranker::{Ranker, Recommendation, Recommendations, Request, Retrieval, Surface};
 pub use split::{split_by_time, split_random, Split};
-pub use topk::{ItemTable, Scored, TableBound, TopK};
+pub use topk::{ItemTable, Scored};
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
 
 /// Trains with the algorithm the parameters name.

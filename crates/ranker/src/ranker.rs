@@ -83,8 +83,9 @@ pub struct Recommendations {
     pub fallback: bool,
 }
 
-/// Candidates per requested item taken from the f16 table for exact rescoring.
-const HALF_OVERSAMPLE: usize = 4;
+/// Candidates per requested item taken from a reduced (f16 or int8) copy for
+/// exact rescoring.
+const OVERSAMPLE: usize = 4;
 
 /// Candidates retrieved per requested item before the value model re-ranks.
 const VALUE_MODEL_OVERSAMPLE: usize = 4;
@@ -176,16 +177,10 @@ impl Ranker {
         }
     }
 
-    /// Retrieves on a half-precision copy of the item table (half the bytes to
-    /// stream per scan), then rescores `HALF_OVERSAMPLE · k + 64` candidates
-    /// exactly in f32: the result is the exact top-k whenever the exact top-k
-    /// lies among those candidates (f16 keeps 11 significant bits).
-    pub fn with_half_precision(self) -> Ranker {
-        self.with_retrieval(Retrieval::Half)
-    }
-
-    /// Chooses where candidates are retrieved ([`Retrieval`]); the reduced
-    /// copies are rescored exactly as [`Ranker::with_half_precision`] says.
+    /// Chooses where candidates are retrieved ([`Retrieval`]). The reduced
+    /// copies (f16: half the bytes to stream per scan; int8: a quarter) give
+    /// `OVERSAMPLE · k + 64` candidates that are rescored exactly in f32: the
+    /// result is the exact top-k whenever the exact top-k lies among them.
     pub fn with_retrieval(mut self, r: Retrieval) -> Ranker {
         let (dim, items, bias) = (
             self.model.dim,
@@ -201,8 +196,8 @@ impl Ranker {
     }
 
     /// Candidates wanted from a reduced copy for a final `k`.
-    fn half_pool(&self, k: usize) -> usize {
-        k.saturating_mul(HALF_OVERSAMPLE)
+    fn candidate_pool(&self, k: usize) -> usize {
+        k.saturating_mul(OVERSAMPLE)
             .saturating_add(64)
             .min(self.model.items.len())
     }
@@ -210,7 +205,7 @@ impl Ranker {
     /// Exact (or f16-retrieved, exactly rescored) top-`k` of one query.
     fn retrieve(&self, q: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
         if let Some(h) = &self.approx {
-            let pool = self.half_pool(k);
+            let pool = self.candidate_pool(k);
             let cands = h
                 .top_k_batch(&[q], &[pool], &[exclude])
                 .pop()
@@ -496,7 +491,7 @@ impl Ranker {
             let exs: Vec<&[u32]> = batch.iter().map(|b| b.2.as_slice()).collect();
             let results = match &self.approx {
                 Some(h) => {
-                    let pools: Vec<usize> = ks.iter().map(|&k| self.half_pool(k)).collect();
+                    let pools: Vec<usize> = ks.iter().map(|&k| self.candidate_pool(k)).collect();
                     h.top_k_batch(&qs, &pools, &exs)
                         .into_iter()
                         .zip(qs.iter().zip(&ks))

@@ -156,8 +156,8 @@ impl TableBound {
 
 impl<'a> ItemTable<'a> {
     /// A table of `factors.len() / dim` items (row-major) with optional
-    /// biases, scored by the best kernel of this CPU; one pass computes its
-    /// [`TableBound`].
+    /// biases, scored by the best kernel of this CPU; one pass computes the
+    /// bound on its norms and biases that lets a scan stop early.
     pub fn new(dim: usize, factors: &'a [f32], bias: Option<&'a [f32]>) -> ItemTable<'a> {
         let bound = TableBound::of(dim, factors, bias);
         ItemTable::with_bound(dim, factors, bias, bound)
