@@ -20,12 +20,20 @@ pub(crate) struct Job {
     pub reply: oneshot::Sender<Recommendations>,
 }
 
-/// The queue and its worker thread.
+/// The queue and its worker threads, which exit once [`Batcher::shut_down`]
+/// is called and the queue is empty (the service's state calls it when it is
+/// dropped).
 #[derive(Debug)]
 pub(crate) struct Batcher {
-    queue: Mutex<Vec<Job>>,
+    queue: Mutex<Queue>,
     ready: Condvar,
     max_batch: usize,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    closed: bool,
 }
 
 impl std::fmt::Debug for Job {
@@ -41,7 +49,7 @@ impl Batcher {
     /// waits between threads, at the cost of single-thread latency).
     pub fn start(max_batch: usize, workers: usize) -> Arc<Batcher> {
         let b = Arc::new(Batcher {
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             max_batch: max_batch.max(1),
         });
@@ -65,23 +73,33 @@ impl Batcher {
         b
     }
 
+    /// Queues a job; after shutdown the job is dropped (its handler answers 503).
     pub fn submit(&self, job: Job) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(job);
-        self.ready.notify_one();
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if !q.closed {
+            q.jobs.push(job);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Lets the worker threads finish the queued jobs and exit.
+    pub fn shut_down(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.ready.notify_all();
     }
 
     fn run(&self) {
         loop {
             let mut jobs: Vec<Job> = {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                while q.is_empty() {
+                while q.jobs.is_empty() && !q.closed {
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
-                let n = q.len().min(self.max_batch);
-                q.drain(..n).collect()
+                if q.jobs.is_empty() {
+                    return;
+                }
+                let n = q.jobs.len().min(self.max_batch);
+                q.jobs.drain(..n).collect()
             };
             // One batch per model (a reload may leave jobs on two models).
             while !jobs.is_empty() {

@@ -242,6 +242,13 @@ fn check_design(names: &[&str], design: &Design) -> Result<(), LoadError> {
     }
 }
 
+impl Drop for AppState {
+    /// The micro-batching threads end with the service.
+    fn drop(&mut self) {
+        self.batcher.shut_down();
+    }
+}
+
 impl AppState {
     /// Serves the model file at `path` (memory-mapped), with an optional
     /// catalogue; `POST /admin/reload` and SIGHUP load it again.

@@ -852,3 +852,44 @@ fn experiments_that_do_not_fit_their_models_are_refused() -> TestResult {
     assert!(err.to_string().contains("cannot create"), "{err}");
     Ok(())
 }
+
+/// Threads of this process whose name starts with `prefix` (Linux).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|t| t.ok())
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_batcher_threads_end_with_the_service() -> TestResult {
+    if !Path::new("/proc/self/task").exists() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let before = threads_named("reelkit-batch");
+    let path = dir.path().join("model.arrow");
+    model(false).save(&path)?;
+    let state = Arc::new(AppState::open(&path, None, ServeConfig::default())?);
+    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let mut client = reelkit_serve::client::Client::connect(server.addr)?;
+    let reply = client.post_json("/v1/recommend", &serde_json::json!({"user_id": 1, "k": 2}))?;
+    assert_eq!(reply.status, 200);
+    assert!(threads_named("reelkit-batch") > before);
+    drop(client);
+    server.stop()?;
+    // The state was the server's alone: stopping it drops it, and the
+    // batcher's threads finish and exit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while threads_named("reelkit-batch") > before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(threads_named("reelkit-batch"), before);
+    Ok(())
+}
