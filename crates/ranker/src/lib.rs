@@ -68,6 +68,7 @@ mod ranker;
 mod rng;
 mod scan;
 mod split;
+mod top;
 mod topk;
 mod value;
 
@@ -90,7 +91,8 @@ pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSION
 pub use params::{Algo, TrainParams, ValidTrainParams};
 pub use ranker::{Ranker, Recommendation, Recommendations, Request, Retrieval, Surface};
 pub use split::{split_by_time, split_random, Split};
-pub use topk::{ItemTable, Scored};
+pub use top::Scored;
+pub use topk::ItemTable;
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
 
 /// Trains with the algorithm the parameters name.

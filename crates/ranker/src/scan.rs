@@ -28,7 +28,7 @@
 //! `portable` has both shapes in plain Rust written to vectorise (NEON on
 //! aarch64), used where neither AVX2 nor AVX-512 is available.
 
-use crate::topk::TopK;
+use crate::top::TopK;
 
 /// The reference score: `q·x` as a chain of fused multiply-adds in dimension
 /// order. (Fast where the target has FMA, as on aarch64 or inside an x86-64
@@ -172,7 +172,7 @@ pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{excluded, floors_at, lanes, offer_bits, reaches, Tile, PANEL};
-    use crate::topk::TopK;
+    use crate::top::TopK;
 
     /// Score of one row with scalar FMAs in dimension order (bit-identical to a
     /// lane of the vector kernels).
@@ -272,7 +272,7 @@ pub(crate) mod avx2 {
     /// and one FMA per eight dimensions, so the scan is bound by memory.
     ///
     /// `slack` must bound `|fast − exact|` for every row of the scan, each
-    /// side with its bias added ([`crate::topk::ItemTable`] derives it from
+    /// side with its bias added ([`crate::ItemTable`] derives it from
     /// the query's norm and the table's largest norm and bias); then an item
     /// whose `fast + slack` is below the floor cannot enter. An infinite or
     /// NaN slack scores every row exactly.
@@ -476,7 +476,7 @@ pub(crate) fn offer_bits(
 /// same slack, then scores survivors with [`score_ref`].
 pub(crate) mod portable {
     use super::{excluded, floors_at, lanes, offer_bits, reaches, score_ref, Tile, PANEL};
-    use crate::topk::TopK;
+    use crate::top::TopK;
 
     /// A fast score: eight partial sums of plain products (any order is
     /// covered by the slack), reduced pairwise, tail dimensions in order.
@@ -618,7 +618,7 @@ pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{floors_at, lanes, offer_bits, Tile, PANEL};
-    use crate::topk::TopK;
+    use crate::top::TopK;
 
     /// Scores of `R` queries against one packed panel.
     ///

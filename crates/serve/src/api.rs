@@ -17,8 +17,8 @@ use reelkit_ranker::{Recommendations, Request as RankRequest, Surface};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::exposition::render;
 use crate::exposures::Exposure;
-use crate::metrics::render;
 use crate::state::{AppState, Design, Loaded};
 
 /// The committed OpenAPI description, served at `/openapi.json`.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use reelkit_ranker::{Recommendations, Request};
 use tokio::sync::oneshot;
 
-use crate::state::Loaded;
+use crate::loaded::Loaded;
 
 /// One waiting request.
 pub(crate) struct Job {

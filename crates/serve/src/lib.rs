@@ -52,7 +52,9 @@
 mod api;
 mod batcher;
 pub mod client;
+mod exposition;
 mod exposures;
+mod loaded;
 mod metrics;
 mod state;
 
@@ -76,8 +78,9 @@ pub use api::{
     router, ApiError, Item, RecommendBody, RecommendResponse, ScoreBody, ScoreResponse,
     SimilarResponse, VideoScore, OPENAPI,
 };
+pub use exposition::render as render_metrics;
 pub use exposures::{ExposureConfig, ExposureError, ExposureLog};
-pub use metrics::{render as render_metrics, Metrics, BUCKETS};
+pub use metrics::{Metrics, BUCKETS};
 pub use reelkit_assign::Split;
 pub use state::{AppState, Catalog, Design, LoadError, Loaded, ServeConfig};
 

@@ -56,17 +56,7 @@ pub struct Catalog {
     pub long: Vec<bool>,
 }
 
-/// A model being served.
-#[derive(Debug)]
-pub struct Loaded {
-    pub ranker: Ranker,
-    /// Content hash of the model file (or a caller-given name).
-    pub version: String,
-    /// When it was loaded (seconds since the Unix epoch).
-    pub loaded_at: f64,
-    /// How long loading took, seconds.
-    pub load_seconds: f64,
-}
+pub use crate::loaded::Loaded;
 
 /// Why a model could not be (re)loaded, or a service not started.
 #[derive(Debug, thiserror::Error)]
