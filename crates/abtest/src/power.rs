@@ -34,19 +34,31 @@ fn z(p: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Power of each metric from its pre-period sums (`s.n` = users of the
-/// pre-period), a relative `mde`, `alpha`, `power`, the treatment share, and the
-/// number of distinct users that appear per day.
-pub fn power(
-    name: &str,
-    kind: MetricKind,
-    s: &Sums,
-    mde: f64,
-    alpha: f64,
-    power: f64,
-    treatment_share: f64,
-    users_per_day: f64,
-) -> PowerRow {
+/// What a power analysis plans for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerPlan {
+    /// Relative minimum detectable effect (0.02 = 2%).
+    pub mde: f64,
+    /// Two-sided significance level.
+    pub alpha: f64,
+    /// Wanted power (0.8).
+    pub power: f64,
+    /// The treatment arm's share of users (0.5: equal split).
+    pub treatment_share: f64,
+    /// Distinct users that appear per day (for the duration).
+    pub users_per_day: f64,
+}
+
+/// Power of a metric from its pre-period sums (`s.n` = users of the
+/// pre-period) for a plan.
+pub fn power(name: &str, kind: MetricKind, s: &Sums, plan: &PowerPlan) -> PowerRow {
+    let PowerPlan {
+        mde,
+        alpha,
+        power,
+        treatment_share,
+        users_per_day,
+    } = *plan;
     let m = moments(kind, s);
     let zz = z(1.0 - alpha / 2.0) + z(power);
     let (wa, wb) = (1.0 - treatment_share, treatment_share);
@@ -96,7 +108,18 @@ mod tests {
             x2: 100_000.0 + 999.0,
             ..Sums::default()
         };
-        let r = power("m", MetricKind::Mean, &sums, 0.05, 0.05, 0.8, 0.5, 1.0);
+        let r = power(
+            "m",
+            MetricKind::Mean,
+            &sums,
+            &PowerPlan {
+                mde: 0.05,
+                alpha: 0.05,
+                power: 0.8,
+                treatment_share: 0.5,
+                users_per_day: 1.0,
+            },
+        );
         assert!(
             (n - r.users_needed).abs() < 1e-6 * n,
             "{n} vs {}",
@@ -118,12 +141,34 @@ mod tests {
             ..Sums::default()
         };
         let s = sums(n);
-        let r = power("m", MetricKind::Mean, &s, 0.05, 0.05, 0.8, 0.5, 100.0);
+        let r = power(
+            "m",
+            MetricKind::Mean,
+            &s,
+            &PowerPlan {
+                mde: 0.05,
+                alpha: 0.05,
+                power: 0.8,
+                treatment_share: 0.5,
+                users_per_day: 100.0,
+            },
+        );
         assert!((r.users_needed - 125.58).abs() < 0.2, "{r:?}");
         assert!((r.days_needed - r.users_needed / 100.0).abs() < 1e-9);
         // And the MDE at the needed size is the MDE asked for.
         let s2 = sums(r.users_needed);
-        let back = power("m", MetricKind::Mean, &s2, 0.05, 0.05, 0.8, 0.5, 100.0);
+        let back = power(
+            "m",
+            MetricKind::Mean,
+            &s2,
+            &PowerPlan {
+                mde: 0.05,
+                alpha: 0.05,
+                power: 0.8,
+                treatment_share: 0.5,
+                users_per_day: 100.0,
+            },
+        );
         assert!(
             (back.mde_at_pre_period_users - 0.05).abs() < 1e-3,
             "{back:?}"

@@ -375,21 +375,17 @@ fn power(args: PowerArgs) -> anyhow::Result<()> {
         None,
     )?;
     let sums = values.sums(&vec![0; values.user_id.len()], 1);
+    let plan = reelkit_abtest::PowerPlan {
+        mde: args.mde,
+        alpha: args.alpha,
+        power: args.power,
+        treatment_share: args.treatment_share,
+        users_per_day: users.len() as f64 / days,
+    };
     let rows: Vec<reelkit_abtest::PowerRow> = metrics
         .iter()
         .zip(&sums[0])
-        .map(|(m, s)| {
-            reelkit_abtest::power(
-                &m.name,
-                m.kind,
-                s,
-                args.mde,
-                args.alpha,
-                args.power,
-                args.treatment_share,
-                users.len() as f64 / days,
-            )
-        })
+        .map(|(m, s)| reelkit_abtest::power(&m.name, m.kind, s, &plan))
         .collect();
     println!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())

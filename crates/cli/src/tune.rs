@@ -184,7 +184,7 @@ fn carve(
     }
 }
 
-fn write_report(path: &PathBuf, trials: &[Trial]) -> anyhow::Result<()> {
+fn write_report(path: &std::path::Path, trials: &[Trial]) -> anyhow::Result<()> {
     if path.extension().and_then(|e| e.to_str()) == Some("json") {
         let text = serde_json::to_vec_pretty(trials)?;
         reelkit_logs::write_bytes_atomically(path, &text)?;

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::factors::Factors;
 use crate::isa::{Isa, Level};
 use crate::linalg::{cg_dispatch, cg_dispatch_block, dot, gram, RowProblem, CG_BLOCK};
-use crate::params::ValidTrainParams;
+use crate::params::{TrainParams, ValidTrainParams};
 use crate::rng::SplitMix;
 
 /// Rows per parallel task: small, so a few heavy users never serialise a thread.
@@ -309,7 +309,7 @@ pub fn train_ials_from(
 /// half-sweep of `steps` conjugate-gradient steps per row from `start`
 /// (rows × dim; a warm start, e.g. yesterday's vectors, or zeros), with the
 /// training kernels, in parallel and bit-identical for any thread count. It
-/// folds in many users at once, at a fraction of [`fold_in`]'s exact solves;
+/// folds in many users at once, at a fraction of the exact solves of `Ranker::fold_in`;
 /// rows without entries get zeros.
 pub fn solve_rows(
     weights: &Csr,
@@ -338,17 +338,17 @@ pub fn solve_rows(
 
 /// The exact iALS embedding of a user from their items and weights, given the
 /// item factors and their Gram matrix (fold-in of a new user, or of fresh
-/// history). Returns zeros for an empty history.
-pub fn fold_in(
+/// history), with the model's `alpha`, `reg` and `reg_exponent`. Returns
+/// zeros for an empty history.
+pub(crate) fn fold_in(
     item_factors: &[f32],
     item_gram: &[f32],
     f: usize,
     items: &[u32],
     weights: &[f32],
-    alpha: f32,
-    reg: f32,
-    reg_exponent: f32,
+    params: &TrainParams,
 ) -> Vec<f32> {
+    let (alpha, reg, reg_exponent) = (params.alpha, params.reg, params.reg_exponent);
     if items.is_empty() {
         return vec![0.0; f];
     }
@@ -461,16 +461,7 @@ mod tests {
         let g = gram(&fac.items, fac.dim);
         let u = 25;
         let (items, w) = m.row(u);
-        let folded = fold_in(
-            &fac.items,
-            &g,
-            fac.dim,
-            items,
-            w,
-            p.alpha,
-            p.reg,
-            p.reg_exponent,
-        );
+        let folded = fold_in(&fac.items, &g, fac.dim, items, w, p.get());
         // Fold-in equals the exact row solution, which CG approaches.
         let mut cg_x = vec![0f32; fac.dim];
         let conf: Vec<f32> = w.iter().map(|w| 1.0 + p.alpha * w).collect();
@@ -525,7 +516,7 @@ mod tests {
         let exact: Vec<f32> = (0..m.n_rows())
             .flat_map(|u| {
                 let (items, w) = m.row(u);
-                fold_in(&fac.items, &g, f, items, w, p.alpha, p.reg, p.reg_exponent)
+                fold_in(&fac.items, &g, f, items, w, p.get())
             })
             .collect();
         let err = |x: &[f32]| {

@@ -55,6 +55,9 @@ pub fn user_metrics(ranked: &[u32], test: &[u32], k: usize) -> (f64, f64, f64, f
     )
 }
 
+/// One test user's (recall, precision, NDCG, hit, AP) and top-k items.
+type UserRow = ((f64, f64, f64, f64, f64), Vec<u32>);
+
 /// Evaluates a recommender: `recommend(user, k, train_items)` returns item
 /// indices best first (training items already excluded). Users without test
 /// items are skipped; `item_counts` are the training popularity.
@@ -66,7 +69,7 @@ where
     let users: Vec<usize> = (0..test.n_rows())
         .filter(|&u| test.row_len(u) > 0)
         .collect();
-    let per_user: Vec<((f64, f64, f64, f64, f64), Vec<u32>)> = users
+    let per_user: Vec<UserRow> = users
         .par_iter()
         .map(|&u| {
             let train_items = if u < train.n_rows() {

@@ -72,7 +72,7 @@ mod top;
 mod topk;
 mod value;
 
-pub use als::{fold_in, solve_rows, train_ials, train_ials_from, EpochReport, TrainControl};
+pub use als::{solve_rows, train_ials, train_ials_from, EpochReport, TrainControl};
 pub use bpr::train_bpr;
 pub use confidence::{keep_above, EngagementWeights, Impressions, TrainingData};
 pub use csr::Csr;

@@ -300,16 +300,13 @@ impl Ranker {
             .filter_map(|&v| self.model.items.get(v))
             .collect();
         let w = vec![1.0; items.len()];
-        let p = &self.model.meta.params;
         fold_in(
             &self.model.item_factors,
             &self.item_gram,
             self.model.dim,
             &items,
             &w,
-            p.alpha,
-            p.reg,
-            p.reg_exponent,
+            &self.model.meta.params,
         )
     }
 

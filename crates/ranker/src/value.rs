@@ -103,8 +103,9 @@ fn solve(mut a: [[f64; N_FEATURES]; N_FEATURES], mut b: [f64; N_FEATURES]) -> [f
         }
         for r in c + 1..n {
             let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
+            let (upper, lower) = a.split_at_mut(r);
+            for (x, y) in lower[0][c..n].iter_mut().zip(&upper[c][c..n]) {
+                *x -= f * y;
             }
             b[r] -= f * b[c];
         }
