@@ -122,7 +122,11 @@ impl Policy for Local {
             ..Request::default()
         };
         let list = |i: usize| -> Vec<u64> {
-            self.rankers[i].recommend_batch(&[(user, req.n, &r)])[0]
+            self.rankers[i].recommend_batch(&[reelkit_ranker::BatchRequest {
+                user_id: user,
+                k: req.n,
+                request: &r,
+            }])[0]
                 .items
                 .iter()
                 .map(|x| x.item_id)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use rayon::prelude::*;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
-use reelkit_ranker::{Ranker, Recommendations, Request};
+use reelkit_ranker::{BatchRequest, Ranker, Recommendations, Request};
 
 use crate::data::{load_interactions, ColumnArgs};
 
@@ -35,10 +35,14 @@ pub fn recommend_in_batches(
                 ..Request::default()
             })
             .collect();
-        let jobs: Vec<(u64, usize, &Request)> = chunk
+        let jobs: Vec<BatchRequest<'_>> = chunk
             .iter()
             .zip(&reqs)
-            .map(|(&u, req)| (u, k, req))
+            .map(|(&user_id, request)| BatchRequest {
+                user_id,
+                k,
+                request,
+            })
             .collect();
         for (&u, recs) in chunk.iter().zip(r.recommend_batch(&jobs)) {
             each(u, recs);

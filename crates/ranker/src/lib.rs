@@ -89,7 +89,9 @@ pub use isa::Isa;
 pub use linalg::dot;
 pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSIONS};
 pub use params::{Algo, TrainParams, ValidTrainParams};
-pub use ranker::{Ranker, Recommendation, Recommendations, Request, Retrieval, Surface};
+pub use ranker::{
+    BatchRequest, Ranker, Recommendation, Recommendations, Request, Retrieval, Surface,
+};
 pub use split::{split_by_time, split_random, Split};
 pub use top::Scored;
 pub use topk::ItemTable;

@@ -68,6 +68,18 @@ struct Catalog {
     short: Vec<u32>,
 }
 
+/// One request of a batch ([`Ranker::recommend_batch`]): the same three
+/// things [`Ranker::recommend`] takes.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRequest<'a> {
+    /// The user to recommend for.
+    pub user_id: u64,
+    /// How many videos.
+    pub k: usize,
+    /// Exclusions, fresh history, surface, creator cap, value model.
+    pub request: &'a Request,
+}
+
 /// One recommended item.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recommendation {
@@ -470,12 +482,13 @@ impl Ranker {
     /// the item table ([`ItemTable::top_k_batch`]), which turns a
     /// bandwidth-bound scan per request into one per batch. Results equal
     /// `recommend`'s request by request.
-    pub fn recommend_batch(&self, jobs: &[(u64, usize, &Request)]) -> Vec<Recommendations> {
+    pub fn recommend_batch(&self, jobs: &[BatchRequest<'_>]) -> Vec<Recommendations> {
         let capped = |r: &Request| self.catalog.is_some() && r.max_per_creator.is_some();
         let value = |r: &Request| r.use_value_model && self.model.meta.value_model.is_some();
         let mut out: Vec<Option<Recommendations>> = vec![None; jobs.len()];
         let mut batch: Vec<(usize, Vec<f32>, Vec<u32>)> = Vec::new();
-        for (j, &(user, k, req)) in jobs.iter().enumerate() {
+        for (j, job) in jobs.iter().enumerate() {
+            let (user, k, req) = (job.user_id, job.k, job.request);
             let exclude = self.exclusion(req);
             match self.query(user, req) {
                 Some(q) if !capped(req) && !value(req) => batch.push((j, q, exclude)),
@@ -484,7 +497,7 @@ impl Ranker {
         }
         if !batch.is_empty() {
             let qs: Vec<&[f32]> = batch.iter().map(|b| b.1.as_slice()).collect();
-            let ks: Vec<usize> = batch.iter().map(|b| jobs[b.0].1).collect();
+            let ks: Vec<usize> = batch.iter().map(|b| jobs[b.0].k).collect();
             let exs: Vec<&[u32]> = batch.iter().map(|b| b.2.as_slice()).collect();
             let results = match &self.approx {
                 Some(h) => {
@@ -524,6 +537,16 @@ impl Ranker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    pub(super) fn batch_of<'a>(jobs: &[(u64, usize, &'a Request)]) -> Vec<BatchRequest<'a>> {
+        jobs.iter()
+            .map(|&(user_id, k, request)| BatchRequest {
+                user_id,
+                k,
+                request,
+            })
+            .collect()
+    }
     use crate::factors::Factors;
     use crate::ids::IdMap;
     use crate::model::ModelMeta;
@@ -591,6 +614,7 @@ mod tests {
 
 #[cfg(test)]
 mod catalog_tests {
+    use super::tests::batch_of;
     use super::*;
     use crate::factors::Factors;
     use crate::ids::IdMap;
@@ -663,7 +687,7 @@ mod catalog_tests {
             (1, 0, &watch),
             (1, 100, &plain),
         ];
-        let batch = r.recommend_batch(&jobs);
+        let batch = r.recommend_batch(&batch_of(&jobs));
         for (j, &(u, k, req)) in jobs.iter().enumerate() {
             assert_eq!(batch[j], r.recommend(u, k, req), "job {j}");
         }
@@ -704,6 +728,7 @@ mod catalog_tests {
 
 #[cfg(test)]
 mod half_tests {
+    use super::tests::batch_of;
     use super::*;
     use crate::factors::Factors;
     use crate::ids::IdMap;
@@ -755,7 +780,10 @@ mod half_tests {
                     jobs.push((u, k, req));
                 }
             }
-            assert_eq!(approx.recommend_batch(&jobs), exact.recommend_batch(&jobs));
+            assert_eq!(
+                approx.recommend_batch(&batch_of(&jobs)),
+                exact.recommend_batch(&batch_of(&jobs))
+            );
             // More than the catalogue: everything not excluded, exactly ranked.
             assert_eq!(
                 approx.recommend(3, 10_000, &ex),

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use reelkit_ranker::{Recommendations, Request};
+use reelkit_ranker::{BatchRequest, Recommendations, Request};
 use tokio::sync::oneshot;
 
 use crate::loaded::Loaded;
@@ -111,8 +111,14 @@ impl Batcher {
                 // A panic must not stop the service: the jobs' senders drop
                 // and their handlers answer 503.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let batch: Vec<(u64, usize, &Request)> =
-                        same.iter().map(|j| (j.user, j.k, &j.req)).collect();
+                    let batch: Vec<BatchRequest<'_>> = same
+                        .iter()
+                        .map(|j| BatchRequest {
+                            user_id: j.user,
+                            k: j.k,
+                            request: &j.req,
+                        })
+                        .collect();
                     let results = model.ranker.recommend_batch(&batch);
                     drop(batch);
                     for (job, r) in same.into_iter().zip(results) {
