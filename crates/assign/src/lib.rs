@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! reelkit-assign: who is served by which ranker.
 //!
 //! Two deterministic functions that the server (`reelkit serve`), the simulator

@@ -27,8 +27,11 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// A JSON error response.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status (4xx for what the client sent, 5xx for the server).
     pub status: StatusCode,
+    /// A stable machine-readable code (`unknown_user`, `body_too_large`, …).
     pub error: &'static str,
+    /// What went wrong, in words, naming the offending field or value.
     pub detail: String,
 }
 
@@ -159,17 +162,26 @@ fn check_ids(state: &AppState, what: &str, ids: &[u64]) -> ApiResult<()> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecommendBody {
+    /// The user to recommend for (unknown users get the popular fallback,
+    /// or a folded-in embedding when `history` is given).
     pub user_id: u64,
+    /// How many videos, 1..=`max_k` (default 10); read signed so that a
+    /// negative value is a clear 422, not a parse error.
     #[serde(default = "default_k")]
     pub k: i64,
+    /// `reels`, `feed` or `watch`: only videos eligible there (needs `--videos`).
     #[serde(default)]
     pub surface: Option<String>,
+    /// Videos that must not be returned (already seen).
     #[serde(default)]
     pub exclude: Vec<u64>,
+    /// Fresh history: the user's embedding is folded in from these videos.
     #[serde(default)]
     pub history: Vec<u64>,
+    /// At most this many videos per creator (needs `--videos`).
     #[serde(default)]
     pub max_per_creator: Option<u32>,
+    /// Re-rank the candidates with the model's value model, when it has one.
     #[serde(default)]
     pub use_value_model: bool,
     /// The caller's id for this request: it seeds the interleaving's coin
@@ -191,6 +203,7 @@ fn default_k() -> i64 {
 /// One recommended or similar video.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Item {
+    /// The video.
     pub video_id: u64,
     /// The score given by the model that placed it (scores of two
     /// interleaved models are not comparable).
@@ -203,9 +216,11 @@ pub struct Item {
 /// Response of `/v1/recommend`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RecommendResponse {
+    /// Best first.
     pub items: Vec<Item>,
     /// The serving model's version; interleaving: `name=version,name=version`.
     pub model_version: String,
+    /// Whether the popularity fallback answered (unknown user, no history).
     pub fallback: bool,
     /// A/B test: the user's arm (the model that served them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -459,22 +474,29 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreBody {
+    /// A user the model knows (else 404).
     pub user_id: u64,
+    /// The videos to score, in the order the scores come back.
     pub video_ids: Vec<u64>,
 }
 
 /// One score; `null` for a video the model does not know.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VideoScore {
+    /// The video asked for.
     pub video_id: u64,
+    /// Its score, exactly as a ranking would show it; `null` if unknown.
     pub score: Option<f32>,
 }
 
 /// Response of `/v1/score`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScoreResponse {
+    /// One per video asked for, in that order.
     pub scores: Vec<VideoScore>,
+    /// The videos the model does not know.
     pub unknown_videos: Vec<u64>,
+    /// The serving model's version.
     pub model_version: String,
 }
 
@@ -517,8 +539,11 @@ async fn score(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json
 /// Response of `/v1/similar/{video_id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SimilarResponse {
+    /// The video the neighbours are of.
     pub video_id: u64,
+    /// Its nearest videos by embedding, best first (itself excluded).
     pub items: Vec<Item>,
+    /// The serving model's version.
     pub model_version: String,
 }
 

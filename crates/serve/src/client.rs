@@ -15,8 +15,11 @@ pub struct Client {
 /// A response: status and body.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The `Content-Type` header (empty when absent).
     pub content_type: String,
+    /// The whole body (de-chunked).
     pub body: Vec<u8>,
 }
 
@@ -33,6 +36,7 @@ fn bad(msg: impl Into<String>) -> io::Error {
 }
 
 impl Client {
+    /// Opens a keep-alive connection (no Nagle delay, 30 s read timeout).
     pub fn connect(addr: SocketAddr) -> io::Result<Client> {
         let s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
@@ -156,16 +160,25 @@ impl Client {
 /// What a load run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoadReport {
+    /// Concurrent keep-alive connections.
     pub connections: usize,
     /// Offered rate (requests/s) for an open-loop run; `None` when closed-loop.
     pub target_rps: Option<f64>,
+    /// Requests completed.
     pub requests: usize,
+    /// Requests that failed (transport errors or non-2xx statuses).
     pub errors: usize,
+    /// Wall-clock length of the run.
     pub seconds: f64,
+    /// `requests / seconds`.
     pub throughput_rps: f64,
+    /// Median latency (open loop: from the scheduled send time).
     pub p50_ms: f64,
+    /// 90th-percentile latency.
     pub p90_ms: f64,
+    /// 99th-percentile latency.
     pub p99_ms: f64,
+    /// Slowest request.
     pub max_ms: f64,
 }
 

@@ -36,14 +36,18 @@ pub enum ExposureError {
     /// The directory could not be created.
     #[error("exposure directory {path}: cannot create it")]
     Create {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// The directory exists but files cannot be written in it.
     #[error("exposure directory {path} is not writable")]
     NotWritable {
+        /// The directory.
         path: PathBuf,
+        /// Why the probe file could not be written.
         #[source]
         source: std::io::Error,
     },

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! reelkit-serve: the ranker behind HTTP.
 //!
 //! [`router`] gives an `axum::Router` that another axum application can nest;

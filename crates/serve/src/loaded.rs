@@ -7,6 +7,7 @@ use reelkit_ranker::Ranker;
 /// A model being served.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The model, ready to answer.
     pub ranker: Ranker,
     /// Content hash of the model file (or a caller-given name).
     pub version: String,

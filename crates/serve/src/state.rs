@@ -51,8 +51,11 @@ impl Default for ServeConfig {
 /// Video metadata re-attached to every loaded model (surface filter, creator cap).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
+    /// Every catalogued video.
     pub video_id: Vec<u64>,
+    /// Its creator (same order).
     pub creator_id: Vec<u64>,
+    /// Whether it is a long video (not on reels; the only kind on watch).
     pub long: Vec<bool>,
 }
 
@@ -61,19 +64,29 @@ pub use crate::loaded::Loaded;
 /// Why a model could not be (re)loaded, or a service not started.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The model file is missing, truncated, foreign or of another version.
     #[error(transparent)]
     Model(#[from] reelkit_ranker::Error),
+    /// A file could not be read.
     #[error("reading {path}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// Reload asked of a service built from in-memory rankers.
     #[error("this service was started from an in-memory model: there is no file to reload")]
     NoFile,
     /// No model of that name is loaded.
     #[error("no model named `{name}` is loaded (loaded: {loaded})")]
-    UnknownModel { name: String, loaded: String },
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The names that are loaded, comma-separated.
+        loaded: String,
+    },
     /// The models and the experiment design do not fit together.
     #[error("{0}")]
     Experiment(String),
@@ -154,7 +167,9 @@ pub struct AppState {
     catalog: Option<Catalog>,
     /// Creator of each catalogued video (creator caps of interleaved lists).
     creators: HashMap<u64, u64>,
+    /// Limits and retrieval, as started.
     pub config: ServeConfig,
+    /// Request counters and latency histograms (`/metrics`).
     pub metrics: Metrics,
     exposures: Option<ExposureLog>,
     requests: AtomicU64,
