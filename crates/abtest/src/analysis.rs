@@ -24,10 +24,13 @@ pub const SRM_THRESHOLD: f64 = 0.001;
 /// Settings of an analysis.
 #[derive(Debug, Clone)]
 pub struct AnalysisConfig {
+    /// The report's title and default output folder.
     pub experiment: String,
     /// Control arm; default `control` if present, else the first arm by name.
     pub control: Option<String>,
+    /// Significance level of every test and interval.
     pub alpha: f64,
+    /// Multiple-testing correction across metrics and comparisons.
     pub correction: Correction,
     /// Configured traffic split per arm (default: equal).
     pub weights: Option<BTreeMap<String, f64>>,
@@ -56,10 +59,15 @@ impl Default for AnalysisConfig {
 /// Sample-ratio-mismatch check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Srm {
+    /// Users per arm.
     pub counts: BTreeMap<String, u64>,
+    /// Configured share of each arm.
     pub expected: BTreeMap<String, f64>,
+    /// Pearson χ² of the counts against the shares.
     pub chi2: f64,
+    /// Its p-value (gbstats `check_srm`).
     pub p_value: f64,
+    /// `p_value >= SRM_THRESHOLD`.
     pub ok: bool,
 }
 
@@ -73,20 +81,28 @@ pub struct Srm {
 /// `control_mean_adjusted` and `variant_mean_adjusted`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
+    /// The metric's name.
     pub metric: String,
+    /// How it aggregates per user.
     pub kind: MetricKind,
+    /// The arm being compared.
     pub variant: String,
     /// The arm the variant is compared with: the report's control, or the
     /// baseline of a named comparison.
     #[serde(default)]
     pub control: String,
+    /// Users in the baseline arm.
     pub n_control: u64,
+    /// Users in the variant arm.
     pub n_variant: u64,
     /// Means, effects, intervals, p-value, df and any "uninformative" message.
     #[serde(flatten)]
     pub test: TestResult,
+    /// The p-value after the report's multiple-testing correction.
     pub p_value_adjusted: f64,
+    /// `p_value_adjusted < alpha` and the test is informative.
     pub significant: bool,
+    /// Whether CUPED adjusted the effect.
     pub cuped: bool,
     /// CUPED θ applied (0 = none).
     pub theta: f64,
@@ -223,8 +239,11 @@ impl std::fmt::Display for Verdict {
 /// The decision block of one comparison (variant against its baseline).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
+    /// The arm the decision is about.
     pub variant: String,
+    /// The arm it is compared with.
     pub control: String,
+    /// Ship, don't ship, keep running, or no goal metric.
     pub verdict: Verdict,
     /// Why, one sentence per reason, most important first.
     pub reasons: Vec<String>,
@@ -427,14 +446,20 @@ fn decide_one(variant: &str, control: &str, rows: &[&MetricRow], srm: &Srm) -> D
 pub struct DailyLift {
     /// `YYYY-MM-DD` (UTC): events up to the end of this day.
     pub date: String,
+    /// The metric.
     pub metric: String,
+    /// The arm compared.
     pub variant: String,
     /// The arm the variant is compared with.
     #[serde(default)]
     pub control: String,
+    /// Cumulative relative lift up to the end of this day.
     pub rel_effect: f64,
+    /// Its interval's lower end.
     pub rel_ci_low: f64,
+    /// Its interval's upper end.
     pub rel_ci_high: f64,
+    /// Its p-value (unadjusted).
     pub p_value: f64,
 }
 
@@ -456,13 +481,19 @@ pub fn utc_date(ms: i64) -> String {
 /// The whole report (`report.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The experiment's name.
     pub experiment: String,
+    /// The control arm.
     pub control: String,
+    /// Significance level.
     pub alpha: f64,
+    /// Multiple-testing correction used.
     pub correction: Correction,
     /// Tuning N* of the sequential intervals, when used.
     pub sequential: Option<f64>,
+    /// The sample-ratio-mismatch check.
     pub srm: Srm,
+    /// One row per (metric, comparison).
     pub metrics: Vec<MetricRow>,
     /// Cumulative lift by day (when asked for), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -484,6 +515,7 @@ pub struct Report {
 pub struct Segment {
     /// `surface=reels`, `surface=feed`, `surface=watch`, `users=new`, `users=returning`.
     pub segment: String,
+    /// The rows of this segment.
     pub metrics: Vec<MetricRow>,
 }
 

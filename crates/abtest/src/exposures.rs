@@ -14,8 +14,11 @@ use crate::error::{Error, Result};
 pub struct Exposures {
     /// The directory read.
     pub dir: PathBuf,
+    /// Users, one per exposure row.
     pub user_id: Vec<u64>,
+    /// When each response was served (Unix ms).
     pub ts_ms: Vec<i64>,
+    /// The request each row answered.
     pub request_id: Vec<u64>,
     /// `single`, `ab` or `interleave` (one design per log).
     pub experiment: String,

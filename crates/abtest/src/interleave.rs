@@ -43,23 +43,30 @@ impl Default for InterleaveConfig {
 /// One metric's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preference {
+    /// The metric credited.
     pub metric: String,
     /// Exposed users who preferred team A, team B, or neither (equal credit).
     pub prefer_a: u64,
+    /// Exposed users who preferred team B.
     pub prefer_b: u64,
+    /// Exposed users with equal credit for both teams (left out of the sign test).
     pub ties: u64,
     /// Share of users with a preference who preferred B, and its Wilson interval.
     pub share_b: f64,
+    /// The Wilson score interval of `share_b`.
     pub share_b_ci: [f64; 2],
     /// Two-sided exact binomial (sign) test of share_b = 1/2.
     pub p_sign: f64,
     /// Total credit of each team.
     pub credit_a: f64,
+    /// Total credit of team B (`credit_a` is team A's).
     pub credit_b: f64,
     /// credit_b / credit_a − 1, with a per-user bootstrap percentile interval
     /// and two-sided bootstrap p-value.
     pub credit_lift: f64,
+    /// The per-user bootstrap percentile interval of `credit_lift`.
     pub credit_lift_ci: [f64; 2],
+    /// Two-sided bootstrap p-value of `credit_lift = 0`.
     pub p_bootstrap: f64,
     /// The team preferred by a significant majority of users (sign test), if any.
     pub winner: Option<String>,
@@ -68,14 +75,19 @@ pub struct Preference {
 /// What `reelkit ab interleave` writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InterleaveReport {
+    /// The experiment's name.
     pub experiment: String,
     /// Team A (the first model given to the server) and team B.
     pub teams: [String; 2],
+    /// Significance level.
     pub alpha: f64,
+    /// Bootstrap resamples.
     pub bootstrap: usize,
+    /// Seed of the bootstrap.
     pub seed: u64,
     /// Responses in the exposure log, and users who received one.
     pub requests: u64,
+    /// Users who received an interleaved response.
     pub users: u64,
     /// Exposed users with at least one credited impression.
     pub users_with_credit: u64,
@@ -84,6 +96,7 @@ pub struct InterleaveReport {
     /// Unfinished exposure files left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_files: Vec<String>,
+    /// One preference per metric.
     pub metrics: Vec<Preference>,
 }
 

@@ -49,8 +49,11 @@ fn one() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metric {
+    /// Unique name (report rows, SQL output).
     pub name: String,
+    /// How the per-user values combine.
     pub kind: MetricKind,
+    /// The per-user value (ratio metrics: the numerator).
     pub numerator: Aggregation,
     /// Required for ratio metrics.
     #[serde(default)]

@@ -21,7 +21,12 @@ pub enum Source {
     /// lazily.
     Path(PathBuf),
     /// A lazy frame with the event columns; `name` labels it in errors.
-    Frame { name: String, frame: Box<LazyFrame> },
+    Frame {
+        /// What errors call it.
+        name: String,
+        /// The events.
+        frame: Box<LazyFrame>,
+    },
 }
 
 impl std::fmt::Debug for Source {
@@ -88,9 +93,13 @@ impl Source {
 /// events (CUPED covariates), who is in which arm, and the metrics.
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
+    /// The experiment period's events.
     pub events: Source,
+    /// Pre-period events: each metric's CUPED covariate.
     pub pre_events: Option<Source>,
+    /// Who is in which arm.
     pub assignments: &'a Assignments,
+    /// What to compute.
     pub metrics: &'a [Metric],
 }
 
@@ -262,6 +271,7 @@ pub fn per_user_values(events: &Source, metrics: &[Metric]) -> Result<LazyFrame>
 /// Per-arm sums of one metric: keyed by variant name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArmSums {
+    /// The arm.
     pub variant: String,
     /// One entry per metric, in metric order.
     pub sums: Vec<Sums>,
@@ -324,12 +334,17 @@ fn joined(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<LazyFrame> {
 /// numerator) and `q` (pre-period denominator), per metric.
 #[derive(Debug, Clone, Default)]
 pub struct UserValues {
+    /// Assigned users, in the assignments' order (or sorted by id).
     pub user_id: Vec<u64>,
+    /// Each user's arm.
     pub variant: Vec<String>,
     /// `[metric][user]`.
     pub x: Vec<Vec<f64>>,
+    /// Ratio denominators `[metric][user]` (0 for other kinds).
     pub y: Vec<Vec<f64>>,
+    /// Pre-period values or numerators `[metric][user]` (0 without a pre-period).
     pub p: Vec<Vec<f64>>,
+    /// Pre-period denominators `[metric][user]`.
     pub q: Vec<Vec<f64>>,
 }
 

@@ -16,9 +16,13 @@ use crate::stats::{moments, MetricKind, Sums};
 /// The power analysis of one metric.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PowerRow {
+    /// The metric.
     pub metric: String,
+    /// Its kind.
     pub kind: MetricKind,
+    /// Per-user mean over the pre-period.
     pub mean: f64,
+    /// Per-user variance (delta method for ratios).
     pub variance: f64,
     /// Users (all arms together) needed to detect `mde` with `power`.
     pub users_needed: f64,

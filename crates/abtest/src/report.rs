@@ -302,10 +302,13 @@ pub fn forest_svg(r: &Report) -> String {
 /// plot (simulated experiments know it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrueLift {
+    /// The metric.
     pub metric: String,
+    /// The variant arm.
     pub variant: String,
     /// The baseline of the comparison (the report's control for arm-vs-control rows).
     pub control: String,
+    /// The true relative lift.
     pub rel_effect: f64,
 }
 

@@ -234,8 +234,11 @@ fn sample_cov(n: f64, sa: f64, sb: f64, sab: f64) -> f64 {
 /// Mean and variance of the per-user value of an arm, before CUPED.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Moments {
+    /// Users.
     pub n: f64,
+    /// Mean (ratios: Σx/Σy).
     pub mean: f64,
+    /// Variance of the per-user value (ratios: delta method).
     pub var: f64,
 }
 
@@ -280,10 +283,13 @@ pub fn moments(kind: MetricKind, s: &Sums) -> Moments {
 /// Per-arm estimate used by the tests: possibly CUPED-adjusted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ArmEstimate {
+    /// Users.
     pub n: f64,
     /// Adjusted mean (equal to `unadjusted_mean` without CUPED).
     pub mean: f64,
+    /// The mean before CUPED (relative effects divide by it).
     pub unadjusted_mean: f64,
+    /// Variance of the per-user (adjusted) value.
     pub var: f64,
 }
 
@@ -400,13 +406,21 @@ pub fn adjusted(kind: MetricKind, s: &Sums, theta: f64) -> ArmEstimate {
 /// A two-sided test of one variant against the control.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestResult {
+    /// Baseline arm's mean (in a report row: the plain mean).
     pub control_mean: f64,
+    /// Variant arm's mean (in a report row: the plain mean).
     pub variant_mean: f64,
+    /// Variant − control.
     pub abs_effect: f64,
+    /// Lower end of its interval.
     pub abs_ci_low: f64,
+    /// Upper end of its interval.
     pub abs_ci_high: f64,
+    /// Relative effect: (variant − control) / the control's unadjusted mean.
     pub rel_effect: f64,
+    /// Lower end of its interval.
     pub rel_ci_low: f64,
+    /// Upper end of its interval.
     pub rel_ci_high: f64,
     /// p-value of the absolute difference.
     pub p_value: f64,
@@ -657,7 +671,9 @@ mod tests {
 /// relative).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Prior {
+    /// Prior mean of the effect.
     pub mean: f64,
+    /// Prior variance of the effect.
     pub variance: f64,
 }
 
@@ -667,11 +683,17 @@ pub struct Prior {
 /// control / the variant (E[max(effect, 0)] and E[max(−effect, 0)]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Bayesian {
+    /// Posterior probability that the variant is better (direction-aware in reports).
     pub chance_to_win: f64,
+    /// Posterior mean of the relative effect.
     pub expected: f64,
+    /// Lower end of the credible interval.
     pub ci_low: f64,
+    /// Upper end of the credible interval.
     pub ci_high: f64,
+    /// Expected loss of choosing the control.
     pub risk_control: f64,
+    /// Expected loss of choosing the variant.
     pub risk_treatment: f64,
 }
 
@@ -752,10 +774,15 @@ pub const QUANTILE_Z: f64 = 1.959_963_984_540_054;
 /// levels `nu ∓ z·sqrt(nu(1−nu)/n)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QuantileSums {
+    /// Users.
     pub n: f64,
+    /// The quantile level (0.5 = median).
     pub nu: f64,
+    /// The arm's quantile estimate.
     pub hat: f64,
+    /// The order statistic at the lower level.
     pub lower: f64,
+    /// The order statistic at the upper level.
     pub upper: f64,
 }
 
