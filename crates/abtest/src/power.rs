@@ -144,35 +144,20 @@ mod tests {
             x2: n * 100.0 + (n - 1.0),
             ..Sums::default()
         };
+        let plan = PowerPlan {
+            mde: 0.05,
+            alpha: 0.05,
+            power: 0.8,
+            treatment_share: 0.5,
+            users_per_day: 100.0,
+        };
         let s = sums(n);
-        let r = power(
-            "m",
-            MetricKind::Mean,
-            &s,
-            &PowerPlan {
-                mde: 0.05,
-                alpha: 0.05,
-                power: 0.8,
-                treatment_share: 0.5,
-                users_per_day: 100.0,
-            },
-        );
+        let r = power("m", MetricKind::Mean, &s, &plan);
         assert!((r.users_needed - 125.58).abs() < 0.2, "{r:?}");
         assert!((r.days_needed - r.users_needed / 100.0).abs() < 1e-9);
         // And the MDE at the needed size is the MDE asked for.
         let s2 = sums(r.users_needed);
-        let back = power(
-            "m",
-            MetricKind::Mean,
-            &s2,
-            &PowerPlan {
-                mde: 0.05,
-                alpha: 0.05,
-                power: 0.8,
-                treatment_share: 0.5,
-                users_per_day: 100.0,
-            },
-        );
+        let back = power("m", MetricKind::Mean, &s2, &plan);
         assert!(
             (back.mde_at_pre_period_users - 0.05).abs() < 1e-3,
             "{back:?}"

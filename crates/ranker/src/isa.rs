@@ -63,11 +63,8 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Level::Avx512,
         ];
-        let rank = |l: Level| all.iter().position(|&x| x == l).unwrap_or(0);
-        all.into_iter()
-            .filter(|&l| rank(l) <= rank(best))
-            .map(Isa)
-            .collect()
+        let best_rank = all.iter().position(|&l| l == best).unwrap_or(0);
+        all.into_iter().take(best_rank + 1).map(Isa).collect()
     }
 
     /// Its name (`Generic`, `Avx2`, `Avx512`), as benchmarks report it.
