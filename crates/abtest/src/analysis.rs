@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metric, Role};
+use crate::report::pct;
 use crate::pipeline::{ordered_arm_sums, ArmSums, Inputs};
 use crate::stats::{
     adjust, adjusted, bayesian, cuped_theta, effect_variance, skewness, srm, two_sided,
@@ -253,10 +254,6 @@ pub struct Decision {
     /// absent when no sample size would do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub more_users_needed: Option<f64>,
-}
-
-fn pct(x: f64) -> String {
-    format!("{:+.2}%", 100.0 * x)
 }
 
 /// The decision of each comparison of `rows` (overall rows, in order).

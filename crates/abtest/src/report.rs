@@ -9,7 +9,8 @@ use crate::analysis::{Guardrail, MetricRow, Report, Verdict};
 use crate::error::{Error, Result};
 use crate::metrics::Role;
 
-fn pct(x: f64) -> String {
+/// A relative change as a signed percentage with two decimals.
+pub(crate) fn pct(x: f64) -> String {
     format!("{:+.2}%", 100.0 * x)
 }
 
