@@ -90,6 +90,58 @@ macro_rules! query_blocks {
     }};
 }
 
+/// A SIMD module's batch driver: `block::<M>` scores queries `j0..j0+M`
+/// against every panel of a tile with the module's `micro` kernel and hands
+/// each query's accumulators to the module's `offer_panel` (bias, floor test,
+/// offer); `batch_tile` runs it over the batch `$m` queries at a time. Each
+/// SIMD module supplies
+/// `unsafe fn micro<const M: usize>(&[*const f32; M], *const f32, usize) -> [Acc; M]`
+/// and `unsafe fn offer_panel(Acc, Option<*const f32>, f32, u32, usize, &[u32], &mut TopK) -> f32`
+/// under the same target features.
+macro_rules! simd_batch {
+    ($features:literal, $m:literal, [$($r:literal)*]) => {
+        /// Queries `j0..j0+M` against a packed tile of `count` items from
+        /// item `base`.
+        #[target_feature(enable = $features)]
+        fn block<const M: usize>(t: &Tile<'_>, tops: &mut [TopK], j0: usize) {
+            let qs = t.queries_at::<M>(j0).map(<[f32]>::as_ptr);
+            let mut floors = floors_at::<M>(tops, j0);
+            let (packed, f) = (t.packed, t.f);
+            for p in 0..t.panels() {
+                // SAFETY: panel p is within `packed` (asserted by `panels`),
+                // the queries hold f floats (asserted by `queries_at`).
+                let acc = unsafe { micro::<M>(&qs, packed.as_ptr().add(p * PANEL * f), f) };
+                let valid = lanes(t.count - p * PANEL);
+                // SAFETY: the packed biases hold sixteen per panel (asserted).
+                let bias = t.pbias.map(|b| unsafe { b.as_ptr().add(p * PANEL) });
+                for m in 0..M {
+                    // SAFETY: `bias`, when present, points at sixteen floats.
+                    floors[m] = unsafe {
+                        offer_panel(
+                            acc[m],
+                            bias,
+                            floors[m],
+                            valid,
+                            t.base + p * PANEL,
+                            t.exclude[j0 + m],
+                            &mut tops[j0 + m],
+                        )
+                    };
+                }
+            }
+        }
+
+        /// Every query of the batch against one packed tile.
+        ///
+        /// # Safety
+        /// The CPU must support the module's target features.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn batch_tile(t: &Tile<'_>, tops: &mut [TopK]) {
+            query_blocks!(block, t.queries.len(), $m, [$($r)*], j, (t, tops, j));
+        }
+    };
+}
+
 /// A packed tile of items (`count` from item `base`, packed by [`pack`], `f`
 /// floats each, with their packed biases) and the batch of queries, with
 /// their sorted exclusions, that a batch kernel scores against it.
@@ -227,20 +279,30 @@ pub(crate) mod avx2 {
         offer_bits(bits, &buf, base, exclude, top)
     }
 
-    /// Adds the biases at `b` (sixteen floats) to the scores.
+    /// Adds the biases at `bias` (sixteen floats), when present, to the
+    /// scores and offers them (see [`offer`]); returns the new floor.
     ///
     /// # Safety
-    /// Sixteen floats must be readable at `b`.
+    /// Sixteen floats must be readable at `bias` when it is `Some`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn add_bias(s: [__m256; 2], b: *const f32) -> [__m256; 2] {
-        // SAFETY: the caller guarantees sixteen readable floats.
-        unsafe {
-            [
-                _mm256_add_ps(s[0], _mm256_loadu_ps(b)),
-                _mm256_add_ps(s[1], _mm256_loadu_ps(b.add(8))),
-            ]
+    unsafe fn offer_panel(
+        mut s: [__m256; 2],
+        bias: Option<*const f32>,
+        floor: f32,
+        valid: u32,
+        base: usize,
+        exclude: &[u32],
+        top: &mut TopK,
+    ) -> f32 {
+        if let Some(b) = bias {
+            // SAFETY: the caller guarantees sixteen readable floats.
+            unsafe {
+                s[0] = _mm256_add_ps(s[0], _mm256_loadu_ps(b));
+                s[1] = _mm256_add_ps(s[1], _mm256_loadu_ps(b.add(8)));
+            }
         }
+        offer(s, floor, valid, base, exclude, top)
     }
 
     /// The eight horizontal sums of `a[0..8]`, in that order.
@@ -393,59 +455,7 @@ pub(crate) mod avx2 {
         acc
     }
 
-    /// Queries `j0..j0+M` against a packed tile of `count` items starting at
-    /// item `base`.
-    #[target_feature(enable = "avx2,fma")]
-    fn block<const M: usize>(t: &Tile<'_>, tops: &mut [TopK], j0: usize) {
-        let Tile {
-            exclude,
-            packed,
-            pbias,
-            base,
-            count,
-            f,
-            ..
-        } = *t;
-        let qs = t.queries_at::<M>(j0).map(<[f32]>::as_ptr);
-        let mut floors = floors_at::<M>(tops, j0);
-        let panels = t.panels();
-        for p in 0..panels {
-            // SAFETY: panel p is within `packed` (asserted), queries hold f floats.
-            let acc = unsafe { micro::<M>(&qs, packed.as_ptr().add(p * PANEL * f), f) };
-            let valid = lanes(count - p * PANEL);
-            for m in 0..M {
-                let mut s = acc[m];
-                if let Some(b) = pbias {
-                    // SAFETY: the packed biases hold 16 per panel.
-                    s = unsafe { add_bias(s, b.as_ptr().add(p * PANEL)) };
-                }
-                floors[m] = offer(
-                    s,
-                    floors[m],
-                    valid,
-                    base + p * PANEL,
-                    exclude[j0 + m],
-                    &mut tops[j0 + m],
-                );
-            }
-        }
-    }
-
-    /// Every query of the batch against one packed tile, six at a time.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn batch_tile(t: &Tile<'_>, tops: &mut [TopK]) {
-        query_blocks!(
-            block,
-            t.queries.len(),
-            6,
-            [1 2 3 4 5],
-            j,
-            (t, tops, j)
-        );
-    }
+    simd_batch!("avx2,fma", 6, [1 2 3 4 5]);
 }
 
 /// Offers items `base + l` for the set bits `l` of `bits` (their scores in
@@ -644,65 +654,38 @@ pub(crate) mod avx512 {
         acc
     }
 
-    /// Queries `j0..j0+R` against a packed tile of `count` items from `base`.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn block<const R: usize>(t: &Tile<'_>, tops: &mut [TopK], j0: usize) {
-        let Tile {
-            exclude,
-            packed,
-            pbias,
-            base,
-            count,
-            f,
-            ..
-        } = *t;
-        let qs = t.queries_at::<R>(j0).map(<[f32]>::as_ptr);
-        let mut floors = floors_at::<R>(tops, j0);
-        let panels = t.panels();
-        for p in 0..panels {
-            // SAFETY: panel p is within `packed` (asserted), queries hold f floats.
-            let acc = unsafe { micro::<R>(&qs, packed.as_ptr().add(p * PANEL * f), f) };
-            let valid = lanes(count - p * PANEL);
-            for m in 0..R {
-                let mut s = acc[m];
-                if let Some(b) = pbias {
-                    // SAFETY: the packed biases hold 16 per panel (asserted).
-                    s = _mm512_add_ps(s, unsafe { _mm512_loadu_ps(b.as_ptr().add(p * PANEL)) });
-                }
-                // Not-less-than, unordered true: a NaN is offered.
-                let bits = u32::from(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(
-                    s,
-                    _mm512_set1_ps(floors[m]),
-                )) & valid;
-                if bits != 0 {
-                    let mut buf = [0f32; PANEL];
-                    // SAFETY: `buf` holds sixteen floats.
-                    unsafe { _mm512_storeu_ps(buf.as_mut_ptr(), s) };
-                    floors[m] = offer_bits(
-                        bits,
-                        &buf,
-                        base + p * PANEL,
-                        exclude[j0 + m],
-                        &mut tops[j0 + m],
-                    );
-                }
-            }
-        }
-    }
-
-    /// Every query of the batch against one packed tile, twelve at a time.
+    /// Adds the biases at `bias` (sixteen floats), when present, to the
+    /// scores and offers the lanes in `valid` that are not below `floor`;
+    /// returns the new floor.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F, AVX2 and FMA.
+    /// Sixteen floats must be readable at `bias` when it is `Some`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(crate) unsafe fn batch_tile(t: &Tile<'_>, tops: &mut [TopK]) {
-        query_blocks!(
-            block,
-            t.queries.len(),
-            12,
-            [1 2 3 4 5 6 7 8 9 10 11],
-            j,
-            (t, tops, j)
-        );
+    #[inline]
+    unsafe fn offer_panel(
+        mut s: __m512,
+        bias: Option<*const f32>,
+        floor: f32,
+        valid: u32,
+        base: usize,
+        exclude: &[u32],
+        top: &mut TopK,
+    ) -> f32 {
+        if let Some(b) = bias {
+            // SAFETY: the caller guarantees sixteen readable floats.
+            s = _mm512_add_ps(s, unsafe { _mm512_loadu_ps(b) });
+        }
+        // Not-less-than, unordered true: a NaN is offered.
+        let bits =
+            u32::from(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(s, _mm512_set1_ps(floor))) & valid;
+        if bits == 0 {
+            return floor;
+        }
+        let mut buf = [0f32; PANEL];
+        // SAFETY: `buf` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(buf.as_mut_ptr(), s) };
+        offer_bits(bits, &buf, base, exclude, top)
     }
+
+    simd_batch!("avx512f,avx2,fma", 12, [1 2 3 4 5 6 7 8 9 10 11]);
 }
