@@ -118,7 +118,7 @@ pub struct ServeBenchArgs {
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Where candidates are retrieved (as `reelkit serve --retrieval`).
-    #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::Int8)]
+    #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::default())]
     retrieval: crate::serve::RetrievalArg,
     /// Batch workers scanning alone (0: one worker across all threads).
     #[arg(long, default_value_t = 0)]

@@ -74,13 +74,17 @@ pub struct RecommendArgs {
     /// Output file (.csv, .parquet, ...).
     #[arg(long)]
     pub out: PathBuf,
+    /// Where candidates are retrieved (as `reelkit serve --retrieval`).
+    #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::default())]
+    pub retrieval: crate::serve::RetrievalArg,
     #[command(flatten)]
     pub cols: ColumnArgs,
 }
 
 pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
     let r = Ranker::open(&args.model)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
+        .with_context(|| format!("loading model {}", args.model.display()))?
+        .with_retrieval(args.retrieval.into());
     let m = r.model();
     let users: Vec<u64> = match (&args.user, &args.users) {
         (Some(u), _) => vec![*u],

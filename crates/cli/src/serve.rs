@@ -56,7 +56,7 @@ pub struct ServeArgs {
     /// Where candidates are retrieved: `f16` (half the bytes) or `int8` (a
     /// quarter) copies whose candidates are rescored exactly, or the `exact`
     /// f32 table.
-    #[arg(long, value_enum, default_value_t = RetrievalArg::Int8)]
+    #[arg(long, value_enum, default_value_t = RetrievalArg::default())]
     retrieval: RetrievalArg,
 }
 
@@ -134,11 +134,22 @@ fn design(args: &ServeArgs, models: &[(String, PathBuf)]) -> anyhow::Result<Desi
 }
 
 /// `--retrieval` values.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
 pub enum RetrievalArg {
     Exact,
     F16,
     Int8,
+}
+
+impl Default for RetrievalArg {
+    /// The ranker's default ([`reelkit_ranker::Retrieval::default`]).
+    fn default() -> Self {
+        match reelkit_ranker::Retrieval::default() {
+            reelkit_ranker::Retrieval::Exact => RetrievalArg::Exact,
+            reelkit_ranker::Retrieval::Half => RetrievalArg::F16,
+            reelkit_ranker::Retrieval::Int8 => RetrievalArg::Int8,
+        }
+    }
 }
 
 impl From<RetrievalArg> for reelkit_ranker::Retrieval {

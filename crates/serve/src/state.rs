@@ -30,7 +30,8 @@ pub struct ServeConfig {
     /// of rayon's threads).
     pub scan_workers: usize,
     /// Where candidates are retrieved: the f32 table, or an f16 or int8 copy
-    /// whose candidates are rescored exactly (see `Ranker::with_retrieval`).
+    /// whose candidates are rescored exactly (see `Ranker::with_retrieval`);
+    /// the default is `Retrieval::default()` (int8).
     pub retrieval: Retrieval,
 }
 
@@ -43,7 +44,7 @@ impl Default for ServeConfig {
             timeout: Duration::from_secs(2),
             max_batch: 64,
             scan_workers: 0,
-            retrieval: Retrieval::Int8,
+            retrieval: Retrieval::default(),
         }
     }
 }
