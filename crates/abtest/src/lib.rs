@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! reelkit-abtest: from Reels session logs to per-user metrics (one polars lazy
 //! query) to a decision (statistics matching GrowthBook's gbstats).
 //!

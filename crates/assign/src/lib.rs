@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! reelkit-assign: who is served by which ranker.
 //!
 //! Two deterministic functions that the server (`reelkit serve`), the simulator

@@ -25,18 +25,29 @@ use crate::truth::{ground_truth, GroundTruth, ALL};
 /// One test of one comparison and metric in one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Trial {
+    /// The 0-based run.
     pub run: usize,
     /// `aa` or `ab`.
     pub kind: String,
+    /// The variant's arm.
     pub variant: String,
+    /// The arm it is compared with.
     pub baseline: String,
+    /// The metric's name.
     pub metric: String,
+    /// Whether CUPED adjusted the estimate.
     pub cuped: bool,
+    /// Two-sided p-value.
     pub p_value: f64,
+    /// Estimated absolute effect (variant − baseline).
     pub abs_effect: f64,
+    /// Lower end of its confidence interval.
     pub abs_ci_low: f64,
+    /// Upper end of its confidence interval.
     pub abs_ci_high: f64,
+    /// True absolute effect in this run (from the potential outcomes).
     pub true_abs: f64,
+    /// True relative effect in this run.
     pub true_rel: f64,
 }
 
@@ -56,14 +67,19 @@ pub struct Rates {
     pub metric: String,
     /// A/A: share of p-values below α (without CUPED / with CUPED).
     pub false_positive_rate: f64,
+    /// A/A with CUPED: share of p-values below α.
     pub false_positive_rate_cuped: f64,
     /// Share of intervals holding the true effect, A/A and A/B, plain and CUPED.
     pub coverage_aa: f64,
+    /// A/A with CUPED.
     pub coverage_aa_cuped: f64,
+    /// A/B without CUPED.
     pub coverage_ab: f64,
+    /// A/B with CUPED.
     pub coverage_ab_cuped: f64,
     /// A/B: share of significant results.
     pub power: f64,
+    /// A/B with CUPED.
     pub power_cuped: f64,
     /// Mean A/B interval width with CUPED over the mean without (one metric
     /// only: widths of different metrics do not add).
@@ -75,15 +91,22 @@ pub struct Rates {
 /// `calibration.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Calibration {
+    /// The spec's name.
     pub name: String,
+    /// Runs of each kind (A/A and A/B).
     pub runs: usize,
+    /// Users per run.
     pub users: usize,
+    /// Pre-period days (CUPED's covariate window).
     pub pre_days: u32,
+    /// Experiment days.
     pub days: u32,
+    /// Significance level of the tests.
     pub alpha: f64,
     /// The arms of the A/B runs (`name: recipe`); the A/A runs put every arm
     /// on the control's recipe.
     pub arms: Vec<String>,
+    /// The control arm.
     pub control: String,
     /// Everything pooled, then each comparison pooled over its metrics.
     pub pooled: Vec<Rates>,
@@ -92,6 +115,7 @@ pub struct Calibration {
     /// A/A p-values (CUPED, every comparison and metric) in 20 bins of width 0.05.
     pub p_histogram_aa: Vec<u64>,
     #[serde(skip)]
+    /// Every trial (not in the JSON; `calibration_markdown` and callers read it).
     pub trials: Vec<Trial>,
 }
 

@@ -8,27 +8,48 @@ use std::path::PathBuf;
 pub enum Error {
     /// A spec key with a value it does not allow (or a key it does not know).
     #[error("spec key `{key}`: {message}")]
-    Spec { key: String, message: String },
+    Spec {
+        /// The key, dotted (e.g. `arms.unified.dim`).
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
     /// A spec (or a file it names) that is not valid TOML for its schema.
     #[error("{what}: {message}")]
-    Parse { what: String, message: String },
+    Parse {
+        /// The spec or file.
+        what: String,
+        /// The parser's message (with line and column).
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("{path}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
     /// A trained arm could not be fitted (for example no positive interaction
     /// in its training window).
     #[error("arm `{arm}`: {message}")]
-    Arm { arm: String, message: String },
+    Arm {
+        /// The arm's name.
+        arm: String,
+        /// Why it could not be fitted.
+        message: String,
+    },
+    /// The simulator failed.
     #[error(transparent)]
     Sim(#[from] reelkit_sim::Error),
+    /// Training or retrieval failed.
     #[error(transparent)]
     Ranker(#[from] reelkit_ranker::Error),
+    /// The analysis failed.
     #[error(transparent)]
     Abtest(#[from] reelkit_abtest::Error),
+    /// Reading or writing a log failed.
     #[error(transparent)]
     Logs(#[from] reelkit_logs::Error),
 }

@@ -156,6 +156,7 @@ fn exposures(mut log: Vec<Served>, teams: [&str; 2]) -> Exposures {
 /// What one simulated run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct InterleaveTrial {
+    /// The 0-based run.
     pub run: usize,
     /// Users with at least one experiment event.
     pub users: usize,
@@ -164,12 +165,14 @@ pub struct InterleaveTrial {
     pub true_rel: f64,
     /// The interleaving of A with B, and of A with itself (A/A), on the lead metric.
     pub ab: Preference,
+    /// The interleaving of A with itself (A/A) on the lead metric.
     pub aa: Preference,
     /// The A-vs-B interleaving of the lead metric on each surface's impressions.
     pub ab_by_surface: Vec<Preference>,
     /// Users an A/B test needs for 80% power at this true effect (two equal
     /// arms, two-sided α), plain and with CUPED on the pre-period's value.
     pub ab_users_80: f64,
+    /// Users an A/B test needs with CUPED on the pre-period's value.
     pub ab_users_80_cuped: f64,
     /// Users the interleaving's sign test needs for 80% power.
     pub interleave_users_80: f64,
@@ -179,7 +182,9 @@ pub struct InterleaveTrial {
     /// At `check_users` users drawn from this run's: did the sign test pick B
     /// (significant, the truly better side) and was its direction right.
     pub check_users: usize,
+    /// Whether the sign test was significant for the truly better side.
     pub check_significant_right: bool,
+    /// Whether the sign test's direction was right (significant or not).
     pub check_direction_right: bool,
 }
 
@@ -428,24 +433,34 @@ fn check(t: &InterleaveTrial, credit: &[[f64; 2]], k: usize, alpha: f64) -> (usi
 /// Interleaving's calibration over repeated runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct InterleaveCalibration {
+    /// The spec's name.
     pub name: String,
+    /// The recipe of team A (the interleaving's first ranker).
     pub team_a: String,
+    /// The recipe of team B.
     pub team_b: String,
+    /// The lead metric (credit per item).
     pub metric: String,
+    /// Simulated runs.
     pub runs: usize,
+    /// Significance level of the tests.
     pub alpha: f64,
     /// Mean users per run, and the mean true A/B lift of B over A.
     pub users: f64,
+    /// Mean true relative A/B lift of B over A.
     pub mean_true_rel: f64,
     /// A/A (A interleaved with itself): share of runs whose sign test rejected.
     pub aa_false_positive_rate: f64,
     /// A vs B at every run's full population: share of runs significant in
     /// the truly better team's favour, and share with the right direction.
     pub ab_power_full: f64,
+    /// A vs B: share of runs whose direction was right.
     pub ab_direction_right: f64,
     /// Median users needed for 80% power.
     pub ab_users_80: f64,
+    /// … with CUPED.
     pub ab_users_80_cuped: f64,
+    /// … for the interleaving's sign test.
     pub interleave_users_80: f64,
     /// … by the mean credit difference.
     pub interleave_users_80_mean: f64,
@@ -454,8 +469,11 @@ pub struct InterleaveCalibration {
     /// At `check_users` (the median interleaving need, rounded up): share of
     /// runs significant for the better team, and with its direction right.
     pub check_users: usize,
+    /// Share of runs significant for the better team at `check_users`.
     pub check_power: f64,
+    /// Share of runs with the direction right at `check_users`.
     pub check_direction_right: f64,
+    /// Every run.
     pub trials: Vec<InterleaveTrial>,
 }
 

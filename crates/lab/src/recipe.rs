@@ -109,7 +109,9 @@ pub struct Trained {
     pub refresh_epochs: usize,
     /// Trailing days of events each fit trains on.
     pub window_days: u32,
+    /// When the model is refit.
     pub retrain: Retrain,
+    /// How candidates are ranked.
     pub ranking: Ranking,
     /// Unified recipes: how a user is represented (siloed models are per
     /// surface by construction).

@@ -58,13 +58,17 @@ impl ArmPolicy {
 /// summary).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Timings {
+    /// Building the world.
     pub world: f64,
+    /// Simulating the pre-period.
     pub pre_period: f64,
     /// Simulating the experiment days (every user under every arm).
     pub experiment: f64,
     /// Fitting and refreshing the trained arms (inside the experiment days).
     pub training: f64,
+    /// Computing the ground truth from the potential outcomes.
     pub truth: f64,
+    /// Analysing the experiment (with and without CUPED).
     pub analysis: f64,
     /// Every fit: arm, day, model, kind, size and seconds.
     pub refreshes: Vec<RefreshTime>,
@@ -74,9 +78,12 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RefreshTime {
     #[serde(flatten)]
+    /// Which fit.
     pub refresh: Refresh,
+    /// Its total wall time.
     pub seconds: f64,
     #[serde(flatten)]
+    /// The total by part.
     pub parts: FitTime,
 }
 
@@ -240,23 +247,37 @@ pub(crate) fn analyse(
 /// One estimate beside its truth.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Estimate {
+    /// The variant arm.
     pub variant: String,
+    /// The arm it is compared with.
     pub baseline: String,
+    /// The metric's name.
     pub metric: String,
     /// `all` or `surface=…`.
     pub segment: String,
+    /// Whether CUPED adjusted the estimate.
     pub cuped: bool,
+    /// Estimated absolute effect (variant − baseline).
     pub estimate_abs: f64,
+    /// Lower end of the absolute confidence interval.
     pub abs_ci_low: f64,
+    /// Upper end of the absolute confidence interval.
     pub abs_ci_high: f64,
+    /// True absolute effect (every user under each arm).
     pub true_abs: f64,
+    /// Estimated relative effect (a fraction: 0.02 is +2%).
     pub estimate_rel: f64,
+    /// Lower end of the relative confidence interval.
     pub rel_ci_low: f64,
+    /// Upper end of the relative confidence interval.
     pub rel_ci_high: f64,
+    /// True relative effect.
     pub true_rel: f64,
     /// The absolute interval holds the true absolute effect.
     pub covered: bool,
+    /// Significant after the multiple-comparison adjustment.
     pub significant: bool,
+    /// p-value after the multiple-comparison adjustment.
     pub p_value_adjusted: f64,
     /// The same interval's width without CUPED (overall rows only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -320,11 +341,14 @@ pub(crate) fn estimates(report: &Report, plain: &Report, truth: &GroundTruth) ->
 /// One arm as run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArmSummary {
+    /// The arm's name.
     pub name: String,
+    /// Its traffic share.
     pub share: f64,
     /// Users hashed into the arm (of those in the experiment).
     pub users: usize,
     #[serde(flatten)]
+    /// How it ranks.
     pub recipe: Recipe,
 }
 
@@ -332,16 +356,27 @@ pub struct ArmSummary {
 /// same spec gives the same bytes).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// The spec's name.
     pub name: String,
+    /// The seed every random process derived from.
     pub seed: u64,
+    /// Users in the world.
     pub users: usize,
+    /// Pre-period days (everyone on `pre_policy`).
     pub pre_days: u32,
+    /// The policy every user saw in the pre-period.
     pub pre_policy: String,
+    /// Experiment days.
     pub days: u32,
+    /// The world's `surface_taste_divergence` (the parameter that decides unified vs siloed).
     pub surface_taste_divergence: f64,
+    /// The control arm.
     pub control: String,
+    /// Every arm.
     pub arms: Vec<ArmSummary>,
+    /// Impressions logged in the pre-period.
     pub pre_period_impressions: usize,
+    /// Impressions logged in the experiment (the observed arm of each user).
     pub experiment_impressions: usize,
     /// Every fit of the trained arms (sizes; times are in timings.json).
     pub refreshes: Vec<Refresh>,
@@ -356,11 +391,17 @@ pub struct Outcome {
     pub report: Report,
     /// The same analysis without CUPED.
     pub report_without_cuped: Report,
+    /// The true effects (every user under every arm).
     pub truth: GroundTruth,
+    /// `summary.json`.
     pub summary: Summary,
+    /// The pre-period's events (CUPED's covariates).
     pub pre_events: Events,
+    /// The experiment's events, each user under its assigned arm.
     pub events: Events,
+    /// Who was assigned to which arm.
     pub assignments: Assignments,
+    /// Wall time of each phase.
     pub timings: Timings,
 }
 

@@ -260,6 +260,7 @@ fn yes() -> bool {
 pub struct Arm {
     /// The arm's name (its `variant` in the events and reports).
     pub name: String,
+    /// How the arm ranks.
     pub recipe: Recipe,
     /// Share of the users hashed into this arm.
     pub share: f64,

@@ -18,16 +18,25 @@ use crate::truth::ALL;
 pub struct SweepRow {
     /// The swept key's value, as written.
     pub value: String,
+    /// The variant arm.
     pub variant: String,
+    /// The arm it is compared with.
     pub baseline: String,
+    /// The metric's name.
     pub metric: String,
+    /// `all` or `surface=…`.
     pub segment: String,
+    /// True relative effect.
     pub true_rel: f64,
+    /// Estimated relative effect.
     pub est_rel: f64,
+    /// Lower end of the relative confidence interval.
     pub ci_low: f64,
+    /// Upper end of the relative confidence interval.
     pub ci_high: f64,
     /// The interval holds the truth (on the absolute scale, as in the summary).
     pub covered: bool,
+    /// Significant after the multiple-comparison adjustment.
     pub significant: bool,
 }
 
@@ -36,9 +45,11 @@ pub struct SweepRow {
 pub struct Sweep {
     /// The swept key (`world.surface_taste_divergence`).
     pub param: String,
+    /// The values swept, as written, in order.
     pub values: Vec<String>,
     /// The significance level of every run (`None` when the sweep varies it).
     pub alpha: Option<f64>,
+    /// Every value × comparison × metric × segment.
     pub rows: Vec<SweepRow>,
     /// Each value's run summary.
     #[serde(skip)]

@@ -111,7 +111,9 @@ pub fn train_on_events(events: &Events, params: &TrainParams, source: &str) -> R
 /// after it (full catalogue, training items excluded).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Offline {
+    /// The trained ranker's metrics.
     pub model: reelkit_ranker::Metrics,
+    /// Popularity's metrics on the same split (the baseline).
     pub popularity: reelkit_ranker::Metrics,
 }
 

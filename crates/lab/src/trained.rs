@@ -63,6 +63,7 @@ const TAG_INIT: u64 = 0x1A8;
 /// What one (re)fit of one model did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Refresh {
+    /// The arm.
     pub arm: String,
     /// The simulated day it serves.
     pub day: u32,
@@ -70,9 +71,13 @@ pub struct Refresh {
     pub model: String,
     /// `scratch` (first fit, on the window a day earlier), `warm`.
     pub kind: String,
+    /// Users with at least one interaction in the training window.
     pub users: usize,
+    /// Items with at least one interaction in the training window.
     pub items: usize,
+    /// Weighted (user, item) pairs trained on.
     pub interactions: usize,
+    /// Epochs run.
     pub epochs: usize,
     /// Wall time of its parts (not deterministic: not serialised here).
     #[serde(skip)]

@@ -16,17 +16,22 @@ pub const ALL: &str = "all";
 /// The true effect of one comparison on one metric within one segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrueEffect {
+    /// The variant arm.
     pub variant: String,
+    /// The arm it is compared with.
     pub baseline: String,
+    /// The metric's name.
     pub metric: String,
     /// `all`, or `surface=reels` / `surface=feed` / `surface=watch` (every
     /// user, that surface's impressions only, as the report's segments).
     pub segment: String,
+    /// How the metric aggregates (mean per user, ratio, …).
     pub kind: MetricKind,
     /// The metric over the population with everyone in the baseline.
     pub baseline_value: f64,
     /// The metric over the population with everyone in the variant.
     pub variant_value: f64,
+    /// `variant_value − baseline_value`.
     pub abs_effect: f64,
     /// `abs_effect / baseline_value` (0 when the baseline value is 0).
     pub rel_effect: f64,
@@ -37,9 +42,13 @@ pub struct TrueEffect {
 pub struct GroundTruth {
     /// Users in the experiment (signed up by its last day).
     pub users: usize,
+    /// The first experiment day.
     pub first_day: u32,
+    /// Experiment days.
     pub days: u32,
+    /// How the truth was computed, in words.
     pub definition: String,
+    /// Every comparison × metric × segment.
     pub effects: Vec<TrueEffect>,
 }
 

@@ -13,7 +13,9 @@ use crate::schema;
 /// Users and the arm each was assigned to, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Assignments {
+    /// Each user (unique).
     pub user_id: Vec<u64>,
+    /// The arm of the user at the same index.
     pub variant: Vec<String>,
 }
 

@@ -7,64 +7,105 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The file could not be opened, read or written.
     #[error("{path}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
+    /// polars could not read or write the file (corrupt, truncated, or not
+    /// the format its extension says).
     #[error("{path}")]
     Polars {
+        /// The file.
         path: PathBuf,
+        /// What polars said.
         #[source]
         source: polars::error::PolarsError,
     },
+    /// The file's extension names no format reelkit reads or writes.
     #[error("{path}: unsupported file extension (expected .parquet, .csv, .tsv, .arrow, .ipc or .feather)")]
-    UnsupportedFormat { path: PathBuf },
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A required column is absent.
     #[error("{path}: missing column `{column}` (columns present: {available})")]
     MissingColumn {
+        /// The file.
         path: PathBuf,
+        /// The column looked for.
         column: String,
+        /// The file's columns, comma-separated.
         available: String,
     },
+    /// A column has a type that cannot be read as the one expected.
     #[error("{path}: column `{column}` has type {found}, expected {expected}")]
     WrongType {
+        /// The file.
         path: PathBuf,
+        /// The column.
         column: String,
+        /// The type wanted (e.g. "integer").
         expected: &'static str,
+        /// The column's type in the file.
         found: String,
     },
+    /// A required value is null.
     #[error("{path}: column `{column}` is null at row {row} (0-based data row)")]
     NullValue {
+        /// The file.
         path: PathBuf,
+        /// The column.
         column: String,
+        /// The 0-based data row.
         row: usize,
     },
+    /// A value is outside what the column allows (negative, NaN, too large).
     #[error(
         "{path}: column `{column}` at row {row} (0-based data row): {reason} (value: {value})"
     )]
     InvalidValue {
+        /// The file.
         path: PathBuf,
+        /// The column.
         column: String,
+        /// The 0-based data row.
         row: usize,
+        /// The value as found.
         value: String,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// An assignment file puts one user in two arms.
     #[error(
         "{path}: user {user_id} is assigned to two arms, `{first}` and `{second}` (row {row}, 0-based data row)"
     )]
     UserInTwoArms {
+        /// The assignment file.
         path: PathBuf,
+        /// The user.
         user_id: u64,
+        /// The arm of the user's first row.
         first: String,
+        /// The other arm.
         second: String,
+        /// The 0-based data row of the second assignment.
         row: usize,
     },
+    /// Two parts that must have one row per item disagree in length.
     #[error("{path}: {what} has {got} rows, expected {expected}")]
     LengthMismatch {
+        /// The file (or the in-memory frame's name).
         path: PathBuf,
+        /// The part whose length is wrong.
         what: &'static str,
+        /// The length wanted.
         expected: usize,
+        /// The length found.
         got: usize,
     },
 }

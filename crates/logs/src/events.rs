@@ -12,18 +12,31 @@ use crate::schema::{self, Surface};
 /// One impression, as produced by the simulator or read from a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The user shown the video.
     pub user_id: u64,
+    /// The session (unique across users).
     pub session_id: u64,
+    /// When the video was shown, Unix milliseconds (UTC).
     pub ts_ms: i64,
+    /// The video shown.
     pub video_id: u64,
+    /// Its creator.
     pub creator_id: u64,
+    /// Where it was shown (reels, feed or watch).
     pub surface: Surface,
+    /// 0-based slot in the session's feed.
     pub position: u32,
+    /// The video's length, milliseconds.
     pub duration_ms: u32,
+    /// How long the user watched, milliseconds (above `duration_ms` when looped).
     pub watch_ms: u32,
+    /// The user liked it.
     pub liked: bool,
+    /// The user shared it.
     pub shared: bool,
+    /// The user commented on it.
     pub commented: bool,
+    /// The user followed its creator from it.
     pub followed: bool,
 }
 
@@ -32,19 +45,33 @@ pub struct Event {
 /// `variant` is present when the log was written by an experiment run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Events {
+    /// [`Event::user_id`] of each impression.
     pub user_id: Vec<u64>,
+    /// [`Event::session_id`] of each impression.
     pub session_id: Vec<u64>,
+    /// [`Event::ts_ms`] of each impression.
     pub ts_ms: Vec<i64>,
+    /// [`Event::video_id`] of each impression.
     pub video_id: Vec<u64>,
+    /// [`Event::creator_id`] of each impression.
     pub creator_id: Vec<u64>,
+    /// [`Event::surface`] of each impression.
     pub surface: Vec<Surface>,
+    /// [`Event::position`] of each impression.
     pub position: Vec<u32>,
+    /// [`Event::duration_ms`] of each impression.
     pub duration_ms: Vec<u32>,
+    /// [`Event::watch_ms`] of each impression.
     pub watch_ms: Vec<u32>,
+    /// [`Event::liked`] of each impression.
     pub liked: Vec<bool>,
+    /// [`Event::shared`] of each impression.
     pub shared: Vec<bool>,
+    /// [`Event::commented`] of each impression.
     pub commented: Vec<bool>,
+    /// [`Event::followed`] of each impression.
     pub followed: Vec<bool>,
+    /// The arm each impression's user was in (experiment logs only).
     pub variant: Option<Vec<String>>,
 }
 

@@ -41,7 +41,9 @@ impl Default for InteractionColumns {
 /// Validated user–item interactions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Interactions {
+    /// The user of each interaction.
     pub user_id: Vec<u64>,
+    /// The item of each interaction.
     pub item_id: Vec<u64>,
     /// Present when a weight column was mapped.
     pub weight: Option<Vec<f32>>,

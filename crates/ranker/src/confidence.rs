@@ -22,14 +22,23 @@ use crate::ids::IdMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EngagementWeights {
+    /// Weight of the watched fraction of the video (capped at `max_watch_fraction`).
     pub watch_fraction: f32,
+    /// Cap on the watched fraction (loops beyond it add nothing).
     pub max_watch_fraction: f32,
+    /// Weight of a completed view.
     pub completion: f32,
+    /// Weight of a like.
     pub like: f32,
+    /// Weight of a share.
     pub share: f32,
+    /// Weight of a comment.
     pub comment: f32,
+    /// Weight of a follow.
     pub follow: f32,
+    /// Weight of a skip (negative: a skip is evidence against).
     pub skip: f32,
+    /// Summed weight a pair must exceed to be a positive.
     pub min_positive: f32,
 }
 
@@ -53,13 +62,21 @@ impl Default for EngagementWeights {
 /// not depend on any dataframe library).
 #[derive(Debug, Clone, Copy)]
 pub struct Impressions<'a> {
+    /// The user of each impression.
     pub user_id: &'a [u64],
+    /// The video shown.
     pub video_id: &'a [u64],
+    /// The video's length, milliseconds.
     pub duration_ms: &'a [u32],
+    /// Time watched, milliseconds.
     pub watch_ms: &'a [u32],
+    /// Whether the user liked it.
     pub liked: &'a [bool],
+    /// Whether the user shared it.
     pub shared: &'a [bool],
+    /// Whether the user commented.
     pub commented: &'a [bool],
+    /// Whether the user followed the creator.
     pub followed: &'a [bool],
 }
 
@@ -115,7 +132,9 @@ impl EngagementWeights {
 /// Interactions ready for training: dense ids and a users × items weight matrix.
 #[derive(Debug, Clone)]
 pub struct TrainingData {
+    /// External user id ↔ row of `matrix`.
     pub users: IdMap,
+    /// External item id ↔ column of `matrix`.
     pub items: IdMap,
     /// Users × items, summed weights (all positive).
     pub matrix: Csr,

@@ -18,14 +18,23 @@ use crate::topk::ItemTable;
 /// - `mean_popularity` = mean training count of the recommended items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Metrics {
+    /// The cut-off.
     pub k: usize,
+    /// Users evaluated (those with at least one test positive).
     pub users: usize,
+    /// Mean recall@k.
     pub recall: f64,
+    /// Mean precision@k.
     pub precision: f64,
+    /// Mean NDCG@k.
     pub ndcg: f64,
+    /// Share of users with at least one hit.
     pub hit_rate: f64,
+    /// Mean average precision@k.
     pub map: f64,
+    /// Distinct recommended items over the catalogue size.
     pub coverage: f64,
+    /// Mean training count of the recommended items.
     pub mean_popularity: f64,
 }
 

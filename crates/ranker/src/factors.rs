@@ -3,6 +3,7 @@
 /// User and item embeddings (row-major), item biases, and training counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Factors {
+    /// Embedding dimension.
     pub dim: usize,
     /// `n_users × dim`.
     pub users: Vec<f32>,

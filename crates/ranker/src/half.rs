@@ -65,9 +65,9 @@ pub fn f16_to_f32(h: u16) -> f32 {
 /// The item table in f16, row-major, with the f32 biases.
 #[derive(Debug, Clone)]
 pub struct HalfTable {
-    pub dim: usize,
-    pub data: Vec<u16>,
-    pub bias: Option<Vec<f32>>,
+    dim: usize,
+    data: Vec<u16>,
+    bias: Option<Vec<f32>>,
     isa: Isa,
 }
 
@@ -89,10 +89,12 @@ impl HalfTable {
         self
     }
 
+    /// Number of items.
     pub fn len(&self) -> usize {
         self.data.len().checked_div(self.dim).unwrap_or(0)
     }
 
+    /// Whether the table holds no item.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -68,11 +68,17 @@ pub struct ModelMeta {
 /// A model in memory, as trained (owned vectors).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
+    /// External user id ↔ user row.
     pub users: IdMap,
+    /// External item id ↔ item row.
     pub items: IdMap,
+    /// Embeddings and item biases.
     pub factors: Factors,
+    /// Training interactions per user (the fold-in and fallback use them).
     pub user_counts: Vec<u32>,
+    /// Training interactions per item (popularity, the fallback's order).
     pub item_counts: Vec<u32>,
+    /// How the model was trained.
     pub meta: ModelMeta,
 }
 
@@ -227,15 +233,25 @@ impl Model {
 /// A model file mapped into memory: embeddings are read in place.
 #[derive(Debug, Clone)]
 pub struct MappedModel {
+    /// External user id ↔ user row.
     pub users: IdMap,
+    /// External item id ↔ item row.
     pub items: IdMap,
+    /// Embedding dimension.
     pub dim: usize,
+    /// `users × dim` user embeddings, row-major, in place in the file.
     pub user_factors: ScalarBuffer<f32>,
+    /// `items × dim` item embeddings, row-major, in place in the file.
     pub item_factors: ScalarBuffer<f32>,
+    /// One bias per item (zero for iALS).
     pub item_bias: ScalarBuffer<f32>,
+    /// Training interactions per user.
     pub user_counts: ScalarBuffer<u32>,
+    /// Training interactions per item.
     pub item_counts: ScalarBuffer<u32>,
+    /// How the model was trained.
     pub meta: ModelMeta,
+    /// The file's format version (one of [`SUPPORTED_VERSIONS`]).
     pub format_version: u32,
     /// XXH3-64 of the file's bytes exactly as mapped: stable across Rust
     /// releases and platforms, and the version the server reports (computed

@@ -41,6 +41,7 @@ impl std::fmt::Display for Algo {
 /// Training parameters (unchecked: see [`TrainParams::check`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainParams {
+    /// The algorithm (iALS or BPR).
     pub algo: Algo,
     /// Embedding dimension.
     pub factors: usize,
@@ -59,6 +60,7 @@ pub struct TrainParams {
     pub learning_rate: f32,
     /// Scale of the random initial factors.
     pub init_scale: f32,
+    /// Seed of the initial factors and any sampling (same seed, same model, any thread count).
     pub seed: u64,
 }
 

@@ -83,7 +83,9 @@ pub struct BatchRequest<'a> {
 /// One recommended item.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recommendation {
+    /// The item's external id.
     pub item_id: u64,
+    /// Its score (exact f32, whatever the retrieval).
     pub score: f32,
 }
 
@@ -91,7 +93,9 @@ pub struct Recommendation {
 /// (unknown user without history).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recommendations {
+    /// Items, best first.
     pub items: Vec<Recommendation>,
+    /// Whether the popularity fallback answered (unknown user, no usable history).
     pub fallback: bool,
 }
 

@@ -10,6 +10,7 @@ use crate::rng::SplitMix;
 /// A split: training data and test positives indexed like the training data.
 #[derive(Debug, Clone)]
 pub struct Split {
+    /// The training part.
     pub train: TrainingData,
     /// Users × items (training indices; items unseen in training get indices
     /// past the training catalogue so they count as misses, never as hits).

@@ -9,7 +9,9 @@ use std::cmp::Ordering;
 /// A scored item.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
+    /// The item's row in the table.
     pub item: u32,
+    /// Its score.
     pub score: f32,
 }
 

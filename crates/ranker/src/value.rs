@@ -18,6 +18,7 @@ fn features(dot: f32, count: u32, bias: f32) -> [f64; N_FEATURES] {
 /// One head: coefficients over the features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Head {
+    /// One coefficient per feature: intercept, retrieval dot product, ln(1 + item count), item bias.
     pub coef: Vec<f64>,
 }
 
@@ -31,8 +32,11 @@ impl Head {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ValueWeights {
+    /// Weight of the predicted watch fraction.
     pub watch: f64,
+    /// Weight of P(like).
     pub like: f64,
+    /// Weight of P(share).
     pub share: f64,
 }
 
@@ -49,7 +53,9 @@ impl Default for ValueWeights {
 /// Calibration on held-out impressions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
+    /// Impressions fitted on.
     pub n_train: usize,
+    /// Impressions held out for the calibration.
     pub n_holdout: usize,
     /// Mean absolute error of the predicted watch fraction.
     pub watch_mae: f64,
@@ -59,29 +65,43 @@ pub struct Calibration {
     pub share_ece: f64,
     /// Observed and mean predicted rates on the hold-out.
     pub like_rate: f64,
+    /// Mean predicted P(like) on the hold-out.
     pub like_pred: f64,
+    /// Observed share rate on the hold-out.
     pub share_rate: f64,
+    /// Mean predicted P(share) on the hold-out.
     pub share_pred: f64,
 }
 
 /// Fitted heads, weights and their calibration report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValueModel {
+    /// Predicts the watched fraction.
     pub watch: Head,
+    /// Predicts P(like) (logistic).
     pub like: Head,
+    /// Predicts P(share) (logistic).
     pub share: Head,
+    /// How the heads combine into one score.
     pub weights: ValueWeights,
+    /// How well the heads fit held-out impressions.
     pub calibration: Calibration,
 }
 
 /// Per-impression inputs of the fit.
 #[derive(Debug, Clone, Default)]
 pub struct ValueSamples {
+    /// Retrieval dot product of the impression's user and video.
     pub dot: Vec<f32>,
+    /// Training count of the video.
     pub count: Vec<u32>,
+    /// Bias of the video.
     pub bias: Vec<f32>,
+    /// Watched fraction of the video (the watch head's target).
     pub watch_fraction: Vec<f32>,
+    /// Whether it was liked (the like head's target).
     pub liked: Vec<bool>,
+    /// Whether it was shared (the share head's target).
     pub shared: Vec<bool>,
 }
 

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! reelkit-serve: the ranker behind HTTP.
 //!
 //! [`router`] gives an `axum::Router` that another axum application can nest;

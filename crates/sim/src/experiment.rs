@@ -14,7 +14,9 @@ use crate::world::World;
 pub struct Experiment {
     /// First simulated day of the experiment.
     pub first_day: u32,
+    /// Experiment days simulated.
     pub days: u32,
+    /// The arms and how users were split between them.
     pub arms: Arms,
     /// The observed events (with `variant` when there are several arms).
     pub events: Events,

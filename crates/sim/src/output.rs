@@ -11,9 +11,13 @@ use crate::world::World;
 /// The files of one run, as written by [`write_run`].
 #[derive(Debug, Clone)]
 pub struct RunFiles {
+    /// The impression log (Parquet).
     pub events: PathBuf,
+    /// The users table (ids, sign-up day, home topic).
     pub users: PathBuf,
+    /// The catalogue (ids, creator, format, duration, upload day).
     pub videos: PathBuf,
+    /// The whole world, hidden parameters included (JSON).
     pub world: PathBuf,
 }
 

@@ -13,6 +13,18 @@ use crate::error::{Error, Result};
 pub const DEFAULT_CONFIG: &str = include_str!("default_world.toml");
 
 /// Top-level parameters of the synthetic world and the simulation.
+///
+/// The fields mirror the TOML file one to one (the sections are
+/// [`UserParams`], [`VideoParams`], [`BehaviourParams`] and [`SurfaceMix`]);
+/// their meaning and defaults are documented once, in that file
+/// ([`DEFAULT_CONFIG`], printed by `reelkit simulate --print-config`, a test
+/// checks that every field has a comment there):
+///
+/// ```toml
+#[doc = include_str!("default_world.toml")]
+/// ```
+// Field docs live in default_world.toml (above), not in a second copy here.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimParams {
@@ -33,7 +45,8 @@ pub struct SimParams {
     pub surfaces: SurfaceMix,
 }
 
-/// How users are drawn.
+/// How users are drawn: fields documented in [`SimParams`]'s TOML.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserParams {
@@ -44,7 +57,8 @@ pub struct UserParams {
     pub taste_noise: f64,
 }
 
-/// How creators and videos are drawn.
+/// How creators and videos are drawn: fields documented in [`SimParams`]'s TOML.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VideoParams {
@@ -62,7 +76,8 @@ pub struct VideoParams {
     pub prior_views_scale: f64,
 }
 
-/// How users respond to what they are shown.
+/// How users respond to what they are shown: fields documented in [`SimParams`]'s TOML.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BehaviourParams {
@@ -89,7 +104,8 @@ pub struct BehaviourParams {
 }
 
 /// Expected share of sessions on each surface (normalised; each user's own mix
-/// is drawn around it).
+/// is drawn around it); fields documented in [`SimParams`]'s TOML.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SurfaceMix {

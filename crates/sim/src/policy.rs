@@ -47,6 +47,7 @@ pub struct VideoStats {
 /// What a policy sees at the start of each day.
 #[derive(Debug)]
 pub struct DayContext<'a> {
+    /// The world (what a policy may observe of it is its business).
     pub world: &'a World,
     /// 0-based simulated day.
     pub day: u32,
@@ -75,10 +76,13 @@ pub struct Visit<'a> {
 /// One request for a page of the feed.
 #[derive(Debug)]
 pub struct FeedRequest<'a> {
+    /// The world.
     pub world: &'a World,
+    /// 0-based simulated day.
     pub day: u32,
     /// User index (row in `world.users`).
     pub user: usize,
+    /// The surface the page is for.
     pub surface: Surface,
     /// Impressions already shown in this session.
     pub session_position: u32,
@@ -300,7 +304,9 @@ pub const FRESH_DAYS: i32 = 3;
 /// every arm of an experiment so that only the ranking differs.
 #[derive(Debug)]
 pub struct ExploreFresh<P> {
+    /// The policy ranking the other slots.
     pub inner: P,
+    /// Probability that a slot is a random fresh upload, in [0, 1].
     pub share: f64,
     fresh: [Vec<u32>; 3],
 }

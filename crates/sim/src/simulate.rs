@@ -48,8 +48,11 @@ struct UserDay {
 /// Counts of one simulation run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunSummary {
+    /// Days simulated.
     pub days: u32,
+    /// Impressions logged.
     pub impressions: usize,
+    /// Sessions played.
     pub sessions: usize,
 }
 

@@ -32,6 +32,7 @@ pub fn scramble_id(index: u64, kind: u64) -> u64 {
 /// Users: who watches, their hidden tastes and habits.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Users {
+    /// Each user's id (JS-safe, unique).
     pub id: Vec<u64>,
     /// Row-major `n × dim` unit base taste vectors (hidden).
     pub taste: Vec<f32>,
@@ -54,7 +55,9 @@ pub struct Users {
 /// Creators: quality, topic focus and how much they post.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Creators {
+    /// Each creator's id.
     pub id: Vec<u64>,
+    /// The creator's main topic.
     pub topic: Vec<u32>,
     /// Mean quality of the creator's videos (hidden).
     pub quality: Vec<f32>,
@@ -65,13 +68,17 @@ pub struct Creators {
 /// Videos, ordered by upload day: those available on day `d` are a prefix.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Videos {
+    /// Each video's id.
     pub id: Vec<u64>,
     /// Index into [`Creators`].
     pub creator: Vec<u32>,
+    /// The video's topic.
     pub topic: Vec<u32>,
     /// Long-form (watch tab) rather than short (reels).
     pub long: Vec<bool>,
+    /// Its length, milliseconds.
     pub duration_ms: Vec<u32>,
+    /// Day it was uploaded (negative: before day 0).
     pub upload_day: Vec<i32>,
     /// Hidden quality.
     pub quality: Vec<f32>,
@@ -102,12 +109,17 @@ impl Videos {
 /// The whole ground truth of a simulation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct World {
+    /// The parameters the world was drawn from.
     pub params: SimParams,
+    /// Dimension of the latent taste/content space.
     pub dim: usize,
     /// Row-major `topics × dim` unit topic centres.
     pub topic_centres: Vec<f32>,
+    /// Every user.
     pub users: Users,
+    /// Every creator.
     pub creators: Creators,
+    /// Every video (a prefix is available on each day).
     pub videos: Videos,
 }
 
