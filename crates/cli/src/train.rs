@@ -108,20 +108,15 @@ pub fn fit(
     Ok((factors, reports))
 }
 
-/// The interaction matrix of loaded triplets; an error when nothing is a positive.
+/// The interaction matrix of loaded triplets (training refuses an empty one).
 pub fn training_data(trip: &crate::data::Triplets) -> anyhow::Result<TrainingData> {
-    let data = TrainingData::from_triplets(
+    TrainingData::from_triplets(
         &trip.user_id,
         &trip.item_id,
         Some(&trip.weight),
         trip.min_weight,
     )
-    .context("building the interaction matrix")?;
-    anyhow::ensure!(
-        data.matrix.nnz() > 0,
-        "no positive interactions to train on"
-    );
-    Ok(data)
+    .context("building the interaction matrix")
 }
 
 /// Fits the value model when impressions are given, and writes the model file.

@@ -448,6 +448,44 @@ fn bad_model_and_bad_flags_are_clear_errors() -> TestResult {
         err.contains("factors") && err.contains("1 ..= 1024"),
         "{err}"
     );
+    // Zero epochs would write an untrained model with exit 0.
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        train.to_str().unwrap_or_default(),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--epochs",
+        "0",
+        "--out",
+        model.to_str().unwrap_or_default(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("epochs") && err.contains("1 ..= 10000"), "{err}");
+    // Every weight at the minimum: nothing is a positive.
+    let zero = dir.path().join("zero.csv");
+    std::fs::write(&zero, "uid,movie,w\n1,2,0\n3,4,0\n")?;
+    let fresh = dir.path().join("fresh.arrow");
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        zero.to_str().unwrap_or_default(),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--weight-col",
+        "w",
+        "--out",
+        fresh.to_str().unwrap_or_default(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("no positive interactions"), "{err}");
+    assert!(!fresh.exists());
     let o = reelkit(&[
         "train",
         "--interactions",

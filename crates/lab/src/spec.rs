@@ -844,9 +844,6 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
         seed,
         ..d.train.clone()
     };
-    if train.epochs == 0 {
-        return Err(Error::spec(key("epochs"), "must be at least 1, got 0"));
-    }
     train.clone().check().map_err(|e| match e {
         reelkit_ranker::Error::InvalidParam {
             field,

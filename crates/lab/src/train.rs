@@ -8,7 +8,7 @@ use reelkit_ranker::{
     ValueModel, ValueSamples, ValueWeights,
 };
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The ranker's view of an event log (columns borrowed, all of one length).
 pub(crate) fn impressions(ev: &Events) -> Impressions<'_> {
@@ -30,7 +30,6 @@ pub fn event_weights(ev: &Events, w: &EngagementWeights) -> Vec<f32> {
     (0..ev.len()).map(|i| w.weight(&imp, i)).collect()
 }
 
-/// Counts of interactions per dense index.
 /// Fits the value model on impressions of users and videos the model knows.
 fn fit_value_model(
     ev: &Events,
@@ -74,27 +73,10 @@ pub fn build_model(
     model
 }
 
-/// The engagement-weighted interaction matrix of an event log; an error when
-/// no impression is a positive.
-fn training_data(events: &Events) -> Result<TrainingData> {
-    let w = EngagementWeights::default();
-    let weights = event_weights(events, &w);
-    let data = TrainingData::from_triplets(
-        &events.user_id,
-        &events.video_id,
-        Some(&weights),
-        w.min_positive,
-    )?;
-    if data.matrix.nnz() == 0 {
-        return Err(Error::Ranker(reelkit_ranker::Error::Empty));
-    }
-    Ok(data)
-}
-
 /// Trains a ranker on an event log (engagement-weighted), with a value model
-/// fitted on the same impressions.
+/// fitted on the same impressions. An error when no impression is a positive.
 pub fn train_on_events(events: &Events, params: &TrainParams, source: &str) -> Result<Model> {
-    let data = training_data(events)?;
+    let data = TrainingData::from_impressions(&impressions(events), &EngagementWeights::default())?;
     let checked = params.clone().check()?;
     let factors = reelkit_ranker::train(&data.matrix, &checked, &mut TrainControl::default())?;
     Ok(build_model(

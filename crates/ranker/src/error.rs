@@ -33,8 +33,9 @@ pub enum Error {
         /// The length found.
         got: usize,
     },
-    /// Training was given no interactions.
-    #[error("no interactions to train on")]
+    /// Training was given no positive interaction (none, or none whose
+    /// weight is above the minimum).
+    #[error("no positive interactions to train on")]
     Empty,
     /// A weight, factor or score is NaN or infinite.
     #[error("{what} `{value}` at row {row} is not a finite number")]

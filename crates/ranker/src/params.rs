@@ -114,7 +114,7 @@ impl TrainParams {
     /// Checks every field; the error names the field, the allowed range and the value.
     pub fn check(self) -> Result<ValidTrainParams> {
         check("factors", self.factors, 1, 1024, "1 ..= 1024")?;
-        check("epochs", self.epochs, 0, 10_000, "0 ..= 10000")?;
+        check("epochs", self.epochs, 1, 10_000, "1 ..= 10000")?;
         check("reg", self.reg, 0.0, 1e6, "0 ..= 1e6")?;
         check("alpha", self.alpha, 0.0, 1e6, "0 ..= 1e6")?;
         check("cg_steps", self.cg_steps, 1, 1024, "1 ..= 1024")?;
