@@ -1,7 +1,7 @@
 //! A half-precision (IEEE f16) copy of the item table for retrieval: half the
 //! bytes to stream per query, so a bandwidth-bound scan runs about twice as
 //! fast. Candidates found on it are rescored exactly in f32 (see
-//! `Ranker::with_half_precision`).
+//! `Ranker::with_retrieval` with `Retrieval::Half`).
 
 use crate::isa::{Isa, Level};
 use crate::topk::{batched_top_k, check_batch, Scored, TopK};
