@@ -145,6 +145,11 @@ fn pe(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
 /// A lazy scan of an event file, format by extension.
 pub fn scan(path: &Path) -> Result<LazyFrame> {
     let format = Format::from_path(path)?;
+    // polars (as built) panics on some column types even when they are not
+    // selected: such a file is read eagerly without them (with a warning).
+    if !reelkit_logs::unreadable_columns(path)?.is_empty() {
+        return Ok(reelkit_logs::read_frame(path)?.lazy());
+    }
     let p = PlRefPath::try_from_path(path).map_err(pe(path))?;
     let lf = match format {
         Format::Parquet => LazyFrame::scan_parquet(p, ScanArgsParquet::default()),
@@ -507,7 +512,17 @@ pub fn user_values(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<UserVal
     Ok(v)
 }
 
-/// The first and last UTC day (as their first millisecond) with events.
+/// Timestamps reelkit takes for Unix milliseconds: 2000-01-01 to
+/// 2100-01-01 (UTC). Outside, a timestamp is in other units (seconds,
+/// microseconds) or corrupt, and a loop over its days would not end.
+const PLAUSIBLE_MS: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
+
+/// Most days a per-day analysis draws (a year and a day).
+const MAX_DAYS: i64 = 366;
+
+/// The first and last UTC day (as their first millisecond) with events; an
+/// error when a timestamp is not a plausible Unix millisecond or the events
+/// span more than [`MAX_DAYS`] days.
 pub fn event_days(events: &Source) -> Result<Option<(i64, i64)>> {
     let df = events
         .scan()?
@@ -523,10 +538,35 @@ pub fn event_days(events: &Source) -> Result<Option<(i64, i64)>> {
             .and_then(|c| c.get(0).ok())
             .and_then(|v| v.extract::<i64>())
     };
-    Ok(match (get("lo"), get("hi")) {
-        (Some(lo), Some(hi)) => Some((lo - lo.rem_euclid(DAY_MS), hi - hi.rem_euclid(DAY_MS))),
-        _ => None,
-    })
+    let (Some(lo), Some(hi)) = (get("lo"), get("hi")) else {
+        return Ok(None);
+    };
+    let what = || format!("{}: column `{}`", events.name(), schema::TS_MS);
+    for t in [lo, hi] {
+        if !PLAUSIBLE_MS.contains(&t) {
+            return Err(Error::Invalid {
+                what: what(),
+                reason: format!(
+                    "timestamp {t} is not a Unix millisecond between 2000-01-01 and 2100-01-01 \
+                     (events span {lo} to {hi}); are they seconds or microseconds, or is a row corrupt?"
+                ),
+            });
+        }
+    }
+    let (first, last) = (lo - lo.rem_euclid(DAY_MS), hi - hi.rem_euclid(DAY_MS));
+    let days = (last - first) / DAY_MS + 1;
+    if days > MAX_DAYS {
+        return Err(Error::Invalid {
+            what: what(),
+            reason: format!(
+                "the events span {days} days ({} to {}), more than the {MAX_DAYS} a daily \
+                 analysis draws; look for stray timestamps",
+                crate::analysis::utc_date(first),
+                crate::analysis::utc_date(last)
+            ),
+        });
+    }
+    Ok(Some((first, last)))
 }
 
 /// Per-arm sums from per-user values (events before `until_ms` only, when

@@ -333,6 +333,25 @@ fn cumulative_lift_ends_at_the_full_report() -> Result<(), Box<dyn std::error::E
         .collect();
     let width = |d: &reelkit_abtest::DailyLift| d.rel_ci_high - d.rel_ci_low;
     assert!(width(watch[0]) > width(watch[days - 1]));
+
+    // One stray timestamp must not turn the daily loop into 3,650 passes
+    // (ten years ahead) or an endless one (2^62).
+    for (ts, says) in [
+        (last + 3_650 * 86_400_000, "more than the 366"),
+        (1i64 << 62, "not a Unix millisecond"),
+        (1_767_571_200, "not a Unix millisecond"),
+    ] {
+        let mut ev = reelkit_logs::read_events(&sample())?;
+        ev.ts_ms[7] = ts;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("events.parquet");
+        reelkit_logs::write_events(&path, &ev)?;
+        let err = cumulative_lift(&inputs(&path, &a, None, &metrics), &cfg())
+            .err()
+            .ok_or("a stray timestamp was accepted")?
+            .to_string();
+        assert!(err.contains(says) && err.contains("ts_ms"), "{err}");
+    }
     Ok(())
 }
 

@@ -235,6 +235,7 @@ pub fn run(cmd: AbCommand) -> anyhow::Result<()> {
 }
 
 fn assign(args: AssignArgs) -> anyhow::Result<()> {
+    crate::data::refuse_overwrite("--out", &args.out, &[("--users", Some(&args.users))])?;
     let split = reelkit_assign::Split::parse(&args.arms)
         .with_context(|| format!("--arms {}", args.arms))?;
     let df = reelkit_logs::read_frame(&args.users)

@@ -64,6 +64,43 @@ pub struct SourceArgs {
     pub interactions: Option<PathBuf>,
 }
 
+impl SourceArgs {
+    /// The source's flag and file.
+    pub fn input(&self) -> (&'static str, &Path) {
+        match (&self.events, &self.interactions) {
+            (Some(p), _) => ("--events", p),
+            (None, Some(p)) => ("--interactions", p),
+            (None, None) => ("--events", Path::new("")),
+        }
+    }
+}
+
+/// Refuses an output that is one of the command's inputs (the same file, by
+/// device and inode, whatever the path's spelling): it would be replaced by
+/// the output, and an event log or model lost, with exit 0.
+pub fn refuse_overwrite(
+    out_flag: &str,
+    out: &Path,
+    inputs: &[(&str, Option<&Path>)],
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(o) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    for (flag, input) in inputs {
+        let Some(input) = input else { continue };
+        if let Ok(i) = std::fs::metadata(input) {
+            anyhow::ensure!(
+                (i.dev(), i.ino()) != (o.dev(), o.ino()),
+                "{out_flag} {} is the same file as {flag} {}: refusing to overwrite an input",
+                out.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Weighted user–item triplets with optional timestamps.
 #[derive(Debug, Clone, Default)]
 pub struct Triplets {

@@ -81,6 +81,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -114,9 +115,43 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Exit status of a command that stopped on a bug (sysexits' EX_SOFTWARE).
+const EXIT_BUG: u8 = 70;
+
+/// A panic is a bug, not a crash dump: one line naming what and where (the
+/// backtrace only when `RUST_BACKTRACE` asks for it). The command then exits
+/// with [`EXIT_BUG`]; outputs are written atomically, so none is half-written.
+fn install_panic_hook() {
+    let wants_backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    std::panic::set_hook(Box::new(move |info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error (a bug in reelkit {}; please report it with the command line): {what}{at}",
+            env!("CARGO_PKG_VERSION")
+        );
+        if wants_backtrace {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    install_panic_hook();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
+    let Ok(outcome) = outcome else {
+        return ExitCode::from(EXIT_BUG);
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {

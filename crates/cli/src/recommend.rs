@@ -82,6 +82,15 @@ pub struct RecommendArgs {
 }
 
 pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
+    crate::data::refuse_overwrite(
+        "--out",
+        &args.out,
+        &[
+            ("--model", Some(&args.model)),
+            ("--users", args.users.as_deref()),
+            ("--exclude", args.exclude.as_deref()),
+        ],
+    )?;
     let r = Ranker::open(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?
         .with_retrieval(args.retrieval.into());

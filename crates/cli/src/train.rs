@@ -142,6 +142,8 @@ pub fn save_model(
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let (flag, input) = args.source.input();
+    crate::data::refuse_overwrite("--out", &args.out, &[(flag, Some(input))])?;
     let t0 = Instant::now();
     let (trip, events) = load_source(&args.source, &args.cols)?;
     let data = training_data(&trip)?;

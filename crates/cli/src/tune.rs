@@ -224,6 +224,11 @@ fn write_report(path: &std::path::Path, trials: &[Trial]) -> anyhow::Result<()> 
 }
 
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let (flag, input) = args.source.input();
+    crate::data::refuse_overwrite("--out", &args.out, &[(flag, Some(input))])?;
+    if let Some(report) = &args.report {
+        crate::data::refuse_overwrite("--report", report, &[(flag, Some(input))])?;
+    }
     anyhow::ensure!(
         args.validation > 0.0 && args.validation < 1.0,
         "--validation must be in (0, 1), got {}",

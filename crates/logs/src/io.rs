@@ -64,14 +64,114 @@ pub fn read_frame(path: &Path) -> Result<DataFrame> {
     read_frame_with(path, &TextOptions::default())
 }
 
-/// Reads a whole table; `text` applies to CSV/TSV files.
+/// Whether this build of polars can hold a column of Arrow type `dt`. It is
+/// built without the 8- and 16-bit integer, date/time, decimal, categorical,
+/// struct and fixed-size-list types, and panics on a file holding one, so
+/// such columns are never handed to it.
+fn readable(dt: &ArrowDataType) -> bool {
+    use ArrowDataType as A;
+    match dt {
+        A::Null
+        | A::Boolean
+        | A::Int32
+        | A::Int64
+        | A::UInt32
+        | A::UInt64
+        | A::Float32
+        | A::Float64
+        | A::Utf8
+        | A::LargeUtf8
+        | A::Utf8View
+        | A::Binary
+        | A::LargeBinary
+        | A::BinaryView => true,
+        A::List(f) | A::LargeList(f) => readable(&f.dtype),
+        _ => false,
+    }
+}
+
+/// A short name for an Arrow type (its `Debug` spells out whole fields).
+fn type_name(dt: &ArrowDataType) -> String {
+    use ArrowDataType as A;
+    match dt {
+        A::FixedSizeList(f, n) => format!("FixedSizeList<{}; {n}>", type_name(&f.dtype)),
+        A::List(f) | A::LargeList(f) => format!("List<{}>", type_name(&f.dtype)),
+        A::Struct(_) => "Struct".into(),
+        A::Map(..) => "Map".into(),
+        A::Dictionary(..) => "Dictionary".into(),
+        A::Extension(_) => "Extension".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The columns of a Parquet or Arrow IPC schema reelkit cannot read, as
+/// `(name, type)`, and the indices of those it can.
+fn split_readable(schema: &ArrowSchema) -> (Vec<usize>, Vec<(String, String)>) {
+    let mut keep = Vec::new();
+    let mut skip = Vec::new();
+    for (i, f) in schema.iter_values().enumerate() {
+        if readable(&f.dtype) {
+            keep.push(i);
+        } else {
+            skip.push((f.name.to_string(), type_name(&f.dtype)));
+        }
+    }
+    (keep, skip)
+}
+
+/// Says which columns are left out and why (they are never read).
+fn warn_unreadable(path: &Path, skip: &[(String, String)]) {
+    for (name, ty) in skip {
+        tracing::warn!(
+            "{}: ignoring column `{name}` of type {ty}: reelkit reads 32- and 64-bit \
+             integers, floats, booleans and strings; cast the column if it is needed",
+            path.display()
+        );
+    }
+}
+
+/// The columns of a Parquet or Arrow IPC file whose type reelkit cannot
+/// read, as `(name, type)` (none for CSV/TSV). [`read_frame`] leaves them out
+/// with a warning; a lazy scan must not see them at all (polars, as built
+/// here, panics on them even unselected).
+pub fn unreadable_columns(path: &Path) -> Result<Vec<(String, String)>> {
+    let format = Format::from_path(path)?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let pe = |e| Error::polars(path, e);
+    let schema = match format {
+        Format::Parquet => ParquetReader::new(file).schema().map_err(pe)?,
+        Format::Ipc => IpcReader::new(file).schema().map_err(pe)?,
+        Format::Csv | Format::Tsv => return Ok(Vec::new()),
+    };
+    Ok(split_readable(&schema).1)
+}
+
+/// Reads a whole table; `text` applies to CSV/TSV files. Parquet and IPC
+/// columns of a type reelkit cannot read are left out with a warning (a
+/// caller that needs one then reports it missing).
 pub fn read_frame_with(path: &Path, text: &TextOptions) -> Result<DataFrame> {
     let format = Format::from_path(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let pe = |e| Error::polars(path, e);
     match format {
-        Format::Parquet => ParquetReader::new(file).finish().map_err(pe),
-        Format::Ipc => IpcReader::new(file).finish().map_err(pe),
+        Format::Parquet => {
+            let mut r = ParquetReader::new(file);
+            let (keep, skip) = split_readable(&*r.schema().map_err(pe)?);
+            if !skip.is_empty() {
+                warn_unreadable(path, &skip);
+                r = r.with_projection(Some(keep));
+            }
+            r.finish().map_err(pe)
+        }
+        Format::Ipc => {
+            let mut r = IpcReader::new(file);
+            let (keep, skip) = split_readable(&*r.schema().map_err(pe)?);
+            if !skip.is_empty() {
+                warn_unreadable(path, &skip);
+                r = r.with_projection(Some(keep));
+            }
+            r.finish().map_err(pe)
+        }
         Format::Csv | Format::Tsv => {
             let default_sep = if format == Format::Tsv { b'\t' } else { b',' };
             let sep = text.separator.unwrap_or(default_sep);

@@ -19,10 +19,12 @@ use crate::topk::{ItemTable, Scored, TableBound};
 pub struct Request {
     /// Videos that must not be returned (e.g. already seen).
     pub exclude: Vec<u64>,
-    /// Fresh history: when non-empty, the user's embedding is folded in from
-    /// these videos (exact least squares for iALS) instead of read from the model;
-    /// this is how a user unseen in training gets personalised results. History
-    /// videos are excluded too.
+    /// Fresh history: when it holds videos the model knows, the user's
+    /// embedding is folded in from them (exact least squares for iALS) instead
+    /// of read from the model; this is how a user unseen in training gets
+    /// personalised results. Videos the model does not know are ignored (a
+    /// history of only those leaves a known user's trained profile in place).
+    /// History videos are excluded too.
     pub history: Vec<u64>,
     /// Re-rank the retrieved candidates with the value model, when the model has one.
     pub use_value_model: bool,
@@ -330,21 +332,25 @@ impl Ranker {
         Some(&self.model.user_factors[u * d..(u + 1) * d])
     }
 
-    /// The embedding of a user with this history (unknown videos are ignored).
-    pub fn fold_in(&self, history: &[u64]) -> Vec<f32> {
+    /// The embedding of a user with this history (unknown videos are
+    /// ignored); `None` when the model knows none of the videos.
+    pub fn fold_in(&self, history: &[u64]) -> Option<Vec<f32>> {
         let items: Vec<u32> = history
             .iter()
             .filter_map(|&v| self.model.items.get(v))
             .collect();
+        if items.is_empty() {
+            return None;
+        }
         let w = vec![1.0; items.len()];
-        fold_in(
+        Some(fold_in(
             &self.model.item_factors,
             &self.item_gram,
             self.model.dim,
             &items,
             &w,
             &self.model.meta.params,
-        )
+        ))
     }
 
     fn exclusion(&self, req: &Request) -> Vec<u32> {
@@ -492,14 +498,14 @@ impl Ranker {
         }
     }
 
-    /// The user's query embedding: folded in from fresh history when given,
-    /// else the stored one; `None` for an unknown user without history.
+    /// The user's query embedding: folded in from the fresh history's known
+    /// videos when there are any, else the stored one; `None` for an unknown
+    /// user without a known video in the history. (A history of videos the
+    /// model does not know says nothing: it must not replace a known user's
+    /// trained profile with an empty one.)
     fn query(&self, user_id: u64, req: &Request) -> Option<Vec<f32>> {
-        if !req.history.is_empty() {
-            Some(self.fold_in(&req.history))
-        } else {
-            self.user_embedding(user_id).map(|e| e.to_vec())
-        }
+        self.fold_in(&req.history)
+            .or_else(|| self.user_embedding(user_id).map(|e| e.to_vec()))
     }
 
     /// [`Ranker::recommend`] for many requests at once: the plain ones (known
@@ -625,6 +631,24 @@ mod tests {
         );
         assert!(!rec.fallback);
         assert_eq!(rec.items[0].item_id, 2);
+        // A history of videos the model does not know leaves a known user's
+        // profile in place (it used to fold in an empty history: every score
+        // 0, catalogue order) and an unknown user on the fallback.
+        let unknown_history = Request {
+            history: vec![77, 78],
+            ..Request::default()
+        };
+        let plain = r.recommend(100, 2, &Request::default());
+        let rec = r.recommend(100, 2, &unknown_history);
+        assert_eq!(rec, plain);
+        assert_eq!(rec.items[0].score, 0.9);
+        let jobs = [BatchRequest {
+            user_id: 100,
+            k: 2,
+            request: &unknown_history,
+        }];
+        assert_eq!(r.recommend_batch(&jobs)[0], plain);
+        assert!(r.recommend(999, 2, &unknown_history).fallback);
         assert_eq!(r.score(100, &[1, 4])?, vec![0.9, -1.0]);
         assert!(matches!(r.score(100, &[77]), Err(Error::UnknownItem(77))));
         Ok(())
