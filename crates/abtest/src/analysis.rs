@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metric, Role};
-use crate::report::pct;
 use crate::pipeline::{ordered_arm_sums, ArmSums, Inputs};
+use crate::report::pct;
 use crate::stats::{
     adjust, adjusted, bayesian, cuped_theta, effect_variance, skewness, srm, two_sided,
     two_sided_sequential, users_for_normality, Bayesian, Correction, MetricKind, TestResult,

@@ -11,7 +11,8 @@ use reelkit_serve::{AppState, Catalog, Design, ExposureConfig, ExposureLog, Serv
 /// Arguments of `reelkit serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Model file (memory-mapped; reloaded by POST /admin/reload or SIGHUP),
+    /// Model file (read into memory: overwriting it changes nothing until a
+    /// reload; reloaded by POST /admin/reload on --admin-addr, or SIGHUP),
     /// or NAME=PATH; repeat it (`--model control=a.arrow --model
     /// treatment=b.arrow`) to run an experiment between models.
     #[arg(long, required = true)]
@@ -40,6 +41,14 @@ pub struct ServeArgs {
     exposure_rotate_secs: u64,
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Where the admin routes (`POST /admin/reload`) listen: loopback, one
+    /// port above --addr's, unless given. They are never on --addr.
+    #[arg(long)]
+    admin_addr: Option<String>,
+    /// A file holding a token that admin requests must present as
+    /// `Authorization: Bearer TOKEN` (the file's first line).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
     /// Video catalogue (`video_id`, `creator_id`, `format` = short|long), e.g. the
     /// simulator's videos.parquet: enables `surface` and `max_per_creator`.
     #[arg(long)]
@@ -205,7 +214,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let models = named_models(&args.model)?;
     let design = design(&args, &models)?;
     let catalog = args.videos.as_deref().map(read_catalog).transpose()?;
+    let admin_token = match &args.admin_token_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading --admin-token-file {}", p.display()))?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            anyhow::ensure!(
+                token.len() >= 16,
+                "--admin-token-file {}: the token must be at least 16 characters on the first line",
+                p.display()
+            );
+            Some(token)
+        }
+        None => None,
+    };
     let config = ServeConfig {
+        admin_token,
         max_k: args.max_k,
         max_body_bytes: args.max_body_bytes,
         timeout: Duration::from_millis(args.timeout_ms),
@@ -233,6 +257,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;
+        let admin_addr = match &args.admin_addr {
+            Some(a) => a.clone(),
+            None => format!(
+                "127.0.0.1:{}",
+                listener.local_addr()?.port().saturating_add(1)
+            ),
+        };
+        let admin = tokio::net::TcpListener::bind(&admin_addr)
+            .await
+            .with_context(|| {
+                format!("binding the admin listener {admin_addr} (see --admin-addr)")
+            })?;
+        eprintln!(
+            "admin routes (POST /admin/reload) on http://{}",
+            admin.local_addr()?
+        );
+        tokio::spawn(reelkit_serve::serve_admin(admin, state.clone()));
         for name in state.model_names() {
             if let Some(m) = state.model_named(name) {
                 eprintln!("model `{name}`: version {}", m.version);

@@ -121,6 +121,7 @@ pub fn training_data(trip: &crate::data::Triplets) -> anyhow::Result<TrainingDat
 
 /// Fits the value model when impressions are given, and writes the model file.
 pub fn save_model(
+    command: &str,
     data: &TrainingData,
     factors: Factors,
     params: TrainParams,
@@ -132,7 +133,9 @@ pub fn save_model(
         factors,
         params,
         events,
-        std::env::args().collect::<Vec<_>>().join(" "),
+        // What made it, not the command line: that could carry file paths or
+        // secrets into every copy of the model (the parameters are in `params`).
+        format!("reelkit {} {}", env!("CARGO_PKG_VERSION"), command),
     );
     let value_model = model.meta.value_model.clone();
     model
@@ -153,7 +156,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (factors, reports) = fit(&data, params.clone(), false)?;
     let train_s = t1.elapsed().as_secs_f64();
     let impressions = events.as_ref().filter(|_| !args.no_value_model);
-    let value_model = save_model(&data, factors, params, impressions, &args.out)?;
+    let value_model = save_model("train", &data, factors, params, impressions, &args.out)?;
     let summary = json!({
         "model": args.out,
         "users": data.users.len(),

@@ -311,7 +311,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         ..TrainParams::default()
     };
     let (factors, _) = fit(&data, params.clone(), false)?;
-    save_model(&data, factors, params, events.as_ref(), &args.out)?;
+    save_model("tune", &data, factors, params, events.as_ref(), &args.out)?;
     println!("{}", serde_json::to_string_pretty(&best)?);
     Ok(())
 }

@@ -464,7 +464,10 @@ fn bad_model_and_bad_flags_are_clear_errors() -> TestResult {
     ]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("epochs") && err.contains("1 ..= 10000"), "{err}");
+    assert!(
+        err.contains("epochs") && err.contains("1 ..= 10000"),
+        "{err}"
+    );
     // Every weight at the minimum: nothing is a positive.
     let zero = dir.path().join("zero.csv");
     std::fs::write(&zero, "uid,movie,w\n1,2,0\n3,4,0\n")?;

@@ -22,8 +22,8 @@ pub use error::{Error, Result};
 pub use events::{read_events, write_events, Event, Events};
 pub use interactions::{read_id_column, read_interactions, InteractionColumns, Interactions};
 pub use io::{
-    read_frame, read_frame_with, unreadable_columns, write_atomically, write_bytes_atomically, write_frame, FileSet,
-    Format, TextOptions,
+    read_frame, read_frame_with, unreadable_columns, write_atomically, write_bytes_atomically,
+    write_frame, FileSet, Format, TextOptions,
 };
 pub use schema::Surface;
 

@@ -3,8 +3,8 @@
 //! the full catalogue, ranks by dot product, and stores models as Arrow IPC
 //! files that any Arrow implementation can read.
 //!
-//! Light enough to embed in another service: arrow (IPC only), rayon and
-//! memmap2; no dataframe library, no async runtime.
+//! Light enough to embed in another service: arrow (IPC only) and rayon; no
+//! dataframe library, no async runtime.
 //!
 //! Train on interactions, save, load, recommend with exclusions, and fold in
 //! a user the model has never seen:

@@ -21,14 +21,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array, UInt64Array,
     UInt8Array,
 };
-use arrow_buffer::{Buffer, ScalarBuffer};
+use arrow_buffer::{Buffer, MutableBuffer, ScalarBuffer};
 use arrow_ipc::convert::try_fb_to_schema;
 use arrow_ipc::reader::{read_footer_length, FileDecoder};
 use arrow_ipc::writer::FileWriter;
@@ -61,7 +60,8 @@ pub struct ModelMeta {
     pub fingerprint: String,
     /// The ranking stage, when fitted.
     pub value_model: Option<ValueModel>,
-    /// Free-form provenance (source file, command line).
+    /// Free-form provenance: what made the model (e.g. `reelkit 0.1.0 train`);
+    /// never a command line, which could carry paths or secrets.
     pub source: String,
 }
 
@@ -230,7 +230,8 @@ impl Model {
     }
 }
 
-/// A model file mapped into memory: embeddings are read in place.
+/// A model file read into memory: the embeddings are arrays over the file's
+/// bytes as read (one aligned buffer, no decoding copy).
 #[derive(Debug, Clone)]
 pub struct MappedModel {
     /// External user id ↔ user row.
@@ -363,31 +364,78 @@ fn side(path: &Path, batch: &RecordBatch, kind: u8, rows: usize, dim: usize) -> 
 }
 
 impl MappedModel {
-    /// Maps and validates a model file.
+    /// Reads and validates a model file.
+    ///
+    /// The bytes are read into memory (a 64-byte-aligned buffer the arrays
+    /// point into, no decoding copy), not memory-mapped: a served model must
+    /// survive its file being overwritten in place (`cp new.arrow live.arrow`,
+    /// a truncation), which turns every access to a mapping of the file into
+    /// SIGBUS or into bytes of the new model answering under the old version.
+    /// A file rewritten while it is read fails validation (or hashes to a
+    /// different [`MappedModel::content_hash`]); it never mixes two models.
     pub fn open(path: &Path) -> Result<MappedModel> {
-        let file = File::open(path).map_err(|e| io_err(path, e))?;
-        // SAFETY: the file is opened read-only; like every memory-mapped reader we
-        // rely on it not being truncated or rewritten in place while mapped
-        // (reelkit itself replaces model files by rename, which is safe).
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))?;
-        let len = mmap.len();
-        if len < 8 + 10 || &mmap[..6] != b"ARROW1" || &mmap[len - 6..] != b"ARROW1" {
+        let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+        let len = file.metadata().map_err(|e| io_err(path, e))?.len();
+        let len = usize::try_from(len).map_err(|_| invalid(path, "file larger than memory"))?;
+        if len < 8 + 10 {
             return Err(invalid(
                 path,
                 "missing Arrow IPC magic bytes (truncated or foreign file)",
             ));
         }
+        // Zeroed, then overwritten: from_len_zeroed maps fresh zero pages
+        // cheaply, and an uninitialised read buffer would need `unsafe`.
+        let mut bytes = MutableBuffer::from_len_zeroed(len);
+        std::io::Read::read_exact(&mut file, bytes.as_slice_mut()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                invalid(
+                    path,
+                    "the file shrank while it was read (rewritten in place?)",
+                )
+            } else {
+                io_err(path, e)
+            }
+        })?;
+        Self::from_buffer(path, bytes.into())
+    }
+
+    /// Memory-maps and validates a model file: no copy, and the pages are the
+    /// page cache's, shared by every process mapping the file.
+    ///
+    /// # Safety
+    /// Nothing may truncate or rewrite the file in place while the model (or
+    /// any array of it) lives: a truncation makes every later access SIGBUS,
+    /// a rewrite changes the model's bytes under it. Replacing the file by
+    /// rename is fine. [`MappedModel::open`] has no such condition.
+    pub unsafe fn map(path: &Path) -> Result<MappedModel> {
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        // SAFETY: the caller guarantees the file is not changed in place.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))?;
+        let len = mmap.len();
         let mmap = Arc::new(mmap);
-        let ptr =
-            NonNull::new(mmap.as_ptr() as *mut u8).ok_or_else(|| invalid(path, "empty mapping"))?;
-        // SAFETY: `ptr` and `len` describe the mapping, which the `Arc` keeps alive
-        // for as long as the buffer (and every slice of it) lives.
-        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, mmap.clone()) };
+        let Some(ptr) = std::ptr::NonNull::new(mmap.as_ptr() as *mut u8) else {
+            return Err(invalid(path, "empty file"));
+        };
+        // SAFETY: `ptr` and `len` describe the mapping, which the `Arc` keeps
+        // alive for as long as the buffer (and every slice of it) lives.
+        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, mmap) };
+        Self::from_buffer(path, buffer)
+    }
+
+    /// Validates and decodes a whole model file's bytes.
+    fn from_buffer(path: &Path, buffer: Buffer) -> Result<MappedModel> {
+        let len = buffer.len();
+        if len < 8 + 10 || &buffer[..6] != b"ARROW1" || &buffer[len - 6..] != b"ARROW1" {
+            return Err(invalid(
+                path,
+                "missing Arrow IPC magic bytes (truncated or foreign file)",
+            ));
+        }
         // Malformed flatbuffers deep inside a foreign file could trip an assertion
         // in a dependency: keep the promise of an error, never a panic.
         let mut model = std::panic::catch_unwind(|| Self::decode(path, &buffer))
             .unwrap_or_else(|_| Err(invalid(path, "corrupt Arrow IPC structure")))?;
-        model.content_hash = twox_hash::XxHash3_64::oneshot(&mmap[..]);
+        model.content_hash = twox_hash::XxHash3_64::oneshot(buffer.as_slice());
         Ok(model)
     }
 

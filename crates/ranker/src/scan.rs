@@ -676,8 +676,7 @@ pub(crate) mod avx512 {
             s = _mm512_add_ps(s, unsafe { _mm512_loadu_ps(b) });
         }
         // Not-less-than, unordered true: a NaN is offered.
-        let bits =
-            u32::from(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(s, _mm512_set1_ps(floor))) & valid;
+        let bits = u32::from(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(s, _mm512_set1_ps(floor))) & valid;
         if bits == 0 {
             return floor;
         }

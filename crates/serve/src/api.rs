@@ -628,12 +628,85 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// Why a reload failed, for the caller: what is wrong with the file, never
+/// where the server keeps it (the full chain, path included, goes to the log).
+fn public_reason(e: &crate::LoadError) -> String {
+    use reelkit_ranker::Error as E;
+    match e {
+        crate::LoadError::Model(m) => match m {
+            E::Io { source, .. } => format!("the model file cannot be read: {source}"),
+            E::Arrow { source, .. } => format!("not a reelkit model file: {source}"),
+            E::InvalidModel { reason, .. } => format!("not a reelkit model file: {reason}"),
+            E::Incompatible {
+                found, supported, ..
+            } => format!(
+                "model format version {found} is not supported (this build reads {supported:?})"
+            ),
+            other => other.to_string(),
+        },
+        crate::LoadError::Io { source, .. } => format!("a file cannot be read: {source}"),
+        other => other.to_string(),
+    }
+}
+
+/// Refuses admin requests a browser could send on a web page's behalf (any
+/// request with an `Origin` or a cross-site `Sec-Fetch-Site`: a blind
+/// cross-site POST needs no preflight), and, when the server has an admin
+/// token, requests without `Authorization: Bearer TOKEN`.
+async fn admin_guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let from_browser = headers.contains_key(header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() != b"none");
+    if from_browser {
+        tracing::warn!(
+            path = req.uri().path(),
+            "admin request from a browser refused (Origin or Sec-Fetch-Site present)"
+        );
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "admin endpoints do not answer browser requests",
+        )
+        .into_response();
+    }
+    if let Some(token) = &state.config.admin_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            tracing::warn!(
+                path = req.uri().path(),
+                "admin request without the admin token refused"
+            );
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin endpoints need `Authorization: Bearer <admin token>`",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Equality whose time does not depend on where the bytes first differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// `POST /admin/reload[?model=NAME]`: one model, or every model when no name
-/// is given; a model that fails to load keeps serving its old version.
+/// is given; a model that fails to load keeps serving its old version (409).
+/// Every reload is logged with its caller and outcome.
 async fn reload(
     State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    let caller = peer.map_or_else(|| "unknown".to_string(), |p| p.0 .0.to_string());
     let names: Vec<String> = match q.get("model") {
         Some(name) => {
             if state.model_named(name).is_none() {
@@ -667,21 +740,34 @@ async fn reload(
     let mut done = Vec::new();
     for (name, r) in names.iter().zip(results) {
         match r {
-            Ok((previous, current)) => done.push(
-                json!({"model": name, "model_version": current, "previous_version": previous}),
-            ),
-            Err(e) => failures.push(format!(
-                "model `{name}`: reload failed, still serving {}: {}",
-                state
+            Ok((previous, current)) => {
+                tracing::info!(%caller, model = %name, %previous, %current, "reload: loaded");
+                done.push(
+                    json!({"model": name, "model_version": current, "previous_version": previous}),
+                )
+            }
+            Err(e) => {
+                let serving = state
                     .model_named(name)
                     .map(|m| m.version.clone())
-                    .unwrap_or_default(),
-                crate::chain(&e)
-            )),
+                    .unwrap_or_default();
+                tracing::warn!(
+                    %caller, model = %name, %serving,
+                    "reload: failed, old model kept: {}", crate::chain(&e)
+                );
+                failures.push(format!(
+                    "model `{name}`: reload failed, still serving {serving}: {}",
+                    public_reason(&e)
+                ))
+            }
         }
     }
     if !failures.is_empty() {
-        return Err(ApiError::invalid(failures.join("; ")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "reload_failed",
+            failures.join("; "),
+        ));
     }
     if done.len() == 1 {
         return Ok(Json(done.remove(0)));
@@ -718,7 +804,9 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     response
 }
 
-/// The service's routes over `state`; nest or merge it into another axum app.
+/// The service's public routes over `state`; nest or merge it into another
+/// axum app. The admin routes are apart ([`admin_router`]): put them on a
+/// listener only operators reach.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/recommend", post(recommend))
@@ -728,8 +816,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .route("/admin/reload", post(reload))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// The admin routes (`POST /admin/reload`, `GET /healthz`): refused to
+/// browsers, and to callers without the bearer token when
+/// [`crate::ServeConfig::admin_token`] is set.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/admin/reload", post(reload))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), admin_guard))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

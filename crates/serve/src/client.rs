@@ -51,7 +51,19 @@ impl Client {
     /// may close a keep-alive connection (e.g. after a reply that did not read
     /// the body); then the request is sent once more on a new connection.
     pub fn send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
-        match self.send_once(method, path, body) {
+        self.send_with(method, path, &[], body)
+    }
+
+    /// [`Client::send`] with extra headers (`Content-Type` among them
+    /// replaces the JSON one).
+    pub fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> io::Result<Reply> {
+        match self.send_once(method, path, headers, body) {
             Err(e)
                 if matches!(
                     e.kind(),
@@ -61,22 +73,34 @@ impl Client {
                 ) =>
             {
                 *self = Client::connect(self.addr)?;
-                self.send_once(method, path, body)
+                self.send_once(method, path, headers, body)
             }
             r => r,
         }
     }
 
-    fn send_once(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
+    fn send_once(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> io::Result<Reply> {
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n",
             self.addr
         );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
         if let Some(b) = body {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            {
+                head.push_str("Content-Type: application/json\r\n");
+            }
+            head.push_str(&format!("Content-Length: {}\r\n", b.len()));
         }
         head.push_str("\r\n");
         let s = self.reader.get_mut();
@@ -274,6 +298,8 @@ pub fn load(
 pub struct LocalServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin routes listen.
+    pub admin_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
@@ -298,18 +324,30 @@ impl LocalServer {
                             return Err(e);
                         }
                     };
-                    let _ = tx.send(listener.local_addr());
+                    let admin = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                            return Err(e);
+                        }
+                    };
+                    let addrs = listener
+                        .local_addr()
+                        .and_then(|a| Ok((a, admin.local_addr()?)));
+                    let _ = tx.send(addrs);
+                    tokio::spawn(crate::serve_admin(admin, state.clone()));
                     crate::serve(listener, state, async {
                         let _ = stopped.await;
                     })
                     .await
                 })
             })?;
-        let addr = rx
+        let (addr, admin_addr) = rx
             .recv()
             .map_err(|_| io::Error::other("the server thread ended before listening"))??;
         Ok(LocalServer {
             addr,
+            admin_addr,
             stop: Some(stop),
             thread: Some(thread),
         })

@@ -75,14 +75,27 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 use std::sync::Arc;
 
 pub use api::{
-    router, ApiError, Item, RecommendBody, RecommendResponse, ScoreBody, ScoreResponse,
-    SimilarResponse, VideoScore, OPENAPI,
+    admin_router, router, ApiError, Item, RecommendBody, RecommendResponse, ScoreBody,
+    ScoreResponse, SimilarResponse, VideoScore, OPENAPI,
 };
 pub use exposition::render as render_metrics;
 pub use exposures::{ExposureConfig, ExposureError, ExposureLog};
 pub use metrics::{Metrics, BUCKETS};
 pub use reelkit_assign::Split;
 pub use state::{AppState, Catalog, Design, LoadError, Loaded, ServeConfig};
+
+/// Serves the admin routes ([`admin_router`]) on `listener` (bind it to
+/// loopback or an operators' network) until the runtime stops.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        admin_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}
 
 /// Serves `state` on `listener` until `shutdown` resolves; on Unix, SIGHUP
 /// reloads every model file. On shutdown, requests in flight finish and the

@@ -33,6 +33,8 @@ pub struct ServeConfig {
     /// whose candidates are rescored exactly (see `Ranker::with_retrieval`);
     /// the default is `Retrieval::default()` (int8).
     pub retrieval: Retrieval,
+    /// When set, admin requests need `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -45,6 +47,7 @@ impl Default for ServeConfig {
             max_batch: 64,
             scan_workers: 0,
             retrieval: Retrieval::default(),
+            admin_token: None,
         }
     }
 }

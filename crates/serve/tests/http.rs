@@ -51,6 +51,11 @@ fn catalog() -> Catalog {
     }
 }
 
+/// Admin listener of each public one started here.
+static ADMIN: std::sync::Mutex<Vec<(SocketAddr, SocketAddr)>> = std::sync::Mutex::new(Vec::new());
+
+/// Serves `state` on loopback (public routes) and on a second loopback
+/// listener (admin routes); returns the public address.
 fn start(state: Arc<AppState>) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -63,13 +68,35 @@ fn start(state: Arc<AppState>) -> SocketAddr {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
+            let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind admin");
+            let addrs = (
+                listener.local_addr().expect("addr"),
+                admin.local_addr().expect("admin addr"),
+            );
+            tokio::spawn(reelkit_serve::serve_admin(admin, state.clone()));
+            tx.send(addrs).expect("send");
             reelkit_serve::serve(listener, state, std::future::pending())
                 .await
                 .expect("serve");
         });
     });
-    rx.recv().expect("server address")
+    let (public, admin) = rx.recv().expect("server address");
+    ADMIN.lock().expect("admin map").push((public, admin));
+    public
+}
+
+/// A client of the admin listener of the server at `public`.
+fn admin(public: SocketAddr) -> std::io::Result<Client> {
+    let addr = ADMIN
+        .lock()
+        .map_err(|_| std::io::Error::other("admin map"))?
+        .iter()
+        .find(|(p, _)| *p == public)
+        .map(|(_, a)| *a)
+        .ok_or_else(|| std::io::Error::other("no admin listener"))?;
+    Client::connect(addr)
 }
 
 fn server(
@@ -362,14 +389,15 @@ fn every_error_class_is_json_with_the_right_status() -> TestResult {
         "bare",
         ServeConfig::default(),
     ));
-    let mut b = Client::connect(start(bare))?;
+    let b_addr = start(bare);
+    let mut b = Client::connect(b_addr)?;
     let r = b.post_json("/v1/recommend", &json!({"user_id": 1, "surface": "reels"}))?;
     assert_eq!(r.status, 422);
     assert!(r.json()?["detail"]
         .as_str()
         .is_some_and(|d| d.contains("--videos")));
-    let r = b.send("POST", "/admin/reload", None)?;
-    assert_eq!(r.status, 422, "no file to reload");
+    let r = admin(b_addr)?.send("POST", "/admin/reload", None)?;
+    assert_eq!(r.status, 409, "no file to reload");
 
     // Errors are counted by status; the service is still up.
     let m = String::from_utf8(c.get("/metrics")?.body)?;
@@ -415,7 +443,7 @@ fn reload_under_load_fails_no_request() -> TestResult {
         let tmp = dir.path().join("next.arrow");
         model(round % 2 == 0).save(&tmp)?;
         std::fs::rename(&tmp, &path)?;
-        let r = c.send("POST", "/admin/reload", None)?;
+        let r = admin(addr)?.send("POST", "/admin/reload", None)?;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         versions.push(
             r.json()?["model_version"]
@@ -447,12 +475,21 @@ fn reload_under_load_fails_no_request() -> TestResult {
     let bytes = std::fs::read(&path)?;
     std::fs::write(dir.path().join("cut.arrow"), &bytes[..bytes.len() / 2])?;
     std::fs::rename(dir.path().join("cut.arrow"), &path)?;
-    let r = c.send("POST", "/admin/reload", None)?;
-    assert_eq!(r.status, 422);
-    assert!(r.json()?["detail"]
-        .as_str()
-        .is_some_and(|d| d.contains(&serving)));
+    let r = admin(addr)?.send("POST", "/admin/reload", None)?;
+    assert_eq!(r.status, 409);
+    let v = r.json()?;
+    assert_eq!(v["error"], "reload_failed");
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(&serving), "{detail}");
+    assert!(detail.contains("not a reelkit model file"), "{detail}");
+    let dir_name = dir.path().to_string_lossy().into_owned();
+    assert!(
+        !detail.contains(&dir_name),
+        "the server's path leaked: {detail}"
+    );
     assert_eq!(state.model().version, serving);
+    // The admin routes are not on the public listener.
+    assert_eq!(c.send("POST", "/admin/reload", None)?.status, 404);
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -466,6 +503,139 @@ fn reload_under_load_fails_no_request() -> TestResult {
         versions[0], versions[1],
         "a different file gives a different version"
     );
+    Ok(())
+}
+
+/// Admin requests a browser could make for a web page (a blind cross-site
+/// POST, even `text/plain`) are refused; with a token, only bearers reload.
+#[test]
+fn admin_refuses_browsers_and_callers_without_the_token() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = ServeConfig {
+        admin_token: Some("s3cret-token".into()),
+        ..ServeConfig::default()
+    };
+    let (addr, state) = server(dir.path(), config)?;
+    let reloads = state.reloads();
+    let send = |headers: &[(&str, &str)]| -> std::io::Result<u16> {
+        let mut c = admin(addr)?;
+        Ok(c.send_with("POST", "/admin/reload", headers, Some(b"x"))?
+            .status)
+    };
+    assert_eq!(send(&[])?, 401, "no token");
+    assert_eq!(send(&[("Authorization", "Bearer wrong-token")])?, 401);
+    assert_eq!(
+        send(&[("Authorization", "s3cret-token")])?,
+        401,
+        "no Bearer"
+    );
+    let bearer = ("Authorization", "Bearer s3cret-token");
+    for browser in [
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        assert_eq!(
+            send(&[bearer, browser, ("Content-Type", "text/plain")])?,
+            403,
+            "{browser:?}"
+        );
+    }
+    assert_eq!(state.reloads(), reloads, "a refused request reloaded");
+    assert_eq!(send(&[bearer])?, 200);
+    assert_eq!(state.reloads(), reloads + 1);
+    Ok(())
+}
+
+/// `cp new.arrow live.arrow`, `truncate`, or a file that grows: the served
+/// model is the bytes it read, so requests keep their answers and their
+/// `model_version` until a reload validates the new file. (With the file
+/// memory-mapped, the truncation killed the process with SIGBUS and the copy
+/// answered with the new model's bytes under the old version.)
+#[test]
+fn overwriting_the_model_file_in_place_changes_nothing_until_a_reload() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (addr, state) = server(dir.path(), ServeConfig::default())?;
+    let path = dir.path().join("model.arrow");
+    let v0 = state.model().version.clone();
+    let first = {
+        let mut c = Client::connect(addr)?;
+        ids(&c
+            .post_json("/v1/recommend", &json!({"user_id": 1, "k": 3}))?
+            .json()?)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, Vec<u64>)>::new()));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, seen, failed) = (stop.clone(), seen.clone(), failed.clone());
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut c = Client::connect(addr)?;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 3}))?;
+                    match r.json() {
+                        Ok(v) if r.status == 200 => {
+                            let version = v["model_version"].as_str().unwrap_or("").to_string();
+                            if let Ok(mut s) = seen.lock() {
+                                s.push((version, ids(&v)));
+                            }
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(150));
+    model(true).save(&dir.path().join("other.arrow"))?;
+    let other = std::fs::read(dir.path().join("other.arrow"))?;
+    // In place, as `cp` does: truncate to zero, then write the new bytes.
+    std::fs::write(&path, &other)?;
+    pause();
+    // Truncated under the server.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)?
+        .set_len(100)?;
+    pause();
+    // Grown past its old size.
+    let mut grown = other.clone();
+    grown.extend(std::iter::repeat_n(7u8, 1 << 16));
+    std::fs::write(&path, &grown)?;
+    pause();
+    let before_reload = seen.lock().map_err(|_| "lock")?.len();
+    // A reload of the grown (invalid) file is refused; the old model serves on.
+    let mut c = admin(addr)?;
+    let r = c.send("POST", "/admin/reload", None)?;
+    assert!(r.status >= 400, "a corrupt file was loaded: {}", r.status);
+    assert_eq!(state.model().version, v0);
+    // The new model written in place, then reloaded: its version from now on.
+    std::fs::write(&path, &other)?;
+    let r = admin(addr)?.send("POST", "/admin/reload", None)?;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v1 = r.json()?["model_version"]
+        .as_str()
+        .ok_or("version")?
+        .to_string();
+    assert_ne!(v1, v0);
+    pause();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().map_err(|_| "worker panicked")??;
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+    let seen = seen.lock().map_err(|_| "lock")?;
+    assert!(before_reload > 20, "too few requests: {before_reload}");
+    for (version, items) in &seen[..before_reload] {
+        assert_eq!(version, &v0, "a new version before any reload");
+        assert_eq!(items, &first, "the old version answered with other bytes");
+    }
+    let last = seen.last().ok_or("no answer")?;
+    assert_eq!(last.0, v1);
+    assert_ne!(last.1, first, "the flipped model ranks otherwise");
     Ok(())
 }
 
@@ -705,13 +875,14 @@ fn ab_serves_each_user_by_the_arm_the_shared_hash_gives() -> TestResult {
         "{m}"
     );
     // Reload one model by name; an unknown name is a 404.
-    let r = c.send("POST", "/admin/reload?model=treatment", None)?;
+    let r =
+        Client::connect(server.admin_addr)?.send("POST", "/admin/reload?model=treatment", None)?;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()?["model"], "treatment");
-    let r = c.send("POST", "/admin/reload?model=nope", None)?;
+    let r = Client::connect(server.admin_addr)?.send("POST", "/admin/reload?model=nope", None)?;
     assert_eq!(r.status, 404);
     assert!(String::from_utf8(r.body)?.contains("control, treatment"));
-    let r = c.send("POST", "/admin/reload", None)?;
+    let r = Client::connect(server.admin_addr)?.send("POST", "/admin/reload", None)?;
     assert_eq!(r.json()?["models"].as_array().map(|a| a.len()), Some(2));
 
     server.stop()?;
