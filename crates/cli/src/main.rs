@@ -70,8 +70,10 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, serving: bool) {
     let default = match verbose {
+        // A server's reloads and refusals are an operator's audit trail.
+        0 if serving => "warn,reelkit_serve=info",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -86,7 +88,10 @@ fn init_logging(verbose: u8) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging(cli.global.verbose);
+    init_logging(
+        cli.global.verbose,
+        matches!(cli.command, Command::Serve(_)),
+    );
     if let Some(t) = cli.global.threads {
         anyhow::ensure!(t > 0, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()

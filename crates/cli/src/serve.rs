@@ -45,6 +45,16 @@ pub struct ServeArgs {
     /// port above --addr's, unless given. They are never on --addr.
     #[arg(long)]
     admin_addr: Option<String>,
+    /// Connections open at once; past it a new one gets a 503 and is closed.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// A connection must send a request head within this time, and one idle
+    /// between requests is closed after it; request bodies get as long.
+    #[arg(long, default_value_t = 10_000)]
+    client_timeout_ms: u64,
+    /// On SIGTERM or Ctrl-C, requests already accepted get this long to finish.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace_secs: u64,
     /// A file holding a token that admin requests must present as
     /// `Authorization: Bearer TOKEN` (the file's first line).
     #[arg(long)]
@@ -228,8 +238,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    anyhow::ensure!(args.max_connections > 0, "--max-connections must be at least 1");
+    anyhow::ensure!(args.client_timeout_ms > 0, "--client-timeout-ms must be at least 1");
     let config = ServeConfig {
         admin_token,
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_millis(args.client_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.client_timeout_ms),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         max_k: args.max_k,
         max_body_bytes: args.max_body_bytes,
         timeout: Duration::from_millis(args.timeout_ms),

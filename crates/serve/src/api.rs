@@ -88,7 +88,22 @@ type ApiResult<T> = Result<T, ApiError>;
 /// are 400, well-formed JSON of the wrong shape 422, oversized bodies 413.
 async fn json_body<T: for<'de> Deserialize<'de>>(state: &AppState, body: Body) -> ApiResult<T> {
     let limit = state.config.max_body_bytes;
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(
+        state.config.body_read_timeout,
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {:?}",
+                state.config.body_read_timeout
+            ),
+        )
+    })?;
+    let bytes: Bytes = read.map_err(|e| {
         let too_big = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_big {

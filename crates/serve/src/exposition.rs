@@ -122,6 +122,14 @@ pub fn render(state: &AppState) -> String {
             );
         }
     }
+    s.push_str(&format!(
+        "# HELP reelkit_connections_refused_total Connections answered 503 and closed at the connection cap.\n\
+         # TYPE reelkit_connections_refused_total counter\n\
+         reelkit_connections_refused_total {}\n",
+        state
+            .connections_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    ));
     if let Some(log) = state.exposures() {
         let counters: [(&str, &str, u64); 4] = [
             (

@@ -54,6 +54,7 @@ mod batcher;
 pub mod client;
 mod exposition;
 mod exposures;
+mod listen;
 mod loaded;
 mod metrics;
 mod state;
@@ -98,8 +99,12 @@ pub async fn serve_admin(
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; on Unix, SIGHUP
-/// reloads every model file. On shutdown, requests in flight finish and the
-/// exposure log (if any) writes what it holds and closes its file.
+/// reloads every model file. Slow and idle connections are closed after
+/// [`ServeConfig::header_read_timeout`], connections past
+/// [`ServeConfig::max_connections`] get a 503. On shutdown, no new
+/// connection is accepted, requests in flight finish (within
+/// [`ServeConfig::shutdown_grace`]) and the exposure log (if any) writes what
+/// it holds and closes its file.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -131,13 +136,24 @@ pub async fn serve(
             }
         });
     }
-    let served = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let c = &state.config;
+    let limits = listen::Limits {
+        header_read_timeout: c.header_read_timeout,
+        max_connections: c.max_connections,
+        shutdown_grace: c.shutdown_grace,
+    };
+    listen::run(
+        listener,
+        router(state.clone()),
+        limits,
+        shutdown,
+        state.connections_refused.clone(),
+    )
+    .await;
     if state.exposures().is_some() {
         let s = state.clone();
         let closing = tokio::task::spawn_blocking(move || s.exposures().map(ExposureLog::close));
         let _ = closing.await;
     }
-    served
+    Ok(())
 }

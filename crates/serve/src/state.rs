@@ -35,6 +35,15 @@ pub struct ServeConfig {
     pub retrieval: Retrieval,
     /// When set, admin requests need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// A connection must send a whole request head within this time, and
+    /// one idle between requests is closed after it (slow or idle clients).
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this time (408 otherwise).
+    pub body_read_timeout: Duration,
+    /// Connections open at once; past it a new one gets a 503 and is closed.
+    pub max_connections: usize,
+    /// On SIGTERM, requests already accepted have this long to finish.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +57,10 @@ impl Default for ServeConfig {
             scan_workers: 0,
             retrieval: Retrieval::default(),
             admin_token: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -175,6 +188,8 @@ pub struct AppState {
     pub config: ServeConfig,
     /// Request counters and latency histograms (`/metrics`).
     pub metrics: Metrics,
+    /// Connections refused at the connection cap.
+    pub(crate) connections_refused: Arc<std::sync::atomic::AtomicU64>,
     exposures: Option<ExposureLog>,
     requests: AtomicU64,
     started_ms: u64,
@@ -315,6 +330,7 @@ impl AppState {
             catalog,
             creators,
             metrics: Metrics::default(),
+            connections_refused: Arc::default(),
             exposures: None,
             requests: AtomicU64::new(0),
             started_ms: (now_unix() * 1e3) as u64,

@@ -506,6 +506,147 @@ fn reload_under_load_fails_no_request() -> TestResult {
     Ok(())
 }
 
+/// Reads from `s` until EOF or `timeout`; `Ok(true)` when the server closed it.
+fn closed_within(mut s: &std::net::TcpStream, timeout: std::time::Duration) -> bool {
+    use std::io::Read;
+    let _ = s.set_read_timeout(Some(timeout));
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// 200 idle connections and 20 slowloris ones (a request head sent a few
+/// bytes at a time, never finished) leave a normal client answered within
+/// a second, and are closed after the header-read timeout.
+#[test]
+fn slow_and_idle_clients_are_closed_and_starve_nobody() -> TestResult {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let config = ServeConfig {
+        header_read_timeout: std::time::Duration::from_millis(1500),
+        ..ServeConfig::default()
+    };
+    let (addr, _state) = server(dir.path(), config)?;
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(std::net::TcpStream::connect(addr)?);
+    }
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.write_all(b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\n")?;
+        slow.push(s);
+    }
+    for round in 0..5 {
+        for s in &mut slow {
+            let _ = s.write_all(format!("X-Slow-{round}: 1\r\n").as_bytes());
+        }
+        let t = std::time::Instant::now();
+        let mut c = Client::connect(addr)?;
+        let r = c.post_json("/v1/recommend", &json!({"user_id": 1, "k": 3}))?;
+        assert_eq!(r.status, 200);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "a normal client waited {:?}",
+            t.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Past the timeout every one of them has been closed by the server.
+    let deadline = std::time::Duration::from_secs(3);
+    let idle_closed = idle
+        .iter()
+        .filter(|s| closed_within(s, deadline))
+        .count();
+    let slow_closed = slow
+        .iter()
+        .filter(|s| closed_within(s, deadline))
+        .count();
+    assert_eq!((idle_closed, slow_closed), (200, 20));
+    Ok(())
+}
+
+/// Past the connection cap a new connection gets a JSON 503 at once and is
+/// counted; the connections already open are still served.
+#[test]
+fn the_connection_cap_answers_503_and_counts() -> TestResult {
+    use std::io::Read;
+    let dir = tempfile::tempdir()?;
+    let config = ServeConfig {
+        max_connections: 4,
+        ..ServeConfig::default()
+    };
+    let (addr, _state) = server(dir.path(), config)?;
+    let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect::<Result<_, _>>()?;
+    for c in &mut held {
+        assert_eq!(c.get("/healthz")?.status, 200);
+    }
+    let mut extra = std::net::TcpStream::connect(addr)?;
+    extra.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    let mut reply = String::new();
+    extra.read_to_string(&mut reply)?;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("too_many_connections"), "{reply}");
+    let m = String::from_utf8(held[0].get("/metrics")?.body)?;
+    assert!(m.contains("reelkit_connections_refused_total 1"), "{m}");
+    Ok(())
+}
+
+/// A stop (SIGTERM's path) lets a request already accepted finish: its body
+/// arrives after the stop and it is still answered; then no new connection
+/// is accepted.
+#[test]
+fn a_stop_finishes_the_requests_in_flight() -> TestResult {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("model.arrow");
+    model(false).save(&path)?;
+    let state = Arc::new(AppState::open(&path, Some(catalog()), ServeConfig::default())?);
+    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let addr = server.addr;
+    let body = br#"{"user_id": 1, "k": 3}"#;
+    let mut inflight = Vec::new();
+    for _ in 0..8 {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.write_all(
+            format!(
+                "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )?;
+        s.write_all(&body[..5])?;
+        inflight.push(s);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let stopping = std::thread::spawn(move || server.stop());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut answered = 0;
+    for s in &mut inflight {
+        s.write_all(&body[5..])?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        if reply.starts_with("HTTP/1.1 200") && reply.contains("video_id") {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 8, "accepted requests lost in the stop");
+    stopping.join().map_err(|_| "stop panicked")??;
+    assert!(
+        Client::connect(addr)
+            .and_then(|mut c| c.get("/healthz"))
+            .is_err(),
+        "a connection was accepted after the stop"
+    );
+    Ok(())
+}
+
 /// Admin requests a browser could make for a web page (a blind cross-site
 /// POST, even `text/plain`) are refused; with a token, only bearers reload.
 #[test]
