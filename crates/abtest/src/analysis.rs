@@ -785,7 +785,7 @@ pub fn segments(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Vec<Segment
             if sub.is_empty() {
                 continue;
             }
-            let sums = ordered_arm_sums(&inputs.with(&sub, metrics), None)?;
+            let sums = crate::pipeline::segment_arm_sums(&inputs.with(&sub, metrics))?;
             match analyze_sums(&sums, metrics, cfg) {
                 Ok(r) => out.push(Segment {
                     segment: format!("users={name}"),

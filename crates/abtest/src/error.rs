@@ -38,6 +38,23 @@ pub enum Error {
     /// An arm without users (the statistics need at least one per arm).
     #[error("arm `{0}` has no assigned user")]
     EmptyArm(String),
+    /// No event belongs to an assigned user (files of different experiments,
+    /// or ids of another type): without this error, a report of zeros.
+    #[error(
+        "{events}: none of its {read} events belongs to one of the {assigned} assigned users \
+         (assignments start with user {first}): are they the same experiment's files, with \
+         the same user ids?"
+    )]
+    NoOverlap {
+        /// The events' input.
+        events: String,
+        /// Event rows read.
+        read: u64,
+        /// Assigned users.
+        assigned: usize,
+        /// The first assigned user.
+        first: u64,
+    },
     /// Fewer than two arms: nothing to compare.
     #[error("the experiment needs at least two arms, found {0}")]
     TooFewArms(usize),

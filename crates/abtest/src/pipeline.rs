@@ -465,6 +465,13 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
 /// assigned user in the assignments' order. The events stream through once
 /// (per period); only the per-user table is held (see `stream.rs`).
 pub fn user_values(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<UserValues> {
+    user_values_of(inputs, until_ms, true)
+}
+
+/// [`user_values`]; `whole` says the assignments are the experiment's (not a
+/// segment's subset, which may well have no event), so that no event of an
+/// assigned user is an error.
+fn user_values_of(inputs: &Inputs<'_>, until_ms: Option<i64>, whole: bool) -> Result<UserValues> {
     let Inputs {
         events,
         pre_events,
@@ -472,9 +479,18 @@ pub fn user_values(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<UserVal
         metrics,
     } = inputs;
     let index = crate::stream::UserIndex::new(&assignments.user_id)?;
-    let post = crate::stream::per_user(events, metrics, until_ms, &index)?;
+    let (post, (read, matched)) = crate::stream::per_user(events, metrics, until_ms, &index)?;
+    if whole && until_ms.is_none() && matched == 0 && !assignments.is_empty() {
+        // Otherwise a report of zeros: usually ids of another type or table.
+        return Err(Error::NoOverlap {
+            events: events.name(),
+            read,
+            assigned: assignments.len(),
+            first: assignments.user_id[0],
+        });
+    }
     let pre = match pre_events {
-        Some(p) => Some(crate::stream::per_user(p, metrics, None, &index)?),
+        Some(p) => Some(crate::stream::per_user(p, metrics, None, &index)?.0),
         None => None,
     };
     let n = assignments.len();
@@ -574,8 +590,17 @@ pub fn event_days(events: &Source) -> Result<Option<(i64, i64)>> {
 /// threads, with each metric's percentile capping applied and the arms'
 /// quantile statistics for quantile metrics.
 pub fn ordered_arm_sums(inputs: &Inputs<'_>, until_ms: Option<i64>) -> Result<Vec<ArmSums>> {
+    arm_sums_of(inputs, until_ms, true)
+}
+
+/// [`ordered_arm_sums`] of a segment's users (see [`user_values_of`]).
+pub(crate) fn segment_arm_sums(inputs: &Inputs<'_>) -> Result<Vec<ArmSums>> {
+    arm_sums_of(inputs, None, false)
+}
+
+fn arm_sums_of(inputs: &Inputs<'_>, until_ms: Option<i64>, whole: bool) -> Result<Vec<ArmSums>> {
     let metrics = inputs.metrics;
-    let mut values = user_values(inputs, until_ms)?;
+    let mut values = user_values_of(inputs, until_ms, whole)?;
     values.sort_by_user();
     for (i, m) in metrics.iter().enumerate() {
         if let Some(q) = m.cap_percentile {

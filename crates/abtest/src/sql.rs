@@ -236,10 +236,41 @@ fn per_user_ctes(out: &mut String, name: &str, table: &str, metrics: &[Metric], 
     let _ = write!(out, ")");
 }
 
+/// A table name is pasted into the SQL as written, so it may only be a
+/// (dotted, optionally back-quoted) identifier: letters, digits, `_`, `-`
+/// (BigQuery projects), `.` and back-quotes; nothing that ends a statement,
+/// opens a comment or a string.
+fn check_table_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 1024
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '`'))
+        && !name.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            what: format!("{what} `{name}`"),
+            reason: "a table name may hold only letters, digits, `_`, `-`, `.` and back-quotes"
+                .into(),
+        })
+    }
+}
+
 /// The SQL that computes the per-arm sufficient statistics of `metrics` in a
 /// warehouse, for `reelkit ab analyze --stats`.
 pub fn warehouse_sql(metrics: &[Metric], dialect: Dialect, tables: &SqlTables) -> Result<String> {
     check_sql_metrics(metrics)?;
+    for (what, name) in [
+        ("events table", Some(&tables.events)),
+        ("assignments table", Some(&tables.assignments)),
+        ("pre-period events table", tables.pre_events.as_ref()),
+    ] {
+        if let Some(name) = name {
+            check_table_name(what, name)?;
+        }
+    }
     let d = dialect;
     let q = |c: &str| d.quote(c);
     let zero = format!("CAST(0 AS {})", d.double());

@@ -219,6 +219,8 @@ struct State {
     distinct: Vec<Option<DistinctPairs>>,
     /// Interned non-integer values of each `n_unique` aggregation.
     dictionary: Vec<FastMap<String, u64>>,
+    /// Event rows read, and those of an assigned user.
+    rows: (u64, u64),
 }
 
 /// A distinct-count column's values as u64 keys: integers as themselves (two's
@@ -249,6 +251,8 @@ impl State {
             .iter()
             .map(|u| u.and_then(|u| index.rows.get(&u).copied()))
             .collect();
+        self.rows.0 += rows.len() as u64;
+        self.rows.1 += rows.iter().flatten().count() as u64;
         for (k, part) in parts.iter().enumerate() {
             match part {
                 Part::Rows => {
@@ -293,12 +297,15 @@ pub(crate) struct PerUser {
 
 /// Aggregates `src`'s events (before `until_ms`, when given) per assigned user
 /// for every metric, in one streaming pass.
+/// Per-user sums of every metric's parts over `src`'s events (before
+/// `until_ms` when given), with the event rows read and those of an assigned
+/// user.
 pub(crate) fn per_user(
     src: &Source,
     metrics: &[Metric],
     until_ms: Option<i64>,
     index: &UserIndex,
-) -> Result<Vec<PerUser>> {
+) -> Result<(Vec<PerUser>, (u64, u64))> {
     let mut lf = src.scan()?;
     require_columns(src, &mut lf, metrics)?;
     if let Some(t) = until_ms {
@@ -338,6 +345,7 @@ pub(crate) fn per_user(
             .map(|p| (*p == Part::Distinct).then(|| DistinctPairs::new(index.len)))
             .collect(),
         dictionary: (0..aggs.len()).map(|_| FastMap::default()).collect(),
+        rows: (0, 0),
     }));
     let parts = Arc::new(parts);
     let sink = {
@@ -366,6 +374,7 @@ pub(crate) fn per_user(
         }
     }
     let sums = std::mem::take(&mut st.sums);
+    let rows = st.rows;
     drop(st);
     // Each aggregation's column goes to the last metric that uses it by
     // move, to the others by copy.
@@ -389,14 +398,15 @@ pub(crate) fn per_user(
         }
         v
     };
-    Ok(metrics
+    let values = metrics
         .iter()
         .zip(&plan)
         .map(|(m, &(num, den))| PerUser {
             num: take(num, m.numerator.scale),
             den: den.map(|d| take(d, m.denominator.as_ref().map_or(1.0, |a| a.scale))),
         })
-        .collect())
+        .collect();
+    Ok((values, rows))
 }
 
 #[cfg(test)]

@@ -284,7 +284,35 @@ fn a_degenerate_metric_is_defined() -> Result<(), Box<dyn std::error::Error>> {
             "treatment".into(),
         ],
     };
-    let r = analyze(&inputs(&sample(), &a, None, &m), &cfg())?;
+    // Read from the events, such assignments are refused: no event is theirs
+    // (a report of zeros would pass for a result).
+    let err = analyze(&inputs(&sample(), &a, None, &m), &cfg())
+        .err()
+        .ok_or("assignments with no event were analysed")?;
+    assert!(
+        matches!(
+            err,
+            reelkit_abtest::Error::NoOverlap {
+                assigned: 4,
+                first: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Their sums (every user 0) still give a defined report.
+    let zero = |variant: &str| reelkit_abtest::ArmSums {
+        variant: variant.into(),
+        sums: vec![
+            reelkit_abtest::Sums {
+                n: 2.0,
+                ..Default::default()
+            };
+            m.len()
+        ],
+        quantiles: vec![None; m.len()],
+    };
+    let r = reelkit_abtest::analyze_sums(&[zero("control"), zero("treatment")], &m, &cfg())?;
     for row in &r.metrics {
         assert_eq!(row.test.p_value, 1.0);
         assert!(row.test.message.is_some() && !row.significant);

@@ -354,8 +354,7 @@ fn power(args: PowerArgs) -> anyhow::Result<()> {
         "--treatment-share must be in (0, 1)"
     );
     let metrics = load_metrics(args.metrics.as_deref())?;
-    let ev = reelkit_logs::read_events(&args.events)
-        .with_context(|| format!("reading events {}", args.events.display()))?;
+    let ev = reelkit_logs::read_events(&args.events).context("reading events")?;
     // Every user active in the pre-period, all in one arm.
     let mut users: Vec<u64> = ev.user_id.clone();
     users.sort_unstable();
@@ -430,8 +429,8 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 .context("analysing the experiment")?
         }
         (None, Some(events), Some(assignments)) => {
-            let assignments = reelkit_logs::read_assignments(assignments)
-                .with_context(|| format!("reading assignments {}", assignments.display()))?;
+            let assignments =
+                reelkit_logs::read_assignments(assignments).context("reading assignments")?;
             analyze_events(&args, events.as_path().into(), &assignments, &metrics, &cfg)?
         }
         (None, Some(events), None) => match &args.exposures {

@@ -139,7 +139,7 @@ pub fn looks_like_events(path: &Path, cols: &ColumnArgs) -> anyhow::Result<bool>
 /// Reads a file as events when it looks like an event log, else as interactions.
 pub fn load_any(path: &Path, cols: &ColumnArgs) -> anyhow::Result<(Triplets, Option<Events>)> {
     if looks_like_events(path, cols)? {
-        let ev = read_events(path).with_context(|| format!("reading events {}", path.display()))?;
+        let ev = read_events(path).context("reading events")?;
         Ok((from_events(&ev)?, Some(ev)))
     } else {
         Ok((load_interactions(path, cols)?, None))
@@ -147,8 +147,7 @@ pub fn load_any(path: &Path, cols: &ColumnArgs) -> anyhow::Result<(Triplets, Opt
 }
 
 pub fn load_interactions(path: &Path, cols: &ColumnArgs) -> anyhow::Result<Triplets> {
-    let it = read_interactions(path, &cols.columns()?)
-        .with_context(|| format!("reading interactions {}", path.display()))?;
+    let it = read_interactions(path, &cols.columns()?).context("reading interactions")?;
     let n = it.len();
     Ok(Triplets {
         user_id: it.user_id,
@@ -166,7 +165,7 @@ pub fn load_source(
 ) -> anyhow::Result<(Triplets, Option<Events>)> {
     match (&src.events, &src.interactions) {
         (Some(p), None) => {
-            let ev = read_events(p).with_context(|| format!("reading events {}", p.display()))?;
+            let ev = read_events(p).context("reading events")?;
             Ok((from_events(&ev)?, Some(ev)))
         }
         (None, Some(p)) => Ok((load_interactions(p, cols)?, None)),

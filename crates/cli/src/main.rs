@@ -88,10 +88,7 @@ fn init_logging(verbose: u8, serving: bool) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging(
-        cli.global.verbose,
-        matches!(cli.command, Command::Serve(_)),
-    );
+    init_logging(cli.global.verbose, matches!(cli.command, Command::Serve(_)));
     if let Some(t) = cli.global.threads {
         anyhow::ensure!(t > 0, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()

@@ -82,6 +82,7 @@ pub struct RecommendArgs {
 }
 
 pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.k > 0, "--k must be at least 1");
     crate::data::refuse_overwrite(
         "--out",
         &args.out,

@@ -238,8 +238,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    anyhow::ensure!(args.max_connections > 0, "--max-connections must be at least 1");
-    anyhow::ensure!(args.client_timeout_ms > 0, "--client-timeout-ms must be at least 1");
+    anyhow::ensure!(
+        args.max_connections > 0,
+        "--max-connections must be at least 1"
+    );
+    anyhow::ensure!(
+        args.client_timeout_ms > 0,
+        "--client-timeout-ms must be at least 1"
+    );
     let config = ServeConfig {
         admin_token,
         max_connections: args.max_connections,

@@ -29,6 +29,15 @@ impl Assignments {
         let mut seen: HashMap<u64, usize> = HashMap::with_capacity(users.len());
         let mut out = Assignments::default();
         for (row, (u, v)) in users.into_iter().zip(variants).enumerate() {
+            if v.trim().is_empty() {
+                return Err(Error::InvalidValue {
+                    path: path.to_path_buf(),
+                    column: schema::VARIANT.to_string(),
+                    row,
+                    value: format!("{v:?}"),
+                    reason: "an arm needs a name",
+                });
+            }
             match seen.get(&u) {
                 Some(&i) if out.variant[i] == v => continue,
                 Some(&i) => {

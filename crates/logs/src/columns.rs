@@ -171,6 +171,15 @@ pub(crate) fn f32s(path: &Path, col: &Column) -> Result<Vec<f32>> {
                     "not a finite number",
                 ));
             }
+            if v.abs() > f64::from(f32::MAX) {
+                return Err(invalid(
+                    path,
+                    col,
+                    row,
+                    format!("{v:e}"),
+                    "beyond the 32-bit float range (±3.4e38)",
+                ));
+            }
             Ok(v as f32)
         })
         .collect()

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::columns;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::{read_frame_with, TextOptions};
 use crate::schema;
 
@@ -72,7 +72,20 @@ pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Inter
     let user_id = columns::u64s(path, columns::column(path, &df, &cols.user)?)?;
     let item_id = columns::u64s(path, columns::column(path, &df, &cols.item)?)?;
     let weight = match &cols.weight {
-        Some(w) => Some(columns::f32s(path, columns::column(path, &df, w)?)?),
+        Some(w) => {
+            let values = columns::f32s(path, columns::column(path, &df, w)?)?;
+            if let Some(row) = values.iter().position(|&v| v < 0.0) {
+                return Err(Error::InvalidValue {
+                    path: path.to_path_buf(),
+                    column: w.clone(),
+                    row,
+                    value: values[row].to_string(),
+                    reason: "a negative weight (implicit feedback weighs how strongly a user \
+                             chose an item; drop negative rows or shift the scale)",
+                });
+            }
+            Some(values)
+        }
         None => None,
     };
     let ts = match &cols.ts {

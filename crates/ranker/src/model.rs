@@ -352,8 +352,27 @@ fn side(path: &Path, batch: &RecordBatch, kind: u8, rows: usize, dim: usize) -> 
             ),
         ));
     }
-    if bias.values().iter().any(|v| !v.is_finite()) {
-        return Err(invalid(path, format!("{what} bias is not finite")));
+    // Finite is not enough: a score sums `dim` products, and values near
+    // f32::MAX overflow it to infinity (NaN after a subtraction).
+    if let Some(pos) = emb.iter().position(|v| v.abs() > MAX_EMBEDDING) {
+        return Err(invalid(
+            path,
+            format!(
+                "{what} {} has an embedding value of {:e}, beyond ±{MAX_EMBEDDING:e}: its scores would overflow",
+                pos / dim.max(1),
+                emb[pos]
+            ),
+        ));
+    }
+    if bias
+        .values()
+        .iter()
+        .any(|v| !v.is_finite() || v.abs() > MAX_BIAS)
+    {
+        return Err(invalid(
+            path,
+            format!("{what} bias is not finite or beyond ±{MAX_BIAS:e}"),
+        ));
     }
     Ok(Side {
         ids: ids.values().to_vec(),
@@ -362,6 +381,13 @@ fn side(path: &Path, batch: &RecordBatch, kind: u8, rows: usize, dim: usize) -> 
         counts: counts.values().clone(),
     })
 }
+
+/// Largest embedding value a model file may hold: `dim · MAX²` (dim ≤ 1024)
+/// stays far below f32::MAX, so no score can overflow.
+const MAX_EMBEDDING: f32 = 1e15;
+
+/// Largest item bias a model file may hold.
+const MAX_BIAS: f32 = 1e30;
 
 impl MappedModel {
     /// Reads and validates a model file.

@@ -798,6 +798,14 @@ async fn not_found(req: Request) -> ApiError {
     )
 }
 
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not answer {}", req.uri().path(), req.method()),
+    )
+}
+
 async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let t = Instant::now();
     let route = req
@@ -832,6 +840,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -844,6 +853,7 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
         .route("/admin/reload", post(reload))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), admin_guard))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

@@ -559,14 +559,8 @@ fn slow_and_idle_clients_are_closed_and_starve_nobody() -> TestResult {
     }
     // Past the timeout every one of them has been closed by the server.
     let deadline = std::time::Duration::from_secs(3);
-    let idle_closed = idle
-        .iter()
-        .filter(|s| closed_within(s, deadline))
-        .count();
-    let slow_closed = slow
-        .iter()
-        .filter(|s| closed_within(s, deadline))
-        .count();
+    let idle_closed = idle.iter().filter(|s| closed_within(s, deadline)).count();
+    let slow_closed = slow.iter().filter(|s| closed_within(s, deadline)).count();
     assert_eq!((idle_closed, slow_closed), (200, 20));
     Ok(())
 }
@@ -582,7 +576,9 @@ fn the_connection_cap_answers_503_and_counts() -> TestResult {
         ..ServeConfig::default()
     };
     let (addr, _state) = server(dir.path(), config)?;
-    let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect::<Result<_, _>>()?;
+    let mut held: Vec<Client> = (0..4)
+        .map(|_| Client::connect(addr))
+        .collect::<Result<_, _>>()?;
     for c in &mut held {
         assert_eq!(c.get("/healthz")?.status, 200);
     }
@@ -606,7 +602,11 @@ fn a_stop_finishes_the_requests_in_flight() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("model.arrow");
     model(false).save(&path)?;
-    let state = Arc::new(AppState::open(&path, Some(catalog()), ServeConfig::default())?);
+    let state = Arc::new(AppState::open(
+        &path,
+        Some(catalog()),
+        ServeConfig::default(),
+    )?);
     let server = reelkit_serve::client::LocalServer::start(state)?;
     let addr = server.addr;
     let body = br#"{"user_id": 1, "k": 3}"#;

@@ -1,0 +1,460 @@
+//! The bad-input corpus: the `reelkit` binary given what a careless or
+//! hostile user gives it (wrong, truncated, crafted or mistyped files, flags
+//! out of range, outputs that are inputs). Every case asserts the exit code,
+//! what the message names, and that the output directory holds nothing
+//! afterwards (no output, no temporary file). The server's HTTP cases are in
+//! `crates/serve/tests/http.rs`; this file is the command line's.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int8Array, RecordBatch, UInt16Array,
+    UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Writes `columns` as an Arrow IPC file.
+fn write_ipc(path: &Path, columns: Vec<(&str, ArrayRef)>) -> TestResult {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect())?;
+    let mut w = arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(path)?, &schema)?;
+    w.write(&batch)?;
+    w.finish()?;
+    Ok(())
+}
+
+/// The inputs every case draws from, in `in/`.
+fn fixtures(dir: &Path) -> TestResult {
+    let w = |name: &str, text: &str| std::fs::write(dir.join(name), text);
+    let mut good = String::from("uid,movie,w\n");
+    for u in 0..20u64 {
+        for i in 0..6u64 {
+            good.push_str(&format!(
+                "{u},{},{}\n",
+                (u * 7 + i * 3) % 25,
+                1 + (u + i) % 3
+            ));
+        }
+    }
+    w("good.csv", &good)?;
+    w("good.txt", &good)?;
+    w("header_only.csv", "uid,movie,w\n")?;
+    w("nan_weight.csv", "uid,movie,w\n1,2,1\n3,4,NaN\n")?;
+    w("neg_weight.csv", "uid,movie,w\n1,2,1\n3,4,-2\n")?;
+    w("big_weight.csv", "uid,movie,w\n1,2,1\n3,4,1e300\n")?;
+    w("zero_weight.csv", "uid,movie,w\n1,2,0\n3,4,0\n")?;
+    w("huge_id.csv", "uid,movie\n18446744073709551615,2\n1,2\n")?;
+    w("negative_id.csv", "uid,movie\n-5,2\n1,2\n")?;
+    w("text_id.csv", "uid,movie\nalice,2\n1,2\n")?;
+    w("two_arms.csv", "user_id,variant\n1,a\n2,b\n1,b\n")?;
+    w("empty_arm.csv", "user_id,variant\n1,\n2,b\n")?;
+    w("strangers.csv", "user_id,variant\n1,a\n2,b\n3,a\n4,b\n")?;
+    w("no_user.csv", "id,variant\n1,a\n")?;
+    w("bad.toml", "[[metric]\nname = \n")?;
+    w("unknown_col.toml", "[[metric]]\nname = \"m\"\nkind = \"mean\"\nnumerator = { agg = \"sum\", column = \"no_such_column\" }\n")?;
+    w("bad_stats.json", "{\"arms\": [")?;
+    w("short_token", "abc\n")?;
+    w("spec_bad.toml", "name = \"x\"\n[experiment\n")?;
+    w("spec_unknown.toml", "name = \"x\"\nflavour = 3\n")?;
+    w("world_bad.toml", "users = \"many\"\n")?;
+    w("videos_bad.csv", "video_id,format\n1,short\n")?;
+    let model = dir.join("model.arrow");
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        &p(&dir.join("good.csv")),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--factors",
+        "4",
+        "--epochs",
+        "2",
+        "--out",
+        &p(&model),
+    ]);
+    assert!(o.0 == 0, "fixture model: {}", o.1);
+    let bytes = std::fs::read(&model)?;
+    std::fs::write(dir.join("trunc.arrow"), &bytes[..bytes.len() / 2])?;
+    std::fs::write(dir.join("empty.arrow"), b"")?;
+    let mut junk = b"ARROW1\0\0".to_vec();
+    junk.extend((0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+    junk.extend(b"ARROW1");
+    std::fs::write(dir.join("junk.arrow"), &junk)?;
+    std::fs::write(dir.join("text.arrow"), &good)?;
+    // A model whose embeddings overflow every score.
+    let mut m = reelkit_ranker::Model {
+        users: reelkit_ranker::IdMap::from_ids(vec![1, 2]),
+        items: reelkit_ranker::IdMap::from_ids(vec![10, 11]),
+        factors: reelkit_ranker::Factors {
+            dim: 2,
+            users: vec![3e38, 3e38, 1.0, 0.0],
+            items: vec![3e38, 1.0, 0.0, 1.0],
+            item_bias: vec![0.0; 2],
+        },
+        user_counts: vec![1, 1],
+        item_counts: vec![1, 1],
+        meta: reelkit_ranker::ModelMeta::default(),
+    };
+    m.meta.source = "bad input corpus".into();
+    m.save(&dir.join("huge.arrow"))?;
+    // Arrow files with columns polars (as built) cannot hold.
+    let n = 120;
+    let uid: Vec<u64> = (0..n as u64).map(|i| i / 6).collect();
+    let movie: Vec<u64> = (0..n as u64).map(|i| (i * 7) % 25).collect();
+    write_ipc(
+        &dir.join("int8_extra.arrow"),
+        vec![
+            ("uid", Arc::new(UInt64Array::from(uid.clone()))),
+            ("movie", Arc::new(UInt64Array::from(movie.clone()))),
+            ("flag", Arc::new(Int8Array::from(vec![1i8; n]))),
+        ],
+    )?;
+    write_ipc(
+        &dir.join("u16_user.arrow"),
+        vec![
+            (
+                "uid",
+                Arc::new(UInt16Array::from(
+                    uid.iter().map(|&u| u as u16).collect::<Vec<_>>(),
+                )),
+            ),
+            ("movie", Arc::new(UInt64Array::from(movie))),
+        ],
+    )?;
+    // Experiment files: the demo's, and variants of its events.
+    let data = root().join("notebooks-output/demo/data");
+    std::fs::copy(
+        data.join("assignments.parquet"),
+        dir.join("assignments.parquet"),
+    )?;
+    let ev = reelkit_logs::read_events(&data.join("events.parquet"))?;
+    reelkit_logs::write_events(&dir.join("events.parquet"), &ev)?;
+    let mut stray = ev.clone();
+    stray.ts_ms[3] = 1i64 << 62;
+    reelkit_logs::write_events(&dir.join("stray_ts.parquet"), &stray)?;
+    let mut late = ev.clone();
+    late.ts_ms[3] += 3_650 * 86_400_000;
+    reelkit_logs::write_events(&dir.join("late_ts.parquet"), &late)?;
+    // The events again with a fixed-size-list embedding column beside them.
+    let mut df = reelkit_logs::read_frame(&dir.join("events.parquet"))?;
+    let rows = df.height();
+    reelkit_logs::write_frame(&dir.join("events.arrow"), &mut df)?;
+    let values = Float32Array::from(vec![0.5f32; rows * 2]);
+    let emb = FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, false)),
+        2,
+        Arc::new(values),
+        None,
+    )?;
+    let file = std::fs::File::open(dir.join("events.arrow"))?;
+    let reader = arrow_ipc::reader::FileReader::try_new(file, None)?;
+    let schema = reader.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("emb", emb.data_type().clone(), true));
+    let out_schema = Arc::new(Schema::new(fields));
+    let mut w = arrow_ipc::writer::FileWriter::try_new(
+        std::fs::File::create(dir.join("events_fsl.arrow"))?,
+        &out_schema,
+    )?;
+    let mut offset = 0;
+    for batch in reader {
+        let batch = batch?;
+        let mut cols = batch.columns().to_vec();
+        cols.push(Arc::new(emb.slice(offset, batch.num_rows())));
+        offset += batch.num_rows();
+        w.write(&RecordBatch::try_new(out_schema.clone(), cols)?)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+fn p(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Exit code (-1 for a signal) and stderr.
+fn reelkit(args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_reelkit"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the reelkit binary runs");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// One case: `{in}` and `{out}` in the arguments stand for the fixtures'
+/// and an empty output directory.
+struct Case {
+    name: &'static str,
+    args: &'static str,
+    code: i32,
+    says: &'static [&'static str],
+}
+
+const fn fail(name: &'static str, args: &'static str, says: &'static [&'static str]) -> Case {
+    Case {
+        name,
+        args,
+        code: 1,
+        says,
+    }
+}
+
+const UIDS: &str = "--user-col uid --item-col movie";
+
+fn cases() -> Vec<Case> {
+    let _ = UIDS;
+    vec![
+        // reelkit train
+        fail("train: missing file", "train --interactions {in}/nope.csv --out {out}/m.arrow", &["nope.csv", "No such file"]),
+        fail("train: default columns absent", "train --interactions {in}/good.csv --out {out}/m.arrow", &["user_id", "uid, movie, w"]),
+        fail("train: factors 0", "train --interactions {in}/good.csv --user-col uid --item-col movie --factors 0 --out {out}/m.arrow", &["factors", "1 ..= 1024"]),
+        fail("train: epochs 0", "train --interactions {in}/good.csv --user-col uid --item-col movie --epochs 0 --out {out}/m.arrow", &["epochs", "1 ..= 10000"]),
+        fail("train: negative reg", "train --interactions {in}/good.csv --user-col uid --item-col movie --reg=-1 --out {out}/m.arrow", &["reg", "0 ..= 1e6"]),
+        fail("train: NaN alpha", "train --interactions {in}/good.csv --user-col uid --item-col movie --alpha NaN --out {out}/m.arrow", &["alpha"]),
+        fail("train: cg steps 0", "train --interactions {in}/good.csv --user-col uid --item-col movie --cg-steps 0 --out {out}/m.arrow", &["cg_steps"]),
+        fail("train: header only", "train --interactions {in}/header_only.csv --user-col uid --item-col movie --out {out}/m.arrow", &["header_only.csv"]),
+        fail("train: NaN weight", "train --interactions {in}/nan_weight.csv --user-col uid --item-col movie --weight-col w --out {out}/m.arrow", &["nan_weight.csv", "w", "row 1"]),
+        fail("train: negative weight", "train --interactions {in}/neg_weight.csv --user-col uid --item-col movie --weight-col w --out {out}/m.arrow", &["neg_weight.csv", "row 1", "negative"]),
+        fail("train: weight beyond f32", "train --interactions {in}/big_weight.csv --user-col uid --item-col movie --weight-col w --out {out}/m.arrow", &["big_weight.csv", "row 1", "1e300"]),
+        fail("train: no positive", "train --interactions {in}/zero_weight.csv --user-col uid --item-col movie --weight-col w --out {out}/m.arrow", &["no positive interactions"]),
+        fail("train: negative id", "train --interactions {in}/negative_id.csv --user-col uid --item-col movie --out {out}/m.arrow", &["uid", "-5"]),
+        fail("train: text id", "train --interactions {in}/text_id.csv --user-col uid --item-col movie --out {out}/m.arrow", &["uid"]),
+        fail("train: uint16 user column", "train --interactions {in}/u16_user.arrow --user-col uid --item-col movie --out {out}/m.arrow", &["uid", "UInt16"]),
+        fail("train: unknown extension", "train --interactions {in}/good.txt --user-col uid --item-col movie --out {out}/m.arrow", &["good.txt", "extension"]),
+        fail("train: csv given as events", "train --events {in}/good.csv --out {out}/m.arrow", &["good.csv", "missing column"]),
+        Case { name: "train: both sources", args: "train --interactions {in}/good.csv --events {in}/events.parquet --out {out}/m.arrow", code: 2, says: &["--events"] },
+        fail("train: output in a missing directory", "train --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/no/such/dir/m.arrow", &["m.arrow"]),
+        fail("train: zero threads", "--threads 0 train --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/m.arrow", &["--threads"]),
+        Case { name: "train: separator of two characters", args: "train --interactions {in}/good.csv --separator ab --out {out}/m.arrow", code: 2, says: &["separator"] },
+        // reelkit recommend
+        fail("recommend: truncated model", "recommend --model {in}/trunc.arrow --out {out}/r.csv", &["trunc.arrow", "not a reelkit model file"]),
+        fail("recommend: empty model", "recommend --model {in}/empty.arrow --out {out}/r.csv", &["empty.arrow", "not a reelkit model file"]),
+        fail("recommend: junk between magic bytes", "recommend --model {in}/junk.arrow --out {out}/r.csv", &["junk.arrow", "not a reelkit model file"]),
+        fail("recommend: text as model", "recommend --model {in}/text.arrow --out {out}/r.csv", &["text.arrow", "not a reelkit model file"]),
+        fail("recommend: overflowing embeddings", "recommend --model {in}/huge.arrow --out {out}/r.csv", &["huge.arrow", "overflow"]),
+        fail("recommend: missing model", "recommend --model {in}/nope.arrow --out {out}/r.csv", &["nope.arrow", "No such file"]),
+        fail("recommend: k 0", "recommend --model {in}/model.arrow --k 0 --out {out}/r.csv", &["--k"]),
+        fail("recommend: users without the column", "recommend --model {in}/model.arrow --users {in}/two_arms.csv --user-col uid --out {out}/r.csv", &["uid"]),
+        fail("recommend: missing exclusions", "recommend --model {in}/model.arrow --exclude {in}/nope.csv --out {out}/r.csv", &["nope.csv"]),
+        fail("recommend: unknown output extension", "recommend --model {in}/model.arrow --out {out}/r.xlsx", &["r.xlsx", "extension"]),
+        // reelkit eval / tune
+        fail("eval: truncated model", "eval --model {in}/trunc.arrow --train {in}/good.csv --test {in}/good.csv", &["trunc.arrow", "not a reelkit model file"]),
+        fail("eval: missing test file", "eval --model {in}/model.arrow --train {in}/good.csv --test {in}/nope.csv --user-col uid --item-col movie", &["nope.csv"]),
+        fail("tune: validation share 1.5", "tune --interactions {in}/good.csv --user-col uid --item-col movie --validation 1.5 --out {out}/m.arrow", &["--validation"]),
+        // reelkit ab analyze
+        fail("ab: missing events", "ab analyze --events {in}/nope.parquet --assignments {in}/assignments.parquet --out {out}/r", &["nope.parquet"]),
+        fail("ab: user in two arms", "ab analyze --events {in}/events.parquet --assignments {in}/two_arms.csv --out {out}/r", &["two_arms.csv", "user 1", "two arms"]),
+        fail("ab: arm without a name", "ab analyze --events {in}/events.parquet --assignments {in}/empty_arm.csv --out {out}/r", &["empty_arm.csv", "variant", "row 0"]),
+        fail("ab: assignments without the events' users", "ab analyze --events {in}/events.parquet --assignments {in}/strangers.csv --out {out}/r", &["events.parquet", "assigned users"]),
+        fail("ab: assignments without user_id", "ab analyze --events {in}/events.parquet --assignments {in}/no_user.csv --out {out}/r", &["no_user.csv", "user_id"]),
+        fail("ab: timestamp 2^62 with --daily", "ab analyze --events {in}/stray_ts.parquet --assignments {in}/assignments.parquet --daily --out {out}/r", &["ts_ms", "not a Unix millisecond"]),
+        fail("ab: a timestamp ten years ahead with --daily", "ab analyze --events {in}/late_ts.parquet --assignments {in}/assignments.parquet --daily --out {out}/r", &["ts_ms", "366"]),
+        fail("ab: malformed metrics TOML", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --metrics {in}/bad.toml --out {out}/r", &["bad.toml"]),
+        fail("ab: metric on a missing column", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --metrics {in}/unknown_col.toml --out {out}/r", &["no_such_column"]),
+        fail("ab: unknown control", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --control nope --out {out}/r", &["nope"]),
+        fail("ab: alpha 2", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --alpha 2 --out {out}/r", &["alpha"]),
+        fail("ab: interactions as events", "ab analyze --events {in}/good.csv --assignments {in}/assignments.parquet --out {out}/r", &["good.csv", "missing column"]),
+        fail("ab: malformed stats JSON", "ab analyze --stats {in}/bad_stats.json --out {out}/r", &["bad_stats.json"]),
+        // reelkit ab sql / assign / power
+        fail("sql: statement in a table name", "ab sql --events-table x;DROP_TABLE_y --assignments-table a", &["events table", "table name"]),
+        fail("sql: comment in a table name", "ab sql --events-table ev --assignments-table a--b", &["assignments table"]),
+        fail("assign: shares above 1", "ab assign --users {in}/strangers.csv --arms a=0.5,b=0.6 --salt s --out {out}/a.csv", &["--arms"]),
+        fail("assign: negative share", "ab assign --users {in}/strangers.csv --arms a=-0.5,b=1.5 --salt s --out {out}/a.csv", &["--arms"]),
+        fail("assign: nameless arm", "ab assign --users {in}/strangers.csv --arms =0.5,b=0.5 --salt s --out {out}/a.csv", &["--arms"]),
+        fail("assign: users without user_id", "ab assign --users {in}/no_user.csv --arms a=0.5,b=0.5 --salt s --out {out}/a.csv", &["user_id"]),
+        fail("power: zero effect", "ab power --events {in}/events.parquet --mde 0", &["mde"]),
+        fail("power: power of 1", "ab power --events {in}/events.parquet --power 1", &["power"]),
+        // reelkit simulate / experiment
+        fail("simulate: malformed world", "simulate --config {in}/world_bad.toml --out {out}/sim", &["users"]),
+        fail("simulate: unknown policy", "simulate --policy nope --out {out}/sim", &["nope"]),
+        fail("simulate: ranker without model", "simulate --policy ranker --out {out}/sim", &["--model"]),
+        fail("experiment: malformed spec", "experiment run {in}/spec_bad.toml --out {out}/e", &["spec_bad.toml"]),
+        fail("experiment: unknown key", "experiment run {in}/spec_unknown.toml --out {out}/e", &["flavour"]),
+        fail("experiment: factors 0", "experiment run {root}/datasets/experiments/demo.toml --set arms.siloed.factors=0 --out {out}/e", &["arms.siloed.factors"]),
+        // reelkit serve (refused before listening)
+        fail("serve: truncated model", "serve --model {in}/trunc.arrow --addr 127.0.0.1:0", &["trunc.arrow", "not a reelkit model file"]),
+        fail("serve: short admin token", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --admin-token-file {in}/short_token", &["16 characters"]),
+        fail("serve: one name for two models", "serve --model a={in}/model.arrow --model a={in}/model.arrow --addr 127.0.0.1:0", &["a"]),
+        fail("serve: catalogue without creator_id", "serve --model {in}/model.arrow --videos {in}/videos_bad.csv --addr 127.0.0.1:0", &["videos_bad.csv", "creator_id"]),
+        fail("serve: zero connections", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-connections 0", &["--max-connections"]),
+    ]
+}
+
+#[test]
+fn every_bad_input_is_a_clear_error_that_leaves_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs)?;
+    fixtures(&inputs)?;
+    let cases = cases();
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for (k, case) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("out{k}"));
+        std::fs::create_dir(&out)?;
+        let line = case
+            .args
+            .replace("{in}", &p(&inputs))
+            .replace("{out}", &p(&out))
+            .replace("{root}", &p(&root()));
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let (code, stderr) = reelkit(&args);
+        let mut wrong = Vec::new();
+        if code != case.code {
+            wrong.push(format!("exit {code}, expected {}", case.code));
+        }
+        for s in case.says {
+            if !stderr.contains(s) {
+                wrong.push(format!("does not say {s:?}"));
+            }
+        }
+        if stderr.contains("panicked") || stderr.contains("internal error") {
+            wrong.push("panicked".into());
+        }
+        let left: Vec<_> = std::fs::read_dir(&out)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !left.is_empty() {
+            wrong.push(format!("left {left:?}"));
+        }
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{}: {}\n    stderr: {}",
+                case.name,
+                wrong.join("; "),
+                stderr.trim()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    Ok(())
+}
+
+/// Inputs that must work: columns polars cannot hold that no one needs are
+/// left out with a warning (they used to panic polars, exit 101).
+#[test]
+fn unreadable_unused_columns_are_skipped_with_a_warning() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs)?;
+    fixtures(&inputs)?;
+    let out = dir.path().join("out");
+    let (code, stderr) = reelkit(&[
+        "train",
+        "--interactions",
+        &p(&inputs.join("int8_extra.arrow")),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--factors",
+        "4",
+        "--epochs",
+        "2",
+        "--out",
+        &p(&out.with_extension("arrow")),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("ignoring column `flag` of type Int8"),
+        "{stderr}"
+    );
+    let (code, stderr) = reelkit(&[
+        "ab",
+        "analyze",
+        "--events",
+        &p(&inputs.join("events_fsl.arrow")),
+        "--assignments",
+        &p(&inputs.join("assignments.parquet")),
+        "--out",
+        &p(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("ignoring column `emb` of type FixedSizeList<Float32; 2>"),
+        "{stderr}"
+    );
+    assert!(out.join("report.json").exists());
+    Ok(())
+}
+
+/// An output that is an input is refused, and the input is left as it was.
+#[test]
+fn outputs_never_overwrite_inputs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs)?;
+    fixtures(&inputs)?;
+    let ev = inputs.join("events.parquet");
+    let model = inputs.join("model.arrow");
+    let users = inputs.join("strangers.csv");
+    let before: Vec<Vec<u8>> = [&ev, &model, &users]
+        .iter()
+        .map(std::fs::read)
+        .collect::<Result<_, _>>()?;
+    // The same files by other spellings too.
+    let ev_alias = format!("{}/../in/events.parquet", p(&inputs));
+    for (args, says) in [
+        (
+            vec!["train", "--events", &p(&ev), "--out", &ev_alias],
+            "--events",
+        ),
+        (
+            vec!["recommend", "--model", &p(&model), "--out", &p(&model)],
+            "--model",
+        ),
+        (
+            vec![
+                "ab",
+                "assign",
+                "--users",
+                &p(&users),
+                "--arms",
+                "a=0.5,b=0.5",
+                "--salt",
+                "s",
+                "--out",
+                &p(&users),
+            ],
+            "--users",
+        ),
+    ] {
+        let (code, stderr) = reelkit(&args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("same file") && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+    let after: Vec<Vec<u8>> = [&ev, &model, &users]
+        .iter()
+        .map(std::fs::read)
+        .collect::<Result<_, _>>()?;
+    assert!(before == after, "an input changed");
+    Ok(())
+}
