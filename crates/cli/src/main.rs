@@ -11,6 +11,7 @@ mod data;
 mod demo;
 mod evaluate;
 mod experiment;
+mod interrupt;
 mod progress;
 mod recommend;
 mod serve;
@@ -88,7 +89,13 @@ fn init_logging(verbose: u8, serving: bool) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging(cli.global.verbose, matches!(cli.command, Command::Serve(_)));
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_logging(cli.global.verbose, serving);
+    if !serving {
+        // The server stops gracefully on its own; every other command is
+        // cleaned up after and stopped.
+        interrupt::install();
+    }
     if let Some(t) = cli.global.threads {
         anyhow::ensure!(t > 0, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()

@@ -458,3 +458,50 @@ fn outputs_never_overwrite_inputs() -> TestResult {
     assert!(before == after, "an input changed");
     Ok(())
 }
+
+/// Ctrl-C while the event log is being written: exit 130, the temporary file
+/// removed, and the output directory the command created removed with it
+/// (it used to leave a 237 MB `.events.parquet.PID.tmp`).
+#[cfg(unix)]
+#[test]
+fn an_interrupted_simulation_leaves_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("sim");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reelkit"))
+        .args([
+            "simulate",
+            "--users",
+            "20000",
+            "--days",
+            "20",
+            "--out",
+            &p(&out),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let t = std::time::Instant::now();
+    let writing = || {
+        std::fs::read_dir(&out).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        })
+    };
+    while !writing() && t.elapsed() < std::time::Duration::from_secs(300) {
+        if child.try_wait()?.is_some() {
+            return Err("the simulation ended before it was interrupted".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(writing(), "no temporary file appeared");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let out_status = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out_status.stderr);
+    assert_eq!(out_status.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!out.exists(), "the output directory was left behind");
+    Ok(())
+}
