@@ -210,6 +210,10 @@ fn skew_notes(r: &Report) -> Vec<String> {
 
 /// The Markdown rendering of a report.
 pub fn markdown(r: &Report) -> String {
+    // Names come from the user's files: `<script>` as an arm must be text in
+    // every renderer, and `|` must not split a table cell.
+    let safe = md_safe(r);
+    let r = safe.as_ref().unwrap_or(r);
     let mut s = String::new();
     let _ = writeln!(s, "# Experiment `{}`\n", r.experiment);
     let _ = writeln!(
@@ -285,6 +289,57 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     s
+}
+
+/// The report with every string made inert in Markdown (HTML special
+/// characters as entities, `|` and backticks escaped); `None` when no string
+/// needs it (or the round trip fails: then the report is used as it is).
+fn md_safe(r: &Report) -> Option<Report> {
+    fn inert(s: &str) -> Option<String> {
+        s.contains(['&', '<', '>', '|', '`']).then(|| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('|', "\\|")
+                .replace('`', "'")
+        })
+    }
+    fn walk(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => match inert(s) {
+                Some(t) => {
+                    *s = t;
+                    true
+                }
+                None => false,
+            },
+            serde_json::Value::Array(a) => a.iter_mut().fold(false, |acc, x| walk(x) || acc),
+            serde_json::Value::Object(o) => {
+                let mut changed = false;
+                let entries: Vec<(String, serde_json::Value)> = std::mem::take(o)
+                    .into_iter()
+                    .map(|(k, mut x)| {
+                        changed |= walk(&mut x);
+                        match inert(&k) {
+                            Some(t) => {
+                                changed = true;
+                                (t, x)
+                            }
+                            None => (k, x),
+                        }
+                    })
+                    .collect();
+                o.extend(entries);
+                changed
+            }
+            _ => false,
+        }
+    }
+    let mut v = serde_json::to_value(r).ok()?;
+    if !walk(&mut v) {
+        return None;
+    }
+    serde_json::from_value(v).ok()
 }
 
 fn esc(s: &str) -> String {
@@ -829,6 +884,22 @@ mod tests {
         assert_eq!(ticks(-0.05, 0.12).0.len(), 7, "{:?}", ticks(-0.05, 0.12));
         assert_eq!(tick_label(0.025, 0.025), "+2.5%");
         assert_eq!(tick_label(-0.1, 0.05), "-10%");
+
+        // Arm names from a user's file are text in report.md, never markup,
+        // and cannot split a table row.
+        let evil = "<script>alert(1)</script>|x";
+        let r = analyze_sums(
+            &[arm("control", 100.0, 400.0), arm(evil, 103.0, 400.0)],
+            &metrics,
+            &AnalysisConfig::default(),
+        )?;
+        let md = markdown(&r);
+        assert!(!md.contains("<script>"), "{md}");
+        assert!(
+            md.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\|x"),
+            "{md}"
+        );
+        assert!(!html(&r).contains("<script>"));
         Ok(())
     }
 }

@@ -32,6 +32,12 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// The file has a header but no data row.
+    #[error("{path}: no data rows (only a header)")]
+    NoRows {
+        /// The file.
+        path: PathBuf,
+    },
     /// A required column is absent.
     #[error("{path}: missing column `{column}` (columns present: {available})")]
     MissingColumn {

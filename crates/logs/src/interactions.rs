@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::columns;
 use crate::error::{Error, Result};
-use crate::io::{read_frame_with, TextOptions};
+use crate::io::{read_frame_ids, TextOptions};
 use crate::schema;
 
 /// Which columns hold what, and how text files are laid out.
@@ -68,7 +68,12 @@ impl Interactions {
 /// Ids must be non-negative integers; weights finite numbers; a missing mapped
 /// column or a bad value is an error naming the column and the row.
 pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Interactions> {
-    let df = read_frame_with(path, &cols.text)?;
+    let df = read_frame_ids(path, &cols.text, &[&cols.user, &cols.item])?;
+    if df.height() == 0 {
+        return Err(Error::NoRows {
+            path: path.to_path_buf(),
+        });
+    }
     let user_id = columns::u64s(path, columns::column(path, &df, &cols.user)?)?;
     let item_id = columns::u64s(path, columns::column(path, &df, &cols.item)?)?;
     let weight = match &cols.weight {
@@ -103,7 +108,7 @@ pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Inter
 /// One column of non-negative integer ids (a list of users, say), validated like
 /// every id column.
 pub fn read_id_column(path: &Path, column: &str, text: &TextOptions) -> Result<Vec<u64>> {
-    let df = read_frame_with(path, text)?;
+    let df = read_frame_ids(path, text, &[column])?;
     columns::u64s(path, columns::column(path, &df, column)?)
 }
 

@@ -150,6 +150,14 @@ pub fn unreadable_columns(path: &Path) -> Result<Vec<(String, String)>> {
 /// columns of a type reelkit cannot read are left out with a warning (a
 /// caller that needs one then reports it missing).
 pub fn read_frame_with(path: &Path, text: &TextOptions) -> Result<DataFrame> {
+    read_frame_ids(path, text, &[])
+}
+
+/// [`read_frame_with`], with the `ids` columns of a CSV/TSV read as
+/// unsigned 64-bit integers rather than inferred: ids above `i64::MAX` (which
+/// inference would read as signed and fail on) and a header-only file's
+/// columns get the type they have in Parquet.
+pub(crate) fn read_frame_ids(path: &Path, text: &TextOptions, ids: &[&str]) -> Result<DataFrame> {
     let format = Format::from_path(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let pe = |e| Error::polars(path, e);
@@ -175,8 +183,15 @@ pub fn read_frame_with(path: &Path, text: &TextOptions) -> Result<DataFrame> {
         Format::Csv | Format::Tsv => {
             let default_sep = if format == Format::Tsv { b'\t' } else { b',' };
             let sep = text.separator.unwrap_or(default_sep);
+            let overwrite = (!ids.is_empty()).then(|| {
+                Arc::new(Schema::from_iter(
+                    ids.iter()
+                        .map(|c| Field::new((*c).into(), DataType::UInt64)),
+                ))
+            });
             CsvReadOptions::default()
                 .with_has_header(text.has_header)
+                .with_schema_overwrite(overwrite)
                 .with_infer_schema_length(Some(10_000))
                 .map_parse_options(|p| p.with_separator(sep))
                 .into_reader_with_file_handle(file)

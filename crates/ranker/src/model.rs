@@ -210,14 +210,19 @@ impl Model {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        // A failed write is an I/O error (a full disk), not a bad model file.
+        let write_err = |e: ArrowError| match e {
+            ArrowError::IoError(_, source) => io_err(path, source),
+            other => io_err(path, std::io::Error::other(other)),
+        };
         let result = (|| -> Result<()> {
             let file = File::create(&tmp).map_err(|e| io_err(path, e))?;
-            let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &schema)
-                .map_err(|e| arrow_err(path, e))?;
-            w.write(&users).map_err(|e| arrow_err(path, e))?;
-            w.write(&items).map_err(|e| arrow_err(path, e))?;
-            w.finish().map_err(|e| arrow_err(path, e))?;
-            let mut buf = w.into_inner().map_err(|e| arrow_err(path, e))?;
+            let mut w =
+                FileWriter::try_new(std::io::BufWriter::new(file), &schema).map_err(write_err)?;
+            w.write(&users).map_err(write_err)?;
+            w.write(&items).map_err(write_err)?;
+            w.finish().map_err(write_err)?;
+            let mut buf = w.into_inner().map_err(write_err)?;
             buf.flush().map_err(|e| io_err(path, e))?;
             let file = buf.into_inner().map_err(|e| io_err(path, e.into_error()))?;
             file.sync_all().map_err(|e| io_err(path, e))?;

@@ -647,6 +647,27 @@ fn a_stop_finishes_the_requests_in_flight() -> TestResult {
     Ok(())
 }
 
+/// A wrong method is a 405 with the JSON error body every other error has.
+#[test]
+fn wrong_methods_are_json_405s() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (addr, _state) = server(dir.path(), ServeConfig::default())?;
+    let mut c = Client::connect(addr)?;
+    for (method, path) in [
+        ("GET", "/v1/recommend"),
+        ("DELETE", "/healthz"),
+        ("PUT", "/v1/score"),
+    ] {
+        let r = c.send(method, path, None)?;
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.json()?["error"], "method_not_allowed", "{method} {path}");
+    }
+    let r = admin(addr)?.send("GET", "/admin/reload", None)?;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()?["error"], "method_not_allowed");
+    Ok(())
+}
+
 /// Admin requests a browser could make for a web page (a blind cross-site
 /// POST, even `text/plain`) are refused; with a token, only bearers reload.
 #[test]
