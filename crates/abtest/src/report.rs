@@ -313,7 +313,8 @@ fn md_safe(r: &Report) -> Option<Report> {
                 }
                 None => false,
             },
-            serde_json::Value::Array(a) => a.iter_mut().fold(false, |acc, x| walk(x) || acc),
+            // Every element is walked (no short circuit).
+            serde_json::Value::Array(a) => a.iter_mut().map(walk).filter(|&c| c).count() > 0,
             serde_json::Value::Object(o) => {
                 let mut changed = false;
                 let entries: Vec<(String, serde_json::Value)> = std::mem::take(o)
