@@ -119,6 +119,17 @@ fn split_readable(schema: &ArrowSchema) -> (Vec<usize>, Vec<(String, String)>) {
     (keep, skip)
 }
 
+/// The projection that leaves out the columns of `schema` reelkit cannot
+/// read, after warning about them; `None` (every column) when there is none.
+fn readable_projection(path: &Path, schema: &ArrowSchema) -> Option<Vec<usize>> {
+    let (keep, skip) = split_readable(schema);
+    if skip.is_empty() {
+        return None;
+    }
+    warn_unreadable(path, &skip);
+    Some(keep)
+}
+
 /// Says which columns are left out and why (they are never read).
 fn warn_unreadable(path: &Path, skip: &[(String, String)]) {
     for (name, ty) in skip {
@@ -164,21 +175,13 @@ pub(crate) fn read_frame_ids(path: &Path, text: &TextOptions, ids: &[&str]) -> R
     match format {
         Format::Parquet => {
             let mut r = ParquetReader::new(file);
-            let (keep, skip) = split_readable(&*r.schema().map_err(pe)?);
-            if !skip.is_empty() {
-                warn_unreadable(path, &skip);
-                r = r.with_projection(Some(keep));
-            }
-            r.finish().map_err(pe)
+            let keep = readable_projection(path, &*r.schema().map_err(pe)?);
+            r.with_projection(keep).finish().map_err(pe)
         }
         Format::Ipc => {
             let mut r = IpcReader::new(file);
-            let (keep, skip) = split_readable(&*r.schema().map_err(pe)?);
-            if !skip.is_empty() {
-                warn_unreadable(path, &skip);
-                r = r.with_projection(Some(keep));
-            }
-            r.finish().map_err(pe)
+            let keep = readable_projection(path, &*r.schema().map_err(pe)?);
+            r.with_projection(keep).finish().map_err(pe)
         }
         Format::Csv | Format::Tsv => {
             let default_sep = if format == Format::Tsv { b'\t' } else { b',' };
