@@ -135,13 +135,19 @@ fn fixtures(dir: &Path) -> TestResult {
             ("movie", Arc::new(UInt64Array::from(movie))),
         ],
     )?;
-    // Experiment files: the demo's, and variants of its events.
-    let data = root().join("notebooks-output/demo/data");
-    std::fs::copy(
-        data.join("assignments.parquet"),
-        dir.join("assignments.parquet"),
-    )?;
-    let ev = reelkit_logs::read_events(&data.join("events.parquet"))?;
+    // Experiment files: the committed sample's events (one user in two to
+    // each arm), and variants of them.
+    let ev = reelkit_logs::read_events(&root().join("datasets/sample/events.parquet"))?;
+    let mut users = ev.user_id.clone();
+    users.sort_unstable();
+    users.dedup();
+    let assignments = reelkit_logs::Assignments {
+        variant: (0..users.len())
+            .map(|i| if i % 2 == 0 { "control" } else { "treatment" }.to_string())
+            .collect(),
+        user_id: users,
+    };
+    reelkit_logs::write_assignments(&dir.join("assignments.parquet"), &assignments)?;
     reelkit_logs::write_events(&dir.join("events.parquet"), &ev)?;
     let mut stray = ev.clone();
     stray.ts_ms[3] = 1i64 << 62;
