@@ -188,6 +188,15 @@ fn fixtures(dir: &Path) -> TestResult {
     Ok(())
 }
 
+/// A temporary directory holding the fixtures in `in/`.
+fn with_fixtures() -> Result<(tempfile::TempDir, PathBuf), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs)?;
+    fixtures(&inputs)?;
+    Ok((dir, inputs))
+}
+
 fn p(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -306,10 +315,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn every_bad_input_is_a_clear_error_that_leaves_nothing() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let inputs = dir.path().join("in");
-    std::fs::create_dir(&inputs)?;
-    fixtures(&inputs)?;
+    let (dir, inputs) = with_fixtures()?;
     let cases = cases();
     assert!(cases.len() >= 60, "{} cases", cases.len());
     let mut failures = Vec::new();
@@ -365,10 +371,7 @@ fn every_bad_input_is_a_clear_error_that_leaves_nothing() -> TestResult {
 /// left out with a warning (they used to panic polars, exit 101).
 #[test]
 fn unreadable_unused_columns_are_skipped_with_a_warning() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let inputs = dir.path().join("in");
-    std::fs::create_dir(&inputs)?;
-    fixtures(&inputs)?;
+    let (dir, inputs) = with_fixtures()?;
     let out = dir.path().join("out");
     let (code, stderr) = reelkit(&[
         "train",
@@ -412,10 +415,7 @@ fn unreadable_unused_columns_are_skipped_with_a_warning() -> TestResult {
 /// An output that is an input is refused, and the input is left as it was.
 #[test]
 fn outputs_never_overwrite_inputs() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let inputs = dir.path().join("in");
-    std::fs::create_dir(&inputs)?;
-    fixtures(&inputs)?;
+    let (_dir, inputs) = with_fixtures()?;
     let ev = inputs.join("events.parquet");
     let model = inputs.join("model.arrow");
     let users = inputs.join("strangers.csv");

@@ -317,16 +317,10 @@ impl LocalServer {
                     .enable_all()
                     .build()?;
                 rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                            return Err(e);
-                        }
-                    };
-                    let admin = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                        Ok(l) => l,
-                        Err(e) => {
+                    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+                    let (listener, admin) = match (bind().await, bind().await) {
+                        (Ok(l), Ok(a)) => (l, a),
+                        (Err(e), _) | (_, Err(e)) => {
                             let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
                             return Err(e);
                         }
