@@ -114,6 +114,7 @@ pub fn read_exposures(dir: &Path) -> Result<Exposures> {
         ..Exposures::default()
     };
     for path in &files {
+        reelkit_logs::check_declared_sizes(path)?;
         let file = std::fs::File::open(path).map_err(|source| Error::Io {
             path: path.clone(),
             source,

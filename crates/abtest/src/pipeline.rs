@@ -145,6 +145,8 @@ fn pe(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
 /// A lazy scan of an event file, format by extension.
 pub fn scan(path: &Path) -> Result<LazyFrame> {
     let format = Format::from_path(path)?;
+    // polars trusts the sizes a file declares (and aborts on a corrupt one).
+    reelkit_logs::check_declared_sizes(path)?;
     // polars (as built) panics on some column types even when they are not
     // selected: such a file is read eagerly without them (with a warning).
     if !reelkit_logs::unreadable_columns(path)?.is_empty() {

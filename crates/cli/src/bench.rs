@@ -141,6 +141,9 @@ fn mutate(seed: &[u8], rng: &mut reelkit_sim::Rng) -> Vec<u8> {
 struct FuzzCounts {
     executions: u64,
     errors: u64,
+    /// Errors that were a panic inside polars, caught by the reader and
+    /// reported as "polars cannot read this file" (counted in `errors`).
+    caught_panics: u64,
     accepted: u64,
     crashes: u64,
     /// The first crashing input's file, kept for a bug report.
@@ -200,7 +203,7 @@ fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
                    seed: &[u8],
                    ext: &str,
                    rng: &mut reelkit_sim::Rng,
-                   check: &dyn Fn(&std::path::Path) -> bool|
+                   check: &dyn Fn(&std::path::Path) -> Result<(), String>|
      -> anyhow::Result<()> {
         let mut c = FuzzCounts::default();
         let t = Instant::now();
@@ -210,8 +213,11 @@ fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
             std::fs::write(&path, &bytes)?;
             c.executions += 1;
             match catch_unwind(AssertUnwindSafe(|| check(&path))) {
-                Ok(true) => c.accepted += 1,
-                Ok(false) => c.errors += 1,
+                Ok(Ok(())) => c.accepted += 1,
+                Ok(Err(msg)) => {
+                    c.errors += 1;
+                    c.caught_panics += u64::from(msg.contains("polars cannot read"));
+                }
                 Err(_) => {
                     c.crashes += 1;
                     if c.first_crash.is_none() {
@@ -228,7 +234,9 @@ fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
     };
     if target == "model" {
         run("model", &model_seed, "arrow", &mut rng, &|p| {
-            reelkit_ranker::Ranker::open(p).is_ok()
+            reelkit_ranker::Ranker::open(p)
+                .map(drop)
+                .map_err(|e| e.to_string())
         })?;
     }
     for (ext, seed) in &seeds {
@@ -239,7 +247,9 @@ fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
         };
         if target == name {
             run(name, seed, ext, &mut rng, &|p| {
-                reelkit_logs::read_events(p).is_ok()
+                reelkit_logs::read_events(p)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             })?;
         }
     }

@@ -133,6 +133,10 @@ const EXIT_BUG: u8 = 70;
 fn install_panic_hook() {
     let wants_backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
     std::panic::set_hook(Box::new(move |info| {
+        // polars on a corrupt input file: the reader turns it into an error.
+        if reelkit_logs::untrusted_read_in_progress() {
+            return;
+        }
         let what = info
             .payload()
             .downcast_ref::<&str>()

@@ -123,6 +123,20 @@ fn fixtures(dir: &Path) -> TestResult {
             ("flag", Arc::new(Int8Array::from(vec![1i8; n]))),
         ],
     )?;
+    // A run-end encoded column: valid Arrow, but polars panics reading the
+    // schema (`todo!()`); reelkit catches it and names the file.
+    let runs = arrow_array::RunArray::<arrow_array::types::Int32Type>::try_new(
+        &arrow_array::Int32Array::from(vec![n as i32]),
+        &Int8Array::from(vec![1i8]),
+    )?;
+    write_ipc(
+        &dir.join("ree_extra.arrow"),
+        vec![
+            ("uid", Arc::new(UInt64Array::from(uid.clone()))),
+            ("movie", Arc::new(UInt64Array::from(movie.clone()))),
+            ("runs", Arc::new(runs)),
+        ],
+    )?;
     write_ipc(
         &dir.join("u16_user.arrow"),
         vec![
@@ -253,6 +267,7 @@ fn cases() -> Vec<Case> {
         fail("train: negative id", "train --interactions {in}/negative_id.csv --user-col uid --item-col movie --out {out}/m.arrow", &["uid", "-5"]),
         fail("train: text id", "train --interactions {in}/text_id.csv --user-col uid --item-col movie --out {out}/m.arrow", &["uid"]),
         fail("train: uint16 user column", "train --interactions {in}/u16_user.arrow --user-col uid --item-col movie --out {out}/m.arrow", &["uid", "UInt16"]),
+        fail("train: a column type polars panics on", "train --interactions {in}/ree_extra.arrow --user-col uid --item-col movie --out {out}/m.arrow", &["ree_extra.arrow", "polars cannot read this file"]),
         fail("train: unknown extension", "train --interactions {in}/good.txt --user-col uid --item-col movie --out {out}/m.arrow", &["good.txt", "extension"]),
         fail("train: csv given as events", "train --events {in}/good.csv --out {out}/m.arrow", &["good.csv", "missing column"]),
         Case { name: "train: both sources", args: "train --interactions {in}/good.csv --events {in}/events.parquet --out {out}/m.arrow", code: 2, says: &["--events"] },

@@ -26,6 +26,26 @@ pub enum Error {
         #[source]
         source: polars::error::PolarsError,
     },
+    /// A Parquet or Arrow IPC file declares a count or length its own
+    /// structure or this machine's memory cannot hold (checked before
+    /// polars reads it: it would abort on the allocation).
+    #[error("{path}: corrupt file: {what}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where in the file.
+        what: String,
+    },
+    /// polars failed inside its reader on this file (it panics on some
+    /// corrupt files and on a few valid types it lacks, such as run-end
+    /// encoded columns); the failure is caught and reported here.
+    #[error("{path}: polars cannot read this file (corrupt, or a column type it does not support): {what}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// polars' message.
+        what: String,
+    },
     /// The file's extension names no format reelkit reads or writes.
     #[error("{path}: unsupported file extension (expected .parquet, .csv, .tsv, .arrow, .ipc or .feather)")]
     UnsupportedFormat {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::integrity::guarded;
 
 /// A tabular file format, chosen from the file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,11 +150,11 @@ pub fn unreadable_columns(path: &Path) -> Result<Vec<(String, String)>> {
     let format = Format::from_path(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let pe = |e| Error::polars(path, e);
-    let schema = match format {
-        Format::Parquet => ParquetReader::new(file).schema().map_err(pe)?,
-        Format::Ipc => IpcReader::new(file).schema().map_err(pe)?,
-        Format::Csv | Format::Tsv => return Ok(Vec::new()),
-    };
+    let schema = guarded(path, || match format {
+        Format::Parquet => ParquetReader::new(file).schema().map_err(pe),
+        Format::Ipc => IpcReader::new(file).schema().map_err(pe),
+        Format::Csv | Format::Tsv => Ok(Default::default()),
+    })?;
     Ok(split_readable(&schema).1)
 }
 
@@ -170,19 +171,20 @@ pub fn read_frame_with(path: &Path, text: &TextOptions) -> Result<DataFrame> {
 /// columns get the type they have in Parquet.
 pub(crate) fn read_frame_ids(path: &Path, text: &TextOptions, ids: &[&str]) -> Result<DataFrame> {
     let format = Format::from_path(path)?;
+    crate::integrity::check_declared_sizes(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let pe = |e| Error::polars(path, e);
     match format {
-        Format::Parquet => {
+        Format::Parquet => guarded(path, || {
             let mut r = ParquetReader::new(file);
             let keep = readable_projection(path, &*r.schema().map_err(pe)?);
             r.with_projection(keep).finish().map_err(pe)
-        }
-        Format::Ipc => {
+        }),
+        Format::Ipc => guarded(path, || {
             let mut r = IpcReader::new(file);
             let keep = readable_projection(path, &*r.schema().map_err(pe)?);
             r.with_projection(keep).finish().map_err(pe)
-        }
+        }),
         Format::Csv | Format::Tsv => {
             let default_sep = if format == Format::Tsv { b'\t' } else { b',' };
             let sep = text.separator.unwrap_or(default_sep);
