@@ -2,12 +2,14 @@
 closed-form EASE (Steck 2019), on the same seeded per-user 80/20 split, full
 ranking, training items excluded.
 
-    bench/.venv/bin/python bench/ndcg_vs_peers.py [--data synthetic|sim|FILE.csv]
+    bench/.venv/bin/python bench/ndcg_vs_peers.py [--data synthetic|longtail|sim|FILE.csv] [--tune "ARGS"]
 
 FILE.csv: any `user_id,item_id[,...]` ratings file (every rating a positive),
 e.g. MovieLens 100K converted to CSV. `synthetic` is a ML-100K-shaped set
 (943 users x 1,682 items x ~100,000 interactions) with Zipf popularity and a
-low-rank taste; `sim` is the committed simulator sample, positives = pairs
+low-rank taste; `longtail` has the other shape of public rating sets (MovieLens
+latest-small's 610 users x 9,724 items x ~100,836 interactions): few users,
+many items, most of them in a Zipf tail with a handful of interactions; `sim` is the committed simulator sample, positives = pairs
 watched about half or engaged with (reelkit's default event weighting).
 
 Each peer is tuned on a validation split carved from the training part only
@@ -26,10 +28,14 @@ from common import DATA, csr, dump, machine, ndcg_at_k, per_user_split, run_reel
 p = argparse.ArgumentParser()
 p.add_argument("--data", default="synthetic")
 p.add_argument("--seed", type=int, default=42)
+p.add_argument("--tune", default="", help="extra arguments of `reelkit tune`")
+p.add_argument("--skip-peers", action="store_true", help="reuse the peers' figures of the last run")
 args = p.parse_args()
 
 if args.data == "synthetic":
     users, items = zipf_interactions(943, 1682, 100_000, seed=args.seed)
+elif args.data == "longtail":
+    users, items = zipf_interactions(610, 9724, 100_836, seed=args.seed, exponent=1.1)
 elif args.data == "sim":
     import pyarrow.parquet as pq
     t = pq.read_table(os.path.join(os.path.dirname(DATA), "..", "datasets", "sample", "events.parquet")).to_pandas()
@@ -64,7 +70,15 @@ def ease_scores(x, lam):
     return x @ b
 
 
+import json
+last = os.path.join(DATA, f"ndcg_{os.path.basename(args.data)}.json")
+if args.skip_peers and os.path.exists(last):
+    prev = json.load(open(last))
+    ease, best_lam = prev["ndcg@10"]["ease"], prev["ease_lambda"]
+    imp, best_cfg = prev["ndcg@10"]["implicit_als_tuned"], tuple(prev["implicit_best"])
+    print(f"peers from {last}: EASE {ease:.4f}, implicit {imp:.4f}", flush=True)
 with threadpool_limits(limits=2):
+  if not args.skip_peers:
     best_lam, best = None, -1
     for lam in [10, 25, 50, 100, 200, 400, 800, 1600, 3200]:
         s = ndcg_at_k(top_k_scores(np.asarray(ease_scores(vtrain, lam)), vtrain, 10), vtest)
@@ -83,21 +97,22 @@ def implicit_scores(x, f, reg, alpha, it):
     return np.asarray(m.user_factors) @ np.asarray(m.item_factors).T
 
 
-best_cfg, best = None, -1
-for f in [32, 64, 128]:
-    for reg in [0.01, 0.1, 1.0, 10.0]:
-        for alpha in [1.0, 4.0, 16.0, 64.0]:
-            for it in [10, 20]:
-                s = ndcg_at_k(top_k_scores(implicit_scores(vtrain, f, reg, alpha, it), vtrain, 10), vtest)
-                if s > best:
-                    best_cfg, best = (f, reg, alpha, it), s
-imp = ndcg_at_k(top_k_scores(implicit_scores(train, *best_cfg), train, 10), test)
+if not args.skip_peers:
+    best_cfg, best = None, -1
+    for f in [32, 64, 128]:
+        for reg in [0.01, 0.1, 1.0, 10.0, 100.0]:
+            for alpha in [0.25, 1.0, 4.0, 16.0, 64.0]:
+                for it in [10, 20]:
+                    s = ndcg_at_k(top_k_scores(implicit_scores(vtrain, f, reg, alpha, it), vtrain, 10), vtest)
+                    if s > best:
+                        best_cfg, best = (f, reg, alpha, it), s
+    imp = ndcg_at_k(top_k_scores(implicit_scores(train, *best_cfg), train, 10), test)
 print(f"implicit ALS {best_cfg}: {imp:.4f}", flush=True)
 
 tag = os.path.join(DATA, f"peers_{os.path.basename(args.data)}")
 write_csv(tag + "_train.csv", tr_u, tr_i)
-run_reelkit(["--threads", "2", "tune", "--interactions", tag + "_train.csv", "--grid", "full", "--out", tag + ".arrow",
-             "--report", tag + "_tune.csv", "--seed", str(args.seed)])
+run_reelkit(["--threads", "2", "tune", "--interactions", tag + "_train.csv", "--out", tag + ".arrow",
+             "--report", tag + "_tune.csv", "--seed", str(args.seed)] + args.tune.split())
 run_reelkit(["--threads", "2", "recommend", "--model", tag + ".arrow", "--k", "10", "--exclude", tag + "_train.csv",
              "--out", tag + "_recs.csv"])
 recs = {}
@@ -111,5 +126,5 @@ print(f"reelkit tune: {rk:.4f}", flush=True)
 dump(f"ndcg_{os.path.basename(args.data)}.json", {
     "machine": machine(), "data": args.data, "users": n_users, "items": n_items, "interactions": int(len(users)),
     "ndcg@10": {"reelkit_tune": rk, "implicit_als_tuned": imp, "ease": ease},
-    "implicit_best": best_cfg, "ease_lambda": best_lam,
+    "implicit_best": best_cfg, "ease_lambda": best_lam, "tune_args": args.tune,
 })

@@ -12,21 +12,27 @@ use serde_json::json;
 
 use crate::data::{load_source, ColumnArgs, SourceArgs};
 
+/// EASE's default basis dimension: exact on up to 1,024 users or items.
+pub const EASE_FACTORS: usize = 1024;
+/// EASE's default λ.
+pub const EASE_REG: f32 = 200.0;
+
 /// Hyper-parameters on the command line.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HyperArgs {
-    /// ials or bpr.
+    /// ials, bpr or ease (Steck 2019's closed form, catalogues up to 50,000 items).
     #[arg(long, default_value = "ials")]
     pub algo: Algo,
-    /// Embedding dimension.
-    #[arg(long, default_value_t = 64)]
-    pub factors: usize,
+    /// Embedding dimension [default: 64; ease: 1024, the most dimensions of
+    /// its basis, exact up to 1,024 users or items].
+    #[arg(long)]
+    pub factors: Option<usize>,
     /// Sweeps over the data.
     #[arg(long, default_value_t = 15)]
     pub epochs: usize,
-    /// L2 regularisation.
-    #[arg(long, default_value_t = 1.0)]
-    pub reg: f32,
+    /// L2 regularisation [default: 1; ease: its λ, 200].
+    #[arg(long)]
+    pub reg: Option<f32>,
     /// iALS confidence scale: c = 1 + alpha * weight.
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f32,
@@ -46,11 +52,12 @@ pub struct HyperArgs {
 
 impl HyperArgs {
     pub fn params(&self) -> TrainParams {
+        let ease = self.algo == Algo::Ease;
         TrainParams {
             algo: self.algo,
-            factors: self.factors,
+            factors: self.factors.unwrap_or(if ease { EASE_FACTORS } else { 64 }),
             epochs: self.epochs,
-            reg: self.reg,
+            reg: self.reg.unwrap_or(if ease { EASE_REG } else { 1.0 }),
             alpha: self.alpha,
             cg_steps: self.cg_steps,
             reg_exponent: self.reg_exponent,

@@ -37,6 +37,14 @@ pub enum Error {
     /// weight is above the minimum).
     #[error("no positive interactions to train on")]
     Empty,
+    /// EASE was asked to train on a catalogue above its limit.
+    #[error("EASE solves an items × items problem: {items} items is above its limit of {limit}; train with --algo ials instead")]
+    TooManyItemsForEase {
+        /// Items in the training data.
+        items: usize,
+        /// [`crate::EASE_MAX_ITEMS`].
+        limit: usize,
+    },
     /// A weight, factor or score is NaN or infinite.
     #[error("{what} `{value}` at row {row} is not a finite number")]
     NotFinite {

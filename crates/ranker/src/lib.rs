@@ -54,6 +54,7 @@ mod als;
 mod bpr;
 mod confidence;
 mod csr;
+mod ease;
 mod error;
 mod eval;
 mod factors;
@@ -70,12 +71,14 @@ mod scan;
 mod split;
 mod top;
 mod topk;
+mod tune;
 mod value;
 
 pub use als::{solve_rows, train_ials, train_ials_from, EpochReport, TrainControl};
 pub use bpr::train_bpr;
 pub use confidence::{keep_above, EngagementWeights, Impressions, TrainingData};
 pub use csr::Csr;
+pub use ease::{train_ease, EaseBasis, EASE_MAX_ITEMS};
 pub use error::{Error, Result};
 pub use eval::{
     evaluate, evaluate_embeddings, evaluate_popularity, item_counts, popularity_order,
@@ -95,6 +98,7 @@ pub use ranker::{
 pub use split::{split_by_time, split_random, Split};
 pub use top::Scored;
 pub use topk::ItemTable;
+pub use tune::{best, tune, validate, Trial, TuneOptions};
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
 
 /// Trains with the algorithm the parameters name.
@@ -106,5 +110,18 @@ pub fn train(
     match params.algo {
         Algo::Ials => train_ials(weights, params, ctl),
         Algo::Bpr => train_bpr(weights, params, ctl),
+        Algo::Ease => {
+            let t = std::time::Instant::now();
+            let f = train_ease(weights, params.reg as f64, params.factors, params.seed)?;
+            if let Some(cb) = ctl.on_epoch.as_mut() {
+                let report = EpochReport {
+                    epoch: 1,
+                    loss: f64::NAN,
+                    seconds: t.elapsed().as_secs_f64(),
+                };
+                cb(&report, &f);
+            }
+            Ok(f)
+        }
     }
 }

@@ -12,6 +12,11 @@ pub enum Algo {
     Ials,
     /// Bayesian personalised ranking (Rendle et al. 2009), stratified parallel SGD.
     Bpr,
+    /// EASE (Steck 2019), the closed-form item-item model, served as
+    /// embeddings of at most `factors` dimensions (exact up to
+    /// `min(users, items)`); `reg` is its λ. Catalogues up to
+    /// [`crate::EASE_MAX_ITEMS`] items.
+    Ease,
 }
 
 impl std::str::FromStr for Algo {
@@ -20,9 +25,10 @@ impl std::str::FromStr for Algo {
         match s {
             "ials" | "als" => Ok(Algo::Ials),
             "bpr" => Ok(Algo::Bpr),
+            "ease" => Ok(Algo::Ease),
             other => Err(Error::InvalidParam {
                 field: "algo",
-                allowed: "ials or bpr",
+                allowed: "ials, bpr or ease",
                 got: other.to_string(),
             }),
         }
@@ -34,6 +40,7 @@ impl std::fmt::Display for Algo {
         f.write_str(match self {
             Algo::Ials => "ials",
             Algo::Bpr => "bpr",
+            Algo::Ease => "ease",
         })
     }
 }
@@ -47,7 +54,7 @@ pub struct TrainParams {
     pub factors: usize,
     /// Full sweeps over the data.
     pub epochs: usize,
-    /// L2 regularisation λ.
+    /// L2 regularisation λ (EASE: its λ, on the scale of item counts).
     pub reg: f32,
     /// iALS: confidence `c = 1 + alpha · w` of an observed pair with weight `w`.
     pub alpha: f32,
@@ -127,6 +134,13 @@ impl TrainParams {
             "1e-6 ..= 10",
         )?;
         check("init_scale", self.init_scale, 0.0, 10.0, "0 ..= 10")?;
+        if self.algo == Algo::Ease && self.reg <= 0.0 {
+            return Err(Error::InvalidParam {
+                field: "reg",
+                allowed: "> 0 for ease",
+                got: self.reg.to_string(),
+            });
+        }
         Ok(ValidTrainParams(self))
     }
 }

@@ -67,6 +67,7 @@ impl From<&reelkit_ranker::Error> for ApiError {
             | E::Arrow { .. }
             | E::InvalidModel { .. }
             | E::Incompatible { .. }
+            | E::TooManyItemsForEase { .. }
             | E::Stopped => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_error", detail),
         }
     }

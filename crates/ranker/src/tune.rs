@@ -1,0 +1,336 @@
+//! Hyper-parameter search on a validation split: a coarse log-scale pass,
+//! then local refinement around the best point, within a time budget.
+//!
+//! - **EASE**: one basis of the training part serves every λ
+//!   ([`EaseBasis::factors`] solves only `r × r` systems), so λ is searched
+//!   on a log grid from 1 to 10⁴ and then refined around the best by
+//!   quarter and eighth decades.
+//! - **iALS**: a coarse pass over confidence scale α and regularisation λ,
+//!   with and without frequency scaling ν (Rendle et al. 2022's optimum
+//!   often sits at strong λ and low α), at 64 factors; then the four
+//!   neighbours of the best (λ ×⅓, ×3; α ×½, ×2) and wider embeddings
+//!   (128, 256, 512). Each run is validated every 5 epochs and stopped
+//!   when NDCG falls twice in a row (the best checkpoint is kept).
+//! - **BPR**: a small grid of dimension, learning rate and λ.
+//!
+//! Settings are tried in that order until the budget is spent; the first
+//! always runs to the end, so a tiny budget still returns a model.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::als::{EpochReport, TrainControl};
+use crate::ease::EaseBasis;
+use crate::error::Result;
+use crate::eval::{evaluate_embeddings, item_counts, Metrics};
+use crate::factors::Factors;
+use crate::params::{Algo, TrainParams};
+use crate::split::Split;
+use crate::topk::ItemTable;
+
+/// What to search and for how long.
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    /// Algorithms to search (EASE is tried first: it is cheap).
+    pub algos: Vec<Algo>,
+    /// Metric cut-off: the search maximises NDCG@k.
+    pub k: usize,
+    /// Wall time after which no new setting starts.
+    pub budget: Duration,
+    /// Seed of every trained model.
+    pub seed: u64,
+    /// EASE's basis dimension (exact up to this many users or items).
+    pub ease_dim: usize,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        TuneOptions {
+            algos: vec![Algo::Ease, Algo::Ials],
+            k: 10,
+            budget: Duration::from_secs(60),
+            seed: 42,
+            ease_dim: 1024,
+        }
+    }
+}
+
+/// One setting tried and its validation metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    /// The search stage: "coarse" or "refine".
+    pub stage: &'static str,
+    /// The parameters (epochs = the best checkpoint's).
+    #[serde(flatten)]
+    pub params: TrainParams,
+    /// NDCG@k on the validation part.
+    pub ndcg: f64,
+    /// Recall@k.
+    pub recall: f64,
+    /// Hit rate@k.
+    pub hit_rate: f64,
+    /// MAP@k.
+    pub map: f64,
+    /// Seconds the setting took (training and validation).
+    pub seconds: f64,
+}
+
+/// Metrics of `f` on a split's validation part (full catalogue, training
+/// items excluded).
+pub fn validate(f: &Factors, split: &Split, k: usize) -> Metrics {
+    let table = ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
+    let counts = item_counts(&split.train.matrix);
+    evaluate_embeddings(
+        &table,
+        &f.users,
+        &split.train.matrix,
+        &split.test,
+        k,
+        &counts,
+    )
+}
+
+/// Searches `opts.algos` on `split`; returns every trial in the order tried
+/// (the best is the one with the highest `ndcg`).
+pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
+    let mut s = Search {
+        split,
+        opts,
+        start: Instant::now(),
+        trials: Vec::new(),
+    };
+    for algo in [Algo::Ease, Algo::Ials, Algo::Bpr] {
+        if opts.algos.contains(&algo) {
+            match algo {
+                Algo::Ease => s.ease()?,
+                Algo::Ials => s.ials()?,
+                Algo::Bpr => s.bpr()?,
+            }
+        }
+    }
+    Ok(s.trials)
+}
+
+/// The best trial (highest validation NDCG).
+pub fn best(trials: &[Trial]) -> Option<&Trial> {
+    trials.iter().max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
+}
+
+struct Search<'a> {
+    split: &'a Split,
+    opts: &'a TuneOptions,
+    start: Instant,
+    trials: Vec<Trial>,
+}
+
+impl Search<'_> {
+    fn spent(&self) -> bool {
+        !self.trials.is_empty() && self.start.elapsed() >= self.opts.budget
+    }
+
+    fn base(&self, algo: Algo) -> TrainParams {
+        TrainParams {
+            algo,
+            seed: self.opts.seed,
+            ..TrainParams::default()
+        }
+    }
+
+    fn record(&mut self, stage: &'static str, params: TrainParams, m: Metrics, seconds: f64) {
+        self.trials.push(Trial {
+            stage,
+            params,
+            ndcg: m.ndcg,
+            recall: m.recall,
+            hit_rate: m.hit_rate,
+            map: m.map,
+            seconds,
+        });
+    }
+
+    fn best_of(&self, algo: Algo) -> Option<Trial> {
+        self.trials
+            .iter()
+            .filter(|t| t.params.algo == algo)
+            .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
+            .cloned()
+    }
+
+    fn tried(&self, p: &TrainParams) -> bool {
+        self.trials.iter().any(|t| {
+            let q = &t.params;
+            q.algo == p.algo
+                && q.factors == p.factors
+                && (q.reg / p.reg - 1.0).abs() < 1e-3
+                && (q.alpha - p.alpha).abs() <= 1e-3 * p.alpha.max(1e-3)
+                && q.reg_exponent == p.reg_exponent
+                && q.learning_rate == p.learning_rate
+        })
+    }
+
+    fn ease(&mut self) -> Result<()> {
+        let t = Instant::now();
+        let basis = EaseBasis::new(&self.split.train.matrix, self.opts.ease_dim, self.opts.seed)?;
+        let mut basis_secs = t.elapsed().as_secs_f64();
+        let mut try_lambda = |s: &mut Self, stage, lambda: f64| -> Result<()> {
+            let t = Instant::now();
+            let f = basis.factors(lambda)?;
+            let m = validate(&f, s.split, s.opts.k);
+            let params = TrainParams {
+                factors: basis.dim(),
+                reg: lambda as f32,
+                epochs: 1,
+                ..s.base(Algo::Ease)
+            };
+            // The basis is shared: its time goes to the first trial.
+            let secs = t.elapsed().as_secs_f64() + std::mem::take(&mut basis_secs);
+            s.record(stage, params, m, secs);
+            Ok(())
+        };
+        for e in 0..=8 {
+            if self.spent() {
+                return Ok(());
+            }
+            try_lambda(self, "coarse", 10f64.powf(e as f64 / 2.0))?;
+        }
+        for step in [0.25, 0.125] {
+            let Some(b) = self.best_of(Algo::Ease) else {
+                break;
+            };
+            for sign in [-1.0, 1.0] {
+                if self.spent() {
+                    return Ok(());
+                }
+                try_lambda(
+                    self,
+                    "refine",
+                    b.params.reg as f64 * 10f64.powf(sign * step),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One iALS or BPR run validated every `every` epochs up to `epochs`,
+    /// stopped after two falls in a row; records its best checkpoint.
+    fn run(&mut self, stage: &'static str, p: TrainParams, every: usize) -> Result<()> {
+        if self.spent() || self.tried(&p) {
+            return Ok(());
+        }
+        let params = p.clone().check()?;
+        let t = Instant::now();
+        let (split, k) = (self.split, self.opts.k);
+        let mut best: Option<(usize, Metrics)> = None;
+        let mut falls = 0;
+        let mut cb = |r: &EpochReport, f: &Factors| {
+            if !r.epoch.is_multiple_of(every) && r.epoch != params.epochs {
+                return true;
+            }
+            let m = validate(f, split, k);
+            match &best {
+                Some((_, b)) if m.ndcg <= b.ndcg => falls += 1,
+                _ => {
+                    falls = 0;
+                    best = Some((r.epoch, m));
+                }
+            }
+            falls < 2
+        };
+        crate::train(
+            &split.train.matrix,
+            &params,
+            &mut TrainControl {
+                stop: None,
+                on_epoch: Some(&mut cb),
+            },
+        )?;
+        if let Some((epochs, m)) = best {
+            let secs = t.elapsed().as_secs_f64();
+            self.record(stage, TrainParams { epochs, ..p }, m, secs);
+        }
+        Ok(())
+    }
+
+    fn ials(&mut self) -> Result<()> {
+        let base = TrainParams {
+            factors: 64,
+            epochs: 30,
+            ..self.base(Algo::Ials)
+        };
+        let regs = [
+            (0.0, 0.1),
+            (0.0, 1.0),
+            (0.0, 10.0),
+            (0.0, 100.0),
+            (1.0, 0.003),
+            (1.0, 0.03),
+            (1.0, 0.3),
+        ];
+        for alpha in [0.25, 1.0, 4.0, 16.0] {
+            for (reg_exponent, reg) in regs {
+                let p = TrainParams {
+                    alpha,
+                    reg,
+                    reg_exponent,
+                    ..base.clone()
+                };
+                self.run("coarse", p, 5)?;
+            }
+        }
+        // Neighbours of the best until none improves, then wider embeddings.
+        for _ in 0..3 {
+            let Some(b) = self.best_of(Algo::Ials) else {
+                return Ok(());
+            };
+            let p = TrainParams {
+                epochs: 30,
+                ..b.params.clone()
+            };
+            for (rf, af) in [(1.0 / 3.0, 1.0), (3.0, 1.0), (1.0, 0.5), (1.0, 2.0)] {
+                let q = TrainParams {
+                    reg: p.reg * rf,
+                    alpha: p.alpha * af,
+                    ..p.clone()
+                };
+                self.run("refine", q, 5)?;
+            }
+            if self.best_of(Algo::Ials).map(|n| n.ndcg) <= Some(b.ndcg) {
+                break;
+            }
+        }
+        let Some(b) = self.best_of(Algo::Ials) else {
+            return Ok(());
+        };
+        for factors in [128, 256, 512] {
+            let q = TrainParams {
+                factors,
+                epochs: 30,
+                ..b.params.clone()
+            };
+            self.run("refine", q, 5)?;
+        }
+        Ok(())
+    }
+
+    fn bpr(&mut self) -> Result<()> {
+        let base = TrainParams {
+            epochs: 100,
+            ..self.base(Algo::Bpr)
+        };
+        for factors in [32, 64, 128] {
+            for learning_rate in [0.01, 0.05, 0.1] {
+                for reg in [0.0001, 0.001, 0.01] {
+                    let p = TrainParams {
+                        factors,
+                        learning_rate,
+                        reg,
+                        ..base.clone()
+                    };
+                    self.run("coarse", p, 10)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
