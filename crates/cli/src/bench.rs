@@ -570,6 +570,9 @@ pub struct RecBenchArgs {
     exclude: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 100)]
     k: usize,
+    /// Where candidates are retrieved (as `reelkit recommend --retrieval`).
+    #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::default())]
+    retrieval: crate::serve::RetrievalArg,
 }
 
 /// Arguments of `reelkit bench simulate`.
@@ -728,7 +731,8 @@ fn simulate(args: SimBenchArgs) -> anyhow::Result<()> {
 fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let r = reelkit_ranker::Ranker::open(&args.model)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
+        .with_context(|| format!("loading model {}", args.model.display()))?
+        .with_retrieval(args.retrieval.into());
     let users = reelkit_logs::read_id_column(&args.users, "user_id", &Default::default())
         .with_context(|| format!("reading users {}", args.users.display()))?;
     let m = r.model();
@@ -754,6 +758,7 @@ fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     let secs = t.elapsed().as_secs_f64();
     let out = json!({
         "bench": "recommend",
+        "retrieval": format!("{:?}", args.retrieval),
         "users": known.len(),
         "k": args.k,
         "items": m.items.len(),

@@ -578,3 +578,115 @@ fn big_csv_ids_train_and_models_keep_no_command_line() -> TestResult {
     );
     Ok(())
 }
+
+/// Method, path, body, status and error code of one HTTP case.
+type HttpCase<'a> = (&'a str, &'a str, Option<&'a [u8]>, u16, &'a str);
+
+/// Kills the server when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The HTTP cases against a real `reelkit serve` process (the library's
+/// server has its own in `crates/serve/tests/http.rs`): each bad request is
+/// a JSON error with the right status and code, and the server lives on.
+#[test]
+fn http_cases_against_a_real_serve_process() -> TestResult {
+    use std::io::BufRead;
+    let (_dir, inputs) = with_fixtures()?;
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_reelkit"))
+            .args(["serve", "--model", &p(&inputs.join("model.arrow"))])
+            .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()?,
+    );
+    let stderr = child.0.stderr.take().ok_or("no stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().ok_or("serve ended before listening")??;
+        if let Some(at) = line
+            .strip_prefix("serving")
+            .and_then(|l| l.split("http://").nth(1))
+        {
+            break at.trim().parse::<std::net::SocketAddr>()?;
+        }
+    };
+    let big = vec![b' '; 2 << 20];
+    let cases: Vec<HttpCase<'_>> = vec![
+        (
+            "POST",
+            "/v1/recommend",
+            Some(br#"{"user_id": "#),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            Some(br#"{"user_id": 1, "k": NaN}"#),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            Some(br#"{"user_id": "abc"}"#),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            Some(br#"{"user_id": 1, "k": 0}"#),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/recommend",
+            Some(br#"{"user_id": 1, "flavour": 1}"#),
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/score",
+            Some(br#"{"user_id": 1, "videos": [3]}"#),
+            422,
+            "invalid_request",
+        ),
+        ("POST", "/v1/recommend", Some(&big), 413, "body_too_large"),
+        ("GET", "/v1/recommend", None, 405, "method_not_allowed"),
+        ("POST", "/admin/reload", None, 404, "not_found"),
+        ("GET", "/nope", None, 404, "not_found"),
+    ];
+    for (method, path, body, status, code) in cases {
+        // A fresh connection per case: a 413 or 400 may close it.
+        let mut c = reelkit_serve::client::Client::connect(addr)?;
+        let r = c.send(method, path, body)?;
+        let v = r.json()?;
+        assert_eq!(r.status, status, "{method} {path}: {v}");
+        assert_eq!(v["error"], code, "{method} {path}: {v}");
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    }
+    // An unknown video is not an error of the request: its score is null
+    // and it is named.
+    let mut c = reelkit_serve::client::Client::connect(addr)?;
+    let body = br#"{"user_id": 1, "video_ids": [999999]}"#;
+    let r = c.send("POST", "/v1/score", Some(body))?;
+    let v = r.json()?;
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!(v["unknown_videos"], serde_json::json!([999999]), "{v}");
+    assert!(v["scores"][0]["score"].is_null(), "{v}");
+    // Still serving after all of it.
+    let r = c.send("POST", "/v1/recommend", Some(br#"{"user_id": 1, "k": 3}"#))?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()?["items"].as_array().map(Vec::len), Some(3));
+    Ok(())
+}

@@ -1237,3 +1237,93 @@ fn serve_refuses_experiments_that_do_not_fit_before_listening() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn an_ease_model_trains_recommends_and_keeps_to_its_group() -> TestResult {
+    // Even users watch items 1000..1020, odd users 1020..1040: EASE's
+    // item-item weights recommend within the group and never a seen item.
+    let dir = tempfile::tempdir()?;
+    let train = dir.path().join("train.csv");
+    interactions_csv(&train, 0..40)?;
+    let model = dir.path().join("ease.arrow");
+    let recs = dir.path().join("recs.csv");
+    let p = |x: &Path| x.to_str().unwrap_or_default().to_string();
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        &p(&train),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--algo",
+        "ease",
+        "--out",
+        &p(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ranker = reelkit_ranker::Ranker::open(&model)?;
+    assert_eq!(ranker.model().meta.params.algo.to_string(), "ease");
+    // The basis spans X's rows: at most 40 dimensions (users 20 apart
+    // watch the same items, so fewer), whatever the 1,024 allowed.
+    assert!((2..=40).contains(&ranker.dim()), "{}", ranker.dim());
+    let o = reelkit(&[
+        "recommend",
+        "--model",
+        &p(&model),
+        "--k",
+        "5",
+        "--exclude",
+        &p(&train),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--out",
+        &p(&recs),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&recs)?;
+    let seen = std::fs::read_to_string(&train)?;
+    let mut rows = 0;
+    for line in text.lines().skip(1) {
+        let f: Vec<u64> = line
+            .split(',')
+            .take(2)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let (u, item) = (f[0], f[1]);
+        let group = if u % 2 == 0 { 1000..1020 } else { 1020..1040 };
+        assert!(group.contains(&item), "user {u} got {item}");
+        assert!(
+            !seen.contains(&format!("\n{u},{item},")),
+            "user {u} got seen {item}"
+        );
+        rows += 1;
+    }
+    assert_eq!(rows, 40 * 5);
+    // λ must be positive for EASE: a clear error, no model.
+    let bad = dir.path().join("bad.arrow");
+    let o = reelkit(&[
+        "train",
+        "--interactions",
+        &p(&train),
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--algo",
+        "ease",
+        "--reg",
+        "0",
+        "--out",
+        &p(&bad),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("> 0 for ease"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
+    Ok(())
+}

@@ -5,16 +5,19 @@
 //!   ([`EaseBasis::factors`] solves only `r × r` systems), so λ is searched
 //!   on a log grid from 1 to 10⁴ and then refined around the best by
 //!   quarter and eighth decades.
-//! - **iALS**: a coarse pass over confidence scale α and regularisation λ,
-//!   with and without frequency scaling ν (Rendle et al. 2022's optimum
-//!   often sits at strong λ and low α), at 64 factors; then the four
-//!   neighbours of the best (λ ×⅓, ×3; α ×½, ×2) and wider embeddings
-//!   (128, 256, 512). Each run is validated every 5 epochs and stopped
-//!   when NDCG falls twice in a row (the best checkpoint is kept).
+//! - **iALS**: a coarse (α, λ) grid at 64 factors, with and without
+//!   frequency-scaled λ (ν = 1), then refinement in Rendle et al. (2022)'s
+//!   coordinates, the weight α0 of unobserved pairs and λ' (see
+//!   `Search::ials`): the four neighbours of the best, steps halving when
+//!   none improves,
+//!   then 128, 256 and 512 factors while they help. Each run is validated
+//!   every 5 epochs and stopped when NDCG falls twice in a row (the best
+//!   checkpoint is kept).
 //! - **BPR**: a small grid of dimension, learning rate and λ.
 //!
-//! Settings are tried in that order until the budget is spent; the first
-//! always runs to the end, so a tiny budget still returns a model.
+//! Settings are tried in that order while each is expected to end within
+//! the budget with room left for the final fit (from the times of earlier
+//! runs); the first always runs, so a tiny budget still returns a model.
 
 use std::time::{Duration, Instant};
 
@@ -129,6 +132,37 @@ impl Search<'_> {
         !self.trials.is_empty() && self.start.elapsed() >= self.opts.budget
     }
 
+    /// Whether a run of `p` is expected to end within the budget, leaving
+    /// room for the final fit on all the data (about the best run's time
+    /// again, a quarter more data). A run is expected to take as long as
+    /// the slowest earlier one of its algorithm per factor, times its
+    /// factors squared (CG's cost grows with the dimension squared).
+    fn fits(&self, p: &TrainParams) -> bool {
+        let per = |t: &Trial| t.seconds / (t.params.factors as f64).powi(2);
+        let Some(unit) = self
+            .trials
+            .iter()
+            .filter(|t| t.params.algo == p.algo)
+            .map(per)
+            .max_by(f64::total_cmp)
+        else {
+            return true;
+        };
+        let expected = unit * (p.factors as f64).powi(2);
+        // The final fit redoes the best setting (for EASE, with its basis:
+        // the first trial's time).
+        let reserve = best(&self.trials).map_or(0.0, |b| {
+            let same = self
+                .trials
+                .iter()
+                .filter(|t| t.params.algo == b.params.algo && t.params.factors == b.params.factors)
+                .map(|t| t.seconds)
+                .fold(b.seconds, f64::max);
+            1.3 * same
+        });
+        self.start.elapsed().as_secs_f64() + expected + reserve <= self.opts.budget.as_secs_f64()
+    }
+
     fn base(&self, algo: Algo) -> TrainParams {
         TrainParams {
             algo,
@@ -215,7 +249,7 @@ impl Search<'_> {
     /// One iALS or BPR run validated every `every` epochs up to `epochs`,
     /// stopped after two falls in a row; records its best checkpoint.
     fn run(&mut self, stage: &'static str, p: TrainParams, every: usize) -> Result<()> {
-        if self.spent() || self.tried(&p) {
+        if self.spent() || self.tried(&p) || !self.fits(&p) {
             return Ok(());
         }
         let params = p.clone().check()?;
@@ -252,12 +286,26 @@ impl Search<'_> {
         Ok(())
     }
 
+    /// iALS: a coarse pass over implicit's usual (α, λ) grid, then local
+    /// refinement in Rendle et al. (2022)'s coordinates: the weight α0 of
+    /// unobserved pairs (observed pairs weigh 1) and the regularisation λ'
+    /// relative to it. For 0/1 data these are implicit's (α, λ) divided
+    /// through by 1 + α: α = 1/α0 − 1, λ = λ'/α0. In (α0, λ') the optimum
+    /// is a smooth bowl; in (α, λ) it is a narrow ridge along λ ∝ 1 + α,
+    /// where a grid steps over it.
     fn ials(&mut self) -> Result<()> {
-        let base = TrainParams {
-            factors: 64,
-            epochs: 30,
-            ..self.base(Algo::Ials)
+        let at = |a0: f32, lam: f32, reg_exponent: f32, factors: usize, base: &TrainParams| {
+            TrainParams {
+                alpha: (1.0 / a0 - 1.0).max(0.0),
+                reg: lam / a0,
+                reg_exponent,
+                factors,
+                epochs: 30,
+                ..base.clone()
+            }
         };
+        let base = self.base(Algo::Ials);
+        // Coarse: implicit's usual (α, λ) grid, with and without ν = 1.
         let regs = [
             (0.0, 0.1),
             (0.0, 1.0),
@@ -267,48 +315,48 @@ impl Search<'_> {
             (1.0, 0.03),
             (1.0, 0.3),
         ];
-        for alpha in [0.25, 1.0, 4.0, 16.0] {
-            for (reg_exponent, reg) in regs {
-                let p = TrainParams {
-                    alpha,
-                    reg,
-                    reg_exponent,
-                    ..base.clone()
-                };
-                self.run("coarse", p, 5)?;
+        for alpha in [0.25f32, 1.0, 4.0, 16.0] {
+            for (nu, reg) in regs {
+                let a0 = 1.0 / (1.0 + alpha);
+                self.run("coarse", at(a0, reg * a0, nu, 64, &base), 5)?;
             }
         }
-        // Neighbours of the best until none improves, then wider embeddings.
-        for _ in 0..3 {
+        // Local refinement: the four neighbours of the best, steps halving
+        // (in decades) after a round that finds nothing better.
+        let coords = |p: &TrainParams| {
+            let a0 = 1.0 / (1.0 + p.alpha);
+            (a0, p.reg * a0)
+        };
+        let mut step = 0.25f32;
+        for _ in 0..4 {
+            let Some(b) = self.best_of(Algo::Ials) else {
+                return Ok(());
+            };
+            let (a0, lam) = coords(&b.params);
+            let f = 10f32.powf(step);
+            for (da, dl) in [(f, 1.0), (1.0 / f, 1.0), (1.0, f), (1.0, 1.0 / f)] {
+                let a = (a0 * da).min(1.0);
+                let p = at(a, lam * dl, b.params.reg_exponent, b.params.factors, &base);
+                self.run("refine", p, 5)?;
+            }
+            if self.best_of(Algo::Ials).map(|n| n.ndcg) <= Some(b.ndcg) {
+                step /= 2.0;
+            }
+        }
+        // Wider embeddings at the best point, while they keep helping.
+        for factors in [128, 256, 512] {
             let Some(b) = self.best_of(Algo::Ials) else {
                 return Ok(());
             };
             let p = TrainParams {
-                epochs: 30,
-                ..b.params.clone()
-            };
-            for (rf, af) in [(1.0 / 3.0, 1.0), (3.0, 1.0), (1.0, 0.5), (1.0, 2.0)] {
-                let q = TrainParams {
-                    reg: p.reg * rf,
-                    alpha: p.alpha * af,
-                    ..p.clone()
-                };
-                self.run("refine", q, 5)?;
-            }
-            if self.best_of(Algo::Ials).map(|n| n.ndcg) <= Some(b.ndcg) {
-                break;
-            }
-        }
-        let Some(b) = self.best_of(Algo::Ials) else {
-            return Ok(());
-        };
-        for factors in [128, 256, 512] {
-            let q = TrainParams {
                 factors,
                 epochs: 30,
                 ..b.params.clone()
             };
-            self.run("refine", q, 5)?;
+            self.run("refine", p, 5)?;
+            if self.best_of(Algo::Ials).map(|n| n.ndcg) <= Some(b.ndcg) {
+                break;
+            }
         }
         Ok(())
     }
