@@ -174,6 +174,16 @@ unsafe fn loss_rows_avx2(l: &LossInputs<'_>, first: usize, rows: &[f32]) -> f64 
     loss_rows(l, first, rows)
 }
 
+/// [`loss_rows`] compiled for AVX-512 (512-bit registers, same arithmetic).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn loss_rows_avx512(l: &LossInputs<'_>, first: usize, rows: &[f32]) -> f64 {
+    loss_rows(l, first, rows)
+}
+
 fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64 {
     let g = gram(y, f);
     let l = LossInputs {
@@ -192,7 +202,10 @@ fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64
             #[cfg(target_arch = "x86_64")]
             // SAFETY: an `Isa` at this level exists only if run-time detection
             // found its features on this CPU (the field is private to isa.rs).
-            Level::Avx2 | Level::Avx512 => unsafe { loss_rows_avx2(&l, chunk * 256, rows) },
+            Level::Avx2 => unsafe { loss_rows_avx2(&l, chunk * 256, rows) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Level::Avx512 => unsafe { loss_rows_avx512(&l, chunk * 256, rows) },
         })
         .collect::<Vec<f64>>()
         .into_iter()

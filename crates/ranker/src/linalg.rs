@@ -173,16 +173,30 @@ unsafe fn gram_rows_avx2(chunk: &[f32], f: usize, g: &mut [f32]) {
     gram_rows(chunk, f, g)
 }
 
+/// [`gram_rows`] compiled for AVX-512 (512-bit registers, same arithmetic).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gram_rows_avx512(chunk: &[f32], f: usize, g: &mut [f32]) {
+    gram_rows(chunk, f, g)
+}
+
 /// Gram matrix `Σ_r x_r x_rᵀ` of the rows of a row-major `rows × f` matrix,
 /// accumulated in fixed-size chunks summed in order (deterministic for any
 /// thread count).
 pub fn gram(x: &[f32], f: usize) -> Vec<f32> {
+    gram_with(Isa::detect(), x, f)
+}
+
+/// [`gram`] with the kernels compiled for `isa`.
+fn gram_with(isa: Isa, x: &[f32], f: usize) -> Vec<f32> {
     use rayon::prelude::*;
     const CHUNK_ROWS: usize = 2048;
     if f == 0 {
         return Vec::new();
     }
-    let isa = Isa::detect();
     let partials: Vec<Vec<f32>> = x
         .par_chunks(CHUNK_ROWS * f)
         .map(|chunk| {
@@ -192,7 +206,10 @@ pub fn gram(x: &[f32], f: usize) -> Vec<f32> {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: an `Isa` at this level exists only if run-time detection
                 // found its features on this CPU (the field is private to isa.rs).
-                Level::Avx2 | Level::Avx512 => unsafe { gram_rows_avx2(chunk, f, &mut g) },
+                Level::Avx2 => unsafe { gram_rows_avx2(chunk, f, &mut g) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Level::Avx512 => unsafe { gram_rows_avx512(chunk, f, &mut g) },
             }
             g
         })
@@ -507,12 +524,14 @@ pub fn cg_dispatch_block(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an `Isa` at this level exists only if run-time detection
         // found its features on this CPU (the field is private to isa.rs).
-        Level::Avx2 | Level::Avx512 => unsafe { cg_block_avx2(probs, xs, steps) },
+        Level::Avx2 => unsafe { cg_block_avx2(probs, xs, steps) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Level::Avx512 => unsafe { cg_block_avx512(probs, xs, steps) },
     }
 }
 
-/// Dispatches a block of CG solves to the width-specialised kernel (32, 64 or
-/// 128 factors); `false` for other widths (the caller then solves row by row).
+/// [`cg_block_widths`] compiled for AVX2 and FMA.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -523,25 +542,45 @@ unsafe fn cg_block_avx2(
     xs: &mut [&mut [f32]; CG_BLOCK],
     steps: usize,
 ) -> bool {
+    cg_block_widths(probs, xs, steps)
+}
+
+/// [`cg_block_widths`] compiled for AVX-512 and FMA: 512-bit registers,
+/// the same fused arithmetic in the same order, so bit-identical to AVX2.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn cg_block_avx512(
+    probs: &[&RowProblem<'_>; CG_BLOCK],
+    xs: &mut [&mut [f32]; CG_BLOCK],
+    steps: usize,
+) -> bool {
+    cg_block_widths(probs, xs, steps)
+}
+
+/// Dispatches a block of CG solves to the width-specialised kernel (32, 64 or
+/// 128 factors); `false` for other widths (the caller then solves row by row).
+/// Inlined into its `#[target_feature]` callers, which compile it.
+#[inline(always)]
+fn cg_block_widths(
+    probs: &[&RowProblem<'_>; CG_BLOCK],
+    xs: &mut [&mut [f32]; CG_BLOCK],
+    steps: usize,
+) -> bool {
     match xs[0].len() {
-        // SAFETY: this function's own target features are the
-        // callee's, and the callee checks the lengths it is given.
-        32 => unsafe { cg_block_avx2_n::<32>(probs, xs, steps) },
-        // SAFETY: as above.
-        64 => unsafe { cg_block_avx2_n::<64>(probs, xs, steps) },
-        // SAFETY: as above.
-        128 => unsafe { cg_block_avx2_n::<128>(probs, xs, steps) },
+        32 => cg_block_n::<32>(probs, xs, steps),
+        64 => cg_block_n::<64>(probs, xs, steps),
+        128 => cg_block_n::<128>(probs, xs, steps),
         _ => false,
     }
 }
 
-/// [`cg_block`] for dimension `N`, compiled for AVX2+FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn cg_block_avx2_n<const N: usize>(
+/// [`cg_block`] for dimension `N` with fused multiply-adds; `false` when
+/// the lengths or the shared Gram matrix do not fit.
+#[inline(always)]
+fn cg_block_n<const N: usize>(
     probs: &[&RowProblem<'_>; CG_BLOCK],
     xs: &mut [&mut [f32]; CG_BLOCK],
     steps: usize,
@@ -578,17 +617,37 @@ pub fn cg_dispatch(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an `Isa` at this level exists only if run-time detection
         // found its features on this CPU (the field is private to isa.rs).
-        Level::Avx2 | Level::Avx512 => unsafe { cg_avx2(prob, x, steps, scratch) },
+        Level::Avx2 => unsafe { cg_avx2(prob, x, steps, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Level::Avx512 => unsafe { cg_avx512(prob, x, steps, scratch) },
     }
 }
 
-/// [`RowProblem::cg`] compiled for AVX2 and FMA (the same arithmetic).
+/// [`cg_widths`] compiled for AVX2 and FMA.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn cg_avx2(prob: &RowProblem<'_>, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
+    cg_widths(prob, x, steps, scratch)
+}
+
+/// [`cg_widths`] compiled for AVX-512 and FMA (bit-identical to AVX2).
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn cg_avx512(prob: &RowProblem<'_>, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
+    cg_widths(prob, x, steps, scratch)
+}
+
+/// [`RowProblem::cg`] with fused multiply-adds, width-specialised at 32,
+/// 64 and 128 factors; inlined into its `#[target_feature]` callers.
+#[inline(always)]
+fn cg_widths(prob: &RowProblem<'_>, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
     match x.len() {
         32 => prob.cg_fixed::<32, Fused>(x, steps),
         64 => prob.cg_fixed::<64, Fused>(x, steps),
@@ -741,6 +800,51 @@ mod tests {
                     );
                     assert_eq!(xb, yb, "f = {f}, steps = {steps}");
                 }
+            }
+        }
+    }
+
+    /// Every x86 level this CPU has gives the bits of the others on the
+    /// same fused path: AVX-512 against AVX2 (where the CPU has AVX-512;
+    /// elsewhere the loop holds AVX2 alone and checks it against itself).
+    #[test]
+    fn avx512_kernels_equal_avx2_bit_for_bit() {
+        let levels: Vec<Isa> = Isa::available()
+            .into_iter()
+            .filter(|i| *i != Isa::GENERIC)
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        for f in [12, 32, 64, 128] {
+            let mut s = 5 + f as u64;
+            let y: Vec<f32> = (0..3000 * f).map(|_| lcg(&mut s)).collect();
+            let grams: Vec<Vec<f32>> = levels.iter().map(|&i| gram_with(i, &y, f)).collect();
+            for g in &grams[1..] {
+                assert_eq!(bits(g), bits(&grams[0]), "gram, f = {f}");
+            }
+            let items: Vec<u32> = (0..50).map(|i| i * 7 % 3000).collect();
+            let conf: Vec<f32> = items.iter().map(|&i| 1.0 + (i % 5) as f32).collect();
+            let prob = RowProblem {
+                gram: &grams[0],
+                y: &y,
+                items: &items,
+                conf: &conf,
+                reg: 0.3,
+            };
+            let mut outs = Vec::new();
+            for &isa in &levels {
+                let mut x = vec![0f32; f];
+                let mut scratch = vec![0f32; 3 * f];
+                cg_dispatch(isa, &prob, &mut x, 6, &mut scratch);
+                let start = x.clone();
+                let (mut a, mut b, mut c, mut d) =
+                    (start.clone(), start.clone(), start.clone(), start);
+                let refs = [&prob, &prob, &prob, &prob];
+                cg_dispatch_block(isa, &refs, &mut [&mut a, &mut b, &mut c, &mut d], 4);
+                outs.push((x, a));
+            }
+            for (x, a) in &outs[1..] {
+                assert_eq!(bits(x), bits(&outs[0].0), "cg, f = {f}");
+                assert_eq!(bits(a), bits(&outs[0].1), "blocked cg, f = {f}");
             }
         }
     }

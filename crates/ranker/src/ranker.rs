@@ -541,7 +541,11 @@ impl Ranker {
             // In a batch the exact f32 kernel is compute-bound and needs no
             // rescoring; the approximate table pays only where the scan is
             // memory-bound, a catalogue many times the candidate pool.
-            let widest = ks.iter().map(|&k| self.candidate_pool(k)).max().unwrap_or(0);
+            let widest = ks
+                .iter()
+                .map(|&k| self.candidate_pool(k))
+                .max()
+                .unwrap_or(0);
             let approx = self
                 .approx
                 .as_ref()
