@@ -48,6 +48,10 @@ pub struct HyperArgs {
     /// Seed of initialisation and sampling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Popularity compensation β: item bias β·s·ln(1 + interactions), s the
+    /// RMS score; negative lifts the long tail (tune learns it). 0 = off.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub pop_bias: f32,
 }
 
 impl HyperArgs {
@@ -63,6 +67,7 @@ impl HyperArgs {
             reg_exponent: self.reg_exponent,
             learning_rate: self.learning_rate,
             seed: self.seed,
+            pop_bias: self.pop_bias,
             ..TrainParams::default()
         }
     }

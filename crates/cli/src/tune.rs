@@ -100,6 +100,7 @@ fn write_report(path: &std::path::Path, trials: &[Trial]) -> anyhow::Result<()> 
             col_f("reg_exponent", &|t| t.params.reg_exponent as f64),
             col_f("learning_rate", &|t| t.params.learning_rate as f64),
             col_u("epochs", &|t| t.params.epochs),
+            col_f("pop_bias", &|t| t.params.pop_bias as f64),
             col_f("ndcg", &|t| t.ndcg),
             col_f("recall", &|t| t.recall),
             col_f("hit_rate", &|t| t.hit_rate),
@@ -151,8 +152,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         .context("no setting was evaluated")?;
     let b = &best.params;
     eprintln!(
-        "tried {} settings; best on validation: {} factors={} reg={} alpha={} reg_exponent={} lr={} epochs={} ndcg@{}={:.4}",
-        trials.len(), b.algo, b.factors, b.reg, b.alpha, b.reg_exponent, b.learning_rate, b.epochs, args.k, best.ndcg
+        "tried {} settings; best on validation: {} factors={} reg={} alpha={} reg_exponent={} lr={} epochs={} pop_bias={} ndcg@{}={:.4}",
+        trials.len(), b.algo, b.factors, b.reg, b.alpha, b.reg_exponent, b.learning_rate, b.epochs, b.pop_bias, args.k, best.ndcg
     );
     if let Some(path) = &args.report {
         write_report(path, &trials)

@@ -101,13 +101,14 @@ pub use topk::ItemTable;
 pub use tune::{best, tune, validate, Trial, TuneOptions};
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
 
-/// Trains with the algorithm the parameters name.
+/// Trains with the algorithm the parameters name (then adds the popularity
+/// compensation [`TrainParams::pop_bias`] to the item biases).
 pub fn train(
     weights: &Csr,
     params: &ValidTrainParams,
     ctl: &mut TrainControl<'_>,
 ) -> Result<Factors> {
-    match params.algo {
+    let mut f = match params.algo {
         Algo::Ials => train_ials(weights, params, ctl),
         Algo::Bpr => train_bpr(weights, params, ctl),
         Algo::Ease => {
@@ -123,5 +124,7 @@ pub fn train(
             }
             Ok(f)
         }
-    }
+    }?;
+    f.add_popularity_bias(&item_counts(weights), params.pop_bias);
+    Ok(f)
 }

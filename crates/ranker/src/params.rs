@@ -69,6 +69,13 @@ pub struct TrainParams {
     pub init_scale: f32,
     /// Seed of the initial factors and any sampling (same seed, same model, any thread count).
     pub seed: u64,
+    /// Popularity compensation β: item `j`'s bias gains `β · s · ln(1 + n_j)`,
+    /// `n_j` its training interactions and `s` the RMS of the model's scores
+    /// (so β does not depend on their scale); 0 = off. Negative values lift
+    /// the long tail; `tune` learns β on its validation split. Not written
+    /// when 0, so models and reports without it keep their bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pop_bias: f32,
 }
 
 impl Default for TrainParams {
@@ -84,8 +91,13 @@ impl Default for TrainParams {
             learning_rate: 0.05,
             init_scale: 0.01,
             seed: 42,
+            pop_bias: 0.0,
         }
     }
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 /// Parameters that passed [`TrainParams::check`].
@@ -134,6 +146,7 @@ impl TrainParams {
             "1e-6 ..= 10",
         )?;
         check("init_scale", self.init_scale, 0.0, 10.0, "0 ..= 10")?;
+        check("pop_bias", self.pop_bias, -2.0, 2.0, "-2 ..= 2")?;
         if self.algo == Algo::Ease && self.reg <= 0.0 {
             return Err(Error::InvalidParam {
                 field: "reg",
