@@ -24,7 +24,8 @@ pub struct TuneArgs {
     /// auto (EASE and iALS, the better on validation), ials, ease or bpr.
     #[arg(long, default_value = "auto")]
     pub algo: String,
-    /// Seconds after which no new setting starts (the one running finishes).
+    /// Seconds for the whole search: a setting starts only if it and the
+    /// final fit are expected (from earlier settings' times) to end within it.
     #[arg(long, default_value_t = 60.0)]
     pub budget: f64,
     /// Metric cut-off: the search maximises NDCG@k.
