@@ -16,7 +16,9 @@
 //! - **BPR**: a small grid of dimension, learning rate and λ.
 //! - **Popularity compensation** (last, for each algorithm's best model):
 //!   the item bias `β · s · ln(1 + n_j)` of [`TrainParams::pop_bias`] on a
-//!   grid of β from −0.6 to 0.1, refined by ±0.05; no retraining.
+//!   grid of β from −0.6 to 0.1, refined by ±0.05, no retraining; the β
+//!   kept is the smallest |β| within one standard error (paired, per user)
+//!   of the best.
 //!
 //! Settings are tried in that order while each is expected to end within
 //! the budget with room left for the final fit (from the times of earlier
@@ -29,7 +31,7 @@ use serde::Serialize;
 use crate::als::{EpochReport, TrainControl};
 use crate::ease::EaseBasis;
 use crate::error::Result;
-use crate::eval::{evaluate_embeddings, item_counts, Metrics};
+use crate::eval::{evaluate_embeddings, item_counts, user_metrics, Metrics};
 use crate::factors::Factors;
 use crate::params::{Algo, TrainParams};
 use crate::split::Split;
@@ -65,7 +67,8 @@ impl Default for TuneOptions {
 /// One setting tried and its validation metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct Trial {
-    /// The search stage: "coarse" or "refine".
+    /// The search stage: "coarse", "refine", "debias" (the popularity
+    /// compensation kept) or "debias-candidate" (one it did not keep).
     pub stage: &'static str,
     /// The parameters (epochs = the best checkpoint's).
     #[serde(flatten)]
@@ -97,6 +100,34 @@ pub fn validate(f: &Factors, split: &Split, k: usize) -> Metrics {
     )
 }
 
+/// Each validation user's (recall, precision, NDCG, hit, AP) at k of `f`
+/// (training items excluded), in user order.
+fn per_user(f: &Factors, split: &Split, k: usize) -> Vec<UserScores> {
+    use rayon::prelude::*;
+    let table = ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
+    let (train, test) = (&split.train.matrix, &split.test);
+    (0..test.n_rows())
+        .into_par_iter()
+        .filter(|&u| test.row_len(u) > 0)
+        .map(|u| {
+            let seen: &[u32] = if u < train.n_rows() {
+                train.row(u).0
+            } else {
+                &[]
+            };
+            let ranked: Vec<u32> = table
+                .top_k(f.user(u), k, seen)
+                .into_iter()
+                .map(|s| s.item)
+                .collect();
+            user_metrics(&ranked, test.row(u).0, k)
+        })
+        .collect()
+}
+
+/// One user's (recall, precision, NDCG, hit, AP).
+type UserScores = (f64, f64, f64, f64, f64);
+
 /// Searches `opts.algos` on `split`; returns every trial in the order tried
 /// (the best is the one with the highest `ndcg`).
 pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
@@ -120,10 +151,19 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
     Ok(s.trials)
 }
 
-/// The best trial (highest validation NDCG).
+/// The best trial: the highest validation NDCG among those that compete
+/// (every stage but "debias-candidate", the popularity compensations the
+/// one-SE rule did not choose).
 pub fn best(trials: &[Trial]) -> Option<&Trial> {
-    trials.iter().max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
+    trials
+        .iter()
+        .filter(|t| t.stage != "debias-candidate")
+        .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
 }
+
+/// The share of the budget kept for the popularity-compensation stage
+/// (a few dozen validations, no training).
+const DEBIAS_SHARE: f64 = 0.1;
 
 struct Search<'a> {
     split: &'a Split,
@@ -140,8 +180,9 @@ impl Search<'_> {
     }
 
     /// Whether a run of `p` is expected to end within the budget, leaving
-    /// room for the final fit on all the data (about the best run's time
-    /// again, a quarter more data). A run is expected to take as long as
+    /// room for the popularity compensation ([`DEBIAS_SHARE`] of the budget)
+    /// and the final fit on all the data (about the best run's time again, a
+    /// quarter more data). A run is expected to take as long as
     /// the slowest earlier one of its algorithm per factor, times its
     /// factors squared (CG's cost grows with the dimension squared).
     fn fits(&self, p: &TrainParams) -> bool {
@@ -166,7 +207,7 @@ impl Search<'_> {
                 .map(|t| t.seconds)
                 .fold(b.seconds, f64::max);
             1.3 * same
-        });
+        }) + DEBIAS_SHARE * self.opts.budget.as_secs_f64();
         self.start.elapsed().as_secs_f64() + expected + reserve <= self.opts.budget.as_secs_f64()
     }
 
@@ -200,41 +241,95 @@ impl Search<'_> {
     }
 
     /// Popularity compensation of each algorithm's best model: the item
-    /// bias `β · s · ln(1 + n_j)` on a grid of β, then ±0.05 around the best
-    /// (no retraining: the bias is added to the kept factors).
+    /// bias `β · s · ln(1 + n_j)` on a grid of β, then ±0.05 around the
+    /// best (no retraining: the bias is added to the kept factors). Every β
+    /// is recorded; the one kept (recorded last, with the NDCG of its own
+    /// row) is the smallest |β| whose per-user NDCG is within one standard
+    /// error of the paired difference from the best β's (the one-SE rule:
+    /// on a few hundred validation users the curve is flat near its top and
+    /// the arg-max is mostly noise).
     fn debias(&mut self) {
         let counts = item_counts(&self.split.train.matrix);
-        for (algo, base_ndcg, f) in std::mem::take(&mut self.kept) {
+        for (algo, _, f) in std::mem::take(&mut self.kept) {
             let Some(best) = self.best_of(algo) else {
                 continue;
             };
-            let mut top = (0.0f32, base_ndcg);
-            let try_beta = |s: &mut Self, beta: f32| -> f64 {
-                let t = Instant::now();
+            let t = Instant::now();
+            let eval = |beta: f32| {
                 let mut g = f.clone();
                 g.add_popularity_bias(&counts, beta);
-                let m = validate(&g, s.split, s.opts.k);
-                let ndcg = m.ndcg;
+                per_user(&g, self.split, self.opts.k)
+            };
+            let mut tried: Vec<(f32, Vec<UserScores>)> = vec![(0.0, eval(0.0))];
+            for beta in [-0.6, -0.4, -0.3, -0.2, -0.1, 0.1] {
+                tried.push((beta, eval(beta)));
+            }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let ndcgs = |v: &[UserScores]| v.iter().map(|m| m.2).collect::<Vec<f64>>();
+            let top = |tried: &[(f32, Vec<UserScores>)]| {
+                tried
+                    .iter()
+                    .max_by(|a, b| mean(&ndcgs(&a.1)).total_cmp(&mean(&ndcgs(&b.1))))
+                    .map(|t| t.0)
+                    .unwrap_or(0.0)
+            };
+            let b = top(&tried);
+            if b != 0.0 {
+                for beta in [b - 0.05, b + 0.05] {
+                    if beta.abs() > 1e-6 && !tried.iter().any(|t| (t.0 - beta).abs() < 1e-6) {
+                        tried.push((beta, eval(beta)));
+                    }
+                }
+            }
+            let b = top(&tried);
+            let best_users = tried
+                .iter()
+                .find(|t| t.0 == b)
+                .map(|t| ndcgs(&t.1))
+                .unwrap_or_default();
+            let within = |v: &[UserScores]| {
+                let d: Vec<f64> = best_users.iter().zip(v).map(|(a, b)| a - b.2).collect();
+                let n = d.len().max(2) as f64;
+                let m = mean(&d);
+                let var = d.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
+                m <= (var / n).sqrt()
+            };
+            let chosen = tried
+                .iter()
+                .filter(|t| within(&t.1))
+                .min_by(|a, b| a.0.abs().total_cmp(&b.0.abs()))
+                .map(|t| t.0)
+                .unwrap_or(b);
+            let secs = t.elapsed().as_secs_f64() / tried.len() as f64;
+            tried.sort_by_key(|t| t.0 == chosen);
+            for (beta, users) in tried {
+                if beta == 0.0 && chosen != 0.0 {
+                    continue;
+                }
+                let col = |pick: fn(&UserScores) -> f64| {
+                    mean(&users.iter().map(pick).collect::<Vec<f64>>())
+                };
+                let m = Metrics {
+                    k: self.opts.k,
+                    users: users.len(),
+                    recall: col(|m| m.0),
+                    precision: col(|m| m.1),
+                    ndcg: col(|m| m.2),
+                    hit_rate: col(|m| m.3),
+                    map: col(|m| m.4),
+                    ..Metrics::default()
+                };
                 let params = TrainParams {
                     pop_bias: beta,
                     ..best.params.clone()
                 };
-                s.record("debias", params, m, t.elapsed().as_secs_f64());
-                ndcg
-            };
-            for beta in [-0.6, -0.4, -0.3, -0.2, -0.1, 0.1] {
-                let ndcg = try_beta(self, beta);
-                if ndcg > top.1 {
-                    top = (beta, ndcg);
-                }
-            }
-            let b = top.0;
-            if b != 0.0 {
-                for beta in [b - 0.05, b + 0.05] {
-                    if beta.abs() > 1e-6 {
-                        try_beta(self, beta);
-                    }
-                }
+                // The others are reported, but only the chosen β competes.
+                let stage = if beta == chosen {
+                    "debias"
+                } else {
+                    "debias-candidate"
+                };
+                self.record(stage, params, m, secs);
             }
         }
     }
@@ -242,7 +337,7 @@ impl Search<'_> {
     fn best_of(&self, algo: Algo) -> Option<Trial> {
         self.trials
             .iter()
-            .filter(|t| t.params.algo == algo)
+            .filter(|t| t.params.algo == algo && t.stage != "debias-candidate")
             .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
             .cloned()
     }
