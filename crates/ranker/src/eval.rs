@@ -142,13 +142,51 @@ pub fn evaluate_embeddings(
     item_counts: &[u32],
 ) -> Metrics {
     let d = items.dim();
-    evaluate(train, test, k, item_counts, |u, k, ex| {
-        items
+    let ranked = ranked_lists(items, users, train, test, k);
+    evaluate(train, test, k, item_counts, |u, k, ex| match &ranked[u] {
+        Some(list) => list.clone(),
+        None => items
             .top_k(&users[u * d..(u + 1) * d], k, ex)
             .into_iter()
             .map(|s| s.item)
-            .collect()
+            .collect(),
     })
+}
+
+/// Every test user's top `k` (training items excluded) from the batch
+/// kernel (tiles of the item table against blocks of users): the same
+/// lists as one query at a time, several times faster at high dimensions.
+/// `None` for users without test items or an embedding.
+pub(crate) fn ranked_lists(
+    items: &ItemTable<'_>,
+    users: &[f32],
+    train: &Csr,
+    test: &Csr,
+    k: usize,
+) -> Vec<Option<Vec<u32>>> {
+    let d = items.dim();
+    let wanted: Vec<usize> = (0..test.n_rows())
+        .filter(|&u| test.row_len(u) > 0 && (u + 1) * d <= users.len())
+        .collect();
+    let mut ranked: Vec<Option<Vec<u32>>> = vec![None; test.n_rows()];
+    for block in wanted.chunks(1024) {
+        let qs: Vec<&[f32]> = block.iter().map(|&u| &users[u * d..(u + 1) * d]).collect();
+        let ks = vec![k; block.len()];
+        let exs: Vec<&[u32]> = block
+            .iter()
+            .map(|&u| {
+                if u < train.n_rows() {
+                    train.row(u).0
+                } else {
+                    &[]
+                }
+            })
+            .collect();
+        for (&u, top) in block.iter().zip(items.top_k_batch(&qs, &ks, &exs)) {
+            ranked[u] = Some(top.into_iter().map(|s| s.item).collect());
+        }
+    }
+    ranked
 }
 
 /// [`evaluate`] of the popularity baseline (training counts `item_counts`).

@@ -2,9 +2,9 @@
 //! then local refinement around the best point, within a time budget.
 //!
 //! - **EASE**: one basis of the training part serves every λ
-//!   ([`EaseBasis::factors`] solves only `r × r` systems), so λ is searched
-//!   on a log grid from 1 to 10⁴ and then refined around the best by
-//!   quarter and eighth decades.
+//!   ([`EaseBasis::factors`] costs `O((users + items) r)`), so λ is searched
+//!   on a half-decade grid from 1 to 10⁴ (from the middle out) and then
+//!   refined around the best by quarter and eighth decades.
 //! - **iALS**: a coarse (α, λ) grid at 64 factors, with and without
 //!   frequency-scaled λ (ν = 1), then refinement in Rendle et al. (2022)'s
 //!   coordinates, the weight α0 of unobserved pairs and λ' (see
@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::als::{EpochReport, TrainControl};
 use crate::ease::EaseBasis;
 use crate::error::Result;
-use crate::eval::{evaluate_embeddings, item_counts, user_metrics, Metrics};
+use crate::eval::{evaluate_embeddings, item_counts, ranked_lists, user_metrics, Metrics};
 use crate::factors::Factors;
 use crate::params::{Algo, TrainParams};
 use crate::split::Split;
@@ -103,25 +103,12 @@ pub fn validate(f: &Factors, split: &Split, k: usize) -> Metrics {
 /// Each validation user's (recall, precision, NDCG, hit, AP) at k of `f`
 /// (training items excluded), in user order.
 fn per_user(f: &Factors, split: &Split, k: usize) -> Vec<UserScores> {
-    use rayon::prelude::*;
     let table = ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
-    let (train, test) = (&split.train.matrix, &split.test);
-    (0..test.n_rows())
-        .into_par_iter()
-        .filter(|&u| test.row_len(u) > 0)
-        .map(|u| {
-            let seen: &[u32] = if u < train.n_rows() {
-                train.row(u).0
-            } else {
-                &[]
-            };
-            let ranked: Vec<u32> = table
-                .top_k(f.user(u), k, seen)
-                .into_iter()
-                .map(|s| s.item)
-                .collect();
-            user_metrics(&ranked, test.row(u).0, k)
-        })
+    let test = &split.test;
+    ranked_lists(&table, &f.users, &split.train.matrix, test, k)
+        .iter()
+        .enumerate()
+        .filter_map(|(u, r)| r.as_ref().map(|r| user_metrics(r, test.row(u).0, k)))
         .collect()
 }
 
@@ -357,8 +344,20 @@ impl Search<'_> {
     fn ease(&mut self) -> Result<()> {
         let t = Instant::now();
         let basis = EaseBasis::new(&self.split.train.matrix, self.opts.ease_dim, self.opts.seed)?;
-        let mut basis_secs = t.elapsed().as_secs_f64();
-        let mut try_lambda = |s: &mut Self, stage, lambda: f64| -> Result<()> {
+        let basis_secs = t.elapsed().as_secs_f64();
+        let mut first = true;
+        let mut last = 0.0f64;
+        // A λ starts only if it, the final fit (a new basis) and the
+        // popularity stage are expected to end within the budget.
+        let fits = |s: &Self, last: f64| {
+            s.trials.is_empty()
+                || s.start.elapsed().as_secs_f64()
+                    + last
+                    + 1.3 * basis_secs
+                    + DEBIAS_SHARE * s.opts.budget.as_secs_f64()
+                    <= s.opts.budget.as_secs_f64()
+        };
+        let mut try_lambda = |s: &mut Self, stage, lambda: f64| -> Result<f64> {
             let t = Instant::now();
             let f = basis.factors(lambda)?;
             let m = validate(&f, s.split, s.opts.k);
@@ -369,30 +368,35 @@ impl Search<'_> {
                 epochs: 1,
                 ..s.base(Algo::Ease)
             };
+            let own = t.elapsed().as_secs_f64();
             // The basis is shared: its time goes to the first trial.
-            let secs = t.elapsed().as_secs_f64() + std::mem::take(&mut basis_secs);
+            let secs = own
+                + if std::mem::take(&mut first) {
+                    basis_secs
+                } else {
+                    0.0
+                };
             s.record(stage, params, m, secs);
-            Ok(())
+            Ok(own)
         };
-        for e in 0..=8 {
-            if self.spent() {
+        // Half decades from the middle out, so a short budget covers the
+        // usual optimum (λ in the hundreds) first.
+        for e in [4, 5, 3, 6, 2, 7, 1, 8, 0] {
+            if !fits(self, last) {
                 return Ok(());
             }
-            try_lambda(self, "coarse", 10f64.powf(e as f64 / 2.0))?;
+            last = try_lambda(self, "coarse", 10f64.powf(e as f64 / 2.0))?;
         }
         for step in [0.25, 0.125] {
             let Some(b) = self.best_of(Algo::Ease) else {
                 break;
             };
             for sign in [-1.0, 1.0] {
-                if self.spent() {
+                if !fits(self, last) {
                     return Ok(());
                 }
-                try_lambda(
-                    self,
-                    "refine",
-                    b.params.reg as f64 * 10f64.powf(sign * step),
-                )?;
+                let lambda = b.params.reg as f64 * 10f64.powf(sign * step);
+                last = try_lambda(self, "refine", lambda)?;
             }
         }
         Ok(())
