@@ -123,8 +123,8 @@ fn fixtures(dir: &Path) -> TestResult {
             ("flag", Arc::new(Int8Array::from(vec![1i8; n]))),
         ],
     )?;
-    // A run-end encoded column: valid Arrow, but polars panics reading the
-    // schema (`todo!()`); reelkit catches it and names the file.
+    // A run-end encoded column: valid Arrow, but polars (as built) panics
+    // reading such a schema; reelkit catches it and names the file.
     let runs = arrow_array::RunArray::<arrow_array::types::Int32Type>::try_new(
         &arrow_array::Int32Array::from(vec![n as i32]),
         &Int8Array::from(vec![1i8]),

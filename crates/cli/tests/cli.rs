@@ -1270,19 +1270,14 @@ fn an_ease_model_trains_recommends_and_keeps_to_its_group() -> TestResult {
     let model = dir.path().join("ease.arrow");
     let recs = dir.path().join("recs.csv");
     let p = |x: &Path| x.to_str().unwrap_or_default().to_string();
-    let o = reelkit(&[
-        "train",
-        "--interactions",
-        &p(&train),
-        "--user-col",
-        "uid",
-        "--item-col",
-        "movie",
-        "--algo",
-        "ease",
-        "--out",
-        &p(&model),
-    ]);
+    let train_ease = |out: &Path, extra: &[&str]| {
+        let (train, out) = (p(&train), p(out));
+        let mut args = vec!["train", "--interactions", &train, "--user-col", "uid"];
+        args.extend(["--item-col", "movie", "--algo", "ease", "--out", &out]);
+        args.extend(extra);
+        reelkit(&args)
+    };
+    let o = train_ease(&model, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ranker = reelkit_ranker::Ranker::open(&model)?;
     assert_eq!(ranker.model().meta.params.algo.to_string(), "ease");
@@ -1326,21 +1321,7 @@ fn an_ease_model_trains_recommends_and_keeps_to_its_group() -> TestResult {
     assert_eq!(rows, 40 * 5);
     // λ must be positive for EASE: a clear error, no model.
     let bad = dir.path().join("bad.arrow");
-    let o = reelkit(&[
-        "train",
-        "--interactions",
-        &p(&train),
-        "--user-col",
-        "uid",
-        "--item-col",
-        "movie",
-        "--algo",
-        "ease",
-        "--reg",
-        "0",
-        "--out",
-        &p(&bad),
-    ]);
+    let o = train_ease(&bad, &["--reg", "0"]);
     assert!(
         !o.status.success() && stderr(&o).contains("> 0 for ease"),
         "{}",
