@@ -59,7 +59,7 @@ impl Default for TuneOptions {
             k: 10,
             budget: Duration::from_secs(60),
             seed: 42,
-            ease_dim: 1024,
+            ease_dim: crate::ease::EASE_DIM,
         }
     }
 }
@@ -142,11 +142,18 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
 /// (every stage but "debias-candidate", the popularity compensations the
 /// one-SE rule did not choose).
 pub fn best(trials: &[Trial]) -> Option<&Trial> {
+    best_in(trials.iter())
+}
+
+/// The competing trial with the highest NDCG among `trials`.
+fn best_in<'a>(trials: impl Iterator<Item = &'a Trial>) -> Option<&'a Trial> {
     trials
-        .iter()
-        .filter(|t| t.stage != "debias-candidate")
+        .filter(|t| t.stage != CANDIDATE)
         .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
 }
+
+/// The stage of a popularity compensation the one-SE rule did not keep.
+const CANDIDATE: &str = "debias-candidate";
 
 /// The share of the budget kept for the popularity-compensation stage
 /// (a few dozen validations, no training).
@@ -186,16 +193,28 @@ impl Search<'_> {
         let expected = unit * (p.factors as f64).powi(2);
         // The final fit redoes the best setting (for EASE, with its basis:
         // the first trial's time).
-        let reserve = best(&self.trials).map_or(0.0, |b| {
-            let same = self
-                .trials
+        let final_fit = best(&self.trials).map_or(0.0, |b| {
+            self.trials
                 .iter()
                 .filter(|t| t.params.algo == b.params.algo && t.params.factors == b.params.factors)
                 .map(|t| t.seconds)
-                .fold(b.seconds, f64::max);
-            1.3 * same
-        }) + DEBIAS_SHARE * self.opts.budget.as_secs_f64();
-        self.start.elapsed().as_secs_f64() + expected + reserve <= self.opts.budget.as_secs_f64()
+                .fold(b.seconds, f64::max)
+        });
+        self.ends_in_time(expected, final_fit)
+    }
+
+    /// Whether work expected to take `expected` seconds, then the final fit
+    /// (`final_fit` seconds on the validation split's data, a quarter more
+    /// on all of it) and the popularity stage ([`DEBIAS_SHARE`] of the
+    /// budget) all end within the budget; always true before any trial.
+    fn ends_in_time(&self, expected: f64, final_fit: f64) -> bool {
+        let budget = self.opts.budget.as_secs_f64();
+        self.trials.is_empty()
+            || self.start.elapsed().as_secs_f64()
+                + expected
+                + 1.3 * final_fit
+                + DEBIAS_SHARE * budget
+                <= budget
     }
 
     fn base(&self, algo: Algo) -> TrainParams {
@@ -311,22 +330,14 @@ impl Search<'_> {
                     ..best.params.clone()
                 };
                 // The others are reported, but only the chosen β competes.
-                let stage = if beta == chosen {
-                    "debias"
-                } else {
-                    "debias-candidate"
-                };
+                let stage = if beta == chosen { "debias" } else { CANDIDATE };
                 self.record(stage, params, m, secs);
             }
         }
     }
 
     fn best_of(&self, algo: Algo) -> Option<Trial> {
-        self.trials
-            .iter()
-            .filter(|t| t.params.algo == algo && t.stage != "debias-candidate")
-            .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
-            .cloned()
+        best_in(self.trials.iter().filter(|t| t.params.algo == algo)).cloned()
     }
 
     fn tried(&self, p: &TrainParams) -> bool {
@@ -349,14 +360,6 @@ impl Search<'_> {
         let mut last = 0.0f64;
         // A λ starts only if it, the final fit (a new basis) and the
         // popularity stage are expected to end within the budget.
-        let fits = |s: &Self, last: f64| {
-            s.trials.is_empty()
-                || s.start.elapsed().as_secs_f64()
-                    + last
-                    + 1.3 * basis_secs
-                    + DEBIAS_SHARE * s.opts.budget.as_secs_f64()
-                    <= s.opts.budget.as_secs_f64()
-        };
         let mut try_lambda = |s: &mut Self, stage, lambda: f64| -> Result<f64> {
             let t = Instant::now();
             let f = basis.factors(lambda)?;
@@ -382,7 +385,7 @@ impl Search<'_> {
         // Half decades from the middle out, so a short budget covers the
         // usual optimum (λ in the hundreds) first.
         for e in [4, 5, 3, 6, 2, 7, 1, 8, 0] {
-            if !fits(self, last) {
+            if !self.ends_in_time(last, basis_secs) {
                 return Ok(());
             }
             last = try_lambda(self, "coarse", 10f64.powf(e as f64 / 2.0))?;
@@ -392,7 +395,7 @@ impl Search<'_> {
                 break;
             };
             for sign in [-1.0, 1.0] {
-                if !fits(self, last) {
+                if !self.ends_in_time(last, basis_secs) {
                     return Ok(());
                 }
                 let lambda = b.params.reg as f64 * 10f64.powf(sign * step);
