@@ -12,8 +12,6 @@ use serde_json::json;
 
 use crate::data::{load_source, ColumnArgs, SourceArgs};
 
-/// EASE's default basis dimension: exact on up to 1,024 users or items.
-pub const EASE_FACTORS: usize = 1024;
 /// EASE's default λ.
 pub const EASE_REG: f32 = 200.0;
 
@@ -59,7 +57,9 @@ impl HyperArgs {
         let ease = self.algo == Algo::Ease;
         TrainParams {
             algo: self.algo,
-            factors: self.factors.unwrap_or(if ease { EASE_FACTORS } else { 64 }),
+            factors: self
+                .factors
+                .unwrap_or(if ease { reelkit_ranker::EASE_DIM } else { 64 }),
             epochs: self.epochs,
             reg: self.reg.unwrap_or(if ease { EASE_REG } else { 1.0 }),
             alpha: self.alpha,

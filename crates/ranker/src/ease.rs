@@ -34,6 +34,10 @@ use crate::rng::SplitMix;
 /// and its cost grows with `items · r²`.
 pub const EASE_MAX_ITEMS: usize = 50_000;
 
+/// EASE's default basis dimension (`train --algo ease`, `tune`): exact on
+/// data with up to this many users or items.
+pub const EASE_DIM: usize = 1024;
+
 /// Rows per partial sum of a Gram product: a fixed split, so sums (and the
 /// model) do not depend on the thread count.
 const CHUNK: usize = 256;

@@ -141,15 +141,10 @@ pub fn evaluate_embeddings(
     k: usize,
     item_counts: &[u32],
 ) -> Metrics {
-    let d = items.dim();
     let ranked = ranked_lists(items, users, train, test, k);
-    evaluate(train, test, k, item_counts, |u, k, ex| match &ranked[u] {
-        Some(list) => list.clone(),
-        None => items
-            .top_k(&users[u * d..(u + 1) * d], k, ex)
-            .into_iter()
-            .map(|s| s.item)
-            .collect(),
+    // `evaluate` asks for exactly the users ranked (those with test items).
+    evaluate(train, test, k, item_counts, |u, _, _| {
+        ranked[u].clone().unwrap_or_default()
     })
 }
 

@@ -78,7 +78,7 @@ pub use als::{solve_rows, train_ials, train_ials_from, EpochReport, TrainControl
 pub use bpr::train_bpr;
 pub use confidence::{keep_above, EngagementWeights, Impressions, TrainingData};
 pub use csr::Csr;
-pub use ease::{train_ease, EaseBasis, EASE_MAX_ITEMS};
+pub use ease::{train_ease, EaseBasis, EASE_DIM, EASE_MAX_ITEMS};
 pub use error::{Error, Result};
 pub use eval::{
     evaluate, evaluate_embeddings, evaluate_popularity, item_counts, popularity_order,
@@ -125,6 +125,8 @@ pub fn train(
             Ok(f)
         }
     }?;
-    f.add_popularity_bias(&item_counts(weights), params.pop_bias);
+    if params.pop_bias != 0.0 {
+        f.add_popularity_bias(&item_counts(weights), params.pop_bias);
+    }
     Ok(f)
 }

@@ -541,24 +541,19 @@ impl Ranker {
             // In a batch the exact f32 kernel is compute-bound and needs no
             // rescoring; the approximate table pays only where the scan is
             // memory-bound, a catalogue many times the candidate pool.
-            let widest = ks
-                .iter()
-                .map(|&k| self.candidate_pool(k))
-                .max()
-                .unwrap_or(0);
+            let pools: Vec<usize> = ks.iter().map(|&k| self.candidate_pool(k)).collect();
+            let widest = pools.iter().copied().max().unwrap_or(0);
             let approx = self
                 .approx
                 .as_ref()
                 .filter(|_| self.model.items.len() >= BATCH_APPROX_MIN_RATIO * widest);
             let results = match approx {
-                Some(h) => {
-                    let pools: Vec<usize> = ks.iter().map(|&k| self.candidate_pool(k)).collect();
-                    h.top_k_batch(&qs, &pools, &exs)
-                        .into_iter()
-                        .zip(qs.iter().zip(&ks))
-                        .map(|(c, (q, &k))| self.items().rescore(q, k, &c))
-                        .collect()
-                }
+                Some(h) => h
+                    .top_k_batch(&qs, &pools, &exs)
+                    .into_iter()
+                    .zip(qs.iter().zip(&ks))
+                    .map(|(c, (q, &k))| self.items().rescore(q, k, &c))
+                    .collect(),
                 None => self.items().top_k_batch(&qs, &ks, &exs),
             };
             for ((j, _, _), scored) in batch.iter().zip(results) {
