@@ -13,17 +13,22 @@
 //!
 //! Items are stored in panels of sixteen, dimensions in groups of four: a
 //! panel's group holds 16 × 4 bytes, item by item, so one 256-bit register
-//! holds eight items' four codes. AVX2 has no 8-bit dot product (VNNI), so
-//! `vpmaddubsw` multiplies u8 × i8 and adds adjacent pairs into i16, saturating;
-//! the code ranges are chosen so that the pair sums of two groups can be added
-//! in i16 without saturating (`2 · 2 · 127 · 63 = 32004 < 2¹⁵`) before one
-//! `vpmaddwd` widens them to i32: three multiply instructions per eight
-//! dimensions of eight items instead of four.
+//! holds eight items' four codes and one 512-bit register all sixteen. Where
+//! the CPU has an 8-bit dot product (AVX-512 VNNI or AVX-VNNI), `vpdpbusd`
+//! adds a group's four u8 × i8 products into each item's i32 lane in one
+//! instruction. Plain AVX2 has none, so `vpmaddubsw` multiplies u8 × i8 and
+//! adds adjacent pairs into i16, saturating; the code ranges are chosen so that
+//! the pair sums of two groups can be added in i16 without saturating
+//! (`2 · 2 · 127 · 63 = 32004 < 2¹⁵`) before one `vpmaddwd` widens them to
+//! i32: three multiply instructions per eight dimensions of eight items. The
+//! kernel is chosen at run time ([`Kernel`]); all of them compute the same
+//! integers and the same float steps, so the same scores bit for bit.
 
 use rayon::prelude::*;
 
 use crate::isa::{Isa, Level};
-use crate::scan::{excluded, reaches, PANEL};
+use crate::scan::{lanes, offer_bits, reaches, PANEL};
+use crate::top::TopK;
 use crate::topk::{batched_top_k, check_batch, ItemTable, Scored};
 
 /// Largest item code.
@@ -49,16 +54,99 @@ pub struct Int8Table {
     scale: Vec<f32>,
     offset_sum: Vec<i32>,
     bias: Option<Vec<f32>>,
-    isa: Isa,
+    kernel: Kernel,
+}
+
+/// The integer dot-product kernel a table scans with. A variant other than
+/// `Generic` exists only where run-time detection found its features
+/// ([`Kernel::best`], [`Kernel::available`]; private to this module), which
+/// is what every `unsafe` call of a kernel below rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Portable Rust (the reference).
+    Generic,
+    /// AVX2: `vpmaddubsw` pairs widened by `vpmaddwd`.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX-VNNI (256-bit `vpdpbusd`): one instruction per four dimensions
+    /// of eight items.
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    /// AVX-512 VNNI: one `vpdpbusd` per four dimensions of sixteen items.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+}
+
+impl Kernel {
+    /// Every kernel this CPU runs, portable first, best last.
+    pub(crate) fn available() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut all = vec![Kernel::Generic];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Isa::detect().level() != Level::Generic {
+                all.push(Kernel::Avx2);
+                if std::arch::is_x86_feature_detected!("avxvnni") {
+                    all.push(Kernel::AvxVnni);
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+                {
+                    all.push(Kernel::Avx512Vnni);
+                }
+            }
+        }
+        all
+    }
+
+    /// The fastest kernel this CPU runs.
+    pub(crate) fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Kernel::available().pop().unwrap_or(Kernel::Generic))
+    }
+
+    /// Its name, as benchmarks report it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kernel::Generic => "generic",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => "avx-vnni",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => "avx512-vnni",
+        }
+    }
 }
 
 /// A quantized query: codes offset by `OFFSET`, and the scale.
-struct Query {
+pub(crate) struct Query {
     bytes: Vec<u8>,
     scale: f32,
 }
 
-fn quantize_query(q: &[f32], groups: usize) -> Query {
+/// Where a scan's candidates go: for query `r` of the scan, the panel's first
+/// item, the lanes (bit `l` for item `first + l`) whose score is not below
+/// `r`'s floor, and the panel's sixteen scores; returns `r`'s new floor.
+pub(crate) trait Sink {
+    fn offer(&mut self, r: usize, first: usize, bits: u32, scores: &[f32; PANEL]) -> f32;
+}
+
+/// The flat table's sink: item `i` is candidate `i`, exclusions skipped.
+struct Flat<'a, 'b> {
+    tops: &'a mut [TopK],
+    exclude: &'a [&'b [u32]],
+}
+
+impl Sink for Flat<'_, '_> {
+    #[inline]
+    fn offer(&mut self, r: usize, first: usize, bits: u32, scores: &[f32; PANEL]) -> f32 {
+        offer_bits(bits, scores, first, self.exclude[r], &mut self.tops[r])
+    }
+}
+
+pub(crate) fn quantize_query(q: &[f32], groups: usize) -> Query {
     let m = q.iter().fold(0f32, |m, x| m.max(x.abs()));
     let scale = if m > 0.0 && m.is_finite() {
         m / QUERY_MAX
@@ -76,49 +164,93 @@ fn quantize_query(q: &[f32], groups: usize) -> Query {
 impl Int8Table {
     /// Quantizes an f32 table (`n × dim`, row-major) and its biases.
     pub fn new(dim: usize, factors: &[f32], bias: Option<&[f32]>) -> Int8Table {
+        let mut t = Int8Table::empty(dim, bias.is_some());
         let n = factors.len().checked_div(dim).unwrap_or(0);
-        let groups = dim.div_ceil(4);
-        let panels = n.div_ceil(PANEL);
-        let mut codes = vec![0i8; panels * groups * PANEL * 4];
-        let mut scale = vec![0f32; panels * PANEL];
-        let mut offset_sum = vec![0i32; panels * PANEL];
+        t.reserve(n);
         for i in 0..n {
-            let row = &factors[i * dim..(i + 1) * dim];
-            let m = row.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let s = if m > 0.0 && m.is_finite() {
-                m / ITEM_MAX
-            } else {
-                1.0
-            };
-            scale[i] = s;
-            let (p, l) = (i / PANEL, i % PANEL);
-            for (d, &x) in row.iter().enumerate() {
-                let c = (x / s).round().clamp(-ITEM_MAX, ITEM_MAX) as i8;
-                codes[((p * groups + d / 4) * PANEL + l) * 4 + d % 4] = c;
-                offset_sum[i] += OFFSET * c as i32;
-            }
+            t.push(&factors[i * dim..(i + 1) * dim], bias.map_or(0.0, |b| b[i]));
         }
-        let isa = Isa::detect();
+        t
+    }
+
+    /// An empty table of `dim` dimensions, with biases or without.
+    pub(crate) fn empty(dim: usize, with_bias: bool) -> Int8Table {
         Int8Table {
             dim,
-            n,
-            groups,
-            codes,
-            scale,
-            offset_sum,
-            bias: bias.map(|b| {
-                let mut padded = b.to_vec();
-                padded.resize(panels * PANEL, 0.0);
-                padded
-            }),
-            isa,
+            n: 0,
+            groups: dim.div_ceil(4),
+            codes: Vec::new(),
+            scale: Vec::new(),
+            offset_sum: Vec::new(),
+            bias: with_bias.then(Vec::new),
+            kernel: Kernel::best(),
         }
     }
 
+    /// Room for `more` items.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        let panels = (self.n + more).div_ceil(PANEL);
+        let want = panels * PANEL;
+        self.codes
+            .reserve((want * self.groups * 4).saturating_sub(self.codes.len()));
+        self.scale.reserve(want.saturating_sub(self.scale.len()));
+        self.offset_sum
+            .reserve(want.saturating_sub(self.offset_sum.len()));
+        if let Some(b) = &mut self.bias {
+            b.reserve(want.saturating_sub(b.len()));
+        }
+    }
+
+    /// Appends one item (its bias is ignored by a table without biases).
+    pub(crate) fn push(&mut self, row: &[f32], bias: f32) {
+        debug_assert_eq!(row.len(), self.dim);
+        let i = self.n;
+        if i % PANEL == 0 {
+            // A new zeroed panel: codes, scales, sums and biases.
+            let len = self.codes.len() + self.groups * PANEL * 4;
+            self.codes.resize(len, 0);
+            self.scale.resize(i + PANEL, 0.0);
+            self.offset_sum.resize(i + PANEL, 0);
+            if let Some(b) = &mut self.bias {
+                b.resize(i + PANEL, 0.0);
+            }
+        }
+        let m = row.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let s = if m > 0.0 && m.is_finite() {
+            m / ITEM_MAX
+        } else {
+            1.0
+        };
+        self.scale[i] = s;
+        let (p, l) = (i / PANEL, i % PANEL);
+        let mut sum = 0i32;
+        for (d, &x) in row.iter().enumerate() {
+            let c = (x / s).round().clamp(-ITEM_MAX, ITEM_MAX) as i8;
+            self.codes[((p * self.groups + d / 4) * PANEL + l) * 4 + d % 4] = c;
+            sum += OFFSET * c as i32;
+        }
+        self.offset_sum[i] = sum;
+        if let Some(b) = &mut self.bias {
+            b[i] = bias;
+        }
+        self.n += 1;
+    }
+
     /// Forces the portable kernel (tests).
-    pub fn generic(mut self) -> Int8Table {
-        self.isa = Isa::GENERIC;
+    pub fn generic(self) -> Int8Table {
+        self.with_kernel(Kernel::Generic)
+    }
+
+    /// Uses `kernel` (one of [`Kernel::available`]).
+    pub(crate) fn with_kernel(mut self, kernel: Kernel) -> Int8Table {
+        self.kernel = kernel;
         self
+    }
+
+    /// The kernel it scans with, by name (`generic`, `avx2`, `avx-vnni`,
+    /// `avx512-vnni`).
+    pub fn kernel_name(&self) -> &'static str {
+        self.kernel.name()
     }
 
     /// Number of items.
@@ -129,6 +261,11 @@ impl Int8Table {
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// Groups of four dimensions a quantized query holds.
+    pub(crate) fn groups(&self) -> usize {
+        self.groups
     }
 
     /// Bytes of codes, scales and sums (what a scan reads).
@@ -164,6 +301,57 @@ impl Int8Table {
             .collect()
     }
 
+    /// Scores items `lo..hi` (`lo` a multiple of sixteen) against every
+    /// query of `qs` and hands the lanes not below `floors[r]` to `sink`
+    /// (which returns the new floor). Every kernel computes the same scores
+    /// bit for bit (the integer sums are exact, the float steps the same).
+    pub(crate) fn scan(
+        &self,
+        qs: &[&Query],
+        lo: usize,
+        hi: usize,
+        floors: &mut [f32],
+        sink: &mut impl Sink,
+    ) {
+        debug_assert_eq!(lo % PANEL, 0);
+        debug_assert!(hi <= self.n && floors.len() == qs.len());
+        if lo >= hi {
+            return;
+        }
+        match self.kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Kernel` other than `Generic` exists only where run-time
+            // detection found its features (`Kernel::available`).
+            Kernel::Avx2 => unsafe { avx2::scan(self, qs, lo, hi, floors, sink) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::AvxVnni => unsafe { vnni256::scan(self, qs, lo, hi, floors, sink) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::Avx512Vnni => unsafe { vnni512::scan(self, qs, lo, hi, floors, sink) },
+            Kernel::Generic => {
+                let mut buf = [0f32; PANEL];
+                for first in (lo..hi).step_by(PANEL) {
+                    let valid = lanes(hi - first);
+                    for (r, q) in qs.iter().enumerate() {
+                        let mut bits = 0u32;
+                        for (l, b) in buf.iter_mut().enumerate() {
+                            if valid & (1 << l) != 0 {
+                                *b = self.score_ref(q, first + l);
+                                if reaches(*b, floors[r]) {
+                                    bits |= 1 << l;
+                                }
+                            }
+                        }
+                        if bits != 0 {
+                            floors[r] = sink.offer(r, first, bits, &buf);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Top-`k[j]` by approximate score for each query, excluding the sorted
     /// `exclude[j]`; the catalogue split across threads.
     pub fn top_k_batch(
@@ -177,29 +365,12 @@ impl Int8Table {
             .iter()
             .map(|q| quantize_query(q, self.groups))
             .collect();
+        let qs: Vec<&Query> = qq.iter().collect();
         // Tiles of whole panels, about 32 KiB of codes.
         let tile = ((32_768 / (self.groups * 4).max(1)) / PANEL * PANEL).max(PANEL);
         batched_top_k(self.n, tile, k, |lo, hi, tops, _: &mut ()| {
-            match self.isa.level() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: an `Isa` at this level exists only if run-time detection
-                // found its features on this CPU (the field is private to isa.rs).
-                Level::Avx2 | Level::Avx512 => unsafe {
-                    avx2::tile(self, &qq, exclude, tops, lo, hi)
-                },
-                _ => {
-                    for (j, q) in qq.iter().enumerate() {
-                        let mut floor = tops[j].floor();
-                        for i in lo..hi {
-                            let s = self.score_ref(q, i);
-                            if reaches(s, floor) && !excluded(exclude[j], i) {
-                                tops[j].push(i as u32, s);
-                                floor = tops[j].floor();
-                            }
-                        }
-                    }
-                }
-            }
+            let mut floors: Vec<f32> = tops.iter().map(TopK::floor).collect();
+            self.scan(&qs, lo, hi, &mut floors, &mut Flat { tops, exclude });
         })
     }
 
@@ -233,38 +404,106 @@ impl Int8Table {
     }
 }
 
+/// Runs `block(j0, m)` over `n` queries `M` at a time (`m ≤ M` in the last).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn query_blocks<const M: usize>(n: usize, mut block: impl FnMut(usize, usize)) {
+    let mut j = 0;
+    while j < n {
+        let m = (n - j).min(M);
+        block(j, m);
+        j += m;
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Int8Table, Query};
-    use crate::scan::avx2::offer;
+    use super::{query_blocks, Int8Table, Query, Sink};
     use crate::scan::{lanes, PANEL};
-    use crate::topk::TopK;
 
     /// Queries per micro-tile: 4 × 16 items = eight i32 accumulators.
     const M: usize = 4;
+
+    /// The lanes of `w` (sixteen scores) not below `floor`, among `valid`
+    /// (a NaN counts as reaching, as the scalar `!(s < floor)`).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn reaching(w: [__m256; 2], floor: f32, valid: u32) -> u32 {
+        let fv = _mm256_set1_ps(floor);
+        let c0 = _mm256_cmp_ps::<_CMP_NLT_UQ>(w[0], fv);
+        let c1 = _mm256_cmp_ps::<_CMP_NLT_UQ>(w[1], fv);
+        let m0 = _mm256_movemask_ps(c0) as u32;
+        let m1 = _mm256_movemask_ps(c1) as u32;
+        (m0 | (m1 << 8)) & valid
+    }
+
+    /// Converts a panel's integer sums for one query into scores (see the
+    /// module documentation) and offers the lanes that reach its floor.
+    ///
+    /// # Safety
+    /// The table's scales, sums and biases hold sixteen values from `first`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn finish_panel(
+        t: &Int8Table,
+        acc: [__m256i; 2],
+        q: &Query,
+        first: usize,
+        valid: u32,
+        r: usize,
+        floors: &mut [f32],
+        sink: &mut impl Sink,
+    ) {
+        // SAFETY: the caller guarantees sixteen values from `first`.
+        let (s0, s1, c0, c1) = unsafe {
+            (
+                _mm256_loadu_ps(t.scale.as_ptr().add(first)),
+                _mm256_loadu_ps(t.scale.as_ptr().add(first + 8)),
+                _mm256_loadu_si256(t.offset_sum.as_ptr().add(first) as *const __m256i),
+                _mm256_loadu_si256(t.offset_sum.as_ptr().add(first + 8) as *const __m256i),
+            )
+        };
+        let ts = _mm256_set1_ps(q.scale);
+        let v0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[0], c0));
+        let v1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[1], c1));
+        let mut w0 = _mm256_mul_ps(v0, _mm256_mul_ps(ts, s0));
+        let mut w1 = _mm256_mul_ps(v1, _mm256_mul_ps(ts, s1));
+        if let Some(b) = &t.bias {
+            // SAFETY: the biases are padded to whole panels too.
+            unsafe {
+                w0 = _mm256_add_ps(w0, _mm256_loadu_ps(b.as_ptr().add(first)));
+                w1 = _mm256_add_ps(w1, _mm256_loadu_ps(b.as_ptr().add(first + 8)));
+            }
+        }
+        let bits = reaching([w0, w1], floors[r], valid);
+        if bits != 0 {
+            let mut buf = [0f32; PANEL];
+            // SAFETY: `buf` holds sixteen floats.
+            unsafe {
+                _mm256_storeu_ps(buf.as_mut_ptr(), w0);
+                _mm256_storeu_ps(buf.as_mut_ptr().add(8), w1);
+            }
+            floors[r] = sink.offer(r, first, bits, &buf);
+        }
+    }
 
     /// Every query against items `lo..hi` (whole panels but the last).
     ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile(
+    pub(super) unsafe fn scan(
         t: &Int8Table,
-        qq: &[Query],
-        exclude: &[&[u32]],
-        tops: &mut [TopK],
+        qs: &[&Query],
         lo: usize,
         hi: usize,
+        floors: &mut [f32],
+        sink: &mut impl Sink,
     ) {
-        debug_assert_eq!(lo % PANEL, 0);
-        let mut j = 0;
-        while j < qq.len() {
-            let m = (qq.len() - j).min(M);
-            block(t, qq, exclude, tops, j, m, lo, hi);
-            j += m;
-        }
+        query_blocks::<M>(qs.len(), |j0, m| block(t, qs, j0, m, lo, hi, floors, sink));
     }
 
     /// Queries `j0..j0+m` (m ≤ 4; missing ones repeat the last) against items
@@ -273,24 +512,23 @@ mod avx2 {
     #[allow(clippy::too_many_arguments)]
     fn block(
         t: &Int8Table,
-        qq: &[Query],
-        exclude: &[&[u32]],
-        tops: &mut [TopK],
+        qs: &[&Query],
         j0: usize,
         m: usize,
         lo: usize,
         hi: usize,
+        floors: &mut [f32],
+        sink: &mut impl Sink,
     ) {
         let g = t.groups;
-        let q: [&Query; M] = std::array::from_fn(|r| &qq[j0 + r.min(m - 1)]);
-        let mut floors: [f32; M] = std::array::from_fn(|r| tops[j0 + r.min(m - 1)].floor());
+        let q: [&Query; M] = std::array::from_fn(|r| qs[j0 + r.min(m - 1)]);
         let ones = _mm256_set1_epi16(1);
         let panels = (hi - lo).div_ceil(PANEL);
         for pp in 0..panels {
             let p = lo / PANEL + pp;
             let base = p * g * PANEL * 4;
             assert!(
-                t.codes.len() >= base + g * PANEL * 4,
+                t.codes.len() >= base + g * PANEL * 4 && t.scale.len() >= (p + 1) * PANEL,
                 "code table too short"
             );
             let z = _mm256_setzero_si256();
@@ -344,40 +582,183 @@ mod avx2 {
             }
             let first = p * PANEL;
             let valid = lanes(hi - first);
-            // SAFETY: scales, offset sums and biases are padded to whole panels.
-            let (s0, s1, c0, c1) = unsafe {
+            for r in 0..m {
+                // SAFETY: scales, sums and biases cover panel p (asserted).
+                unsafe { finish_panel(t, acc[r], q[r], first, valid, j0 + r, floors, sink) };
+            }
+        }
+    }
+}
+
+/// AVX-VNNI: `vpdpbusd` on 256-bit registers multiplies the four u8 query
+/// codes of a group by an item's four i8 codes and adds the four products
+/// to the item's i32 lane in one instruction (no i16 step, no saturation:
+/// the sums are the reference's exact integers).
+#[cfg(target_arch = "x86_64")]
+mod vnni256 {
+    use std::arch::x86_64::*;
+
+    use super::{avx2::finish_panel, query_blocks, Int8Table, Query, Sink};
+    use crate::scan::{lanes, PANEL};
+
+    /// Queries per micro-tile: 6 × 2 accumulators.
+    const M: usize = 6;
+
+    /// # Safety
+    /// The CPU must support AVX2 and AVX-VNNI.
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    pub(super) unsafe fn scan(
+        t: &Int8Table,
+        qs: &[&Query],
+        lo: usize,
+        hi: usize,
+        floors: &mut [f32],
+        sink: &mut impl Sink,
+    ) {
+        query_blocks::<M>(qs.len(), |j0, m| block(t, qs, j0, m, lo, hi, floors, sink));
+    }
+
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        t: &Int8Table,
+        qs: &[&Query],
+        j0: usize,
+        m: usize,
+        lo: usize,
+        hi: usize,
+        floors: &mut [f32],
+        sink: &mut impl Sink,
+    ) {
+        let g = t.groups;
+        let q: [&Query; M] = std::array::from_fn(|r| qs[j0 + r.min(m - 1)]);
+        for p in lo / PANEL..hi.div_ceil(PANEL) {
+            let base = p * g * PANEL * 4;
+            assert!(
+                t.codes.len() >= base + g * PANEL * 4 && t.scale.len() >= (p + 1) * PANEL,
+                "code table too short"
+            );
+            let z = _mm256_setzero_si256();
+            let mut acc = [[z; 2]; M];
+            for gi in 0..g {
+                // SAFETY: group gi of panel p lies inside `codes` (asserted).
+                let (x0, x1) = unsafe {
+                    let at = t.codes.as_ptr().add(base + gi * PANEL * 4) as *const __m256i;
+                    (_mm256_loadu_si256(at), _mm256_loadu_si256(at.add(1)))
+                };
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: a query holds 4·groups bytes.
+                    let a = unsafe {
+                        _mm256_set1_epi32(
+                            (q[r].bytes.as_ptr().add(gi * 4) as *const i32).read_unaligned(),
+                        )
+                    };
+                    acc[0] = _mm256_dpbusd_avx_epi32(acc[0], a, x0);
+                    acc[1] = _mm256_dpbusd_avx_epi32(acc[1], a, x1);
+                }
+            }
+            let first = p * PANEL;
+            let valid = lanes(hi - first);
+            for r in 0..m {
+                // SAFETY: scales, sums and biases cover panel p (asserted).
+                unsafe { finish_panel(t, acc[r], q[r], first, valid, j0 + r, floors, sink) };
+            }
+        }
+    }
+}
+
+/// AVX-512 VNNI: a panel's group (sixteen items × four codes) is one 512-bit
+/// register, scored against a query's broadcast group by one `vpdpbusd`.
+#[cfg(target_arch = "x86_64")]
+mod vnni512 {
+    use std::arch::x86_64::*;
+
+    use super::{query_blocks, Int8Table, Query, Sink};
+    use crate::scan::{lanes, PANEL};
+
+    /// Queries per micro-tile: eight accumulators.
+    const M: usize = 8;
+
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn scan(
+        t: &Int8Table,
+        qs: &[&Query],
+        lo: usize,
+        hi: usize,
+        floors: &mut [f32],
+        sink: &mut impl Sink,
+    ) {
+        query_blocks::<M>(qs.len(), |j0, m| block(t, qs, j0, m, lo, hi, floors, sink));
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        t: &Int8Table,
+        qs: &[&Query],
+        j0: usize,
+        m: usize,
+        lo: usize,
+        hi: usize,
+        floors: &mut [f32],
+        sink: &mut impl Sink,
+    ) {
+        let g = t.groups;
+        let q: [&Query; M] = std::array::from_fn(|r| qs[j0 + r.min(m - 1)]);
+        for p in lo / PANEL..hi.div_ceil(PANEL) {
+            let base = p * g * PANEL * 4;
+            assert!(
+                t.codes.len() >= base + g * PANEL * 4 && t.scale.len() >= (p + 1) * PANEL,
+                "code table too short"
+            );
+            let mut acc = [_mm512_setzero_si512(); M];
+            for gi in 0..g {
+                // SAFETY: group gi of panel p lies inside `codes` (asserted).
+                let x = unsafe {
+                    _mm512_loadu_si512(t.codes.as_ptr().add(base + gi * PANEL * 4) as *const _)
+                };
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: a query holds 4·groups bytes.
+                    let a = unsafe {
+                        _mm512_set1_epi32(
+                            (q[r].bytes.as_ptr().add(gi * 4) as *const i32).read_unaligned(),
+                        )
+                    };
+                    *acc = _mm512_dpbusd_epi32(*acc, a, x);
+                }
+            }
+            let first = p * PANEL;
+            let valid = lanes(hi - first);
+            // SAFETY: scales, sums and biases cover panel p (asserted).
+            let (s, c) = unsafe {
                 (
-                    _mm256_loadu_ps(t.scale.as_ptr().add(first)),
-                    _mm256_loadu_ps(t.scale.as_ptr().add(first + 8)),
-                    _mm256_loadu_si256(t.offset_sum.as_ptr().add(first) as *const __m256i),
-                    _mm256_loadu_si256(t.offset_sum.as_ptr().add(first + 8) as *const __m256i),
+                    _mm512_loadu_ps(t.scale.as_ptr().add(first)),
+                    _mm512_loadu_si512(t.offset_sum.as_ptr().add(first) as *const _),
                 )
             };
             // SAFETY: the biases are padded to whole panels too.
-            let bias = t.bias.as_ref().map(|b| unsafe {
-                (
-                    _mm256_loadu_ps(b.as_ptr().add(first)),
-                    _mm256_loadu_ps(b.as_ptr().add(first + 8)),
-                )
-            });
+            let bias = t
+                .bias
+                .as_ref()
+                .map(|b| unsafe { _mm512_loadu_ps(b.as_ptr().add(first)) });
             for r in 0..m {
-                let ts = _mm256_set1_ps(q[r].scale);
-                let v0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][0], c0));
-                let v1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][1], c1));
-                let mut w0 = _mm256_mul_ps(v0, _mm256_mul_ps(ts, s0));
-                let mut w1 = _mm256_mul_ps(v1, _mm256_mul_ps(ts, s1));
-                if let Some((b0, b1)) = bias {
-                    w0 = _mm256_add_ps(w0, b0);
-                    w1 = _mm256_add_ps(w1, b1);
+                let ts = _mm512_set1_ps(q[r].scale);
+                let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r], c));
+                let mut w = _mm512_mul_ps(v, _mm512_mul_ps(ts, s));
+                if let Some(b) = bias {
+                    w = _mm512_add_ps(w, b);
                 }
-                floors[r] = offer(
-                    [w0, w1],
-                    floors[r],
-                    valid,
-                    first,
-                    exclude[j0 + r],
-                    &mut tops[j0 + r],
-                );
+                let j = j0 + r;
+                let hit = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(w, _mm512_set1_ps(floors[j]));
+                let bits = hit as u32 & valid;
+                if bits != 0 {
+                    let mut buf = [0f32; PANEL];
+                    // SAFETY: `buf` holds sixteen floats.
+                    unsafe { _mm512_storeu_ps(buf.as_mut_ptr(), w) };
+                    floors[j] = sink.offer(j, first, bits, &buf);
+                }
             }
         }
     }
@@ -403,15 +784,18 @@ mod tests {
             let ex: Vec<&[u32]> = (0..9)
                 .map(|j| if j % 3 == 0 { &ex_list[..] } else { &[][..] })
                 .collect();
-            for bias in [None, Some(&bias[..])] {
-                let fast = Int8Table::new(f, &items, bias);
+            for (bias, kernel) in [None, Some(&bias[..])]
+                .into_iter()
+                .flat_map(|b| Kernel::available().into_iter().map(move |k| (b, k)))
+            {
+                let fast = Int8Table::new(f, &items, bias).with_kernel(kernel);
                 let reference = fast.clone().generic();
                 let all: Vec<u32> = (0..fast.len() as u32).collect();
                 // Batches of 1..=9 queries exercise every micro-tile height.
                 for m in 1..=9 {
                     let got = fast.top_k_batch(&qs[..m], &ks[..m], &ex[..m]);
                     let want = reference.top_k_batch(&qs[..m], &ks[..m], &ex[..m]);
-                    assert_eq!(got, want, "dim {f}, {m} queries");
+                    assert_eq!(got, want, "dim {f}, {m} queries, {kernel:?}");
                 }
                 for q in &qs {
                     let s = reference.scores_of(q, &all);
@@ -484,10 +868,13 @@ mod tests {
             })
             .collect();
         let qs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
-        let fast = Int8Table::new(f, &items, None);
-        let reference = fast.clone().generic();
+        let reference = Int8Table::new(f, &items, None).generic();
         let all: Vec<u32> = (0..n as u32).collect();
-        for q in &qs {
+        for (q, kernel) in qs
+            .iter()
+            .flat_map(|q| Kernel::available().into_iter().map(move |k| (q, k)))
+        {
+            let fast = reference.clone().with_kernel(kernel);
             let want = reference.scores_of(q, &all);
             // Every value is exactly ±scale·63, so the reference is the
             // true dot product up to the float rounding of the scales.

@@ -1,0 +1,1236 @@
+//! An inverted-file index for maximum-inner-product retrieval over catalogues
+//! too large to scan: items are grouped into lists around k-means centroids,
+//! a query scans only the lists whose centroids score best for it, in 8-bit
+//! codes ([`Int8Table`]), and the best candidates are rescored exactly in f32.
+//!
+//! **Maximum inner product, not distance.** A score is `q·x + b`, with item
+//! vectors of any norm and a bias. The lists are built on the augmented items
+//! `x̃ = [x, b, √(R² − |x|² − b²)]` (`R` the largest `|[x, b]|` of the table),
+//! which all have norm `R`, so for the augmented query `q̃ = [q, 1, 0]`
+//! `q̃·x̃ = q·x + b` is the score and the item nearest `q̃` in Euclidean
+//! distance is the item of highest score (Bachrach et al. 2014): k-means in
+//! that space groups items a query ranks together. A list is probed in order
+//! of `q̃·c̃` (its centroid's score as if it were an item: the expected score of
+//! its members), which [`ItemTable`] computes exactly, biases included.
+//!
+//! **Filters inside the scan.** A query's exclusions (sorted item indices) and
+//! an [`IvfFilter`] (an allowed set, e.g. a surface) are applied to each
+//! candidate before it enters the top-K, and the probe widens until the lists
+//! scanned hold as many *admissible* items as `nprobe` lists would hold
+//! unfiltered: a filter that keeps a fifth of the catalogue scans about five
+//! times as many lists, so recall holds under selective filters.
+//!
+//! **Fresh items** ([`IvfIndex::add`]) go to the list of their nearest
+//! centroid without retraining; [`IvfIndex::rebalance`] splits lists grown far
+//! beyond the mean.
+//!
+//! Determinism: k-means is seeded, its assignments are exact top-1 searches
+//! (ties by lower index) and its sums are taken in item order; a query's
+//! candidates are its best by approximate score (ties by item index), whatever
+//! the order lists are scanned in or the thread count.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::int8::{quantize_query, Int8Table, Query, Sink};
+use crate::rng::SplitMix;
+use crate::scan::PANEL;
+use crate::top::{Scored, TopK};
+use crate::topk::ItemTable;
+
+/// How an index is built.
+#[derive(Debug, Clone)]
+pub struct IvfParams {
+    /// Lists; `None`: `2·√n`, at least 1 and at most `n / 16`.
+    pub nlist: Option<usize>,
+    /// Lists a query scans (before widening for filters).
+    pub nprobe: usize,
+    /// Candidates kept per wanted result before exact rescoring (`oversample·k + 64`).
+    pub oversample: usize,
+    /// k-means training points per list (the sample is `nlist × this`, at most `n`).
+    pub sample_per_list: usize,
+    /// Lloyd iterations.
+    pub iterations: usize,
+    /// Seed of the sample and of empty-cluster splits.
+    pub seed: u64,
+}
+
+impl Default for IvfParams {
+    fn default() -> IvfParams {
+        IvfParams {
+            nlist: None,
+            nprobe: 32,
+            oversample: 2,
+            sample_per_list: 64,
+            iterations: 10,
+            seed: 7,
+        }
+    }
+}
+
+/// One inverted list: its items' codes and their indices in the catalogue.
+#[derive(Debug, Clone)]
+struct List {
+    codes: Int8Table,
+    ids: Vec<u32>,
+}
+
+/// An inverted-file index over an item table (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct IvfIndex {
+    dim: usize,
+    /// Augmented centroids, `nlist × (dim + 2)`, for assigning items.
+    centroids: Vec<f32>,
+    /// `−|c̃|²/2` per centroid: nearest centroid = highest `x̃·c̃ − |c̃|²/2`.
+    half_norms: Vec<f32>,
+    /// Probe table: each centroid's first `dim` values and, as its bias, its
+    /// `dim`-th (the bias coordinate).
+    probe: Vec<f32>,
+    probe_bias: Vec<f32>,
+    lists: Vec<List>,
+    /// The list of every item.
+    item_list: Vec<u32>,
+    with_bias: bool,
+    /// Items of the table the index was built from; added items follow.
+    base: usize,
+    /// Rows and biases of added items.
+    fresh: Vec<f32>,
+    fresh_bias: Vec<f32>,
+    /// `R²`: the squared norm every augmented item is lifted to.
+    radius2: f64,
+    nprobe: usize,
+    oversample: usize,
+    seed: u64,
+}
+
+/// One query of a search: its vector, how many results, the sorted item
+/// indices it must not return, and an optional allowed set.
+#[derive(Debug, Clone, Copy)]
+pub struct IvfQuery<'a> {
+    /// The user embedding.
+    pub vector: &'a [f32],
+    /// Results wanted.
+    pub k: usize,
+    /// Item indices never returned, sorted ascending.
+    pub exclude: &'a [u32],
+    /// Only items this filter allows are returned.
+    pub filter: Option<&'a IvfFilter>,
+}
+
+/// An allowed set of items, prepared for an index (its per-list counts drive
+/// how far a filtered probe widens). Items added to the index after the filter
+/// was made are not allowed by it.
+#[derive(Debug, Clone)]
+pub struct IvfFilter {
+    bits: Vec<u64>,
+    per_list: Vec<u32>,
+    allowed: usize,
+}
+
+impl IvfFilter {
+    /// Whether item `i` is allowed.
+    #[inline]
+    pub fn allows(&self, i: u32) -> bool {
+        let i = i as usize;
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+
+    /// Items allowed.
+    pub fn allowed(&self) -> usize {
+        self.allowed
+    }
+}
+
+/// A list's candidates go into its queries' top-Ks as item indices, skipping
+/// excluded and filtered-out items.
+struct ListSink<'a, 'b> {
+    ids: &'a [u32],
+    /// The chunk's query of each scanned query `r`.
+    who: &'a [usize],
+    tops: &'a mut [TopK],
+    queries: &'a [IvfQuery<'b>],
+}
+
+impl Sink for ListSink<'_, '_> {
+    #[inline]
+    fn offer(&mut self, r: usize, first: usize, mut bits: u32, scores: &[f32; PANEL]) -> f32 {
+        let j = self.who[r];
+        let q = &self.queries[j];
+        let top = &mut self.tops[j];
+        while bits != 0 {
+            let l = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let id = self.ids[first + l];
+            if q.exclude.binary_search(&id).is_err() && q.filter.is_none_or(|f| f.allows(id)) {
+                top.push(id, scores[l]);
+            }
+        }
+        top.floor()
+    }
+}
+
+/// Lifts row `x` with bias `b` to `[x, b, √(R² − |x|² − b²)]` into `out`.
+fn augment(x: &[f32], b: f32, radius2: f64, out: &mut [f32]) {
+    let d = x.len();
+    out[..d].copy_from_slice(x);
+    out[d] = b;
+    let n2: f64 = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() + b as f64 * b as f64;
+    out[d + 1] = (radius2 - n2).max(0.0).sqrt() as f32;
+}
+
+/// Nearest centroid (highest `x̃·c̃ − |c̃|²/2`, ties by lower index) of each
+/// augmented row, in parallel chunks (results independent of the threads).
+fn assign(centroids: &ItemTable<'_>, rows: &[f32], d2: usize) -> Vec<u32> {
+    rows.par_chunks(256 * d2)
+        .flat_map_iter(|chunk| {
+            let qs: Vec<&[f32]> = chunk.chunks_exact(d2).collect();
+            let ks = vec![1; qs.len()];
+            let ex: Vec<&[u32]> = vec![&[]; qs.len()];
+            centroids
+                .top_k_batch(&qs, &ks, &ex)
+                .into_iter()
+                .map(|t| t.first().map_or(0, |s| s.item))
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+impl IvfIndex {
+    /// Builds an index over `table` (its rows and biases): seeded k-means on
+    /// a sample of the augmented items, then every item into its nearest
+    /// list.
+    pub fn build(table: &ItemTable<'_>, params: &IvfParams) -> Result<IvfIndex> {
+        let (n, dim) = (table.len(), table.dim());
+        if n == 0 || dim == 0 {
+            return Err(Error::InvalidInput(
+                "an IVF index needs a non-empty item table".into(),
+            ));
+        }
+        for (field, v) in [
+            ("nprobe", params.nprobe),
+            ("iterations", params.iterations),
+            ("sample_per_list", params.sample_per_list),
+            ("oversample", params.oversample),
+            ("nlist", params.nlist.unwrap_or(1)),
+        ] {
+            if v == 0 {
+                return Err(Error::InvalidParam {
+                    field,
+                    allowed: "1 or more",
+                    got: "0".into(),
+                });
+            }
+        }
+        let nlist = params
+            .nlist
+            .unwrap_or_else(|| (2.0 * (n as f64).sqrt()).round() as usize)
+            .min(n / 16)
+            .max(1);
+        let (x, bias) = (table.factors(), table.bias());
+        let b = |i: usize| bias.map_or(0.0, |b| b[i]);
+        let radius2 = (0..n)
+            .map(|i| {
+                let r = &x[i * dim..(i + 1) * dim];
+                r.iter().map(|&v| v as f64 * v as f64).sum::<f64>() + (b(i) as f64).powi(2)
+            })
+            .fold(0f64, f64::max);
+        let d2 = dim + 2;
+
+        // The training sample: a seeded partial shuffle, kept in item order.
+        let s = (nlist * params.sample_per_list).min(n);
+        let mut rng = SplitMix::new(params.seed, 0x1f, 0);
+        let mut sample: Vec<u32> = if s == n {
+            (0..n as u32).collect()
+        } else {
+            let mut idx: Vec<u32> = (0..n as u32).collect();
+            for i in 0..s {
+                let j = i + rng.below((n - i) as u64) as usize;
+                idx.swap(i, j);
+            }
+            idx.truncate(s);
+            idx
+        };
+        // The first nlist sample points (random items) start the centroids.
+        let mut centroids = vec![0f32; nlist * d2];
+        for (c, &i) in sample.iter().take(nlist).enumerate() {
+            let i = i as usize;
+            augment(&x[i * dim..(i + 1) * dim], b(i), radius2, &mut centroids[c * d2..(c + 1) * d2]);
+        }
+        sample.sort_unstable();
+        let mut rows = vec![0f32; s * d2];
+        rows.par_chunks_mut(d2)
+            .zip(sample.par_iter())
+            .for_each(|(out, &i)| {
+                let i = i as usize;
+                augment(&x[i * dim..(i + 1) * dim], b(i), radius2, out);
+            });
+
+        for _ in 0..params.iterations {
+            let half = half_norms(&centroids, d2);
+            let table = ItemTable::new(d2, &centroids, Some(&half));
+            let owner = assign(&table, &rows, d2);
+            let mut sums = vec![0f64; nlist * d2];
+            let mut counts = vec![0usize; nlist];
+            for (row, &c) in rows.chunks_exact(d2).zip(&owner) {
+                let c = c as usize;
+                counts[c] += 1;
+                for (s, &v) in sums[c * d2..(c + 1) * d2].iter_mut().zip(row) {
+                    *s += v as f64;
+                }
+            }
+            for c in 0..nlist {
+                if counts[c] > 0 {
+                    for d in 0..d2 {
+                        centroids[c * d2 + d] = (sums[c * d2 + d] / counts[c] as f64) as f32;
+                    }
+                }
+            }
+            // An empty list takes half of a large one: a copy of its centroid,
+            // the two pushed apart (as FAISS does).
+            for c in 0..nlist {
+                if counts[c] > 0 {
+                    continue;
+                }
+                let big = pick_large(&counts, &mut rng);
+                let (lo, hi) = if c < big { (c, big) } else { (big, c) };
+                let (a, rest) = centroids.split_at_mut(hi * d2);
+                let (src, dst) = if c < big {
+                    (&mut rest[..d2], &mut a[lo * d2..(lo + 1) * d2])
+                } else {
+                    (&mut a[lo * d2..(lo + 1) * d2], &mut rest[..d2])
+                };
+                for d in 0..d2 {
+                    let v = src[d];
+                    let e = 1.0 / 1024.0 * if d % 2 == 0 { 1.0 } else { -1.0 };
+                    dst[d] = v * (1.0 + e);
+                    src[d] = v * (1.0 - e);
+                }
+                counts[c] = counts[big] / 2;
+                counts[big] -= counts[c];
+            }
+        }
+
+        let mut index = IvfIndex::from_centroids(dim, centroids, bias.is_some(), radius2, params);
+        // Every item to its nearest list, in chunks (the augmented rows of the
+        // whole table would double its memory).
+        const CHUNK: usize = 1 << 16;
+        let half = half_norms(&index.centroids, d2);
+        let ctable = ItemTable::new(d2, &index.centroids, Some(&half));
+        let mut item_list = Vec::with_capacity(n);
+        let mut buf = vec![0f32; CHUNK.min(n) * d2];
+        for lo in (0..n).step_by(CHUNK) {
+            let hi = (lo + CHUNK).min(n);
+            buf[..(hi - lo) * d2]
+                .par_chunks_mut(d2)
+                .enumerate()
+                .for_each(|(r, out)| {
+                    let i = lo + r;
+                    augment(&x[i * dim..(i + 1) * dim], b(i), radius2, out);
+                });
+            item_list.extend(assign(&ctable, &buf[..(hi - lo) * d2], d2));
+        }
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); nlist];
+        for (i, &l) in item_list.iter().enumerate() {
+            members[l as usize].push(i as u32);
+        }
+        index.lists = members
+            .into_par_iter()
+            .map(|ids| {
+                let mut codes = Int8Table::empty(dim, bias.is_some());
+                codes.reserve(ids.len());
+                for &i in &ids {
+                    let i = i as usize;
+                    codes.push(&x[i * dim..(i + 1) * dim], b(i));
+                }
+                List { codes, ids }
+            })
+            .collect();
+        index.item_list = item_list;
+        index.base = n;
+        Ok(index)
+    }
+
+    fn from_centroids(
+        dim: usize,
+        centroids: Vec<f32>,
+        with_bias: bool,
+        radius2: f64,
+        params: &IvfParams,
+    ) -> IvfIndex {
+        let d2 = dim + 2;
+        let nlist = centroids.len() / d2;
+        let mut probe = Vec::with_capacity(nlist * dim);
+        let mut probe_bias = Vec::with_capacity(nlist);
+        for c in centroids.chunks_exact(d2) {
+            probe.extend_from_slice(&c[..dim]);
+            probe_bias.push(c[dim]);
+        }
+        IvfIndex {
+            dim,
+            half_norms: half_norms(&centroids, d2),
+            centroids,
+            probe,
+            probe_bias,
+            lists: Vec::new(),
+            item_list: Vec::new(),
+            with_bias,
+            base: 0,
+            fresh: Vec::new(),
+            fresh_bias: Vec::new(),
+            radius2,
+            nprobe: params.nprobe.max(1),
+            oversample: params.oversample.max(1),
+            seed: params.seed,
+        }
+    }
+
+    /// Number of lists.
+    pub fn nlist(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// Items indexed (built and added).
+    pub fn len(&self) -> usize {
+        self.item_list.len()
+    }
+
+    /// Whether no item is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.item_list.is_empty()
+    }
+
+    /// Lists a query scans before widening for filters.
+    pub fn nprobe(&self) -> usize {
+        self.nprobe
+    }
+
+    /// Sets the lists a query scans (at least 1, at most all).
+    pub fn set_nprobe(&mut self, nprobe: usize) {
+        self.nprobe = nprobe.clamp(1, self.nlist().max(1));
+    }
+
+    /// The int8 kernel the lists are scanned with.
+    pub fn kernel_name(&self) -> &'static str {
+        self.lists
+            .first()
+            .map_or("generic", |l| l.codes.kernel_name())
+    }
+
+    /// Bytes of the index proper: codes, scales, sums and biases of the lists,
+    /// their item indices, every item's list, and the centroids (not the f32
+    /// rows it rescores with, which belong to the model, nor added rows).
+    pub fn bytes(&self) -> usize {
+        let lists: usize = self
+            .lists
+            .iter()
+            .map(|l| l.codes.bytes() + 4 * l.ids.len() + if self.with_bias { 4 * l.ids.len().div_ceil(PANEL) * PANEL } else { 0 })
+            .sum();
+        lists + 4 * self.item_list.len() + 4 * (self.centroids.len() + self.probe.len() + 2 * self.nlist())
+    }
+
+    /// The longest list over the mean list length.
+    pub fn imbalance(&self) -> f64 {
+        let max = self.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
+        let mean = self.len() as f64 / self.nlist().max(1) as f64;
+        if mean > 0.0 {
+            max as f64 / mean
+        } else {
+            1.0
+        }
+    }
+
+    /// An allowed set for this index: item `i` is allowed if `allow(i)`.
+    pub fn filter(&self, allow: impl Fn(u32) -> bool + Sync) -> IvfFilter {
+        let n = self.len();
+        let bits: Vec<u64> = (0..n.div_ceil(64))
+            .into_par_iter()
+            .map(|w| {
+                let mut word = 0u64;
+                for b in 0..64 {
+                    let i = w * 64 + b;
+                    if i < n && allow(i as u32) {
+                        word |= 1 << b;
+                    }
+                }
+                word
+            })
+            .collect();
+        let mut f = IvfFilter {
+            bits,
+            per_list: Vec::new(),
+            allowed: 0,
+        };
+        f.per_list = self
+            .lists
+            .par_iter()
+            .map(|l| l.ids.iter().filter(|&&i| f.allows(i)).count() as u32)
+            .collect();
+        f.allowed = f.per_list.iter().map(|&c| c as usize).sum();
+        f
+    }
+
+    /// Adds items (rows `n × dim`, biases or none for zeros) to the lists of
+    /// their nearest centroids, without retraining; returns the index of the
+    /// first (they are numbered after every item indexed so far). The exact
+    /// rows are kept for rescoring.
+    pub fn add(&mut self, rows: &[f32], bias: Option<&[f32]>) -> Result<u32> {
+        let dim = self.dim;
+        if rows.len() % dim != 0 {
+            return Err(Error::LengthMismatch {
+                what: "added rows",
+                expected: rows.len() / dim * dim,
+                got: rows.len(),
+            });
+        }
+        let n = rows.len() / dim;
+        if let Some(b) = bias {
+            if b.len() != n {
+                return Err(Error::LengthMismatch {
+                    what: "added biases",
+                    expected: n,
+                    got: b.len(),
+                });
+            }
+        }
+        if let Some(p) = rows.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NotFinite {
+                what: "added item factor",
+                row: p / dim,
+                value: rows[p],
+            });
+        }
+        if let Some(p) = bias.and_then(|b| b.iter().position(|v| !v.is_finite())) {
+            return Err(Error::NotFinite {
+                what: "added item bias",
+                row: p,
+                value: bias.map_or(0.0, |b| b[p]),
+            });
+        }
+        let first = self.len() as u32;
+        let d2 = dim + 2;
+        let b = |i: usize| bias.map_or(0.0, |b| b[i]);
+        let mut aug = vec![0f32; n * d2];
+        for i in 0..n {
+            augment(&rows[i * dim..(i + 1) * dim], b(i), self.radius2, &mut aug[i * d2..(i + 1) * d2]);
+        }
+        let table = ItemTable::new(d2, &self.centroids, Some(&self.half_norms));
+        let owner = assign(&table, &aug, d2);
+        for (i, &l) in owner.iter().enumerate() {
+            let id = self.len() as u32;
+            let list = &mut self.lists[l as usize];
+            list.codes.push(&rows[i * dim..(i + 1) * dim], b(i));
+            list.ids.push(id);
+            self.item_list.push(l);
+        }
+        self.fresh.extend_from_slice(rows);
+        self.fresh_bias.extend((0..n).map(b));
+        Ok(first)
+    }
+
+    /// Splits every list longer than `factor` × the mean list length in
+    /// halves (at the median of its members' projections on their principal
+    /// direction), again until none is, so fresh items piling into a few
+    /// lists do not slow every query that probes them; returns the splits
+    /// made. `exact` is the table the index was built from.
+    pub fn rebalance(&mut self, exact: &ItemTable<'_>, factor: f64) -> Result<usize> {
+        self.check_table(exact)?;
+        let limit = factor.max(1.0) * self.len() as f64 / self.nlist().max(1) as f64;
+        let d2 = self.dim + 2;
+        let mut splits = 0;
+        loop {
+            let long: Vec<usize> = (0..self.nlist())
+                .filter(|&l| {
+                    let len = self.lists[l].ids.len();
+                    len as f64 > limit && len >= 2 * PANEL
+                })
+                .collect();
+            if long.is_empty() {
+                break;
+            }
+            for l in long {
+                let ids = self.lists[l].ids.clone();
+                let mut aug = vec![0f32; ids.len() * d2];
+                for (r, &i) in ids.iter().enumerate() {
+                    let (row, b) = self.row(exact, i);
+                    augment(row, b, self.radius2, &mut aug[r * d2..(r + 1) * d2]);
+                }
+                let side = halves(&aug, d2);
+                let new = self.nlist() as u32;
+                let mut parts = [
+                    (Int8Table::empty(self.dim, self.with_bias), Vec::new(), vec![0f64; d2]),
+                    (Int8Table::empty(self.dim, self.with_bias), Vec::new(), vec![0f64; d2]),
+                ];
+                for (r, (&i, &upper)) in ids.iter().zip(&side).enumerate() {
+                    let (row, b) = self.row(exact, i);
+                    let part = &mut parts[upper as usize];
+                    part.0.push(row, b);
+                    part.1.push(i);
+                    for (s, &v) in part.2.iter_mut().zip(&aug[r * d2..(r + 1) * d2]) {
+                        *s += v as f64;
+                    }
+                }
+                let [(keep, keep_ids, keep_sum), (moved, moved_ids, moved_sum)] = parts;
+                for &i in &moved_ids {
+                    self.item_list[i as usize] = new;
+                }
+                let mean = |sum: &[f64], n: usize| -> Vec<f32> {
+                    sum.iter().map(|&s| (s / n.max(1) as f64) as f32).collect()
+                };
+                self.centroids[l * d2..(l + 1) * d2]
+                    .copy_from_slice(&mean(&keep_sum, keep_ids.len()));
+                self.centroids.extend(mean(&moved_sum, moved_ids.len()));
+                self.lists[l] = List {
+                    codes: keep,
+                    ids: keep_ids,
+                };
+                self.lists.push(List {
+                    codes: moved,
+                    ids: moved_ids,
+                });
+                splits += 1;
+            }
+        }
+        if splits > 0 {
+            let lists = std::mem::take(&mut self.lists);
+            let item_list = std::mem::take(&mut self.item_list);
+            let fresh = std::mem::take(&mut self.fresh);
+            let fresh_bias = std::mem::take(&mut self.fresh_bias);
+            let params = IvfParams {
+                nprobe: self.nprobe,
+                oversample: self.oversample,
+                seed: self.seed,
+                ..IvfParams::default()
+            };
+            let base = self.base;
+            *self = IvfIndex {
+                lists,
+                item_list,
+                fresh,
+                fresh_bias,
+                base,
+                ..IvfIndex::from_centroids(
+                    self.dim,
+                    std::mem::take(&mut self.centroids),
+                    self.with_bias,
+                    self.radius2,
+                    &params,
+                )
+            };
+        }
+        Ok(splits)
+    }
+
+    /// Item `i`'s exact row and bias.
+    fn row<'t>(&'t self, exact: &ItemTable<'t>, i: u32) -> (&'t [f32], f32) {
+        let (i, d) = (i as usize, self.dim);
+        if i < self.base {
+            (&exact.factors()[i * d..(i + 1) * d], exact.bias().map_or(0.0, |b| b[i]))
+        } else {
+            let j = i - self.base;
+            (&self.fresh[j * d..(j + 1) * d], self.fresh_bias[j])
+        }
+    }
+
+    fn check_table(&self, exact: &ItemTable<'_>) -> Result<()> {
+        if exact.len() != self.base || exact.dim() != self.dim {
+            return Err(Error::InvalidInput(format!(
+                "the IVF index was built from {} items of dimension {}, this table has {} of dimension {}",
+                self.base,
+                self.dim,
+                exact.len(),
+                exact.dim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The lists query `q` scans, best centroid first: at least `nprobe`, and
+    /// on until they hold as many admissible items (allowed, not excluded)
+    /// as `nprobe` lists hold on average. `ranked` is the centroid order
+    /// computed so far (extended to every list when it runs out).
+    fn plan(&self, q: &IvfQuery<'_>, ranked: Vec<Scored>) -> Vec<u32> {
+        let nlist = self.nlist();
+        let target = (self.nprobe as f64 * self.len() as f64 / nlist as f64).ceil() as usize;
+        // Exclusions the filter would have admitted, by list.
+        let mut excluded: Vec<u32> = q
+            .exclude
+            .iter()
+            .filter(|&&i| q.filter.is_none_or(|f| f.allows(i)))
+            .filter_map(|&i| self.item_list.get(i as usize).copied())
+            .collect();
+        excluded.sort_unstable();
+        let excluded_in = |l: u32| {
+            excluded.partition_point(|&x| x <= l) - excluded.partition_point(|&x| x < l)
+        };
+        let admissible = |l: u32| {
+            let all = match q.filter {
+                Some(f) => f.per_list.get(l as usize).copied().unwrap_or(0) as usize,
+                None => self.lists[l as usize].ids.len(),
+            };
+            all.saturating_sub(excluded_in(l))
+        };
+        let mut plan = Vec::new();
+        let mut seen = 0usize;
+        let mut ranked = ranked;
+        let mut at = 0;
+        while plan.len() < nlist {
+            if at == ranked.len() {
+                // Every list, best first (rare: a very selective filter).
+                ranked = self.coarse(q.vector, nlist);
+                if at >= ranked.len() {
+                    break;
+                }
+            }
+            let l = ranked[at].item;
+            at += 1;
+            plan.push(l);
+            seen += admissible(l);
+            if plan.len() >= self.nprobe && seen >= target {
+                break;
+            }
+        }
+        plan
+    }
+
+    /// The `m` best lists for `q` by centroid score.
+    fn coarse(&self, q: &[f32], m: usize) -> Vec<Scored> {
+        ItemTable::new(self.dim, &self.probe, Some(&self.probe_bias)).top_k(q, m, &[])
+    }
+
+    /// How many lists to rank up front for `q`: `nprobe`, widened by the
+    /// filter's selectivity, with room for exclusions.
+    fn first_rank(&self, q: &IvfQuery<'_>) -> usize {
+        let share = q.filter.map_or(1.0, |f| f.allowed as f64 / self.len().max(1) as f64);
+        let want = (self.nprobe as f64 / share.max(1e-6) * 1.25).ceil() as usize + 4;
+        want.min(self.nlist())
+    }
+
+    /// Exact top-`k` of every query (see the module documentation), the
+    /// queries split across threads; the same result whatever the thread
+    /// count or batch. `exact` is the table the index was built from.
+    pub fn search(&self, exact: &ItemTable<'_>, queries: &[IvfQuery<'_>]) -> Result<Vec<Vec<Scored>>> {
+        self.check_table(exact)?;
+        for (j, q) in queries.iter().enumerate() {
+            if q.vector.len() != self.dim {
+                return Err(Error::InvalidInput(format!(
+                    "query {j} has {} dimensions, the index {}",
+                    q.vector.len(),
+                    self.dim
+                )));
+            }
+        }
+        const CHUNK: usize = 64;
+        Ok(queries
+            .par_chunks(CHUNK)
+            .flat_map_iter(|chunk| self.search_chunk(exact, chunk))
+            .collect())
+    }
+
+    /// One query on the calling thread.
+    pub fn search_one(&self, exact: &ItemTable<'_>, q: &IvfQuery<'_>) -> Result<Vec<Scored>> {
+        self.check_table(exact)?;
+        if q.vector.len() != self.dim {
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                got: q.vector.len(),
+            });
+        }
+        Ok(self.search_chunk(exact, std::slice::from_ref(q)).remove(0))
+    }
+
+    /// A chunk of queries: plans, then each list scanned once for every
+    /// query of the chunk that probes it, then exact rescoring.
+    fn search_chunk(&self, exact: &ItemTable<'_>, chunk: &[IvfQuery<'_>]) -> Vec<Vec<Scored>> {
+        let groups = self.lists.first().map_or(self.dim.div_ceil(4), |l| l.codes.groups());
+        let qq: Vec<Query> = chunk.iter().map(|q| quantize_query(q.vector, groups)).collect();
+        let first: Vec<usize> = chunk.iter().map(|q| self.first_rank(q)).collect();
+        let widest = first.iter().copied().max().unwrap_or(1);
+        let probe = ItemTable::new(self.dim, &self.probe, Some(&self.probe_bias));
+        let vecs: Vec<&[f32]> = chunk.iter().map(|q| q.vector).collect();
+        let ex: Vec<&[u32]> = vec![&[]; chunk.len()];
+        let ranked = if chunk.len() == 1 {
+            vec![probe.top_k(vecs[0], widest, &[])]
+        } else {
+            probe.top_k_batch(&vecs, &vec![widest; chunk.len()], &ex)
+        };
+        // list → the chunk's queries that scan it.
+        let mut by_list: Vec<(u32, u32)> = Vec::new();
+        for (j, (q, r)) in chunk.iter().zip(ranked).enumerate() {
+            for l in self.plan(q, r) {
+                by_list.push((l, j as u32));
+            }
+        }
+        by_list.sort_unstable();
+        let mut tops: Vec<TopK> = chunk
+            .iter()
+            .map(|q| {
+                TopK::new(
+                    q.k.saturating_mul(self.oversample)
+                        .saturating_add(64)
+                        .min(self.len()),
+                )
+            })
+            .collect();
+        let mut at = 0;
+        let mut who: Vec<usize> = Vec::new();
+        let mut qs: Vec<&Query> = Vec::new();
+        let mut floors: Vec<f32> = Vec::new();
+        while at < by_list.len() {
+            let l = by_list[at].0;
+            who.clear();
+            while at < by_list.len() && by_list[at].0 == l {
+                who.push(by_list[at].1 as usize);
+                at += 1;
+            }
+            qs.clear();
+            qs.extend(who.iter().map(|&j| &qq[j]));
+            floors.clear();
+            floors.extend(who.iter().map(|&j| tops[j].floor()));
+            let list = &self.lists[l as usize];
+            let mut sink = ListSink {
+                ids: &list.ids,
+                who: &who,
+                tops: &mut tops,
+                queries: chunk,
+            };
+            list.codes.scan(&qs, 0, list.ids.len(), &mut floors, &mut sink);
+        }
+        tops.into_iter()
+            .zip(chunk)
+            .map(|(top, q)| self.rescore(exact, q, top.into_sorted()))
+            .collect()
+    }
+
+    /// The exact top-`k` of the candidates.
+    fn rescore(&self, exact: &ItemTable<'_>, q: &IvfQuery<'_>, candidates: Vec<Scored>) -> Vec<Scored> {
+        let (old, new): (Vec<u32>, Vec<u32>) = candidates
+            .iter()
+            .map(|c| c.item)
+            .partition(|&i| (i as usize) < self.base);
+        let mut top = TopK::new(q.k);
+        for (i, s) in old.iter().zip(exact.scores_of(q.vector, &old)) {
+            top.push(*i, s);
+        }
+        if !new.is_empty() {
+            let fresh = ItemTable::new(self.dim, &self.fresh, self.with_bias.then_some(&self.fresh_bias[..]));
+            let local: Vec<u32> = new.iter().map(|&i| i - self.base as u32).collect();
+            for (i, s) in new.iter().zip(fresh.scores_of(q.vector, &local)) {
+                top.push(*i, s);
+            }
+        }
+        top.into_sorted()
+    }
+
+    /// The smallest `nprobe` whose mean recall@`k` against the exact top-`k`
+    /// of `sample` queries reaches `target` (all lists if none does); sets
+    /// it and returns it with the recall it measured.
+    pub fn tune_nprobe(
+        &mut self,
+        exact: &ItemTable<'_>,
+        sample: &[&[f32]],
+        k: usize,
+        target: f64,
+    ) -> Result<(usize, f64)> {
+        self.check_table(exact)?;
+        if sample.is_empty() || k == 0 {
+            return Err(Error::InvalidInput(
+                "tuning nprobe needs sample queries and k ≥ 1".into(),
+            ));
+        }
+        let ex: Vec<&[u32]> = vec![&[]; sample.len()];
+        let truth = exact.top_k_batch(sample, &vec![k; sample.len()], &ex);
+        let recall_at = |index: &IvfIndex| -> Result<f64> {
+            let qs: Vec<IvfQuery<'_>> = sample
+                .iter()
+                .map(|v| IvfQuery {
+                    vector: v,
+                    k,
+                    exclude: &[],
+                    filter: None,
+                })
+                .collect();
+            Ok(recall(&index.search(exact, &qs)?, &truth))
+        };
+        // Doubling, then bisection between the last miss and the first hit.
+        let (mut lo, mut hi) = (0usize, 1usize);
+        let mut at_hi;
+        loop {
+            self.set_nprobe(hi);
+            at_hi = recall_at(self)?;
+            if at_hi >= target || hi >= self.nlist() {
+                break;
+            }
+            lo = hi;
+            hi = (hi * 2).min(self.nlist());
+        }
+        while hi - lo > 1 && hi > 1 {
+            let mid = (lo + hi) / 2;
+            self.set_nprobe(mid);
+            let r = recall_at(self)?;
+            if r >= target {
+                hi = mid;
+                at_hi = r;
+            } else {
+                lo = mid;
+            }
+        }
+        self.set_nprobe(hi);
+        Ok((hi, at_hi))
+    }
+}
+
+/// Which half of `rows` (`d2` values each) each row falls in: above or below
+/// the median of their projections on the principal direction (by power
+/// iteration from a fixed start; ties by row order), so the halves differ in
+/// size by at most one.
+fn halves(rows: &[f32], d2: usize) -> Vec<bool> {
+    let n = rows.len() / d2;
+    let mut mean = vec![0f64; d2];
+    for r in rows.chunks_exact(d2) {
+        for (m, &v) in mean.iter_mut().zip(r) {
+            *m += v as f64 / n as f64;
+        }
+    }
+    let mut dir: Vec<f64> = (0..d2).map(|d| 1.0 + d as f64 / d2 as f64).collect();
+    for _ in 0..20 {
+        let mut next = vec![0f64; d2];
+        for r in rows.chunks_exact(d2) {
+            let p: f64 = r.iter().zip(&mean).zip(&dir).map(|((&v, m), w)| (v as f64 - m) * w).sum();
+            for ((x, &v), m) in next.iter_mut().zip(r).zip(&mean) {
+                *x += p * (v as f64 - m);
+            }
+        }
+        let norm = next.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            break;
+        }
+        dir = next.into_iter().map(|x| x / norm).collect();
+    }
+    let proj: Vec<f64> = rows
+        .chunks_exact(d2)
+        .map(|r| r.iter().zip(&mean).zip(&dir).map(|((&v, m), w)| (v as f64 - m) * w).sum())
+        .collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| proj[a].total_cmp(&proj[b]).then(a.cmp(&b)));
+    let mut upper = vec![false; n];
+    for &i in &order[n / 2..] {
+        upper[i] = true;
+    }
+    upper
+}
+
+/// `−|c|²/2` of each row of `d2` values.
+fn half_norms(centroids: &[f32], d2: usize) -> Vec<f32> {
+    centroids
+        .chunks_exact(d2)
+        .map(|c| (-0.5 * c.iter().map(|&v| v as f64 * v as f64).sum::<f64>()) as f32)
+        .collect()
+}
+
+/// A list to split for an empty one: drawn with probability ∝ (size − 1).
+fn pick_large(counts: &[usize], rng: &mut SplitMix) -> usize {
+    let total: usize = counts.iter().map(|&c| c.saturating_sub(1)).sum();
+    if total == 0 {
+        return counts.iter().enumerate().max_by_key(|&(_, c)| *c).map_or(0, |(i, _)| i);
+    }
+    let mut r = rng.below(total as u64) as usize;
+    for (i, &c) in counts.iter().enumerate() {
+        let w = c.saturating_sub(1);
+        if r < w {
+            return i;
+        }
+        r -= w;
+    }
+    counts.len() - 1
+}
+
+/// Mean share of each true list's items found (ids only).
+pub fn recall(got: &[Vec<Scored>], truth: &[Vec<Scored>]) -> f64 {
+    let (mut hit, mut all) = (0usize, 0usize);
+    for (g, t) in got.iter().zip(truth) {
+        let mut want: Vec<u32> = t.iter().map(|s| s.item).collect();
+        want.sort_unstable();
+        hit += g.iter().filter(|s| want.binary_search(&s.item).is_ok()).count();
+        all += t.len();
+    }
+    if all == 0 {
+        1.0
+    } else {
+        hit as f64 / all as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` items around `centres` random centres (un-normalised: each item
+    /// scaled by a factor in [0.5, 2)), biases in [-0.25, 0.25); and queries
+    /// drawn the same way.
+    fn clustered(n: usize, dim: usize, centres: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = SplitMix::new(seed, 1, 2);
+        let c: Vec<f32> = (0..centres * dim).map(|_| 2.0 * rng.centred()).collect();
+        let mut x = Vec::with_capacity(n * dim);
+        for _ in 0..n {
+            let k = rng.below(centres as u64) as usize;
+            let scale = 0.5 + 1.5 * (rng.centred() + 0.5);
+            for d in 0..dim {
+                x.push(scale * (c[k * dim + d] + 0.35 * rng.centred()));
+            }
+        }
+        let b = (0..n).map(|_| 0.5 * rng.centred()).collect();
+        (x, b)
+    }
+
+    fn queries(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let (q, _) = clustered(n, dim, 64, seed);
+        q.chunks(dim).map(<[f32]>::to_vec).collect()
+    }
+
+    fn plain<'a>(qs: &'a [Vec<f32>], k: usize) -> Vec<IvfQuery<'a>> {
+        qs.iter()
+            .map(|v| IvfQuery {
+                vector: v,
+                k,
+                exclude: &[],
+                filter: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recall_holds_on_unnormalised_vectors_with_biases_and_scores_are_exact() -> Result<()> {
+        let (n, dim, k) = (20_000, 16, 50);
+        let (x, b) = clustered(n, dim, 64, 3);
+        let t = ItemTable::new(dim, &x, Some(&b));
+        let mut index = IvfIndex::build(&t, &IvfParams::default())?;
+        assert_eq!(index.len(), n);
+        assert!(index.nlist() > 100, "{} lists", index.nlist());
+        let sample = queries(100, dim, 4);
+        let refs: Vec<&[f32]> = sample.iter().map(Vec::as_slice).collect();
+        let (nprobe, r) = index.tune_nprobe(&t, &refs, k, 0.95)?;
+        assert!(r >= 0.95 && nprobe < index.nlist() / 4, "nprobe {nprobe}, recall {r}");
+        // Fresh queries: recall holds, and the scores are the exact ones.
+        let qs = queries(200, dim, 5);
+        let got = index.search(&t, &plain(&qs, k))?;
+        let refs: Vec<&[f32]> = qs.iter().map(Vec::as_slice).collect();
+        let truth = t.top_k_batch(&refs, &vec![k; qs.len()], &vec![&[][..]; qs.len()]);
+        let r = recall(&got, &truth);
+        assert!(r >= 0.93, "recall {r} on fresh queries");
+        for (g, q) in got.iter().zip(&qs) {
+            assert_eq!(g.len(), k);
+            let ids: Vec<u32> = g.iter().map(|s| s.item).collect();
+            let want = t.scores_of(q, &ids);
+            for (s, w) in g.iter().zip(want) {
+                assert_eq!(s.score.to_bits(), w.to_bits());
+            }
+            assert!(g.windows(2).all(|w| w[0].score >= w[1].score));
+        }
+        // Scanning a small share of the catalogue, not all of it.
+        let probed: usize = index.plan(&plain(&qs, k)[0], index.coarse(&qs[0], index.nlist())).len();
+        assert!(probed * 8 < index.nlist(), "{probed} of {} lists", index.nlist());
+        Ok(())
+    }
+
+    #[test]
+    fn results_do_not_depend_on_threads_or_batching() -> Result<()> {
+        let (n, dim, k) = (6_000, 12, 20);
+        let (x, b) = clustered(n, dim, 32, 8);
+        let t = ItemTable::new(dim, &x, Some(&b));
+        let qs = queries(150, dim, 9);
+        let run = |threads: usize| -> Result<(IvfIndex, Vec<Vec<Scored>>)> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            pool.install(|| {
+                let index = IvfIndex::build(&t, &IvfParams::default())?;
+                let r = index.search(&t, &plain(&qs, k))?;
+                Ok((index, r))
+            })
+        };
+        let (a, ra) = run(1)?;
+        let (bb, rb) = run(3)?;
+        assert_eq!(a.centroids, bb.centroids);
+        assert_eq!(a.item_list, bb.item_list);
+        assert_eq!(ra, rb);
+        for (q, want) in plain(&qs, k).iter().zip(&ra).take(20) {
+            assert_eq!(&a.search_one(&t, q)?, want);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn exclusions_and_a_selective_filter_keep_recall() -> Result<()> {
+        let (n, dim, k) = (30_000, 16, 100);
+        let (x, b) = clustered(n, dim, 64, 11);
+        let t = ItemTable::new(dim, &x, Some(&b));
+        let mut index = IvfIndex::build(&t, &IvfParams::default())?;
+        let qs = queries(60, dim, 12);
+        let refs: Vec<&[f32]> = qs.iter().map(Vec::as_slice).collect();
+        index.tune_nprobe(&t, &refs, k, 0.95)?;
+        // A "surface" keeping a fifth of the catalogue (by a hash of the id).
+        let keep = |i: u32| (i.wrapping_mul(2_654_435_761) >> 7) % 5 == 0;
+        let filter = index.filter(keep);
+        assert!((filter.allowed() as f64 / n as f64 - 0.2).abs() < 0.02);
+        // Each user excludes 1,000 videos: the 500 best for them and 500 others.
+        let all = t.top_k_batch(&refs, &vec![500; qs.len()], &vec![&[][..]; qs.len()]);
+        let excludes: Vec<Vec<u32>> = all
+            .iter()
+            .enumerate()
+            .map(|(j, top)| {
+                let mut e: Vec<u32> = top.iter().map(|s| s.item).collect();
+                e.extend((0..500).map(|m| ((j * 7919 + m * 104_729) % n) as u32));
+                e.sort_unstable();
+                e.dedup();
+                e
+            })
+            .collect();
+        let iq: Vec<IvfQuery<'_>> = qs
+            .iter()
+            .zip(&excludes)
+            .map(|(v, e)| IvfQuery {
+                vector: v,
+                k,
+                exclude: e,
+                filter: Some(&filter),
+            })
+            .collect();
+        let got = index.search(&t, &iq)?;
+        // The truth: the exact top-k among allowed, non-excluded items.
+        let truth: Vec<Vec<Scored>> = qs
+            .iter()
+            .zip(&excludes)
+            .map(|(q, e)| {
+                let mut ex: Vec<u32> = (0..n as u32).filter(|&i| !keep(i)).collect();
+                ex.extend(e);
+                ex.sort_unstable();
+                ex.dedup();
+                t.top_k(q, k, &ex)
+            })
+            .collect();
+        for (g, e) in got.iter().zip(&excludes) {
+            assert_eq!(g.len(), k);
+            assert!(g.iter().all(|s| keep(s.item) && e.binary_search(&s.item).is_err()));
+        }
+        let r = recall(&got, &truth);
+        assert!(r >= 0.95, "filtered recall {r}");
+        // The probe widened: about five times the unfiltered lists.
+        let wide = index.plan(&iq[0], index.coarse(&qs[0], index.nlist())).len();
+        assert!(wide >= 4 * index.nprobe(), "{wide} lists for nprobe {}", index.nprobe());
+        Ok(())
+    }
+
+    #[test]
+    fn added_items_are_found_without_a_rebuild() -> Result<()> {
+        let (n, dim, k) = (30_000, 16, 100);
+        let (x, b) = clustered(n, dim, 64, 21);
+        let old = n * 99 / 100;
+        let base = ItemTable::new(dim, &x[..old * dim], Some(&b[..old]));
+        let mut index = IvfIndex::build(&base, &IvfParams::default())?;
+        let qs = queries(300, dim, 22);
+        let refs: Vec<&[f32]> = qs.iter().map(Vec::as_slice).collect();
+        index.tune_nprobe(&base, &refs[..60], k, 0.95)?;
+        let first = index.add(&x[old * dim..], Some(&b[old..]))?;
+        assert_eq!(first as usize, old);
+        assert_eq!(index.len(), n);
+        let full = ItemTable::new(dim, &x, Some(&b));
+        let truth = full.top_k_batch(&refs, &vec![k; qs.len()], &vec![&[][..]; qs.len()]);
+        let got = index.search(&base, &plain(&qs, k))?;
+        // Queries whose true top-k holds new items.
+        let with_new: Vec<usize> = (0..qs.len())
+            .filter(|&j| truth[j].iter().any(|s| s.item as usize >= old))
+            .collect();
+        assert!(with_new.len() >= 30, "{} queries", with_new.len());
+        let g: Vec<Vec<Scored>> = with_new.iter().map(|&j| got[j].clone()).collect();
+        let w: Vec<Vec<Scored>> = with_new.iter().map(|&j| truth[j].clone()).collect();
+        let r = recall(&g, &w);
+        assert!(r >= 0.95, "recall {r} where new items belong");
+        // New items are scored exactly too.
+        for (gj, wj) in g.iter().zip(&w) {
+            for s in gj.iter().filter(|s| s.item as usize >= old) {
+                if let Some(t) = wj.iter().find(|t| t.item == s.item) {
+                    assert_eq!(t.score.to_bits(), s.score.to_bits());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rebalancing_splits_lists_that_fresh_items_crowded() -> Result<()> {
+        let (n, dim, k) = (10_000, 8, 20);
+        let (x, b) = clustered(n, dim, 32, 31);
+        let t = ItemTable::new(dim, &x, Some(&b));
+        let mut index = IvfIndex::build(&t, &IvfParams::default())?;
+        let before = index.imbalance();
+        // 3,000 fresh items near one point: one list swells.
+        let mut rng = SplitMix::new(5, 5, 5);
+        let centre: Vec<f32> = x[..dim].to_vec();
+        let fresh: Vec<f32> = (0..3_000 * dim)
+            .map(|j| centre[j % dim] + 0.05 * rng.centred())
+            .collect();
+        index.add(&fresh, None)?;
+        let crowded = index.imbalance();
+        assert!(crowded > 4.0 * before, "{before} → {crowded}");
+        let lists = index.nlist();
+        let split = index.rebalance(&t, 4.0)?;
+        assert!(split >= 1 && index.nlist() == lists + split);
+        let mean = index.len() as f64 / lists as f64;
+        let longest = index.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
+        assert!(longest as f64 <= 4.0 * mean, "{longest} items in a list, mean {mean}");
+        // Every item is still in exactly one list, the one item_list names.
+        let mut seen = vec![0u8; index.len()];
+        for (l, list) in index.lists.iter().enumerate() {
+            assert_eq!(list.ids.len(), list.codes.len());
+            for &i in &list.ids {
+                seen[i as usize] += 1;
+                assert_eq!(index.item_list[i as usize] as usize, l);
+            }
+        }
+        assert!(seen.iter().all(|&s| s == 1));
+        // And queries still find the crowd.
+        let mut all = x.clone();
+        all.extend_from_slice(&fresh);
+        let mut ball = b.clone();
+        ball.resize(index.len(), 0.0);
+        let full = ItemTable::new(dim, &all, Some(&ball));
+        let q = vec![centre.clone()];
+        let got = index.search(&t, &plain(&q, k))?;
+        let truth = vec![full.top_k(&centre, k, &[])];
+        assert!(recall(&got, &truth) >= 0.9);
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_tables_and_queries_are_errors() -> Result<()> {
+        let (x, b) = clustered(2_000, 8, 8, 41);
+        let t = ItemTable::new(8, &x, Some(&b));
+        let index = IvfIndex::build(&t, &IvfParams::default())?;
+        let other = ItemTable::new(8, &x[..800], None);
+        let q = vec![0.5f32; 8];
+        let iq = IvfQuery {
+            vector: &q,
+            k: 5,
+            exclude: &[],
+            filter: None,
+        };
+        assert!(matches!(index.search_one(&other, &iq), Err(Error::InvalidInput(m)) if m.contains("2000 items")));
+        let short = [1.0f32; 7];
+        let bad = IvfQuery { vector: &short, ..iq };
+        assert!(index.search(&t, &[iq, bad]).is_err());
+        assert!(IvfIndex::build(&ItemTable::new(8, &[], None), &IvfParams::default()).is_err());
+        let zero = IvfParams {
+            nprobe: 0,
+            ..IvfParams::default()
+        };
+        assert!(matches!(IvfIndex::build(&t, &zero), Err(Error::InvalidParam { field: "nprobe", .. })));
+        let mut index = index;
+        assert!(index.add(&[1.0; 7], None).is_err());
+        assert!(matches!(index.add(&[f32::NAN; 8], None), Err(Error::NotFinite { .. })));
+        assert_eq!(index.len(), 2_000, "a refused add adds nothing");
+        Ok(())
+    }
+}
