@@ -468,6 +468,39 @@ pub struct TopkBenchArgs {
     oversample: usize,
     #[arg(long, default_value_t = 3)]
     seed: u64,
+    /// The drawn vectors: `gaussian` (independent normals, the worst case for
+    /// an inverted file) or `clustered` (around `--centres` Gaussian centres
+    /// with `--noise`, as trained embeddings group by topic).
+    #[arg(long, value_enum, default_value_t = TopkData::Gaussian)]
+    data: TopkData,
+    /// Centres of the clustered data.
+    #[arg(long, default_value_t = 4_096)]
+    centres: usize,
+    /// Spread of the clustered data around its centres (relative to a centre's norm).
+    #[arg(long, default_value_t = 0.35)]
+    noise: f64,
+    /// Also an approximate index: `ivf` (inverted lists of int8 codes,
+    /// candidates rescored exactly).
+    #[arg(long, value_enum)]
+    index: Option<TopkIndex>,
+    /// IVF lists (default 2·√items).
+    #[arg(long)]
+    nlist: Option<usize>,
+    /// IVF lists probed per query; several (comma-separated) give a recall /
+    /// speed curve. Default: tuned to --target-recall on separate queries.
+    #[arg(long, value_delimiter = ',')]
+    nprobe: Vec<usize>,
+    /// The recall@k the tuned nprobe aims at (on queries not measured).
+    #[arg(long, default_value_t = 0.95)]
+    target_recall: f64,
+    /// Also measure the IVF index under filters: an allowed set of this share
+    /// of the catalogue (a "surface") and `--exclude` videos per query.
+    #[arg(long)]
+    filter_share: Option<f64>,
+    /// Videos each query excludes in the filtered measurement: half its own
+    /// best, half random.
+    #[arg(long, default_value_t = 1_000)]
+    exclude: usize,
     /// Read the items from a raw little-endian f32 file (items × dim) instead
     /// of drawing them (the peer script's data).
     #[arg(long, requires = "queries_file")]
@@ -479,6 +512,39 @@ pub struct TopkBenchArgs {
     /// queries × k, best first) for comparison with a peer.
     #[arg(long)]
     ids_out: Option<std::path::PathBuf>,
+}
+
+/// Which vectors `bench topk` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopkData {
+    /// Independent normals.
+    Gaussian,
+    /// Normals around Gaussian centres.
+    Clustered,
+}
+
+/// Which approximate index `bench topk` also measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopkIndex {
+    /// Inverted file with int8 lists.
+    Ivf,
+}
+
+/// `n` vectors of `dim` values: normals of variance `1/dim`, or (clustered)
+/// one of `centres` such normals plus `noise` times another.
+fn draw_vectors(rng: &mut reelkit_sim::Rng, n: usize, dim: usize, centres: &[f32], noise: f64) -> Vec<f32> {
+    let scale = 1.0 / (dim as f64).sqrt();
+    let k = centres.len() / dim.max(1);
+    let mut out = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        if k == 0 {
+            out.extend((0..dim).map(|_| (rng.normal() * scale) as f32));
+        } else {
+            let c = rng.below(k as u64) as usize;
+            out.extend((0..dim).map(|d| centres[c * dim + d] + (rng.normal() * scale * noise) as f32));
+        }
+    }
+    out
 }
 
 /// A raw little-endian f32 file holding `rows × dim` values.
@@ -1244,31 +1310,41 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         args.items > 0 && args.dim > 0 && args.queries > 0,
         "empty benchmark"
     );
-    let (items, queries): (Vec<f32>, Vec<Vec<f32>>) = match (&args.items_file, &args.queries_file) {
-        (Some(i), Some(q)) => (
-            read_f32s(i, args.dim)?,
-            read_f32s(q, args.dim)?
-                .chunks(args.dim)
-                .map(<[f32]>::to_vec)
-                .collect(),
-        ),
-        _ => {
-            let mut rng = reelkit_sim::Rng::new(args.seed);
-            let scale = 1.0 / (args.dim as f64).sqrt();
-            (
-                (0..args.items * args.dim)
-                    .map(|_| (rng.normal() * scale) as f32)
-                    .collect(),
-                (0..args.queries)
+    // Measured queries, and queries that tune nprobe (never measured): drawn
+    // from the same distribution, or (with files) a seeded sample of items.
+    let (items, queries, tuning): (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) =
+        match (&args.items_file, &args.queries_file) {
+            (Some(i), Some(q)) => {
+                let items = read_f32s(i, args.dim)?;
+                let mut rng = reelkit_sim::Rng::new(args.seed);
+                let n = items.len() / args.dim;
+                let tuning = (0..512)
                     .map(|_| {
-                        (0..args.dim)
-                            .map(|_| (rng.normal() * scale) as f32)
-                            .collect()
+                        let r = rng.below(n as u64) as usize;
+                        items[r * args.dim..(r + 1) * args.dim].to_vec()
                     })
-                    .collect(),
-            )
-        }
-    };
+                    .collect();
+                let queries = read_f32s(q, args.dim)?
+                    .chunks(args.dim)
+                    .map(<[f32]>::to_vec)
+                    .collect();
+                (items, queries, tuning)
+            }
+            _ => {
+                let mut rng = reelkit_sim::Rng::new(args.seed);
+                let centres = match args.data {
+                    TopkData::Gaussian => Vec::new(),
+                    TopkData::Clustered => {
+                        draw_vectors(&mut rng, args.centres.max(1), args.dim, &[], 1.0)
+                    }
+                };
+                let items = draw_vectors(&mut rng, args.items, args.dim, &centres, args.noise);
+                let queries = draw_vectors(&mut rng, args.queries, args.dim, &centres, args.noise);
+                let tuning = draw_vectors(&mut rng, 512, args.dim, &centres, args.noise);
+                let rows = |v: Vec<f32>| v.chunks(args.dim).map(<[f32]>::to_vec).collect();
+                (items, rows(queries), rows(tuning))
+            }
+        };
     let args = TopkBenchArgs {
         items: items.len() / args.dim,
         queries: queries.len(),
@@ -1404,8 +1480,180 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
             "recall_at_k": recall(&found, &exact),
         });
     }
+    if let Some(TopkIndex::Ivf) = args.index {
+        report["ivf"] = ivf_bench(&args, &table, &qs, &tuning, &exact, batch_s)?;
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// The IVF part of `bench topk`: build, nprobe (tuned or given), recall@k
+/// against `exact`, batch and single-query speed, memory; with
+/// `--filter-share`, the same under a surface filter and exclusions.
+fn ivf_bench(
+    args: &TopkBenchArgs,
+    table: &reelkit_ranker::ItemTable<'_>,
+    qs: &[&[f32]],
+    tuning: &[Vec<f32>],
+    exact: &[Vec<reelkit_ranker::Scored>],
+    exact_batch_s: f64,
+) -> anyhow::Result<serde_json::Value> {
+    use reelkit_ranker::{IvfIndex, IvfParams, IvfQuery};
+    let t = Instant::now();
+    let mut index = IvfIndex::build(
+        table,
+        &IvfParams {
+            nlist: args.nlist,
+            seed: args.seed,
+            ..IvfParams::default()
+        },
+    )?;
+    let build_s = t.elapsed().as_secs_f64();
+    // What `Int8Table::bytes` counts for the whole table: codes in whole
+    // panels of sixteen, a scale and a sum per item.
+    let int8_bytes = (args.items.div_ceil(16) * 16 * (args.dim.div_ceil(4) * 4 + 8)) as f64;
+    let pct = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize] * 1e3;
+    let plain: Vec<IvfQuery<'_>> = qs
+        .iter()
+        .map(|v| IvfQuery {
+            vector: v,
+            k: args.k,
+            exclude: &[],
+            filter: None,
+        })
+        .collect();
+    // Batch (best of two after a warm-up) and single-query timings of the
+    // index as it is set.
+    let measure = |index: &IvfIndex| -> anyhow::Result<serde_json::Value> {
+        let mut batch_s = f64::INFINITY;
+        let mut found = index.search(table, &plain)?;
+        for _ in 0..2 {
+            let t = Instant::now();
+            found = index.search(table, &plain)?;
+            batch_s = batch_s.min(t.elapsed().as_secs_f64());
+        }
+        let mut lat: Vec<f64> = (0..args.single)
+            .map(|i| {
+                let t = Instant::now();
+                let r = index.search_one(table, &plain[i % plain.len()]);
+                std::hint::black_box(r.ok());
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        Ok(json!({
+            "nprobe": index.nprobe(),
+            "recall_at_k": recall(&found, exact),
+            "batch_queries_per_s": qs.len() as f64 / batch_s,
+            "speedup_vs_exact_batch": exact_batch_s / batch_s,
+            "single_p50_ms": pct(&lat, 0.5),
+            "single_p99_ms": pct(&lat, 0.99),
+        }))
+    };
+    // The curve over the given nprobes, then the nprobe (and depth table)
+    // tuned to --target-recall on the tuning queries, measured.
+    let mut curve = Vec::new();
+    for &np in &args.nprobe {
+        index.set_nprobe(np);
+        curve.push(measure(&index)?);
+    }
+    let sample: Vec<&[f32]> = tuning.iter().map(Vec::as_slice).collect();
+    let t = Instant::now();
+    let (n, r) = index.tune_nprobe(table, &sample, args.k, args.target_recall)?;
+    let tune_s = t.elapsed().as_secs_f64();
+    let mut tuned = measure(&index)?;
+    tuned["tuning"] = json!({"nprobe": n, "tuning_recall_lower_bound": r, "tuning_queries": sample.len(), "seconds": tune_s});
+    let mut out = json!({
+        "nlist": index.nlist(),
+        "kernel": index.kernel_name(),
+        "build_s": build_s,
+        "index_mb": index.bytes() as f64 / 1e6,
+        "int8_table_mb": int8_bytes / 1e6,
+        "index_vs_int8_table": index.bytes() as f64 / int8_bytes,
+        "imbalance": index.imbalance(),
+        "tuned": tuned,
+        "curve": curve,
+    });
+    if let Some(share) = args.filter_share {
+        anyhow::ensure!(share > 0.0 && share <= 1.0, "--filter-share must be in (0, 1]");
+        let keep = |i: u32| {
+            ((reelkit_sim::splitmix64(i as u64 ^ 0x5eed) >> 11) as f64 / (1u64 << 53) as f64) < share
+        };
+        let filter = index.filter(keep);
+        // Exclusions: half the query's own best (as seen videos are), half random.
+        let own = table.top_k_batch(qs, &vec![args.exclude / 2; qs.len()], &vec![&[][..]; qs.len()]);
+        let mut rng = reelkit_sim::Rng::new(args.seed ^ 0xe8c1);
+        let excludes: Vec<Vec<u32>> = own
+            .iter()
+            .map(|o| {
+                let mut e: Vec<u32> = o.iter().map(|s| s.item).collect();
+                e.extend((0..args.exclude - args.exclude / 2).map(|_| rng.below(args.items as u64) as u32));
+                e.sort_unstable();
+                e.dedup();
+                e
+            })
+            .collect();
+        // The truth: the exact top-k of the allowed items, exclusions mapped
+        // into that sub-table.
+        let allowed: Vec<u32> = (0..args.items as u32).filter(|&i| keep(i)).collect();
+        let f = args.dim;
+        let sub: Vec<f32> = allowed
+            .iter()
+            .flat_map(|&i| table.factors()[i as usize * f..(i as usize + 1) * f].iter().copied())
+            .collect();
+        let sub_table = reelkit_ranker::ItemTable::new(f, &sub, None);
+        let sub_ex: Vec<Vec<u32>> = excludes
+            .iter()
+            .map(|e| e.iter().filter_map(|i| allowed.binary_search(i).ok().map(|p| p as u32)).collect())
+            .collect();
+        let sub_ex_refs: Vec<&[u32]> = sub_ex.iter().map(Vec::as_slice).collect();
+        let truth: Vec<Vec<reelkit_ranker::Scored>> = sub_table
+            .top_k_batch(qs, &vec![args.k; qs.len()], &sub_ex_refs)
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|s| reelkit_ranker::Scored { item: allowed[s.item as usize], score: s.score })
+                    .collect()
+            })
+            .collect();
+        let filtered: Vec<IvfQuery<'_>> = qs
+            .iter()
+            .zip(&excludes)
+            .map(|(v, e)| IvfQuery {
+                vector: v,
+                k: args.k,
+                exclude: e,
+                filter: Some(&filter),
+            })
+            .collect();
+        let t = Instant::now();
+        let found = index.search(table, &filtered)?;
+        let batch_s = t.elapsed().as_secs_f64();
+        let violations = found
+            .iter()
+            .zip(&excludes)
+            .map(|(r, e)| r.iter().filter(|s| !keep(s.item) || e.binary_search(&s.item).is_ok()).count())
+            .sum::<usize>();
+        let mut lat: Vec<f64> = (0..args.single)
+            .map(|i| {
+                let t = Instant::now();
+                std::hint::black_box(index.search_one(table, &filtered[i % filtered.len()]).ok());
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        out["filtered"] = json!({
+            "allowed_share": filter.allowed() as f64 / args.items as f64,
+            "excluded_per_query": excludes.iter().map(Vec::len).sum::<usize>() as f64 / excludes.len().max(1) as f64,
+            "nprobe": index.nprobe(),
+            "recall_at_k": recall(&found, &truth),
+            "results_violating_the_filter": violations,
+            "batch_queries_per_s": qs.len() as f64 / batch_s,
+            "single_p50_ms": pct(&lat, 0.5),
+            "single_p99_ms": pct(&lat, 0.99),
+        });
+    }
+    Ok(out)
 }
 
 /// Share of the exact top-k ids that `found` also returned.

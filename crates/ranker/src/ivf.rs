@@ -36,7 +36,7 @@ use crate::int8::{quantize_query, Int8Table, Query, Sink};
 use crate::rng::SplitMix;
 use crate::scan::PANEL;
 use crate::top::{Scored, TopK};
-use crate::topk::ItemTable;
+use crate::topk::{ItemTable, TableBound};
 
 /// How an index is built.
 #[derive(Debug, Clone)]
@@ -45,7 +45,9 @@ pub struct IvfParams {
     pub nlist: Option<usize>,
     /// Lists a query scans (before widening for filters).
     pub nprobe: usize,
-    /// Candidates kept per wanted result before exact rescoring (`oversample·k + 64`).
+    /// Candidates kept per wanted result before exact rescoring
+    /// (`oversample·k + 64`). 1 by default: the lists probed, not the 8-bit
+    /// codes, limit recall (2 gave the same recall at 1M, 12% slower).
     pub oversample: usize,
     /// k-means training points per list (the sample is `nlist × this`, at most `n`).
     pub sample_per_list: usize,
@@ -60,7 +62,7 @@ impl Default for IvfParams {
         IvfParams {
             nlist: None,
             nprobe: 32,
-            oversample: 2,
+            oversample: 1,
             sample_per_list: 64,
             iterations: 10,
             seed: 7,
@@ -87,6 +89,9 @@ pub struct IvfIndex {
     /// `dim`-th (the bias coordinate).
     probe: Vec<f32>,
     probe_bias: Vec<f32>,
+    /// The probe table's bound, computed once (a pass per query would cost
+    /// more than the probe).
+    probe_bound: TableBound,
     lists: Vec<List>,
     /// The list of every item.
     item_list: Vec<u32>,
@@ -99,6 +104,10 @@ pub struct IvfIndex {
     /// `R²`: the squared norm every augmented item is lifted to.
     radius2: f64,
     nprobe: usize,
+    /// From [`IvfIndex::tune_nprobe`]: lists needed for the target recall of
+    /// the top `depth` items, for doubling depths (empty: `nprobe` for every
+    /// depth, widened in proportion).
+    depths: Vec<(usize, usize)>,
     oversample: usize,
     seed: u64,
 }
@@ -169,6 +178,38 @@ impl Sink for ListSink<'_, '_> {
         }
         top.floor()
     }
+}
+
+/// A query's probe in progress: the centroid order, how far it has been
+/// taken, the admissible items in the lists taken, and its exclusions' lists.
+struct Probe {
+    ranked: Vec<Scored>,
+    at: usize,
+    seen: usize,
+    lists: Vec<u32>,
+    /// The list of each excluded (and filter-allowed) item, sorted.
+    excluded: Vec<u32>,
+}
+
+/// Asks the CPU to start loading the rows of `items` (scattered in a table
+/// far larger than the caches) before they are scored, so their misses
+/// overlap instead of following each other.
+fn prefetch_rows(table: &[f32], dim: usize, items: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    for &i in items {
+        let row = i as usize * dim;
+        for line in (row..(row + dim).min(table.len())).step_by(16) {
+            // SAFETY: a prefetch is a hint that never faults; the address is
+            // inside `table` anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    table.as_ptr().add(line) as *const i8,
+                )
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (table, dim, items);
 }
 
 /// Lifts row `x` with bias `b` to `[x, b, √(R² − |x|² − b²)]` into `out`.
@@ -369,6 +410,7 @@ impl IvfIndex {
         }
         IvfIndex {
             dim,
+            probe_bound: TableBound::of(dim, &probe, Some(&probe_bias)),
             half_norms: half_norms(&centroids, d2),
             centroids,
             probe,
@@ -381,6 +423,7 @@ impl IvfIndex {
             fresh_bias: Vec::new(),
             radius2,
             nprobe: params.nprobe.max(1),
+            depths: Vec::new(),
             oversample: params.oversample.max(1),
             seed: params.seed,
         }
@@ -406,9 +449,46 @@ impl IvfIndex {
         self.nprobe
     }
 
-    /// Sets the lists a query scans (at least 1, at most all).
+    /// Sets the lists a query scans (at least 1, at most all), for every
+    /// depth (forgetting a tuned depth table).
     pub fn set_nprobe(&mut self, nprobe: usize) {
         self.nprobe = nprobe.clamp(1, self.nlist().max(1));
+        self.depths.clear();
+    }
+
+    /// Lists to scan for a query whose `k`-th admissible item is expected at
+    /// rank `depth` of the unfiltered order: from the tuned depth table
+    /// (interpolated in log depth, extrapolated in proportion past its end),
+    /// or `nprobe` scaled by `depth / k` without one.
+    fn lists_for(&self, depth: f64, k: usize) -> usize {
+        let n = match (self.depths.first(), self.depths.last()) {
+            (Some(&(d0, p0)), Some(&(dl, pl))) => {
+                if depth <= d0 as f64 {
+                    p0 as f64
+                } else if depth >= dl as f64 {
+                    pl as f64 * depth / dl as f64
+                } else {
+                    let w = self.depths.windows(2).find(|w| depth <= w[1].0 as f64);
+                    match w {
+                        Some(w) => {
+                            let ((a, pa), (b, pb)) = (w[0], w[1]);
+                            let t = (depth.ln() - (a as f64).ln()) / ((b as f64).ln() - (a as f64).ln());
+                            pa as f64 + t * (pb as f64 - pa as f64)
+                        }
+                        None => pl as f64,
+                    }
+                }
+            }
+            _ => self.nprobe as f64 * (depth / k.max(1) as f64).max(1.0),
+        };
+        (n.ceil() as usize).clamp(1, self.nlist().max(1))
+    }
+
+    /// The share of the catalogue `q`'s filter allows.
+    fn share(&self, q: &IvfQuery<'_>) -> f64 {
+        q.filter
+            .map_or(1.0, |f| f.allowed as f64 / self.len().max(1) as f64)
+            .max(1e-6)
     }
 
     /// The int8 kernel the lists are scanned with.
@@ -604,12 +684,14 @@ impl IvfIndex {
                 ..IvfParams::default()
             };
             let base = self.base;
+            let depths = std::mem::take(&mut self.depths);
             *self = IvfIndex {
                 lists,
                 item_list,
                 fresh,
                 fresh_bias,
                 base,
+                depths,
                 ..IvfIndex::from_centroids(
                     self.dim,
                     std::mem::take(&mut self.centroids),
@@ -646,13 +728,18 @@ impl IvfIndex {
         Ok(())
     }
 
-    /// The lists query `q` scans, best centroid first: at least `nprobe`, and
-    /// on until they hold as many admissible items (allowed, not excluded)
-    /// as `nprobe` lists hold on average. `ranked` is the centroid order
-    /// computed so far (extended to every list when it runs out).
-    fn plan(&self, q: &IvfQuery<'_>, ranked: Vec<Scored>) -> Vec<u32> {
-        let nlist = self.nlist();
-        let target = (self.nprobe as f64 * self.len() as f64 / nlist as f64).ceil() as usize;
+    /// Admissible items (allowed by `q`'s filter, not excluded) needed to
+    /// scan, before any widening for exclusions: what `nprobe` lists hold on
+    /// average.
+    fn base_target(&self) -> usize {
+        (self.nprobe as f64 * self.len() as f64 / self.nlist().max(1) as f64).ceil() as usize
+    }
+
+    /// Starts `q`'s probe: the lists it scans, best centroid first, until it
+    /// has `nprobe` of them holding at least [`IvfIndex::base_target`]
+    /// admissible items. `ranked` is the centroid order computed so far
+    /// (extended to every list when it runs out).
+    fn plan(&self, q: &IvfQuery<'_>, ranked: Vec<Scored>) -> Probe {
         // Exclusions the filter would have admitted, by list.
         let mut excluded: Vec<u32> = q
             .exclude
@@ -661,6 +748,23 @@ impl IvfIndex {
             .filter_map(|&i| self.item_list.get(i as usize).copied())
             .collect();
         excluded.sort_unstable();
+        let mut probe = Probe {
+            ranked,
+            at: 0,
+            seen: 0,
+            lists: Vec::new(),
+            excluded,
+        };
+        let lists = self.lists_for(q.k as f64 / self.share(q), q.k);
+        self.extend(&mut probe, q, lists, self.base_target());
+        probe
+    }
+
+    /// Adds lists to `probe` until it has `lists` of them and `target`
+    /// admissible items (or every list).
+    fn extend(&self, probe: &mut Probe, q: &IvfQuery<'_>, lists: usize, target: usize) {
+        let nlist = self.nlist();
+        let excluded = &probe.excluded;
         let excluded_in = |l: u32| {
             excluded.partition_point(|&x| x <= l) - excluded.partition_point(|&x| x < l)
         };
@@ -671,39 +775,40 @@ impl IvfIndex {
             };
             all.saturating_sub(excluded_in(l))
         };
-        let mut plan = Vec::new();
-        let mut seen = 0usize;
-        let mut ranked = ranked;
-        let mut at = 0;
-        while plan.len() < nlist {
-            if at == ranked.len() {
+        while probe.lists.len() < nlist {
+            if probe.lists.len() >= lists && probe.seen >= target {
+                break;
+            }
+            if probe.at == probe.ranked.len() {
                 // Every list, best first (rare: a very selective filter).
-                ranked = self.coarse(q.vector, nlist);
-                if at >= ranked.len() {
+                probe.ranked = self.coarse(q.vector, nlist);
+                if probe.at >= probe.ranked.len() {
                     break;
                 }
             }
-            let l = ranked[at].item;
-            at += 1;
-            plan.push(l);
-            seen += admissible(l);
-            if plan.len() >= self.nprobe && seen >= target {
-                break;
-            }
+            let l = probe.ranked[probe.at].item;
+            probe.at += 1;
+            probe.lists.push(l);
+            probe.seen += admissible(l);
         }
-        plan
+    }
+
+    /// The centroids as a table whose scores are the lists' expected scores.
+    fn probe_table(&self) -> ItemTable<'_> {
+        ItemTable::with_bound(self.dim, &self.probe, Some(&self.probe_bias), self.probe_bound)
     }
 
     /// The `m` best lists for `q` by centroid score.
     fn coarse(&self, q: &[f32], m: usize) -> Vec<Scored> {
-        ItemTable::new(self.dim, &self.probe, Some(&self.probe_bias)).top_k(q, m, &[])
+        self.probe_table().top_k(q, m, &[])
     }
 
     /// How many lists to rank up front for `q`: `nprobe`, widened by the
     /// filter's selectivity, with room for exclusions.
     fn first_rank(&self, q: &IvfQuery<'_>) -> usize {
-        let share = q.filter.map_or(1.0, |f| f.allowed as f64 / self.len().max(1) as f64);
-        let want = (self.nprobe as f64 / share.max(1e-6) * 1.25).ceil() as usize + 4;
+        let share = self.share(q);
+        let lists = self.lists_for(q.k as f64 / share, q.k);
+        let want = (lists.max(self.nprobe) as f64 / share.sqrt() * 1.25).ceil() as usize + 4;
         want.min(self.nlist())
     }
 
@@ -741,13 +846,24 @@ impl IvfIndex {
     }
 
     /// A chunk of queries: plans, then each list scanned once for every
-    /// query of the chunk that probes it, then exact rescoring.
+    /// query of the chunk that probes it; then, for a query with exclusions,
+    /// a second round deeper by the share of its best candidates it excludes;
+    /// then exact rescoring.
     fn search_chunk(&self, exact: &ItemTable<'_>, chunk: &[IvfQuery<'_>]) -> Vec<Vec<Scored>> {
-        let groups = self.lists.first().map_or(self.dim.div_ceil(4), |l| l.codes.groups());
-        let qq: Vec<Query> = chunk.iter().map(|q| quantize_query(q.vector, groups)).collect();
-        let first: Vec<usize> = chunk.iter().map(|q| self.first_rank(q)).collect();
-        let widest = first.iter().copied().max().unwrap_or(1);
-        let probe = ItemTable::new(self.dim, &self.probe, Some(&self.probe_bias));
+        let groups = self
+            .lists
+            .first()
+            .map_or(self.dim.div_ceil(4), |l| l.codes.groups());
+        let qq: Vec<Query> = chunk
+            .iter()
+            .map(|q| quantize_query(q.vector, groups))
+            .collect();
+        let widest = chunk
+            .iter()
+            .map(|q| self.first_rank(q))
+            .max()
+            .unwrap_or(1);
+        let probe = self.probe_table();
         let vecs: Vec<&[f32]> = chunk.iter().map(|q| q.vector).collect();
         let ex: Vec<&[u32]> = vec![&[]; chunk.len()];
         let ranked = if chunk.len() == 1 {
@@ -755,14 +871,11 @@ impl IvfIndex {
         } else {
             probe.top_k_batch(&vecs, &vec![widest; chunk.len()], &ex)
         };
-        // list → the chunk's queries that scan it.
-        let mut by_list: Vec<(u32, u32)> = Vec::new();
-        for (j, (q, r)) in chunk.iter().zip(ranked).enumerate() {
-            for l in self.plan(q, r) {
-                by_list.push((l, j as u32));
-            }
-        }
-        by_list.sort_unstable();
+        let mut probes: Vec<Probe> = chunk
+            .iter()
+            .zip(ranked)
+            .map(|(q, r)| self.plan(q, r))
+            .collect();
         let mut tops: Vec<TopK> = chunk
             .iter()
             .map(|q| {
@@ -773,15 +886,69 @@ impl IvfIndex {
                 )
             })
             .collect();
+        let pairs = |probes: &[Probe], from: &[usize]| -> Vec<(u32, u32)> {
+            let mut p: Vec<(u32, u32)> = probes
+                .iter()
+                .zip(from)
+                .enumerate()
+                .flat_map(|(j, (pr, &f))| pr.lists[f..].iter().map(move |&l| (l, j as u32)))
+                .collect();
+            p.sort_unstable();
+            p
+        };
+        self.scan_pairs(&pairs(&probes, &vec![0; chunk.len()]), chunk, &qq, &mut tops);
+        // Exclusions remove a query's best items: its k-th admissible item lies
+        // deeper, by as many excluded items as score above it. Count those
+        // (exactly, against the k-th candidate so far) and scan deeper in
+        // proportion.
+        let scanned: Vec<usize> = probes.iter().map(|p| p.lists.len()).collect();
+        let mut deeper = false;
+        for (j, q) in chunk.iter().enumerate() {
+            if q.exclude.is_empty() || q.k == 0 {
+                continue;
+            }
+            let Some(kth) = tops[j].kth(q.k) else {
+                continue;
+            };
+            let allowed: Vec<u32> = q
+                .exclude
+                .iter()
+                .copied()
+                .filter(|&i| (i as usize) < self.len() && q.filter.is_none_or(|f| f.allows(i)))
+                .collect();
+            let above = self
+                .exact_scores(exact, q, &allowed)
+                .iter()
+                .filter(|&&s| s >= kth)
+                .count();
+            if above > 0 {
+                let target = self.base_target() * (q.k + above) / q.k;
+                let lists = self.lists_for((q.k + above) as f64 / self.share(q), q.k);
+                self.extend(&mut probes[j], q, lists, target);
+                deeper |= probes[j].lists.len() > scanned[j];
+            }
+        }
+        if deeper {
+            self.scan_pairs(&pairs(&probes, &scanned), chunk, &qq, &mut tops);
+        }
+        tops.into_iter()
+            .zip(chunk)
+            .map(|(top, q)| self.rescore(exact, q, top.into_sorted()))
+            .collect()
+    }
+
+    /// Scans each list of `pairs` (list, query of the chunk; sorted) once for
+    /// all its queries.
+    fn scan_pairs(&self, pairs: &[(u32, u32)], chunk: &[IvfQuery<'_>], qq: &[Query], tops: &mut [TopK]) {
         let mut at = 0;
         let mut who: Vec<usize> = Vec::new();
         let mut qs: Vec<&Query> = Vec::new();
         let mut floors: Vec<f32> = Vec::new();
-        while at < by_list.len() {
-            let l = by_list[at].0;
+        while at < pairs.len() {
+            let l = pairs[at].0;
             who.clear();
-            while at < by_list.len() && by_list[at].0 == l {
-                who.push(by_list[at].1 as usize);
+            while at < pairs.len() && pairs[at].0 == l {
+                who.push(pairs[at].1 as usize);
                 at += 1;
             }
             qs.clear();
@@ -792,15 +959,29 @@ impl IvfIndex {
             let mut sink = ListSink {
                 ids: &list.ids,
                 who: &who,
-                tops: &mut tops,
+                tops,
                 queries: chunk,
             };
             list.codes.scan(&qs, 0, list.ids.len(), &mut floors, &mut sink);
         }
-        tops.into_iter()
-            .zip(chunk)
-            .map(|(top, q)| self.rescore(exact, q, top.into_sorted()))
-            .collect()
+    }
+
+    /// Exact scores of items (built or added) for `q`.
+    fn exact_scores(&self, exact: &ItemTable<'_>, q: &IvfQuery<'_>, items: &[u32]) -> Vec<f32> {
+        let (old, new): (Vec<u32>, Vec<u32>) =
+            items.iter().partition(|&&i| (i as usize) < self.base);
+        prefetch_rows(exact.factors(), self.dim, &old);
+        let mut scores = exact.scores_of(q.vector, &old);
+        if !new.is_empty() {
+            let fresh = ItemTable::new(
+                self.dim,
+                &self.fresh,
+                self.with_bias.then_some(&self.fresh_bias[..]),
+            );
+            let local: Vec<u32> = new.iter().map(|&i| i - self.base as u32).collect();
+            scores.extend(fresh.scores_of(q.vector, &local));
+        }
+        scores
     }
 
     /// The exact top-`k` of the candidates.
@@ -809,23 +990,23 @@ impl IvfIndex {
             .iter()
             .map(|c| c.item)
             .partition(|&i| (i as usize) < self.base);
+        let ids: Vec<u32> = old.into_iter().chain(new).collect();
         let mut top = TopK::new(q.k);
-        for (i, s) in old.iter().zip(exact.scores_of(q.vector, &old)) {
+        for (i, s) in ids.iter().zip(self.exact_scores(exact, q, &ids)) {
             top.push(*i, s);
-        }
-        if !new.is_empty() {
-            let fresh = ItemTable::new(self.dim, &self.fresh, self.with_bias.then_some(&self.fresh_bias[..]));
-            let local: Vec<u32> = new.iter().map(|&i| i - self.base as u32).collect();
-            for (i, s) in new.iter().zip(fresh.scores_of(q.vector, &local)) {
-                top.push(*i, s);
-            }
         }
         top.into_sorted()
     }
 
-    /// The smallest `nprobe` whose mean recall@`k` against the exact top-`k`
-    /// of `sample` queries reaches `target` (all lists if none does); sets
-    /// it and returns it with the recall it measured.
+    /// The smallest `nprobe` whose recall@`k` against the exact top-`k` of
+    /// `sample` queries reaches `target` (all lists if none does) — the
+    /// one-sided 95% lower confidence bound of the mean over the sample, not
+    /// the sample's mean, so that queries outside the sample reach it too;
+    /// sets it and returns it with that bound. Then the same for the
+    /// `k` deepest of the top `2k`, `4k`, … (up to `16k`, at most an eighth
+    /// of the catalogue): a query whose filter or exclusions put its `k`-th
+    /// admissible item at such a depth scans as many lists as that depth
+    /// needs.
     pub fn tune_nprobe(
         &mut self,
         exact: &ItemTable<'_>,
@@ -839,36 +1020,74 @@ impl IvfIndex {
                 "tuning nprobe needs sample queries and k ≥ 1".into(),
             ));
         }
+        let (first, recall_k) = self.smallest_nprobe(exact, sample, k, k, target, 1)?;
+        let mut depths = vec![(k, first)];
+        let mut d = 2 * k;
+        // Deeper bands on half the sample: they cost more per query.
+        let half = &sample[..sample.len().div_ceil(2)];
+        while d <= 16 * k && d <= self.len() / 8 {
+            let from = depths.last().map_or(1, |x| x.1);
+            let (p, _) = self.smallest_nprobe(exact, half, d, k, target, from)?;
+            depths.push((d, p));
+            if p >= self.nlist() {
+                break;
+            }
+            d *= 2;
+        }
+        self.nprobe = first;
+        self.depths = depths;
+        Ok((first, recall_k))
+    }
+
+    /// The smallest nprobe ≥ `from` at which a top-`depth` search finds
+    /// `target` (the one-sided 95% lower confidence bound of the mean over
+    /// the sample, so that other queries reach it too) of the `band` deepest items of the exact top-`depth` of
+    /// `sample` (doubling, then bisection), and that share. The deepest band
+    /// is what a query needs when its exclusions removed the items above it,
+    /// and the hardest part of the top-`depth` to find.
+    fn smallest_nprobe(
+        &mut self,
+        exact: &ItemTable<'_>,
+        sample: &[&[f32]],
+        depth: usize,
+        band: usize,
+        target: f64,
+        from: usize,
+    ) -> Result<(usize, f64)> {
         let ex: Vec<&[u32]> = vec![&[]; sample.len()];
-        let truth = exact.top_k_batch(sample, &vec![k; sample.len()], &ex);
-        let recall_at = |index: &IvfIndex| -> Result<f64> {
-            let qs: Vec<IvfQuery<'_>> = sample
-                .iter()
-                .map(|v| IvfQuery {
-                    vector: v,
-                    k,
-                    exclude: &[],
-                    filter: None,
-                })
-                .collect();
-            Ok(recall(&index.search(exact, &qs)?, &truth))
+        let k = depth;
+        let truth: Vec<Vec<Scored>> = exact
+            .top_k_batch(sample, &vec![k; sample.len()], &ex)
+            .into_iter()
+            .map(|t| t[t.len().saturating_sub(band)..].to_vec())
+            .collect();
+        let qs: Vec<IvfQuery<'_>> = sample
+            .iter()
+            .map(|v| IvfQuery {
+                vector: v,
+                k,
+                exclude: &[],
+                filter: None,
+            })
+            .collect();
+        let nlist = self.nlist();
+        let mut recall_at = |nprobe: usize| -> Result<f64> {
+            self.set_nprobe(nprobe);
+            Ok(recall_lower_bound(&self.search(exact, &qs)?, &truth))
         };
-        // Doubling, then bisection between the last miss and the first hit.
-        let (mut lo, mut hi) = (0usize, 1usize);
+        let (mut lo, mut hi) = (from.saturating_sub(1), from.clamp(1, nlist));
         let mut at_hi;
         loop {
-            self.set_nprobe(hi);
-            at_hi = recall_at(self)?;
-            if at_hi >= target || hi >= self.nlist() {
+            at_hi = recall_at(hi)?;
+            if at_hi >= target || hi >= nlist {
                 break;
             }
             lo = hi;
-            hi = (hi * 2).min(self.nlist());
+            hi = (hi * 2).min(nlist);
         }
-        while hi - lo > 1 && hi > 1 {
+        while hi - lo > 1 {
             let mid = (lo + hi) / 2;
-            self.set_nprobe(mid);
-            let r = recall_at(self)?;
+            let r = recall_at(mid)?;
             if r >= target {
                 hi = mid;
                 at_hi = r;
@@ -876,7 +1095,6 @@ impl IvfIndex {
                 lo = mid;
             }
         }
-        self.set_nprobe(hi);
         Ok((hi, at_hi))
     }
 }
@@ -944,6 +1162,23 @@ fn pick_large(counts: &[usize], rng: &mut SplitMix) -> usize {
         r -= w;
     }
     counts.len() - 1
+}
+
+/// The mean per-query recall minus 1.645 standard errors.
+fn recall_lower_bound(got: &[Vec<Scored>], truth: &[Vec<Scored>]) -> f64 {
+    let per: Vec<f64> = got
+        .iter()
+        .zip(truth)
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(g, t)| recall(std::slice::from_ref(g), std::slice::from_ref(t)))
+        .collect();
+    let n = per.len() as f64;
+    if n < 2.0 {
+        return per.first().copied().unwrap_or(1.0);
+    }
+    let mean = per.iter().sum::<f64>() / n;
+    let var = per.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    mean - 1.645 * (var / n).sqrt()
 }
 
 /// Mean share of each true list's items found (ids only).
@@ -1029,7 +1264,7 @@ mod tests {
             assert!(g.windows(2).all(|w| w[0].score >= w[1].score));
         }
         // Scanning a small share of the catalogue, not all of it.
-        let probed: usize = index.plan(&plain(&qs, k)[0], index.coarse(&qs[0], index.nlist())).len();
+        let probed: usize = index.plan(&plain(&qs, k)[0], index.coarse(&qs[0], index.nlist())).lists.len();
         assert!(probed * 8 < index.nlist(), "{probed} of {} lists", index.nlist());
         Ok(())
     }
@@ -1118,7 +1353,7 @@ mod tests {
         let r = recall(&got, &truth);
         assert!(r >= 0.95, "filtered recall {r}");
         // The probe widened: about five times the unfiltered lists.
-        let wide = index.plan(&iq[0], index.coarse(&qs[0], index.nlist())).len();
+        let wide = index.plan(&iq[0], index.coarse(&qs[0], index.nlist())).lists.len();
         assert!(wide >= 4 * index.nprobe(), "{wide} lists for nprobe {}", index.nprobe());
         Ok(())
     }

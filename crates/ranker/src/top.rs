@@ -77,6 +77,17 @@ impl TopK {
         }
     }
 
+    /// The `n`-th best score offered so far (1-based), if `n` were offered
+    /// and kept (`n ≤ k`).
+    pub fn kth(&self, n: usize) -> Option<f32> {
+        if n == 0 || n > self.k || self.buf.len() < n {
+            return None;
+        }
+        let mut b = self.buf.clone();
+        b.select_nth_unstable_by(n - 1, better);
+        Some(b[n - 1].score)
+    }
+
     /// Merges another top-K into this one.
     pub fn merge(&mut self, other: TopK) {
         for s in other.buf {
