@@ -23,10 +23,11 @@
 //! unfiltered order, and exclusions push it deeper by the number of excluded
 //! items that score above it; the probe scans as many lists as that depth
 //! needs. [`IvfIndex::tune_nprobe`] measures how many lists reach the target
-//! recall for the `k` deepest items of the top `k`, `2k`, … `16k` (a depth
-//! table); a query plans for depth `k/s`, and one with exclusions then counts
-//! (exactly) the excluded items above its `k`-th candidate and scans a second,
-//! deeper round if they push it down. The lists taken must also hold as many
+//! recall for the whole top `k`, `2k`, … `16k`, and for the `k` deepest items
+//! of each (two depth tables); a query plans for depth `k/s` by the first, and
+//! one with exclusions then counts (exactly) the excluded items above its
+//! `k`-th candidate and, if they push it down, scans a second, deeper round by
+//! the second table. The lists taken must also hold as many
 //! admissible items as `nprobe` lists hold on average (a filter that is not
 //! spread evenly over the lists).
 //!
@@ -121,6 +122,9 @@ pub struct IvfIndex {
     /// the top `depth` items, for doubling depths (empty: `nprobe` for every
     /// depth, widened in proportion).
     depths: Vec<(usize, usize)>,
+    /// The same for the `k` deepest of the top `depth` (what a query needs
+    /// when its exclusions removed the items above them).
+    bands: Vec<(usize, usize)>,
     oversample: usize,
     seed: u64,
 }
@@ -436,6 +440,7 @@ impl IvfIndex {
             radius2,
             nprobe: params.nprobe.max(1),
             depths: Vec::new(),
+            bands: Vec::new(),
             oversample: params.oversample.max(1),
             seed: params.seed,
         }
@@ -466,21 +471,22 @@ impl IvfIndex {
     pub fn set_nprobe(&mut self, nprobe: usize) {
         self.nprobe = nprobe.clamp(1, self.nlist().max(1));
         self.depths.clear();
+        self.bands.clear();
     }
 
     /// Lists to scan for a query whose `k`-th admissible item is expected at
     /// rank `depth` of the unfiltered order: from the tuned depth table
     /// (interpolated in log depth, extrapolated in proportion past its end),
     /// or `nprobe` scaled by `depth / k` without one.
-    fn lists_for(&self, depth: f64, k: usize) -> usize {
-        let n = match (self.depths.first(), self.depths.last()) {
+    fn lists_for(&self, table: &[(usize, usize)], depth: f64, k: usize) -> usize {
+        let n = match (table.first(), table.last()) {
             (Some(&(d0, p0)), Some(&(dl, pl))) => {
                 if depth <= d0 as f64 {
                     p0 as f64
                 } else if depth >= dl as f64 {
                     pl as f64 * depth / dl as f64
                 } else {
-                    let w = self.depths.windows(2).find(|w| depth <= w[1].0 as f64);
+                    let w = table.windows(2).find(|w| depth <= w[1].0 as f64);
                     match w {
                         Some(w) => {
                             let ((a, pa), (b, pb)) = (w[0], w[1]);
@@ -697,6 +703,7 @@ impl IvfIndex {
             };
             let base = self.base;
             let depths = std::mem::take(&mut self.depths);
+            let bands = std::mem::take(&mut self.bands);
             *self = IvfIndex {
                 lists,
                 item_list,
@@ -704,6 +711,7 @@ impl IvfIndex {
                 fresh_bias,
                 base,
                 depths,
+                bands,
                 ..IvfIndex::from_centroids(
                     self.dim,
                     std::mem::take(&mut self.centroids),
@@ -740,17 +748,20 @@ impl IvfIndex {
         Ok(())
     }
 
-    /// Admissible items (allowed by `q`'s filter, not excluded) needed to
-    /// scan, before any widening for exclusions: what `nprobe` lists hold on
-    /// average.
-    fn base_target(&self) -> usize {
-        (self.nprobe as f64 * self.len() as f64 / self.nlist().max(1) as f64).ceil() as usize
+    /// Admissible items (allowed by `q`'s filter, not excluded) that `lists`
+    /// lists hold on average: a probe that found fewer in its lists (its
+    /// filter keeps less near the query than elsewhere, or its exclusions sit
+    /// there) goes on until it has them.
+    fn admissible_target(&self, lists: usize, q: &IvfQuery<'_>) -> usize {
+        (lists as f64 * self.len() as f64 / self.nlist().max(1) as f64 * self.share(q)).ceil()
+            as usize
     }
 
-    /// Starts `q`'s probe: the lists it scans, best centroid first, until it
-    /// has `nprobe` of them holding at least [`IvfIndex::base_target`]
-    /// admissible items. `ranked` is the centroid order computed so far
-    /// (extended to every list when it runs out).
+    /// Starts `q`'s probe: the lists it scans, best centroid first, as many as
+    /// the depth table gives for depth `k / share` and holding at least
+    /// [`IvfIndex::admissible_target`] admissible items. `ranked` is the
+    /// centroid order computed so far (extended to every list when it runs
+    /// out).
     fn plan(&self, q: &IvfQuery<'_>, ranked: Vec<Scored>) -> Probe {
         // Exclusions the filter would have admitted, by list.
         let mut excluded: Vec<u32> = q
@@ -767,8 +778,8 @@ impl IvfIndex {
             lists: Vec::new(),
             excluded,
         };
-        let lists = self.lists_for(q.k as f64 / self.share(q), q.k);
-        self.extend(&mut probe, q, lists, self.base_target());
+        let lists = self.lists_for(&self.depths, q.k as f64 / self.share(q), q.k);
+        self.extend(&mut probe, q, lists, self.admissible_target(lists, q));
         probe
     }
 
@@ -830,7 +841,7 @@ impl IvfIndex {
     /// filter's selectivity, with room for exclusions.
     fn first_rank(&self, q: &IvfQuery<'_>) -> usize {
         let share = self.share(q);
-        let lists = self.lists_for(q.k as f64 / share, q.k);
+        let lists = self.lists_for(&self.depths, q.k as f64 / share, q.k);
         let want = (lists.max(self.nprobe) as f64 / share.sqrt() * 1.25).ceil() as usize + 4;
         want.min(self.nlist())
     }
@@ -946,9 +957,8 @@ impl IvfIndex {
                 .filter(|&&s| s >= kth)
                 .count();
             if above > 0 {
-                let target = self.base_target() * (q.k + above) / q.k;
-                let lists = self.lists_for((q.k + above) as f64 / self.share(q), q.k);
-                self.extend(&mut probes[j], q, lists, target);
+                let lists = self.lists_for(&self.bands, (q.k + above) as f64 / self.share(q), q.k);
+                self.extend(&mut probes[j], q, lists, self.admissible_target(lists, q));
                 deeper |= probes[j].lists.len() > scanned[j];
             }
         }
@@ -1027,10 +1037,11 @@ impl IvfIndex {
     /// one-sided 95% lower confidence bound of the mean over the sample, not
     /// the sample's mean, so that queries outside the sample reach it too;
     /// sets it and returns it with that bound. Then the same for the
-    /// `k` deepest of the top `2k`, `4k`, … (up to `16k`, at most an eighth
-    /// of the catalogue): a query whose filter or exclusions put its `k`-th
-    /// admissible item at such a depth scans as many lists as that depth
-    /// needs.
+    /// whole top `2k`, `4k`, … (up to `16k`, at most an eighth of the
+    /// catalogue), and for their `k` deepest items: a query whose filter
+    /// spreads its admissible items over such a depth scans as many lists as
+    /// the first table says, one whose exclusions pushed its items down to it
+    /// as the second says.
     pub fn tune_nprobe(
         &mut self,
         exact: &ItemTable<'_>,
@@ -1045,21 +1056,25 @@ impl IvfIndex {
             ));
         }
         let (first, recall_k) = self.smallest_nprobe(exact, sample, k, k, target, 1)?;
-        let mut depths = vec![(k, first)];
+        let (mut depths, mut bands) = (vec![(k, first)], vec![(k, first)]);
         let mut d = 2 * k;
-        // Deeper bands on half the sample: they cost more per query.
+        // Deeper tables on half the sample: they cost more per query.
         let half = &sample[..sample.len().div_ceil(2)];
         while d <= 16 * k && d <= self.len() / 8 {
             let from = depths.last().map_or(1, |x| x.1);
-            let (p, _) = self.smallest_nprobe(exact, half, d, k, target, from)?;
-            depths.push((d, p));
-            if p >= self.nlist() {
+            let (all, _) = self.smallest_nprobe(exact, half, d, d, target, from)?;
+            depths.push((d, all));
+            let from = bands.last().map_or(1, |x| x.1).max(all);
+            let (band, _) = self.smallest_nprobe(exact, half, d, k, target, from)?;
+            bands.push((d, band));
+            if band >= self.nlist() {
                 break;
             }
             d *= 2;
         }
         self.nprobe = first;
         self.depths = depths;
+        self.bands = bands;
         Ok((first, recall_k))
     }
 
@@ -1079,12 +1094,16 @@ impl IvfIndex {
         from: usize,
     ) -> Result<(usize, f64)> {
         let ex: Vec<&[u32]> = vec![&[]; sample.len()];
-        let k = depth;
         let truth: Vec<Vec<Scored>> = exact
-            .top_k_batch(sample, &vec![k; sample.len()], &ex)
+            .top_k_batch(sample, &vec![depth; sample.len()], &ex)
             .into_iter()
             .map(|t| t[t.len().saturating_sub(band)..].to_vec())
             .collect();
+        // Below the top band, ask for a quarter more than the depth: a real
+        // query's deep items are its top k, with its candidate margin, not the
+        // last ranks of a longer list, where the 8-bit scores' error would
+        // push some out of the candidates whatever the lists scanned.
+        let k = if band < depth { depth + depth / 4 } else { depth };
         let qs: Vec<IvfQuery<'_>> = sample
             .iter()
             .map(|v| IvfQuery {
