@@ -79,7 +79,7 @@ def main():
     ap.add_argument("--nprobe", default="8,12,16,24,32,48,64,96,128,192,256",
                     help="FAISS's nprobe sweep (each index stops 0.02 past the target)")
     ap.add_argument("--reelkit-nprobe", default="8,10,12,14,16,20,24,28,32,40,48,64",
-                    help="reelkit's nprobe sweep (its lists hold half as many items: 2·sqrt(N) of them)")
+                    help="reelkit's nprobe sweep (its nlist is 4·sqrt(N) too)")
     ap.add_argument("--hnsw-max-items", type=int, default=1_000_000)
     ap.add_argument("--skip-faiss", action="store_true")
     ap.add_argument("--reelkit-args", default="", help="extra arguments for reelkit bench topk")

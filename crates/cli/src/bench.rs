@@ -483,7 +483,7 @@ pub struct TopkBenchArgs {
     /// candidates rescored exactly).
     #[arg(long, value_enum)]
     index: Option<TopkIndex>,
-    /// IVF lists (default 2·√items).
+    /// IVF lists (default 4·√items).
     #[arg(long)]
     nlist: Option<usize>,
     /// IVF lists probed per query; several (comma-separated) give a recall /

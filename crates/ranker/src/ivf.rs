@@ -52,7 +52,8 @@ use crate::topk::{ItemTable, TableBound};
 /// How an index is built.
 #[derive(Debug, Clone)]
 pub struct IvfParams {
-    /// Lists; `None`: `2·√n`, at least 1 and at most `n / 16`.
+    /// Lists; `None`: `4·√n` (FAISS's guideline for IVF), at least 1 and at
+    /// most `n / 16`.
     pub nlist: Option<usize>,
     /// Lists a query scans (before widening for filters).
     pub nprobe: usize,
@@ -283,7 +284,7 @@ impl IvfIndex {
         }
         let nlist = params
             .nlist
-            .unwrap_or_else(|| (2.0 * (n as f64).sqrt()).round() as usize)
+            .unwrap_or_else(|| (4.0 * (n as f64).sqrt()).round() as usize)
             .min(n / 16)
             .max(1);
         let (x, bias) = (table.factors(), table.bias());
