@@ -532,7 +532,13 @@ pub enum TopkIndex {
 
 /// `n` vectors of `dim` values: normals of variance `1/dim`, or (clustered)
 /// one of `centres` such normals plus `noise` times another.
-fn draw_vectors(rng: &mut reelkit_sim::Rng, n: usize, dim: usize, centres: &[f32], noise: f64) -> Vec<f32> {
+fn draw_vectors(
+    rng: &mut reelkit_sim::Rng,
+    n: usize,
+    dim: usize,
+    centres: &[f32],
+    noise: f64,
+) -> Vec<f32> {
     let scale = 1.0 / (dim as f64).sqrt();
     let k = centres.len() / dim.max(1);
     let mut out = Vec::with_capacity(n * dim);
@@ -541,7 +547,9 @@ fn draw_vectors(rng: &mut reelkit_sim::Rng, n: usize, dim: usize, centres: &[f32
             out.extend((0..dim).map(|_| (rng.normal() * scale) as f32));
         } else {
             let c = rng.below(k as u64) as usize;
-            out.extend((0..dim).map(|d| centres[c * dim + d] + (rng.normal() * scale * noise) as f32));
+            out.extend(
+                (0..dim).map(|d| centres[c * dim + d] + (rng.normal() * scale * noise) as f32),
+            );
         }
     }
     out
@@ -1575,19 +1583,30 @@ fn ivf_bench(
         "curve": curve,
     });
     if let Some(share) = args.filter_share {
-        anyhow::ensure!(share > 0.0 && share <= 1.0, "--filter-share must be in (0, 1]");
+        anyhow::ensure!(
+            share > 0.0 && share <= 1.0,
+            "--filter-share must be in (0, 1]"
+        );
         let keep = |i: u32| {
-            ((reelkit_sim::splitmix64(i as u64 ^ 0x5eed) >> 11) as f64 / (1u64 << 53) as f64) < share
+            ((reelkit_sim::splitmix64(i as u64 ^ 0x5eed) >> 11) as f64 / (1u64 << 53) as f64)
+                < share
         };
         let filter = index.filter(keep);
         // Exclusions: half the query's own best (as seen videos are), half random.
-        let own = table.top_k_batch(qs, &vec![args.exclude / 2; qs.len()], &vec![&[][..]; qs.len()]);
+        let own = table.top_k_batch(
+            qs,
+            &vec![args.exclude / 2; qs.len()],
+            &vec![&[][..]; qs.len()],
+        );
         let mut rng = reelkit_sim::Rng::new(args.seed ^ 0xe8c1);
         let excludes: Vec<Vec<u32>> = own
             .iter()
             .map(|o| {
                 let mut e: Vec<u32> = o.iter().map(|s| s.item).collect();
-                e.extend((0..args.exclude - args.exclude / 2).map(|_| rng.below(args.items as u64) as u32));
+                e.extend(
+                    (0..args.exclude - args.exclude / 2)
+                        .map(|_| rng.below(args.items as u64) as u32),
+                );
                 e.sort_unstable();
                 e.dedup();
                 e
@@ -1599,12 +1618,20 @@ fn ivf_bench(
         let f = args.dim;
         let sub: Vec<f32> = allowed
             .iter()
-            .flat_map(|&i| table.factors()[i as usize * f..(i as usize + 1) * f].iter().copied())
+            .flat_map(|&i| {
+                table.factors()[i as usize * f..(i as usize + 1) * f]
+                    .iter()
+                    .copied()
+            })
             .collect();
         let sub_table = reelkit_ranker::ItemTable::new(f, &sub, None);
         let sub_ex: Vec<Vec<u32>> = excludes
             .iter()
-            .map(|e| e.iter().filter_map(|i| allowed.binary_search(i).ok().map(|p| p as u32)).collect())
+            .map(|e| {
+                e.iter()
+                    .filter_map(|i| allowed.binary_search(i).ok().map(|p| p as u32))
+                    .collect()
+            })
             .collect();
         let sub_ex_refs: Vec<&[u32]> = sub_ex.iter().map(Vec::as_slice).collect();
         let truth: Vec<Vec<reelkit_ranker::Scored>> = sub_table
@@ -1612,7 +1639,10 @@ fn ivf_bench(
             .into_iter()
             .map(|r| {
                 r.into_iter()
-                    .map(|s| reelkit_ranker::Scored { item: allowed[s.item as usize], score: s.score })
+                    .map(|s| reelkit_ranker::Scored {
+                        item: allowed[s.item as usize],
+                        score: s.score,
+                    })
                     .collect()
             })
             .collect();
@@ -1632,7 +1662,11 @@ fn ivf_bench(
         let violations = found
             .iter()
             .zip(&excludes)
-            .map(|(r, e)| r.iter().filter(|s| !keep(s.item) || e.binary_search(&s.item).is_ok()).count())
+            .map(|(r, e)| {
+                r.iter()
+                    .filter(|s| !keep(s.item) || e.binary_search(&s.item).is_ok())
+                    .count()
+            })
             .sum::<usize>();
         let mut lat: Vec<f64> = (0..args.single)
             .map(|i| {

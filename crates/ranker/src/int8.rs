@@ -205,7 +205,7 @@ impl Int8Table {
     pub(crate) fn push(&mut self, row: &[f32], bias: f32) {
         debug_assert_eq!(row.len(), self.dim);
         let i = self.n;
-        if i % PANEL == 0 {
+        if i.is_multiple_of(PANEL) {
             // A new zeroed panel: codes, scales, sums and biases.
             let len = self.codes.len() + self.groups * PANEL * 4;
             self.codes.resize(len, 0);

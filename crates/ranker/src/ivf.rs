@@ -315,7 +315,12 @@ impl IvfIndex {
         let mut centroids = vec![0f32; nlist * d2];
         for (c, &i) in sample.iter().take(nlist).enumerate() {
             let i = i as usize;
-            augment(&x[i * dim..(i + 1) * dim], b(i), radius2, &mut centroids[c * d2..(c + 1) * d2]);
+            augment(
+                &x[i * dim..(i + 1) * dim],
+                b(i),
+                radius2,
+                &mut centroids[c * d2..(c + 1) * d2],
+            );
         }
         sample.sort_unstable();
         let mut rows = vec![0f32; s * d2];
@@ -491,7 +496,8 @@ impl IvfIndex {
                     match w {
                         Some(w) => {
                             let ((a, pa), (b, pb)) = (w[0], w[1]);
-                            let t = (depth.ln() - (a as f64).ln()) / ((b as f64).ln() - (a as f64).ln());
+                            let t = (depth.ln() - (a as f64).ln())
+                                / ((b as f64).ln() - (a as f64).ln());
                             pa as f64 + t * (pb as f64 - pa as f64)
                         }
                         None => pl as f64,
@@ -524,9 +530,19 @@ impl IvfIndex {
         let lists: usize = self
             .lists
             .iter()
-            .map(|l| l.codes.bytes() + 4 * l.ids.len() + if self.with_bias { 4 * l.ids.len().div_ceil(PANEL) * PANEL } else { 0 })
+            .map(|l| {
+                l.codes.bytes()
+                    + 4 * l.ids.len()
+                    + if self.with_bias {
+                        4 * l.ids.len().div_ceil(PANEL) * PANEL
+                    } else {
+                        0
+                    }
+            })
             .sum();
-        lists + 4 * self.item_list.len() + 4 * (self.centroids.len() + self.probe.len() + self.nlist())
+        lists
+            + 4 * self.item_list.len()
+            + 4 * (self.centroids.len() + self.probe.len() + self.nlist())
     }
 
     /// The longest list over the mean list length.
@@ -576,7 +592,7 @@ impl IvfIndex {
     /// rows are kept for rescoring.
     pub fn add(&mut self, rows: &[f32], bias: Option<&[f32]>) -> Result<u32> {
         let dim = self.dim;
-        if rows.len() % dim != 0 {
+        if !rows.len().is_multiple_of(dim) {
             return Err(Error::LengthMismatch {
                 what: "added rows",
                 expected: rows.len() / dim * dim,
@@ -612,7 +628,12 @@ impl IvfIndex {
         let b = |i: usize| bias.map_or(0.0, |b| b[i]);
         let mut aug = vec![0f32; n * d2];
         for i in 0..n {
-            augment(&rows[i * dim..(i + 1) * dim], b(i), self.radius2, &mut aug[i * d2..(i + 1) * d2]);
+            augment(
+                &rows[i * dim..(i + 1) * dim],
+                b(i),
+                self.radius2,
+                &mut aug[i * d2..(i + 1) * d2],
+            );
         }
         let table = ItemTable::new(d2, &self.centroids, Some(&self.half_norms));
         let owner = assign(&table, &aug, d2);
@@ -658,8 +679,16 @@ impl IvfIndex {
                 let side = halves(&aug, d2);
                 let new = self.nlist() as u32;
                 let mut parts = [
-                    (Int8Table::empty(self.dim, self.with_bias), Vec::new(), vec![0f64; d2]),
-                    (Int8Table::empty(self.dim, self.with_bias), Vec::new(), vec![0f64; d2]),
+                    (
+                        Int8Table::empty(self.dim, self.with_bias),
+                        Vec::new(),
+                        vec![0f64; d2],
+                    ),
+                    (
+                        Int8Table::empty(self.dim, self.with_bias),
+                        Vec::new(),
+                        vec![0f64; d2],
+                    ),
                 ];
                 for (r, (&i, &upper)) in ids.iter().zip(&side).enumerate() {
                     let (row, b) = self.row(exact, i);
@@ -729,7 +758,10 @@ impl IvfIndex {
     fn row<'t>(&'t self, exact: &ItemTable<'t>, i: u32) -> (&'t [f32], f32) {
         let (i, d) = (i as usize, self.dim);
         if i < self.base {
-            (&exact.factors()[i * d..(i + 1) * d], exact.bias().map_or(0.0, |b| b[i]))
+            (
+                &exact.factors()[i * d..(i + 1) * d],
+                exact.bias().map_or(0.0, |b| b[i]),
+            )
         } else {
             let j = i - self.base;
             (&self.fresh[j * d..(j + 1) * d], self.fresh_bias[j])
@@ -789,9 +821,8 @@ impl IvfIndex {
     fn extend(&self, probe: &mut Probe, q: &IvfQuery<'_>, lists: usize, target: usize) {
         let nlist = self.nlist();
         let excluded = &probe.excluded;
-        let excluded_in = |l: u32| {
-            excluded.partition_point(|&x| x <= l) - excluded.partition_point(|&x| x < l)
-        };
+        let excluded_in =
+            |l: u32| excluded.partition_point(|&x| x <= l) - excluded.partition_point(|&x| x < l);
         let admissible = |l: u32| {
             let all = match q.filter {
                 Some(f) => f.per_list.get(l as usize).copied().unwrap_or(0) as usize,
@@ -850,7 +881,11 @@ impl IvfIndex {
     /// Exact top-`k` of every query (see the module documentation), the
     /// queries split across threads; the same result whatever the thread
     /// count or batch. `exact` is the table the index was built from.
-    pub fn search(&self, exact: &ItemTable<'_>, queries: &[IvfQuery<'_>]) -> Result<Vec<Vec<Scored>>> {
+    pub fn search(
+        &self,
+        exact: &ItemTable<'_>,
+        queries: &[IvfQuery<'_>],
+    ) -> Result<Vec<Vec<Scored>>> {
         self.check_table(exact)?;
         for (j, q) in queries.iter().enumerate() {
             if q.vector.len() != self.dim {
@@ -893,11 +928,7 @@ impl IvfIndex {
             .iter()
             .map(|q| quantize_query(q.vector, groups))
             .collect();
-        let widest = chunk
-            .iter()
-            .map(|q| self.first_rank(q))
-            .max()
-            .unwrap_or(1);
+        let widest = chunk.iter().map(|q| self.first_rank(q)).max().unwrap_or(1);
         let probe = self.probe_table();
         let pq: Vec<Vec<f32>> = chunk.iter().map(|q| self.probe_query(q.vector)).collect();
         let vecs: Vec<&[f32]> = pq.iter().map(Vec::as_slice).collect();
@@ -932,7 +963,12 @@ impl IvfIndex {
             p.sort_unstable();
             p
         };
-        self.scan_pairs(&pairs(&probes, &vec![0; chunk.len()]), chunk, &qq, &mut tops);
+        self.scan_pairs(
+            &pairs(&probes, &vec![0; chunk.len()]),
+            chunk,
+            &qq,
+            &mut tops,
+        );
         // Exclusions remove a query's best items: its k-th admissible item lies
         // deeper, by as many excluded items as score above it. Count those
         // (exactly, against the k-th candidate so far) and scan deeper in
@@ -974,7 +1010,13 @@ impl IvfIndex {
 
     /// Scans each list of `pairs` (list, query of the chunk; sorted) once for
     /// all its queries.
-    fn scan_pairs(&self, pairs: &[(u32, u32)], chunk: &[IvfQuery<'_>], qq: &[Query], tops: &mut [TopK]) {
+    fn scan_pairs(
+        &self,
+        pairs: &[(u32, u32)],
+        chunk: &[IvfQuery<'_>],
+        qq: &[Query],
+        tops: &mut [TopK],
+    ) {
         let mut at = 0;
         let mut who: Vec<usize> = Vec::new();
         let mut qs: Vec<&Query> = Vec::new();
@@ -997,7 +1039,8 @@ impl IvfIndex {
                 tops,
                 queries: chunk,
             };
-            list.codes.scan(&qs, 0, list.ids.len(), &mut floors, &mut sink);
+            list.codes
+                .scan(&qs, 0, list.ids.len(), &mut floors, &mut sink);
         }
     }
 
@@ -1020,7 +1063,12 @@ impl IvfIndex {
     }
 
     /// The exact top-`k` of the candidates.
-    fn rescore(&self, exact: &ItemTable<'_>, q: &IvfQuery<'_>, candidates: Vec<Scored>) -> Vec<Scored> {
+    fn rescore(
+        &self,
+        exact: &ItemTable<'_>,
+        q: &IvfQuery<'_>,
+        candidates: Vec<Scored>,
+    ) -> Vec<Scored> {
         let (old, new): (Vec<u32>, Vec<u32>) = candidates
             .iter()
             .map(|c| c.item)
@@ -1104,7 +1152,11 @@ impl IvfIndex {
         // query's deep items are its top k, with its candidate margin, not the
         // last ranks of a longer list, where the 8-bit scores' error would
         // push some out of the candidates whatever the lists scanned.
-        let k = if band < depth { depth + depth / 4 } else { depth };
+        let k = if band < depth {
+            depth + depth / 4
+        } else {
+            depth
+        };
         let qs: Vec<IvfQuery<'_>> = sample
             .iter()
             .map(|v| IvfQuery {
@@ -1159,7 +1211,12 @@ fn halves(rows: &[f32], d2: usize) -> Vec<bool> {
     for _ in 0..20 {
         let mut next = vec![0f64; d2];
         for r in rows.chunks_exact(d2) {
-            let p: f64 = r.iter().zip(&mean).zip(&dir).map(|((&v, m), w)| (v as f64 - m) * w).sum();
+            let p: f64 = r
+                .iter()
+                .zip(&mean)
+                .zip(&dir)
+                .map(|((&v, m), w)| (v as f64 - m) * w)
+                .sum();
             for ((x, &v), m) in next.iter_mut().zip(r).zip(&mean) {
                 *x += p * (v as f64 - m);
             }
@@ -1172,7 +1229,13 @@ fn halves(rows: &[f32], d2: usize) -> Vec<bool> {
     }
     let proj: Vec<f64> = rows
         .chunks_exact(d2)
-        .map(|r| r.iter().zip(&mean).zip(&dir).map(|((&v, m), w)| (v as f64 - m) * w).sum())
+        .map(|r| {
+            r.iter()
+                .zip(&mean)
+                .zip(&dir)
+                .map(|((&v, m), w)| (v as f64 - m) * w)
+                .sum()
+        })
         .collect();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| proj[a].total_cmp(&proj[b]).then(a.cmp(&b)));
@@ -1195,7 +1258,11 @@ fn half_norms(centroids: &[f32], d2: usize) -> Vec<f32> {
 fn pick_large(counts: &[usize], rng: &mut SplitMix) -> usize {
     let total: usize = counts.iter().map(|&c| c.saturating_sub(1)).sum();
     if total == 0 {
-        return counts.iter().enumerate().max_by_key(|&(_, c)| *c).map_or(0, |(i, _)| i);
+        return counts
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, c)| *c)
+            .map_or(0, |(i, _)| i);
     }
     let mut r = rng.below(total as u64) as usize;
     for (i, &c) in counts.iter().enumerate() {
@@ -1231,7 +1298,10 @@ pub fn recall(got: &[Vec<Scored>], truth: &[Vec<Scored>]) -> f64 {
     for (g, t) in got.iter().zip(truth) {
         let mut want: Vec<u32> = t.iter().map(|s| s.item).collect();
         want.sort_unstable();
-        hit += g.iter().filter(|s| want.binary_search(&s.item).is_ok()).count();
+        hit += g
+            .iter()
+            .filter(|s| want.binary_search(&s.item).is_ok())
+            .count();
         all += t.len();
     }
     if all == 0 {
@@ -1290,7 +1360,10 @@ mod tests {
         let sample = queries(100, dim, 4);
         let refs: Vec<&[f32]> = sample.iter().map(Vec::as_slice).collect();
         let (nprobe, r) = index.tune_nprobe(&t, &refs, k, 0.95)?;
-        assert!(r >= 0.95 && nprobe < index.nlist() / 4, "nprobe {nprobe}, recall {r}");
+        assert!(
+            r >= 0.95 && nprobe < index.nlist() / 4,
+            "nprobe {nprobe}, recall {r}"
+        );
         // Fresh queries: recall holds, and the scores are the exact ones.
         let qs = queries(200, dim, 5);
         let got = index.search(&t, &plain(&qs, k))?;
@@ -1308,8 +1381,15 @@ mod tests {
             assert!(g.windows(2).all(|w| w[0].score >= w[1].score));
         }
         // Scanning a small share of the catalogue, not all of it.
-        let probed: usize = index.plan(&plain(&qs, k)[0], index.coarse(&qs[0], index.nlist())).lists.len();
-        assert!(probed * 8 < index.nlist(), "{probed} of {} lists", index.nlist());
+        let probed: usize = index
+            .plan(&plain(&qs, k)[0], index.coarse(&qs[0], index.nlist()))
+            .lists
+            .len();
+        assert!(
+            probed * 8 < index.nlist(),
+            "{probed} of {} lists",
+            index.nlist()
+        );
         Ok(())
     }
 
@@ -1351,7 +1431,7 @@ mod tests {
         let refs: Vec<&[f32]> = qs.iter().map(Vec::as_slice).collect();
         index.tune_nprobe(&t, &refs, k, 0.95)?;
         // A "surface" keeping a fifth of the catalogue (by a hash of the id).
-        let keep = |i: u32| (i.wrapping_mul(2_654_435_761) >> 7) % 5 == 0;
+        let keep = |i: u32| (i.wrapping_mul(2_654_435_761) >> 7).is_multiple_of(5);
         let filter = index.filter(keep);
         assert!((filter.allowed() as f64 / n as f64 - 0.2).abs() < 0.02);
         // Each user excludes 1,000 videos: the 500 best for them and 500 others.
@@ -1392,13 +1472,22 @@ mod tests {
             .collect();
         for (g, e) in got.iter().zip(&excludes) {
             assert_eq!(g.len(), k);
-            assert!(g.iter().all(|s| keep(s.item) && e.binary_search(&s.item).is_err()));
+            assert!(g
+                .iter()
+                .all(|s| keep(s.item) && e.binary_search(&s.item).is_err()));
         }
         let r = recall(&got, &truth);
         assert!(r >= 0.95, "filtered recall {r}");
         // The probe widened: about five times the unfiltered lists.
-        let wide = index.plan(&iq[0], index.coarse(&qs[0], index.nlist())).lists.len();
-        assert!(wide >= 4 * index.nprobe(), "{wide} lists for nprobe {}", index.nprobe());
+        let wide = index
+            .plan(&iq[0], index.coarse(&qs[0], index.nlist()))
+            .lists
+            .len();
+        assert!(
+            wide >= 4 * index.nprobe(),
+            "{wide} lists for nprobe {}",
+            index.nprobe()
+        );
         Ok(())
     }
 
@@ -1459,7 +1548,10 @@ mod tests {
         assert!(split >= 1 && index.nlist() == lists + split);
         let mean = index.len() as f64 / lists as f64;
         let longest = index.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
-        assert!(longest as f64 <= 4.0 * mean, "{longest} items in a list, mean {mean}");
+        assert!(
+            longest as f64 <= 4.0 * mean,
+            "{longest} items in a list, mean {mean}"
+        );
         // Every item is still in exactly one list, the one item_list names.
         let mut seen = vec![0u8; index.len()];
         for (l, list) in index.lists.iter().enumerate() {
@@ -1496,19 +1588,33 @@ mod tests {
             exclude: &[],
             filter: None,
         };
-        assert!(matches!(index.search_one(&other, &iq), Err(Error::InvalidInput(m)) if m.contains("2000 items")));
+        assert!(
+            matches!(index.search_one(&other, &iq), Err(Error::InvalidInput(m)) if m.contains("2000 items"))
+        );
         let short = [1.0f32; 7];
-        let bad = IvfQuery { vector: &short, ..iq };
+        let bad = IvfQuery {
+            vector: &short,
+            ..iq
+        };
         assert!(index.search(&t, &[iq, bad]).is_err());
         assert!(IvfIndex::build(&ItemTable::new(8, &[], None), &IvfParams::default()).is_err());
         let zero = IvfParams {
             nprobe: 0,
             ..IvfParams::default()
         };
-        assert!(matches!(IvfIndex::build(&t, &zero), Err(Error::InvalidParam { field: "nprobe", .. })));
+        assert!(matches!(
+            IvfIndex::build(&t, &zero),
+            Err(Error::InvalidParam {
+                field: "nprobe",
+                ..
+            })
+        ));
         let mut index = index;
         assert!(index.add(&[1.0; 7], None).is_err());
-        assert!(matches!(index.add(&[f32::NAN; 8], None), Err(Error::NotFinite { .. })));
+        assert!(matches!(
+            index.add(&[f32::NAN; 8], None),
+            Err(Error::NotFinite { .. })
+        ));
         assert_eq!(index.len(), 2_000, "a refused add adds nothing");
         Ok(())
     }

@@ -312,8 +312,12 @@ impl Ranker {
     /// The IVF filter of a request's surface (IVF retrieval with a catalogue).
     fn surface_filter(&self, req: &Request) -> Option<&IvfFilter> {
         match (&self.approx, req.surface) {
-            (Some(Approx::Ivf(state)), Some(Surface::Reels)) => state.surfaces.as_ref().map(|s| &s[0]),
-            (Some(Approx::Ivf(state)), Some(Surface::Watch)) => state.surfaces.as_ref().map(|s| &s[1]),
+            (Some(Approx::Ivf(state)), Some(Surface::Reels)) => {
+                state.surfaces.as_ref().map(|s| &s[0])
+            }
+            (Some(Approx::Ivf(state)), Some(Surface::Watch)) => {
+                state.surfaces.as_ref().map(|s| &s[1])
+            }
             _ => None,
         }
     }
@@ -327,7 +331,13 @@ impl Ranker {
 
     /// Exact (or reduced-precision-retrieved, exactly rescored) top-`k` of
     /// one query; `filter` (IVF only) restricts the items.
-    fn retrieve(&self, q: &[f32], k: usize, exclude: &[u32], filter: Option<&IvfFilter>) -> Vec<Scored> {
+    fn retrieve(
+        &self,
+        q: &[f32],
+        k: usize,
+        exclude: &[u32],
+        filter: Option<&IvfFilter>,
+    ) -> Vec<Scored> {
         if let Some(Approx::Ivf(state)) = &self.approx {
             let query = IvfQuery {
                 vector: q,
@@ -968,7 +978,10 @@ mod half_tests {
         let (mut hit, mut all) = (0, 0);
         let mut jobs = Vec::new();
         for u in 0..300u64 {
-            let (got, want) = (ivf.recommend(u, 100, &plain), exact.recommend(u, 100, &plain));
+            let (got, want) = (
+                ivf.recommend(u, 100, &plain),
+                exact.recommend(u, 100, &plain),
+            );
             let want_ids = ids(&want);
             hit += ids(&got).iter().filter(|i| want_ids.contains(i)).count();
             all += want_ids.len();
@@ -981,7 +994,11 @@ mod half_tests {
             jobs.push((u, 100, &plain));
         }
         // Tuned on the users themselves, to recall 0.95.
-        assert!(hit as f64 >= 0.95 * all as f64, "recall {}", hit as f64 / all as f64);
+        assert!(
+            hit as f64 >= 0.95 * all as f64,
+            "recall {}",
+            hit as f64 / all as f64
+        );
         let batch = ivf.recommend_batch(&batch_of(&jobs));
         for (u, b) in batch.iter().enumerate() {
             assert_eq!(b, &ivf.recommend(u as u64, 100, &plain));
@@ -990,8 +1007,12 @@ mod half_tests {
         let vids: Vec<u64> = (1000..21_000).collect();
         let creators: Vec<u64> = vids.iter().map(|v| v % 97).collect();
         let long: Vec<bool> = vids.iter().map(|v| v % 5 == 0).collect();
-        let ivf = ivf.with_catalog(&vids, &creators, &long).expect("catalogue");
-        let exact = exact.with_catalog(&vids, &creators, &long).expect("catalogue");
+        let ivf = ivf
+            .with_catalog(&vids, &creators, &long)
+            .expect("catalogue");
+        let exact = exact
+            .with_catalog(&vids, &creators, &long)
+            .expect("catalogue");
         for surface in [Surface::Reels, Surface::Watch] {
             let req = Request {
                 surface: Some(surface),
@@ -1010,7 +1031,11 @@ mod half_tests {
                 hit += ids(&got).iter().filter(|i| want.contains(i)).count();
                 all += want.len();
             }
-            assert!(hit as f64 >= 0.9 * all as f64, "{surface:?} recall {}", hit as f64 / all as f64);
+            assert!(
+                hit as f64 >= 0.9 * all as f64,
+                "{surface:?} recall {}",
+                hit as f64 / all as f64
+            );
         }
     }
 
