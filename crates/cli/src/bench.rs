@@ -486,8 +486,9 @@ pub struct TopkBenchArgs {
     /// IVF lists (default 4·√items).
     #[arg(long)]
     nlist: Option<usize>,
-    /// IVF lists probed per query; several (comma-separated) give a recall /
-    /// speed curve. Default: tuned to --target-recall on separate queries.
+    /// IVF lists probed per query, comma-separated: a recall / speed curve.
+    /// The nprobe tuned to --target-recall (on separate queries) is measured
+    /// as well, and the filtered measurement uses it.
     #[arg(long, value_delimiter = ',')]
     nprobe: Vec<usize>,
     /// The recall@k the tuned nprobe aims at (on queries not measured).
@@ -1507,6 +1508,12 @@ fn ivf_bench(
     exact_batch_s: f64,
 ) -> anyhow::Result<serde_json::Value> {
     use reelkit_ranker::{IvfIndex, IvfParams, IvfQuery};
+    if let Some(share) = args.filter_share {
+        anyhow::ensure!(
+            share > 0.0 && share <= 1.0,
+            "--filter-share must be in (0, 1], got {share}"
+        );
+    }
     let t = Instant::now();
     let mut index = IvfIndex::build(
         table,
@@ -1583,10 +1590,6 @@ fn ivf_bench(
         "curve": curve,
     });
     if let Some(share) = args.filter_share {
-        anyhow::ensure!(
-            share > 0.0 && share <= 1.0,
-            "--filter-share must be in (0, 1]"
-        );
         let keep = |i: u32| {
             ((reelkit_sim::splitmix64(i as u64 ^ 0x5eed) >> 11) as f64 / (1u64 << 53) as f64)
                 < share

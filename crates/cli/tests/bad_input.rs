@@ -274,6 +274,9 @@ fn cases() -> Vec<Case> {
         fail("train: output in a missing directory", "train --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/no/such/dir/m.arrow", &["m.arrow"]),
         fail("train: zero threads", "--threads 0 train --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/m.arrow", &["--threads"]),
         Case { name: "train: separator of two characters", args: "train --interactions {in}/good.csv --separator ab --out {out}/m.arrow", code: 2, says: &["separator"] },
+        // reelkit bench topk --index ivf
+        fail("bench topk: ivf with zero lists", "bench topk --items 2000 --queries 8 --single 2 --index ivf --nlist 0", &["nlist", "1 or more"]),
+        fail("bench topk: filter share above 1", "bench topk --items 2000 --queries 8 --single 2 --index ivf --filter-share 1.5", &["--filter-share", "1.5"]),
         // reelkit recommend
         fail("recommend: truncated model", "recommend --model {in}/trunc.arrow --out {out}/r.csv", &["trunc.arrow", "not a reelkit model file"]),
         fail("recommend: empty model", "recommend --model {in}/empty.arrow --out {out}/r.csv", &["empty.arrow", "not a reelkit model file"]),
