@@ -599,6 +599,16 @@ pub struct ServeBenchArgs {
     /// Where candidates are retrieved (as `reelkit serve --retrieval`).
     #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::default())]
     retrieval: crate::serve::RetrievalArg,
+    /// The random model's vectors (users and videos alike): `gaussian` or
+    /// `clustered` (as `bench topk`; trained embeddings group by taste).
+    #[arg(long, value_enum, default_value_t = TopkData::Gaussian)]
+    data: TopkData,
+    /// Centres of the clustered data.
+    #[arg(long, default_value_t = 20_000)]
+    centres: usize,
+    /// Spread of the clustered data around its centres.
+    #[arg(long, default_value_t = 0.35)]
+    noise: f64,
     /// Batch workers scanning alone (0: one worker across all threads).
     #[arg(long, default_value_t = 0)]
     scan_workers: usize,
@@ -1057,10 +1067,13 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         "--load-share must be in (0, 1]"
     );
     let mut rng = reelkit_sim::Rng::new(args.seed);
+    let centres = match args.data {
+        TopkData::Gaussian => Vec::new(),
+        TopkData::Clustered => draw_vectors(&mut rng, args.centres.max(1), args.dim, &[], 1.0),
+    };
+    // `n` values: `n / dim` vectors.
     let mut gauss = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| (rng.normal() / (args.dim as f64).sqrt()) as f32)
-            .collect()
+        draw_vectors(&mut rng, n / args.dim, args.dim, &centres, args.noise)
     };
     let model = Model {
         users: IdMap::from_ids((0..args.users as u64).map(|u| 1_000_000 + u).collect()),
@@ -1115,6 +1128,7 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         "open_loop_at_share": single.at_share,
         "load_share": args.load_share,
         "retrieval": format!("{:?}", args.retrieval),
+        "data": format!("{:?}", args.data),
         "p99_ms_at_share": single.at_share.p99_ms,
         "max_throughput_rps": single.max.throughput_rps,
     });
