@@ -1328,7 +1328,7 @@ fn sgemm_all_scores(queries: &[Vec<f32>], items: &[f32], dim: usize) -> f64 {
 }
 
 fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
-    use reelkit_ranker::{HalfTable, Isa, ItemTable};
+    use reelkit_ranker::{recall, HalfTable, Isa, ItemTable};
     anyhow::ensure!(
         args.items > 0 && args.dim > 0 && args.queries > 0,
         "empty benchmark"
@@ -1521,7 +1521,7 @@ fn ivf_bench(
     exact: &[Vec<reelkit_ranker::Scored>],
     exact_batch_s: f64,
 ) -> anyhow::Result<serde_json::Value> {
-    use reelkit_ranker::{IvfIndex, IvfParams, IvfQuery};
+    use reelkit_ranker::{recall, IvfIndex, IvfParams, IvfQuery};
     if let Some(share) = args.filter_share {
         anyhow::ensure!(
             share > 0.0 && share <= 1.0,
@@ -1705,15 +1705,4 @@ fn ivf_bench(
         });
     }
     Ok(out)
-}
-
-/// Share of the exact top-k ids that `found` also returned.
-fn recall(found: &[Vec<reelkit_ranker::Scored>], exact: &[Vec<reelkit_ranker::Scored>]) -> f64 {
-    let (mut hits, mut total) = (0usize, 0usize);
-    for (f, e) in found.iter().zip(exact) {
-        let want: std::collections::HashSet<u32> = e.iter().map(|s| s.item).collect();
-        hits += f.iter().filter(|s| want.contains(&s.item)).count();
-        total += e.len();
-    }
-    hits as f64 / total.max(1) as f64
 }

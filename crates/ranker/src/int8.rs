@@ -273,6 +273,20 @@ impl Int8Table {
         self.codes.len() + 8 * self.scale.len()
     }
 
+    /// Where panel `p`'s codes start; panics unless its codes, scales, sums
+    /// and biases are all inside the table (what the kernels' unchecked
+    /// loads rely on).
+    #[inline]
+    fn panel_base(&self, p: usize) -> usize {
+        let base = p * self.groups * PANEL * 4;
+        assert!(
+            self.codes.len() >= base + self.groups * PANEL * 4
+                && self.scale.len() >= (p + 1) * PANEL,
+            "code table too short"
+        );
+        base
+    }
+
     /// The approximate score of item `i` (the scalar reference).
     fn score_ref(&self, q: &Query, i: usize) -> f32 {
         let (p, l) = (i / PANEL, i % PANEL);
@@ -416,11 +430,39 @@ fn query_blocks<const M: usize>(n: usize, mut block: impl FnMut(usize, usize)) {
     }
 }
 
+/// Queries `j0..j0+m` of `qs` as a block of `M` (missing ones repeat the last).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_of<'q, const M: usize>(qs: &[&'q Query], j0: usize, m: usize) -> [&'q Query; M] {
+    std::array::from_fn(|r| qs[j0 + r.min(m - 1)])
+}
+
+/// A SIMD module's entry point: every query of `qs` against items `lo..hi`,
+/// `M` queries at a time through the module's `block`, under its features.
+#[cfg(target_arch = "x86_64")]
+macro_rules! int8_scan {
+    ($features:literal, $doc:literal) => {
+        /// # Safety
+        #[doc = $doc]
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn scan(
+            t: &Int8Table,
+            qs: &[&Query],
+            lo: usize,
+            hi: usize,
+            floors: &mut [f32],
+            sink: &mut impl Sink,
+        ) {
+            query_blocks::<M>(qs.len(), |j0, m| block(t, qs, j0, m, lo, hi, floors, sink));
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{query_blocks, Int8Table, Query, Sink};
+    use super::{block_of, query_blocks, Int8Table, Query, Sink};
     use crate::scan::{lanes, PANEL};
 
     /// Queries per micro-tile: 4 × 16 items = eight i32 accumulators.
@@ -490,21 +532,7 @@ mod avx2 {
         }
     }
 
-    /// Every query against items `lo..hi` (whole panels but the last).
-    ///
-    /// # Safety
-    /// The CPU must support AVX2.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scan(
-        t: &Int8Table,
-        qs: &[&Query],
-        lo: usize,
-        hi: usize,
-        floors: &mut [f32],
-        sink: &mut impl Sink,
-    ) {
-        query_blocks::<M>(qs.len(), |j0, m| block(t, qs, j0, m, lo, hi, floors, sink));
-    }
+    int8_scan!("avx2,fma", "The CPU must support AVX2.");
 
     /// Queries `j0..j0+m` (m ≤ 4; missing ones repeat the last) against items
     /// `lo..hi`.
@@ -521,16 +549,10 @@ mod avx2 {
         sink: &mut impl Sink,
     ) {
         let g = t.groups;
-        let q: [&Query; M] = std::array::from_fn(|r| qs[j0 + r.min(m - 1)]);
+        let q: [&Query; M] = block_of(qs, j0, m);
         let ones = _mm256_set1_epi16(1);
-        let panels = (hi - lo).div_ceil(PANEL);
-        for pp in 0..panels {
-            let p = lo / PANEL + pp;
-            let base = p * g * PANEL * 4;
-            assert!(
-                t.codes.len() >= base + g * PANEL * 4 && t.scale.len() >= (p + 1) * PANEL,
-                "code table too short"
-            );
+        for p in lo / PANEL..hi.div_ceil(PANEL) {
+            let base = t.panel_base(p);
             let z = _mm256_setzero_si256();
             let mut acc = [[z; 2]; M];
             // Groups in pairs: their u8×i8 pair sums added in i16 (never
@@ -598,25 +620,16 @@ mod avx2 {
 mod vnni256 {
     use std::arch::x86_64::*;
 
-    use super::{avx2::finish_panel, query_blocks, Int8Table, Query, Sink};
+    use super::{avx2::finish_panel, block_of, query_blocks, Int8Table, Query, Sink};
     use crate::scan::{lanes, PANEL};
 
     /// Queries per micro-tile: 6 × 2 accumulators.
     const M: usize = 6;
 
-    /// # Safety
-    /// The CPU must support AVX2 and AVX-VNNI.
-    #[target_feature(enable = "avx2,fma,avxvnni")]
-    pub(super) unsafe fn scan(
-        t: &Int8Table,
-        qs: &[&Query],
-        lo: usize,
-        hi: usize,
-        floors: &mut [f32],
-        sink: &mut impl Sink,
-    ) {
-        query_blocks::<M>(qs.len(), |j0, m| block(t, qs, j0, m, lo, hi, floors, sink));
-    }
+    int8_scan!(
+        "avx2,fma,avxvnni",
+        "The CPU must support AVX2 and AVX-VNNI."
+    );
 
     #[target_feature(enable = "avx2,fma,avxvnni")]
     #[allow(clippy::too_many_arguments)]
@@ -631,13 +644,9 @@ mod vnni256 {
         sink: &mut impl Sink,
     ) {
         let g = t.groups;
-        let q: [&Query; M] = std::array::from_fn(|r| qs[j0 + r.min(m - 1)]);
+        let q: [&Query; M] = block_of(qs, j0, m);
         for p in lo / PANEL..hi.div_ceil(PANEL) {
-            let base = p * g * PANEL * 4;
-            assert!(
-                t.codes.len() >= base + g * PANEL * 4 && t.scale.len() >= (p + 1) * PANEL,
-                "code table too short"
-            );
+            let base = t.panel_base(p);
             let z = _mm256_setzero_si256();
             let mut acc = [[z; 2]; M];
             for gi in 0..g {
@@ -673,25 +682,16 @@ mod vnni256 {
 mod vnni512 {
     use std::arch::x86_64::*;
 
-    use super::{query_blocks, Int8Table, Query, Sink};
+    use super::{block_of, query_blocks, Int8Table, Query, Sink};
     use crate::scan::{lanes, PANEL};
 
     /// Queries per micro-tile: eight accumulators.
     const M: usize = 8;
 
-    /// # Safety
-    /// The CPU must support AVX-512 F, BW and VNNI.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn scan(
-        t: &Int8Table,
-        qs: &[&Query],
-        lo: usize,
-        hi: usize,
-        floors: &mut [f32],
-        sink: &mut impl Sink,
-    ) {
-        query_blocks::<M>(qs.len(), |j0, m| block(t, qs, j0, m, lo, hi, floors, sink));
-    }
+    int8_scan!(
+        "avx512f,avx512bw,avx512vnni",
+        "The CPU must support AVX-512 F, BW and VNNI."
+    );
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
@@ -706,13 +706,9 @@ mod vnni512 {
         sink: &mut impl Sink,
     ) {
         let g = t.groups;
-        let q: [&Query; M] = std::array::from_fn(|r| qs[j0 + r.min(m - 1)]);
+        let q: [&Query; M] = block_of(qs, j0, m);
         for p in lo / PANEL..hi.div_ceil(PANEL) {
-            let base = p * g * PANEL * 4;
-            assert!(
-                t.codes.len() >= base + g * PANEL * 4 && t.scale.len() >= (p + 1) * PANEL,
-                "code table too short"
-            );
+            let base = t.panel_base(p);
             let mut acc = [_mm512_setzero_si512(); M];
             for gi in 0..g {
                 // SAFETY: group gi of panel p lies inside `codes` (asserted).

@@ -380,8 +380,7 @@ impl IvfIndex {
         // Every item to its nearest list, in chunks (the augmented rows of the
         // whole table would double its memory).
         const CHUNK: usize = 1 << 16;
-        let half = half_norms(&index.centroids, d2);
-        let ctable = ItemTable::new(d2, &index.centroids, Some(&half));
+        let ctable = ItemTable::new(d2, &index.centroids, Some(&index.half_norms));
         let mut item_list = Vec::with_capacity(n);
         let mut buf = vec![0f32; CHUNK.min(n) * d2];
         for lo in (0..n).step_by(CHUNK) {
@@ -989,9 +988,9 @@ impl IvfIndex {
                 .filter(|&i| (i as usize) < self.len() && q.filter.is_none_or(|f| f.allows(i)))
                 .collect();
             let above = self
-                .exact_scores(exact, q, &allowed)
+                .exact_scored(exact, q, &allowed)
                 .iter()
-                .filter(|&&s| s >= kth)
+                .filter(|s| s.score >= kth)
                 .count();
             if above > 0 {
                 let lists = self.lists_for(&self.bands, (q.k + above) as f64 / self.share(q), q.k);
@@ -1044,12 +1043,18 @@ impl IvfIndex {
         }
     }
 
-    /// Exact scores of items (built or added) for `q`.
-    fn exact_scores(&self, exact: &ItemTable<'_>, q: &IvfQuery<'_>, items: &[u32]) -> Vec<f32> {
+    /// Items (built or added) with their exact scores for `q`, in no
+    /// particular order: built items are scored on `exact` (rows prefetched),
+    /// added ones on their kept rows.
+    fn exact_scored(&self, exact: &ItemTable<'_>, q: &IvfQuery<'_>, items: &[u32]) -> Vec<Scored> {
         let (old, new): (Vec<u32>, Vec<u32>) =
             items.iter().partition(|&&i| (i as usize) < self.base);
         prefetch_rows(exact.factors(), self.dim, &old);
-        let mut scores = exact.scores_of(q.vector, &old);
+        let mut scored: Vec<Scored> = old
+            .iter()
+            .zip(exact.scores_of(q.vector, &old))
+            .map(|(&item, score)| Scored { item, score })
+            .collect();
         if !new.is_empty() {
             let fresh = ItemTable::new(
                 self.dim,
@@ -1057,9 +1062,13 @@ impl IvfIndex {
                 self.with_bias.then_some(&self.fresh_bias[..]),
             );
             let local: Vec<u32> = new.iter().map(|&i| i - self.base as u32).collect();
-            scores.extend(fresh.scores_of(q.vector, &local));
+            scored.extend(
+                new.iter()
+                    .zip(fresh.scores_of(q.vector, &local))
+                    .map(|(&item, score)| Scored { item, score }),
+            );
         }
-        scores
+        scored
     }
 
     /// The exact top-`k` of the candidates.
@@ -1069,14 +1078,10 @@ impl IvfIndex {
         q: &IvfQuery<'_>,
         candidates: Vec<Scored>,
     ) -> Vec<Scored> {
-        let (old, new): (Vec<u32>, Vec<u32>) = candidates
-            .iter()
-            .map(|c| c.item)
-            .partition(|&i| (i as usize) < self.base);
-        let ids: Vec<u32> = old.into_iter().chain(new).collect();
+        let ids: Vec<u32> = candidates.iter().map(|c| c.item).collect();
         let mut top = TopK::new(q.k);
-        for (i, s) in ids.iter().zip(self.exact_scores(exact, q, &ids)) {
-            top.push(*i, s);
+        for s in self.exact_scored(exact, q, &ids) {
+            top.push(s.item, s.score);
         }
         top.into_sorted()
     }
@@ -1292,7 +1297,7 @@ fn recall_lower_bound(got: &[Vec<Scored>], truth: &[Vec<Scored>]) -> f64 {
     mean - 1.645 * (var / n).sqrt()
 }
 
-/// Mean share of each true list's items found (ids only).
+/// Share of the true lists' items found, all lists pooled (ids only).
 pub fn recall(got: &[Vec<Scored>], truth: &[Vec<Scored>]) -> f64 {
     let (mut hit, mut all) = (0usize, 0usize);
     for (g, t) in got.iter().zip(truth) {
@@ -1338,6 +1343,14 @@ mod tests {
         q.chunks(dim).map(<[f32]>::to_vec).collect()
     }
 
+    /// Lists the first round of `q`'s probe takes.
+    fn lists_planned(index: &IvfIndex, q: &IvfQuery<'_>) -> usize {
+        index
+            .plan(q, index.coarse(q.vector, index.nlist()))
+            .lists
+            .len()
+    }
+
     fn plain<'a>(qs: &'a [Vec<f32>], k: usize) -> Vec<IvfQuery<'a>> {
         qs.iter()
             .map(|v| IvfQuery {
@@ -1381,10 +1394,7 @@ mod tests {
             assert!(g.windows(2).all(|w| w[0].score >= w[1].score));
         }
         // Scanning a small share of the catalogue, not all of it.
-        let probed: usize = index
-            .plan(&plain(&qs, k)[0], index.coarse(&qs[0], index.nlist()))
-            .lists
-            .len();
+        let probed = lists_planned(&index, &plain(&qs, k)[0]);
         assert!(
             probed * 8 < index.nlist(),
             "{probed} of {} lists",
@@ -1479,10 +1489,7 @@ mod tests {
         let r = recall(&got, &truth);
         assert!(r >= 0.95, "filtered recall {r}");
         // The probe widened: about five times the unfiltered lists.
-        let wide = index
-            .plan(&iq[0], index.coarse(&qs[0], index.nlist()))
-            .lists
-            .len();
+        let wide = lists_planned(&index, &iq[0]);
         assert!(
             wide >= 4 * index.nprobe(),
             "{wide} lists for nprobe {}",
