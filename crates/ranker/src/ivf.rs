@@ -49,6 +49,13 @@ use crate::scan::PANEL;
 use crate::top::{Scored, TopK};
 use crate::topk::{ItemTable, TableBound};
 
+/// Candidates kept beyond `oversample·k` for exact rescoring, for the 8-bit
+/// codes' error at the `k`-th place. Measured against 64: no recall lost at
+/// 32 (2M clustered at 1 and 4 probes, 1M Gaussian at 2,000 of 4,000 lists),
+/// 0.0002–0.0004 lost at 16; 7% more queries/s at 32 (fewer random rows of
+/// the f32 table to read).
+const POOL_MARGIN: usize = 32;
+
 /// How an index is built.
 #[derive(Debug, Clone)]
 pub struct IvfParams {
@@ -58,7 +65,7 @@ pub struct IvfParams {
     /// Lists a query scans (before widening for filters).
     pub nprobe: usize,
     /// Candidates kept per wanted result before exact rescoring
-    /// (`oversample·k + 64`). 1 by default: the lists probed, not the 8-bit
+    /// (`oversample·k + 32`). 1 by default: the lists probed, not the 8-bit
     /// codes, limit recall (2 gave the same recall at 1M, 12% slower).
     pub oversample: usize,
     /// k-means training points per list (the sample is `nlist × this`, at most `n`).
@@ -947,7 +954,7 @@ impl IvfIndex {
             .map(|q| {
                 TopK::new(
                     q.k.saturating_mul(self.oversample)
-                        .saturating_add(64)
+                        .saturating_add(POOL_MARGIN)
                         .min(self.len()),
                 )
             })
@@ -1003,7 +1010,7 @@ impl IvfIndex {
         }
         tops.into_iter()
             .zip(chunk)
-            .map(|(top, q)| self.rescore(exact, q, top.into_sorted()))
+            .map(|(top, q)| self.rescore(exact, q, top.into_unsorted()))
             .collect()
     }
 
@@ -1031,6 +1038,12 @@ impl IvfIndex {
             qs.extend(who.iter().map(|&j| &qq[j]));
             floors.clear();
             floors.extend(who.iter().map(|&j| tops[j].floor()));
+            // The next list's loads start while this one is scanned (lists
+            // are scattered in memory: the hardware prefetcher cannot guess
+            // the next one; +2.5% queries/s at 2M).
+            if let Some(&(next, _)) = pairs.get(at) {
+                self.lists[next as usize].codes.prefetch();
+            }
             let list = &self.lists[l as usize];
             let mut sink = ListSink {
                 ids: &list.ids,

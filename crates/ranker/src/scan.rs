@@ -241,6 +241,28 @@ pub(crate) mod avx2 {
         s
     }
 
+    /// Scores of 8 rows at once, each the same dimension-order FMA chain as
+    /// [`score_fma`] (so bit-identical to it), the 8 chains interleaved so
+    /// that their FMAs overlap instead of waiting on one another: a lone
+    /// chain runs at one FMA per FMA latency (measured: 24% of an IVF
+    /// search's time in rescoring 164 rows per query).
+    ///
+    /// # Safety
+    /// The CPU must support FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn score8_fma(q: &[f32], rows: [&[f32]; 8]) -> [f32; 8] {
+        let mut s = [0f32; 8];
+        for r in rows {
+            debug_assert_eq!(r.len(), q.len());
+        }
+        for (d, &a) in q.iter().enumerate() {
+            for (s, r) in s.iter_mut().zip(rows) {
+                *s = a.mul_add(r[d], *s);
+            }
+        }
+        s
+    }
+
     /// Offers the lanes of `s` (items `base..base+16`, only those in `valid`)
     /// that are not below `floor` to `top`, skipping excluded items; returns
     /// the new floor.

@@ -95,6 +95,13 @@ impl TopK {
         }
     }
 
+    /// The best `k`, in no particular order (a candidate pool about to be
+    /// rescored needs no sort).
+    pub fn into_unsorted(mut self) -> Vec<Scored> {
+        self.compact();
+        self.buf
+    }
+
     /// The best `k`, best first.
     pub fn into_sorted(mut self) -> Vec<Scored> {
         self.compact();

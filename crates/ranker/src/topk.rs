@@ -219,24 +219,31 @@ impl<'a> ItemTable<'a> {
     pub fn scores_of(&self, q: &[f32], items: &[u32]) -> Vec<f32> {
         assert_eq!(q.len(), self.dim, "query dimension");
         let f = self.dim;
-        items
-            .iter()
-            .map(|&i| {
-                let i = i as usize;
-                let row = &self.factors[i * f..(i + 1) * f];
-                let s = match self.isa.level() {
-                    Level::Generic => scan::score_ref(q, row),
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: an `Isa` at this level exists only if run-time detection
-                    // found its features on this CPU (the field is private to isa.rs).
-                    Level::Avx2 | Level::Avx512 => unsafe { scan::avx2::score_fma(q, row) },
-                };
-                match self.bias {
-                    Some(b) => s + b[i],
-                    None => s,
-                }
-            })
-            .collect()
+        let row = |i: u32| &self.factors[i as usize * f..(i as usize + 1) * f];
+        let mut out = Vec::with_capacity(items.len());
+        #[cfg(target_arch = "x86_64")]
+        if self.isa.level() != Level::Generic {
+            for g in items.chunks_exact(8) {
+                let rows = std::array::from_fn(|r| row(g[r]));
+                // SAFETY: an `Isa` above Generic exists only if run-time
+                // detection found AVX2 and FMA on this CPU.
+                out.extend(unsafe { scan::avx2::score8_fma(q, rows) });
+            }
+        }
+        for &i in &items[out.len()..] {
+            out.push(match self.isa.level() {
+                Level::Generic => scan::score_ref(q, row(i)),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Level::Avx2 | Level::Avx512 => unsafe { scan::avx2::score_fma(q, row(i)) },
+            });
+        }
+        if let Some(b) = self.bias {
+            for (s, &i) in out.iter_mut().zip(items) {
+                *s += b[i as usize];
+            }
+        }
+        out
     }
 
     /// The exact top-`k` among `candidates` (e.g. found on a reduced-precision
@@ -491,6 +498,12 @@ mod tests {
                     for isa in Isa::available() {
                         let fast = fast.with_isa(isa);
                         assert_eq!(fast.scores_of(q, &all), want, "scores_of, dim {f}, {isa:?}");
+                        // Any order, repeats, groups of eight and a remainder.
+                        let picked: Vec<u32> =
+                            (0..n as u32).rev().step_by(3).chain([5, 5, 60]).collect();
+                        let want_picked: Vec<f32> =
+                            picked.iter().map(|&i| want[i as usize]).collect();
+                        assert_eq!(fast.scores_of(q, &picked), want_picked, "dim {f}, {isa:?}");
                         // Every path returns the reference's scores, bit for bit.
                         for s in fast.top_k(q, n, &[]) {
                             assert_eq!(
