@@ -772,6 +772,23 @@ mod vnni512 {
     }
 }
 
+/// Prefetches every cache line of `s` (a hint; never faults).
+pub(crate) fn prefetch_slice<T>(s: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (p, len) = (s.as_ptr() as *const i8, std::mem::size_of_val(s));
+        for off in (0..len).step_by(64) {
+            // SAFETY: a prefetch is a hint that never faults; the address is
+            // inside `s` anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(off))
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = s;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -916,21 +933,4 @@ mod tests {
         assert!(empty.is_empty());
         assert!(empty.top_k_batch(&[&[1.0; 8]], &[5], &[&[]])[0].is_empty());
     }
-}
-
-/// Prefetches every cache line of `s` (a hint; never faults).
-pub(crate) fn prefetch_slice<T>(s: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let (p, len) = (s.as_ptr() as *const i8, std::mem::size_of_val(s));
-        for off in (0..len).step_by(64) {
-            // SAFETY: a prefetch is a hint that never faults; the address is
-            // inside `s` anyway.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(off))
-            };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = s;
 }
