@@ -6,16 +6,22 @@
 
 use std::path::{Path, PathBuf};
 
-/// The output paths named on the command line (`--out`, `--report`): where
+/// The output paths named on the command line (`--out`, `--report`, and
+/// `--model`, beside which `index` writes): where
 /// temporary files may be, and whether each existed before the command.
 fn outputs() -> Vec<(PathBuf, bool)> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut out = Vec::new();
     for (i, a) in args.iter().enumerate() {
         let a = a.to_string_lossy();
-        let value = if let Some(v) = a.strip_prefix("--out=").or(a.strip_prefix("--report=")) {
+        // `--model` too: `reelkit index` writes beside the model.
+        let value = if let Some(v) = a
+            .strip_prefix("--out=")
+            .or(a.strip_prefix("--report="))
+            .or(a.strip_prefix("--model="))
+        {
             Some(PathBuf::from(v))
-        } else if a == "--out" || a == "--report" {
+        } else if a == "--out" || a == "--report" || a == "--model" {
             args.get(i + 1).map(PathBuf::from)
         } else {
             None

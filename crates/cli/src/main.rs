@@ -11,6 +11,7 @@ mod data;
 mod demo;
 mod evaluate;
 mod experiment;
+mod index;
 mod interrupt;
 mod progress;
 mod recommend;
@@ -61,6 +62,10 @@ enum Command {
     /// Search hyper-parameters on a validation split of the training data, then
     /// train the best setting on all of it.
     Tune(tune::TuneArgs),
+    /// Build and tune a model's IVF index once and store it beside the model
+    /// (MODEL.ivf), where `serve --retrieval ivf` and `recommend --retrieval
+    /// ivf` load it instead of building it (a stale index is rebuilt, never used).
+    Index(index::IndexArgs),
     /// Serve a model over HTTP: recommend, score, similar, metrics, hot reload.
     Serve(serve::ServeArgs),
     /// A/B test analysis.
@@ -111,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => evaluate::run(args),
         Command::Recommend(args) => recommend::run(args),
         Command::Tune(args) => tune::run(args),
+        Command::Index(args) => index::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ab(cmd) => ab::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),

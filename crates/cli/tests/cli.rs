@@ -341,6 +341,113 @@ fn train_eval_recommend_on_mapped_interactions() -> TestResult {
 }
 
 #[test]
+fn index_builds_once_and_recommend_loads_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let train = dir.path().join("train.csv");
+    interactions_csv(&train, 0..60)?;
+    let model = dir.path().join("model.arrow");
+    let (t, m) = (
+        train.to_str().unwrap_or_default(),
+        model.to_str().unwrap_or_default(),
+    );
+    let cols = [
+        "--user-col",
+        "uid",
+        "--item-col",
+        "movie",
+        "--weight-col",
+        "rating",
+    ];
+    let mut args = vec![
+        "train",
+        "--interactions",
+        t,
+        "--factors",
+        "8",
+        "--epochs",
+        "5",
+        "--out",
+        m,
+    ];
+    args.extend(cols);
+    let o = reelkit(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = reelkit(&["index", "--model", m]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(v["status"], "built", "{v}");
+    let index = dir.path().join("model.arrow.ivf");
+    assert!(index.exists());
+    let o = reelkit(&["index", "--model", m]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(v["status"], "up to date", "{v}");
+    let o = reelkit(&["index", "--model", m, "--rebuild"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(v["status"], "built", "{v}");
+
+    // recommend --retrieval ivf loads it (logged at -v).
+    let recs = dir.path().join("recs.csv");
+    let r = recs.to_str().unwrap_or_default();
+    let o = reelkit(&[
+        "recommend",
+        "-v",
+        "--model",
+        m,
+        "--k",
+        "3",
+        "--retrieval",
+        "ivf",
+        "--out",
+        r,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("IVF index loaded"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&recs)?.lines().count(), 1 + 60 * 3);
+
+    // A retrained model under the same name: recommend rebuilds, saying why.
+    let mut args = vec![
+        "train",
+        "--interactions",
+        t,
+        "--factors",
+        "4",
+        "--epochs",
+        "3",
+        "--out",
+        m,
+    ];
+    args.extend(cols);
+    assert!(reelkit(&args).status.success());
+    let o = reelkit(&[
+        "recommend",
+        "--model",
+        m,
+        "--k",
+        "3",
+        "--retrieval",
+        "ivf",
+        "--out",
+        r,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stale"), "{}", stderr(&o));
+
+    // Bad input: no model, a model that is not one.
+    let o = reelkit(&["index", "--model", "/nonexistent/model.arrow"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/model.arrow"),
+        "{}",
+        stderr(&o)
+    );
+    let o = reelkit(&["index", "--model", t]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a reelkit model"), "{}", stderr(&o));
+    Ok(())
+}
+
+#[test]
 fn tune_writes_best_model_and_report() -> TestResult {
     let dir = tempfile::tempdir()?;
     let train = dir.path().join("train.csv");

@@ -81,6 +81,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An IVF index file that cannot serve this model: truncated, foreign,
+    /// of another format version, or built from another item table.
+    #[error("{path}: not a usable IVF index: {reason}")]
+    InvalidIndex {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The model was written in a format version this build cannot read.
     #[error(
         "{path}: model format version {found} is not supported (this build reads {supported:?})"

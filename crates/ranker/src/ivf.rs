@@ -40,6 +40,9 @@
 //! candidates are its best by approximate score (ties by item index), whatever
 //! the order lists are scanned in or the thread count.
 
+#[path = "ivf_file.rs"]
+mod file;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -135,6 +138,12 @@ pub struct IvfIndex {
     bands: Vec<(usize, usize)>,
     oversample: usize,
     seed: u64,
+    /// XXH3 of the table the index was built from (an index file is loaded
+    /// only against that table).
+    table_hash: u64,
+    /// The longest list when the index was built: [`IvfIndex::add`] splits
+    /// a list grown past twice this.
+    longest_built: usize,
 }
 
 /// One query of a search: its vector, how many results, the sorted item
@@ -419,6 +428,8 @@ impl IvfIndex {
             .collect();
         index.item_list = item_list;
         index.base = n;
+        index.table_hash = file::table_hash(table);
+        index.longest_built = index.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
         Ok(index)
     }
 
@@ -455,6 +466,8 @@ impl IvfIndex {
             bands: Vec::new(),
             oversample: params.oversample.max(1),
             seed: params.seed,
+            table_hash: 0,
+            longest_built: 0,
         }
     }
 
@@ -595,8 +608,18 @@ impl IvfIndex {
     /// Adds items (rows `n × dim`, biases or none for zeros) to the lists of
     /// their nearest centroids, without retraining; returns the index of the
     /// first (they are numbered after every item indexed so far). The exact
-    /// rows are kept for rescoring.
-    pub fn add(&mut self, rows: &[f32], bias: Option<&[f32]>) -> Result<u32> {
+    /// rows are kept for rescoring. A list that grows past twice the longest
+    /// list of the built index is split at once ([`IvfIndex::rebalance`]'s
+    /// split), so uploads piling onto one topic never make the queries that
+    /// probe it scan more than that. `exact` is the table the index was
+    /// built from.
+    pub fn add(
+        &mut self,
+        exact: &ItemTable<'_>,
+        rows: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<u32> {
+        self.check_table(exact)?;
         let dim = self.dim;
         if !rows.len().is_multiple_of(dim) {
             return Err(Error::LengthMismatch {
@@ -652,6 +675,7 @@ impl IvfIndex {
         }
         self.fresh.extend_from_slice(rows);
         self.fresh_bias.extend((0..n).map(b));
+        self.split_longer_than(exact, (2 * self.longest_built) as f64);
         Ok(first)
     }
 
@@ -663,6 +687,12 @@ impl IvfIndex {
     pub fn rebalance(&mut self, exact: &ItemTable<'_>, factor: f64) -> Result<usize> {
         self.check_table(exact)?;
         let limit = factor.max(1.0) * self.len() as f64 / self.nlist().max(1) as f64;
+        Ok(self.split_longer_than(exact, limit))
+    }
+
+    /// Splits every list longer than `limit` items (and of two panels or
+    /// more) in halves, again until none is; returns the splits made.
+    fn split_longer_than(&mut self, exact: &ItemTable<'_>, limit: f64) -> usize {
         let d2 = self.dim + 2;
         let mut splits = 0;
         loop {
@@ -740,7 +770,10 @@ impl IvfIndex {
             let base = self.base;
             let depths = std::mem::take(&mut self.depths);
             let bands = std::mem::take(&mut self.bands);
+            let (table_hash, longest_built) = (self.table_hash, self.longest_built);
             *self = IvfIndex {
+                table_hash,
+                longest_built,
                 lists,
                 item_list,
                 fresh,
@@ -757,7 +790,7 @@ impl IvfIndex {
                 )
             };
         }
-        Ok(splits)
+        splits
     }
 
     /// Item `i`'s exact row and bias.
@@ -1521,7 +1554,7 @@ mod tests {
         let qs = queries(300, dim, 22);
         let refs: Vec<&[f32]> = qs.iter().map(Vec::as_slice).collect();
         index.tune_nprobe(&base, &refs[..60], k, 0.95)?;
-        let first = index.add(&x[old * dim..], Some(&b[old..]))?;
+        let first = index.add(&base, &x[old * dim..], Some(&b[old..]))?;
         assert_eq!(first as usize, old);
         assert_eq!(index.len(), n);
         let full = ItemTable::new(dim, &x, Some(&b));
@@ -1553,23 +1586,32 @@ mod tests {
         let (x, b) = clustered(n, dim, 32, 31);
         let t = ItemTable::new(dim, &x, Some(&b));
         let mut index = IvfIndex::build(&t, &IvfParams::default())?;
-        let before = index.imbalance();
-        // 3,000 fresh items near one point: one list swells.
+        let built = index.nlist();
+        let longest_built = index.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
+        // 3,000 fresh items near one point, in batches: without splitting,
+        // one list would hold them all (10× the longest built list).
         let mut rng = SplitMix::new(5, 5, 5);
         let centre: Vec<f32> = x[..dim].to_vec();
         let fresh: Vec<f32> = (0..3_000 * dim)
             .map(|j| centre[j % dim] + 0.05 * rng.centred())
             .collect();
-        index.add(&fresh, None)?;
-        let crowded = index.imbalance();
-        assert!(crowded > 4.0 * before, "{before} → {crowded}");
+        for batch in fresh.chunks(500 * dim) {
+            index.add(&t, batch, None)?;
+        }
+        let longest = index.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
+        assert!(index.nlist() > built, "add split the crowded list");
+        assert!(
+            longest <= 2 * longest_built,
+            "{longest} items in a list, {longest_built} at build"
+        );
+        // A manual rebalance to a tighter bound.
         let lists = index.nlist();
-        let split = index.rebalance(&t, 4.0)?;
-        assert!(split >= 1 && index.nlist() == lists + split);
+        let split = index.rebalance(&t, 2.0)?;
+        assert!(index.nlist() == lists + split);
         let mean = index.len() as f64 / lists as f64;
         let longest = index.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
         assert!(
-            longest as f64 <= 4.0 * mean,
+            longest as f64 <= 2.0 * mean || longest < 2 * PANEL,
             "{longest} items in a list, mean {mean}"
         );
         // Every item is still in exactly one list, the one item_list names.
@@ -1630,12 +1672,150 @@ mod tests {
             })
         ));
         let mut index = index;
-        assert!(index.add(&[1.0; 7], None).is_err());
+        assert!(index.add(&t, &[1.0; 7], None).is_err());
+        assert!(index.add(&other, &[1.0; 8], None).is_err(), "another table");
         assert!(matches!(
-            index.add(&[f32::NAN; 8], None),
+            index.add(&t, &[f32::NAN; 8], None),
             Err(Error::NotFinite { .. })
         ));
         assert_eq!(index.len(), 2_000, "a refused add adds nothing");
+        Ok(())
+    }
+
+    /// An index over 20,000 clustered items with a tuned depth table, 200
+    /// added items, and queries with a filter and exclusions.
+    type Fixture = (Vec<f32>, Vec<f32>, IvfIndex, Vec<Vec<f32>>);
+
+    fn saved_fixture() -> Result<Fixture> {
+        let (n, dim) = (20_000, 16);
+        let (x, b) = clustered(n, dim, 64, 51);
+        let t = ItemTable::new(dim, &x, Some(&b));
+        let mut index = IvfIndex::build(&t, &IvfParams::default())?;
+        let qs = queries(120, dim, 52);
+        let refs: Vec<&[f32]> = qs.iter().map(Vec::as_slice).collect();
+        index.tune_nprobe(&t, &refs[..60], 50, 0.95)?;
+        let (fresh, _) = clustered(200, dim, 64, 53);
+        index.add(&t, &fresh, Some(&vec![0.25; 200]))?;
+        Ok((x, b, index, qs))
+    }
+
+    #[test]
+    fn a_saved_index_loads_and_answers_exactly_as_the_built_one() -> Result<()> {
+        let (x, b, index, qs) = saved_fixture()?;
+        let t = ItemTable::new(16, &x, Some(&b));
+        let dir = tempfile::tempdir().map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let path = dir.path().join("m.arrow.ivf");
+        index.save(&path)?;
+        let back = IvfIndex::load(&path, &t)?;
+        assert_eq!(
+            (back.nlist(), back.len(), back.nprobe(), back.bytes()),
+            (index.nlist(), index.len(), index.nprobe(), index.bytes())
+        );
+        assert_eq!((&back.depths, &back.bands), (&index.depths, &index.bands));
+        assert!(!index.depths.is_empty(), "the tuned tables are saved");
+        let filter = index.filter(|i| i % 3 == 0);
+        let filter_back = back.filter(|i| i % 3 == 0);
+        let ex: Vec<u32> = (0..400).map(|i| i * 7).collect();
+        for (f, fb) in [(None, None), (Some(&filter), Some(&filter_back))] {
+            let mk = |filter| -> Vec<IvfQuery<'_>> {
+                qs.iter()
+                    .enumerate()
+                    .map(|(j, v)| IvfQuery {
+                        vector: v,
+                        k: 50,
+                        exclude: if j % 2 == 0 { &ex[..] } else { &[] },
+                        filter,
+                    })
+                    .collect()
+            };
+            let want = index.search(&t, &mk(f))?;
+            assert_eq!(back.search(&t, &mk(fb))?, want);
+            assert!(
+                want.iter().flatten().any(|s| s.item as usize >= 20_000),
+                "added items are found after the load too"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_stale_truncated_foreign_or_future_index_file_is_refused() -> Result<()> {
+        let (x, b, index, _) = saved_fixture()?;
+        let t = ItemTable::new(16, &x, Some(&b));
+        let dir = tempfile::tempdir().map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let path = dir.path().join("m.arrow.ivf");
+        index.save(&path)?;
+        let refused =
+            |p: &std::path::Path, t: &ItemTable<'_>, what: &str| match IvfIndex::load(p, t) {
+                Err(Error::InvalidIndex { reason, .. }) => {
+                    assert!(reason.contains(what), "{reason}")
+                }
+                other => panic!("{what}: {other:?}"),
+            };
+        // Another model: one value differs.
+        let mut y = x.clone();
+        y[12_345] += 1e-3;
+        refused(&path, &ItemTable::new(16, &y, Some(&b)), "stale");
+        refused(
+            &path,
+            &ItemTable::new(16, &x[..16 * 19_000], Some(&b[..19_000])),
+            "has 19000",
+        );
+        refused(&path, &ItemTable::new(16, &x, None), "biases");
+        // Truncated anywhere, or bytes flipped: an error, never a panic.
+        let bytes = std::fs::read(&path).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let cut = dir.path().join("cut.ivf");
+        for len in [0, 7, 100, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(&cut, &bytes[..len]).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            assert!(
+                matches!(IvfIndex::load(&cut, &t), Err(Error::InvalidIndex { .. })),
+                "cut at {len}"
+            );
+        }
+        let mut rng = SplitMix::new(9, 9, 9);
+        for _ in 0..40 {
+            let mut b2 = bytes.clone();
+            let at = rng.below(b2.len() as u64) as usize;
+            b2[at] ^= 0x5a;
+            std::fs::write(&cut, &b2).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            if let Ok(ix) = IvfIndex::load(&cut, &t) {
+                // A flip in padding or a centroid value: still a consistent index.
+                assert_eq!(ix.len(), index.len());
+            }
+        }
+        // A future format version.
+        let future = dir.path().join("future.ivf");
+        index.save_version(&future, 9)?;
+        refused(&future, &t, "format version 9 is not supported");
+        // A model file, or any Arrow file that is not an index.
+        let (m, _) = clustered(10, 4, 2, 1);
+        let model = crate::Model {
+            users: crate::IdMap::from_ids(vec![1]),
+            items: crate::IdMap::from_ids((0..10).collect()),
+            factors: crate::Factors {
+                dim: 4,
+                users: vec![0.0; 4],
+                items: m,
+                item_bias: vec![0.0; 10],
+            },
+            user_counts: vec![1],
+            item_counts: vec![1; 10],
+            meta: Default::default(),
+        };
+        let model_path = dir.path().join("model.arrow");
+        model.save(&model_path)?;
+        refused(&model_path, &t, "not a reelkit IVF index");
+        // An item in two lists.
+        let mut twice = index.clone();
+        let dup = twice.lists[1].ids[0];
+        twice.lists[0].ids.push(dup);
+        twice.save(&path)?;
+        refused(&path, &t, "in two lists");
+        // A missing file is an I/O error naming it.
+        assert!(matches!(
+            IvfIndex::load(&dir.path().join("none.ivf"), &t),
+            Err(Error::Io { path, .. }) if path.ends_with("none.ivf")
+        ));
         Ok(())
     }
 }

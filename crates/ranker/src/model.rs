@@ -471,19 +471,8 @@ impl MappedModel {
     }
 
     fn decode(path: &Path, buffer: &Buffer) -> Result<MappedModel> {
-        let len = buffer.len();
-        let mut trailer = [0u8; 10];
-        trailer.copy_from_slice(&buffer[len - 10..]);
-        let footer_len = read_footer_length(trailer).map_err(|e| arrow_err(path, e))?;
-        if footer_len + 10 + 8 > len {
-            return Err(invalid(path, "footer longer than the file (truncated?)"));
-        }
-        let footer = arrow_ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10])
-            .map_err(|e| invalid(path, format!("bad footer: {e}")))?;
-        let fb_schema = footer
-            .schema()
-            .ok_or_else(|| invalid(path, "no schema in footer"))?;
-        let file_schema = try_fb_to_schema(fb_schema).map_err(|e| arrow_err(path, e))?;
+        let ipc = IpcFile::open(buffer).map_err(|e| e.into_model_error(path))?;
+        let file_schema = ipc.schema.clone();
         let md = file_schema.metadata().clone();
         let version = md.get(KEY_VERSION).ok_or_else(|| {
             invalid(
@@ -521,38 +510,12 @@ impl MappedModel {
         )
         .map_err(|e| invalid(path, format!("metadata `reelkit.meta`: {e}")))?;
 
-        let decoder = FileDecoder::new(Arc::new(file_schema), footer.version());
-        let blocks: Vec<arrow_ipc::Block> = footer
-            .recordBatches()
-            .map(|b| b.iter().copied().collect())
-            .unwrap_or_default();
-        if blocks.len() != 2 {
+        let batches = ipc.batches(buffer).map_err(|e| e.into_model_error(path))?;
+        if batches.len() != 2 {
             return Err(invalid(
                 path,
-                format!("expected 2 record batches, found {}", blocks.len()),
+                format!("expected 2 record batches, found {}", batches.len()),
             ));
-        }
-        let mut batches = Vec::with_capacity(2);
-        for block in &blocks {
-            let start = usize::try_from(block.offset())
-                .map_err(|_| invalid(path, "negative block offset"))?;
-            let block_len = usize::try_from(block.metaDataLength())
-                .ok()
-                .zip(usize::try_from(block.bodyLength()).ok())
-                .map(|(a, b)| a + b)
-                .ok_or_else(|| invalid(path, "negative block length"))?;
-            if start.checked_add(block_len).is_none_or(|end| end > len) {
-                return Err(invalid(
-                    path,
-                    "record batch beyond the end of the file (truncated?)",
-                ));
-            }
-            let data = buffer.slice_with_length(start, block_len);
-            let batch = decoder
-                .read_record_batch(block, &data)
-                .map_err(|e| arrow_err(path, e))?
-                .ok_or_else(|| invalid(path, "empty record batch"))?;
-            batches.push(batch);
         }
         let u = side(path, &batches[0], 0, n_users, dim)?;
         let i = side(path, &batches[1], 1, n_items, dim)?;
@@ -574,6 +537,103 @@ impl MappedModel {
             format_version,
             content_hash: 0,
         })
+    }
+}
+
+/// Why an Arrow IPC file's bytes could not be decoded.
+#[derive(Debug)]
+pub(crate) enum IpcError {
+    /// Arrow refused a structure.
+    Arrow(ArrowError),
+    /// A structure is inconsistent with the file (the text says which).
+    Invalid(String),
+}
+
+impl IpcError {
+    fn into_model_error(self, path: &Path) -> Error {
+        match self {
+            IpcError::Arrow(e) => arrow_err(path, e),
+            IpcError::Invalid(reason) => invalid(path, reason),
+        }
+    }
+}
+
+/// An Arrow IPC file held in memory: its schema, and its record batches
+/// decoded on demand as arrays over the file's own bytes. Every block is
+/// checked against the file's length before it is decoded, so a corrupt
+/// length is an error, never an allocation of what it claims.
+pub(crate) struct IpcFile {
+    /// The file's schema, metadata included.
+    pub(crate) schema: Schema,
+    version: arrow_ipc::MetadataVersion,
+    blocks: Vec<arrow_ipc::Block>,
+}
+
+impl IpcFile {
+    /// Checks the magic bytes and the footer, and reads the schema.
+    pub(crate) fn open(buffer: &Buffer) -> std::result::Result<IpcFile, IpcError> {
+        let len = buffer.len();
+        if len < 8 + 10 || &buffer[..6] != b"ARROW1" || &buffer[len - 6..] != b"ARROW1" {
+            return Err(IpcError::Invalid(
+                "missing Arrow IPC magic bytes (truncated or foreign file)".into(),
+            ));
+        }
+        let mut trailer = [0u8; 10];
+        trailer.copy_from_slice(&buffer[len - 10..]);
+        let footer_len = read_footer_length(trailer).map_err(IpcError::Arrow)?;
+        if footer_len + 10 + 8 > len {
+            return Err(IpcError::Invalid(
+                "footer longer than the file (truncated?)".into(),
+            ));
+        }
+        let footer = arrow_ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10])
+            .map_err(|e| IpcError::Invalid(format!("bad footer: {e}")))?;
+        let fb_schema = footer
+            .schema()
+            .ok_or_else(|| IpcError::Invalid("no schema in footer".into()))?;
+        let schema = try_fb_to_schema(fb_schema).map_err(IpcError::Arrow)?;
+        let blocks = footer
+            .recordBatches()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        Ok(IpcFile {
+            schema,
+            version: footer.version(),
+            blocks,
+        })
+    }
+
+    /// Every record batch, in order (`buffer`: the bytes `open` was given).
+    pub(crate) fn batches(
+        &self,
+        buffer: &Buffer,
+    ) -> std::result::Result<Vec<RecordBatch>, IpcError> {
+        let decoder = FileDecoder::new(Arc::new(self.schema.clone()), self.version);
+        let mut batches = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let start = usize::try_from(block.offset())
+                .map_err(|_| IpcError::Invalid("negative block offset".into()))?;
+            let block_len = usize::try_from(block.metaDataLength())
+                .ok()
+                .zip(usize::try_from(block.bodyLength()).ok())
+                .and_then(|(a, b)| a.checked_add(b))
+                .ok_or_else(|| IpcError::Invalid("negative block length".into()))?;
+            if start
+                .checked_add(block_len)
+                .is_none_or(|end| end > buffer.len())
+            {
+                return Err(IpcError::Invalid(
+                    "record batch beyond the end of the file (truncated?)".into(),
+                ));
+            }
+            let data = buffer.slice_with_length(start, block_len);
+            let batch = decoder
+                .read_record_batch(block, &data)
+                .map_err(IpcError::Arrow)?
+                .ok_or_else(|| IpcError::Invalid("empty record batch".into()))?;
+            batches.push(batch);
+        }
+        Ok(batches)
     }
 }
 

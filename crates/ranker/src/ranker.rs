@@ -1,7 +1,7 @@
 //! `Ranker`: a loaded model that answers recommendation and scoring requests.
 //! `Send + Sync`: share one behind an `Arc` across a service's threads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_buffer::ScalarBuffer;
 
@@ -128,6 +128,8 @@ pub struct Ranker {
     bound: TableBound,
     catalog: Option<Catalog>,
     approx: Option<Approx>,
+    /// The model file, when opened from one (its IVF index file lies beside it).
+    file: Option<PathBuf>,
 }
 
 /// Where candidates are retrieved before exact scoring.
@@ -149,11 +151,15 @@ pub enum Retrieval {
     /// Scan an int8 copy (a quarter of the bytes), rescore candidates exactly.
     #[default]
     Int8,
-    /// An inverted file ([`crate::IvfIndex`]) built when the ranker is made:
-    /// a query scans only the int8 lists nearest it, and its candidates are
-    /// rescored exactly; `nprobe` is tuned to recall@100 ≥ 0.95 on a sample of
-    /// the model's user embeddings. Sub-linear in the catalogue (for millions
-    /// of videos); surface filters are applied inside the scan.
+    /// An inverted file ([`crate::IvfIndex`]): a query scans only the int8
+    /// lists nearest it, and its candidates are rescored exactly; `nprobe` is
+    /// tuned to recall@100 ≥ 0.95 on a sample of the model's user
+    /// embeddings. Sub-linear in the catalogue (for millions of videos);
+    /// surface filters are applied inside the scan. Loaded from the index
+    /// file beside the model ([`Ranker::ivf_path`], written by
+    /// [`Ranker::save_ivf`] or `reelkit index`) when that file was built
+    /// from this model; built and tuned when the ranker is made otherwise
+    /// (a missing, stale or corrupt file is logged and rebuilt, never used).
     Ivf,
 }
 
@@ -171,6 +177,8 @@ enum Approx {
 struct IvfState {
     index: IvfIndex,
     surfaces: Option<[IvfFilter; 2]>,
+    /// The index file it was loaded from (none: built here).
+    from_file: Option<PathBuf>,
 }
 
 /// Recall@100 the IVF's nprobe is tuned to.
@@ -193,7 +201,17 @@ impl Ranker {
     /// Memory-maps and validates a model file; retrieval is the default
     /// ([`Retrieval::Int8`], see [`Ranker::with_retrieval`]).
     pub fn open(path: &Path) -> Result<Ranker> {
-        Ok(Ranker::from_mapped(MappedModel::open(path)?))
+        let mut r = Ranker::from_mapped(MappedModel::open(path)?);
+        r.file = Some(path.to_path_buf());
+        Ok(r)
+    }
+
+    /// Where the IVF index of the model file `model` is kept: beside it,
+    /// named after it (`model.arrow` → `model.arrow.ivf`).
+    pub fn ivf_path(model: &Path) -> PathBuf {
+        let mut name = model.file_name().unwrap_or_default().to_os_string();
+        name.push(".ivf");
+        model.with_file_name(name)
     }
 
     /// Serves an in-memory model (e.g. right after training), with the
@@ -235,6 +253,7 @@ impl Ranker {
             bound,
             catalog: None,
             approx: None,
+            file: None,
         }
         .with_retrieval(Retrieval::default())
     }
@@ -244,13 +263,7 @@ impl Ranker {
     /// `OVERSAMPLE · k + 64` candidates that are rescored exactly in f32: the
     /// result is the exact top-k whenever the exact top-k lies among them.
     pub fn with_retrieval(mut self, r: Retrieval) -> Ranker {
-        let current = match self.approx {
-            None => Retrieval::Exact,
-            Some(Approx::Half(_)) => Retrieval::Half,
-            Some(Approx::Int8(_)) => Retrieval::Int8,
-            Some(Approx::Ivf(_)) => Retrieval::Ivf,
-        };
-        if current == r {
+        if self.retrieval() == r {
             return self;
         }
         let (dim, items, bias) = (
@@ -262,16 +275,83 @@ impl Ranker {
             Retrieval::Exact => None,
             Retrieval::Half => Some(Approx::Half(HalfTable::new(dim, items, Some(bias)))),
             Retrieval::Int8 => Some(Approx::Int8(Int8Table::new(dim, items, Some(bias)))),
-            // An empty catalogue has nothing to index: exact retrieval.
-            Retrieval::Ivf => self.build_ivf().map(|index| {
-                Approx::Ivf(Box::new(IvfState {
-                    index,
-                    surfaces: None,
-                }))
-            }),
+            Retrieval::Ivf => self.load_or_build_ivf(),
         };
         self.ivf_surfaces();
         self
+    }
+
+    /// Where candidates are retrieved now (an IVF asked of an empty
+    /// catalogue falls back to [`Retrieval::Exact`]).
+    pub fn retrieval(&self) -> Retrieval {
+        match self.approx {
+            None => Retrieval::Exact,
+            Some(Approx::Half(_)) => Retrieval::Half,
+            Some(Approx::Int8(_)) => Retrieval::Int8,
+            Some(Approx::Ivf(_)) => Retrieval::Ivf,
+        }
+    }
+
+    /// IVF retrieval over an index built and tuned now, whatever index file
+    /// lies beside the model (what `reelkit index` writes).
+    pub fn with_built_ivf(mut self) -> Ranker {
+        self.approx = self.built_ivf();
+        self.ivf_surfaces();
+        self
+    }
+
+    /// The index file the IVF retrieval was loaded from (none: built when
+    /// the ranker was made, or another retrieval).
+    pub fn ivf_file(&self) -> Option<&Path> {
+        match &self.approx {
+            Some(Approx::Ivf(state)) => state.from_file.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Writes the IVF index to `path` (atomically; see
+    /// [`crate::IvfIndex::save`]); an error unless the retrieval is
+    /// [`Retrieval::Ivf`].
+    pub fn save_ivf(&self, path: &Path) -> Result<()> {
+        match &self.approx {
+            Some(Approx::Ivf(state)) => state.index.save(path),
+            _ => Err(Error::InvalidInput(
+                "the ranker has no IVF index to save (choose Retrieval::Ivf)".into(),
+            )),
+        }
+    }
+
+    /// The index file beside the model when it was built from this model's
+    /// items; otherwise (none, stale, corrupt: logged) one built now.
+    fn load_or_build_ivf(&self) -> Option<Approx> {
+        if let Some(file) = self.file.as_deref().map(Ranker::ivf_path) {
+            if file.exists() {
+                match IvfIndex::load(&file, &self.items()) {
+                    Ok(index) => {
+                        tracing::info!(index = %file.display(), lists = index.nlist(), nprobe = index.nprobe(), "IVF index loaded");
+                        return Some(Approx::Ivf(Box::new(IvfState {
+                            index,
+                            surfaces: None,
+                            from_file: Some(file),
+                        })));
+                    }
+                    Err(e) => tracing::warn!("{e}; building the index instead"),
+                }
+            }
+        }
+        self.built_ivf()
+    }
+
+    /// An IVF built and tuned now (none for an empty catalogue: exact
+    /// retrieval).
+    fn built_ivf(&self) -> Option<Approx> {
+        self.build_ivf().map(|index| {
+            Approx::Ivf(Box::new(IvfState {
+                index,
+                surfaces: None,
+                from_file: None,
+            }))
+        })
     }
 
     /// The inverted file over the model's items, nprobe tuned on a seeded
@@ -1037,6 +1117,70 @@ mod half_tests {
                 hit as f64 / all as f64
             );
         }
+    }
+
+    #[test]
+    fn the_ivf_index_beside_the_model_is_used_only_for_that_model() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.arrow");
+        let m = random_model(50, 8_000, 8);
+        m.save(&path).expect("save");
+        let ivf_path = Ranker::ivf_path(&path);
+        assert_eq!(ivf_path, dir.path().join("model.arrow.ivf"));
+        // No index file: built here.
+        let built = Ranker::open(&path)
+            .expect("open")
+            .with_retrieval(Retrieval::Ivf);
+        assert_eq!(
+            (built.retrieval(), built.ivf_file()),
+            (Retrieval::Ivf, None)
+        );
+        assert!(
+            Ranker::open(&path)
+                .expect("open")
+                .save_ivf(&ivf_path)
+                .is_err(),
+            "int8 has no index"
+        );
+        built.save_ivf(&ivf_path).expect("save index");
+        // Beside the model: loaded, and it answers as the built one.
+        let loaded = Ranker::open(&path)
+            .expect("open")
+            .with_retrieval(Retrieval::Ivf);
+        assert_eq!(loaded.ivf_file(), Some(ivf_path.as_path()));
+        let plain = Request::default();
+        for u in 0..50u64 {
+            assert_eq!(
+                loaded.recommend(u, 30, &plain),
+                built.recommend(u, 30, &plain)
+            );
+        }
+        // A new model under the same name: the old index is stale, rebuilt.
+        random_model(50, 8_001, 8).save(&path).expect("save");
+        let fresh = Ranker::open(&path)
+            .expect("open")
+            .with_retrieval(Retrieval::Ivf);
+        assert_eq!(
+            (fresh.retrieval(), fresh.ivf_file()),
+            (Retrieval::Ivf, None)
+        );
+        assert_eq!(fresh.recommend(3, 10, &plain).items.len(), 10);
+        // A corrupt index file: rebuilt, never used.
+        std::fs::write(&ivf_path, b"ARROW1 not really").expect("write");
+        let fresh = Ranker::open(&path)
+            .expect("open")
+            .with_retrieval(Retrieval::Ivf);
+        assert_eq!(
+            (fresh.retrieval(), fresh.ivf_file()),
+            (Retrieval::Ivf, None)
+        );
+        // with_built_ivf ignores a good file.
+        fresh.save_ivf(&ivf_path).expect("save index");
+        let again = Ranker::open(&path).expect("open").with_built_ivf();
+        assert_eq!(
+            (again.retrieval(), again.ivf_file()),
+            (Retrieval::Ivf, None)
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ impl From<&reelkit_ranker::Error> for ApiError {
             E::Io { .. }
             | E::Arrow { .. }
             | E::InvalidModel { .. }
+            | E::InvalidIndex { .. }
             | E::Incompatible { .. }
             | E::TooManyItemsForEase { .. }
             | E::Stopped => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_error", detail),
@@ -653,6 +654,7 @@ fn public_reason(e: &crate::LoadError) -> String {
             E::Io { source, .. } => format!("the model file cannot be read: {source}"),
             E::Arrow { source, .. } => format!("not a reelkit model file: {source}"),
             E::InvalidModel { reason, .. } => format!("not a reelkit model file: {reason}"),
+            E::InvalidIndex { reason, .. } => format!("not a usable IVF index: {reason}"),
             E::Incompatible {
                 found, supported, ..
             } => format!(

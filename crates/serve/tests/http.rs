@@ -1226,3 +1226,51 @@ fn the_batcher_threads_end_with_the_service() -> TestResult {
     assert_eq!(threads_named("reelkit-batch"), before);
     Ok(())
 }
+
+/// `--retrieval ivf`: the index file beside the model is loaded at start and
+/// on every reload when it was built from that model; a reload whose new model
+/// came without its index builds one (the stale file is never used).
+#[test]
+fn reload_picks_up_the_ivf_index_built_beside_the_new_model() -> TestResult {
+    use reelkit_ranker::{Ranker, Retrieval};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("model.arrow");
+    let index = Ranker::ivf_path(&path);
+    let publish = |flip: bool, with_index: bool| -> TestResult {
+        let tmp = dir.path().join("next.arrow");
+        model(flip).save(&tmp)?;
+        if with_index {
+            let built = Ranker::open(&tmp)?.with_built_ivf();
+            built.save_ivf(&Ranker::ivf_path(&tmp))?;
+            std::fs::rename(Ranker::ivf_path(&tmp), &index)?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    };
+    publish(false, true)?;
+    let config = ServeConfig {
+        retrieval: Retrieval::Ivf,
+        ..ServeConfig::default()
+    };
+    let state = AppState::open(&path, None, config)?;
+    assert_eq!(state.model().ranker.ivf_file(), Some(index.as_path()));
+    let top = |state: &AppState| -> Vec<u64> {
+        let r = state.model().ranker.recommend(1, 3, &Default::default());
+        r.items.iter().map(|i| i.item_id).collect()
+    };
+    assert_eq!(top(&state), vec![10, 11, 12]);
+    // The new model and its index, published: the reload loads both.
+    publish(true, true)?;
+    let (old, new) = state.reload()?;
+    assert_ne!(old, new);
+    assert_eq!(state.model().ranker.ivf_file(), Some(index.as_path()));
+    assert_eq!(top(&state), vec![15, 14, 13]);
+    // A model published without its index: the old index is stale, so the
+    // reload builds one and serves the new model right.
+    publish(false, false)?;
+    state.reload()?;
+    assert_eq!(state.model().ranker.retrieval(), Retrieval::Ivf);
+    assert_eq!(state.model().ranker.ivf_file(), None);
+    assert_eq!(top(&state), vec![10, 11, 12]);
+    Ok(())
+}
