@@ -1592,6 +1592,23 @@ fn ivf_bench(
     let tune_s = t.elapsed().as_secs_f64();
     let mut tuned = measure(&index)?;
     tuned["tuning"] = json!({"nprobe": n, "tuning_recall_lower_bound": r, "tuning_queries": sample.len(), "seconds": tune_s});
+    // The index file (what `reelkit index` writes and serve loads): save,
+    // load back, and check the loaded index answers exactly as the built one.
+    let file = std::env::temp_dir().join(format!(".reelkit-bench-{}.ivf", std::process::id()));
+    let t = Instant::now();
+    index.save(&file)?;
+    let save_s = t.elapsed().as_secs_f64();
+    let file_mb = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    let t = Instant::now();
+    let loaded = IvfIndex::load(&file, table);
+    let load_s = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    let loaded = loaded?;
+    anyhow::ensure!(
+        loaded.search(table, &plain)? == index.search(table, &plain)?,
+        "the loaded index answers differently from the built one"
+    );
+    drop(loaded);
     let mut out = json!({
         "nlist": index.nlist(),
         "kernel": index.kernel_name(),
@@ -1600,6 +1617,8 @@ fn ivf_bench(
         "int8_table_mb": int8_bytes / 1e6,
         "index_vs_int8_table": index.bytes() as f64 / int8_bytes,
         "imbalance": index.imbalance(),
+        "file": {"mb": file_mb, "save_s": save_s, "load_s": load_s,
+                 "build_and_tune_over_load": (build_s + tune_s) / load_s},
         "tuned": tuned,
         "curve": curve,
     });
