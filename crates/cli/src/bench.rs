@@ -1579,19 +1579,15 @@ fn ivf_bench(
             "single_p99_ms": pct(&lat, 0.99),
         }))
     };
-    // The curve over the given nprobes, then the nprobe (and depth table)
-    // tuned to --target-recall on the tuning queries, measured.
-    let mut curve = Vec::new();
-    for &np in &args.nprobe {
-        index.set_nprobe(np);
-        curve.push(measure(&index)?);
-    }
+    // The nprobe, probe order and depth tables tuned to --target-recall on
+    // the tuning queries, measured; then the curve over the given nprobes in
+    // the tuned order.
     let sample: Vec<&[f32]> = tuning.iter().map(Vec::as_slice).collect();
     let t = Instant::now();
     let (n, r) = index.tune_nprobe(table, &sample, args.k, args.target_recall)?;
     let tune_s = t.elapsed().as_secs_f64();
     let mut tuned = measure(&index)?;
-    tuned["tuning"] = json!({"nprobe": n, "tuning_recall_lower_bound": r, "tuning_queries": sample.len(), "seconds": tune_s});
+    tuned["tuning"] = json!({"nprobe": n, "order": index.probe_order(), "tuning_recall_lower_bound": r, "tuning_queries": sample.len(), "seconds": tune_s});
     // The index file (what `reelkit index` writes and serve loads): save,
     // load back, and check the loaded index answers exactly as the built one.
     let file = std::env::temp_dir().join(format!(".reelkit-bench-{}.ivf", std::process::id()));
@@ -1609,6 +1605,13 @@ fn ivf_bench(
         "the loaded index answers differently from the built one"
     );
     drop(loaded);
+    let mut curve = Vec::new();
+    let mut at = index.clone();
+    for &np in &args.nprobe {
+        at.set_nprobe(np);
+        curve.push(measure(&at)?);
+    }
+    drop(at);
     let mut out = json!({
         "nlist": index.nlist(),
         "kernel": index.kernel_name(),

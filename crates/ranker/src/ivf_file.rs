@@ -60,6 +60,8 @@ struct State {
     nlist: usize,
     with_bias: bool,
     radius2: f64,
+    typical2: f64,
+    order: super::Order,
     nprobe: usize,
     oversample: usize,
     seed: u64,
@@ -143,6 +145,8 @@ impl IvfIndex {
             nlist: self.lists.len(),
             with_bias: self.with_bias,
             radius2: self.radius2,
+            typical2: self.typical2,
+            order: self.order,
             nprobe: self.nprobe,
             oversample: self.oversample,
             seed: self.seed,
@@ -283,11 +287,11 @@ impl IvfIndex {
         if added.len() != state.added * d2 {
             return Err(invalid(path, "added items do not match the state"));
         }
-        if !state.radius2.is_finite() || state.radius2 < 0.0 {
-            return Err(invalid(
-                path,
-                "the radius is not a finite non-negative number",
-            ));
+        if !(state.radius2.is_finite()
+            && state.typical2.is_finite()
+            && (0.0..=state.radius2).contains(&state.typical2))
+        {
+            return Err(invalid(path, "the radii are not finite with 0 ≤ ρ² ≤ R²"));
         }
         if let Some(p) = centroids.iter().chain(&added).position(|v| !v.is_finite()) {
             return Err(invalid(
@@ -339,8 +343,13 @@ impl IvfIndex {
             seed: state.seed,
             ..IvfParams::default()
         };
-        let mut index =
-            IvfIndex::from_centroids(dim, centroids, state.with_bias, state.radius2, &params);
+        let mut index = IvfIndex::from_centroids(
+            dim,
+            centroids,
+            state.with_bias,
+            (state.radius2, state.typical2),
+            &params,
+        );
         let (x, bias) = (exact.factors(), exact.bias());
         let base = state.items;
         index.lists = members
@@ -364,6 +373,7 @@ impl IvfIndex {
         index.base = base;
         index.fresh = fresh;
         index.fresh_bias = fresh_bias;
+        index.order = state.order;
         index.depths = state.depths;
         index.bands = state.bands;
         index.table_hash = table_hash(exact);
