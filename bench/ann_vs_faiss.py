@@ -23,6 +23,7 @@ smallest nprobe of the sweep whose recall reaches the target. Never run by CI.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import time
 
@@ -195,6 +196,12 @@ def main():
                              single_p50_this_over_reelkit=c["single_p50_ms"] / mine["single_p50_ms"],
                              build_this_over_reelkit=run["build_s"] / ivf["build_s"])
     report["at_target_recall"] = summary
+    # Peak resident memory: the reelkit process (a child) and this one (numpy
+    # data, FAISS indexes); Linux reports KiB.
+    report["peak_rss_mib"] = {
+        "reelkit": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "python_faiss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     print(json.dumps(report, indent=1))
     with open(os.path.join(DATA, f"ann_vs_faiss_{a.data}_{a.items}.json"), "w") as f:
         json.dump(report, f, indent=1)

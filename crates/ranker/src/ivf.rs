@@ -22,8 +22,10 @@
 //! ranks first usually are, so that lists are ranked by the same rule that
 //! assigned items to them. [`IvfIndex::tune_nprobe`] measures which order
 //! — the typical point's, the pole's, or both in turns — reaches the target
-//! recall with the fewest lists, and keeps "both" when a single point's order
-//! cannot reach some depth of its tables. Measured on 10M clustered vectors
+//! recall with the fewest lists for a plain query (no filter, no exclusions,
+//! the tuned `k`); every other query, which must reach deeper, takes the
+//! pole's order, whose lists cover every depth (the typical point's miss the
+//! items far from it: with a 20% filter it needed 15× the pole's time). Measured on 10M clustered vectors
 //! (k = 100): one list by the typical point finds 0.998 of the top 100, one
 //! by the pole 0.962; on 2M vectors of norms spread 4× with biases and
 //! queries of a third the norm, the typical point 0.970 at one list but 0.974
@@ -157,8 +159,13 @@ pub struct IvfIndex {
     radius2: f64,
     /// `ρ²`: the mean squared norm of the built items (`[x, b]`).
     typical2: f64,
-    /// How lists are ordered for a query.
+    /// How lists are ordered for a plain query (no filter, no exclusions,
+    /// `k` at most `plain_k`); every other query takes the pole's order, with
+    /// the depth tables.
     order: Order,
+    /// The `k` [`IvfIndex::tune_nprobe`] tuned `order` and `nprobe` for (0:
+    /// untuned, every query takes the pole's order).
+    plain_k: usize,
     nprobe: usize,
     /// From [`IvfIndex::tune_nprobe`]: lists needed for the target recall of
     /// the top `depth` items, for doubling depths (empty: `nprobe` for every
@@ -535,7 +542,8 @@ impl IvfIndex {
             fresh_bias: Vec::new(),
             radius2,
             typical2,
-            order: Order::Both,
+            order: Order::Pole,
+            plain_k: 0,
             nprobe: params.nprobe.max(1),
             depths: Vec::new(),
             bands: Vec::new(),
@@ -856,12 +864,17 @@ impl IvfIndex {
             let base = self.base;
             let depths = std::mem::take(&mut self.depths);
             let bands = std::mem::take(&mut self.bands);
-            let (table_hash, longest_built, order) =
-                (self.table_hash, self.longest_built, self.order);
+            let (table_hash, longest_built, order, plain_k) = (
+                self.table_hash,
+                self.longest_built,
+                self.order,
+                self.plain_k,
+            );
             *self = IvfIndex {
                 table_hash,
                 longest_built,
                 order,
+                plain_k,
                 lists,
                 item_list,
                 fresh,
@@ -938,9 +951,27 @@ impl IvfIndex {
             lists: Vec::new(),
             excluded,
         };
-        let lists = self.lists_for(&self.depths, q.k as f64 / self.share(q), q.k);
+        let lists = if self.is_plain(q) {
+            self.nprobe
+        } else {
+            self.lists_for(&self.depths, q.k as f64 / self.share(q), q.k)
+        };
         self.extend(&mut probe, q, lists, self.admissible_target(lists, q));
         probe
+    }
+
+    /// Whether `q` takes the tuned order (see [`IvfIndex::order`]).
+    fn is_plain(&self, q: &IvfQuery<'_>) -> bool {
+        q.filter.is_none() && q.exclude.is_empty() && q.k <= self.plain_k
+    }
+
+    /// The order `q` takes lists in.
+    fn order_for(&self, q: &IvfQuery<'_>) -> Order {
+        if self.is_plain(q) {
+            self.order
+        } else {
+            Order::Pole
+        }
     }
 
     /// Adds lists to `probe` until it has `lists` of them and `target`
@@ -963,7 +994,7 @@ impl IvfIndex {
             }
             if probe.at == probe.ranked.len() {
                 // Every list, best first (rare: a very selective filter).
-                probe.ranked = self.coarse(q.vector, nlist);
+                probe.ranked = self.coarse(q, nlist);
                 if probe.at >= probe.ranked.len() {
                     break;
                 }
@@ -999,11 +1030,11 @@ impl IvfIndex {
         [pole, typical]
     }
 
-    /// The `m` best lists for `q` in the index's [`Order`].
-    fn coarse(&self, q: &[f32], m: usize) -> Vec<Scored> {
-        let [pole, typical] = self.probe_queries(q);
+    /// The `m` best lists for `q` in its [`Order`].
+    fn coarse(&self, q: &IvfQuery<'_>, m: usize) -> Vec<Scored> {
+        let [pole, typical] = self.probe_queries(q.vector);
         let t = self.probe_table();
-        match self.order {
+        match self.order_for(q) {
             Order::Typical => t.top_k(&typical, m, &[]),
             Order::Pole => t.top_k(&pole, m, &[]),
             Order::Both => merge_probes(
@@ -1018,7 +1049,11 @@ impl IvfIndex {
     /// filter's selectivity, with room for exclusions.
     fn first_rank(&self, q: &IvfQuery<'_>) -> usize {
         let share = self.share(q);
-        let lists = self.lists_for(&self.depths, q.k as f64 / share, q.k);
+        let lists = if self.is_plain(q) {
+            self.nprobe
+        } else {
+            self.lists_for(&self.depths, q.k as f64 / share, q.k)
+        };
         let want = (lists.max(self.nprobe) as f64 / share.sqrt() * 1.25).ceil() as usize + 4;
         want.min(self.nlist())
     }
@@ -1075,13 +1110,15 @@ impl IvfIndex {
             .collect();
         let widest = chunk.iter().map(|q| self.first_rank(q)).max().unwrap_or(1);
         let probe = self.probe_table();
-        // The probe points of every query the order uses (for both: the
-        // typical point at even places, the pole at odd ones).
+        // The probe points of every query its order uses (for both: the
+        // typical point, then the pole).
+        let orders: Vec<Order> = chunk.iter().map(|q| self.order_for(q)).collect();
         let pq: Vec<Vec<f32>> = chunk
             .iter()
-            .flat_map(|q| {
+            .zip(&orders)
+            .flat_map(|(q, order)| {
                 let [pole, typical] = self.probe_queries(q.vector);
-                match self.order {
+                match order {
                     Order::Typical => vec![typical],
                     Order::Pole => vec![pole],
                     Order::Both => vec![typical, pole],
@@ -1091,22 +1128,24 @@ impl IvfIndex {
         let vecs: Vec<&[f32]> = pq.iter().map(Vec::as_slice).collect();
         let ex: Vec<&[u32]> = vec![&[]; vecs.len()];
         // One query: the single-query kernel (the batch one packs its queries).
-        let mut found = if chunk.len() == 1 {
+        let found = if chunk.len() == 1 {
             vecs.iter().map(|v| probe.top_k(v, widest, &[])).collect()
         } else {
             probe.top_k_batch(&vecs, &vec![widest; vecs.len()], &ex)
         };
-        let ranked: Vec<Vec<Scored>> = if self.order == Order::Both {
-            (0..chunk.len())
-                .map(|j| {
-                    let pole = std::mem::take(&mut found[2 * j + 1]);
-                    let typical = std::mem::take(&mut found[2 * j]);
-                    merge_probes(typical, pole, self.nlist())
-                })
-                .collect()
-        } else {
-            found
-        };
+        let mut found = found.into_iter();
+        let ranked: Vec<Vec<Scored>> = orders
+            .iter()
+            .map(|order| {
+                let first = found.next().unwrap_or_default();
+                match order {
+                    Order::Both => {
+                        merge_probes(first, found.next().unwrap_or_default(), self.nlist())
+                    }
+                    _ => first,
+                }
+            })
+            .collect();
         let mut probes: Vec<Probe> = chunk
             .iter()
             .zip(ranked)
@@ -1289,6 +1328,8 @@ impl IvfIndex {
         // those the higher recall; both points only if strictly fewer lists
         // (they cost two probes).
         let mut best = (Order::Both, usize::MAX, 0.0);
+        // The sample's plain queries (no filter, k) take the order tried.
+        self.plain_k = k;
         for order in [Order::Typical, Order::Pole, Order::Both] {
             self.order = order;
             let (n, r) = self.smallest_nprobe(exact, sample, k, k, target, 1)?;
@@ -1297,17 +1338,14 @@ impl IvfIndex {
                 best = (order, n, r);
             }
         }
-        let (order, mut first, mut recall_k) = best;
-        self.order = order;
-        let (mut depths, mut bands) = self.depth_tables(exact, sample, k, target, first)?;
-        // A single probe point that cannot reach some depth (its lists miss
-        // items far from it on the sphere) gives way to both.
-        let nlist = self.nlist();
-        if order != Order::Both && depths.iter().chain(&bands).any(|&(_, l)| l >= nlist) {
-            self.order = Order::Both;
-            (first, recall_k) = self.smallest_nprobe(exact, sample, k, k, target, 1)?;
-            (depths, bands) = self.depth_tables(exact, sample, k, target, first)?;
-        }
+        // Deeper searches (filters, exclusions, a larger k) take the pole's
+        // order, the exact reduction, whose lists cover every depth: its
+        // tables, from its own first entry.
+        self.order = Order::Pole;
+        let (pole_first, _) = self.smallest_nprobe(exact, sample, k, k, target, 1)?;
+        let (depths, bands) = self.depth_tables(exact, sample, k, target, pole_first)?;
+        let (order, first, recall_k) = best;
+        (self.order, self.plain_k) = (order, k);
         (self.nprobe, self.depths, self.bands) = (first, depths, bands);
         Ok((first, recall_k))
     }
@@ -1555,10 +1593,7 @@ mod tests {
 
     /// Lists the first round of `q`'s probe takes.
     fn lists_planned(index: &IvfIndex, q: &IvfQuery<'_>) -> usize {
-        index
-            .plan(q, index.coarse(q.vector, index.nlist()))
-            .lists
-            .len()
+        index.plan(q, index.coarse(q, index.nlist())).lists.len()
     }
 
     fn plain<'a>(qs: &'a [Vec<f32>], k: usize) -> Vec<IvfQuery<'a>> {

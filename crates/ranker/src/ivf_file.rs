@@ -62,6 +62,7 @@ struct State {
     radius2: f64,
     typical2: f64,
     order: super::Order,
+    plain_k: usize,
     nprobe: usize,
     oversample: usize,
     seed: u64,
@@ -147,6 +148,7 @@ impl IvfIndex {
             radius2: self.radius2,
             typical2: self.typical2,
             order: self.order,
+            plain_k: self.plain_k,
             nprobe: self.nprobe,
             oversample: self.oversample,
             seed: self.seed,
@@ -374,6 +376,7 @@ impl IvfIndex {
         index.fresh = fresh;
         index.fresh_bias = fresh_bias;
         index.order = state.order;
+        index.plain_k = state.plain_k;
         index.depths = state.depths;
         index.bands = state.bands;
         index.table_hash = table_hash(exact);
