@@ -358,20 +358,18 @@ fn index_builds_once_and_recommend_loads_it() -> TestResult {
         "--weight-col",
         "rating",
     ];
-    let mut args = vec![
-        "train",
-        "--interactions",
-        t,
-        "--factors",
-        "8",
-        "--epochs",
-        "5",
-        "--out",
-        m,
-    ];
-    args.extend(cols);
-    let o = reelkit(&args);
+    let train_model = |factors: &str, epochs: &str| {
+        let mut args = vec!["train", "--interactions", t, "--factors", factors];
+        args.extend(["--epochs", epochs, "--out", m]);
+        args.extend(cols);
+        reelkit(&args)
+    };
+    let o = train_model("8", "5");
     assert!(o.status.success(), "{}", stderr(&o));
+    let status = |args: &[&str]| -> Result<serde_json::Value, serde_json::Error> {
+        let v: serde_json::Value = serde_json::from_slice(&reelkit(args).stdout)?;
+        Ok(v["status"].clone())
+    };
 
     let o = reelkit(&["index", "--model", m]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -379,57 +377,26 @@ fn index_builds_once_and_recommend_loads_it() -> TestResult {
     assert_eq!(v["status"], "built", "{v}");
     let index = dir.path().join("model.arrow.ivf");
     assert!(index.exists());
-    let o = reelkit(&["index", "--model", m]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
-    assert_eq!(v["status"], "up to date", "{v}");
-    let o = reelkit(&["index", "--model", m, "--rebuild"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
-    assert_eq!(v["status"], "built", "{v}");
+    assert_eq!(status(&["index", "--model", m])?, "up to date");
+    assert_eq!(status(&["index", "--model", m, "--rebuild"])?, "built");
 
     // recommend --retrieval ivf loads it (logged at -v).
     let recs = dir.path().join("recs.csv");
     let r = recs.to_str().unwrap_or_default();
-    let o = reelkit(&[
-        "recommend",
-        "-v",
-        "--model",
-        m,
-        "--k",
-        "3",
-        "--retrieval",
-        "ivf",
-        "--out",
-        r,
-    ]);
+    let recommend_ivf = |verbose: &[&str]| {
+        let mut args = vec!["recommend", "--model", m, "--k", "3"];
+        args.extend(verbose);
+        args.extend(["--retrieval", "ivf", "--out", r]);
+        reelkit(&args)
+    };
+    let o = recommend_ivf(&["-v"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("IVF index loaded"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&recs)?.lines().count(), 1 + 60 * 3);
 
     // A retrained model under the same name: recommend rebuilds, saying why.
-    let mut args = vec![
-        "train",
-        "--interactions",
-        t,
-        "--factors",
-        "4",
-        "--epochs",
-        "3",
-        "--out",
-        m,
-    ];
-    args.extend(cols);
-    assert!(reelkit(&args).status.success());
-    let o = reelkit(&[
-        "recommend",
-        "--model",
-        m,
-        "--k",
-        "3",
-        "--retrieval",
-        "ivf",
-        "--out",
-        r,
-    ]);
+    assert!(train_model("4", "3").status.success());
+    let o = recommend_ivf(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("stale"), "{}", stderr(&o));
 

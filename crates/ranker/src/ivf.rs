@@ -63,7 +63,7 @@ mod file;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::int8::{quantize_query, Int8Table, Query, Sink};
+use crate::int8::{prefetch_slice, quantize_query, Int8Table, Query, Sink};
 use crate::rng::SplitMix;
 use crate::scan::PANEL;
 use crate::top::{Scored, TopK};
@@ -267,21 +267,12 @@ struct Probe {
 /// far larger than the caches) before they are scored, so their misses
 /// overlap instead of following each other.
 fn prefetch_rows(table: &[f32], dim: usize, items: &[u32]) {
-    #[cfg(target_arch = "x86_64")]
     for &i in items {
         let row = i as usize * dim;
-        for line in (row..(row + dim).min(table.len())).step_by(16) {
-            // SAFETY: a prefetch is a hint that never faults; the address is
-            // inside `table` anyway.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    table.as_ptr().add(line) as *const i8,
-                )
-            };
+        if let Some(r) = table.get(row..row + dim) {
+            prefetch_slice(r);
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (table, dim, items);
 }
 
 /// The lists of two rankings in turns, first `a`'s best, then `b`'s, then
@@ -520,20 +511,12 @@ impl IvfIndex {
         (radius2, typical2): (f64, f64),
         params: &IvfParams,
     ) -> IvfIndex {
-        let d2 = dim + 2;
-        let nlist = centroids.len() / d2;
-        let half = half_norms(&centroids, d2);
-        let mut probe = Vec::with_capacity(nlist * (d2 + 1));
-        for (c, h) in centroids.chunks_exact(d2).zip(&half) {
-            probe.extend_from_slice(&c[..d2]);
-            probe.push(2.0 * h);
-        }
-        IvfIndex {
+        let mut index = IvfIndex {
             dim,
-            probe_bound: TableBound::of(d2 + 1, &probe, None),
-            half_norms: half,
+            probe_bound: TableBound::of(0, &[], None),
+            half_norms: Vec::new(),
             centroids,
-            probe,
+            probe: Vec::new(),
             lists: Vec::new(),
             item_list: Vec::new(),
             with_bias,
@@ -551,7 +534,22 @@ impl IvfIndex {
             seed: params.seed,
             table_hash: 0,
             longest_built: 0,
+        };
+        index.derive_probe();
+        index
+    }
+
+    /// The half norms, probe table and its bound, from the centroids (after
+    /// they are set or split).
+    fn derive_probe(&mut self) {
+        let d2 = self.dim + 2;
+        self.half_norms = half_norms(&self.centroids, d2);
+        self.probe = Vec::with_capacity(self.half_norms.len() * (d2 + 1));
+        for (c, h) in self.centroids.chunks_exact(d2).zip(&self.half_norms) {
+            self.probe.extend_from_slice(c);
+            self.probe.push(2.0 * h);
         }
+        self.probe_bound = TableBound::of(d2 + 1, &self.probe, None);
     }
 
     /// Number of lists.
@@ -851,45 +849,7 @@ impl IvfIndex {
             }
         }
         if splits > 0 {
-            let lists = std::mem::take(&mut self.lists);
-            let item_list = std::mem::take(&mut self.item_list);
-            let fresh = std::mem::take(&mut self.fresh);
-            let fresh_bias = std::mem::take(&mut self.fresh_bias);
-            let params = IvfParams {
-                nprobe: self.nprobe,
-                oversample: self.oversample,
-                seed: self.seed,
-                ..IvfParams::default()
-            };
-            let base = self.base;
-            let depths = std::mem::take(&mut self.depths);
-            let bands = std::mem::take(&mut self.bands);
-            let (table_hash, longest_built, order, plain_k) = (
-                self.table_hash,
-                self.longest_built,
-                self.order,
-                self.plain_k,
-            );
-            *self = IvfIndex {
-                table_hash,
-                longest_built,
-                order,
-                plain_k,
-                lists,
-                item_list,
-                fresh,
-                fresh_bias,
-                base,
-                depths,
-                bands,
-                ..IvfIndex::from_centroids(
-                    self.dim,
-                    std::mem::take(&mut self.centroids),
-                    self.with_bias,
-                    (self.radius2, self.typical2),
-                    &params,
-                )
-            };
+            self.derive_probe();
         }
         splits
     }
@@ -1011,38 +971,50 @@ impl IvfIndex {
         ItemTable::with_bound(self.dim + 3, &self.probe, None, self.probe_bound)
     }
 
-    /// `q`'s two probe points as probe-table queries (see
-    /// [`IvfIndex::probe`]): the pole `[q, 1, 0, |q̃|/2R]`, and the typical
-    /// point `[ρ q̃/|q̃|, √(R² − ρ²), 1/2]`.
-    fn probe_queries(&self, q: &[f32]) -> [Vec<f32>; 2] {
+    /// The probe points `order` ranks lists from, as probe-table queries
+    /// (see [`IvfIndex::probe`]): the typical point `[ρ q̃/|q̃|, √(R² − ρ²),
+    /// 1/2]` and/or the pole `[q, 1, 0, |q̃|/2R]`, in that order.
+    fn probe_points(&self, q: &[f32], order: Order) -> Vec<Vec<f32>> {
         let n2: f64 = q.iter().map(|&v| v as f64 * v as f64).sum::<f64>() + 1.0;
-        let r = self.radius2.sqrt().max(f64::MIN_POSITIVE);
-        let mut pole = Vec::with_capacity(q.len() + 3);
-        pole.extend_from_slice(q);
-        pole.extend([1.0, 0.0, (n2.sqrt() / (2.0 * r)) as f32]);
-        let s = (self.typical2 / n2.max(f64::MIN_POSITIVE)).sqrt();
-        let mut typical: Vec<f32> = q.iter().map(|&v| (v as f64 * s) as f32).collect();
-        typical.extend([
-            s as f32,
-            (self.radius2 - self.typical2).max(0.0).sqrt() as f32,
-            0.5,
-        ]);
-        [pole, typical]
+        let typical = || {
+            let s = (self.typical2 / n2).sqrt();
+            let mut p: Vec<f32> = q.iter().map(|&v| (v as f64 * s) as f32).collect();
+            p.extend([
+                s as f32,
+                (self.radius2 - self.typical2).max(0.0).sqrt() as f32,
+                0.5,
+            ]);
+            p
+        };
+        let pole = || {
+            let r = self.radius2.sqrt().max(f64::MIN_POSITIVE);
+            let mut p = Vec::with_capacity(q.len() + 3);
+            p.extend_from_slice(q);
+            p.extend([1.0, 0.0, (n2.sqrt() / (2.0 * r)) as f32]);
+            p
+        };
+        match order {
+            Order::Typical => vec![typical()],
+            Order::Pole => vec![pole()],
+            Order::Both => vec![typical(), pole()],
+        }
+    }
+
+    /// A query's list ranking in `order` from the rankings of its probe
+    /// points (taken from `found`, as [`IvfIndex::probe_points`] gave them).
+    fn ranking(&self, order: Order, found: &mut impl Iterator<Item = Vec<Scored>>) -> Vec<Scored> {
+        let first = found.next().unwrap_or_default();
+        match order {
+            Order::Both => merge_probes(first, found.next().unwrap_or_default(), self.nlist()),
+            Order::Typical | Order::Pole => first,
+        }
     }
 
     /// The `m` best lists for `q` in its [`Order`].
     fn coarse(&self, q: &IvfQuery<'_>, m: usize) -> Vec<Scored> {
-        let [pole, typical] = self.probe_queries(q.vector);
-        let t = self.probe_table();
-        match self.order_for(q) {
-            Order::Typical => t.top_k(&typical, m, &[]),
-            Order::Pole => t.top_k(&pole, m, &[]),
-            Order::Both => merge_probes(
-                t.top_k(&typical, m, &[]),
-                t.top_k(&pole, m, &[]),
-                self.nlist(),
-            ),
-        }
+        let (t, order) = (self.probe_table(), self.order_for(q));
+        let points = self.probe_points(q.vector, order);
+        self.ranking(order, &mut points.iter().map(|p| t.top_k(p, m, &[])))
     }
 
     /// How many lists to rank up front for `q`: `nprobe`, widened by the
@@ -1116,14 +1088,7 @@ impl IvfIndex {
         let pq: Vec<Vec<f32>> = chunk
             .iter()
             .zip(&orders)
-            .flat_map(|(q, order)| {
-                let [pole, typical] = self.probe_queries(q.vector);
-                match order {
-                    Order::Typical => vec![typical],
-                    Order::Pole => vec![pole],
-                    Order::Both => vec![typical, pole],
-                }
-            })
+            .flat_map(|(q, &order)| self.probe_points(q.vector, order))
             .collect();
         let vecs: Vec<&[f32]> = pq.iter().map(Vec::as_slice).collect();
         let ex: Vec<&[u32]> = vec![&[]; vecs.len()];
@@ -1136,15 +1101,7 @@ impl IvfIndex {
         let mut found = found.into_iter();
         let ranked: Vec<Vec<Scored>> = orders
             .iter()
-            .map(|order| {
-                let first = found.next().unwrap_or_default();
-                match order {
-                    Order::Both => {
-                        merge_probes(first, found.next().unwrap_or_default(), self.nlist())
-                    }
-                    _ => first,
-                }
-            })
+            .map(|&order| self.ranking(order, &mut found))
             .collect();
         let mut probes: Vec<Probe> = chunk
             .iter()
@@ -1328,11 +1285,16 @@ impl IvfIndex {
         // those the higher recall; both points only if strictly fewer lists
         // (they cost two probes).
         let mut best = (Order::Both, usize::MAX, 0.0);
+        let mut pole_first = 1;
         // The sample's plain queries (no filter, k) take the order tried.
         self.plain_k = k;
+        let truth = sample_truth(exact, sample, k);
         for order in [Order::Typical, Order::Pole, Order::Both] {
             self.order = order;
-            let (n, r) = self.smallest_nprobe(exact, sample, k, k, target, 1)?;
+            let (n, r) = self.smallest_nprobe(exact, sample, &truth, k, target, 1)?;
+            if order == Order::Pole {
+                pole_first = n;
+            }
             let better = n < best.1 || (n == best.1 && r > best.2 && order != Order::Both);
             if better {
                 best = (order, n, r);
@@ -1341,8 +1303,6 @@ impl IvfIndex {
         // Deeper searches (filters, exclusions, a larger k) take the pole's
         // order, the exact reduction, whose lists cover every depth: its
         // tables, from its own first entry.
-        self.order = Order::Pole;
-        let (pole_first, _) = self.smallest_nprobe(exact, sample, k, k, target, 1)?;
         let (depths, bands) = self.depth_tables(exact, sample, k, target, pole_first)?;
         let (order, first, recall_k) = best;
         (self.order, self.plain_k) = (order, k);
@@ -1367,10 +1327,11 @@ impl IvfIndex {
         let half = &sample[..sample.len().div_ceil(2)];
         while d <= 16 * k && d <= self.len() / 8 {
             let from = depths.last().map_or(1, |x| x.1);
-            let (all, _) = self.smallest_nprobe(exact, half, d, d, target, from)?;
+            let truth = sample_truth(exact, half, d);
+            let (all, _) = self.smallest_nprobe(exact, half, &truth, d, target, from)?;
             depths.push((d, all));
             let from = bands.last().map_or(1, |x| x.1).max(all);
-            let (band, _) = self.smallest_nprobe(exact, half, d, k, target, from)?;
+            let (band, _) = self.smallest_nprobe(exact, half, &truth, k, target, from)?;
             bands.push((d, band));
             if band >= self.nlist() {
                 break;
@@ -1382,23 +1343,23 @@ impl IvfIndex {
 
     /// The smallest nprobe ≥ `from` at which a top-`depth` search finds
     /// `target` (the one-sided 95% lower confidence bound of the mean over
-    /// the sample, so that other queries reach it too) of the `band` deepest items of the exact top-`depth` of
-    /// `sample` (doubling, then bisection), and that share. The deepest band
-    /// is what a query needs when its exclusions removed the items above it,
-    /// and the hardest part of the top-`depth` to find.
+    /// the sample, so that other queries reach it too) of the `band` deepest
+    /// items of `truth`, the exact top-`depth` of `sample` ([`sample_truth`];
+    /// doubling, then bisection), and that share. The deepest band is what a
+    /// query needs when its exclusions removed the items above it, and the
+    /// hardest part of the top-`depth` to find.
     fn smallest_nprobe(
         &mut self,
         exact: &ItemTable<'_>,
         sample: &[&[f32]],
-        depth: usize,
+        truth: &[Vec<Scored>],
         band: usize,
         target: f64,
         from: usize,
     ) -> Result<(usize, f64)> {
-        let ex: Vec<&[u32]> = vec![&[]; sample.len()];
-        let truth: Vec<Vec<Scored>> = exact
-            .top_k_batch(sample, &vec![depth; sample.len()], &ex)
-            .into_iter()
+        let depth = truth.iter().map(Vec::len).max().unwrap_or(0);
+        let truth: Vec<Vec<Scored>> = truth
+            .iter()
             .map(|t| t[t.len().saturating_sub(band)..].to_vec())
             .collect();
         // Below the top band, ask for a quarter more than the depth: a real
@@ -1446,6 +1407,12 @@ impl IvfIndex {
         }
         Ok((hi, at_hi))
     }
+}
+
+/// The exact top-`depth` of every sample query.
+fn sample_truth(exact: &ItemTable<'_>, sample: &[&[f32]], depth: usize) -> Vec<Vec<Scored>> {
+    let ex: Vec<&[u32]> = vec![&[]; sample.len()];
+    exact.top_k_batch(sample, &vec![depth; sample.len()], &ex)
 }
 
 /// Which half of `rows` (`d2` values each) each row falls in: above or below

@@ -21,9 +21,7 @@
 //! by its hash, as is a truncated, foreign or future-version file.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, UInt32Builder};
@@ -32,7 +30,6 @@ use arrow_array::{
     UInt8Array,
 };
 use arrow_buffer::Buffer;
-use arrow_ipc::writer::FileWriter;
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -40,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::{IvfIndex, IvfParams, List};
 use crate::error::{Error, Result};
 use crate::int8::Int8Table;
-use crate::model::{IpcError, IpcFile};
+use crate::model::{io_err, write_ipc_file, IpcError, IpcFile};
 use crate::topk::ItemTable;
 
 /// The index file format this build writes.
@@ -99,13 +96,6 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
     Error::InvalidIndex {
         path: path.to_path_buf(),
         reason: reason.into(),
-    }
-}
-
-fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -203,32 +193,7 @@ impl IvfIndex {
         }
         let added = batch(1, added, &mut members).map_err(arrow)?;
 
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let write_err = |e: ArrowError| match e {
-            ArrowError::IoError(_, source) => io_err(path, source),
-            other => io_err(path, std::io::Error::other(other)),
-        };
-        let result = (|| -> Result<()> {
-            let file = File::create(&tmp).map_err(|e| io_err(path, e))?;
-            let mut w =
-                FileWriter::try_new(std::io::BufWriter::new(file), &schema).map_err(write_err)?;
-            w.write(&lists).map_err(write_err)?;
-            w.write(&added).map_err(write_err)?;
-            w.finish().map_err(write_err)?;
-            let mut buf = w.into_inner().map_err(write_err)?;
-            buf.flush().map_err(|e| io_err(path, e))?;
-            let file = buf.into_inner().map_err(|e| io_err(path, e.into_error()))?;
-            file.sync_all().map_err(|e| io_err(path, e))?;
-            std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        write_ipc_file(path, &schema, &[&lists, &added])
     }
 
     /// Reads an index written by [`IvfIndex::save`] for `exact`, the table it

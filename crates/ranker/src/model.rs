@@ -102,7 +102,7 @@ fn schema(dim: usize, metadata: HashMap<String, String>) -> Schema {
     )
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
         source: e,
@@ -205,34 +205,47 @@ impl Model {
         )
         .map_err(|e| arrow_err(path, e))?;
 
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        // A failed write is an I/O error (a full disk), not a bad model file.
-        let write_err = |e: ArrowError| match e {
-            ArrowError::IoError(_, source) => io_err(path, source),
-            other => io_err(path, std::io::Error::other(other)),
-        };
-        let result = (|| -> Result<()> {
-            let file = File::create(&tmp).map_err(|e| io_err(path, e))?;
-            let mut w =
-                FileWriter::try_new(std::io::BufWriter::new(file), &schema).map_err(write_err)?;
-            w.write(&users).map_err(write_err)?;
-            w.write(&items).map_err(write_err)?;
-            w.finish().map_err(write_err)?;
-            let mut buf = w.into_inner().map_err(write_err)?;
-            buf.flush().map_err(|e| io_err(path, e))?;
-            let file = buf.into_inner().map_err(|e| io_err(path, e.into_error()))?;
-            file.sync_all().map_err(|e| io_err(path, e))?;
-            std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        write_ipc_file(path, &schema, &[&users, &items])
     }
+}
+
+/// Writes `batches` as one Arrow IPC file at `path`, atomically: to a
+/// temporary file beside it (`.NAME.PID.tmp`, which an interrupted command
+/// removes), synced, then renamed over `path`; on failure the temporary file
+/// is removed and `path` is untouched. A failed write is an I/O error (a full
+/// disk), not a bad file.
+pub(crate) fn write_ipc_file(
+    path: &Path,
+    schema: &Arc<Schema>,
+    batches: &[&RecordBatch],
+) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let write_err = |e: ArrowError| match e {
+        ArrowError::IoError(_, source) => io_err(path, source),
+        other => io_err(path, std::io::Error::other(other)),
+    };
+    let result = (|| -> Result<()> {
+        let file = File::create(&tmp).map_err(|e| io_err(path, e))?;
+        let mut w =
+            FileWriter::try_new(std::io::BufWriter::new(file), schema).map_err(write_err)?;
+        for b in batches {
+            w.write(b).map_err(write_err)?;
+        }
+        w.finish().map_err(write_err)?;
+        let mut buf = w.into_inner().map_err(write_err)?;
+        buf.flush().map_err(|e| io_err(path, e))?;
+        let file = buf.into_inner().map_err(|e| io_err(path, e.into_error()))?;
+        file.sync_all().map_err(|e| io_err(path, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// A model file read into memory: the embeddings are arrays over the file's
