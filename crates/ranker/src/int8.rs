@@ -430,23 +430,31 @@ impl Int8Table {
     }
 }
 
-/// Runs `block(j0, m)` over `n` queries `M` at a time (`m ≤ M` in the last).
+/// Runs `block(j0, b)` over `n` queries in blocks of `b` queries: `M` while
+/// as many remain, then 4, 2 and 1 (a kernel's block scores all its `b`
+/// queries, so a short block must not be padded: one query per IVF list is
+/// the common case).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn query_blocks<const M: usize>(n: usize, mut block: impl FnMut(usize, usize)) {
     let mut j = 0;
     while j < n {
-        let m = (n - j).min(M);
-        block(j, m);
-        j += m;
+        let b = match n - j {
+            r if r >= M => M,
+            r if r >= 4 => 4,
+            r if r >= 2 => 2,
+            _ => 1,
+        };
+        block(j, b);
+        j += b;
     }
 }
 
-/// Queries `j0..j0+m` of `qs` as a block of `M` (missing ones repeat the last).
+/// Queries `j0..j0+B` of `qs`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn block_of<'q, const M: usize>(qs: &[&'q Query], j0: usize, m: usize) -> [&'q Query; M] {
-    std::array::from_fn(|r| qs[j0 + r.min(m - 1)])
+fn block_of<'q, const B: usize>(qs: &[&'q Query], j0: usize) -> [&'q Query; B] {
+    std::array::from_fn(|r| qs[j0 + r])
 }
 
 /// A SIMD module's entry point: every query of `qs` against items `lo..hi`,
@@ -465,7 +473,12 @@ macro_rules! int8_scan {
             floors: &mut [f32],
             sink: &mut impl Sink,
         ) {
-            query_blocks::<M>(qs.len(), |j0, m| block(t, qs, j0, m, lo, hi, floors, sink));
+            query_blocks::<M>(qs.len(), |j0, b| match b {
+                1 => block::<1>(t, qs, j0, lo, hi, floors, sink),
+                2 => block::<2>(t, qs, j0, lo, hi, floors, sink),
+                4 => block::<4>(t, qs, j0, lo, hi, floors, sink),
+                _ => block::<M>(t, qs, j0, lo, hi, floors, sink),
+            });
         }
     };
 }
@@ -546,27 +559,25 @@ mod avx2 {
 
     int8_scan!("avx2,fma", "The CPU must support AVX2.");
 
-    /// Queries `j0..j0+m` (m ≤ 4; missing ones repeat the last) against items
-    /// `lo..hi`.
+    /// Queries `j0..j0+B` (B ≤ 4) against items `lo..hi`.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    fn block(
+    fn block<const B: usize>(
         t: &Int8Table,
         qs: &[&Query],
         j0: usize,
-        m: usize,
         lo: usize,
         hi: usize,
         floors: &mut [f32],
         sink: &mut impl Sink,
     ) {
         let g = t.groups;
-        let q: [&Query; M] = block_of(qs, j0, m);
+        let q: [&Query; B] = block_of(qs, j0);
         let ones = _mm256_set1_epi16(1);
         for p in lo / PANEL..hi.div_ceil(PANEL) {
             let base = t.panel_base(p);
             let z = _mm256_setzero_si256();
-            let mut acc = [[z; 2]; M];
+            let mut acc = [[z; 2]; B];
             // Groups in pairs: their u8×i8 pair sums added in i16 (never
             // saturating, see the module documentation), then widened once
             // by `vpmaddwd`; an odd last group alone.
@@ -616,7 +627,7 @@ mod avx2 {
             }
             let first = p * PANEL;
             let valid = lanes(hi - first);
-            for r in 0..m {
+            for r in 0..B {
                 // SAFETY: scales, sums and biases cover panel p (asserted).
                 unsafe { finish_panel(t, acc[r], q[r], first, valid, j0 + r, floors, sink) };
             }
@@ -645,22 +656,21 @@ mod vnni256 {
 
     #[target_feature(enable = "avx2,fma,avxvnni")]
     #[allow(clippy::too_many_arguments)]
-    fn block(
+    fn block<const B: usize>(
         t: &Int8Table,
         qs: &[&Query],
         j0: usize,
-        m: usize,
         lo: usize,
         hi: usize,
         floors: &mut [f32],
         sink: &mut impl Sink,
     ) {
         let g = t.groups;
-        let q: [&Query; M] = block_of(qs, j0, m);
+        let q: [&Query; B] = block_of(qs, j0);
         for p in lo / PANEL..hi.div_ceil(PANEL) {
             let base = t.panel_base(p);
             let z = _mm256_setzero_si256();
-            let mut acc = [[z; 2]; M];
+            let mut acc = [[z; 2]; B];
             for gi in 0..g {
                 // SAFETY: group gi of panel p lies inside `codes` (asserted).
                 let (x0, x1) = unsafe {
@@ -680,7 +690,7 @@ mod vnni256 {
             }
             let first = p * PANEL;
             let valid = lanes(hi - first);
-            for r in 0..m {
+            for r in 0..B {
                 // SAFETY: scales, sums and biases cover panel p (asserted).
                 unsafe { finish_panel(t, acc[r], q[r], first, valid, j0 + r, floors, sink) };
             }
@@ -707,21 +717,20 @@ mod vnni512 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
-    fn block(
+    fn block<const B: usize>(
         t: &Int8Table,
         qs: &[&Query],
         j0: usize,
-        m: usize,
         lo: usize,
         hi: usize,
         floors: &mut [f32],
         sink: &mut impl Sink,
     ) {
         let g = t.groups;
-        let q: [&Query; M] = block_of(qs, j0, m);
+        let q: [&Query; B] = block_of(qs, j0);
         for p in lo / PANEL..hi.div_ceil(PANEL) {
             let base = t.panel_base(p);
-            let mut acc = [_mm512_setzero_si512(); M];
+            let mut acc = [_mm512_setzero_si512(); B];
             for gi in 0..g {
                 // SAFETY: group gi of panel p lies inside `codes` (asserted).
                 let x = unsafe {
@@ -751,7 +760,7 @@ mod vnni512 {
                 .bias
                 .as_ref()
                 .map(|b| unsafe { _mm512_loadu_ps(b.as_ptr().add(first)) });
-            for r in 0..m {
+            for r in 0..B {
                 let ts = _mm512_set1_ps(q[r].scale);
                 let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r], c));
                 let mut w = _mm512_mul_ps(v, _mm512_mul_ps(ts, s));
