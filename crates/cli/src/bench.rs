@@ -1373,6 +1373,11 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         queries: queries.len(),
         ..args
     };
+    // Where a Ranker with IVF retrieval keeps its table: in 2 MiB pages.
+    let items = {
+        let owned = items;
+        reelkit_ranker::in_huge_pages(&owned)
+    };
     let table = ItemTable::new(args.dim, &items, None);
     let bytes = (items.len() * 4) as f64;
     // Baseline: a plain parallel streaming read (sum) of the same bytes.

@@ -65,6 +65,7 @@ mod isa;
 mod ivf;
 mod linalg;
 mod model;
+mod pages;
 mod params;
 mod ranker;
 mod rng;
@@ -93,6 +94,7 @@ pub use isa::Isa;
 pub use ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
 pub use linalg::dot;
 pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSIONS};
+pub use pages::in_huge_pages;
 pub use params::{Algo, TrainParams, ValidTrainParams};
 pub use ranker::{
     BatchRequest, Ranker, Recommendation, Recommendations, Request, Retrieval, Surface,

@@ -275,7 +275,10 @@ impl Ranker {
             Retrieval::Exact => None,
             Retrieval::Half => Some(Approx::Half(HalfTable::new(dim, items, Some(bias)))),
             Retrieval::Int8 => Some(Approx::Int8(Int8Table::new(dim, items, Some(bias)))),
-            Retrieval::Ivf => self.load_or_build_ivf(),
+            Retrieval::Ivf => {
+                self.items_in_huge_pages();
+                self.load_or_build_ivf()
+            }
         };
         self.ivf_surfaces();
         self
@@ -295,6 +298,9 @@ impl Ranker {
     /// IVF retrieval over an index built and tuned now, whatever index file
     /// lies beside the model (what `reelkit index` writes).
     pub fn with_built_ivf(mut self) -> Ranker {
+        if self.retrieval() != Retrieval::Ivf {
+            self.items_in_huge_pages();
+        }
         self.approx = self.built_ivf();
         self.ivf_surfaces();
         self
@@ -323,6 +329,13 @@ impl Ranker {
 
     /// The index file beside the model when it was built from this model's
     /// items; otherwise (none, stale, corrupt: logged) one built now.
+    /// The IVF rescores rows scattered over the item table: it is copied
+    /// into 2 MiB pages ([`crate::in_huge_pages`]; the file's pages stay the
+    /// page cache's, to be reclaimed).
+    fn items_in_huge_pages(&mut self) {
+        self.model.item_factors = crate::pages::in_huge_pages(&self.model.item_factors);
+    }
+
     fn load_or_build_ivf(&self) -> Option<Approx> {
         if let Some(file) = self.file.as_deref().map(Ranker::ivf_path) {
             if file.exists() {
