@@ -13,7 +13,8 @@
 //!
 //! **Which lists a query probes.** Two points on that sphere stand for the
 //! query, and a list is ranked by the distance of its centroid from one of
-//! them (an [`ItemTable`] product each): the *pole* `R q̃/|q̃|`, nearest to
+//! them (a product with the centroids, in 8-bit codes then exactly for the
+//! best): the *pole* `R q̃/|q̃|`, nearest to
 //! which lie the items of highest score — the exact reduction, right for
 //! items of any norm but hard for centroids, which average items lying off
 //! the pole (a centroid is shorter than `R`, and by how much depends on its
