@@ -27,7 +27,7 @@ use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array, UInt64Array,
     UInt8Array,
 };
-use arrow_buffer::{Buffer, MutableBuffer, ScalarBuffer};
+use arrow_buffer::{Buffer, ScalarBuffer};
 use arrow_ipc::convert::try_fb_to_schema;
 use arrow_ipc::reader::{read_footer_length, FileDecoder};
 use arrow_ipc::writer::FileWriter;
@@ -427,20 +427,21 @@ impl MappedModel {
                 "missing Arrow IPC magic bytes (truncated or foreign file)",
             ));
         }
-        // Zeroed, then overwritten: from_len_zeroed maps fresh zero pages
-        // cheaply, and an uninitialised read buffer would need `unsafe`.
-        let mut bytes = MutableBuffer::from_len_zeroed(len);
-        std::io::Read::read_exact(&mut file, bytes.as_slice_mut()).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                invalid(
-                    path,
-                    "the file shrank while it was read (rewritten in place?)",
-                )
-            } else {
-                io_err(path, e)
-            }
+        // Into fresh zero pages, 2 MiB ones for a large file: IVF retrieval
+        // reads item rows at random (see `pages`).
+        let bytes = crate::pages::huge_region(len, |out| {
+            std::io::Read::read_exact(&mut file, out).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    invalid(
+                        path,
+                        "the file shrank while it was read (rewritten in place?)",
+                    )
+                } else {
+                    io_err(path, e)
+                }
+            })
         })?;
-        Self::from_buffer(path, bytes.into())
+        Self::from_buffer(path, bytes)
     }
 
     /// Memory-maps and validates a model file: no copy, and the pages are the

@@ -198,7 +198,7 @@ impl Approx {
 }
 
 impl Ranker {
-    /// Memory-maps and validates a model file; retrieval is the default
+    /// Reads and validates a model file ([`MappedModel::open`]); retrieval is the default
     /// ([`Retrieval::Int8`], see [`Ranker::with_retrieval`]).
     pub fn open(path: &Path) -> Result<Ranker> {
         let mut r = Ranker::from_mapped(MappedModel::open(path)?);
@@ -329,11 +329,14 @@ impl Ranker {
 
     /// The index file beside the model when it was built from this model's
     /// items; otherwise (none, stale, corrupt: logged) one built now.
-    /// The IVF rescores rows scattered over the item table: it is copied
-    /// into 2 MiB pages ([`crate::in_huge_pages`]; the file's pages stay the
-    /// page cache's, to be reclaimed).
+    /// The IVF rescores rows scattered over the item table: unless the model
+    /// was read from its file by [`Ranker::open`] (into 2 MiB pages already,
+    /// see [`MappedModel::open`]), the table is copied into such pages
+    /// ([`crate::in_huge_pages`]).
     fn items_in_huge_pages(&mut self) {
-        self.model.item_factors = crate::pages::in_huge_pages(&self.model.item_factors);
+        if self.file.is_none() {
+            self.model.item_factors = crate::pages::in_huge_pages(&self.model.item_factors);
+        }
     }
 
     fn load_or_build_ivf(&self) -> Option<Approx> {
