@@ -205,18 +205,8 @@ fn now_unix() -> f64 {
 
 fn load(path: &Path, catalog: Option<&Catalog>, retrieval: Retrieval) -> Result<Loaded, LoadError> {
     let t = Instant::now();
+    // Whether the IVF index was loaded or built is logged by the ranker.
     let mut ranker = Ranker::open(path)?.with_retrieval(retrieval);
-    if ranker.retrieval() == Retrieval::Ivf {
-        match ranker.ivf_file() {
-            Some(f) => {
-                tracing::info!(index = %f.display(), "IVF index loaded from beside the model")
-            }
-            None => tracing::info!(
-                index = %Ranker::ivf_path(path).display(),
-                "IVF index built and tuned here (no usable index file beside the model; `reelkit index` writes one)"
-            ),
-        }
-    }
     // The model version: a stable hash of the bytes mapped (not re-read).
     let version = format!("{:016x}", ranker.model().content_hash);
     if let Some(c) = catalog {
