@@ -553,10 +553,12 @@ impl IvfIndex {
     fn derive_probe(&mut self) {
         let d2 = self.dim + 2;
         self.half_norms = half_norms(&self.centroids, d2);
-        self.probe = Vec::with_capacity(self.half_norms.len() * (d2 + 1));
-        for (c, h) in self.centroids.chunks_exact(d2).zip(&self.half_norms) {
+        // `−|c̃|²` of each centroid.
+        let pole: Vec<f32> = self.half_norms.iter().map(|h| 2.0 * h).collect();
+        self.probe = Vec::with_capacity(pole.len() * (d2 + 1));
+        for (c, &n) in self.centroids.chunks_exact(d2).zip(&pole) {
             self.probe.extend_from_slice(c);
-            self.probe.push(2.0 * h);
+            self.probe.push(n);
         }
         self.probe_bound = TableBound::of(d2 + 1, &self.probe, None);
         // A probe point's score divided by its last coordinate (positive for
@@ -572,7 +574,6 @@ impl IvfIndex {
             .chunks_exact(d2)
             .flat_map(|c| c[..w].iter().copied())
             .collect();
-        let pole: Vec<f32> = self.half_norms.iter().map(|h| 2.0 * h).collect();
         let typical: Vec<f32> = self
             .centroids
             .chunks_exact(d2)
@@ -955,13 +956,19 @@ impl IvfIndex {
             lists: Vec::new(),
             excluded,
         };
-        let lists = if self.is_plain(q) {
+        let lists = self.planned_lists(q);
+        self.extend(&mut probe, q, lists, self.admissible_target(lists, q));
+        probe
+    }
+
+    /// Lists `q`'s first round scans: the tuned `nprobe` for a plain query,
+    /// otherwise as many as the depth of its `k`-th admissible item needs.
+    fn planned_lists(&self, q: &IvfQuery<'_>) -> usize {
+        if self.is_plain(q) {
             self.nprobe
         } else {
             self.lists_for(&self.depths, q.k as f64 / self.share(q), q.k)
-        };
-        self.extend(&mut probe, q, lists, self.admissible_target(lists, q));
-        probe
+        }
     }
 
     /// Whether `q` takes the tuned order (see [`IvfIndex::order`]).
@@ -1016,9 +1023,10 @@ impl IvfIndex {
     }
 
     /// The probe points `order` ranks lists from, as probe-table queries
-    /// (see [`IvfIndex::probe`]): the typical point `[ρ q̃/|q̃|, √(R² − ρ²),
-    /// 1/2]` and/or the pole `[q, 1, 0, |q̃|/2R]`, in that order.
-    fn probe_points(&self, q: &[f32], order: Order) -> Vec<Vec<f32>> {
+    /// (see [`IvfIndex::probe`]) with their kind (the index of their 8-bit
+    /// table): the typical point `[ρ q̃/|q̃|, √(R² − ρ²), 1/2]` (0) and/or the
+    /// pole `[q, 1, 0, |q̃|/2R]` (1), in that order.
+    fn probe_points(&self, q: &[f32], order: Order) -> Vec<(usize, Vec<f32>)> {
         let n2: f64 = q.iter().map(|&v| v as f64 * v as f64).sum::<f64>() + 1.0;
         let typical = || {
             let s = (self.typical2 / n2).sqrt();
@@ -1038,29 +1046,19 @@ impl IvfIndex {
             p
         };
         match order {
-            Order::Typical => vec![typical()],
-            Order::Pole => vec![pole()],
-            Order::Both => vec![typical(), pole()],
-        }
-    }
-
-    /// The kinds of the probe points `order` uses, as
-    /// [`IvfIndex::probe_points`] gives them (0: typical, 1: pole).
-    fn kinds(order: Order) -> &'static [usize] {
-        match order {
-            Order::Typical => &[0],
-            Order::Pole => &[1],
-            Order::Both => &[0, 1],
+            Order::Typical => vec![(0, typical())],
+            Order::Pole => vec![(1, pole())],
+            Order::Both => vec![(0, typical()), (1, pole())],
         }
     }
 
     /// The `m` best lists for each probe point `(kind, point)` (see
-    /// [`IvfIndex::kinds`]), in the exact order of the f32 probe table: the
+    /// [`IvfIndex::probe_points`]), in the exact order of the f32 probe table: the
     /// best `m + m/2 + PROBE_MARGIN` by the 8-bit table of the point's kind
     /// (four times the multiply-adds per instruction: the probe was a third
     /// of a search at 10M items), rescored exactly — or, when that pool would
     /// be more than an eighth of the lists, the f32 product alone.
-    fn rank_points(&self, points: &[(usize, &[f32])], m: usize) -> Vec<Vec<Scored>> {
+    fn rank_points(&self, points: &[(usize, Vec<f32>)], m: usize) -> Vec<Vec<Scored>> {
         let nlist = self.nlist();
         let (m, w, n) = (m.min(nlist), self.code_width(), self.dim + 2);
         let pool = (m + m / 2 + PROBE_MARGIN).min(nlist);
@@ -1069,7 +1067,7 @@ impl IvfIndex {
             // A large share of the lists wanted (data without structure, a
             // selective filter): rescoring the pool would cost more than the
             // 8-bit pass saves (1M Gaussian at 256 of 4,000 lists: 12%).
-            let refs: Vec<&[f32]> = points.iter().map(|p| p.1).collect();
+            let refs: Vec<&[f32]> = points.iter().map(|p| &p.1[..]).collect();
             return match refs[..] {
                 [one] => vec![exact.top_k(one, m, &[])],
                 _ => exact.top_k_batch(&refs, &vec![m; refs.len()], &vec![&[][..]; refs.len()]),
@@ -1084,7 +1082,7 @@ impl IvfIndex {
             let scaled: Vec<Vec<f32>> = at
                 .iter()
                 .map(|&i| {
-                    let p = points[i].1;
+                    let p = &points[i].1;
                     let inv = if p[n] > 0.0 { 1.0 / p[n] } else { 1.0 };
                     p[..w].iter().map(|v| v * inv).collect()
                 })
@@ -1093,7 +1091,7 @@ impl IvfIndex {
             let found =
                 codes.top_k_batch(&refs, &vec![pool; refs.len()], &vec![&[][..]; refs.len()]);
             for (&i, c) in at.iter().zip(found) {
-                out[i] = exact.rescore(points[i].1, m, &c);
+                out[i] = exact.rescore(&points[i].1, m, &c);
             }
         }
         out
@@ -1113,24 +1111,14 @@ impl IvfIndex {
     fn coarse(&self, q: &IvfQuery<'_>, m: usize) -> Vec<Scored> {
         let order = self.order_for(q);
         let points = self.probe_points(q.vector, order);
-        let kinded: Vec<(usize, &[f32])> = Self::kinds(order)
-            .iter()
-            .copied()
-            .zip(points.iter().map(Vec::as_slice))
-            .collect();
-        self.ranking(order, &mut self.rank_points(&kinded, m).into_iter())
+        self.ranking(order, &mut self.rank_points(&points, m).into_iter())
     }
 
     /// How many lists to rank up front for `q`: `nprobe`, widened by the
     /// filter's selectivity, with room for exclusions.
     fn first_rank(&self, q: &IvfQuery<'_>) -> usize {
-        let share = self.share(q);
-        let lists = if self.is_plain(q) {
-            self.nprobe
-        } else {
-            self.lists_for(&self.depths, q.k as f64 / share, q.k)
-        };
-        let want = (lists.max(self.nprobe) as f64 / share.sqrt() * 1.25).ceil() as usize + 4;
+        let lists = self.planned_lists(q).max(self.nprobe);
+        let want = (lists as f64 / self.share(q).sqrt() * 1.25).ceil() as usize + 4;
         want.min(self.nlist())
     }
 
@@ -1188,13 +1176,11 @@ impl IvfIndex {
         // The probe points of every query its order uses (for both: the
         // typical point, then the pole).
         let orders: Vec<Order> = chunk.iter().map(|q| self.order_for(q)).collect();
-        let pq: Vec<Vec<f32>> = chunk
+        let points: Vec<(usize, Vec<f32>)> = chunk
             .iter()
             .zip(&orders)
             .flat_map(|(q, &order)| self.probe_points(q.vector, order))
             .collect();
-        let kinds = orders.iter().flat_map(|&o| Self::kinds(o).iter().copied());
-        let points: Vec<(usize, &[f32])> = kinds.zip(pq.iter().map(Vec::as_slice)).collect();
         let mut found = self.rank_points(&points, widest).into_iter();
         let ranked: Vec<Vec<Scored>> = orders
             .iter()
@@ -1402,8 +1388,7 @@ impl IvfIndex {
         // tables, from its own first entry.
         let (depths, bands) = self.depth_tables(exact, sample, k, target, pole_first)?;
         let (order, first, recall_k) = best;
-        (self.order, self.plain_k) = (order, k);
-        (self.nprobe, self.depths, self.bands) = (first, depths, bands);
+        (self.order, self.nprobe, self.depths, self.bands) = (order, first, depths, bands);
         Ok((first, recall_k))
     }
 
@@ -1686,10 +1671,10 @@ mod tests {
                 let q: Vec<f32> = q.iter().map(|v| v * (0.3 + 0.02 * j as f32)).collect();
                 let points = index.probe_points(&q, Order::Both);
                 for m in [1, 6, 40, index.nlist()] {
-                    let kinded = [(0, &points[0][..]), (1, &points[1][..])];
-                    let got = index.rank_points(&kinded, m);
+                    let got = index.rank_points(&points, m);
                     for (kind, g) in got.iter().enumerate() {
-                        let want = exact.top_k(&points[kind], m, &[]);
+                        assert_eq!(points[kind].0, kind);
+                        let want = exact.top_k(&points[kind].1, m, &[]);
                         assert_eq!(g, &want, "bias {with_bias}, query {j}, kind {kind}, m {m}");
                     }
                 }
