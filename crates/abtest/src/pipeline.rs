@@ -540,7 +540,7 @@ const MAX_DAYS: i64 = 366;
 
 /// The first and last UTC day (as their first millisecond) with events; an
 /// error when a timestamp is not a plausible Unix millisecond or the events
-/// span more than [`MAX_DAYS`] days.
+/// span more than `MAX_DAYS` (366) days.
 pub fn event_days(events: &Source) -> Result<Option<(i64, i64)>> {
     let df = events
         .scan()?

@@ -9,7 +9,7 @@
 //! | --- | --- | --- | --- |
 //! | `kind` | uint8 | 0 | 1 |
 //! | `vector` | fixed_size_list<float32, dim + 2> | the augmented centroid | the row, its bias, 0 |
-//! | `members` | list<uint32> | the list's items in scan order | empty |
+//! | `members` | `list<uint32>` | the list's items in scan order | empty |
 //!
 //! Schema metadata: `reelkit.ivf.format_version` and `reelkit.ivf.state`
 //! (JSON: dimension, items, radius, `nprobe`, depth tables, and the XXH3 hash
