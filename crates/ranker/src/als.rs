@@ -87,9 +87,43 @@ pub(crate) fn row_reg(reg: f32, exponent: f32, n: usize) -> f32 {
     }
 }
 
+/// The Gram term of each row of a half-sweep.
+pub(crate) enum Grams<'a> {
+    /// One matrix for every row (plain iALS: every other-side row is a zero).
+    One(&'a [f32]),
+    /// Row `r` takes `grams[index[r]]` (per-surface models: a row's zeros
+    /// are the other side's rows of the surfaces it was shown on).
+    PerRow {
+        grams: &'a [Vec<f32>],
+        index: &'a [u8],
+    },
+}
+
+impl Grams<'_> {
+    fn of(&self, r: usize) -> &[f32] {
+        match self {
+            Grams::One(g) => g,
+            Grams::PerRow { grams, index } => &grams[index[r] as usize],
+        }
+    }
+}
+
 /// One half-sweep: re-solve every row of `x` given the other side `y`.
 fn solve_side(isa: Isa, x: &mut [f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) {
     let g = gram(y, f);
+    solve_side_grams(isa, x, y, conf, f, p, &Grams::One(&g));
+}
+
+/// [`solve_side`] with the Gram term of each row given.
+pub(crate) fn solve_side_grams(
+    isa: Isa,
+    x: &mut [f32],
+    y: &[f32],
+    conf: &Csr,
+    f: usize,
+    p: &ValidTrainParams,
+    grams: &Grams<'_>,
+) {
     x.par_chunks_mut(f * ROWS_PER_TASK)
         .enumerate()
         .for_each_init(
@@ -105,7 +139,7 @@ fn solve_side(isa: Isa, x: &mut [f32], y: &[f32], conf: &Csr, f: usize, p: &Vali
                         continue;
                     }
                     let prob = RowProblem {
-                        gram: &g,
+                        gram: grams.of(r),
                         y,
                         items,
                         conf: c,
@@ -117,10 +151,15 @@ fn solve_side(isa: Isa, x: &mut [f32], y: &[f32], conf: &Csr, f: usize, p: &Vali
                 // row's result is the one it would get alone.
                 for group in pending.chunks_mut(CG_BLOCK) {
                     if let ([a, b, c, d], true) = (&mut *group, f >= BLOCK_MIN_DIM) {
-                        let probs = [&a.0, &b.0, &c.0, &d.0];
-                        let mut xs = [&mut *a.1, &mut *b.1, &mut *c.1, &mut *d.1];
-                        if cg_dispatch_block(isa, &probs, &mut xs, p.cg_steps) {
-                            continue;
+                        let same = [&b.0, &c.0, &d.0]
+                            .iter()
+                            .all(|q| std::ptr::eq(q.gram.as_ptr(), a.0.gram.as_ptr()));
+                        if same {
+                            let probs = [&a.0, &b.0, &c.0, &d.0];
+                            let mut xs = [&mut *a.1, &mut *b.1, &mut *c.1, &mut *d.1];
+                            if cg_dispatch_block(isa, &probs, &mut xs, p.cg_steps) {
+                                continue;
+                            }
                         }
                     }
                     for (prob, xr) in group.iter_mut() {
@@ -215,7 +254,7 @@ fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64
 }
 
 /// `(what, expected, got)` lengths: the first that differ is an error.
-fn check_lengths(lengths: &[(&'static str, usize, usize)]) -> Result<()> {
+pub(crate) fn check_lengths(lengths: &[(&'static str, usize, usize)]) -> Result<()> {
     match lengths.iter().find(|(_, e, g)| e != g) {
         Some(&(what, expected, got)) => Err(Error::LengthMismatch {
             what,

@@ -2074,6 +2074,7 @@ mod tests {
                 item_bias: vec![0.0; 10],
             },
             user_counts: vec![1],
+            surfaces: None,
             item_counts: vec![1; 10],
             meta: Default::default(),
         };

@@ -71,6 +71,7 @@ mod ranker;
 mod rng;
 mod scan;
 mod split;
+mod surfaces;
 mod top;
 mod topk;
 mod tune;
@@ -93,13 +94,21 @@ pub use int8::Int8Table;
 pub use isa::Isa;
 pub use ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
 pub use linalg::dot;
-pub use model::{MappedModel, Model, ModelMeta, FORMAT_VERSION, SUPPORTED_VERSIONS};
+pub use model::{
+    MappedModel, MappedSurfaces, Model, ModelMeta, SurfaceVectors, FORMAT_VERSION,
+    SUPPORTED_VERSIONS,
+};
 pub use pages::in_huge_pages;
 pub use params::{Algo, TrainParams, ValidTrainParams};
 pub use ranker::{
     BatchRequest, Ranker, Recommendation, Recommendations, Request, Retrieval, Surface,
 };
 pub use split::{split_by_time, split_random, Split};
+pub use surfaces::{
+    choose_specific, heldout_concordance, solve_surface_users, train_surface_ials,
+    train_surface_ials_from, HeldOut, HeldOutScore, SpecificChoice, SurfaceData, SurfaceFactors,
+    SurfaceParams, ValidSurfaceParams, MAX_SURFACES,
+};
 pub use top::Scored;
 pub use topk::ItemTable;
 pub use tune::{best, tune, validate, Trial, TuneOptions};

@@ -4,7 +4,7 @@
 //!
 //! | column | type | meaning |
 //! | --- | --- | --- |
-//! | `kind` | uint8 | 0 = user, 1 = item |
+//! | `kind` | uint8 | 0 = user, 1 = item, `2 + s` = a user's vector on surface `s` |
 //! | `id` | uint64 | external id |
 //! | `embedding` | fixed_size_list<float32, dim> | the learned vector |
 //! | `bias` | float32 | added to every score of the item (0 for users) |
@@ -13,6 +13,14 @@
 //! Record batch 0 holds the users, batch 1 the items. Schema metadata:
 //! `reelkit.format_version`, `reelkit.dim`, `reelkit.n_users`, `reelkit.n_items`
 //! and `reelkit.meta` (JSON: training parameters, data fingerprint, value model).
+//!
+//! Version 2 adds per-surface models ([`crate::train_surface_ials`]): the
+//! metadata `reelkit.surfaces` names the surfaces (`reels,feed,watch`), and
+//! batch `2 + s` holds every user's vector on surface `s` (kind `2 + s`, the
+//! users in batch 0's order, `count` = their training interactions there);
+//! batch 0's embeddings are then the users' shared tastes. A model without
+//! surfaces writes no such key and no such batch. Version 1 files (two
+//! batches) are read as before.
 //!
 //! Loading validates the magic bytes, the footer, every length, the dim and the
 //! version, and returns an error (never a panic) on a truncated or foreign file.
@@ -41,15 +49,16 @@ use crate::params::TrainParams;
 use crate::value::ValueModel;
 
 /// The format version this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The format versions this build reads.
-pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+pub const SUPPORTED_VERSIONS: &[u32] = &[1, 2];
 
 const KEY_VERSION: &str = "reelkit.format_version";
 const KEY_DIM: &str = "reelkit.dim";
 const KEY_USERS: &str = "reelkit.n_users";
 const KEY_ITEMS: &str = "reelkit.n_items";
 const KEY_META: &str = "reelkit.meta";
+const KEY_SURFACES: &str = "reelkit.surfaces";
 
 /// Everything about a model that is not an array.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -63,6 +72,50 @@ pub struct ModelMeta {
     /// Free-form provenance: what made the model (e.g. `reelkit 0.1.0 train`);
     /// never a command line, which could carry paths or secrets.
     pub source: String,
+    /// Per-surface models: each surface's specific share `φ_s` (the share of
+    /// a user's taste that is the surface's own), in the order of the
+    /// model's surfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specific: Option<Vec<f32>>,
+}
+
+/// Every user's vector on every surface of a per-surface model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SurfaceVectors {
+    /// The surfaces' names, in the vectors' order (e.g. reels, feed, watch).
+    pub names: Vec<String>,
+    /// `users × names × dim`: user `u` on surface `s` at `(u · names + s) · dim`.
+    pub vectors: Vec<f32>,
+    /// `users × names`: each user's training interactions on each surface.
+    pub counts: Vec<u32>,
+}
+
+/// A per-surface model's user vectors as read from a file, one array per
+/// surface over the file's bytes.
+#[derive(Debug, Clone)]
+pub struct MappedSurfaces {
+    /// The surfaces' names, in file order.
+    pub names: Vec<String>,
+    /// Per surface, `users × dim` vectors (users in the model's order).
+    pub vectors: Vec<ScalarBuffer<f32>>,
+    /// Per surface, each user's training interactions there.
+    pub counts: Vec<ScalarBuffer<u32>>,
+}
+
+impl MappedSurfaces {
+    /// The index of the surface called `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+}
+
+/// Whether `name` is a usable surface name: 1 to 32 characters of `a-z`,
+/// `0-9` and `_` (it is stored in a comma-separated list).
+fn valid_surface_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A model in memory, as trained (owned vectors).
@@ -78,6 +131,9 @@ pub struct Model {
     pub user_counts: Vec<u32>,
     /// Training interactions per item (popularity, the fallback's order).
     pub item_counts: Vec<u32>,
+    /// Per-surface models: every user's vector on every surface (then
+    /// `factors.users` are the shared tastes).
+    pub surfaces: Option<SurfaceVectors>,
     /// How the model was trained.
     pub meta: ModelMeta,
 }
@@ -135,13 +191,85 @@ impl Model {
             factors,
             user_counts: (0..m.n_rows()).map(|u| m.row_len(u) as u32).collect(),
             item_counts: crate::eval::item_counts(m),
+            surfaces: None,
             meta: ModelMeta {
                 params,
                 fingerprint: data.fingerprint(),
                 value_model: None,
                 source: String::new(),
+                specific: None,
             },
         }
+    }
+
+    /// A per-surface model fitted on `data`: the shared tastes as the user
+    /// vectors, every user's vector on every surface (surfaces named by
+    /// `names`, in `data`'s surface order), the pooled training counts, and
+    /// the shares it was fitted with.
+    pub fn from_surfaces(
+        data: &crate::SurfaceData,
+        factors: crate::SurfaceFactors,
+        names: &[&str],
+        params: TrainParams,
+    ) -> Result<Model> {
+        let ns = data.n_surfaces;
+        if names.len() != ns || factors.n_surfaces != ns {
+            return Err(Error::LengthMismatch {
+                what: "surface names",
+                expected: ns,
+                got: names.len(),
+            });
+        }
+        if let Some(bad) = names.iter().find(|n| !valid_surface_name(n)) {
+            return Err(Error::InvalidInput(format!(
+                "surface name `{bad}`: use 1 to 32 characters of a-z, 0-9 and _"
+            )));
+        }
+        let pooled = data.pooled();
+        let counts = (0..data.users.len() * ns)
+            .map(|r| data.matrix.row_len(r) as u32)
+            .collect();
+        let fingerprint = crate::TrainingData {
+            users: data.users.clone(),
+            items: data.items.clone(),
+            matrix: data.matrix.clone(),
+        }
+        .fingerprint();
+        let crate::SurfaceFactors {
+            dim,
+            specific,
+            shared,
+            surface,
+            items,
+            item_bias,
+            ..
+        } = factors;
+        Ok(Model {
+            users: data.users.clone(),
+            items: data.items.clone(),
+            factors: Factors {
+                dim,
+                users: shared,
+                items,
+                item_bias,
+            },
+            user_counts: (0..pooled.n_rows())
+                .map(|u| pooled.row_len(u) as u32)
+                .collect(),
+            item_counts: crate::eval::item_counts(&pooled),
+            surfaces: Some(SurfaceVectors {
+                names: names.iter().map(|n| n.to_string()).collect(),
+                vectors: surface,
+                counts,
+            }),
+            meta: ModelMeta {
+                params,
+                fingerprint,
+                value_model: None,
+                source: String::new(),
+                specific: Some(specific),
+            },
+        })
     }
 
     fn batch(
@@ -183,6 +311,24 @@ impl Model {
             KEY_META.to_string(),
             serde_json::to_string(&self.meta).map_err(|e| invalid(path, e.to_string()))?,
         );
+        if let Some(sv) = &self.surfaces {
+            let ns = sv.names.len();
+            if sv.names.iter().any(|n| !valid_surface_name(n)) || ns > crate::MAX_SURFACES {
+                return Err(invalid(
+                    path,
+                    "surface names must be 1 to 8 names of a-z, 0-9, _",
+                ));
+            }
+            let nu = self.users.len();
+            if sv.vectors.len() != nu * ns * dim || sv.counts.len() != nu * ns {
+                return Err(Error::LengthMismatch {
+                    what: "surface vectors",
+                    expected: nu * ns * dim,
+                    got: sv.vectors.len(),
+                });
+            }
+            md.insert(KEY_SURFACES.to_string(), sv.names.join(","));
+        }
         let schema = Arc::new(schema(dim, md));
         let users = Self::batch(
             &schema,
@@ -204,8 +350,35 @@ impl Model {
             &self.item_counts,
         )
         .map_err(|e| arrow_err(path, e))?;
-
-        write_ipc_file(path, &schema, &[&users, &items])
+        let mut batches = vec![users, items];
+        if let Some(sv) = &self.surfaces {
+            let ns = sv.names.len();
+            for s in 0..ns {
+                let emb: Vec<f32> = sv
+                    .vectors
+                    .chunks_exact(dim)
+                    .skip(s)
+                    .step_by(ns)
+                    .flatten()
+                    .copied()
+                    .collect();
+                let counts: Vec<u32> = sv.counts.iter().skip(s).step_by(ns).copied().collect();
+                batches.push(
+                    Self::batch(
+                        &schema,
+                        2 + s as u8,
+                        self.users.ids(),
+                        &emb,
+                        dim,
+                        vec![0.0; self.users.len()],
+                        &counts,
+                    )
+                    .map_err(|e| arrow_err(path, e))?,
+                );
+            }
+        }
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        write_ipc_file(path, &schema, &refs)
     }
 }
 
@@ -268,6 +441,8 @@ pub struct MappedModel {
     pub user_counts: ScalarBuffer<u32>,
     /// Training interactions per item.
     pub item_counts: ScalarBuffer<u32>,
+    /// Per-surface models: every user's vector on every surface.
+    pub surfaces: Option<MappedSurfaces>,
     /// How the model was trained.
     pub meta: ModelMeta,
     /// The file's format version (one of [`SUPPORTED_VERSIONS`]).
@@ -295,7 +470,11 @@ struct Side {
 }
 
 fn side(path: &Path, batch: &RecordBatch, kind: u8, rows: usize, dim: usize) -> Result<Side> {
-    let what = if kind == 0 { "user" } else { "item" };
+    let what = match kind {
+        0 => "user",
+        1 => "item",
+        _ => "surface user",
+    };
     if batch.num_rows() != rows {
         return Err(invalid(
             path,
@@ -524,15 +703,69 @@ impl MappedModel {
         )
         .map_err(|e| invalid(path, format!("metadata `reelkit.meta`: {e}")))?;
 
+        let names: Vec<String> = match (format_version, md.get(KEY_SURFACES)) {
+            (1, Some(_)) => {
+                return Err(invalid(
+                    path,
+                    format!("metadata `{KEY_SURFACES}` in a version 1 file"),
+                ))
+            }
+            (_, None) => Vec::new(),
+            (_, Some(list)) => {
+                let names: Vec<String> = list.split(',').map(str::to_string).collect();
+                let mut unique = names.clone();
+                unique.sort();
+                unique.dedup();
+                if names.len() > crate::MAX_SURFACES
+                    || unique.len() != names.len()
+                    || names.iter().any(|n| !valid_surface_name(n))
+                {
+                    return Err(invalid(
+                        path,
+                        format!("metadata `{KEY_SURFACES}` is not 1 to 8 distinct surface names"),
+                    ));
+                }
+                names
+            }
+        };
         let batches = ipc.batches(buffer).map_err(|e| e.into_model_error(path))?;
-        if batches.len() != 2 {
+        if batches.len() != 2 + names.len() {
             return Err(invalid(
                 path,
-                format!("expected 2 record batches, found {}", batches.len()),
+                format!(
+                    "expected {} record batches, found {}",
+                    2 + names.len(),
+                    batches.len()
+                ),
             ));
         }
         let u = side(path, &batches[0], 0, n_users, dim)?;
         let i = side(path, &batches[1], 1, n_items, dim)?;
+        let surfaces = if names.is_empty() {
+            None
+        } else {
+            let mut vectors = Vec::with_capacity(names.len());
+            let mut counts = Vec::with_capacity(names.len());
+            for (s, batch) in batches[2..].iter().enumerate() {
+                let side = side(path, batch, 2 + s as u8, n_users, dim)?;
+                if side.ids != u.ids {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "the vectors of surface `{}` are not the users' in order",
+                            names[s]
+                        ),
+                    ));
+                }
+                vectors.push(side.emb);
+                counts.push(side.counts);
+            }
+            Some(MappedSurfaces {
+                names,
+                vectors,
+                counts,
+            })
+        };
         let users = IdMap::from_ids(u.ids);
         let items = IdMap::from_ids(i.ids);
         if users.len() != n_users || items.len() != n_items {
@@ -547,6 +780,7 @@ impl MappedModel {
             item_bias: i.bias,
             user_counts: u.counts,
             item_counts: i.counts,
+            surfaces,
             meta,
             format_version,
             content_hash: 0,
@@ -669,13 +903,93 @@ mod tests {
             },
             user_counts: vec![3, 4],
             item_counts: vec![1, 2, 3, 4],
+            surfaces: None,
             meta: ModelMeta {
                 params: TrainParams::default(),
                 fingerprint: "abc".into(),
                 value_model: None,
                 source: "test".into(),
+                specific: None,
             },
         }
+    }
+
+    fn surface_model() -> Model {
+        let mut m = model();
+        m.surfaces = Some(SurfaceVectors {
+            names: vec!["reels".into(), "feed".into(), "watch".into()],
+            vectors: (0..18).map(|x| x as f32 * -0.125).collect(),
+            counts: vec![1, 0, 2, 3, 0, 1],
+        });
+        m.meta.specific = Some(vec![0.1, 0.0, 0.75]);
+        m
+    }
+
+    #[test]
+    fn surface_vectors_round_trip_and_are_checked() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
+        let path = dir.path().join("s.arrow");
+        let m = surface_model();
+        m.save(&path)?;
+        let back = MappedModel::open(&path)?;
+        assert_eq!(back.format_version, 2);
+        let sv = back.surfaces.as_ref().expect("surfaces read back");
+        assert_eq!(sv.names, ["reels", "feed", "watch"]);
+        let want = m
+            .surfaces
+            .as_ref()
+            .map(|s| s.vectors.clone())
+            .unwrap_or_default();
+        for u in 0..2 {
+            for s in 0..3 {
+                assert_eq!(
+                    &sv.vectors[s][u * 3..(u + 1) * 3],
+                    &want[(u * 3 + s) * 3..(u * 3 + s + 1) * 3],
+                    "user {u} surface {s}"
+                );
+                assert_eq!(sv.counts[s][u], [1, 0, 2, 3, 0, 1][u * 3 + s]);
+            }
+        }
+        assert_eq!(back.meta.specific, Some(vec![0.1, 0.0, 0.75]));
+        assert_eq!(&back.user_factors[..], &m.factors.users[..]);
+        // Truncated anywhere: an error naming the file, never a panic.
+        let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let cut = dir.path().join("cut.arrow");
+        for keep in [bytes.len() / 3, bytes.len() * 2 / 3, bytes.len() - 7] {
+            std::fs::write(&cut, &bytes[..keep]).map_err(|e| io_err(&cut, e))?;
+            let err = MappedModel::open(&cut).expect_err("truncated");
+            assert!(err.to_string().contains("cut.arrow"), "{err}");
+        }
+        // Vectors of the wrong length are refused at save.
+        let mut short = m.clone();
+        if let Some(s) = short.surfaces.as_mut() {
+            s.vectors.pop();
+        }
+        assert!(short.save(&dir.path().join("short.arrow")).is_err());
+        let mut bad = m;
+        if let Some(s) = bad.surfaces.as_mut() {
+            s.names[1] = "Feed,x".into();
+        }
+        assert!(bad.save(&dir.path().join("bad.arrow")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn version_1_files_still_read() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
+        let path = dir.path().join("v1.arrow");
+        let m = model();
+        m.write_file(&path, 1)?;
+        let back = MappedModel::open(&path)?;
+        assert_eq!(back.format_version, 1);
+        assert!(back.surfaces.is_none());
+        assert_eq!(&back.user_factors[..], &m.factors.users[..]);
+        // A version 1 file claiming surfaces is not one this build wrote.
+        let sm = surface_model();
+        sm.write_file(&path, 1)?;
+        let err = MappedModel::open(&path).expect_err("surfaces in v1");
+        assert!(err.to_string().contains("version 1"), "{err}");
+        Ok(())
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub struct Request {
     pub history: Vec<u64>,
     /// Re-rank the retrieved candidates with the value model, when the model has one.
     pub use_value_model: bool,
-    /// Only videos eligible on this surface (reels: short, watch: long, feed:
-    /// all). Needs a catalogue ([`Ranker::with_catalog`]); ignored without one.
+    /// The surface the feed is for. A per-surface model answers with the
+    /// user's vector there (a model without surfaces, with their one
+    /// vector); with a catalogue ([`Ranker::with_catalog`]) only videos
+    /// eligible there are returned (reels: short, watch: long, feed: all).
     pub surface: Option<Surface>,
     /// At most this many videos per creator. Needs a catalogue; ignored
     /// without one.
@@ -46,6 +48,17 @@ pub enum Surface {
     Feed,
     /// Long videos only.
     Watch,
+}
+
+impl Surface {
+    /// Its name in requests and model files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Reels => "reels",
+            Surface::Feed => "feed",
+            Surface::Watch => "watch",
+        }
+    }
 }
 
 impl std::str::FromStr for Surface {
@@ -225,6 +238,34 @@ impl Ranker {
             }
         }
         let content_hash = std::hash::Hasher::finish(&h);
+        let surfaces = m.surfaces.map(|sv| {
+            let (dim, ns) = (m.factors.dim, sv.names.len());
+            let per = |s: usize| -> Vec<f32> {
+                sv.vectors
+                    .chunks_exact(dim.max(1))
+                    .skip(s)
+                    .step_by(ns.max(1))
+                    .flatten()
+                    .copied()
+                    .collect()
+            };
+            crate::model::MappedSurfaces {
+                vectors: (0..ns).map(|s| ScalarBuffer::from(per(s))).collect(),
+                counts: (0..ns)
+                    .map(|s| {
+                        ScalarBuffer::from(
+                            sv.counts
+                                .iter()
+                                .skip(s)
+                                .step_by(ns)
+                                .copied()
+                                .collect::<Vec<u32>>(),
+                        )
+                    })
+                    .collect(),
+                names: sv.names,
+            }
+        });
         Ranker::from_mapped(MappedModel {
             users: m.users,
             items: m.items,
@@ -234,6 +275,7 @@ impl Ranker {
             item_bias: ScalarBuffer::from(m.factors.item_bias),
             user_counts: ScalarBuffer::from(m.user_counts),
             item_counts: ScalarBuffer::from(m.item_counts),
+            surfaces,
             meta: m.meta,
             format_version: FORMAT_VERSION,
             content_hash,
@@ -536,11 +578,31 @@ impl Ranker {
         .with_isa(self.isa)
     }
 
-    /// The stored embedding of a known user.
+    /// The stored embedding of a known user (a per-surface model's: their
+    /// shared taste).
     pub fn user_embedding(&self, user_id: u64) -> Option<&[f32]> {
         let u = self.model.users.get(user_id)? as usize;
         let d = self.model.dim;
         Some(&self.model.user_factors[u * d..(u + 1) * d])
+    }
+
+    /// The embedding a known user is served with on `surface`: their vector
+    /// there in a per-surface model, else their one vector.
+    pub fn user_embedding_on(&self, user_id: u64, surface: Option<Surface>) -> Option<&[f32]> {
+        let u = self.model.users.get(user_id)? as usize;
+        let d = self.model.dim;
+        match (surface, &self.model.surfaces) {
+            (Some(s), Some(sv)) => match sv.index(s.as_str()) {
+                Some(k) => Some(&sv.vectors[k][u * d..(u + 1) * d]),
+                None => self.user_embedding(user_id),
+            },
+            _ => self.user_embedding(user_id),
+        }
+    }
+
+    /// The surfaces a per-surface model has vectors for (empty otherwise).
+    pub fn surfaces(&self) -> &[String] {
+        self.model.surfaces.as_ref().map_or(&[], |s| &s.names)
     }
 
     /// The embedding of a user with this history (unknown videos are
@@ -734,8 +796,10 @@ impl Ranker {
     /// model does not know says nothing: it must not replace a known user's
     /// trained profile with an empty one.)
     fn query(&self, user_id: u64, req: &Request) -> Option<Vec<f32>> {
-        self.fold_in(&req.history)
-            .or_else(|| self.user_embedding(user_id).map(|e| e.to_vec()))
+        self.fold_in(&req.history).or_else(|| {
+            self.user_embedding_on(user_id, req.surface)
+                .map(|e| e.to_vec())
+        })
     }
 
     /// [`Ranker::recommend`] for many requests at once: the plain ones (known
@@ -856,6 +920,7 @@ mod tests {
                 item_bias: vec![0.0; 4],
             },
             user_counts: vec![2],
+            surfaces: None,
             item_counts: vec![5, 1, 9, 2],
             meta: ModelMeta::default(),
         })
@@ -946,6 +1011,7 @@ mod catalog_tests {
                 item_bias: vec![0.0; 6],
             },
             user_counts: vec![1],
+            surfaces: None,
             item_counts: vec![1, 2, 3, 4, 5, 6],
             meta: ModelMeta::default(),
         })
@@ -1014,6 +1080,70 @@ mod catalog_tests {
     }
 
     #[test]
+    fn a_per_surface_model_serves_the_users_vector_on_the_surface() -> Result<()> {
+        // Items 10–12 lie on axis 0, items 20–22 on axis 1. User 1's shared
+        // taste leans to axis 0; on watch they want axis 1.
+        let items: Vec<u64> = vec![10, 11, 12, 20, 21, 22];
+        let mut item_vecs = Vec::new();
+        for (k, _) in items.iter().enumerate() {
+            let w = 1.0 - 0.1 * (k % 3) as f32;
+            item_vecs.extend(if k < 3 { [w, 0.0] } else { [0.0, w] });
+        }
+        let m = Model {
+            users: crate::ids::IdMap::from_ids(vec![1]),
+            items: crate::ids::IdMap::from_ids(items),
+            factors: crate::factors::Factors {
+                dim: 2,
+                users: vec![0.8, 0.2],
+                items: item_vecs,
+                item_bias: vec![0.0; 6],
+            },
+            user_counts: vec![5],
+            item_counts: vec![1; 6],
+            surfaces: Some(crate::model::SurfaceVectors {
+                names: vec!["reels".into(), "feed".into(), "watch".into()],
+                // reels, feed, watch
+                vectors: vec![0.9, 0.1, 0.8, 0.2, 0.1, 0.9],
+                counts: vec![3, 2, 1],
+            }),
+            meta: crate::model::ModelMeta::default(),
+        };
+        let dir = tempfile::tempdir().map_err(|e| crate::model::io_err(Path::new("tmp"), e))?;
+        let path = dir.path().join("m.arrow");
+        m.save(&path)?;
+        for r in [Ranker::from_model(m), Ranker::open(&path)?] {
+            assert_eq!(r.surfaces(), ["reels", "feed", "watch"]);
+            let on = |s: Option<Surface>| {
+                let req = Request {
+                    surface: s,
+                    ..Request::default()
+                };
+                ids(&r.recommend(1, 3, &req))
+            };
+            assert_eq!(on(None), vec![10, 11, 12]);
+            assert_eq!(on(Some(Surface::Reels)), vec![10, 11, 12]);
+            assert_eq!(on(Some(Surface::Watch)), vec![20, 21, 22]);
+            assert_eq!(
+                r.user_embedding_on(1, Some(Surface::Watch)),
+                Some(&[0.1f32, 0.9][..])
+            );
+            assert_eq!(r.user_embedding_on(1, None), Some(&[0.8f32, 0.2][..]));
+            // A batch answers as one request at a time, per surface.
+            let watch = Request {
+                surface: Some(Surface::Watch),
+                ..Request::default()
+            };
+            let plain = Request::default();
+            let jobs: Vec<(u64, usize, &Request)> = vec![(1, 2, &watch), (1, 2, &plain)];
+            let batch = r.recommend_batch(&batch_of(&jobs));
+            for (j, &(u, k, req)) in jobs.iter().enumerate() {
+                assert_eq!(batch[j], r.recommend(u, k, req), "job {j}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
     fn catalogue_must_cover_the_model() {
         let base = ranker().map(|r| r.has_catalog());
         assert!(matches!(base, Ok(true)));
@@ -1027,6 +1157,7 @@ mod catalog_tests {
                 item_bias: vec![0.0; 2],
             },
             user_counts: vec![1],
+            surfaces: None,
             item_counts: vec![1, 1],
             meta: ModelMeta::default(),
         });
@@ -1064,6 +1195,7 @@ mod half_tests {
                 item_bias: (0..items).map(|_| 0.1 * next()).collect(),
             },
             user_counts: vec![1; users],
+            surfaces: None,
             item_counts: vec![1; items],
             meta: ModelMeta::default(),
         }

@@ -1,0 +1,1737 @@
+//! A user's taste per surface: a shared part and a part of each surface's
+//! own, whose weight is learned (hierarchical iALS).
+//!
+//! **Model.** A user `u` on surface `s` scores item `i` by `w_us · q_i`, with
+//!
+//! ```text
+//! w_us = a_s p_u + δ_us,   a_s = √(1 − φ_s),
+//! p_u ~ N(0, I/λ),   δ_us ~ N(0, φ_s I/λ)   (λ = `reg`),
+//! ```
+//!
+//! so that on every surface the prior of `w_us` is `N(0, I/λ)`, the plain iALS
+//! prior, and `φ_s ∈ [0, 1]` is the share of a user's taste on surface `s`
+//! that is that surface's own (the *specific share*). `φ_s = 0` is one taste
+//! everywhere (`w_us = p_u`, the `shared` model); `φ_s = 1` an independent
+//! taste per surface with the video vectors still shared (the `per_surface`
+//! model); in between, a user's vector on a surface is pulled towards their
+//! shared taste, harder the less the surface's tastes differ, and a user new
+//! to a surface starts from `a_s p_u`. (The same structure as a simulated
+//! world's `surface_taste_divergence`, where a user's taste on a surface is
+//! `√(1 − d) base + √d own`.) The video vectors `q_i` are one per video: a
+//! video is the same video on every surface.
+//!
+//! **Objective.** iALS per (user, surface) row: observed pairs have
+//! confidence `c = 1 + α w`, every item the surface showed (`item_surfaces`)
+//! is a zero with confidence 1 (so a row of reels is not asked to push down
+//! long videos reels never shows), plus the priors above as penalties
+//! `λ|p_u|² + Σ_s (λ/φ_s)|δ_us|² + λ Σ_i |q_i|²` (with `reg_exponent`, each
+//! `λ` scaled by `(1 + n)^ν` of its row's count, as in plain iALS).
+//!
+//! **Fitting** alternates, as iALS does:
+//! - users: per user, one joint problem in `(p_u, δ_u1 … δ_uS)` (the
+//!   surfaces where the user has data; `δ` is fixed at 0 where `φ_s = 0`),
+//!   solved by Jacobi-preconditioned conjugate gradient warm-started from the
+//!   current vectors. A product with its Hessian costs one product with each
+//!   surface's `A_s = G_s + Σ (c − 1) q qᵀ`: what a per-surface model pays.
+//! - items: iALS's item step over the rows `w_us`, where each item's Gram
+//!   term sums the rows of the surfaces it was shown on.
+//!
+//! **Choosing `φ`.** [`choose_specific`] refits the users (video vectors
+//! fixed) for each value of a grid and scores impressions the model did not
+//! train on, per surface, by the gain-weighted concordance of
+//! [`heldout_concordance`]; per surface it keeps the most shared value whose
+//! paired difference to the best is within one standard error.
+
+use rayon::prelude::*;
+
+use crate::als::{check_lengths, init_factors, row_reg, solve_side_grams, EpochReport, Grams};
+use crate::csr::Csr;
+use crate::error::{Error, Result};
+use crate::factors::Factors;
+use crate::ids::IdMap;
+use crate::isa::{Isa, Level};
+use crate::linalg::{axpy_with, dot, dot_with, gram, MulAdd, Plain};
+use crate::params::ValidTrainParams;
+use crate::TrainControl;
+
+/// Most surfaces a model can tell apart (the item masks are one byte).
+pub const MAX_SURFACES: usize = 8;
+
+/// Users per parallel task of the user step.
+const USERS_PER_TASK: usize = 16;
+
+/// Interactions keyed by (user, surface): the training input of
+/// [`train_surface_ials`].
+#[derive(Debug, Clone)]
+pub struct SurfaceData {
+    /// External user id ↔ user index.
+    pub users: IdMap,
+    /// External item id ↔ column of `matrix`.
+    pub items: IdMap,
+    /// How many surfaces (rows per user).
+    pub n_surfaces: usize,
+    /// `(users · n_surfaces) × items`: row `u · n_surfaces + s` holds user
+    /// `u`'s summed weights on surface `s` (positives only).
+    pub matrix: Csr,
+    /// Per item, bit `s` set when it was shown on surface `s` (its zeros count
+    /// only there).
+    pub item_surfaces: Vec<u8>,
+}
+
+impl SurfaceData {
+    /// From impressions `(user, surface, item, weight)`: a pair's weights on
+    /// a surface are summed, and it is a positive when the sum is above
+    /// `min_weight`; every impression, positive or not, marks its item as
+    /// shown on its surface. Ids are indexed in order of first appearance.
+    pub fn from_triplets(
+        user_ids: &[u64],
+        surfaces: &[u8],
+        item_ids: &[u64],
+        weights: Option<&[f32]>,
+        n_surfaces: usize,
+        min_weight: f32,
+    ) -> Result<SurfaceData> {
+        if !(1..=MAX_SURFACES).contains(&n_surfaces) {
+            return Err(Error::InvalidParam {
+                field: "n_surfaces",
+                allowed: "1 ..= 8",
+                got: n_surfaces.to_string(),
+            });
+        }
+        let n = user_ids.len();
+        check_lengths(&[
+            ("surfaces", n, surfaces.len()),
+            ("item ids", n, item_ids.len()),
+        ])?;
+        if let Some(w) = weights {
+            check_lengths(&[("weights", n, w.len())])?;
+            if let Some(row) = w.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NotFinite {
+                    what: "weight",
+                    row,
+                    value: w[row],
+                });
+            }
+        }
+        if let Some(row) = surfaces.iter().position(|&s| s as usize >= n_surfaces) {
+            return Err(Error::InvalidInput(format!(
+                "surface index {} at row {row} is not below the {n_surfaces} surfaces",
+                surfaces[row]
+            )));
+        }
+        let mut users = IdMap::new();
+        let mut items = IdMap::new();
+        let mut rows = Vec::with_capacity(n);
+        let mut cols = Vec::with_capacity(n);
+        for i in 0..n {
+            let u = users.insert(user_ids[i]) as usize;
+            rows.push((u * n_surfaces + surfaces[i] as usize) as u32);
+            cols.push(items.insert(item_ids[i]));
+        }
+        if users.len() * n_surfaces > u32::MAX as usize {
+            return Err(Error::InvalidInput(format!(
+                "{} users × {n_surfaces} surfaces is more rows than a model holds",
+                users.len()
+            )));
+        }
+        let mut item_surfaces = vec![0u8; items.len()];
+        for (&c, &s) in cols.iter().zip(surfaces) {
+            item_surfaces[c as usize] |= 1 << s;
+        }
+        let vals = match weights {
+            Some(w) => w.to_vec(),
+            None => vec![1.0; n],
+        };
+        let m = Csr::from_triplets(users.len() * n_surfaces, items.len(), &rows, &cols, &vals);
+        Ok(SurfaceData {
+            users,
+            items,
+            n_surfaces,
+            matrix: crate::confidence::keep_above(&m, min_weight),
+            item_surfaces,
+        })
+    }
+
+    /// The row of user `u` on surface `s`.
+    fn row(&self, u: usize, s: usize) -> usize {
+        u * self.n_surfaces + s
+    }
+
+    /// User `u`'s positives on surface `s`.
+    pub fn count(&self, u: usize, s: usize) -> usize {
+        self.matrix.row_len(self.row(u, s))
+    }
+
+    /// Every surface's positives folded into one users × items matrix (a
+    /// pair seen on two surfaces sums its weights): the data of a model with
+    /// one vector per user.
+    pub fn pooled(&self) -> Csr {
+        let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..self.matrix.n_rows() {
+            let (c, v) = self.matrix.row(r);
+            rows.extend(std::iter::repeat_n((r / self.n_surfaces) as u32, c.len()));
+            cols.extend_from_slice(c);
+            vals.extend_from_slice(v);
+        }
+        Csr::from_triplets(self.users.len(), self.items.len(), &rows, &cols, &vals)
+    }
+}
+
+/// The specific share `φ_s` of each surface, unchecked (see
+/// [`SurfaceParams::check`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SurfaceParams {
+    /// `φ_s ∈ [0, 1]` per surface: 0 = one taste everywhere, 1 = a taste of
+    /// the surface's own.
+    pub specific: Vec<f32>,
+}
+
+/// [`SurfaceParams`] that passed [`SurfaceParams::check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSurfaceParams(SurfaceParams);
+
+impl std::ops::Deref for ValidSurfaceParams {
+    type Target = SurfaceParams;
+    fn deref(&self) -> &SurfaceParams {
+        &self.0
+    }
+}
+
+impl SurfaceParams {
+    /// Checks that there is one share per surface, each in `[0, 1]`.
+    pub fn check(self, n_surfaces: usize) -> Result<ValidSurfaceParams> {
+        if self.specific.len() != n_surfaces {
+            return Err(Error::LengthMismatch {
+                what: "specific shares",
+                expected: n_surfaces,
+                got: self.specific.len(),
+            });
+        }
+        if let Some(v) = self.specific.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+            return Err(Error::InvalidParam {
+                field: "specific",
+                allowed: "[0, 1]",
+                got: v.to_string(),
+            });
+        }
+        Ok(ValidSurfaceParams(self))
+    }
+}
+
+/// A fitted per-surface model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SurfaceFactors {
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Surfaces per user.
+    pub n_surfaces: usize,
+    /// The specific shares it was fitted with.
+    pub specific: Vec<f32>,
+    /// `users × dim`: each user's shared taste `p_u`.
+    pub shared: Vec<f32>,
+    /// `users × n_surfaces × dim`: each user's vector on each surface `w_us`
+    /// (`a_s p_u` where the user had no data on the surface).
+    pub surface: Vec<f32>,
+    /// `items × dim`.
+    pub items: Vec<f32>,
+    /// Per-item bias (0: iALS has none).
+    pub item_bias: Vec<f32>,
+}
+
+impl SurfaceFactors {
+    /// User `u`'s shared taste.
+    pub fn shared_user(&self, u: usize) -> &[f32] {
+        &self.shared[u * self.dim..(u + 1) * self.dim]
+    }
+
+    /// User `u`'s vector on surface `s`.
+    pub fn surface_user(&self, u: usize, s: usize) -> &[f32] {
+        let at = (u * self.n_surfaces + s) * self.dim;
+        &self.surface[at..at + self.dim]
+    }
+
+    /// Item `i`'s vector.
+    pub fn item(&self, i: usize) -> &[f32] {
+        &self.items[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The model as plain factors whose user vectors are the shared tastes.
+    pub fn to_factors(&self) -> Factors {
+        Factors {
+            dim: self.dim,
+            users: self.shared.clone(),
+            items: self.items.clone(),
+            item_bias: self.item_bias.clone(),
+        }
+    }
+}
+
+/// `a_s = √(1 − φ_s)`, the weight of the shared taste on each surface.
+fn shared_weights(specific: &[f32]) -> Vec<f32> {
+    specific
+        .iter()
+        .map(|&f| (1.0 - f).max(0.0).sqrt())
+        .collect()
+}
+
+/// One surface's part of a user's problem.
+struct Part<'a> {
+    /// Shared-taste weight `a_s`.
+    a: f32,
+    /// `λ_s` of `δ`; `None` when `δ` is fixed at 0 (`φ_s = 0`).
+    reg: Option<f32>,
+    /// Index of `δ`'s block in the unknowns.
+    block: usize,
+    /// The surface.
+    surface: usize,
+    gram: &'a [f32],
+    items: &'a [u32],
+    conf: &'a [f32],
+}
+
+/// `out = A v` for one surface part, without a ridge: `G v + Σ (c − 1)(q·v) q`.
+#[inline(always)]
+fn apply_part<M: MulAdd>(part: &Part<'_>, y: &[f32], v: &[f32], out: &mut [f32]) {
+    let f = v.len();
+    crate::linalg::symv_with::<M>(part.gram, v, out);
+    for (&i, &c) in part.items.iter().zip(part.conf) {
+        let q = &y[i as usize * f..(i as usize + 1) * f];
+        let w = (c - 1.0) * dot_with::<M>(q, v);
+        axpy_with::<M>(w, q, out);
+    }
+}
+
+/// One user's joint problem in `(p, δ_1 … δ_k)`, stacked as blocks of `f`.
+struct UserProblem<'a> {
+    f: usize,
+    y: &'a [f32],
+    parts: Vec<Part<'a>>,
+    /// `λ` of `p`.
+    reg_p: f32,
+    blocks: usize,
+}
+
+impl UserProblem<'_> {
+    /// `out = H v`; `z` and `t` are scratch of `f`.
+    #[inline(always)]
+    fn apply<M: MulAdd>(&self, v: &[f32], out: &mut [f32], z: &mut [f32], t: &mut [f32]) {
+        let f = self.f;
+        out.iter_mut().for_each(|o| *o = 0.0);
+        let (vp, _) = v.split_at(f);
+        for part in &self.parts {
+            // z = a p + δ
+            for (zi, &pi) in z.iter_mut().zip(vp) {
+                *zi = part.a * pi;
+            }
+            if part.reg.is_some() {
+                let vd = &v[part.block * f..(part.block + 1) * f];
+                z.iter_mut().zip(vd).for_each(|(zi, &d)| *zi += d);
+            }
+            apply_part::<M>(part, self.y, z, t);
+            axpy_with::<M>(part.a, t, &mut out[..f]);
+            if let Some(reg) = part.reg {
+                let vd = &v[part.block * f..(part.block + 1) * f];
+                let od = &mut out[part.block * f..(part.block + 1) * f];
+                for ((o, &ti), &d) in od.iter_mut().zip(t.iter()).zip(vd) {
+                    *o = M::mul_add(reg, d, ti);
+                }
+            }
+        }
+        axpy_with::<M>(self.reg_p, vp, &mut out[..f]);
+    }
+
+    /// The right-hand side `b` and the Jacobi preconditioner (the inverse of
+    /// the Hessian's diagonal); `bs` and `ds` are scratch of `f`.
+    fn rhs_and_diag(&self, b: &mut [f32], diag: &mut [f32], bs: &mut [f32], ds: &mut [f32]) {
+        let f = self.f;
+        b.iter_mut().for_each(|x| *x = 0.0);
+        diag.iter_mut().for_each(|x| *x = 0.0);
+        for part in &self.parts {
+            bs.iter_mut().for_each(|x| *x = 0.0);
+            for (d, dsd) in ds.iter_mut().enumerate() {
+                *dsd = part.gram[d * f + d];
+            }
+            for (&i, &c) in part.items.iter().zip(part.conf) {
+                let q = &self.y[i as usize * f..(i as usize + 1) * f];
+                axpy_with::<Plain>(c, q, bs);
+                for (dsd, &qd) in ds.iter_mut().zip(q) {
+                    *dsd += (c - 1.0) * qd * qd;
+                }
+            }
+            let a2 = part.a * part.a;
+            for d in 0..f {
+                b[d] += part.a * bs[d];
+                diag[d] += a2 * ds[d];
+            }
+            if let Some(reg) = part.reg {
+                let at = part.block * f;
+                b[at..at + f].copy_from_slice(bs);
+                for d in 0..f {
+                    diag[at + d] = ds[d] + reg;
+                }
+            }
+        }
+        for d in diag.iter_mut().take(f) {
+            *d += self.reg_p;
+        }
+        for d in diag.iter_mut() {
+            *d = if *d > 0.0 { 1.0 / *d } else { 1.0 };
+        }
+    }
+
+    /// `steps` preconditioned CG iterations from `x` (warm start).
+    #[inline(always)]
+    fn pcg<M: MulAdd>(&self, x: &mut [f32], steps: usize, sc: &mut Scratch) {
+        let n = self.blocks * self.f;
+        sc.size(n, self.f);
+        let Scratch {
+            b,
+            minv,
+            r,
+            p,
+            ap,
+            z,
+            z1,
+            z2,
+        } = sc;
+        self.rhs_and_diag(b, minv, z1, z2);
+        self.apply::<M>(x, ap, z1, z2);
+        for i in 0..n {
+            r[i] = b[i] - ap[i];
+        }
+        for ((zi, &ri), &mi) in z.iter_mut().zip(r.iter()).zip(minv.iter()) {
+            *zi = ri * mi;
+        }
+        p.copy_from_slice(z);
+        let mut rz = dot_with::<M>(r, z);
+        for _ in 0..steps {
+            if rz.is_nan() || rz <= 1e-20 {
+                break;
+            }
+            self.apply::<M>(p, ap, z1, z2);
+            let pap = dot_with::<M>(p, ap);
+            if pap.is_nan() || pap <= 0.0 || !pap.is_finite() {
+                break;
+            }
+            let alpha = rz / pap;
+            axpy_with::<M>(alpha, p, x);
+            axpy_with::<M>(-alpha, ap, r);
+            for ((zi, &ri), &mi) in z.iter_mut().zip(r.iter()).zip(minv.iter()) {
+                *zi = ri * mi;
+            }
+            let rz_new = dot_with::<M>(r, z);
+            let beta = rz_new / rz;
+            for (pi, &zi) in p.iter_mut().zip(z.iter()) {
+                *pi = M::mul_add(beta, *pi, zi);
+            }
+            rz = rz_new;
+        }
+    }
+}
+
+/// Buffers of one task's user solves, reused from user to user.
+#[derive(Default)]
+struct Scratch {
+    b: Vec<f32>,
+    minv: Vec<f32>,
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+    z: Vec<f32>,
+    z1: Vec<f32>,
+    z2: Vec<f32>,
+}
+
+impl Scratch {
+    /// Sizes the stacked buffers to `n` and the block ones to `f`.
+    fn size(&mut self, n: usize, f: usize) {
+        for v in [
+            &mut self.b,
+            &mut self.minv,
+            &mut self.r,
+            &mut self.p,
+            &mut self.ap,
+            &mut self.z,
+        ] {
+            v.clear();
+            v.resize(n, 0.0);
+        }
+        for v in [&mut self.z1, &mut self.z2] {
+            v.clear();
+            v.resize(f, 0.0);
+        }
+    }
+}
+
+/// What the user step needs besides each user's rows.
+struct UserStep<'a> {
+    conf: &'a Csr,
+    y: &'a [f32],
+    /// Per surface, the Gram matrix of the items shown there.
+    grams: &'a [Vec<f32>],
+    a: &'a [f32],
+    specific: &'a [f32],
+    p: &'a ValidTrainParams,
+    n_surfaces: usize,
+    steps: usize,
+    /// Only these users are solved (the others keep their vectors).
+    only: Option<&'a [bool]>,
+}
+
+/// Re-solves the users `first..` of `shared` (rows of `f`) and their surface
+/// rows `surface` (zeros where a user has no data on a surface).
+#[inline(always)]
+fn solve_users<M: MulAdd>(
+    st: &UserStep<'_>,
+    first: usize,
+    shared: &mut [f32],
+    surface: &mut [f32],
+) {
+    let f = st.p.factors;
+    let ns = st.n_surfaces;
+    let mut sc = Scratch::default();
+    let mut x = Vec::new();
+    for (k, (pu, wu)) in shared
+        .chunks_exact_mut(f)
+        .zip(surface.chunks_exact_mut(ns * f))
+        .enumerate()
+    {
+        let u = first + k;
+        if st.only.is_some_and(|o| !o[u]) {
+            continue;
+        }
+        let mut parts = Vec::with_capacity(ns);
+        let mut blocks = 1;
+        let mut total = 0;
+        for s in 0..ns {
+            let (items, conf) = st.conf.row(u * ns + s);
+            if items.is_empty() {
+                continue;
+            }
+            total += items.len();
+            let reg = (st.specific[s] > 0.0)
+                .then(|| row_reg(st.p.reg, st.p.reg_exponent, items.len()) / st.specific[s]);
+            let block = if reg.is_some() {
+                blocks += 1;
+                blocks - 1
+            } else {
+                0
+            };
+            parts.push(Part {
+                a: st.a[s],
+                reg,
+                block,
+                surface: s,
+                gram: &st.grams[s],
+                items,
+                conf,
+            });
+        }
+        if parts.is_empty() {
+            pu.iter_mut().for_each(|v| *v = 0.0);
+            wu.iter_mut().for_each(|v| *v = 0.0);
+            continue;
+        }
+        let prob = UserProblem {
+            f,
+            y: st.y,
+            reg_p: row_reg(st.p.reg, st.p.reg_exponent, total),
+            blocks,
+            parts,
+        };
+        // Unknowns from the current vectors: p, and δ_s = w_s − a_s p.
+        x.clear();
+        x.resize(blocks * f, 0.0);
+        x[..f].copy_from_slice(pu);
+        for part in &prob.parts {
+            if part.reg.is_some() {
+                let s = part.surface;
+                let w = &wu[s * f..(s + 1) * f];
+                for d in 0..f {
+                    x[part.block * f + d] = w[d] - part.a * pu[d];
+                }
+            }
+        }
+        prob.pcg::<M>(&mut x, st.steps, &mut sc);
+        pu.copy_from_slice(&x[..f]);
+        wu.iter_mut().for_each(|v| *v = 0.0);
+        for part in &prob.parts {
+            let s = part.surface;
+            let w = &mut wu[s * f..(s + 1) * f];
+            for d in 0..f {
+                w[d] = part.a * x[d];
+            }
+            if part.reg.is_some() {
+                for d in 0..f {
+                    w[d] += x[part.block * f + d];
+                }
+            }
+        }
+    }
+}
+
+/// [`solve_users`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn solve_users_avx2(
+    st: &UserStep<'_>,
+    first: usize,
+    shared: &mut [f32],
+    surface: &mut [f32],
+) {
+    solve_users::<crate::linalg::Fused>(st, first, shared, surface)
+}
+
+/// [`solve_users`] compiled for AVX-512 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn solve_users_avx512(
+    st: &UserStep<'_>,
+    first: usize,
+    shared: &mut [f32],
+    surface: &mut [f32],
+) {
+    solve_users::<crate::linalg::Fused>(st, first, shared, surface)
+}
+
+/// The Gram matrix of the rows of `x` whose bit `s` is set in `mask`.
+fn masked_gram(x: &[f32], f: usize, mask: &[u8], s: usize) -> Vec<f32> {
+    let rows: Vec<f32> = x
+        .chunks_exact(f)
+        .zip(mask)
+        .filter(|(_, &m)| m & (1 << s) != 0)
+        .flat_map(|(r, _)| r.iter().copied())
+        .collect();
+    gram(&rows, f)
+}
+
+/// The user half-sweep: every user's shared and surface vectors given the
+/// item factors `y` (rows without data stay zero in `surface`).
+#[allow(clippy::too_many_arguments)]
+fn user_step(
+    isa: Isa,
+    data: &SurfaceData,
+    conf: &Csr,
+    y: &[f32],
+    specific: &[f32],
+    p: &ValidTrainParams,
+    steps: usize,
+    only: Option<&[bool]>,
+    shared: &mut [f32],
+    surface: &mut [f32],
+) {
+    let f = p.factors;
+    let ns = data.n_surfaces;
+    let grams: Vec<Vec<f32>> = (0..ns)
+        .map(|s| masked_gram(y, f, &data.item_surfaces, s))
+        .collect();
+    let a = shared_weights(specific);
+    let st = UserStep {
+        conf,
+        y,
+        grams: &grams,
+        a: &a,
+        specific,
+        p,
+        n_surfaces: ns,
+        steps,
+        only,
+    };
+    shared
+        .par_chunks_mut(f * USERS_PER_TASK)
+        .zip(surface.par_chunks_mut(ns * f * USERS_PER_TASK))
+        .enumerate()
+        .for_each(|(chunk, (ps, ws))| {
+            let first = chunk * USERS_PER_TASK;
+            match isa.level() {
+                Level::Generic => solve_users::<Plain>(&st, first, ps, ws),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: an `Isa` at this level exists only if run-time
+                // detection found its features on this CPU.
+                Level::Avx2 => unsafe { solve_users_avx2(&st, first, ps, ws) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Level::Avx512 => unsafe { solve_users_avx512(&st, first, ps, ws) },
+            }
+        });
+}
+
+/// The item half-sweep: each item's Gram term sums the surface rows of the
+/// surfaces it was shown on.
+fn item_step(
+    isa: Isa,
+    data: &SurfaceData,
+    conf_t: &Csr,
+    surface: &[f32],
+    p: &ValidTrainParams,
+    items: &mut [f32],
+) {
+    let f = p.factors;
+    let ns = data.n_surfaces;
+    // Per surface, the Gram of its rows (zeros for users without data there).
+    let per_surface: Vec<Vec<f32>> = (0..ns)
+        .map(|s| {
+            let rows: Vec<f32> = surface
+                .chunks_exact(f)
+                .skip(s)
+                .step_by(ns)
+                .flat_map(|r| r.iter().copied())
+                .collect();
+            gram(&rows, f)
+        })
+        .collect();
+    // One Gram per mask that occurs.
+    let mut grams: Vec<Vec<f32>> = vec![Vec::new(); 1 << ns];
+    for &m in &data.item_surfaces {
+        let g = &mut grams[m as usize];
+        if g.is_empty() {
+            *g = vec![0f32; f * f];
+            for (s, gs) in per_surface.iter().enumerate() {
+                if m & (1 << s) != 0 {
+                    g.iter_mut().zip(gs).for_each(|(a, b)| *a += b);
+                }
+            }
+        }
+    }
+    let grams = Grams::PerRow {
+        grams: &grams,
+        index: &data.item_surfaces,
+    };
+    solve_side_grams(isa, items, surface, conf_t, f, p, &grams);
+}
+
+/// The confidences `1 + α w` of `data`'s matrix.
+fn confidences(data: &SurfaceData, p: &ValidTrainParams) -> Csr {
+    let mut conf = data.matrix.clone();
+    let alpha = p.alpha;
+    conf.map_values(|w| 1.0 + alpha * w);
+    conf
+}
+
+/// Fills the surface rows of users without data there with `a_s p_u`.
+fn fill_missing(data: &SurfaceData, f: usize, a: &[f32], shared: &[f32], surface: &mut [f32]) {
+    let ns = data.n_surfaces;
+    for (u, (pu, wu)) in shared
+        .chunks_exact(f)
+        .zip(surface.chunks_exact_mut(ns * f))
+        .enumerate()
+    {
+        for s in 0..ns {
+            if data.count(u, s) == 0 {
+                for (w, &p) in wu[s * f..(s + 1) * f].iter_mut().zip(pu) {
+                    *w = a[s] * p;
+                }
+            }
+        }
+    }
+}
+
+/// Zeros the surface rows of users without data there (the training state).
+fn clear_missing(data: &SurfaceData, f: usize, surface: &mut [f32]) {
+    for (r, w) in surface.chunks_exact_mut(f).enumerate() {
+        if data.matrix.row_len(r) == 0 {
+            w.iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
+}
+
+/// The objective (see the module docs) divided by the number of observed pairs.
+fn objective(data: &SurfaceData, conf: &Csr, fac: &SurfaceFactors, p: &ValidTrainParams) -> f64 {
+    let f = fac.dim;
+    let ns = data.n_surfaces;
+    let grams: Vec<Vec<f32>> = (0..ns)
+        .map(|s| masked_gram(&fac.items, f, &data.item_surfaces, s))
+        .collect();
+    let a = shared_weights(&fac.specific);
+    let total: f64 = (0..data.users.len())
+        .into_par_iter()
+        .map(|u| {
+            let pu = fac.shared_user(u);
+            let mut t = 0f64;
+            let mut gx = vec![0f32; f];
+            let mut n = 0;
+            for s in 0..ns {
+                let (items, c) = conf.row(u * ns + s);
+                if items.is_empty() {
+                    continue;
+                }
+                n += items.len();
+                let w = fac.surface_user(u, s);
+                crate::linalg::symv(&grams[s], w, &mut gx);
+                t += dot(w, &gx) as f64;
+                for (&i, &ci) in items.iter().zip(c) {
+                    let yhat = dot(w, fac.item(i as usize)) as f64;
+                    t += ci as f64 * (1.0 - yhat) * (1.0 - yhat) - yhat * yhat;
+                }
+                if fac.specific[s] > 0.0 {
+                    let reg =
+                        row_reg(p.reg, p.reg_exponent, items.len()) as f64 / fac.specific[s] as f64;
+                    let d2: f64 = w
+                        .iter()
+                        .zip(pu)
+                        .map(|(&w, &p)| {
+                            let d = (w - a[s] * p) as f64;
+                            d * d
+                        })
+                        .sum();
+                    t += reg * d2;
+                }
+            }
+            if n > 0 {
+                t += row_reg(p.reg, p.reg_exponent, n) as f64 * dot(pu, pu) as f64;
+            }
+            t
+        })
+        .collect::<Vec<f64>>()
+        .into_iter()
+        .sum();
+    let conf_t_counts = crate::eval::item_counts(&data.matrix);
+    let item_reg: f64 = (0..data.items.len())
+        .map(|i| {
+            let q = fac.item(i);
+            row_reg(p.reg, p.reg_exponent, conf_t_counts[i] as usize) as f64 * dot(q, q) as f64
+        })
+        .sum();
+    (total + item_reg) / conf.nnz().max(1) as f64
+}
+
+/// Trains the per-surface model from random vectors (`p.epochs` sweeps).
+pub fn train_surface_ials(
+    data: &SurfaceData,
+    p: &ValidTrainParams,
+    s: &ValidSurfaceParams,
+    ctl: &mut TrainControl<'_>,
+) -> Result<SurfaceFactors> {
+    let f = p.factors;
+    let (nu, ni, ns) = (data.users.len(), data.items.len(), data.n_surfaces);
+    let shared = init_factors(nu, f, p.init_scale, p.seed, 0);
+    let mut surface = vec![0f32; nu * ns * f];
+    let a = shared_weights(&s.specific);
+    fill_missing(data, f, &a, &shared, &mut surface);
+    let start = SurfaceFactors {
+        dim: f,
+        n_surfaces: ns,
+        specific: s.specific.clone(),
+        shared,
+        surface,
+        items: init_factors(ni, f, p.init_scale, p.seed, 1),
+        item_bias: vec![0.0; ni],
+    };
+    train_surface_ials_from(data, p, s, start, ctl)
+}
+
+/// Continues training from `start` (a warm start: yesterday's model with
+/// rows added for new users and items; its surface rows are read as
+/// `w_us`, whatever specific shares it was fitted with) for `p.epochs`
+/// sweeps.
+pub fn train_surface_ials_from(
+    data: &SurfaceData,
+    p: &ValidTrainParams,
+    s: &ValidSurfaceParams,
+    start: SurfaceFactors,
+    ctl: &mut TrainControl<'_>,
+) -> Result<SurfaceFactors> {
+    if data.matrix.nnz() == 0 {
+        return Err(Error::Empty);
+    }
+    let f = p.factors;
+    let (nu, ni, ns) = (data.users.len(), data.items.len(), data.n_surfaces);
+    if s.specific.len() != ns {
+        return Err(Error::LengthMismatch {
+            what: "specific shares",
+            expected: ns,
+            got: s.specific.len(),
+        });
+    }
+    if start.dim != f {
+        return Err(Error::DimensionMismatch {
+            expected: f,
+            got: start.dim,
+        });
+    }
+    check_lengths(&[
+        ("starting shared vectors", nu * f, start.shared.len()),
+        ("starting surface vectors", nu * ns * f, start.surface.len()),
+        ("starting item factors", ni * f, start.items.len()),
+    ])?;
+    let conf = confidences(data, p);
+    let conf_t = conf.transpose();
+    let isa = Isa::detect();
+    tracing::info!(
+        users = nu,
+        items = ni,
+        surfaces = ns,
+        nnz = conf.nnz(),
+        factors = f,
+        "training per-surface iALS"
+    );
+    let mut fac = SurfaceFactors {
+        specific: s.specific.clone(),
+        item_bias: vec![0.0; ni],
+        ..start
+    };
+    clear_missing(data, f, &mut fac.surface);
+    let steps = user_steps(p);
+    for epoch in 1..=p.epochs {
+        let _span = tracing::info_span!("surface_ials_epoch", epoch).entered();
+        let t = std::time::Instant::now();
+        if ctl.stopped() {
+            return Err(Error::Stopped);
+        }
+        user_step(
+            isa,
+            data,
+            &conf,
+            &fac.items,
+            &s.specific,
+            p,
+            steps,
+            None,
+            &mut fac.shared,
+            &mut fac.surface,
+        );
+        if ctl.stopped() {
+            return Err(Error::Stopped);
+        }
+        item_step(isa, data, &conf_t, &fac.surface, p, &mut fac.items);
+        let seconds = t.elapsed().as_secs_f64();
+        if let Some(cb) = ctl.on_epoch.as_deref_mut() {
+            let report = EpochReport {
+                epoch,
+                loss: objective(data, &conf, &fac, p),
+                seconds,
+            };
+            tracing::info!(epoch, loss = report.loss, seconds, "epoch done");
+            if !cb(&report, &fac.to_factors()) {
+                break;
+            }
+        }
+    }
+    let a = shared_weights(&s.specific);
+    fill_missing(data, f, &a, &fac.shared.clone(), &mut fac.surface);
+    Ok(fac)
+}
+
+/// CG steps of the joint user problem: its unknowns are up to `1 + surfaces`
+/// blocks, so one more than a plain row's.
+fn user_steps(p: &ValidTrainParams) -> usize {
+    p.cg_steps + 1
+}
+
+/// The users' shared and surface vectors with the item factors `items` fixed
+/// (a fold-in of every user at once): `steps` preconditioned CG iterations
+/// per user from `start` (its `shared` and `surface` rows; zeros without).
+/// Rows without data get `a_s p_u`.
+pub fn solve_surface_users(
+    data: &SurfaceData,
+    items: &[f32],
+    p: &ValidTrainParams,
+    s: &ValidSurfaceParams,
+    start: Option<(&[f32], &[f32])>,
+    steps: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    solve_some_users(data, items, p, &s.specific, start, steps, None)
+}
+
+/// [`solve_surface_users`] for the users `only` marks (the others keep
+/// their starting vectors).
+fn solve_some_users(
+    data: &SurfaceData,
+    items: &[f32],
+    p: &ValidTrainParams,
+    specific: &[f32],
+    start: Option<(&[f32], &[f32])>,
+    steps: usize,
+    only: Option<&[bool]>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let f = p.factors;
+    let (nu, ns) = (data.users.len(), data.n_surfaces);
+    check_lengths(&[
+        ("item factors", data.items.len() * f, items.len()),
+        ("specific shares", ns, specific.len()),
+    ])?;
+    let (mut shared, mut surface) = match start {
+        Some((sh, su)) => {
+            check_lengths(&[
+                ("starting shared vectors", nu * f, sh.len()),
+                ("starting surface vectors", nu * ns * f, su.len()),
+            ])?;
+            (sh.to_vec(), su.to_vec())
+        }
+        None => (vec![0f32; nu * f], vec![0f32; nu * ns * f]),
+    };
+    clear_missing(data, f, &mut surface);
+    let conf = confidences(data, p);
+    user_step(
+        Isa::detect(),
+        data,
+        &conf,
+        items,
+        specific,
+        p,
+        steps.max(1),
+        only,
+        &mut shared,
+        &mut surface,
+    );
+    let a = shared_weights(specific);
+    fill_missing(data, f, &a, &shared.clone(), &mut surface);
+    Ok((shared, surface))
+}
+
+/// Impressions a model did not train on, to judge it by.
+#[derive(Debug, Clone, Copy)]
+pub struct HeldOut<'a> {
+    /// Row (user index of the model's data) of each impression.
+    pub user: &'a [u32],
+    /// Surface of each impression.
+    pub surface: &'a [u8],
+    /// Item index of each impression.
+    pub item: &'a [u32],
+    /// Engagement weight of each impression (the gain).
+    pub gain: &'a [f32],
+}
+
+/// A model's score on held-out impressions, per surface: `value[s] =
+/// Σ groups[s] / denominator[s]`, where each (user, surface) group of
+/// impressions contributes one term (for paired comparisons of two models on
+/// the same groups). See [`heldout_concordance`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldOutScore {
+    /// Per surface: Σ group terms / denominator (NaN without a group).
+    pub value: Vec<f64>,
+    /// Per surface: the denominator.
+    pub denominator: Vec<f64>,
+    /// Per surface: each group's numerator, in a fixed group order.
+    pub groups: Vec<Vec<f64>>,
+}
+
+/// `Σ_k g_k (2 r_k − n + 1)` with `r_k` the average rank of `key_k`.
+fn signed_rank_sum(keys: &[f64], gains: &[f64]) -> f64 {
+    let n = keys.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
+    let mut total = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && keys[order[j]] == keys[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j - 1) as f64 / 2.0;
+        for &k in &order[i..j] {
+            total += gains[k] * (2.0 * rank - n as f64 + 1.0);
+        }
+        i = j;
+    }
+    total
+}
+
+/// The gain-weighted concordance of the scores `w_us · q_i` with the gains
+/// of held-out impressions, per surface.
+///
+/// Within each (user, surface) group of `n` impressions ordered by score,
+/// `Σ_{i<j} (g_j − g_i) = Σ_k g_k (2 r_k − n + 1)` (ties share their
+/// average rank) counts every pair's gain difference with the sign of its
+/// order; dividing the sum over groups by the same sum with the impressions
+/// in gain order gives 1 for a perfect order, 0 for a random one, −1 for the
+/// reverse. Groups of one impression say nothing and are left out. It judges
+/// the order of what was shown: the impressions should be ones the judged
+/// model did not choose (another policy's log), or it judges its own
+/// choices.
+pub fn heldout_concordance(
+    dim: usize,
+    n_surfaces: usize,
+    surface: &[f32],
+    items: &[f32],
+    item_bias: Option<&[f32]>,
+    h: &HeldOut<'_>,
+) -> Result<HeldOutScore> {
+    let n = h.user.len();
+    check_lengths(&[
+        ("held-out surfaces", n, h.surface.len()),
+        ("held-out items", n, h.item.len()),
+        ("held-out gains", n, h.gain.len()),
+    ])?;
+    // Groups of (user, surface), in order of the key.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (h.user[i], h.surface[i], i));
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let key = (h.user[order[i]], h.surface[order[i]]);
+        let mut j = i + 1;
+        while j < n && (h.user[order[j]], h.surface[order[j]]) == key {
+            j += 1;
+        }
+        if j - i >= 2 {
+            spans.push((i, j));
+        }
+        i = j;
+    }
+    let per_group: Vec<(usize, f64, f64)> = spans
+        .par_iter()
+        .map(|&(i, j)| {
+            let idx = &order[i..j];
+            let (u, s) = (h.user[idx[0]] as usize, h.surface[idx[0]] as usize);
+            let at = (u * n_surfaces + s) * dim;
+            let w = &surface[at..at + dim];
+            let scores: Vec<f64> = idx
+                .iter()
+                .map(|&k| {
+                    let it = h.item[k] as usize;
+                    let b = item_bias.map_or(0.0, |b| b[it]);
+                    (dot(w, &items[it * dim..(it + 1) * dim]) + b) as f64
+                })
+                .collect();
+            let gains: Vec<f64> = idx.iter().map(|&k| h.gain[k] as f64).collect();
+            (
+                s,
+                signed_rank_sum(&scores, &gains),
+                signed_rank_sum(&gains, &gains),
+            )
+        })
+        .collect();
+    let mut num = vec![0f64; n_surfaces];
+    let mut den = vec![0f64; n_surfaces];
+    let mut groups = vec![Vec::new(); n_surfaces];
+    for (s, a, b) in per_group {
+        num[s] += a;
+        den[s] += b;
+        groups[s].push(a);
+    }
+    Ok(HeldOutScore {
+        value: num
+            .iter()
+            .zip(&den)
+            .map(|(a, b)| if *b > 0.0 { a / b } else { f64::NAN })
+            .collect(),
+        denominator: den,
+        groups,
+    })
+}
+
+/// What [`choose_specific`] measured and chose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecificChoice {
+    /// The chosen share per surface.
+    pub specific: Vec<f32>,
+    /// The grid tried.
+    pub grid: Vec<f32>,
+    /// `score[g][s]`: the held-out score of grid value `g` on surface `s`.
+    pub score: Vec<Vec<f64>>,
+    /// Held-out impressions in scored pairs' groups, per surface.
+    pub groups: Vec<usize>,
+}
+
+/// Chooses each surface's specific share on held-out impressions: for each
+/// value of `grid` (every surface at that value), the users are re-solved
+/// with the item factors `items` fixed (`steps` CG iterations, from `start`
+/// when given) and `heldout` is scored per surface. Per surface it keeps the
+/// smallest share (the most shared taste) whose paired difference in
+/// concordance to the best share is within one standard error of that
+/// difference, so noise does not buy a surface its own taste.
+#[allow(clippy::too_many_arguments)]
+pub fn choose_specific(
+    data: &SurfaceData,
+    items: &[f32],
+    p: &ValidTrainParams,
+    grid: &[f32],
+    heldout: &HeldOut<'_>,
+    start: Option<(&[f32], &[f32])>,
+    steps: usize,
+) -> Result<SpecificChoice> {
+    let ns = data.n_surfaces;
+    let mut grid: Vec<f32> = grid.to_vec();
+    grid.sort_by(f32::total_cmp);
+    grid.dedup();
+    if grid.is_empty() {
+        return Err(Error::InvalidParam {
+            field: "grid",
+            allowed: "at least one share in [0, 1]",
+            got: "[]".into(),
+        });
+    }
+    // Only the users the held-out day judges need solving.
+    let mut only = vec![false; data.users.len()];
+    for &u in heldout.user {
+        if let Some(o) = only.get_mut(u as usize) {
+            *o = true;
+        } else {
+            return Err(Error::InvalidInput(format!(
+                "held-out user row {u} is not one of the {} users",
+                data.users.len()
+            )));
+        }
+    }
+    if let Some(&i) = heldout
+        .item
+        .iter()
+        .find(|&&i| i as usize >= data.items.len())
+    {
+        return Err(Error::InvalidInput(format!(
+            "held-out item row {i} is not one of the {} items",
+            data.items.len()
+        )));
+    }
+    if let Some(&s) = heldout.surface.iter().find(|&&s| s as usize >= ns) {
+        return Err(Error::InvalidInput(format!(
+            "held-out surface {s} is not below the {ns} surfaces"
+        )));
+    }
+    let mut results = Vec::with_capacity(grid.len());
+    for &g in &grid {
+        SurfaceParams {
+            specific: vec![g; ns],
+        }
+        .check(ns)?;
+        let (_, surface) =
+            solve_some_users(data, items, p, &vec![g; ns], start, steps, Some(&only))?;
+        results.push(heldout_concordance(
+            p.factors, ns, &surface, items, None, heldout,
+        )?);
+    }
+    let mut chosen = Vec::with_capacity(ns);
+    for s in 0..ns {
+        let finite: Vec<usize> = (0..grid.len())
+            .filter(|&g| results[g].value[s].is_finite())
+            .collect();
+        let Some(&best) = finite
+            .iter()
+            .max_by(|&&a, &&b| results[a].value[s].total_cmp(&results[b].value[s]))
+        else {
+            // No held-out pair on this surface: nothing says it differs.
+            chosen.push(grid[0]);
+            continue;
+        };
+        let den = results[best].denominator[s];
+        let pick = finite
+            .iter()
+            .copied()
+            .find(|&g| {
+                let d: Vec<f64> = results[best].groups[s]
+                    .iter()
+                    .zip(&results[g].groups[s])
+                    .map(|(a, b)| a - b)
+                    .collect();
+                let k = d.len() as f64;
+                let mean = d.iter().sum::<f64>() / k;
+                let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
+                let diff = d.iter().sum::<f64>() / den;
+                let se = (var * k).sqrt() / den;
+                diff <= se
+            })
+            .unwrap_or(best);
+        chosen.push(grid[pick]);
+    }
+    Ok(SpecificChoice {
+        specific: chosen,
+        grid,
+        score: results.iter().map(|r| r.value.clone()).collect(),
+        groups: results[0].groups.iter().map(Vec::len).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::TrainParams;
+    use crate::rng::SplitMix;
+
+    fn params(epochs: usize) -> ValidTrainParams {
+        TrainParams {
+            factors: 6,
+            epochs,
+            reg: 0.5,
+            alpha: 4.0,
+            cg_steps: 3,
+            seed: 3,
+            ..TrainParams::default()
+        }
+        .check()
+        .expect("valid")
+    }
+
+    /// A planted world: `topics` item clusters; each user's taste on each of
+    /// `ns` surfaces is their base topic with probability `1 − divergence`,
+    /// else a topic of the surface's own; users watch items of their taste's
+    /// topic (and a little noise).
+    /// Topics and videos of the planted world.
+    const TOPICS: usize = 6;
+    const PER_TOPIC: usize = 40;
+
+    /// The planted world's impressions and each user's topic per surface.
+    fn planted_with_topics(
+        users: usize,
+        ns: usize,
+        divergence: f64,
+        seed: u64,
+    ) -> (Vec<u64>, Vec<u8>, Vec<u64>, Vec<Vec<usize>>) {
+        let unit = |rng: &mut SplitMix| rng.below(1 << 20) as f64 / (1u64 << 20) as f64;
+        let (mut us, mut ss, mut is, mut topics) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for u in 0..users {
+            let mut rng = SplitMix::new(seed, 7, u as u64);
+            let base = rng.below(TOPICS as u64) as usize;
+            // A user sees a video once, as a feed never shows a seen video again.
+            let mut seen = std::collections::HashSet::new();
+            let mut mine = Vec::new();
+            for s in 0..ns {
+                let topic = if unit(&mut rng) < divergence {
+                    rng.below(TOPICS as u64) as usize
+                } else {
+                    base
+                };
+                mine.push(topic);
+                let mut views = 0;
+                while views < 8 {
+                    let t = if unit(&mut rng) < 0.1 {
+                        rng.below(TOPICS as u64) as usize
+                    } else {
+                        topic
+                    };
+                    let item = t * PER_TOPIC + rng.below(PER_TOPIC as u64) as usize;
+                    if !seen.insert(item) {
+                        continue;
+                    }
+                    us.push(1000 + u as u64);
+                    ss.push(s as u8);
+                    is.push(item as u64);
+                    views += 1;
+                }
+            }
+            topics.push(mine);
+        }
+        (us, ss, is, topics)
+    }
+
+    /// A planted world: `TOPICS` clusters of videos; each user's taste on
+    /// each of `ns` surfaces is their base topic with probability
+    /// `1 − divergence`, else a topic of the surface's own; users watch eight
+    /// distinct videos per surface, of their taste's topic (a tenth at random).
+    fn planted(
+        users: usize,
+        ns: usize,
+        divergence: f64,
+        seed: u64,
+    ) -> (Vec<u64>, Vec<u8>, Vec<u64>) {
+        let (us, ss, is, _) = planted_with_topics(users, ns, divergence, seed);
+        (us, ss, is)
+    }
+
+    /// The exact solution of one user's joint problem by a dense solve.
+    fn exact_user(
+        data: &SurfaceData,
+        conf: &Csr,
+        y: &[f32],
+        specific: &[f32],
+        p: &ValidTrainParams,
+        u: usize,
+    ) -> Vec<f32> {
+        let f = p.factors;
+        let ns = data.n_surfaces;
+        let grams: Vec<Vec<f32>> = (0..ns)
+            .map(|s| masked_gram(y, f, &data.item_surfaces, s))
+            .collect();
+        let a = shared_weights(specific);
+        // Unknowns: p, then δ_s for every surface with data and φ > 0.
+        let active: Vec<usize> = (0..ns)
+            .filter(|&s| conf.row_len(u * ns + s) > 0 && specific[s] > 0.0)
+            .collect();
+        let n = (1 + active.len()) * f;
+        let mut h = vec![0f64; n * n];
+        let mut b = vec![0f64; n];
+        let mut total = 0;
+        for s in 0..ns {
+            let (items, c) = conf.row(u * ns + s);
+            if items.is_empty() {
+                continue;
+            }
+            total += items.len();
+            let mut am = vec![0f64; f * f];
+            let mut bs = vec![0f64; f];
+            for r in 0..f {
+                for q in 0..f {
+                    am[r * f + q] = grams[s][r * f + q] as f64;
+                }
+            }
+            for (&i, &ci) in items.iter().zip(c) {
+                let yi = &y[i as usize * f..(i as usize + 1) * f];
+                for r in 0..f {
+                    bs[r] += ci as f64 * yi[r] as f64;
+                    for q in 0..f {
+                        am[r * f + q] += (ci as f64 - 1.0) * yi[r] as f64 * yi[q] as f64;
+                    }
+                }
+            }
+            let blk = active.iter().position(|&x| x == s).map(|k| k + 1);
+            let a = a[s] as f64;
+            for r in 0..f {
+                b[r] += a * bs[r];
+                for q in 0..f {
+                    h[r * n + q] += a * a * am[r * f + q];
+                }
+            }
+            if let Some(k) = blk {
+                let reg = p.reg as f64 / specific[s] as f64;
+                for r in 0..f {
+                    b[k * f + r] += bs[r];
+                    for q in 0..f {
+                        h[(k * f + r) * n + k * f + q] += am[r * f + q];
+                        h[r * n + k * f + q] += a * am[r * f + q];
+                        h[(k * f + r) * n + q] += a * am[r * f + q];
+                    }
+                    h[(k * f + r) * n + k * f + r] += reg;
+                }
+            }
+        }
+        let _ = total;
+        for r in 0..f {
+            h[r * n + r] += p.reg as f64;
+        }
+        let hf: Vec<f32> = h.iter().map(|&x| x as f32).collect();
+        let bf: Vec<f32> = b.iter().map(|&x| x as f32).collect();
+        let x = crate::linalg::cholesky_solve(&hf, &bf).expect("positive definite");
+        // As surface vectors.
+        let mut w = vec![0f32; ns * f];
+        for s in 0..ns {
+            if conf.row_len(u * ns + s) == 0 {
+                continue;
+            }
+            for d in 0..f {
+                w[s * f + d] = a[s] * x[d];
+            }
+            if let Some(k) = active.iter().position(|&x| x == s) {
+                for d in 0..f {
+                    w[s * f + d] += x[(k + 1) * f + d];
+                }
+            }
+        }
+        w
+    }
+
+    #[test]
+    fn the_joint_user_step_reaches_the_exact_solution() -> Result<()> {
+        let (us, ss, is) = planted(30, 3, 0.5, 1);
+        let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+        let p = params(4);
+        let f = p.factors;
+        let mut rng = SplitMix::new(5, 0, 0);
+        let y: Vec<f32> = (0..data.items.len() * f).map(|_| rng.centred()).collect();
+        let conf = confidences(&data, &p);
+        for specific in [
+            [0.0, 0.0, 0.0],
+            [0.3, 0.6, 1.0],
+            [1.0, 1.0, 1.0],
+            [0.5, 0.0, 0.2],
+        ] {
+            let sp = SurfaceParams {
+                specific: specific.to_vec(),
+            }
+            .check(3)?;
+            let (_, surface) = solve_surface_users(&data, &y, &p, &sp, None, 200)?;
+            for u in [0, 7, 29] {
+                let want = exact_user(&data, &conf, &y, &specific, &p, u);
+                for s in 0..3 {
+                    if data.count(u, s) == 0 {
+                        continue;
+                    }
+                    let got = &surface[(u * 3 + s) * f..(u * 3 + s + 1) * f];
+                    for (g, w) in got.iter().zip(&want[s * f..(s + 1) * f]) {
+                        assert!(
+                            (g - w).abs() < 2e-3 * (1.0 + w.abs()),
+                            "{specific:?} u{u} s{s}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<()> {
+        let (us, ss, is) = planted(40, 3, 0.5, 2);
+        let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+        let p = params(6);
+        let shared = train_surface_ials(
+            &data,
+            &p,
+            &SurfaceParams {
+                specific: vec![0.0; 3],
+            }
+            .check(3)?,
+            &mut TrainControl::default(),
+        )?;
+        let f = p.factors;
+        for u in 0..40 {
+            for s in 0..3 {
+                assert_eq!(
+                    shared.surface_user(u, s),
+                    shared.shared_user(u),
+                    "u{u} s{s}"
+                );
+            }
+        }
+        // φ = 0 is plain iALS on the pooled matrix when every item is shown everywhere.
+        let all: Vec<u8> = vec![0b111; data.items.len()];
+        let pooled_data = SurfaceData {
+            item_surfaces: all,
+            ..data.clone()
+        };
+        let a = train_surface_ials(
+            &pooled_data,
+            &p,
+            &SurfaceParams {
+                specific: vec![0.0; 3],
+            }
+            .check(3)?,
+            &mut TrainControl::default(),
+        )?;
+        let plain = crate::als::train_ials(
+            &pooled_data.pooled(),
+            &TrainParams {
+                cg_steps: 4,
+                ..p.get().clone()
+            }
+            .check()?,
+            &mut TrainControl::default(),
+        )?;
+        // Both converge to the same kind of model: compare their scores loosely.
+        let score = |x: &[f32], y: &[f32]| dot(x, y);
+        let mut agree = 0;
+        let mut total = 0;
+        for u in 0..40 {
+            for i in (0..data.items.len()).step_by(5) {
+                for j in (2..data.items.len()).step_by(7) {
+                    let s1 =
+                        score(a.shared_user(u), a.item(i)) > score(a.shared_user(u), a.item(j));
+                    let s2 =
+                        score(plain.user(u), plain.item(i)) > score(plain.user(u), plain.item(j));
+                    agree += (s1 == s2) as usize;
+                    total += 1;
+                }
+            }
+        }
+        assert!(agree as f64 > 0.85 * total as f64, "{agree}/{total}");
+        // φ = 1: the shared part is unused (zero).
+        let own = train_surface_ials(
+            &data,
+            &p,
+            &SurfaceParams {
+                specific: vec![1.0; 3],
+            }
+            .check(3)?,
+            &mut TrainControl::default(),
+        )?;
+        assert!(own.shared.iter().all(|&x| x.abs() < 1e-6));
+        assert!(own.surface.iter().any(|&x| x.abs() > 1e-3));
+        let _ = f;
+        Ok(())
+    }
+
+    #[test]
+    fn loss_decreases_and_the_same_model_for_any_thread_count() -> Result<()> {
+        let (us, ss, is) = planted(60, 3, 0.4, 3);
+        let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+        let sp = SurfaceParams {
+            specific: vec![0.4, 0.2, 0.7],
+        }
+        .check(3)?;
+        let mut losses = Vec::new();
+        let mut cb = |r: &EpochReport, _: &Factors| {
+            losses.push(r.loss);
+            true
+        };
+        let fac = train_surface_ials(
+            &data,
+            &params(8),
+            &sp,
+            &mut TrainControl {
+                stop: None,
+                on_epoch: Some(&mut cb),
+            },
+        )?;
+        assert!(losses[7] < losses[0], "{losses:?}");
+        assert!(losses.windows(2).all(|w| w[1] <= w[0] * 1.01), "{losses:?}");
+        let run = |t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .expect("pool")
+                .install(|| {
+                    train_surface_ials(&data, &params(8), &sp, &mut TrainControl::default())
+                })
+        };
+        assert_eq!(run(1)?, fac);
+        assert_eq!(run(3)?, fac);
+        Ok(())
+    }
+
+    #[test]
+    fn concordance_counts_gain_differences_in_score_order() -> Result<()> {
+        // One user, one surface, three items scored 3, 2, 1 (item i: vector [3 − i]).
+        let items = [3.0f32, 2.0, 1.0];
+        let surface = [1.0f32];
+        let h = HeldOut {
+            user: &[0, 0, 0],
+            surface: &[0, 0, 0],
+            item: &[0, 1, 2],
+            gain: &[2.0, 1.0, 0.0],
+        };
+        let c = heldout_concordance(1, 1, &surface, &items, None, &h)?;
+        assert!((c.value[0] - 1.0).abs() < 1e-12, "{c:?}");
+        let rev = HeldOut {
+            gain: &[0.0, 1.0, 2.0],
+            ..h
+        };
+        assert!(
+            (heldout_concordance(1, 1, &surface, &items, None, &rev)?.value[0] + 1.0).abs() < 1e-12
+        );
+        // Scores tied: no order, 0.
+        let flat = [1.0f32, 1.0, 1.0];
+        assert!(heldout_concordance(1, 1, &surface, &flat, None, &h)?.value[0].abs() < 1e-12);
+        // Pairs by brute force on a random group.
+        let mut rng = SplitMix::new(9, 0, 0);
+        let n = 40;
+        let its: Vec<f32> = (0..n).map(|_| rng.centred()).collect();
+        let gains: Vec<f32> = (0..n)
+            .map(|k| if k % 3 == 0 { 1.0 } else { rng.centred() })
+            .collect();
+        let idx: Vec<u32> = (0..n as u32).collect();
+        let h = HeldOut {
+            user: &vec![0; n],
+            surface: &vec![0; n],
+            item: &idx,
+            gain: &gains,
+        };
+        let c = heldout_concordance(1, 1, &surface, &its, None, &h)?;
+        let (mut num, mut den) = (0f64, 0f64);
+        for i in 0..n {
+            for j in 0..n {
+                if its[i] < its[j] {
+                    num += (gains[j] - gains[i]) as f64;
+                }
+                if gains[i] < gains[j] {
+                    den += (gains[j] - gains[i]) as f64;
+                }
+            }
+        }
+        assert!(
+            (c.value[0] - num / den).abs() < 1e-6,
+            "{} {}",
+            c.value[0],
+            num / den
+        );
+        Ok(())
+    }
+
+    /// A control policy's log of the planted world: every user is shown
+    /// twelve random videos per surface, and engages (gain 1) with those of
+    /// their taste's topic there.
+    fn control_log(
+        data: &SurfaceData,
+        topics: &[Vec<usize>],
+    ) -> (Vec<u32>, Vec<u8>, Vec<u32>, Vec<f32>) {
+        let (mut u, mut s, mut i, mut g) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut rng = SplitMix::new(11, 0, 0);
+        for (user, mine) in topics.iter().enumerate() {
+            let Some(row) = data.users.get(1000 + user as u64) else {
+                continue;
+            };
+            for (surface, &topic) in mine.iter().enumerate() {
+                for _ in 0..12 {
+                    let item = rng.below((TOPICS * PER_TOPIC) as u64);
+                    let Some(col) = data.items.get(item) else {
+                        continue;
+                    };
+                    u.push(row);
+                    s.push(surface as u8);
+                    i.push(col);
+                    g.push((item as usize / PER_TOPIC == topic) as u8 as f32);
+                }
+            }
+        }
+        (u, s, i, g)
+    }
+
+    #[test]
+    fn the_chosen_share_is_small_when_tastes_agree_and_large_when_they_do_not() -> Result<()> {
+        let p = TrainParams {
+            factors: 8,
+            epochs: 8,
+            reg: 2.0,
+            alpha: 4.0,
+            ..params(8).get().clone()
+        }
+        .check()?;
+        let grid = [0.0, 0.25, 0.5, 0.75, 1.0];
+        let mut chosen = Vec::new();
+        for divergence in [0.0, 1.0] {
+            let (us, ss, is, topics) = planted_with_topics(400, 3, divergence, 21);
+            let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+            let mid = SurfaceParams {
+                specific: vec![0.5; 3],
+            }
+            .check(3)?;
+            let fac = train_surface_ials(&data, &p, &mid, &mut TrainControl::default())?;
+            let (hu, hs, hi, hg) = control_log(&data, &topics);
+            let h = HeldOut {
+                user: &hu,
+                surface: &hs,
+                item: &hi,
+                gain: &hg,
+            };
+            let c = choose_specific(
+                &data,
+                &fac.items,
+                &p,
+                &grid,
+                &h,
+                Some((&fac.shared, &fac.surface)),
+                8,
+            )?;
+            chosen.push((c.specific.clone(), c.score.clone()));
+        }
+        // Planted agreement: none of the taste is a surface's own, the
+        // shrinkage towards the shared taste is complete.
+        assert!(chosen[0].0.iter().all(|&x| x == 0.0), "{chosen:?}");
+        // Planted independence: a share of its own on every surface, and one
+        // taste everywhere (φ = 0) judged clearly worse than the choice.
+        let (picked, score) = &chosen[1];
+        for s in 0..3 {
+            assert!(picked[s] > 0.0, "{chosen:?}");
+            let at = grid.iter().position(|&g| g == picked[s]).unwrap_or(0);
+            assert!(score[0][s] < score[at][s] - 0.1, "{chosen:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        assert!(SurfaceParams {
+            specific: vec![0.5, 1.5]
+        }
+        .check(2)
+        .is_err());
+        assert!(SurfaceParams {
+            specific: vec![0.5]
+        }
+        .check(2)
+        .is_err());
+        assert!(SurfaceParams {
+            specific: vec![f32::NAN, 0.0]
+        }
+        .check(2)
+        .is_err());
+        assert!(SurfaceData::from_triplets(&[1], &[3], &[2], None, 3, 0.0).is_err());
+        assert!(SurfaceData::from_triplets(&[1], &[0], &[2], None, 9, 0.0).is_err());
+        assert!(SurfaceData::from_triplets(&[1, 2], &[0], &[2, 3], None, 3, 0.0).is_err());
+        assert!(SurfaceData::from_triplets(&[1], &[0], &[2], Some(&[f32::NAN]), 3, 0.0).is_err());
+    }
+}
