@@ -40,6 +40,9 @@ pub enum Error {
         /// Why it could not be fitted.
         message: String,
     },
+    /// Training input that cannot be trained on as asked (the text says why).
+    #[error("{0}")]
+    Input(String),
     /// The simulator failed.
     #[error(transparent)]
     Sim(#[from] reelkit_sim::Error),

@@ -48,10 +48,12 @@ struct Interleaved {
 }
 
 impl Interleaved {
+    /// Refreshes both teams on the interleaved log, which also judges their
+    /// settings (no log of another policy is at hand here).
     fn refresh(&mut self, world: &World, log: &[&Events], today: u32) -> Result<()> {
         for p in std::iter::once(&mut self.a).chain(self.b.as_mut()) {
             if let ArmPolicy::Trained(p) = p {
-                p.inner.refresh(world, log, today)?;
+                p.inner.refresh(world, log, log, today)?;
             }
         }
         Ok(())
@@ -299,7 +301,9 @@ fn trial(
         for (i, p) in alone.iter_mut().enumerate() {
             if let ArmPolicy::Trained(p) = p {
                 let log: Vec<&Events> = pre_days.iter().chain(exp.potential(i)).collect();
-                p.inner.refresh(world, &log, today)?;
+                // Each team's settings are judged on the other's log.
+                let judge: Vec<&Events> = pre_days.iter().chain(exp.potential(1 - i)).collect();
+                p.inner.refresh(world, &log, &judge, today)?;
             }
         }
         let log: Vec<&Events> = pre_days.iter().chain(exp.potential(2)).collect();

@@ -76,10 +76,13 @@ pub use interleave::{
 };
 pub use output::summary_markdown;
 pub use ranker_policy::RankerPolicy;
-pub use recipe::{Ranking, Recipe, Retrain, Trained, UserVectors};
+pub use recipe::{Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
 pub use run::{run, ArmSummary, Estimate, Outcome, RefreshTime, Summary, Timings};
 pub use spec::{parse_value, Arm, ExperimentSpec, ValidSpec};
 pub use sweep::{sweep, sweep_markdown, sweep_specs, write_sweep, Sweep, SweepRow};
-pub use train::{build_model, event_weights, offline_eval, train_on_events, Offline};
+pub use train::{
+    build_model, event_weights, offline_eval, train_on_events, train_surface_on_events, Offline,
+    SurfaceFit,
+};
 pub use trained::{FitTime, Refresh};
 pub use truth::{GroundTruth, TrueEffect};

@@ -53,6 +53,68 @@ fn row(out: &mut String, e: &Estimate, first: &str) {
     );
 }
 
+/// One sentence per hierarchical unified arm: which parts of a user's taste
+/// its last fit found shared across surfaces and which each surface's own.
+pub(crate) fn taste_sentences(s: &Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut arms: Vec<&str> = Vec::new();
+    for r in &s.refreshes {
+        if r.specific.is_some() && !arms.contains(&r.arm.as_str()) {
+            arms.push(&r.arm);
+        }
+    }
+    for arm in arms {
+        let Some(last) = s
+            .refreshes
+            .iter()
+            .rev()
+            .filter(|r| r.arm == arm)
+            .find_map(|r| r.specific.as_ref().map(|x| (r.day, x)))
+        else {
+            continue;
+        };
+        let (day, specific) = last;
+        let mut groups: [Vec<String>; 3] = Default::default();
+        for (surface, &phi) in reelkit_logs::Surface::ALL.iter().zip(specific) {
+            let k = if phi <= 0.1 {
+                0
+            } else if phi < 0.75 {
+                1
+            } else {
+                2
+            };
+            groups[k].push(format!("{surface} ({phi})"));
+        }
+        let words = [
+            "shared with their other surfaces",
+            "partly its own",
+            "its own",
+        ];
+        let parts: Vec<String> = groups
+            .iter()
+            .zip(words)
+            .filter(|(g, _)| !g.is_empty())
+            .map(|(g, w)| format!("{} {w}", join_and(g)))
+            .collect();
+        out.push(format!(
+            "**What `{arm}` found shared**: for day {day}'s fit it judged a user's taste on {} \
+             (each surface's specific share φ in brackets: 0 is one taste everywhere, 1 a taste \
+             of the surface's own; chosen on the previous day's impressions of the control).",
+            join_and(&parts)
+        ));
+    }
+    out
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// The Markdown summary: the answer first, then every estimate beside its truth.
 pub fn summary_markdown(s: &Summary) -> String {
     let mut out = String::new();
@@ -145,6 +207,9 @@ pub fn summary_markdown(s: &Summary) -> String {
             row(&mut out, e, &e.segment);
         }
         out.push('\n');
+    }
+    for line in taste_sentences(s) {
+        let _ = writeln!(out, "{line}\n");
     }
     let _ = writeln!(out, "## Every comparison\n");
     for &(v, b) in &pairs {

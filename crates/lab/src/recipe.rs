@@ -85,19 +85,132 @@ impl Ranking {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UserVectors {
-    /// One vector per user trained on every surface's events; the taste per
+    /// A shared taste and a taste of each surface's own, whose weight (the
+    /// specific share `φ_s` of each surface) is chosen on held-out
+    /// impressions (`reelkit_ranker::train_surface_ials`): a user's vector
+    /// on a surface is pulled towards their shared taste, harder the less the
+    /// surfaces differ, and a user new to a surface starts from the shared
+    /// taste. The videos' vectors are shared. The default.
+    Hierarchical,
+    /// Ablation (`φ = 0`, fitted on every surface's events as one matrix):
+    /// one vector per user trained on every surface's events; the taste per
     /// surface is folded in from the user's history there.
     Shared,
-    /// One vector per (user, surface) trained with the videos' vectors shared
-    /// across surfaces; the user's overall taste is folded in from their
-    /// whole history. (The world's structure: a video is the same video on
-    /// every surface, the viewer's taste may differ.)
+    /// Ablation (`φ = 1`): one vector per (user, surface) trained with the
+    /// videos' vectors shared across surfaces; the user's overall taste is
+    /// folded in from their whole history.
     PerSurface,
 }
 
 impl UserVectors {
     /// The names specs accept.
-    pub const NAMES: &'static str = "shared, per_surface";
+    pub const NAMES: &'static str = "hierarchical, shared, per_surface";
+}
+
+/// How a hierarchical unified recipe sets each surface's specific share `φ_s`
+/// (0: one taste everywhere, 1: a taste of the surface's own).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Specific {
+    /// Chosen at every refit, per surface, on the last day's impressions as
+    /// scored by a model that had not trained on them: the most shared value
+    /// of `grid` within one standard error of the best.
+    Auto {
+        /// The shares tried.
+        grid: Vec<f32>,
+    },
+    /// Fixed shares, in [`reelkit_sim::SURFACES`] order (reels, feed, watch).
+    Fixed(Vec<f32>),
+}
+
+impl Specific {
+    /// The default grid of [`Specific::Auto`].
+    pub const GRID: [f32; 5] = [0.0, 0.1, 0.25, 0.5, 1.0];
+
+    /// The share the first fit uses (before any held-out day).
+    pub fn initial(&self) -> Vec<f32> {
+        match self {
+            Specific::Auto { .. } => vec![0.25; reelkit_sim::SURFACES],
+            Specific::Fixed(v) => v.clone(),
+        }
+    }
+}
+
+impl std::str::FromStr for Specific {
+    type Err = String;
+
+    /// `auto`, one share for every surface (`0.3`), or one per surface
+    /// (`reels=0.1,feed=0,watch=0.8`), each in [0, 1].
+    fn from_str(text: &str) -> std::result::Result<Specific, String> {
+        let t = text.trim();
+        if t == "auto" {
+            return Ok(Specific::default());
+        }
+        let share = |what: &str, v: &str| -> std::result::Result<f32, String> {
+            match v.trim().parse::<f32>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+                _ => Err(format!(
+                    "{what}: a share must be a number in [0, 1], got `{}`",
+                    cut(v.trim())
+                )),
+            }
+        };
+        if !t.contains('=') {
+            let x = share("specific", t)?;
+            return Ok(Specific::Fixed(vec![x; reelkit_sim::SURFACES]));
+        }
+        let names: Vec<&str> = reelkit_logs::Surface::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        let mut out: Vec<Option<f32>> = vec![None; names.len()];
+        for part in t.split(',') {
+            let (name, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{}` is not SURFACE=SHARE", cut(part)))?;
+            let name = name.trim();
+            let k = names.iter().position(|n| *n == name).ok_or_else(|| {
+                format!(
+                    "no surface `{}` (surfaces: {})",
+                    cut(name),
+                    names.join(", ")
+                )
+            })?;
+            if out[k].is_some() {
+                return Err(format!("surface `{name}` is given twice"));
+            }
+            out[k] = Some(share(name, v)?);
+        }
+        let missing: Vec<&str> = names
+            .iter()
+            .zip(&out)
+            .filter(|(_, v)| v.is_none())
+            .map(|(n, _)| *n)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "give a share for every surface; missing: {}",
+                missing.join(", ")
+            ));
+        }
+        Ok(Specific::Fixed(out.into_iter().flatten().collect()))
+    }
+}
+
+/// At most 40 characters of a value for a message.
+fn cut(v: &str) -> String {
+    match v.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &v[..at]),
+        None => v.to_string(),
+    }
+}
+
+impl Default for Specific {
+    fn default() -> Self {
+        Specific::Auto {
+            grid: Specific::GRID.to_vec(),
+        }
+    }
 }
 
 /// How a trained recipe is fitted and refreshed.
@@ -116,6 +229,8 @@ pub struct Trained {
     /// Unified recipes: how a user is represented (siloed models are per
     /// surface by construction).
     pub user_vectors: UserVectors,
+    /// Hierarchical unified recipes: each surface's specific share.
+    pub specific: Specific,
     /// Share of feed slots given to random fresh uploads (the same as the
     /// `popular` baseline's, so that only the ranking differs).
     pub explore: f64,
@@ -135,8 +250,41 @@ impl Default for Trained {
             window_days: 7,
             retrain: Retrain::Daily,
             ranking: Ranking::Surface,
-            user_vectors: UserVectors::Shared,
+            user_vectors: UserVectors::Hierarchical,
+            specific: Specific::default(),
             explore: reelkit_sim::DEFAULT_EXPLORE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specific_shares_parse_and_bad_ones_are_named() {
+        assert_eq!("auto".parse::<Specific>(), Ok(Specific::default()));
+        assert_eq!("0.3".parse::<Specific>(), Ok(Specific::Fixed(vec![0.3; 3])));
+        assert_eq!(
+            "watch=0.8, reels=0.1,feed=0".parse::<Specific>(),
+            Ok(Specific::Fixed(vec![0.1, 0.0, 0.8]))
+        );
+        for (bad, says) in [
+            ("1.5", "[0, 1]"),
+            ("nan", "[0, 1]"),
+            (
+                "reels=0.1,stories=0.2,feed=0,watch=1",
+                "no surface `stories`",
+            ),
+            ("reels=0.1,feed=0", "missing: watch"),
+            ("reels=0.1,reels=0.2,feed=0,watch=1", "twice"),
+            ("reels", "[0, 1]"),
+        ] {
+            let err = bad.parse::<Specific>().expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        // A long bad value is quoted cut, not whole.
+        let long = "x".repeat(10_000);
+        assert!(long.parse::<Specific>().expect_err("long").len() < 200);
     }
 }

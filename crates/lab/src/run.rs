@@ -143,7 +143,11 @@ pub(crate) fn simulate(
                 // The arm learns from what it would have logged serving everyone:
                 // its own users' events and every other user's play under it.
                 let day_log: Vec<&Events> = pre_days.iter().chain(run.potential(a)).collect();
-                p.inner.refresh(world, &day_log, today)?;
+                // Settings are judged on what the control served everyone:
+                // impressions no model of this arm chose.
+                let judge: Vec<&Events> =
+                    pre_days.iter().chain(run.potential(spec.control)).collect();
+                p.inner.refresh(world, &day_log, &judge, today)?;
             }
         }
         timings.training += t_fit.elapsed().as_secs_f64();

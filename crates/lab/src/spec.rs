@@ -54,7 +54,7 @@ use reelkit_sim::{SimParams, ValidSimParams};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::recipe::{Ranking, Recipe, Retrain, Trained, UserVectors};
+use crate::recipe::{Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
 
 /// Preset world sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +207,8 @@ struct RawArm {
     cg_steps: Option<usize>,
     ranking: Option<String>,
     user_vectors: Option<String>,
+    specific: Option<toml::Value>,
+    specific_grid: Option<Vec<f64>>,
     explore: Option<f64>,
 }
 
@@ -685,11 +687,18 @@ fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
             "popular" => Recipe::Popular,
             "oracle" => Recipe::Oracle,
             "siloed" | "unified" => {
-                if a.recipe == "siloed" && a.user_vectors.is_some() {
-                    return Err(Error::spec(
-                        key("user_vectors"),
-                        "only the unified recipe takes `user_vectors` (siloed models are per surface)",
-                    ));
+                if a.recipe == "siloed" {
+                    let set = [
+                        ("user_vectors", a.user_vectors.is_some()),
+                        ("specific", a.specific.is_some()),
+                        ("specific_grid", a.specific_grid.is_some()),
+                    ];
+                    if let Some((k, _)) = set.iter().find(|(_, on)| *on) {
+                        return Err(Error::spec(
+                            key(k),
+                            format!("only the unified recipe takes `{k}` (siloed models are per surface)"),
+                        ));
+                    }
                 }
                 let t = trained(a, &key, seed.wrapping_add(i as u64))?;
                 if a.recipe == "siloed" {
@@ -718,6 +727,8 @@ fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
                 ("cg_steps", a.cg_steps.is_some()),
                 ("ranking", a.ranking.is_some()),
                 ("user_vectors", a.user_vectors.is_some()),
+                ("specific", a.specific.is_some()),
+                ("specific_grid", a.specific_grid.is_some()),
                 ("explore", a.explore.is_some()),
             ];
             if let Some((k, _)) = set.iter().find(|(_, on)| *on) {
@@ -804,6 +815,7 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
     };
     let user_vectors = match a.user_vectors.as_deref() {
         None => d.user_vectors,
+        Some("hierarchical") => UserVectors::Hierarchical,
         Some("shared") => UserVectors::Shared,
         Some("per_surface") => UserVectors::PerSurface,
         Some(other) => {
@@ -813,6 +825,7 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
             ))
         }
     };
+    let specific = specific(a, user_vectors, key)?;
     let window_days = a.window_days.unwrap_or(d.window_days);
     if !(1..=365).contains(&window_days) {
         return Err(Error::spec(
@@ -859,8 +872,132 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
         retrain,
         ranking,
         user_vectors,
+        specific,
         explore,
     })
+}
+
+/// A share in [0, 1] at `key`.
+fn share(key: &str, v: &toml::Value) -> Result<f32> {
+    let x = match v {
+        toml::Value::Float(f) => *f,
+        toml::Value::Integer(i) => *i as f64,
+        other => {
+            return Err(Error::spec(
+                key,
+                format!("must be a number in [0, 1], got {}", short_value(other)),
+            ))
+        }
+    };
+    if !(0.0..=1.0).contains(&x) {
+        return Err(Error::spec(key, format!("must be in [0, 1], got {x}")));
+    }
+    Ok(x as f32)
+}
+
+/// A TOML value for a message, cut to 80 characters.
+fn short_value(v: &toml::Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+/// The `specific` and `specific_grid` keys of a unified arm.
+fn specific(a: &RawArm, vectors: UserVectors, key: &dyn Fn(&str) -> String) -> Result<Specific> {
+    if vectors != UserVectors::Hierarchical {
+        if let Some(k) = [
+            ("specific", a.specific.is_some()),
+            ("specific_grid", a.specific_grid.is_some()),
+        ]
+        .iter()
+        .find(|(_, on)| *on)
+        .map(|(k, _)| *k)
+        {
+            return Err(Error::spec(
+                key(k),
+                "only `user_vectors = \"hierarchical\"` takes it (`shared` is φ = 0, `per_surface` φ = 1)",
+            ));
+        }
+    }
+    let grid = match &a.specific_grid {
+        None => Specific::GRID.to_vec(),
+        Some(g) => {
+            if g.is_empty() || g.len() > 16 {
+                return Err(Error::spec(
+                    key("specific_grid"),
+                    format!("must list 1 to 16 shares in [0, 1], got {}", g.len()),
+                ));
+            }
+            g.iter()
+                .map(|&x| share(&key("specific_grid"), &toml::Value::Float(x)))
+                .collect::<Result<Vec<f32>>>()?
+        }
+    };
+    let surfaces = reelkit_logs::Surface::ALL;
+    match &a.specific {
+        None => Ok(Specific::Auto { grid }),
+        Some(toml::Value::String(s)) if s == "auto" => Ok(Specific::Auto { grid }),
+        Some(v @ (toml::Value::Float(_) | toml::Value::Integer(_))) => {
+            if a.specific_grid.is_some() {
+                return Err(Error::spec(
+                    key("specific_grid"),
+                    "is for `specific = \"auto\"`; the shares are fixed here",
+                ));
+            }
+            let x = share(&key("specific"), v)?;
+            Ok(Specific::Fixed(vec![x; surfaces.len()]))
+        }
+        Some(toml::Value::Table(t)) => {
+            if a.specific_grid.is_some() {
+                return Err(Error::spec(
+                    key("specific_grid"),
+                    "is for `specific = \"auto\"`; the shares are fixed here",
+                ));
+            }
+            let names: Vec<&str> = surfaces.iter().map(|s| s.as_str()).collect();
+            if let Some(k) = t.keys().find(|k| !names.contains(&k.as_str())) {
+                return Err(Error::spec(
+                    key(&format!("specific.{}", short_key(k))),
+                    format!(
+                        "the world has no surface `{}` (surfaces: {})",
+                        short_key(k),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            let mut out = Vec::with_capacity(names.len());
+            for n in &names {
+                let v = t.get(*n).ok_or_else(|| {
+                    Error::spec(
+                        key("specific"),
+                        format!(
+                            "give a share for every surface ({}); `{n}` is missing",
+                            names.join(", ")
+                        ),
+                    )
+                })?;
+                out.push(share(&key(&format!("specific.{n}")), v)?);
+            }
+            Ok(Specific::Fixed(out))
+        }
+        Some(other) => Err(Error::spec(
+            key("specific"),
+            format!(
+                "must be \"auto\", a share in [0, 1], or a table of one per surface; got {}",
+                short_value(other)
+            ),
+        )),
+    }
+}
+
+/// A key for a message, cut to 40 characters.
+fn short_key(k: &str) -> String {
+    match k.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &k[..at]),
+        None => k.to_string(),
+    }
 }
 
 #[cfg(test)]

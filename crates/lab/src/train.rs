@@ -2,13 +2,15 @@
 //! model and the model file's contents (shared by `reelkit train`, `tune` and
 //! the experiment loop).
 
-use reelkit_logs::Events;
+use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
-    EngagementWeights, Factors, Impressions, Model, TrainControl, TrainParams, TrainingData,
-    ValueModel, ValueSamples, ValueWeights,
+    choose_specific, train_surface_ials, train_surface_ials_from, EngagementWeights, Factors,
+    HeldOut, Impressions, Model, SpecificChoice, SurfaceData, SurfaceParams, TrainControl,
+    TrainParams, TrainingData, ValueModel, ValueSamples, ValueWeights,
 };
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::recipe::Specific;
 
 /// The ranker's view of an event log (columns borrowed, all of one length).
 pub(crate) fn impressions(ev: &Events) -> Impressions<'_> {
@@ -128,4 +130,246 @@ pub fn offline_eval(
         model: reelkit_ranker::evaluate_embeddings(&table, &f.users, train, test, k, &counts),
         popularity: reelkit_ranker::evaluate_popularity(train, test, k, &counts),
     })
+}
+
+/// The index of a surface in per-surface models (`Surface::ALL` order).
+fn surface_slot(s: Surface) -> u8 {
+    reelkit_sim::surface_index(s) as u8
+}
+
+/// The engagement-weighted impressions of `days`, keyed by (user, surface):
+/// what a per-surface model trains on.
+pub(crate) fn surface_data(days: &[&Events]) -> Result<SurfaceData> {
+    let w = EngagementWeights::default();
+    let n: usize = days.iter().map(|e| e.len()).sum();
+    let (mut users, mut surfaces, mut videos, mut weights) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ev in days {
+        let imp = impressions(ev);
+        for i in 0..ev.len() {
+            users.push(ev.user_id[i]);
+            surfaces.push(surface_slot(ev.surface[i]));
+            videos.push(ev.video_id[i]);
+            weights.push(w.weight(&imp, i));
+        }
+    }
+    Ok(SurfaceData::from_triplets(
+        &users,
+        &surfaces,
+        &videos,
+        Some(&weights),
+        Surface::ALL.len(),
+        w.min_positive,
+    )?)
+}
+
+/// The impressions of `events` a per-surface model trained on `data` can
+/// judge (known user and video), with their engagement weights as gains:
+/// `(user row, surface, item row, gain)` columns.
+pub(crate) fn held_out(
+    data: &SurfaceData,
+    events: &Events,
+    keep_item: impl Fn(u32) -> bool,
+) -> (Vec<u32>, Vec<u8>, Vec<u32>, Vec<f32>) {
+    let w = EngagementWeights::default();
+    let imp = impressions(events);
+    let (mut user, mut surface, mut item, mut gain) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..events.len() {
+        let (Some(u), Some(v)) = (
+            data.users.get(events.user_id[i]),
+            data.items.get(events.video_id[i]),
+        ) else {
+            continue;
+        };
+        if !keep_item(v) {
+            continue;
+        }
+        user.push(u);
+        surface.push(surface_slot(events.surface[i]));
+        item.push(v);
+        gain.push(w.weight(&imp, i));
+    }
+    (user, surface, item, gain)
+}
+
+/// A per-surface model trained on an event log, and how its shares were
+/// chosen.
+#[derive(Debug)]
+pub struct SurfaceFit {
+    /// The model (user vectors per surface; `reels, feed, watch`).
+    pub model: Model,
+    /// With `Specific::Auto`: the held-out scores of every share tried.
+    pub choice: Option<SpecificChoice>,
+}
+
+/// Trains a per-surface model on an event log ([`reelkit_ranker::train_surface_ials`]).
+///
+/// With [`Specific::Auto`] the last UTC day of the log is held out: the
+/// model is fitted on the days before it with each surface's share at its
+/// initial value, the shares are chosen on the held-out day's impressions
+/// ([`reelkit_ranker::choose_specific`]; the log's own policy chose them,
+/// not this model), then the model is fitted on every day, warm from the
+/// first fit, with the chosen shares. A value model is fitted on the
+/// impressions, scored with each impression's surface vector.
+pub fn train_surface_on_events(
+    events: &Events,
+    params: &TrainParams,
+    specific: &Specific,
+    source: &str,
+) -> Result<SurfaceFit> {
+    let checked = params.clone().check()?;
+    let ns = Surface::ALL.len();
+    let (specific, choice, start) = match specific {
+        Specific::Fixed(v) => (v.clone(), None, None),
+        Specific::Auto { grid } => {
+            let day = |ts: i64| ts.div_euclid(86_400_000);
+            let last = events.ts_ms.iter().map(|&t| day(t)).max();
+            let first = events.ts_ms.iter().map(|&t| day(t)).min();
+            let (Some(last), Some(first)) = (last, first) else {
+                return Err(Error::Ranker(reelkit_ranker::Error::Empty));
+            };
+            if first == last {
+                return Err(Error::Input(
+                    "choosing the specific shares holds out the log's last day, and this log \
+                     has one day: give the shares (--specific)"
+                        .into(),
+                ));
+            }
+            let before = subset(events, |i| day(events.ts_ms[i]) < last);
+            let held = subset(events, |i| day(events.ts_ms[i]) == last);
+            let data = surface_data(&[&before])?;
+            let init = Specific::Auto { grid: grid.clone() }.initial();
+            let sp = SurfaceParams {
+                specific: init.clone(),
+            }
+            .check(ns)?;
+            let fac = train_surface_ials(&data, &checked, &sp, &mut TrainControl::default())?;
+            let counts = reelkit_ranker::item_counts(&data.matrix);
+            let (u, s, i, g) = held_out(&data, &held, |v| counts[v as usize] > 0);
+            let h = HeldOut {
+                user: &u,
+                surface: &s,
+                item: &i,
+                gain: &g,
+            };
+            let choice = choose_specific(
+                &data,
+                &fac.items,
+                &checked,
+                grid,
+                &h,
+                Some((&fac.shared, &fac.surface)),
+                checked.cg_steps + 2,
+            )?;
+            (choice.specific.clone(), Some(choice), Some((data, fac)))
+        }
+    };
+    let data = surface_data(&[events])?;
+    let sp = SurfaceParams {
+        specific: specific.clone(),
+    }
+    .check(ns)?;
+    let fac = match start {
+        None => train_surface_ials(&data, &checked, &sp, &mut TrainControl::default())?,
+        Some((old, prev)) => {
+            let init = warm_surface_start(&data, &old, prev, &checked);
+            train_surface_ials_from(&data, &checked, &sp, init, &mut TrainControl::default())?
+        }
+    };
+    let names: Vec<&str> = Surface::ALL.iter().map(|s| s.as_str()).collect();
+    let mut model = Model::from_surfaces(&data, fac, &names, params.clone())?;
+    model.meta.value_model = Some(fit_surface_value_model(events, &model));
+    model.meta.source = source.to_string();
+    Ok(SurfaceFit { model, choice })
+}
+
+/// The impressions `keep` says, in order.
+fn subset(events: &Events, keep: impl Fn(usize) -> bool) -> Events {
+    let mut out = Events::default();
+    for i in (0..events.len()).filter(|&i| keep(i)) {
+        out.push(&events.get(i));
+    }
+    out
+}
+
+/// A warm start for `data` from a fit on `old`: the same users' and items'
+/// vectors, zeros for new ones (training moves them from there).
+fn warm_surface_start(
+    data: &SurfaceData,
+    old: &SurfaceData,
+    prev: reelkit_ranker::SurfaceFactors,
+    p: &reelkit_ranker::ValidTrainParams,
+) -> reelkit_ranker::SurfaceFactors {
+    let f = p.factors;
+    let ns = data.n_surfaces;
+    let mut shared = vec![0f32; data.users.len() * f];
+    let mut surface = vec![0f32; data.users.len() * ns * f];
+    for (u, &id) in data.users.ids().iter().enumerate() {
+        if let Some(o) = old.users.get(id) {
+            let o = o as usize;
+            shared[u * f..(u + 1) * f].copy_from_slice(prev.shared_user(o));
+            for s in 0..ns {
+                let at = (u * ns + s) * f;
+                surface[at..at + f].copy_from_slice(prev.surface_user(o, s));
+            }
+        }
+    }
+    let mut items = vec![0f32; data.items.len() * f];
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ p.seed;
+    for (i, &id) in data.items.ids().iter().enumerate() {
+        let row = &mut items[i * f..(i + 1) * f];
+        match old.items.get(id) {
+            Some(o) => row.copy_from_slice(prev.item(o as usize)),
+            // A new item starts small and seeded, as a fresh fit's would.
+            None => row.iter_mut().for_each(|x| {
+                rng = reelkit_sim::splitmix64(rng);
+                *x = ((rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * p.init_scale;
+            }),
+        }
+    }
+    reelkit_ranker::SurfaceFactors {
+        dim: f,
+        n_surfaces: ns,
+        specific: prev.specific.clone(),
+        shared,
+        surface,
+        items,
+        item_bias: vec![0.0; data.items.len()],
+    }
+}
+
+/// The value model of a per-surface model: each impression scored with the
+/// user's vector on its surface.
+fn fit_surface_value_model(ev: &Events, model: &Model) -> ValueModel {
+    let mut s = ValueSamples::default();
+    let (Some(sv), d) = (&model.surfaces, model.factors.dim) else {
+        return ValueModel::fit(&s, ValueWeights::default());
+    };
+    let ns = sv.names.len();
+    for i in 0..ev.len() {
+        let (Some(u), Some(v)) = (
+            model.users.get(ev.user_id[i]),
+            model.items.get(ev.video_id[i]),
+        ) else {
+            continue;
+        };
+        let (u, v) = (u as usize, v as usize);
+        let at = (u * ns + surface_slot(ev.surface[i]) as usize) * d;
+        s.dot.push(reelkit_ranker::dot(
+            &sv.vectors[at..at + d],
+            model.factors.item(v),
+        ));
+        s.count.push(model.item_counts[v]);
+        s.bias.push(model.factors.item_bias[v]);
+        s.watch_fraction
+            .push(ev.watch_ms[i] as f32 / ev.duration_ms[i].max(1) as f32);
+        s.liked.push(ev.liked[i]);
+        s.shared.push(ev.shared[i]);
+    }
+    ValueModel::fit(&s, ValueWeights::default())
 }

@@ -35,8 +35,9 @@ use std::time::Instant;
 
 use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
-    keep_above, solve_rows, train_ials, train_ials_from, Csr, EngagementWeights, Factors, IdMap,
-    ItemTable, TrainControl, TrainingData, ValidTrainParams,
+    choose_specific, keep_above, solve_rows, train_ials, train_ials_from, train_surface_ials,
+    train_surface_ials_from, Csr, EngagementWeights, Factors, HeldOut, IdMap, ItemTable,
+    SurfaceData, SurfaceFactors, SurfaceParams, TrainControl, TrainingData, ValidTrainParams,
 };
 use reelkit_sim::{
     surface_index, take_unseen, DayContext, FeedRequest, Policy, PopularPolicy, Rng, Scratch,
@@ -45,7 +46,7 @@ use reelkit_sim::{
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::recipe::{Ranking, Retrain, Trained, UserVectors};
+use crate::recipe::{Ranking, Retrain, Specific, Trained, UserVectors};
 
 /// Videos ranked per user, surface and day before walking the list.
 const DEPTH: usize = 400;
@@ -79,6 +80,10 @@ pub struct Refresh {
     pub interactions: usize,
     /// Epochs run.
     pub epochs: usize,
+    /// Hierarchical unified models: each surface's specific share `φ_s`
+    /// (reels, feed, watch) this fit used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub specific: Option<Vec<f32>>,
     /// Wall time of its parts (not deterministic: not serialised here).
     #[serde(skip)]
     pub time: FitTime,
@@ -95,12 +100,14 @@ pub struct FitTime {
     pub fold_in: f64,
     /// Fitting the value heads.
     pub heads: f64,
+    /// Choosing the specific shares on the held-out day.
+    pub choose: f64,
 }
 
 impl FitTime {
     /// The whole fit.
     pub fn total(&self) -> f64 {
-        self.data + self.train + self.fold_in + self.heads
+        self.data + self.train + self.fold_in + self.heads + self.choose
     }
 }
 
@@ -130,6 +137,10 @@ struct Fit {
     /// With per-surface user vectors: the trained rows' keys (`user_id · 4 +
     /// surface`), whose vectors are `surface_users` (for the next warm start).
     keys: Option<IdMap>,
+    /// Hierarchical: the data it trained on (the next day chooses its shares
+    /// by re-solving these users), and its shares. A user's vector on a
+    /// surface is then `surface_users`, their shared taste `factors.users`.
+    hier: Option<Box<(SurfaceData, Vec<f32>)>>,
 }
 
 /// A linear value head: the predicted engagement weight of showing video
@@ -157,15 +168,21 @@ struct Features {
 }
 
 impl Features {
-    fn of(ranking: Ranking, unified: bool) -> Option<Features> {
+    /// A recipe's features. A hierarchical model's user vector on a surface
+    /// already weighs the shared taste against the surface's own (its
+    /// specific share), so its `surface` head is `[1, w_s·v]`: a second
+    /// feature `p·v` would be nearly collinear with the first where the
+    /// share is small, and a ridge fit on collinear features returns large
+    /// opposite weights whose difference amplifies noise.
+    fn of(ranking: Ranking, unified: bool, hier: bool) -> Option<Features> {
         match (ranking, unified) {
             (Ranking::Dot, _) | (Ranking::Surface, false) => None,
             (Ranking::Surface, true) => Some(Features {
-                surface: true,
+                surface: !hier,
                 popularity: false,
             }),
             (Ranking::Value, unified) => Some(Features {
-                surface: unified,
+                surface: unified && !hier,
                 popularity: true,
             }),
         }
@@ -207,10 +224,20 @@ impl Fit {
         &self.surface_users[at..at + d]
     }
 
+    /// The user vector a dot product on surface `s` uses: a hierarchical
+    /// model's vector on the surface, else the user's one vector.
+    fn user_vector(&self, row: usize, s: usize) -> &[f32] {
+        if self.hier.is_some() {
+            self.surface_user(row, s)
+        } else {
+            self.factors.user(row)
+        }
+    }
+
     /// The query vector of a user row on surface `s`, and the item term's
     /// coefficients of `(ln(1 + n_v), b_v)`.
     fn query(&self, row: usize, s: usize) -> (Vec<f32>, f64, f64) {
-        let u = self.factors.user(row);
+        let u = self.user_vector(row, s);
         match &self.heads[s] {
             None => (u.to_vec(), 0.0, 1.0),
             Some(h) if h.surface != 0.0 => {
@@ -241,6 +268,8 @@ pub(crate) struct TrainedPolicy {
     fits: Vec<Option<Fit>>,
     fitted_once: bool,
     fallback: PopularPolicy,
+    /// Hierarchical: the specific shares the next fit uses.
+    specific: Vec<f32>,
     /// Per surface: user index → index into `lists[s]` (`u32::MAX`: none).
     list_of: [Vec<u32>; SURFACES],
     lists: [Vec<Vec<u32>>; SURFACES],
@@ -259,10 +288,16 @@ impl TrainedPolicy {
             fits: vec![None; if unified { 1 } else { SURFACES }],
             fitted_once: false,
             fallback: PopularPolicy::default(),
+            specific: recipe.specific.initial(),
             list_of: Default::default(),
             lists: Default::default(),
             refreshes: Vec::new(),
         })
+    }
+
+    /// Whether this recipe fits the hierarchical model.
+    fn hier(&self) -> bool {
+        self.unified && self.recipe.user_vectors == UserVectors::Hierarchical
     }
 
     /// The fit serving surface `s`.
@@ -272,7 +307,15 @@ impl TrainedPolicy {
 
     /// Fits or refreshes the models before simulated day `today`, on the
     /// observed events of the days before it (`log[d]` is day `d`'s).
-    pub(crate) fn refresh(&mut self, world: &World, log: &DayLog<'_>, today: u32) -> Result<()> {
+    /// `judge` is the log held-out settings are judged on (day `d` at `d`): a
+    /// log no model of this recipe chose, such as the control arm's.
+    pub(crate) fn refresh(
+        &mut self,
+        world: &World,
+        log: &DayLog<'_>,
+        judge: &DayLog<'_>,
+        today: u32,
+    ) -> Result<()> {
         if self.fitted_once && self.recipe.retrain == Retrain::Never {
             return Ok(());
         }
@@ -300,6 +343,7 @@ impl TrainedPolicy {
                 items: fit.items.len(),
                 interactions: stats.interactions,
                 epochs: stats.epochs,
+                specific: fit.hier.as_ref().map(|h| h.1.clone()),
                 time: stats.time,
             };
             // The model whose features score yesterday's impressions: one that
@@ -315,12 +359,27 @@ impl TrainedPolicy {
             } else {
                 self.fits[k].take()
             };
+            // Hierarchical: each surface's share chosen on yesterday's
+            // impressions, scored by the model that had not trained on them.
+            let mut choose = 0.0;
+            if let (Specific::Auto { grid }, Some(before), Some(yesterday)) = (
+                &self.recipe.specific,
+                before.as_ref().filter(|b| b.hier.is_some()),
+                today.checked_sub(1).and_then(|d| judge.get(d as usize)),
+            ) {
+                let t = Instant::now();
+                if let Some(chosen) = self.choose_specific(before, yesterday, grid)? {
+                    self.specific = chosen;
+                }
+                choose = t.elapsed().as_secs_f64();
+            }
             let fit = self.fit_window(world, log, window(today), surface, before.as_ref())?;
             let Some((mut fit, mut stats)) = fit else {
                 self.fits[k] = None;
                 continue;
             };
-            if let Some(features) = Features::of(self.recipe.ranking, self.unified) {
+            stats.time.choose = choose;
+            if let Some(features) = Features::of(self.recipe.ranking, self.unified, self.hier()) {
                 if let (Some(before), Some(yesterday)) = (&before, today.checked_sub(1)) {
                     if let Some(events) = log.get(yesterday as usize) {
                         let t = Instant::now();
@@ -361,6 +420,9 @@ impl TrainedPolicy {
         surface: Option<usize>,
         start: Option<&Fit>,
     ) -> Result<Option<(Fit, FitStats)>> {
+        if self.hier() {
+            return self.fit_hier(world, log, days, start);
+        }
         let mut time = FitTime::default();
         let t = Instant::now();
         let w = EngagementWeights::default();
@@ -419,7 +481,7 @@ impl TrainedPolicy {
         let t = Instant::now();
         let interactions = data.matrix.nnz();
         let surface_feature =
-            Features::of(self.recipe.ranking, self.unified).is_some_and(|f| f.surface);
+            Features::of(self.recipe.ranking, self.unified, false).is_some_and(|f| f.surface);
         let fit = if keyed {
             // Users in order of their first row; a user is known when any of
             // their rows has a positive.
@@ -460,6 +522,7 @@ impl TrainedPolicy {
                 video_row,
                 user_row,
                 keys: Some(data.users),
+                hier: None,
             }
         } else {
             let user_row = world
@@ -495,6 +558,7 @@ impl TrainedPolicy {
                 video_row,
                 user_row,
                 keys: None,
+                hier: None,
             }
         };
         time.fold_in = t.elapsed().as_secs_f64();
@@ -506,6 +570,197 @@ impl TrainedPolicy {
                 time,
             },
         )))
+    }
+
+    /// The hierarchical unified model on the events of `days`, warm from
+    /// `start` when given, with the shares `self.specific`.
+    fn fit_hier(
+        &self,
+        world: &World,
+        log: &DayLog<'_>,
+        days: std::ops::Range<usize>,
+        start: Option<&Fit>,
+    ) -> Result<Option<(Fit, FitStats)>> {
+        let mut time = FitTime::default();
+        let t = Instant::now();
+        let data = crate::train::surface_data(&log[days])?;
+        if data.matrix.nnz() == 0 {
+            return Ok(None);
+        }
+        time.data = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let p = &self.params;
+        let sp = SurfaceParams {
+            specific: self.specific.clone(),
+        }
+        .check(SURFACES)?;
+        let (fac, epochs) = match start.filter(|s| s.hier.is_some()) {
+            None => (
+                train_surface_ials(&data, p, &sp, &mut TrainControl::default())?,
+                p.epochs,
+            ),
+            Some(prev) => {
+                let init = self.warm_start_hier(&data, prev);
+                let refresh = reelkit_ranker::TrainParams {
+                    epochs: self.recipe.refresh_epochs,
+                    ..p.get().clone()
+                }
+                .check()?;
+                (
+                    train_surface_ials_from(
+                        &data,
+                        &refresh,
+                        &sp,
+                        init,
+                        &mut TrainControl::default(),
+                    )?,
+                    refresh.epochs,
+                )
+            }
+        };
+        // Counts of (user, surface) rows: a video's on every surface it
+        // pleased someone, a user known when any of their rows has a positive.
+        let item_counts = reelkit_ranker::item_counts(&data.matrix);
+        let video_row = world
+            .videos
+            .id
+            .iter()
+            .map(|&id| data.items.get(id).filter(|&c| item_counts[c as usize] > 0))
+            .collect();
+        let user_row = world
+            .users
+            .id
+            .iter()
+            .map(|&id| {
+                data.users
+                    .get(id)
+                    .filter(|&r| (0..SURFACES).any(|s| data.count(r as usize, s) > 0))
+            })
+            .collect();
+        time.train = t.elapsed().as_secs_f64();
+        let interactions = data.matrix.nnz();
+        let SurfaceFactors {
+            dim,
+            shared,
+            surface,
+            items,
+            item_bias,
+            specific,
+            ..
+        } = fac;
+        let fit = Fit {
+            users: data.users.clone(),
+            items: data.items.clone(),
+            factors: Factors {
+                dim,
+                users: shared,
+                items,
+                item_bias,
+            },
+            item_counts,
+            surface_users: surface,
+            heads: Default::default(),
+            video_row,
+            user_row,
+            keys: None,
+            hier: Some(Box::new((data, specific))),
+        };
+        Ok(Some((
+            fit,
+            FitStats {
+                interactions,
+                epochs,
+                time,
+            },
+        )))
+    }
+
+    /// Yesterday's hierarchical model for known users and items, small
+    /// seeded random vectors for new ones.
+    fn warm_start_hier(&self, data: &SurfaceData, prev: &Fit) -> SurfaceFactors {
+        let f = self.params.factors;
+        let (seed, scale) = (self.params.seed, self.params.init_scale as f64);
+        let random = |side: u64, id: u64, row: &mut [f32]| {
+            let mut rng = Rng::stream(seed, &[TAG_INIT, side, id]);
+            row.iter_mut()
+                .for_each(|x| *x = ((rng.f64() - 0.5) * 2.0 * scale) as f32);
+        };
+        let nu = data.users.len();
+        let mut shared = vec![0f32; nu * f];
+        let mut surface = vec![0f32; nu * SURFACES * f];
+        for (u, (p, w)) in shared
+            .chunks_exact_mut(f)
+            .zip(surface.chunks_exact_mut(SURFACES * f))
+            .enumerate()
+        {
+            let id = data.users.id(u as u32);
+            match prev.users.get(id) {
+                Some(o) => {
+                    p.copy_from_slice(prev.factors.user(o as usize));
+                    for s in 0..SURFACES {
+                        w[s * f..(s + 1) * f].copy_from_slice(prev.surface_user(o as usize, s));
+                    }
+                }
+                None => {
+                    random(0, id, p);
+                    for s in 0..SURFACES {
+                        w[s * f..(s + 1) * f].copy_from_slice(p);
+                    }
+                }
+            }
+        }
+        let mut items = vec![0f32; data.items.len() * f];
+        for (i, row) in items.chunks_exact_mut(f).enumerate() {
+            let id = data.items.id(i as u32);
+            match prev.items.get(id) {
+                Some(o) => row.copy_from_slice(prev.factors.item(o as usize)),
+                None => random(1, id, row),
+            }
+        }
+        SurfaceFactors {
+            dim: f,
+            n_surfaces: SURFACES,
+            specific: self.specific.clone(),
+            shared,
+            surface,
+            item_bias: vec![0.0; data.items.len()],
+            items,
+        }
+    }
+
+    /// Each surface's specific share, chosen on `events` (a day `before` did
+    /// not train on); `None` when `before` is not hierarchical.
+    fn choose_specific(
+        &self,
+        before: &Fit,
+        events: &Events,
+        grid: &[f32],
+    ) -> Result<Option<Vec<f32>>> {
+        let Some(hier) = &before.hier else {
+            return Ok(None);
+        };
+        let data = &hier.0;
+        let (user, surface, item, gain) =
+            crate::train::held_out(data, events, |v| before.item_counts[v as usize] > 0);
+        let h = HeldOut {
+            user: &user,
+            surface: &surface,
+            item: &item,
+            gain: &gain,
+        };
+        // Warm from the model judged: a few steps move it to each share.
+        let steps = self.params.cg_steps + 2;
+        let choice = choose_specific(
+            data,
+            &before.factors.items,
+            &self.params,
+            grid,
+            &h,
+            Some((&before.factors.users, &before.surface_users)),
+            steps,
+        )?;
+        tracing::debug!(arm = %self.name, ?choice, "specific shares");
+        Ok(Some(choice.specific))
     }
 
     /// Yesterday's factors for known rows, small seeded random ones for new
@@ -654,7 +909,7 @@ fn fit_heads(
         let item = before.factors.item(v);
         let mut x = [0f64; 5];
         x[0] = 1.0;
-        x[1] = reelkit_ranker::dot(before.factors.user(u), item) as f64;
+        x[1] = reelkit_ranker::dot(before.user_vector(u, s), item) as f64;
         let mut j = 2;
         if features.surface {
             x[j] = reelkit_ranker::dot(before.surface_user(u, s), item) as f64;
