@@ -179,6 +179,7 @@ fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
                 item_bias: vec![0.0; items],
             },
             user_counts: vec![1; 3],
+            surfaces: None,
             item_counts: vec![1; items],
             meta: ModelMeta::default(),
         }
@@ -379,6 +380,7 @@ fn load(args: LoadBenchArgs) -> anyhow::Result<()> {
                 item_bias: vec![0.0; args.items],
             },
             user_counts: vec![1],
+            surfaces: None,
             item_counts: vec![1; args.items],
             meta: ModelMeta::default(),
         }
@@ -439,6 +441,10 @@ pub struct ExperimentBenchArgs {
     /// Set a key of the spec, e.g. --set scale=medium.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Report every trained arm's fit time as a ratio to this arm's (e.g.
+    /// `shared` in datasets/experiments/divergence.toml), fitted in the same run.
+    #[arg(long)]
+    fit_baseline: Option<String>,
 }
 
 /// Arguments of `reelkit bench topk`.
@@ -694,6 +700,20 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 fn experiment(args: ExperimentBenchArgs) -> anyhow::Result<()> {
     let spec = crate::experiment::load_spec(args.spec.as_deref(), &args.set)?;
     let valid = spec.check()?;
+    if let Some(base) = &args.fit_baseline {
+        let trained: Vec<&str> = valid
+            .arms()
+            .iter()
+            .filter(|a| a.recipe.trained().is_some())
+            .map(|a| a.name.as_str())
+            .collect();
+        if !trained.contains(&base.as_str()) {
+            anyhow::bail!(
+                "--fit-baseline {base}: the spec has no trained arm of that name (trained arms: {})",
+                trained.join(", ")
+            );
+        }
+    }
     let t = Instant::now();
     let outcome = reelkit_lab::run(&valid, &|_| {})?;
     let run_s = t.elapsed().as_secs_f64();
@@ -719,7 +739,28 @@ fn experiment(args: ExperimentBenchArgs) -> anyhow::Result<()> {
         e.1.train += r.parts.train;
         e.1.fold_in += r.parts.fold_in;
         e.1.heads += r.parts.heads;
+        e.1.choose += r.parts.choose;
     }
+    let fit_ratios = match &args.fit_baseline {
+        None => None,
+        Some(base) => {
+            let b = by_arm
+                .get(base.as_str())
+                .map(|x| x.1.total())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--fit-baseline {base}: no trained arm of that name (trained arms: {})",
+                        by_arm.keys().copied().collect::<Vec<_>>().join(", ")
+                    )
+                })?;
+            Some(
+                by_arm
+                    .iter()
+                    .map(|(a, (_, t))| (a.to_string(), t.total() / b.max(1e-9)))
+                    .collect::<std::collections::BTreeMap<String, f64>>(),
+            )
+        }
+    };
     let total = run_s + write_s;
     let out = json!({
         "bench": "experiment",
@@ -744,6 +785,7 @@ fn experiment(args: ExperimentBenchArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(a, (n, t))| json!({"arm": a, "fits": n, "seconds": t.total(), "parts_s": t}))
             .collect::<Vec<_>>(),
+        "fit_vs_baseline_arm": fit_ratios.map(|r| json!({"baseline": args.fit_baseline, "ratios": r})),
         "baseline_popular_only_s": baseline_s,
         "baseline_impressions": base.len(),
         "total_vs_baseline": total / baseline_s.max(1e-9),
@@ -837,7 +879,7 @@ fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     // What `reelkit recommend` does, exclusion mapping included.
     let t = Instant::now();
     let mut total = 0usize;
-    crate::recommend::recommend_in_batches(&r, &known, args.k, &exclude, false, |_, recs| {
+    crate::recommend::recommend_in_batches(&r, &known, args.k, &exclude, false, None, |_, recs| {
         total += recs.items.len()
     });
     let secs = t.elapsed().as_secs_f64();
@@ -1085,6 +1127,7 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
             item_bias: vec![0.0; args.items],
         },
         user_counts: vec![1; args.users],
+        surfaces: None,
         item_counts: vec![1; args.items],
         meta: ModelMeta {
             params: TrainParams {
@@ -1094,6 +1137,7 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
             fingerprint: "bench".into(),
             value_model: None,
             source: "reelkit bench serve".into(),
+            specific: None,
         },
     };
     let config = reelkit_serve::ServeConfig {

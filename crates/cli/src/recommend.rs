@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use rayon::prelude::*;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
-use reelkit_ranker::{BatchRequest, Ranker, Recommendations, Request};
+use reelkit_ranker::{BatchRequest, Ranker, Recommendations, Request, Surface};
 
 use crate::data::{load_interactions, ColumnArgs};
 
@@ -24,6 +24,7 @@ pub fn recommend_in_batches(
     k: usize,
     exclude: &HashMap<u64, Vec<u64>>,
     use_value_model: bool,
+    surface: Option<Surface>,
     mut each: impl FnMut(u64, Recommendations),
 ) {
     for chunk in users.chunks(RECOMMEND_BATCH) {
@@ -32,6 +33,7 @@ pub fn recommend_in_batches(
             .map(|u| Request {
                 exclude: exclude.get(u).cloned().unwrap_or_default(),
                 use_value_model,
+                surface,
                 ..Request::default()
             })
             .collect();
@@ -71,6 +73,10 @@ pub struct RecommendArgs {
     /// Re-rank with the model's value model (ranking stage), when it has one.
     #[arg(long)]
     pub value_model: bool,
+    /// reels, feed or watch: a per-surface model (`train --per-surface`)
+    /// answers with each user's vector on this surface.
+    #[arg(long, value_parser = parse_surface)]
+    pub surface: Option<Surface>,
     /// Output file (.csv, .parquet, ...).
     #[arg(long)]
     pub out: PathBuf,
@@ -79,6 +85,10 @@ pub struct RecommendArgs {
     pub retrieval: crate::serve::RetrievalArg,
     #[command(flatten)]
     pub cols: ColumnArgs,
+}
+
+fn parse_surface(text: &str) -> Result<Surface, String> {
+    text.parse()
 }
 
 pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
@@ -95,6 +105,19 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
     let r = Ranker::open(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?
         .with_retrieval(args.retrieval.into());
+    if let Some(s) = args.surface {
+        anyhow::ensure!(
+            r.surfaces().iter().any(|n| n == s.as_str()),
+            "--surface {}: {} has no per-surface vectors ({}); train it with --per-surface",
+            s.as_str(),
+            args.model.display(),
+            if r.surfaces().is_empty() {
+                "it has one vector per user".to_string()
+            } else {
+                format!("its surfaces: {}", r.surfaces().join(", "))
+            }
+        );
+    }
     let m = r.model();
     let users: Vec<u64> = match (&args.user, &args.users) {
         (Some(u), _) => vec![*u],
@@ -112,14 +135,22 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         }
     }
     let mut rows: Vec<(u64, u64, u32, f32)> = Vec::new();
-    recommend_in_batches(&r, &users, args.k, &exclude, args.value_model, |u, recs| {
-        rows.extend(
-            recs.items
-                .iter()
-                .enumerate()
-                .map(|(rank, rec)| (u, rec.item_id, rank as u32 + 1, rec.score)),
-        )
-    });
+    recommend_in_batches(
+        &r,
+        &users,
+        args.k,
+        &exclude,
+        args.value_model,
+        args.surface,
+        |u, recs| {
+            rows.extend(
+                recs.items
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, rec)| (u, rec.item_id, rank as u32 + 1, rec.score)),
+            )
+        },
+    );
     let mut df = DataFrame::new(
         rows.len(),
         vec![

@@ -85,6 +85,18 @@ pub struct TrainArgs {
     /// Do not fit the value model (ranking stage) on event logs.
     #[arg(long)]
     pub no_value_model: bool,
+    /// Event logs: one vector per user and surface (reels, feed, watch),
+    /// pulled towards the user's shared taste by each surface's specific
+    /// share; `serve` and `recommend` answer a request for a surface with
+    /// the user's vector there. iALS only.
+    #[arg(long)]
+    pub per_surface: bool,
+    /// With --per-surface: each surface's specific share φ (0: one taste
+    /// everywhere, 1: a taste of the surface's own): `auto` (chosen on the
+    /// log's last day, held out), one share (`0.3`) or one per surface
+    /// (`reels=0.1,feed=0,watch=0.8`).
+    #[arg(long, requires = "per_surface", value_parser = parse_specific)]
+    pub specific: Option<reelkit_lab::Specific>,
     /// Model file to write (Arrow IPC).
     #[arg(long)]
     pub out: PathBuf,
@@ -156,9 +168,73 @@ pub fn save_model(
     Ok(value_model)
 }
 
+/// Shares as written (`0.1`, not the f64 nearest the f32 `0.1`).
+fn shares(v: &[f32]) -> Vec<f64> {
+    v.iter()
+        .map(|x| x.to_string().parse().unwrap_or(*x as f64))
+        .collect()
+}
+
+fn parse_specific(text: &str) -> Result<reelkit_lab::Specific, String> {
+    text.parse()
+}
+
+/// `reelkit train --events E --per-surface`.
+fn run_per_surface(args: &TrainArgs) -> anyhow::Result<()> {
+    let Some(path) = &args.source.events else {
+        anyhow::bail!("--per-surface needs --events: an event log says on which surface each impression was shown");
+    };
+    anyhow::ensure!(
+        args.hyper.algo == Algo::Ials,
+        "--per-surface trains iALS; got --algo {}",
+        args.hyper.algo
+    );
+    let t0 = Instant::now();
+    let events = reelkit_logs::read_events(path)
+        .with_context(|| format!("reading events {}", path.display()))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let params = args.hyper.params();
+    let specific = args.specific.clone().unwrap_or_default();
+    let t1 = Instant::now();
+    let fit = reelkit_lab::train_surface_on_events(
+        &events,
+        &params,
+        &specific,
+        &format!("reelkit {} train --per-surface", env!("CARGO_PKG_VERSION")),
+    )?;
+    let train_s = t1.elapsed().as_secs_f64();
+    let mut model = fit.model;
+    if args.no_value_model {
+        model.meta.value_model = None;
+    }
+    model
+        .save(&args.out)
+        .with_context(|| format!("writing model {}", args.out.display()))?;
+    let summary = json!({
+        "model": args.out,
+        "users": model.users.len(),
+        "items": model.items.len(),
+        "surfaces": model.surfaces.as_ref().map(|s| s.names.clone()),
+        "specific": model.meta.specific.as_deref().map(shares),
+        "specific_choice": fit.choice.map(|c| json!({
+            "grid": shares(&c.grid),
+            "held_out_concordance": c.score,
+            "held_out_groups": c.groups,
+        })),
+        "load_s": load_s,
+        "train_s": train_s,
+        "value_model_calibration": model.meta.value_model.map(|v| v.calibration),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (flag, input) = args.source.input();
     crate::data::refuse_overwrite("--out", &args.out, &[(flag, Some(input))])?;
+    if args.per_surface {
+        return run_per_surface(&args);
+    }
     let t0 = Instant::now();
     let (trip, events) = load_source(&args.source, &args.cols)?;
     let data = training_data(&trip)?;

@@ -69,6 +69,22 @@ fn fixtures(dir: &Path) -> TestResult {
     w("spec_bad.toml", "name = \"x\"\n[experiment\n")?;
     w("spec_unknown.toml", "name = \"x\"\nflavour = 3\n")?;
     w("world_bad.toml", "users = \"many\"\n")?;
+    let demo = std::fs::read_to_string(root().join("datasets/experiments/demo.toml"))?;
+    // Issue 30: a surface the world does not have, a share out of range.
+    w(
+        "spec_surface.toml",
+        &demo.replace(
+            "name = \"unified\"\nrecipe = \"unified\"",
+            "name = \"unified\"\nrecipe = \"unified\"\nspecific = { reels = 0.1, feed = 0.2, watch = 0.3, stories = 0.5 }",
+        ),
+    )?;
+    w(
+        "spec_share.toml",
+        &demo.replace(
+            "name = \"unified\"\nrecipe = \"unified\"",
+            "name = \"unified\"\nrecipe = \"unified\"\nspecific_grid = [0.0, 0.5, 1.5]",
+        ),
+    )?;
     w("videos_bad.csv", "video_id,format\n1,short\n")?;
     let model = dir.join("model.arrow");
     let o = reelkit(&[
@@ -106,6 +122,7 @@ fn fixtures(dir: &Path) -> TestResult {
             item_bias: vec![0.0; 2],
         },
         user_counts: vec![1, 1],
+        surfaces: None,
         item_counts: vec![1, 1],
         meta: reelkit_ranker::ModelMeta::default(),
     };
@@ -322,6 +339,18 @@ fn cases() -> Vec<Case> {
         fail("experiment: malformed spec", "experiment run {in}/spec_bad.toml --out {out}/e", &["spec_bad.toml"]),
         fail("experiment: unknown key", "experiment run {in}/spec_unknown.toml --out {out}/e", &["flavour"]),
         fail("experiment: factors 0", "experiment run {root}/datasets/experiments/demo.toml --set arms.siloed.factors=0 --out {out}/e", &["arms.siloed.factors"]),
+        // Issue 30: per-surface shares, named by key, refused before anything runs.
+        fail("experiment: a surface the world does not have", "experiment run {in}/spec_surface.toml --out {out}/e", &["arms.unified.specific.stories", "no surface `stories`"]),
+        fail("experiment: a share grid out of range", "experiment run {in}/spec_share.toml --out {out}/e", &["arms.unified.specific_grid", "1.5"]),
+        fail("experiment: a share above 1", "experiment run {root}/datasets/experiments/demo.toml --set arms.unified.specific=1.2 --out {out}/e", &["arms.unified.specific", "1.2"]),
+        fail("experiment: a share as text", "experiment run {root}/datasets/experiments/demo.toml --set arms.unified.specific=most --out {out}/e", &["arms.unified.specific", "most"]),
+        fail("experiment: shares on a shared-vector arm", "experiment run {root}/datasets/experiments/demo.toml --set arms.unified.user_vectors=shared --set arms.unified.specific=0.5 --out {out}/e", &["arms.unified.specific", "hierarchical"]),
+        fail("experiment: shares on a siloed arm", "experiment run {root}/datasets/experiments/demo.toml --set arms.siloed.specific=0.5 --out {out}/e", &["arms.siloed.specific", "unified"]),
+        fail("train: per-surface from interactions", "train --interactions {in}/good.csv --user-col uid --item-col movie --per-surface --out {out}/m.arrow", &["--per-surface", "--events"]),
+        Case { name: "train: a share out of range", args: "train --events {in}/events.parquet --per-surface --specific 2 --out {out}/m.arrow", code: 2, says: &["--specific", "[0, 1]"] },
+        Case { name: "train: a surface the log does not have", args: "train --events {in}/events.parquet --per-surface --specific reels=0,feed=0,stories=1 --out {out}/m.arrow", code: 2, says: &["--specific", "no surface `stories`"] },
+        Case { name: "train: shares without --per-surface", args: "train --events {in}/events.parquet --specific 0.5 --out {out}/m.arrow", code: 2, says: &["--per-surface"] },
+        fail("recommend: a surface of a model without surfaces", "recommend --model {in}/model.arrow --surface watch --out {out}/r.csv", &["--surface watch", "--per-surface"]),
         // reelkit serve (refused before listening)
         fail("serve: truncated model", "serve --model {in}/trunc.arrow --addr 127.0.0.1:0", &["trunc.arrow", "not a reelkit model file"]),
         fail("serve: short admin token", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --admin-token-file {in}/short_token", &["16 characters"]),

@@ -186,7 +186,8 @@ pub struct RecommendBody {
     /// negative value is a clear 422, not a parse error.
     #[serde(default = "default_k")]
     pub k: i64,
-    /// `reels`, `feed` or `watch`: only videos eligible there (needs `--videos`).
+    /// `reels`, `feed` or `watch`: a per-surface model answers with the
+    /// user's vector there; with `--videos`, only videos eligible there.
     #[serde(default)]
     pub surface: Option<String>,
     /// Videos that must not be returned (already seen).
@@ -367,10 +368,21 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
     if b.max_per_creator == Some(0) {
         return Err(ApiError::invalid("max_per_creator must be at least 1"));
     }
-    if (surface.is_some() || b.max_per_creator.is_some()) && !state.model().ranker.has_catalog() {
-        return Err(ApiError::invalid(
-            "surface filters and creator caps need the video catalogue (start the server with --videos)",
-        ));
+    if !state.model().ranker.has_catalog() {
+        // A per-surface model answers a surface with the user's vector
+        // there; filtering by the surface's formats needs the catalogue.
+        if let Some(s) = surface.filter(|s| !state.all_have_surface(surface_name(*s))) {
+            return Err(ApiError::invalid(format!(
+                "surface `{}` needs the video catalogue (start the server with --videos) or a \
+                 per-surface model (reelkit train --per-surface)",
+                surface_name(s)
+            )));
+        }
+        if b.max_per_creator.is_some() {
+            return Err(ApiError::invalid(
+                "creator caps need the video catalogue (start the server with --videos)",
+            ));
+        }
     }
     let logging = state.exposures().is_some();
     let request_id = match (b.request_id, state.design(), logging) {

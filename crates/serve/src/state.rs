@@ -412,6 +412,14 @@ impl AppState {
         (&self.slots[i].name, self.slots[i].model())
     }
 
+    /// Whether every served model has user vectors for surface `name`
+    /// (per-surface models, `reelkit train --per-surface`).
+    pub(crate) fn all_have_surface(&self, name: &str) -> bool {
+        self.slots
+            .iter()
+            .all(|s| s.model().ranker.surfaces().iter().any(|n| n == name))
+    }
+
     /// The index of the model named `name`.
     pub(crate) fn slot_index(&self, name: &str) -> Option<usize> {
         self.slots.iter().position(|s| s.name == name)

@@ -38,6 +38,7 @@ fn model(flip: bool) -> Model {
             item_bias: vec![0.0; 6],
         },
         user_counts: vec![3, 3],
+        surfaces: None,
         item_counts: vec![1, 2, 3, 4, 5, 6],
         meta: ModelMeta::default(),
     }
@@ -1272,5 +1273,54 @@ fn reload_picks_up_the_ivf_index_built_beside_the_new_model() -> TestResult {
     assert_eq!(state.model().ranker.retrieval(), Retrieval::Ivf);
     assert_eq!(state.model().ranker.ivf_file(), None);
     assert_eq!(top(&state), vec![10, 11, 12]);
+    Ok(())
+}
+
+/// A per-surface model (issue 30) answers `surface` with the user's vector
+/// there, without a catalogue; a model with one vector per user still needs
+/// the catalogue for a surface, and says so.
+#[test]
+fn a_per_surface_model_serves_each_surface_with_its_vector() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("model.arrow");
+    let mut m = model(false);
+    // User 1: shared taste along axis 0; on watch along axis 1.
+    m.surfaces = Some(reelkit_ranker::SurfaceVectors {
+        names: vec!["reels".into(), "feed".into(), "watch".into()],
+        vectors: vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0],
+        counts: vec![3, 1, 1, 1, 1, 1],
+    });
+    m.save(&path)?;
+    let state = Arc::new(AppState::open(&path, None, ServeConfig::default())?);
+    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let mut client = Client::connect(server.addr)?;
+    let mut ask = |body: Value| -> Result<(u16, Value), Box<dyn std::error::Error>> {
+        let reply = client.post_json("/v1/recommend", &body)?;
+        Ok((reply.status, serde_json::from_slice(&reply.body)?))
+    };
+    let (status, plain) = ask(json!({"user_id": 1, "k": 2}))?;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&plain), vec![10, 11]);
+    let (_, reels) = ask(json!({"user_id": 1, "k": 2, "surface": "reels"}))?;
+    assert_eq!(ids(&reels), vec![10, 11]);
+    let (_, watch) = ask(json!({"user_id": 1, "k": 2, "surface": "watch"}))?;
+    assert_eq!(ids(&watch), vec![15, 14]);
+    drop(client);
+    server.stop()?;
+    // One vector per user and no catalogue: a surface cannot be honoured.
+    let plain_path = dir.path().join("plain.arrow");
+    model(false).save(&plain_path)?;
+    let state = Arc::new(AppState::open(&plain_path, None, ServeConfig::default())?);
+    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let mut client = Client::connect(server.addr)?;
+    let reply = client.post_json("/v1/recommend", &json!({"user_id": 1, "surface": "watch"}))?;
+    assert!((400..500).contains(&reply.status), "{}", reply.status);
+    let text = String::from_utf8_lossy(&reply.body);
+    assert!(
+        text.contains("per-surface model") && text.contains("--videos"),
+        "{text}"
+    );
+    drop(client);
+    server.stop()?;
     Ok(())
 }
