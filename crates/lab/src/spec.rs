@@ -31,6 +31,12 @@
 //! window_days = 7                 # trailing days of training data
 //! factors = 32                    # and epochs, refresh_epochs, reg, alpha,
 //! ranking = "value"               # reg_exponent, cg_steps, explore: see `Trained`
+//! user_vectors = "hierarchical"   # unified only: hierarchical (default) | shared |
+//!                                 # per_surface (the two ablations: φ = 0 and φ = 1)
+//! specific = "auto"               # hierarchical only: each surface's specific share φ,
+//!                                 # "auto" (chosen daily on held-out impressions), a
+//!                                 # share in [0, 1], or { reels = 0.1, feed = 0, watch = 0.8 }
+//! specific_grid = [0, 0.1, 0.25, 0.5, 1]  # the shares "auto" tries
 //!
 //! [analysis]
 //! metrics = "metrics.toml"        # default: the built-in Reels metrics
