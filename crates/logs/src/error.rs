@@ -68,6 +68,18 @@ pub enum Error {
         /// The file's columns, comma-separated.
         available: String,
     },
+    /// A line of a text file that cannot be read as a row.
+    #[error("{path}: line {line}: {reason}: {text}")]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// The line, cut to 80 characters.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A column has a type that cannot be read as the one expected.
     #[error("{path}: column `{column}` has type {found}, expected {expected}")]
     WrongType {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::columns;
+use crate::delimited::{self, IdColumn, Keys, Layout};
 use crate::error::{Error, Result};
 use crate::io::{read_frame_ids, TextOptions};
 use crate::schema;
@@ -19,11 +20,12 @@ pub struct InteractionColumns {
     pub weight: Option<String>,
     /// Optional timestamp column in Unix ms (or any monotone integer time).
     pub ts: Option<String>,
-    /// Separator and header of CSV/TSV files. A headerless file's columns are
-    /// named `column_1`, `column_2`, ...: MovieLens 100K's `u.data` is read with
-    /// `.tsv`, `has_header = false`, user `column_1`, item `column_2`,
-    /// weight `column_3`, ts `column_4`.
-    pub text: TextOptions,
+    /// Layout of text files (every extension but Parquet's and Arrow's; see
+    /// the `delimited` module: separator, header, bad rows). A headerless
+    /// file's columns are named `column_1`, `column_2`, ...: MovieLens 100K's
+    /// `u.data` is read with `has_header = false`, user `column_1`, item
+    /// `column_2`, weight `column_3`, ts `column_4`.
+    pub text: Layout,
 }
 
 impl Default for InteractionColumns {
@@ -33,7 +35,7 @@ impl Default for InteractionColumns {
             item: schema::ITEM_ID.to_string(),
             weight: None,
             ts: None,
-            text: TextOptions::default(),
+            text: Layout::default(),
         }
     }
 }
@@ -49,6 +51,11 @@ pub struct Interactions {
     pub weight: Option<Vec<f32>>,
     /// Present when a timestamp column was mapped.
     pub ts: Option<Vec<i64>>,
+    /// When the users are strings: `user_keys[k]` is the id of user `k`
+    /// (`user_id` then holds dense internal ids).
+    pub user_keys: Option<Keys>,
+    /// When the items are strings: `item_keys[k]` is the id of item `k`.
+    pub item_keys: Option<Keys>,
 }
 
 impl Interactions {
@@ -63,12 +70,99 @@ impl Interactions {
     }
 }
 
-/// Reads interactions from a Parquet, CSV/TSV or Arrow IPC file.
+/// Whether `path` is a columnar file (Parquet or Arrow IPC) rather than text.
+fn columnar(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("parquet" | "pq" | "arrow" | "ipc" | "feather")
+    )
+}
+
+/// A column's ids as numbers, or as dense internal ids with their strings.
+fn split_ids(col: IdColumn) -> (Vec<u64>, Option<Keys>) {
+    match col {
+        IdColumn::Numbers(v) => (v, None),
+        IdColumn::Strings(v, keys) => (v, Some(keys)),
+    }
+}
+
+/// Checks weights: finite, not negative, within f32.
+fn check_weights(path: &Path, column: &str, values: &[f64]) -> Result<Vec<f32>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, &v)| {
+            let bad = |reason| Error::InvalidValue {
+                path: path.to_path_buf(),
+                column: column.to_string(),
+                row,
+                // 1e300 reads as 1e300, not as 301 digits.
+                value: if v.is_finite() && v.abs() >= 1e15 { format!("{v:e}") } else { v.to_string() },
+                reason,
+            };
+            if !v.is_finite() || v.abs() > f32::MAX as f64 {
+                Err(bad("not a finite number within 32-bit float range"))
+            } else if v < 0.0 {
+                Err(bad("a negative weight (implicit feedback weighs how strongly a user \
+                         chose an item; drop negative rows or shift the scale)"))
+            } else {
+                Ok(v as f32)
+            }
+        })
+        .collect()
+}
+
+/// Reads interactions from a Parquet or Arrow IPC file, or from delimited
+/// text of any other extension (`.csv`, `.tsv`, `.dat`, `.txt`: see the
+/// `delimited` module for what text is taken as it comes).
 ///
-/// Ids must be non-negative integers; weights finite numbers; a missing mapped
-/// column or a bad value is an error naming the column and the row.
+/// Ids of columnar files must be non-negative integers; text ids are
+/// integers or strings (then kept in `user_keys` / `item_keys`). Weights are
+/// finite, non-negative numbers; a missing mapped column or a bad value is
+/// an error naming the column and the row.
 pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Interactions> {
-    let df = read_frame_ids(path, &cols.text, &[&cols.user, &cols.item])?;
+    if !columnar(path) {
+        let nums: Vec<&str> = cols.weight.iter().chain(cols.ts.iter()).map(String::as_str).collect();
+        let mut p = delimited::read(path, &cols.text, &[&cols.user, &cols.item], &nums)?;
+        if p.lines.is_empty() {
+            return Err(Error::NoRows {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut numbers = p.numbers.drain(..);
+        let weight = match &cols.weight {
+            Some(w) => Some(check_weights(path, w, &numbers.next().unwrap_or_default())?),
+            None => None,
+        };
+        let ts = match &cols.ts {
+            Some(t) => {
+                let v = numbers.next().unwrap_or_default();
+                if let Some(row) = v.iter().position(|x| x.fract() != 0.0 || x.abs() > 9.0e18) {
+                    return Err(Error::InvalidValue {
+                        path: path.to_path_buf(),
+                        column: t.clone(),
+                        row,
+                        value: v[row].to_string(),
+                        reason: "not a whole-number timestamp",
+                    });
+                }
+                Some(v.iter().map(|&x| x as i64).collect())
+            }
+            None => None,
+        };
+        let mut ids = p.ids.into_iter();
+        let (user_id, user_keys) = split_ids(ids.next().unwrap_or(IdColumn::Numbers(Vec::new())));
+        let (item_id, item_keys) = split_ids(ids.next().unwrap_or(IdColumn::Numbers(Vec::new())));
+        return Ok(Interactions {
+            user_id,
+            item_id,
+            weight,
+            ts,
+            user_keys,
+            item_keys,
+        });
+    }
+    let df = read_frame_ids(path, &TextOptions::default(), &[&cols.user, &cols.item])?;
     if df.height() == 0 {
         return Err(Error::NoRows {
             path: path.to_path_buf(),
@@ -102,14 +196,39 @@ pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Inter
         item_id,
         weight,
         ts,
+        user_keys: None,
+        item_keys: None,
     })
 }
 
-/// One column of non-negative integer ids (a list of users, say), validated like
-/// every id column.
-pub fn read_id_column(path: &Path, column: &str, text: &TextOptions) -> Result<Vec<u64>> {
-    let df = read_frame_ids(path, text, &[column])?;
-    columns::u64s(path, columns::column(path, &df, column)?)
+/// One column of ids (a list of users, say): numbers, or strings (then the
+/// strings, in file order). Columnar files' ids are validated like every id
+/// column; text is read as [`read_interactions`] reads it.
+pub fn read_ids(path: &Path, column: &str, text: &Layout) -> Result<Ids> {
+    if columnar(path) {
+        let df = read_frame_ids(path, &TextOptions::default(), &[column])?;
+        return Ok(Ids::Numbers(columns::u64s(
+            path,
+            columns::column(path, &df, column)?,
+        )?));
+    }
+    let p = delimited::read(path, text, &[column], &[])?;
+    Ok(match p.ids.into_iter().next() {
+        Some(IdColumn::Strings(v, keys)) => {
+            Ids::Strings(v.into_iter().map(|k| keys[k as usize].clone()).collect())
+        }
+        Some(IdColumn::Numbers(v)) => Ids::Numbers(v),
+        None => Ids::Numbers(Vec::new()),
+    })
+}
+
+/// A column of ids as read: numbers, or strings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ids {
+    /// Plain decimal ids.
+    Numbers(Vec<u64>),
+    /// String ids, one per row.
+    Strings(Vec<String>),
 }
 
 #[cfg(test)]
@@ -126,9 +245,9 @@ mod tests {
             item: "column_2".into(),
             weight: Some("column_3".into()),
             ts: Some("column_4".into()),
-            text: TextOptions {
-                separator: None,
+            text: Layout {
                 has_header: false,
+                ..Layout::default()
             },
         };
         let it = read_interactions(&path, &cols)?;

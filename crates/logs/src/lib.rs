@@ -11,6 +11,7 @@
 
 mod assignments;
 mod columns;
+mod delimited;
 mod error;
 mod events;
 mod integrity;
@@ -22,7 +23,8 @@ pub use assignments::{read_assignments, write_assignments, Assignments};
 pub use error::{Error, Result};
 pub use events::{read_events, write_events, Event, Events};
 pub use integrity::{check_declared_sizes, untrusted_read_in_progress};
-pub use interactions::{read_id_column, read_interactions, InteractionColumns, Interactions};
+pub use delimited::{Keys, Layout};
+pub use interactions::{read_ids, read_interactions, Ids, InteractionColumns, Interactions};
 pub use io::{
     read_frame, read_frame_with, unreadable_columns, write_atomically, write_bytes_atomically,
     write_frame, FileSet, Format, TextOptions,
