@@ -74,6 +74,9 @@ impl EaseBasis {
             });
         }
         let d = max_dim.min(n_users).min(n_items).max(1);
+        if d == n_users && n_users <= n_items {
+            return Ok(Self::from_user_gram(weights));
+        }
         let xt = weights.transpose();
         // Y = Xᵀ Ω with a seeded random Ω (users × d).
         let omega: Vec<f64> = (0..n_users * d)
@@ -115,9 +118,66 @@ impl EaseBasis {
         Ok(basis)
     }
 
+    /// The exact basis when users are the smaller side: with `X Xᵀ = V Σ Vᵀ`,
+    /// `Q = Xᵀ V Σ^(−1/2)` is an orthonormal basis of the rows of `X`, `Z = XQ
+    /// = V Σ^(1/2)` and `M = ZᵀZ = Σ` is diagonal already: no orthonormalising
+    /// of an items × users matrix (the costly step at a few thousand users),
+    /// only the users × users eigenproblem. Directions of eigenvalue below
+    /// `1e-10 · σ_max` (the null space) are left out.
+    fn from_user_gram(x: &Csr) -> EaseBasis {
+        let n = x.n_rows();
+        // X Xᵀ from the sparse rows, summed per item column.
+        let xt = x.transpose();
+        let mut g = vec![0f64; n * n];
+        for j in 0..xt.n_rows() {
+            let (us, vs) = xt.row(j);
+            for (a, (&u, &vu)) in us.iter().zip(vs).enumerate() {
+                for (&w, &vw) in us[a..].iter().zip(&vs[a..]) {
+                    let p = vu as f64 * vw as f64;
+                    g[u as usize * n + w as usize] += p;
+                    if u != w {
+                        g[w as usize * n + u as usize] += p;
+                    }
+                }
+            }
+        }
+        let (sigma, vt) = symmetric_eigen(g, n);
+        let top = sigma.first().copied().unwrap_or(0.0).max(0.0);
+        let keep: Vec<usize> = (0..n).filter(|&k| sigma[k] > 1e-10 * top).collect();
+        let r = keep.len().max(1);
+        // z = V Σ^(1/2) (users × r), and V Σ^(−1/2) to form q.
+        let mut z = vec![0f64; n * r];
+        let mut v_scaled = vec![0f64; n * r];
+        for (c, &k) in keep.iter().enumerate() {
+            let (s, vk) = (sigma[k], &vt[k * n..(k + 1) * n]);
+            for u in 0..n {
+                z[u * r + c] = vk[u] * s.sqrt();
+                v_scaled[u * r + c] = vk[u] / s.sqrt();
+            }
+        }
+        // q = Xᵀ V Σ^(−1/2) (items × r).
+        let q = spmm(&xt, &v_scaled, r);
+        EaseBasis {
+            r,
+            q,
+            z,
+            sigma: keep.iter().map(|&k| sigma[k]).collect(),
+        }
+    }
+
     /// The basis dimension (the model's embedding dimension).
     pub fn dim(&self) -> usize {
         self.r
+    }
+
+    /// The basis `QV` (items × r, row-major).
+    pub(crate) fn q(&self) -> &[f64] {
+        &self.q
+    }
+
+    /// The users' coordinates `XQV` (users × r, row-major).
+    pub(crate) fn z(&self) -> &[f64] {
+        &self.z
     }
 
     /// EASE with regularisation `lambda` (> 0) as factors.

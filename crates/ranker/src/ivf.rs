@@ -2075,6 +2075,8 @@ mod tests {
             },
             user_counts: vec![1],
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             item_counts: vec![1; 10],
             meta: Default::default(),
         };

@@ -69,6 +69,7 @@ mod pages;
 mod params;
 mod ranker;
 mod rng;
+mod rp3;
 mod scan;
 mod split;
 mod surfaces;
@@ -95,7 +96,7 @@ pub use isa::Isa;
 pub use ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
 pub use linalg::dot;
 pub use model::{
-    MappedModel, MappedSurfaces, Model, ModelMeta, SurfaceVectors, FORMAT_VERSION,
+    Keys, MappedModel, MappedSurfaces, Model, ModelMeta, SurfaceVectors, FORMAT_VERSION,
     SUPPORTED_VERSIONS,
 };
 pub use pages::in_huge_pages;
@@ -111,7 +112,8 @@ pub use surfaces::{
 };
 pub use top::Scored;
 pub use topk::ItemTable;
-pub use tune::{best, tune, validate, Trial, TuneOptions};
+pub use rp3::{rp3beta_factors, Rp3Params};
+pub use tune::{choose, fit_trial, tune, Candidate, Trial, TuneOptions, Weighting};
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
 
 /// Trains with the algorithm the parameters name (then adds the popularity

@@ -19,8 +19,11 @@
 //! batch `2 + s` holds every user's vector on surface `s` (kind `2 + s`, the
 //! users in batch 0's order, `count` = their training interactions there);
 //! batch 0's embeddings are then the users' shared tastes. A model without
-//! surfaces writes no such key and no such batch. Version 1 files (two
-//! batches) are read as before.
+//! surfaces writes no such key and no such batch. A model trained on string
+//! ids (ISBNs, hashes) has a sixth column `key` (utf8, nullable): the id as
+//! given for every row of the side whose ids were strings (null on the other
+//! side), `id` then being the dense internal id. Version 1 files (two
+//! batches, five columns) are read as before.
 //!
 //! Loading validates the magic bytes, the footer, every length, the dim and the
 //! version, and returns an error (never a panic) on a truncated or foreign file.
@@ -109,6 +112,42 @@ impl MappedSurfaces {
     }
 }
 
+/// String ids of one side of a model: the id of each row, and the row of
+/// each id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keys {
+    keys: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Keys {
+    /// The keys of rows `0..`; `None` when two rows share a key.
+    pub fn new(keys: Vec<String>) -> Option<Keys> {
+        let mut index = HashMap::with_capacity(keys.len());
+        for (r, k) in keys.iter().enumerate() {
+            if index.insert(k.clone(), r as u32).is_some() {
+                return None;
+            }
+        }
+        Some(Keys { keys, index })
+    }
+
+    /// The key of row `r`.
+    pub fn key(&self, r: u32) -> &str {
+        &self.keys[r as usize]
+    }
+
+    /// The row of `key`.
+    pub fn row(&self, key: &str) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    /// Every key, by row.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
+
 /// Whether `name` is a usable surface name: 1 to 32 characters of `a-z`,
 /// `0-9` and `_` (it is stored in a comma-separated list).
 fn valid_surface_name(name: &str) -> bool {
@@ -134,13 +173,17 @@ pub struct Model {
     /// Per-surface models: every user's vector on every surface (then
     /// `factors.users` are the shared tastes).
     pub surfaces: Option<SurfaceVectors>,
+    /// Users trained on string ids: each row's id as given (`users` then maps
+    /// dense internal ids).
+    pub user_keys: Option<Vec<String>>,
+    /// Items trained on string ids: each row's id as given.
+    pub item_keys: Option<Vec<String>>,
     /// How the model was trained.
     pub meta: ModelMeta,
 }
 
-fn schema(dim: usize, metadata: HashMap<String, String>) -> Schema {
-    Schema::new_with_metadata(
-        vec![
+fn schema(dim: usize, keyed: bool, metadata: HashMap<String, String>) -> Schema {
+    let mut fields = vec![
             Field::new("kind", DataType::UInt8, false),
             Field::new("id", DataType::UInt64, false),
             Field::new(
@@ -153,9 +196,11 @@ fn schema(dim: usize, metadata: HashMap<String, String>) -> Schema {
             ),
             Field::new("bias", DataType::Float32, false),
             Field::new("count", DataType::UInt32, false),
-        ],
-        metadata,
-    )
+        ];
+    if keyed {
+        fields.push(Field::new("key", DataType::Utf8, true));
+    }
+    Schema::new_with_metadata(fields, metadata)
 }
 
 pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
@@ -192,6 +237,8 @@ impl Model {
             user_counts: (0..m.n_rows()).map(|u| m.row_len(u) as u32).collect(),
             item_counts: crate::eval::item_counts(m),
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             meta: ModelMeta {
                 params,
                 fingerprint: data.fingerprint(),
@@ -257,6 +304,8 @@ impl Model {
                 .map(|u| pooled.row_len(u) as u32)
                 .collect(),
             item_counts: crate::eval::item_counts(&pooled),
+            user_keys: None,
+            item_keys: None,
             surfaces: Some(SurfaceVectors {
                 names: names.iter().map(|n| n.to_string()).collect(),
                 vectors: surface,
@@ -272,6 +321,7 @@ impl Model {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn batch(
         schema: &Arc<Schema>,
         kind: u8,
@@ -280,18 +330,26 @@ impl Model {
         dim: usize,
         bias: Vec<f32>,
         counts: &[u32],
+        keys: Option<&[String]>,
     ) -> std::result::Result<RecordBatch, ArrowError> {
         let n = ids.len();
         let values = Float32Array::from(emb.to_vec());
         let field = Arc::new(Field::new("item", DataType::Float32, false));
         let list = FixedSizeListArray::try_new(field, dim as i32, Arc::new(values), None)?;
-        let cols: Vec<ArrayRef> = vec![
+        let mut cols: Vec<ArrayRef> = vec![
             Arc::new(UInt8Array::from(vec![kind; n])),
             Arc::new(UInt64Array::from(ids.to_vec())),
             Arc::new(list),
             Arc::new(Float32Array::from(bias)),
             Arc::new(UInt32Array::from(counts.to_vec())),
         ];
+        if schema.fields().len() == 6 {
+            let keys: arrow_array::StringArray = match keys {
+                Some(k) => k.iter().map(|s| Some(s.as_str())).collect(),
+                None => std::iter::repeat_n(None::<&str>, n).collect(),
+            };
+            cols.push(Arc::new(keys));
+        }
         RecordBatch::try_new(schema.clone(), cols)
     }
 
@@ -329,7 +387,22 @@ impl Model {
             }
             md.insert(KEY_SURFACES.to_string(), sv.names.join(","));
         }
-        let schema = Arc::new(schema(dim, md));
+        for (keys, n, what) in [
+            (&self.user_keys, self.users.len(), "user keys"),
+            (&self.item_keys, self.items.len(), "item keys"),
+        ] {
+            if let Some(k) = keys {
+                if k.len() != n {
+                    return Err(Error::LengthMismatch {
+                        what,
+                        expected: n,
+                        got: k.len(),
+                    });
+                }
+            }
+        }
+        let keyed = self.user_keys.is_some() || self.item_keys.is_some();
+        let schema = Arc::new(schema(dim, keyed, md));
         let users = Self::batch(
             &schema,
             0,
@@ -338,6 +411,7 @@ impl Model {
             dim,
             vec![0.0; self.users.len()],
             &self.user_counts,
+            self.user_keys.as_deref(),
         )
         .map_err(|e| arrow_err(path, e))?;
         let items = Self::batch(
@@ -348,6 +422,7 @@ impl Model {
             dim,
             self.factors.item_bias.clone(),
             &self.item_counts,
+            self.item_keys.as_deref(),
         )
         .map_err(|e| arrow_err(path, e))?;
         let mut batches = vec![users, items];
@@ -372,6 +447,7 @@ impl Model {
                         dim,
                         vec![0.0; self.users.len()],
                         &counts,
+                        self.user_keys.as_deref(),
                     )
                     .map_err(|e| arrow_err(path, e))?,
                 );
@@ -443,6 +519,10 @@ pub struct MappedModel {
     pub item_counts: ScalarBuffer<u32>,
     /// Per-surface models: every user's vector on every surface.
     pub surfaces: Option<MappedSurfaces>,
+    /// Users trained on string ids: the ids as given, by row.
+    pub user_keys: Option<Keys>,
+    /// Items trained on string ids: the ids as given, by row.
+    pub item_keys: Option<Keys>,
     /// How the model was trained.
     pub meta: ModelMeta,
     /// The file's format version (one of [`SUPPORTED_VERSIONS`]).
@@ -467,6 +547,8 @@ struct Side {
     emb: ScalarBuffer<f32>,
     bias: ScalarBuffer<f32>,
     counts: ScalarBuffer<u32>,
+    /// The `key` column: `None` without one or when every value is null.
+    keys: Option<Vec<String>>,
 }
 
 fn side(path: &Path, batch: &RecordBatch, kind: u8, rows: usize, dim: usize) -> Result<Side> {
@@ -571,11 +653,26 @@ fn side(path: &Path, batch: &RecordBatch, kind: u8, rows: usize, dim: usize) -> 
             format!("{what} bias is not finite or beyond ±{MAX_BIAS:e}"),
         ));
     }
+    let keys = match batch.columns().get(5) {
+        None => None,
+        Some(col) => {
+            let k = col
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .ok_or_else(|| invalid(path, "column `key` is not utf8"))?;
+            match k.null_count() {
+                0 => Some((0..k.len()).map(|r| k.value(r).to_string()).collect()),
+                n if n == k.len() => None,
+                _ => return Err(invalid(path, format!("{what} keys are partly null"))),
+            }
+        }
+    };
     Ok(Side {
         ids: ids.values().to_vec(),
         emb,
         bias: bias.values().clone(),
         counts: counts.values().clone(),
+        keys,
     })
 }
 
@@ -690,7 +787,8 @@ impl MappedModel {
         if dim == 0 || dim > 65_536 {
             return Err(invalid(path, format!("dim {dim} out of range")));
         }
-        let expected = schema(dim, HashMap::new());
+        let keyed = format_version >= 2 && file_schema.fields().len() == 6;
+        let expected = schema(dim, keyed, HashMap::new());
         if file_schema.fields() != expected.fields() {
             return Err(invalid(
                 path,
@@ -748,7 +846,7 @@ impl MappedModel {
             let mut counts = Vec::with_capacity(names.len());
             for (s, batch) in batches[2..].iter().enumerate() {
                 let side = side(path, batch, 2 + s as u8, n_users, dim)?;
-                if side.ids != u.ids {
+                if side.ids != u.ids || side.keys != u.keys {
                     return Err(invalid(
                         path,
                         format!(
@@ -766,12 +864,24 @@ impl MappedModel {
                 counts,
             })
         };
+        let keys = |k: Option<Vec<String>>, what: &str| -> Result<Option<Keys>> {
+            match k {
+                None => Ok(None),
+                Some(k) => Keys::new(k)
+                    .map(Some)
+                    .ok_or_else(|| invalid(path, format!("duplicate {what} keys"))),
+            }
+        };
+        let user_keys = keys(u.keys, "user")?;
+        let item_keys = keys(i.keys, "item")?;
         let users = IdMap::from_ids(u.ids);
         let items = IdMap::from_ids(i.ids);
         if users.len() != n_users || items.len() != n_items {
             return Err(invalid(path, "duplicate ids"));
         }
         Ok(MappedModel {
+            user_keys,
+            item_keys,
             users,
             items,
             dim,
@@ -904,6 +1014,8 @@ mod tests {
             user_counts: vec![3, 4],
             item_counts: vec![1, 2, 3, 4],
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             meta: ModelMeta {
                 params: TrainParams::default(),
                 fingerprint: "abc".into(),
@@ -971,6 +1083,36 @@ mod tests {
             s.names[1] = "Feed,x".into();
         }
         assert!(bad.save(&dir.path().join("bad.arrow")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn string_ids_round_trip() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
+        let path = dir.path().join("k.arrow");
+        let mut m = surface_model();
+        m.item_keys = Some(vec![
+            "034545104X".into(),
+            "0155061224".into(),
+            "é-ü".into(),
+            "x".into(),
+        ]);
+        m.save(&path)?;
+        let back = MappedModel::open(&path)?;
+        let keys = back.item_keys.as_ref().expect("item keys");
+        assert_eq!(keys.key(2), "é-ü");
+        assert_eq!(keys.row("0155061224"), Some(1));
+        assert!(back.user_keys.is_none());
+        assert!(back.surfaces.is_some());
+        // A model without keys has no key column at all.
+        let plain = dir.path().join("p.arrow");
+        model().save(&plain)?;
+        assert!(MappedModel::open(&plain)?.item_keys.is_none());
+        // Duplicate keys are refused at load.
+        m.item_keys = Some(vec!["a".into(), "b".into(), "a".into(), "c".into()]);
+        m.save(&path)?;
+        let err = MappedModel::open(&path).expect_err("duplicate keys");
+        assert!(err.to_string().contains("duplicate item keys"), "{err}");
         Ok(())
     }
 

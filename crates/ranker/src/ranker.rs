@@ -276,6 +276,8 @@ impl Ranker {
             user_counts: ScalarBuffer::from(m.user_counts),
             item_counts: ScalarBuffer::from(m.item_counts),
             surfaces,
+            user_keys: m.user_keys.and_then(crate::model::Keys::new),
+            item_keys: m.item_keys.and_then(crate::model::Keys::new),
             meta: m.meta,
             format_version: FORMAT_VERSION,
             content_hash,
@@ -600,6 +602,39 @@ impl Ranker {
         }
     }
 
+    /// A model trained on string user ids: the user id it gave `key`
+    /// (`None`: unknown key, or a model of numeric user ids).
+    pub fn user_of_key(&self, key: &str) -> Option<u64> {
+        let keys = self.model.user_keys.as_ref()?;
+        Some(self.model.users.id(keys.row(key)?))
+    }
+
+    /// A model trained on string item ids: the item id it gave `key`.
+    pub fn item_of_key(&self, key: &str) -> Option<u64> {
+        let keys = self.model.item_keys.as_ref()?;
+        Some(self.model.items.id(keys.row(key)?))
+    }
+
+    /// The string a model trained on string user ids was given for `user_id`.
+    pub fn user_key(&self, user_id: u64) -> Option<&str> {
+        let keys = self.model.user_keys.as_ref()?;
+        Some(keys.key(self.model.users.get(user_id)?))
+    }
+
+    /// The string a model trained on string item ids was given for `item_id`.
+    pub fn item_key(&self, item_id: u64) -> Option<&str> {
+        let keys = self.model.item_keys.as_ref()?;
+        Some(keys.key(self.model.items.get(item_id)?))
+    }
+
+    /// Whether the users, and the items, were string ids.
+    pub fn keyed(&self) -> (bool, bool) {
+        (
+            self.model.user_keys.is_some(),
+            self.model.item_keys.is_some(),
+        )
+    }
+
     /// The surfaces a per-surface model has vectors for (empty otherwise).
     pub fn surfaces(&self) -> &[String] {
         self.model.surfaces.as_ref().map_or(&[], |s| &s.names)
@@ -921,6 +956,8 @@ mod tests {
             },
             user_counts: vec![2],
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             item_counts: vec![5, 1, 9, 2],
             meta: ModelMeta::default(),
         })
@@ -1012,6 +1049,8 @@ mod catalog_tests {
             },
             user_counts: vec![1],
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             item_counts: vec![1, 2, 3, 4, 5, 6],
             meta: ModelMeta::default(),
         })
@@ -1106,6 +1145,8 @@ mod catalog_tests {
                 vectors: vec![0.9, 0.1, 0.8, 0.2, 0.1, 0.9],
                 counts: vec![3, 2, 1],
             }),
+            user_keys: None,
+            item_keys: None,
             meta: crate::model::ModelMeta::default(),
         };
         let dir = tempfile::tempdir().map_err(|e| crate::model::io_err(Path::new("tmp"), e))?;
@@ -1158,6 +1199,8 @@ mod catalog_tests {
             },
             user_counts: vec![1],
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             item_counts: vec![1, 1],
             meta: ModelMeta::default(),
         });
@@ -1196,6 +1239,8 @@ mod half_tests {
             },
             user_counts: vec![1; users],
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             item_counts: vec![1; items],
             meta: ModelMeta::default(),
         }
