@@ -180,6 +180,8 @@ fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
             },
             user_counts: vec![1; 3],
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             item_counts: vec![1; items],
             meta: ModelMeta::default(),
         }
@@ -381,6 +383,8 @@ fn load(args: LoadBenchArgs) -> anyhow::Result<()> {
             },
             user_counts: vec![1],
             surfaces: None,
+            user_keys: None,
+            item_keys: None,
             item_counts: vec![1; args.items],
             meta: ModelMeta::default(),
         }
@@ -860,8 +864,12 @@ fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     let r = reelkit_ranker::Ranker::open(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?
         .with_retrieval(args.retrieval.into());
-    let users = reelkit_logs::read_id_column(&args.users, "user_id", &Default::default())
-        .with_context(|| format!("reading users {}", args.users.display()))?;
+    let users = match reelkit_logs::read_ids(&args.users, "user_id", &Default::default())
+        .with_context(|| format!("reading users {}", args.users.display()))?
+    {
+        reelkit_logs::Ids::Numbers(v) => v,
+        reelkit_logs::Ids::Strings(_) => anyhow::bail!("bench recommend takes numeric user ids"),
+    };
     let m = r.model();
     let mut exclude: std::collections::HashMap<u64, Vec<u64>> = Default::default();
     if let Some(path) = &args.exclude {
@@ -1128,6 +1136,8 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         },
         user_counts: vec![1; args.users],
         surfaces: None,
+        user_keys: None,
+        item_keys: None,
         item_counts: vec![1; args.items],
         meta: ModelMeta {
             params: TrainParams {

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use reelkit_logs::{
-    read_events, read_interactions, schema, Events, InteractionColumns, TextOptions,
+    read_events, read_interactions, schema, Events, InteractionColumns, Layout, TextOptions,
 };
-use reelkit_ranker::EngagementWeights;
+use reelkit_ranker::{EngagementWeights, Weighting};
 
 /// Column flags shared by every command that reads interactions.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,30 +24,76 @@ pub struct ColumnArgs {
     /// Optional timestamp column.
     #[arg(long)]
     pub ts_col: Option<String>,
-    /// CSV/TSV files without a header row (columns are then column_1, column_2, ...).
+    /// Text files without a header row (columns are then column_1, column_2, ...).
     #[arg(long)]
     pub no_header: bool,
-    /// Field separator of text files (default: `,` for .csv, tab for .tsv).
+    /// Field separator of text files, one or more characters (`\t` or `tab`
+    /// for a tab, `::` for MovieLens' .dat); default `,` for .csv, tab for
+    /// .tsv, else sniffed from the first line (tab, `::`, `,`, `;`, `|`).
+    /// `\r` line ends, quoted ids and a `//` or `#` header line are read as
+    /// they come.
+    #[arg(long, visible_alias = "separator", value_parser = parse_sep)]
+    pub sep: Option<String>,
+    /// Skip rows with too few fields or an unclosed quote (counted in a
+    /// warning) instead of stopping at the first. Rows with an empty user or
+    /// item id are always skipped with a warning.
     #[arg(long)]
-    pub separator: Option<char>,
+    pub skip_bad_rows: bool,
+}
+
+/// A value for a message, cut to 80 characters.
+pub fn cut(v: &str) -> String {
+    match v.char_indices().nth(80) {
+        Some((at, _)) => format!("{}… ({} characters)", &v[..at], v.chars().count()),
+        None => v.to_string(),
+    }
+}
+
+fn parse_sep(text: &str) -> Result<String, String> {
+    let s = match text {
+        "\\t" | "tab" | "TAB" => "\t".to_string(),
+        other => other.to_string(),
+    };
+    if s.is_empty() || s.len() > 8 || s.contains(['\n', '\r', '"']) {
+        return Err(format!(
+            "a separator is 1 to 8 characters, not a line end or a quote; got {:?}",
+            text.chars().take(20).collect::<String>()
+        ));
+    }
+    Ok(s)
 }
 
 impl ColumnArgs {
     pub fn columns(&self) -> anyhow::Result<InteractionColumns> {
-        let separator = match self.separator {
-            Some(c) if c.is_ascii() => Some(c as u8),
-            Some(c) => anyhow::bail!("--separator must be one ASCII character, got {c:?}"),
-            None => None,
-        };
         Ok(InteractionColumns {
             user: self.user_col.clone(),
             item: self.item_col.clone(),
             weight: self.weight_col.clone(),
             ts: self.ts_col.clone(),
-            text: TextOptions {
-                separator,
-                has_header: !self.no_header,
-            },
+            text: self.layout(),
+        })
+    }
+
+    /// The layout of text files.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            separator: self.sep.clone(),
+            has_header: !self.no_header,
+            skip_bad_rows: self.skip_bad_rows,
+        }
+    }
+
+    /// The polars reader's options for text files read as frames (event
+    /// logs): one-byte separators only.
+    pub fn text_options(&self) -> anyhow::Result<TextOptions> {
+        let separator = match self.sep.as_deref() {
+            None => None,
+            Some(s) if s.len() == 1 => Some(s.as_bytes()[0]),
+            Some(s) => anyhow::bail!("--sep {s:?}: event logs take a one-character separator"),
+        };
+        Ok(TextOptions {
+            separator,
+            has_header: !self.no_header,
         })
     }
 }
@@ -110,6 +156,79 @@ pub struct Triplets {
     pub ts: Option<Vec<i64>>,
     /// A pair is a positive when its summed weight is above this.
     pub min_weight: f32,
+    /// Whether a weight column was read (else every weight is 1).
+    pub weighted: bool,
+    /// String user ids: `user_keys[k]` is the id of internal user `k`.
+    pub user_keys: Option<Vec<String>>,
+    /// String item ids.
+    pub item_keys: Option<Vec<String>>,
+}
+
+/// An id as read from a file, in a model's id space: a model trained on
+/// string ids looks the text up, one trained on numbers parses it.
+pub fn model_user(r: &reelkit_ranker::Ranker, text: &str) -> Option<u64> {
+    if r.keyed().0 {
+        r.user_of_key(text)
+    } else {
+        text.trim().parse().ok()
+    }
+}
+
+/// [`model_user`] for items.
+pub fn model_item(r: &reelkit_ranker::Ranker, text: &str) -> Option<u64> {
+    if r.keyed().1 {
+        r.item_of_key(text)
+    } else {
+        text.trim().parse().ok()
+    }
+}
+
+impl Triplets {
+    /// Each row's user and item in the model's id space (`None`: an id the
+    /// model cannot know).
+    pub fn model_ids(&self, r: &reelkit_ranker::Ranker) -> (Vec<Option<u64>>, Vec<Option<u64>>) {
+        let map = |ids: &[u64],
+                   keys: &Option<Vec<String>>,
+                   keyed: bool,
+                   of_key: &dyn Fn(&str) -> Option<u64>|
+         -> Vec<Option<u64>> {
+            match (keys, keyed) {
+                (None, false) => ids.iter().map(|&i| Some(i)).collect(),
+                (Some(k), _) => ids.iter().map(|&i| of_key(&k[i as usize])).collect(),
+                (None, true) => ids.iter().map(|&i| of_key(&i.to_string())).collect(),
+            }
+        };
+        let (ku, ki) = r.keyed();
+        (
+            map(&self.user_id, &self.user_keys, ku, &|t| model_user(r, t)),
+            map(&self.item_id, &self.item_keys, ki, &|t| model_item(r, t)),
+        )
+    }
+
+
+    /// The weights as `w` turns them into training weights; a weight the
+    /// weighting counts as no interaction (0 under `linear`) is dropped, with
+    /// a warning saying how many.
+    pub fn weighted_by(&self, w: Weighting) -> Vec<f32> {
+        let out: Vec<f32> = self
+            .weight
+            .iter()
+            .map(|&x| match w {
+                Weighting::Binary => 1.0,
+                Weighting::Log => 1.0 + x.max(0.0).ln_1p(),
+                Weighting::Linear => x,
+            })
+            .collect();
+        let zeros = out.iter().filter(|&&x| x <= 0.0).count();
+        if zeros > 0 && self.weighted {
+            tracing::warn!(
+                "{zeros} of {} rows weigh 0 and are no interaction under --weights linear \
+                 (--weights log or binary counts every row as an interaction)",
+                out.len()
+            );
+        }
+        out
+    }
 }
 
 use reelkit_lab::event_weights;
@@ -122,18 +241,39 @@ pub fn from_events(ev: &Events) -> anyhow::Result<Triplets> {
         user_id: ev.user_id.clone(),
         item_id: ev.video_id.clone(),
         ts: Some(ev.ts_ms.clone()),
+        weighted: true,
+        user_keys: None,
+        item_keys: None,
     })
 }
 
-/// Whether a file holds a reelkit event log (it has the `watch_ms` and
-/// `duration_ms` columns), judged from its header/schema.
+/// Whether a file holds a reelkit event log (it has the `watch_ms`,
+/// `duration_ms` and `video_id` columns), judged from its schema or its
+/// first line.
 pub fn looks_like_events(path: &Path, cols: &ColumnArgs) -> anyhow::Result<bool> {
-    let df = reelkit_logs::read_frame_with(path, &cols.columns()?.text)
+    let want = [schema::WATCH_MS, schema::DURATION_MS, schema::VIDEO_ID];
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    if ["parquet", "pq", "arrow", "ipc", "feather"].contains(&ext) {
+        let df = reelkit_logs::read_frame_with(path, &cols.text_options()?)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let names = df.get_column_names_owned();
+        return Ok(want
+            .iter()
+            .all(|c| names.iter().any(|n| n.as_str() == *c)));
+    }
+    // Text: the header line alone (an export can be large or odd).
+    use std::io::Read;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
         .with_context(|| format!("reading {}", path.display()))?;
-    let names = df.get_column_names_owned();
-    Ok([schema::WATCH_MS, schema::DURATION_MS, schema::VIDEO_ID]
-        .iter()
-        .all(|c| names.iter().any(|n| n.as_str() == *c)))
+    let text = String::from_utf8_lossy(&head[..n]);
+    let first = text.split(['\n', '\r']).next().unwrap_or_default();
+    Ok(want.iter().all(|c| {
+        first
+            .split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+            .any(|f| f == *c)
+    }))
 }
 
 /// Reads a file as events when it looks like an event log, else as interactions.
@@ -152,9 +292,12 @@ pub fn load_interactions(path: &Path, cols: &ColumnArgs) -> anyhow::Result<Tripl
     Ok(Triplets {
         user_id: it.user_id,
         item_id: it.item_id,
+        weighted: it.weight.is_some(),
         weight: it.weight.unwrap_or_else(|| vec![1.0; n]),
         ts: it.ts,
         min_weight: 0.0,
+        user_keys: it.user_keys,
+        item_keys: it.item_keys,
     })
 }
 

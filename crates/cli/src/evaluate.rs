@@ -37,15 +37,17 @@ pub fn to_model_space(r: &Ranker, t: &Triplets, keep_unknown_items: bool) -> (Cs
     let n_items = m.items.len() as u32;
     let (mut rows, mut cols, mut vals) = (vec![], vec![], vec![]);
     let (mut dropped_users, mut unknown_items) = (0, 0);
+    let (users, items) = t.model_ids(r);
     for k in 0..t.user_id.len() {
-        let Some(u) = m.users.get(t.user_id[k]) else {
+        let Some(u) = users[k].and_then(|id| m.users.get(id)) else {
             dropped_users += 1;
             continue;
         };
-        let i = match m.items.get(t.item_id[k]) {
+        let i = match items[k].and_then(|id| m.items.get(id)) {
             Some(i) => i,
             None if keep_unknown_items => {
                 unknown_items += 1;
+                // Unknown items of one file are told apart by their row's id.
                 n_items + extra.insert(t.item_id[k])
             }
             None => continue,

@@ -61,9 +61,10 @@ pub struct RecommendArgs {
     /// Items per user.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
-    /// One user.
+    /// One user (its id as trained: a number, or the string of a model
+    /// trained on string ids).
     #[arg(long, conflicts_with = "users")]
-    pub user: Option<u64>,
+    pub user: Option<String>,
     /// A file of users (column --user-col). Without --user or --users: every user of the model.
     #[arg(long)]
     pub users: Option<PathBuf>,
@@ -120,18 +121,46 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
     }
     let m = r.model();
     let users: Vec<u64> = match (&args.user, &args.users) {
-        (Some(u), _) => vec![*u],
+        (Some(u), _) => vec![match crate::data::model_user(&r, u) {
+            Some(id) => id,
+            // A numeric user the model does not know: the popularity fallback.
+            None if !r.keyed().0 => u.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--user {}: not a number, and the users of {} are numbers",
+                    crate::data::cut(u),
+                    args.model.display()
+                )
+            })?,
+            None => anyhow::bail!(
+                "--user {}: no such user in {}",
+                crate::data::cut(u),
+                args.model.display()
+            ),
+        }],
         (None, Some(path)) => {
-            reelkit_logs::read_id_column(path, &args.cols.user_col, &args.cols.columns()?.text)
-                .with_context(|| format!("reading users {}", path.display()))?
+            let ids = reelkit_logs::read_ids(path, &args.cols.user_col, &args.cols.layout())
+                .with_context(|| format!("reading users {}", path.display()))?;
+            match ids {
+                reelkit_logs::Ids::Numbers(v) if !r.keyed().0 => v,
+                reelkit_logs::Ids::Numbers(v) => v
+                    .iter()
+                    .filter_map(|n| r.user_of_key(&n.to_string()))
+                    .collect(),
+                reelkit_logs::Ids::Strings(v) => {
+                    v.iter().filter_map(|k| crate::data::model_user(&r, k)).collect()
+                }
+            }
         }
         (None, None) => m.users.ids().to_vec(),
     };
     let mut exclude: HashMap<u64, Vec<u64>> = HashMap::new();
     if let Some(path) = &args.exclude {
         let t = load_interactions(path, &args.cols)?;
-        for (u, i) in t.user_id.iter().zip(&t.item_id) {
-            exclude.entry(*u).or_default().push(*i);
+        let (us, is) = t.model_ids(&r);
+        for (u, i) in us.iter().zip(&is) {
+            if let (Some(u), Some(i)) = (u, i) {
+                exclude.entry(*u).or_default().push(*i);
+            }
         }
     }
     let mut rows: Vec<(u64, u64, u32, f32)> = Vec::new();
@@ -151,17 +180,36 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
             )
         },
     );
+    // Ids as trained: strings for a model trained on string ids.
+    let user_col = match r.keyed().0 {
+        true => Column::new(
+            "user_id".into(),
+            rows.iter()
+                .map(|x| r.user_key(x.0).unwrap_or_default().to_string())
+                .collect::<Vec<_>>(),
+        ),
+        false => Column::new(
+            "user_id".into(),
+            rows.iter().map(|x| x.0).collect::<Vec<_>>(),
+        ),
+    };
+    let item_col = match r.keyed().1 {
+        true => Column::new(
+            "item_id".into(),
+            rows.iter()
+                .map(|x| r.item_key(x.1).unwrap_or_default().to_string())
+                .collect::<Vec<_>>(),
+        ),
+        false => Column::new(
+            "item_id".into(),
+            rows.iter().map(|x| x.1).collect::<Vec<_>>(),
+        ),
+    };
     let mut df = DataFrame::new(
         rows.len(),
         vec![
-            Column::new(
-                "user_id".into(),
-                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "item_id".into(),
-                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-            ),
+            user_col,
+            item_col,
             Column::new("rank".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
             Column::new("score".into(), rows.iter().map(|r| r.3).collect::<Vec<_>>()),
         ],

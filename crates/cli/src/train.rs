@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use reelkit_logs::Events;
 use reelkit_ranker::{
-    Algo, EpochReport, Factors, TrainControl, TrainParams, TrainingData, ValueModel,
+    Algo, EpochReport, Factors, TrainControl, TrainParams, TrainingData, ValueModel, Weighting,
 };
 use serde_json::json;
 
@@ -50,6 +50,13 @@ pub struct HyperArgs {
     /// RMS score; negative lifts the long tail (tune learns it). 0 = off.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub pop_bias: f32,
+    /// How --weight-col's values become training weights: linear (the weight
+    /// itself; iALS's confidence is 1 + alpha·w, and a weight of 0 is no
+    /// interaction: such rows are dropped, with a warning saying how many),
+    /// log (1 + ln(1 + w): play counts compressed, a rating of 0 still an
+    /// interaction) or binary (every row 1).
+    #[arg(long, default_value = "linear")]
+    pub weights: Weighting,
 }
 
 impl HyperArgs {
@@ -143,16 +150,43 @@ pub fn training_data(trip: &crate::data::Triplets) -> anyhow::Result<TrainingDat
     .context("building the interaction matrix")
 }
 
-/// Fits the value model when impressions are given, and writes the model file.
+/// `trip`'s matrix with its weights as `w` makes them.
+pub fn weighted_data(trip: &crate::data::Triplets, w: Weighting) -> anyhow::Result<TrainingData> {
+    TrainingData::from_triplets(
+        &trip.user_id,
+        &trip.item_id,
+        Some(&trip.weighted_by(w)),
+        trip.min_weight,
+    )
+    .context("building the interaction matrix")
+}
+
+/// A model's string ids by row, from the loaded triplets' dictionaries.
+pub fn keys_by_row(
+    ids: &reelkit_ranker::IdMap,
+    keys: &Option<Vec<String>>,
+) -> Option<Vec<String>> {
+    let keys = keys.as_ref()?;
+    Some(
+        ids.ids()
+            .iter()
+            .map(|&k| keys.get(k as usize).cloned().unwrap_or_default())
+            .collect(),
+    )
+}
+
+/// Fits the value model when impressions are given, and writes the model
+/// file (with the triplets' string ids, when they had some).
 pub fn save_model(
     command: &str,
     data: &TrainingData,
     factors: Factors,
     params: TrainParams,
     events: Option<&Events>,
+    keys: (&Option<Vec<String>>, &Option<Vec<String>>),
     out: &std::path::Path,
 ) -> anyhow::Result<Option<ValueModel>> {
-    let model = reelkit_lab::build_model(
+    let mut model = reelkit_lab::build_model(
         data,
         factors,
         params,
@@ -161,6 +195,8 @@ pub fn save_model(
         // secrets into every copy of the model (the parameters are in `params`).
         format!("reelkit {} {}", env!("CARGO_PKG_VERSION"), command),
     );
+    model.user_keys = keys_by_row(&data.users, keys.0);
+    model.item_keys = keys_by_row(&data.items, keys.1);
     let value_model = model.meta.value_model.clone();
     model
         .save(out)
@@ -237,14 +273,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let t0 = Instant::now();
     let (trip, events) = load_source(&args.source, &args.cols)?;
-    let data = training_data(&trip)?;
+    let data = weighted_data(&trip, args.hyper.weights)?;
     let load_s = t0.elapsed().as_secs_f64();
     let params = args.hyper.params();
     let t1 = Instant::now();
     let (factors, reports) = fit(&data, params.clone(), false)?;
     let train_s = t1.elapsed().as_secs_f64();
     let impressions = events.as_ref().filter(|_| !args.no_value_model);
-    let value_model = save_model("train", &data, factors, params, impressions, &args.out)?;
+    let value_model = save_model(
+        "train",
+        &data,
+        factors,
+        params,
+        impressions,
+        (&trip.user_keys, &trip.item_keys),
+        &args.out,
+    )?;
     let summary = json!({
         "model": args.out,
         "users": data.users.len(),

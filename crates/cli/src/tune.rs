@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
 use reelkit_ranker::{
-    split_by_time, split_random, Algo, Split, TrainParams, TrainingData, Trial, TuneOptions,
+    split_by_time, split_random, Algo, Split, TrainingData, Trial, TuneOptions, Weighting,
 };
 
 use crate::data::{load_source, ColumnArgs, SourceArgs, Triplets};
-use crate::train::{fit, save_model, training_data};
+use crate::train::save_model;
 
 /// Arguments of `reelkit tune`.
 #[derive(Debug, clap::Args)]
@@ -26,8 +26,13 @@ pub struct TuneArgs {
     pub algo: String,
     /// Seconds for the whole search: a setting starts only if it and the
     /// final fit are expected (from earlier settings' times) to end within it.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 80.0)]
     pub budget: f64,
+    /// How --weight-col's values become training weights: auto (binary and
+    /// log, chosen on validation), binary, log or linear (see `train
+    /// --weights`). Data without a weight column is binary.
+    #[arg(long, default_value = "auto")]
+    pub weights: String,
     /// Metric cut-off: the search maximises NDCG@k.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
@@ -72,7 +77,7 @@ fn carve(
     }
 }
 
-fn write_report(path: &std::path::Path, trials: &[Trial]) -> anyhow::Result<()> {
+fn write_report(path: &std::path::Path, trials: &[Trial], chosen: &Trial) -> anyhow::Result<()> {
     if path.extension().and_then(|e| e.to_str()) == Some("json") {
         let text = serde_json::to_vec_pretty(trials)?;
         reelkit_logs::write_bytes_atomically(path, &text)?;
@@ -84,29 +89,24 @@ fn write_report(path: &std::path::Path, trials: &[Trial]) -> anyhow::Result<()> 
     let col_s = |name: &str, f: &dyn Fn(&Trial) -> String| {
         Column::new(name.into(), trials.iter().map(f).collect::<Vec<String>>())
     };
-    let col_u = |name: &str, f: &dyn Fn(&Trial) -> usize| {
-        Column::new(
-            name.into(),
-            trials.iter().map(|t| f(t) as u32).collect::<Vec<u32>>(),
-        )
-    };
     let mut df = DataFrame::new(
         trials.len(),
         vec![
             col_s("stage", &|t| t.stage.to_string()),
-            col_s("algo", &|t| t.params.algo.to_string()),
-            col_u("factors", &|t| t.params.factors),
-            col_f("reg", &|t| t.params.reg as f64),
-            col_f("alpha", &|t| t.params.alpha as f64),
-            col_f("reg_exponent", &|t| t.params.reg_exponent as f64),
-            col_f("learning_rate", &|t| t.params.learning_rate as f64),
-            col_u("epochs", &|t| t.params.epochs),
-            col_f("pop_bias", &|t| t.params.pop_bias as f64),
+            col_s("model", &|t| t.candidate.kind().to_string()),
+            col_s("algo", &|t| t.candidate.kind().to_string()),
+            col_s("setting", &|t| t.describe()),
+            col_s("weights", &|t| t.weighting.as_str().to_string()),
+            col_f("pop_bias", &|t| t.pop_bias as f64),
             col_f("ndcg", &|t| t.ndcg),
+            col_f("ndcg_se", &|t| t.ndcg_se),
             col_f("recall", &|t| t.recall),
             col_f("hit_rate", &|t| t.hit_rate),
             col_f("map", &|t| t.map),
             col_f("seconds", &|t| t.seconds),
+            col_s("chosen", &|t| {
+                (t.describe() == chosen.describe() && t.stage == chosen.stage).to_string()
+            }),
         ],
     )?;
     reelkit_logs::write_frame(path, &mut df)?;
@@ -124,8 +124,20 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         "--validation must be in (0, 1), got {}",
         args.validation
     );
-    let (trip, events) = load_source(&args.source, &args.cols)?;
-    let data = training_data(&trip)?;
+    let (mut trip, events) = load_source(&args.source, &args.cols)?;
+    let weightings = match (args.weights.as_str(), trip.weighted) {
+        (_, false) => vec![Weighting::Binary],
+        ("auto", true) => vec![Weighting::Log, Weighting::Binary],
+        (one, true) => vec![one
+            .parse::<Weighting>()
+            .context("--weights must be auto, binary, log or linear")?],
+    };
+    // The tuner turns raw weights into training weights itself, so a weight
+    // of 0 (a rating-less interaction) must stay an entry: stored as the
+    // smallest positive weight, which `linear` still reads as nearly none.
+    const ZERO: f32 = 1e-6;
+    trip.weight.iter_mut().for_each(|w| *w = w.max(ZERO));
+    let data = crate::train::training_data(&trip)?;
     let split = carve(&trip, &data, args.validation, args.seed, events.is_some())?;
     let algos = match args.algo.as_str() {
         "auto" => vec![Algo::Ease, Algo::Ials],
@@ -140,6 +152,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     );
     let opts = TuneOptions {
         algos,
+        weightings,
         k: args.k,
         budget: Duration::from_secs_f64(args.budget),
         seed: args.seed,
@@ -148,24 +161,47 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let pb = crate::progress::spinner("tuning");
     let trials = reelkit_ranker::tune(&split, &opts)?;
     pb.finish_and_clear();
-    let best = reelkit_ranker::best(&trials)
+    let best = reelkit_ranker::choose(&trials)
         .cloned()
         .context("no setting was evaluated")?;
-    let b = &best.params;
     eprintln!(
-        "tried {} settings; best on validation: {} factors={} reg={} alpha={} reg_exponent={} lr={} epochs={} pop_bias={} ndcg@{}={:.4}",
-        trials.len(), b.algo, b.factors, b.reg, b.alpha, b.reg_exponent, b.learning_rate, b.epochs, b.pop_bias, args.k, best.ndcg
+        "tried {} settings; chosen on validation: {}, ndcg@{}={:.4} ± {:.4}",
+        trials.len(),
+        best.describe(),
+        args.k,
+        best.ndcg,
+        best.ndcg_se
     );
     if let Some(path) = &args.report {
-        write_report(path, &trials)
+        write_report(path, &trials, &best)
             .with_context(|| format!("writing report {}", path.display()))?;
     }
-    let params = TrainParams {
-        seed: args.seed,
-        ..best.params.clone()
-    };
-    let (factors, _) = fit(&data, params.clone(), false)?;
-    save_model("tune", &data, factors, params, events.as_ref(), &args.out)?;
-    println!("{}", serde_json::to_string_pretty(&best)?);
+    let factors = reelkit_ranker::fit_trial(&best, &data.matrix, &opts)?;
+    let mut params = best.candidate.params(args.seed);
+    params.pop_bias = best.pop_bias;
+    save_model(
+        "tune",
+        &data,
+        factors,
+        params,
+        events.as_ref(),
+        (&trip.user_keys, &trip.item_keys),
+        &args.out,
+    )?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "chosen": best.describe(),
+            "model": best.candidate.kind(),
+            "algo": best.candidate.params(args.seed).algo,
+            "candidate": best.candidate,
+            "weighting": best.weighting,
+            "pop_bias": best.pop_bias,
+            "ndcg": best.ndcg,
+            "ndcg_se": best.ndcg_se,
+            "recall": best.recall,
+            "settings_tried": trials.len(),
+        }))?
+    );
     Ok(())
 }
