@@ -3,6 +3,15 @@ closed-form EASE (Steck 2019), on the same seeded per-user 80/20 split, full
 ranking, training items excluded.
 
     bench/.venv/bin/python bench/ndcg_vs_peers.py [--data synthetic|longtail|sim|FILE.csv] [--tune "ARGS"]
+    bench/.venv/bin/python bench/ndcg_vs_peers.py --data lastfm|bookcrossing   # real sets, issue 31
+
+Real sets (bench/real_sets.py has their sources): the split is on the cleaned rows
+(per-user 80/20, seeded); reelkit reads its training part written back in the
+set's own raw format (Last.fm's tab-separated file with its `//` header,
+Book-Crossing's `\r`-ended CSV with tripled quotes), as a user would hand it
+the export; the peers (implicit ALS and BPR, EASE and RP3beta in numpy) are
+tuned on a validation split of the training part, with the interaction
+weights as binary or log-scaled confidences, whichever validates better.
 
 FILE.csv: any `user_id,item_id[,...]` ratings file (every rating a positive),
 e.g. MovieLens 100K converted to CSV. `synthetic` is a ML-100K-shaped set
@@ -30,7 +39,13 @@ p.add_argument("--data", default="synthetic")
 p.add_argument("--seed", type=int, default=42)
 p.add_argument("--tune", default="", help="extra arguments of `reelkit tune`")
 p.add_argument("--skip-peers", action="store_true", help="reuse the peers' figures of the last run")
+p.add_argument("--dev", action="store_true", help="real sets: judge reelkit on the validation part, never the test part")
 args = p.parse_args()
+
+if args.data in ("lastfm", "bookcrossing"):
+    import real
+    real.main(args)
+    raise SystemExit(0)
 
 if args.data == "synthetic":
     users, items = zipf_interactions(943, 1682, 100_000, seed=args.seed)
