@@ -1210,7 +1210,7 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
                 None,
                 config,
             )?
-            .with_exposures(log),
+            .with_exposures(log)?,
         );
         let mixed = serve_phases(
             state.clone(),

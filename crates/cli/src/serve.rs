@@ -273,7 +273,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_file_age: Duration::from_secs(args.exposure_rotate_secs.max(1)),
             ..ExposureConfig::new(dir)
         })?;
-        state = state.with_exposures(log);
+        state = state.with_exposures(log)?;
     }
     let state = Arc::new(state);
     let rt = tokio::runtime::Builder::new_multi_thread()

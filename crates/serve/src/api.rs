@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::exposition::render;
 use crate::exposures::Exposure;
+use crate::ids::Id;
 use crate::state::{AppState, Design, Loaded};
 
 /// The committed OpenAPI description, served at `/openapi.json`.
@@ -164,7 +165,7 @@ fn check_k(state: &AppState, k: i64) -> ApiResult<usize> {
     Ok(k as usize)
 }
 
-fn check_ids(state: &AppState, what: &str, ids: &[u64]) -> ApiResult<()> {
+fn check_ids(state: &AppState, what: &str, ids: &[Id]) -> ApiResult<()> {
     if ids.len() > state.config.max_ids {
         return Err(ApiError::invalid(format!(
             "`{what}` holds {} ids; at most {} are allowed",
@@ -180,8 +181,9 @@ fn check_ids(state: &AppState, what: &str, ids: &[u64]) -> ApiResult<()> {
 #[serde(deny_unknown_fields)]
 pub struct RecommendBody {
     /// The user to recommend for (unknown users get the popular fallback,
-    /// or a folded-in embedding when `history` is given).
-    pub user_id: u64,
+    /// or a folded-in embedding when `history` is given). A number, or a
+    /// string for a model trained on string ids.
+    pub user_id: Id,
     /// How many videos, 1..=`max_k` (default 10); read signed so that a
     /// negative value is a clear 422, not a parse error.
     #[serde(default = "default_k")]
@@ -192,10 +194,10 @@ pub struct RecommendBody {
     pub surface: Option<String>,
     /// Videos that must not be returned (already seen).
     #[serde(default)]
-    pub exclude: Vec<u64>,
+    pub exclude: Vec<Id>,
     /// Fresh history: the user's embedding is folded in from these videos.
     #[serde(default)]
-    pub history: Vec<u64>,
+    pub history: Vec<Id>,
     /// At most this many videos per creator (needs `--videos`).
     #[serde(default)]
     pub max_per_creator: Option<u32>,
@@ -221,8 +223,8 @@ fn default_k() -> i64 {
 /// One recommended or similar video.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Item {
-    /// The video.
-    pub video_id: u64,
+    /// The video: its id as the model was trained on (a number or a string).
+    pub video_id: Id,
     /// The score given by the model that placed it (scores of two
     /// interleaved models are not comparable).
     pub score: f32,
@@ -294,11 +296,11 @@ async fn batched(
     }
 }
 
-fn items_of(r: &Recommendations) -> Vec<Item> {
+fn items_of(model: &Loaded, r: &Recommendations) -> Vec<Item> {
     r.items
         .iter()
         .map(|x| Item {
-            video_id: x.item_id,
+            video_id: Id::video_of(&model.ranker, x.item_id),
             score: x.score,
             team: None,
         })
@@ -309,36 +311,54 @@ fn items_of(r: &Recommendations) -> Vec<Item> {
 /// creator already has `cap` videos in the merged list is passed over.
 fn interleave(
     state: &AppState,
-    (name_a, a): (&str, &Recommendations),
-    (name_b, b): (&str, &Recommendations),
+    (name_a, a): (&str, &[Item]),
+    (name_b, b): (&str, &[Item]),
     k: usize,
     seed: u64,
     cap: Option<usize>,
 ) -> Vec<Item> {
-    let ids = |r: &Recommendations| r.items.iter().map(|x| x.item_id).collect::<Vec<u64>>();
+    // The two models may number string ids differently: merge on the
+    // caller's ids, each interned once.
+    let mut interned: HashMap<&Id, u64> = HashMap::new();
+    let mut names: Vec<&Id> = Vec::new();
+    let mut lists: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    for (list, out) in [a, b].into_iter().zip(&mut lists) {
+        for x in list {
+            let n = *interned.entry(&x.video_id).or_insert_with(|| {
+                names.push(&x.video_id);
+                names.len() as u64 - 1
+            });
+            out.push(n);
+        }
+    }
+    let [ia, ib] = lists;
     let mut per_creator: HashMap<u64, usize> = HashMap::new();
-    let merged = reelkit_assign::team_draft_by(&ids(a), &ids(b), k, seed, |v| match cap {
+    let merged = reelkit_assign::team_draft_by(&ia, &ib, k, seed, |v| match cap {
         None => true,
-        Some(cap) => match state.creator(*v) {
-            None => true,
-            Some(c) => {
-                let n = per_creator.entry(c).or_default();
-                *n += 1;
-                *n <= cap
-            }
+        // Creator caps need the catalogue, which only numeric-id models take.
+        Some(cap) => match names[*v as usize] {
+            Id::Text(_) => true,
+            Id::Number(n) => match state.creator(*n) {
+                None => true,
+                Some(c) => {
+                    let n = per_creator.entry(c).or_default();
+                    *n += 1;
+                    *n <= cap
+                }
+            },
         },
     });
     merged
         .into_iter()
-        .map(|(video_id, team)| {
+        .map(|(v, team)| {
             let (name, list) = match team {
                 Team::A => (name_a, a),
                 Team::B => (name_b, b),
             };
+            let video_id = names[v as usize].clone();
             let score = list
-                .items
                 .iter()
-                .find(|x| x.item_id == video_id)
+                .find(|x| x.video_id == video_id)
                 .map_or(f32::NAN, |x| x.score);
             Item {
                 video_id,
@@ -354,6 +374,44 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A recommendation request in the caller's ids, before a model reads it.
+struct Wanted {
+    user: Id,
+    exclude: Vec<Id>,
+    history: Vec<Id>,
+    use_value_model: bool,
+    surface: Option<Surface>,
+    cap: Option<usize>,
+}
+
+impl Wanted {
+    /// The request as `model` numbers users and videos. A string-id model's
+    /// unknown user gets an id no such model holds (the fallback answers);
+    /// videos it does not know are dropped from `exclude` and `history`, as
+    /// a numeric model ignores them.
+    fn on(&self, model: &Loaded) -> ApiResult<(u64, RankRequest)> {
+        let r = &model.ranker;
+        let user = self.user.user_in(r).map_err(ApiError::invalid)?;
+        let videos = |ids: &[Id]| -> ApiResult<Vec<u64>> {
+            let mut out = Vec::with_capacity(ids.len());
+            for v in ids {
+                out.extend(v.video_in(r).map_err(ApiError::invalid)?);
+            }
+            Ok(out)
+        };
+        Ok((
+            user.unwrap_or(u64::MAX),
+            RankRequest {
+                exclude: videos(&self.exclude)?,
+                history: videos(&self.history)?,
+                use_value_model: self.use_value_model,
+                surface: self.surface,
+                max_per_creator: self.cap,
+            },
+        ))
+    }
 }
 
 async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Response> {
@@ -392,14 +450,15 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
     };
     let cap = b.max_per_creator.map(|c| c as usize);
     let client_ts = b.ts_ms;
-    let req = RankRequest {
+    let wanted = Wanted {
+        user: b.user_id,
         exclude: b.exclude,
         history: b.history,
         use_value_model: b.use_value_model,
         surface,
-        max_per_creator: cap,
+        cap,
     };
-    let user = b.user_id;
+    let user = wanted.user.hash_key();
     let (response, teams) = match state.design() {
         Design::Single | Design::Ab { .. } => {
             let (i, variant) = match state.design() {
@@ -418,7 +477,8 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
             };
             let (name, model) = state.slot_model(i);
             let name = name.to_string();
-            let r = batched(&state, user, k, req, model.clone()).await?;
+            let (uid, req) = wanted.on(&model)?;
+            let r = batched(&state, uid, k, req, model.clone()).await?;
             let version = if logging {
                 format!("{name}={}", model.version)
             } else {
@@ -426,7 +486,7 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
             };
             (
                 RecommendResponse {
-                    items: items_of(&r),
+                    items: items_of(&model, &r),
                     model_version: model.version.clone(),
                     fallback: r.fallback,
                     variant,
@@ -438,13 +498,15 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
         Design::Interleave { salt } => {
             let (name_a, model_a) = state.slot_model(0);
             let (name_b, model_b) = state.slot_model(1);
+            let ((ua, qa), (ub, qb)) = (wanted.on(&model_a)?, wanted.on(&model_b)?);
             let (ra, rb) = tokio::try_join!(
-                batched(&state, user, k, req.clone(), model_a.clone()),
-                batched(&state, user, k, req, model_b.clone())
+                batched(&state, ua, k, qa, model_a.clone()),
+                batched(&state, ub, k, qb, model_b.clone())
             )?;
             let id = request_id.unwrap_or_default();
             let seed = reelkit_assign::interleave_seed(salt, user, id);
-            let items = interleave(&state, (name_a, &ra), (name_b, &rb), k, seed, cap);
+            let (la, lb) = (items_of(&model_a, &ra), items_of(&model_b, &rb));
+            let items = interleave(&state, (name_a, &la), (name_b, &lb), k, seed, cap);
             let teams: Vec<Arc<str>> = {
                 let (a, b): (Arc<str>, Arc<str>) = (name_a.into(), name_b.into());
                 items
@@ -482,7 +544,12 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
                 _ => None,
             }),
             surface: surface.map(surface_name),
-            video_ids: response.items.iter().map(|x| x.video_id).collect(),
+            // Exposure logs are refused for string-id models (see AppState).
+            video_ids: response
+                .items
+                .iter()
+                .map(|x| x.video_id.hash_key())
+                .collect(),
             teams: teams.0,
             model_versions: teams.1,
         });
@@ -504,16 +571,16 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<
 #[serde(deny_unknown_fields)]
 pub struct ScoreBody {
     /// A user the model knows (else 404).
-    pub user_id: u64,
+    pub user_id: Id,
     /// The videos to score, in the order the scores come back.
-    pub video_ids: Vec<u64>,
+    pub video_ids: Vec<Id>,
 }
 
 /// One score; `null` for a video the model does not know.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VideoScore {
     /// The video asked for.
-    pub video_id: u64,
+    pub video_id: Id,
     /// Its score, exactly as a ranking would show it; `null` if unknown.
     pub score: Option<f32>,
 }
@@ -524,7 +591,7 @@ pub struct ScoreResponse {
     /// One per video asked for, in that order.
     pub scores: Vec<VideoScore>,
     /// The videos the model does not know.
-    pub unknown_videos: Vec<u64>,
+    pub unknown_videos: Vec<Id>,
     /// The serving model's version.
     pub model_version: String,
 }
@@ -533,27 +600,41 @@ async fn score(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json
     let b: ScoreBody = json_body(&state, body).await?;
     check_ids(&state, "video_ids", &b.video_ids)?;
     let model = state.model();
-    if model.ranker.user_embedding(b.user_id).is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_user",
-            format!("user {} is not in model {}", b.user_id, model.version),
-        ));
-    }
+    let user = b
+        .user_id
+        .user_in(&model.ranker)
+        .map_err(ApiError::invalid)?
+        .filter(|&u| model.ranker.user_embedding(u).is_some())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_user",
+                format!("user {} is not in model {}", b.user_id, model.version),
+            )
+        })?;
+    let videos: Vec<Option<u64>> = b
+        .video_ids
+        .iter()
+        .map(|v| v.video_in(&model.ranker))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::invalid)?;
     let response = off_thread(&state, move || -> ApiResult<ScoreResponse> {
         let mut unknown = Vec::new();
         let mut scores = Vec::with_capacity(b.video_ids.len());
-        for &v in &b.video_ids {
+        for (asked, v) in b.video_ids.into_iter().zip(videos) {
             // An unknown video scores null; any other error fails the request.
-            let score = match model.ranker.score(b.user_id, &[v]) {
-                Ok(s) => s.first().copied(),
-                Err(reelkit_ranker::Error::UnknownItem(_)) => {
-                    unknown.push(v);
+            let score = match v.map(|v| model.ranker.score(user, &[v])) {
+                Some(Ok(s)) => s.first().copied(),
+                None | Some(Err(reelkit_ranker::Error::UnknownItem(_))) => {
+                    unknown.push(asked.clone());
                     None
                 }
-                Err(e) => return Err(ApiError::from(&e)),
+                Some(Err(e)) => return Err(ApiError::from(&e)),
             };
-            scores.push(VideoScore { video_id: v, score });
+            scores.push(VideoScore {
+                video_id: asked,
+                score,
+            });
         }
         Ok(ScoreResponse {
             scores,
@@ -569,7 +650,7 @@ async fn score(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SimilarResponse {
     /// The video the neighbours are of.
-    pub video_id: u64,
+    pub video_id: Id,
     /// Its nearest videos by embedding, best first (itself excluded).
     pub items: Vec<Item>,
     /// The serving model's version.
@@ -581,13 +662,7 @@ async fn similar(
     Path(video): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<SimilarResponse>> {
-    let video_id: u64 = video.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_video_id",
-            format!("video id `{video}` is not an unsigned integer"),
-        )
-    })?;
+    let video_id = Id::parse(&video);
     let k = match q.get("k") {
         None => 10,
         Some(s) => s
@@ -596,11 +671,19 @@ async fn similar(
     };
     let k = check_k(&state, k)?;
     let model = state.model();
-    let items = off_thread(&state, {
-        let model = model.clone();
-        move || model.ranker.similar(video_id, k)
-    })
-    .await?
+    let internal = video_id
+        .video_in(&model.ranker)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_video_id", e))?;
+    let items = match internal {
+        None => None,
+        Some(v) => {
+            off_thread(&state, {
+                let model = model.clone();
+                move || model.ranker.similar(v, k)
+            })
+            .await?
+        }
+    }
     .ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -613,7 +696,7 @@ async fn similar(
         items: items
             .into_iter()
             .map(|x| Item {
-                video_id: x.item_id,
+                video_id: Id::video_of(&model.ranker, x.item_id),
                 score: x.score,
                 team: None,
             })

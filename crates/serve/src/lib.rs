@@ -54,6 +54,7 @@ mod batcher;
 pub mod client;
 mod exposition;
 mod exposures;
+mod ids;
 mod listen;
 mod loaded;
 mod metrics;
@@ -81,6 +82,7 @@ pub use api::{
 };
 pub use exposition::render as render_metrics;
 pub use exposures::{ExposureConfig, ExposureError, ExposureLog};
+pub use ids::Id;
 pub use metrics::{Metrics, BUCKETS};
 pub use reelkit_assign::Split;
 pub use state::{AppState, Catalog, Design, LoadError, Loaded, ServeConfig};

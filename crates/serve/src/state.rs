@@ -93,6 +93,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// A model of string ids where the service needs numeric ones: the video
+    /// catalogue and exposure logs are keyed by numeric ids.
+    #[error("{0}")]
+    StringIds(String),
     /// Reload asked of a service built from in-memory rankers.
     #[error("this service was started from an in-memory model: there is no file to reload")]
     NoFile,
@@ -210,6 +214,13 @@ fn load(path: &Path, catalog: Option<&Catalog>, retrieval: Retrieval) -> Result<
     // The model version: a stable hash of the bytes mapped (not re-read).
     let version = format!("{:016x}", ranker.model().content_hash);
     if let Some(c) = catalog {
+        if ranker.keyed().1 {
+            return Err(LoadError::StringIds(
+                "the model was trained on string video ids; the catalogue (--videos) holds \
+                 numeric ones (serve it without --videos)"
+                    .to_string(),
+            ));
+        }
         ranker = ranker.with_catalog(&c.video_id, &c.creator_id, &c.long)?;
     }
     Ok(Loaded {
@@ -218,6 +229,18 @@ fn load(path: &Path, catalog: Option<&Catalog>, retrieval: Retrieval) -> Result<
         loaded_at: now_unix(),
         load_seconds: t.elapsed().as_secs_f64(),
     })
+}
+
+/// Exposure logs hold numeric user and video ids: a model of string ids
+/// cannot be logged.
+fn exposable(name: &str, model: &Loaded) -> Result<(), LoadError> {
+    if model.ranker.keyed() != (false, false) {
+        return Err(LoadError::StringIds(format!(
+            "model `{name}` was trained on string ids; exposure logs (--exposures) hold numeric \
+             user and video ids"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that `names` are distinct and fit `design`.
@@ -375,10 +398,14 @@ impl AppState {
         Ok(AppState::serving(slots, design, None, config))
     }
 
-    /// The same service, appending every recommendation it serves to `log`.
-    pub fn with_exposures(mut self, log: ExposureLog) -> AppState {
+    /// The same service, appending every recommendation it serves to `log`;
+    /// refused when a model has string ids (the log's ids are numbers).
+    pub fn with_exposures(mut self, log: ExposureLog) -> Result<AppState, LoadError> {
+        for s in &self.slots {
+            exposable(&s.name, &s.model())?;
+        }
         self.exposures = Some(log);
-        self
+        Ok(self)
     }
 
     /// The exposure log, when the service keeps one.
@@ -471,6 +498,9 @@ impl AppState {
         // One reload at a time per model; requests are never blocked by it.
         let _one = slot.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = Arc::new(load(path, self.catalog.as_ref(), self.config.retrieval)?);
+        if self.exposures.is_some() {
+            exposable(&slot.name, &fresh)?;
+        }
         let new_version = fresh.version.clone();
         let old = {
             let mut g = slot.current.write().unwrap_or_else(|p| p.into_inner());

@@ -39,6 +39,8 @@ fn model(flip: bool) -> Model {
         },
         user_counts: vec![3, 3],
         surfaces: None,
+        user_keys: None,
+        item_keys: None,
         item_counts: vec![1, 2, 3, 4, 5, 6],
         meta: ModelMeta::default(),
     }
@@ -1002,7 +1004,7 @@ fn ab_serves_each_user_by_the_arm_the_shared_hash_gives() -> TestResult {
             Some(catalog()),
             ServeConfig::default(),
         )?
-        .with_exposures(log),
+        .with_exposures(log)?,
     );
     let server = reelkit_serve::client::LocalServer::start(state.clone())?;
     let mut c = Client::connect(server.addr)?;
@@ -1076,7 +1078,7 @@ fn interleaving_merges_both_lists_the_same_way_for_the_same_request() -> TestRes
             Some(catalog()),
             ServeConfig::default(),
         )?
-        .with_exposures(log),
+        .with_exposures(log)?,
     );
     let server = reelkit_serve::client::LocalServer::start(state)?;
     let mut c = Client::connect(server.addr)?;
@@ -1322,5 +1324,132 @@ fn a_per_surface_model_serves_each_surface_with_its_vector() -> TestResult {
     );
     drop(client);
     server.stop()?;
+    Ok(())
+}
+
+#[test]
+fn a_string_id_model_answers_in_the_ids_it_was_trained_on() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("keyed.arrow");
+    let mut m = model(false);
+    m.user_keys = Some(vec!["alice".into(), "bob".into()]);
+    let isbns: Vec<String> = [
+        "034545104X",
+        "0155061224",
+        "0446520802",
+        "052165615X",
+        "0521795028",
+        "0002005018",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    m.item_keys = Some(isbns.clone());
+    m.save(&path)?;
+    let state = Arc::new(AppState::open(&path, None, ServeConfig::default())?);
+    let local = reelkit_serve::client::LocalServer::start(state.clone())?;
+    let mut client = Client::connect(local.addr)?;
+    let mut post = |route: &str, body: Value| -> Result<(u16, Value), Box<dyn std::error::Error>> {
+        let reply = client.post_json(route, &body)?;
+        Ok((reply.status, serde_json::from_slice(&reply.body)?))
+    };
+    let keys = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["video_id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Alice's taste is axis 0: the first two videos, answered as ISBN strings.
+    let (status, r) = post("/v1/recommend", json!({"user_id": "alice", "k": 2}))?;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(keys(&r), vec![isbns[0].clone(), isbns[1].clone()]);
+    assert_eq!(r["fallback"], false);
+    // Bob's is axis 1: the last ones.
+    let (_, r) = post("/v1/recommend", json!({"user_id": "bob", "k": 1}))?;
+    assert_eq!(keys(&r), vec![isbns[5].clone()]);
+    // Excluding by string id, an unknown string among them changes nothing.
+    let (_, r) = post(
+        "/v1/recommend",
+        json!({"user_id": "alice", "k": 2, "exclude": [isbns[0], "not-a-book"]}),
+    )?;
+    assert_eq!(keys(&r), vec![isbns[1].clone(), isbns[2].clone()]);
+    // A user the model does not know gets the popular fallback, in strings.
+    let (status, r) = post("/v1/recommend", json!({"user_id": "carol", "k": 2}))?;
+    assert_eq!((status, &r["fallback"]), (200, &json!(true)), "{r}");
+    assert_eq!(keys(&r).len(), 2);
+    // Fresh history in string ids folds in: a history of the last video
+    // ranks its neighbours first.
+    let (_, r) = post(
+        "/v1/recommend",
+        json!({"user_id": "dave", "k": 1, "history": [isbns[5]]}),
+    )?;
+    assert_eq!(
+        (keys(&r), &r["fallback"]),
+        (vec![isbns[4].clone()], &json!(false)),
+        "{r}"
+    );
+    // Scores by string id; the unknown one is null and echoed as sent.
+    let (status, r) = post(
+        "/v1/score",
+        json!({"user_id": "bob", "video_ids": [isbns[5], "nope", isbns[0]]}),
+    )?;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["unknown_videos"], json!(["nope"]));
+    assert_eq!(r["scores"][1], json!({"video_id": "nope", "score": null}));
+    let (s5, s0) = (
+        r["scores"][0]["score"].as_f64(),
+        r["scores"][2]["score"].as_f64(),
+    );
+    assert!(s5 > s0, "{r}");
+    let (status, r) = post(
+        "/v1/score",
+        json!({"user_id": "carol", "video_ids": [isbns[0]]}),
+    )?;
+    assert_eq!(status, 404, "{r}");
+    // Neighbours of a string id, in string ids.
+    let reply = client.get(&format!("/v1/similar/{}?k=1", isbns[0]))?;
+    let r: Value = serde_json::from_slice(&reply.body)?;
+    assert_eq!(
+        (reply.status, &r["video_id"]),
+        (200, &json!(isbns[0])),
+        "{r}"
+    );
+    assert_eq!(keys(&r), vec![isbns[1].clone()]);
+    assert_eq!(client.get("/v1/similar/0000000000")?.status, 404);
+    drop(client);
+    local.stop()?;
+    // Exposure logs and the catalogue are keyed by numbers: both refused by name.
+    let log = reelkit_serve::ExposureLog::open(reelkit_serve::ExposureConfig::new(
+        dir.path().join("exp"),
+    ))?;
+    let state = AppState::open(&path, None, ServeConfig::default())?;
+    let err = state
+        .with_exposures(log)
+        .err()
+        .ok_or("exposures accepted")?;
+    assert!(err.to_string().contains("string ids"), "{err}");
+    let err = AppState::open(&path, Some(catalog()), ServeConfig::default())
+        .err()
+        .ok_or("catalogue accepted")?;
+    assert!(err.to_string().contains("--videos"), "{err}");
+    // A numeric-id model refuses text it cannot read, but a numeric string is
+    // the number.
+    let (addr, _state) = server(dir.path(), ServeConfig::default())?;
+    let mut c = Client::connect(addr)?;
+    let reply = c.post_json("/v1/recommend", &json!({"user_id": "alice"}))?;
+    assert_eq!(reply.status, 422);
+    assert!(String::from_utf8_lossy(&reply.body).contains("not a number"));
+    let a = c
+        .post_json("/v1/recommend", &json!({"user_id": "1", "k": 3}))?
+        .json()?;
+    let b = c
+        .post_json("/v1/recommend", &json!({"user_id": 1, "k": 3}))?
+        .json()?;
+    assert_eq!(ids(&a), ids(&b));
+    assert_eq!(ids(&a).len(), 3);
     Ok(())
 }
