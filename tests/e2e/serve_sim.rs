@@ -215,7 +215,7 @@ fn play(s: &Setup, design: Design, dir: &Path) -> Result<Played, Box<dyn std::er
     let exposures = dir.join(format!("exposures-{}", design.kind()));
     let state = Arc::new(
         AppState::open_models(&s.models, design.clone(), Some(catalog(s.world)), config)?
-            .with_exposures(ExposureLog::open(ExposureConfig::new(&exposures))?),
+            .with_exposures(ExposureLog::open(ExposureConfig::new(&exposures))?)?,
     );
     let server = reelkit_serve::client::LocalServer::start(state)?;
     let mut http = Http {
