@@ -3,7 +3,7 @@ closed-form EASE (Steck 2019), on the same seeded per-user 80/20 split, full
 ranking, training items excluded.
 
     bench/.venv/bin/python bench/ndcg_vs_peers.py [--data synthetic|longtail|sim|FILE.csv] [--tune "ARGS"]
-    bench/.venv/bin/python bench/ndcg_vs_peers.py --data lastfm|bookcrossing   # real sets, issue 31
+    bench/.venv/bin/python bench/ndcg_vs_peers.py --data lastfm|bookcrossing|bx100k   # real sets, issue 31
 
 Real sets (bench/real_sets.py has their sources): the split is on the cleaned rows
 (per-user 80/20, seeded); reelkit reads its training part written back in the
@@ -42,7 +42,7 @@ p.add_argument("--skip-peers", action="store_true", help="reuse the peers' figur
 p.add_argument("--dev", action="store_true", help="real sets: judge reelkit on the validation part, never the test part")
 args = p.parse_args()
 
-if args.data in ("lastfm", "bookcrossing"):
+if args.data in ("lastfm", "bookcrossing", "bx100k"):
     import real
     real.main(args)
     raise SystemExit(0)

@@ -55,7 +55,7 @@ def als(x, f, reg, alpha, it):
         m = AlternatingLeastSquares(factors=f, regularization=reg, alpha=alpha, iterations=it,
                                     random_state=1, num_threads=2)
         m.fit(x.tocsr().astype(np.float32), show_progress=False)
-    return np.asarray(m.user_factors) @ np.asarray(m.item_factors).T
+    return np.asarray(m.user_factors), np.asarray(m.item_factors)
 
 
 def bpr(x, f, lr, reg, it):
@@ -63,11 +63,20 @@ def bpr(x, f, lr, reg, it):
     m = BayesianPersonalizedRanking(factors=f, learning_rate=lr, regularization=reg, iterations=it,
                                     random_state=1, num_threads=2)
     m.fit(x.tocsr().astype(np.float32), show_progress=False)
-    return np.asarray(m.user_factors) @ np.asarray(m.item_factors).T
+    return np.asarray(m.user_factors), np.asarray(m.item_factors)
 
 
 def ndcg(scores, train, test):
-    return ndcg_at_k(top_k_scores(np.asarray(scores), train, 10), test)
+    """NDCG@10 of dense scores or of factors (U, V), scored in blocks of the
+    users with test items (a dense users x items matrix of a large catalogue
+    does not fit)."""
+    users = np.flatnonzero(np.diff(test.indptr))
+    recs = {}
+    for s in range(0, len(users), 1024):
+        us = users[s:s + 1024]
+        block = scores[0][us] @ scores[1].T if isinstance(scores, tuple) else np.asarray(scores)[us]
+        recs.update({int(us[r]): v for r, v in top_k_scores(block, train[us], 10).items()})
+    return ndcg_at_k(recs, test)
 
 
 def main(args):
@@ -113,7 +122,7 @@ def main(args):
         peers.update(json.load(open(cache)))
         print(f"peers from {cache}", flush=True)
     else:
-        run_peers(tune, confs)
+        run_peers(tune, confs, n_items)
         json.dump(peers, open(cache, "w"), indent=2)
     dev = getattr(args, "dev", False)
     if dev:
@@ -127,11 +136,20 @@ def main(args):
     run_reelkit_and_report(args, uu, ii, tr_u, tr_i, tr_w, test, peers, n_users, n_items, len(u), dev)
 
 
-def run_peers(tune, confs):
+def run_peers(tune, confs, n_items):
+    # EASE and RP3beta in numpy hold dense items x items (or users x items)
+    # matrices: beyond 20,000 items they do not fit this machine's memory.
+    if n_items > 20_000:
+        print(f"ease, rp3beta: left out ({n_items} items: dense item-item matrices do not fit)", flush=True)
     with threadpool_limits(limits=2):
-        tune("ease", [(c, lam) for c in confs for lam in [1, 3, 10, 30, 100, 300, 1000, 3000]], ease)
-        tune("rp3beta", [("binary", a, b, k) for a in [0.5, 0.75, 1.0] for b in [0.0, 0.25, 0.5, 0.75]
-                         for k in [50, 200, 0]], rp3beta)
+        if n_items > 20_000:
+            confs_dense = []
+        else:
+            confs_dense = confs
+        if confs_dense:
+            tune("ease", [(c, lam) for c in confs_dense for lam in [1, 3, 10, 30, 100, 300, 1000, 3000]], ease)
+            tune("rp3beta", [("binary", a, b, k) for a in [0.5, 0.75, 1.0] for b in [0.0, 0.25, 0.5, 0.75]
+                             for k in [50, 200, 0]], rp3beta)
     tune("implicit_als", [(c, f, reg, a, 15) for c in confs for f in [64, 128, 256]
                           for reg in [0.01, 0.1, 1.0, 10.0] for a in [1.0, 4.0, 16.0, 64.0]], als)
     tune("implicit_bpr", [("binary", f, lr, reg, it) for f in [64, 128] for lr in [0.01, 0.05]

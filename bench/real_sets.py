@@ -9,7 +9,13 @@ Sources (kept under the ignored bench/data/, never committed):
   bookcrossing: github.com/cyadusha/BX-CSV-Dump, BX-Book-Ratings.csv
                 (`\\r` line ends, ISBNs in tripled quotes, ratings 0 = implicit,
                 1-10 explicit; the stored snapshot holds 9,006 rating rows among
-                ~900,000 empty `,,` records and a few malformed rows)
+                ~900,000 empty `,,` records and a few malformed rows; every stored
+                version of that repository is as small or absent)
+  bx100k:       github.com/fernandajacob/analise, BX-Book-Ratings.csv, saved as
+                bench/data/BX-Book-Ratings-100k.csv (the first 99,999 rows of the
+                original Book-Crossing dump, `;`-separated, `\n` line ends, the
+                ISBNs' leading zeros lost to a spreadsheet: the largest stored
+                copy of the ratings found)
 """
 import csv
 import io
@@ -49,6 +55,18 @@ def load(name):
             i.append(isbn)
             w.append(float(r[2]))
         return np.array(u), np.array(i, dtype=object), np.array(w)
+    if name == "bx100k":
+        u, i, w = [], [], []
+        with open(os.path.join(DATA, "BX-Book-Ratings-100k.csv"), encoding="latin-1") as f:
+            next(f)
+            for line in f:
+                r = line.rstrip("\r\n").split(";")
+                if len(r) != 3 or not r[0].strip().isdigit() or not r[2].strip().isdigit() or not r[1].strip():
+                    continue
+                u.append(int(r[0]))
+                i.append(r[1].strip())
+                w.append(float(r[2]))
+        return np.array(u), np.array(i, dtype=object), np.array(w)
     raise SystemExit(f"unknown set {name}")
 
 
@@ -59,6 +77,11 @@ def write_raw(name, path, users, items, weights):
             f.write("//userID\tartistID\tweight\n")
             for a, b, c in zip(users, items, weights):
                 f.write(f"{a}\t{b}\t{int(c)}\n")
+    elif name == "bx100k":
+        with open(path, "w", encoding="latin-1") as f:
+            f.write("User-ID;ISBN;Book-Rating\n")
+            for a, b, c in zip(users, items, weights):
+                f.write(f"{a};{b};{int(c)}\n")
     else:
         with open(path, "wb") as f:
             f.write(b"User-ID,ISBN,Book-Rating\r")

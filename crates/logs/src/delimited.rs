@@ -24,8 +24,10 @@ use crate::error::{Error, Result};
 /// by extension or sniffed, bad rows are errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    /// The separator; `None`: `,` for `.csv`, tab for `.tsv`, and for other
-    /// extensions the first of tab, `::`, `,`, `;`, `|` found in the first line.
+    /// The separator; `None`: tab for `.tsv`; `,` for `.csv` unless the first
+    /// line has no `,` but a `;`, tab or `|` (spreadsheet exports of many
+    /// locales, the original Book-Crossing dump); for other extensions the
+    /// first of tab, `::`, `,`, `;`, `|` found in the first line.
     pub separator: Option<String>,
     /// Whether the first (non-blank) line names the columns; without a header
     /// they are `column_1`, `column_2`, ...
@@ -73,7 +75,11 @@ fn separator_for(path: &Path, layout: &Layout, first: &str) -> String {
         return s.clone();
     }
     match path.extension().and_then(|e| e.to_str()) {
-        Some("csv") => ",".into(),
+        Some("csv") if first.contains(',') => ",".into(),
+        Some("csv") => [";", "\t", "|"]
+            .iter()
+            .find(|s| first.contains(*s))
+            .map_or_else(|| ",".into(), |s| s.to_string()),
         Some("tsv") => "\t".into(),
         _ => ["\t", "::", ",", ";", "|"]
             .iter()
@@ -419,6 +425,22 @@ mod tests {
     }
 
     #[test]
+    fn a_semicolon_csv_as_the_original_book_crossing_dump_reads_without_sep() -> Result<()> {
+        let text = b"\"User-ID\";\"ISBN\";\"Book-Rating\"\r\n\"276725\";\"034545104X\";\"0\"\r\n\"276726\";\"0155061224\";\"5\"\r\n";
+        let p = parse("BX-Book-Ratings.csv", text, &header(), &["User-ID", "ISBN"], &["Book-Rating"])?;
+        assert_eq!(p.ids[0], IdColumn::Numbers(vec![276725, 276726]));
+        assert_eq!(
+            p.ids[1],
+            IdColumn::Strings(vec![0, 1], vec!["034545104X".into(), "0155061224".into()])
+        );
+        assert_eq!(p.numbers[0], vec![0.0, 5.0]);
+        // A comma in the header keeps `,` (a `;` inside a field is data).
+        let p = parse("r.csv", b"u,i\n1,a;b\n", &header(), &["u", "i"], &[])?;
+        assert_eq!(p.ids[1], IdColumn::Strings(vec![0], vec!["a;b".into()]));
+        Ok(())
+    }
+
+    #[test]
     fn movielens_double_colon_and_crlf() -> Result<()> {
         let p = parse(
             "ratings.dat",
@@ -438,8 +460,12 @@ mod tests {
 
     #[test]
     fn clear_errors_name_the_line() {
-        // Too few fields: the separator is probably wrong.
-        let e = parse("r.csv", b"u;i\n1;2\n", &header(), &["u", "i"], &[]).unwrap_err().to_string();
+        // A header of one column under the separator given: name the likely one.
+        let comma = Layout {
+            separator: Some(",".into()),
+            ..Layout::default()
+        };
+        let e = parse("r.csv", b"u;i\n1;2\n", &comma, &["u", "i"], &[]).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("separator `;`"), "{e}");
         let e = parse("r.csv", b"u,x\n1,2\n", &header(), &["u", "i"], &[]).unwrap_err().to_string();
         assert!(e.contains("missing column `i`") && e.contains("u, x"), "{e}");

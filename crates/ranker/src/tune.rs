@@ -493,9 +493,18 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
         kept: Vec::new(),
         best_weighting: opts.weightings.first().copied().unwrap_or(Weighting::Binary),
     };
-    if opts.algos.contains(&Algo::Ease) {
+    // EASE and RP3beta are items × items models: above EASE's item limit
+    // the search goes on without them (iALS scales with the interactions).
+    let n_items = split.train.matrix.n_cols();
+    if opts.algos.contains(&Algo::Ease) && n_items <= crate::EASE_MAX_ITEMS {
         s.ease()?;
         s.rp3()?;
+    } else if opts.algos.contains(&Algo::Ease) {
+        tracing::warn!(
+            "{n_items} items is above the item-item models' limit of {}: EASE and RP3beta are \
+             left out of the search",
+            crate::EASE_MAX_ITEMS
+        );
     }
     if opts.algos.contains(&Algo::Ials) {
         s.ials()?;
@@ -1241,6 +1250,45 @@ mod tests {
         let table = ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
         let top = table.top_k(f.user(0), 5, m.row(0).0);
         assert!(top.iter().all(|s| s.item < 15), "{top:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_catalogue_above_the_item_item_limit_is_tuned_without_ease() -> Result<()> {
+        // Two taste groups over 30 items, then a long tail of single-interaction
+        // items past EASE's limit (a Book-Crossing-like catalogue).
+        let base = crate::csr::two_taste_groups(60, 30, 8);
+        let n_items = crate::EASE_MAX_ITEMS + 10;
+        let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for u in 0..60 {
+            for &j in base.row(u).0 {
+                r.push(u as u32);
+                c.push(j);
+                v.push(1.0);
+            }
+        }
+        for j in 30..n_items {
+            r.push((j % 60) as u32);
+            c.push(j as u32);
+            v.push(1.0);
+        }
+        let m = Csr::from_triplets(60, n_items, &r, &c, &v);
+        let data = TrainingData {
+            users: crate::ids::IdMap::from_ids((0..60).collect()),
+            items: crate::ids::IdMap::from_ids((0..n_items as u64).collect()),
+            matrix: m,
+        };
+        let split = crate::split::split_random(&data, 0.25, 1);
+        let opts = TuneOptions {
+            algos: vec![Algo::Ease, Algo::Ials],
+            weightings: vec![Weighting::Binary],
+            budget: Duration::from_secs(3),
+            ..TuneOptions::default()
+        };
+        let trials = tune(&split, &opts)?;
+        assert!(trials.iter().any(|t| t.candidate.kind() == "ials"));
+        assert!(trials.iter().all(|t| !matches!(t.candidate.kind(), "ease" | "rp3beta")));
+        assert!(choose(&trials).is_some());
         Ok(())
     }
 }
