@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use reelkit_logs::{
-    read_events, read_interactions, schema, Events, InteractionColumns, Layout, TextOptions,
+    read_events, schema, Events, InteractionColumns, Layout, TextOptions,
 };
-use reelkit_ranker::{EngagementWeights, Weighting};
 
 /// Column flags shared by every command that reads interactions.
 #[derive(Debug, Clone, clap::Args)]
@@ -147,104 +146,10 @@ pub fn refuse_overwrite(
     Ok(())
 }
 
-/// Weighted user–item triplets with optional timestamps.
-#[derive(Debug, Clone, Default)]
-pub struct Triplets {
-    pub user_id: Vec<u64>,
-    pub item_id: Vec<u64>,
-    pub weight: Vec<f32>,
-    pub ts: Option<Vec<i64>>,
-    /// A pair is a positive when its summed weight is above this.
-    pub min_weight: f32,
-    /// Whether a weight column was read (else every weight is 1).
-    pub weighted: bool,
-    /// String user ids: `user_keys[k]` is the id of internal user `k`.
-    pub user_keys: Option<Vec<String>>,
-    /// String item ids.
-    pub item_keys: Option<Vec<String>>,
-}
-
-/// An id as read from a file, in a model's id space: a model trained on
-/// string ids looks the text up, one trained on numbers parses it.
-pub fn model_user(r: &reelkit_ranker::Ranker, text: &str) -> Option<u64> {
-    if r.keyed().0 {
-        r.user_of_key(text)
-    } else {
-        text.trim().parse().ok()
-    }
-}
-
-/// [`model_user`] for items.
-pub fn model_item(r: &reelkit_ranker::Ranker, text: &str) -> Option<u64> {
-    if r.keyed().1 {
-        r.item_of_key(text)
-    } else {
-        text.trim().parse().ok()
-    }
-}
-
-impl Triplets {
-    /// Each row's user and item in the model's id space (`None`: an id the
-    /// model cannot know).
-    pub fn model_ids(&self, r: &reelkit_ranker::Ranker) -> (Vec<Option<u64>>, Vec<Option<u64>>) {
-        let map = |ids: &[u64],
-                   keys: &Option<Vec<String>>,
-                   keyed: bool,
-                   of_key: &dyn Fn(&str) -> Option<u64>|
-         -> Vec<Option<u64>> {
-            match (keys, keyed) {
-                (None, false) => ids.iter().map(|&i| Some(i)).collect(),
-                (Some(k), _) => ids.iter().map(|&i| of_key(&k[i as usize])).collect(),
-                (None, true) => ids.iter().map(|&i| of_key(&i.to_string())).collect(),
-            }
-        };
-        let (ku, ki) = r.keyed();
-        (
-            map(&self.user_id, &self.user_keys, ku, &|t| model_user(r, t)),
-            map(&self.item_id, &self.item_keys, ki, &|t| model_item(r, t)),
-        )
-    }
-
-
-    /// The weights as `w` turns them into training weights; a weight the
-    /// weighting counts as no interaction (0 under `linear`) is dropped, with
-    /// a warning saying how many.
-    pub fn weighted_by(&self, w: Weighting) -> Vec<f32> {
-        let out: Vec<f32> = self
-            .weight
-            .iter()
-            .map(|&x| match w {
-                Weighting::Binary => 1.0,
-                Weighting::Log => 1.0 + x.max(0.0).ln_1p(),
-                Weighting::Linear => x,
-            })
-            .collect();
-        let zeros = out.iter().filter(|&&x| x <= 0.0).count();
-        if zeros > 0 && self.weighted {
-            tracing::warn!(
-                "{zeros} of {} rows weigh 0 and are no interaction under --weights linear \
-                 (--weights log or binary counts every row as an interaction)",
-                out.len()
-            );
-        }
-        out
-    }
-}
-
-use reelkit_lab::event_weights;
+pub use reelkit_lab::{model_user, Triplets};
 
 pub fn from_events(ev: &Events) -> anyhow::Result<Triplets> {
-    let w = EngagementWeights::default();
-    Ok(Triplets {
-        weight: event_weights(ev, &w),
-        min_weight: w.min_positive,
-        user_id: ev.user_id.clone(),
-        item_id: ev.video_id.clone(),
-        ts: Some(ev.ts_ms.clone()),
-        weighted: true,
-        user_keys: None,
-        item_keys: None,
-    })
+    Ok(Triplets::from_events(ev))
 }
 
 /// Whether a file holds a reelkit event log (it has the `watch_ms`,
@@ -287,18 +192,7 @@ pub fn load_any(path: &Path, cols: &ColumnArgs) -> anyhow::Result<(Triplets, Opt
 }
 
 pub fn load_interactions(path: &Path, cols: &ColumnArgs) -> anyhow::Result<Triplets> {
-    let it = read_interactions(path, &cols.columns()?).context("reading interactions")?;
-    let n = it.len();
-    Ok(Triplets {
-        user_id: it.user_id,
-        item_id: it.item_id,
-        weighted: it.weight.is_some(),
-        weight: it.weight.unwrap_or_else(|| vec![1.0; n]),
-        ts: it.ts,
-        min_weight: 0.0,
-        user_keys: it.user_keys,
-        item_keys: it.item_keys,
-    })
+    Triplets::read(path, &cols.columns()?).context("reading interactions")
 }
 
 /// Loads the training source.

@@ -4,10 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use reelkit_logs::Events;
-use reelkit_ranker::{
-    Algo, EpochReport, Factors, TrainControl, TrainParams, TrainingData, ValueModel, Weighting,
-};
+use reelkit_ranker::{Algo, EpochReport, Factors, TrainControl, TrainParams, Weighting};
 use serde_json::json;
 
 use crate::data::{load_source, ColumnArgs, SourceArgs};
@@ -109,101 +106,6 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
-/// Trains on prepared data with per-epoch progress on stderr.
-pub fn fit(
-    data: &TrainingData,
-    params: TrainParams,
-    quiet: bool,
-) -> anyhow::Result<(Factors, Vec<EpochReport>)> {
-    let params = params.check()?;
-    let pb = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        crate::progress::bar(params.epochs as u64, "training epochs")
-    };
-    let mut reports = Vec::new();
-    let mut cb = |r: &EpochReport, _: &Factors| {
-        reports.push(*r);
-        pb.set_position(r.epoch as u64);
-        true
-    };
-    let factors = reelkit_ranker::train(
-        &data.matrix,
-        &params,
-        &mut TrainControl {
-            stop: None,
-            on_epoch: Some(&mut cb),
-        },
-    )?;
-    pb.finish_and_clear();
-    Ok((factors, reports))
-}
-
-/// The interaction matrix of loaded triplets (training refuses an empty one).
-pub fn training_data(trip: &crate::data::Triplets) -> anyhow::Result<TrainingData> {
-    TrainingData::from_triplets(
-        &trip.user_id,
-        &trip.item_id,
-        Some(&trip.weight),
-        trip.min_weight,
-    )
-    .context("building the interaction matrix")
-}
-
-/// `trip`'s matrix with its weights as `w` makes them.
-pub fn weighted_data(trip: &crate::data::Triplets, w: Weighting) -> anyhow::Result<TrainingData> {
-    TrainingData::from_triplets(
-        &trip.user_id,
-        &trip.item_id,
-        Some(&trip.weighted_by(w)),
-        trip.min_weight,
-    )
-    .context("building the interaction matrix")
-}
-
-/// A model's string ids by row, from the loaded triplets' dictionaries.
-pub fn keys_by_row(
-    ids: &reelkit_ranker::IdMap,
-    keys: &Option<Vec<String>>,
-) -> Option<Vec<String>> {
-    let keys = keys.as_ref()?;
-    Some(
-        ids.ids()
-            .iter()
-            .map(|&k| keys.get(k as usize).cloned().unwrap_or_default())
-            .collect(),
-    )
-}
-
-/// Fits the value model when impressions are given, and writes the model
-/// file (with the triplets' string ids, when they had some).
-pub fn save_model(
-    command: &str,
-    data: &TrainingData,
-    factors: Factors,
-    params: TrainParams,
-    events: Option<&Events>,
-    keys: (&Option<Vec<String>>, &Option<Vec<String>>),
-    out: &std::path::Path,
-) -> anyhow::Result<Option<ValueModel>> {
-    let mut model = reelkit_lab::build_model(
-        data,
-        factors,
-        params,
-        events,
-        // What made it, not the command line: that could carry file paths or
-        // secrets into every copy of the model (the parameters are in `params`).
-        format!("reelkit {} {}", env!("CARGO_PKG_VERSION"), command),
-    );
-    model.user_keys = keys_by_row(&data.users, keys.0);
-    model.item_keys = keys_by_row(&data.items, keys.1);
-    let value_model = model.meta.value_model.clone();
-    model
-        .save(out)
-        .with_context(|| format!("writing model {}", out.display()))?;
-    Ok(value_model)
-}
-
 /// Shares as written (`0.1`, not the f64 nearest the f32 `0.1`).
 fn shares(v: &[f32]) -> Vec<f64> {
     v.iter()
@@ -273,27 +175,39 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let t0 = Instant::now();
     let (trip, events) = load_source(&args.source, &args.cols)?;
-    let data = weighted_data(&trip, args.hyper.weights)?;
     let load_s = t0.elapsed().as_secs_f64();
     let params = args.hyper.params();
     let t1 = Instant::now();
-    let (factors, reports) = fit(&data, params.clone(), false)?;
-    let train_s = t1.elapsed().as_secs_f64();
+    let pb = crate::progress::bar(params.epochs as u64, "training epochs");
+    let mut on_epoch = |r: &EpochReport, _: &Factors| {
+        pb.set_position(r.epoch as u64);
+        true
+    };
     let impressions = events.as_ref().filter(|_| !args.no_value_model);
-    let value_model = save_model(
-        "train",
-        &data,
-        factors,
+    let (model, reports) = reelkit_lab::train_triplets(
+        &trip,
         params,
+        args.hyper.weights,
         impressions,
-        (&trip.user_keys, &trip.item_keys),
-        &args.out,
+        &mut TrainControl {
+            stop: None,
+            on_epoch: Some(&mut on_epoch),
+        },
+        // What made it, not the command line: that could carry file paths or
+        // secrets into every copy of the model (the parameters are in `params`).
+        format!("reelkit {} train", env!("CARGO_PKG_VERSION")),
     )?;
+    pb.finish_and_clear();
+    let train_s = t1.elapsed().as_secs_f64();
+    model
+        .save(&args.out)
+        .with_context(|| format!("writing model {}", args.out.display()))?;
+    let value_model = model.meta.value_model.clone();
     let summary = json!({
         "model": args.out,
-        "users": data.users.len(),
-        "items": data.items.len(),
-        "interactions": data.matrix.nnz(),
+        "users": model.users.len(),
+        "items": model.items.len(),
+        "interactions": model.item_counts.iter().map(|&c| c as u64).sum::<u64>(),
         "load_s": load_s,
         "train_s": train_s,
         "epochs": reports.iter().map(|r| json!({"epoch": r.epoch, "loss": r.loss, "seconds": r.seconds})).collect::<Vec<_>>(),

@@ -1,18 +1,17 @@
 //! `reelkit tune`: hyper-parameter search on a validation split carved from the
 //! training data only, then a final fit on all of it with the best setting.
-//! The search itself is `reelkit_ranker::tune`; this parses, splits and prints.
+//! The search is `reelkit_lab::tune_triplets` (shared with the Python
+//! package); this parses, prints and writes.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
-use reelkit_ranker::{
-    split_by_time, split_random, Algo, Split, TrainingData, Trial, TuneOptions, Weighting,
-};
+use reelkit_lab::TuneSetup;
+use reelkit_ranker::{Algo, Trial, Weighting};
 
-use crate::data::{load_source, ColumnArgs, SourceArgs, Triplets};
-use crate::train::save_model;
+use crate::data::{load_source, ColumnArgs, SourceArgs};
 
 /// Arguments of `reelkit tune`.
 #[derive(Debug, clap::Args)]
@@ -49,32 +48,6 @@ pub struct TuneArgs {
     /// Table of every setting tried (.json, .csv or .parquet).
     #[arg(long)]
     pub report: Option<PathBuf>,
-}
-
-fn carve(
-    t: &Triplets,
-    data: &TrainingData,
-    validation: f64,
-    seed: u64,
-    by_time: bool,
-) -> anyhow::Result<Split> {
-    match (&t.ts, by_time) {
-        (Some(ts), true) => {
-            let mut sorted = ts.clone();
-            sorted.sort_unstable();
-            let cut =
-                sorted[((sorted.len() as f64) * (1.0 - validation)) as usize].max(sorted[0] + 1);
-            Ok(split_by_time(
-                &t.user_id,
-                &t.item_id,
-                &t.weight,
-                ts,
-                cut,
-                t.min_weight,
-            )?)
-        }
-        _ => Ok(split_random(data, validation, seed)),
-    }
 }
 
 fn write_report(path: &std::path::Path, trials: &[Trial], chosen: &Trial) -> anyhow::Result<()> {
@@ -119,26 +92,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     if let Some(report) = &args.report {
         crate::data::refuse_overwrite("--report", report, &[(flag, Some(input))])?;
     }
-    anyhow::ensure!(
-        args.validation > 0.0 && args.validation < 1.0,
-        "--validation must be in (0, 1), got {}",
-        args.validation
-    );
-    let (mut trip, events) = load_source(&args.source, &args.cols)?;
-    let weightings = match (args.weights.as_str(), trip.weighted) {
-        (_, false) => vec![Weighting::Binary],
-        ("auto", true) => vec![Weighting::Log, Weighting::Binary],
-        (one, true) => vec![one
+    let (trip, events) = load_source(&args.source, &args.cols)?;
+    let weightings = match args.weights.as_str() {
+        "auto" => None,
+        one => Some(vec![one
             .parse::<Weighting>()
-            .context("--weights must be auto, binary, log or linear")?],
+            .context("--weights must be auto, binary, log or linear")?]),
     };
-    // The tuner turns raw weights into training weights itself, so a weight
-    // of 0 (a rating-less interaction) must stay an entry: stored as the
-    // smallest positive weight, which `linear` still reads as nearly none.
-    const ZERO: f32 = 1e-6;
-    trip.weight.iter_mut().for_each(|w| *w = w.max(ZERO));
-    let data = crate::train::training_data(&trip)?;
-    let split = carve(&trip, &data, args.validation, args.seed, events.is_some())?;
     let algos = match args.algo.as_str() {
         "auto" => vec![Algo::Ease, Algo::Ials],
         one => vec![one
@@ -150,20 +110,29 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         "--budget must be a number of seconds, got {}",
         args.budget
     );
-    let opts = TuneOptions {
+    let setup = TuneSetup {
         algos,
         weightings,
         k: args.k,
         budget: Duration::from_secs_f64(args.budget),
+        validation: args.validation,
         seed: args.seed,
-        ..TuneOptions::default()
     };
     let pb = crate::progress::spinner("tuning");
-    let trials = reelkit_ranker::tune(&split, &opts)?;
+    let tuned = reelkit_lab::tune_triplets(
+        trip,
+        events.as_ref(),
+        &setup,
+        format!("reelkit {} tune", env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(|e| match e {
+        reelkit_lab::Error::Input(m) if m.starts_with("validation") => {
+            anyhow::anyhow!("--{m}")
+        }
+        other => other.into(),
+    })?;
     pb.finish_and_clear();
-    let best = reelkit_ranker::choose(&trials)
-        .cloned()
-        .context("no setting was evaluated")?;
+    let (trials, best) = (&tuned.trials, &tuned.best);
     eprintln!(
         "tried {} settings; chosen on validation: {}, ndcg@{}={:.4} ± {:.4}",
         trials.len(),
@@ -173,21 +142,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         best.ndcg_se
     );
     if let Some(path) = &args.report {
-        write_report(path, &trials, &best)
+        write_report(path, trials, best)
             .with_context(|| format!("writing report {}", path.display()))?;
     }
-    let factors = reelkit_ranker::fit_trial(&best, &data.matrix, &opts)?;
-    let mut params = best.candidate.params(args.seed);
-    params.pop_bias = best.pop_bias;
-    save_model(
-        "tune",
-        &data,
-        factors,
-        params,
-        events.as_ref(),
-        (&trip.user_keys, &trip.item_keys),
-        &args.out,
-    )?;
+    tuned
+        .model
+        .save(&args.out)
+        .with_context(|| format!("writing model {}", args.out.display()))?;
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({

@@ -55,6 +55,7 @@
 
 mod calibrate;
 mod error;
+mod interactions;
 mod interleave;
 mod output;
 mod ranker_policy;
@@ -70,6 +71,9 @@ pub use calibrate::{
     calibrate, calibration_markdown, write_calibration, Calibration, Rates, Trial,
 };
 pub use error::{Error, Result};
+pub use interactions::{
+    model_item, model_user, train_triplets, tune_triplets, Triplets, TuneSetup, Tuned,
+};
 pub use interleave::{
     calibrate_interleaving, interleaving_markdown, write_interleaving, InterleaveCalibration,
     InterleaveTrial,
