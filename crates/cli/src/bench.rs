@@ -887,7 +887,7 @@ fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     // What `reelkit recommend` does, exclusion mapping included.
     let t = Instant::now();
     let mut total = 0usize;
-    crate::recommend::recommend_in_batches(&r, &known, args.k, &exclude, false, None, |_, recs| {
+    r.recommend_users(&known, args.k, &exclude, false, None, |_, recs| {
         total += recs.items.len()
     });
     let secs = t.elapsed().as_secs_f64();

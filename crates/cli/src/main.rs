@@ -11,6 +11,7 @@ mod data;
 mod demo;
 mod evaluate;
 mod experiment;
+mod import;
 mod index;
 mod interrupt;
 mod progress;
@@ -66,6 +67,9 @@ enum Command {
     /// (MODEL.ivf), where `serve --retrieval ivf` and `recommend --retrieval
     /// ivf` load it instead of building it (a stale index is rebuilt, never used).
     Index(index::IndexArgs),
+    /// A model file from factors trained elsewhere (Spark MLlib ALS's saved
+    /// userFactors/itemFactors, or id + vector columns).
+    ImportFactors(import::ImportArgs),
     /// Serve a model over HTTP: recommend, score, similar, metrics, hot reload.
     Serve(serve::ServeArgs),
     /// A/B test analysis.
@@ -117,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recommend(args) => recommend::run(args),
         Command::Tune(args) => tune::run(args),
         Command::Index(args) => index::run(args),
+        Command::ImportFactors(args) => import::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ab(cmd) => ab::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),

@@ -4,53 +4,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rayon::prelude::*;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
-use reelkit_ranker::{BatchRequest, Ranker, Recommendations, Request, Surface};
+use reelkit_ranker::{Ranker, Surface};
 
 use crate::data::{load_interactions, ColumnArgs};
-
-/// Users per call of the batched retrieval (bounds the memory of the
-/// per-user exclusion lists and top-K heaps).
-pub const RECOMMEND_BATCH: usize = 4096;
-
-/// Recommends `k` items to every user of `users`, in batches of
-/// [`RECOMMEND_BATCH`]: one pass of the batched kernel over the item table
-/// serves a whole batch (results equal one request at a time). `exclude` maps
-/// a user to the items not to recommend; `each` gets the users in order.
-pub fn recommend_in_batches(
-    r: &Ranker,
-    users: &[u64],
-    k: usize,
-    exclude: &HashMap<u64, Vec<u64>>,
-    use_value_model: bool,
-    surface: Option<Surface>,
-    mut each: impl FnMut(u64, Recommendations),
-) {
-    for chunk in users.chunks(RECOMMEND_BATCH) {
-        let reqs: Vec<Request> = chunk
-            .par_iter()
-            .map(|u| Request {
-                exclude: exclude.get(u).cloned().unwrap_or_default(),
-                use_value_model,
-                surface,
-                ..Request::default()
-            })
-            .collect();
-        let jobs: Vec<BatchRequest<'_>> = chunk
-            .iter()
-            .zip(&reqs)
-            .map(|(&user_id, request)| BatchRequest {
-                user_id,
-                k,
-                request,
-            })
-            .collect();
-        for (&u, recs) in chunk.iter().zip(r.recommend_batch(&jobs)) {
-            each(u, recs);
-        }
-    }
-}
 
 /// Arguments of `reelkit recommend`.
 #[derive(Debug, clap::Args)]
@@ -164,8 +121,7 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         }
     }
     let mut rows: Vec<(u64, u64, u32, f32)> = Vec::new();
-    recommend_in_batches(
-        &r,
+    r.recommend_users(
         &users,
         args.k,
         &exclude,

@@ -1472,3 +1472,79 @@ fn string_ids_round_trip_through_train_and_recommend() -> TestResult {
     assert_eq!(r.model().users.len(), 38);
     Ok(())
 }
+
+/// Factors trained elsewhere: Spark ALS's saved layout (a directory of part
+/// files, `id` + `features`) for users, a plain id + one column per
+/// dimension CSV with string ids for items; recommend ranks by their dot
+/// products, and a dimension that differs is refused by name.
+#[test]
+fn imported_factors_recommend_by_their_dot_products() -> Result<(), Box<dyn std::error::Error>> {
+    use reelkit_logs::polars::prelude::{Column, DataFrame, NamedFrom, Series};
+    let p = |x: &Path| x.display().to_string();
+    let dir = tempfile::tempdir()?;
+    let spark = dir.path().join("userFactors");
+    std::fs::create_dir(&spark)?;
+    let users: [(i32, [f32; 2]); 3] = [(10, [1.0, 0.0]), (20, [0.0, 1.0]), (30, [0.6, 0.8])];
+    let mut df = DataFrame::new(
+        3,
+        vec![
+            Column::new("id".into(), users.iter().map(|u| u.0).collect::<Vec<_>>()),
+            Series::new(
+                "features".into(),
+                users
+                    .iter()
+                    .map(|u| Series::new("".into(), u.1.to_vec()))
+                    .collect::<Vec<_>>(),
+            )
+            .into(),
+        ],
+    )?;
+    reelkit_logs::write_frame(&spark.join("part-00000-abc.snappy.parquet"), &mut df)?;
+    std::fs::write(spark.join("_SUCCESS"), "")?;
+    let items = dir.path().join("items.csv");
+    std::fs::write(&items, "item,f0,f1\nb-01,0.9,0.1\nb-02,0.2,0.7\nb-03,0.5,0.5\nb-04,-1,2\n")?;
+    let model = dir.path().join("imported.arrow");
+    let o = reelkit(&[
+        "import-factors",
+        "--users",
+        &p(&spark),
+        "--items",
+        &p(&items),
+        "--out",
+        &p(&model),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs = dir.path().join("recs.csv");
+    let o = reelkit(&["recommend", "--model", &p(&model), "--k", "4", "--out", &p(&recs)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&recs)?;
+    let item_vecs = [("b-01", [0.9f32, 0.1]), ("b-02", [0.2, 0.7]), ("b-03", [0.5, 0.5]), ("b-04", [-1.0, 2.0])];
+    for (u, v) in users {
+        let mut want: Vec<(&str, f32)> =
+            item_vecs.iter().map(|(i, w)| (*i, v[0] * w[0] + v[1] * w[1])).collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let got: Vec<String> = text
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with(&format!("{u},")))
+            .map(|l| l.split(',').nth(1).unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(got, want.iter().map(|w| w.0.to_string()).collect::<Vec<_>>(), "user {u}");
+    }
+    // Another dimension on one side: refused, naming both files.
+    let three = dir.path().join("three.csv");
+    std::fs::write(&three, "id,a,b,c\n1,0,0,1\n")?;
+    let o = reelkit(&[
+        "import-factors",
+        "--users",
+        &p(&spark),
+        "--items",
+        &p(&three),
+        "--out",
+        &p(&dir.path().join("bad.arrow")),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("three.csv") && err.contains("one dimension"), "{err}");
+    assert!(!dir.path().join("bad.arrow").exists());
+    Ok(())
+}

@@ -329,3 +329,32 @@ fn carve(t: &Triplets, data: &TrainingData, validation: f64, seed: u64, by_time:
         _ => Ok(split_random(data, validation, seed)),
     }
 }
+
+/// A model of factor tables trained elsewhere (Spark MLlib ALS's saved
+/// `userFactors`/`itemFactors`, or id + one column per dimension; see
+/// [`reelkit_logs::read_factor_table`]): scores are the trainer's dot
+/// products.
+pub fn import_factors(users: &Path, items: &Path) -> Result<Model> {
+    let u = reelkit_logs::read_factor_table(users)?;
+    let v = reelkit_logs::read_factor_table(items)?;
+    if u.dim != v.dim {
+        return Err(Error::Input(format!(
+            "{} holds vectors of {} values, {} of {}: the two sides of one model have one dimension",
+            users.display(),
+            u.dim,
+            items.display(),
+            v.dim
+        )));
+    }
+    let ids = |t: reelkit_logs::Ids| match t {
+        reelkit_logs::Ids::Numbers(n) => reelkit_ranker::ExternalIds::Numbers(n),
+        reelkit_logs::Ids::Strings(s) => reelkit_ranker::ExternalIds::Strings(s),
+    };
+    Ok(Model::from_factors(
+        ids(u.ids),
+        u.values,
+        ids(v.ids),
+        v.values,
+        u.dim,
+    )?)
+}

@@ -72,7 +72,8 @@ pub use calibrate::{
 };
 pub use error::{Error, Result};
 pub use interactions::{
-    model_item, model_user, train_triplets, tune_triplets, Triplets, TuneSetup, Tuned,
+    import_factors, model_item, model_user, train_triplets, tune_triplets, Triplets, TuneSetup,
+    Tuned,
 };
 pub use interleave::{
     calibrate_interleaving, interleaving_markdown, write_interleaving, InterleaveCalibration,

@@ -96,13 +96,14 @@ pub use isa::Isa;
 pub use ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
 pub use linalg::dot;
 pub use model::{
-    Keys, MappedModel, MappedSurfaces, Model, ModelMeta, SurfaceVectors, FORMAT_VERSION,
+    ExternalIds, Keys, MappedModel, MappedSurfaces, Model, ModelMeta, SurfaceVectors, FORMAT_VERSION,
     SUPPORTED_VERSIONS,
 };
 pub use pages::in_huge_pages;
 pub use params::{Algo, TrainParams, ValidTrainParams};
 pub use ranker::{
     BatchRequest, Ranker, Recommendation, Recommendations, Request, Retrieval, Surface,
+    USERS_PER_BATCH,
 };
 pub use split::{split_by_time, split_random, Split};
 pub use surfaces::{

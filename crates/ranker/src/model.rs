@@ -224,6 +224,30 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// The ids of one side of imported factors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExternalIds {
+    /// Numeric ids.
+    Numbers(Vec<u64>),
+    /// String ids (kept in the model file's `key` column).
+    Strings(Vec<String>),
+}
+
+impl ExternalIds {
+    /// How many ids.
+    pub fn len(&self) -> usize {
+        match self {
+            ExternalIds::Numbers(v) => v.len(),
+            ExternalIds::Strings(v) => v.len(),
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Model {
     /// A model of factors trained on `data`: its ids, the training counts of
     /// every user and item (the popularity fallback and the value model's
@@ -247,6 +271,98 @@ impl Model {
                 specific: None,
             },
         }
+    }
+
+    /// A model of factors trained elsewhere (Spark MLlib ALS, implicit): each
+    /// side's ids (numbers or strings) and its vectors, row-major, `dim` per
+    /// id. Scores are dot products, as the trainer's; the training counts are
+    /// unknown, so the popularity fallback of an unknown user ranks items in
+    /// id order. Errors: lengths that disagree, no id, a repeated id, a
+    /// non-finite or overflowing value.
+    pub fn from_factors(
+        users: ExternalIds,
+        user_vectors: Vec<f32>,
+        items: ExternalIds,
+        item_vectors: Vec<f32>,
+        dim: usize,
+    ) -> Result<Model> {
+        if dim == 0 {
+            return Err(Error::InvalidParam {
+                field: "dim",
+                allowed: "1 or more",
+                got: "0".into(),
+            });
+        }
+        let side = |ids: ExternalIds,
+                    v: &[f32],
+                    what: &'static str|
+         -> Result<(IdMap, Option<Vec<String>>)> {
+            let n = ids.len();
+            if n == 0 {
+                return Err(Error::InvalidParam {
+                    field: what,
+                    allowed: "one id or more",
+                    got: "none".into(),
+                });
+            }
+            if v.len() != n * dim {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected: n * dim,
+                    got: v.len(),
+                });
+            }
+            if let Some(bad) = v.iter().position(|x| !x.is_finite() || x.abs() > 1e15) {
+                return Err(Error::InvalidParam {
+                    field: what,
+                    allowed: "finite values of at most 1e15",
+                    got: format!("{} at row {}", v[bad], bad / dim),
+                });
+            }
+            let (map, keys) = match ids {
+                ExternalIds::Numbers(v) => (IdMap::from_ids(v), None),
+                ExternalIds::Strings(k) => (IdMap::from_ids((0..n as u64).collect()), Some(k)),
+            };
+            if map.len() != n {
+                return Err(Error::InvalidParam {
+                    field: what,
+                    allowed: "distinct ids",
+                    got: format!("{} repeated ids", n - map.len()),
+                });
+            }
+            if let Some(k) = &keys {
+                if Keys::new(k.clone()).is_none() {
+                    return Err(Error::InvalidParam {
+                        field: what,
+                        allowed: "distinct ids",
+                        got: "a repeated string id".into(),
+                    });
+                }
+            }
+            Ok((map, keys))
+        };
+        let (n_users, n_items) = (users.len(), items.len());
+        let (users, user_keys) = side(users, &user_vectors, "user factors")?;
+        let (items, item_keys) = side(items, &item_vectors, "item factors")?;
+        Ok(Model {
+            users,
+            items,
+            factors: Factors {
+                dim,
+                users: user_vectors,
+                items: item_vectors,
+                item_bias: vec![0.0; n_items],
+            },
+            user_counts: vec![0; n_users],
+            item_counts: vec![0; n_items],
+            surfaces: None,
+            user_keys,
+            item_keys,
+            meta: ModelMeta {
+                source: "imported factors".into(),
+                ..ModelMeta::default()
+            },
+        })
     }
 
     /// A per-surface model fitted on `data`: the shared tastes as the user

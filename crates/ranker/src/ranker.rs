@@ -115,6 +115,9 @@ pub struct Recommendations {
     pub fallback: bool,
 }
 
+/// Users per batch of [`Ranker::recommend_users`].
+pub const USERS_PER_BATCH: usize = 4096;
+
 /// Candidates per requested item taken from a reduced (f16 or int8) copy for
 /// exact rescoring.
 const OVERSAMPLE: usize = 4;
@@ -835,6 +838,45 @@ impl Ranker {
             self.user_embedding_on(user_id, req.surface)
                 .map(|e| e.to_vec())
         })
+    }
+
+    /// Recommendations for many users, [`USERS_PER_BATCH`] at a time through
+    /// [`Ranker::recommend_batch`] (one pass of the batched kernel serves a
+    /// batch; results equal one request at a time). `exclude` maps a user to
+    /// the items not to recommend; `each` gets the users in order.
+    pub fn recommend_users(
+        &self,
+        users: &[u64],
+        k: usize,
+        exclude: &std::collections::HashMap<u64, Vec<u64>>,
+        use_value_model: bool,
+        surface: Option<Surface>,
+        mut each: impl FnMut(u64, Recommendations),
+    ) {
+        use rayon::prelude::*;
+        for chunk in users.chunks(USERS_PER_BATCH) {
+            let reqs: Vec<Request> = chunk
+                .par_iter()
+                .map(|u| Request {
+                    exclude: exclude.get(u).cloned().unwrap_or_default(),
+                    use_value_model,
+                    surface,
+                    ..Request::default()
+                })
+                .collect();
+            let jobs: Vec<BatchRequest<'_>> = chunk
+                .iter()
+                .zip(&reqs)
+                .map(|(&user_id, request)| BatchRequest {
+                    user_id,
+                    k,
+                    request,
+                })
+                .collect();
+            for (&u, recs) in chunk.iter().zip(self.recommend_batch(&jobs)) {
+                each(u, recs);
+            }
+        }
     }
 
     /// [`Ranker::recommend`] for many requests at once: the plain ones (known
