@@ -130,7 +130,7 @@ pub fn read_factor_table(path: &Path) -> Result<FactorTable> {
                     path: part.clone(),
                     column: id_name,
                     found: "ids of another type than the first part's".into(),
-                    expected: "the same id type in every part".into(),
+                    expected: "the same id type in every part",
                 })
             }
         });
