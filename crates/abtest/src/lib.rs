@@ -80,7 +80,7 @@ pub use pipeline::{
     arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, scan, user_values, ArmSums,
     Inputs, Source, UserValues,
 };
-pub use power::{power, PowerPlan, PowerRow};
+pub use power::{power, pre_period_power, PowerPlan, PowerRow};
 pub use report::{
     daily_svg, forest_svg, forest_svg_with_truth, html, html_with_truth, markdown, write_report,
     write_report_with_truth, TrueLift,

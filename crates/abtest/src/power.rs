@@ -95,6 +95,68 @@ pub(crate) fn users_to_detect(n_now: f64, se: f64, effect: f64, alpha: f64, powe
     n_now * (se * zz / effect).powi(2)
 }
 
+/// The power of every metric from a pre-period's events (a file): every
+/// user active in it counts, enrolment per day is its distinct users over
+/// its days. Errors: `mde` not positive; `alpha`, `power` or
+/// `treatment_share` outside (0, 1); an unreadable log.
+pub fn pre_period_power(
+    events: &std::path::Path,
+    metrics: &[crate::Metric],
+    mde: f64,
+    alpha: f64,
+    power_wanted: f64,
+    treatment_share: f64,
+) -> crate::Result<Vec<PowerRow>> {
+    let invalid = |what: &str, reason: String| crate::Error::Invalid {
+        what: what.to_string(),
+        reason,
+    };
+    if !(mde > 0.0 && mde.is_finite()) {
+        return Err(invalid("mde", format!("must be positive, got {mde}")));
+    }
+    for (what, v) in [
+        ("alpha", alpha),
+        ("power", power_wanted),
+        ("treatment_share", treatment_share),
+    ] {
+        if !(v > 0.0 && v < 1.0) {
+            return Err(invalid(what, format!("must be in (0, 1), got {v}")));
+        }
+    }
+    let ev = reelkit_logs::read_events(events)?;
+    // Every user active in the pre-period, all in one arm.
+    let mut users: Vec<u64> = ev.user_id.clone();
+    users.sort_unstable();
+    users.dedup();
+    let days = {
+        let (lo, hi) = (
+            ev.ts_ms.iter().min().copied().unwrap_or(0),
+            ev.ts_ms.iter().max().copied().unwrap_or(0),
+        );
+        ((hi - lo) as f64 / 86_400_000.0).ceil().max(1.0)
+    };
+    let assignments = reelkit_logs::Assignments {
+        variant: vec!["all".to_string(); users.len()],
+        user_id: users.clone(),
+    };
+    let values =
+        crate::user_values(&crate::Inputs::new(events, &assignments, metrics), None)?;
+    let sums = values.sums(&vec![0; values.user_id.len()], 1);
+    let plan = PowerPlan {
+        mde,
+        alpha,
+        power: power_wanted,
+        treatment_share,
+        users_per_day: users.len() as f64 / days,
+    };
+    Ok(metrics
+        .iter()
+        .zip(&sums[0])
+        .map(|(m, s)| power(&m.name, m.kind, s, &plan))
+        .collect())
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

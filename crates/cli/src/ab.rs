@@ -340,53 +340,21 @@ fn load_metrics(path: Option<&std::path::Path>) -> anyhow::Result<Vec<reelkit_ab
 }
 
 fn power(args: PowerArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.mde > 0.0, "--mde must be positive, got {}", args.mde);
-    anyhow::ensure!(
-        args.alpha > 0.0 && args.alpha < 1.0,
-        "--alpha must be in (0, 1)"
-    );
-    anyhow::ensure!(
-        args.power > 0.0 && args.power < 1.0,
-        "--power must be in (0, 1)"
-    );
-    anyhow::ensure!(
-        args.treatment_share > 0.0 && args.treatment_share < 1.0,
-        "--treatment-share must be in (0, 1)"
-    );
     let metrics = load_metrics(args.metrics.as_deref())?;
-    let ev = reelkit_logs::read_events(&args.events).context("reading events")?;
-    // Every user active in the pre-period, all in one arm.
-    let mut users: Vec<u64> = ev.user_id.clone();
-    users.sort_unstable();
-    users.dedup();
-    let days = {
-        let (lo, hi) = (
-            ev.ts_ms.iter().min().copied().unwrap_or(0),
-            ev.ts_ms.iter().max().copied().unwrap_or(0),
-        );
-        ((hi - lo) as f64 / 86_400_000.0).ceil().max(1.0)
-    };
-    let assignments = reelkit_logs::Assignments {
-        variant: vec!["all".to_string(); users.len()],
-        user_id: users.clone(),
-    };
-    let values = reelkit_abtest::user_values(
-        &reelkit_abtest::Inputs::new(&args.events, &assignments, &metrics),
-        None,
-    )?;
-    let sums = values.sums(&vec![0; values.user_id.len()], 1);
-    let plan = reelkit_abtest::PowerPlan {
-        mde: args.mde,
-        alpha: args.alpha,
-        power: args.power,
-        treatment_share: args.treatment_share,
-        users_per_day: users.len() as f64 / days,
-    };
-    let rows: Vec<reelkit_abtest::PowerRow> = metrics
-        .iter()
-        .zip(&sums[0])
-        .map(|(m, s)| reelkit_abtest::power(&m.name, m.kind, s, &plan))
-        .collect();
+    let rows = reelkit_abtest::pre_period_power(
+        &args.events,
+        &metrics,
+        args.mde,
+        args.alpha,
+        args.power,
+        args.treatment_share,
+    )
+    .map_err(|e| match e {
+        reelkit_abtest::Error::Invalid { what, reason } => {
+            anyhow::anyhow!("--{} {reason}", what.replace('_', "-"))
+        }
+        other => anyhow::Error::new(other).context("reading events"),
+    })?;
     println!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())
 }
