@@ -359,6 +359,26 @@ fn toml_error(what: &str, e: &toml::de::Error) -> Error {
     }
 }
 
+/// A type error in the spec as written out (`text`): the message and the
+/// line it is on (`days = -3`), which names the key.
+fn located_error(what: &str, text: &str, e: &toml::de::Error) -> Error {
+    let line = e.span().map(|span| {
+        let start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let table = text[..start]
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('['))
+            .map(|l| format!(" in {}", l.trim()))
+            .unwrap_or_default();
+        format!(" at `{}`{table}", text[start..end].trim())
+    });
+    Error::Parse {
+        what: what.to_string(),
+        message: format!("{}{}", e.message().trim(), line.unwrap_or_default()),
+    }
+}
+
 /// A syntax error in `text`, with the line and column it is on.
 fn syntax_error(what: &str, text: &str, e: &toml::de::Error) -> Error {
     let at = match e.span() {
@@ -460,9 +480,10 @@ impl ExperimentSpec {
     /// Checks every key; errors name the key, the allowed values and what
     /// was found. Reads the world and metrics files the spec names.
     pub fn check(&self) -> Result<ValidSpec> {
-        let raw: RawSpec = toml::Value::Table(self.table.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| toml_error("spec", &e))?;
+        // Read from text, not from the table: a type error then carries its
+        // span, and the message names the line and the key's text.
+        let text = self.to_toml();
+        let raw: RawSpec = toml::from_str(&text).map_err(|e| located_error("spec", &text, &e))?;
         let world = self.world(&raw)?;
         if raw.pre_period.days < 2 {
             return Err(Error::spec(
