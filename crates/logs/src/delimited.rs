@@ -156,6 +156,34 @@ fn clean_id(v: &str) -> &str {
     v.trim().trim_matches(|c| c == '"' || c == '\'').trim()
 }
 
+/// A column of string ids: plain decimal numbers when every value is one,
+/// else dense ids in order of first appearance and the strings.
+pub(crate) fn ids_of_strings(raw: Vec<String>) -> IdColumn {
+    match raw.iter().map(|v| plain_number(v)).collect::<Option<Vec<u64>>>() {
+        Some(v) => IdColumn::Numbers(v),
+        None => intern(raw),
+    }
+}
+
+/// Dense ids in order of first appearance, and the strings.
+fn intern(raw: Vec<String>) -> IdColumn {
+    let mut index = std::collections::HashMap::<String, u64>::new();
+    let mut keys = Vec::new();
+    let ids = raw
+        .into_iter()
+        .map(|s| match index.get(&s) {
+            Some(&k) => k,
+            None => {
+                let k = keys.len() as u64;
+                keys.push(s.clone());
+                index.insert(s, k);
+                k
+            }
+        })
+        .collect();
+    IdColumn::Strings(ids, keys)
+}
+
 /// Whether `v` is a plain decimal id (no sign, no leading zero but "0").
 fn plain_number(v: &str) -> Option<u64> {
     let b = v.as_bytes();
@@ -342,23 +370,7 @@ pub(crate) fn read(
         .zip(nums)
         .map(|(raw, num)| match num {
             Some(v) => IdColumn::Numbers(v),
-            None => {
-                let mut index = std::collections::HashMap::<String, u64>::new();
-                let mut keys = Vec::new();
-                let ids = raw
-                    .into_iter()
-                    .map(|s| match index.get(&s) {
-                        Some(&k) => k,
-                        None => {
-                            let k = keys.len() as u64;
-                            keys.push(s.clone());
-                            index.insert(s, k);
-                            k
-                        }
-                    })
-                    .collect();
-                IdColumn::Strings(ids, keys)
-            }
+            None => intern(raw),
         })
         .collect();
     Ok(Parsed {

@@ -116,8 +116,8 @@ fn check_weights(path: &Path, column: &str, values: &[f64]) -> Result<Vec<f32>> 
 /// text of any other extension (`.csv`, `.tsv`, `.dat`, `.txt`: see the
 /// `delimited` module for what text is taken as it comes).
 ///
-/// Ids of columnar files must be non-negative integers; text ids are
-/// integers or strings (then kept in `user_keys` / `item_keys`). Weights are
+/// Ids are non-negative integers or strings (then kept in `user_keys` /
+/// `item_keys`; a text column of plain numbers is numbers). Weights are
 /// finite, non-negative numbers; a missing mapped column or a bad value is
 /// an error naming the column and the row.
 pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Interactions> {
@@ -168,8 +168,8 @@ pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Inter
             path: path.to_path_buf(),
         });
     }
-    let user_id = columns::u64s(path, columns::column(path, &df, &cols.user)?)?;
-    let item_id = columns::u64s(path, columns::column(path, &df, &cols.item)?)?;
+    let (user_id, user_keys) = columnar_ids(path, columns::column(path, &df, &cols.user)?)?;
+    let (item_id, item_keys) = columnar_ids(path, columns::column(path, &df, &cols.item)?)?;
     let weight = match &cols.weight {
         Some(w) => {
             let values = columns::f32s(path, columns::column(path, &df, w)?)?;
@@ -196,9 +196,29 @@ pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Inter
         item_id,
         weight,
         ts,
-        user_keys: None,
-        item_keys: None,
+        user_keys,
+        item_keys,
     })
+}
+
+/// An id column of a columnar file: integers as they are; strings as a text
+/// file's ids are read (plain numbers stay numbers, anything else is a
+/// string id with its dictionary), so a frame and its CSV give one model.
+fn columnar_ids(path: &Path, col: &polars::prelude::Column) -> Result<(Vec<u64>, Option<Keys>)> {
+    if col.dtype() == &polars::prelude::DataType::String {
+        let raw = columns::strings(path, col)?;
+        if let Some(row) = raw.iter().position(|s| s.is_empty()) {
+            return Err(Error::InvalidValue {
+                path: path.to_path_buf(),
+                column: col.name().to_string(),
+                row,
+                value: "\"\"".into(),
+                reason: "an empty id",
+            });
+        }
+        return Ok(split_ids(delimited::ids_of_strings(raw)));
+    }
+    Ok((columns::u64s(path, col)?, None))
 }
 
 /// One column of ids (a list of users, say): numbers, or strings (then the
@@ -207,10 +227,10 @@ pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Inter
 pub fn read_ids(path: &Path, column: &str, text: &Layout) -> Result<Ids> {
     if columnar(path) {
         let df = read_frame_ids(path, &TextOptions::default(), &[column])?;
-        return Ok(Ids::Numbers(columns::u64s(
-            path,
-            columns::column(path, &df, column)?,
-        )?));
+        return Ok(match columnar_ids(path, columns::column(path, &df, column)?)? {
+            (v, None) => Ids::Numbers(v),
+            (v, Some(keys)) => Ids::Strings(v.into_iter().map(|k| keys[k as usize].clone()).collect()),
+        });
     }
     let p = delimited::read(path, text, &[column], &[])?;
     Ok(match p.ids.into_iter().next() {
