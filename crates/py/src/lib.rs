@@ -1,0 +1,502 @@
+//! `reelkit._reelkit`: the native module of the `reelkit` Python package
+//! (`python/`). A thin layer over the library crates, no logic of its own:
+//! each function calls what the command line calls, so the package and the
+//! CLI give the same numbers on the same input. Frames arrive as Arrow
+//! streams (`__arrow_c_stream__`) written to an IPC file the readers take
+//! ([`stream::frame_to_ipc`]); results leave as Arrow streams, JSON or files.
+//! Long calls release the GIL and hear Ctrl-C ([`errors::blocking`]).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use reelkit_abtest::{AnalysisConfig, Correction};
+use reelkit_lab::{parse_value, ExperimentSpec, Triplets, TuneSetup};
+use reelkit_logs::{InteractionColumns, Layout};
+use reelkit_ranker::{Algo, TrainControl, TrainParams, Weighting};
+
+mod errors;
+mod model;
+mod stream;
+
+use errors::{blocking, to_py};
+use model::Model;
+
+fn value_err(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Writes the frame `obj` (anything with `__arrow_c_stream__`) as an Arrow
+/// IPC file at `path`; `name` labels errors.
+#[pyfunction]
+fn write_frame(obj: &Bound<'_, PyAny>, name: &str, path: PathBuf) -> PyResult<()> {
+    stream::frame_to_ipc(obj, name, &path)
+}
+
+/// The simulator's documented default configuration (TOML).
+#[pyfunction]
+fn default_world_config() -> &'static str {
+    reelkit_sim::DEFAULT_CONFIG
+}
+
+/// A world's parameters as JSON: the defaults with `config` (TOML) and the
+/// given overrides applied, validated.
+#[pyfunction]
+#[pyo3(signature = (config=None, days=None, users=None, videos=None, seed=None))]
+fn world_params(
+    config: Option<&str>,
+    days: Option<u32>,
+    users: Option<usize>,
+    videos: Option<usize>,
+    seed: Option<u64>,
+) -> PyResult<String> {
+    let p = params(config, days, users, videos, seed)?;
+    serde_json::to_string(&*p).map_err(value_err)
+}
+
+fn params(
+    config: Option<&str>,
+    days: Option<u32>,
+    users: Option<usize>,
+    videos: Option<usize>,
+    seed: Option<u64>,
+) -> PyResult<reelkit_sim::ValidSimParams> {
+    let mut p = match config {
+        Some(text) => reelkit_sim::SimParams::from_toml(text).map_err(to_py)?,
+        None => reelkit_sim::SimParams::default(),
+    };
+    if let Some(s) = seed {
+        p.seed = s;
+    }
+    if let Some(d) = days {
+        p.days = d;
+    }
+    if let Some(u) = users {
+        p.users = u;
+    }
+    if let Some(v) = videos {
+        p.videos = v;
+        p.creators = p.creators.min(v);
+    }
+    p.check().map_err(to_py)
+}
+
+/// Simulates `days` of the world under `policy` (random, popular, oracle,
+/// or ranker with `model`, a model file) and writes events, users and
+/// videos (Parquet) under `out`, as `reelkit simulate` does. Returns a JSON
+/// summary.
+#[pyfunction]
+#[pyo3(signature = (out, config=None, days=None, users=None, videos=None, seed=None, policy="popular", model=None))]
+#[allow(clippy::too_many_arguments)]
+fn simulate(
+    py: Python<'_>,
+    out: PathBuf,
+    config: Option<&str>,
+    days: Option<u32>,
+    users: Option<usize>,
+    videos: Option<usize>,
+    seed: Option<u64>,
+    policy: &str,
+    model: Option<PathBuf>,
+) -> PyResult<String> {
+    let p = params(config, days, users, videos, seed)?;
+    let policy = policy.to_string();
+    blocking(py, None, move || -> PyResult<String> {
+        let world = reelkit_sim::World::generate(&p);
+        let mut pol: Box<dyn reelkit_sim::Policy> = if policy == "ranker" {
+            let path = model.ok_or_else(|| value_err("policy \"ranker\" needs model=PATH"))?;
+            let ranker = reelkit_ranker::Ranker::open(&path).map_err(to_py)?;
+            Box::new(reelkit_sim::ExploreFresh::new(
+                reelkit_lab::RankerPolicy::new(Arc::new(ranker), &world, false),
+                reelkit_sim::DEFAULT_EXPLORE,
+            ))
+        } else {
+            if model.is_some() {
+                return Err(value_err("model is only used with policy=\"ranker\""));
+            }
+            reelkit_sim::builtin_policy(&policy).map_err(to_py)?
+        };
+        let mut sim = reelkit_sim::Simulator::new(&world);
+        let events = sim.run(p.days, pol.as_mut(), &|_| {}).map_err(to_py)?;
+        std::fs::create_dir_all(&out).map_err(to_py)?;
+        reelkit_sim::write_run(&out, &world, &events).map_err(to_py)?;
+        Ok(serde_json::json!({
+            "impressions": events.len(),
+            "users": p.users,
+            "videos": p.videos,
+            "days": p.days,
+            "policy": policy,
+        })
+        .to_string())
+    })?
+}
+
+fn columns(user_col: &str, item_col: &str, weight_col: Option<&str>, ts_col: Option<&str>) -> InteractionColumns {
+    InteractionColumns {
+        user: user_col.to_string(),
+        item: item_col.to_string(),
+        weight: weight_col.map(String::from),
+        ts: ts_col.map(String::from),
+        text: Layout::default(),
+    }
+}
+
+/// The training source: an event log (`events=True`) or interactions.
+fn load(
+    path: &std::path::Path,
+    events: bool,
+    cols: &InteractionColumns,
+) -> reelkit_lab::Result<(Triplets, Option<reelkit_logs::Events>)> {
+    if events {
+        let ev = reelkit_logs::read_events(path)?;
+        Ok((Triplets::from_events(&ev), Some(ev)))
+    } else {
+        Ok((Triplets::read(path, cols)?, None))
+    }
+}
+
+/// Trains a model on the file `path` (an event log when `events`, else
+/// interactions with the named columns), as `reelkit train` does.
+#[pyfunction]
+#[pyo3(signature = (path, events, user_col, item_col, weight_col, ts_col, algo, factors, epochs, reg, alpha, cg_steps, reg_exponent, learning_rate, seed, pop_bias, weights))]
+#[allow(clippy::too_many_arguments)]
+fn train(
+    py: Python<'_>,
+    path: PathBuf,
+    events: bool,
+    user_col: &str,
+    item_col: &str,
+    weight_col: Option<&str>,
+    ts_col: Option<&str>,
+    algo: &str,
+    factors: Option<usize>,
+    epochs: usize,
+    reg: Option<f32>,
+    alpha: f32,
+    cg_steps: usize,
+    reg_exponent: f32,
+    learning_rate: f32,
+    seed: u64,
+    pop_bias: f32,
+    weights: &str,
+) -> PyResult<Model> {
+    let algo: Algo = algo.parse().map_err(value_err)?;
+    let weighting: Weighting = weights.parse().map_err(value_err)?;
+    let ease = algo == Algo::Ease;
+    let params = TrainParams {
+        algo,
+        factors: factors.unwrap_or(if ease { reelkit_ranker::EASE_DIM } else { 64 }),
+        epochs,
+        reg: reg.unwrap_or(if ease { 200.0 } else { 1.0 }),
+        alpha,
+        cg_steps,
+        reg_exponent,
+        learning_rate,
+        seed,
+        pop_bias,
+        ..TrainParams::default()
+    };
+    let cols = columns(user_col, item_col, weight_col, ts_col);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let m = blocking(py, Some(stop), move || -> reelkit_lab::Result<_> {
+        let (trip, ev) = load(&path, events, &cols)?;
+        let (model, _) = reelkit_lab::train_triplets(
+            &trip,
+            params,
+            weighting,
+            ev.as_ref(),
+            &mut TrainControl {
+                stop: Some(&flag),
+                on_epoch: None,
+            },
+            format!("reelkit {} python train", env!("CARGO_PKG_VERSION")),
+        )?;
+        Ok(model)
+    })?
+    .map_err(to_py)?;
+    Ok(Model::from_owned(m))
+}
+
+/// Searches settings on a validation split of `path` and trains the chosen
+/// one on all of it, as `reelkit tune` does. Returns the model, every
+/// trial (JSON) and the chosen one (JSON).
+#[pyfunction]
+#[pyo3(signature = (path, events, user_col, item_col, weight_col, ts_col, algo, weights, budget, k, validation, seed))]
+#[allow(clippy::too_many_arguments)]
+fn tune(
+    py: Python<'_>,
+    path: PathBuf,
+    events: bool,
+    user_col: &str,
+    item_col: &str,
+    weight_col: Option<&str>,
+    ts_col: Option<&str>,
+    algo: &str,
+    weights: &str,
+    budget: f64,
+    k: usize,
+    validation: f64,
+    seed: u64,
+) -> PyResult<(Model, String, String)> {
+    let algos = match algo {
+        "auto" => vec![Algo::Ease, Algo::Ials],
+        one => vec![one.parse::<Algo>().map_err(value_err)?],
+    };
+    let weightings = match weights {
+        "auto" => None,
+        one => Some(vec![one.parse::<Weighting>().map_err(value_err)?]),
+    };
+    if !(budget.is_finite() && budget >= 0.0) {
+        return Err(value_err(format!("budget must be a number of seconds, got {budget}")));
+    }
+    if k == 0 {
+        return Err(value_err("k must be 1 or more"));
+    }
+    let setup = TuneSetup {
+        algos,
+        weightings,
+        k,
+        budget: Duration::from_secs_f64(budget),
+        validation,
+        seed,
+    };
+    let cols = columns(user_col, item_col, weight_col, ts_col);
+    let tuned = blocking(py, None, move || -> reelkit_lab::Result<_> {
+        let (trip, ev) = load(&path, events, &cols)?;
+        reelkit_lab::tune_triplets(
+            trip,
+            ev.as_ref(),
+            &setup,
+            format!("reelkit {} python tune", env!("CARGO_PKG_VERSION")),
+        )
+    })?
+    .map_err(to_py)?;
+    let trials = serde_json::to_string(&tuned.trials).map_err(value_err)?;
+    let best = serde_json::json!({
+        "chosen": tuned.best.describe(),
+        "model": tuned.best.candidate.kind(),
+        "candidate": tuned.best.candidate,
+        "weighting": tuned.best.weighting,
+        "pop_bias": tuned.best.pop_bias,
+        "ndcg": tuned.best.ndcg,
+        "ndcg_se": tuned.best.ndcg_se,
+        "recall": tuned.best.recall,
+        "settings_tried": tuned.trials.len(),
+    })
+    .to_string();
+    Ok((Model::from_owned(tuned.model), trials, best))
+}
+
+fn metrics(toml_text: Option<&str>) -> PyResult<Vec<reelkit_abtest::Metric>> {
+    match toml_text {
+        Some(t) => reelkit_abtest::parse_metrics(t).map_err(to_py),
+        None => Ok(reelkit_abtest::builtin_metrics()),
+    }
+}
+
+/// Analyses an experiment from files (events, assignments, optional
+/// pre-period events), as `reelkit ab analyze` does. Returns the report as
+/// (JSON, Markdown, HTML).
+#[pyfunction]
+#[pyo3(signature = (events, assignments, pre_events, metrics_toml, experiment, control, alpha, correction, sequential, daily, segments))]
+#[allow(clippy::too_many_arguments)]
+fn ab_analyze(
+    py: Python<'_>,
+    events: PathBuf,
+    assignments: PathBuf,
+    pre_events: Option<PathBuf>,
+    metrics_toml: Option<&str>,
+    experiment: &str,
+    control: Option<String>,
+    alpha: f64,
+    correction: &str,
+    sequential: Option<f64>,
+    daily: bool,
+    segments: bool,
+) -> PyResult<(String, String, String)> {
+    let metrics = metrics(metrics_toml)?;
+    let correction = match correction {
+        "holm" => Correction::Holm,
+        "bh" => Correction::Bh,
+        "none" => Correction::None,
+        other => {
+            return Err(value_err(format!(
+                "correction must be holm, bh or none; got {other:?}"
+            )))
+        }
+    };
+    let cfg = AnalysisConfig {
+        experiment: experiment.to_string(),
+        control,
+        alpha,
+        correction,
+        weights: None,
+        sequential,
+        comparisons: Vec::new(),
+    };
+    blocking(py, None, move || -> Result<_, reelkit_abtest::Error> {
+        let assignments = reelkit_logs::read_assignments(&assignments)?;
+        let mut inputs = reelkit_abtest::Inputs::new(events.as_path(), &assignments, &metrics);
+        if let Some(pre) = &pre_events {
+            inputs = inputs.with_pre(pre);
+        }
+        let mut report = reelkit_abtest::analyze(&inputs, &cfg)?;
+        if daily {
+            report.daily = reelkit_abtest::cumulative_lift(&inputs, &cfg)?;
+        }
+        if segments {
+            report.segments = reelkit_abtest::segments(&inputs, &cfg)?;
+        }
+        let json = serde_json::to_string_pretty(&report).map_err(|e| reelkit_abtest::Error::Invalid {
+            what: "report".into(),
+            reason: e.to_string(),
+        })?;
+        Ok((json, reelkit_abtest::markdown(&report), reelkit_abtest::html(&report)))
+    })?
+    .map_err(to_py)
+}
+
+/// Power, MDE and duration of every metric from a pre-period's events
+/// (a file), as `reelkit ab power` does. Returns JSON rows.
+#[pyfunction]
+#[pyo3(signature = (events, metrics_toml, mde, alpha, power, treatment_share))]
+fn ab_power(
+    py: Python<'_>,
+    events: PathBuf,
+    metrics_toml: Option<&str>,
+    mde: f64,
+    alpha: f64,
+    power: f64,
+    treatment_share: f64,
+) -> PyResult<String> {
+    let metrics = metrics(metrics_toml)?;
+    let rows = blocking(py, None, move || {
+        reelkit_abtest::pre_period_power(&events, &metrics, mde, alpha, power, treatment_share)
+    })?
+    .map_err(to_py)?;
+    serde_json::to_string(&rows).map_err(value_err)
+}
+
+/// Each user's arm under `arms` (`control=0.5,treatment=0.5`) and `salt`:
+/// the hash the server and `reelkit ab assign` use.
+#[pyfunction]
+fn ab_assign(users: Vec<u64>, arms: &str, salt: &str) -> PyResult<Vec<String>> {
+    let split = reelkit_assign::Split::parse(arms).map_err(|e| value_err(format!("arms {arms:?}: {e}")))?;
+    Ok(users
+        .iter()
+        .map(|&u| split.names()[split.arm(salt, u)].clone())
+        .collect())
+}
+
+/// The warehouse SQL of the per-arm sums, as `reelkit ab sql` prints it.
+#[pyfunction]
+#[pyo3(signature = (metrics_toml, dialect, events_table, assignments_table, pre_events_table))]
+fn ab_sql(
+    metrics_toml: Option<&str>,
+    dialect: &str,
+    events_table: String,
+    assignments_table: String,
+    pre_events_table: Option<String>,
+) -> PyResult<String> {
+    let metrics = metrics(metrics_toml)?;
+    let dialect = match dialect {
+        "ansi" => reelkit_abtest::Dialect::Ansi,
+        "bigquery" => reelkit_abtest::Dialect::Bigquery,
+        "spark" => reelkit_abtest::Dialect::Spark,
+        other => {
+            return Err(value_err(format!(
+                "dialect must be ansi, bigquery or spark; got {other:?}"
+            )))
+        }
+    };
+    let tables = reelkit_abtest::SqlTables {
+        events: events_table,
+        assignments: assignments_table,
+        pre_events: pre_events_table,
+    };
+    reelkit_abtest::warehouse_sql(&metrics, dialect, &tables).map_err(to_py)
+}
+
+/// A spec from TOML text (`base`: the directory relative paths in it are
+/// read from) with `KEY=VALUE` settings applied.
+fn spec(toml_text: &str, base: PathBuf, set: Vec<(String, String)>) -> PyResult<ExperimentSpec> {
+    let mut spec = ExperimentSpec::from_toml(toml_text, &base).map_err(to_py)?;
+    for (k, v) in set {
+        spec.set(k.trim(), parse_value(&v)).map_err(to_py)?;
+    }
+    Ok(spec)
+}
+
+/// Runs an experiment spec and writes everything under `out`, as
+/// `reelkit experiment run` does. Returns the summary as JSON.
+#[pyfunction]
+#[pyo3(signature = (toml_text, base, set, out))]
+fn lab_run(
+    py: Python<'_>,
+    toml_text: &str,
+    base: PathBuf,
+    set: Vec<(String, String)>,
+    out: PathBuf,
+) -> PyResult<String> {
+    let spec = spec(toml_text, base, set)?;
+    let valid = spec.check().map_err(to_py)?;
+    blocking(py, None, move || -> reelkit_lab::Result<String> {
+        let outcome = reelkit_lab::run(&valid, &|_| {})?;
+        outcome.write(&out, &spec.to_toml())?;
+        Ok(serde_json::to_string(&outcome.summary).unwrap_or_default())
+    })?
+    .map_err(to_py)
+}
+
+/// Reruns a spec over `param`'s values and writes the sweep under `out`,
+/// as `reelkit experiment sweep` does. Returns the sweep as JSON.
+#[pyfunction]
+#[pyo3(signature = (toml_text, base, set, param, values, out))]
+fn lab_sweep(
+    py: Python<'_>,
+    toml_text: &str,
+    base: PathBuf,
+    set: Vec<(String, String)>,
+    param: String,
+    values: Vec<String>,
+    out: PathBuf,
+) -> PyResult<String> {
+    let spec = spec(toml_text, base, set)?;
+    let specs = reelkit_lab::sweep_specs(&spec, &param, &values).map_err(to_py)?;
+    blocking(py, None, move || -> reelkit_lab::Result<String> {
+        let s = reelkit_lab::sweep(&param, &values, &specs, &|_| {})?;
+        reelkit_lab::write_sweep(&out, &s)?;
+        Ok(serde_json::to_string(&s).unwrap_or_default())
+    })?
+    .map_err(to_py)
+}
+
+/// The native module.
+#[pymodule]
+fn _reelkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Model>()?;
+    m.add_class::<model::FactorView>()?;
+    m.add_class::<stream::ArrowStream>()?;
+    for f in [
+        wrap_pyfunction!(write_frame, m)?,
+        wrap_pyfunction!(default_world_config, m)?,
+        wrap_pyfunction!(world_params, m)?,
+        wrap_pyfunction!(simulate, m)?,
+        wrap_pyfunction!(train, m)?,
+        wrap_pyfunction!(tune, m)?,
+        wrap_pyfunction!(ab_analyze, m)?,
+        wrap_pyfunction!(ab_power, m)?,
+        wrap_pyfunction!(ab_assign, m)?,
+        wrap_pyfunction!(ab_sql, m)?,
+        wrap_pyfunction!(lab_run, m)?,
+        wrap_pyfunction!(lab_sweep, m)?,
+    ] {
+        m.add_function(f)?;
+    }
+    Ok(())
+}
