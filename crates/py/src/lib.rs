@@ -3,8 +3,8 @@
 //! each function calls what the command line calls, so the package and the
 //! CLI give the same numbers on the same input. Frames arrive as Arrow
 //! streams (`__arrow_c_stream__`) written to an IPC file the readers take
-//! ([`stream::frame_to_ipc`]); results leave as Arrow streams, JSON or files.
-//! Long calls release the GIL and hear Ctrl-C ([`errors::blocking`]).
+//! (`stream::frame_to_ipc`); results leave as Arrow streams, JSON or files.
+//! Long calls release the GIL and hear Ctrl-C (`errors::blocking`).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
