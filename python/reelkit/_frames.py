@@ -96,6 +96,17 @@ class Inputs:
         self.names[target] = name
         return target
 
+    def frame(self, obj: Any, name: str) -> Any:
+        """`obj` for a call that scans frames in memory: a path as a string,
+        a pandas frame through pyarrow, any other frame as it is."""
+        if isinstance(obj, (str, os.PathLike)):
+            return self.path(obj, name)
+        if type(obj).__module__.startswith("pandas"):
+            import pyarrow as pa
+
+            return pa.Table.from_pandas(obj, preserve_index=False)
+        return obj
+
     def out(self, name: str) -> str:
         """A path for an output inside the temporary directory."""
         return os.path.join(self.dir, name)

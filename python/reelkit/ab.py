@@ -92,9 +92,11 @@ def analyze(events: Any, assignments: Any, pre_events: Any = None, *, metrics: A
     comparisons corrected (holm, bh, none), always-valid intervals with
     ``sequential`` (the planned users). Frames or files."""
     with Inputs() as inputs:
-        ev = inputs.path(events, "events")
+        # Event frames are scanned in memory (their buffers shared, no copy);
+        # files are scanned as the command line scans them.
+        ev = inputs.frame(events, "events")
         asg = inputs.path(assignments, "assignments")
-        pre = None if pre_events is None else inputs.path(pre_events, "pre_events")
+        pre = None if pre_events is None else inputs.frame(pre_events, "pre_events")
         j, md, html = _reelkit.ab_analyze(ev, asg, pre, _metrics(metrics), experiment, control, alpha,
                                           correction, sequential, daily, segments)
     return Report(j, md, html)

@@ -298,17 +298,30 @@ fn metrics(toml_text: Option<&str>) -> PyResult<Vec<reelkit_abtest::Metric>> {
     }
 }
 
-/// Analyses an experiment from files (events, assignments, optional
-/// pre-period events), as `reelkit ab analyze` does. Returns the report as
-/// (JSON, Markdown, HTML).
+/// Where a Python argument's events are: a file, or a frame (scanned in
+/// memory, its buffers shared).
+fn events_source(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<reelkit_abtest::Source> {
+    if let Ok(p) = obj.extract::<PathBuf>() {
+        return Ok(reelkit_abtest::Source::Path(p));
+    }
+    let df = stream::frame_to_polars(obj, name)?;
+    Ok(reelkit_abtest::Source::Frame {
+        name: format!("the `{name}` frame"),
+        frame: Box::new(reelkit_logs::polars::prelude::IntoLazy::lazy(df)),
+    })
+}
+
+/// Analyses an experiment, as `reelkit ab analyze` does: `events` and
+/// `pre_events` are files or frames, `assignments` a file. Returns the
+/// report as (JSON, Markdown, HTML).
 #[pyfunction]
 #[pyo3(signature = (events, assignments, pre_events, metrics_toml, experiment, control, alpha, correction, sequential, daily, segments))]
 #[allow(clippy::too_many_arguments)]
 fn ab_analyze(
     py: Python<'_>,
-    events: PathBuf,
+    events: &Bound<'_, PyAny>,
     assignments: PathBuf,
-    pre_events: Option<PathBuf>,
+    pre_events: Option<&Bound<'_, PyAny>>,
     metrics_toml: Option<&str>,
     experiment: &str,
     control: Option<String>,
@@ -338,10 +351,12 @@ fn ab_analyze(
         sequential,
         comparisons: Vec::new(),
     };
+    let events = events_source(events, "events")?;
+    let pre = pre_events.map(|p| events_source(p, "pre_events")).transpose()?;
     blocking(py, None, move || -> Result<_, reelkit_abtest::Error> {
         let assignments = reelkit_logs::read_assignments(&assignments)?;
-        let mut inputs = reelkit_abtest::Inputs::new(events.as_path(), &assignments, &metrics);
-        if let Some(pre) = &pre_events {
+        let mut inputs = reelkit_abtest::Inputs::new(events, &assignments, &metrics);
+        if let Some(pre) = pre {
             inputs = inputs.with_pre(pre);
         }
         let mut report = reelkit_abtest::analyze(&inputs, &cfg)?;

@@ -53,6 +53,63 @@ pub fn frame_to_ipc(obj: &Bound<'_, PyAny>, name: &str, path: &Path) -> PyResult
     Ok(())
 }
 
+/// A polars frame of the Arrow stream `obj` exports, sharing its buffers (no
+/// copy): what the A/B pipeline scans, as the command line scans a file.
+pub fn frame_to_polars(
+    obj: &Bound<'_, PyAny>,
+    name: &str,
+) -> PyResult<reelkit_logs::polars::prelude::DataFrame> {
+    use polars_arrow::array::StructArray;
+    use polars_arrow::datatypes::ArrowDataType;
+    use polars_arrow::ffi::{ArrowArrayStream, ArrowArrayStreamReader};
+    use reelkit_logs::polars::prelude::{Column, DataFrame, Series};
+    let bad = |e: &dyn std::fmt::Display| PyValueError::new_err(format!("`{name}`: {e}"));
+    if !obj.hasattr("__arrow_c_stream__")? {
+        return Err(PyTypeError::new_err(format!(
+            "`{name}` is a {}, not a frame: give a polars or pyarrow table (pandas through \
+             pyarrow.Table.from_pandas) or a file path",
+            obj.get_type().name()?
+        )));
+    }
+    let capsule = obj.call_method1("__arrow_c_stream__", (obj.py().None(),))?;
+    let capsule = capsule
+        .cast::<PyCapsule>()
+        .map_err(|_| PyTypeError::new_err(format!("`{name}`.__arrow_c_stream__ returned no capsule")))?;
+    let ptr = capsule.pointer_checked(Some(STREAM))?;
+    // SAFETY: a capsule named `arrow_array_stream` points to a valid C
+    // stream (the PyCapsule interface); it is moved out and a released one
+    // left behind, so the capsule's destructor does not release it twice.
+    let stream = unsafe {
+        std::ptr::replace(ptr.as_ptr().cast::<ArrowArrayStream>(), ArrowArrayStream::empty())
+    };
+    // SAFETY: the stream was just taken from a producer that follows the
+    // C stream interface.
+    let mut reader = unsafe { ArrowArrayStreamReader::try_new(Box::new(stream)) }.map_err(|e| bad(&e))?;
+    let fields = match reader.field().dtype() {
+        ArrowDataType::Struct(f) => f.clone(),
+        other => return Err(bad(&format!("a stream of {other:?}, not of a table's rows"))),
+    };
+    let mut chunks: Vec<Vec<Box<dyn polars_arrow::array::Array>>> = vec![Vec::new(); fields.len()];
+    // SAFETY: `next` reads the stream's arrays; the reader owns the stream.
+    while let Some(array) = unsafe { reader.next() } {
+        let array = array.map_err(|e| bad(&e))?;
+        let s = array
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(|| bad(&"a batch that is not a table"))?;
+        for (c, v) in chunks.iter_mut().zip(s.values()) {
+            c.push(v.clone());
+        }
+    }
+    let mut columns = Vec::with_capacity(fields.len());
+    for (f, c) in fields.iter().zip(chunks) {
+        let s = Series::try_from((f.name.clone(), c)).map_err(|e| bad(&e))?;
+        columns.push(Column::from(s));
+    }
+    let height = columns.first().map_or(0, |c| c.len());
+    DataFrame::new(height, columns).map_err(|e| bad(&e))
+}
+
 /// A stream owned by a capsule (`FFI_ArrowArrayStream` holds raw pointers);
 /// transparent, so the capsule's pointer is the stream's.
 #[repr(transparent)]
