@@ -4,7 +4,7 @@ its userFactors/itemFactors with `reelkit import-factors`, and check that
 reelkit's top-10 equals Spark's `recommendForAllUsers(10)` for every user.
 Run by hand, never by CI (Java 17 and pyspark from PyPI):
 
-    python3 -m venv bench/.spark && bench/.spark/bin/pip install pyspark polars pyarrow
+    python3 -m venv bench/.spark && bench/.spark/bin/pip install pyspark numpy polars pyarrow
     cargo build --release
     bench/.spark/bin/python bench/spark_import.py
 
