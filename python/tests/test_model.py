@@ -208,3 +208,17 @@ def test_ctrl_c_interrupts_training_and_the_gil_is_released():
         t.join()
     assert time.perf_counter() - start < 10
     assert ticks > 100, "other Python threads ran while training"
+
+
+def test_help_and_stubs_document_the_api():
+    import inspect
+    from pathlib import Path
+    for f in (reelkit.train, reelkit.tune, reelkit.simulate, reelkit.ab.analyze, reelkit.lab.run,
+              reelkit.Model.recommend, reelkit.Model.from_factors):
+        assert inspect.getdoc(f), f
+    stub = Path(reelkit.__file__).parent / "_reelkit.pyi"
+    text = stub.read_text()
+    native = [n for n in dir(reelkit._reelkit) if not n.startswith("_")]
+    missing = [n for n in native if f"def {n}(" not in text and f"class {n}" not in text]
+    assert not missing, f"the stub lacks {missing}"
+    assert (Path(reelkit.__file__).parent / "py.typed").exists()
