@@ -139,8 +139,7 @@ pub fn pre_period_power(
         variant: vec!["all".to_string(); users.len()],
         user_id: users.clone(),
     };
-    let values =
-        crate::user_values(&crate::Inputs::new(events, &assignments, metrics), None)?;
+    let values = crate::user_values(&crate::Inputs::new(events, &assignments, metrics), None)?;
     let sums = values.sums(&vec![0; values.user_id.len()], 1);
     let plan = PowerPlan {
         mde,
@@ -155,7 +154,6 @@ pub fn pre_period_power(
         .map(|(m, s)| power(&m.name, m.kind, s, &plan))
         .collect())
 }
-
 
 #[cfg(test)]
 mod tests {

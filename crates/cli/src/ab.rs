@@ -331,7 +331,7 @@ fn interleave(args: InterleaveArgs) -> anyhow::Result<()> {
 fn load_metrics(path: Option<&std::path::Path>) -> anyhow::Result<Vec<reelkit_abtest::Metric>> {
     Ok(match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
+            let text = reelkit_logs::read_text_capped(p, reelkit_logs::TEXT_CAP)
                 .with_context(|| format!("reading metrics {}", p.display()))?;
             parse_metrics(&text).with_context(|| format!("in metrics {}", p.display()))?
         }
@@ -379,6 +379,23 @@ fn sql(args: SqlArgs) -> anyhow::Result<()> {
 }
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.sequential_n.is_finite() && args.sequential_n > 0.0,
+        "--sequential-n must be a positive number of users, got {}",
+        args.sequential_n
+    );
+    anyhow::ensure!(
+        !args.experiment.is_empty()
+            && args.experiment.len() <= 64
+            && args
+                .experiment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !args.experiment.starts_with('.'),
+        "--experiment {:?}: a name of letters, digits, `-`, `_` and `.` (not leading), at most 64 \
+         characters: it names the default output folder",
+        crate::data::cut(&args.experiment)
+    );
     let metrics = load_metrics(args.metrics.as_deref())?;
     let cfg = AnalysisConfig {
         experiment: args.experiment.clone(),

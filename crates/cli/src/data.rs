@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use reelkit_logs::{
-    read_events, schema, Events, InteractionColumns, Layout, TextOptions,
-};
+use reelkit_logs::{read_events, schema, Events, InteractionColumns, Layout, TextOptions};
 
 /// Column flags shared by every command that reads interactions.
 #[derive(Debug, Clone, clap::Args)]
@@ -157,14 +155,15 @@ pub fn from_events(ev: &Events) -> anyhow::Result<Triplets> {
 /// first line.
 pub fn looks_like_events(path: &Path, cols: &ColumnArgs) -> anyhow::Result<bool> {
     let want = [schema::WATCH_MS, schema::DURATION_MS, schema::VIDEO_ID];
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
     if ["parquet", "pq", "arrow", "ipc", "feather"].contains(&ext) {
         let df = reelkit_logs::read_frame_with(path, &cols.text_options()?)
             .with_context(|| format!("reading {}", path.display()))?;
         let names = df.get_column_names_owned();
-        return Ok(want
-            .iter()
-            .all(|c| names.iter().any(|n| n.as_str() == *c)));
+        return Ok(want.iter().all(|c| names.iter().any(|n| n.as_str() == *c)));
     }
     // Text: the header line alone (an export can be large or odd).
     use std::io::Read;

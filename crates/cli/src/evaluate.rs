@@ -74,6 +74,7 @@ pub fn model_and_baseline(r: &Ranker, train: &Csr, test: &Csr, k: usize) -> (Met
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.k > 0, "--k must be at least 1");
     let r = Ranker::open(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let (train_t, _) = load_any(&args.train, &args.cols)?;

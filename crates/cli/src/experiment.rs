@@ -123,6 +123,19 @@ pub fn run_and_write(spec: &ExperimentSpec, out: &std::path::Path) -> anyhow::Re
 pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
     match cmd {
         ExperimentCommand::Run(args) => {
+            // The run writes its own spec.toml (with the --set keys) into
+            // --out: never over the user's spec.
+            crate::data::refuse_overwrite(
+                "--out",
+                &args.out.join("spec.toml"),
+                &[("the spec", Some(&args.spec))],
+            )
+            .with_context(|| {
+                format!(
+                    "--out {}: the run writes spec.toml there",
+                    args.out.display()
+                )
+            })?;
             run_and_write(&load_spec(Some(&args.spec), &args.set)?, &args.out)
         }
         ExperimentCommand::Sweep(args) => {

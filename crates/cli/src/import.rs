@@ -27,10 +27,18 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     crate::data::refuse_overwrite(
         "--out",
         &args.out,
-        &[("--users", Some(&args.users)), ("--items", Some(&args.items))],
+        &[
+            ("--users", Some(&args.users)),
+            ("--items", Some(&args.items)),
+        ],
     )?;
-    let model = reelkit_lab::import_factors(&args.users, &args.items)
-        .with_context(|| format!("importing {} and {}", args.users.display(), args.items.display()))?;
+    let model = reelkit_lab::import_factors(&args.users, &args.items).with_context(|| {
+        format!(
+            "importing {} and {}",
+            args.users.display(),
+            args.items.display()
+        )
+    })?;
     model
         .save(&args.out)
         .with_context(|| format!("writing model {}", args.out.display()))?;

@@ -107,6 +107,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(t) = cli.global.threads {
         anyhow::ensure!(t > 0, "--threads must be at least 1");
+        // Threads beyond a few per core only cost: each has its stack, and
+        // creating tens of thousands stalls the machine.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let most = (cores * 4).max(64);
+        anyhow::ensure!(
+            t <= most,
+            "--threads {t} is more than this machine can use ({cores} cores; at most {most})"
+        );
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global()

@@ -103,9 +103,10 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
                     .iter()
                     .filter_map(|n| r.user_of_key(&n.to_string()))
                     .collect(),
-                reelkit_logs::Ids::Strings(v) => {
-                    v.iter().filter_map(|k| crate::data::model_user(&r, k)).collect()
-                }
+                reelkit_logs::Ids::Strings(v) => v
+                    .iter()
+                    .filter_map(|k| crate::data::model_user(&r, k))
+                    .collect(),
             }
         }
         (None, None) => m.users.ids().to_vec(),

@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// `Authorization: Bearer TOKEN` (the file's first line).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Allow a non-loopback --admin-addr without --admin-token-file.
+    #[arg(long)]
+    admin_insecure: bool,
     /// Video catalogue (`video_id`, `creator_id`, `format` = short|long), e.g. the
     /// simulator's videos.parquet: enables `surface` and `max_per_creator`.
     #[arg(long)]
@@ -231,7 +234,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog = args.videos.as_deref().map(read_catalog).transpose()?;
     let admin_token = match &args.admin_token_file {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
+            let text = reelkit_logs::read_text_capped(p, reelkit_logs::TEXT_CAP)
                 .with_context(|| format!("reading --admin-token-file {}", p.display()))?;
             let token = text.lines().next().unwrap_or("").trim().to_string();
             anyhow::ensure!(
@@ -247,6 +250,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.max_connections > 0,
         "--max-connections must be at least 1"
     );
+    anyhow::ensure!(
+        args.max_k > 0,
+        "--max-k must be at least 1 (a server that refuses every k)"
+    );
+    anyhow::ensure!(
+        args.max_body_bytes >= 64,
+        "--max-body-bytes must be at least 64 (the smallest request body), got {}",
+        args.max_body_bytes
+    );
+    if let Some(a) = &args.admin_addr {
+        let loopback = a
+            .parse::<std::net::SocketAddr>()
+            .map(|s| s.ip().is_loopback())
+            .unwrap_or_else(|_| a.starts_with("localhost:"));
+        anyhow::ensure!(
+            loopback || args.admin_token_file.is_some() || args.admin_insecure,
+            "--admin-addr {a} is not a loopback address: anyone who reaches it could reload \
+             models. Give --admin-token-file, or --admin-insecure to accept that"
+        );
+    }
     anyhow::ensure!(
         args.client_timeout_ms > 0,
         "--client-timeout-ms must be at least 1"

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use reelkit_logs::polars::prelude::{Column, DataFrame};
 use reelkit_lab::TuneSetup;
+use reelkit_logs::polars::prelude::{Column, DataFrame};
 use reelkit_ranker::{Algo, Trial, Weighting};
 
 use crate::data::{load_source, ColumnArgs, SourceArgs};
@@ -91,6 +91,14 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     crate::data::refuse_overwrite("--out", &args.out, &[(flag, Some(input))])?;
     if let Some(report) = &args.report {
         crate::data::refuse_overwrite("--report", report, &[(flag, Some(input))])?;
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            std::path::absolute(a).ok() == std::path::absolute(b).ok()
+        };
+        anyhow::ensure!(
+            !same(report, &args.out),
+            "--report {} is the same file as --out: the model would be lost under the report",
+            report.display()
+        );
     }
     let (trip, events) = load_source(&args.source, &args.cols)?;
     let weightings = match args.weights.as_str() {

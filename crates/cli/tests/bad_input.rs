@@ -74,6 +74,13 @@ fn fixtures(dir: &Path) -> TestResult {
     w("bad_stats.json", "{\"arms\": [")?;
     w("short_token", "abc\n")?;
     w("spec_bad.toml", "name = \"x\"\n[experiment\n")?;
+    // Issue 34: a text input that never ends, and a spec whose folder is the output.
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.toml"))?;
+    std::fs::create_dir_all(dir.join("specdir"))?;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/experiments/demo.toml"),
+        dir.join("specdir/spec.toml"),
+    )?;
     w("spec_unknown.toml", "name = \"x\"\nflavour = 3\n")?;
     w("world_bad.toml", "users = \"many\"\n")?;
     let demo = std::fs::read_to_string(root().join("datasets/experiments/demo.toml"))?;
@@ -387,6 +394,20 @@ fn cases() -> Vec<Case> {
         fail("serve: short admin token", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --admin-token-file {in}/short_token", &["16 characters"]),
         fail("serve: one name for two models", "serve --model a={in}/model.arrow --model a={in}/model.arrow --addr 127.0.0.1:0", &["a"]),
         fail("serve: catalogue without creator_id", "serve --model {in}/model.arrow --videos {in}/videos_bad.csv --addr 127.0.0.1:0", &["videos_bad.csv", "creator_id"]),
+        // Issue 34, round two.
+        fail("threads: far beyond the cores", "--threads 100000 simulate --users 50 --days 1 --out {out}/sim", &["--threads 100000", "cores"]),
+        fail("serve: max-k 0", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-k 0", &["--max-k"]),
+        fail("serve: a body limit nothing fits", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-body-bytes 0", &["--max-body-bytes"]),
+        fail("serve: a public admin listener without a token", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --admin-addr 0.0.0.0:0", &["--admin-addr 0.0.0.0:0", "loopback", "--admin-token-file"]),
+        fail("ab: sequential N of 0", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --sequential --sequential-n 0 --out {out}/r", &["--sequential-n"]),
+        fail("ab: an experiment name that climbs out", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --experiment ../../escape", &["--experiment", "../../escape"]),
+        fail("ab: metrics that never end", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --metrics {in}/zero.toml --out {out}/r", &["zero.toml", "not a regular file"]),
+        fail("ab sql: metrics that never end", "ab sql --metrics {in}/zero.toml", &["zero.toml", "not a regular file"]),
+        fail("simulate: a config that never ends", "simulate --config {in}/zero.toml --out {out}/sim", &["zero.toml", "not a regular file"]),
+        fail("experiment: a spec that never ends", "experiment run {in}/zero.toml --out {out}/e", &["zero.toml", "not a regular file"]),
+        fail("experiment: output over the spec's folder", "experiment run {in}/specdir/spec.toml --set world.users=300 --out {in}/specdir", &["spec.toml", "--out"]),
+        fail("eval: k 0", "eval --model {in}/model.arrow --train {in}/good.csv --test {in}/good.csv --user-col uid --item-col movie --k 0", &["--k"]),
+        fail("tune: report over the model", "tune --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/m.arrow --report {out}/m.arrow", &["--report", "same file as --out"]),
         fail("serve: zero connections", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-connections 0", &["--max-connections"]),
     ]
 }

@@ -470,7 +470,10 @@ fn tune_writes_best_model_and_report() -> TestResult {
         .map(|r| r[ndcg_col].parse::<f64>().unwrap_or(0.0))
         .fold(0.0, f64::max);
     let se: f64 = chosen[0][se_col].parse()?;
-    assert!(best_ndcg >= top - 3.0 * se - 1e-12, "{best_ndcg} vs {top} ± {se}");
+    assert!(
+        best_ndcg >= top - 3.0 * se - 1e-12,
+        "{best_ndcg} vs {top} ± {se}"
+    );
     // The model of the chosen setting serves as any other.
     let ranker = reelkit_ranker::Ranker::open(&model)?;
     assert_eq!(
@@ -1418,7 +1421,11 @@ fn string_ids_round_trip_through_train_and_recommend() -> TestResult {
         let base = if u <= 6 { 0 } else { 5 };
         for b in 0..5u32 {
             if (u + b) % 5 != 0 {
-                text.push_str(&format!("{u},\"\"\"{}\"\"\",{}\r", isbn(base + b), (u + b) % 11));
+                text.push_str(&format!(
+                    "{u},\"\"\"{}\"\"\",{}\r",
+                    isbn(base + b),
+                    (u + b) % 11
+                ));
             }
         }
         text.push_str(",,\r");
@@ -1427,12 +1434,32 @@ fn string_ids_round_trip_through_train_and_recommend() -> TestResult {
     std::fs::write(&bx, text)?;
     let model = dir.path().join("m.arrow");
     let o = reelkit(&[
-        "train", "--interactions", bx.to_str().unwrap_or_default(), "--user-col", "User-ID",
-        "--item-col", "ISBN", "--weight-col", "Book-Rating", "--weights", "log", "--factors", "4",
-        "--epochs", "10", "--reg", "0.1", "--out", model.to_str().unwrap_or_default(),
+        "train",
+        "--interactions",
+        bx.to_str().unwrap_or_default(),
+        "--user-col",
+        "User-ID",
+        "--item-col",
+        "ISBN",
+        "--weight-col",
+        "Book-Rating",
+        "--weights",
+        "log",
+        "--factors",
+        "4",
+        "--epochs",
+        "10",
+        "--reg",
+        "0.1",
+        "--out",
+        model.to_str().unwrap_or_default(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("skipped 1 rows with an empty"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("skipped 1 rows with an empty"),
+        "{}",
+        stderr(&o)
+    );
     let r = reelkit_ranker::Ranker::open(&model)?;
     assert_eq!(r.keyed(), (false, true));
     assert!(r.item_of_key(&isbn(0)).is_some(), "leading zeros kept");
@@ -1440,13 +1467,29 @@ fn string_ids_round_trip_through_train_and_recommend() -> TestResult {
     // their taste, by ISBN.
     let recs = dir.path().join("r.csv");
     let o = reelkit(&[
-        "recommend", "--model", model.to_str().unwrap_or_default(), "--user", "1", "--k", "2",
-        "--exclude", bx.to_str().unwrap_or_default(), "--user-col", "User-ID", "--item-col", "ISBN",
-        "--out", recs.to_str().unwrap_or_default(),
+        "recommend",
+        "--model",
+        model.to_str().unwrap_or_default(),
+        "--user",
+        "1",
+        "--k",
+        "2",
+        "--exclude",
+        bx.to_str().unwrap_or_default(),
+        "--user-col",
+        "User-ID",
+        "--item-col",
+        "ISBN",
+        "--out",
+        recs.to_str().unwrap_or_default(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = std::fs::read_to_string(&recs)?;
-    let got: Vec<&str> = out.lines().skip(1).map(|l| l.split(',').nth(1).unwrap_or("")).collect();
+    let got: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap_or(""))
+        .collect();
     assert_eq!(got.len(), 2, "{out}");
     // User 1 read books 0, 1, 2, 3 (not 4: (1 + 4) % 5 == 0): book 4 is the
     // one left of their taste.
@@ -1462,9 +1505,21 @@ fn string_ids_round_trip_through_train_and_recommend() -> TestResult {
     }
     std::fs::write(&dat, text)?;
     let o = reelkit(&[
-        "train", "--interactions", dat.to_str().unwrap_or_default(), "--user-col", "userID",
-        "--item-col", "artistID", "--weight-col", "weight", "--weights", "log", "--factors", "4",
-        "--out", model.to_str().unwrap_or_default(),
+        "train",
+        "--interactions",
+        dat.to_str().unwrap_or_default(),
+        "--user-col",
+        "userID",
+        "--item-col",
+        "artistID",
+        "--weight-col",
+        "weight",
+        "--weights",
+        "log",
+        "--factors",
+        "4",
+        "--out",
+        model.to_str().unwrap_or_default(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let r = reelkit_ranker::Ranker::open(&model)?;
@@ -1502,7 +1557,10 @@ fn imported_factors_recommend_by_their_dot_products() -> Result<(), Box<dyn std:
     reelkit_logs::write_frame(&spark.join("part-00000-abc.snappy.parquet"), &mut df)?;
     std::fs::write(spark.join("_SUCCESS"), "")?;
     let items = dir.path().join("items.csv");
-    std::fs::write(&items, "item,f0,f1\nb-01,0.9,0.1\nb-02,0.2,0.7\nb-03,0.5,0.5\nb-04,-1,2\n")?;
+    std::fs::write(
+        &items,
+        "item,f0,f1\nb-01,0.9,0.1\nb-02,0.2,0.7\nb-03,0.5,0.5\nb-04,-1,2\n",
+    )?;
     let model = dir.path().join("imported.arrow");
     let o = reelkit(&[
         "import-factors",
@@ -1515,13 +1573,28 @@ fn imported_factors_recommend_by_their_dot_products() -> Result<(), Box<dyn std:
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let recs = dir.path().join("recs.csv");
-    let o = reelkit(&["recommend", "--model", &p(&model), "--k", "4", "--out", &p(&recs)]);
+    let o = reelkit(&[
+        "recommend",
+        "--model",
+        &p(&model),
+        "--k",
+        "4",
+        "--out",
+        &p(&recs),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(&recs)?;
-    let item_vecs = [("b-01", [0.9f32, 0.1]), ("b-02", [0.2, 0.7]), ("b-03", [0.5, 0.5]), ("b-04", [-1.0, 2.0])];
+    let item_vecs = [
+        ("b-01", [0.9f32, 0.1]),
+        ("b-02", [0.2, 0.7]),
+        ("b-03", [0.5, 0.5]),
+        ("b-04", [-1.0, 2.0]),
+    ];
     for (u, v) in users {
-        let mut want: Vec<(&str, f32)> =
-            item_vecs.iter().map(|(i, w)| (*i, v[0] * w[0] + v[1] * w[1])).collect();
+        let mut want: Vec<(&str, f32)> = item_vecs
+            .iter()
+            .map(|(i, w)| (*i, v[0] * w[0] + v[1] * w[1]))
+            .collect();
         want.sort_by(|a, b| b.1.total_cmp(&a.1));
         let got: Vec<String> = text
             .lines()
@@ -1529,7 +1602,11 @@ fn imported_factors_recommend_by_their_dot_products() -> Result<(), Box<dyn std:
             .filter(|l| l.starts_with(&format!("{u},")))
             .map(|l| l.split(',').nth(1).unwrap_or_default().to_string())
             .collect();
-        assert_eq!(got, want.iter().map(|w| w.0.to_string()).collect::<Vec<_>>(), "user {u}");
+        assert_eq!(
+            got,
+            want.iter().map(|w| w.0.to_string()).collect::<Vec<_>>(),
+            "user {u}"
+        );
     }
     // Another dimension on one side: refused, naming both files.
     let three = dir.path().join("three.csv");
@@ -1544,7 +1621,10 @@ fn imported_factors_recommend_by_their_dot_products() -> Result<(), Box<dyn std:
         &p(&dir.path().join("bad.arrow")),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("three.csv") && err.contains("one dimension"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("three.csv") && err.contains("one dimension"),
+        "{err}"
+    );
     assert!(!dir.path().join("bad.arrow").exists());
     Ok(())
 }

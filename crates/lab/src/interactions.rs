@@ -310,7 +310,13 @@ pub fn tune_triplets(
 
 /// The validation split: by time at the `validation` quantile for logs with
 /// timestamps, per user at random otherwise.
-fn carve(t: &Triplets, data: &TrainingData, validation: f64, seed: u64, by_time: bool) -> Result<Split> {
+fn carve(
+    t: &Triplets,
+    data: &TrainingData,
+    validation: f64,
+    seed: u64,
+    by_time: bool,
+) -> Result<Split> {
     match (&t.ts, by_time) {
         (Some(ts), true) if !ts.is_empty() => {
             let mut sorted = ts.clone();

@@ -363,7 +363,9 @@ fn toml_error(what: &str, e: &toml::de::Error) -> Error {
 /// line it is on (`days = -3`), which names the key.
 fn located_error(what: &str, text: &str, e: &toml::de::Error) -> Error {
     let line = e.span().map(|span| {
-        let start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let start = text[..span.start.min(text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
         let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         let table = text[..start]
             .lines()
@@ -408,10 +410,13 @@ impl ExperimentSpec {
 
     /// Reads a spec file.
     pub fn from_file(path: &Path) -> Result<ExperimentSpec> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            reelkit_logs::read_text_capped(path, reelkit_logs::TEXT_CAP).map_err(|source| {
+                Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         let table: toml::Table = text
             .parse()
             .map_err(|e| syntax_error(&path.display().to_string(), &text, &e))?;
@@ -523,12 +528,13 @@ impl ExperimentSpec {
             None => builtin_metrics(),
             Some(p) => {
                 let path = self.base.join(p);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    Error::spec(
-                        "analysis.metrics",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
+                let text =
+                    reelkit_logs::read_text_capped(&path, reelkit_logs::TEXT_CAP).map_err(|e| {
+                        Error::spec(
+                            "analysis.metrics",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
                 parse_metrics(&text).map_err(|e| {
                     Error::spec("analysis.metrics", format!("{}: {e}", path.display()))
                 })?
@@ -620,9 +626,10 @@ impl ExperimentSpec {
         })?;
         if let Some(file) = &raw.world_file {
             let path = self.base.join(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Error::spec("world_file", format!("cannot read {}: {e}", path.display()))
-            })?;
+            let text =
+                reelkit_logs::read_text_capped(&path, reelkit_logs::TEXT_CAP).map_err(|e| {
+                    Error::spec("world_file", format!("cannot read {}: {e}", path.display()))
+                })?;
             let from_file: toml::Table = text
                 .parse()
                 .map_err(|e| syntax_error(&path.display().to_string(), &text, &e))?;

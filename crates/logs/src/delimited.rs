@@ -159,7 +159,11 @@ fn clean_id(v: &str) -> &str {
 /// A column of string ids: plain decimal numbers when every value is one,
 /// else dense ids in order of first appearance and the strings.
 pub(crate) fn ids_of_strings(raw: Vec<String>) -> IdColumn {
-    match raw.iter().map(|v| plain_number(v)).collect::<Option<Vec<u64>>>() {
+    match raw
+        .iter()
+        .map(|v| plain_number(v))
+        .collect::<Option<Vec<u64>>>()
+    {
         Some(v) => IdColumn::Numbers(v),
         None => intern(raw),
     }
@@ -243,7 +247,8 @@ pub(crate) fn read(
         fields(head, &sep, &mut buf).map_err(|why| bad_line(path, number(first_no), first, why))?;
         buf.iter().map(|f| clean_id(f).to_string()).collect()
     } else {
-        fields(first, &sep, &mut buf).map_err(|why| bad_line(path, number(first_no), first, why))?;
+        fields(first, &sep, &mut buf)
+            .map_err(|why| bad_line(path, number(first_no), first, why))?;
         (1..=buf.len()).map(|i| format!("column_{i}")).collect()
     };
     if names.len() == 1 {
@@ -393,7 +398,13 @@ fn bad_line(path: &Path, line: usize, text: &str, why: &str) -> Error {
 mod tests {
     use super::*;
 
-    fn parse(name: &str, text: &[u8], layout: &Layout, ids: &[&str], nums: &[&str]) -> Result<Parsed> {
+    fn parse(
+        name: &str,
+        text: &[u8],
+        layout: &Layout,
+        ids: &[&str],
+        nums: &[&str],
+    ) -> Result<Parsed> {
         let dir = tempfile::tempdir().map_err(|e| Error::io(Path::new("tmp"), e))?;
         let path = dir.path().join(name);
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
@@ -424,12 +435,21 @@ mod tests {
     fn book_crossing_carriage_returns_tripled_quotes_and_empty_rows() -> Result<()> {
         let text = b"User-ID,ISBN,Book-Rating\r276725,\"\"\"034545104X\"\"\",0\r,,\r,,\r\
 276726,\"\"\"0155061224\"\"\",5\r,\".0330486187\"\";\"\"6\"\"\",\r276725,\"\"\"0155061224\"\"\",3\r";
-        let p = parse("BX-Book-Ratings.csv", text, &header(), &["User-ID", "ISBN"], &["Book-Rating"])?;
+        let p = parse(
+            "BX-Book-Ratings.csv",
+            text,
+            &header(),
+            &["User-ID", "ISBN"],
+            &["Book-Rating"],
+        )?;
         assert_eq!(p.ids[0], IdColumn::Numbers(vec![276725, 276726, 276725]));
         // Leading zeros and letters: strings, in order of first appearance.
         assert_eq!(
             p.ids[1],
-            IdColumn::Strings(vec![0, 1, 1], vec!["034545104X".into(), "0155061224".into()])
+            IdColumn::Strings(
+                vec![0, 1, 1],
+                vec!["034545104X".into(), "0155061224".into()]
+            )
         );
         assert_eq!(p.numbers[0], vec![0.0, 5.0, 3.0]);
         assert_eq!(p.lines, vec![2, 5, 7]);
@@ -439,7 +459,13 @@ mod tests {
     #[test]
     fn a_semicolon_csv_as_the_original_book_crossing_dump_reads_without_sep() -> Result<()> {
         let text = b"\"User-ID\";\"ISBN\";\"Book-Rating\"\r\n\"276725\";\"034545104X\";\"0\"\r\n\"276726\";\"0155061224\";\"5\"\r\n";
-        let p = parse("BX-Book-Ratings.csv", text, &header(), &["User-ID", "ISBN"], &["Book-Rating"])?;
+        let p = parse(
+            "BX-Book-Ratings.csv",
+            text,
+            &header(),
+            &["User-ID", "ISBN"],
+            &["Book-Rating"],
+        )?;
         assert_eq!(p.ids[0], IdColumn::Numbers(vec![276725, 276726]));
         assert_eq!(
             p.ids[1],
@@ -477,25 +503,48 @@ mod tests {
             separator: Some(",".into()),
             ..Layout::default()
         };
-        let e = parse("r.csv", b"u;i\n1;2\n", &comma, &["u", "i"], &[]).unwrap_err().to_string();
-        assert!(e.contains("line 1") && e.contains("separator `;`"), "{e}");
-        let e = parse("r.csv", b"u,x\n1,2\n", &header(), &["u", "i"], &[]).unwrap_err().to_string();
-        assert!(e.contains("missing column `i`") && e.contains("u, x"), "{e}");
-        let e = parse("r.csv", b"u,i,w\n1,2,1\n3\n", &header(), &["u", "i"], &["w"])
+        let e = parse("r.csv", b"u;i\n1;2\n", &comma, &["u", "i"], &[])
             .unwrap_err()
             .to_string();
+        assert!(e.contains("line 1") && e.contains("separator `;`"), "{e}");
+        let e = parse("r.csv", b"u,x\n1,2\n", &header(), &["u", "i"], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing column `i`") && e.contains("u, x"),
+            "{e}"
+        );
+        let e = parse(
+            "r.csv",
+            b"u,i,w\n1,2,1\n3\n",
+            &header(),
+            &["u", "i"],
+            &["w"],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("line 3") && e.contains("1 fields"), "{e}");
-        let e = parse("r.csv", b"u,i\n1,\"2\n", &header(), &["u", "i"], &[]).unwrap_err().to_string();
+        let e = parse("r.csv", b"u,i\n1,\"2\n", &header(), &["u", "i"], &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("quote"), "{e}");
         // A weight that is not a number names the column.
-        let e = parse("r.csv", b"u,i,w\n1,2,lots\n", &header(), &["u", "i"], &["w"])
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "r.csv",
+            b"u,i,w\n1,2,lots\n",
+            &header(),
+            &["u", "i"],
+            &["w"],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`w`") && e.contains("lots"), "{e}");
         // A megabyte of value is quoted cut.
         let mut long = b"u,i,w\n1,2,".to_vec();
         long.extend(std::iter::repeat_n(b'x', 1_000_000));
-        let e = parse("r.csv", &long, &header(), &["u", "i"], &["w"]).unwrap_err().to_string();
+        let e = parse("r.csv", &long, &header(), &["u", "i"], &["w"])
+            .unwrap_err()
+            .to_string();
         assert!(e.len() < 400, "{}", e.len());
         // Skipping bad rows keeps the good ones.
         let skip = Layout {

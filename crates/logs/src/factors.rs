@@ -79,7 +79,12 @@ pub fn read_factor_table(path: &Path) -> Result<FactorTable> {
         let list = names
             .iter()
             .filter(|c| **c != id_name)
-            .find(|c| matches!(df.column(c.as_str()).map(|x| x.dtype()), Ok(DataType::List(_))))
+            .find(|c| {
+                matches!(
+                    df.column(c.as_str()).map(|x| x.dtype()),
+                    Ok(DataType::List(_))
+                )
+            })
             .cloned();
         let (d, v) = match list {
             Some(c) => list_vectors(part, df, &c, n)?,
@@ -240,7 +245,10 @@ mod tests {
         std::fs::write(spark.join("_SUCCESS"), b"").map_err(|e| Error::io(&spark, e))?;
         let t = read_factor_table(&spark)?;
         assert_eq!(t.ids, Ids::Numbers(vec![3, 1, 7]));
-        assert_eq!((t.dim, t.values.clone()), (2, vec![0.5, 1.0, 2.0, -1.0, 0.0, 4.0]));
+        assert_eq!(
+            (t.dim, t.values.clone()),
+            (2, vec![0.5, 1.0, 2.0, -1.0, 0.0, 4.0])
+        );
         // The same as plain columns, string ids.
         let plain = dir.path().join("items.parquet");
         let mut c = DataFrame::new(
@@ -260,7 +268,10 @@ mod tests {
         let ragged = dir.path().join("ragged.parquet");
         let s = Series::new(
             "features".into(),
-            vec![Series::new("".into(), vec![1f32, 2.0]), Series::new("".into(), vec![1f32])],
+            vec![
+                Series::new("".into(), vec![1f32, 2.0]),
+                Series::new("".into(), vec![1f32]),
+            ],
         );
         let mut d = DataFrame::new(2, vec![Column::new("id".into(), vec![1i64, 2]), s.into()])
             .map_err(|e| Error::polars(&ragged, e))?;

@@ -97,14 +97,20 @@ fn check_weights(path: &Path, column: &str, values: &[f64]) -> Result<Vec<f32>> 
                 column: column.to_string(),
                 row,
                 // 1e300 reads as 1e300, not as 301 digits.
-                value: if v.is_finite() && v.abs() >= 1e15 { format!("{v:e}") } else { v.to_string() },
+                value: if v.is_finite() && v.abs() >= 1e15 {
+                    format!("{v:e}")
+                } else {
+                    v.to_string()
+                },
                 reason,
             };
             if !v.is_finite() || v.abs() > f32::MAX as f64 {
                 Err(bad("not a finite number within 32-bit float range"))
             } else if v < 0.0 {
-                Err(bad("a negative weight (implicit feedback weighs how strongly a user \
-                         chose an item; drop negative rows or shift the scale)"))
+                Err(bad(
+                    "a negative weight (implicit feedback weighs how strongly a user \
+                         chose an item; drop negative rows or shift the scale)",
+                ))
             } else {
                 Ok(v as f32)
             }
@@ -122,7 +128,12 @@ fn check_weights(path: &Path, column: &str, values: &[f64]) -> Result<Vec<f32>> 
 /// an error naming the column and the row.
 pub fn read_interactions(path: &Path, cols: &InteractionColumns) -> Result<Interactions> {
     if !columnar(path) {
-        let nums: Vec<&str> = cols.weight.iter().chain(cols.ts.iter()).map(String::as_str).collect();
+        let nums: Vec<&str> = cols
+            .weight
+            .iter()
+            .chain(cols.ts.iter())
+            .map(String::as_str)
+            .collect();
         let mut p = delimited::read(path, &cols.text, &[&cols.user, &cols.item], &nums)?;
         if p.lines.is_empty() {
             return Err(Error::NoRows {
@@ -227,10 +238,14 @@ fn columnar_ids(path: &Path, col: &polars::prelude::Column) -> Result<(Vec<u64>,
 pub fn read_ids(path: &Path, column: &str, text: &Layout) -> Result<Ids> {
     if columnar(path) {
         let df = read_frame_ids(path, &TextOptions::default(), &[column])?;
-        return Ok(match columnar_ids(path, columns::column(path, &df, column)?)? {
-            (v, None) => Ids::Numbers(v),
-            (v, Some(keys)) => Ids::Strings(v.into_iter().map(|k| keys[k as usize].clone()).collect()),
-        });
+        return Ok(
+            match columnar_ids(path, columns::column(path, &df, column)?)? {
+                (v, None) => Ids::Numbers(v),
+                (v, Some(keys)) => {
+                    Ids::Strings(v.into_iter().map(|k| keys[k as usize].clone()).collect())
+                }
+            },
+        );
     }
     let p = delimited::read(path, text, &[column], &[])?;
     Ok(match p.ids.into_iter().next() {

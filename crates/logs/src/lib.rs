@@ -21,15 +21,15 @@ mod io;
 pub mod schema;
 
 pub use assignments::{read_assignments, write_assignments, Assignments};
+pub use delimited::{Keys, Layout};
 pub use error::{Error, Result};
 pub use events::{read_events, write_events, Event, Events};
 pub use factors::{read_factor_table, FactorTable};
 pub use integrity::{check_declared_sizes, untrusted_read_in_progress};
-pub use delimited::{Keys, Layout};
 pub use interactions::{read_ids, read_interactions, Ids, InteractionColumns, Interactions};
 pub use io::{
-    read_frame, read_frame_with, unreadable_columns, write_atomically, write_bytes_atomically,
-    write_frame, FileSet, Format, TextOptions,
+    read_frame, read_frame_with, read_text_capped, unreadable_columns, write_atomically,
+    write_bytes_atomically, write_frame, FileSet, Format, TextOptions, TEXT_CAP,
 };
 pub use schema::Surface;
 

@@ -134,7 +134,12 @@ fn simulate(
     })?
 }
 
-fn columns(user_col: &str, item_col: &str, weight_col: Option<&str>, ts_col: Option<&str>) -> InteractionColumns {
+fn columns(
+    user_col: &str,
+    item_col: &str,
+    weight_col: Option<&str>,
+    ts_col: Option<&str>,
+) -> InteractionColumns {
     InteractionColumns {
         user: user_col.to_string(),
         item: item_col.to_string(),
@@ -251,7 +256,9 @@ fn tune(
         one => Some(vec![one.parse::<Weighting>().map_err(value_err)?]),
     };
     if !(budget.is_finite() && budget >= 0.0) {
-        return Err(value_err(format!("budget must be a number of seconds, got {budget}")));
+        return Err(value_err(format!(
+            "budget must be a number of seconds, got {budget}"
+        )));
     }
     if k == 0 {
         return Err(value_err("k must be 1 or more"));
@@ -352,7 +359,9 @@ fn ab_analyze(
         comparisons: Vec::new(),
     };
     let events = events_source(events, "events")?;
-    let pre = pre_events.map(|p| events_source(p, "pre_events")).transpose()?;
+    let pre = pre_events
+        .map(|p| events_source(p, "pre_events"))
+        .transpose()?;
     blocking(py, None, move || -> Result<_, reelkit_abtest::Error> {
         let assignments = reelkit_logs::read_assignments(&assignments)?;
         let mut inputs = reelkit_abtest::Inputs::new(events, &assignments, &metrics);
@@ -366,11 +375,16 @@ fn ab_analyze(
         if segments {
             report.segments = reelkit_abtest::segments(&inputs, &cfg)?;
         }
-        let json = serde_json::to_string_pretty(&report).map_err(|e| reelkit_abtest::Error::Invalid {
-            what: "report".into(),
-            reason: e.to_string(),
-        })?;
-        Ok((json, reelkit_abtest::markdown(&report), reelkit_abtest::html(&report)))
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| reelkit_abtest::Error::Invalid {
+                what: "report".into(),
+                reason: e.to_string(),
+            })?;
+        Ok((
+            json,
+            reelkit_abtest::markdown(&report),
+            reelkit_abtest::html(&report),
+        ))
     })?
     .map_err(to_py)
 }
@@ -400,7 +414,8 @@ fn ab_power(
 /// the hash the server and `reelkit ab assign` use.
 #[pyfunction]
 fn ab_assign(users: Vec<u64>, arms: &str, salt: &str) -> PyResult<Vec<String>> {
-    let split = reelkit_assign::Split::parse(arms).map_err(|e| value_err(format!("arms {arms:?}: {e}")))?;
+    let split =
+        reelkit_assign::Split::parse(arms).map_err(|e| value_err(format!("arms {arms:?}: {e}")))?;
     Ok(users
         .iter()
         .map(|&u| split.names()[split.arm(salt, u)].clone())

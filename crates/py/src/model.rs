@@ -112,22 +112,24 @@ impl Model {
         let keyed = if users { r.keyed().0 } else { r.keyed().1 };
         if keyed {
             let key = |i: u64| {
-                if users {
-                    r.user_key(i)
-                } else {
-                    r.item_key(i)
-                }
-                .unwrap_or_default()
-                .to_string()
+                if users { r.user_key(i) } else { r.item_key(i) }
+                    .unwrap_or_default()
+                    .to_string()
             };
-            Arc::new(StringArray::from(ids.iter().map(|&i| key(i)).collect::<Vec<_>>()))
+            Arc::new(StringArray::from(
+                ids.iter().map(|&i| key(i)).collect::<Vec<_>>(),
+            ))
         } else {
             Arc::new(UInt64Array::from(ids.to_vec()))
         }
     }
 
     fn id_type(&self, users: bool) -> DataType {
-        let keyed = if users { self.ranker.keyed().0 } else { self.ranker.keyed().1 };
+        let keyed = if users {
+            self.ranker.keyed().0
+        } else {
+            self.ranker.keyed().1
+        };
         if keyed {
             DataType::Utf8
         } else {
@@ -186,12 +188,16 @@ impl Model {
         let ranker = match (&owned, &source) {
             (Some(m), _) => {
                 let m = (**m).clone();
-                blocking(py, None, move || Ranker::from_model(m).with_retrieval(retrieval))?
+                blocking(py, None, move || {
+                    Ranker::from_model(m).with_retrieval(retrieval)
+                })?
             }
             (None, Some(p)) => {
                 let p = p.clone();
-                blocking(py, None, move || Ranker::open(&p).map(|r| r.with_retrieval(retrieval)))?
-                    .map_err(to_py)?
+                blocking(py, None, move || {
+                    Ranker::open(&p).map(|r| r.with_retrieval(retrieval))
+                })?
+                .map_err(to_py)?
             }
             (None, None) => return Err(PyValueError::new_err("this model has no source")),
         };
@@ -449,8 +455,12 @@ impl Model {
             schema.clone(),
             vec![
                 self.id_column(&ids, false),
-                Arc::new(UInt32Array::from((1..=ids.len() as u32).collect::<Vec<_>>())),
-                Arc::new(Float32Array::from(recs.iter().map(|r| r.score).collect::<Vec<_>>())),
+                Arc::new(UInt32Array::from(
+                    (1..=ids.len() as u32).collect::<Vec<_>>(),
+                )),
+                Arc::new(Float32Array::from(
+                    recs.iter().map(|r| r.score).collect::<Vec<_>>(),
+                )),
             ],
         )
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -532,16 +542,18 @@ impl Model {
     /// `userFactors`/`itemFactors`, or id + vector columns).
     #[staticmethod]
     fn import_factors(py: Python<'_>, users: PathBuf, items: PathBuf) -> PyResult<Model> {
-        let m = blocking(py, None, move || reelkit_lab::import_factors(&users, &items))?
-            .map_err(to_py)?;
+        let m = blocking(py, None, move || {
+            reelkit_lab::import_factors(&users, &items)
+        })?
+        .map_err(to_py)?;
         Ok(Model::from_owned(m))
     }
 
     fn __repr__(&self) -> String {
-        let src = self
-            .source
-            .as_deref()
-            .map_or_else(|| "in memory".to_string(), |p: &Path| p.display().to_string());
+        let src = self.source.as_deref().map_or_else(
+            || "in memory".to_string(),
+            |p: &Path| p.display().to_string(),
+        );
         format!(
             "Model({} users × {} items, dim {}, {}, retrieval {})",
             self.n_users(),

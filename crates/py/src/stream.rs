@@ -8,7 +8,7 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Mutex;
 
-use arrow_array::ffi_stream::{RecordBatchStreamReader, FFI_ArrowArrayStream};
+use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use arrow_array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
@@ -29,18 +29,21 @@ pub fn frame_to_ipc(obj: &Bound<'_, PyAny>, name: &str, path: &Path) -> PyResult
         )));
     }
     let capsule = obj.call_method1("__arrow_c_stream__", (obj.py().None(),))?;
-    let capsule = capsule
-        .cast::<PyCapsule>()
-        .map_err(|_| PyTypeError::new_err(format!("`{name}`.__arrow_c_stream__ returned no capsule")))?;
+    let capsule = capsule.cast::<PyCapsule>().map_err(|_| {
+        PyTypeError::new_err(format!("`{name}`.__arrow_c_stream__ returned no capsule"))
+    })?;
     let ptr = capsule.pointer_checked(Some(STREAM))?;
     // SAFETY: the capsule is named `arrow_array_stream`, so by the PyCapsule
     // interface it points to a valid `ArrowArrayStream`; `from_raw` moves the
     // stream out and leaves a released one behind, which the capsule's own
     // destructor then skips.
-    let reader = unsafe { RecordBatchStreamReader::from_raw(ptr.as_ptr().cast()) }
-        .map_err(|e| PyValueError::new_err(format!("`{name}`: not a readable Arrow stream: {e}")))?;
+    let reader =
+        unsafe { RecordBatchStreamReader::from_raw(ptr.as_ptr().cast()) }.map_err(|e| {
+            PyValueError::new_err(format!("`{name}`: not a readable Arrow stream: {e}"))
+        })?;
     let schema = reader.schema();
-    let file = File::create(path).map_err(|e| PyOSError::new_err(format!("{}: {e}", path.display())))?;
+    let file =
+        File::create(path).map_err(|e| PyOSError::new_err(format!("{}: {e}", path.display())))?;
     let mut w = arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), &schema)
         .map_err(|e| PyValueError::new_err(format!("`{name}`: {e}")))?;
     for batch in reader {
@@ -72,22 +75,30 @@ pub fn frame_to_polars(
         )));
     }
     let capsule = obj.call_method1("__arrow_c_stream__", (obj.py().None(),))?;
-    let capsule = capsule
-        .cast::<PyCapsule>()
-        .map_err(|_| PyTypeError::new_err(format!("`{name}`.__arrow_c_stream__ returned no capsule")))?;
+    let capsule = capsule.cast::<PyCapsule>().map_err(|_| {
+        PyTypeError::new_err(format!("`{name}`.__arrow_c_stream__ returned no capsule"))
+    })?;
     let ptr = capsule.pointer_checked(Some(STREAM))?;
     // SAFETY: a capsule named `arrow_array_stream` points to a valid C
     // stream (the PyCapsule interface); it is moved out and a released one
     // left behind, so the capsule's destructor does not release it twice.
     let stream = unsafe {
-        std::ptr::replace(ptr.as_ptr().cast::<ArrowArrayStream>(), ArrowArrayStream::empty())
+        std::ptr::replace(
+            ptr.as_ptr().cast::<ArrowArrayStream>(),
+            ArrowArrayStream::empty(),
+        )
     };
     // SAFETY: the stream was just taken from a producer that follows the
     // C stream interface.
-    let mut reader = unsafe { ArrowArrayStreamReader::try_new(Box::new(stream)) }.map_err(|e| bad(&e))?;
+    let mut reader =
+        unsafe { ArrowArrayStreamReader::try_new(Box::new(stream)) }.map_err(|e| bad(&e))?;
     let fields = match reader.field().dtype() {
         ArrowDataType::Struct(f) => f.clone(),
-        other => return Err(bad(&format!("a stream of {other:?}, not of a table's rows"))),
+        other => {
+            return Err(bad(&format!(
+                "a stream of {other:?}, not of a table's rows"
+            )))
+        }
     };
     let mut chunks: Vec<Vec<Box<dyn polars_arrow::array::Array>>> = vec![Vec::new(); fields.len()];
     // SAFETY: `next` reads the stream's arrays; the reader owns the stream.
@@ -152,8 +163,10 @@ impl ArrowStream {
             .map_err(|_| PyValueError::new_err("the stream's lock is poisoned"))?
             .take()
             .ok_or_else(|| PyValueError::new_err("this stream was already consumed"))?;
-        let reader: Box<dyn RecordBatchReader + Send> =
-            Box::new(RecordBatchIterator::new(batches.into_iter().map(Ok), schema));
+        let reader: Box<dyn RecordBatchReader + Send> = Box::new(RecordBatchIterator::new(
+            batches.into_iter().map(Ok),
+            schema,
+        ));
         // The capsule's pointer is the stream itself (the value is the first
         // field of pyo3's capsule contents), as the interface wants.
         PyCapsule::new_with_value(py, SendStream(FFI_ArrowArrayStream::new(reader)), STREAM)

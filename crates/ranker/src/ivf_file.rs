@@ -202,6 +202,14 @@ impl IvfIndex {
     /// version, or was built from another table. The file is read whole into
     /// memory, so replacing it later does not affect the loaded index.
     pub fn load(path: &Path, exact: &ItemTable<'_>) -> Result<IvfIndex> {
+        // A regular file only: a link to a device would be read forever.
+        let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+        if !meta.is_file() {
+            return Err(io_err(
+                path,
+                std::io::Error::other("not a regular file (a device, a pipe or a directory)"),
+            ));
+        }
         let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
         // Malformed flatbuffers or arrays deep inside a foreign file could trip
         // an assertion in a dependency: keep the promise of an error.

@@ -96,8 +96,8 @@ pub use isa::Isa;
 pub use ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
 pub use linalg::dot;
 pub use model::{
-    ExternalIds, Keys, MappedModel, MappedSurfaces, Model, ModelMeta, SurfaceVectors, FORMAT_VERSION,
-    SUPPORTED_VERSIONS,
+    ExternalIds, Keys, MappedModel, MappedSurfaces, Model, ModelMeta, SurfaceVectors,
+    FORMAT_VERSION, SUPPORTED_VERSIONS,
 };
 pub use pages::in_huge_pages;
 pub use params::{Algo, TrainParams, ValidTrainParams};
@@ -105,6 +105,7 @@ pub use ranker::{
     BatchRequest, Ranker, Recommendation, Recommendations, Request, Retrieval, Surface,
     USERS_PER_BATCH,
 };
+pub use rp3::{rp3beta_factors, Rp3Params};
 pub use split::{split_by_time, split_random, Split};
 pub use surfaces::{
     choose_specific, heldout_concordance, solve_surface_users, train_surface_ials,
@@ -113,7 +114,6 @@ pub use surfaces::{
 };
 pub use top::Scored;
 pub use topk::ItemTable;
-pub use rp3::{rp3beta_factors, Rp3Params};
 pub use tune::{choose, fit_trial, tune, Candidate, Trial, TuneOptions, Weighting};
 pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
 

@@ -184,19 +184,19 @@ pub struct Model {
 
 fn schema(dim: usize, keyed: bool, metadata: HashMap<String, String>) -> Schema {
     let mut fields = vec![
-            Field::new("kind", DataType::UInt8, false),
-            Field::new("id", DataType::UInt64, false),
-            Field::new(
-                "embedding",
-                DataType::FixedSizeList(
-                    Arc::new(Field::new("item", DataType::Float32, false)),
-                    dim as i32,
-                ),
-                false,
+        Field::new("kind", DataType::UInt8, false),
+        Field::new("id", DataType::UInt64, false),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, false)),
+                dim as i32,
             ),
-            Field::new("bias", DataType::Float32, false),
-            Field::new("count", DataType::UInt32, false),
-        ];
+            false,
+        ),
+        Field::new("bias", DataType::Float32, false),
+        Field::new("count", DataType::UInt32, false),
+    ];
     if keyed {
         fields.push(Field::new("key", DataType::Utf8, true));
     }

@@ -195,7 +195,12 @@ mod tests {
         (0..nu)
             .map(|u| {
                 (0..ni)
-                    .map(|j| (0..ni).filter(|&i| x.contains(u, i as u32)).map(|i| w[i][j]).sum())
+                    .map(|j| {
+                        (0..ni)
+                            .filter(|&i| x.contains(u, i as u32))
+                            .map(|i| w[i][j])
+                            .sum()
+                    })
                     .collect()
             })
             .collect()
@@ -206,19 +211,39 @@ mod tests {
         let x = binary(&crate::csr::two_taste_groups(12, 9, 4));
         let basis = EaseBasis::new(&x, 64, 1)?;
         for p in [
-            Rp3Params { alpha: 1.0, beta: 0.0, neighbours: 100 },
-            Rp3Params { alpha: 0.6, beta: 0.4, neighbours: 3 },
+            Rp3Params {
+                alpha: 1.0,
+                beta: 0.0,
+                neighbours: 100,
+            },
+            Rp3Params {
+                alpha: 0.6,
+                beta: 0.4,
+                neighbours: 3,
+            },
         ] {
             let f = rp3beta_factors(&x, &basis, &p)?;
             let want = reference(&x, &p);
             for (u, row) in want.iter().enumerate() {
                 for (j, &s) in row.iter().enumerate() {
                     let got = dot(f.user(u), f.item(j)) as f64;
-                    assert!((got - s).abs() < 1e-4 * (1.0 + s.abs()), "{p:?} u{u} j{j}: {got} vs {s}");
+                    assert!(
+                        (got - s).abs() < 1e-4 * (1.0 + s.abs()),
+                        "{p:?} u{u} j{j}: {got} vs {s}"
+                    );
                 }
             }
         }
-        assert!(rp3beta_factors(&x, &basis, &Rp3Params { alpha: 0.0, beta: 0.0, neighbours: 5 }).is_err());
+        assert!(rp3beta_factors(
+            &x,
+            &basis,
+            &Rp3Params {
+                alpha: 0.0,
+                beta: 0.0,
+                neighbours: 5
+            }
+        )
+        .is_err());
         Ok(())
     }
 }

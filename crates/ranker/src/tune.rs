@@ -207,10 +207,7 @@ impl Candidate {
                 seed,
                 ..TrainParams::default()
             },
-            Candidate::Factorization(p) => TrainParams {
-                seed,
-                ..p.clone()
-            },
+            Candidate::Factorization(p) => TrainParams { seed, ..p.clone() },
             Candidate::Blend { a, .. } => a.params(seed),
         }
     }
@@ -365,7 +362,9 @@ impl Scorer {
                                 .filter(|(j, _)| seen.binary_search(&(*j as u32)).is_err())
                                 .map(|(j, &s)| (j as u32, s))
                                 .collect();
-                            let by = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+                            let by = |a: &(u32, f32), b: &(u32, f32)| {
+                                b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+                            };
                             if cand.len() > m && m > 0 {
                                 cand.select_nth_unstable_by(m - 1, by);
                                 cand.truncate(m);
@@ -491,7 +490,11 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
         start: Instant::now(),
         trials: Vec::new(),
         kept: Vec::new(),
-        best_weighting: opts.weightings.first().copied().unwrap_or(Weighting::Binary),
+        best_weighting: opts
+            .weightings
+            .first()
+            .copied()
+            .unwrap_or(Weighting::Binary),
     };
     // EASE and RP3beta are items × items models: above EASE's item limit
     // the search goes on without them (iALS scales with the interactions).
@@ -527,7 +530,10 @@ pub fn choose(trials: &[Trial]) -> Option<&Trial> {
     let best = pool.iter().max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))?;
     let mut heads: Vec<&Trial> = Vec::new();
     for t in &pool {
-        match heads.iter_mut().find(|h| h.candidate.kind() == t.candidate.kind()) {
+        match heads
+            .iter_mut()
+            .find(|h| h.candidate.kind() == t.candidate.kind())
+        {
             Some(h) if h.ndcg >= t.ndcg => {}
             Some(h) => *h = t,
             None => heads.push(t),
@@ -678,7 +684,13 @@ impl Search<'_> {
                 } else {
                     t
                 };
-                let i = s.evaluate(stage, Candidate::Ease { lambda }, w, Scorer::Factors(f), own_start);
+                let i = s.evaluate(
+                    stage,
+                    Candidate::Ease { lambda },
+                    w,
+                    Scorer::Factors(f),
+                    own_start,
+                );
                 Ok((s.trials[i].ndcg, t.elapsed().as_secs_f64()))
             };
             // Log₁₀ λ: odd half-decades from the middle out (λ in the
@@ -742,7 +754,13 @@ impl Search<'_> {
                         rows,
                         bias: vec![0.0; n_items],
                     };
-                    self.evaluate("coarse", Candidate::Rp3beta(p), Weighting::Binary, scorer, t);
+                    self.evaluate(
+                        "coarse",
+                        Candidate::Rp3beta(p),
+                        Weighting::Binary,
+                        scorer,
+                        t,
+                    );
                     last = t.elapsed().as_secs_f64();
                 }
             }
@@ -871,7 +889,9 @@ impl Search<'_> {
             (a0, p.reg * a0)
         };
         let best_params = |s: &Self| match s.best_of("ials").map(|t| &t.candidate) {
-            Some(Candidate::Factorization(p)) => Some((p.clone(), s.best_of("ials").map_or(0.0, |t| t.ndcg))),
+            Some(Candidate::Factorization(p)) => {
+                Some((p.clone(), s.best_of("ials").map_or(0.0, |t| t.ndcg)))
+            }
             _ => None,
         };
         let mut step = 0.25f32;
@@ -979,7 +999,10 @@ impl Search<'_> {
                         .iter()
                         .zip(a.iter().zip(b))
                         .map(|(&j, (&a, &b))| {
-                            (j, (weight * a as f64 / sa + (1.0 - weight) * b as f64 / sb) as f32)
+                            (
+                                j,
+                                (weight * a as f64 / sa + (1.0 - weight) * b as f64 / sb) as f32,
+                            )
                         })
                         .collect();
                     l.sort_unstable_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
@@ -1057,7 +1080,11 @@ impl Search<'_> {
             .min_by(|a, b| a.abs().total_cmp(&b.abs()))
             .unwrap_or(0.0);
         for (beta, judged) in tried {
-            let stage = if beta == keep_beta { "debias" } else { CANDIDATE };
+            let stage = if beta == keep_beta {
+                "debias"
+            } else {
+                CANDIDATE
+            };
             self.record(stage, cand.clone(), w, beta, judged, secs);
         }
     }
@@ -1093,7 +1120,12 @@ fn fit_candidate(c: &Candidate, x: &Csr, raw: &Csr, opts: &TuneOptions) -> Resul
         Candidate::Blend { a, b, weight } => {
             let fa = fit_candidate(a, x, raw, opts)?;
             let fb = fit_candidate(b, x, raw, opts)?;
-            Ok(concat(&fa, &fb, *weight / fa.score_scale(), (1.0 - weight) / fb.score_scale()))
+            Ok(concat(
+                &fa,
+                &fb,
+                *weight / fa.score_scale(),
+                (1.0 - weight) / fb.score_scale(),
+            ))
         }
     }
 }
@@ -1159,7 +1191,10 @@ mod tests {
         let noise: Vec<f64> = (0..200).map(|_| 0.1 * rng.centred() as f64).collect();
         let ease = trial(base.clone(), Candidate::Ease { lambda: 100.0 });
         let ials_tie = trial(
-            base.iter().zip(&noise).map(|(b, n)| b + 0.002 + n).collect(),
+            base.iter()
+                .zip(&noise)
+                .map(|(b, n)| b + 0.002 + n)
+                .collect(),
             Candidate::Factorization(TrainParams::default()),
         );
         let trials = vec![ials_tie.clone(), ease.clone()];
@@ -1189,11 +1224,14 @@ mod tests {
         let ease = vec![0.0; n];
         let ials = |v: Vec<f64>| trial(v, Candidate::Factorization(TrainParams::default()));
         let trials = vec![
-            trial(best, Candidate::Blend {
-                a: Box::new(Candidate::Ease { lambda: 1.0 }),
-                b: Box::new(Candidate::Ease { lambda: 2.0 }),
-                weight: 0.5,
-            }),
+            trial(
+                best,
+                Candidate::Blend {
+                    a: Box::new(Candidate::Ease { lambda: 1.0 }),
+                    b: Box::new(Candidate::Ease { lambda: 2.0 }),
+                    weight: 0.5,
+                },
+            ),
             ials(poor),
             ials(good.clone()),
             trial(ease, Candidate::Ease { lambda: 3.0 }),
@@ -1287,7 +1325,9 @@ mod tests {
         };
         let trials = tune(&split, &opts)?;
         assert!(trials.iter().any(|t| t.candidate.kind() == "ials"));
-        assert!(trials.iter().all(|t| !matches!(t.candidate.kind(), "ease" | "rp3beta")));
+        assert!(trials
+            .iter()
+            .all(|t| !matches!(t.candidate.kind(), "ease" | "rp3beta")));
         assert!(choose(&trials).is_some());
         Ok(())
     }
