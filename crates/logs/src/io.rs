@@ -345,6 +345,35 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// The most bytes [`read_text_capped`] reads: far beyond any spec, metrics
+/// file, world configuration or token.
+pub const TEXT_CAP: u64 = 16 << 20;
+
+/// Reads a small text input (a TOML spec, a metrics file, a token) whole,
+/// refusing what is not a regular file (a link to `/dev/zero` would never
+/// end) or is larger than `cap` bytes, with an I/O error saying which.
+pub fn read_text_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a device, a pipe or a directory)",
+        ));
+    }
+    let mut text = String::new();
+    let read = std::fs::File::open(path)?
+        .take(cap + 1)
+        .read_to_string(&mut text)?;
+    if read as u64 > cap {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB: not a text input reelkit reads",
+            cap >> 20
+        )));
+    }
+    Ok(text)
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,32 +437,4 @@ mod tests {
         }
         Ok(())
     }
-}
-
-/// The most bytes [`read_text_capped`] reads: far beyond any spec, metrics
-/// file, world configuration or token.
-pub const TEXT_CAP: u64 = 16 << 20;
-
-/// Reads a small text input (a TOML spec, a metrics file, a token) whole,
-/// refusing what is not a regular file (a link to `/dev/zero` would never
-/// end) or is larger than `cap` bytes, with an I/O error saying which.
-pub fn read_text_capped(path: &Path, cap: u64) -> std::io::Result<String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other(
-            "not a regular file (a device, a pipe or a directory)",
-        ));
-    }
-    let mut text = String::new();
-    let read = std::fs::File::open(path)?
-        .take(cap + 1)
-        .read_to_string(&mut text)?;
-    if read as u64 > cap {
-        return Err(std::io::Error::other(format!(
-            "larger than {} MiB: not a text input reelkit reads",
-            cap >> 20
-        )));
-    }
-    Ok(text)
 }
