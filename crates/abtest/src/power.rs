@@ -124,6 +124,28 @@ pub fn pre_period_power(
         }
     }
     let ev = reelkit_logs::read_events(events)?;
+    if ev.is_empty() {
+        return Err(invalid(
+            "events",
+            "no events: a power analysis needs a pre-period".into(),
+        ));
+    }
+    let (lo, hi) = (
+        ev.ts_ms.iter().min().copied().unwrap_or(0),
+        ev.ts_ms.iter().max().copied().unwrap_or(0),
+    );
+    // Ten years of pre-period is no pre-period: a timestamp is wrong (not
+    // milliseconds, or a sentinel such as i64::MAX).
+    const MAX_SPAN_MS: i64 = 3_650 * 86_400_000;
+    if hi.saturating_sub(lo) > MAX_SPAN_MS {
+        return Err(invalid(
+            "events",
+            format!(
+                "ts_ms spans {lo} to {hi}, more than ten years: a timestamp is wrong \
+                 (ts_ms is milliseconds since 1970)"
+            ),
+        ));
+    }
     // Every user active in the pre-period, all in one arm.
     let mut users: Vec<u64> = ev.user_id.clone();
     users.sort_unstable();

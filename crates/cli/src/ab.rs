@@ -350,6 +350,9 @@ fn power(args: PowerArgs) -> anyhow::Result<()> {
         args.treatment_share,
     )
     .map_err(|e| match e {
+        reelkit_abtest::Error::Invalid { what, reason } if what == "events" => {
+            anyhow::anyhow!("--events {}: {reason}", args.events.display())
+        }
         reelkit_abtest::Error::Invalid { what, reason } => {
             anyhow::anyhow!("--{} {reason}", what.replace('_', "-"))
         }

@@ -74,6 +74,9 @@ fn fixtures(dir: &Path) -> TestResult {
     w("bad_stats.json", "{\"arms\": [")?;
     w("short_token", "abc\n")?;
     w("spec_bad.toml", "name = \"x\"\n[experiment\n")?;
+    let header = "user_id,session_id,ts_ms,video_id,creator_id,surface,position,duration_ms,watch_ms,liked,shared,commented,followed\n";
+    w("events_far.csv", &format!("{header}1,1,1700000000000,5,9,reels,0,10000,5000,0,0,0,0\n2,2,9223372036854775807,5,9,reels,0,10000,5000,0,0,0,0\n"))?;
+    w("events_none.csv", header)?;
     // Issue 34: a text input that never ends, and a spec whose folder is the output.
     std::os::unix::fs::symlink("/dev/zero", dir.join("zero.toml"))?;
     std::fs::create_dir_all(dir.join("specdir"))?;
@@ -406,6 +409,8 @@ fn cases() -> Vec<Case> {
         fail("simulate: a config that never ends", "simulate --config {in}/zero.toml --out {out}/sim", &["zero.toml", "not a regular file"]),
         fail("experiment: a spec that never ends", "experiment run {in}/zero.toml --out {out}/e", &["zero.toml", "not a regular file"]),
         fail("experiment: output over the spec's folder", "experiment run {in}/specdir/spec.toml --set world.users=300 --out {in}/specdir", &["spec.toml", "--out"]),
+        fail("ab power: a timestamp far in the future", "ab power --events {in}/events_far.csv", &["events_far.csv", "ten years"]),
+        fail("ab power: no events", "ab power --events {in}/events_none.csv", &["events_none.csv"]),
         fail("eval: k 0", "eval --model {in}/model.arrow --train {in}/good.csv --test {in}/good.csv --user-col uid --item-col movie --k 0", &["--k"]),
         fail("tune: report over the model", "tune --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/m.arrow --report {out}/m.arrow", &["--report", "same file as --out"]),
         fail("serve: zero connections", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-connections 0", &["--max-connections"]),

@@ -373,7 +373,6 @@ pub fn read_text_capped(path: &Path, cap: u64) -> std::io::Result<String> {
     Ok(text)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,8 +89,25 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Reads the whole body within the size limit and parses it: syntax errors
 /// are 400, well-formed JSON of the wrong shape 422, oversized bodies 413.
-async fn json_body<T: for<'de> Deserialize<'de>>(state: &AppState, body: Body) -> ApiResult<T> {
+async fn json_body<T: for<'de> Deserialize<'de>>(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> ApiResult<T> {
     let limit = state.config.max_body_bytes;
+    // A declared length over the limit is refused before any byte is read
+    // (and before hyper answers `Expect: 100-continue`).
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body exceeds {limit} bytes"),
+        ));
+    }
     let read = tokio::time::timeout(
         state.config.body_read_timeout,
         axum::body::to_bytes(body, limit),
@@ -414,8 +431,12 @@ impl Wanted {
     }
 }
 
-async fn recommend(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Response> {
-    let b: RecommendBody = json_body(&state, body).await?;
+async fn recommend(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let b: RecommendBody = json_body(&state, &headers, body).await?;
     let k = check_k(&state, b.k)?;
     check_ids(&state, "exclude", &b.exclude)?;
     check_ids(&state, "history", &b.history)?;
@@ -596,8 +617,12 @@ pub struct ScoreResponse {
     pub model_version: String,
 }
 
-async fn score(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json<ScoreResponse>> {
-    let b: ScoreBody = json_body(&state, body).await?;
+async fn score(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ScoreResponse>> {
+    let b: ScoreBody = json_body(&state, &headers, body).await?;
     check_ids(&state, "video_ids", &b.video_ids)?;
     let model = state.model();
     let user = b

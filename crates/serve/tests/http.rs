@@ -1453,3 +1453,35 @@ fn a_string_id_model_answers_in_the_ids_it_was_trained_on() -> TestResult {
     assert_eq!(ids(&a).len(), 3);
     Ok(())
 }
+
+/// A declared body over the limit is refused at once with 413, before any
+/// body byte and without a `100 Continue` (issue 34).
+#[test]
+fn a_declared_body_over_the_limit_is_413_at_once() -> TestResult {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir()?;
+    let config = ServeConfig {
+        max_body_bytes: 1024,
+        body_read_timeout: std::time::Duration::from_secs(30),
+        ..ServeConfig::default()
+    };
+    let (addr, _state) = server(dir.path(), config)?;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let t = std::time::Instant::now();
+    s.write_all(
+        b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 10000000\r\nExpect: 100-continue\r\n\r\n",
+    )?;
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf)?;
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(!reply.contains("100 Continue"), "{reply}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    Ok(())
+}
