@@ -553,6 +553,16 @@ fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
     };
     let valid = spec.check()?;
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    let (w, (pre, days)) = (valid.world(), valid.days());
+    crate::limits::ensure_fits(
+        &format!("--runs {} of {} users", args.runs, w.users),
+        // Every run's estimates are kept (a few hundred bytes each); a run's
+        // world is played under each arm, on both cores.
+        args.runs as f64 * 512.0
+            + crate::limits::simulation_bytes(w.users, w.videos, pre + days)
+                * (valid.arms().len() as f64 + 1.0)
+                * 2.0,
+    )?;
     let t0 = std::time::Instant::now();
     let pb = crate::progress::bar(args.runs as u64, "calibration runs");
     let c = reelkit_lab::calibrate(&valid, args.runs, &|r| pb.set_position(r as u64))?;

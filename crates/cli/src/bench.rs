@@ -950,6 +950,13 @@ fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
     if let Some(phase) = &args.phase {
         return ab_phase(phase, &args);
     }
+    if args.events.is_none() {
+        crate::limits::ensure_fits(
+            &format!("--impressions {}", args.impressions),
+            // The generated columns, then the file written from them.
+            args.impressions as f64 * 64.0 * 2.0,
+        )?;
+    }
     let tmp = tempfile_dir(args.dir.as_deref())?;
     let path = match &args.events {
         Some(p) => p.clone(),
@@ -1112,6 +1119,13 @@ fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         args.items > 0 && args.users > 0 && args.dim > 0,
         "empty model"
     );
+    crate::limits::ensure_fits(
+        &format!(
+            "--items {} and --users {} × --dim {}",
+            args.items, args.users, args.dim
+        ),
+        (args.items + args.users) as f64 * args.dim as f64 * 4.0 * 3.0,
+    )?;
     anyhow::ensure!(
         args.load_share > 0.0 && args.load_share <= 1.0,
         "--load-share must be in (0, 1]"
@@ -1387,6 +1401,11 @@ fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         args.items > 0 && args.dim > 0 && args.queries > 0,
         "empty benchmark"
     );
+    crate::limits::ensure_fits(
+        &format!("--items {} × --dim {}", args.items, args.dim),
+        // The f32 table, its reduced copies and the index: about twice it.
+        args.items as f64 * args.dim as f64 * 4.0 * 2.0,
+    )?;
     // Measured queries, and queries that tune nprobe (never measured): drawn
     // from the same distribution, or (with files) a seeded sample of items.
     let (items, queries, tuning): (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) =

@@ -102,11 +102,29 @@ pub fn load_spec(path: Option<&std::path::Path>, set: &[String]) -> anyhow::Resu
     Ok(spec)
 }
 
+/// Refuses a spec whose run cannot fit in memory: the world is played
+/// under every arm (the ground truth), for the pre-period and the experiment.
+pub fn ensure_spec_fits(v: &reelkit_lab::ValidSpec) -> anyhow::Result<()> {
+    let w = v.world();
+    let (pre, days) = v.days();
+    let arms = v.arms().len().max(1);
+    crate::limits::ensure_fits(
+        &format!(
+            "an experiment of {} users × {} videos × {} days under {arms} arms",
+            w.users,
+            w.videos,
+            pre + days
+        ),
+        crate::limits::simulation_bytes(w.users, w.videos, pre + days) * (arms as f64 + 1.0),
+    )
+}
+
 /// Checks the spec (before anything is simulated or written), runs it,
 /// writes everything under `out` and prints the summary.
 pub fn run_and_write(spec: &ExperimentSpec, out: &std::path::Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let valid = spec.check()?;
+    ensure_spec_fits(&valid)?;
     let outcome = run(&valid, &|msg| eprintln!("{msg}"))?;
     outcome
         .write(out, &spec.to_toml())

@@ -14,6 +14,7 @@ mod experiment;
 mod import;
 mod index;
 mod interrupt;
+mod limits;
 mod progress;
 mod recommend;
 mod serve;

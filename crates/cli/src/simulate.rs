@@ -69,7 +69,15 @@ pub fn load_params(
         params.videos = v;
         params.creators = params.creators.min(v);
     }
-    Ok(params.check()?)
+    let params = params.check()?;
+    crate::limits::ensure_fits(
+        &format!(
+            "simulating {} users × {} videos × {} days",
+            params.users, params.videos, params.days
+        ),
+        crate::limits::simulation_bytes(params.users, params.videos, params.days),
+    )?;
+    Ok(params)
 }
 
 /// A built-in policy, or `ranker` serving a model file (with the same fresh
