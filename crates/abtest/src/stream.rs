@@ -245,6 +245,20 @@ fn keys(c: &Column, dict: &mut FastMap<String, u64>) -> PolarsResult<Vec<Option<
 
 impl State {
     fn add(&mut self, df: &DataFrame, parts: &[Part], index: &UserIndex) -> PolarsResult<()> {
+        for (name, _) in row_checks() {
+            let flags = df.column(&format!("{BAD}{name}"))?;
+            if let Some(at) = flags.bool()?.iter().position(|b| b == Some(true)) {
+                let row = df.column(ROW)?.u64()?.get(at).unwrap_or_default();
+                polars_bail!(ComputeError:
+                    "column `{name}` at row {row} (0-based data row): {}",
+                    if name == schema::USER_ID || name == schema::TS_MS {
+                        "null"
+                    } else {
+                        "null, NaN or negative"
+                    }
+                );
+            }
+        }
         let users = df.column(schema::USER_ID)?.cast(&DataType::UInt64)?;
         let rows: Vec<Option<u32>> = users
             .u64()?
@@ -286,6 +300,29 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The row number column of a scan (for messages).
+const ROW: &str = "__reelkit_row";
+/// The prefix of the row checks' flag columns.
+const BAD: &str = "__reelkit_bad_";
+
+/// The event-schema checks every reader applies: ids and times present,
+/// watch time and duration finite and not negative.
+fn row_checks() -> [(&'static str, Expr); 4] {
+    let number = |c: &str| {
+        let x = col(c).cast(DataType::Float64);
+        col(c)
+            .is_null()
+            .or(x.clone().is_nan().fill_null(lit(false)))
+            .or(x.lt(lit(0.0)).fill_null(lit(false)))
+    };
+    [
+        (schema::USER_ID, col(schema::USER_ID).is_null()),
+        (schema::TS_MS, col(schema::TS_MS).is_null()),
+        (schema::WATCH_MS, number(schema::WATCH_MS)),
+        (schema::DURATION_MS, number(schema::DURATION_MS)),
+    ]
 }
 
 /// One metric's per-user numerator and (ratio metrics) denominator, in the
@@ -332,7 +369,12 @@ pub(crate) fn per_user(
         .map(|m| (slot(&m.numerator), m.denominator.as_ref().map(&mut slot)))
         .collect();
     let mut parts = Vec::with_capacity(aggs.len());
-    let mut exprs = vec![col(schema::USER_ID)];
+    let mut exprs = vec![col(schema::USER_ID), col(ROW).cast(DataType::UInt64)];
+    // Rows another reader would refuse are refused here too, by column and
+    // row, not dropped or summed as nonsense (checked in the same pass).
+    for (name, bad) in row_checks() {
+        exprs.push(bad.alias(format!("{BAD}{name}")));
+    }
     for (k, a) in aggs.iter().enumerate() {
         let (part, e) = row_expr(a, k);
         parts.push(part);
@@ -358,7 +400,7 @@ pub(crate) fn per_user(
             Ok(false)
         })
     };
-    derive(lf)
+    derive(lf.with_row_index(ROW, None))
         .select(exprs)
         .sink_batches(sink, false, None)
         .and_then(|q| q.collect_with_engine(Engine::Streaming))

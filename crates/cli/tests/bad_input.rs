@@ -77,6 +77,21 @@ fn fixtures(dir: &Path) -> TestResult {
     let header = "user_id,session_id,ts_ms,video_id,creator_id,surface,position,duration_ms,watch_ms,liked,shared,commented,followed\n";
     w("events_far.csv", &format!("{header}1,1,1700000000000,5,9,reels,0,10000,5000,0,0,0,0\n2,2,9223372036854775807,5,9,reels,0,10000,5000,0,0,0,0\n"))?;
     w("events_none.csv", header)?;
+    let row =
+        |u: &str, watch: &str| format!("{u},1,1700000000000,5,9,reels,0,10000,{watch},0,0,0,0\n");
+    w(
+        "events_nan.csv",
+        &format!("{header}{}{}", row("1", "5000"), row("2", "NaN")),
+    )?;
+    w(
+        "events_negative.csv",
+        &format!("{header}{}{}", row("1", "5000"), row("2", "-40")),
+    )?;
+    w(
+        "events_no_user.csv",
+        &format!("{header}{}{}", row("1", "5000"), row("", "300")),
+    )?;
+    w("two_users.csv", "user_id,variant\n1,a\n2,b\n")?;
     // Issue 34: a text input that never ends, and a spec whose folder is the output.
     std::os::unix::fs::symlink("/dev/zero", dir.join("zero.toml"))?;
     std::fs::create_dir_all(dir.join("specdir"))?;
@@ -417,6 +432,9 @@ fn cases() -> Vec<Case> {
         fail("bench serve: a billion items", "bench serve --items 1000000000", &["--items 1000000000", "of memory"]),
         fail("simulate: more users than memory", "simulate --users 40000000 --days 30 --out {out}/sim", &["40000000 users", "of memory"]),
         fail("experiment: a year of 200,000 users", "experiment run {root}/datasets/experiments/demo.toml --set world.users=200000 --set experiment.days=365 --out {out}/e", &["200000 users", "of memory"]),
+        fail("ab: a NaN watch time", "ab analyze --events {in}/events_nan.csv --assignments {in}/two_users.csv --out {out}/r", &["events_nan.csv", "watch_ms", "row 1", "NaN"]),
+        fail("ab: a negative watch time", "ab analyze --events {in}/events_negative.csv --assignments {in}/two_users.csv --out {out}/r", &["events_negative.csv", "watch_ms", "row 1", "negative"]),
+        fail("ab: an event without a user", "ab analyze --events {in}/events_no_user.csv --assignments {in}/two_users.csv --out {out}/r", &["events_no_user.csv", "user_id", "row 1"]),
         fail("eval: k 0", "eval --model {in}/model.arrow --train {in}/good.csv --test {in}/good.csv --user-col uid --item-col movie --k 0", &["--k"]),
         fail("tune: report over the model", "tune --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/m.arrow --report {out}/m.arrow", &["--report", "same file as --out"]),
         fail("serve: zero connections", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-connections 0", &["--max-connections"]),
