@@ -756,7 +756,7 @@ pub fn segments(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Vec<Segment
     if let Some(pre) = &inputs.pre_events {
         let err = |source| Error::Polars {
             input: pre.name(),
-            source,
+            source: reelkit_logs::without_python_hints(source),
         };
         let lf = pre
             .scan()?

@@ -345,7 +345,7 @@ fn first_exposures(exposed: &Exposed) -> Result<LazyFrame> {
     )
     .map_err(|e| Error::Polars {
         input: "<exposures>".into(),
-        source: e,
+        source: reelkit_logs::without_python_hints(e),
     })?;
     Ok(df.lazy())
 }
@@ -369,7 +369,7 @@ pub fn exposure_dilution(events: &Path, exposed: &Exposed) -> Result<Dilution> {
     use reelkit_logs::schema::{TS_MS, USER_ID};
     let perr = |e: PolarsError| Error::Polars {
         input: events.display().to_string(),
-        source: e,
+        source: reelkit_logs::without_python_hints(e),
     };
     let all = crate::pipeline::scan(events)?
         .select([col(USER_ID)

@@ -231,7 +231,7 @@ pub fn credits(events: &Source, exposures: &Exposures, metrics: &[Metric]) -> Re
     )
     .map_err(|e| Error::Polars {
         input: "<exposures>".into(),
-        source: e,
+        source: reelkit_logs::without_python_hints(e),
     })?;
     let mut lf = events.scan()?;
     require_columns(events, &mut lf, metrics)?;

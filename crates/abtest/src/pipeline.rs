@@ -84,7 +84,7 @@ impl Source {
     pub(crate) fn err(&self) -> impl Fn(PolarsError) -> Error + '_ {
         move |source| Error::Polars {
             input: self.name(),
-            source,
+            source: reelkit_logs::without_python_hints(source),
         }
     }
 }
@@ -138,7 +138,7 @@ impl<'a> Inputs<'a> {
 fn pe(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
     move |source| Error::Polars {
         input: path.display().to_string(),
-        source,
+        source: reelkit_logs::without_python_hints(source),
     }
 }
 

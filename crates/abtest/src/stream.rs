@@ -251,7 +251,9 @@ impl State {
                 let row = df.column(ROW)?.u64()?.get(at).unwrap_or_default();
                 polars_bail!(ComputeError:
                     "column `{name}` at row {row} (0-based data row): {}",
-                    if name == schema::USER_ID || name == schema::TS_MS {
+                    if name == schema::USER_ID {
+                        "null or not an unsigned integer"
+                    } else if name == schema::TS_MS {
                         "null"
                     } else {
                         "null, NaN or negative"
@@ -318,7 +320,12 @@ fn row_checks() -> [(&'static str, Expr); 4] {
             .or(x.lt(lit(0.0)).fill_null(lit(false)))
     };
     [
-        (schema::USER_ID, col(schema::USER_ID).is_null()),
+        // A user id that is not a number (text, a negative) is as unusable
+        // as a missing one: the assignments hold numbers.
+        (
+            schema::USER_ID,
+            col(schema::USER_ID).cast(DataType::UInt64).is_null(),
+        ),
         (schema::TS_MS, col(schema::TS_MS).is_null()),
         (schema::WATCH_MS, number(schema::WATCH_MS)),
         (schema::DURATION_MS, number(schema::DURATION_MS)),

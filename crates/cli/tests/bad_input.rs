@@ -92,6 +92,18 @@ fn fixtures(dir: &Path) -> TestResult {
         &format!("{header}{}{}", row("1", "5000"), row("", "300")),
     )?;
     w("two_users.csv", "user_id,variant\n1,a\n2,b\n")?;
+    w(
+        "events_text_user.csv",
+        &format!("{header}{}{}", row("1", "5000"), row("alice", "300")),
+    )?;
+    w(
+        "events_long_value.csv",
+        &format!(
+            "{header}{}{}",
+            row("1", "5000"),
+            row("2", &"9".repeat(1_000_000))
+        ),
+    )?;
     // Issue 34: a text input that never ends, and a spec whose folder is the output.
     std::os::unix::fs::symlink("/dev/zero", dir.join("zero.toml"))?;
     std::fs::create_dir_all(dir.join("specdir"))?;
@@ -435,6 +447,8 @@ fn cases() -> Vec<Case> {
         fail("ab: a NaN watch time", "ab analyze --events {in}/events_nan.csv --assignments {in}/two_users.csv --out {out}/r", &["events_nan.csv", "watch_ms", "row 1", "NaN"]),
         fail("ab: a negative watch time", "ab analyze --events {in}/events_negative.csv --assignments {in}/two_users.csv --out {out}/r", &["events_negative.csv", "watch_ms", "row 1", "negative"]),
         fail("ab: an event without a user", "ab analyze --events {in}/events_no_user.csv --assignments {in}/two_users.csv --out {out}/r", &["events_no_user.csv", "user_id", "row 1"]),
+        fail("ab: a text user id in an event log", "ab analyze --events {in}/events_text_user.csv --assignments {in}/two_users.csv --out {out}/r", &["events_text_user.csv"]),
+        fail("ab: a megabyte of a value", "ab analyze --events {in}/events_long_value.csv --assignments {in}/two_users.csv --out {out}/r", &["events_long_value.csv"]),
         fail("eval: k 0", "eval --model {in}/model.arrow --train {in}/good.csv --test {in}/good.csv --user-col uid --item-col movie --k 0", &["--k"]),
         fail("tune: report over the model", "tune --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/m.arrow --report {out}/m.arrow", &["--report", "same file as --out"]),
         fail("serve: zero connections", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-connections 0", &["--max-connections"]),
@@ -468,6 +482,16 @@ fn every_bad_input_is_a_clear_error_that_leaves_nothing() -> TestResult {
         }
         if stderr.contains("panicked") || stderr.contains("internal error") {
             wrong.push("panicked".into());
+        }
+        // Issue 34: no polars advice to Python users, no megabyte of a value.
+        if ["infer_schema_length", "schema_overrides", "ignore_errors"]
+            .iter()
+            .any(|h| stderr.contains(h))
+        {
+            wrong.push("names a polars option".into());
+        }
+        if stderr.len() > 4000 {
+            wrong.push(format!("{} bytes of stderr", stderr.len()));
         }
         let left: Vec<_> = std::fs::read_dir(&out)?
             .filter_map(|e| e.ok())

@@ -69,7 +69,7 @@ pub enum Error {
         available: String,
     },
     /// A line of a text file that cannot be read as a row.
-    #[error("{path}: line {line}: {reason}: {text}")]
+    #[error("{path}: line {line}: {reason}: {}", crate::delimited::cut(text))]
     BadLine {
         /// The file.
         path: PathBuf,
@@ -104,7 +104,8 @@ pub enum Error {
     },
     /// A value is outside what the column allows (negative, NaN, too large).
     #[error(
-        "{path}: column `{column}` at row {row} (0-based data row): {reason} (value: {value})"
+        "{path}: column `{column}` at row {row} (0-based data row): {reason} (value: {})",
+        crate::delimited::cut(value)
     )]
     InvalidValue {
         /// The file.
@@ -162,7 +163,39 @@ impl Error {
     pub(crate) fn polars(path: impl Into<PathBuf>, source: polars::error::PolarsError) -> Self {
         Error::Polars {
             path: path.into(),
-            source,
+            source: without_python_hints(source),
         }
     }
+}
+
+/// polars' message without its advice to Python users (`infer_schema_length`,
+/// `schema_overrides`, `ignore_errors`: options a reelkit user cannot set),
+/// and cut to a reasonable length.
+pub fn without_python_hints(e: polars::error::PolarsError) -> polars::error::PolarsError {
+    const HINTS: [&str; 5] = [
+        "infer_schema_length",
+        "schema_overrides",
+        "ignore_errors",
+        "You might want to try",
+        "truncate_ragged_lines",
+    ];
+    let text = e.to_string();
+    if !HINTS.iter().any(|h| text.contains(h)) && text.len() <= 600 {
+        return e;
+    }
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !HINTS.iter().any(|h| l.contains(h)))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let mut msg = kept.join(" ").trim().to_string();
+    if msg.len() > 600 {
+        let end = (0..=600)
+            .rev()
+            .find(|&i| msg.is_char_boundary(i))
+            .unwrap_or(0);
+        msg.truncate(end);
+        msg.push('…');
+    }
+    polars::error::PolarsError::ComputeError(msg.into())
 }

@@ -22,7 +22,7 @@ pub mod schema;
 
 pub use assignments::{read_assignments, write_assignments, Assignments};
 pub use delimited::{Keys, Layout};
-pub use error::{Error, Result};
+pub use error::{without_python_hints, Error, Result};
 pub use events::{read_events, write_events, Event, Events};
 pub use factors::{read_factor_table, FactorTable};
 pub use integrity::{check_declared_sizes, untrusted_read_in_progress};
