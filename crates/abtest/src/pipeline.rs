@@ -180,6 +180,20 @@ pub(crate) fn require_columns(src: &Source, lf: &mut LazyFrame, metrics: &[Metri
             if let Some(c) = a.column.as_deref() {
                 if !["completed", "skipped", "day"].contains(&c) {
                     needed.push(c);
+                    // A sum of text is no number: refused, not summed as zeros.
+                    let dtype = schema.get(c);
+                    if a.agg == "sum"
+                        && dtype.is_some_and(|t| !(t.is_primitive_numeric() || t.is_bool()))
+                    {
+                        return Err(Error::Metric {
+                            metric: m.name.clone(),
+                            reason: format!(
+                                "sums column `{c}`, which holds {} in {}, not numbers",
+                                dtype.map(|t| t.to_string()).unwrap_or_default(),
+                                src.name()
+                            ),
+                        });
+                    }
                 }
             }
         }

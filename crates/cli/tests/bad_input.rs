@@ -92,6 +92,7 @@ fn fixtures(dir: &Path) -> TestResult {
         &format!("{header}{}{}", row("1", "5000"), row("", "300")),
     )?;
     w("two_users.csv", "user_id,variant\n1,a\n2,b\n")?;
+    w("metric_text_sum.toml", "[[metric]]\nname = \"surface_sum\"\nkind = \"mean\"\nnumerator = { agg = \"sum\", column = \"surface\" }\n")?;
     w(
         "events_text_user.csv",
         &format!("{header}{}{}", row("1", "5000"), row("alice", "300")),
@@ -449,6 +450,7 @@ fn cases() -> Vec<Case> {
         fail("ab: an event without a user", "ab analyze --events {in}/events_no_user.csv --assignments {in}/two_users.csv --out {out}/r", &["events_no_user.csv", "user_id", "row 1"]),
         fail("ab: a text user id in an event log", "ab analyze --events {in}/events_text_user.csv --assignments {in}/two_users.csv --out {out}/r", &["events_text_user.csv"]),
         fail("ab: a megabyte of a value", "ab analyze --events {in}/events_long_value.csv --assignments {in}/two_users.csv --out {out}/r", &["events_long_value.csv"]),
+        fail("ab: a metric summing text", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --metrics {in}/metric_text_sum.toml --out {out}/r", &["surface_sum", "surface", "not numbers"]),
         fail("eval: k 0", "eval --model {in}/model.arrow --train {in}/good.csv --test {in}/good.csv --user-col uid --item-col movie --k 0", &["--k"]),
         fail("tune: report over the model", "tune --interactions {in}/good.csv --user-col uid --item-col movie --out {out}/m.arrow --report {out}/m.arrow", &["--report", "same file as --out"]),
         fail("serve: zero connections", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-connections 0", &["--max-connections"]),
