@@ -185,6 +185,11 @@ def test_from_factors_ranks_by_dot_products(tmp_path):
 
 def test_ctrl_c_interrupts_training_and_the_gil_is_released():
     import _thread
+    import signal
+    # A process started in the background (as CI's script may be) inherits
+    # SIGINT ignored, and then Python has no handler to raise with: install
+    # the default one for the test, as an interactive session has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     big = reelkit.simulate(days=3, users=1500, videos=3000, seed=5)
     ticks = 0
     done = threading.Event()
@@ -201,11 +206,15 @@ def test_ctrl_c_interrupts_training_and_the_gil_is_released():
     start = time.perf_counter()
     timer.start()
     try:
+        # Bounded: if Ctrl-C were not heard, this ends (and the test fails)
+        # instead of hanging the suite.
         with pytest.raises(KeyboardInterrupt):
-            reelkit.train(events=big.events, factors=128, epochs=10_000)
+            reelkit.train(events=big.events, factors=128, epochs=400)
     finally:
         done.set()
         t.join()
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - start < 10
     assert ticks > 100, "other Python threads ran while training"
 
