@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Python package's tests: a venv under target/ (created once), the package
-# built from this checkout into it (the dev profile: it reuses what the Rust
-# tests compiled), pytest, then every notebook executed (into a temporary
+# built from this checkout into it (`maturin develop`, dev profile: its first
+# build compiles the module's dependency tree, which the test build's artefacts
+# do not serve), pytest, then every notebook executed (into a temporary
 # directory: the committed outputs under notebooks-output/ are not touched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
