@@ -58,6 +58,16 @@ def frame_of_rows(rows: list[dict]):
     return pa.Table.from_pylist(rows)
 
 
+def _arrow_if_pandas(obj: Any) -> Any:
+    """A pandas frame as a pyarrow table (pandas exports no Arrow stream);
+    anything else as it is."""
+    if type(obj).__module__.startswith("pandas"):
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(obj, preserve_index=False)
+    return obj
+
+
 class Inputs:
     """A temporary directory the inputs of one call are written to; errors
     that name a temporary file are rewritten to name the argument."""
@@ -87,10 +97,7 @@ class Inputs:
             if not p.exists():
                 raise FileNotFoundError(f"`{name}`: no such file: {p}")
             return str(p)
-        if type(obj).__module__.startswith("pandas"):
-            import pyarrow as pa
-
-            obj = pa.Table.from_pandas(obj, preserve_index=False)
+        obj = _arrow_if_pandas(obj)
         target = os.path.join(self.dir, f"{name}.arrow")
         _reelkit.write_frame(obj, name, target)
         self.names[target] = name
@@ -101,11 +108,7 @@ class Inputs:
         a pandas frame through pyarrow, any other frame as it is."""
         if isinstance(obj, (str, os.PathLike)):
             return self.path(obj, name)
-        if type(obj).__module__.startswith("pandas"):
-            import pyarrow as pa
-
-            return pa.Table.from_pandas(obj, preserve_index=False)
-        return obj
+        return _arrow_if_pandas(obj)
 
     def out(self, name: str) -> str:
         """A path for an output inside the temporary directory."""

@@ -34,6 +34,24 @@ impl std::fmt::Display for PyId {
     }
 }
 
+/// `id` in a model's numbering of one side: numbers as they are for a
+/// numeric side, looked up (as text) in a string-id side's dictionary.
+fn resolve(
+    id: &PyId,
+    keyed: bool,
+    what: &str,
+    of_key: impl Fn(&str) -> Option<u64>,
+) -> PyResult<Option<u64>> {
+    match (id, keyed) {
+        (PyId::Number(n), false) => Ok(Some(*n)),
+        (PyId::Text(s), false) => Err(PyValueError::new_err(format!(
+            "{what} {s:?} is not a number, and this model's {what}s are numbers"
+        ))),
+        (PyId::Number(n), true) => Ok(of_key(&n.to_string())),
+        (PyId::Text(s), true) => Ok(of_key(s)),
+    }
+}
+
 fn parse_retrieval(name: &str) -> PyResult<Retrieval> {
     match name {
         "exact" => Ok(Retrieval::Exact),
@@ -80,30 +98,12 @@ impl Model {
     /// The id as this model numbers its users (`None`: unknown).
     fn user(&self, id: &PyId) -> PyResult<Option<u64>> {
         let r = &self.ranker;
-        Ok(match (id, r.keyed().0) {
-            (PyId::Number(n), false) => Some(*n),
-            (PyId::Text(s), false) => {
-                return Err(PyValueError::new_err(format!(
-                    "user {s:?} is not a number, and this model's users are numbers"
-                )))
-            }
-            (PyId::Number(n), true) => r.user_of_key(&n.to_string()),
-            (PyId::Text(s), true) => r.user_of_key(s),
-        })
+        resolve(id, r.keyed().0, "user", |k| r.user_of_key(k))
     }
 
     fn item(&self, id: &PyId) -> PyResult<Option<u64>> {
         let r = &self.ranker;
-        Ok(match (id, r.keyed().1) {
-            (PyId::Number(n), false) => Some(*n),
-            (PyId::Text(s), false) => {
-                return Err(PyValueError::new_err(format!(
-                    "item {s:?} is not a number, and this model's items are numbers"
-                )))
-            }
-            (PyId::Number(n), true) => r.item_of_key(&n.to_string()),
-            (PyId::Text(s), true) => r.item_of_key(s),
-        })
+        resolve(id, r.keyed().1, "item", |k| r.item_of_key(k))
     }
 
     /// An id column as trained: strings for a string-id side.

@@ -17,10 +17,12 @@ use pyo3::types::{PyCapsule, PyCapsuleMethods};
 
 const STREAM: &std::ffi::CStr = c"arrow_array_stream";
 
-/// Reads the Arrow stream `obj` exports and writes it as an Arrow IPC file at
-/// `path`, the form every reelkit reader takes (the same code path as the
-/// command line's, so a frame and a file give the same result).
-pub fn frame_to_ipc(obj: &Bound<'_, PyAny>, name: &str, path: &Path) -> PyResult<()> {
+/// The C stream `obj` exports (`__arrow_c_stream__`), with the capsule that
+/// owns it (keep it alive while the pointer is used).
+fn exported_stream<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<(Bound<'py, PyAny>, std::ptr::NonNull<std::ffi::c_void>)> {
     if !obj.hasattr("__arrow_c_stream__")? {
         return Err(PyTypeError::new_err(format!(
             "`{name}` is a {}, not a frame: give a polars or pyarrow table (pandas through \
@@ -29,10 +31,20 @@ pub fn frame_to_ipc(obj: &Bound<'_, PyAny>, name: &str, path: &Path) -> PyResult
         )));
     }
     let capsule = obj.call_method1("__arrow_c_stream__", (obj.py().None(),))?;
-    let capsule = capsule.cast::<PyCapsule>().map_err(|_| {
-        PyTypeError::new_err(format!("`{name}`.__arrow_c_stream__ returned no capsule"))
-    })?;
-    let ptr = capsule.pointer_checked(Some(STREAM))?;
+    let ptr = capsule
+        .cast::<PyCapsule>()
+        .map_err(|_| {
+            PyTypeError::new_err(format!("`{name}`.__arrow_c_stream__ returned no capsule"))
+        })?
+        .pointer_checked(Some(STREAM))?;
+    Ok((capsule, ptr))
+}
+
+/// Reads the Arrow stream `obj` exports and writes it as an Arrow IPC file at
+/// `path`, the form every reelkit reader takes (the same code path as the
+/// command line's, so a frame and a file give the same result).
+pub fn frame_to_ipc(obj: &Bound<'_, PyAny>, name: &str, path: &Path) -> PyResult<()> {
+    let (_capsule, ptr) = exported_stream(obj, name)?;
     // SAFETY: the capsule is named `arrow_array_stream`, so by the PyCapsule
     // interface it points to a valid `ArrowArrayStream`; `from_raw` moves the
     // stream out and leaves a released one behind, which the capsule's own
@@ -67,18 +79,7 @@ pub fn frame_to_polars(
     use polars_arrow::ffi::{ArrowArrayStream, ArrowArrayStreamReader};
     use reelkit_logs::polars::prelude::{Column, DataFrame, Series};
     let bad = |e: &dyn std::fmt::Display| PyValueError::new_err(format!("`{name}`: {e}"));
-    if !obj.hasattr("__arrow_c_stream__")? {
-        return Err(PyTypeError::new_err(format!(
-            "`{name}` is a {}, not a frame: give a polars or pyarrow table (pandas through \
-             pyarrow.Table.from_pandas) or a file path",
-            obj.get_type().name()?
-        )));
-    }
-    let capsule = obj.call_method1("__arrow_c_stream__", (obj.py().None(),))?;
-    let capsule = capsule.cast::<PyCapsule>().map_err(|_| {
-        PyTypeError::new_err(format!("`{name}`.__arrow_c_stream__ returned no capsule"))
-    })?;
-    let ptr = capsule.pointer_checked(Some(STREAM))?;
+    let (_capsule, ptr) = exported_stream(obj, name)?;
     // SAFETY: a capsule named `arrow_array_stream` points to a valid C
     // stream (the PyCapsule interface); it is moved out and a released one
     // left behind, so the capsule's destructor does not release it twice.
