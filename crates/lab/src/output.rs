@@ -99,7 +99,8 @@ pub(crate) fn taste_sentences(s: &Summary) -> Vec<String> {
         out.push(format!(
             "**What `{arm}` found shared**: for day {day}'s fit it judged a user's taste on {} \
              (each surface's specific share φ in brackets: 0 is one taste everywhere, 1 a taste \
-             of the surface's own; chosen on the previous day's impressions of the control).",
+             of the surface's own; chosen on the control's impressions of the last days, each \
+             day scored by a model that had not trained on it).",
             join_and(&parts)
         ));
     }

@@ -112,9 +112,10 @@ impl UserVectors {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Specific {
-    /// Chosen at every refit, per surface, on the last day's impressions as
-    /// scored by a model that had not trained on them: the most shared value
-    /// of `grid` within one standard error of the best.
+    /// Chosen at every refit, per surface: each day's impressions of the
+    /// control are scored by the model that had not trained on them, the
+    /// last `window_days` days' scores are pooled, and the best value of
+    /// `grid` is kept.
     Auto {
         /// The shares tried.
         grid: Vec<f32>,

@@ -34,7 +34,8 @@
 //! user_vectors = "hierarchical"   # unified only: hierarchical (default) | shared |
 //!                                 # per_surface (the two ablations: φ = 0 and φ = 1)
 //! specific = "auto"               # hierarchical only: each surface's specific share φ,
-//!                                 # "auto" (chosen daily on held-out impressions), a
+//!                                 # "auto" (chosen daily on the window's held-out
+//!                                 # impressions of the control), a
 //!                                 # share in [0, 1], or { reels = 0.1, feed = 0, watch = 0.8 }
 //! specific_grid = [0, 0.1, 0.25, 0.5, 1]  # the shares "auto" tries
 //!
@@ -338,7 +339,8 @@ impl ValidSpec {
 }
 
 /// A TOML value written on a command line: an integer, a float, a boolean,
-/// or else a string.
+/// a TOML array or inline table (`[0, 0.5, 1]`, `{ reels = 0.1 }`), or else
+/// a string.
 pub fn parse_value(text: &str) -> toml::Value {
     let t = text.trim();
     if let Ok(i) = t.parse::<i64>() {
@@ -347,6 +349,14 @@ pub fn parse_value(text: &str) -> toml::Value {
         toml::Value::Float(f)
     } else if let Ok(b) = t.parse::<bool>() {
         toml::Value::Boolean(b)
+    } else if let Some(v) = t
+        .starts_with(['[', '{'])
+        .then(|| format!("v = {t}").parse::<toml::Table>().ok())
+        .flatten()
+        .and_then(|mut table| table.remove("v"))
+    {
+        // A TOML array or inline table: `specific_grid=[0,0.5,1]`.
+        v
     } else {
         toml::Value::String(t.to_string())
     }
@@ -1222,6 +1232,28 @@ compare = ["unified vs siloed"]
             e.contains("no arm named `nope`") && e.contains("popular, siloed, unified"),
             "{e}"
         );
+        // Arrays and inline tables, as in the spec file; a malformed one is
+        // the string it looks like, which the key's type then refuses.
+        s.set("arms.unified.specific_grid", parse_value("[0, 0.5,1]"))?;
+        match &s.check()?.arms[2].recipe {
+            Recipe::Unified(t) => assert_eq!(
+                t.specific,
+                Specific::Auto {
+                    grid: vec![0.0, 0.5, 1.0]
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mut f = spec(GOOD);
+        f.set("arms.unified.specific", parse_value("{reels=0.1,feed=0,watch=1}"))?;
+        match &f.check()?.arms[2].recipe {
+            Recipe::Unified(t) => assert_eq!(t.specific, Specific::Fixed(vec![0.1, 0.0, 1.0])),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_value("[0, 0.5"), toml::Value::String("[0, 0.5".into()));
+        s.set("arms.unified.specific_grid", parse_value("[0, 0.5"))?;
+        let e = s.check().unwrap_err().to_string();
+        assert!(e.contains("specific_grid"), "{e}");
         let mut t = spec(GOOD);
         t.set("world.surface_taste_divergenc", parse_value("0.5"))?;
         let e = t.check().unwrap_err().to_string();

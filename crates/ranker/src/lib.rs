@@ -108,7 +108,7 @@ pub use ranker::{
 pub use rp3::{rp3beta_factors, Rp3Params};
 pub use split::{split_by_time, split_random, Split};
 pub use surfaces::{
-    choose_specific, heldout_concordance, solve_surface_users, train_surface_ials,
+    choose_specific, heldout_concordance, pick_specific, solve_surface_users, train_surface_ials,
     train_surface_ials_from, HeldOut, HeldOutScore, SpecificChoice, SurfaceData, SurfaceFactors,
     SurfaceParams, ValidSurfaceParams, MAX_SURFACES,
 };

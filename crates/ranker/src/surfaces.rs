@@ -40,7 +40,9 @@
 //! fixed) for each value of a grid and scores impressions the model did not
 //! train on, per surface, by the gain-weighted concordance of
 //! [`heldout_concordance`]; per surface it keeps the most shared value whose
-//! paired difference to the best is within one standard error.
+//! paired difference to the best is within one standard error. Several days'
+//! evidence ([`SpecificChoice::evidence`]) pools with [`HeldOutScore::pool`]
+//! and [`pick_specific`] chooses on it.
 
 use rayon::prelude::*;
 
@@ -1012,6 +1014,36 @@ pub struct HeldOutScore {
     pub groups: Vec<Vec<f64>>,
 }
 
+impl HeldOutScore {
+    /// Several days' scores of one model setting as one: denominators add,
+    /// groups are concatenated in the order given, so two settings pooled
+    /// over the same days stay paired group by group. `None` when `days` is
+    /// empty or the days disagree on the number of surfaces.
+    pub fn pool<'a>(days: impl IntoIterator<Item = &'a HeldOutScore>) -> Option<HeldOutScore> {
+        let mut days = days.into_iter();
+        let first = days.next()?;
+        let ns = first.value.len();
+        let mut num: Vec<f64> = (0..ns).map(|s| first.groups[s].iter().sum()).collect();
+        let mut out = first.clone();
+        for d in days {
+            if d.value.len() != ns {
+                return None;
+            }
+            for s in 0..ns {
+                num[s] += d.groups[s].iter().sum::<f64>();
+                out.denominator[s] += d.denominator[s];
+                out.groups[s].extend_from_slice(&d.groups[s]);
+            }
+        }
+        out.value = num
+            .iter()
+            .zip(&out.denominator)
+            .map(|(a, b)| if *b > 0.0 { a / b } else { f64::NAN })
+            .collect();
+        Some(out)
+    }
+}
+
 /// `Σ_k g_k (2 r_k − n + 1)` with `r_k` the average rank of `key_k`.
 fn signed_rank_sum(keys: &[f64], gains: &[f64]) -> f64 {
     let n = keys.len();
@@ -1128,6 +1160,9 @@ pub struct SpecificChoice {
     pub score: Vec<Vec<f64>>,
     /// Held-out impressions in scored pairs' groups, per surface.
     pub groups: Vec<usize>,
+    /// `evidence[g]`: grid value `g`'s score, group by group (to pool with
+    /// other days' and choose again with [`pick_specific`]).
+    pub evidence: Vec<HeldOutScore>,
 }
 
 /// Chooses each surface's specific share on held-out impressions: for each
@@ -1197,27 +1232,45 @@ pub fn choose_specific(
             p.factors, ns, &surface, items, None, heldout,
         )?);
     }
+    let chosen = pick_specific(&grid, &results, 1.0);
+    Ok(SpecificChoice {
+        specific: chosen,
+        grid,
+        score: results.iter().map(|r| r.value.clone()).collect(),
+        groups: results[0].groups.iter().map(Vec::len).collect(),
+        evidence: results,
+    })
+}
+
+/// Per surface, the most shared value of `grid` (sorted ascending) whose
+/// paired difference in held-out score to the best value is within
+/// `tolerance` standard errors of that difference (0: the best value, ties
+/// to the more shared); `evidence[g]` is grid value `g`'s
+/// score on the same groups (one day's, or several days' pooled with
+/// [`HeldOutScore::pool`]). A surface without a scored group keeps the most
+/// shared value: nothing says it differs.
+pub fn pick_specific(grid: &[f32], evidence: &[HeldOutScore], tolerance: f64) -> Vec<f32> {
+    let ns = evidence.first().map_or(0, |e| e.value.len());
     let mut chosen = Vec::with_capacity(ns);
     for s in 0..ns {
-        let finite: Vec<usize> = (0..grid.len())
-            .filter(|&g| results[g].value[s].is_finite())
+        let finite: Vec<usize> = (0..grid.len().min(evidence.len()))
+            .filter(|&g| evidence[g].value[s].is_finite())
             .collect();
         let Some(&best) = finite
             .iter()
-            .max_by(|&&a, &&b| results[a].value[s].total_cmp(&results[b].value[s]))
+            .max_by(|&&a, &&b| evidence[a].value[s].total_cmp(&evidence[b].value[s]))
         else {
-            // No held-out pair on this surface: nothing says it differs.
             chosen.push(grid[0]);
             continue;
         };
-        let den = results[best].denominator[s];
+        let den = evidence[best].denominator[s];
         let pick = finite
             .iter()
             .copied()
             .find(|&g| {
-                let d: Vec<f64> = results[best].groups[s]
+                let d: Vec<f64> = evidence[best].groups[s]
                     .iter()
-                    .zip(&results[g].groups[s])
+                    .zip(&evidence[g].groups[s])
                     .map(|(a, b)| a - b)
                     .collect();
                 let k = d.len() as f64;
@@ -1225,17 +1278,12 @@ pub fn choose_specific(
                 let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
                 let diff = d.iter().sum::<f64>() / den;
                 let se = (var * k).sqrt() / den;
-                diff <= se
+                diff <= tolerance * se
             })
             .unwrap_or(best);
         chosen.push(grid[pick]);
     }
-    Ok(SpecificChoice {
-        specific: chosen,
-        grid,
-        score: results.iter().map(|r| r.value.clone()).collect(),
-        groups: results[0].groups.iter().map(Vec::len).collect(),
-    })
+    chosen
 }
 
 #[cfg(test)]
@@ -1710,6 +1758,53 @@ mod tests {
             assert!(score[0][s] < score[at][s] - 0.1, "{chosen:?}");
         }
         Ok(())
+    }
+
+    /// One surface, each group's numerator; the denominator is the group count.
+    fn score(groups: &[f64]) -> HeldOutScore {
+        let den = groups.len() as f64;
+        HeldOutScore {
+            value: vec![groups.iter().sum::<f64>() / den],
+            denominator: vec![den],
+            groups: vec![groups.to_vec()],
+        }
+    }
+
+    #[test]
+    fn pooled_days_pick_the_share_one_day_cannot_tell_apart() {
+        let grid = [0.0f32, 1.0];
+        // Day by day the specific share is ahead by less than its noise: the
+        // one-SE rule keeps the shared taste, and so does the best (0) on
+        // the second day, where noise reversed it.
+        let day1 = [score(&[0.5, 0.1, 0.3, 0.2]), score(&[0.9, -0.2, 0.6, 0.1])];
+        let day2 = [score(&[0.4, 0.3, 0.2, 0.5]), score(&[0.3, 0.4, 0.2, 0.4])];
+        assert_eq!(pick_specific(&grid, &day1, 1.0), vec![0.0]);
+        assert_eq!(pick_specific(&grid, &day2, 0.0), vec![0.0]);
+        assert_eq!(pick_specific(&grid, &day1, 0.0), vec![1.0]);
+        // Pooled, the groups stay paired and the sums add.
+        let pooled: Vec<HeldOutScore> = (0..2)
+            .map(|g| HeldOutScore::pool([&day1[g], &day2[g]]).expect("same surfaces"))
+            .collect();
+        assert_eq!(pooled[1].groups[0].len(), 8);
+        assert!((pooled[0].value[0] - 2.5 / 8.0).abs() < 1e-12);
+        assert!((pooled[1].value[0] - 2.7 / 8.0).abs() < 1e-12);
+        assert_eq!(pick_specific(&grid, &pooled, 0.0), vec![1.0]);
+        // A surface with no group anywhere keeps the most shared value.
+        let empty = HeldOutScore {
+            value: vec![f64::NAN],
+            denominator: vec![0.0],
+            groups: vec![vec![]],
+        };
+        let both = HeldOutScore::pool([&empty, &empty]).expect("same surfaces");
+        assert!(both.value[0].is_nan());
+        assert_eq!(pick_specific(&grid, &[both.clone(), both], 0.0), vec![0.0]);
+        assert!(HeldOutScore::pool(std::iter::empty()).is_none());
+        let two = HeldOutScore {
+            value: vec![0.0, 0.0],
+            denominator: vec![1.0, 1.0],
+            groups: vec![vec![0.0], vec![0.0]],
+        };
+        assert!(HeldOutScore::pool([&day1[0], &two]).is_none());
     }
 
     #[test]
