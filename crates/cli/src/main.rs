@@ -153,10 +153,6 @@ const EXIT_BUG: u8 = 70;
 fn install_panic_hook() {
     let wants_backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
     std::panic::set_hook(Box::new(move |info| {
-        // polars on a corrupt input file: the reader turns it into an error.
-        if reelkit_logs::untrusted_read_in_progress() {
-            return;
-        }
         let what = info
             .payload()
             .downcast_ref::<&str>()
@@ -167,20 +163,34 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
+        let mut report = format!(
             "error: internal error (a bug in reelkit {}; please report it with the command line): {what}{at}",
             env!("CARGO_PKG_VERSION")
         );
         if wants_backtrace {
-            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+            report = format!("{report}\n{}", std::backtrace::Backtrace::force_capture());
+        }
+        // polars on a corrupt input file: held while the read runs; the
+        // reader turns it into an error, and any other panic is printed at
+        // exit by `print_held_panics`.
+        if !reelkit_logs::hold_panic_report(&what, report.clone()) {
+            eprintln!("{report}");
         }
     }));
+}
+
+/// Prints the panics held back during guarded reads that no read explained.
+fn print_held_panics() {
+    for report in reelkit_logs::take_held_panic_reports() {
+        eprintln!("{report}");
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     install_panic_hook();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
+    print_held_panics();
     let Ok(outcome) = outcome else {
         return ExitCode::from(EXIT_BUG);
     };

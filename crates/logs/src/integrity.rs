@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use fb::planus::ReadAsRoot;
 use polars_arrow::io::ipc::format::ipc as fb;
@@ -21,29 +22,70 @@ use polars_parquet_format::{PageHeader, PageType};
 use crate::error::{Error, Result};
 use crate::io::Format;
 
-/// Guarded reads in progress, in any thread (see [`untrusted_read_in_progress`]).
+/// Guarded reads in progress, in any thread.
 static GUARDED: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether a read of a Parquet or Arrow IPC file is in progress whose
-/// panics this crate catches and returns as [`Error::Unreadable`]: a panic hook
-/// uses it to stay quiet about them (polars panics on some corrupt files,
-/// e.g. an unknown type id in an IPC schema).
-pub fn untrusted_read_in_progress() -> bool {
-    GUARDED.load(Ordering::Relaxed) > 0
+/// Panic reports held back while guarded reads ran: `(message, report)`.
+static HELD: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<(String, String)>> {
+    HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// For a panic hook. polars panics on some corrupt files (an unknown type id
+/// in an IPC schema), in whichever of its threads decodes them, and this
+/// crate's readers turn such a panic into [`Error::Unreadable`]. While a
+/// guarded read runs, a hook passes each panic's `message` and the `report`
+/// it would print here: the report is held back (returns `true`; the hook
+/// prints nothing), the read that catches a panic with that message drops
+/// it, and [`take_held_panic_reports`] returns the others — panics no read
+/// explained, which are bugs to report. Returns `false` (print it now) when
+/// no guarded read is running.
+pub fn hold_panic_report(message: &str, report: String) -> bool {
+    if GUARDED.load(Ordering::SeqCst) == 0 {
+        return false;
+    }
+    held().push((message.to_string(), report));
+    true
+}
+
+/// The held panic reports that no guarded read explained (see
+/// [`hold_panic_report`]), oldest first; emptied. A program calls it before
+/// it exits and when it is told a panic happened, and prints them.
+pub fn take_held_panic_reports() -> Vec<String> {
+    let mut h = held();
+    if GUARDED.load(Ordering::SeqCst) > 0 {
+        // Reads still running may yet explain theirs: keep those that could be.
+        return Vec::new();
+    }
+    h.drain(..).map(|(_, r)| r).collect()
+}
+
+/// The message of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown failure".into())
 }
 
 /// Runs a polars read of `path`; a panic inside it (polars on a corrupt
 /// file) becomes [`Error::Unreadable`] carrying polars' message.
 pub(crate) fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
-    GUARDED.fetch_add(1, Ordering::Relaxed);
+    GUARDED.fetch_add(1, Ordering::SeqCst);
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
-    GUARDED.fetch_sub(1, Ordering::Relaxed);
-    out.unwrap_or_else(|payload| {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown failure".into());
+    let out = out.map_err(|payload| {
+        let msg = panic_message(payload.as_ref());
+        // This read explains one held report with its message: drop it.
+        let mut h = held();
+        if let Some(at) = h.iter().position(|(m, _)| *m == msg) {
+            h.remove(at);
+        }
+        msg
+    });
+    GUARDED.fetch_sub(1, Ordering::SeqCst);
+    out.unwrap_or_else(|msg| {
         Err(Error::Unreadable {
             path: path.to_path_buf(),
             what: msg,
@@ -557,21 +599,73 @@ mod tests {
         );
     }
 
+    /// Both panic tests share the process-wide hook and hold list.
+    static HOOK: Mutex<()> = Mutex::new(());
+
+    /// A hook as the CLI's: held back while guarded reads run, else "printed"
+    /// (collected in `printed`).
+    fn with_hook<R>(printed: &'static Mutex<Vec<String>>, f: impl FnOnce() -> R) -> R {
+        let _one = HOOK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = panic_message(info.payload());
+            if !hold_panic_report(&msg, format!("bug: {msg}")) {
+                printed.lock().unwrap().push(format!("bug: {msg}"));
+            }
+        }));
+        let r = f();
+        std::panic::set_hook(before);
+        r
+    }
+
     #[test]
     fn a_panic_inside_a_guarded_read_is_an_error_and_quiet() {
+        static PRINTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
         let p = Path::new("x.parquet");
-        let before = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let r: Result<()> = guarded(p, || {
-            assert!(untrusted_read_in_progress());
-            panic!("thrift bool field")
+        let r: Result<()> = with_hook(&PRINTED, || {
+            guarded(p, || {
+                assert!(GUARDED.load(Ordering::SeqCst) > 0);
+                panic!("thrift bool field")
+            })
         });
-        std::panic::set_hook(before);
         let msg = r.expect_err("the panic is an error").to_string();
         assert!(
             msg.contains("x.parquet") && msg.contains("thrift bool field"),
             "{msg}"
         );
-        assert!(!untrusted_read_in_progress());
+        assert!(PRINTED.lock().unwrap().is_empty());
+        assert!(take_held_panic_reports().is_empty());
+    }
+
+    #[test]
+    fn a_bug_elsewhere_during_a_guarded_read_is_reported_not_hidden() {
+        static PRINTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let reports = with_hook(&PRINTED, || {
+            let (started, go) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+            std::thread::scope(|s| {
+                let read = s.spawn(|| {
+                    guarded(Path::new("y.arrow"), || {
+                        started.wait();
+                        go.wait();
+                        Ok(())
+                    })
+                });
+                started.wait();
+                // Another thread's bug while the read runs: held, not lost.
+                let bug = s.spawn(|| panic!("index out of bounds"));
+                assert!(bug.join().is_err());
+                assert!(take_held_panic_reports().is_empty(), "a read is still running");
+                go.wait();
+                read.join().expect("read thread").expect("read ok");
+            });
+            take_held_panic_reports()
+        });
+        assert_eq!(reports, vec!["bug: index out of bounds".to_string()]);
+        assert!(PRINTED.lock().unwrap().is_empty());
+        // With no read running the hook prints at once.
+        with_hook(&PRINTED, || {
+            assert!(std::thread::spawn(|| panic!("later")).join().is_err());
+        });
+        assert_eq!(*PRINTED.lock().unwrap(), vec!["bug: later".to_string()]);
     }
 }

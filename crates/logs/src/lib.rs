@@ -25,7 +25,7 @@ pub use delimited::{Keys, Layout};
 pub use error::{without_python_hints, Error, Result};
 pub use events::{read_events, write_events, Event, Events};
 pub use factors::{read_factor_table, FactorTable};
-pub use integrity::{check_declared_sizes, untrusted_read_in_progress};
+pub use integrity::{check_declared_sizes, hold_panic_report, take_held_panic_reports};
 pub use interactions::{read_ids, read_interactions, Ids, InteractionColumns, Interactions};
 pub use io::{
     read_frame, read_frame_with, read_text_capped, unreadable_columns, write_atomically,
