@@ -1628,3 +1628,21 @@ fn imported_factors_recommend_by_their_dot_products() -> Result<(), Box<dyn std:
     assert!(!dir.path().join("bad.arrow").exists());
     Ok(())
 }
+
+/// The fuzzer runs from anywhere (its seeds are simulated, not read from the
+/// source tree) and reports every file target without a crash.
+#[test]
+fn bench_fuzz_runs_outside_the_source_tree() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let o = Command::new(env!("CARGO_BIN_EXE_reelkit"))
+        .current_dir(dir.path())
+        .args(["bench", "fuzz", "--target", "csv", "--seconds", "1", "--seed", "3"])
+        .output()?;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    let csv = &v["targets"]["csv"];
+    assert_eq!(v["crashes"], 0, "{v}");
+    assert!(csv["executions"].as_u64().unwrap_or(0) > 10, "{v}");
+    assert!(csv["errors"].as_u64().unwrap_or(0) > 0, "mutations are refused: {v}");
+    Ok(())
+}
