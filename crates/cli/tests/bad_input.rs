@@ -414,6 +414,9 @@ fn cases() -> Vec<Case> {
         fail("experiment: a share above 1", "experiment run {root}/datasets/experiments/demo.toml --set arms.unified.specific=1.2 --out {out}/e", &["arms.unified.specific", "1.2"]),
         fail("experiment: a share as text", "experiment run {root}/datasets/experiments/demo.toml --set arms.unified.specific=most --out {out}/e", &["arms.unified.specific", "most"]),
         fail("experiment: shares on a shared-vector arm", "experiment run {root}/datasets/experiments/demo.toml --set arms.unified.user_vectors=shared --set arms.unified.specific=0.5 --out {out}/e", &["arms.unified.specific", "hierarchical"]),
+        // Issue 34 (13): days named as written, never silently overridden.
+        fail("experiment: world.days disagrees with the periods", "experiment run {root}/datasets/experiments/demo.toml --set world.days=1 --out {out}/e", &["world.days", "pre_period.days + experiment.days (14)", "got 1"]),
+        fail("experiment: a pre-period of four billion days", "experiment run {root}/datasets/experiments/demo.toml --set pre_period.days=4000000000 --out {out}/e", &["pre_period.days", "2 ..= 365", "4000000000"]),
         fail("experiment: shares on a siloed arm", "experiment run {root}/datasets/experiments/demo.toml --set arms.siloed.specific=0.5 --out {out}/e", &["arms.siloed.specific", "unified"]),
         fail("train: per-surface from interactions", "train --interactions {in}/good.csv --user-col uid --item-col movie --per-surface --out {out}/m.arrow", &["--per-surface", "--events"]),
         Case { name: "train: a share out of range", args: "train --events {in}/events.parquet --per-surface --specific 2 --out {out}/m.arrow", code: 2, says: &["--specific", "[0, 1]"] },

@@ -400,6 +400,18 @@ fn index_builds_once_and_recommend_loads_it() -> TestResult {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("stale"), "{}", stderr(&o));
 
+    // An index path that is a directory: built here, and the warning says why.
+    std::fs::remove_file(&index)?;
+    std::fs::create_dir(&index)?;
+    let o = recommend_ivf(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a regular file") && stderr(&o).contains("building the index"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir(&index)?;
+
     // Bad input: no model, a model that is not one.
     let o = reelkit(&["index", "--model", "/nonexistent/model.arrow"]);
     assert_eq!(o.status.code(), Some(1));

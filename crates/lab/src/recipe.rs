@@ -199,7 +199,7 @@ impl std::str::FromStr for Specific {
 }
 
 /// At most 40 characters of a value for a message.
-fn cut(v: &str) -> String {
+pub(crate) fn cut(v: &str) -> String {
     match v.char_indices().nth(40) {
         Some((at, _)) => format!("{}…", &v[..at]),
         None => v.to_string(),

@@ -61,7 +61,7 @@ use reelkit_sim::{SimParams, ValidSimParams};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::recipe::{Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
+use crate::recipe::{cut, Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
 
 /// Preset world sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,12 +499,13 @@ impl ExperimentSpec {
         // span, and the message names the line and the key's text.
         let text = self.to_toml();
         let raw: RawSpec = toml::from_str(&text).map_err(|e| located_error("spec", &text, &e))?;
-        let world = self.world(&raw)?;
-        if raw.pre_period.days < 2 {
+        // The days first: the world's length is their sum, and a wrong one
+        // is named as the key it was written in, not as `world.days`.
+        if !(2..=365).contains(&raw.pre_period.days) {
             return Err(Error::spec(
                 "pre_period.days",
                 format!(
-                    "must be at least 2 (training data and its held-out last day), got {}",
+                    "must be in 2 ..= 365 (training data and its held-out last day), got {}",
                     raw.pre_period.days
                 ),
             ));
@@ -524,6 +525,7 @@ impl ExperimentSpec {
                 format!("must be in 1 ..= 365, got {}", raw.experiment.days),
             ));
         }
+        let world = self.world(&raw)?;
         let arms = check_arms(&raw.arms, raw.seed)?;
         let control = match &raw.experiment.control {
             None => 0,
@@ -649,10 +651,20 @@ impl ExperimentSpec {
         if !raw.world.contains_key("seed") {
             table.insert("seed".into(), toml::Value::Integer(raw.seed as i64));
         }
-        if !raw.world.contains_key("days") {
-            let days = raw.pre_period.days as i64 + raw.experiment.days as i64;
-            table.insert("days".into(), toml::Value::Integer(days));
+        // The world lasts the pre-period and the experiment; a `[world]`
+        // days that says otherwise would be silently overridden by the run.
+        let days = raw.pre_period.days as i64 + raw.experiment.days as i64;
+        if let Some(v) = raw.world.get("days").filter(|v| v.as_integer() != Some(days)) {
+            return Err(Error::spec(
+                "world.days",
+                format!(
+                    "is pre_period.days + experiment.days ({days}) in a spec, got {}; set those \
+                     instead",
+                    cut(&v.to_string())
+                ),
+            ));
         }
+        table.insert("days".into(), toml::Value::Integer(days));
         let params: SimParams = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| toml_error("world", &e))?;

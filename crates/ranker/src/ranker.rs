@@ -400,7 +400,12 @@ impl Ranker {
                             from_file: Some(file),
                         })));
                     }
-                    Err(e) => tracing::warn!("{e}; building the index instead"),
+                    // As an error field: the log line carries its causes too
+                    // (the reason a file is refused, not only its path).
+                    Err(e) => tracing::warn!(
+                        error = &e as &(dyn std::error::Error + 'static),
+                        "index file not used; building the index instead"
+                    ),
                 }
             }
             tracing::info!(
