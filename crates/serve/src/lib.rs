@@ -104,9 +104,11 @@ pub async fn serve_admin(
 /// reloads every model file. Slow and idle connections are closed after
 /// [`ServeConfig::header_read_timeout`], connections past
 /// [`ServeConfig::max_connections`] get a 503. On shutdown, no new
-/// connection is accepted, requests in flight finish (within
-/// [`ServeConfig::shutdown_grace`]) and the exposure log (if any) writes what
-/// it holds and closes its file.
+/// connection is accepted, open connections are still served for half a
+/// second (a request written on an idle keep-alive connection just before
+/// the signal is answered, with `connection: close`), requests in flight
+/// finish (within [`ServeConfig::shutdown_grace`]) and the exposure log (if
+/// any) writes what it holds and closes its file.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,

@@ -2,7 +2,7 @@
 //! keep-alive) timeout, a cap on open connections, and a graceful stop that
 //! lets accepted requests finish within a deadline.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,9 +31,17 @@ pub(crate) struct Limits {
 const BUSY: &str =
     r#"{"error":"too_many_connections","detail":"the server is at its connection cap"}"#;
 
+/// How long, after the stop signal, open connections keep being served
+/// (each response then says `connection: close`) before idle ones are
+/// closed: a client may have written a request on an idle keep-alive
+/// connection just before the signal, and closing that connection unread
+/// would leave the request unanswered.
+const DRAIN: Duration = Duration::from_millis(500);
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets every connection finish its request in flight (idle ones
-/// close at once) and waits up to the grace period for them.
+/// accepting; open connections are served for [`DRAIN`] more (answers close
+/// them), then every connection finishes its request in flight (idle ones
+/// close at once) within the grace period.
 pub(crate) async fn run(
     listener: TcpListener,
     app: Router,
@@ -43,6 +51,7 @@ pub(crate) async fn run(
 ) {
     let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let draining = Arc::new(AtomicBool::new(false));
     let mut conns = JoinSet::new();
     let last_warned = AtomicU64::new(0);
     tokio::pin!(shutdown);
@@ -78,12 +87,23 @@ pub(crate) async fn run(
         };
         let app = app.clone();
         let mut stop = stop_rx.clone();
+        let draining = draining.clone();
         conns.spawn(async move {
             let _permit = permit;
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let mut app = app.clone();
-                async move { app.call(req).await }
+                let draining = draining.clone();
+                async move {
+                    let mut res = app.call(req).await?;
+                    if draining.load(Ordering::SeqCst) {
+                        res.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(res)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -100,8 +120,16 @@ pub(crate) async fn run(
         });
     }
     drop(listener);
+    let started = tokio::time::Instant::now();
+    draining.store(true, Ordering::SeqCst);
+    let drain = DRAIN.min(limits.shutdown_grace);
+    let _ = tokio::time::timeout(drain, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+    let rest = limits.shutdown_grace.saturating_sub(started.elapsed());
+    let drained = tokio::time::timeout(rest, async {
         while conns.join_next().await.is_some() {}
     })
     .await;
