@@ -199,7 +199,8 @@ fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
     // A day of a small simulated world, seeded: the binary needs no file of
     // the source tree.
     let events = {
-        let params = crate::simulate::load_params(None, Some(args.seed), Some(1), Some(60), Some(200))?;
+        let params =
+            crate::simulate::load_params(None, Some(args.seed), Some(1), Some(60), Some(200))?;
         let world = reelkit_sim::World::generate(&params);
         let mut policy = reelkit_sim::builtin_policy("popular")?;
         reelkit_sim::Simulator::new(&world).run(1, policy.as_mut(), &|_| {})?

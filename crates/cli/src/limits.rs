@@ -3,18 +3,54 @@
 //! the machine has before any work starts, so a size that cannot fit is a
 //! clear refusal with the estimate, not an allocation abort an hour in.
 
-/// Bytes the machine can give a new process now (`MemAvailable`), or 8 GiB
-/// where that cannot be read.
+/// Bytes this process may still allocate: the least of the machine's
+/// `MemAvailable`, a cgroup's memory limit less its usage (a container), and
+/// the address-space limit (`ulimit -v`) less the address space already
+/// mapped; 8 GiB where none can be read.
 fn available_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(8 << 30, |kb| kb * 1024)
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    // `Key:   123 kB` lines of /proc files.
+    let kib = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|k| k.saturating_mul(1024))
+    };
+    let machine = read("/proc/meminfo").and_then(|t| kib(&t, "MemAvailable:"));
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .and_then(|m| m.trim().parse::<u64>().ok())
+        .map(|max| {
+            let used = read("/sys/fs/cgroup/memory.current")
+                .and_then(|u| u.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            max.saturating_sub(used)
+        });
+    let address_space = read("/proc/self/limits").and_then(|t| {
+        // `Max address space   <soft>   <hard>   bytes`
+        let soft = t
+            .lines()
+            .find(|l| l.starts_with("Max address space"))?
+            .split_whitespace()
+            .nth(3)?
+            .parse::<u64>()
+            .ok()?;
+        let mapped = read("/proc/self/status")
+            .and_then(|s| kib(&s, "VmSize:"))
+            .unwrap_or(0);
+        // Address space the threads to come reserve beyond what they use:
+        // a malloc arena (64 MiB) and a stack each, for rayon's and polars'
+        // pools, and the libraries they map. (An experiment of 3,500 users
+        // used 1.0 GB resident and aborted under a 1.5 GiB limit without it.)
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+        let threads = (64 << 20) * (2 * cores + 2) + (128 << 20);
+        Some(soft.saturating_sub(mapped).saturating_sub(threads))
+    });
+    [machine, cgroup, address_space]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(8 << 30)
 }
 
 fn human(bytes: f64) -> String {
@@ -31,7 +67,7 @@ pub fn ensure_fits(what: &str, bytes: f64) -> anyhow::Result<()> {
     let avail = available_bytes() as f64;
     anyhow::ensure!(
         bytes <= 0.9 * avail,
-        "{what} needs about {} of memory, and {} is available: ask for less",
+        "{what} needs about {} of memory, and {} is available to this process: ask for less",
         human(bytes),
         human(avail)
     );
@@ -39,7 +75,9 @@ pub fn ensure_fits(what: &str, bytes: f64) -> anyhow::Result<()> {
 }
 
 /// Memory of a simulation of `users × days` (impressions of about 25 per
-/// user and day at ~64 bytes, twice: the log and its frame) and of its world.
+/// user and day at ~256 bytes: the log, its frame and the writer's buffers;
+/// `simulate --users 150000 --days 2` peaked at 212 bytes per impression) and
+/// of its world.
 pub fn simulation_bytes(users: usize, videos: usize, days: u32) -> f64 {
-    users as f64 * days as f64 * 25.0 * 128.0 + (users + videos) as f64 * 1024.0
+    users as f64 * days as f64 * 25.0 * 256.0 + (users + videos) as f64 * 1024.0
 }

@@ -832,3 +832,71 @@ fn http_cases_against_a_real_serve_process() -> TestResult {
     assert_eq!(r.json()?["items"].as_array().map(Vec::len), Some(3));
     Ok(())
 }
+
+/// Under an address-space limit (`ulimit -v`, as a container or a batch
+/// system sets one), the largest sizes the size policy accepts either run or
+/// are refused with the estimate — never an allocation abort (exit 134).
+#[cfg(target_os = "linux")]
+#[test]
+fn sizes_near_an_address_space_limit_run_or_are_refused_cleanly() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = env!("CARGO_MANIFEST_DIR").to_string() + "/../..";
+    let bin = env!("CARGO_BIN_EXE_reelkit");
+    let under_limit = |kib: u64, args: &str| -> std::io::Result<(Option<i32>, String)> {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -v {kib} && exec \"$0\" {args}"))
+            .arg(bin)
+            .output()?;
+        Ok((
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ))
+    };
+    let out = p(dir.path());
+    // The policy reserves address space per thread: on a machine with many
+    // cores it refuses every size here, which is clean but not a boundary.
+    let few_cores = std::thread::available_parallelism().map_or(true, |n| n.get() <= 4);
+    let mut refused = 0;
+    // The policy's boundary under 1 GiB lies between these sizes (2 cores).
+    for (i, users) in [20_000, 40_000, 60_000, 80_000, 10_000_000]
+        .iter()
+        .enumerate()
+    {
+        let (code, err) = under_limit(
+            1 << 20,
+            &format!("simulate --users {users} --days 2 --videos 1000 --out {out}/sim{i}"),
+        )?;
+        match code {
+            Some(0) => {}
+            Some(1) if err.contains("ask for less") => refused += 1,
+            other => return Err(format!("simulate --users {users}: {other:?} {err}").into()),
+        }
+    }
+    assert!(
+        !few_cores || (1..5).contains(&refused),
+        "the boundary is inside the sizes tried: {refused}"
+    );
+    // Experiments around the estimate's boundary at 1.5 GiB (about 2,250 users
+    // on 2 cores), and one far past it.
+    refused = 0;
+    for (i, users) in [2_000, 2_250, 2_500, 3_500, 200_000].iter().enumerate() {
+        let (code, err) = under_limit(
+            3 << 19,
+            &format!(
+                "experiment run {root}/datasets/experiments/demo.toml --set world.users={users} \
+                 --out {out}/exp{i}"
+            ),
+        )?;
+        match code {
+            Some(0) => {}
+            Some(1) if err.contains("ask for less") => refused += 1,
+            other => return Err(format!("experiment, {users} users: {other:?} {err}").into()),
+        }
+    }
+    assert!(
+        !few_cores || (1..5).contains(&refused),
+        "the boundary is inside the sizes tried: {refused}"
+    );
+    Ok(())
+}

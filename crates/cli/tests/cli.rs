@@ -1648,13 +1648,25 @@ fn bench_fuzz_runs_outside_the_source_tree() -> TestResult {
     let dir = tempfile::tempdir()?;
     let o = Command::new(env!("CARGO_BIN_EXE_reelkit"))
         .current_dir(dir.path())
-        .args(["bench", "fuzz", "--target", "csv", "--seconds", "1", "--seed", "3"])
+        .args([
+            "bench",
+            "fuzz",
+            "--target",
+            "csv",
+            "--seconds",
+            "1",
+            "--seed",
+            "3",
+        ])
         .output()?;
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     let csv = &v["targets"]["csv"];
     assert_eq!(v["crashes"], 0, "{v}");
     assert!(csv["executions"].as_u64().unwrap_or(0) > 10, "{v}");
-    assert!(csv["errors"].as_u64().unwrap_or(0) > 0, "mutations are refused: {v}");
+    assert!(
+        csv["errors"].as_u64().unwrap_or(0) > 0,
+        "mutations are refused: {v}"
+    );
     Ok(())
 }

@@ -654,7 +654,11 @@ impl ExperimentSpec {
         // The world lasts the pre-period and the experiment; a `[world]`
         // days that says otherwise would be silently overridden by the run.
         let days = raw.pre_period.days as i64 + raw.experiment.days as i64;
-        if let Some(v) = raw.world.get("days").filter(|v| v.as_integer() != Some(days)) {
+        if let Some(v) = raw
+            .world
+            .get("days")
+            .filter(|v| v.as_integer() != Some(days))
+        {
             return Err(Error::spec(
                 "world.days",
                 format!(
@@ -1257,12 +1261,18 @@ compare = ["unified vs siloed"]
             other => panic!("{other:?}"),
         }
         let mut f = spec(GOOD);
-        f.set("arms.unified.specific", parse_value("{reels=0.1,feed=0,watch=1}"))?;
+        f.set(
+            "arms.unified.specific",
+            parse_value("{reels=0.1,feed=0,watch=1}"),
+        )?;
         match &f.check()?.arms[2].recipe {
             Recipe::Unified(t) => assert_eq!(t.specific, Specific::Fixed(vec![0.1, 0.0, 1.0])),
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_value("[0, 0.5"), toml::Value::String("[0, 0.5".into()));
+        assert_eq!(
+            parse_value("[0, 0.5"),
+            toml::Value::String("[0, 0.5".into())
+        );
         s.set("arms.unified.specific_grid", parse_value("[0, 0.5"))?;
         let e = s.check().unwrap_err().to_string();
         assert!(e.contains("specific_grid"), "{e}");

@@ -35,9 +35,10 @@ use std::time::Instant;
 
 use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
-    choose_specific, keep_above, pick_specific, HeldOutScore, SpecificChoice, solve_rows, train_ials, train_ials_from, train_surface_ials,
-    train_surface_ials_from, Csr, EngagementWeights, Factors, HeldOut, IdMap, ItemTable,
-    SurfaceData, SurfaceFactors, SurfaceParams, TrainControl, TrainingData, ValidTrainParams,
+    choose_specific, keep_above, pick_specific, solve_rows, train_ials, train_ials_from,
+    train_surface_ials, train_surface_ials_from, Csr, EngagementWeights, Factors, HeldOut,
+    HeldOutScore, IdMap, ItemTable, SpecificChoice, SurfaceData, SurfaceFactors, SurfaceParams,
+    TrainControl, TrainingData, ValidTrainParams,
 };
 use reelkit_sim::{
     surface_index, take_unseen, DayContext, FeedRequest, Policy, PopularPolicy, Rng, Scratch,
@@ -373,11 +374,8 @@ impl TrainedPolicy {
             ) {
                 let t = Instant::now();
                 if let Some(choice) = self.choose_specific(before, yesterday, grid)? {
-                    self.specific = pool_days(
-                        &mut self.evidence,
-                        choice,
-                        self.recipe.window_days as usize,
-                    );
+                    self.specific =
+                        pool_days(&mut self.evidence, choice, self.recipe.window_days as usize);
                 }
                 choose = t.elapsed().as_secs_f64();
             }

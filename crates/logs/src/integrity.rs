@@ -29,7 +29,8 @@ static GUARDED: AtomicUsize = AtomicUsize::new(0);
 static HELD: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 fn held() -> std::sync::MutexGuard<'static, Vec<(String, String)>> {
-    HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// For a panic hook. polars panics on some corrupt files (an unknown type id
@@ -605,7 +606,9 @@ mod tests {
     /// A hook as the CLI's: held back while guarded reads run, else "printed"
     /// (collected in `printed`).
     fn with_hook<R>(printed: &'static Mutex<Vec<String>>, f: impl FnOnce() -> R) -> R {
-        let _one = HOOK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = HOOK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let msg = panic_message(info.payload());
@@ -654,7 +657,10 @@ mod tests {
                 // Another thread's bug while the read runs: held, not lost.
                 let bug = s.spawn(|| panic!("index out of bounds"));
                 assert!(bug.join().is_err());
-                assert!(take_held_panic_reports().is_empty(), "a read is still running");
+                assert!(
+                    take_held_panic_reports().is_empty(),
+                    "a read is still running"
+                );
                 go.wait();
                 read.join().expect("read thread").expect("read ok");
             });

@@ -1023,22 +1023,32 @@ impl HeldOutScore {
         let mut days = days.into_iter();
         let first = days.next()?;
         let ns = first.value.len();
-        let mut num: Vec<f64> = (0..ns).map(|s| first.groups[s].iter().sum()).collect();
         let mut out = first.clone();
         for d in days {
             if d.value.len() != ns {
                 return None;
             }
-            for s in 0..ns {
-                num[s] += d.groups[s].iter().sum::<f64>();
-                out.denominator[s] += d.denominator[s];
-                out.groups[s].extend_from_slice(&d.groups[s]);
+            for ((den, groups), (dd, dg)) in out
+                .denominator
+                .iter_mut()
+                .zip(out.groups.iter_mut())
+                .zip(d.denominator.iter().zip(&d.groups))
+            {
+                *den += dd;
+                groups.extend_from_slice(dg);
             }
         }
-        out.value = num
+        out.value = out
+            .groups
             .iter()
             .zip(&out.denominator)
-            .map(|(a, b)| if *b > 0.0 { a / b } else { f64::NAN })
+            .map(|(g, b)| {
+                if *b > 0.0 {
+                    g.iter().sum::<f64>() / b
+                } else {
+                    f64::NAN
+                }
+            })
             .collect();
         Some(out)
     }

@@ -123,16 +123,11 @@ pub(crate) async fn run(
     let started = tokio::time::Instant::now();
     draining.store(true, Ordering::SeqCst);
     let drain = DRAIN.min(limits.shutdown_grace);
-    let _ = tokio::time::timeout(drain, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
     let _ = stop_tx.send(true);
     let rest = limits.shutdown_grace.saturating_sub(started.elapsed());
-    let drained = tokio::time::timeout(rest, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(rest, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
             "{} connections still busy after the {:?} grace period: closing them",

@@ -714,7 +714,10 @@ fn a_stop_answers_requests_written_on_idle_keep_alive_connections() -> TestResul
         }
     }
     stopping.join().map_err(|_| "stop panicked")??;
-    assert_eq!(answered, 16, "requests on idle connections lost in the stop");
+    assert_eq!(
+        answered, 16,
+        "requests on idle connections lost in the stop"
+    );
     Ok(())
 }
 
