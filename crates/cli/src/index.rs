@@ -27,6 +27,8 @@ pub struct IndexArgs {
 /// Runs `reelkit index`: prints a JSON summary on stdout.
 pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     let out = args.out.unwrap_or_else(|| Ranker::ivf_path(&args.model));
+    // `--out MODEL` would replace the model with its index.
+    crate::data::refuse_overwrite("--out", &out, &[("--model", Some(&args.model))])?;
     let t = Instant::now();
     let ranker = Ranker::open(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;

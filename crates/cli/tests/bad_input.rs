@@ -591,6 +591,11 @@ fn outputs_never_overwrite_inputs() -> TestResult {
             vec!["recommend", "--model", &p(&model), "--out", &p(&model)],
             "--model",
         ),
+        // It wrote the index over the model, exit 0.
+        (
+            vec!["index", "--model", &p(&model), "--out", &p(&model)],
+            "--model",
+        ),
         (
             vec![
                 "ab",
