@@ -245,19 +245,12 @@ fn keys(c: &Column, dict: &mut FastMap<String, u64>) -> PolarsResult<Vec<Option<
 
 impl State {
     fn add(&mut self, df: &DataFrame, parts: &[Part], index: &UserIndex) -> PolarsResult<()> {
-        for (name, _) in row_checks() {
+        for (name, _, what) in row_checks() {
             let flags = df.column(&format!("{BAD}{name}"))?;
             if let Some(at) = flags.bool()?.iter().position(|b| b == Some(true)) {
                 let row = df.column(ROW)?.u64()?.get(at).unwrap_or_default();
                 polars_bail!(ComputeError:
-                    "column `{name}` at row {row} (0-based data row): {}",
-                    if name == schema::USER_ID {
-                        "null or not an unsigned integer"
-                    } else if name == schema::TS_MS {
-                        "null"
-                    } else {
-                        "null, NaN or negative"
-                    }
+                    "column `{name}` at row {row} (0-based data row): {what}"
                 );
             }
         }
@@ -309,15 +302,22 @@ const ROW: &str = "__reelkit_row";
 /// The prefix of the row checks' flag columns.
 const BAD: &str = "__reelkit_bad_";
 
-/// The event-schema checks every reader applies: ids and times present,
-/// watch time and duration finite and not negative.
-fn row_checks() -> [(&'static str, Expr); 4] {
-    let number = |c: &str| {
+/// The event-schema checks every reader applies (`reelkit_logs::read_events`
+/// refuses the same rows; a test runs both on the same logs): ids and times
+/// present, watch time finite and not negative, duration finite and positive.
+/// Each with what a flagged row is.
+fn row_checks() -> [(&'static str, Expr, &'static str); 4] {
+    let number = |c: &str, least: f64, strict: bool| {
         let x = col(c).cast(DataType::Float64);
+        let below = if strict {
+            x.clone().lt_eq(lit(least))
+        } else {
+            x.clone().lt(lit(least))
+        };
         col(c)
             .is_null()
-            .or(x.clone().is_nan().fill_null(lit(false)))
-            .or(x.lt(lit(0.0)).fill_null(lit(false)))
+            .or(x.is_nan().fill_null(lit(false)))
+            .or(below.fill_null(lit(false)))
     };
     [
         // A user id that is not a number (text, a negative) is as unusable
@@ -325,10 +325,19 @@ fn row_checks() -> [(&'static str, Expr); 4] {
         (
             schema::USER_ID,
             col(schema::USER_ID).cast(DataType::UInt64).is_null(),
+            "null or not an unsigned integer",
         ),
-        (schema::TS_MS, col(schema::TS_MS).is_null()),
-        (schema::WATCH_MS, number(schema::WATCH_MS)),
-        (schema::DURATION_MS, number(schema::DURATION_MS)),
+        (schema::TS_MS, col(schema::TS_MS).is_null(), "null"),
+        (
+            schema::WATCH_MS,
+            number(schema::WATCH_MS, 0.0, false),
+            "null, NaN or negative",
+        ),
+        (
+            schema::DURATION_MS,
+            number(schema::DURATION_MS, 0.0, true),
+            "null, NaN, zero or negative (a video's duration must be positive)",
+        ),
     ]
 }
 
@@ -379,7 +388,7 @@ pub(crate) fn per_user(
     let mut exprs = vec![col(schema::USER_ID), col(ROW).cast(DataType::UInt64)];
     // Rows another reader would refuse are refused here too, by column and
     // row, not dropped or summed as nonsense (checked in the same pass).
-    for (name, bad) in row_checks() {
+    for (name, bad, _) in row_checks() {
         exprs.push(bad.alias(format!("{BAD}{name}")));
     }
     for (k, a) in aggs.iter().enumerate() {

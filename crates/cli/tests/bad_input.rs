@@ -91,6 +91,20 @@ fn fixtures(dir: &Path) -> TestResult {
         "events_no_user.csv",
         &format!("{header}{}{}", row("1", "5000"), row("", "300")),
     )?;
+    w(
+        "events_zero_duration.csv",
+        &format!(
+            "{header}{}2,1,1700000000000,5,9,reels,0,0,0,0,0,0,0\n",
+            row("1", "5000")
+        ),
+    )?;
+    w(
+        "events_no_ts.csv",
+        &format!(
+            "{header}{}2,1,,5,9,reels,0,10000,300,0,0,0,0\n",
+            row("1", "5000")
+        ),
+    )?;
     w("two_users.csv", "user_id,variant\n1,a\n2,b\n")?;
     w("metric_text_sum.toml", "[[metric]]\nname = \"surface_sum\"\nkind = \"mean\"\nnumerator = { agg = \"sum\", column = \"surface\" }\n")?;
     w(
@@ -903,5 +917,53 @@ fn sizes_near_an_address_space_limit_run_or_are_refused_cleanly() -> TestResult 
         !few_cores || (1..5).contains(&refused),
         "the boundary is inside the sizes tried: {refused}"
     );
+    Ok(())
+}
+
+/// One event schema for every reader: a log `train` refuses, `ab analyze` and
+/// `ab power` refuse too, naming the same column — none computes on rows
+/// another refuses (a NaN watch time once gave "+0.00% inconclusive").
+#[test]
+fn every_event_reader_refuses_the_same_rows() -> TestResult {
+    let (dir, inputs) = with_fixtures()?;
+    let out = dir.path().join("out");
+    for (file, column) in [
+        ("events_nan.csv", "watch_ms"),
+        ("events_negative.csv", "watch_ms"),
+        ("events_no_user.csv", "user_id"),
+        ("events_text_user.csv", "user_id"),
+        ("events_zero_duration.csv", "duration_ms"),
+        ("events_no_ts.csv", "ts_ms"),
+    ] {
+        let ev = p(&inputs.join(file));
+        let assignments = p(&inputs.join("two_users.csv"));
+        let model = p(&out.join("m.arrow"));
+        let report = p(&out.join("r"));
+        for args in [
+            vec!["train", "--events", &ev, "--out", &model],
+            vec![
+                "ab",
+                "analyze",
+                "--events",
+                &ev,
+                "--assignments",
+                &assignments,
+                "--out",
+                &report,
+            ],
+            vec!["ab", "power", "--events", &ev],
+        ] {
+            let (code, stderr) = reelkit(&args);
+            assert_eq!(code, 1, "{args:?} accepted {file}: {stderr}");
+            assert!(
+                stderr.contains(file) && stderr.contains(column),
+                "{args:?} on {file}: {stderr}"
+            );
+        }
+        assert!(
+            !out.exists() || std::fs::read_dir(&out)?.next().is_none(),
+            "{file}: output written"
+        );
+    }
     Ok(())
 }
