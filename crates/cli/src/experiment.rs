@@ -60,7 +60,8 @@ pub struct RunArgs {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
-    /// Set a key of the spec, e.g. --set world.users=5000 --set arms.unified.factors=64.
+    /// Set a key of the spec, e.g. --set world.users=5000 --set arms.unified.factors=64;
+    /// a value is TOML: --set 'arms.unified.specific_grid=[0,0.5,1]'.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
