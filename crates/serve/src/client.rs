@@ -106,7 +106,12 @@ impl Client {
         let s = self.reader.get_mut();
         s.write_all(head.as_bytes())?;
         if let Some(b) = body {
-            s.write_all(b)?;
+            if let Err(e) = s.write_all(b) {
+                // The server may have answered from the head alone (a 413 on
+                // the declared length) and closed: its reply is still in the
+                // socket's buffer.
+                return self.read_reply().map_err(|_| e);
+            }
         }
         self.read_reply()
     }
