@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::metrics::{Metric, Role};
 use crate::pipeline::{ordered_arm_sums, ArmSums, Inputs};
-use crate::report::pct;
 use crate::stats::{
     adjust, adjusted, bayesian, cuped_theta, effect_variance, skewness, srm, two_sided,
     two_sided_sequential, users_for_normality, Bayesian, Correction, MetricKind, TestResult,
 };
+use crate::text::{pct, utc_date};
 
 /// The power the "keep running" line plans for.
 pub const PLANNING_POWER: f64 = 0.8;
@@ -458,21 +458,6 @@ pub struct DailyLift {
     pub rel_ci_high: f64,
     /// Its p-value (unadjusted).
     pub p_value: f64,
-}
-
-/// `YYYY-MM-DD` of a Unix time in milliseconds (proleptic Gregorian, UTC).
-pub fn utc_date(ms: i64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = ms.div_euclid(86_400_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// The whole report (`report.json`).

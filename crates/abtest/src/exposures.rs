@@ -352,7 +352,7 @@ fn first_exposures(exposed: &Exposed) -> Result<LazyFrame> {
 
 fn events_with_first_exposure(events: &Path, exposed: &Exposed) -> Result<LazyFrame> {
     use reelkit_logs::schema::USER_ID;
-    let lf = crate::pipeline::scan(events)?
+    let lf = crate::source::scan(events)?
         .with_column(col(USER_ID).cast(DataType::UInt64))
         .join(
             first_exposures(exposed)?,
@@ -371,7 +371,7 @@ pub fn exposure_dilution(events: &Path, exposed: &Exposed) -> Result<Dilution> {
         input: events.display().to_string(),
         source: reelkit_logs::without_python_hints(e),
     };
-    let all = crate::pipeline::scan(events)?
+    let all = crate::source::scan(events)?
         .select([col(USER_ID)
             .n_unique()
             .cast(DataType::UInt64)
@@ -412,7 +412,7 @@ pub fn exposure_dilution(events: &Path, exposed: &Exposed) -> Result<Dilution> {
 
 /// The events of exposed users at or after their first exposure: the input
 /// of a triggered analysis.
-pub fn triggered_events(events: &Path, exposed: &Exposed) -> Result<crate::pipeline::Source> {
+pub fn triggered_events(events: &Path, exposed: &Exposed) -> Result<crate::source::Source> {
     use reelkit_logs::schema::TS_MS;
     let lf = events_with_first_exposure(events, exposed)?
         .filter(
@@ -424,7 +424,7 @@ pub fn triggered_events(events: &Path, exposed: &Exposed) -> Result<crate::pipel
             names: ["first_exposure_ms".into()].into(),
             strict: true,
         });
-    Ok(crate::pipeline::Source::Frame {
+    Ok(crate::source::Source::Frame {
         name: format!("{} (from first exposure on)", events.display()),
         frame: Box::new(lf),
     })

@@ -14,7 +14,8 @@ use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
 use crate::error::{Error, Result};
 use crate::exposures::Exposures;
 use crate::metrics::Metric;
-use crate::pipeline::{agg_expr, derive, require_columns, Source};
+use crate::pipeline::agg_expr;
+use crate::source::{derive, require_columns, Source};
 
 /// Settings of an interleaving analysis.
 #[derive(Debug, Clone)]

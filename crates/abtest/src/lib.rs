@@ -59,13 +59,15 @@ mod metrics;
 mod pipeline;
 mod power;
 mod report;
+mod source;
 mod sql;
 mod stats;
 mod stream;
+mod text;
 
 pub use analysis::{
-    analyze, analyze_sums, cumulative_lift, segments, utc_date, AnalysisConfig, DailyLift,
-    Decision, Guardrail, MetricRow, Report, Segment, Srm, Verdict, PLANNING_POWER, SRM_THRESHOLD,
+    analyze, analyze_sums, cumulative_lift, segments, AnalysisConfig, DailyLift, Decision,
+    Guardrail, MetricRow, Report, Segment, Srm, Verdict, PLANNING_POWER, SRM_THRESHOLD,
 };
 pub use error::{Error, Result};
 pub use exposures::{
@@ -77,17 +79,19 @@ pub use interleave::{
 };
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric, Role};
 pub use pipeline::{
-    arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, scan, user_values, ArmSums,
-    Inputs, Source, UserValues,
+    arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, user_values, ArmSums,
+    Inputs, UserValues,
 };
 pub use power::{power, pre_period_power, PowerPlan, PowerRow};
 pub use report::{
     daily_svg, forest_svg, forest_svg_with_truth, html, html_with_truth, markdown, write_report,
     write_report_with_truth, TrueLift,
 };
+pub use source::{scan, Source};
 pub use sql::{read_stats, warehouse_sql, Dialect, SqlTables, STATS_COLUMNS};
 pub use stats::{
     adjust, adjusted, bayesian, cuped_theta, effect_variance, moments, srm, two_sided,
     two_sided_sequential, welch_df, ArmEstimate, Bayesian, Correction, MetricKind, Moments, Prior,
     QuantileSums, Sums, TestResult, QUANTILE_Z,
 };
+pub use text::utc_date;

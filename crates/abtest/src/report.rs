@@ -8,11 +8,7 @@ use reelkit_logs::FileSet;
 use crate::analysis::{Guardrail, MetricRow, Report, Verdict};
 use crate::error::{Error, Result};
 use crate::metrics::Role;
-
-/// A relative change as a signed percentage with two decimals.
-pub(crate) fn pct(x: f64) -> String {
-    format!("{:+.2}%", 100.0 * x)
-}
+use crate::text::pct;
 
 /// How a comparison is named: the variant alone when it is compared with the
 /// report's control, `variant vs baseline` otherwise.

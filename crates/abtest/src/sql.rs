@@ -31,7 +31,8 @@ use reelkit_logs::schema;
 
 use crate::error::{Error, Result};
 use crate::metrics::{Aggregation, Metric};
-use crate::pipeline::{scan, ArmSums};
+use crate::pipeline::ArmSums;
+use crate::source::scan;
 use crate::stats::{MetricKind, Sums};
 
 /// The SQL dialect of [`warehouse_sql`]: they differ in identifier quoting and

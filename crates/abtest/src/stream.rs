@@ -21,7 +21,7 @@ use reelkit_logs::schema;
 
 use crate::error::{Error, Result};
 use crate::metrics::{Aggregation, Metric};
-use crate::pipeline::{derive, require_columns, Source};
+use crate::source::{derive, require_columns, Source};
 
 /// A fast hasher for integer keys (SplitMix64's finaliser, the workspace's
 /// one): the keys are user ids and event values, not attacker-chosen.

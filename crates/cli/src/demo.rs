@@ -4,9 +4,6 @@ use std::path::PathBuf;
 
 use reelkit_lab::{parse_value, ExperimentSpec};
 
-/// The demo's spec, shipped as a file for users to start from.
-pub const DEMO_SPEC: &str = include_str!("../../../datasets/experiments/demo.toml");
-
 /// How big a world the demo simulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scale {

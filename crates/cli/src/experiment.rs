@@ -9,6 +9,10 @@ use reelkit_lab::{
     ExperimentSpec,
 };
 
+/// The demo's spec (built in: `experiment run` without a spec file runs it,
+/// and `reelkit demo` sets keys of it), shipped as a file for users to start from.
+pub const DEMO_SPEC: &str = include_str!("../../../datasets/experiments/demo.toml");
+
 #[derive(Debug, clap::Subcommand)]
 pub enum ExperimentCommand {
     /// Run an experiment spec: pre-period, arms (ranker recipes) with their
@@ -89,10 +93,7 @@ pub struct SweepArgs {
 pub fn load_spec(path: Option<&std::path::Path>, set: &[String]) -> anyhow::Result<ExperimentSpec> {
     let mut spec = match path {
         Some(p) => ExperimentSpec::from_file(p)?,
-        None => ExperimentSpec::from_toml(
-            crate::demo::DEMO_SPEC,
-            std::path::Path::new("datasets/experiments"),
-        )?,
+        None => ExperimentSpec::from_toml(DEMO_SPEC, std::path::Path::new("datasets/experiments"))?,
     };
     for kv in set {
         let (k, v) = kv

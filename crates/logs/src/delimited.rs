@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{cut, Error, Result};
 
 /// How a delimited file is laid out (default: a header line, the separator
 /// by extension or sniffed, bad rows are errors).
@@ -85,15 +85,6 @@ fn separator_for(path: &Path, layout: &Layout, first: &str) -> String {
             .iter()
             .find(|s| first.contains(*s))
             .map_or_else(|| ",".into(), |s| s.to_string()),
-    }
-}
-
-/// A value as written, cut to 80 characters for a message.
-pub(crate) fn cut(v: &str) -> String {
-    let v = v.trim_end();
-    match v.char_indices().nth(80) {
-        Some((at, _)) => format!("{}… ({} characters)", &v[..at], v.chars().count()),
-        None => v.to_string(),
     }
 }
 

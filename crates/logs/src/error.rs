@@ -69,7 +69,7 @@ pub enum Error {
         available: String,
     },
     /// A line of a text file that cannot be read as a row.
-    #[error("{path}: line {line}: {reason}: {}", crate::delimited::cut(text))]
+    #[error("{path}: line {line}: {reason}: {}", cut(text))]
     BadLine {
         /// The file.
         path: PathBuf,
@@ -105,7 +105,7 @@ pub enum Error {
     /// A value is outside what the column allows (negative, NaN, too large).
     #[error(
         "{path}: column `{column}` at row {row} (0-based data row): {reason} (value: {})",
-        crate::delimited::cut(value)
+        cut(value)
     )]
     InvalidValue {
         /// The file.
@@ -198,4 +198,13 @@ pub fn without_python_hints(e: polars::error::PolarsError) -> polars::error::Pol
         msg.push('…');
     }
     polars::error::PolarsError::ComputeError(msg.into())
+}
+
+/// A value as written, cut to 80 characters for a message.
+pub(crate) fn cut(v: &str) -> String {
+    let v = v.trim_end();
+    match v.char_indices().nth(80) {
+        Some((at, _)) => format!("{}… ({} characters)", &v[..at], v.chars().count()),
+        None => v.to_string(),
+    }
 }

@@ -20,7 +20,7 @@ use polars_parquet_format::thrift::protocol::TCompactInputProtocol;
 use polars_parquet_format::{PageHeader, PageType};
 
 use crate::error::{Error, Result};
-use crate::io::Format;
+use crate::format::Format;
 
 /// Guarded reads in progress, in any thread.
 static GUARDED: AtomicUsize = AtomicUsize::new(0);

@@ -15,6 +15,7 @@ mod delimited;
 mod error;
 mod events;
 mod factors;
+mod format;
 mod integrity;
 mod interactions;
 mod io;
