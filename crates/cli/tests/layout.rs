@@ -186,3 +186,47 @@ fn no_file_circles_in_any_crate() -> std::io::Result<()> {
     assert!(found.is_empty(), "file circles:\n{}", found.join("\n"));
     Ok(())
 }
+
+/// An int8 kernel runs `unsafe` instructions its CPU must have: only the
+/// module's detection may make one. `Kernel`'s field stays private (code
+/// elsewhere in the crate then cannot build one), and every `Kernel(...)`
+/// built inside the module is the portable one or comes from detection.
+#[test]
+fn int8_kernels_come_only_from_detection() -> std::io::Result<()> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ranker/src");
+    let int8 = code(&std::fs::read_to_string(src.join("int8.rs"))?);
+    assert!(
+        int8.contains("pub(crate) struct Kernel(Kind);"),
+        "int8::Kernel's field must stay private"
+    );
+    let built: Vec<&str> = int8
+        .lines()
+        .filter(|l| l.contains("Kernel(Kind::") && !l.contains("Kind::Generic"))
+        .collect();
+    // The SIMD kernels are made in `Kernel::available`, under detection, only.
+    let available = int8
+        .split("fn available()")
+        .nth(1)
+        .and_then(|rest| rest.split("\n    }\n").next())
+        .unwrap_or("");
+    for line in built {
+        assert!(
+            available.contains(line.trim()),
+            "a SIMD kernel made outside detection: {line}"
+        );
+        assert!(
+            available.contains("is_x86_feature_detected!") || available.contains("Isa::detect()")
+        );
+    }
+    let mut files = Vec::new();
+    rust_files(&src, &mut files)?;
+    for f in files.iter().filter(|f| !f.ends_with("int8.rs")) {
+        let text = code(&std::fs::read_to_string(f)?);
+        assert!(
+            !text.contains("Kernel(Kind"),
+            "{} builds an int8 kernel",
+            f.display()
+        );
+    }
+    Ok(())
+}

@@ -57,12 +57,18 @@ pub struct Int8Table {
     kernel: Kernel,
 }
 
-/// The integer dot-product kernel a table scans with. A variant other than
-/// `Generic` exists only where run-time detection found its features
-/// ([`Kernel::best`], [`Kernel::available`]; private to this module), which
-/// is what every `unsafe` call of a kernel below rests on.
+/// The integer dot-product kernel a table scans with: a token only this
+/// module can make (its field is private), and it makes one other than the
+/// portable kernel only where run-time detection found its features
+/// ([`Kernel::best`], [`Kernel::available`]) — what every `unsafe` call of a
+/// kernel below rests on. Code elsewhere in the crate can hold and pass
+/// kernels, not conjure one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kernel {
+pub(crate) struct Kernel(Kind);
+
+/// Which kernel (private: see [`Kernel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
     /// Portable Rust (the reference).
     Generic,
     /// AVX2: `vpmaddubsw` pairs widened by `vpmaddwd`.
@@ -81,19 +87,19 @@ impl Kernel {
     /// Every kernel this CPU runs, portable first, best last.
     pub(crate) fn available() -> Vec<Kernel> {
         #[allow(unused_mut)]
-        let mut all = vec![Kernel::Generic];
+        let mut all = vec![Kernel(Kind::Generic)];
         #[cfg(target_arch = "x86_64")]
         {
             if Isa::detect().level() != Level::Generic {
-                all.push(Kernel::Avx2);
+                all.push(Kernel(Kind::Avx2));
                 if std::arch::is_x86_feature_detected!("avxvnni") {
-                    all.push(Kernel::AvxVnni);
+                    all.push(Kernel(Kind::AvxVnni));
                 }
                 if std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
                 {
-                    all.push(Kernel::Avx512Vnni);
+                    all.push(Kernel(Kind::Avx512Vnni));
                 }
             }
         }
@@ -103,19 +109,19 @@ impl Kernel {
     /// The fastest kernel this CPU runs.
     pub(crate) fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| Kernel::available().pop().unwrap_or(Kernel::Generic))
+        *BEST.get_or_init(|| Kernel::available().pop().unwrap_or(Kernel(Kind::Generic)))
     }
 
     /// Its name, as benchmarks report it.
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kernel::Generic => "generic",
+        match self.0 {
+            Kind::Generic => "generic",
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => "avx2",
+            Kind::Avx2 => "avx2",
             #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => "avx-vnni",
+            Kind::AvxVnni => "avx-vnni",
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => "avx512-vnni",
+            Kind::Avx512Vnni => "avx512-vnni",
         }
     }
 }
@@ -238,7 +244,7 @@ impl Int8Table {
 
     /// Forces the portable kernel (tests).
     pub fn generic(self) -> Int8Table {
-        self.with_kernel(Kernel::Generic)
+        self.with_kernel(Kernel(Kind::Generic))
     }
 
     /// Uses `kernel` (one of [`Kernel::available`]).
@@ -344,18 +350,19 @@ impl Int8Table {
         if lo >= hi {
             return;
         }
-        match self.kernel {
+        match self.kernel.0 {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: a `Kernel` other than `Generic` exists only where run-time
-            // detection found its features (`Kernel::available`).
-            Kernel::Avx2 => unsafe { avx2::scan(self, qs, lo, hi, floors, sink) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Kernel::AvxVnni => unsafe { vnni256::scan(self, qs, lo, hi, floors, sink) },
+            // SAFETY: a `Kernel` other than the portable one exists only where
+            // run-time detection found its features (`Kernel::available`; no
+            // code outside this module can make one).
+            Kind::Avx2 => unsafe { avx2::scan(self, qs, lo, hi, floors, sink) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Kernel::Avx512Vnni => unsafe { vnni512::scan(self, qs, lo, hi, floors, sink) },
-            Kernel::Generic => {
+            Kind::AvxVnni => unsafe { vnni256::scan(self, qs, lo, hi, floors, sink) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kind::Avx512Vnni => unsafe { vnni512::scan(self, qs, lo, hi, floors, sink) },
+            Kind::Generic => {
                 let mut buf = [0f32; PANEL];
                 for first in (lo..hi).step_by(PANEL) {
                     let valid = lanes(hi - first);
