@@ -596,6 +596,20 @@ fn the_connection_cap_answers_503_and_counts() -> TestResult {
     Ok(())
 }
 
+/// A server on a fresh model in `dir`, owned by the test (so it can stop it).
+fn stoppable_server(
+    dir: &std::path::Path,
+) -> Result<reelkit_serve::client::LocalServer, Box<dyn std::error::Error>> {
+    let path = dir.join("model.arrow");
+    model(false).save(&path)?;
+    let state = Arc::new(AppState::open(
+        &path,
+        Some(catalog()),
+        ServeConfig::default(),
+    )?);
+    Ok(reelkit_serve::client::LocalServer::start(state)?)
+}
+
 /// A stop (SIGTERM's path) lets a request already accepted finish: its body
 /// arrives after the stop and it is still answered; then no new connection
 /// is accepted.
@@ -603,14 +617,7 @@ fn the_connection_cap_answers_503_and_counts() -> TestResult {
 fn a_stop_finishes_the_requests_in_flight() -> TestResult {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("model.arrow");
-    model(false).save(&path)?;
-    let state = Arc::new(AppState::open(
-        &path,
-        Some(catalog()),
-        ServeConfig::default(),
-    )?);
-    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let server = stoppable_server(dir.path())?;
     let addr = server.addr;
     let body = br#"{"user_id": 1, "k": 3}"#;
     let mut inflight = Vec::new();
@@ -658,14 +665,7 @@ fn a_stop_finishes_the_requests_in_flight() -> TestResult {
 fn a_stop_answers_requests_written_on_idle_keep_alive_connections() -> TestResult {
     use std::io::{BufRead, BufReader, Read, Write};
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("model.arrow");
-    model(false).save(&path)?;
-    let state = Arc::new(AppState::open(
-        &path,
-        Some(catalog()),
-        ServeConfig::default(),
-    )?);
-    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let server = stoppable_server(dir.path())?;
     let body = br#"{"user_id": 1, "k": 3}"#;
     let request = format!(
         "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
