@@ -231,7 +231,7 @@ impl IvfFilter {
 impl IvfIndex {
     /// Coordinates of a centroid the 8-bit probe tables code: the item part,
     /// and the bias where items have one.
-    pub(super) fn code_width(&self) -> usize {
+    fn code_width(&self) -> usize {
         self.dim + usize::from(self.with_bias)
     }
 
@@ -267,7 +267,7 @@ impl IvfIndex {
     /// rank `depth` of the unfiltered order: from the tuned depth table
     /// (interpolated in log depth, extrapolated in proportion past its end),
     /// or `nprobe` scaled by `depth / k` without one.
-    pub(super) fn lists_for(&self, table: &[(usize, usize)], depth: f64, k: usize) -> usize {
+    fn lists_for(&self, table: &[(usize, usize)], depth: f64, k: usize) -> usize {
         let n = match (table.first(), table.last()) {
             (Some(&(d0, p0)), Some(&(dl, pl))) => {
                 if depth <= d0 as f64 {
@@ -293,7 +293,7 @@ impl IvfIndex {
     }
 
     /// The share of the catalogue `q`'s filter allows.
-    pub(super) fn share(&self, q: &IvfQuery<'_>) -> f64 {
+    fn share(&self, q: &IvfQuery<'_>) -> f64 {
         q.filter
             .map_or(1.0, |f| f.allowed as f64 / self.len().max(1) as f64)
             .max(1e-6)

@@ -226,7 +226,7 @@ impl Ranker {
     }
 
     /// A ranker over `model` with the default retrieval.
-    pub(super) fn from_mapped(model: MappedModel) -> Ranker {
+    fn from_mapped(model: MappedModel) -> Ranker {
         let item_gram = gram(&model.item_factors, model.dim);
         let popular = crate::eval::popularity_order(&model.item_counts);
         let bound = TableBound::of(model.dim, &model.item_factors, Some(&model.item_bias));
@@ -394,7 +394,7 @@ impl Ranker {
     /// The request's excluded item indices, sorted: its exclusions, its
     /// history and, unless the IVF filters the surface inside its scan, the
     /// videos its surface does not show.
-    pub(super) fn exclusion(&self, req: &Request) -> Vec<u32> {
+    fn exclusion(&self, req: &Request) -> Vec<u32> {
         let mut ex: Vec<u32> = req
             .exclude
             .iter()
@@ -415,7 +415,7 @@ impl Ranker {
 
     /// `rank`, then at most `cap` items per creator: retrieves more candidates
     /// until `k` pass the cap or the catalogue runs out.
-    pub(super) fn rank_capped(
+    fn rank_capped(
         &self,
         q: &[f32],
         k: usize,
@@ -460,7 +460,7 @@ impl Ranker {
     }
 
     /// Scored item indices as recommendations (external ids).
-    pub(super) fn to_recommendations(&self, scored: Vec<Scored>) -> Vec<Recommendation> {
+    fn to_recommendations(&self, scored: Vec<Scored>) -> Vec<Recommendation> {
         scored
             .into_iter()
             .map(|s| Recommendation {
@@ -480,7 +480,7 @@ impl Ranker {
     }
 
     /// [`Ranker::rank`] among the items `filter` allows.
-    pub(super) fn rank_in(
+    fn rank_in(
         &self,
         q: &[f32],
         k: usize,
@@ -519,7 +519,7 @@ impl Ranker {
 
     /// The answer to a request whose query embedding (`None`: unknown user
     /// without history) and exclusions are known.
-    pub(super) fn answer(
+    fn answer(
         &self,
         q: Option<Vec<f32>>,
         exclude: &[u32],
@@ -566,7 +566,7 @@ impl Ranker {
     /// user without a known video in the history. (A history of videos the
     /// model does not know says nothing: it must not replace a known user's
     /// trained profile with an empty one.)
-    pub(super) fn query(&self, user_id: u64, req: &Request) -> Option<Vec<f32>> {
+    fn query(&self, user_id: u64, req: &Request) -> Option<Vec<f32>> {
         self.fold_in(&req.history).or_else(|| {
             self.user_embedding_on(user_id, req.surface)
                 .map(|e| e.to_vec())
