@@ -415,13 +415,7 @@ impl Ranker {
 
     /// `rank`, then at most `cap` items per creator: retrieves more candidates
     /// until `k` pass the cap or the catalogue runs out.
-    fn rank_capped(
-        &self,
-        q: &[f32],
-        k: usize,
-        exclude: &[u32],
-        req: &Request,
-    ) -> Vec<Scored> {
+    fn rank_capped(&self, q: &[f32], k: usize, exclude: &[u32], req: &Request) -> Vec<Scored> {
         let filter = self.surface_filter(req);
         let (Some(cat), Some(cap)) = (&self.catalog, req.max_per_creator) else {
             return self.rank_in(q, k, exclude, filter, req.use_value_model);

@@ -1,0 +1,598 @@
+//! The search: candidates in order while the budget lasts, each judged on
+//! the validation users.
+
+use std::time::{Duration, Instant};
+
+use crate::als::{EpochReport, TrainControl};
+use crate::ease::EaseBasis;
+use crate::error::Result;
+use crate::eval::{item_counts, Metrics};
+use crate::factors::Factors;
+use crate::params::{Algo, TrainParams};
+use crate::rp3::{binary, Rp3Params};
+use crate::split::Split;
+
+use super::*;
+
+/// A kept candidate: what the blend and the compensation stages reuse.
+pub(super) struct Kept {
+    trial: usize,
+    scorer: Scorer,
+    /// Top-100 lists with scores.
+    lists: Vec<Option<Vec<(u32, f32)>>>,
+}
+
+/// The share of the budget kept for the blend and compensation stages.
+pub(super) const LATE_SHARE: f64 = 0.1;
+
+/// Candidate list length kept for blends and compensation.
+pub(super) const POOL: usize = 100;
+
+pub(super) struct Search<'a> {
+    split: &'a Split,
+    opts: &'a TuneOptions,
+    start: Instant,
+    trials: Vec<Trial>,
+    kept: Vec<Kept>,
+    best_weighting: Weighting,
+}
+
+impl Search<'_> {
+    /// Whether work expected to take `expected` seconds, then the final fit
+    /// (`final_fit` seconds, a quarter more data) and the late stages all
+    /// end within the budget; always true before any trial.
+    pub(super) fn ends_in_time(&self, expected: f64, final_fit: f64) -> bool {
+        let budget = self.opts.budget.as_secs_f64();
+        self.trials.is_empty()
+            || self.start.elapsed().as_secs_f64() + expected + 1.3 * final_fit + LATE_SHARE * budget
+                <= budget
+    }
+
+    /// The seconds of the best trial so far's setting, as a final fit's estimate.
+    pub(super) fn final_fit(&self) -> f64 {
+        self.trials
+            .iter()
+            .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
+            .map_or(0.0, |t| t.seconds)
+    }
+
+    pub(super) fn record(
+        &mut self,
+        stage: &'static str,
+        candidate: Candidate,
+        weighting: Weighting,
+        pop_bias: f32,
+        judged: (Metrics, Vec<f64>),
+        seconds: f64,
+    ) -> usize {
+        let (m, users) = judged;
+        self.trials.push(Trial {
+            stage,
+            candidate,
+            weighting,
+            pop_bias,
+            ndcg: m.ndcg,
+            ndcg_se: se(&users),
+            recall: m.recall,
+            hit_rate: m.hit_rate,
+            map: m.map,
+            seconds,
+            users,
+        });
+        self.trials.len() - 1
+    }
+
+    /// Keeps the scorer of trial `t` when it is the best of its kind so far.
+    pub(super) fn keep(&mut self, t: usize, scorer: Scorer, lists: Vec<Option<Vec<(u32, f32)>>>) {
+        let kind = self.trials[t].candidate.kind();
+        let ndcg = self.trials[t].ndcg;
+        match self
+            .kept
+            .iter_mut()
+            .find(|k| self.trials[k.trial].candidate.kind() == kind)
+        {
+            Some(k) if self.trials[k.trial].ndcg >= ndcg => {}
+            Some(k) => {
+                *k = Kept {
+                    trial: t,
+                    scorer,
+                    lists,
+                }
+            }
+            None => self.kept.push(Kept {
+                trial: t,
+                scorer,
+                lists,
+            }),
+        }
+    }
+
+    /// Judges a scorer: records the trial and keeps it if best of its kind.
+    pub(super) fn evaluate(
+        &mut self,
+        stage: &'static str,
+        candidate: Candidate,
+        weighting: Weighting,
+        scorer: Scorer,
+        started: Instant,
+    ) -> usize {
+        let lists = scorer.lists(self.split, POOL);
+        let judged = judge(self.split, &lists, self.opts.k);
+        let secs = started.elapsed().as_secs_f64();
+        let t = self.record(stage, candidate, weighting, 0.0, judged, secs);
+        self.keep(t, scorer, lists);
+        t
+    }
+
+    pub(super) fn best_of(&self, kind: &str) -> Option<&Trial> {
+        self.trials
+            .iter()
+            .filter(|t| t.candidate.kind() == kind && t.stage != CANDIDATE)
+            .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
+    }
+
+    pub(super) fn ease(&mut self) -> Result<()> {
+        let mut best_overall: Option<(f64, Weighting)> = None;
+        for &w in &self.opts.weightings.clone() {
+            let x = w.apply(&self.split.train.matrix);
+            if !self.ends_in_time(0.0, self.final_fit()) {
+                break;
+            }
+            let t = Instant::now();
+            let basis = EaseBasis::new(&x, self.opts.ease_dim, self.opts.seed)?;
+            let basis_secs = t.elapsed().as_secs_f64();
+            let mut first = true;
+            let mut last = 0.0f64;
+            let mut best: Option<(f64, f64)> = None;
+            let mut try_lambda = |s: &mut Self, stage, lambda: f64| -> Result<(f64, f64)> {
+                let t = Instant::now();
+                let f = basis.factors(lambda)?;
+                let own_start = if std::mem::take(&mut first) {
+                    t - Duration::from_secs_f64(basis_secs)
+                } else {
+                    t
+                };
+                let i = s.evaluate(
+                    stage,
+                    Candidate::Ease { lambda },
+                    w,
+                    Scorer::Factors(f),
+                    own_start,
+                );
+                Ok((s.trials[i].ndcg, t.elapsed().as_secs_f64()))
+            };
+            // Log₁₀ λ: odd half-decades from the middle out (λ in the
+            // hundreds to thousands first), then halving steps around the best.
+            for e in [2.5f64, 3.5, 1.5, 4.5, 0.5] {
+                if !self.ends_in_time(last, basis_secs) {
+                    break;
+                }
+                let lambda = 10f64.powf(e);
+                let (n, secs) = try_lambda(self, "coarse", lambda)?;
+                last = secs;
+                if best.is_none_or(|b: (f64, f64)| n > b.0) {
+                    best = Some((n, lambda));
+                }
+            }
+            for step in [0.5, 0.25, 0.125] {
+                let Some((_, b)) = best else { break };
+                for sign in [-1.0, 1.0] {
+                    if !self.ends_in_time(last, basis_secs) {
+                        break;
+                    }
+                    let lambda = b * 10f64.powf(sign * step);
+                    let (n, secs) = try_lambda(self, "refine", lambda)?;
+                    last = secs;
+                    if best.is_none_or(|b: (f64, f64)| n > b.0) {
+                        best = Some((n, lambda));
+                    }
+                }
+            }
+            if let Some((n, _)) = best {
+                if best_overall.is_none_or(|b| n > b.0) {
+                    best_overall = Some((n, w));
+                }
+            }
+        }
+        if let Some((_, w)) = best_overall {
+            self.best_weighting = w;
+        }
+        Ok(())
+    }
+
+    /// RP3beta's weights on the binary training matrix, as a sparse scorer.
+    pub(super) fn rp3(&mut self) -> Result<()> {
+        let x = binary(&self.split.train.matrix);
+        let n_items = x.n_cols();
+        let mut last = 0.0f64;
+        for neighbours in [200usize, 50] {
+            for alpha in [1.0f64, 0.75, 0.5] {
+                for beta in [0.25f64, 0.5, 0.0, 0.75] {
+                    if !self.ends_in_time(last, self.final_fit()) {
+                        return Ok(());
+                    }
+                    let t = Instant::now();
+                    let p = Rp3Params {
+                        alpha,
+                        beta,
+                        neighbours,
+                    };
+                    let rows = crate::rp3::weights(&x, &p)?;
+                    let scorer = Scorer::Sparse {
+                        rows,
+                        bias: vec![0.0; n_items],
+                    };
+                    self.evaluate(
+                        "coarse",
+                        Candidate::Rp3beta(p),
+                        Weighting::Binary,
+                        scorer,
+                        t,
+                    );
+                    last = t.elapsed().as_secs_f64();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One iALS or BPR run validated every `every` epochs up to `epochs`,
+    /// stopped after two falls in a row; records its best checkpoint.
+    pub(super) fn run(&mut self, stage: &'static str, p: TrainParams, every: usize) -> Result<()> {
+        if self.tried(&p) || !self.fits(&p) {
+            return Ok(());
+        }
+        let params = p.clone().check()?;
+        let t = Instant::now();
+        let w = self.best_weighting;
+        let x = w.apply(&self.split.train.matrix);
+        let (split, k) = (self.split, self.opts.k);
+        let mut best: Option<(usize, f64, Factors)> = None;
+        let mut falls = 0;
+        let mut cb = |r: &EpochReport, f: &Factors| {
+            if !r.epoch.is_multiple_of(every) && r.epoch != params.epochs {
+                return true;
+            }
+            let lists = Scorer::Factors(f.clone()).lists(split, k);
+            let (m, _) = judge(split, &lists, k);
+            match &best {
+                Some((_, b, _)) if m.ndcg <= *b => falls += 1,
+                _ => {
+                    falls = 0;
+                    best = Some((r.epoch, m.ndcg, f.clone()));
+                }
+            }
+            falls < 2
+        };
+        crate::train(
+            &x,
+            &params,
+            &mut TrainControl {
+                stop: None,
+                on_epoch: Some(&mut cb),
+            },
+        )?;
+        if let Some((epochs, _, f)) = best {
+            self.evaluate(
+                stage,
+                Candidate::Factorization(TrainParams { epochs, ..p }),
+                w,
+                Scorer::Factors(f),
+                t,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn tried(&self, p: &TrainParams) -> bool {
+        self.trials.iter().any(|t| match &t.candidate {
+            Candidate::Factorization(q) => {
+                q.algo == p.algo
+                    && q.factors == p.factors
+                    && (q.reg / p.reg - 1.0).abs() < 1e-3
+                    && (q.alpha - p.alpha).abs() <= 1e-3 * p.alpha.max(1e-3)
+                    && q.reg_exponent == p.reg_exponent
+                    && q.learning_rate == p.learning_rate
+            }
+            _ => false,
+        })
+    }
+
+    /// Whether a run of `p` is expected to end in time: as long as the
+    /// slowest earlier run of its algorithm per factor, times its factors
+    /// squared (CG's cost grows with the dimension squared).
+    pub(super) fn fits(&self, p: &TrainParams) -> bool {
+        let per = |t: &Trial| match &t.candidate {
+            Candidate::Factorization(q) if q.algo == p.algo => {
+                Some(t.seconds / (q.factors as f64).powi(2))
+            }
+            _ => None,
+        };
+        let unit = self.trials.iter().filter_map(per).max_by(f64::total_cmp);
+        let expected = unit.map_or(0.0, |u| u * (p.factors as f64).powi(2));
+        self.ends_in_time(expected, self.final_fit())
+    }
+
+    pub(super) fn base(&self, algo: Algo) -> TrainParams {
+        TrainParams {
+            algo,
+            seed: self.opts.seed,
+            ..TrainParams::default()
+        }
+    }
+
+    /// iALS: implicit's usual (α, λ) grid with and without ν = 1, then
+    /// refinement in Rendle et al. (2022)'s coordinates (the weight α0 of
+    /// unobserved pairs, λ' relative to it; in (α, λ) the optimum is a narrow
+    /// ridge along λ ∝ 1 + α), then wider embeddings while they help.
+    pub(super) fn ials(&mut self) -> Result<()> {
+        let at = |a0: f32, lam: f32, reg_exponent: f32, factors: usize, base: &TrainParams| {
+            TrainParams {
+                alpha: (1.0 / a0 - 1.0).max(0.0),
+                reg: lam / a0,
+                reg_exponent,
+                factors,
+                epochs: 30,
+                ..base.clone()
+            }
+        };
+        let base = self.base(Algo::Ials);
+        let regs = [
+            (0.0, 1.0),
+            (0.0, 10.0),
+            (0.0, 100.0),
+            (0.0, 0.1),
+            (1.0, 0.03),
+            (1.0, 0.3),
+            (1.0, 0.003),
+        ];
+        for alpha in [1.0f32, 4.0, 16.0, 0.25] {
+            for (nu, reg) in regs {
+                let a0 = 1.0 / (1.0 + alpha);
+                self.run("coarse", at(a0, reg * a0, nu, 64, &base), 5)?;
+            }
+        }
+        let coords = |p: &TrainParams| {
+            let a0 = 1.0 / (1.0 + p.alpha);
+            (a0, p.reg * a0)
+        };
+        let best_params = |s: &Self| match s.best_of("ials").map(|t| &t.candidate) {
+            Some(Candidate::Factorization(p)) => {
+                Some((p.clone(), s.best_of("ials").map_or(0.0, |t| t.ndcg)))
+            }
+            _ => None,
+        };
+        let mut step = 0.25f32;
+        for _ in 0..4 {
+            let Some((b, nb)) = best_params(self) else {
+                return Ok(());
+            };
+            let (a0, lam) = coords(&b);
+            let f = 10f32.powf(step);
+            for (da, dl) in [(f, 1.0), (1.0 / f, 1.0), (1.0, f), (1.0, 1.0 / f)] {
+                let a = (a0 * da).min(1.0);
+                let p = at(a, lam * dl, b.reg_exponent, b.factors, &base);
+                self.run("refine", p, 5)?;
+            }
+            if best_params(self).map(|x| x.1) <= Some(nb) {
+                step /= 2.0;
+            }
+        }
+        for factors in [128, 256, 512] {
+            let Some((b, nb)) = best_params(self) else {
+                return Ok(());
+            };
+            let p = TrainParams {
+                factors,
+                epochs: 30,
+                ..b
+            };
+            self.run("refine", p, 5)?;
+            if best_params(self).map(|x| x.1) <= Some(nb) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn bpr(&mut self) -> Result<()> {
+        let base = TrainParams {
+            epochs: 100,
+            ..self.base(Algo::Bpr)
+        };
+        for factors in [32, 64, 128] {
+            for learning_rate in [0.01, 0.05, 0.1] {
+                for reg in [0.0001, 0.001, 0.01] {
+                    let p = TrainParams {
+                        factors,
+                        learning_rate,
+                        reg,
+                        ..base.clone()
+                    };
+                    self.run("coarse", p, 10)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The two best kinds' scores mixed, each divided by its RMS, with
+    /// weights ¼, ½, ¾, judged on the union of their top-100 lists.
+    pub(super) fn blend(&mut self) {
+        let mut order: Vec<usize> = (0..self.kept.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.trials[self.kept[b].trial]
+                .ndcg
+                .total_cmp(&self.trials[self.kept[a].trial].ndcg)
+        });
+        let [ia, ib, ..] = order[..] else {
+            return;
+        };
+        let t = Instant::now();
+        let (ka, kb) = (&self.kept[ia], &self.kept[ib]);
+        let (sa, sb) = (Scorer::scale(&ka.lists), Scorer::scale(&kb.lists));
+        // Each user's union of the two lists, scored by both.
+        let wants: Vec<Option<Vec<u32>>> = ka
+            .lists
+            .iter()
+            .zip(&kb.lists)
+            .map(|(la, lb)| {
+                let (la, lb) = (la.as_ref()?, lb.as_ref()?);
+                let mut items: Vec<u32> = la.iter().chain(lb).map(|e| e.0).collect();
+                items.sort_unstable();
+                items.dedup();
+                Some(items)
+            })
+            .collect();
+        let a = ka.scorer.scores_for(self.split, &wants);
+        let b = kb.scorer.scores_for(self.split, &wants);
+        let unions: Vec<Option<Union>> = wants
+            .into_iter()
+            .zip(a.into_iter().zip(b))
+            .map(|(w, (a, b))| Some((w?, a?, b?)))
+            .collect();
+        let (ca, cb) = (
+            self.trials[ka.trial].candidate.clone(),
+            self.trials[kb.trial].candidate.clone(),
+        );
+        let weighting = self.trials[ka.trial].weighting;
+        let per = t.elapsed().as_secs_f64();
+        for weight in [0.5, 0.75, 0.25] {
+            let t = Instant::now();
+            let lists: Vec<Option<Vec<(u32, f32)>>> = unions
+                .iter()
+                .map(|x| {
+                    let (items, a, b) = x.as_ref()?;
+                    let mut l: Vec<(u32, f32)> = items
+                        .iter()
+                        .zip(a.iter().zip(b))
+                        .map(|(&j, (&a, &b))| {
+                            (
+                                j,
+                                (weight * a as f64 / sa + (1.0 - weight) * b as f64 / sb) as f32,
+                            )
+                        })
+                        .collect();
+                    l.sort_unstable_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+                    Some(l)
+                })
+                .collect();
+            let judged = judge(self.split, &lists, self.opts.k);
+            let cand = Candidate::Blend {
+                a: Box::new(ca.clone()),
+                b: Box::new(cb.clone()),
+                weight,
+            };
+            let secs = per + t.elapsed().as_secs_f64();
+            // Blends are judged on the workers' weighting of their first part.
+            self.record("blend", cand, weighting, 0.0, judged, secs);
+        }
+    }
+
+    /// Popularity compensation of the chosen model: β on a grid (then ±0.05
+    /// around the best), no retraining; β kept is the smallest |β| within one
+    /// paired standard error of the best. Blends are compensated through their
+    /// parts' lists (the union lists of the best blend).
+    pub(super) fn debias(&mut self) {
+        let Some(chosen) = choose(&self.trials).cloned() else {
+            return;
+        };
+        // Only a single kept model (not a blend) can be rescored here.
+        let Some(kept) = self
+            .kept
+            .iter()
+            .find(|k| self.trials[k.trial].candidate == chosen.candidate)
+        else {
+            return;
+        };
+        let counts = item_counts(&self.split.train.matrix);
+        let scale = Scorer::scale(&kept.lists);
+        let t = Instant::now();
+        let eval = |beta: f32| {
+            let s = kept.scorer.with_pop_bias(&counts, beta, scale);
+            judge(self.split, &s.lists(self.split, self.opts.k), self.opts.k)
+        };
+        let mut tried: Vec<(f32, (Metrics, Vec<f64>))> = Vec::new();
+        for beta in [-0.6f32, -0.4, -0.3, -0.2, -0.1, 0.1] {
+            if !self.ends_in_time(0.0, 0.0) && !tried.is_empty() {
+                break;
+            }
+            tried.push((beta, eval(beta)));
+        }
+        let best = tried
+            .iter()
+            .max_by(|a, b| a.1 .0.ndcg.total_cmp(&b.1 .0.ndcg))
+            .map(|t| t.0);
+        if let Some(b) = best {
+            for beta in [b - 0.05, b + 0.05] {
+                if beta.abs() > 1e-6 && !tried.iter().any(|t| (t.0 - beta).abs() < 1e-6) {
+                    tried.push((beta, eval(beta)));
+                }
+            }
+        }
+        let secs = t.elapsed().as_secs_f64() / tried.len().max(1) as f64;
+        let (cand, w) = (chosen.candidate.clone(), chosen.weighting);
+        // The best of β and the unchanged model; the smallest |β| within one SE.
+        let top = tried
+            .iter()
+            .map(|t| (t.0, &t.1 .1, t.1 .0.ndcg))
+            .chain(std::iter::once((0.0, &chosen.users, chosen.ndcg)))
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|t| t.1.clone())
+            .unwrap_or_default();
+        let keep_beta = tried
+            .iter()
+            .filter(|t| within_one_se(&top, &t.1 .1))
+            .map(|t| t.0)
+            .chain(within_one_se(&top, &chosen.users).then_some(0.0))
+            .min_by(|a, b| a.abs().total_cmp(&b.abs()))
+            .unwrap_or(0.0);
+        for (beta, judged) in tried {
+            let stage = if beta == keep_beta {
+                "debias"
+            } else {
+                CANDIDATE
+            };
+            self.record(stage, cand.clone(), w, beta, judged, secs);
+        }
+    }
+}
+
+/// Searches on `split` (raw weights in its training matrix); returns every
+/// trial in the order tried. [`choose`] picks one; [`fit_trial`] trains it.
+pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
+    let mut s = Search {
+        split,
+        opts,
+        start: Instant::now(),
+        trials: Vec::new(),
+        kept: Vec::new(),
+        best_weighting: opts
+            .weightings
+            .first()
+            .copied()
+            .unwrap_or(Weighting::Binary),
+    };
+    // EASE and RP3beta are items × items models: above EASE's item limit
+    // the search goes on without them (iALS scales with the interactions).
+    let n_items = split.train.matrix.n_cols();
+    if opts.algos.contains(&Algo::Ease) && n_items <= crate::EASE_MAX_ITEMS {
+        s.ease()?;
+        s.rp3()?;
+    } else if opts.algos.contains(&Algo::Ease) {
+        tracing::warn!(
+            "{n_items} items is above the item-item models' limit of {}: EASE and RP3beta are \
+             left out of the search",
+            crate::EASE_MAX_ITEMS
+        );
+    }
+    if opts.algos.contains(&Algo::Ials) {
+        s.ials()?;
+    }
+    if opts.algos.contains(&Algo::Bpr) {
+        s.bpr()?;
+    }
+    s.blend();
+    s.debias();
+    Ok(s.trials)
+}

@@ -1,0 +1,173 @@
+//! Tests of the tuner: the protocol, the choice within one standard error,
+//! the budget.
+
+use super::*;
+use crate::confidence::TrainingData;
+use crate::topk::ItemTable;
+
+fn trial(ndcg_users: Vec<f64>, candidate: Candidate) -> Trial {
+    let n = ndcg_users.len() as f64;
+    Trial {
+        stage: "coarse",
+        candidate,
+        weighting: Weighting::Binary,
+        pop_bias: 0.0,
+        ndcg: ndcg_users.iter().sum::<f64>() / n,
+        ndcg_se: se(&ndcg_users),
+        recall: 0.0,
+        hit_rate: 0.0,
+        map: 0.0,
+        seconds: 0.0,
+        users: ndcg_users,
+    }
+}
+
+#[test]
+fn a_tie_within_one_standard_error_goes_to_the_simpler_model() {
+    // 200 users; iALS is ahead by 0.002 on average with per-user noise
+    // of 0.1: a tie on this evidence. EASE is chosen.
+    let mut rng = crate::rng::SplitMix::new(3, 0, 0);
+    let base: Vec<f64> = (0..200).map(|_| 0.3 + 0.1 * rng.centred() as f64).collect();
+    let noise: Vec<f64> = (0..200).map(|_| 0.1 * rng.centred() as f64).collect();
+    let ease = trial(base.clone(), Candidate::Ease { lambda: 100.0 });
+    let ials_tie = trial(
+        base.iter()
+            .zip(&noise)
+            .map(|(b, n)| b + 0.002 + n)
+            .collect(),
+        Candidate::Factorization(TrainParams::default()),
+    );
+    let trials = vec![ials_tie.clone(), ease.clone()];
+    assert!(ials_tie.ndcg > ease.ndcg);
+    assert_eq!(choose(&trials).map(|t| t.candidate.kind()), Some("ease"));
+    // A clear win (every user better by 0.05) is not a tie.
+    let ials_win = trial(
+        base.iter().map(|b| b + 0.05).collect(),
+        Candidate::Factorization(TrainParams::default()),
+    );
+    let trials = vec![ials_win, ease];
+    assert_eq!(choose(&trials).map(|t| t.candidate.kind()), Some("ials"));
+}
+
+#[test]
+fn a_noisy_poor_member_of_a_simple_kind_does_not_win() {
+    // The best (a blend) beats a good iALS in one user only, and a poor
+    // iALS by a little in many; EASE is far behind. The choice is the
+    // good iALS: iALS's best is within one SE, EASE's is not.
+    let n = 100;
+    let mut best = vec![0.0; n];
+    best[0] = 1.0;
+    best[1] = 0.5;
+    let mut good = best.clone();
+    good[1] = 0.0;
+    let poor: Vec<f64> = (0..n).map(|u| if u < 2 { 0.3 } else { 0.0 }).collect();
+    let ease = vec![0.0; n];
+    let ials = |v: Vec<f64>| trial(v, Candidate::Factorization(TrainParams::default()));
+    let trials = vec![
+        trial(
+            best,
+            Candidate::Blend {
+                a: Box::new(Candidate::Ease { lambda: 1.0 }),
+                b: Box::new(Candidate::Ease { lambda: 2.0 }),
+                weight: 0.5,
+            },
+        ),
+        ials(poor),
+        ials(good.clone()),
+        trial(ease, Candidate::Ease { lambda: 3.0 }),
+    ];
+    let chosen = choose(&trials).expect("a choice");
+    assert_eq!(chosen.candidate.kind(), "ials");
+    assert_eq!(chosen.users, good);
+}
+
+#[test]
+fn weightings_map_counts_and_ratings() {
+    let m = Csr::from_triplets(1, 3, &[0, 0, 0], &[0, 1, 2], &[0.0, 1.0, 100.0]);
+    let row = |w: Weighting| w.apply(&m).row(0).1.to_vec();
+    assert_eq!(row(Weighting::Binary), vec![1.0, 1.0, 1.0]);
+    assert_eq!(row(Weighting::Linear), vec![0.0, 1.0, 100.0]);
+    let log = row(Weighting::Log);
+    assert_eq!(log[0], 1.0, "a rating of 0 is still an interaction");
+    assert!((log[2] - (1.0 + 101f32.ln())).abs() < 1e-5);
+    assert!("cubic".parse::<Weighting>().is_err());
+}
+
+#[test]
+fn the_search_covers_every_kind_and_its_choice_trains() -> Result<()> {
+    let m = crate::csr::two_taste_groups(60, 30, 8);
+    let data = TrainingData {
+        users: crate::ids::IdMap::from_ids((0..60).collect()),
+        items: crate::ids::IdMap::from_ids((0..30).collect()),
+        matrix: m.clone(),
+    };
+    let split = crate::split::split_random(&data, 0.25, 1);
+    let opts = TuneOptions {
+        algos: vec![Algo::Ease, Algo::Ials],
+        weightings: vec![Weighting::Binary, Weighting::Log],
+        budget: Duration::from_secs(20),
+        ..TuneOptions::default()
+    };
+    let trials = tune(&split, &opts)?;
+    for kind in ["ease", "rp3beta", "ials", "blend"] {
+        assert!(trials.iter().any(|t| t.candidate.kind() == kind), "{kind}");
+    }
+    assert!(trials.iter().any(|t| t.weighting == Weighting::Log));
+    let chosen = choose(&trials).ok_or(crate::Error::Empty)?;
+    // The choice is within one SE of the best and no more complex than any
+    // other such trial.
+    let best = trials
+        .iter()
+        .filter(|t| t.stage != CANDIDATE)
+        .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
+        .ok_or(crate::Error::Empty)?;
+    assert!(within_one_se(&best.users, &chosen.users));
+    let f = fit_trial(chosen, &m, &opts)?;
+    assert_eq!(f.n_items(), 30);
+    // Two clean taste groups: the chosen model ranks a user's own group first.
+    let table = ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
+    let top = table.top_k(f.user(0), 5, m.row(0).0);
+    assert!(top.iter().all(|s| s.item < 15), "{top:?}");
+    Ok(())
+}
+
+#[test]
+fn a_catalogue_above_the_item_item_limit_is_tuned_without_ease() -> Result<()> {
+    // Two taste groups over 30 items, then a long tail of single-interaction
+    // items past EASE's limit (a Book-Crossing-like catalogue).
+    let base = crate::csr::two_taste_groups(60, 30, 8);
+    let n_items = crate::EASE_MAX_ITEMS + 10;
+    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for u in 0..60 {
+        for &j in base.row(u).0 {
+            r.push(u as u32);
+            c.push(j);
+            v.push(1.0);
+        }
+    }
+    for j in 30..n_items {
+        r.push((j % 60) as u32);
+        c.push(j as u32);
+        v.push(1.0);
+    }
+    let m = Csr::from_triplets(60, n_items, &r, &c, &v);
+    let data = TrainingData {
+        users: crate::ids::IdMap::from_ids((0..60).collect()),
+        items: crate::ids::IdMap::from_ids((0..n_items as u64).collect()),
+        matrix: m,
+    };
+    let split = crate::split::split_random(&data, 0.25, 1);
+    let opts = TuneOptions {
+        algos: vec![Algo::Ease, Algo::Ials],
+        weightings: vec![Weighting::Binary],
+        budget: Duration::from_secs(3),
+        ..TuneOptions::default()
+    };
+    let trials = tune(&split, &opts)?;
+    assert!(trials.iter().any(|t| t.candidate.kind() == "ials"));
+    assert!(trials
+        .iter()
+        .all(|t| !matches!(t.candidate.kind(), "ease" | "rp3beta")));
+    assert!(choose(&trials).is_some());
+    Ok(())
+}
