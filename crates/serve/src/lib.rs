@@ -51,6 +51,7 @@
 
 mod api;
 mod batcher;
+#[cfg(feature = "client")]
 pub mod client;
 mod exposition;
 mod exposures;
