@@ -8,7 +8,7 @@
 //!
 //! Serve a model (here a tiny one trained on the spot), nest the router in your
 //! own axum app, and ask it for recommendations over HTTP (the example's
-//! blocking loopback [`client`] is behind the `client` feature, for tests and
+//! blocking loopback `client` module is behind the `client` feature, for tests and
 //! load generators; it is not part of the service):
 //!
 //! ```
