@@ -35,6 +35,10 @@ pub(super) struct Search<'a> {
     trials: Vec<Trial>,
     kept: Vec<Kept>,
     best_weighting: Weighting,
+    /// Whether `best_weighting` was chosen on validation (by EASE); when not
+    /// (no EASE: a catalogue above its limit, or not asked for), iALS judges
+    /// the weightings itself.
+    weighting_judged: bool,
 }
 
 impl Search<'_> {
@@ -131,11 +135,31 @@ impl Search<'_> {
             .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
     }
 
-    pub(super) fn ease(&mut self) -> Result<()> {
+    /// EASE per weighting; false when its basis is too slow for the budget
+    /// (then RP3beta, whose embedding needs the same basis, is left out too).
+    pub(super) fn ease(&mut self) -> Result<bool> {
         let mut best_overall: Option<(f64, Weighting)> = None;
+        let m = &self.split.train.matrix;
+        // The basis is EASE's cost (and RP3beta's embedding's, at the final
+        // fit): one that would not end, with the final fit of the same
+        // basis, within the budget's share for the search is not started,
+        // even as the first trial.
+        let basis = EaseBasis::expected_seconds(m.n_rows(), m.n_cols(), self.opts.ease_dim);
+        let share = (1.0 - LATE_SHARE) * self.opts.budget.as_secs_f64();
+        tracing::debug!("EASE basis: {basis:.1} s expected");
+        if 2.3 * basis > share {
+            tracing::warn!(
+                "EASE's basis of {} items at dimension {} is expected to take {basis:.0} s: \
+                 EASE and RP3beta are left out of the search within a {:.0} s budget",
+                m.n_cols(),
+                self.opts.ease_dim,
+                self.opts.budget.as_secs_f64()
+            );
+            return Ok(false);
+        }
         for &w in &self.opts.weightings.clone() {
             let x = w.apply(&self.split.train.matrix);
-            if !self.ends_in_time(0.0, self.final_fit()) {
+            if !self.ends_in_time(basis, 1.3 * basis) {
                 break;
             }
             let t = Instant::now();
@@ -196,8 +220,9 @@ impl Search<'_> {
         }
         if let Some((_, w)) = best_overall {
             self.best_weighting = w;
+            self.weighting_judged = true;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// RP3beta's weights on the binary training matrix, as a sparse scorer.
@@ -287,7 +312,8 @@ impl Search<'_> {
     pub(super) fn tried(&self, p: &TrainParams) -> bool {
         self.trials.iter().any(|t| match &t.candidate {
             Candidate::Factorization(q) => {
-                q.algo == p.algo
+                t.weighting == self.best_weighting
+                    && q.algo == p.algo
                     && q.factors == p.factors
                     && (q.reg / p.reg - 1.0).abs() < 1e-3
                     && (q.alpha - p.alpha).abs() <= 1e-3 * p.alpha.max(1e-3)
@@ -352,6 +378,9 @@ impl Search<'_> {
                 self.run("coarse", at(a0, reg * a0, nu, 64, &base), 5)?;
             }
         }
+        if !self.weighting_judged {
+            self.ials_weightings()?;
+        }
         let coords = |p: &TrainParams| {
             let a0 = 1.0 / (1.0 + p.alpha);
             (a0, p.reg * a0)
@@ -392,6 +421,37 @@ impl Search<'_> {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Without EASE to choose the weighting, the two best coarse iALS
+    /// settings are run again under each other weighting, and the search
+    /// goes on with the weighting of the best run.
+    fn ials_weightings(&mut self) -> Result<()> {
+        let first = self.best_weighting;
+        let mut coarse: Vec<(f64, TrainParams)> = self
+            .trials
+            .iter()
+            .filter(|t| t.stage == "coarse" && t.weighting == first)
+            .filter_map(|t| match &t.candidate {
+                Candidate::Factorization(p) if p.algo == Algo::Ials => Some((t.ndcg, p.clone())),
+                _ => None,
+            })
+            .collect();
+        coarse.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for &w in &self.opts.weightings.clone() {
+            if w == first {
+                continue;
+            }
+            self.best_weighting = w;
+            for (_, p) in coarse.iter().take(2) {
+                self.run("coarse", TrainParams { epochs: 30, ..p.clone() }, 5)?;
+            }
+        }
+        self.best_weighting = self
+            .best_of("ials")
+            .map_or(first, |t| t.weighting);
+        self.weighting_judged = true;
         Ok(())
     }
 
@@ -572,13 +632,15 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
             .first()
             .copied()
             .unwrap_or(Weighting::Binary),
+        weighting_judged: opts.weightings.len() < 2,
     };
     // EASE and RP3beta are items × items models: above EASE's item limit
     // the search goes on without them (iALS scales with the interactions).
     let n_items = split.train.matrix.n_cols();
     if opts.algos.contains(&Algo::Ease) && n_items <= crate::EASE_MAX_ITEMS {
-        s.ease()?;
-        s.rp3()?;
+        if s.ease()? {
+            s.rp3()?;
+        }
     } else if opts.algos.contains(&Algo::Ease) {
         tracing::warn!(
             "{n_items} items is above the item-item models' limit of {}: EASE and RP3beta are \

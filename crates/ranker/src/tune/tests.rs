@@ -171,3 +171,92 @@ fn a_catalogue_above_the_item_item_limit_is_tuned_without_ease() -> Result<()> {
     assert!(choose(&trials).is_some());
     Ok(())
 }
+
+#[test]
+fn without_ease_ials_judges_the_weightings_itself() -> Result<()> {
+    // Two taste groups with play counts, and a few binges across groups
+    // (large counts): log weighting trusts the binges, binary does not.
+    let base = crate::csr::two_taste_groups(60, 30, 8);
+    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for u in 0..60usize {
+        for &j in base.row(u).0 {
+            r.push(u as u32);
+            c.push(j);
+            v.push(1.0 + (u + j as usize) as f32 % 3.0);
+        }
+        r.push(u as u32);
+        c.push(((u * 7 + 15) % 30) as u32);
+        v.push(500.0);
+    }
+    let m = Csr::from_triplets(60, 30, &r, &c, &v);
+    let data = TrainingData {
+        users: crate::ids::IdMap::from_ids((0..60).collect()),
+        items: crate::ids::IdMap::from_ids((0..30).collect()),
+        matrix: m,
+    };
+    let split = crate::split::split_random(&data, 0.25, 1);
+    let opts = TuneOptions {
+        algos: vec![Algo::Ials],
+        weightings: vec![Weighting::Log, Weighting::Binary],
+        budget: Duration::from_secs(20),
+        ..TuneOptions::default()
+    };
+    let trials = tune(&split, &opts)?;
+    let ials = |w: Weighting| {
+        trials
+            .iter()
+            .filter(|t| t.candidate.kind() == "ials" && t.weighting == w)
+            .count()
+    };
+    // Both weightings are judged (before, every iALS run took the first).
+    assert!(ials(Weighting::Log) > 0 && ials(Weighting::Binary) > 0);
+    // The search goes on with the weighting of the best coarse run.
+    let best_coarse = trials
+        .iter()
+        .filter(|t| t.stage == "coarse" && t.candidate.kind() == "ials")
+        .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
+        .ok_or(crate::Error::Empty)?;
+    let refined: Vec<&Trial> = trials
+        .iter()
+        .filter(|t| t.stage == "refine" && t.candidate.kind() == "ials")
+        .collect();
+    assert!(!refined.is_empty());
+    assert!(refined.iter().all(|t| t.weighting == best_coarse.weighting));
+    Ok(())
+}
+
+#[test]
+fn an_ease_basis_that_would_outlast_the_budget_is_not_started() -> Result<()> {
+    // 3,000 users × 20,000 items (below EASE's item limit): a truncated
+    // basis of 2,048 dimensions takes minutes here, far beyond a 3 s budget.
+    // Before, EASE always ran first, whatever it cost.
+    let (users, items) = (3_000usize, 20_000usize);
+    let mut rng = crate::rng::SplitMix::new(5, 0, 0);
+    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for u in 0..users {
+        for _ in 0..6 {
+            r.push(u as u32);
+            c.push(((rng.centred() + 0.5) * items as f32) as u32 % items as u32);
+            v.push(1.0);
+        }
+    }
+    let m = Csr::from_triplets(users, items, &r, &c, &v);
+    let data = TrainingData {
+        users: crate::ids::IdMap::from_ids((0..users as u64).collect()),
+        items: crate::ids::IdMap::from_ids((0..items as u64).collect()),
+        matrix: m,
+    };
+    let split = crate::split::split_random(&data, 0.25, 1);
+    let opts = TuneOptions {
+        algos: vec![Algo::Ease, Algo::Ials],
+        budget: Duration::from_secs(3),
+        ..TuneOptions::default()
+    };
+    let trials = tune(&split, &opts)?;
+    assert!(crate::ease::EaseBasis::expected_seconds(users, items, opts.ease_dim) > 3.0);
+    assert!(trials
+        .iter()
+        .all(|t| !matches!(t.candidate.kind(), "ease" | "rp3beta")));
+    assert!(trials.iter().any(|t| t.candidate.kind() == "ials"));
+    Ok(())
+}
