@@ -445,12 +445,17 @@ impl Search<'_> {
             }
             self.best_weighting = w;
             for (_, p) in coarse.iter().take(2) {
-                self.run("coarse", TrainParams { epochs: 30, ..p.clone() }, 5)?;
+                self.run(
+                    "coarse",
+                    TrainParams {
+                        epochs: 30,
+                        ..p.clone()
+                    },
+                    5,
+                )?;
             }
         }
-        self.best_weighting = self
-            .best_of("ials")
-            .map_or(first, |t| t.weighting);
+        self.best_weighting = self.best_of("ials").map_or(first, |t| t.weighting);
         self.weighting_judged = true;
         Ok(())
     }
