@@ -429,3 +429,72 @@ pub fn triggered_events(events: &Path, exposed: &Exposed) -> Result<crate::sourc
         frame: Box::new(lf),
     })
 }
+
+/// Analyses `events` with the assignment the exposure log in `dir` implies
+/// (each user's first exposure; users never exposed are left out) and, when
+/// `triggered`, only the events from each user's first exposure on. The
+/// report's notes say how many users and events were kept and, untriggered,
+/// how much pre-exposure traffic dilutes the effect. Unfinished exposure
+/// files are skipped with a warning; a user served by two arms is an error.
+pub fn analyze_by_exposure(
+    events: &Path,
+    dir: &Path,
+    triggered: bool,
+    pre_events: Option<&Path>,
+    metrics: &[crate::Metric],
+    cfg: &crate::AnalysisConfig,
+    extras: crate::Extras,
+) -> Result<crate::Report> {
+    // `read_exposures` warns of unfinished files it skips.
+    let exposed = read_exposures(dir)?.exposed()?;
+    let stats = exposure_dilution(events, &exposed).map_err(|e| Error::Invalid {
+        what: format!("joining events {} to exposures", events.display()),
+        reason: e.to_string(),
+    })?;
+    if stats.exposed_users_with_events == 0 {
+        return Err(Error::Invalid {
+            what: format!(
+                "the events {} and the exposures {}",
+                events.display(),
+                dir.display()
+            ),
+            reason: format!(
+                "they share no user ({} users in the events, {} exposed)",
+                stats.event_users,
+                exposed.assignments.len()
+            ),
+        });
+    }
+    let before = 1.0 - stats.events_after as f64 / stats.events_of_exposed.max(1) as f64;
+    let mut notes = vec![format!(
+        "Assignment from the exposure log {}: {} users exposed ({} of them with events); {} of the {} users in the events were never exposed and are left out.",
+        dir.display(),
+        exposed.assignments.len(),
+        stats.exposed_users_with_events,
+        stats.event_users - stats.exposed_users_with_events,
+        stats.event_users
+    )];
+    let source: crate::source::Source = if triggered {
+        notes.push(format!(
+            "Triggered analysis: only events at or after each user's first exposure count ({} of the exposed users' {} events, {:.1}%; {:.1}% from before exposure removed). Effects are per exposed user over the time after their exposure.",
+            stats.events_after,
+            stats.events_of_exposed,
+            100.0 * (1.0 - before),
+            100.0 * before
+        ));
+        triggered_events(events, &exposed)?
+    } else {
+        notes.push(format!(
+            "Not triggered: {:.1}% of the exposed users' events came before their first exposure and dilute the effect (use --triggered to leave them out).",
+            100.0 * before
+        ));
+        events.into()
+    };
+    let mut inputs = crate::Inputs::new(source, &exposed.assignments, metrics);
+    if let Some(pre) = pre_events {
+        inputs = inputs.with_pre(pre);
+    }
+    let mut report = crate::analyze_report(&inputs, cfg, extras)?;
+    report.notes = notes;
+    Ok(report)
+}

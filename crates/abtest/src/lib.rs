@@ -66,12 +66,14 @@ mod stream;
 mod text;
 
 pub use analysis::{
-    analyze, analyze_sums, cumulative_lift, segments, AnalysisConfig, DailyLift, Decision,
-    Guardrail, MetricRow, Report, Segment, Srm, Verdict, PLANNING_POWER, SRM_THRESHOLD,
+    analyze, analyze_report, analyze_sums, cumulative_lift, segments, AnalysisConfig, DailyLift,
+    Decision, Extras, Guardrail, MetricRow, Report, Segment, Srm, Verdict, PLANNING_POWER,
+    SRM_THRESHOLD,
 };
 pub use error::{Error, Result};
 pub use exposures::{
-    exposure_dilution, read_exposures, triggered_events, Dilution, Exposed, Exposures,
+    analyze_by_exposure, exposure_dilution, read_exposures, triggered_events, Dilution, Exposed,
+    Exposures,
 };
 pub use interleave::{
     credits, interleave, interleave_html, interleave_markdown, preference, sign_test,

@@ -422,7 +422,16 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             analyze_events(&args, events.as_path().into(), &assignments, &metrics, &cfg)?
         }
         (None, Some(events), None) => match &args.exposures {
-            Some(dir) => analyze_exposures(&args, events, dir, &metrics, &cfg)?,
+            Some(dir) => reelkit_abtest::analyze_by_exposure(
+                events,
+                dir,
+                args.triggered,
+                args.pre_events.as_deref(),
+                &metrics,
+                &cfg,
+                extras(&args),
+            )
+            .context("analysing the experiment")?,
             None => anyhow::bail!("give --assignments or --exposures with --events"),
         },
         // clap requires --events and --assignments without --stats.
@@ -438,59 +447,6 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The assignment an exposure log implies, and (triggered) the events from
-/// each user's first exposure on; the report says what was kept.
-fn analyze_exposures(
-    args: &AnalyzeArgs,
-    events: &Path,
-    dir: &Path,
-    metrics: &[reelkit_abtest::Metric],
-    cfg: &AnalysisConfig,
-) -> anyhow::Result<reelkit_abtest::Report> {
-    let exposures = reelkit_abtest::read_exposures(dir)?;
-    for p in &exposures.skipped {
-        eprintln!("warning: skipped unfinished exposure file {}", p.display());
-    }
-    let exposed = exposures.exposed()?;
-    let stats = reelkit_abtest::exposure_dilution(events, &exposed)
-        .with_context(|| format!("joining events {} to exposures", events.display()))?;
-    anyhow::ensure!(
-        stats.exposed_users_with_events > 0,
-        "the events {} and the exposures {} share no user ({} users in the events, {} exposed)",
-        events.display(),
-        dir.display(),
-        stats.event_users,
-        exposed.assignments.len()
-    );
-    let mut notes = vec![format!(
-        "Assignment from the exposure log {}: {} users exposed ({} of them with events); {} of the {} users in the events were never exposed and are left out.",
-        dir.display(),
-        exposed.assignments.len(),
-        stats.exposed_users_with_events,
-        stats.event_users - stats.exposed_users_with_events,
-        stats.event_users
-    )];
-    let source: reelkit_abtest::Source = if args.triggered {
-        notes.push(format!(
-            "Triggered analysis: only events at or after each user's first exposure count ({} of the exposed users' {} events, {:.1}%; {:.1}% from before exposure removed). Effects are per exposed user over the time after their exposure.",
-            stats.events_after,
-            stats.events_of_exposed,
-            100.0 * stats.events_after as f64 / stats.events_of_exposed.max(1) as f64,
-            100.0 * (1.0 - stats.events_after as f64 / stats.events_of_exposed.max(1) as f64)
-        ));
-        reelkit_abtest::triggered_events(events, &exposed)?
-    } else {
-        notes.push(format!(
-            "Not triggered: {:.1}% of the exposed users' events came before their first exposure and dilute the effect (use --triggered to leave them out).",
-            100.0 * (1.0 - stats.events_after as f64 / stats.events_of_exposed.max(1) as f64)
-        ));
-        events.into()
-    };
-    let mut report = analyze_events(args, source, &exposed.assignments, metrics, cfg)?;
-    report.notes = notes;
-    Ok(report)
-}
-
 /// The local pipeline: events and an assignment to a report.
 fn analyze_events(
     args: &AnalyzeArgs,
@@ -503,16 +459,15 @@ fn analyze_events(
     if let Some(pre) = &args.pre_events {
         inputs = inputs.with_pre(pre);
     }
-    let mut report = reelkit_abtest::analyze(&inputs, cfg).context("analysing the experiment")?;
-    if args.daily {
-        report.daily = reelkit_abtest::cumulative_lift(&inputs, cfg)
-            .context("computing the cumulative lift by day")?;
+    reelkit_abtest::analyze_report(&inputs, cfg, extras(args)).context("analysing the experiment")
+}
+
+/// The report's parts besides the decision rows the flags ask for.
+fn extras(args: &AnalyzeArgs) -> reelkit_abtest::Extras {
+    reelkit_abtest::Extras {
+        daily: args.daily,
+        segments: args.segments,
     }
-    if args.segments {
-        report.segments =
-            reelkit_abtest::segments(&inputs, cfg).context("analysing the segments")?;
-    }
-    Ok(report)
 }
 
 /// The spec of a calibration without --spec: `popular` against a treatment

@@ -368,13 +368,8 @@ fn ab_analyze(
         if let Some(pre) = pre {
             inputs = inputs.with_pre(pre);
         }
-        let mut report = reelkit_abtest::analyze(&inputs, &cfg)?;
-        if daily {
-            report.daily = reelkit_abtest::cumulative_lift(&inputs, &cfg)?;
-        }
-        if segments {
-            report.segments = reelkit_abtest::segments(&inputs, &cfg)?;
-        }
+        let extras = reelkit_abtest::Extras { daily, segments };
+        let report = reelkit_abtest::analyze_report(&inputs, &cfg, extras)?;
         let json =
             serde_json::to_string_pretty(&report).map_err(|e| reelkit_abtest::Error::Invalid {
                 what: "report".into(),

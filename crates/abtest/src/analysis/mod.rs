@@ -840,5 +840,27 @@ pub fn analyze(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Report> {
     analyze_sums(&sums, metrics, cfg)
 }
 
+/// What a report holds besides the decision rows (both off by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// The cumulative lift by day ([`cumulative_lift`]).
+    pub daily: bool,
+    /// The rows by surface and by new vs returning users ([`segments`]).
+    pub segments: bool,
+}
+
+/// [`analyze`], then the parts of the report `extras` asks for: the
+/// report `reelkit ab analyze` and `reelkit.ab.analyze` write.
+pub fn analyze_report(inputs: &Inputs<'_>, cfg: &AnalysisConfig, extras: Extras) -> Result<Report> {
+    let mut report = analyze(inputs, cfg)?;
+    if extras.daily {
+        report.daily = cumulative_lift(inputs, cfg)?;
+    }
+    if extras.segments {
+        report.segments = segments(inputs, cfg)?;
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests;
