@@ -1,6 +1,6 @@
 //! `reelkit ab ...`: A/B analysis.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use reelkit_abtest::{builtin_metrics, parse_metrics, AnalysisConfig, Correction};
@@ -470,41 +470,29 @@ fn extras(args: &AnalyzeArgs) -> reelkit_abtest::Extras {
     }
 }
 
-/// The spec of a calibration without --spec: `popular` against a treatment
-/// on a world of `users`.
-fn calibration_spec(args: &CalibrateArgs) -> anyhow::Result<String> {
-    let users = args.users.unwrap_or(1_000);
-    let share = args.treatment_share.unwrap_or(0.5);
+/// The design of a calibration without --spec, from the flags given.
+fn calibration_design(args: &CalibrateArgs) -> anyhow::Result<reelkit_lab::CalibrationDesign> {
+    let d = reelkit_lab::CalibrationDesign::default();
+    let share = args.treatment_share.unwrap_or(d.treatment_share);
     anyhow::ensure!(
         share > 0.0 && share < 1.0,
         "--treatment-share must be in (0, 1), got {share}"
     );
-    let treatment = match args.treatment.as_deref().unwrap_or("ranker") {
-        // The frozen iALS ranker of earlier releases: trained once on the
-        // run's pre-period, ranking by the dot product.
-        "ranker" => "recipe = \"unified\"\nretrain = \"never\"\nranking = \"dot\"".to_string(),
-        other => format!("recipe = {}", toml::Value::String(other.to_string())),
-    };
-    Ok(format!(
-        "name = \"calibration\"\nseed = {seed}\n\n[world]\nusers = {users}\nvideos = {videos}\n\
-         creators = {creators}\nnew_videos_per_day = {uploads}\n\n[pre_period]\ndays = {pre}\n\n\
-         [experiment]\ndays = {days}\n\n[[arms]]\nname = \"control\"\nrecipe = \"popular\"\nshare = {c}\n\n\
-         [[arms]]\nname = \"treatment\"\n{treatment}\nshare = {share}\n\n[analysis]\nalpha = {alpha}\n",
-        seed = args.seed.unwrap_or(42),
-        videos = (users * 5).max(500),
-        creators = (users / 2).max(50),
-        uploads = (users / 13).max(10),
-        pre = args.pre_days.unwrap_or(3),
-        days = args.days.unwrap_or(4),
-        c = 1.0 - share,
-        alpha = args.alpha.unwrap_or(0.05),
-    ))
+    Ok(reelkit_lab::CalibrationDesign {
+        users: args.users.unwrap_or(d.users),
+        treatment: args.treatment.clone().unwrap_or(d.treatment),
+        treatment_share: share,
+        seed: args.seed.unwrap_or(d.seed),
+        pre_days: args.pre_days.unwrap_or(d.pre_days),
+        days: args.days.unwrap_or(d.days),
+        alpha: args.alpha.unwrap_or(d.alpha),
+    })
 }
 
 fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
     let spec = match &args.spec {
         Some(path) => crate::experiment::load_spec(Some(path), &args.set)?,
-        None => reelkit_lab::ExperimentSpec::from_toml(&calibration_spec(&args)?, Path::new("."))?,
+        None => calibration_design(&args)?.spec()?,
     };
     let valid = spec.check()?;
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");

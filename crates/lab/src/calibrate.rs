@@ -19,8 +19,105 @@ use crate::error::{Error, Result};
 use crate::output::pretty_json;
 use crate::recipe::Recipe;
 use crate::run::{analyse, simulate};
-use crate::spec::ValidSpec;
+use crate::spec::{ExperimentSpec, ValidSpec};
 use crate::truth::{ground_truth, GroundTruth, ALL};
+
+/// The design `reelkit ab calibrate` runs without a spec: `popular` as the
+/// control against a treatment, on a world scaled to `users` (five videos
+/// and half a creator per user, an upload a day per thirteen users).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationDesign {
+    /// Users of the world.
+    pub users: usize,
+    /// The treatment's recipe, or `ranker`: the frozen iALS ranker of
+    /// earlier releases (unified, trained once on the pre-period, ranking by
+    /// the dot product).
+    pub treatment: String,
+    /// The treatment's share of users, in (0, 1).
+    pub treatment_share: f64,
+    /// Seed of the world and of every run's noise.
+    pub seed: u64,
+    /// Days before the experiment (training data, CUPED covariates).
+    pub pre_days: u32,
+    /// Days of the experiment.
+    pub days: u32,
+    /// Significance level.
+    pub alpha: f64,
+}
+
+impl Default for CalibrationDesign {
+    fn default() -> Self {
+        CalibrationDesign {
+            users: 1_000,
+            treatment: "ranker".into(),
+            treatment_share: 0.5,
+            seed: 42,
+            pre_days: 3,
+            days: 4,
+            alpha: 0.05,
+        }
+    }
+}
+
+impl CalibrationDesign {
+    /// The experiment spec of this design (checked by
+    /// [`ExperimentSpec::check`] like any other).
+    pub fn spec(&self) -> Result<ExperimentSpec> {
+        use toml::{Table, Value};
+        let int = |n: usize| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        let table = |pairs: Vec<(&str, Value)>| {
+            Value::Table(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        };
+        let u = self.users;
+        let mut treatment = vec![("name", Value::String("treatment".into()))];
+        if self.treatment == "ranker" {
+            treatment.extend([
+                ("recipe", Value::String("unified".into())),
+                ("retrain", Value::String("never".into())),
+                ("ranking", Value::String("dot".into())),
+            ]);
+        } else {
+            treatment.push(("recipe", Value::String(self.treatment.clone())));
+        }
+        treatment.push(("share", Value::Float(self.treatment_share)));
+        let mut doc = Table::new();
+        doc.insert("name".into(), Value::String("calibration".into()));
+        doc.insert("seed".into(), Value::Integer(self.seed as i64));
+        doc.insert(
+            "world".into(),
+            table(vec![
+                ("users", int(u)),
+                ("videos", int((u * 5).max(500))),
+                ("creators", int((u / 2).max(50))),
+                ("new_videos_per_day", int((u / 13).max(10))),
+            ]),
+        );
+        doc.insert(
+            "pre_period".into(),
+            table(vec![("days", Value::Integer(self.pre_days.into()))]),
+        );
+        doc.insert(
+            "experiment".into(),
+            table(vec![("days", Value::Integer(self.days.into()))]),
+        );
+        doc.insert(
+            "arms".into(),
+            Value::Array(vec![
+                table(vec![
+                    ("name", Value::String("control".into())),
+                    ("recipe", Value::String("popular".into())),
+                    ("share", Value::Float(1.0 - self.treatment_share)),
+                ]),
+                table(treatment),
+            ]),
+        );
+        doc.insert(
+            "analysis".into(),
+            table(vec![("alpha", Value::Float(self.alpha))]),
+        );
+        ExperimentSpec::from_toml(&doc.to_string(), Path::new("."))
+    }
+}
 
 /// One test of one comparison and metric in one run.
 #[derive(Debug, Clone, Serialize)]
@@ -580,4 +677,60 @@ pub(crate) fn pooled_by_comparison(c: &Calibration) -> BTreeMap<&str, &Rates> {
         .iter()
         .map(|r| (r.comparison.as_str(), r))
         .collect()
+}
+
+#[cfg(test)]
+mod design_tests {
+    use super::*;
+
+    /// The spec `reelkit ab calibrate` wrote as TOML text before the design
+    /// moved here, for the default flags and for `--treatment oracle
+    /// --users 300 --treatment-share 0.25`.
+    fn as_text(users: usize, treatment: &str, share: f64) -> String {
+        format!(
+            "name = \"calibration\"\nseed = 42\n\n[world]\nusers = {users}\nvideos = {}\n\
+             creators = {}\nnew_videos_per_day = {}\n\n[pre_period]\ndays = 3\n\n\
+             [experiment]\ndays = 4\n\n[[arms]]\nname = \"control\"\nrecipe = \"popular\"\nshare = {}\n\n\
+             [[arms]]\nname = \"treatment\"\n{treatment}\nshare = {share}\n\n[analysis]\nalpha = 0.05\n",
+            (users * 5).max(500),
+            (users / 2).max(50),
+            (users / 13).max(10),
+            1.0 - share,
+        )
+    }
+
+    #[test]
+    fn the_design_is_the_spec_the_command_wrote() -> Result<()> {
+        let cases = [
+            (
+                CalibrationDesign::default(),
+                as_text(
+                    1_000,
+                    "recipe = \"unified\"\nretrain = \"never\"\nranking = \"dot\"",
+                    0.5,
+                ),
+            ),
+            (
+                CalibrationDesign {
+                    users: 300,
+                    treatment: "oracle".into(),
+                    treatment_share: 0.25,
+                    ..CalibrationDesign::default()
+                },
+                as_text(300, "recipe = \"oracle\"", 0.25),
+            ),
+        ];
+        for (design, text) in cases {
+            let want = ExperimentSpec::from_toml(&text, Path::new("."))?.check()?;
+            let got = design.spec()?.check()?;
+            assert_eq!(format!("{got:?}"), format!("{want:?}"));
+        }
+        // A treatment that is no recipe is refused by the spec's check.
+        let bad = CalibrationDesign {
+            treatment: "magic".into(),
+            ..CalibrationDesign::default()
+        };
+        assert!(bad.spec().and_then(|s| s.check()).is_err());
+        Ok(())
+    }
 }

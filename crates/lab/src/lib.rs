@@ -68,7 +68,8 @@ mod trained;
 mod truth;
 
 pub use calibrate::{
-    calibrate, calibration_markdown, write_calibration, Calibration, Rates, Trial,
+    calibrate, calibration_markdown, write_calibration, Calibration, CalibrationDesign, Rates,
+    Trial,
 };
 pub use error::{Error, Result};
 pub use interactions::{
