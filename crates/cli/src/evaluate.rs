@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use reelkit_ranker::{evaluate_embeddings, evaluate_popularity, Csr, Metrics, Ranker};
+use reelkit_ranker::{
+    evaluation::{evaluate_embeddings, evaluate_popularity, Metrics},
+    Csr, Ranker,
+};
 use serde_json::json;
 
 use crate::data::{load_any, ColumnArgs, Triplets};

@@ -35,7 +35,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     let load_s = t.elapsed().as_secs_f64();
     if !args.rebuild && out.exists() {
         let t = Instant::now();
-        if let Ok(index) = reelkit_ranker::IvfIndex::load(&out, &ranker.items()) {
+        if let Ok(index) = reelkit_ranker::retrieval::IvfIndex::load(&out, &ranker.items()) {
             let summary = json!({
                 "index": out.display().to_string(),
                 "status": "up to date",

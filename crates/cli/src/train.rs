@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use reelkit_ranker::{Algo, EpochReport, Factors, TrainControl, TrainParams, Weighting};
+use reelkit_ranker::{tuning::Weighting, Algo, EpochReport, Factors, TrainControl, TrainParams};
 use serde_json::json;
 
 use crate::data::{load_source, ColumnArgs, SourceArgs};
@@ -61,9 +61,11 @@ impl HyperArgs {
         let ease = self.algo == Algo::Ease;
         TrainParams {
             algo: self.algo,
-            factors: self
-                .factors
-                .unwrap_or(if ease { reelkit_ranker::EASE_DIM } else { 64 }),
+            factors: self.factors.unwrap_or(if ease {
+                reelkit_ranker::algorithms::EASE_DIM
+            } else {
+                64
+            }),
             epochs: self.epochs,
             reg: self.reg.unwrap_or(if ease { EASE_REG } else { 1.0 }),
             alpha: self.alpha,

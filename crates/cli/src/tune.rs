@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use reelkit_lab::TuneSetup;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
-use reelkit_ranker::{Algo, Trial, Weighting};
+use reelkit_ranker::{
+    tuning::{Trial, Weighting},
+    Algo,
+};
 
 use crate::data::{load_source, ColumnArgs, SourceArgs};
 

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use reelkit_logs::{read_interactions, Events, InteractionColumns};
 use reelkit_ranker::{
-    choose, fit_trial, split_by_time, split_random, Algo, EngagementWeights, EpochReport, Factors,
-    IdMap, Model, Split, TrainControl, TrainParams, TrainingData, Trial, TuneOptions, Weighting,
+    algorithms::EngagementWeights,
+    evaluation::{split_by_time, split_random, Split},
+    tuning::{choose, fit_trial, Trial, TuneOptions, Weighting},
+    Algo, EpochReport, Factors, IdMap, Model, TrainControl, TrainParams, TrainingData,
 };
 
 use crate::error::{Error, Result};
@@ -252,7 +254,7 @@ impl Default for TuneSetup {
 pub struct Tuned {
     /// Every setting tried, in order.
     pub trials: Vec<Trial>,
-    /// The chosen trial ([`reelkit_ranker::choose`]).
+    /// The chosen trial ([`reelkit_ranker::tuning::choose`]).
     pub best: Trial,
     /// The chosen setting trained on all of `trip`.
     pub model: Model,
@@ -293,7 +295,7 @@ pub fn tune_triplets(
         seed: setup.seed,
         ..TuneOptions::default()
     };
-    let trials = reelkit_ranker::tune(&split, &opts)?;
+    let trials = reelkit_ranker::tuning::tune(&split, &opts)?;
     let best = choose(&trials)
         .cloned()
         .ok_or_else(|| Error::Input("no setting was evaluated".into()))?;
@@ -353,8 +355,8 @@ pub fn import_factors(users: &Path, items: &Path) -> Result<Model> {
         )));
     }
     let ids = |t: reelkit_logs::Ids| match t {
-        reelkit_logs::Ids::Numbers(n) => reelkit_ranker::ExternalIds::Numbers(n),
-        reelkit_logs::Ids::Strings(s) => reelkit_ranker::ExternalIds::Strings(s),
+        reelkit_logs::Ids::Numbers(n) => reelkit_ranker::model_file::ExternalIds::Numbers(n),
+        reelkit_logs::Ids::Strings(s) => reelkit_ranker::model_file::ExternalIds::Strings(s),
     };
     Ok(Model::from_factors(
         ids(u.ids),

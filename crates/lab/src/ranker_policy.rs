@@ -74,7 +74,7 @@ impl Policy for RankerPolicy {
         let vm = m.meta.value_model.as_ref().filter(|_| self.use_value_model);
         scratch.walk_ranked(req, DEPTH, out, |v| {
             let i = self.video_to_item[v as usize]? as usize;
-            let dot = reelkit_ranker::dot(q, &m.item_factors[i * d..(i + 1) * d]);
+            let dot = reelkit_ranker::retrieval::dot(q, &m.item_factors[i * d..(i + 1) * d]);
             let bias = m.item_bias[i];
             Some(match vm {
                 Some(vm) => vm.score(dot, m.item_counts[i], bias),

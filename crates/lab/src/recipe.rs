@@ -87,7 +87,7 @@ impl Ranking {
 pub enum UserVectors {
     /// A shared taste and a taste of each surface's own, whose weight (the
     /// specific share `φ_s` of each surface) is chosen on held-out
-    /// impressions (`reelkit_ranker::train_surface_ials`): a user's vector
+    /// impressions (`reelkit_ranker::per_surface::train_surface_ials`): a user's vector
     /// on a surface is pulled towards their shared taste, harder the less the
     /// surfaces differ, and a user new to a surface starts from the shared
     /// taste. The videos' vectors are shared. The default.

@@ -4,9 +4,13 @@
 
 use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
-    choose_specific, train_surface_ials, train_surface_ials_from, EngagementWeights, Factors,
-    HeldOut, Impressions, Model, SpecificChoice, SurfaceData, SurfaceParams, TrainControl,
-    TrainParams, TrainingData, ValueModel, ValueSamples, ValueWeights,
+    algorithms::{EngagementWeights, Impressions},
+    per_surface::{
+        choose_specific, train_surface_ials, train_surface_ials_from, HeldOut, SpecificChoice,
+        SurfaceData, SurfaceParams,
+    },
+    value_model::{ValueModel, ValueSamples, ValueWeights},
+    Factors, Model, TrainControl, TrainParams, TrainingData,
 };
 
 use crate::error::{Error, Result};
@@ -48,7 +52,8 @@ fn fit_value_model(
             continue;
         };
         let (u, v) = (u as usize, v as usize);
-        s.dot.push(reelkit_ranker::dot(f.user(u), f.item(v)));
+        s.dot
+            .push(reelkit_ranker::retrieval::dot(f.user(u), f.item(v)));
         s.count.push(item_counts[v]);
         s.bias.push(f.item_bias[v]);
         s.watch_fraction
@@ -96,9 +101,9 @@ pub fn train_on_events(events: &Events, params: &TrainParams, source: &str) -> R
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Offline {
     /// The trained ranker's metrics.
-    pub model: reelkit_ranker::Metrics,
+    pub model: reelkit_ranker::evaluation::Metrics,
     /// Popularity's metrics on the same split (the baseline).
-    pub popularity: reelkit_ranker::Metrics,
+    pub popularity: reelkit_ranker::evaluation::Metrics,
 }
 
 /// Trains on the events before `cutoff_ms` and evaluates on those after it.
@@ -110,7 +115,7 @@ pub fn offline_eval(
 ) -> Result<Offline> {
     let w = EngagementWeights::default();
     let weights = event_weights(events, &w);
-    let split = reelkit_ranker::split_by_time(
+    let split = reelkit_ranker::evaluation::split_by_time(
         &events.user_id,
         &events.video_id,
         &weights,
@@ -123,12 +128,14 @@ pub fn offline_eval(
         &params.clone().check()?,
         &mut TrainControl::default(),
     )?;
-    let counts = reelkit_ranker::item_counts(&split.train.matrix);
-    let table = reelkit_ranker::ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
+    let counts = reelkit_ranker::evaluation::item_counts(&split.train.matrix);
+    let table = reelkit_ranker::retrieval::ItemTable::new(f.dim, &f.items, Some(&f.item_bias));
     let (train, test) = (&split.train.matrix, &split.test);
     Ok(Offline {
-        model: reelkit_ranker::evaluate_embeddings(&table, &f.users, train, test, k, &counts),
-        popularity: reelkit_ranker::evaluate_popularity(train, test, k, &counts),
+        model: reelkit_ranker::evaluation::evaluate_embeddings(
+            &table, &f.users, train, test, k, &counts,
+        ),
+        popularity: reelkit_ranker::evaluation::evaluate_popularity(train, test, k, &counts),
     })
 }
 
@@ -231,12 +238,12 @@ pub struct SurfaceFit {
     pub choice: Option<SpecificChoice>,
 }
 
-/// Trains a per-surface model on an event log ([`reelkit_ranker::train_surface_ials`]).
+/// Trains a per-surface model on an event log ([`reelkit_ranker::per_surface::train_surface_ials`]).
 ///
 /// With [`Specific::Auto`] the last UTC day of the log is held out: the
 /// model is fitted on the days before it with each surface's share at its
 /// initial value, the shares are chosen on the held-out day's impressions
-/// ([`reelkit_ranker::choose_specific`]; the log's own policy chose them,
+/// ([`reelkit_ranker::per_surface::choose_specific`]; the log's own policy chose them,
 /// not this model), then the model is fitted on every day, warm from the
 /// first fit, with the chosen shares. A value model is fitted on the
 /// impressions, scored with each impression's surface vector.
@@ -273,7 +280,7 @@ pub fn train_surface_on_events(
             }
             .check(ns)?;
             let fac = train_surface_ials(&data, &checked, &sp, &mut TrainControl::default())?;
-            let counts = reelkit_ranker::item_counts(&data.matrix);
+            let counts = reelkit_ranker::evaluation::item_counts(&data.matrix);
             let (u, s, i, g) = held_out(&data, &held, |v| counts[v as usize] > 0);
             let h = HeldOut {
                 user: &u,
@@ -326,9 +333,9 @@ fn subset(events: &Events, keep: impl Fn(usize) -> bool) -> Events {
 fn warm_surface_start(
     data: &SurfaceData,
     old: &SurfaceData,
-    prev: reelkit_ranker::SurfaceFactors,
+    prev: reelkit_ranker::per_surface::SurfaceFactors,
     p: &reelkit_ranker::ValidTrainParams,
-) -> reelkit_ranker::SurfaceFactors {
+) -> reelkit_ranker::per_surface::SurfaceFactors {
     let f = p.factors;
     let ns = data.n_surfaces;
     let mut shared = vec![0f32; data.users.len() * f];
@@ -356,7 +363,7 @@ fn warm_surface_start(
             }),
         }
     }
-    reelkit_ranker::SurfaceFactors {
+    reelkit_ranker::per_surface::SurfaceFactors {
         dim: f,
         n_surfaces: ns,
         specific: prev.specific.clone(),
@@ -384,7 +391,7 @@ fn fit_surface_value_model(ev: &Events, model: &Model) -> ValueModel {
         };
         let (u, v) = (u as usize, v as usize);
         let at = (u * ns + surface_slot(ev.surface[i]) as usize) * d;
-        s.dot.push(reelkit_ranker::dot(
+        s.dot.push(reelkit_ranker::retrieval::dot(
             &sv.vectors[at..at + d],
             model.factors.item(v),
         ));

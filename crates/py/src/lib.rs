@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use reelkit_abtest::{AnalysisConfig, Correction};
 use reelkit_lab::{parse_value, ExperimentSpec, Triplets, TuneSetup};
 use reelkit_logs::{InteractionColumns, Layout};
-use reelkit_ranker::{Algo, TrainControl, TrainParams, Weighting};
+use reelkit_ranker::{tuning::Weighting, Algo, TrainControl, TrainParams};
 
 mod errors;
 mod model;
@@ -193,7 +193,11 @@ fn train(
     let ease = algo == Algo::Ease;
     let params = TrainParams {
         algo,
-        factors: factors.unwrap_or(if ease { reelkit_ranker::EASE_DIM } else { 64 }),
+        factors: factors.unwrap_or(if ease {
+            reelkit_ranker::algorithms::EASE_DIM
+        } else {
+            64
+        }),
         epochs,
         reg: reg.unwrap_or(if ease { 200.0 } else { 1.0 }),
         alpha,

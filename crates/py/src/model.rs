@@ -11,7 +11,7 @@ use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use reelkit_logs::{InteractionColumns, Layout};
-use reelkit_ranker::{ExternalIds, Ranker, Retrieval, Surface};
+use reelkit_ranker::{model_file::ExternalIds, Ranker, Retrieval, Surface};
 
 use crate::errors::{blocking, to_py};
 use crate::stream::ArrowStream;

@@ -42,7 +42,7 @@ pub enum Error {
     TooManyItemsForEase {
         /// Items in the training data.
         items: usize,
-        /// [`crate::EASE_MAX_ITEMS`].
+        /// [`crate::ease::EASE_MAX_ITEMS`].
         limit: usize,
     },
     /// A weight, factor or score is NaN or infinite.

@@ -78,44 +78,81 @@ mod topk;
 mod tune;
 mod value;
 
-pub use als::{solve_rows, train_ials, train_ials_from, EpochReport, TrainControl};
-pub use bpr::train_bpr;
-pub use confidence::{keep_above, EngagementWeights, Impressions, TrainingData};
+// What an embedder needs, at the root: training, parameters, data, the
+// model and its file, the ranker and its requests, retrieval, errors.
+pub use als::{EpochReport, TrainControl};
+pub use confidence::TrainingData;
 pub use csr::Csr;
-pub use ease::{train_ease, EaseBasis, EASE_DIM, EASE_MAX_ITEMS};
 pub use error::{Error, Result};
-pub use eval::{
-    evaluate, evaluate_embeddings, evaluate_popularity, item_counts, popularity_order,
-    recommend_popular, user_metrics, Metrics,
-};
 pub use factors::Factors;
-pub use half::HalfTable;
 pub use ids::IdMap;
-pub use int8::Int8Table;
-pub use isa::Isa;
-pub use ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
-pub use linalg::dot;
-pub use model::{
-    ExternalIds, Keys, MappedModel, MappedSurfaces, Model, ModelMeta, SurfaceVectors,
-    FORMAT_VERSION, SUPPORTED_VERSIONS,
-};
-pub use pages::in_huge_pages;
+pub use model::{MappedModel, Model, ModelMeta};
 pub use params::{Algo, TrainParams, ValidTrainParams};
 pub use ranker::{
     BatchRequest, Ranker, Recommendation, Recommendations, Request, Retrieval, Surface,
-    USERS_PER_BATCH,
 };
-pub use rp3::{rp3beta_factors, Rp3Params};
-pub use split::{split_by_time, split_random, Split};
-pub use surfaces::{
-    choose_specific, heldout_concordance, pick_specific, solve_surface_users, train_surface_ials,
-    train_surface_ials_from, HeldOut, HeldOutScore, SpecificChoice, SurfaceData, SurfaceFactors,
-    SurfaceParams, ValidSurfaceParams, MAX_SURFACES,
-};
-pub use top::Scored;
-pub use topk::ItemTable;
-pub use tune::{choose, fit_trial, tune, Candidate, Trial, TuneOptions, Weighting};
-pub use value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
+
+/// The training algorithms one by one (`train` picks one from
+/// [`TrainParams::algo`]), and the engagement weights of event logs.
+pub mod algorithms {
+    pub use crate::als::{solve_rows, train_ials, train_ials_from};
+    pub use crate::bpr::train_bpr;
+    pub use crate::confidence::{keep_above, EngagementWeights, Impressions};
+    pub use crate::ease::{train_ease, EaseBasis, EASE_DIM, EASE_MAX_ITEMS};
+    pub use crate::rp3::{rp3beta_factors, Rp3Params};
+}
+
+/// Offline evaluation over the full catalogue, and the splits it runs on.
+pub mod evaluation {
+    pub use crate::eval::{
+        evaluate, evaluate_embeddings, evaluate_popularity, item_counts, popularity_order,
+        recommend_popular, user_metrics, Metrics,
+    };
+    pub use crate::split::{split_by_time, split_random, Split};
+}
+
+/// The model file's parts beyond [`Model`]: string-id
+/// dictionaries, per-surface vectors, format versions.
+pub mod model_file {
+    pub use crate::model::{
+        ExternalIds, Keys, MappedSurfaces, SurfaceVectors, FORMAT_VERSION, SUPPORTED_VERSIONS,
+    };
+}
+
+/// The hierarchical per-surface model: a shared taste and each surface's
+/// own, with the specific share chosen on held-out impressions.
+pub mod per_surface {
+    pub use crate::surfaces::{
+        choose_specific, heldout_concordance, pick_specific, solve_surface_users,
+        train_surface_ials, train_surface_ials_from, HeldOut, HeldOutScore, SpecificChoice,
+        SurfaceData, SurfaceFactors, SurfaceParams, ValidSurfaceParams, MAX_SURFACES,
+    };
+}
+
+/// Candidate retrieval below [`Ranker`]: exact, reduced
+/// precision and IVF top-K over an item table, and the CPU features the
+/// kernels are chosen by.
+pub mod retrieval {
+    pub use crate::half::HalfTable;
+    pub use crate::int8::Int8Table;
+    pub use crate::isa::Isa;
+    pub use crate::ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
+    pub use crate::linalg::dot;
+    pub use crate::pages::in_huge_pages;
+    pub use crate::ranker::USERS_PER_BATCH;
+    pub use crate::top::Scored;
+    pub use crate::topk::ItemTable;
+}
+
+/// Model selection on a validation split (`reelkit tune`).
+pub mod tuning {
+    pub use crate::tune::{choose, fit_trial, tune, Candidate, Trial, TuneOptions, Weighting};
+}
+
+/// The value model: calibrated heads re-ranking retrieved candidates.
+pub mod value_model {
+    pub use crate::value::{Calibration, Head, ValueModel, ValueSamples, ValueWeights};
+}
 
 /// Trains with the algorithm the parameters name (then adds the popularity
 /// compensation [`TrainParams::pop_bias`] to the item biases).
@@ -125,11 +162,11 @@ pub fn train(
     ctl: &mut TrainControl<'_>,
 ) -> Result<Factors> {
     let mut f = match params.algo {
-        Algo::Ials => train_ials(weights, params, ctl),
-        Algo::Bpr => train_bpr(weights, params, ctl),
+        Algo::Ials => als::train_ials(weights, params, ctl),
+        Algo::Bpr => bpr::train_bpr(weights, params, ctl),
         Algo::Ease => {
             let t = std::time::Instant::now();
-            let f = train_ease(weights, params.reg as f64, params.factors, params.seed)?;
+            let f = ease::train_ease(weights, params.reg as f64, params.factors, params.seed)?;
             if let Some(cb) = ctl.on_epoch.as_mut() {
                 let report = EpochReport {
                     epoch: 1,
@@ -142,7 +179,7 @@ pub fn train(
         }
     }?;
     if params.pop_bias != 0.0 {
-        f.add_popularity_bias(&item_counts(weights), params.pop_bias);
+        f.add_popularity_bias(&eval::item_counts(weights), params.pop_bias);
     }
     Ok(f)
 }

@@ -15,7 +15,7 @@ pub enum Algo {
     /// EASE (Steck 2019), the closed-form item-item model, served as
     /// embeddings of at most `factors` dimensions (exact up to
     /// `min(users, items)`); `reg` is its λ. Catalogues up to
-    /// [`crate::EASE_MAX_ITEMS`] items.
+    /// [`crate::ease::EASE_MAX_ITEMS`] items.
     Ease,
 }
 

@@ -670,7 +670,7 @@ mod tests {
         let ex: Vec<&[u32]> = (0..5)
             .map(|j| if j % 2 == 0 { &exclude[..] } else { &[][..] })
             .collect();
-        let q8 = crate::Int8Table::new(f, &items, None);
+        let q8 = crate::int8::Int8Table::new(f, &items, None);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

@@ -1,6 +1,9 @@
 //! EASE against numpy's closed form (fixture: bench/fixtures/gen_ease_fixture.py).
 
-use reelkit_ranker::{train_ease, Csr, Error, EASE_MAX_ITEMS};
+use reelkit_ranker::{
+    algorithms::{train_ease, EASE_MAX_ITEMS},
+    Csr, Error,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -60,7 +63,7 @@ fn unseen_item_scores_equal_the_closed_form() -> TestResult {
                 if c.x.contains(u, j as u32) {
                     continue;
                 }
-                let got = reelkit_ranker::dot(f.user(u), f.item(j)) as f64;
+                let got = reelkit_ranker::retrieval::dot(f.user(u), f.item(j)) as f64;
                 assert!(
                     (got - want).abs() <= 1e-4 * top.max(1.0),
                     "{}: user {u} item {j}: {got} vs numpy {want}",
@@ -93,8 +96,8 @@ fn a_truncated_basis_approximates_and_keeps_the_order_at_the_top() -> TestResult
         let mut mine = unseen.clone();
         mine.sort_by(|&a, &b| {
             let (sa, sb) = (
-                reelkit_ranker::dot(f.user(u), f.item(a)),
-                reelkit_ranker::dot(f.user(u), f.item(b)),
+                reelkit_ranker::retrieval::dot(f.user(u), f.item(a)),
+                reelkit_ranker::retrieval::dot(f.user(u), f.item(b)),
             );
             sb.total_cmp(&sa)
         });

@@ -1358,7 +1358,7 @@ fn a_per_surface_model_serves_each_surface_with_its_vector() -> TestResult {
     let path = dir.path().join("model.arrow");
     let mut m = model(false);
     // User 1: shared taste along axis 0; on watch along axis 1.
-    m.surfaces = Some(reelkit_ranker::SurfaceVectors {
+    m.surfaces = Some(reelkit_ranker::model_file::SurfaceVectors {
         names: vec!["reels".into(), "feed".into(), "watch".into()],
         vectors: vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0],
         counts: vec![3, 1, 1, 1, 1, 1],

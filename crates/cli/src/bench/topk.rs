@@ -140,7 +140,7 @@ pub(super) fn sgemm_all_scores(queries: &[Vec<f32>], items: &[f32], dim: usize) 
 }
 
 pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
-    use reelkit_ranker::{recall, HalfTable, Isa, ItemTable};
+    use reelkit_ranker::retrieval::{recall, HalfTable, Isa, ItemTable};
     anyhow::ensure!(
         args.items > 0 && args.dim > 0 && args.queries > 0,
         "empty benchmark"
@@ -193,7 +193,7 @@ pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
     // Where a Ranker with IVF retrieval keeps its table: in 2 MiB pages.
     let items = {
         let owned = items;
-        reelkit_ranker::in_huge_pages(&owned)
+        reelkit_ranker::retrieval::in_huge_pages(&owned)
     };
     let table = ItemTable::new(args.dim, &items, None);
     let bytes = (items.len() * 4) as f64;
@@ -274,7 +274,7 @@ pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         let pools = vec![pool; qs.len()];
         let t = Instant::now();
         let cands = h.top_k_batch(&qs, &pools, &ex);
-        let rescored: Vec<Vec<reelkit_ranker::Scored>> = cands
+        let rescored: Vec<Vec<reelkit_ranker::retrieval::Scored>> = cands
             .iter()
             .zip(&qs)
             .map(|(c, q)| table.rescore(q, args.k, c))
@@ -300,7 +300,7 @@ pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
     }
     if args.int8 {
         let t = Instant::now();
-        let q8 = reelkit_ranker::Int8Table::new(args.dim, &items, None);
+        let q8 = reelkit_ranker::retrieval::Int8Table::new(args.dim, &items, None);
         let build_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let found = q8.search(&table, &qs, &ks, &ex, args.oversample);
@@ -337,13 +337,13 @@ pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
 /// `--filter-share`, the same under a surface filter and exclusions.
 pub(super) fn ivf_bench(
     args: &TopkBenchArgs,
-    table: &reelkit_ranker::ItemTable<'_>,
+    table: &reelkit_ranker::retrieval::ItemTable<'_>,
     qs: &[&[f32]],
     tuning: &[Vec<f32>],
-    exact: &[Vec<reelkit_ranker::Scored>],
+    exact: &[Vec<reelkit_ranker::retrieval::Scored>],
     exact_batch_s: f64,
 ) -> anyhow::Result<serde_json::Value> {
-    use reelkit_ranker::{recall, IvfIndex, IvfParams, IvfQuery};
+    use reelkit_ranker::retrieval::{recall, IvfIndex, IvfParams, IvfQuery};
     if let Some(share) = args.filter_share {
         anyhow::ensure!(
             share > 0.0 && share <= 1.0,
@@ -477,7 +477,7 @@ pub(super) fn ivf_bench(
                     .copied()
             })
             .collect();
-        let sub_table = reelkit_ranker::ItemTable::new(f, &sub, None);
+        let sub_table = reelkit_ranker::retrieval::ItemTable::new(f, &sub, None);
         let sub_ex: Vec<Vec<u32>> = excludes
             .iter()
             .map(|e| {
@@ -487,12 +487,12 @@ pub(super) fn ivf_bench(
             })
             .collect();
         let sub_ex_refs: Vec<&[u32]> = sub_ex.iter().map(Vec::as_slice).collect();
-        let truth: Vec<Vec<reelkit_ranker::Scored>> = sub_table
+        let truth: Vec<Vec<reelkit_ranker::retrieval::Scored>> = sub_table
             .top_k_batch(qs, &vec![args.k; qs.len()], &sub_ex_refs)
             .into_iter()
             .map(|r| {
                 r.into_iter()
-                    .map(|s| reelkit_ranker::Scored {
+                    .map(|s| reelkit_ranker::retrieval::Scored {
                         item: allowed[s.item as usize],
                         score: s.score,
                     })

@@ -2,7 +2,7 @@
 //! fitted on impressions the factor model did not train on.
 
 use reelkit_logs::Events;
-use reelkit_ranker::EngagementWeights;
+use reelkit_ranker::algorithms::EngagementWeights;
 use reelkit_sim::SURFACES;
 use serde::Serialize;
 
@@ -111,10 +111,10 @@ pub(super) fn fit_heads(
         let item = before.factors.item(v);
         let mut x = [0f64; 5];
         x[0] = 1.0;
-        x[1] = reelkit_ranker::dot(before.user_vector(u, s), item) as f64;
+        x[1] = reelkit_ranker::retrieval::dot(before.user_vector(u, s), item) as f64;
         let mut j = 2;
         if features.surface {
-            x[j] = reelkit_ranker::dot(before.surface_user(u, s), item) as f64;
+            x[j] = reelkit_ranker::retrieval::dot(before.surface_user(u, s), item) as f64;
             j += 1;
         }
         if features.popularity {

@@ -35,10 +35,13 @@ use std::time::Instant;
 
 use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
-    choose_specific, keep_above, pick_specific, solve_rows, train_ials, train_ials_from,
-    train_surface_ials, train_surface_ials_from, Csr, EngagementWeights, Factors, HeldOut,
-    HeldOutScore, IdMap, ItemTable, SpecificChoice, SurfaceData, SurfaceFactors, SurfaceParams,
-    TrainControl, TrainingData, ValidTrainParams,
+    algorithms::{keep_above, solve_rows, train_ials, train_ials_from, EngagementWeights},
+    per_surface::{
+        choose_specific, pick_specific, train_surface_ials, train_surface_ials_from, HeldOut,
+        HeldOutScore, SpecificChoice, SurfaceData, SurfaceFactors, SurfaceParams,
+    },
+    retrieval::ItemTable,
+    Csr, Factors, IdMap, TrainControl, TrainingData, ValidTrainParams,
 };
 use reelkit_sim::{
     surface_index, take_unseen, DayContext, FeedRequest, Policy, PopularPolicy, Rng, Scratch,
@@ -409,7 +412,7 @@ impl TrainedPolicy {
                 )
             }
         };
-        let item_counts = reelkit_ranker::item_counts(&data.matrix);
+        let item_counts = reelkit_ranker::evaluation::item_counts(&data.matrix);
         let video_row = world
             .videos
             .id
@@ -559,7 +562,7 @@ impl TrainedPolicy {
         };
         // Counts of (user, surface) rows: a video's on every surface it
         // pleased someone, a user known when any of their rows has a positive.
-        let item_counts = reelkit_ranker::item_counts(&data.matrix);
+        let item_counts = reelkit_ranker::evaluation::item_counts(&data.matrix);
         let video_row = world
             .videos
             .id

@@ -370,8 +370,8 @@ impl Model {
     /// `names`, in `data`'s surface order), the pooled training counts, and
     /// the shares it was fitted with.
     pub fn from_surfaces(
-        data: &crate::SurfaceData,
-        factors: crate::SurfaceFactors,
+        data: &crate::surfaces::SurfaceData,
+        factors: crate::surfaces::SurfaceFactors,
         names: &[&str],
         params: TrainParams,
     ) -> Result<Model> {
@@ -398,7 +398,7 @@ impl Model {
             matrix: data.matrix.clone(),
         }
         .fingerprint();
-        let crate::SurfaceFactors {
+        let crate::surfaces::SurfaceFactors {
             dim,
             specific,
             shared,

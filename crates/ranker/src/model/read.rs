@@ -335,7 +335,7 @@ impl MappedModel {
                 let mut unique = names.clone();
                 unique.sort();
                 unique.dedup();
-                if names.len() > crate::MAX_SURFACES
+                if names.len() > crate::surfaces::MAX_SURFACES
                     || unique.len() != names.len()
                     || names.iter().any(|n| !valid_surface_name(n))
                 {

@@ -67,7 +67,8 @@ impl Model {
         );
         if let Some(sv) = &self.surfaces {
             let ns = sv.names.len();
-            if sv.names.iter().any(|n| !valid_surface_name(n)) || ns > crate::MAX_SURFACES {
+            if sv.names.iter().any(|n| !valid_surface_name(n)) || ns > crate::surfaces::MAX_SURFACES
+            {
                 return Err(invalid(
                     path,
                     "surface names must be 1 to 8 names of a-z, 0-9, _",

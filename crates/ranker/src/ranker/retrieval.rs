@@ -30,7 +30,7 @@ pub enum Retrieval {
     /// Scan an int8 copy (a quarter of the bytes), rescore candidates exactly.
     #[default]
     Int8,
-    /// An inverted file ([`crate::IvfIndex`]): a query scans only the int8
+    /// An inverted file ([`crate::retrieval::IvfIndex`]): a query scans only the int8
     /// lists nearest it, and its candidates are rescored exactly; `nprobe` is
     /// tuned to recall@100 ≥ 0.95 on a sample of the model's user
     /// embeddings. Sub-linear in the catalogue (for millions of videos);
@@ -140,7 +140,7 @@ impl Ranker {
     }
 
     /// Writes the IVF index to `path` (atomically; see
-    /// [`crate::IvfIndex::save`]); an error unless the retrieval is
+    /// [`crate::retrieval::IvfIndex::save`]); an error unless the retrieval is
     /// [`Retrieval::Ivf`].
     pub fn save_ivf(&self, path: &Path) -> Result<()> {
         match &self.approx {

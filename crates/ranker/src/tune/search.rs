@@ -642,7 +642,7 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
     // EASE and RP3beta are items × items models: above EASE's item limit
     // the search goes on without them (iALS scales with the interactions).
     let n_items = split.train.matrix.n_cols();
-    if opts.algos.contains(&Algo::Ease) && n_items <= crate::EASE_MAX_ITEMS {
+    if opts.algos.contains(&Algo::Ease) && n_items <= crate::ease::EASE_MAX_ITEMS {
         if s.ease()? {
             s.rp3()?;
         }
@@ -650,7 +650,7 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
         tracing::warn!(
             "{n_items} items is above the item-item models' limit of {}: EASE and RP3beta are \
              left out of the search",
-            crate::EASE_MAX_ITEMS
+            crate::ease::EASE_MAX_ITEMS
         );
     }
     if opts.algos.contains(&Algo::Ials) {

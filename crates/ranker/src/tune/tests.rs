@@ -136,7 +136,7 @@ fn a_catalogue_above_the_item_item_limit_is_tuned_without_ease() -> Result<()> {
     // Two taste groups over 30 items, then a long tail of single-interaction
     // items past EASE's limit (a Book-Crossing-like catalogue).
     let base = crate::csr::two_taste_groups(60, 30, 8);
-    let n_items = crate::EASE_MAX_ITEMS + 10;
+    let n_items = crate::ease::EASE_MAX_ITEMS + 10;
     let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
     for u in 0..60 {
         for &j in base.row(u).0 {
