@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use reelkit_abtest::{Exposures, InterleaveConfig, Source};
+use reelkit_abtest::{exposure::Exposures, interleaving::InterleaveConfig, Source};
 use reelkit_assign::{interleave_seed, team_draft, Split, Team};
 use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{Ranker, Request, Retrieval, TrainParams};
@@ -257,7 +257,7 @@ fn interleaving_over_http_gives_the_in_process_answer() -> TestResult {
     );
 
     // The server's log, read back, against the in-process one.
-    let from_server = reelkit_abtest::read_exposures(&exp_dir)?;
+    let from_server = reelkit_abtest::exposure::read_exposures(&exp_dir)?;
     log.sort_by_key(|x| (x.0, x.2));
     log.dedup_by_key(|x| (x.0, x.2));
     assert_eq!(from_server.len(), log.len(), "one exposure row per request");
@@ -277,13 +277,13 @@ fn interleaving_over_http_gives_the_in_process_answer() -> TestResult {
     reelkit_logs::write_events(&events_file, &served)?;
     let metrics = reelkit_abtest::builtin_metrics();
     let cfg = InterleaveConfig::default();
-    let a = reelkit_abtest::interleave(
+    let a = reelkit_abtest::interleaving::interleave(
         &Source::Path(events_file.clone()),
         &from_server,
         &metrics,
         &cfg,
     )?;
-    let b = reelkit_abtest::interleave(
+    let b = reelkit_abtest::interleaving::interleave(
         &Source::events("in process", &played)?,
         &local,
         &metrics,
@@ -292,7 +292,7 @@ fn interleaving_over_http_gives_the_in_process_answer() -> TestResult {
     assert_eq!(a.metrics, b.metrics);
     assert_eq!(a.teams, ["control".to_string(), "treatment".to_string()]);
     let watch = &a.metrics[0];
-    eprintln!("{}", reelkit_abtest::interleave_markdown(&a));
+    eprintln!("{}", reelkit_abtest::interleaving::interleave_markdown(&a));
     assert!(watch.prefer_a + watch.prefer_b > 100, "{watch:?}");
     // The richer model's videos earn more watch time (too few users here
     // for significance: the point is that both paths agree).
@@ -312,7 +312,7 @@ fn interleaving_over_http_gives_the_in_process_answer() -> TestResult {
     for u in &mut strangers.user_id {
         *u += 1 << 40;
     }
-    let err = reelkit_abtest::interleave(
+    let err = reelkit_abtest::interleaving::interleave(
         &Source::events("strangers", &strangers)?,
         &from_server,
         &metrics,
@@ -333,7 +333,7 @@ fn interleaving_over_http_gives_the_in_process_answer() -> TestResult {
         broken.join("exposures-1.parquet"),
         &bytes[..bytes.len() / 2],
     )?;
-    let err = reelkit_abtest::read_exposures(&broken)
+    let err = reelkit_abtest::exposure::read_exposures(&broken)
         .err()
         .ok_or("read a truncated file")?;
     assert!(
@@ -343,7 +343,7 @@ fn interleaving_over_http_gives_the_in_process_answer() -> TestResult {
     std::fs::remove_file(broken.join("exposures-1.parquet"))?;
     std::fs::write(broken.join("exposures-1.parquet"), &bytes)?;
     std::fs::write(broken.join("exposures-2.parquet.partial"), &bytes[..100])?;
-    let read = reelkit_abtest::read_exposures(&broken)?;
+    let read = reelkit_abtest::exposure::read_exposures(&broken)?;
     assert_eq!(read.len(), from_server.len());
     assert_eq!(read.skipped.len(), 1);
     Ok(())
@@ -360,7 +360,7 @@ fn ab_over_http_gives_the_in_process_answer() -> TestResult {
     };
     let (served, played, exp_dir, _) = play(&s, design, dir.path())?;
     assert_eq!(served, played);
-    let exposures = reelkit_abtest::read_exposures(&exp_dir)?;
+    let exposures = reelkit_abtest::exposure::read_exposures(&exp_dir)?;
     let exposed = exposures.exposed()?;
     for (u, v) in exposed
         .assignments
@@ -402,7 +402,7 @@ fn ab_over_http_gives_the_in_process_answer() -> TestResult {
     )?;
     assert_eq!(from_log.metrics, in_process.metrics);
     // Triggered: every event here follows its user's first exposure.
-    let d = reelkit_abtest::exposure_dilution(&events_file, &exposed)?;
+    let d = reelkit_abtest::exposure::exposure_dilution(&events_file, &exposed)?;
     assert_eq!(d.events_after, d.events_of_exposed);
     assert_eq!(
         d.exposed_users_with_events as usize,

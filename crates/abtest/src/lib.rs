@@ -65,35 +65,72 @@ mod stats;
 mod stream;
 mod text;
 
+// What an analysis needs, at the root: inputs, configuration, the report
+// and its decisions, metric definitions, power, errors.
 pub use analysis::{
-    analyze, analyze_report, analyze_sums, cumulative_lift, segments, AnalysisConfig, DailyLift,
-    Decision, Extras, Guardrail, MetricRow, Report, Segment, Srm, Verdict, PLANNING_POWER,
-    SRM_THRESHOLD,
+    analyze, analyze_report, analyze_sums, AnalysisConfig, Decision, Extras, MetricRow, Report,
+    Verdict,
 };
 pub use error::{Error, Result};
-pub use exposures::{
-    analyze_by_exposure, exposure_dilution, read_exposures, triggered_events, Dilution, Exposed,
-    Exposures,
-};
-pub use interleave::{
-    credits, interleave, interleave_html, interleave_markdown, preference, sign_test,
-    write_interleave_report, Credits, InterleaveConfig, InterleaveReport, Preference,
-};
 pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric, Role};
-pub use pipeline::{
-    arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, user_values, ArmSums,
-    Inputs, UserValues,
-};
-pub use power::{power, pre_period_power, PowerPlan, PowerRow};
-pub use report::{
-    daily_svg, forest_svg, forest_svg_with_truth, html, html_with_truth, markdown, write_report,
-    write_report_with_truth, TrueLift,
-};
-pub use source::{scan, Source};
-pub use sql::{read_stats, warehouse_sql, Dialect, SqlTables, STATS_COLUMNS};
-pub use stats::{
-    adjust, adjusted, bayesian, cuped_theta, effect_variance, moments, srm, two_sided,
-    two_sided_sequential, welch_df, ArmEstimate, Bayesian, Correction, MetricKind, Moments, Prior,
-    QuantileSums, Sums, TestResult, QUANTILE_Z,
-};
-pub use text::utc_date;
+pub use pipeline::Inputs;
+pub use power::{power, PowerPlan, PowerRow};
+pub use report::{html, markdown, write_report};
+pub use source::Source;
+pub use stats::{Correction, MetricKind};
+
+/// Analyses whose assignment comes from a served exposure log.
+pub mod exposure {
+    pub use crate::exposures::{
+        analyze_by_exposure, exposure_dilution, read_exposures, triggered_events, Dilution,
+        Exposed, Exposures,
+    };
+}
+
+/// Interleaved experiments: credits per team, preference and its test.
+pub mod interleaving {
+    pub use crate::interleave::{
+        credits, interleave, interleave_html, interleave_markdown, preference, sign_test,
+        write_interleave_report, Credits, InterleaveConfig, InterleaveReport, Preference,
+    };
+}
+
+/// The per-user pass under the analysis: values, sums per arm, days,
+/// quantiles, the cumulative lift and the segments.
+pub mod per_user {
+    pub use crate::analysis::{cumulative_lift, segments};
+    pub use crate::pipeline::{
+        arm_sums, event_days, ordered_arm_sums, per_user_values, quantile, user_values, ArmSums,
+        UserValues,
+    };
+    pub use crate::source::scan;
+    pub use crate::text::utc_date;
+}
+
+/// The report's parts and charts beyond [`html`] and
+/// [`markdown`]: daily and forest charts, segments,
+/// guardrails, reports set beside a simulation's truth.
+pub mod reporting {
+    pub use crate::analysis::{DailyLift, Guardrail, Segment};
+    pub use crate::report::{
+        daily_svg, forest_svg, forest_svg_with_truth, html_with_truth, write_report_with_truth,
+        TrueLift,
+    };
+}
+
+/// The statistics, one function per formula (checked against scipy,
+/// statsmodels and gbstats).
+pub mod statistics {
+    pub use crate::analysis::{Srm, PLANNING_POWER, SRM_THRESHOLD};
+    pub use crate::power::pre_period_power;
+    pub use crate::stats::{
+        adjust, adjusted, bayesian, cuped_theta, effect_variance, moments, srm, two_sided,
+        two_sided_sequential, welch_df, ArmEstimate, Bayesian, Moments, Prior, QuantileSums, Sums,
+        TestResult, QUANTILE_Z,
+    };
+}
+
+/// The warehouse path: SQL for Spark/DuckDB/BigQuery and reading its sums.
+pub mod warehouse {
+    pub use crate::sql::{read_stats, warehouse_sql, Dialect, SqlTables, STATS_COLUMNS};
+}

@@ -161,7 +161,8 @@ pub fn pre_period_power(
         variant: vec!["all".to_string(); users.len()],
         user_id: users.clone(),
     };
-    let values = crate::user_values(&crate::Inputs::new(events, &assignments, metrics), None)?;
+    let values =
+        crate::pipeline::user_values(&crate::Inputs::new(events, &assignments, metrics), None)?;
     let sums = values.sums(&vec![0; values.user_id.len()], 1);
     let plan = PowerPlan {
         mde,

@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 
 use reelkit_abtest::{
-    analyze_by_exposure, analyze_report, builtin_metrics, AnalysisConfig, Correction, Extras,
-    Inputs,
+    analyze_report, builtin_metrics, exposure::analyze_by_exposure, AnalysisConfig, Correction,
+    Extras, Inputs,
 };
 use reelkit_logs::polars::prelude::*;
 use reelkit_logs::Assignments;

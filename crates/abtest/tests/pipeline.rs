@@ -1,11 +1,13 @@
 //! The pipeline on the committed sample: report contract, agreement between the
 //! polars aggregation and per-user sums, A/A calibration, bad input.
 
+use reelkit_abtest::per_user::{cumulative_lift, event_days, quantile, segments, utc_date};
 use reelkit_abtest::{
-    adjusted, analyze, arm_sums, builtin_metrics, cuped_theta, parse_metrics, two_sided,
-    user_values, AnalysisConfig, Correction, Error,
+    analyze, builtin_metrics, parse_metrics,
+    per_user::{arm_sums, user_values},
+    statistics::{adjusted, cuped_theta, two_sided},
+    AnalysisConfig, Correction, Error,
 };
-use reelkit_abtest::{cumulative_lift, event_days, quantile, segments, utc_date};
 use reelkit_logs::Assignments;
 
 mod common;
@@ -301,10 +303,10 @@ fn a_degenerate_metric_is_defined() -> Result<(), Box<dyn std::error::Error>> {
         "{err}"
     );
     // Their sums (every user 0) still give a defined report.
-    let zero = |variant: &str| reelkit_abtest::ArmSums {
+    let zero = |variant: &str| reelkit_abtest::per_user::ArmSums {
         variant: variant.into(),
         sums: vec![
-            reelkit_abtest::Sums {
+            reelkit_abtest::statistics::Sums {
                 n: 2.0,
                 ..Default::default()
             };
@@ -359,7 +361,7 @@ fn cumulative_lift_ends_at_the_full_report() -> Result<(), Box<dyn std::error::E
         .iter()
         .filter(|d| d.metric == "watch_time_per_user")
         .collect();
-    let width = |d: &reelkit_abtest::DailyLift| d.rel_ci_high - d.rel_ci_low;
+    let width = |d: &reelkit_abtest::reporting::DailyLift| d.rel_ci_high - d.rel_ci_low;
     assert!(width(watch[0]) > width(watch[days - 1]));
 
     // One stray timestamp must not turn the daily loop into 3,650 passes

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use reelkit_abtest::{
-    analyze, analyze_sums, arm_sums, builtin_metrics, parse_metrics, read_stats, scan,
-    warehouse_sql, AnalysisConfig, Correction, Dialect, Metric, Report, SqlTables, Sums,
-    STATS_COLUMNS,
+    analyze, analyze_sums, builtin_metrics, parse_metrics,
+    per_user::{arm_sums, scan},
+    statistics::Sums,
+    warehouse::{read_stats, warehouse_sql, Dialect, SqlTables, STATS_COLUMNS},
+    AnalysisConfig, Correction, Metric, Report,
 };
 use reelkit_logs::Assignments;
 

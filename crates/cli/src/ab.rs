@@ -305,25 +305,32 @@ fn assign(args: AssignArgs) -> anyhow::Result<()> {
 
 fn interleave(args: InterleaveArgs) -> anyhow::Result<()> {
     let metrics = load_metrics(args.metrics.as_deref())?;
-    let exposures = reelkit_abtest::read_exposures(&args.exposures)?;
+    let exposures = reelkit_abtest::exposure::read_exposures(&args.exposures)?;
     for p in &exposures.skipped {
         eprintln!("warning: skipped unfinished exposure file {}", p.display());
     }
-    let cfg = reelkit_abtest::InterleaveConfig {
+    let cfg = reelkit_abtest::interleaving::InterleaveConfig {
         experiment: args.experiment.clone(),
         alpha: args.alpha,
         bootstrap: args.bootstrap,
         seed: args.seed,
     };
-    let report =
-        reelkit_abtest::interleave(&args.events.as_path().into(), &exposures, &metrics, &cfg)
-            .context("analysing the interleaving experiment")?;
+    let report = reelkit_abtest::interleaving::interleave(
+        &args.events.as_path().into(),
+        &exposures,
+        &metrics,
+        &cfg,
+    )
+    .context("analysing the interleaving experiment")?;
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("notebooks-output").join(&args.experiment));
-    reelkit_abtest::write_interleave_report(&out, &report)
+    reelkit_abtest::interleaving::write_interleave_report(&out, &report)
         .with_context(|| format!("writing the report to {}", out.display()))?;
-    print!("{}", reelkit_abtest::interleave_markdown(&report));
+    print!(
+        "{}",
+        reelkit_abtest::interleaving::interleave_markdown(&report)
+    );
     eprintln!("report -> {}", out.join("report.json").display());
     Ok(())
 }
@@ -341,7 +348,7 @@ fn load_metrics(path: Option<&std::path::Path>) -> anyhow::Result<Vec<reelkit_ab
 
 fn power(args: PowerArgs) -> anyhow::Result<()> {
     let metrics = load_metrics(args.metrics.as_deref())?;
-    let rows = reelkit_abtest::pre_period_power(
+    let rows = reelkit_abtest::statistics::pre_period_power(
         &args.events,
         &metrics,
         args.mde,
@@ -365,18 +372,18 @@ fn power(args: PowerArgs) -> anyhow::Result<()> {
 fn sql(args: SqlArgs) -> anyhow::Result<()> {
     let metrics = load_metrics(args.metrics.as_deref())?;
     let dialect = match args.dialect {
-        DialectArg::Ansi => reelkit_abtest::Dialect::Ansi,
-        DialectArg::Bigquery => reelkit_abtest::Dialect::Bigquery,
-        DialectArg::Spark => reelkit_abtest::Dialect::Spark,
+        DialectArg::Ansi => reelkit_abtest::warehouse::Dialect::Ansi,
+        DialectArg::Bigquery => reelkit_abtest::warehouse::Dialect::Bigquery,
+        DialectArg::Spark => reelkit_abtest::warehouse::Dialect::Spark,
     };
-    let tables = reelkit_abtest::SqlTables {
+    let tables = reelkit_abtest::warehouse::SqlTables {
         events: args.events_table,
         assignments: args.assignments_table,
         pre_events: args.pre_events_table,
     };
     print!(
         "{}",
-        reelkit_abtest::warehouse_sql(&metrics, dialect, &tables)?
+        reelkit_abtest::warehouse::warehouse_sql(&metrics, dialect, &tables)?
     );
     Ok(())
 }
@@ -411,7 +418,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     };
     let report = match (&args.stats, &args.events, &args.assignments) {
         (Some(stats), _, _) => {
-            let sums = reelkit_abtest::read_stats(stats, &metrics)
+            let sums = reelkit_abtest::warehouse::read_stats(stats, &metrics)
                 .with_context(|| format!("reading warehouse sums {}", stats.display()))?;
             reelkit_abtest::analyze_sums(&sums, &metrics, &cfg)
                 .context("analysing the experiment")?
@@ -422,7 +429,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             analyze_events(&args, events.as_path().into(), &assignments, &metrics, &cfg)?
         }
         (None, Some(events), None) => match &args.exposures {
-            Some(dir) => reelkit_abtest::analyze_by_exposure(
+            Some(dir) => reelkit_abtest::exposure::analyze_by_exposure(
                 events,
                 dir,
                 args.triggered,

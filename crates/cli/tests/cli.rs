@@ -866,8 +866,9 @@ fn ab_sql_prints_the_query_and_analyze_reads_its_sums() -> TestResult {
     std::fs::write(&assign, &text)?;
     let a = reelkit_logs::read_assignments(&assign)?;
     let metrics = reelkit_abtest::builtin_metrics();
-    let arms = reelkit_abtest::arm_sums(&reelkit_abtest::Inputs::new(&events, &a, &metrics))?;
-    let mut csv = reelkit_abtest::STATS_COLUMNS.join(",") + "\n";
+    let arms =
+        reelkit_abtest::per_user::arm_sums(&reelkit_abtest::Inputs::new(&events, &a, &metrics))?;
+    let mut csv = reelkit_abtest::warehouse::STATS_COLUMNS.join(",") + "\n";
     for arm in &arms {
         for (m, s) in metrics.iter().zip(&arm.sums) {
             let v = [

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use reelkit_abtest::{
-    credits, preference, sign_test, Exposures, InterleaveConfig, Metric, Preference, Source,
+    exposure::Exposures,
+    interleaving::{credits, preference, sign_test, InterleaveConfig, Preference},
+    Metric, Source,
 };
 use reelkit_logs::{Events, FileSet};
 use reelkit_sim::{

@@ -4,7 +4,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use reelkit_abtest::{forest_svg_with_truth, html_with_truth, markdown, TrueLift};
+use reelkit_abtest::{
+    markdown,
+    reporting::{forest_svg_with_truth, html_with_truth, TrueLift},
+};
 use reelkit_logs::FileSet;
 use serde::Serialize;
 

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use reelkit_abtest::{
-    analyze_sums, cumulative_lift, ordered_arm_sums, segments, AnalysisConfig, Inputs, Metric,
-    MetricRow, Report, Source,
+    analyze_sums,
+    per_user::{cumulative_lift, ordered_arm_sums, segments},
+    AnalysisConfig, Inputs, Metric, MetricRow, Report, Source,
 };
 use reelkit_logs::{Assignments, Events};
 use reelkit_sim::{builtin_policy, Arms, Experiment, ExploreFresh, Policy, Simulator, World};

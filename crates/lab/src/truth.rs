@@ -3,7 +3,10 @@
 //! computed from the simulator's potential outcomes with reelkit-abtest's
 //! own metric definitions (so truth and estimate measure the same thing).
 
-use reelkit_abtest::{quantile, user_values, Inputs, Metric, MetricKind, Source};
+use reelkit_abtest::{
+    per_user::{quantile, user_values},
+    Inputs, Metric, MetricKind, Source,
+};
 use reelkit_logs::{Assignments, Surface};
 use reelkit_sim::{Experiment, World};
 use serde::{Deserialize, Serialize};

@@ -403,7 +403,14 @@ fn ab_power(
 ) -> PyResult<String> {
     let metrics = metrics(metrics_toml)?;
     let rows = blocking(py, None, move || {
-        reelkit_abtest::pre_period_power(&events, &metrics, mde, alpha, power, treatment_share)
+        reelkit_abtest::statistics::pre_period_power(
+            &events,
+            &metrics,
+            mde,
+            alpha,
+            power,
+            treatment_share,
+        )
     })?
     .map_err(to_py)?;
     serde_json::to_string(&rows).map_err(value_err)
@@ -433,21 +440,21 @@ fn ab_sql(
 ) -> PyResult<String> {
     let metrics = metrics(metrics_toml)?;
     let dialect = match dialect {
-        "ansi" => reelkit_abtest::Dialect::Ansi,
-        "bigquery" => reelkit_abtest::Dialect::Bigquery,
-        "spark" => reelkit_abtest::Dialect::Spark,
+        "ansi" => reelkit_abtest::warehouse::Dialect::Ansi,
+        "bigquery" => reelkit_abtest::warehouse::Dialect::Bigquery,
+        "spark" => reelkit_abtest::warehouse::Dialect::Spark,
         other => {
             return Err(value_err(format!(
                 "dialect must be ansi, bigquery or spark; got {other:?}"
             )))
         }
     };
-    let tables = reelkit_abtest::SqlTables {
+    let tables = reelkit_abtest::warehouse::SqlTables {
         events: events_table,
         assignments: assignments_table,
         pre_events: pre_events_table,
     };
-    reelkit_abtest::warehouse_sql(&metrics, dialect, &tables).map_err(to_py)
+    reelkit_abtest::warehouse::warehouse_sql(&metrics, dialect, &tables).map_err(to_py)
 }
 
 /// A spec from TOML text (`base`: the directory relative paths in it are

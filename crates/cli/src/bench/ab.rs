@@ -153,7 +153,7 @@ pub(super) fn ab_phase(phase: &str, args: &AbBenchArgs) -> anyhow::Result<()> {
         "groupby" => {
             // The barest per-user group-by (one sum of one column).
             let t = Instant::now();
-            let base = reelkit_abtest::scan(&path)?
+            let base = reelkit_abtest::per_user::scan(&path)?
                 .group_by([col("user_id")])
                 .agg([col("watch_ms").cast(DataType::Float64).sum()])
                 .collect_with_engine(Engine::Streaming)?
@@ -187,10 +187,12 @@ pub(super) fn ab_phase(phase: &str, args: &AbBenchArgs) -> anyhow::Result<()> {
             // The same per-user aggregations of every metric as one bare
             // polars group-by (no join, no per-arm sums, no statistics).
             let t = Instant::now();
-            let same =
-                reelkit_abtest::per_user_values(&reelkit_abtest::Source::from(&path), &metrics)?
-                    .collect_with_engine(Engine::Streaming)?
-                    .unwrap_single();
+            let same = reelkit_abtest::per_user::per_user_values(
+                &reelkit_abtest::Source::from(&path),
+                &metrics,
+            )?
+            .collect_with_engine(Engine::Streaming)?
+            .unwrap_single();
             json!({"seconds": t.elapsed().as_secs_f64(), "peak_rss_mib": peak_rss_mib(), "users": same.height()})
         }
         _ => {

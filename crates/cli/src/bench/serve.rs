@@ -173,7 +173,7 @@ pub(super) fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
             Some(&["control", "treatment"]),
         )?;
         let log = state.exposures().context("the exposure log")?;
-        let rows = reelkit_abtest::read_exposures(&dir.path().join("exposures"))?.len();
+        let rows = reelkit_abtest::exposure::read_exposures(&dir.path().join("exposures"))?.len();
         report["interleave"] = serde_json::json!({
             "closed_loop_max": mixed.max,
             "open_loop_at_share": mixed.at_share,
