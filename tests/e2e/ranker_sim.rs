@@ -6,7 +6,11 @@ use std::sync::Arc;
 use reelkit_lab::RankerPolicy;
 use reelkit_logs::Events;
 use reelkit_ranker::{Ranker, TrainParams};
-use reelkit_sim::{builtin_policy, ExploreFresh, SimParams, Simulator, World, DEFAULT_EXPLORE};
+use reelkit_sim::{
+    builtin_policy,
+    policies::{ExploreFresh, DEFAULT_EXPLORE},
+    SimParams, Simulator, World,
+};
 
 fn params() -> TrainParams {
     TrainParams {

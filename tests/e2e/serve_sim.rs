@@ -15,7 +15,12 @@ use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{Ranker, Request, Retrieval, TrainParams};
 use reelkit_serve::client::Client;
 use reelkit_serve::{AppState, Catalog, Design, ExposureConfig, ExposureLog, ServeConfig};
-use reelkit_sim::{builtin_policy, FeedRequest, Policy, Rng, Scratch, SimParams, Simulator, World};
+use reelkit_sim::{
+    builtin_policy,
+    policies::{FeedRequest, Scratch},
+    random::Rng,
+    Policy, SimParams, Simulator, World,
+};
 use serde_json::json;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

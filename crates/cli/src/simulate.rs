@@ -96,9 +96,9 @@ pub fn make_policy(
     let ranker = reelkit_ranker::Ranker::open(path)
         .with_context(|| format!("loading model {}", path.display()))?;
     let policy = reelkit_lab::RankerPolicy::new(std::sync::Arc::new(ranker), world, value_model);
-    Ok(Box::new(reelkit_sim::ExploreFresh::new(
+    Ok(Box::new(reelkit_sim::policies::ExploreFresh::new(
         policy,
-        reelkit_sim::DEFAULT_EXPLORE,
+        reelkit_sim::policies::DEFAULT_EXPLORE,
     )))
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use reelkit_abtest::Report;
 use reelkit_logs::FileSet;
-use reelkit_sim::{splitmix64, World};
+use reelkit_sim::{random::splitmix64, World};
 use serde::Serialize;
 
 use crate::error::{Error, Result};

@@ -16,8 +16,11 @@ use reelkit_abtest::{
 };
 use reelkit_logs::{Events, FileSet};
 use reelkit_sim::{
-    builtin_policy, splitmix64, Arms, DayContext, FeedRequest, Policy, Rng, Scratch, Simulator,
-    World,
+    assignment::Arms,
+    builtin_policy,
+    policies::{DayContext, FeedRequest, Scratch},
+    random::{splitmix64, Rng},
+    Policy, Simulator, World,
 };
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -71,7 +74,7 @@ fn offer(
     scratch: &mut Scratch,
     rng: &mut Rng,
 ) -> Vec<u32> {
-    let s = reelkit_sim::surface_index(req.surface);
+    let s = reelkit_sim::policies::surface_index(req.surface);
     let (filled, cursor) = (scratch.filled[s], scratch.cursor[s]);
     let mut out = Vec::with_capacity(req.n);
     policy.fill(req, scratch, rng, &mut out);

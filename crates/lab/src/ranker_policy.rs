@@ -4,7 +4,11 @@
 use std::sync::Arc;
 
 use reelkit_ranker::Ranker;
-use reelkit_sim::{DayContext, FeedRequest, Policy, PopularPolicy, Rng, Scratch, World};
+use reelkit_sim::{
+    policies::{DayContext, FeedRequest, PopularPolicy, Scratch},
+    random::Rng,
+    Policy, World,
+};
 
 /// Videos ranked per user-day and surface before walking the list.
 const DEPTH: usize = 400;

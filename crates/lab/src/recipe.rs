@@ -120,7 +120,7 @@ pub enum Specific {
         /// The shares tried.
         grid: Vec<f32>,
     },
-    /// Fixed shares, in [`reelkit_sim::SURFACES`] order (reels, feed, watch).
+    /// Fixed shares, in [`reelkit_sim::population::SURFACES`] order (reels, feed, watch).
     Fixed(Vec<f32>),
 }
 
@@ -131,7 +131,7 @@ impl Specific {
     /// The share the first fit uses (before any held-out day).
     pub fn initial(&self) -> Vec<f32> {
         match self {
-            Specific::Auto { .. } => vec![0.25; reelkit_sim::SURFACES],
+            Specific::Auto { .. } => vec![0.25; reelkit_sim::population::SURFACES],
             Specific::Fixed(v) => v.clone(),
         }
     }
@@ -158,7 +158,7 @@ impl std::str::FromStr for Specific {
         };
         if !t.contains('=') {
             let x = share("specific", t)?;
-            return Ok(Specific::Fixed(vec![x; reelkit_sim::SURFACES]));
+            return Ok(Specific::Fixed(vec![x; reelkit_sim::population::SURFACES]));
         }
         let names: Vec<&str> = reelkit_logs::Surface::ALL
             .iter()
@@ -253,7 +253,7 @@ impl Default for Trained {
             ranking: Ranking::Surface,
             user_vectors: UserVectors::Hierarchical,
             specific: Specific::default(),
-            explore: reelkit_sim::DEFAULT_EXPLORE,
+            explore: reelkit_sim::policies::DEFAULT_EXPLORE,
         }
     }
 }

@@ -12,7 +12,9 @@ use reelkit_abtest::{
     AnalysisConfig, Inputs, Metric, MetricRow, Report, Source,
 };
 use reelkit_logs::{Assignments, Events};
-use reelkit_sim::{builtin_policy, Arms, Experiment, ExploreFresh, Policy, Simulator, World};
+use reelkit_sim::{
+    assignment::Arms, builtin_policy, policies::ExploreFresh, Experiment, Policy, Simulator, World,
+};
 use serde::Serialize;
 
 use crate::error::Result;

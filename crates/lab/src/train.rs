@@ -141,7 +141,7 @@ pub fn offline_eval(
 
 /// The index of a surface in per-surface models (`Surface::ALL` order).
 fn surface_slot(s: Surface) -> u8 {
-    reelkit_sim::surface_index(s) as u8
+    reelkit_sim::policies::surface_index(s) as u8
 }
 
 /// The engagement-weighted impressions of `days`, keyed by (user, surface):
@@ -358,7 +358,7 @@ fn warm_surface_start(
             Some(o) => row.copy_from_slice(prev.item(o as usize)),
             // A new item starts small and seeded, as a fresh fit's would.
             None => row.iter_mut().for_each(|x| {
-                rng = reelkit_sim::splitmix64(rng);
+                rng = reelkit_sim::random::splitmix64(rng);
                 *x = ((rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * p.init_scale;
             }),
         }

@@ -109,9 +109,9 @@ fn simulate(
         let mut pol: Box<dyn reelkit_sim::Policy> = if policy == "ranker" {
             let path = model.ok_or_else(|| value_err("policy \"ranker\" needs model=PATH"))?;
             let ranker = reelkit_ranker::Ranker::open(&path).map_err(to_py)?;
-            Box::new(reelkit_sim::ExploreFresh::new(
+            Box::new(reelkit_sim::policies::ExploreFresh::new(
                 reelkit_lab::RankerPolicy::new(Arc::new(ranker), &world, false),
-                reelkit_sim::DEFAULT_EXPLORE,
+                reelkit_sim::policies::DEFAULT_EXPLORE,
             ))
         } else {
             if model.is_some() {

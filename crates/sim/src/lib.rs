@@ -41,18 +41,48 @@ mod rng;
 mod simulate;
 mod world;
 
-pub use arms::{bucket, Arms};
+// What a simulation needs, at the root: parameters, the world, the
+// simulator and its policies' trait, experiments and their files, errors.
 pub use error::{Error, Result};
 pub use experiment::{Experiment, ExperimentRun};
-pub use output::{users_frame, videos_frame, write_run, RunFiles};
-pub use params::{
-    BehaviourParams, SimParams, SurfaceMix, UserParams, ValidSimParams, VideoParams, DEFAULT_CONFIG,
-};
-pub use policy::{
-    builtin_policy, surface_index, take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher,
-    OraclePolicy, Policy, PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats, Visit,
-    DEFAULT_EXPLORE, FRESH_DAYS,
-};
-pub use rng::{splitmix64, Discrete, Rng};
+pub use output::{write_run, RunFiles};
+pub use params::{SimParams, ValidSimParams, DEFAULT_CONFIG};
+pub use policy::{builtin_policy, Policy};
 pub use simulate::{RunSummary, Simulator};
-pub use world::{dot, scramble_id, Creators, Users, Videos, World, SURFACES};
+pub use world::World;
+
+/// Splitting users into arms by a salted hash.
+pub mod assignment {
+    pub use crate::arms::{bucket, Arms};
+}
+
+/// Frames of a world's users and videos (what `simulate` writes beside the
+/// events).
+pub mod frames {
+    pub use crate::output::{users_frame, videos_frame};
+}
+
+/// What a policy sees and the built-in policies: the day's context, a
+/// request, the seen sets, video statistics, fresh-upload exploration.
+pub mod policies {
+    pub use crate::policy::{
+        surface_index, take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher,
+        OraclePolicy, PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats, Visit,
+        DEFAULT_EXPLORE, FRESH_DAYS,
+    };
+}
+
+/// A world's hidden population: users, creators, videos, and their ids.
+pub mod population {
+    pub use crate::world::{dot, scramble_id, Creators, Users, Videos, SURFACES};
+}
+
+/// Seeded random streams.
+pub mod random {
+    pub use crate::rng::{splitmix64, Discrete, Rng};
+}
+
+/// The parts of [`SimParams`]: behaviour, surfaces, users, videos.
+pub mod settings {
+    pub use crate::params::{BehaviourParams, SurfaceMix, UserParams, VideoParams};
+}

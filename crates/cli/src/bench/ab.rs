@@ -32,7 +32,7 @@ pub struct AbBenchArgs {
 /// A synthetic impression log written in chunks (no simulator: pure speed).
 pub(super) fn synthetic_events(path: &std::path::Path, n: usize, users: u64) -> anyhow::Result<()> {
     use reelkit_logs::{Event, Events, Surface};
-    let mut rng = reelkit_sim::Rng::new(7);
+    let mut rng = reelkit_sim::random::Rng::new(7);
     let mut ev = Events::with_capacity(n);
     for i in 0..n {
         let u = rng.below(users);
@@ -170,7 +170,7 @@ pub(super) fn ab_phase(phase: &str, args: &AbBenchArgs) -> anyhow::Result<()> {
                 variant: user_ids
                     .iter()
                     .map(|&u| {
-                        if reelkit_sim::splitmix64(u).is_multiple_of(2) {
+                        if reelkit_sim::random::splitmix64(u).is_multiple_of(2) {
                             "control"
                         } else {
                             "treatment"

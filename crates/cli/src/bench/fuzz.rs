@@ -65,7 +65,7 @@ pub(super) fn fuzz_all(args: &FuzzBenchArgs) -> anyhow::Result<()> {
 
 /// One mutation of `seed`'s bytes: bit flips, a byte overwritten, a
 /// truncation, a chunk duplicated, random bytes inserted or a range zeroed.
-pub(super) fn mutate(seed: &[u8], rng: &mut reelkit_sim::Rng) -> Vec<u8> {
+pub(super) fn mutate(seed: &[u8], rng: &mut reelkit_sim::random::Rng) -> Vec<u8> {
     let mut b = seed.to_vec();
     let rounds = 1 + rng.below(4);
     for _ in 0..rounds {
@@ -142,7 +142,7 @@ pub(super) fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let keep = std::env::temp_dir().join(format!("reelkit-fuzz-{}", std::process::id()));
     let budget = std::time::Duration::from_secs(args.seconds);
-    let mut rng = reelkit_sim::Rng::new(args.seed);
+    let mut rng = reelkit_sim::random::Rng::new(args.seed);
     // Seeds: a small model, and a slice of the committed sample's events.
     let model_path = dir.path().join("model_seed.arrow");
     {
@@ -189,7 +189,7 @@ pub(super) fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
     let mut run = |name: &str,
                    seed: &[u8],
                    ext: &str,
-                   rng: &mut reelkit_sim::Rng,
+                   rng: &mut reelkit_sim::random::Rng,
                    check: &dyn Fn(&std::path::Path) -> Result<(), Refusal>|
      -> anyhow::Result<()> {
         let mut c = FuzzCounts::default();

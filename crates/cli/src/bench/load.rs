@@ -33,7 +33,7 @@ pub(super) fn load(args: LoadBenchArgs) -> anyhow::Result<()> {
     };
     let path = dir.path().join("model.arrow");
     {
-        let mut rng = reelkit_sim::Rng::new(args.seed);
+        let mut rng = reelkit_sim::random::Rng::new(args.seed);
         let n = args.items * args.dim;
         let items: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
         Model {

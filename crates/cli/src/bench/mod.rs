@@ -94,7 +94,7 @@ pub(super) fn tempfile_dir(dir: Option<&std::path::Path>) -> anyhow::Result<std:
 /// `n` vectors of `dim` values: normals of variance `1/dim`, or (clustered)
 /// one of `centres` such normals plus `noise` times another.
 pub(super) fn draw_vectors(
-    rng: &mut reelkit_sim::Rng,
+    rng: &mut reelkit_sim::random::Rng,
     n: usize,
     dim: usize,
     centres: &[f32],

@@ -70,7 +70,7 @@ pub(super) fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         args.load_share > 0.0 && args.load_share <= 1.0,
         "--load-share must be in (0, 1]"
     );
-    let mut rng = reelkit_sim::Rng::new(args.seed);
+    let mut rng = reelkit_sim::random::Rng::new(args.seed);
     let centres = match args.data {
         TopkData::Gaussian => Vec::new(),
         TopkData::Clustered => draw_vectors(&mut rng, args.centres.max(1), args.dim, &[], 1.0),

@@ -49,7 +49,7 @@ pub(super) fn simulate(args: SimBenchArgs) -> anyhow::Result<()> {
             .iter()
             .zip(&events.video_id)
             .fold(0u64, |h, (&w, &v)| {
-                reelkit_sim::splitmix64(h ^ w as u64 ^ v.rotate_left(17))
+                reelkit_sim::random::splitmix64(h ^ w as u64 ^ v.rotate_left(17))
             });
         Ok((events.len(), secs, fp))
     };

@@ -156,7 +156,7 @@ pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         match (&args.items_file, &args.queries_file) {
             (Some(i), Some(q)) => {
                 let items = read_f32s(i, args.dim)?;
-                let mut rng = reelkit_sim::Rng::new(args.seed);
+                let mut rng = reelkit_sim::random::Rng::new(args.seed);
                 let n = items.len() / args.dim;
                 let tuning = (0..512)
                     .map(|_| {
@@ -171,7 +171,7 @@ pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
                 (items, queries, tuning)
             }
             _ => {
-                let mut rng = reelkit_sim::Rng::new(args.seed);
+                let mut rng = reelkit_sim::random::Rng::new(args.seed);
                 let centres = match args.data {
                     TopkData::Gaussian => Vec::new(),
                     TopkData::Clustered => {
@@ -441,7 +441,8 @@ pub(super) fn ivf_bench(
     });
     if let Some(share) = args.filter_share {
         let keep = |i: u32| {
-            ((reelkit_sim::splitmix64(i as u64 ^ 0x5eed) >> 11) as f64 / (1u64 << 53) as f64)
+            ((reelkit_sim::random::splitmix64(i as u64 ^ 0x5eed) >> 11) as f64
+                / (1u64 << 53) as f64)
                 < share
         };
         let filter = index.filter(keep);
@@ -451,7 +452,7 @@ pub(super) fn ivf_bench(
             &vec![args.exclude / 2; qs.len()],
             &vec![&[][..]; qs.len()],
         );
-        let mut rng = reelkit_sim::Rng::new(args.seed ^ 0xe8c1);
+        let mut rng = reelkit_sim::random::Rng::new(args.seed ^ 0xe8c1);
         let excludes: Vec<Vec<u32>> = own
             .iter()
             .map(|o| {

@@ -3,7 +3,7 @@
 
 use reelkit_logs::Events;
 use reelkit_ranker::algorithms::EngagementWeights;
-use reelkit_sim::SURFACES;
+use reelkit_sim::population::SURFACES;
 use serde::Serialize;
 
 use super::{surface_index, Fit};

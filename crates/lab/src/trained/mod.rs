@@ -44,8 +44,10 @@ use reelkit_ranker::{
     Csr, Factors, IdMap, TrainControl, TrainingData, ValidTrainParams,
 };
 use reelkit_sim::{
-    surface_index, take_unseen, DayContext, FeedRequest, Policy, PopularPolicy, Rng, Scratch,
-    World, SURFACES,
+    policies::{surface_index, take_unseen, DayContext, FeedRequest, PopularPolicy, Scratch},
+    population::SURFACES,
+    random::Rng,
+    Policy, World,
 };
 use serde::Serialize;
 
