@@ -149,7 +149,14 @@ recipe = "oracle"
             .map_err(|e| e.to_string())
             .and_then(|p| {
                 p.install(|| {
-                    reelkit_lab::calibrate_interleaving(&spec, "popular", "oracle", 4, 100, &|_| {})
+                    reelkit_lab::interleaving::calibrate_interleaving(
+                        &spec,
+                        "popular",
+                        "oracle",
+                        4,
+                        100,
+                        &|_| {},
+                    )
                 })
                 .map_err(|e| e.to_string())
             })
@@ -157,7 +164,7 @@ recipe = "oracle"
     let one = run(1)?;
     let two = run(2)?;
     assert_eq!(serde_json::to_string(&one)?, serde_json::to_string(&two)?);
-    eprintln!("{}", reelkit_lab::interleaving_markdown(&one));
+    eprintln!("{}", reelkit_lab::interleaving::interleaving_markdown(&one));
     assert_eq!(one.trials.len(), 4);
     for t in &one.trials {
         assert!(t.true_rel > 0.2, "{t:?}");
@@ -168,13 +175,24 @@ recipe = "oracle"
         assert_eq!(t.check_users, 100);
     }
     assert_eq!(one.ab_direction_right, 1.0);
-    assert!(
-        reelkit_lab::calibrate_interleaving(&spec, "popular", "popular", 1, 0, &|_| {}).is_err()
-    );
-    assert!(
-        reelkit_lab::calibrate_interleaving(&spec, "popular", "nope", 1, 0, &|_| {})
-            .err()
-            .is_some_and(|e| e.to_string().contains("no arm `nope`"))
-    );
+    assert!(reelkit_lab::interleaving::calibrate_interleaving(
+        &spec,
+        "popular",
+        "popular",
+        1,
+        0,
+        &|_| {}
+    )
+    .is_err());
+    assert!(reelkit_lab::interleaving::calibrate_interleaving(
+        &spec,
+        "popular",
+        "nope",
+        1,
+        0,
+        &|_| {}
+    )
+    .err()
+    .is_some_and(|e| e.to_string().contains("no arm `nope`")));
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use reelkit_lab::RankerPolicy;
+use reelkit_lab::specs::RankerPolicy;
 use reelkit_logs::Events;
 use reelkit_ranker::{Ranker, TrainParams};
 use reelkit_sim::{
@@ -46,7 +46,7 @@ fn ials_beats_popularity_offline_and_online() -> Result<(), Box<dyn std::error::
 
     // Offline: train on days 0-5, test on day 6.
     let cutoff = world.params.start_ts_ms + 6 * 86_400_000;
-    let offline = reelkit_lab::offline_eval(&history, cutoff, &params(), 10)?;
+    let offline = reelkit_lab::training::offline_eval(&history, cutoff, &params(), 10)?;
     let (model, pop) = (offline.model, offline.popularity);
     eprintln!("ials {model:?}\npopular {pop:?}");
     assert!(
@@ -58,7 +58,7 @@ fn ials_beats_popularity_offline_and_online() -> Result<(), Box<dyn std::error::
 
     // Online: train on the whole week, then serve the next week from the same
     // state; compare with popular continuing from that state.
-    let ranker = Arc::new(Ranker::from_model(reelkit_lab::train_on_events(
+    let ranker = Arc::new(Ranker::from_model(reelkit_lab::training::train_on_events(
         &history,
         &params(),
         "e2e",

@@ -202,7 +202,7 @@ fn setup(dir: &Path) -> Result<Setup, Box<dyn std::error::Error>> {
             reg: 5.0,
             ..TrainParams::default()
         };
-        let m = reelkit_lab::train_on_events(&pre, &params, name)?;
+        let m = reelkit_lab::training::train_on_events(&pre, &params, name)?;
         let path = dir.join(format!("{name}.arrow"));
         m.save(&path)?;
         models.push((name.to_string(), path));

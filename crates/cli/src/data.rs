@@ -144,7 +144,7 @@ pub fn refuse_overwrite(
     Ok(())
 }
 
-pub use reelkit_lab::{model_user, Triplets};
+pub use reelkit_lab::training::{model_user, Triplets};
 
 pub fn from_events(ev: &Events) -> anyhow::Result<Triplets> {
     Ok(Triplets::from_events(ev))

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use reelkit_lab::{parse_value, ExperimentSpec};
+use reelkit_lab::{specs::parse_value, ExperimentSpec};
 
 /// How big a world the demo simulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use reelkit_lab::{
-    parse_value, run, summary_markdown, sweep, sweep_markdown, sweep_specs, write_sweep,
-    ExperimentSpec,
+    outcomes::sweep_specs, run, specs::parse_value, summary_markdown, sweep, sweep_markdown,
+    write_sweep, ExperimentSpec,
 };
 
 /// The demo's spec (built in: `experiment run` without a spec file runs it,
@@ -182,7 +182,7 @@ pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
                 )
             };
             let spec = load_spec(Some(&args.spec), &args.set)?.check()?;
-            let c = reelkit_lab::calibrate_interleaving(
+            let c = reelkit_lab::interleaving::calibrate_interleaving(
                 &spec,
                 a,
                 b,
@@ -198,9 +198,9 @@ pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
                     }
                 },
             )?;
-            reelkit_lab::write_interleaving(&args.out, &c)
+            reelkit_lab::interleaving::write_interleaving(&args.out, &c)
                 .with_context(|| format!("writing to {}", args.out.display()))?;
-            print!("{}", reelkit_lab::interleaving_markdown(&c));
+            print!("{}", reelkit_lab::interleaving::interleaving_markdown(&c));
             eprintln!(
                 "interleaving -> {} in {:.1} s",
                 args.out.display(),

@@ -32,13 +32,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             ("--items", Some(&args.items)),
         ],
     )?;
-    let model = reelkit_lab::import_factors(&args.users, &args.items).with_context(|| {
-        format!(
-            "importing {} and {}",
-            args.users.display(),
-            args.items.display()
-        )
-    })?;
+    let model =
+        reelkit_lab::training::import_factors(&args.users, &args.items).with_context(|| {
+            format!(
+                "importing {} and {}",
+                args.users.display(),
+                args.items.display()
+            )
+        })?;
     model
         .save(&args.out)
         .with_context(|| format!("writing model {}", args.out.display()))?;

@@ -95,7 +95,8 @@ pub fn make_policy(
     let path = model.context("--policy ranker needs --model FILE")?;
     let ranker = reelkit_ranker::Ranker::open(path)
         .with_context(|| format!("loading model {}", path.display()))?;
-    let policy = reelkit_lab::RankerPolicy::new(std::sync::Arc::new(ranker), world, value_model);
+    let policy =
+        reelkit_lab::specs::RankerPolicy::new(std::sync::Arc::new(ranker), world, value_model);
     Ok(Box::new(reelkit_sim::policies::ExploreFresh::new(
         policy,
         reelkit_sim::policies::DEFAULT_EXPLORE,

@@ -102,7 +102,7 @@ pub struct TrainArgs {
     /// log's last day, held out), one share (`0.3`) or one per surface
     /// (`reels=0.1,feed=0,watch=0.8`).
     #[arg(long, requires = "per_surface", value_parser = parse_specific)]
-    pub specific: Option<reelkit_lab::Specific>,
+    pub specific: Option<reelkit_lab::specs::Specific>,
     /// Model file to write (Arrow IPC).
     #[arg(long)]
     pub out: PathBuf,
@@ -115,7 +115,7 @@ fn shares(v: &[f32]) -> Vec<f64> {
         .collect()
 }
 
-fn parse_specific(text: &str) -> Result<reelkit_lab::Specific, String> {
+fn parse_specific(text: &str) -> Result<reelkit_lab::specs::Specific, String> {
     text.parse()
 }
 
@@ -136,7 +136,7 @@ fn run_per_surface(args: &TrainArgs) -> anyhow::Result<()> {
     let params = args.hyper.params();
     let specific = args.specific.clone().unwrap_or_default();
     let t1 = Instant::now();
-    let fit = reelkit_lab::train_surface_on_events(
+    let fit = reelkit_lab::training::train_surface_on_events(
         &events,
         &params,
         &specific,
@@ -186,7 +186,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         true
     };
     let impressions = events.as_ref().filter(|_| !args.no_value_model);
-    let (model, reports) = reelkit_lab::train_triplets(
+    let (model, reports) = reelkit_lab::training::train_triplets(
         &trip,
         params,
         args.hyper.weights,

@@ -1,13 +1,13 @@
 //! `reelkit tune`: hyper-parameter search on a validation split carved from the
 //! training data only, then a final fit on all of it with the best setting.
-//! The search is `reelkit_lab::tune_triplets` (shared with the Python
+//! The search is `reelkit_lab::training::tune_triplets` (shared with the Python
 //! package); this parses, prints and writes.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use reelkit_lab::TuneSetup;
+use reelkit_lab::training::TuneSetup;
 use reelkit_logs::polars::prelude::{Column, DataFrame};
 use reelkit_ranker::{
     tuning::{Trial, Weighting},
@@ -130,7 +130,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let pb = crate::progress::spinner("tuning");
-    let tuned = reelkit_lab::tune_triplets(
+    let tuned = reelkit_lab::training::tune_triplets(
         trip,
         events.as_ref(),
         &setup,

@@ -67,28 +67,54 @@ mod train;
 mod trained;
 mod truth;
 
+// What running experiments needs, at the root: specs, the loop, sweeps and
+// calibrations with their outputs, recipes, errors.
 pub use calibrate::{
-    calibrate, calibration_markdown, write_calibration, Calibration, CalibrationDesign, Rates,
-    Trial,
+    calibrate, calibration_markdown, write_calibration, Calibration, CalibrationDesign,
 };
 pub use error::{Error, Result};
-pub use interactions::{
-    import_factors, model_item, model_user, train_triplets, tune_triplets, Triplets, TuneSetup,
-    Tuned,
-};
-pub use interleave::{
-    calibrate_interleaving, interleaving_markdown, write_interleaving, InterleaveCalibration,
-    InterleaveTrial,
-};
 pub use output::summary_markdown;
-pub use ranker_policy::RankerPolicy;
-pub use recipe::{Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
-pub use run::{run, ArmSummary, Estimate, Outcome, RefreshTime, Summary, Timings};
-pub use spec::{parse_value, Arm, ExperimentSpec, ValidSpec};
-pub use sweep::{sweep, sweep_markdown, sweep_specs, write_sweep, Sweep, SweepRow};
-pub use train::{
-    build_model, event_weights, offline_eval, train_on_events, train_surface_on_events, Offline,
-    SurfaceFit,
-};
-pub use trained::{FitTime, Refresh};
-pub use truth::{GroundTruth, TrueEffect};
+pub use recipe::Recipe;
+pub use run::{run, Outcome};
+pub use spec::{ExperimentSpec, ValidSpec};
+pub use sweep::{sweep, sweep_markdown, write_sweep, Sweep};
+
+/// Interleaving set against the A/B truth, run after run.
+pub mod interleaving {
+    pub use crate::interleave::{
+        calibrate_interleaving, interleaving_markdown, write_interleaving, InterleaveCalibration,
+        InterleaveTrial,
+    };
+}
+
+/// What a run, a sweep or a calibration reports: summaries, estimates,
+/// truths, fits and their times.
+pub mod outcomes {
+    pub use crate::calibrate::{Rates, Trial};
+    pub use crate::run::{ArmSummary, Estimate, RefreshTime, Summary, Timings};
+    pub use crate::sweep::{sweep_specs, SweepRow};
+    pub use crate::trained::{FitTime, Refresh};
+    pub use crate::truth::{GroundTruth, TrueEffect};
+}
+
+/// The parts of a spec: arms, recipes and their settings, and a served
+/// model as a simulator policy.
+pub mod specs {
+    pub use crate::ranker_policy::RankerPolicy;
+    pub use crate::recipe::{Ranking, Retrain, Specific, Trained, UserVectors};
+    pub use crate::spec::{parse_value, Arm};
+}
+
+/// Training from files and frames as the CLI and the Python package do:
+/// interactions or event logs to a model, tuning, imported factors, offline
+/// evaluation.
+pub mod training {
+    pub use crate::interactions::{
+        import_factors, model_item, model_user, train_triplets, tune_triplets, Triplets, TuneSetup,
+        Tuned,
+    };
+    pub use crate::train::{
+        build_model, event_weights, offline_eval, train_on_events, train_surface_on_events,
+        Offline, SurfaceFit,
+    };
+}

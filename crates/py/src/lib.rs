@@ -14,7 +14,11 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use reelkit_abtest::{AnalysisConfig, Correction};
-use reelkit_lab::{parse_value, ExperimentSpec, Triplets, TuneSetup};
+use reelkit_lab::{
+    specs::parse_value,
+    training::{Triplets, TuneSetup},
+    ExperimentSpec,
+};
 use reelkit_logs::{InteractionColumns, Layout};
 use reelkit_ranker::{tuning::Weighting, Algo, TrainControl, TrainParams};
 
@@ -110,7 +114,7 @@ fn simulate(
             let path = model.ok_or_else(|| value_err("policy \"ranker\" needs model=PATH"))?;
             let ranker = reelkit_ranker::Ranker::open(&path).map_err(to_py)?;
             Box::new(reelkit_sim::policies::ExploreFresh::new(
-                reelkit_lab::RankerPolicy::new(Arc::new(ranker), &world, false),
+                reelkit_lab::specs::RankerPolicy::new(Arc::new(ranker), &world, false),
                 reelkit_sim::policies::DEFAULT_EXPLORE,
             ))
         } else {
@@ -213,7 +217,7 @@ fn train(
     let flag = stop.clone();
     let m = blocking(py, Some(stop), move || -> reelkit_lab::Result<_> {
         let (trip, ev) = load(&path, events, &cols)?;
-        let (model, _) = reelkit_lab::train_triplets(
+        let (model, _) = reelkit_lab::training::train_triplets(
             &trip,
             params,
             weighting,
@@ -278,7 +282,7 @@ fn tune(
     let cols = columns(user_col, item_col, weight_col, ts_col);
     let tuned = blocking(py, None, move || -> reelkit_lab::Result<_> {
         let (trip, ev) = load(&path, events, &cols)?;
-        reelkit_lab::tune_triplets(
+        reelkit_lab::training::tune_triplets(
             trip,
             ev.as_ref(),
             &setup,
@@ -502,7 +506,7 @@ fn lab_sweep(
     out: PathBuf,
 ) -> PyResult<String> {
     let spec = spec(toml_text, base, set)?;
-    let specs = reelkit_lab::sweep_specs(&spec, &param, &values).map_err(to_py)?;
+    let specs = reelkit_lab::outcomes::sweep_specs(&spec, &param, &values).map_err(to_py)?;
     blocking(py, None, move || -> reelkit_lab::Result<String> {
         let s = reelkit_lab::sweep(&param, &values, &specs, &|_| {})?;
         reelkit_lab::write_sweep(&out, &s)?;

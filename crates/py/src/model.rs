@@ -373,7 +373,7 @@ impl Model {
         let rows = blocking(py, None, move || -> reelkit_lab::Result<_> {
             let mut excl: HashMap<u64, Vec<u64>> = HashMap::new();
             if let Some(path) = exclude {
-                let t = reelkit_lab::Triplets::read(&path, &cols)?;
+                let t = reelkit_lab::training::Triplets::read(&path, &cols)?;
                 let (us, is) = t.model_ids(&ranker);
                 for (u, i) in us.iter().zip(&is) {
                     if let (Some(u), Some(i)) = (u, i) {
@@ -543,7 +543,7 @@ impl Model {
     #[staticmethod]
     fn import_factors(py: Python<'_>, users: PathBuf, items: PathBuf) -> PyResult<Model> {
         let m = blocking(py, None, move || {
-            reelkit_lab::import_factors(&users, &items)
+            reelkit_lab::training::import_factors(&users, &items)
         })?
         .map_err(to_py)?;
         Ok(Model::from_owned(m))

@@ -53,7 +53,7 @@ pub(super) fn experiment(args: ExperimentBenchArgs) -> anyhow::Result<()> {
     let base = Simulator::new(&world).run(pre + days, popular.as_mut(), &|_| {})?;
     let baseline_s = t.elapsed().as_secs_f64();
     let tm = &outcome.timings;
-    let mut by_arm: std::collections::BTreeMap<&str, (usize, reelkit_lab::FitTime)> =
+    let mut by_arm: std::collections::BTreeMap<&str, (usize, reelkit_lab::outcomes::FitTime)> =
         Default::default();
     for r in &tm.refreshes {
         let e = by_arm.entry(r.refresh.arm.as_str()).or_default();
