@@ -150,7 +150,7 @@ pub(super) fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
     Ok(arms)
 }
 
-pub(super) fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Trained> {
+fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Trained> {
     let d = Trained::default();
     let retrain = match a.retrain.as_deref() {
         None => d.retrain,
@@ -240,7 +240,7 @@ pub(super) fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Re
 }
 
 /// A share in [0, 1] at `key`.
-pub(super) fn share(key: &str, v: &toml::Value) -> Result<f32> {
+fn share(key: &str, v: &toml::Value) -> Result<f32> {
     let x = match v {
         toml::Value::Float(f) => *f,
         toml::Value::Integer(i) => *i as f64,
@@ -258,7 +258,7 @@ pub(super) fn share(key: &str, v: &toml::Value) -> Result<f32> {
 }
 
 /// A TOML value for a message, cut to 80 characters.
-pub(super) fn short_value(v: &toml::Value) -> String {
+fn short_value(v: &toml::Value) -> String {
     let text = v.to_string();
     match text.char_indices().nth(80) {
         Some((at, _)) => format!("{}…", &text[..at]),
@@ -267,11 +267,7 @@ pub(super) fn short_value(v: &toml::Value) -> String {
 }
 
 /// The `specific` and `specific_grid` keys of a unified arm.
-pub(super) fn specific(
-    a: &RawArm,
-    vectors: UserVectors,
-    key: &dyn Fn(&str) -> String,
-) -> Result<Specific> {
+fn specific(a: &RawArm, vectors: UserVectors, key: &dyn Fn(&str) -> String) -> Result<Specific> {
     if vectors != UserVectors::Hierarchical {
         if let Some(k) = [
             ("specific", a.specific.is_some()),
@@ -359,7 +355,7 @@ pub(super) fn specific(
 }
 
 /// A key for a message, cut to 40 characters.
-pub(super) fn short_key(k: &str) -> String {
+fn short_key(k: &str) -> String {
     match k.char_indices().nth(40) {
         Some((at, _)) => format!("{}…", &k[..at]),
         None => k.to_string(),

@@ -336,7 +336,7 @@ pub(super) fn halves(rows: &[f32], d2: usize) -> Vec<bool> {
 }
 
 /// `−|c|²/2` of each row of `d2` values.
-pub(super) fn half_norms(centroids: &[f32], d2: usize) -> Vec<f32> {
+fn half_norms(centroids: &[f32], d2: usize) -> Vec<f32> {
     centroids
         .chunks_exact(d2)
         .map(|c| (-0.5 * c.iter().map(|&v| v as f64 * v as f64).sum::<f64>()) as f32)
@@ -344,7 +344,7 @@ pub(super) fn half_norms(centroids: &[f32], d2: usize) -> Vec<f32> {
 }
 
 /// A list to split for an empty one: drawn with probability ∝ (size − 1).
-pub(super) fn pick_large(counts: &[usize], rng: &mut SplitMix) -> usize {
+fn pick_large(counts: &[usize], rng: &mut SplitMix) -> usize {
     let total: usize = counts.iter().map(|&c| c.saturating_sub(1)).sum();
     if total == 0 {
         return counts

@@ -53,7 +53,7 @@ pub(super) struct Probe {
 /// Asks the CPU to start loading the rows of `items` (scattered in a table
 /// far larger than the caches) before they are scored, so their misses
 /// overlap instead of following each other.
-pub(super) fn prefetch_rows(table: &[f32], dim: usize, items: &[u32]) {
+fn prefetch_rows(table: &[f32], dim: usize, items: &[u32]) {
     for &i in items {
         let row = i as usize * dim;
         if let Some(r) = table.get(row..row + dim) {
@@ -97,7 +97,7 @@ impl IvfIndex {
     /// lists hold on average: a probe that found fewer in its lists (its
     /// filter keeps less near the query than elsewhere, or its exclusions sit
     /// there) goes on until it has them.
-    pub(super) fn admissible_target(&self, lists: usize, q: &IvfQuery<'_>) -> usize {
+    fn admissible_target(&self, lists: usize, q: &IvfQuery<'_>) -> usize {
         (lists as f64 * self.len() as f64 / self.nlist().max(1) as f64 * self.share(q)).ceil()
             as usize
     }
@@ -130,7 +130,7 @@ impl IvfIndex {
 
     /// Lists `q`'s first round scans: the tuned `nprobe` for a plain query,
     /// otherwise as many as the depth of its `k`-th admissible item needs.
-    pub(super) fn planned_lists(&self, q: &IvfQuery<'_>) -> usize {
+    fn planned_lists(&self, q: &IvfQuery<'_>) -> usize {
         if self.is_plain(q) {
             self.nprobe
         } else {
@@ -139,12 +139,12 @@ impl IvfIndex {
     }
 
     /// Whether `q` takes the tuned order (see [`IvfIndex::order`]).
-    pub(super) fn is_plain(&self, q: &IvfQuery<'_>) -> bool {
+    fn is_plain(&self, q: &IvfQuery<'_>) -> bool {
         q.filter.is_none() && q.exclude.is_empty() && q.k <= self.plain_k
     }
 
     /// The order `q` takes lists in.
-    pub(super) fn order_for(&self, q: &IvfQuery<'_>) -> Order {
+    fn order_for(&self, q: &IvfQuery<'_>) -> Order {
         if self.is_plain(q) {
             self.order
         } else {
@@ -154,7 +154,7 @@ impl IvfIndex {
 
     /// Adds lists to `probe` until it has `lists` of them and `target`
     /// admissible items (or every list).
-    pub(super) fn extend(&self, probe: &mut Probe, q: &IvfQuery<'_>, lists: usize, target: usize) {
+    fn extend(&self, probe: &mut Probe, q: &IvfQuery<'_>, lists: usize, target: usize) {
         let nlist = self.nlist();
         let excluded = &probe.excluded;
         let excluded_in =
@@ -266,11 +266,7 @@ impl IvfIndex {
 
     /// A query's list ranking in `order` from the rankings of its probe
     /// points (taken from `found`, as [`IvfIndex::probe_points`] gave them).
-    pub(super) fn ranking(
-        &self,
-        order: Order,
-        found: &mut impl Iterator<Item = Vec<Scored>>,
-    ) -> Vec<Scored> {
+    fn ranking(&self, order: Order, found: &mut impl Iterator<Item = Vec<Scored>>) -> Vec<Scored> {
         let first = found.next().unwrap_or_default();
         match order {
             Order::Both => merge_probes(first, found.next().unwrap_or_default(), self.nlist()),
@@ -287,7 +283,7 @@ impl IvfIndex {
 
     /// How many lists to rank up front for `q`: `nprobe`, widened by the
     /// filter's selectivity, with room for exclusions.
-    pub(super) fn first_rank(&self, q: &IvfQuery<'_>) -> usize {
+    fn first_rank(&self, q: &IvfQuery<'_>) -> usize {
         let lists = self.planned_lists(q).max(self.nprobe);
         let want = (lists as f64 / self.share(q).sqrt() * 1.25).ceil() as usize + 4;
         want.min(self.nlist())
@@ -334,11 +330,7 @@ impl IvfIndex {
     /// query of the chunk that probes it; then, for a query with exclusions,
     /// a second round deeper by the share of its best candidates it excludes;
     /// then exact rescoring.
-    pub(super) fn search_chunk(
-        &self,
-        exact: &ItemTable<'_>,
-        chunk: &[IvfQuery<'_>],
-    ) -> Vec<Vec<Scored>> {
+    fn search_chunk(&self, exact: &ItemTable<'_>, chunk: &[IvfQuery<'_>]) -> Vec<Vec<Scored>> {
         let groups = self
             .lists
             .first()
@@ -433,7 +425,7 @@ impl IvfIndex {
 
     /// Scans each list of `pairs` (list, query of the chunk; sorted) once for
     /// all its queries.
-    pub(super) fn scan_pairs(
+    fn scan_pairs(
         &self,
         pairs: &[(u32, u32)],
         chunk: &[IvfQuery<'_>],
@@ -476,12 +468,7 @@ impl IvfIndex {
     /// Items (built or added) with their exact scores for `q`, in no
     /// particular order: built items are scored on `exact` (rows prefetched),
     /// added ones on their kept rows.
-    pub(super) fn exact_scored(
-        &self,
-        exact: &ItemTable<'_>,
-        q: &IvfQuery<'_>,
-        items: &[u32],
-    ) -> Vec<Scored> {
+    fn exact_scored(&self, exact: &ItemTable<'_>, q: &IvfQuery<'_>, items: &[u32]) -> Vec<Scored> {
         let (old, new): (Vec<u32>, Vec<u32>) =
             items.iter().partition(|&&i| (i as usize) < self.base);
         prefetch_rows(exact.factors(), self.dim, &old);
@@ -507,7 +494,7 @@ impl IvfIndex {
     }
 
     /// The exact top-`k` of the candidates.
-    pub(super) fn rescore(
+    fn rescore(
         &self,
         exact: &ItemTable<'_>,
         q: &IvfQuery<'_>,

@@ -62,7 +62,7 @@ impl IvfIndex {
     /// The two depth tables (see [`IvfIndex::tune_nprobe`]) in the current
     /// order, `first` lists reaching the target at depth `k`.
     #[allow(clippy::type_complexity)]
-    pub(super) fn depth_tables(
+    fn depth_tables(
         &mut self,
         exact: &ItemTable<'_>,
         sample: &[&[f32]],
@@ -97,7 +97,7 @@ impl IvfIndex {
     /// doubling, then bisection), and that share. The deepest band is what a
     /// query needs when its exclusions removed the items above it, and the
     /// hardest part of the top-`depth` to find.
-    pub(super) fn smallest_nprobe(
+    fn smallest_nprobe(
         &mut self,
         exact: &ItemTable<'_>,
         sample: &[&[f32]],
@@ -159,17 +159,13 @@ impl IvfIndex {
 }
 
 /// The exact top-`depth` of every sample query.
-pub(super) fn sample_truth(
-    exact: &ItemTable<'_>,
-    sample: &[&[f32]],
-    depth: usize,
-) -> Vec<Vec<Scored>> {
+fn sample_truth(exact: &ItemTable<'_>, sample: &[&[f32]], depth: usize) -> Vec<Vec<Scored>> {
     let ex: Vec<&[u32]> = vec![&[]; sample.len()];
     exact.top_k_batch(sample, &vec![depth; sample.len()], &ex)
 }
 
 /// The mean per-query recall minus 1.645 standard errors.
-pub(super) fn recall_lower_bound(got: &[Vec<Scored>], truth: &[Vec<Scored>]) -> f64 {
+fn recall_lower_bound(got: &[Vec<Scored>], truth: &[Vec<Scored>]) -> f64 {
     let per: Vec<f64> = got
         .iter()
         .zip(truth)

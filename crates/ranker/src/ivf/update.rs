@@ -129,7 +129,7 @@ impl IvfIndex {
 
     /// Splits every list longer than `limit` items (and of two panels or
     /// more) in halves, again until none is; returns the splits made.
-    pub(super) fn split_longer_than(&mut self, exact: &ItemTable<'_>, limit: f64) -> usize {
+    fn split_longer_than(&mut self, exact: &ItemTable<'_>, limit: f64) -> usize {
         let d2 = self.dim + 2;
         let mut splits = 0;
         loop {
@@ -200,7 +200,7 @@ impl IvfIndex {
     }
 
     /// Item `i`'s exact row and bias.
-    pub(super) fn row<'t>(&'t self, exact: &ItemTable<'t>, i: u32) -> (&'t [f32], f32) {
+    fn row<'t>(&'t self, exact: &ItemTable<'t>, i: u32) -> (&'t [f32], f32) {
         let (i, d) = (i as usize, self.dim);
         if i < self.base {
             (

@@ -155,7 +155,7 @@ impl Ranker {
     /// was read from its file by [`Ranker::open`] (into 2 MiB pages already,
     /// see [`MappedModel::open`]), the table is copied into such pages
     /// ([`crate::in_huge_pages`]).
-    pub(super) fn items_in_huge_pages(&mut self) {
+    fn items_in_huge_pages(&mut self) {
         if self.file.is_none() {
             self.model.item_factors = crate::pages::in_huge_pages(&self.model.item_factors);
         }
@@ -165,7 +165,7 @@ impl Ranker {
     /// items; otherwise (none, stale, corrupt) one built now. Either way
     /// logged: an operator cannot otherwise tell a 4 s load from a 3-minute
     /// build.
-    pub(super) fn load_or_build_ivf(&self) -> Option<Approx> {
+    fn load_or_build_ivf(&self) -> Option<Approx> {
         if let Some(file) = self.file.as_deref().map(Ranker::ivf_path) {
             if file.exists() {
                 match IvfIndex::load(&file, &self.items()) {
@@ -195,7 +195,7 @@ impl Ranker {
 
     /// An IVF built and tuned now (none for an empty catalogue: exact
     /// retrieval).
-    pub(super) fn built_ivf(&self) -> Option<Approx> {
+    fn built_ivf(&self) -> Option<Approx> {
         self.build_ivf().map(|index| {
             Approx::Ivf(Box::new(IvfState {
                 index,
@@ -207,7 +207,7 @@ impl Ranker {
 
     /// The inverted file over the model's items, nprobe tuned on a seeded
     /// sample of its users (or, without users, of its items).
-    pub(super) fn build_ivf(&self) -> Option<IvfIndex> {
+    fn build_ivf(&self) -> Option<IvfIndex> {
         let table = self.items();
         let mut index = IvfIndex::build(&table, &IvfParams::default()).ok()?;
         let d = self.model.dim;

@@ -15,7 +15,7 @@ use crate::split::Split;
 use super::*;
 
 /// A kept candidate: what the blend and the compensation stages reuse.
-pub(super) struct Kept {
+struct Kept {
     trial: usize,
     scorer: Scorer,
     /// Top-100 lists with scores.
@@ -23,12 +23,12 @@ pub(super) struct Kept {
 }
 
 /// The share of the budget kept for the blend and compensation stages.
-pub(super) const LATE_SHARE: f64 = 0.1;
+const LATE_SHARE: f64 = 0.1;
 
 /// Candidate list length kept for blends and compensation.
-pub(super) const POOL: usize = 100;
+const POOL: usize = 100;
 
-pub(super) struct Search<'a> {
+struct Search<'a> {
     split: &'a Split,
     opts: &'a TuneOptions,
     start: Instant,
@@ -45,7 +45,7 @@ impl Search<'_> {
     /// Whether work expected to take `expected` seconds, then the final fit
     /// (`final_fit` seconds, a quarter more data) and the late stages all
     /// end within the budget; always true before any trial.
-    pub(super) fn ends_in_time(&self, expected: f64, final_fit: f64) -> bool {
+    fn ends_in_time(&self, expected: f64, final_fit: f64) -> bool {
         let budget = self.opts.budget.as_secs_f64();
         self.trials.is_empty()
             || self.start.elapsed().as_secs_f64() + expected + 1.3 * final_fit + LATE_SHARE * budget
@@ -53,14 +53,14 @@ impl Search<'_> {
     }
 
     /// The seconds of the best trial so far's setting, as a final fit's estimate.
-    pub(super) fn final_fit(&self) -> f64 {
+    fn final_fit(&self) -> f64 {
         self.trials
             .iter()
             .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
             .map_or(0.0, |t| t.seconds)
     }
 
-    pub(super) fn record(
+    fn record(
         &mut self,
         stage: &'static str,
         candidate: Candidate,
@@ -87,7 +87,7 @@ impl Search<'_> {
     }
 
     /// Keeps the scorer of trial `t` when it is the best of its kind so far.
-    pub(super) fn keep(&mut self, t: usize, scorer: Scorer, lists: Vec<Option<Vec<(u32, f32)>>>) {
+    fn keep(&mut self, t: usize, scorer: Scorer, lists: Vec<Option<Vec<(u32, f32)>>>) {
         let kind = self.trials[t].candidate.kind();
         let ndcg = self.trials[t].ndcg;
         match self
@@ -112,7 +112,7 @@ impl Search<'_> {
     }
 
     /// Judges a scorer: records the trial and keeps it if best of its kind.
-    pub(super) fn evaluate(
+    fn evaluate(
         &mut self,
         stage: &'static str,
         candidate: Candidate,
@@ -128,7 +128,7 @@ impl Search<'_> {
         t
     }
 
-    pub(super) fn best_of(&self, kind: &str) -> Option<&Trial> {
+    fn best_of(&self, kind: &str) -> Option<&Trial> {
         self.trials
             .iter()
             .filter(|t| t.candidate.kind() == kind && t.stage != CANDIDATE)
@@ -137,7 +137,7 @@ impl Search<'_> {
 
     /// EASE per weighting; false when its basis is too slow for the budget
     /// (then RP3beta, whose embedding needs the same basis, is left out too).
-    pub(super) fn ease(&mut self) -> Result<bool> {
+    fn ease(&mut self) -> Result<bool> {
         let mut best_overall: Option<(f64, Weighting)> = None;
         let m = &self.split.train.matrix;
         // The basis is EASE's cost (and RP3beta's embedding's, at the final
@@ -226,7 +226,7 @@ impl Search<'_> {
     }
 
     /// RP3beta's weights on the binary training matrix, as a sparse scorer.
-    pub(super) fn rp3(&mut self) -> Result<()> {
+    fn rp3(&mut self) -> Result<()> {
         let x = binary(&self.split.train.matrix);
         let n_items = x.n_cols();
         let mut last = 0.0f64;
@@ -263,7 +263,7 @@ impl Search<'_> {
 
     /// One iALS or BPR run validated every `every` epochs up to `epochs`,
     /// stopped after two falls in a row; records its best checkpoint.
-    pub(super) fn run(&mut self, stage: &'static str, p: TrainParams, every: usize) -> Result<()> {
+    fn run(&mut self, stage: &'static str, p: TrainParams, every: usize) -> Result<()> {
         if self.tried(&p) || !self.fits(&p) {
             return Ok(());
         }
@@ -309,7 +309,7 @@ impl Search<'_> {
         Ok(())
     }
 
-    pub(super) fn tried(&self, p: &TrainParams) -> bool {
+    fn tried(&self, p: &TrainParams) -> bool {
         self.trials.iter().any(|t| match &t.candidate {
             Candidate::Factorization(q) => {
                 t.weighting == self.best_weighting
@@ -327,7 +327,7 @@ impl Search<'_> {
     /// Whether a run of `p` is expected to end in time: as long as the
     /// slowest earlier run of its algorithm per factor, times its factors
     /// squared (CG's cost grows with the dimension squared).
-    pub(super) fn fits(&self, p: &TrainParams) -> bool {
+    fn fits(&self, p: &TrainParams) -> bool {
         let per = |t: &Trial| match &t.candidate {
             Candidate::Factorization(q) if q.algo == p.algo => {
                 Some(t.seconds / (q.factors as f64).powi(2))
@@ -339,7 +339,7 @@ impl Search<'_> {
         self.ends_in_time(expected, self.final_fit())
     }
 
-    pub(super) fn base(&self, algo: Algo) -> TrainParams {
+    fn base(&self, algo: Algo) -> TrainParams {
         TrainParams {
             algo,
             seed: self.opts.seed,
@@ -351,7 +351,7 @@ impl Search<'_> {
     /// refinement in Rendle et al. (2022)'s coordinates (the weight α0 of
     /// unobserved pairs, λ' relative to it; in (α, λ) the optimum is a narrow
     /// ridge along λ ∝ 1 + α), then wider embeddings while they help.
-    pub(super) fn ials(&mut self) -> Result<()> {
+    fn ials(&mut self) -> Result<()> {
         let at = |a0: f32, lam: f32, reg_exponent: f32, factors: usize, base: &TrainParams| {
             TrainParams {
                 alpha: (1.0 / a0 - 1.0).max(0.0),
@@ -460,7 +460,7 @@ impl Search<'_> {
         Ok(())
     }
 
-    pub(super) fn bpr(&mut self) -> Result<()> {
+    fn bpr(&mut self) -> Result<()> {
         let base = TrainParams {
             epochs: 100,
             ..self.base(Algo::Bpr)
@@ -483,7 +483,7 @@ impl Search<'_> {
 
     /// The two best kinds' scores mixed, each divided by its RMS, with
     /// weights ¼, ½, ¾, judged on the union of their top-100 lists.
-    pub(super) fn blend(&mut self) {
+    fn blend(&mut self) {
         let mut order: Vec<usize> = (0..self.kept.len()).collect();
         order.sort_by(|&a, &b| {
             self.trials[self.kept[b].trial]
@@ -558,7 +558,7 @@ impl Search<'_> {
     /// around the best), no retraining; β kept is the smallest |β| within one
     /// paired standard error of the best. Blends are compensated through their
     /// parts' lists (the union lists of the best blend).
-    pub(super) fn debias(&mut self) {
+    fn debias(&mut self) {
         let Some(chosen) = choose(&self.trials).cloned() else {
             return;
         };
