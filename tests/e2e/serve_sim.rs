@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use reelkit_abtest::{exposure::Exposures, interleaving::InterleaveConfig, Source};
-use reelkit_assign::{interleave_seed, team_draft, Split, Team};
+use reelkit_assign::{interleave_seed, team_draft, Allocation, Team};
 use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{Ranker, Request, Retrieval, TrainParams};
 use reelkit_serve::client::Client;
@@ -358,7 +358,7 @@ fn interleaving_over_http_gives_the_in_process_answer() -> TestResult {
 fn ab_over_http_gives_the_in_process_answer() -> TestResult {
     let dir = tempfile::tempdir()?;
     let s = setup(dir.path())?;
-    let split = Split::parse("control=0.5,treatment=0.5")?;
+    let split = Allocation::parse("control=0.5,treatment=0.5")?;
     let design = Design::Ab {
         split: split.clone(),
         salt: "e2e-ab".into(),

@@ -3,16 +3,16 @@
 //! Two deterministic functions that the server (`reelkit serve`), the simulator
 //! and offline jobs (`reelkit ab assign`) share, so that they always agree:
 //!
-//! - [`Split`]: users hashed into arms by a salt ([`bucket`]), each arm taking
+//! - [`Allocation`]: users hashed into arms by a salt ([`bucket`]), each arm taking
 //!   its weight's share of the unit interval;
 //! - [`team_draft`]: team-draft interleaving (Radlinski, Kurup & Joachims,
 //!   2008) of two rankers' lists into one, each position labelled with the
 //!   team that placed it, with coin flips drawn from [`interleave_seed`].
 //!
 //! ```
-//! use reelkit_assign::{interleave_seed, team_draft, Split, Team};
+//! use reelkit_assign::{interleave_seed, team_draft, Allocation, Team};
 //!
-//! let split = Split::parse("control=0.5,treatment=0.5")?;
+//! let split = Allocation::parse("control=0.5,treatment=0.5")?;
 //! let arm = split.arm("exp-7", 42);
 //! assert_eq!(arm, split.arm("exp-7", 42)); // the same user, the same arm
 //! assert!(split.names()[arm] == "control" || split.names()[arm] == "treatment");
@@ -30,7 +30,7 @@ mod interleave;
 mod split;
 
 pub use interleave::{interleave_seed, team_draft, team_draft_by, Team};
-pub use split::{bucket, Error, Split};
+pub use split::{bucket, Allocation, Error};
 
 /// SplitMix64's step: a bijective mix of 64 bits (Steele, Lea & Flood 2014),
 /// the one hash behind arms, interleaving seeds and the simulator's streams.

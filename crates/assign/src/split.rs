@@ -21,17 +21,17 @@ pub fn bucket(salt: &str, user_id: u64) -> f64 {
 /// Named arms, arm `a` taking the share `weights[a]` of the unit interval in
 /// the order given.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Split {
+pub struct Allocation {
     names: Vec<String>,
     weights: Vec<f64>,
     /// Upper edge of each arm's interval; the last is exactly 1.
     edges: Vec<f64>,
 }
 
-impl Split {
+impl Allocation {
     /// Arms with these weights, which must be positive and sum to 1 (within
     /// 1e-6); names must be distinct, non-empty and at most 255 of them.
-    pub fn new(names: &[String], weights: &[f64]) -> Result<Split, Error> {
+    pub fn new(names: &[String], weights: &[f64]) -> Result<Allocation, Error> {
         if names.is_empty() || names.len() > u8::MAX as usize {
             return Err(Error::Arms(format!(
                 "an experiment needs 1 to 255 arms, got {}",
@@ -82,7 +82,7 @@ impl Split {
         if let Some(last) = edges.last_mut() {
             *last = 1.0;
         }
-        Ok(Split {
+        Ok(Allocation {
             names: names.to_vec(),
             weights: weights.to_vec(),
             edges,
@@ -90,7 +90,7 @@ impl Split {
     }
 
     /// Parses `name=weight,name=weight,...`, e.g. `control=0.5,treatment=0.5`.
-    pub fn parse(s: &str) -> Result<Split, Error> {
+    pub fn parse(s: &str) -> Result<Allocation, Error> {
         let mut names = Vec::new();
         let mut weights = Vec::new();
         for part in s.split(',') {
@@ -109,10 +109,10 @@ impl Split {
             names.push(name.trim().to_string());
             weights.push(w);
         }
-        Split::new(&names, &weights)
+        Allocation::new(&names, &weights)
     }
 
-    /// The arm of `user_id` under `salt`: an index into [`Split::names`].
+    /// The arm of `user_id` under `salt`: an index into [`Allocation::names`].
     pub fn arm(&self, salt: &str, user_id: u64) -> usize {
         let b = bucket(salt, user_id);
         self.edges
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn shares_follow_the_weights_within_four_standard_errors() -> Result<(), Error> {
-        let split = Split::parse("control=0.7, treatment=0.2,holdout=0.1")?;
+        let split = Allocation::parse("control=0.7, treatment=0.2,holdout=0.1")?;
         let n = 100_000;
         let mut counts = [0usize; 3];
         for u in 0..n {
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn bad_splits_name_what_is_wrong() {
-        let err = |s: &str| Split::parse(s).unwrap_err().to_string();
+        let err = |s: &str| Allocation::parse(s).unwrap_err().to_string();
         assert!(
             err("a=0.5,b=0.4").contains("sum to 0.9"),
             "{}",
@@ -172,7 +172,7 @@ mod tests {
         assert!(err("a=1.5,b=-0.5").contains("arm `b` has weight -0.5"));
         assert!(err("a=NaN,b=1").contains("arm `a` has weight NaN"));
         assert!(err("=1").contains("empty name"));
-        assert!(Split::parse("all=1").is_ok());
+        assert!(Allocation::parse("all=1").is_ok());
     }
 
     #[test]

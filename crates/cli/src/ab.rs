@@ -236,7 +236,7 @@ pub fn run(cmd: AbCommand) -> anyhow::Result<()> {
 
 fn assign(args: AssignArgs) -> anyhow::Result<()> {
     crate::data::refuse_overwrite("--out", &args.out, &[("--users", Some(&args.users))])?;
-    let split = reelkit_assign::Split::parse(&args.arms)
+    let split = reelkit_assign::Allocation::parse(&args.arms)
         .with_context(|| format!("--arms {}", args.arms))?;
     let df = reelkit_logs::read_frame(&args.users)
         .with_context(|| format!("reading users {}", args.users.display()))?;

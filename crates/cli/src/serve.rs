@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use reelkit_logs::polars::prelude::DataType;
-use reelkit_serve::{AppState, Catalog, Design, ExposureConfig, ExposureLog, ServeConfig, Split};
+use reelkit_serve::{
+    Allocation, AppState, Catalog, Design, ExposureConfig, ExposureLog, ServeConfig,
+};
 
 /// Arguments of `reelkit serve`.
 #[derive(Debug, clap::Args)]
@@ -131,11 +133,11 @@ fn design(args: &ServeArgs, models: &[(String, PathBuf)]) -> anyhow::Result<Desi
         }
         Some(ExperimentArg::Ab) => {
             let split = match &args.arms {
-                Some(a) => Split::parse(a).with_context(|| format!("--arms {a}"))?,
+                Some(a) => Allocation::parse(a).with_context(|| format!("--arms {a}"))?,
                 None => {
                     let names: Vec<String> = models.iter().map(|m| m.0.clone()).collect();
                     let w = vec![1.0 / names.len() as f64; names.len()];
-                    Split::new(&names, &w)?
+                    Allocation::new(&names, &w)?
                 }
             };
             Ok(Design::Ab {

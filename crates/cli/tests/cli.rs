@@ -1217,7 +1217,7 @@ fn ab_assign_gives_every_user_the_shared_hash_arm() -> TestResult {
     assert!(o.status.success(), "{}", stderr(&o));
     let a = reelkit_logs::read_assignments(&out)?;
     assert_eq!(a.len(), 100_000, "one row per distinct user");
-    let split = reelkit_assign::Split::parse("control=0.45,treatment=0.45,holdout=0.1")?;
+    let split = reelkit_assign::Allocation::parse("control=0.45,treatment=0.45,holdout=0.1")?;
     let mut counts = [0usize; 3];
     for (u, v) in a.user_id.iter().zip(&a.variant) {
         let arm = split.arm("exp-42", *u);

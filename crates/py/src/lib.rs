@@ -424,8 +424,8 @@ fn ab_power(
 /// the hash the server and `reelkit ab assign` use.
 #[pyfunction]
 fn ab_assign(users: Vec<u64>, arms: &str, salt: &str) -> PyResult<Vec<String>> {
-    let split =
-        reelkit_assign::Split::parse(arms).map_err(|e| value_err(format!("arms {arms:?}: {e}")))?;
+    let split = reelkit_assign::Allocation::parse(arms)
+        .map_err(|e| value_err(format!("arms {arms:?}: {e}")))?;
     Ok(users
         .iter()
         .map(|&u| split.names()[split.arm(salt, u)].clone())

@@ -87,7 +87,7 @@ pub use exposition::render as render_metrics;
 pub use exposures::{ExposureConfig, ExposureError, ExposureLog};
 pub use ids::Id;
 pub use metrics::{Metrics, BUCKETS};
-pub use reelkit_assign::Split;
+pub use reelkit_assign::Allocation;
 pub use state::{AppState, Catalog, Design, LoadError, Loaded, ServeConfig};
 
 /// Serves the admin routes ([`admin_router`]) on `listener` (bind it to

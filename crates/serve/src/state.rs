@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reelkit_assign::Split;
+use reelkit_assign::Allocation;
 use reelkit_ranker::{Ranker, Retrieval};
 
 use crate::batcher::Batcher;
@@ -125,10 +125,10 @@ pub enum Design {
     /// One model serves every request (the only design with one model).
     Single,
     /// An A/B test: each user is served by the model their arm names, the arm
-    /// drawn by `reelkit_assign::Split::arm(salt, user_id)`.
+    /// drawn by `reelkit_assign::Allocation::arm(salt, user_id)`.
     Ab {
         /// Arms, each named after a loaded model.
-        split: Split,
+        split: Allocation,
         /// The experiment's salt.
         salt: String,
     },

@@ -1060,7 +1060,7 @@ fn read_exposures(dir: &Path) -> Result<Vec<ExposureRow>, Box<dyn std::error::Er
 #[test]
 fn ab_serves_each_user_by_the_arm_the_shared_hash_gives() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let split = reelkit_serve::Split::parse("control=0.5,treatment=0.5")?;
+    let split = reelkit_serve::Allocation::parse("control=0.5,treatment=0.5")?;
     let design = reelkit_serve::Design::Ab {
         split: split.clone(),
         salt: "exp-9".into(),
@@ -1228,7 +1228,7 @@ fn experiments_that_do_not_fit_their_models_are_refused() -> TestResult {
             .unwrap_or_default()
     };
     let ab = |s: &str| reelkit_serve::Design::Ab {
-        split: reelkit_serve::Split::parse(s).expect("split"),
+        split: reelkit_serve::Allocation::parse(s).expect("split"),
         salt: "s".into(),
     };
     let twice = vec![
@@ -1246,9 +1246,11 @@ fn experiments_that_do_not_fit_their_models_are_refused() -> TestResult {
         reelkit_serve::Design::Interleave { salt: "s".into() }
     )
     .contains("exactly two models"));
-    assert!(reelkit_serve::Split::parse("control=0.6,treatment=0.6")
-        .err()
-        .is_some_and(|e| e.to_string().contains("sum to 1.2")));
+    assert!(
+        reelkit_serve::Allocation::parse("control=0.6,treatment=0.6")
+            .err()
+            .is_some_and(|e| e.to_string().contains("sum to 1.2"))
+    );
     // An exposure directory that cannot be written: a file in its way.
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x")?;

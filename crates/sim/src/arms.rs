@@ -27,8 +27,8 @@ impl Arms {
         }
         let total: f64 = weights.iter().sum();
         let shares: Vec<f64> = weights.iter().map(|w| w / total).collect();
-        let split =
-            reelkit_assign::Split::new(names, &shares).map_err(|e| Error::Config(e.to_string()))?;
+        let split = reelkit_assign::Allocation::new(names, &shares)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let of_user = world
             .users
             .id
