@@ -1,0 +1,349 @@
+//! Tests of the hierarchical model: the joint user step against the exact
+//! solution, the two ends of the specific share, determinism, bad input.
+
+use super::*;
+use crate::params::TrainParams;
+use crate::rng::SplitMix;
+
+pub(crate) fn params(epochs: usize) -> ValidTrainParams {
+    TrainParams {
+        factors: 6,
+        epochs,
+        reg: 0.5,
+        alpha: 4.0,
+        cg_steps: 3,
+        seed: 3,
+        ..TrainParams::default()
+    }
+    .check()
+    .expect("valid")
+}
+
+/// A planted world: `topics` item clusters; each user's taste on each of
+/// `ns` surfaces is their base topic with probability `1 − divergence`,
+/// else a topic of the surface's own; users watch items of their taste's
+/// topic (and a little noise).
+/// Topics and videos of the planted world.
+pub(crate) const TOPICS: usize = 6;
+pub(crate) const PER_TOPIC: usize = 40;
+
+/// The planted world's impressions and each user's topic per surface.
+pub(crate) fn planted_with_topics(
+    users: usize,
+    ns: usize,
+    divergence: f64,
+    seed: u64,
+) -> (Vec<u64>, Vec<u8>, Vec<u64>, Vec<Vec<usize>>) {
+    let unit = |rng: &mut SplitMix| rng.below(1 << 20) as f64 / (1u64 << 20) as f64;
+    let (mut us, mut ss, mut is, mut topics) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for u in 0..users {
+        let mut rng = SplitMix::new(seed, 7, u as u64);
+        let base = rng.below(TOPICS as u64) as usize;
+        // A user sees a video once, as a feed never shows a seen video again.
+        let mut seen = std::collections::HashSet::new();
+        let mut mine = Vec::new();
+        for s in 0..ns {
+            let topic = if unit(&mut rng) < divergence {
+                rng.below(TOPICS as u64) as usize
+            } else {
+                base
+            };
+            mine.push(topic);
+            let mut views = 0;
+            while views < 8 {
+                let t = if unit(&mut rng) < 0.1 {
+                    rng.below(TOPICS as u64) as usize
+                } else {
+                    topic
+                };
+                let item = t * PER_TOPIC + rng.below(PER_TOPIC as u64) as usize;
+                if !seen.insert(item) {
+                    continue;
+                }
+                us.push(1000 + u as u64);
+                ss.push(s as u8);
+                is.push(item as u64);
+                views += 1;
+            }
+        }
+        topics.push(mine);
+    }
+    (us, ss, is, topics)
+}
+
+/// A planted world: `TOPICS` clusters of videos; each user's taste on
+/// each of `ns` surfaces is their base topic with probability
+/// `1 − divergence`, else a topic of the surface's own; users watch eight
+/// distinct videos per surface, of their taste's topic (a tenth at random).
+fn planted(users: usize, ns: usize, divergence: f64, seed: u64) -> (Vec<u64>, Vec<u8>, Vec<u64>) {
+    let (us, ss, is, _) = planted_with_topics(users, ns, divergence, seed);
+    (us, ss, is)
+}
+
+/// The exact solution of one user's joint problem by a dense solve.
+fn exact_user(
+    data: &SurfaceData,
+    conf: &Csr,
+    y: &[f32],
+    specific: &[f32],
+    p: &ValidTrainParams,
+    u: usize,
+) -> Vec<f32> {
+    let f = p.factors;
+    let ns = data.n_surfaces;
+    let grams: Vec<Vec<f32>> = (0..ns)
+        .map(|s| masked_gram(y, f, &data.item_surfaces, s))
+        .collect();
+    let a = shared_weights(specific);
+    // Unknowns: p, then δ_s for every surface with data and φ > 0.
+    let active: Vec<usize> = (0..ns)
+        .filter(|&s| conf.row_len(u * ns + s) > 0 && specific[s] > 0.0)
+        .collect();
+    let n = (1 + active.len()) * f;
+    let mut h = vec![0f64; n * n];
+    let mut b = vec![0f64; n];
+    let mut total = 0;
+    for s in 0..ns {
+        let (items, c) = conf.row(u * ns + s);
+        if items.is_empty() {
+            continue;
+        }
+        total += items.len();
+        let mut am = vec![0f64; f * f];
+        let mut bs = vec![0f64; f];
+        for r in 0..f {
+            for q in 0..f {
+                am[r * f + q] = grams[s][r * f + q] as f64;
+            }
+        }
+        for (&i, &ci) in items.iter().zip(c) {
+            let yi = &y[i as usize * f..(i as usize + 1) * f];
+            for r in 0..f {
+                bs[r] += ci as f64 * yi[r] as f64;
+                for q in 0..f {
+                    am[r * f + q] += (ci as f64 - 1.0) * yi[r] as f64 * yi[q] as f64;
+                }
+            }
+        }
+        let blk = active.iter().position(|&x| x == s).map(|k| k + 1);
+        let a = a[s] as f64;
+        for r in 0..f {
+            b[r] += a * bs[r];
+            for q in 0..f {
+                h[r * n + q] += a * a * am[r * f + q];
+            }
+        }
+        if let Some(k) = blk {
+            let reg = p.reg as f64 / specific[s] as f64;
+            for r in 0..f {
+                b[k * f + r] += bs[r];
+                for q in 0..f {
+                    h[(k * f + r) * n + k * f + q] += am[r * f + q];
+                    h[r * n + k * f + q] += a * am[r * f + q];
+                    h[(k * f + r) * n + q] += a * am[r * f + q];
+                }
+                h[(k * f + r) * n + k * f + r] += reg;
+            }
+        }
+    }
+    let _ = total;
+    for r in 0..f {
+        h[r * n + r] += p.reg as f64;
+    }
+    let hf: Vec<f32> = h.iter().map(|&x| x as f32).collect();
+    let bf: Vec<f32> = b.iter().map(|&x| x as f32).collect();
+    let x = crate::linalg::cholesky_solve(&hf, &bf).expect("positive definite");
+    // As surface vectors.
+    let mut w = vec![0f32; ns * f];
+    for s in 0..ns {
+        if conf.row_len(u * ns + s) == 0 {
+            continue;
+        }
+        for d in 0..f {
+            w[s * f + d] = a[s] * x[d];
+        }
+        if let Some(k) = active.iter().position(|&x| x == s) {
+            for d in 0..f {
+                w[s * f + d] += x[(k + 1) * f + d];
+            }
+        }
+    }
+    w
+}
+
+#[test]
+fn the_joint_user_step_reaches_the_exact_solution() -> Result<()> {
+    let (us, ss, is) = planted(30, 3, 0.5, 1);
+    let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+    let p = params(4);
+    let f = p.factors;
+    let mut rng = SplitMix::new(5, 0, 0);
+    let y: Vec<f32> = (0..data.items.len() * f).map(|_| rng.centred()).collect();
+    let conf = confidences(&data, &p);
+    for specific in [
+        [0.0, 0.0, 0.0],
+        [0.3, 0.6, 1.0],
+        [1.0, 1.0, 1.0],
+        [0.5, 0.0, 0.2],
+    ] {
+        let sp = SurfaceParams {
+            specific: specific.to_vec(),
+        }
+        .check(3)?;
+        let (_, surface) = solve_surface_users(&data, &y, &p, &sp, None, 200)?;
+        for u in [0, 7, 29] {
+            let want = exact_user(&data, &conf, &y, &specific, &p, u);
+            for s in 0..3 {
+                if data.count(u, s) == 0 {
+                    continue;
+                }
+                let got = &surface[(u * 3 + s) * f..(u * 3 + s + 1) * f];
+                for (g, w) in got.iter().zip(&want[s * f..(s + 1) * f]) {
+                    assert!(
+                        (g - w).abs() < 2e-3 * (1.0 + w.abs()),
+                        "{specific:?} u{u} s{s}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<()> {
+    let (us, ss, is) = planted(40, 3, 0.5, 2);
+    let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+    let p = params(6);
+    let shared = train_surface_ials(
+        &data,
+        &p,
+        &SurfaceParams {
+            specific: vec![0.0; 3],
+        }
+        .check(3)?,
+        &mut TrainControl::default(),
+    )?;
+    let f = p.factors;
+    for u in 0..40 {
+        for s in 0..3 {
+            assert_eq!(
+                shared.surface_user(u, s),
+                shared.shared_user(u),
+                "u{u} s{s}"
+            );
+        }
+    }
+    // φ = 0 is plain iALS on the pooled matrix when every item is shown everywhere.
+    let all: Vec<u8> = vec![0b111; data.items.len()];
+    let pooled_data = SurfaceData {
+        item_surfaces: all,
+        ..data.clone()
+    };
+    let a = train_surface_ials(
+        &pooled_data,
+        &p,
+        &SurfaceParams {
+            specific: vec![0.0; 3],
+        }
+        .check(3)?,
+        &mut TrainControl::default(),
+    )?;
+    let plain = crate::als::train_ials(
+        &pooled_data.pooled(),
+        &TrainParams {
+            cg_steps: 4,
+            ..p.get().clone()
+        }
+        .check()?,
+        &mut TrainControl::default(),
+    )?;
+    // Both converge to the same kind of model: compare their scores loosely.
+    let score = |x: &[f32], y: &[f32]| dot(x, y);
+    let mut agree = 0;
+    let mut total = 0;
+    for u in 0..40 {
+        for i in (0..data.items.len()).step_by(5) {
+            for j in (2..data.items.len()).step_by(7) {
+                let s1 = score(a.shared_user(u), a.item(i)) > score(a.shared_user(u), a.item(j));
+                let s2 = score(plain.user(u), plain.item(i)) > score(plain.user(u), plain.item(j));
+                agree += (s1 == s2) as usize;
+                total += 1;
+            }
+        }
+    }
+    assert!(agree as f64 > 0.85 * total as f64, "{agree}/{total}");
+    // φ = 1: the shared part is unused (zero).
+    let own = train_surface_ials(
+        &data,
+        &p,
+        &SurfaceParams {
+            specific: vec![1.0; 3],
+        }
+        .check(3)?,
+        &mut TrainControl::default(),
+    )?;
+    assert!(own.shared.iter().all(|&x| x.abs() < 1e-6));
+    assert!(own.surface.iter().any(|&x| x.abs() > 1e-3));
+    let _ = f;
+    Ok(())
+}
+
+#[test]
+fn loss_decreases_and_the_same_model_for_any_thread_count() -> Result<()> {
+    let (us, ss, is) = planted(60, 3, 0.4, 3);
+    let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+    let sp = SurfaceParams {
+        specific: vec![0.4, 0.2, 0.7],
+    }
+    .check(3)?;
+    let mut losses = Vec::new();
+    let mut cb = |r: &EpochReport, _: &Factors| {
+        losses.push(r.loss);
+        true
+    };
+    let fac = train_surface_ials(
+        &data,
+        &params(8),
+        &sp,
+        &mut TrainControl {
+            stop: None,
+            on_epoch: Some(&mut cb),
+        },
+    )?;
+    assert!(losses[7] < losses[0], "{losses:?}");
+    assert!(losses.windows(2).all(|w| w[1] <= w[0] * 1.01), "{losses:?}");
+    let run = |t| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .expect("pool")
+            .install(|| train_surface_ials(&data, &params(8), &sp, &mut TrainControl::default()))
+    };
+    assert_eq!(run(1)?, fac);
+    assert_eq!(run(3)?, fac);
+    Ok(())
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    assert!(SurfaceParams {
+        specific: vec![0.5, 1.5]
+    }
+    .check(2)
+    .is_err());
+    assert!(SurfaceParams {
+        specific: vec![0.5]
+    }
+    .check(2)
+    .is_err());
+    assert!(SurfaceParams {
+        specific: vec![f32::NAN, 0.0]
+    }
+    .check(2)
+    .is_err());
+    assert!(SurfaceData::from_triplets(&[1], &[3], &[2], None, 3, 0.0).is_err());
+    assert!(SurfaceData::from_triplets(&[1], &[0], &[2], None, 9, 0.0).is_err());
+    assert!(SurfaceData::from_triplets(&[1, 2], &[0], &[2, 3], None, 3, 0.0).is_err());
+    assert!(SurfaceData::from_triplets(&[1], &[0], &[2], Some(&[f32::NAN]), 3, 0.0).is_err());
+}
