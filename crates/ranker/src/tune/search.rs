@@ -159,7 +159,7 @@ impl Search<'_> {
         }
         for &w in &self.opts.weightings.clone() {
             let x = w.apply(&self.split.train.matrix);
-            if !self.ends_in_time(basis, 1.3 * basis) {
+            if !self.ends_in_time(basis, basis) {
                 break;
             }
             let t = Instant::now();
