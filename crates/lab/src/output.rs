@@ -67,47 +67,74 @@ pub(crate) fn taste_sentences(s: &Summary) -> Vec<String> {
         }
     }
     for arm in arms {
-        let Some(last) = s
+        let Some((day, specific, items)) = s
             .refreshes
             .iter()
             .rev()
             .filter(|r| r.arm == arm)
-            .find_map(|r| r.specific.as_ref().map(|x| (r.day, x)))
+            .find_map(|r| {
+                r.specific
+                    .as_ref()
+                    .map(|x| (r.day, x, r.item_specific.as_ref()))
+            })
         else {
             continue;
         };
-        let (day, specific) = last;
-        let mut groups: [Vec<String>; 3] = Default::default();
-        for (surface, &phi) in reelkit_logs::Surface::ALL.iter().zip(specific) {
-            let k = if phi <= 0.1 {
-                0
-            } else if phi < 0.75 {
-                1
-            } else {
-                2
-            };
-            groups[k].push(format!("{surface} ({phi})"));
-        }
-        let words = [
-            "shared with their other surfaces",
-            "partly its own",
-            "its own",
-        ];
-        let parts: Vec<String> = groups
-            .iter()
-            .zip(words)
-            .filter(|(g, _)| !g.is_empty())
-            .map(|(g, w)| format!("{} {w}", join_and(g)))
-            .collect();
+        let users = grouped(
+            specific,
+            [
+                "{} shared with their other surfaces",
+                "{} partly its own",
+                "{} its own",
+            ],
+        );
+        let videos = match items {
+            Some(psi) if psi.iter().any(|&x| x > 0.0) => format!(
+                "; a video's vector {} (its video share ψ in brackets)",
+                grouped(
+                    psi,
+                    [
+                        "the same on {}",
+                        "partly the surface's own on {}",
+                        "the surface's own on {}",
+                    ],
+                )
+            ),
+            Some(_) => "; a video's vector the same on every surface".to_string(),
+            None => String::new(),
+        };
         out.push(format!(
-            "**What `{arm}` found shared**: for day {day}'s fit it judged a user's taste on {} \
-             (each surface's specific share φ in brackets: 0 is one taste everywhere, 1 a taste \
-             of the surface's own; chosen on the control's impressions of the last days, each \
-             day scored by a model that had not trained on it).",
-            join_and(&parts)
+            "**What `{arm}` found shared**: for day {day}'s fit it judged a user's taste on \
+             {users}{videos} (each surface's specific share φ in brackets: 0 is one taste \
+             everywhere, 1 a taste of the surface's own; chosen on the control's impressions of \
+             the last days, each day scored by a model that had not trained on it)."
         ));
     }
     out
+}
+
+/// Surfaces grouped by share (≤ 0.1, below 0.75, above), each group's
+/// names put in its template at `{}`: `reels (0) and feed (0) shared and
+/// watch (1) its own`.
+fn grouped(shares: &[f32], words: [&str; 3]) -> String {
+    let mut groups: [Vec<String>; 3] = Default::default();
+    for (surface, &x) in reelkit_logs::Surface::ALL.iter().zip(shares) {
+        let k = if x <= 0.1 {
+            0
+        } else if x < 0.75 {
+            1
+        } else {
+            2
+        };
+        groups[k].push(format!("{surface} ({x})"));
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .zip(words)
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, w)| w.replace("{}", &join_and(g)))
+        .collect();
+    join_and(&parts)
 }
 
 /// `a`, `a and b`, `a, b and c`.

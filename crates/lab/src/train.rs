@@ -277,6 +277,7 @@ pub fn train_surface_on_events(
             let init = Specific::Auto { grid: grid.clone() }.initial();
             let sp = SurfaceParams {
                 specific: init.clone(),
+                item_specific: vec![0.0; ns],
             }
             .check(ns)?;
             let fac = train_surface_ials(&data, &checked, &sp, &mut TrainControl::default())?;
@@ -290,7 +291,7 @@ pub fn train_surface_on_events(
             };
             let choice = choose_specific(
                 &data,
-                &fac.items,
+                &fac.surface_items,
                 &checked,
                 grid,
                 &h,
@@ -301,8 +302,12 @@ pub fn train_surface_on_events(
         }
     };
     let data = surface_data(&[events])?;
+    // One vector per video (ψ = 0): the model file holds one item table,
+    // which the server's retrieval indexes; videos' vectors per surface are
+    // the lab's until the file and the server hold them.
     let sp = SurfaceParams {
         specific: specific.clone(),
+        item_specific: vec![0.0; ns],
     }
     .check(ns)?;
     let fac = match start {
@@ -367,9 +372,11 @@ fn warm_surface_start(
         dim: f,
         n_surfaces: ns,
         specific: prev.specific.clone(),
+        item_specific: Vec::new(),
         shared,
         surface,
         items,
+        surface_items: Vec::new(),
         item_bias: vec![0.0; data.items.len()],
     }
 }

@@ -3,7 +3,7 @@
 use reelkit_ranker::TrainParams;
 
 use crate::error::{Error, Result};
-use crate::recipe::{Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
+use crate::recipe::{ItemVectors, Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
 
 use super::*;
 
@@ -52,6 +52,9 @@ pub(super) fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
                 if a.recipe == "siloed" {
                     let set = [
                         ("user_vectors", a.user_vectors.is_some()),
+                        ("item_vectors", a.item_vectors.is_some()),
+                        ("item_specific", a.item_specific.is_some()),
+                        ("item_specific", a.item_specific.is_some()),
                         ("specific", a.specific.is_some()),
                         ("specific_grid", a.specific_grid.is_some()),
                     ];
@@ -89,6 +92,7 @@ pub(super) fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
                 ("cg_steps", a.cg_steps.is_some()),
                 ("ranking", a.ranking.is_some()),
                 ("user_vectors", a.user_vectors.is_some()),
+                ("item_vectors", a.item_vectors.is_some()),
                 ("specific", a.specific.is_some()),
                 ("specific_grid", a.specific_grid.is_some()),
                 ("explore", a.explore.is_some()),
@@ -188,6 +192,39 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
         }
     };
     let specific = specific(a, user_vectors, key)?;
+    let item_vectors = match a.item_vectors.as_deref() {
+        None => d.item_vectors,
+        Some(_) if user_vectors != UserVectors::Hierarchical => {
+            return Err(Error::spec(
+                key("item_vectors"),
+                "only `user_vectors = \"hierarchical\"` takes it (`shared` and `per_surface` \
+                 share the videos' vectors)",
+            ))
+        }
+        Some("per_surface") => ItemVectors::PerSurface,
+        Some("shared") => ItemVectors::Shared,
+        Some(other) => {
+            return Err(Error::spec(
+                key("item_vectors"),
+                format!("must be one of {}; got `{other}`", ItemVectors::NAMES),
+            ))
+        }
+    };
+    if a.item_specific.is_some()
+        && (user_vectors != UserVectors::Hierarchical || item_vectors != ItemVectors::PerSurface)
+    {
+        return Err(Error::spec(
+            key("item_specific"),
+            "only a hierarchical arm with `item_vectors = \"per_surface\"` takes it",
+        ));
+    }
+    let grid = Specific::ITEM_GRID.to_vec();
+    let item_specific = match item_vectors {
+        ItemVectors::Shared => Specific::Fixed(vec![0.0; reelkit_logs::Surface::ALL.len()]),
+        ItemVectors::PerSurface => {
+            shares(a.item_specific.as_ref(), "item_specific", grid, false, key)?
+        }
+    };
     let window_days = a.window_days.unwrap_or(d.window_days);
     if !(1..=365).contains(&window_days) {
         return Err(Error::spec(
@@ -235,6 +272,8 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
         ranking,
         user_vectors,
         specific,
+        item_vectors,
+        item_specific,
         explore,
     })
 }
@@ -297,31 +336,49 @@ fn specific(a: &RawArm, vectors: UserVectors, key: &dyn Fn(&str) -> String) -> R
                 .collect::<Result<Vec<f32>>>()?
         }
     };
+    shares(
+        a.specific.as_ref(),
+        "specific",
+        grid,
+        a.specific_grid.is_some(),
+        key,
+    )
+}
+
+/// A `specific`-like key (`name`): `"auto"` (chosen from `grid`), one share
+/// for every surface, or a table of one per surface.
+fn shares(
+    v: Option<&toml::Value>,
+    name: &str,
+    grid: Vec<f32>,
+    grid_given: bool,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Specific> {
     let surfaces = reelkit_logs::Surface::ALL;
-    match &a.specific {
+    let fixed_with_grid = || {
+        Error::spec(
+            key("specific_grid"),
+            format!("is for `{name} = \"auto\"`; the shares are fixed here"),
+        )
+    };
+    match v {
         None => Ok(Specific::Auto { grid }),
         Some(toml::Value::String(s)) if s == "auto" => Ok(Specific::Auto { grid }),
         Some(v @ (toml::Value::Float(_) | toml::Value::Integer(_))) => {
-            if a.specific_grid.is_some() {
-                return Err(Error::spec(
-                    key("specific_grid"),
-                    "is for `specific = \"auto\"`; the shares are fixed here",
-                ));
+            if grid_given && name == "specific" {
+                return Err(fixed_with_grid());
             }
-            let x = share(&key("specific"), v)?;
+            let x = share(&key(name), v)?;
             Ok(Specific::Fixed(vec![x; surfaces.len()]))
         }
         Some(toml::Value::Table(t)) => {
-            if a.specific_grid.is_some() {
-                return Err(Error::spec(
-                    key("specific_grid"),
-                    "is for `specific = \"auto\"`; the shares are fixed here",
-                ));
+            if grid_given && name == "specific" {
+                return Err(fixed_with_grid());
             }
             let names: Vec<&str> = surfaces.iter().map(|s| s.as_str()).collect();
             if let Some(k) = t.keys().find(|k| !names.contains(&k.as_str())) {
                 return Err(Error::spec(
-                    key(&format!("specific.{}", short_key(k))),
+                    key(&format!("{name}.{}", short_key(k))),
                     format!(
                         "the world has no surface `{}` (surfaces: {})",
                         short_key(k),
@@ -333,19 +390,19 @@ fn specific(a: &RawArm, vectors: UserVectors, key: &dyn Fn(&str) -> String) -> R
             for n in &names {
                 let v = t.get(*n).ok_or_else(|| {
                     Error::spec(
-                        key("specific"),
+                        key(name),
                         format!(
                             "give a share for every surface ({}); `{n}` is missing",
                             names.join(", ")
                         ),
                     )
                 })?;
-                out.push(share(&key(&format!("specific.{n}")), v)?);
+                out.push(share(&key(&format!("{name}.{n}")), v)?);
             }
             Ok(Specific::Fixed(out))
         }
         Some(other) => Err(Error::spec(
-            key("specific"),
+            key(name),
             format!(
                 "must be \"auto\", a share in [0, 1], or a table of one per surface; got {}",
                 short_value(other)

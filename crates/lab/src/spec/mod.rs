@@ -38,6 +38,11 @@
 //!                                 # impressions of the control), a
 //!                                 # share in [0, 1], or { reels = 0.1, feed = 0, watch = 0.8 }
 //! specific_grid = [0, 0.1, 0.25, 0.5, 1]  # the shares "auto" tries
+//! item_vectors = "per_surface"    # hierarchical only: per_surface (default: a video's
+//!                                 # vector mixes a shared part and one of each surface's
+//!                                 # own, ψ) | shared (ablation: one per video)
+//! item_specific = "auto"          # per_surface videos only: each surface's video share ψ,
+//!                                 # as `specific` (auto: chosen daily from 0, 0.5, 1)
 //!
 //! [analysis]
 //! metrics = "metrics.toml"        # default: the built-in Reels metrics
@@ -219,6 +224,8 @@ struct RawArm {
     cg_steps: Option<usize>,
     ranking: Option<String>,
     user_vectors: Option<String>,
+    item_vectors: Option<String>,
+    item_specific: Option<toml::Value>,
     specific: Option<toml::Value>,
     specific_grid: Option<Vec<f64>>,
     explore: Option<f64>,

@@ -1,7 +1,7 @@
 //! Tests of specs: every key checked before anything runs.
 
 use super::*;
-use crate::recipe::{Retrain, Specific};
+use crate::recipe::{ItemVectors, Retrain, Specific};
 
 const GOOD: &str = r#"
 name = "t"
@@ -215,6 +215,55 @@ fn set_reaches_world_arms_and_sections() -> Result<()> {
     s.set("arms.unified.specific_grid", parse_value("[0, 0.5"))?;
     let e = s.check().unwrap_err().to_string();
     assert!(e.contains("specific_grid"), "{e}");
+    // Video vectors: a hierarchical arm's key, with a closed set of values.
+    let mut v = spec(GOOD);
+    v.set("arms.unified.item_vectors", parse_value("shared"))?;
+    match &v.check()?.arms[2].recipe {
+        Recipe::Unified(t) => assert_eq!(t.item_vectors, ItemVectors::Shared),
+        other => panic!("{other:?}"),
+    }
+    v.set("arms.unified.item_vectors", parse_value("own"))?;
+    let e = v.check().unwrap_err().to_string();
+    assert!(
+        e.contains("arms.unified.item_vectors") && e.contains("per_surface, shared"),
+        "{e}"
+    );
+    v.set("arms.unified.item_vectors", parse_value("shared"))?;
+    v.set("arms.unified.user_vectors", parse_value("shared"))?;
+    let e = v.check().unwrap_err().to_string();
+    assert!(
+        e.contains("arms.unified.item_vectors") && e.contains("hierarchical"),
+        "{e}"
+    );
+    // Video shares: a surface the world does not have, or out of range.
+    let mut x = spec(GOOD);
+    x.set(
+        "arms.unified.item_specific",
+        parse_value("{reels=0,feed=0,shorts=1}"),
+    )?;
+    let e = x.check().unwrap_err().to_string();
+    assert!(e.contains("arms.unified.item_specific.shorts"), "{e}");
+    x.set("arms.unified.item_specific", parse_value("1.5"))?;
+    let e = x.check().unwrap_err().to_string();
+    assert!(
+        e.contains("arms.unified.item_specific") && e.contains("[0, 1]"),
+        "{e}"
+    );
+    x.set(
+        "arms.unified.item_specific",
+        parse_value("{reels=0,feed=0,watch=1}"),
+    )?;
+    match &x.check()?.arms[2].recipe {
+        Recipe::Unified(t) => assert_eq!(t.item_specific, Specific::Fixed(vec![0.0, 0.0, 1.0])),
+        other => panic!("{other:?}"),
+    }
+    x.set("arms.unified.item_vectors", parse_value("shared"))?;
+    let e = x.check().unwrap_err().to_string();
+    assert!(e.contains("arms.unified.item_specific"), "{e}");
+    let mut w = spec(GOOD);
+    w.set("arms.siloed.item_vectors", parse_value("shared"))?;
+    let e = w.check().unwrap_err().to_string();
+    assert!(e.contains("arms.siloed.item_vectors"), "{e}");
     let mut t = spec(GOOD);
     t.set("world.surface_taste_divergenc", parse_value("0.5"))?;
     let e = t.check().unwrap_err().to_string();

@@ -108,7 +108,7 @@ pub(super) fn fit_heads(
         if before.item_counts[v] == 0 {
             continue;
         }
-        let item = before.factors.item(v);
+        let item = before.item_vector(v, s);
         let mut x = [0f64; 5];
         x[0] = 1.0;
         x[1] = reelkit_ranker::retrieval::dot(before.user_vector(u, s), item) as f64;
@@ -118,7 +118,7 @@ pub(super) fn fit_heads(
             j += 1;
         }
         if features.popularity {
-            x[j] = (1.0 + before.item_counts[v] as f64).ln();
+            x[j] = (1.0 + before.popularity(v, s) as f64).ln();
             x[j + 1] = before.factors.item_bias[v] as f64;
         }
         let y = w.weight(&imp, i) as f64;

@@ -36,10 +36,7 @@ use std::time::Instant;
 use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
     algorithms::{keep_above, solve_rows, train_ials, train_ials_from, EngagementWeights},
-    per_surface::{
-        choose_specific, pick_specific, train_surface_ials, train_surface_ials_from, HeldOut,
-        HeldOutScore, SpecificChoice, SurfaceData, SurfaceFactors, SurfaceParams,
-    },
+    per_surface::{HeldOutScore, SurfaceData},
     retrieval::ItemTable,
     Csr, Factors, IdMap, TrainControl, TrainingData, ValidTrainParams,
 };
@@ -55,7 +52,9 @@ use crate::error::{Error, Result};
 use crate::recipe::{Retrain, Specific, Trained, UserVectors};
 
 mod heads;
+mod hier;
 use heads::{fit_heads, Features, Head};
+use hier::pool_days;
 
 /// Videos ranked per user, surface and day before walking the list.
 const DEPTH: usize = 400;
@@ -69,6 +68,17 @@ fn surface_key(user_id: u64, s: usize) -> u64 {
 const QUERY_BATCH: usize = 4096;
 
 const TAG_INIT: u64 = 0x1A8;
+
+/// Standard errors by which a video share must beat a more shared one on
+/// the pooled held-out days to be kept (the users' shares take the best,
+/// 0). A noisy choice of the videos' shares splits every video's evidence:
+/// on the second world at divergence 0 the best share jumped between 0 and
+/// 1 from day to day and cost 11 points overall against one vector per video.
+const ITEM_TOLERANCE: f64 = 1.0;
+
+/// Held-out days pooled before the videos' shares leave 0 (one day's
+/// evidence chose 1 on reels and watch at divergence 0, where 0 is right).
+const ITEM_MIN_DAYS: usize = 3;
 
 /// What one (re)fit of one model did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,6 +103,10 @@ pub struct Refresh {
     /// (reels, feed, watch) this fit used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub specific: Option<Vec<f32>>,
+    /// Hierarchical unified models: each surface's video specific share
+    /// `ψ_s` this fit used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_specific: Option<Vec<f32>>,
     /// Wall time of its parts (not deterministic: not serialised here).
     #[serde(skip)]
     pub time: FitTime,
@@ -135,8 +149,14 @@ struct Fit {
     items: IdMap,
     factors: Factors,
     item_counts: Vec<u32>,
+    /// Hierarchical: `n_items × 3`, each video's positives on each surface
+    /// (its popularity there; empty: `item_counts` on every surface).
+    surface_counts: Vec<u32>,
     /// Unified: `n_users × 3 × dim` surface tastes (zeros without history there).
     surface_users: Vec<f32>,
+    /// Hierarchical: `n_items × 3 × dim`, each video's vector on each
+    /// surface (empty: `factors.items` on every surface).
+    surface_items: Vec<f32>,
     /// Value heads per surface (`None`: rank by the dot product).
     heads: [Option<Head>; SURFACES],
     /// World video index → item row (videos with a positive interaction).
@@ -149,7 +169,19 @@ struct Fit {
     /// Hierarchical: the data it trained on (the next day chooses its shares
     /// by re-solving these users), and its shares. A user's vector on a
     /// surface is then `surface_users`, their shared taste `factors.users`.
-    hier: Option<Box<(SurfaceData, Vec<f32>)>>,
+    hier: Option<Box<Hier>>,
+}
+
+/// What a hierarchical fit keeps besides its vectors.
+#[derive(Debug, Clone)]
+struct Hier {
+    /// The data it trained on (the next day chooses its shares by
+    /// re-solving these users and videos).
+    data: SurfaceData,
+    /// The users' specific shares it used.
+    specific: Vec<f32>,
+    /// The videos' shares it used.
+    item_specific: Vec<f32>,
 }
 
 impl Fit {
@@ -161,6 +193,26 @@ impl Fit {
         let d = self.dim();
         let at = (row * SURFACES + s) * d;
         &self.surface_users[at..at + d]
+    }
+
+    /// Video `row`'s positives on surface `s` (its popularity feature there).
+    fn popularity(&self, row: usize, s: usize) -> u32 {
+        if self.surface_counts.is_empty() {
+            self.item_counts[row]
+        } else {
+            self.surface_counts[row * SURFACES + s]
+        }
+    }
+
+    /// The video vector a dot product on surface `s` uses.
+    fn item_vector(&self, row: usize, s: usize) -> &[f32] {
+        if self.surface_items.is_empty() {
+            self.factors.item(row)
+        } else {
+            let d = self.dim();
+            let at = (row * SURFACES + s) * d;
+            &self.surface_items[at..at + d]
+        }
     }
 
     /// The user vector a dot product on surface `s` uses: a hierarchical
@@ -209,6 +261,12 @@ pub(crate) struct TrainedPolicy {
     fallback: PopularPolicy,
     /// Hierarchical: the specific shares the next fit uses.
     specific: Vec<f32>,
+    /// Hierarchical: the videos' specific shares the next fit uses (zeros
+    /// until the first choice: one vector per video).
+    item_specific: Vec<f32>,
+    /// Hierarchical per-surface videos: the held-out evidence of their
+    /// shares, as `evidence`.
+    item_evidence: std::collections::VecDeque<Vec<HeldOutScore>>,
     /// Hierarchical auto shares: the held-out evidence of the last
     /// `window_days` days, each day's per grid value (newest last).
     evidence: std::collections::VecDeque<Vec<HeldOutScore>>,
@@ -231,7 +289,12 @@ impl TrainedPolicy {
             fitted_once: false,
             fallback: PopularPolicy::default(),
             specific: recipe.specific.initial(),
+            item_specific: match &recipe.item_specific {
+                Specific::Auto { .. } => vec![0.0; SURFACES],
+                Specific::Fixed(v) => v.clone(),
+            },
             evidence: Default::default(),
+            item_evidence: Default::default(),
             list_of: Default::default(),
             lists: Default::default(),
             refreshes: Vec::new(),
@@ -286,7 +349,8 @@ impl TrainedPolicy {
                 items: fit.items.len(),
                 interactions: stats.interactions,
                 epochs: stats.epochs,
-                specific: fit.hier.as_ref().map(|h| h.1.clone()),
+                specific: fit.hier.as_ref().map(|h| h.specific.clone()),
+                item_specific: fit.hier.as_ref().map(|h| h.item_specific.clone()),
                 time: stats.time,
             };
             // The model whose features score yesterday's impressions: one that
@@ -305,15 +369,23 @@ impl TrainedPolicy {
             // Hierarchical: each surface's share chosen on yesterday's
             // impressions, scored by the model that had not trained on them.
             let mut choose = 0.0;
-            if let (Specific::Auto { grid }, Some(before), Some(yesterday)) = (
-                &self.recipe.specific,
+            if let (Some(before), Some(yesterday)) = (
                 before.as_ref().filter(|b| b.hier.is_some()),
                 today.checked_sub(1).and_then(|d| judge.get(d as usize)),
             ) {
                 let t = Instant::now();
-                if let Some(choice) = self.choose_specific(before, yesterday, grid)? {
-                    self.specific =
-                        pool_days(&mut self.evidence, choice, self.recipe.window_days as usize);
+                if let Some((users, items)) = self.choose_specific(before, yesterday)? {
+                    let days = self.recipe.window_days as usize;
+                    if matches!(self.recipe.specific, Specific::Auto { .. }) {
+                        self.specific = pool_days(&mut self.evidence, users, days, 0.0);
+                    }
+                    if let Some(items) = items {
+                        let psi = pool_days(&mut self.item_evidence, items, days, ITEM_TOLERANCE);
+                        // One vector per video until the evidence spans days.
+                        if self.item_evidence.len() >= ITEM_MIN_DAYS.min(days) {
+                            self.item_specific = psi;
+                        }
+                    }
                 }
                 choose = t.elapsed().as_secs_f64();
             }
@@ -461,7 +533,9 @@ impl TrainedPolicy {
                     ..factors
                 },
                 item_counts,
+                surface_counts: Vec::new(),
                 surface_users,
+                surface_items: Vec::new(),
                 heads: Default::default(),
                 video_row,
                 user_row,
@@ -497,7 +571,9 @@ impl TrainedPolicy {
                 items: data.items,
                 factors,
                 item_counts,
+                surface_counts: Vec::new(),
                 surface_users,
+                surface_items: Vec::new(),
                 heads: Default::default(),
                 video_row,
                 user_row,
@@ -514,197 +590,6 @@ impl TrainedPolicy {
                 time,
             },
         )))
-    }
-
-    /// The hierarchical unified model on the events of `days`, warm from
-    /// `start` when given, with the shares `self.specific`.
-    fn fit_hier(
-        &self,
-        world: &World,
-        log: &DayLog<'_>,
-        days: std::ops::Range<usize>,
-        start: Option<&Fit>,
-    ) -> Result<Option<(Fit, FitStats)>> {
-        let mut time = FitTime::default();
-        let t = Instant::now();
-        let data = crate::train::surface_data(&log[days])?;
-        if data.matrix.nnz() == 0 {
-            return Ok(None);
-        }
-        time.data = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let p = &self.params;
-        let sp = SurfaceParams {
-            specific: self.specific.clone(),
-        }
-        .check(SURFACES)?;
-        let (fac, epochs) = match start.filter(|s| s.hier.is_some()) {
-            None => (
-                train_surface_ials(&data, p, &sp, &mut TrainControl::default())?,
-                p.epochs,
-            ),
-            Some(prev) => {
-                let init = self.warm_start_hier(&data, prev);
-                let refresh = reelkit_ranker::TrainParams {
-                    epochs: self.recipe.refresh_epochs,
-                    ..p.get().clone()
-                }
-                .check()?;
-                (
-                    train_surface_ials_from(
-                        &data,
-                        &refresh,
-                        &sp,
-                        init,
-                        &mut TrainControl::default(),
-                    )?,
-                    refresh.epochs,
-                )
-            }
-        };
-        // Counts of (user, surface) rows: a video's on every surface it
-        // pleased someone, a user known when any of their rows has a positive.
-        let item_counts = reelkit_ranker::evaluation::item_counts(&data.matrix);
-        let video_row = world
-            .videos
-            .id
-            .iter()
-            .map(|&id| data.items.get(id).filter(|&c| item_counts[c as usize] > 0))
-            .collect();
-        let user_row = world
-            .users
-            .id
-            .iter()
-            .map(|&id| {
-                data.users
-                    .get(id)
-                    .filter(|&r| (0..SURFACES).any(|s| data.count(r as usize, s) > 0))
-            })
-            .collect();
-        time.train = t.elapsed().as_secs_f64();
-        let interactions = data.matrix.nnz();
-        let SurfaceFactors {
-            dim,
-            shared,
-            surface,
-            items,
-            item_bias,
-            specific,
-            ..
-        } = fac;
-        let fit = Fit {
-            users: data.users.clone(),
-            items: data.items.clone(),
-            factors: Factors {
-                dim,
-                users: shared,
-                items,
-                item_bias,
-            },
-            item_counts,
-            surface_users: surface,
-            heads: Default::default(),
-            video_row,
-            user_row,
-            keys: None,
-            hier: Some(Box::new((data, specific))),
-        };
-        Ok(Some((
-            fit,
-            FitStats {
-                interactions,
-                epochs,
-                time,
-            },
-        )))
-    }
-
-    /// Yesterday's hierarchical model for known users and items, small
-    /// seeded random vectors for new ones.
-    fn warm_start_hier(&self, data: &SurfaceData, prev: &Fit) -> SurfaceFactors {
-        let f = self.params.factors;
-        let (seed, scale) = (self.params.seed, self.params.init_scale as f64);
-        let random = |side: u64, id: u64, row: &mut [f32]| {
-            let mut rng = Rng::stream(seed, &[TAG_INIT, side, id]);
-            row.iter_mut()
-                .for_each(|x| *x = ((rng.f64() - 0.5) * 2.0 * scale) as f32);
-        };
-        let nu = data.users.len();
-        let mut shared = vec![0f32; nu * f];
-        let mut surface = vec![0f32; nu * SURFACES * f];
-        for (u, (p, w)) in shared
-            .chunks_exact_mut(f)
-            .zip(surface.chunks_exact_mut(SURFACES * f))
-            .enumerate()
-        {
-            let id = data.users.id(u as u32);
-            match prev.users.get(id) {
-                Some(o) => {
-                    p.copy_from_slice(prev.factors.user(o as usize));
-                    for s in 0..SURFACES {
-                        w[s * f..(s + 1) * f].copy_from_slice(prev.surface_user(o as usize, s));
-                    }
-                }
-                None => {
-                    random(0, id, p);
-                    for s in 0..SURFACES {
-                        w[s * f..(s + 1) * f].copy_from_slice(p);
-                    }
-                }
-            }
-        }
-        let mut items = vec![0f32; data.items.len() * f];
-        for (i, row) in items.chunks_exact_mut(f).enumerate() {
-            let id = data.items.id(i as u32);
-            match prev.items.get(id) {
-                Some(o) => row.copy_from_slice(prev.factors.item(o as usize)),
-                None => random(1, id, row),
-            }
-        }
-        SurfaceFactors {
-            dim: f,
-            n_surfaces: SURFACES,
-            specific: self.specific.clone(),
-            shared,
-            surface,
-            item_bias: vec![0.0; data.items.len()],
-            items,
-        }
-    }
-
-    /// Each surface's specific share, chosen on `events` (a day `before` did
-    /// not train on); `None` when `before` is not hierarchical.
-    fn choose_specific(
-        &self,
-        before: &Fit,
-        events: &Events,
-        grid: &[f32],
-    ) -> Result<Option<SpecificChoice>> {
-        let Some(hier) = &before.hier else {
-            return Ok(None);
-        };
-        let data = &hier.0;
-        let (user, surface, item, gain) =
-            crate::train::held_out(data, events, |v| before.item_counts[v as usize] > 0);
-        let h = HeldOut {
-            user: &user,
-            surface: &surface,
-            item: &item,
-            gain: &gain,
-        };
-        // Warm from the model judged: a few steps move it to each share.
-        let steps = self.params.cg_steps + 2;
-        let choice = choose_specific(
-            data,
-            &before.factors.items,
-            &self.params,
-            grid,
-            &h,
-            Some((&before.factors.users, &before.surface_users)),
-            steps,
-        )?;
-        tracing::debug!(arm = %self.name, ?choice.specific, ?choice.score, "specific shares");
-        Ok(Some(choice))
     }
 
     /// Yesterday's factors for known rows, small seeded random ones for new
@@ -821,31 +706,6 @@ impl TrainedPolicy {
     }
 }
 
-/// Adds a day's held-out evidence to the last `days` days' and chooses each
-/// surface's share on them pooled: one day of a small surface's impressions
-/// is too few to tell its shares apart, and the choice then followed the
-/// noise from day to day. Pooled, the best share is kept (no one-SE
-/// preference for the shared taste): on the divergence sweep the one-SE
-/// rule kept watch at φ 0.1 where tastes were independent (watch −8% against
-/// siloed; the best share, 0.5: −5%; φ = 1 fixed: +4%).
-fn pool_days(
-    evidence: &mut std::collections::VecDeque<Vec<HeldOutScore>>,
-    choice: SpecificChoice,
-    days: usize,
-) -> Vec<f32> {
-    evidence.push_back(choice.evidence);
-    while evidence.len() > days.max(1) {
-        evidence.pop_front();
-    }
-    let pooled: Option<Vec<HeldOutScore>> = (0..choice.grid.len())
-        .map(|g| HeldOutScore::pool(evidence.iter().filter_map(|day| day.get(g))))
-        .collect();
-    match pooled {
-        Some(p) => pick_specific(&choice.grid, &p, 0.0),
-        None => choice.specific,
-    }
-}
-
 impl Policy for TrainedPolicy {
     fn name(&self) -> &str {
         &self.name
@@ -875,7 +735,7 @@ impl Policy for TrainedPolicy {
             }
             let mut table = vec![0f32; rows.len() * d];
             for (t, &r) in table.chunks_exact_mut(d.max(1)).zip(&rows) {
-                t.copy_from_slice(fit.factors.item(r as usize));
+                t.copy_from_slice(fit.item_vector(r as usize, s));
             }
             // Queries: users the model knows who come to this surface today.
             let mut who: Vec<usize> = Vec::new();
@@ -886,6 +746,12 @@ impl Policy for TrainedPolicy {
                 let Some(row) = fit.user_row[visit.user] else {
                     continue;
                 };
+                // A user with no taste on the surface (new there, and the
+                // surface's taste all its own): popularity, as for a user
+                // the model does not know.
+                if fit.user_vector(row as usize, s).iter().all(|&x| x == 0.0) {
+                    continue;
+                }
                 let (q, bn, bb) = fit.query(row as usize, s);
                 terms = Some((bn, bb));
                 let mut ex: Vec<u32> = visit
@@ -905,7 +771,7 @@ impl Policy for TrainedPolicy {
                     .iter()
                     .map(|&r| {
                         let r = r as usize;
-                        (bn * (1.0 + fit.item_counts[r] as f64).ln()
+                        (bn * (1.0 + fit.popularity(r, s) as f64).ln()
                             + bb * fit.factors.item_bias[r] as f64) as f32
                     })
                     .collect(),

@@ -99,8 +99,9 @@ fn signed_rank_sum(keys: &[f64], gains: &[f64]) -> f64 {
     total
 }
 
-/// The gain-weighted concordance of the scores `w_us · q_i` with the gains
-/// of held-out impressions, per surface.
+/// The gain-weighted concordance of the scores `w_us · z_is` with the gains
+/// of held-out impressions, per surface (`surface`: `users × n_surfaces ×
+/// dim`, `items`: `items × n_surfaces × dim`, as in [`super::SurfaceFactors`]).
 ///
 /// Within each (user, surface) group of `n` impressions ordered by score,
 /// `Σ_{i<j} (g_j − g_i) = Σ_k g_k (2 r_k − n + 1)` (ties share their
@@ -153,7 +154,8 @@ pub fn heldout_concordance(
                 .map(|&k| {
                     let it = h.item[k] as usize;
                     let b = item_bias.map_or(0.0, |b| b[it]);
-                    (dot(w, &items[it * dim..(it + 1) * dim]) + b) as f64
+                    let at = (it * n_surfaces + s) * dim;
+                    (dot(w, &items[at..at + dim]) + b) as f64
                 })
                 .collect();
             let gains: Vec<f64> = idx.iter().map(|&k| h.gain[k] as f64).collect();
@@ -201,7 +203,7 @@ pub struct SpecificChoice {
 
 /// Chooses each surface's specific share on held-out impressions: for each
 /// value of `grid` (every surface at that value), the users are re-solved
-/// with the item factors `items` fixed (`steps` CG iterations, from `start`
+/// with the videos' surface vectors `items` (`items × surfaces × dim`) fixed (`steps` CG iterations, from `start`
 /// when given) and `heldout` is scored per surface. Per surface it keeps the
 /// smallest share (the most shared taste) whose paired difference in
 /// concordance to the best share is within one standard error of that
@@ -217,6 +219,109 @@ pub fn choose_specific(
     steps: usize,
 ) -> Result<SpecificChoice> {
     let ns = data.n_surfaces;
+    let grid = sorted_grid(grid)?;
+    // Only the users the held-out day judges need solving.
+    let only = check_heldout(data, heldout)?;
+    let mut results = Vec::with_capacity(grid.len());
+    for &g in &grid {
+        SurfaceParams {
+            specific: vec![g; ns],
+            item_specific: vec![0.0; ns],
+        }
+        .check(ns)?;
+        let (_, surface) =
+            solve_some_users(data, items, p, &vec![g; ns], start, steps, Some(&only))?;
+        results.push(heldout_concordance(
+            p.factors, ns, &surface, items, None, heldout,
+        )?);
+    }
+    let chosen = pick_specific(&grid, &results, 1.0);
+    Ok(SpecificChoice {
+        specific: chosen,
+        grid,
+        score: results.iter().map(|r| r.value.clone()).collect(),
+        groups: results[0].groups.iter().map(Vec::len).collect(),
+        evidence: results,
+    })
+}
+
+/// Chooses each surface's video specific share `ψ_s` on held-out
+/// impressions, as [`choose_specific`] does the users': for each value of
+/// `grid` (every surface at that value), the videos are re-solved with the
+/// users' surface vectors `surface` fixed (the videos `heldout` judges, one
+/// half-sweep from `items` and `surface_items`, `steps` CG iterations) and
+/// `heldout` is scored per
+/// surface; per surface it keeps the most shared value within one standard
+/// error of the best. A sparse surface borrows the other surfaces' evidence
+/// about a video through a small `ψ`; a surface whose audience reads videos
+/// its own way gets a large one.
+#[allow(clippy::too_many_arguments)]
+pub fn choose_item_specific(
+    data: &SurfaceData,
+    surface: &[f32],
+    items: &[f32],
+    surface_items: &[f32],
+    p: &ValidTrainParams,
+    grid: &[f32],
+    heldout: &HeldOut<'_>,
+    steps: usize,
+) -> Result<SpecificChoice> {
+    let ns = data.n_surfaces;
+    let f = p.factors;
+    let grid = sorted_grid(grid)?;
+    check_heldout(data, heldout)?;
+    check_lengths(&[
+        (
+            "user surface vectors",
+            data.users.len() * ns * f,
+            surface.len(),
+        ),
+        ("item factors", data.items.len() * f, items.len()),
+        (
+            "item surface vectors",
+            data.items.len() * ns * f,
+            surface_items.len(),
+        ),
+    ])?;
+    // Only the videos the held-out day judges need solving.
+    let mut judged = vec![false; data.items.len()];
+    for &i in heldout.item {
+        judged[i as usize] = true;
+    }
+    // The training state: rows without data are zeros.
+    let mut w = surface.to_vec();
+    super::clear_missing(data, f, &mut w);
+    let sides = super::Sides::new(data, p);
+    let isa = crate::isa::Isa::detect();
+    let mut results = Vec::with_capacity(grid.len());
+    for &g in &grid {
+        let (mut q, mut z) = (items.to_vec(), surface_items.to_vec());
+        super::item_step(
+            isa,
+            data,
+            &sides,
+            &w,
+            &vec![g; ns],
+            p,
+            steps.max(1),
+            Some(&judged),
+            &mut q,
+            &mut z,
+        );
+        results.push(heldout_concordance(f, ns, surface, &z, None, heldout)?);
+    }
+    let chosen = pick_specific(&grid, &results, 1.0);
+    Ok(SpecificChoice {
+        specific: chosen,
+        grid,
+        score: results.iter().map(|r| r.value.clone()).collect(),
+        groups: results[0].groups.iter().map(Vec::len).collect(),
+        evidence: results,
+    })
+}
+
+/// `grid` sorted, without repeats; an error when empty.
+fn sorted_grid(grid: &[f32]) -> Result<Vec<f32>> {
     let mut grid: Vec<f32> = grid.to_vec();
     grid.sort_by(f32::total_cmp);
     grid.dedup();
@@ -227,7 +332,13 @@ pub fn choose_specific(
             got: "[]".into(),
         });
     }
-    // Only the users the held-out day judges need solving.
+    Ok(grid)
+}
+
+/// Checks that the held-out rows are the data's users, items and surfaces;
+/// returns which users it judges.
+fn check_heldout(data: &SurfaceData, heldout: &HeldOut<'_>) -> Result<Vec<bool>> {
+    let ns = data.n_surfaces;
     let mut only = vec![false; data.users.len()];
     for &u in heldout.user {
         if let Some(o) = only.get_mut(u as usize) {
@@ -254,26 +365,7 @@ pub fn choose_specific(
             "held-out surface {s} is not below the {ns} surfaces"
         )));
     }
-    let mut results = Vec::with_capacity(grid.len());
-    for &g in &grid {
-        SurfaceParams {
-            specific: vec![g; ns],
-        }
-        .check(ns)?;
-        let (_, surface) =
-            solve_some_users(data, items, p, &vec![g; ns], start, steps, Some(&only))?;
-        results.push(heldout_concordance(
-            p.factors, ns, &surface, items, None, heldout,
-        )?);
-    }
-    let chosen = pick_specific(&grid, &results, 1.0);
-    Ok(SpecificChoice {
-        specific: chosen,
-        grid,
-        score: results.iter().map(|r| r.value.clone()).collect(),
-        groups: results[0].groups.iter().map(Vec::len).collect(),
-        evidence: results,
-    })
+    Ok(only)
 }
 
 /// Per surface, the most shared value of `grid` (sorted ascending) whose
@@ -433,6 +525,7 @@ mod tests {
             let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
             let mid = SurfaceParams {
                 specific: vec![0.5; 3],
+                item_specific: vec![0.0; 3],
             }
             .check(3)?;
             let fac = train_surface_ials(&data, &p, &mid, &mut TrainControl::default())?;
@@ -445,7 +538,7 @@ mod tests {
             };
             let c = choose_specific(
                 &data,
-                &fac.items,
+                &fac.surface_items,
                 &p,
                 &grid,
                 &h,
@@ -465,6 +558,94 @@ mod tests {
             let at = grid.iter().position(|&g| g == picked[s]).unwrap_or(0);
             assert!(score[0][s] < score[at][s] - 0.1, "{chosen:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_chosen_video_share_is_large_only_where_videos_mean_something_else() -> Result<()> {
+        // Users' tastes agree on every surface; on surface 1 the videos'
+        // ids are scrambled (video `x` there is what `perm[x]` is elsewhere),
+        // so no one vector per video serves surface 1 and surfaces 0 and 2.
+        let p = TrainParams {
+            factors: 8,
+            epochs: 8,
+            reg: 2.0,
+            alpha: 4.0,
+            ..params(8).get().clone()
+        }
+        .check()?;
+        let n_items = (TOPICS * PER_TOPIC) as u64;
+        let mut perm: Vec<u64> = (0..n_items).collect();
+        let mut rng = SplitMix::new(13, 0, 0);
+        for i in (1..perm.len()).rev() {
+            perm.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let grid = [0.0, 0.5, 1.0];
+        let mut chosen = Vec::new();
+        for scrambled in [false, true] {
+            let on = |s: u8, x: u64| {
+                if scrambled && s == 1 {
+                    perm[x as usize]
+                } else {
+                    x
+                }
+            };
+            let (us, ss, is, topics) = planted_with_topics(400, 3, 0.0, 31);
+            let is: Vec<u64> = is.iter().zip(&ss).map(|(&x, &s)| on(s, x)).collect();
+            let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+            let sp = SurfaceParams {
+                specific: vec![0.0; 3],
+                item_specific: vec![0.0; 3],
+            }
+            .check(3)?;
+            let fac = train_surface_ials(&data, &p, &sp, &mut TrainControl::default())?;
+            // The control's log: random videos, a gain where the video is
+            // of the user's topic on that surface.
+            let (mut hu, mut hs, mut hi, mut hg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut rng = SplitMix::new(17, 0, 0);
+            for (user, mine) in topics.iter().enumerate() {
+                let Some(row) = data.users.get(1000 + user as u64) else {
+                    continue;
+                };
+                for (surface, &topic) in mine.iter().enumerate() {
+                    for _ in 0..12 {
+                        let video = rng.below(n_items);
+                        let Some(col) = data.items.get(on(surface as u8, video)) else {
+                            continue;
+                        };
+                        hu.push(row);
+                        hs.push(surface as u8);
+                        hi.push(col);
+                        hg.push((video as usize / PER_TOPIC == topic) as u8 as f32);
+                    }
+                }
+            }
+            let h = HeldOut {
+                user: &hu,
+                surface: &hs,
+                item: &hi,
+                gain: &hg,
+            };
+            let c = choose_item_specific(
+                &data,
+                &fac.surface,
+                &fac.items,
+                &fac.surface_items,
+                &p,
+                &grid,
+                &h,
+                8,
+            )?;
+            chosen.push((c.specific.clone(), c.score.clone()));
+        }
+        // Videos that mean the same everywhere keep one vector.
+        assert!(chosen[0].0.iter().all(|&x| x == 0.0), "{chosen:?}");
+        // Scrambled on surface 1: a vector of its own there, clearly better
+        // than one vector per video.
+        let (picked, score) = &chosen[1];
+        assert!(picked[1] > 0.0, "{chosen:?}");
+        let at = grid.iter().position(|&g| g == picked[1]).unwrap_or(0);
+        assert!(score[0][1] < score[at][1] - 0.1, "{chosen:?}");
         Ok(())
     }
 

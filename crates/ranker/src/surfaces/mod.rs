@@ -1,48 +1,58 @@
-//! A user's taste per surface: a shared part and a part of each surface's
-//! own, whose weight is learned (hierarchical iALS).
+//! A user's taste per surface, and a video's vector per surface: a shared
+//! part and a part of each surface's own, whose weights are learned
+//! (hierarchical iALS).
 //!
-//! **Model.** A user `u` on surface `s` scores item `i` by `w_us · q_i`, with
+//! **Model.** A user `u` on surface `s` scores item `i` by `w_us · z_is`, with
 //!
 //! ```text
 //! w_us = a_s p_u + δ_us,   a_s = √(1 − φ_s),
 //! p_u ~ N(0, I/λ),   δ_us ~ N(0, φ_s I/λ)   (λ = `reg`),
+//! z_is = b_s q_i + ε_is,   b_s = √(1 − ψ_s),
+//! q_i ~ N(0, I/λ),   ε_is ~ N(0, ψ_s I/λ),
 //! ```
 //!
-//! so that on every surface the prior of `w_us` is `N(0, I/λ)`, the plain iALS
-//! prior, and `φ_s ∈ [0, 1]` is the share of a user's taste on surface `s`
-//! that is that surface's own (the *specific share*). `φ_s = 0` is one taste
-//! everywhere (`w_us = p_u`, the `shared` model); `φ_s = 1` an independent
-//! taste per surface with the video vectors still shared (the `per_surface`
-//! model); in between, a user's vector on a surface is pulled towards their
+//! so that on every surface the priors of `w_us` and `z_is` are `N(0, I/λ)`,
+//! the plain iALS priors. `φ_s ∈ [0, 1]` is the share of a user's taste on
+//! surface `s` that is that surface's own (the *specific share*), `ψ_s` the
+//! same for videos (the *video share*). `φ_s = 0` is one taste everywhere
+//! (`w_us = p_u`, the `shared` model); `φ_s = 1` an independent taste per
+//! surface; in between, a user's vector on a surface is pulled towards their
 //! shared taste, harder the less the surface's tastes differ, and a user new
 //! to a surface starts from `a_s p_u`. (The same structure as a simulated
 //! world's `surface_taste_divergence`, where a user's taste on a surface is
-//! `√(1 − d) base + √d own`.) The video vectors `q_i` are one per video: a
-//! video is the same video on every surface.
+//! `√(1 − d) base + √d own`.) `ψ = 0` is one vector per video on every
+//! surface; `φ = ψ = 1` one iALS model per surface (trained jointly, at the
+//! cost of one); a thin surface whose audience has a taste of its own can
+//! still borrow the other surfaces' evidence about its videos (`φ` large,
+//! `ψ` small).
 //!
 //! **Objective.** iALS per (user, surface) row: observed pairs have
 //! confidence `c = 1 + α w`, every item the surface showed (`item_surfaces`)
 //! is a zero with confidence 1 (so a row of reels is not asked to push down
 //! long videos reels never shows), plus the priors above as penalties
-//! `λ|p_u|² + Σ_s (λ/φ_s)|δ_us|² + λ Σ_i |q_i|²` (with `reg_exponent`, each
-//! `λ` scaled by `(1 + n)^ν` of its row's count, as in plain iALS).
+//! `λ|p_u|² + Σ_s (λ/φ_s)|δ_us|² + λ|q_i|² + Σ_s (λ/ψ_s)|ε_is|²` (with
+//! `reg_exponent`, each `λ` scaled by `(1 + n)^ν` of its row's count, as in
+//! plain iALS).
 //!
 //! **Fitting** alternates, as iALS does:
 //! - users: per user, one joint problem in `(p_u, δ_u1 … δ_uS)` (the
 //!   surfaces where the user has data; `δ` is fixed at 0 where `φ_s = 0`),
 //!   solved by Jacobi-preconditioned conjugate gradient warm-started from the
 //!   current vectors. A product with its Hessian costs one product with each
-//!   surface's `A_s = G_s + Σ (c − 1) q qᵀ`: what a per-surface model pays.
-//! - items: iALS's item step over the rows `w_us`, where each item's Gram
+//!   surface's `A_s = G_s + Σ (c − 1) z zᵀ`: what a per-surface model pays.
+//! - items: the same problem with the sides swapped, per video in `(q_i,
+//!   ε_i1 … ε_iS)` over the surfaces it was shown on; with every `ψ_s = 0`,
+//!   iALS's exact item step over the rows `w_us`, where each item's Gram
 //!   term sums the rows of the surfaces it was shown on.
 //!
-//! **Choosing `φ`.** [`choose_specific`] refits the users (video vectors
-//! fixed) for each value of a grid and scores impressions the model did not
-//! train on, per surface, by the gain-weighted concordance of
+//! **Choosing `φ` and `ψ`.** [`choose_specific`] refits the users (video
+//! vectors fixed) for each value of a grid and scores impressions the model
+//! did not train on, per surface, by the gain-weighted concordance of
 //! [`heldout_concordance`]; per surface it keeps the most shared value whose
-//! paired difference to the best is within one standard error. Several days'
-//! evidence ([`SpecificChoice::evidence`]) pools with [`HeldOutScore::pool`]
-//! and [`pick_specific`] chooses on it.
+//! paired difference to the best is within one standard error.
+//! [`choose_item_specific`] does the same for `ψ`, refitting the videos
+//! with the users fixed. Several days' evidence ([`SpecificChoice::evidence`])
+//! pools with [`HeldOutScore::pool`] and [`pick_specific`] chooses on it.
 
 use rayon::prelude::*;
 
@@ -51,15 +61,18 @@ use crate::csr::Csr;
 use crate::error::{Error, Result};
 use crate::factors::Factors;
 use crate::ids::IdMap;
-use crate::isa::{Isa, Level};
-use crate::linalg::{axpy_with, dot, dot_with, gram, MulAdd, Plain};
+use crate::isa::Isa;
+use crate::linalg::{dot, gram};
 use crate::params::ValidTrainParams;
 use crate::TrainControl;
 
 mod choose;
+mod solve;
 pub use choose::{
-    choose_specific, heldout_concordance, pick_specific, HeldOut, HeldOutScore, SpecificChoice,
+    choose_item_specific, choose_specific, heldout_concordance, pick_specific, HeldOut,
+    HeldOutScore, SpecificChoice,
 };
+use solve::{side_step, Other, SideStep};
 
 /// Most surfaces a model can tell apart (the item masks are one byte).
 pub const MAX_SURFACES: usize = 8;
@@ -191,6 +204,11 @@ pub struct SurfaceParams {
     /// `φ_s ∈ [0, 1]` per surface: 0 = one taste everywhere, 1 = a taste of
     /// the surface's own.
     pub specific: Vec<f32>,
+    /// `ψ_s ∈ [0, 1]` per surface, the videos' specific shares: a video's
+    /// vector on surface `s` is `z_is = √(1 − ψ_s) q_i + ε_is`, its own part
+    /// `ε_is` shrunk as a user's `δ_us` is. All 0: one vector per video on
+    /// every surface (`z_is = q_i`).
+    pub item_specific: Vec<f32>,
 }
 
 /// [`SurfaceParams`] that passed [`SurfaceParams::check`].
@@ -205,21 +223,27 @@ impl std::ops::Deref for ValidSurfaceParams {
 }
 
 impl SurfaceParams {
-    /// Checks that there is one share per surface, each in `[0, 1]`.
+    /// Checks that there is one share per surface for users and for
+    /// videos, each in `[0, 1]`.
     pub fn check(self, n_surfaces: usize) -> Result<ValidSurfaceParams> {
-        if self.specific.len() != n_surfaces {
-            return Err(Error::LengthMismatch {
-                what: "specific shares",
-                expected: n_surfaces,
-                got: self.specific.len(),
-            });
-        }
-        if let Some(v) = self.specific.iter().find(|v| !(0.0..=1.0).contains(*v)) {
-            return Err(Error::InvalidParam {
-                field: "specific",
-                allowed: "[0, 1]",
-                got: v.to_string(),
-            });
+        for (field, what, shares) in [
+            ("specific", "specific shares", &self.specific),
+            ("item_specific", "item specific shares", &self.item_specific),
+        ] {
+            if shares.len() != n_surfaces {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected: n_surfaces,
+                    got: shares.len(),
+                });
+            }
+            if let Some(v) = shares.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+                return Err(Error::InvalidParam {
+                    field,
+                    allowed: "[0, 1]",
+                    got: v.to_string(),
+                });
+            }
         }
         Ok(ValidSurfaceParams(self))
     }
@@ -232,15 +256,23 @@ pub struct SurfaceFactors {
     pub dim: usize,
     /// Surfaces per user.
     pub n_surfaces: usize,
-    /// The specific shares it was fitted with.
+    /// The users' specific shares it was fitted with.
     pub specific: Vec<f32>,
+    /// The videos' specific shares `ψ_s` it was fitted with (zeros: one
+    /// vector per video).
+    pub item_specific: Vec<f32>,
     /// `users × dim`: each user's shared taste `p_u`.
     pub shared: Vec<f32>,
     /// `users × n_surfaces × dim`: each user's vector on each surface `w_us`
     /// (`a_s p_u` where the user had no data on the surface).
     pub surface: Vec<f32>,
-    /// `items × dim`.
+    /// `items × dim`: each video's shared vector `q_i`.
     pub items: Vec<f32>,
+    /// `items × n_surfaces × dim`: each video's vector on each surface
+    /// `z_is`, what a user's vector there is scored against (`q_i` itself
+    /// with one vector per video). Empty in a starting point means "from
+    /// `items`".
+    pub surface_items: Vec<f32>,
     /// Per-item bias (0: iALS has none).
     pub item_bias: Vec<f32>,
 }
@@ -257,9 +289,16 @@ impl SurfaceFactors {
         &self.surface[at..at + self.dim]
     }
 
-    /// Item `i`'s vector.
+    /// Item `i`'s shared vector.
     pub fn item(&self, i: usize) -> &[f32] {
         &self.items[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Item `i`'s vector on surface `s`: what `surface_user(u, s)` is
+    /// scored against.
+    pub fn surface_item(&self, i: usize, s: usize) -> &[f32] {
+        let at = (i * self.n_surfaces + s) * self.dim;
+        &self.surface_items[at..at + self.dim]
     }
 
     /// The model as plain factors whose user vectors are the shared tastes.
@@ -273,6 +312,18 @@ impl SurfaceFactors {
     }
 }
 
+/// Each row of `x` (`rows × dim`) repeated on `ns` surfaces: the
+/// per-surface layout of a side with one vector per row.
+pub fn on_every_surface(x: &[f32], dim: usize, ns: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len() * ns);
+    for r in x.chunks_exact(dim.max(1)) {
+        for _ in 0..ns {
+            out.extend_from_slice(r);
+        }
+    }
+    out
+}
+
 /// `a_s = √(1 − φ_s)`, the weight of the shared taste on each surface.
 fn shared_weights(specific: &[f32]) -> Vec<f32> {
     specific
@@ -281,351 +332,26 @@ fn shared_weights(specific: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// One surface's part of a user's problem.
-struct Part<'a> {
-    /// Shared-taste weight `a_s`.
-    a: f32,
-    /// `λ_s` of `δ`; `None` when `δ` is fixed at 0 (`φ_s = 0`).
-    reg: Option<f32>,
-    /// Index of `δ`'s block in the unknowns.
-    block: usize,
-    /// The surface.
-    surface: usize,
-    gram: &'a [f32],
-    items: &'a [u32],
-    conf: &'a [f32],
-}
-
-/// `out = A v` for one surface part, without a ridge: `G v + Σ (c − 1)(q·v) q`.
-#[inline(always)]
-fn apply_part<M: MulAdd>(part: &Part<'_>, y: &[f32], v: &[f32], out: &mut [f32]) {
-    let f = v.len();
-    crate::linalg::symv_with::<M>(part.gram, v, out);
-    for (&i, &c) in part.items.iter().zip(part.conf) {
-        let q = &y[i as usize * f..(i as usize + 1) * f];
-        let w = (c - 1.0) * dot_with::<M>(q, v);
-        axpy_with::<M>(w, q, out);
-    }
-}
-
-/// One user's joint problem in `(p, δ_1 … δ_k)`, stacked as blocks of `f`.
-struct UserProblem<'a> {
-    f: usize,
-    y: &'a [f32],
-    parts: Vec<Part<'a>>,
-    /// `λ` of `p`.
-    reg_p: f32,
-    blocks: usize,
-}
-
-impl UserProblem<'_> {
-    /// `out = H v`; `z` and `t` are scratch of `f`.
-    #[inline(always)]
-    fn apply<M: MulAdd>(&self, v: &[f32], out: &mut [f32], z: &mut [f32], t: &mut [f32]) {
-        let f = self.f;
-        out.iter_mut().for_each(|o| *o = 0.0);
-        let (vp, _) = v.split_at(f);
-        for part in &self.parts {
-            // z = a p + δ
-            for (zi, &pi) in z.iter_mut().zip(vp) {
-                *zi = part.a * pi;
-            }
-            if part.reg.is_some() {
-                let vd = &v[part.block * f..(part.block + 1) * f];
-                z.iter_mut().zip(vd).for_each(|(zi, &d)| *zi += d);
-            }
-            apply_part::<M>(part, self.y, z, t);
-            axpy_with::<M>(part.a, t, &mut out[..f]);
-            if let Some(reg) = part.reg {
-                let vd = &v[part.block * f..(part.block + 1) * f];
-                let od = &mut out[part.block * f..(part.block + 1) * f];
-                for ((o, &ti), &d) in od.iter_mut().zip(t.iter()).zip(vd) {
-                    *o = M::mul_add(reg, d, ti);
-                }
-            }
-        }
-        axpy_with::<M>(self.reg_p, vp, &mut out[..f]);
-    }
-
-    /// The right-hand side `b` and the Jacobi preconditioner (the inverse of
-    /// the Hessian's diagonal); `bs` and `ds` are scratch of `f`.
-    fn rhs_and_diag(&self, b: &mut [f32], diag: &mut [f32], bs: &mut [f32], ds: &mut [f32]) {
-        let f = self.f;
-        b.iter_mut().for_each(|x| *x = 0.0);
-        diag.iter_mut().for_each(|x| *x = 0.0);
-        for part in &self.parts {
-            bs.iter_mut().for_each(|x| *x = 0.0);
-            for (d, dsd) in ds.iter_mut().enumerate() {
-                *dsd = part.gram[d * f + d];
-            }
-            for (&i, &c) in part.items.iter().zip(part.conf) {
-                let q = &self.y[i as usize * f..(i as usize + 1) * f];
-                axpy_with::<Plain>(c, q, bs);
-                for (dsd, &qd) in ds.iter_mut().zip(q) {
-                    *dsd += (c - 1.0) * qd * qd;
-                }
-            }
-            let a2 = part.a * part.a;
-            for d in 0..f {
-                b[d] += part.a * bs[d];
-                diag[d] += a2 * ds[d];
-            }
-            if let Some(reg) = part.reg {
-                let at = part.block * f;
-                b[at..at + f].copy_from_slice(bs);
-                for d in 0..f {
-                    diag[at + d] = ds[d] + reg;
-                }
-            }
-        }
-        for d in diag.iter_mut().take(f) {
-            *d += self.reg_p;
-        }
-        for d in diag.iter_mut() {
-            *d = if *d > 0.0 { 1.0 / *d } else { 1.0 };
-        }
-    }
-
-    /// `steps` preconditioned CG iterations from `x` (warm start).
-    #[inline(always)]
-    fn pcg<M: MulAdd>(&self, x: &mut [f32], steps: usize, sc: &mut Scratch) {
-        let n = self.blocks * self.f;
-        sc.size(n, self.f);
-        let Scratch {
-            b,
-            minv,
-            r,
-            p,
-            ap,
-            z,
-            z1,
-            z2,
-        } = sc;
-        self.rhs_and_diag(b, minv, z1, z2);
-        self.apply::<M>(x, ap, z1, z2);
-        for i in 0..n {
-            r[i] = b[i] - ap[i];
-        }
-        for ((zi, &ri), &mi) in z.iter_mut().zip(r.iter()).zip(minv.iter()) {
-            *zi = ri * mi;
-        }
-        p.copy_from_slice(z);
-        let mut rz = dot_with::<M>(r, z);
-        for _ in 0..steps {
-            if rz.is_nan() || rz <= 1e-20 {
-                break;
-            }
-            self.apply::<M>(p, ap, z1, z2);
-            let pap = dot_with::<M>(p, ap);
-            if pap.is_nan() || pap <= 0.0 || !pap.is_finite() {
-                break;
-            }
-            let alpha = rz / pap;
-            axpy_with::<M>(alpha, p, x);
-            axpy_with::<M>(-alpha, ap, r);
-            for ((zi, &ri), &mi) in z.iter_mut().zip(r.iter()).zip(minv.iter()) {
-                *zi = ri * mi;
-            }
-            let rz_new = dot_with::<M>(r, z);
-            let beta = rz_new / rz;
-            for (pi, &zi) in p.iter_mut().zip(z.iter()) {
-                *pi = M::mul_add(beta, *pi, zi);
-            }
-            rz = rz_new;
-        }
-    }
-}
-
-/// Buffers of one task's user solves, reused from user to user.
-#[derive(Default)]
-struct Scratch {
-    b: Vec<f32>,
-    minv: Vec<f32>,
-    r: Vec<f32>,
-    p: Vec<f32>,
-    ap: Vec<f32>,
-    z: Vec<f32>,
-    z1: Vec<f32>,
-    z2: Vec<f32>,
-}
-
-impl Scratch {
-    /// Sizes the stacked buffers to `n` and the block ones to `f`.
-    fn size(&mut self, n: usize, f: usize) {
-        for v in [
-            &mut self.b,
-            &mut self.minv,
-            &mut self.r,
-            &mut self.p,
-            &mut self.ap,
-            &mut self.z,
-        ] {
-            v.clear();
-            v.resize(n, 0.0);
-        }
-        for v in [&mut self.z1, &mut self.z2] {
-            v.clear();
-            v.resize(f, 0.0);
-        }
-    }
-}
-
-/// What the user step needs besides each user's rows.
-struct UserStep<'a> {
-    conf: &'a Csr,
-    y: &'a [f32],
-    /// Per surface, the Gram matrix of the items shown there.
-    grams: &'a [Vec<f32>],
-    a: &'a [f32],
-    specific: &'a [f32],
-    p: &'a ValidTrainParams,
-    n_surfaces: usize,
-    steps: usize,
-    /// Only these users are solved (the others keep their vectors).
-    only: Option<&'a [bool]>,
-}
-
-/// Re-solves the users `first..` of `shared` (rows of `f`) and their surface
-/// rows `surface` (zeros where a user has no data on a surface).
-#[inline(always)]
-fn solve_users<M: MulAdd>(
-    st: &UserStep<'_>,
-    first: usize,
-    shared: &mut [f32],
-    surface: &mut [f32],
-) {
-    let f = st.p.factors;
-    let ns = st.n_surfaces;
-    let mut sc = Scratch::default();
-    let mut x = Vec::new();
-    for (k, (pu, wu)) in shared
-        .chunks_exact_mut(f)
-        .zip(surface.chunks_exact_mut(ns * f))
-        .enumerate()
-    {
-        let u = first + k;
-        if st.only.is_some_and(|o| !o[u]) {
-            continue;
-        }
-        let mut parts = Vec::with_capacity(ns);
-        let mut blocks = 1;
-        let mut total = 0;
-        for s in 0..ns {
-            let (items, conf) = st.conf.row(u * ns + s);
-            if items.is_empty() {
-                continue;
-            }
-            total += items.len();
-            let reg = (st.specific[s] > 0.0)
-                .then(|| row_reg(st.p.reg, st.p.reg_exponent, items.len()) / st.specific[s]);
-            let block = if reg.is_some() {
-                blocks += 1;
-                blocks - 1
-            } else {
-                0
-            };
-            parts.push(Part {
-                a: st.a[s],
-                reg,
-                block,
-                surface: s,
-                gram: &st.grams[s],
-                items,
-                conf,
-            });
-        }
-        if parts.is_empty() {
-            pu.iter_mut().for_each(|v| *v = 0.0);
-            wu.iter_mut().for_each(|v| *v = 0.0);
-            continue;
-        }
-        let prob = UserProblem {
-            f,
-            y: st.y,
-            reg_p: row_reg(st.p.reg, st.p.reg_exponent, total),
-            blocks,
-            parts,
-        };
-        // Unknowns from the current vectors: p, and δ_s = w_s − a_s p.
-        x.clear();
-        x.resize(blocks * f, 0.0);
-        x[..f].copy_from_slice(pu);
-        for part in &prob.parts {
-            if part.reg.is_some() {
-                let s = part.surface;
-                let w = &wu[s * f..(s + 1) * f];
-                for d in 0..f {
-                    x[part.block * f + d] = w[d] - part.a * pu[d];
-                }
-            }
-        }
-        prob.pcg::<M>(&mut x, st.steps, &mut sc);
-        pu.copy_from_slice(&x[..f]);
-        wu.iter_mut().for_each(|v| *v = 0.0);
-        for part in &prob.parts {
-            let s = part.surface;
-            let w = &mut wu[s * f..(s + 1) * f];
-            for d in 0..f {
-                w[d] = part.a * x[d];
-            }
-            if part.reg.is_some() {
-                for d in 0..f {
-                    w[d] += x[part.block * f + d];
-                }
-            }
-        }
-    }
-}
-
-/// [`solve_users`] compiled for AVX2 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn solve_users_avx2(
-    st: &UserStep<'_>,
-    first: usize,
-    shared: &mut [f32],
-    surface: &mut [f32],
-) {
-    solve_users::<crate::linalg::Fused>(st, first, shared, surface)
-}
-
-/// [`solve_users`] compiled for AVX-512 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn solve_users_avx512(
-    st: &UserStep<'_>,
-    first: usize,
-    shared: &mut [f32],
-    surface: &mut [f32],
-) {
-    solve_users::<crate::linalg::Fused>(st, first, shared, surface)
-}
-
-/// The Gram matrix of the rows of `x` whose bit `s` is set in `mask`.
-fn masked_gram(x: &[f32], f: usize, mask: &[u8], s: usize) -> Vec<f32> {
+/// The Gram matrix of the surface-`s` rows of `x` (`rows × ns × f`), of the
+/// rows whose bit `s` is set in `mask` (every row without one).
+fn surface_gram(x: &[f32], f: usize, ns: usize, s: usize, mask: Option<&[u8]>) -> Vec<f32> {
     let rows: Vec<f32> = x
-        .chunks_exact(f)
-        .zip(mask)
-        .filter(|(_, &m)| m & (1 << s) != 0)
-        .flat_map(|(r, _)| r.iter().copied())
+        .chunks_exact(ns * f)
+        .enumerate()
+        .filter(|(r, _)| mask.is_none_or(|m| m[*r] & (1 << s) != 0))
+        .flat_map(|(_, r)| r[s * f..(s + 1) * f].iter().copied())
         .collect();
     gram(&rows, f)
 }
 
 /// The user half-sweep: every user's shared and surface vectors given the
-/// item factors `y` (rows without data stay zero in `surface`).
+/// videos' surface vectors `z` (rows without data stay zero in `surface`).
 #[allow(clippy::too_many_arguments)]
 fn user_step(
     isa: Isa,
     data: &SurfaceData,
     conf: &Csr,
-    y: &[f32],
+    z: &[f32],
     specific: &[f32],
     p: &ValidTrainParams,
     steps: usize,
@@ -636,12 +362,12 @@ fn user_step(
     let f = p.factors;
     let ns = data.n_surfaces;
     let grams: Vec<Vec<f32>> = (0..ns)
-        .map(|s| masked_gram(y, f, &data.item_surfaces, s))
+        .map(|s| surface_gram(z, f, ns, s, Some(&data.item_surfaces)))
         .collect();
     let a = shared_weights(specific);
-    let st = UserStep {
+    let st = SideStep {
         conf,
-        y,
+        other: Other { x: z, ns, f },
         grams: &grams,
         a: &a,
         specific,
@@ -649,50 +375,87 @@ fn user_step(
         n_surfaces: ns,
         steps,
         only,
+        shown: None,
     };
-    shared
-        .par_chunks_mut(f * USERS_PER_TASK)
-        .zip(surface.par_chunks_mut(ns * f * USERS_PER_TASK))
-        .enumerate()
-        .for_each(|(chunk, (ps, ws))| {
-            let first = chunk * USERS_PER_TASK;
-            match isa.level() {
-                Level::Generic => solve_users::<Plain>(&st, first, ps, ws),
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: an `Isa` at this level exists only if run-time
-                // detection found its features on this CPU.
-                Level::Avx2 => unsafe { solve_users_avx2(&st, first, ps, ws) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Level::Avx512 => unsafe { solve_users_avx512(&st, first, ps, ws) },
-            }
-        });
+    side_step(isa, &st, shared, surface);
 }
 
-/// The item half-sweep: each item's Gram term sums the surface rows of the
-/// surfaces it was shown on.
+/// The confidences of the training data from both sides.
+struct Sides {
+    /// Row `u · ns + s`: user `u` on surface `s`, columns items.
+    users: Csr,
+    /// Items × user rows (the transpose of `users`).
+    items_t: Csr,
+    /// Row `i · ns + s`: item `i` on surface `s`, columns users.
+    items: Csr,
+}
+
+impl Sides {
+    fn new(data: &SurfaceData, p: &ValidTrainParams) -> Sides {
+        let users = confidences(data, p);
+        let items_t = users.transpose();
+        let ns = data.n_surfaces;
+        let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..users.n_rows() {
+            let (c, v) = users.row(r);
+            let (u, s) = (r / ns, r % ns);
+            for (&i, &x) in c.iter().zip(v) {
+                rows.push((i as usize * ns + s) as u32);
+                cols.push(u as u32);
+                vals.push(x);
+            }
+        }
+        let items =
+            Csr::from_triplets(data.items.len() * ns, data.users.len(), &rows, &cols, &vals);
+        Sides {
+            users,
+            items_t,
+            items,
+        }
+    }
+}
+
+/// The item half-sweep. With one vector per video (every `ψ_s = 0`) over
+/// every video, iALS's exact item step, each item's Gram term summing the
+/// user rows of the surfaces it was shown on; else (or for the videos
+/// `only` marks, the others kept) the users' joint problem with the sides
+/// swapped. `z` is then refreshed from `items` (and the own parts).
+#[allow(clippy::too_many_arguments)]
 fn item_step(
     isa: Isa,
     data: &SurfaceData,
-    conf_t: &Csr,
+    sides: &Sides,
     surface: &[f32],
+    item_specific: &[f32],
     p: &ValidTrainParams,
+    steps: usize,
+    only: Option<&[bool]>,
     items: &mut [f32],
+    z: &mut [f32],
 ) {
     let f = p.factors;
     let ns = data.n_surfaces;
     // Per surface, the Gram of its rows (zeros for users without data there).
     let per_surface: Vec<Vec<f32>> = (0..ns)
-        .map(|s| {
-            let rows: Vec<f32> = surface
-                .chunks_exact(f)
-                .skip(s)
-                .step_by(ns)
-                .flat_map(|r| r.iter().copied())
-                .collect();
-            gram(&rows, f)
-        })
+        .map(|s| surface_gram(surface, f, ns, s, None))
         .collect();
+    if only.is_some() || item_specific.iter().any(|&x| x > 0.0) {
+        let a = shared_weights(item_specific);
+        let st = SideStep {
+            conf: &sides.items,
+            other: Other { x: surface, ns, f },
+            grams: &per_surface,
+            a: &a,
+            specific: item_specific,
+            p,
+            n_surfaces: ns,
+            steps,
+            only,
+            shown: Some(&data.item_surfaces),
+        };
+        side_step(isa, &st, items, z);
+        return;
+    }
     // One Gram per mask that occurs.
     let mut grams: Vec<Vec<f32>> = vec![Vec::new(); 1 << ns];
     for &m in &data.item_surfaces {
@@ -710,7 +473,8 @@ fn item_step(
         grams: &grams,
         index: &data.item_surfaces,
     };
-    solve_side_grams(isa, items, surface, conf_t, f, p, &grams);
+    solve_side_grams(isa, items, surface, &sides.items_t, f, p, &grams);
+    z.copy_from_slice(&on_every_surface(items, f, ns));
 }
 
 /// The confidences `1 + α w` of `data`'s matrix.
@@ -748,63 +512,100 @@ fn clear_missing(data: &SurfaceData, f: usize, surface: &mut [f32]) {
     }
 }
 
+/// The penalty `Σ_s λ_s/φ_s |x_s − a_s p|²` of one row's own parts, plus
+/// `λ |p|²` (rows of `conf` at `r · ns + s`; `shown`: which surfaces have a
+/// part, else those with positives).
+fn row_penalty(
+    conf: &Csr,
+    r: usize,
+    pu: &[f32],
+    wu: &[f32],
+    specific: &[f32],
+    shown: Option<u8>,
+    p: &ValidTrainParams,
+) -> f64 {
+    let ns = specific.len();
+    let f = pu.len();
+    let a = shared_weights(specific);
+    let mut total = 0;
+    let mut t = 0f64;
+    let mut any = false;
+    for s in 0..ns {
+        let n = conf.row_len(r * ns + s);
+        let part = shown.map_or(n > 0, |m| m & (1 << s) != 0);
+        if !part {
+            continue;
+        }
+        any = true;
+        total += n;
+        if specific[s] > 0.0 {
+            let reg = row_reg(p.reg, p.reg_exponent, n) as f64 / specific[s] as f64;
+            let d2: f64 = wu[s * f..(s + 1) * f]
+                .iter()
+                .zip(pu)
+                .map(|(&w, &p)| {
+                    let d = (w - a[s] * p) as f64;
+                    d * d
+                })
+                .sum();
+            t += reg * d2;
+        }
+    }
+    if any {
+        t += row_reg(p.reg, p.reg_exponent, total) as f64 * dot(pu, pu) as f64;
+    }
+    t
+}
+
 /// The objective (see the module docs) divided by the number of observed pairs.
-fn objective(data: &SurfaceData, conf: &Csr, fac: &SurfaceFactors, p: &ValidTrainParams) -> f64 {
+fn objective(data: &SurfaceData, sides: &Sides, fac: &SurfaceFactors, p: &ValidTrainParams) -> f64 {
     let f = fac.dim;
     let ns = data.n_surfaces;
+    let conf = &sides.users;
     let grams: Vec<Vec<f32>> = (0..ns)
-        .map(|s| masked_gram(&fac.items, f, &data.item_surfaces, s))
+        .map(|s| surface_gram(&fac.surface_items, f, ns, s, Some(&data.item_surfaces)))
         .collect();
-    let a = shared_weights(&fac.specific);
     let total: f64 = (0..data.users.len())
         .into_par_iter()
         .map(|u| {
-            let pu = fac.shared_user(u);
             let mut t = 0f64;
             let mut gx = vec![0f32; f];
-            let mut n = 0;
-            for s in 0..ns {
+            for (s, g) in grams.iter().enumerate() {
                 let (items, c) = conf.row(u * ns + s);
                 if items.is_empty() {
                     continue;
                 }
-                n += items.len();
                 let w = fac.surface_user(u, s);
-                crate::linalg::symv(&grams[s], w, &mut gx);
+                crate::linalg::symv(g, w, &mut gx);
                 t += dot(w, &gx) as f64;
                 for (&i, &ci) in items.iter().zip(c) {
-                    let yhat = dot(w, fac.item(i as usize)) as f64;
+                    let yhat = dot(w, fac.surface_item(i as usize, s)) as f64;
                     t += ci as f64 * (1.0 - yhat) * (1.0 - yhat) - yhat * yhat;
                 }
-                if fac.specific[s] > 0.0 {
-                    let reg =
-                        row_reg(p.reg, p.reg_exponent, items.len()) as f64 / fac.specific[s] as f64;
-                    let d2: f64 = w
-                        .iter()
-                        .zip(pu)
-                        .map(|(&w, &p)| {
-                            let d = (w - a[s] * p) as f64;
-                            d * d
-                        })
-                        .sum();
-                    t += reg * d2;
-                }
             }
-            if n > 0 {
-                t += row_reg(p.reg, p.reg_exponent, n) as f64 * dot(pu, pu) as f64;
-            }
-            t
+            let wu = &fac.surface[u * ns * f..(u + 1) * ns * f];
+            t + row_penalty(conf, u, fac.shared_user(u), wu, &fac.specific, None, p)
         })
         .collect::<Vec<f64>>()
         .into_iter()
         .sum();
-    let conf_t_counts = crate::eval::item_counts(&data.matrix);
-    let item_reg: f64 = (0..data.items.len())
-        .map(|i| {
-            let q = fac.item(i);
-            row_reg(p.reg, p.reg_exponent, conf_t_counts[i] as usize) as f64 * dot(q, q) as f64
-        })
-        .sum();
+    let item_reg: f64 = if fac.item_specific.iter().any(|&x| x > 0.0) {
+        (0..data.items.len())
+            .map(|i| {
+                let zi = &fac.surface_items[i * ns * f..(i + 1) * ns * f];
+                let m = Some(data.item_surfaces[i]);
+                row_penalty(&sides.items, i, fac.item(i), zi, &fac.item_specific, m, p)
+            })
+            .sum()
+    } else {
+        let counts = crate::eval::item_counts(&data.matrix);
+        (0..data.items.len())
+            .map(|i| {
+                let q = fac.item(i);
+                row_reg(p.reg, p.reg_exponent, counts[i] as usize) as f64 * dot(q, q) as f64
+            })
+            .sum()
+    };
     (total + item_reg) / conf.nnz().max(1) as f64
 }
 
@@ -825,9 +626,11 @@ pub fn train_surface_ials(
         dim: f,
         n_surfaces: ns,
         specific: s.specific.clone(),
+        item_specific: s.item_specific.clone(),
         shared,
         surface,
         items: init_factors(ni, f, p.init_scale, p.seed, 1),
+        surface_items: Vec::new(),
         item_bias: vec![0.0; ni],
     };
     train_surface_ials_from(data, p, s, start, ctl)
@@ -835,8 +638,8 @@ pub fn train_surface_ials(
 
 /// Continues training from `start` (a warm start: yesterday's model with
 /// rows added for new users and items; its surface rows are read as
-/// `w_us`, whatever specific shares it was fitted with) for `p.epochs`
-/// sweeps.
+/// `w_us` and `z_is`, whatever shares it was fitted with; without surface
+/// rows for the items, `z_is = q_i`) for `p.epochs` sweeps.
 pub fn train_surface_ials_from(
     data: &SurfaceData,
     p: &ValidTrainParams,
@@ -867,20 +670,35 @@ pub fn train_surface_ials_from(
         ("starting surface vectors", nu * ns * f, start.surface.len()),
         ("starting item factors", ni * f, start.items.len()),
     ])?;
-    let conf = confidences(data, p);
-    let conf_t = conf.transpose();
+    if !start.surface_items.is_empty() {
+        check_lengths(&[(
+            "starting item surface vectors",
+            ni * ns * f,
+            start.surface_items.len(),
+        )])?;
+    }
+    let sides = Sides::new(data, p);
     let isa = Isa::detect();
+    let item_specific = s.item_specific.clone();
     tracing::info!(
         users = nu,
         items = ni,
         surfaces = ns,
-        nnz = conf.nnz(),
+        nnz = sides.users.nnz(),
         factors = f,
+        item_specific = ?s.item_specific,
         "training per-surface iALS"
     );
+    let surface_items = if start.surface_items.is_empty() {
+        on_every_surface(&start.items, f, ns)
+    } else {
+        start.surface_items
+    };
     let mut fac = SurfaceFactors {
         specific: s.specific.clone(),
+        item_specific: item_specific.clone(),
         item_bias: vec![0.0; ni],
+        surface_items,
         ..start
     };
     clear_missing(data, f, &mut fac.surface);
@@ -894,8 +712,8 @@ pub fn train_surface_ials_from(
         user_step(
             isa,
             data,
-            &conf,
-            &fac.items,
+            &sides.users,
+            &fac.surface_items,
             &s.specific,
             p,
             steps,
@@ -906,12 +724,23 @@ pub fn train_surface_ials_from(
         if ctl.stopped() {
             return Err(Error::Stopped);
         }
-        item_step(isa, data, &conf_t, &fac.surface, p, &mut fac.items);
+        item_step(
+            isa,
+            data,
+            &sides,
+            &fac.surface,
+            &item_specific,
+            p,
+            steps,
+            None,
+            &mut fac.items,
+            &mut fac.surface_items,
+        );
         let seconds = t.elapsed().as_secs_f64();
         if let Some(cb) = ctl.on_epoch.as_deref_mut() {
             let report = EpochReport {
                 epoch,
-                loss: objective(data, &conf, &fac, p),
+                loss: objective(data, &sides, &fac, p),
                 seconds,
             };
             tracing::info!(epoch, loss = report.loss, seconds, "epoch done");
@@ -925,16 +754,17 @@ pub fn train_surface_ials_from(
     Ok(fac)
 }
 
-/// CG steps of the joint user problem: its unknowns are up to `1 + surfaces`
+/// CG steps of a joint row problem: its unknowns are up to `1 + surfaces`
 /// blocks, so one more than a plain row's.
 fn user_steps(p: &ValidTrainParams) -> usize {
     p.cg_steps + 1
 }
 
-/// The users' shared and surface vectors with the item factors `items` fixed
-/// (a fold-in of every user at once): `steps` preconditioned CG iterations
-/// per user from `start` (its `shared` and `surface` rows; zeros without).
-/// Rows without data get `a_s p_u`.
+/// The users' shared and surface vectors with the videos' surface vectors
+/// `items` (`items × surfaces × dim`, see [`SurfaceFactors::surface_items`])
+/// fixed (a fold-in of every user at once): `steps` preconditioned CG
+/// iterations per user from `start` (its `shared` and `surface` rows; zeros
+/// without). Rows without data get `a_s p_u`.
 pub fn solve_surface_users(
     data: &SurfaceData,
     items: &[f32],
@@ -960,7 +790,11 @@ fn solve_some_users(
     let f = p.factors;
     let (nu, ns) = (data.users.len(), data.n_surfaces);
     check_lengths(&[
-        ("item factors", data.items.len() * f, items.len()),
+        (
+            "item surface vectors",
+            data.items.len() * ns * f,
+            items.len(),
+        ),
         ("specific shares", ns, specific.len()),
     ])?;
     let (mut shared, mut surface) = match start {

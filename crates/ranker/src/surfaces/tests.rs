@@ -80,35 +80,33 @@ fn planted(users: usize, ns: usize, divergence: f64, seed: u64) -> (Vec<u64>, Ve
     (us, ss, is)
 }
 
-/// The exact solution of one user's joint problem by a dense solve.
-fn exact_user(
-    data: &SurfaceData,
+/// The exact solution of one row's joint problem by a dense solve: row `r`
+/// of `conf` (rows `r · ns + s`), the other side's surface vectors `y`
+/// (`(j · ns + s) · f`), its zeros' Gram per surface, and which surfaces
+/// have a part (`shown`: a video's, else the surfaces with positives).
+/// Returns the row's surface vectors (`a_s p` on surfaces a video was not
+/// shown on, zeros on a user's surfaces without data).
+#[allow(clippy::too_many_arguments)]
+fn exact_row(
     conf: &Csr,
     y: &[f32],
+    grams: &[Vec<f32>],
     specific: &[f32],
+    shown: Option<u8>,
     p: &ValidTrainParams,
+    ns: usize,
     u: usize,
 ) -> Vec<f32> {
     let f = p.factors;
-    let ns = data.n_surfaces;
-    let grams: Vec<Vec<f32>> = (0..ns)
-        .map(|s| masked_gram(y, f, &data.item_surfaces, s))
-        .collect();
     let a = shared_weights(specific);
-    // Unknowns: p, then δ_s for every surface with data and φ > 0.
-    let active: Vec<usize> = (0..ns)
-        .filter(|&s| conf.row_len(u * ns + s) > 0 && specific[s] > 0.0)
-        .collect();
+    let has = |s: usize| shown.map_or(conf.row_len(u * ns + s) > 0, |m| m & (1 << s) != 0);
+    // Unknowns: p, then δ_s for every surface with a part and φ > 0.
+    let active: Vec<usize> = (0..ns).filter(|&s| has(s) && specific[s] > 0.0).collect();
     let n = (1 + active.len()) * f;
     let mut h = vec![0f64; n * n];
     let mut b = vec![0f64; n];
-    let mut total = 0;
-    for s in 0..ns {
+    for s in (0..ns).filter(|&s| has(s)) {
         let (items, c) = conf.row(u * ns + s);
-        if items.is_empty() {
-            continue;
-        }
-        total += items.len();
         let mut am = vec![0f64; f * f];
         let mut bs = vec![0f64; f];
         for r in 0..f {
@@ -117,7 +115,8 @@ fn exact_user(
             }
         }
         for (&i, &ci) in items.iter().zip(c) {
-            let yi = &y[i as usize * f..(i as usize + 1) * f];
+            let at = (i as usize * ns + s) * f;
+            let yi = &y[at..at + f];
             for r in 0..f {
                 bs[r] += ci as f64 * yi[r] as f64;
                 for q in 0..f {
@@ -146,7 +145,6 @@ fn exact_user(
             }
         }
     }
-    let _ = total;
     for r in 0..f {
         h[r * n + r] += p.reg as f64;
     }
@@ -156,7 +154,7 @@ fn exact_user(
     // As surface vectors.
     let mut w = vec![0f32; ns * f];
     for s in 0..ns {
-        if conf.row_len(u * ns + s) == 0 {
+        if shown.is_none() && !has(s) {
             continue;
         }
         for d in 0..f {
@@ -179,7 +177,11 @@ fn the_joint_user_step_reaches_the_exact_solution() -> Result<()> {
     let f = p.factors;
     let mut rng = SplitMix::new(5, 0, 0);
     let y: Vec<f32> = (0..data.items.len() * f).map(|_| rng.centred()).collect();
+    let z = on_every_surface(&y, f, 3);
     let conf = confidences(&data, &p);
+    let grams: Vec<Vec<f32>> = (0..3)
+        .map(|s| surface_gram(&z, f, 3, s, Some(&data.item_surfaces)))
+        .collect();
     for specific in [
         [0.0, 0.0, 0.0],
         [0.3, 0.6, 1.0],
@@ -188,11 +190,12 @@ fn the_joint_user_step_reaches_the_exact_solution() -> Result<()> {
     ] {
         let sp = SurfaceParams {
             specific: specific.to_vec(),
+            item_specific: vec![0.0; 3],
         }
         .check(3)?;
-        let (_, surface) = solve_surface_users(&data, &y, &p, &sp, None, 200)?;
+        let (_, surface) = solve_surface_users(&data, &z, &p, &sp, None, 200)?;
         for u in [0, 7, 29] {
-            let want = exact_user(&data, &conf, &y, &specific, &p, u);
+            let want = exact_row(&conf, &z, &grams, &specific, None, &p, 3, u);
             for s in 0..3 {
                 if data.count(u, s) == 0 {
                     continue;
@@ -220,6 +223,7 @@ fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<
         &p,
         &SurfaceParams {
             specific: vec![0.0; 3],
+            item_specific: vec![0.0; 3],
         }
         .check(3)?,
         &mut TrainControl::default(),
@@ -245,6 +249,7 @@ fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<
         &p,
         &SurfaceParams {
             specific: vec![0.0; 3],
+            item_specific: vec![0.0; 3],
         }
         .check(3)?,
         &mut TrainControl::default(),
@@ -279,6 +284,7 @@ fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<
         &p,
         &SurfaceParams {
             specific: vec![1.0; 3],
+            item_specific: vec![0.0; 3],
         }
         .check(3)?,
         &mut TrainControl::default(),
@@ -290,11 +296,163 @@ fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<
 }
 
 #[test]
+fn the_joint_item_step_reaches_the_exact_solution() -> Result<()> {
+    let (us, ss, is) = planted(30, 3, 0.5, 4);
+    let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+    let p = params(4);
+    let f = p.factors;
+    let ns = 3;
+    let mut rng = SplitMix::new(6, 0, 0);
+    // Users' surface vectors, zero where a user has no data (training state).
+    let mut w: Vec<f32> = (0..data.users.len() * ns * f)
+        .map(|_| rng.centred())
+        .collect();
+    clear_missing(&data, f, &mut w);
+    let sides = Sides::new(&data, &p);
+    let grams: Vec<Vec<f32>> = (0..ns).map(|s| surface_gram(&w, f, ns, s, None)).collect();
+    // Every share 0 goes through the joint solver too when only some videos
+    // are solved (as choosing the shares does); the rest keep their rows.
+    let ni = data.items.len();
+    let only: Vec<bool> = (0..ni).map(|i| i % 2 == 0).collect();
+    for (psi, only) in [
+        ([0.3, 0.6, 1.0], None),
+        ([1.0, 1.0, 1.0], None),
+        ([0.5, 0.0, 0.2], None),
+        ([0.0, 0.0, 0.0], Some(only.as_slice())),
+    ] {
+        let mut q = vec![0f32; ni * f];
+        let mut z = vec![0f32; ni * ns * f];
+        item_step(
+            Isa::detect(),
+            &data,
+            &sides,
+            &w,
+            &psi,
+            &p,
+            200,
+            only,
+            &mut q,
+            &mut z,
+        );
+        for i in [0, 5, 17, 18, ni - 1] {
+            let mask = data.item_surfaces[i];
+            if only.is_some_and(|o| !o[i]) {
+                assert!(z[i * ns * f..(i + 1) * ns * f].iter().all(|&x| x == 0.0));
+                continue;
+            }
+            let want = exact_row(&sides.items, &w, &grams, &psi, Some(mask), &p, ns, i);
+            let got = &z[i * ns * f..(i + 1) * ns * f];
+            for (k, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - e).abs() < 2e-3 * (1.0 + e.abs()),
+                    "{psi:?} item {i} (shown {mask:03b}) at {k}: {g} vs {e}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Surface 1's data replaced by another draw, the users, items and the
+/// other surfaces' data unchanged.
+fn with_other_surface_one(data: &SurfaceData, seed: u64) -> SurfaceData {
+    let (us, ss, is) = planted(40, 3, 1.0, seed);
+    let other = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0).expect("valid");
+    let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+    let mut masks = data.item_surfaces.clone();
+    masks.iter_mut().for_each(|m| *m &= !0b010);
+    for u in 0..data.users.len() {
+        for s in 0..3 {
+            let (src, r) = if s == 1 {
+                let Some(o) = other.users.get(data.users.id(u as u32)) else {
+                    continue;
+                };
+                (&other, o as usize * 3 + 1)
+            } else {
+                (data, u * 3 + s)
+            };
+            let (c, v) = src.matrix.row(r);
+            for (&i, &x) in c.iter().zip(v) {
+                // Only the items the first data knows, so the indices agree.
+                if let Some(col) = data.items.get(src.items.id(i)) {
+                    rows.push((u * 3 + s) as u32);
+                    cols.push(col);
+                    vals.push(x);
+                    masks[col as usize] |= 1 << s;
+                }
+            }
+        }
+    }
+    SurfaceData {
+        matrix: Csr::from_triplets(data.users.len() * 3, data.items.len(), &rows, &cols, &vals),
+        item_surfaces: masks,
+        ..data.clone()
+    }
+}
+
+#[test]
+fn full_share_with_specific_items_is_one_model_per_surface() -> Result<()> {
+    // Tastes independent per surface. With φ = 1 and a vector per video per
+    // surface, surface 0's model depends on surface 0's data alone: another
+    // draw of surface 1 leaves it as it was. With one vector per video it
+    // does not (surface 1's users move the videos' vectors).
+    let (us, ss, is) = planted(40, 3, 1.0, 8);
+    let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+    let changed = with_other_surface_one(&data, 9);
+    assert_ne!(changed.matrix, data.matrix);
+    let p = TrainParams {
+        cg_steps: 60,
+        epochs: 3,
+        ..params(3).get().clone()
+    }
+    .check()?;
+    let mut gaps = Vec::new();
+    for item_share in [1.0, 0.0] {
+        let sp = SurfaceParams {
+            specific: vec![1.0; 3],
+            item_specific: vec![item_share; 3],
+        }
+        .check(3)?;
+        let a = train_surface_ials(&data, &p, &sp, &mut TrainControl::default())?;
+        let b = train_surface_ials(&changed, &p, &sp, &mut TrainControl::default())?;
+        let mut gap = 0f32;
+        for u in 0..40 {
+            for i in 0..data.items.len() {
+                if data.item_surfaces[i] & 1 == 0 || data.count(u, 0) == 0 {
+                    continue;
+                }
+                let sa = dot(a.surface_user(u, 0), a.surface_item(i, 0));
+                let sb = dot(b.surface_user(u, 0), b.surface_item(i, 0));
+                gap = gap.max((sa - sb).abs());
+            }
+        }
+        gaps.push(gap);
+    }
+    assert!(
+        gaps[0] < 1e-3,
+        "specific items: surface 0 moved by {gaps:?}"
+    );
+    assert!(
+        gaps[1] > 1e-2,
+        "shared items: surface 0 did not move {gaps:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn loss_decreases_and_the_same_model_for_any_thread_count() -> Result<()> {
+    for item_specific in [[0.0; 3], [0.5, 0.0, 1.0]] {
+        loss_decreases_and_is_deterministic(item_specific.to_vec())?;
+    }
+    Ok(())
+}
+
+fn loss_decreases_and_is_deterministic(item_specific: Vec<f32>) -> Result<()> {
     let (us, ss, is) = planted(60, 3, 0.4, 3);
     let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
     let sp = SurfaceParams {
         specific: vec![0.4, 0.2, 0.7],
+        item_specific,
     }
     .check(3)?;
     let mut losses = Vec::new();
@@ -328,20 +486,37 @@ fn loss_decreases_and_the_same_model_for_any_thread_count() -> Result<()> {
 #[test]
 fn bad_inputs_are_errors() {
     assert!(SurfaceParams {
-        specific: vec![0.5, 1.5]
+        specific: vec![0.5, 1.5],
+        item_specific: vec![0.0; 2],
     }
     .check(2)
     .is_err());
     assert!(SurfaceParams {
-        specific: vec![0.5]
+        specific: vec![0.5],
+        item_specific: vec![0.0; 3],
     }
     .check(2)
     .is_err());
     assert!(SurfaceParams {
-        specific: vec![f32::NAN, 0.0]
+        specific: vec![f32::NAN, 0.0],
+        item_specific: vec![0.0; 2],
     }
     .check(2)
     .is_err());
+    for bad in [vec![0.5], vec![0.0, -0.1], vec![0.0, f32::NAN]] {
+        assert!(SurfaceParams {
+            specific: vec![0.5, 0.5],
+            item_specific: bad,
+        }
+        .check(2)
+        .is_err());
+    }
+    assert!(SurfaceParams {
+        specific: vec![0.5, 0.5],
+        item_specific: vec![0.0, 1.0],
+    }
+    .check(2)
+    .is_ok());
     assert!(SurfaceData::from_triplets(&[1], &[3], &[2], None, 3, 0.0).is_err());
     assert!(SurfaceData::from_triplets(&[1], &[0], &[2], None, 9, 0.0).is_err());
     assert!(SurfaceData::from_triplets(&[1, 2], &[0], &[2, 3], None, 3, 0.0).is_err());
