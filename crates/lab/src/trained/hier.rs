@@ -11,7 +11,7 @@ use reelkit_ranker::{
         train_surface_ials_from, HeldOut, HeldOutScore, SpecificChoice, SurfaceData,
         SurfaceFactors, SurfaceParams,
     },
-    Factors, TrainControl,
+    Factors, IdMap, TrainControl,
 };
 use reelkit_sim::{population::SURFACES, random::Rng, World};
 
@@ -148,55 +148,19 @@ impl TrainedPolicy {
             row.iter_mut()
                 .for_each(|x| *x = ((rng.f64() - 0.5) * 2.0 * scale) as f32);
         };
-        let nu = data.users.len();
-        let mut shared = vec![0f32; nu * f];
-        let mut surface = vec![0f32; nu * SURFACES * f];
-        for (u, (p, w)) in shared
-            .chunks_exact_mut(f)
-            .zip(surface.chunks_exact_mut(SURFACES * f))
-            .enumerate()
-        {
-            let id = data.users.id(u as u32);
-            match prev.users.get(id) {
-                Some(o) => {
-                    p.copy_from_slice(prev.factors.user(o as usize));
-                    for s in 0..SURFACES {
-                        w[s * f..(s + 1) * f].copy_from_slice(prev.surface_user(o as usize, s));
-                    }
-                }
-                None => {
-                    random(0, id, p);
-                    for s in 0..SURFACES {
-                        w[s * f..(s + 1) * f].copy_from_slice(p);
-                    }
-                }
-            }
-        }
-        // Videos: yesterday's shared and surface vectors; a new one starts
-        // from one small random vector on every surface.
-        let mut items = vec![0f32; data.items.len() * f];
-        let mut surface_items = vec![0f32; data.items.len() * SURFACES * f];
-        for (i, (row, z)) in items
-            .chunks_exact_mut(f)
-            .zip(surface_items.chunks_exact_mut(SURFACES * f))
-            .enumerate()
-        {
-            let id = data.items.id(i as u32);
-            match prev.items.get(id) {
-                Some(o) => {
-                    row.copy_from_slice(prev.factors.item(o as usize));
-                    for s in 0..SURFACES {
-                        z[s * f..(s + 1) * f].copy_from_slice(prev.item_vector(o as usize, s));
-                    }
-                }
-                None => {
-                    random(1, id, row);
-                    for s in 0..SURFACES {
-                        z[s * f..(s + 1) * f].copy_from_slice(row);
-                    }
-                }
-            }
-        }
+        let old_user = |id: u64| {
+            let o = prev.users.get(id)? as usize;
+            let per = (0..SURFACES).map(|s| prev.surface_user(o, s)).collect();
+            Some((prev.factors.user(o), per))
+        };
+        let old_item = |id: u64| {
+            let o = prev.items.get(id)? as usize;
+            let per = (0..SURFACES).map(|s| prev.item_vector(o, s)).collect();
+            Some((prev.factors.item(o), per))
+        };
+        let (shared, surface) = warm_side(&data.users, f, old_user, |id, row| random(0, id, row));
+        let (items, surface_items) =
+            warm_side(&data.items, f, old_item, |id, row| random(1, id, row));
         SurfaceFactors {
             dim: f,
             n_surfaces: SURFACES,
@@ -210,18 +174,14 @@ impl TrainedPolicy {
         }
     }
 
-    /// Each surface's specific share for users and (with per-surface video
-    /// vectors) for videos, chosen on `events` (a day `before` did not
+    /// Each surface's specific share for users and for videos, those the
+    /// recipe leaves to `auto`, chosen on `events` (a day `before` did not
     /// train on); `None` when `before` is not hierarchical.
     pub(super) fn choose_specific(
         &self,
         before: &Fit,
         events: &Events,
-    ) -> Result<Option<(SpecificChoice, Option<SpecificChoice>)>> {
-        let grid = match &self.recipe.specific {
-            Specific::Auto { grid } => grid.as_slice(),
-            Specific::Fixed(_) => &Specific::GRID,
-        };
+    ) -> Result<Option<(Option<SpecificChoice>, Option<SpecificChoice>)>> {
         let Some(hier) = &before.hier else {
             return Ok(None);
         };
@@ -247,15 +207,18 @@ impl TrainedPolicy {
         } else {
             &before.surface_items
         };
-        let choice = choose_specific(
-            data,
-            items,
-            &self.params,
-            grid,
-            &h,
-            Some((&before.factors.users, &before.surface_users)),
-            steps,
-        )?;
+        let choice = match &self.recipe.specific {
+            Specific::Fixed(_) => None,
+            Specific::Auto { grid } => Some(choose_specific(
+                data,
+                items,
+                &self.params,
+                grid,
+                &h,
+                Some((&before.factors.users, &before.surface_users)),
+                steps,
+            )?),
+        };
         let items_choice = match &self.recipe.item_specific {
             Specific::Fixed(_) => None,
             Specific::Auto { grid } => Some(choose_item_specific(
@@ -269,16 +232,50 @@ impl TrainedPolicy {
                 self.params.cg_steps,
             )?),
         };
-        tracing::debug!(arm = %self.name, ?choice.specific, ?choice.score, "specific shares");
+        tracing::debug!(arm = %self.name, ?choice, ?items_choice, "specific shares");
         Ok(Some((choice, items_choice)))
     }
+}
+
+/// One side's warm start: yesterday's shared and surface vectors of the ids
+/// `old` knows; a new id starts from one vector (`fresh`) on every surface.
+fn warm_side<'a>(
+    ids: &IdMap,
+    f: usize,
+    old: impl Fn(u64) -> Option<(&'a [f32], Vec<&'a [f32]>)>,
+    fresh: impl Fn(u64, &mut [f32]),
+) -> (Vec<f32>, Vec<f32>) {
+    let mut shared = vec![0f32; ids.len() * f];
+    let mut surface = vec![0f32; ids.len() * SURFACES * f];
+    for (r, (p, w)) in shared
+        .chunks_exact_mut(f)
+        .zip(surface.chunks_exact_mut(SURFACES * f))
+        .enumerate()
+    {
+        let id = ids.id(r as u32);
+        match old(id) {
+            Some((o, per)) => {
+                p.copy_from_slice(o);
+                for (s, v) in per.iter().enumerate() {
+                    w[s * f..(s + 1) * f].copy_from_slice(v);
+                }
+            }
+            None => {
+                fresh(id, p);
+                for s in 0..SURFACES {
+                    w[s * f..(s + 1) * f].copy_from_slice(p);
+                }
+            }
+        }
+    }
+    (shared, surface)
 }
 
 /// Adds a day's held-out evidence to the last `days` days' and chooses each
 /// surface's share on them pooled: one day of a small surface's impressions
 /// is too few to tell its shares apart, and the choice then followed the
-/// noise from day to day. Pooled, the best share is kept (no one-SE
-/// preference for the shared taste): on the divergence sweep the one-SE
+/// noise from day to day. Pooled, the users' best share is kept
+/// (`tolerance` 0: no one-SE preference for the shared taste): on the divergence sweep the one-SE
 /// rule kept watch at φ 0.1 where tastes were independent (watch −8% against
 /// siloed; the best share, 0.5: −5%; φ = 1 fixed: +4%).
 pub(super) fn pool_days(

@@ -369,14 +369,16 @@ impl TrainedPolicy {
             // Hierarchical: each surface's share chosen on yesterday's
             // impressions, scored by the model that had not trained on them.
             let mut choose = 0.0;
-            if let (Some(before), Some(yesterday)) = (
+            let auto = |s: &Specific| matches!(s, Specific::Auto { .. });
+            if let (Some(before), Some(yesterday), true) = (
                 before.as_ref().filter(|b| b.hier.is_some()),
                 today.checked_sub(1).and_then(|d| judge.get(d as usize)),
+                auto(&self.recipe.specific) || auto(&self.recipe.item_specific),
             ) {
                 let t = Instant::now();
                 if let Some((users, items)) = self.choose_specific(before, yesterday)? {
                     let days = self.recipe.window_days as usize;
-                    if matches!(self.recipe.specific, Specific::Auto { .. }) {
+                    if let Some(users) = users {
                         self.specific = pool_days(&mut self.evidence, users, days, 0.0);
                     }
                     if let Some(items) = items {
