@@ -380,38 +380,50 @@ fn user_step(
     side_step(isa, &st, shared, surface);
 }
 
-/// The confidences of the training data from both sides.
+/// The confidences of the training data from both sides; the videos' two
+/// layouts are built when first asked for (a fit with one vector per video
+/// never needs the per-surface one, choosing the shares never the other).
 struct Sides {
     /// Row `u · ns + s`: user `u` on surface `s`, columns items.
     users: Csr,
-    /// Items × user rows (the transpose of `users`).
-    items_t: Csr,
-    /// Row `i · ns + s`: item `i` on surface `s`, columns users.
-    items: Csr,
+    n_items: usize,
+    n_surfaces: usize,
+    items_t: std::sync::OnceLock<Csr>,
+    items: std::sync::OnceLock<Csr>,
 }
 
 impl Sides {
     fn new(data: &SurfaceData, p: &ValidTrainParams) -> Sides {
-        let users = confidences(data, p);
-        let items_t = users.transpose();
-        let ns = data.n_surfaces;
-        let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
-        for r in 0..users.n_rows() {
-            let (c, v) = users.row(r);
-            let (u, s) = (r / ns, r % ns);
-            for (&i, &x) in c.iter().zip(v) {
-                rows.push((i as usize * ns + s) as u32);
-                cols.push(u as u32);
-                vals.push(x);
-            }
-        }
-        let items =
-            Csr::from_triplets(data.items.len() * ns, data.users.len(), &rows, &cols, &vals);
         Sides {
-            users,
-            items_t,
-            items,
+            users: confidences(data, p),
+            n_items: data.items.len(),
+            n_surfaces: data.n_surfaces,
+            items_t: std::sync::OnceLock::new(),
+            items: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Items × user rows (the transpose of `users`).
+    fn items_t(&self) -> &Csr {
+        self.items_t.get_or_init(|| self.users.transpose())
+    }
+
+    /// Row `i · ns + s`: item `i` on surface `s`, columns users.
+    fn items(&self) -> &Csr {
+        self.items.get_or_init(|| {
+            let ns = self.n_surfaces;
+            let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+            for r in 0..self.users.n_rows() {
+                let (c, v) = self.users.row(r);
+                for (&i, &x) in c.iter().zip(v) {
+                    rows.push((i as usize * ns + r % ns) as u32);
+                    cols.push((r / ns) as u32);
+                    vals.push(x);
+                }
+            }
+            let n_users = self.users.n_rows() / ns;
+            Csr::from_triplets(self.n_items * ns, n_users, &rows, &cols, &vals)
+        })
     }
 }
 
@@ -442,7 +454,7 @@ fn item_step(
     if only.is_some() || item_specific.iter().any(|&x| x > 0.0) {
         let a = shared_weights(item_specific);
         let st = SideStep {
-            conf: &sides.items,
+            conf: sides.items(),
             other: Other { x: surface, ns, f },
             grams: &per_surface,
             a: &a,
@@ -473,7 +485,7 @@ fn item_step(
         grams: &grams,
         index: &data.item_surfaces,
     };
-    solve_side_grams(isa, items, surface, &sides.items_t, f, p, &grams);
+    solve_side_grams(isa, items, surface, sides.items_t(), f, p, &grams);
     z.copy_from_slice(&on_every_surface(items, f, ns));
 }
 
@@ -594,7 +606,7 @@ fn objective(data: &SurfaceData, sides: &Sides, fac: &SurfaceFactors, p: &ValidT
             .map(|i| {
                 let zi = &fac.surface_items[i * ns * f..(i + 1) * ns * f];
                 let m = Some(data.item_surfaces[i]);
-                row_penalty(&sides.items, i, fac.item(i), zi, &fac.item_specific, m, p)
+                row_penalty(sides.items(), i, fac.item(i), zi, &fac.item_specific, m, p)
             })
             .sum()
     } else {

@@ -340,7 +340,7 @@ fn the_joint_item_step_reaches_the_exact_solution() -> Result<()> {
                 assert!(z[i * ns * f..(i + 1) * ns * f].iter().all(|&x| x == 0.0));
                 continue;
             }
-            let want = exact_row(&sides.items, &w, &grams, &psi, Some(mask), &p, ns, i);
+            let want = exact_row(sides.items(), &w, &grams, &psi, Some(mask), &p, ns, i);
             let got = &z[i * ns * f..(i + 1) * ns * f];
             for (k, (g, e)) in got.iter().zip(&want).enumerate() {
                 assert!(
