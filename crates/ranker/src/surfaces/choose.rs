@@ -481,27 +481,30 @@ mod tests {
 
     /// A control policy's log of the planted world: every user is shown
     /// twelve random videos per surface, and engages (gain 1) with those of
-    /// their taste's topic there.
+    /// their taste's topic there. Video `v` is logged on surface `s` under
+    /// the id `on(s, v)`; `seed` draws the videos.
     fn control_log(
         data: &SurfaceData,
         topics: &[Vec<usize>],
+        seed: u64,
+        on: impl Fn(u8, u64) -> u64,
     ) -> (Vec<u32>, Vec<u8>, Vec<u32>, Vec<f32>) {
         let (mut u, mut s, mut i, mut g) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut rng = SplitMix::new(11, 0, 0);
+        let mut rng = SplitMix::new(seed, 0, 0);
         for (user, mine) in topics.iter().enumerate() {
             let Some(row) = data.users.get(1000 + user as u64) else {
                 continue;
             };
             for (surface, &topic) in mine.iter().enumerate() {
                 for _ in 0..12 {
-                    let item = rng.below((TOPICS * PER_TOPIC) as u64);
-                    let Some(col) = data.items.get(item) else {
+                    let video = rng.below((TOPICS * PER_TOPIC) as u64);
+                    let Some(col) = data.items.get(on(surface as u8, video)) else {
                         continue;
                     };
                     u.push(row);
                     s.push(surface as u8);
                     i.push(col);
-                    g.push((item as usize / PER_TOPIC == topic) as u8 as f32);
+                    g.push((video as usize / PER_TOPIC == topic) as u8 as f32);
                 }
             }
         }
@@ -529,7 +532,7 @@ mod tests {
             }
             .check(3)?;
             let fac = train_surface_ials(&data, &p, &mid, &mut TrainControl::default())?;
-            let (hu, hs, hi, hg) = control_log(&data, &topics);
+            let (hu, hs, hi, hg) = control_log(&data, &topics, 11, |_, v| v);
             let h = HeldOut {
                 user: &hu,
                 surface: &hs,
@@ -599,27 +602,7 @@ mod tests {
             }
             .check(3)?;
             let fac = train_surface_ials(&data, &p, &sp, &mut TrainControl::default())?;
-            // The control's log: random videos, a gain where the video is
-            // of the user's topic on that surface.
-            let (mut hu, mut hs, mut hi, mut hg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let mut rng = SplitMix::new(17, 0, 0);
-            for (user, mine) in topics.iter().enumerate() {
-                let Some(row) = data.users.get(1000 + user as u64) else {
-                    continue;
-                };
-                for (surface, &topic) in mine.iter().enumerate() {
-                    for _ in 0..12 {
-                        let video = rng.below(n_items);
-                        let Some(col) = data.items.get(on(surface as u8, video)) else {
-                            continue;
-                        };
-                        hu.push(row);
-                        hs.push(surface as u8);
-                        hi.push(col);
-                        hg.push((video as usize / PER_TOPIC == topic) as u8 as f32);
-                    }
-                }
-            }
+            let (hu, hs, hi, hg) = control_log(&data, &topics, 17, on);
             let h = HeldOut {
                 user: &hu,
                 surface: &hs,
