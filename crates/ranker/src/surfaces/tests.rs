@@ -5,6 +5,15 @@ use super::*;
 use crate::params::TrainParams;
 use crate::rng::SplitMix;
 
+/// Checked shares of a three-surface model: the users' and the videos'.
+fn shares(specific: Vec<f32>, item_specific: Vec<f32>) -> Result<ValidSurfaceParams> {
+    SurfaceParams {
+        specific,
+        item_specific,
+    }
+    .check(3)
+}
+
 pub(crate) fn params(epochs: usize) -> ValidTrainParams {
     TrainParams {
         factors: 6,
@@ -188,11 +197,7 @@ fn the_joint_user_step_reaches_the_exact_solution() -> Result<()> {
         [1.0, 1.0, 1.0],
         [0.5, 0.0, 0.2],
     ] {
-        let sp = SurfaceParams {
-            specific: specific.to_vec(),
-            item_specific: vec![0.0; 3],
-        }
-        .check(3)?;
+        let sp = shares(specific.to_vec(), vec![0.0; 3])?;
         let (_, surface) = solve_surface_users(&data, &z, &p, &sp, None, 200)?;
         for u in [0, 7, 29] {
             let want = exact_row(&conf, &z, &grams, &specific, None, &p, 3, u);
@@ -221,11 +226,7 @@ fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<
     let shared = train_surface_ials(
         &data,
         &p,
-        &SurfaceParams {
-            specific: vec![0.0; 3],
-            item_specific: vec![0.0; 3],
-        }
-        .check(3)?,
+        &shares(vec![0.0; 3], vec![0.0; 3])?,
         &mut TrainControl::default(),
     )?;
     let f = p.factors;
@@ -247,11 +248,7 @@ fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<
     let a = train_surface_ials(
         &pooled_data,
         &p,
-        &SurfaceParams {
-            specific: vec![0.0; 3],
-            item_specific: vec![0.0; 3],
-        }
-        .check(3)?,
+        &shares(vec![0.0; 3], vec![0.0; 3])?,
         &mut TrainControl::default(),
     )?;
     let plain = crate::als::train_ials(
@@ -282,11 +279,7 @@ fn zero_share_is_one_shared_taste_and_full_share_independent_tastes() -> Result<
     let own = train_surface_ials(
         &data,
         &p,
-        &SurfaceParams {
-            specific: vec![1.0; 3],
-            item_specific: vec![0.0; 3],
-        }
-        .check(3)?,
+        &shares(vec![1.0; 3], vec![0.0; 3])?,
         &mut TrainControl::default(),
     )?;
     assert!(own.shared.iter().all(|&x| x.abs() < 1e-6));
@@ -408,11 +401,7 @@ fn full_share_with_specific_items_is_one_model_per_surface() -> Result<()> {
     .check()?;
     let mut gaps = Vec::new();
     for item_share in [1.0, 0.0] {
-        let sp = SurfaceParams {
-            specific: vec![1.0; 3],
-            item_specific: vec![item_share; 3],
-        }
-        .check(3)?;
+        let sp = shares(vec![1.0; 3], vec![item_share; 3])?;
         let a = train_surface_ials(&data, &p, &sp, &mut TrainControl::default())?;
         let b = train_surface_ials(&changed, &p, &sp, &mut TrainControl::default())?;
         let mut gap = 0f32;
