@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::{solve_some_users, SurfaceData, SurfaceParams};
+use super::{repeat_rows, slot_rows, solve_some_users, Shares, SurfaceData, SurfaceParams};
 use crate::als::check_lengths;
 use crate::error::{Error, Result};
 use crate::linalg::dot;
@@ -120,69 +120,97 @@ pub fn heldout_concordance(
     item_bias: Option<&[f32]>,
     h: &HeldOut<'_>,
 ) -> Result<HeldOutScore> {
-    let n = h.user.len();
-    check_lengths(&[
-        ("held-out surfaces", n, h.surface.len()),
-        ("held-out items", n, h.item.len()),
-        ("held-out gains", n, h.gain.len()),
-    ])?;
-    // Groups of (user, surface), in order of the key.
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (h.user[i], h.surface[i], i));
-    let mut spans = Vec::new();
-    let mut i = 0;
-    while i < n {
-        let key = (h.user[order[i]], h.surface[order[i]]);
-        let mut j = i + 1;
-        while j < n && (h.user[order[j]], h.surface[order[j]]) == key {
-            j += 1;
+    let groups = Groups::of(h)?;
+    Ok(groups.concordance(dim, n_surfaces, surface, items, item_bias, h))
+}
+
+/// The (user, surface) groups of held-out impressions with two or more,
+/// and each group's best order's sum: what every model judged on the same
+/// impressions shares (choosing a share judges several).
+struct Groups {
+    /// Impression indices in (user, surface, index) order.
+    order: Vec<usize>,
+    /// Each group's range in `order` and its sum in gain order.
+    spans: Vec<(usize, usize, f64)>,
+}
+
+impl Groups {
+    fn of(h: &HeldOut<'_>) -> Result<Groups> {
+        let n = h.user.len();
+        check_lengths(&[
+            ("held-out surfaces", n, h.surface.len()),
+            ("held-out items", n, h.item.len()),
+            ("held-out gains", n, h.gain.len()),
+        ])?;
+        // The keys are unique (the index breaks ties): any sort gives this order.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.par_sort_unstable_by_key(|&i| (h.user[i], h.surface[i], i));
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let key = (h.user[order[i]], h.surface[order[i]]);
+            let mut j = i + 1;
+            while j < n && (h.user[order[j]], h.surface[order[j]]) == key {
+                j += 1;
+            }
+            if j - i >= 2 {
+                let gains: Vec<f64> = order[i..j].iter().map(|&k| h.gain[k] as f64).collect();
+                spans.push((i, j, signed_rank_sum(&gains, &gains)));
+            }
+            i = j;
         }
-        if j - i >= 2 {
-            spans.push((i, j));
-        }
-        i = j;
+        Ok(Groups { order, spans })
     }
-    let per_group: Vec<(usize, f64, f64)> = spans
-        .par_iter()
-        .map(|&(i, j)| {
-            let idx = &order[i..j];
-            let (u, s) = (h.user[idx[0]] as usize, h.surface[idx[0]] as usize);
-            let at = (u * n_surfaces + s) * dim;
-            let w = &surface[at..at + dim];
-            let scores: Vec<f64> = idx
+
+    /// [`heldout_concordance`] on these groups of `h`.
+    fn concordance(
+        &self,
+        dim: usize,
+        n_surfaces: usize,
+        surface: &[f32],
+        items: &[f32],
+        item_bias: Option<&[f32]>,
+        h: &HeldOut<'_>,
+    ) -> HeldOutScore {
+        let per_group: Vec<(usize, f64, f64)> = self
+            .spans
+            .par_iter()
+            .map(|&(i, j, best)| {
+                let idx = &self.order[i..j];
+                let (u, s) = (h.user[idx[0]] as usize, h.surface[idx[0]] as usize);
+                let at = (u * n_surfaces + s) * dim;
+                let w = &surface[at..at + dim];
+                let scores: Vec<f64> = idx
+                    .iter()
+                    .map(|&k| {
+                        let it = h.item[k] as usize;
+                        let b = item_bias.map_or(0.0, |b| b[it]);
+                        let at = (it * n_surfaces + s) * dim;
+                        (dot(w, &items[at..at + dim]) + b) as f64
+                    })
+                    .collect();
+                let gains: Vec<f64> = idx.iter().map(|&k| h.gain[k] as f64).collect();
+                (s, signed_rank_sum(&scores, &gains), best)
+            })
+            .collect();
+        let mut num = vec![0f64; n_surfaces];
+        let mut den = vec![0f64; n_surfaces];
+        let mut groups = vec![Vec::new(); n_surfaces];
+        for (s, a, b) in per_group {
+            num[s] += a;
+            den[s] += b;
+            groups[s].push(a);
+        }
+        HeldOutScore {
+            value: num
                 .iter()
-                .map(|&k| {
-                    let it = h.item[k] as usize;
-                    let b = item_bias.map_or(0.0, |b| b[it]);
-                    let at = (it * n_surfaces + s) * dim;
-                    (dot(w, &items[at..at + dim]) + b) as f64
-                })
-                .collect();
-            let gains: Vec<f64> = idx.iter().map(|&k| h.gain[k] as f64).collect();
-            (
-                s,
-                signed_rank_sum(&scores, &gains),
-                signed_rank_sum(&gains, &gains),
-            )
-        })
-        .collect();
-    let mut num = vec![0f64; n_surfaces];
-    let mut den = vec![0f64; n_surfaces];
-    let mut groups = vec![Vec::new(); n_surfaces];
-    for (s, a, b) in per_group {
-        num[s] += a;
-        den[s] += b;
-        groups[s].push(a);
+                .zip(&den)
+                .map(|(a, b)| if *b > 0.0 { a / b } else { f64::NAN })
+                .collect(),
+            denominator: den,
+            groups,
+        }
     }
-    Ok(HeldOutScore {
-        value: num
-            .iter()
-            .zip(&den)
-            .map(|(a, b)| if *b > 0.0 { a / b } else { f64::NAN })
-            .collect(),
-        denominator: den,
-        groups,
-    })
 }
 
 /// What [`choose_specific`] measured and chose.
@@ -222,19 +250,21 @@ pub fn choose_specific(
     let grid = sorted_grid(grid)?;
     // Only the users the held-out day judges need solving.
     let only = check_heldout(data, heldout)?;
-    let mut results = Vec::with_capacity(grid.len());
+    let mut specifics = Vec::with_capacity(grid.len());
     for &g in &grid {
-        SurfaceParams {
+        let checked = SurfaceParams {
             specific: vec![g; ns],
             item_specific: vec![0.0; ns],
         }
         .check(ns)?;
-        let (_, surface) =
-            solve_some_users(data, items, p, &vec![g; ns], start, steps, Some(&only))?;
-        results.push(heldout_concordance(
-            p.factors, ns, &surface, items, None, heldout,
-        )?);
+        specifics.push(checked.specific.clone());
     }
+    let groups = Groups::of(heldout)?;
+    let results: Vec<HeldOutScore> =
+        solve_some_users(data, items, p, &specifics, start, steps, Some(&only))?
+            .iter()
+            .map(|(_, surface)| groups.concordance(p.factors, ns, surface, items, None, heldout))
+            .collect();
     let chosen = pick_specific(&grid, &results, 1.0);
     Ok(SpecificChoice {
         specific: chosen,
@@ -293,23 +323,29 @@ pub fn choose_item_specific(
     super::clear_missing(data, f, &mut w);
     let sides = super::Sides::new(data, p);
     let isa = crate::isa::Isa::detect();
-    let mut results = Vec::with_capacity(grid.len());
-    for &g in &grid {
-        let (mut q, mut z) = (items.to_vec(), surface_items.to_vec());
-        super::item_step(
-            isa,
-            data,
-            &sides,
-            &w,
-            &vec![g; ns],
-            p,
-            steps.max(1),
-            Some(&judged),
-            &mut q,
-            &mut z,
-        );
-        results.push(heldout_concordance(f, ns, surface, &z, None, heldout)?);
-    }
+    // Every share re-solved in one pass over the judged videos.
+    let shares: Vec<Shares> = grid.iter().map(|&g| Shares::new(&vec![g; ns])).collect();
+    let k = shares.len();
+    let (mut q, mut z) = (
+        repeat_rows(items, f, k),
+        repeat_rows(surface_items, ns * f, k),
+    );
+    super::item_step(
+        isa,
+        data,
+        &sides,
+        &w,
+        &shares,
+        p,
+        steps.max(1),
+        Some(&judged),
+        &mut q,
+        &mut z,
+    );
+    let groups = Groups::of(heldout)?;
+    let results: Vec<HeldOutScore> = (0..k)
+        .map(|j| groups.concordance(f, ns, surface, &slot_rows(&z, ns * f, k, j), None, heldout))
+        .collect();
     let chosen = pick_specific(&grid, &results, 1.0);
     Ok(SpecificChoice {
         specific: chosen,

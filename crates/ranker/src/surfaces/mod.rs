@@ -72,7 +72,7 @@ pub use choose::{
     choose_item_specific, choose_specific, heldout_concordance, pick_specific, HeldOut,
     HeldOutScore, SpecificChoice,
 };
-use solve::{side_step, Other, SideStep};
+use solve::{side_step, Other, Shares, SideStep};
 
 /// Most surfaces a model can tell apart (the item masks are one byte).
 pub const MAX_SURFACES: usize = 8;
@@ -352,7 +352,7 @@ fn user_step(
     data: &SurfaceData,
     conf: &Csr,
     z: &[f32],
-    specific: &[f32],
+    shares: &[Shares],
     p: &ValidTrainParams,
     steps: usize,
     only: Option<&[bool]>,
@@ -364,13 +364,11 @@ fn user_step(
     let grams: Vec<Vec<f32>> = (0..ns)
         .map(|s| surface_gram(z, f, ns, s, Some(&data.item_surfaces)))
         .collect();
-    let a = shared_weights(specific);
     let st = SideStep {
         conf,
         other: Other { x: z, ns, f },
         grams: &grams,
-        a: &a,
-        specific,
+        shares,
         p,
         n_surfaces: ns,
         steps,
@@ -438,7 +436,7 @@ fn item_step(
     data: &SurfaceData,
     sides: &Sides,
     surface: &[f32],
-    item_specific: &[f32],
+    shares: &[Shares],
     p: &ValidTrainParams,
     steps: usize,
     only: Option<&[bool]>,
@@ -451,14 +449,13 @@ fn item_step(
     let per_surface: Vec<Vec<f32>> = (0..ns)
         .map(|s| surface_gram(surface, f, ns, s, None))
         .collect();
-    if only.is_some() || item_specific.iter().any(|&x| x > 0.0) {
-        let a = shared_weights(item_specific);
+    let one_vector = matches!(shares, [one] if one.specific.iter().all(|&x| x <= 0.0));
+    if only.is_some() || !one_vector {
         let st = SideStep {
             conf: sides.items(),
             other: Other { x: surface, ns, f },
             grams: &per_surface,
-            a: &a,
-            specific: item_specific,
+            shares,
             p,
             n_surfaces: ns,
             steps,
@@ -726,7 +723,7 @@ pub fn train_surface_ials_from(
             data,
             &sides.users,
             &fac.surface_items,
-            &s.specific,
+            &[Shares::new(&s.specific)],
             p,
             steps,
             None,
@@ -741,7 +738,7 @@ pub fn train_surface_ials_from(
             data,
             &sides,
             &fac.surface,
-            &item_specific,
+            &[Shares::new(&item_specific)],
             p,
             steps,
             None,
@@ -785,31 +782,41 @@ pub fn solve_surface_users(
     start: Option<(&[f32], &[f32])>,
     steps: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    solve_some_users(data, items, p, &s.specific, start, steps, None)
+    let mut solved = solve_some_users(
+        data,
+        items,
+        p,
+        std::slice::from_ref(&s.specific),
+        start,
+        steps,
+        None,
+    )?;
+    Ok(solved.remove(0))
 }
 
-/// [`solve_surface_users`] for the users `only` marks (the others keep
-/// their starting vectors).
+/// [`solve_surface_users`] for each set of shares of `specifics`, for the
+/// users `only` marks (the others keep their starting vectors): one pass
+/// over the users solves every set (a user's rows and videos read once).
 fn solve_some_users(
     data: &SurfaceData,
     items: &[f32],
     p: &ValidTrainParams,
-    specific: &[f32],
+    specifics: &[Vec<f32>],
     start: Option<(&[f32], &[f32])>,
     steps: usize,
     only: Option<&[bool]>,
-) -> Result<(Vec<f32>, Vec<f32>)> {
+) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
     let f = p.factors;
     let (nu, ns) = (data.users.len(), data.n_surfaces);
-    check_lengths(&[
-        (
-            "item surface vectors",
-            data.items.len() * ns * f,
-            items.len(),
-        ),
-        ("specific shares", ns, specific.len()),
-    ])?;
-    let (mut shared, mut surface) = match start {
+    check_lengths(&[(
+        "item surface vectors",
+        data.items.len() * ns * f,
+        items.len(),
+    )])?;
+    for specific in specifics {
+        check_lengths(&[("specific shares", ns, specific.len())])?;
+    }
+    let (shared, mut surface) = match start {
         Some((sh, su)) => {
             check_lengths(&[
                 ("starting shared vectors", nu * f, sh.len()),
@@ -820,22 +827,52 @@ fn solve_some_users(
         None => (vec![0f32; nu * f], vec![0f32; nu * ns * f]),
     };
     clear_missing(data, f, &mut surface);
+    let k = specifics.len();
+    let (mut shared, mut surface) = (repeat_rows(&shared, f, k), repeat_rows(&surface, ns * f, k));
+    let shares: Vec<Shares> = specifics.iter().map(|s| Shares::new(s)).collect();
     let conf = confidences(data, p);
     user_step(
         Isa::detect(),
         data,
         &conf,
         items,
-        specific,
+        &shares,
         p,
         steps.max(1),
         only,
         &mut shared,
         &mut surface,
     );
-    let a = shared_weights(specific);
-    fill_missing(data, f, &a, &shared.clone(), &mut surface);
-    Ok((shared, surface))
+    Ok(shares
+        .iter()
+        .enumerate()
+        .map(|(j, share)| {
+            let shared = slot_rows(&shared, f, k, j);
+            let mut surface = slot_rows(&surface, ns * f, k, j);
+            fill_missing(data, f, &share.a, &shared, &mut surface);
+            (shared, surface)
+        })
+        .collect())
+}
+
+/// Each row of `x` (rows of `width`) `k` times in a row: the layout of a
+/// half-sweep over `k` share sets, every set starting from `x`.
+fn repeat_rows(x: &[f32], width: usize, k: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len() * k);
+    for row in x.chunks_exact(width) {
+        for _ in 0..k {
+            out.extend_from_slice(row);
+        }
+    }
+    out
+}
+
+/// Slot `j` of each row of `x` laid out by [`repeat_rows`].
+fn slot_rows(x: &[f32], width: usize, k: usize, j: usize) -> Vec<f32> {
+    x.chunks_exact(k * width)
+        .flat_map(|row| &row[j * width..(j + 1) * width])
+        .copied()
+        .collect()
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ struct Part<'a> {
     /// The other side's positives of the row on this surface.
     cols: &'a [u32],
     conf: &'a [f32],
+    /// The part's whole Hessian block `G + Σ (c − 1) y yᵀ` (`f × f`), when
+    /// it was built for the row: each product is then one symv.
+    dense: Option<&'a [f32]>,
 }
 
 /// The other side's vectors: row `j` on surface `s` at `(j · ns + s) · f`.
@@ -47,6 +50,10 @@ impl<'a> Other<'a> {
 /// `out = A v` for one surface part, without a ridge: `G v + Σ (c − 1)(y·v) y`.
 #[inline(always)]
 fn apply_part<M: MulAdd>(part: &Part<'_>, y: Other<'_>, v: &[f32], out: &mut [f32]) {
+    if let Some(h) = part.dense {
+        crate::linalg::symv_with::<M>(h, v, out);
+        return;
+    }
     crate::linalg::symv_with::<M>(part.gram, v, out);
     for (&j, &c) in part.cols.iter().zip(part.conf) {
         let q = y.at(j, part.surface);
@@ -103,13 +110,15 @@ impl RowProblem<'_> {
         for part in &self.parts {
             bs.iter_mut().for_each(|x| *x = 0.0);
             for (d, dsd) in ds.iter_mut().enumerate() {
-                *dsd = part.gram[d * f + d];
+                *dsd = part.dense.unwrap_or(part.gram)[d * f + d];
             }
             for (&j, &c) in part.cols.iter().zip(part.conf) {
                 let q = self.y.at(j, part.surface);
                 axpy_with::<Plain>(c, q, bs);
-                for (dsd, &qd) in ds.iter_mut().zip(q) {
-                    *dsd += (c - 1.0) * qd * qd;
+                if part.dense.is_none() {
+                    for (dsd, &qd) in ds.iter_mut().zip(q) {
+                        *dsd += (c - 1.0) * qd * qd;
+                    }
                 }
             }
             let a2 = part.a * part.a;
@@ -217,6 +226,22 @@ impl Scratch {
     }
 }
 
+/// One set of specific shares and the shared-part weights `√(1 − share)`
+/// they give.
+pub(super) struct Shares {
+    pub(super) a: Vec<f32>,
+    pub(super) specific: Vec<f32>,
+}
+
+impl Shares {
+    pub(super) fn new(specific: &[f32]) -> Shares {
+        Shares {
+            a: super::shared_weights(specific),
+            specific: specific.to_vec(),
+        }
+    }
+}
+
 /// What a half-sweep of joint row problems needs besides each row's data.
 /// The users' step and, with specific items, the videos' step are the same
 /// problem with the sides swapped.
@@ -227,8 +252,11 @@ pub(super) struct SideStep<'a> {
     pub(super) other: Other<'a>,
     /// Per surface, the Gram matrix of the other side's zeros there.
     pub(super) grams: &'a [Vec<f32>],
-    pub(super) a: &'a [f32],
-    pub(super) specific: &'a [f32],
+    /// The shares each row is solved for: row `r`'s vectors for share set
+    /// `k` are slot `k` of its `shares.len()` slots (one set: the plain
+    /// layout). Solving several sets row by row reads a row's data and the
+    /// other side's vectors once for all of them.
+    pub(super) shares: &'a [Shares],
     pub(super) p: &'a ValidTrainParams,
     pub(super) n_surfaces: usize,
     pub(super) steps: usize,
@@ -241,8 +269,8 @@ pub(super) struct SideStep<'a> {
     pub(super) shown: Option<&'a [u8]>,
 }
 
-/// Re-solves the rows `first..` of `shared` (rows of `f`) and their surface
-/// rows `surface`.
+/// Re-solves the rows `first..` of `shared` (rows of `k · f`, a slot of `f`
+/// per share set) and their surface rows `surface` (`k · ns · f`).
 #[inline(always)]
 fn solve_rows_joint<M: MulAdd>(
     st: &SideStep<'_>,
@@ -252,95 +280,150 @@ fn solve_rows_joint<M: MulAdd>(
 ) {
     let f = st.p.factors;
     let ns = st.n_surfaces;
+    let k = st.shares.len();
     let mut sc = Scratch::default();
     let mut x = Vec::new();
-    for (k, (pu, wu)) in shared
-        .chunks_exact_mut(f)
-        .zip(surface.chunks_exact_mut(ns * f))
+    // Several share sets: each part's Hessian block once per row, reused by
+    // every set's products (fewer flops than the rows' products each time).
+    let mut hessians = Vec::new();
+    for (r, (prow, wrow)) in shared
+        .chunks_exact_mut(k * f)
+        .zip(surface.chunks_exact_mut(k * ns * f))
         .enumerate()
     {
-        let u = first + k;
+        let u = first + r;
         if st.only.is_some_and(|o| !o[u]) {
             continue;
         }
-        let mut parts = Vec::with_capacity(ns);
-        let mut blocks = 1;
-        let mut total = 0;
-        for s in 0..ns {
-            let (cols, conf) = st.conf.row(u * ns + s);
-            let has_part = match st.shown {
-                Some(m) => m[u] & (1 << s) != 0,
-                None => !cols.is_empty(),
-            };
-            if !has_part {
-                continue;
-            }
-            total += cols.len();
-            let reg = (st.specific[s] > 0.0)
-                .then(|| row_reg(st.p.reg, st.p.reg_exponent, cols.len()) / st.specific[s]);
-            let block = if reg.is_some() {
-                blocks += 1;
-                blocks - 1
-            } else {
-                0
-            };
-            parts.push(Part {
-                a: st.a[s],
-                reg,
-                block,
-                surface: s,
-                gram: &st.grams[s],
-                cols,
-                conf,
-            });
+        if k > 1 {
+            build_dense::<M>(st, u, &mut hessians);
         }
-        if parts.is_empty() {
-            pu.iter_mut().for_each(|v| *v = 0.0);
-            wu.iter_mut().for_each(|v| *v = 0.0);
+        let dense = (k > 1).then_some(&hessians[..]);
+        for (share, (pu, wu)) in st
+            .shares
+            .iter()
+            .zip(prow.chunks_exact_mut(f).zip(wrow.chunks_exact_mut(ns * f)))
+        {
+            solve_row::<M>(st, share, u, dense, &mut x, &mut sc, pu, wu);
+        }
+    }
+}
+
+/// Row `u`'s part Hessians `G_s + Σ (c − 1) y yᵀ` into `out` (`ns` blocks
+/// of `f × f`; a surface without positives keeps its Gram).
+#[inline(always)]
+fn build_dense<M: MulAdd>(st: &SideStep<'_>, u: usize, out: &mut Vec<f32>) {
+    let f = st.p.factors;
+    let ns = st.n_surfaces;
+    out.clear();
+    out.resize(ns * f * f, 0.0);
+    for (s, h) in out.chunks_exact_mut(f * f).enumerate() {
+        h.copy_from_slice(&st.grams[s]);
+        let (cols, conf) = st.conf.row(u * ns + s);
+        for (&j, &c) in cols.iter().zip(conf) {
+            let q = st.other.at(j, s);
+            for (hr, &qr) in h.chunks_exact_mut(f).zip(q) {
+                axpy_with::<M>((c - 1.0) * qr, q, hr);
+            }
+        }
+    }
+}
+
+/// Row `u`'s joint problem under `share`, warm from and written to `pu`
+/// (its shared vector) and `wu` (its surface vectors); `dense`, the row's
+/// part Hessians when built ([`build_dense`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn solve_row<M: MulAdd>(
+    st: &SideStep<'_>,
+    share: &Shares,
+    u: usize,
+    dense: Option<&[f32]>,
+    x: &mut Vec<f32>,
+    sc: &mut Scratch,
+    pu: &mut [f32],
+    wu: &mut [f32],
+) {
+    let f = st.p.factors;
+    let ns = st.n_surfaces;
+    let mut parts = Vec::with_capacity(ns);
+    let mut blocks = 1;
+    let mut total = 0;
+    for s in 0..ns {
+        let (cols, conf) = st.conf.row(u * ns + s);
+        let has_part = match st.shown {
+            Some(m) => m[u] & (1 << s) != 0,
+            None => !cols.is_empty(),
+        };
+        if !has_part {
             continue;
         }
-        let prob = RowProblem {
-            f,
-            y: st.other,
-            reg_p: row_reg(st.p.reg, st.p.reg_exponent, total),
-            blocks,
-            parts,
-        };
-        // Unknowns from the current vectors: p, and δ_s = w_s − a_s p.
-        x.clear();
-        x.resize(blocks * f, 0.0);
-        x[..f].copy_from_slice(pu);
-        for part in &prob.parts {
-            if part.reg.is_some() {
-                let s = part.surface;
-                let w = &wu[s * f..(s + 1) * f];
-                for d in 0..f {
-                    x[part.block * f + d] = w[d] - part.a * pu[d];
-                }
-            }
-        }
-        prob.pcg::<M>(&mut x, st.steps, &mut sc);
-        pu.copy_from_slice(&x[..f]);
-        if st.shown.is_some() {
-            // Surfaces without a part: the shared part alone.
-            for s in 0..ns {
-                for d in 0..f {
-                    wu[s * f + d] = st.a[s] * x[d];
-                }
-            }
+        total += cols.len();
+        let reg = (share.specific[s] > 0.0)
+            .then(|| row_reg(st.p.reg, st.p.reg_exponent, cols.len()) / share.specific[s]);
+        let block = if reg.is_some() {
+            blocks += 1;
+            blocks - 1
         } else {
-            wu.iter_mut().for_each(|v| *v = 0.0);
-        }
-        for part in &prob.parts {
+            0
+        };
+        parts.push(Part {
+            a: share.a[s],
+            reg,
+            block,
+            surface: s,
+            gram: &st.grams[s],
+            cols,
+            conf,
+            dense: dense.map(|d| &d[s * f * f..(s + 1) * f * f]),
+        });
+    }
+    if parts.is_empty() {
+        pu.iter_mut().for_each(|v| *v = 0.0);
+        wu.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let prob = RowProblem {
+        f,
+        y: st.other,
+        reg_p: row_reg(st.p.reg, st.p.reg_exponent, total),
+        blocks,
+        parts,
+    };
+    // Unknowns from the current vectors: p, and δ_s = w_s − a_s p.
+    x.clear();
+    x.resize(blocks * f, 0.0);
+    x[..f].copy_from_slice(pu);
+    for part in &prob.parts {
+        if part.reg.is_some() {
             let s = part.surface;
-            let w = &mut wu[s * f..(s + 1) * f];
+            let w = &wu[s * f..(s + 1) * f];
             for d in 0..f {
-                w[d] = part.a * x[d];
+                x[part.block * f + d] = w[d] - part.a * pu[d];
             }
-            if part.reg.is_some() {
-                for d in 0..f {
-                    w[d] += x[part.block * f + d];
-                }
+        }
+    }
+    prob.pcg::<M>(x, st.steps, sc);
+    pu.copy_from_slice(&x[..f]);
+    if st.shown.is_some() {
+        // Surfaces without a part: the shared part alone.
+        for s in 0..ns {
+            for d in 0..f {
+                wu[s * f + d] = share.a[s] * x[d];
+            }
+        }
+    } else {
+        wu.iter_mut().for_each(|v| *v = 0.0);
+    }
+    for part in &prob.parts {
+        let s = part.surface;
+        let w = &mut wu[s * f..(s + 1) * f];
+        for d in 0..f {
+            w[d] = part.a * x[d];
+        }
+        if part.reg.is_some() {
+            for d in 0..f {
+                w[d] += x[part.block * f + d];
             }
         }
     }
@@ -376,13 +459,15 @@ unsafe fn solve_rows_joint_avx512(
     solve_rows_joint::<crate::linalg::Fused>(st, first, shared, surface)
 }
 
-/// Runs the half-sweep `st` over every row of `shared` / `surface`.
+/// Runs the half-sweep `st` over every row of `shared` / `surface` (each
+/// row a slot per share set of `st`).
 pub(super) fn side_step(isa: Isa, st: &SideStep<'_>, shared: &mut [f32], surface: &mut [f32]) {
     let f = st.p.factors;
     let ns = st.n_surfaces;
+    let k = st.shares.len();
     shared
-        .par_chunks_mut(f * USERS_PER_TASK)
-        .zip(surface.par_chunks_mut(ns * f * USERS_PER_TASK))
+        .par_chunks_mut(k * f * USERS_PER_TASK)
+        .zip(surface.par_chunks_mut(k * ns * f * USERS_PER_TASK))
         .enumerate()
         .for_each(|(chunk, (ps, ws))| {
             let first = chunk * USERS_PER_TASK;

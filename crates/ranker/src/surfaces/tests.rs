@@ -320,7 +320,7 @@ fn the_joint_item_step_reaches_the_exact_solution() -> Result<()> {
             &data,
             &sides,
             &w,
-            &psi,
+            &[Shares::new(&psi)],
             &p,
             200,
             only,
@@ -342,6 +342,129 @@ fn the_joint_item_step_reaches_the_exact_solution() -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn one_pass_over_several_shares_solves_each_as_alone() -> Result<()> {
+    // Choosing the shares solves every value of the grid in one pass over the
+    // rows; each set's vectors must be those of a pass with that set alone,
+    // on both sides.
+    let (us, ss, is) = planted(40, 3, 0.5, 9);
+    let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+    let p = params(3);
+    let (f, ns) = (p.factors, 3);
+    let start = train_surface_ials(
+        &data,
+        &p,
+        &shares(vec![0.3; 3], vec![0.5; 3])?,
+        &mut TrainControl::default(),
+    )?;
+    let sets = [
+        vec![0.0, 0.0, 0.0],
+        vec![0.1, 0.5, 1.0],
+        vec![1.0, 0.25, 0.0],
+    ];
+    let only: Vec<bool> = (0..data.users.len()).map(|u| u % 3 != 1).collect();
+    let start_users = Some((&start.shared[..], &start.surface[..]));
+    let together = solve_some_users(
+        &data,
+        &start.surface_items,
+        &p,
+        &sets,
+        start_users,
+        4,
+        Some(&only),
+    )?;
+    assert_eq!(together.len(), sets.len());
+    // One set alone multiplies by the rows, several by each part's Hessian
+    // built once: the same problems and CG steps, rounded otherwise.
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what} [{i}]: {x} vs {y}"
+            );
+        }
+    };
+    for (set, got) in sets.iter().zip(&together) {
+        let alone = solve_some_users(
+            &data,
+            &start.surface_items,
+            &p,
+            std::slice::from_ref(set),
+            start_users,
+            4,
+            Some(&only),
+        )?;
+        close(
+            &got.0,
+            &alone[0].0,
+            &format!("users' shared vectors, shares {set:?}"),
+        );
+        close(
+            &got.1,
+            &alone[0].1,
+            &format!("users' surface vectors, shares {set:?}"),
+        );
+    }
+    // The sets' solutions differ by far more than the tolerance, so a slot
+    // mix-up could not pass unseen.
+    let apart = together[0]
+        .1
+        .iter()
+        .zip(&together[1].1)
+        .map(|(a, b)| (a - b).abs());
+    assert!(apart.fold(0f32, f32::max) > 1e-2);
+
+    let sides = Sides::new(&data, &p);
+    let judged: Vec<bool> = (0..data.items.len()).map(|i| i % 2 == 0).collect();
+    let k = sets.len();
+    let (mut q, mut z) = (
+        repeat_rows(&start.items, f, k),
+        repeat_rows(&start.surface_items, ns * f, k),
+    );
+    let all: Vec<Shares> = sets.iter().map(|s| Shares::new(s)).collect();
+    let isa = Isa::detect();
+    item_step(
+        isa,
+        &data,
+        &sides,
+        &start.surface,
+        &all,
+        &p,
+        3,
+        Some(&judged),
+        &mut q,
+        &mut z,
+    );
+    for (j, set) in sets.iter().enumerate() {
+        let (mut q1, mut z1) = (start.items.clone(), start.surface_items.clone());
+        let one = [Shares::new(set)];
+        item_step(
+            isa,
+            &data,
+            &sides,
+            &start.surface,
+            &one,
+            &p,
+            3,
+            Some(&judged),
+            &mut q1,
+            &mut z1,
+        );
+        close(
+            &slot_rows(&q, f, k, j),
+            &q1,
+            &format!("videos' shared vectors, shares {set:?}"),
+        );
+        close(
+            &slot_rows(&z, ns * f, k, j),
+            &z1,
+            &format!("videos' surface vectors, {set:?}"),
+        );
     }
     Ok(())
 }
