@@ -1,4 +1,4 @@
-//! reelkit-assign: who is served by which ranker.
+//! reelkit-assign: who is served by which ranker, and where.
 //!
 //! Two deterministic functions that the server (`reelkit serve`), the simulator
 //! and offline jobs (`reelkit ab assign`) share, so that they always agree:
@@ -8,6 +8,9 @@
 //! - [`team_draft`]: team-draft interleaving (Radlinski, Kurup & Joachims,
 //!   2008) of two rankers' lists into one, each position labelled with the
 //!   team that placed it, with coin flips drawn from [`interleave_seed`].
+//!
+//! and the one [`Surface`] type (reels, feed, watch) the event log, the
+//! ranker's requests, the server and the simulator name surfaces with.
 //!
 //! ```
 //! use reelkit_assign::{interleave_seed, team_draft, Allocation, Team};
@@ -28,9 +31,11 @@
 
 mod interleave;
 mod split;
+mod surface;
 
 pub use interleave::{interleave_seed, team_draft, team_draft_by, Team};
 pub use split::{bucket, Allocation, Error};
+pub use surface::{Surface, UnknownSurface};
 
 /// SplitMix64's step: a bijective mix of 64 bits (Steele, Lea & Flood 2014),
 /// the one hash behind arms, interleaving seeds and the simulator's streams.

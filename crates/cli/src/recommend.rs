@@ -45,7 +45,7 @@ pub struct RecommendArgs {
     pub cols: ColumnArgs,
 }
 
-fn parse_surface(text: &str) -> Result<Surface, String> {
+fn parse_surface(text: &str) -> Result<Surface, reelkit_ranker::UnknownSurface> {
     text.parse()
 }
 

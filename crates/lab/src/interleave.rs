@@ -74,7 +74,7 @@ fn offer(
     scratch: &mut Scratch,
     rng: &mut Rng,
 ) -> Vec<u32> {
-    let s = reelkit_sim::policies::surface_index(req.surface);
+    let s = req.surface.index();
     let (filled, cursor) = (scratch.filled[s], scratch.cursor[s]);
     let mut out = Vec::with_capacity(req.n);
     policy.fill(req, scratch, rng, &mut out);

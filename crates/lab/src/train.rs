@@ -139,11 +139,6 @@ pub fn offline_eval(
     })
 }
 
-/// The index of a surface in per-surface models (`Surface::ALL` order).
-fn surface_slot(s: Surface) -> u8 {
-    reelkit_sim::policies::surface_index(s) as u8
-}
-
 /// The engagement-weighted impressions of `days`, keyed by (user, surface):
 /// what a per-surface model trains on.
 pub(crate) fn surface_data(days: &[&Events]) -> Result<SurfaceData> {
@@ -159,7 +154,7 @@ pub(crate) fn surface_data(days: &[&Events]) -> Result<SurfaceData> {
         let imp = impressions(ev);
         for i in 0..ev.len() {
             users.push(ev.user_id[i]);
-            surfaces.push(surface_slot(ev.surface[i]));
+            surfaces.push(ev.surface[i].index() as u8);
             videos.push(ev.video_id[i]);
             weights.push(w.weight(&imp, i));
         }
@@ -209,7 +204,7 @@ pub(crate) fn held_out(
             continue;
         }
         user.push(u);
-        surface.push(surface_slot(events.surface[i]));
+        surface.push(events.surface[i].index() as u8);
         item.push(v);
         gain.push(w.weight(&imp, i));
     }
@@ -397,7 +392,7 @@ fn fit_surface_value_model(ev: &Events, model: &Model) -> ValueModel {
             continue;
         };
         let (u, v) = (u as usize, v as usize);
-        let at = (u * ns + surface_slot(ev.surface[i]) as usize) * d;
+        let at = (u * ns + ev.surface[i].index()) * d;
         s.dot.push(reelkit_ranker::retrieval::dot(
             &sv.vectors[at..at + d],
             model.factors.item(v),

@@ -3,9 +3,6 @@
 //! See `DESIGN.md` / `datasets/README.md` for the table; the names here are the
 //! single source of truth used by every reader, writer and SQL emitter.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// Viewer id, `u64`.
 pub const USER_ID: &str = "user_id";
 /// Unique per session, `u64`.
@@ -72,57 +69,7 @@ pub fn is_skipped(watch_ms: u32, duration_ms: u32) -> bool {
     watch_ms < SKIP_THRESHOLD_MS.min(duration_ms)
 }
 
-/// Where an impression was shown.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Surface {
-    /// Full-screen vertical short videos.
-    Reels,
-    /// The mixed home feed (short and long videos).
-    Feed,
-    /// Long-form video tab.
-    Watch,
-}
-
-impl Surface {
-    /// All surfaces, in a stable order.
-    pub const ALL: [Surface; 3] = [Surface::Reels, Surface::Feed, Surface::Watch];
-
-    /// The string stored in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Surface::Reels => "reels",
-            Surface::Feed => "feed",
-            Surface::Watch => "watch",
-        }
-    }
-}
-
-impl fmt::Display for Surface {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error of parsing an unknown surface name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown surface `{0}` (expected reels, feed or watch)")]
-pub struct UnknownSurface(pub String);
-
-impl FromStr for Surface {
-    type Err = UnknownSurface;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "reels" => Ok(Surface::Reels),
-            "feed" => Ok(Surface::Feed),
-            "watch" => Ok(Surface::Watch),
-            other => Err(UnknownSurface(other.to_string())),
-        }
-    }
-}
+pub use reelkit_assign::{Surface, UnknownSurface};
 
 #[cfg(test)]
 mod tests {

@@ -336,7 +336,10 @@ impl Model {
             return Err(PyValueError::new_err("k must be 1 or more"));
         }
         let surface = surface
-            .map(|s| s.parse::<Surface>().map_err(PyValueError::new_err))
+            .map(|s| {
+                s.parse::<Surface>()
+                    .map_err(|e| PyValueError::new_err(e.to_string()))
+            })
             .transpose()?;
         if let Some(s) = surface {
             if !self.ranker.surfaces().iter().any(|n| n == s.as_str()) {

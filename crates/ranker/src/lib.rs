@@ -90,6 +90,7 @@ pub use model::{MappedModel, Model, ModelMeta};
 pub use params::{Algo, TrainParams, ValidTrainParams};
 pub use ranker::{
     BatchRequest, Ranker, Recommendation, Recommendations, Request, Retrieval, Surface,
+    UnknownSurface,
 };
 
 /// The training algorithms one by one (`train` picks one from

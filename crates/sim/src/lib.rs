@@ -66,9 +66,9 @@ pub mod frames {
 /// request, the seen sets, video statistics, fresh-upload exploration.
 pub mod policies {
     pub use crate::policy::{
-        surface_index, take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher,
-        OraclePolicy, PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats, Visit,
-        DEFAULT_EXPLORE, FRESH_DAYS,
+        take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher, OraclePolicy,
+        PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats, Visit, DEFAULT_EXPLORE,
+        FRESH_DAYS,
     };
 }
 

@@ -138,7 +138,7 @@ impl Scratch {
         out: &mut Vec<u32>,
         score: impl Fn(u32) -> Option<f64>,
     ) {
-        let s = surface_index(req.surface);
+        let s = req.surface.index();
         if !self.filled[s] || self.cursor[s] >= self.ranked[s].len() {
             let depth = if self.filled[s] { usize::MAX } else { depth };
             let mut scored: Vec<(f64, u32)> = req
@@ -159,15 +159,6 @@ impl Scratch {
             self.filled[s] = true;
         }
         take_unseen(&self.ranked[s], &mut self.cursor[s], req.seen, req.n, out);
-    }
-}
-
-/// Index of a surface in [`Surface::ALL`].
-pub fn surface_index(s: Surface) -> usize {
-    match s {
-        Surface::Reels => 0,
-        Surface::Feed => 1,
-        Surface::Watch => 2,
     }
 }
 
@@ -284,7 +275,7 @@ impl Policy for PopularPolicy {
     }
 
     fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, _: &mut Rng, out: &mut Vec<u32>) {
-        let s = surface_index(req.surface);
+        let s = req.surface.index();
         take_unseen(
             &self.ranked[s],
             &mut scratch.cursor[s],
@@ -348,7 +339,7 @@ impl<P: Policy> Policy for ExploreFresh<P> {
         rng: &mut Rng,
         out: &mut Vec<u32>,
     ) {
-        let fresh = &self.fresh[surface_index(req.surface)];
+        let fresh = &self.fresh[req.surface.index()];
         let n_fresh = if fresh.is_empty() {
             0
         } else {
@@ -395,7 +386,7 @@ impl Policy for OraclePolicy {
         scratch.walk_ranked(req, ORACLE_DEPTH, out, |v| {
             Some(
                 req.world
-                    .response(req.user, v as usize, surface_index(req.surface)),
+                    .response(req.user, v as usize, req.surface.index()),
             )
         });
     }

@@ -6,9 +6,7 @@ use reelkit_logs::{Event, Events, Surface};
 
 use crate::arms::Arms;
 use crate::error::Result;
-use crate::policy::{
-    surface_index, DayContext, FeedRequest, Policy, Scratch, SeenSet, VideoStats, Visit,
-};
+use crate::policy::{DayContext, FeedRequest, Policy, Scratch, SeenSet, VideoStats, Visit};
 use crate::rng::Rng;
 use crate::world::{sigmoid, World};
 
@@ -244,7 +242,7 @@ impl<'w> Simulator<'w> {
                     }
                     let mut surfaces = [false; 3];
                     for s in &plan.surfaces {
-                        surfaces[surface_index(*s)] = true;
+                        surfaces[s.index()] = true;
                     }
                     out.push(Visit {
                         user: u,
@@ -381,7 +379,7 @@ fn simulate_user_day(
                 surface,
                 session_position: position,
                 seen: &state.seen,
-                eligible: &eligible[surface_index(surface)],
+                eligible: &eligible[surface.index()],
                 n: b.page_size,
                 ts_ms: clock,
                 request_id: ((day as u64) << 40) | ((k as u64) << 24) | position as u64,
@@ -402,8 +400,7 @@ fn simulate_user_day(
                         position as u64,
                     ],
                 );
-                let response =
-                    world.response(u, vi, surface_index(surface)) + b.watch_noise * r.normal();
+                let response = world.response(u, vi, surface.index()) + b.watch_noise * r.normal();
                 let long = world.videos.long[vi];
                 let frac = world.expected_watch_fraction(response, long);
                 let duration = world.videos.duration_ms[vi];

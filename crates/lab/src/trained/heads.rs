@@ -6,7 +6,7 @@ use reelkit_ranker::algorithms::EngagementWeights;
 use reelkit_sim::population::SURFACES;
 use serde::Serialize;
 
-use super::{surface_index, Fit};
+use super::Fit;
 use crate::recipe::Ranking;
 
 /// A linear value head: the predicted engagement weight of showing video
@@ -94,7 +94,7 @@ pub(super) fn fit_heads(
     let mut xty = [[0f64; 5]; SURFACES];
     let mut n = [0usize; SURFACES];
     for i in 0..events.len() {
-        let s = surface_index(events.surface[i]);
+        let s = events.surface[i].index();
         if surface.is_some_and(|x| x != s) {
             continue;
         }

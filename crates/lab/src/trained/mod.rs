@@ -41,7 +41,7 @@ use reelkit_ranker::{
     Csr, Factors, IdMap, TrainControl, TrainingData, ValidTrainParams,
 };
 use reelkit_sim::{
-    policies::{surface_index, take_unseen, DayContext, FeedRequest, PopularPolicy, Scratch},
+    policies::{take_unseen, DayContext, FeedRequest, PopularPolicy, Scratch},
     population::SURFACES,
     random::Rng,
     Policy, World,
@@ -450,7 +450,7 @@ impl TrainedPolicy {
         for ev in &log[days.clone()] {
             let imp = crate::train::impressions(ev);
             for i in 0..ev.len() {
-                let s = surface_index(ev.surface[i]);
+                let s = ev.surface[i].index();
                 if surface.is_some_and(|x| x != s) {
                     continue;
                 }
@@ -665,11 +665,7 @@ impl TrainedPolicy {
                 else {
                     continue;
                 };
-                let slot = if by_surface {
-                    surface_index(ev.surface[i])
-                } else {
-                    0
-                };
+                let slot = if by_surface { ev.surface[i].index() } else { 0 };
                 rows.push((u as usize * slots + slot) as u32);
                 cols.push(v);
                 vals.push(w.weight(&imp, i));
@@ -808,7 +804,7 @@ impl Policy for TrainedPolicy {
         rng: &mut Rng,
         out: &mut Vec<u32>,
     ) {
-        let s = surface_index(req.surface);
+        let s = req.surface.index();
         let slot = self.list_of[s].get(req.user).copied().unwrap_or(u32::MAX);
         if slot == u32::MAX {
             return self.fallback.fill(req, scratch, rng, out);

@@ -44,39 +44,7 @@ pub struct Request {
     pub max_per_creator: Option<usize>,
 }
 
-/// Where a feed is shown: which video formats are eligible.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Surface {
-    /// Short videos only.
-    Reels,
-    /// Every video.
-    Feed,
-    /// Long videos only.
-    Watch,
-}
-
-impl Surface {
-    /// Its name in requests and model files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Surface::Reels => "reels",
-            Surface::Feed => "feed",
-            Surface::Watch => "watch",
-        }
-    }
-}
-
-impl std::str::FromStr for Surface {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Surface, String> {
-        match s {
-            "reels" => Ok(Surface::Reels),
-            "feed" => Ok(Surface::Feed),
-            "watch" => Ok(Surface::Watch),
-            other => Err(format!("unknown surface `{other}` (reels, feed, watch)")),
-        }
-    }
-}
+pub use reelkit_assign::{Surface, UnknownSurface};
 
 /// Video metadata the model file does not hold: creator and format per item.
 #[derive(Debug, Clone, Default)]

@@ -274,14 +274,6 @@ pub struct RecommendResponse {
 #[derive(Debug, Clone)]
 pub(crate) struct VariantLabel(pub String);
 
-fn surface_name(s: Surface) -> &'static str {
-    match s {
-        Surface::Reels => "reels",
-        Surface::Feed => "feed",
-        Surface::Watch => "watch",
-    }
-}
-
 /// Scores one request on `model` through the micro-batcher.
 async fn batched(
     state: &AppState,
@@ -445,7 +437,10 @@ async fn recommend(
     check_ids(&state, "history", &b.history)?;
     let surface = match &b.surface {
         None => None,
-        Some(s) => Some(s.parse::<Surface>().map_err(ApiError::invalid)?),
+        Some(s) => Some(
+            s.parse::<Surface>()
+                .map_err(|e| ApiError::invalid(e.to_string()))?,
+        ),
     };
     if b.max_per_creator == Some(0) {
         return Err(ApiError::invalid("max_per_creator must be at least 1"));
@@ -453,11 +448,11 @@ async fn recommend(
     if !state.model().ranker.has_catalog() {
         // A per-surface model answers a surface with the user's vector
         // there; filtering by the surface's formats needs the catalogue.
-        if let Some(s) = surface.filter(|s| !state.all_have_surface(surface_name(*s))) {
+        if let Some(s) = surface.filter(|s| !state.all_have_surface(Surface::as_str(*s))) {
             return Err(ApiError::invalid(format!(
                 "surface `{}` needs the video catalogue (start the server with --videos) or a \
                  per-surface model (reelkit train --per-surface)",
-                surface_name(s)
+                Surface::as_str(s)
             )));
         }
         if b.max_per_creator.is_some() {
@@ -567,7 +562,7 @@ async fn recommend(
                 Design::Single => Some(state.slot_model(0).0.to_string()),
                 _ => None,
             }),
-            surface: surface.map(surface_name),
+            surface: surface.map(Surface::as_str),
             // Exposure logs are refused for string-id models (see AppState).
             video_ids: response
                 .items
