@@ -295,7 +295,7 @@ fn check_agg(metric: &str, part: &str, a: &Aggregation) -> Result<()> {
         }
     }
     if let Some(s) = &a.surface {
-        if !["reels", "feed", "watch"].contains(&s.as_str()) {
+        if s.parse::<reelkit_logs::Surface>().is_err() {
             return Err(bad(format!("unknown surface `{s}`")));
         }
     }

@@ -354,12 +354,17 @@ fn trial(
     };
     // The lead metric, then the same on each surface (where a verdict comes from).
     let mut metrics = vec![lead.clone()];
-    metrics.extend(["reels", "feed", "watch"].iter().filter_map(|s| {
-        lead.on_surface(s).map(|mut m| {
-            m.name = format!("{} on {s}", lead.name);
-            m
-        })
-    }));
+    metrics.extend(
+        reelkit_logs::Surface::ALL
+            .map(reelkit_logs::Surface::as_str)
+            .iter()
+            .filter_map(|s| {
+                lead.on_surface(s).map(|mut m| {
+                    m.name = format!("{} on {s}", lead.name);
+                    m
+                })
+            }),
+    );
     let lead_pref = |p: &mut Interleaved,
                      arm: usize,
                      teams: [&str; 2]|

@@ -720,7 +720,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
 pub fn segments(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Vec<Segment>> {
     let (assignments, metrics) = (inputs.assignments, inputs.metrics);
     let mut out = Vec::new();
-    for surface in ["reels", "feed", "watch"] {
+    for surface in reelkit_logs::Surface::ALL.map(reelkit_logs::Surface::as_str) {
         let ms: Vec<Metric> = metrics
             .iter()
             .filter_map(|m| m.on_surface(surface))
