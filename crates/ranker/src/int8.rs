@@ -494,8 +494,8 @@ macro_rules! int8_scan {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{block_of, query_blocks, Int8Table, Query, Sink};
-    use crate::scan::{lanes, PANEL};
+    use super::{block256, query_blocks, Dot256, Int8Table, Query, Sink};
+    use crate::scan::PANEL;
 
     /// Queries per micro-tile: 4 × 16 items = eight i32 accumulators.
     const M: usize = 4;
@@ -578,65 +578,143 @@ mod avx2 {
         floors: &mut [f32],
         sink: &mut impl Sink,
     ) {
-        let g = t.groups;
-        let q: [&Query; B] = block_of(qs, j0);
-        let ones = _mm256_set1_epi16(1);
-        for p in lo / PANEL..hi.div_ceil(PANEL) {
-            let base = t.panel_base(p);
-            let z = _mm256_setzero_si256();
-            let mut acc = [[z; 2]; B];
-            // Groups in pairs: their u8×i8 pair sums added in i16 (never
-            // saturating, see the module documentation), then widened once
-            // by `vpmaddwd`; an odd last group alone.
-            // SAFETY (both closures): groups of panel p lie inside
-            // `codes` (asserted); query byte groups hold 4·groups bytes.
-            // SAFETY: see above (group `gi` of this panel, half `h` of 32 bytes).
-            let x = |gi: usize, h: usize| unsafe {
-                _mm256_loadu_si256(
-                    (t.codes.as_ptr().add(base + gi * PANEL * 4) as *const __m256i).add(h),
-                )
+        // SAFETY: this function runs only where AVX2 was detected, the
+        // features `MaddPairs` needs.
+        unsafe { block256::<B, MaddPairs>(t, qs, j0, lo, hi, floors, sink) }
+    }
+
+    /// Plain AVX2's step: `vpmaddubsw` (u8 × i8, adjacent pairs into i16)
+    /// widened by `vpmaddwd`; two groups' pair sums are added in i16 first
+    /// (never saturating, see the module documentation), so one widening
+    /// serves both.
+    struct MaddPairs;
+
+    impl Dot256 for MaddPairs {
+        #[inline(always)]
+        unsafe fn one(acc: &mut [__m256i; 2], a: __m256i, x: [__m256i; 2]) {
+            // SAFETY: the caller's guarantee (AVX2).
+            unsafe {
+                let ones = _mm256_set1_epi16(1);
+                for (acc, x) in acc.iter_mut().zip(x) {
+                    let pairs = _mm256_maddubs_epi16(a, x);
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn two(
+            acc: &mut [__m256i; 2],
+            a: __m256i,
+            x: [__m256i; 2],
+            b: __m256i,
+            y: [__m256i; 2],
+        ) {
+            // SAFETY: the caller's guarantee (AVX2).
+            unsafe {
+                let ones = _mm256_set1_epi16(1);
+                for ((acc, x), y) in acc.iter_mut().zip(x).zip(y) {
+                    let pairs =
+                        _mm256_add_epi16(_mm256_maddubs_epi16(a, x), _mm256_maddubs_epi16(b, y));
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+    }
+}
+
+/// How a 256-bit kernel adds a group's four u8 × i8 products to each of
+/// eight items' i32 lanes (a panel's sixteen items in two registers): the
+/// one thing the AVX2 and AVX-VNNI kernels do differently.
+#[cfg(target_arch = "x86_64")]
+trait Dot256 {
+    /// Adds query codes `a` (a group's four bytes in every lane) times the
+    /// panel's codes `x` to `acc`.
+    ///
+    /// # Safety
+    /// The CPU has the implementing kernel's features.
+    unsafe fn one(
+        acc: &mut [std::arch::x86_64::__m256i; 2],
+        a: std::arch::x86_64::__m256i,
+        x: [std::arch::x86_64::__m256i; 2],
+    );
+
+    /// Two consecutive groups: `a` with `x`, then `b` with `y`.
+    ///
+    /// # Safety
+    /// As [`Dot256::one`].
+    #[inline(always)]
+    unsafe fn two(
+        acc: &mut [std::arch::x86_64::__m256i; 2],
+        a: std::arch::x86_64::__m256i,
+        x: [std::arch::x86_64::__m256i; 2],
+        b: std::arch::x86_64::__m256i,
+        y: [std::arch::x86_64::__m256i; 2],
+    ) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            Self::one(acc, a, x);
+            Self::one(acc, b, y);
+        }
+    }
+}
+
+/// The 256-bit kernels' block, generic over their dot-product step: queries
+/// `j0..j0+B` against items `lo..hi`, groups taken in pairs (an odd last
+/// one alone), each panel's sums finished by [`avx2::finish_panel`].
+///
+/// # Safety
+/// The CPU has AVX2 and FMA and `D`'s features; inlined into a caller
+/// compiled with them.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block256<const B: usize, D: Dot256>(
+    t: &Int8Table,
+    qs: &[&Query],
+    j0: usize,
+    lo: usize,
+    hi: usize,
+    floors: &mut [f32],
+    sink: &mut impl Sink,
+) {
+    use std::arch::x86_64::*;
+    let g = t.groups;
+    let q: [&Query; B] = block_of(qs, j0);
+    for p in lo / PANEL..hi.div_ceil(PANEL) {
+        let base = t.panel_base(p);
+        // SAFETY (all below): the caller's features; groups of panel p lie
+        // inside `codes` (asserted), a query holds 4·groups bytes, and the
+        // scales, sums and biases cover panel p.
+        unsafe {
+            let mut acc = [[_mm256_setzero_si256(); 2]; B];
+            // Group `gi` of this panel: its two 32-byte halves.
+            let x = |gi: usize| {
+                let at = t.codes.as_ptr().add(base + gi * PANEL * 4) as *const __m256i;
+                [_mm256_loadu_si256(at), _mm256_loadu_si256(at.add(1))]
             };
-            // SAFETY: see above (4 bytes of query `r`'s group `gi`).
-            let qb = |r: usize, gi: usize| unsafe {
+            // Query `r`'s four codes of group `gi` in every lane.
+            let qb = |r: usize, gi: usize| {
                 _mm256_set1_epi32((q[r].bytes.as_ptr().add(gi * 4) as *const i32).read_unaligned())
             };
             let mut gi = 0;
             while gi + 2 <= g {
-                let (x00, x01, x10, x11) = (x(gi, 0), x(gi, 1), x(gi + 1, 0), x(gi + 1, 1));
+                let (x0, x1) = (x(gi), x(gi + 1));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let (a, b) = (qb(r, gi), qb(r, gi + 1));
-                    let t0 = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(a, x00),
-                        _mm256_maddubs_epi16(b, x10),
-                    );
-                    let t1 = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(a, x01),
-                        _mm256_maddubs_epi16(b, x11),
-                    );
-                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(t0, ones));
-                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(t1, ones));
+                    D::two(acc, qb(r, gi), x0, qb(r, gi + 1), x1);
                 }
                 gi += 2;
             }
             if gi < g {
-                let (x00, x01) = (x(gi, 0), x(gi, 1));
+                let x0 = x(gi);
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let a = qb(r, gi);
-                    acc[0] = _mm256_add_epi32(
-                        acc[0],
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(a, x00), ones),
-                    );
-                    acc[1] = _mm256_add_epi32(
-                        acc[1],
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(a, x01), ones),
-                    );
+                    D::one(acc, qb(r, gi), x0);
                 }
             }
             let first = p * PANEL;
             let valid = lanes(hi - first);
             for r in 0..B {
-                // SAFETY: scales, sums and biases cover panel p (asserted).
-                unsafe { finish_panel(t, acc[r], q[r], first, valid, j0 + r, floors, sink) };
+                avx2::finish_panel(t, acc[r], q[r], first, valid, j0 + r, floors, sink);
             }
         }
     }
@@ -650,8 +728,7 @@ mod avx2 {
 mod vnni256 {
     use std::arch::x86_64::*;
 
-    use super::{avx2::finish_panel, block_of, query_blocks, Int8Table, Query, Sink};
-    use crate::scan::{lanes, PANEL};
+    use super::{block256, query_blocks, Dot256, Int8Table, Query, Sink};
 
     /// Queries per micro-tile: 6 × 2 accumulators.
     const M: usize = 6;
@@ -672,34 +749,22 @@ mod vnni256 {
         floors: &mut [f32],
         sink: &mut impl Sink,
     ) {
-        let g = t.groups;
-        let q: [&Query; B] = block_of(qs, j0);
-        for p in lo / PANEL..hi.div_ceil(PANEL) {
-            let base = t.panel_base(p);
-            let z = _mm256_setzero_si256();
-            let mut acc = [[z; 2]; B];
-            for gi in 0..g {
-                // SAFETY: group gi of panel p lies inside `codes` (asserted).
-                let (x0, x1) = unsafe {
-                    let at = t.codes.as_ptr().add(base + gi * PANEL * 4) as *const __m256i;
-                    (_mm256_loadu_si256(at), _mm256_loadu_si256(at.add(1)))
-                };
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: a query holds 4·groups bytes.
-                    let a = unsafe {
-                        _mm256_set1_epi32(
-                            (q[r].bytes.as_ptr().add(gi * 4) as *const i32).read_unaligned(),
-                        )
-                    };
-                    acc[0] = _mm256_dpbusd_avx_epi32(acc[0], a, x0);
-                    acc[1] = _mm256_dpbusd_avx_epi32(acc[1], a, x1);
+        // SAFETY: this function runs only where AVX2 and AVX-VNNI were
+        // detected, the features `Dpbusd` needs.
+        unsafe { block256::<B, Dpbusd>(t, qs, j0, lo, hi, floors, sink) }
+    }
+
+    /// One `vpdpbusd` per register.
+    struct Dpbusd;
+
+    impl Dot256 for Dpbusd {
+        #[inline(always)]
+        unsafe fn one(acc: &mut [__m256i; 2], a: __m256i, x: [__m256i; 2]) {
+            // SAFETY: the caller's guarantee (AVX2 and AVX-VNNI).
+            unsafe {
+                for (acc, x) in acc.iter_mut().zip(x) {
+                    *acc = _mm256_dpbusd_avx_epi32(*acc, a, x);
                 }
-            }
-            let first = p * PANEL;
-            let valid = lanes(hi - first);
-            for r in 0..B {
-                // SAFETY: scales, sums and biases cover panel p (asserted).
-                unsafe { finish_panel(t, acc[r], q[r], first, valid, j0 + r, floors, sink) };
             }
         }
     }
