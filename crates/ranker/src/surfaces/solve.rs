@@ -310,7 +310,9 @@ fn solve_rows_joint<M: MulAdd>(
 }
 
 /// Row `u`'s part Hessians `G_s + Σ (c − 1) y yᵀ` into `out` (`ns` blocks
-/// of `f × f`; a surface without positives keeps its Gram).
+/// of `f × f`; a surface without positives keeps its Gram): the upper
+/// triangle summed, the lower one its mirror (exactly symmetric, half the
+/// products).
 #[inline(always)]
 fn build_dense<M: MulAdd>(st: &SideStep<'_>, u: usize, out: &mut Vec<f32>) {
     let f = st.p.factors;
@@ -320,10 +322,18 @@ fn build_dense<M: MulAdd>(st: &SideStep<'_>, u: usize, out: &mut Vec<f32>) {
     for (s, h) in out.chunks_exact_mut(f * f).enumerate() {
         h.copy_from_slice(&st.grams[s]);
         let (cols, conf) = st.conf.row(u * ns + s);
+        if cols.is_empty() {
+            continue;
+        }
         for (&j, &c) in cols.iter().zip(conf) {
             let q = st.other.at(j, s);
-            for (hr, &qr) in h.chunks_exact_mut(f).zip(q) {
-                axpy_with::<M>((c - 1.0) * qr, q, hr);
+            for r in 0..f {
+                axpy_with::<M>((c - 1.0) * q[r], &q[r..], &mut h[r * f + r..(r + 1) * f]);
+            }
+        }
+        for r in 1..f {
+            for c in 0..r {
+                h[r * f + c] = h[c * f + r];
             }
         }
     }
