@@ -683,9 +683,9 @@ unsafe fn block256<const B: usize, D: Dot256>(
     let q: [&Query; B] = block_of(qs, j0);
     for p in lo / PANEL..hi.div_ceil(PANEL) {
         let base = t.panel_base(p);
-        // SAFETY (all below): the caller's features; groups of panel p lie
-        // inside `codes` (asserted), a query holds 4·groups bytes, and the
-        // scales, sums and biases cover panel p.
+        // SAFETY: the caller's features; groups of panel p lie inside
+        // `codes` (asserted), a query holds 4·groups bytes, and the scales,
+        // sums and biases cover panel p.
         unsafe {
             let mut acc = [[_mm256_setzero_si256(); 2]; B];
             // Group `gi` of this panel: its two 32-byte halves.
