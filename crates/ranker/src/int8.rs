@@ -488,6 +488,28 @@ macro_rules! int8_scan {
             });
         }
     };
+    // A 256-bit module: its `scan` and a `block` that is [`block256`] with
+    // the module's dot-product step, compiled under its features.
+    ($features:literal, $doc:literal, $dot:ty) => {
+        int8_scan!($features, $doc);
+
+        /// Queries `j0..j0+B` against items `lo..hi`.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        fn block<const B: usize>(
+            t: &Int8Table,
+            qs: &[&Query],
+            j0: usize,
+            lo: usize,
+            hi: usize,
+            floors: &mut [f32],
+            sink: &mut impl Sink,
+        ) {
+            // SAFETY: this function runs only where detection found its
+            // features, which include the dot-product step's.
+            unsafe { block256::<B, $dot>(t, qs, j0, lo, hi, floors, sink) }
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -564,24 +586,7 @@ mod avx2 {
         }
     }
 
-    int8_scan!("avx2,fma", "The CPU must support AVX2.");
-
-    /// Queries `j0..j0+B` (B ≤ 4) against items `lo..hi`.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    fn block<const B: usize>(
-        t: &Int8Table,
-        qs: &[&Query],
-        j0: usize,
-        lo: usize,
-        hi: usize,
-        floors: &mut [f32],
-        sink: &mut impl Sink,
-    ) {
-        // SAFETY: this function runs only where AVX2 was detected, the
-        // features `MaddPairs` needs.
-        unsafe { block256::<B, MaddPairs>(t, qs, j0, lo, hi, floors, sink) }
-    }
+    int8_scan!("avx2,fma", "The CPU must support AVX2.", MaddPairs);
 
     /// Plain AVX2's step: `vpmaddubsw` (u8 × i8, adjacent pairs into i16)
     /// widened by `vpmaddwd`; two groups' pair sums are added in i16 first
@@ -735,24 +740,9 @@ mod vnni256 {
 
     int8_scan!(
         "avx2,fma,avxvnni",
-        "The CPU must support AVX2 and AVX-VNNI."
+        "The CPU must support AVX2 and AVX-VNNI.",
+        Dpbusd
     );
-
-    #[target_feature(enable = "avx2,fma,avxvnni")]
-    #[allow(clippy::too_many_arguments)]
-    fn block<const B: usize>(
-        t: &Int8Table,
-        qs: &[&Query],
-        j0: usize,
-        lo: usize,
-        hi: usize,
-        floors: &mut [f32],
-        sink: &mut impl Sink,
-    ) {
-        // SAFETY: this function runs only where AVX2 and AVX-VNNI were
-        // detected, the features `Dpbusd` needs.
-        unsafe { block256::<B, Dpbusd>(t, qs, j0, lo, hi, floors, sink) }
-    }
 
     /// One `vpdpbusd` per register.
     struct Dpbusd;
