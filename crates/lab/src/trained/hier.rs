@@ -13,9 +13,9 @@ use reelkit_ranker::{
     },
     Factors, IdMap, TrainControl,
 };
-use reelkit_sim::{population::SURFACES, random::Rng, World};
+use reelkit_sim::{population::SURFACES, World};
 
-use super::{DayLog, Fit, FitStats, FitTime, Hier, TrainedPolicy, TAG_INIT};
+use super::{DayLog, Fit, FitStats, FitTime, Hier, TrainedPolicy};
 use crate::error::Result;
 use crate::recipe::Specific;
 
@@ -142,12 +142,6 @@ impl TrainedPolicy {
     /// seeded random vectors for new ones.
     fn warm_start_hier(&self, data: &SurfaceData, prev: &Fit) -> SurfaceFactors {
         let f = self.params.factors;
-        let (seed, scale) = (self.params.seed, self.params.init_scale as f64);
-        let random = |side: u64, id: u64, row: &mut [f32]| {
-            let mut rng = Rng::stream(seed, &[TAG_INIT, side, id]);
-            row.iter_mut()
-                .for_each(|x| *x = ((rng.f64() - 0.5) * 2.0 * scale) as f32);
-        };
         let old_user = |id: u64| {
             let o = prev.users.get(id)? as usize;
             let per = (0..SURFACES).map(|s| prev.surface_user(o, s)).collect();
@@ -158,9 +152,12 @@ impl TrainedPolicy {
             let per = (0..SURFACES).map(|s| prev.item_vector(o, s)).collect();
             Some((prev.factors.item(o), per))
         };
-        let (shared, surface) = warm_side(&data.users, f, old_user, |id, row| random(0, id, row));
-        let (items, surface_items) =
-            warm_side(&data.items, f, old_item, |id, row| random(1, id, row));
+        let (shared, surface) = warm_side(&data.users, f, old_user, |id, row| {
+            self.init_row(0, id, row)
+        });
+        let (items, surface_items) = warm_side(&data.items, f, old_item, |id, row| {
+            self.init_row(1, id, row)
+        });
         SurfaceFactors {
             dim: f,
             n_surfaces: SURFACES,

@@ -594,26 +594,32 @@ impl TrainedPolicy {
         )))
     }
 
+    /// A new row's starting vector: small, seeded by the row's side (0
+    /// users, 1 videos) and id, the same in every refit.
+    fn init_row(&self, side: u64, id: u64, row: &mut [f32]) {
+        let scale = self.params.init_scale as f64;
+        let mut rng = Rng::stream(self.params.seed, &[TAG_INIT, side, id]);
+        row.iter_mut()
+            .for_each(|x| *x = ((rng.f64() - 0.5) * 2.0 * scale) as f32);
+    }
+
     /// Yesterday's factors for known rows, small seeded random ones for new
     /// users and items.
     fn warm_start(&self, data: &TrainingData, prev: &Fit) -> Factors {
         let f = self.params.factors;
-        let (seed, scale) = (self.params.seed, self.params.init_scale as f64);
         fn rows<'a>(
+            this: &TrainedPolicy,
             ids: &IdMap,
             old: impl Fn(u64) -> Option<&'a [f32]>,
-            (f, seed, scale, side): (usize, u64, f64, u64),
+            side: u64,
         ) -> Vec<f32> {
+            let f = this.params.factors;
             let mut out = vec![0f32; ids.len() * f];
             for (r, row) in out.chunks_exact_mut(f).enumerate() {
                 let id = ids.id(r as u32);
                 match old(id) {
                     Some(o) => row.copy_from_slice(o),
-                    None => {
-                        let mut rng = Rng::stream(seed, &[TAG_INIT, side, id]);
-                        row.iter_mut()
-                            .for_each(|x| *x = ((rng.f64() - 0.5) * 2.0 * scale) as f32);
-                    }
+                    None => this.init_row(side, id, row),
                 }
             }
             out
@@ -632,8 +638,8 @@ impl TrainedPolicy {
         let old_item = |id: u64| prev.items.get(id).map(|i| prev.factors.item(i as usize));
         Factors {
             dim: f,
-            users: rows(&data.users, old_user, (f, seed, scale, 0)),
-            items: rows(&data.items, old_item, (f, seed, scale, 1)),
+            users: rows(self, &data.users, old_user, 0),
+            items: rows(self, &data.items, old_item, 1),
             item_bias: vec![0.0; data.items.len()],
         }
     }
