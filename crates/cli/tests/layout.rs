@@ -194,7 +194,7 @@ fn no_file_circles_in_any_crate() -> std::io::Result<()> {
 #[test]
 fn int8_kernels_come_only_from_detection() -> std::io::Result<()> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ranker/src");
-    let int8 = code(&std::fs::read_to_string(src.join("int8.rs"))?);
+    let int8 = code(&std::fs::read_to_string(src.join("int8/mod.rs"))?);
     assert!(
         int8.contains("pub(crate) struct Kernel(Kind);"),
         "int8::Kernel's field must stay private"
@@ -223,7 +223,7 @@ fn int8_kernels_come_only_from_detection() -> std::io::Result<()> {
     }
     let mut files = Vec::new();
     rust_files(&src, &mut files)?;
-    for f in files.iter().filter(|f| !f.ends_with("int8.rs")) {
+    for f in files.iter().filter(|f| !f.ends_with("int8/mod.rs")) {
         let text = code(&std::fs::read_to_string(f)?);
         assert!(
             !text.contains("Kernel(Kind"),
