@@ -712,6 +712,8 @@ pub fn train_surface_ials_from(
     };
     clear_missing(data, f, &mut fac.surface);
     let steps = user_steps(p);
+    let user_shares = [Shares::new(&s.specific)];
+    let item_shares = [Shares::new(&item_specific)];
     for epoch in 1..=p.epochs {
         let _span = tracing::info_span!("surface_ials_epoch", epoch).entered();
         let t = std::time::Instant::now();
@@ -723,7 +725,7 @@ pub fn train_surface_ials_from(
             data,
             &sides.users,
             &fac.surface_items,
-            &[Shares::new(&s.specific)],
+            &user_shares,
             p,
             steps,
             None,
@@ -738,7 +740,7 @@ pub fn train_surface_ials_from(
             data,
             &sides,
             &fac.surface,
-            &[Shares::new(&item_specific)],
+            &item_shares,
             p,
             steps,
             None,
@@ -758,8 +760,13 @@ pub fn train_surface_ials_from(
             }
         }
     }
-    let a = shared_weights(&s.specific);
-    fill_missing(data, f, &a, &fac.shared.clone(), &mut fac.surface);
+    fill_missing(
+        data,
+        f,
+        &user_shares[0].a,
+        &fac.shared.clone(),
+        &mut fac.surface,
+    );
     Ok(fac)
 }
 
