@@ -29,6 +29,11 @@
 //! - **Popularity compensation** of the chosen model: item bias `β · s ·
 //!   ln(1 + n_j)` ([`TrainParams::pop_bias`]), β on a grid, no retraining.
 //!
+//! **Judged users.** Every trial is judged on the same validation users: all
+//! of them, or a seeded sample of [`TuneOptions::judged_users`] when there
+//! are more (ranking a large catalogue for every user of a large set would
+//! cost more than training).
+//!
 //! **Choice, not noise.** The best mean NDCG is found; every candidate whose
 //! paired difference to it is within one standard error is as good on this
 //! evidence, and the simplest of those is chosen (EASE, then RP3beta, then
@@ -59,6 +64,8 @@ mod search;
 mod tests;
 
 use scorer::Scorer;
+#[cfg(test)]
+use search::judged_sample;
 pub use search::tune;
 
 /// The stage of a popularity compensation the one-SE rule did not keep.
@@ -135,6 +142,11 @@ pub struct TuneOptions {
     /// EASE's and RP3beta's basis dimension (exact up to this many users or
     /// items).
     pub ease_dim: usize,
+    /// Most validation users the search judges: above it, a seeded sample of
+    /// this many (the same users for every setting). Judging ranks the whole
+    /// catalogue for each of them, so on large sets it, not training, would
+    /// take the budget.
+    pub judged_users: usize,
 }
 
 impl Default for TuneOptions {
@@ -146,6 +158,7 @@ impl Default for TuneOptions {
             budget: Duration::from_secs(90),
             seed: 42,
             ease_dim: 2048,
+            judged_users: 10_000,
         }
     }
 }

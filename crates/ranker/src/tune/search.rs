@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::eval::{item_counts, Metrics};
 use crate::factors::Factors;
 use crate::params::{Algo, TrainParams};
+use crate::rng::SplitMix;
 use crate::rp3::{binary, Rp3Params};
 use crate::split::Split;
 
@@ -28,6 +29,9 @@ const LATE_SHARE: f64 = 0.1;
 /// Candidate list length kept for blends and compensation.
 const POOL: usize = 100;
 
+/// Each validation user's top items with scores (`None`: not judged).
+type Lists = Vec<Option<Vec<(u32, f32)>>>;
+
 struct Search<'a> {
     split: &'a Split,
     opts: &'a TuneOptions,
@@ -39,6 +43,14 @@ struct Search<'a> {
     /// (no EASE: a catalogue above its limit, or not asked for), iALS judges
     /// the weightings itself.
     weighting_judged: bool,
+    /// Seconds of the last ranking of every judged user's list (the cost of
+    /// judging one more setting without training, as popularity compensation does).
+    judge_secs: f64,
+    /// Per trial, the expected seconds of its final fit on the training
+    /// part: its own seconds, but for an iALS or BPR run, whose trial also
+    /// ran the epochs after its best checkpoint and judged every
+    /// checkpoint, its training time per epoch times its best epochs.
+    fit_secs: Vec<f64>,
 }
 
 impl Search<'_> {
@@ -56,8 +68,9 @@ impl Search<'_> {
     fn final_fit(&self) -> f64 {
         self.trials
             .iter()
-            .max_by(|a, b| a.ndcg.total_cmp(&b.ndcg))
-            .map_or(0.0, |t| t.seconds)
+            .zip(&self.fit_secs)
+            .max_by(|a, b| a.0.ndcg.total_cmp(&b.0.ndcg))
+            .map_or(0.0, |t| *t.1)
     }
 
     fn record(
@@ -70,6 +83,7 @@ impl Search<'_> {
         seconds: f64,
     ) -> usize {
         let (m, users) = judged;
+        self.fit_secs.push(seconds);
         self.trials.push(Trial {
             stage,
             candidate,
@@ -120,7 +134,23 @@ impl Search<'_> {
         scorer: Scorer,
         started: Instant,
     ) -> usize {
+        let t = Instant::now();
         let lists = scorer.lists(self.split, POOL);
+        self.judge_secs = t.elapsed().as_secs_f64();
+        self.evaluated(stage, candidate, weighting, scorer, lists, started)
+    }
+
+    /// Records a scorer's trial from its top-[`POOL`] lists and keeps it if
+    /// best of its kind.
+    fn evaluated(
+        &mut self,
+        stage: &'static str,
+        candidate: Candidate,
+        weighting: Weighting,
+        scorer: Scorer,
+        lists: Vec<Option<Vec<(u32, f32)>>>,
+        started: Instant,
+    ) -> usize {
         let judged = judge(self.split, &lists, self.opts.k);
         let secs = started.elapsed().as_secs_f64();
         let t = self.record(stage, candidate, weighting, 0.0, judged, secs);
@@ -272,19 +302,27 @@ impl Search<'_> {
         let w = self.best_weighting;
         let x = w.apply(&self.split.train.matrix);
         let (split, k) = (self.split, self.opts.k);
-        let mut best: Option<(usize, f64, Factors)> = None;
+        // Each checkpoint's top-POOL lists: the best one's are the trial's,
+        // not computed a second time.
+        let mut best: Option<(usize, f64, Factors, Lists)> = None;
         let mut falls = 0;
+        let mut judge_secs = self.judge_secs;
+        let (mut judging, mut epochs_run) = (0.0f64, 0usize);
         let mut cb = |r: &EpochReport, f: &Factors| {
+            epochs_run = r.epoch;
             if !r.epoch.is_multiple_of(every) && r.epoch != params.epochs {
                 return true;
             }
-            let lists = Scorer::Factors(f.clone()).lists(split, k);
+            let t = Instant::now();
+            let lists = Scorer::Factors(f.clone()).lists(split, POOL);
             let (m, _) = judge(split, &lists, k);
+            judge_secs = t.elapsed().as_secs_f64();
+            judging += judge_secs;
             match &best {
-                Some((_, b, _)) if m.ndcg <= *b => falls += 1,
+                Some((_, b, _, _)) if m.ndcg <= *b => falls += 1,
                 _ => {
                     falls = 0;
-                    best = Some((r.epoch, m.ndcg, f.clone()));
+                    best = Some((r.epoch, m.ndcg, f.clone(), lists));
                 }
             }
             falls < 2
@@ -297,14 +335,18 @@ impl Search<'_> {
                 on_epoch: Some(&mut cb),
             },
         )?;
-        if let Some((epochs, _, f)) = best {
-            self.evaluate(
+        self.judge_secs = judge_secs;
+        let per_epoch = (t.elapsed().as_secs_f64() - judging) / epochs_run.max(1) as f64;
+        if let Some((epochs, _, f, lists)) = best {
+            let i = self.evaluated(
                 stage,
                 Candidate::Factorization(TrainParams { epochs, ..p }),
                 w,
                 Scorer::Factors(f),
+                lists,
                 t,
             );
+            self.fit_secs[i] = per_epoch * epochs as f64;
         }
         Ok(())
     }
@@ -578,8 +620,15 @@ impl Search<'_> {
             judge(self.split, &s.lists(self.split, self.opts.k), self.opts.k)
         };
         let mut tried: Vec<(f32, (Metrics, Vec<f64>))> = Vec::new();
+        // Each β is one more judging of every user, which on a large set
+        // costs as much as a short training run: it starts only when it and
+        // the final fit end in time.
+        let fits = |s: &Self| {
+            s.start.elapsed().as_secs_f64() + s.judge_secs + 1.3 * s.final_fit()
+                <= s.opts.budget.as_secs_f64()
+        };
         for beta in [-0.6f32, -0.4, -0.3, -0.2, -0.1, 0.1] {
-            if !self.ends_in_time(0.0, 0.0) && !tried.is_empty() {
+            if !fits(self) {
                 break;
             }
             tried.push((beta, eval(beta)));
@@ -590,7 +639,10 @@ impl Search<'_> {
             .map(|t| t.0);
         if let Some(b) = best {
             for beta in [b - 0.05, b + 0.05] {
-                if beta.abs() > 1e-6 && !tried.iter().any(|t| (t.0 - beta).abs() < 1e-6) {
+                if beta.abs() > 1e-6
+                    && !tried.iter().any(|t| (t.0 - beta).abs() < 1e-6)
+                    && fits(self)
+                {
                     tried.push((beta, eval(beta)));
                 }
             }
@@ -626,6 +678,8 @@ impl Search<'_> {
 /// Searches on `split` (raw weights in its training matrix); returns every
 /// trial in the order tried. [`choose`] picks one; [`fit_trial`] trains it.
 pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
+    let sampled = judged_sample(split, opts.judged_users, opts.seed);
+    let split = sampled.as_ref().unwrap_or(split);
     let mut s = Search {
         split,
         opts,
@@ -638,6 +692,8 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
             .copied()
             .unwrap_or(Weighting::Binary),
         weighting_judged: opts.weightings.len() < 2,
+        judge_secs: 0.0,
+        fit_secs: Vec::new(),
     };
     // EASE and RP3beta are items × items models: above EASE's item limit
     // the search goes on without them (iALS scales with the interactions).
@@ -662,4 +718,39 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
     s.blend();
     s.debias();
     Ok(s.trials)
+}
+
+/// `split` with validation rows for `cap` of its validation users, chosen
+/// by a seeded hash of their row (so the same users whatever the thread
+/// count), or `None` when it has no more than `cap`.
+pub(super) fn judged_sample(split: &Split, cap: usize, seed: u64) -> Option<Split> {
+    let test = &split.test;
+    let mut keyed: Vec<(u64, u32)> = (0..test.n_rows())
+        .filter(|&u| test.row_len(u) > 0)
+        .map(|u| (SplitMix::new(seed, 0x1D6E, u as u64).next_u64(), u as u32))
+        .collect();
+    if keyed.len() <= cap.max(1) {
+        return None;
+    }
+    let all = keyed.len();
+    keyed.select_nth_unstable(cap.max(1) - 1);
+    keyed.truncate(cap.max(1));
+    keyed.sort_unstable_by_key(|k| k.1);
+    let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+    for &(_, u) in &keyed {
+        let (items, w) = test.row(u as usize);
+        rows.extend(std::iter::repeat_n(u, items.len()));
+        cols.extend_from_slice(items);
+        vals.extend_from_slice(w);
+    }
+    tracing::info!(
+        "judging a seeded sample of {} of {all} validation users",
+        keyed.len()
+    );
+    Some(Split {
+        train: split.train.clone(),
+        test: Csr::from_triplets(test.n_rows(), test.n_cols(), &rows, &cols, &vals),
+        dropped_test_users: split.dropped_test_users,
+        unknown_test_items: split.unknown_test_items,
+    })
 }

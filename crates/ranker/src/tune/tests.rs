@@ -260,3 +260,48 @@ fn an_ease_basis_that_would_outlast_the_budget_is_not_started() -> Result<()> {
     assert!(trials.iter().any(|t| t.candidate.kind() == "ials"));
     Ok(())
 }
+
+#[test]
+fn above_the_cap_a_seeded_sample_of_validation_users_is_judged() -> Result<()> {
+    let m = crate::csr::two_taste_groups(60, 30, 8);
+    let data = TrainingData {
+        users: crate::ids::IdMap::from_ids((0..60).collect()),
+        items: crate::ids::IdMap::from_ids((0..30).collect()),
+        matrix: m,
+    };
+    let split = crate::split::split_random(&data, 0.25, 1);
+    let judged = |s: &Split| -> Vec<usize> {
+        (0..s.test.n_rows())
+            .filter(|&u| s.test.row_len(u) > 0)
+            .collect()
+    };
+    let all = judged(&split);
+    assert_eq!(all.len(), 60);
+    assert!(judged_sample(&split, 60, 7).is_none());
+    let a = judged_sample(&split, 10, 7).ok_or(crate::Error::Empty)?;
+    let kept = judged(&a);
+    assert_eq!(kept.len(), 10);
+    // Each kept user's validation items as they were; training untouched.
+    for &u in &kept {
+        assert_eq!(a.test.row(u), split.test.row(u));
+    }
+    assert_eq!(a.train.matrix, split.train.matrix);
+    assert_eq!(a.test.n_rows(), split.test.n_rows());
+    // The same seed picks the same users; another seed, others.
+    let again = judged_sample(&split, 10, 7).ok_or(crate::Error::Empty)?;
+    assert_eq!(judged(&again), kept);
+    let other = judged_sample(&split, 10, 8).ok_or(crate::Error::Empty)?;
+    assert_ne!(judged(&other), kept);
+    // Every trial of a search is judged on the sample, the same users each.
+    let opts = TuneOptions {
+        algos: vec![Algo::Ials],
+        budget: Duration::from_secs(5),
+        judged_users: 10,
+        seed: 7,
+        ..TuneOptions::default()
+    };
+    let trials = tune(&split, &opts)?;
+    assert!(!trials.is_empty());
+    assert!(trials.iter().all(|t| t.users.len() == 10));
+    Ok(())
+}
