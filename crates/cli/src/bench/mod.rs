@@ -7,6 +7,7 @@ mod ab;
 mod experiment;
 mod fuzz;
 mod load;
+mod ope;
 mod recommend;
 mod serve;
 mod simulate;
@@ -16,6 +17,7 @@ pub use ab::AbBenchArgs;
 pub use experiment::ExperimentBenchArgs;
 pub use fuzz::FuzzBenchArgs;
 pub use load::LoadBenchArgs;
+pub use ope::OpeBenchArgs;
 pub use recommend::RecBenchArgs;
 pub use serve::ServeBenchArgs;
 pub use simulate::SimBenchArgs;
@@ -49,6 +51,9 @@ pub enum BenchCommand {
     /// (Parquet, Arrow IPC, CSV) and HTTP request bodies; counts executions
     /// and crashes (panics, a dead server).
     Fuzz(FuzzBenchArgs),
+    /// Off-policy estimation (IPS, SNIPS, DR, DM with bootstrap intervals)
+    /// of one candidate on a seeded log, beside one plain pass over its columns.
+    Ope(OpeBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -61,6 +66,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Experiment(args) => experiment::experiment(args),
         BenchCommand::Load(args) => load::load(args),
         BenchCommand::Fuzz(args) => fuzz::fuzz(args),
+        BenchCommand::Ope(args) => ope::ope(args),
     }
 }
 
