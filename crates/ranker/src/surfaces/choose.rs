@@ -80,9 +80,16 @@ impl HeldOutScore {
 
 /// `Σ_k g_k (2 r_k − n + 1)` with `r_k` the average rank of `key_k`.
 fn signed_rank_sum(keys: &[f64], gains: &[f64]) -> f64 {
+    signed_rank_sum_with(keys, gains, &mut Vec::new())
+}
+
+/// [`signed_rank_sum`] with `order` as scratch. Ties are summed in index
+/// order (the order a stable sort by key leaves them in).
+fn signed_rank_sum_with(keys: &[f64], gains: &[f64], order: &mut Vec<usize>) -> f64 {
     let n = keys.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
+    order.clear();
+    order.extend(0..n);
+    order.sort_unstable_by(|&a, &b| keys[a].total_cmp(&keys[b]).then(a.cmp(&b)));
     let mut total = 0.0;
     let mut i = 0;
     while i < n {
@@ -172,26 +179,29 @@ impl Groups {
         item_bias: Option<&[f32]>,
         h: &HeldOut<'_>,
     ) -> HeldOutScore {
+        // Each worker's scratch (scores, gains, order) lives across its groups.
         let per_group: Vec<(usize, f64, f64)> = self
             .spans
             .par_iter()
-            .map(|&(i, j, best)| {
-                let idx = &self.order[i..j];
-                let (u, s) = (h.user[idx[0]] as usize, h.surface[idx[0]] as usize);
-                let at = (u * n_surfaces + s) * dim;
-                let w = &surface[at..at + dim];
-                let scores: Vec<f64> = idx
-                    .iter()
-                    .map(|&k| {
+            .map_init(
+                || (Vec::new(), Vec::new(), Vec::new()),
+                |(scores, gains, order): &mut (Vec<f64>, Vec<f64>, Vec<usize>), &(i, j, best)| {
+                    let idx = &self.order[i..j];
+                    let (u, s) = (h.user[idx[0]] as usize, h.surface[idx[0]] as usize);
+                    let at = (u * n_surfaces + s) * dim;
+                    let w = &surface[at..at + dim];
+                    scores.clear();
+                    scores.extend(idx.iter().map(|&k| {
                         let it = h.item[k] as usize;
                         let b = item_bias.map_or(0.0, |b| b[it]);
                         let at = (it * n_surfaces + s) * dim;
                         (dot(w, &items[at..at + dim]) + b) as f64
-                    })
-                    .collect();
-                let gains: Vec<f64> = idx.iter().map(|&k| h.gain[k] as f64).collect();
-                (s, signed_rank_sum(&scores, &gains), best)
-            })
+                    }));
+                    gains.clear();
+                    gains.extend(idx.iter().map(|&k| h.gain[k] as f64));
+                    (s, signed_rank_sum_with(scores, gains, order), best)
+                },
+            )
             .collect();
         let mut num = vec![0f64; n_surfaces];
         let mut den = vec![0f64; n_surfaces];
