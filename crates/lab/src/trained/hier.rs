@@ -50,11 +50,7 @@ impl TrainedPolicy {
             ),
             Some(prev) => {
                 let init = self.warm_start_hier(&data, prev);
-                let refresh = reelkit_ranker::TrainParams {
-                    epochs: self.recipe.refresh_epochs,
-                    ..p.get().clone()
-                }
-                .check()?;
+                let refresh = self.refresh_params()?;
                 (
                     train_surface_ials_from(
                         &data,

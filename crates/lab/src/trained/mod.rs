@@ -278,6 +278,16 @@ pub(crate) struct TrainedPolicy {
 }
 
 impl TrainedPolicy {
+    /// The arm's training settings for a warm-started day: its own, with
+    /// the recipe's refresh epochs.
+    fn refresh_params(&self) -> Result<ValidTrainParams> {
+        Ok(reelkit_ranker::TrainParams {
+            epochs: self.recipe.refresh_epochs,
+            ..self.params.get().clone()
+        }
+        .check()?)
+    }
+
     pub(crate) fn new(name: &str, recipe: &Trained, unified: bool) -> Result<TrainedPolicy> {
         let params = recipe.train.clone().check()?;
         Ok(TrainedPolicy {
@@ -477,11 +487,7 @@ impl TrainedPolicy {
             ),
             Some(prev) => {
                 let init = self.warm_start(&data, prev);
-                let refresh = reelkit_ranker::TrainParams {
-                    epochs: self.recipe.refresh_epochs,
-                    ..p.get().clone()
-                }
-                .check()?;
+                let refresh = self.refresh_params()?;
                 (
                     train_ials_from(&data.matrix, &refresh, init, &mut TrainControl::default())?,
                     refresh.epochs,
