@@ -159,6 +159,7 @@ def test_tune_chooses_and_trains():
     t = reelkit.tune(ratings().vstack(ratings().with_columns(pl.col("uid") + 10)), user_col="uid", item_col="movie",
                      weight_col="w", budget=3)
     assert t.chosen["ndcg"] >= 0 and t.chosen["settings_tried"] == t.trials.height
+    assert 0 < t.chosen["judged_users"] <= 10_000
     assert t.model.n_users == 10
 
 

@@ -145,8 +145,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let (trials, best) = (&tuned.trials, &tuned.best);
     eprintln!(
-        "tried {} settings; chosen on validation: {}, ndcg@{}={:.4} ± {:.4}",
+        "tried {} settings; chosen on validation ({} users): {}, ndcg@{}={:.4} ± {:.4}",
         trials.len(),
+        best.judged_users(),
         best.describe(),
         args.k,
         best.ndcg,
@@ -171,6 +172,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             "pop_bias": best.pop_bias,
             "ndcg": best.ndcg,
             "ndcg_se": best.ndcg_se,
+            "judged_users": best.judged_users(),
             "recall": best.recall,
             "settings_tried": trials.len(),
         }))?

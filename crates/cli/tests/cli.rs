@@ -475,6 +475,9 @@ fn tune_writes_best_model_and_report() -> TestResult {
     assert_eq!(chosen.len(), 1, "{table}");
     let best_ndcg = best["ndcg"].as_f64().unwrap_or(-1.0);
     assert_eq!(chosen[0][ndcg_col].parse::<f64>()?, best_ndcg);
+    // Every user holds two of eight items out: all 80 judged (far below
+    // the sampling cap).
+    assert_eq!(best["judged_users"].as_u64(), Some(80));
     // The choice is within one standard error of every competing setting's best.
     let top = rows
         .iter()

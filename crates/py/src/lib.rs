@@ -299,6 +299,7 @@ fn tune(
         "pop_bias": tuned.best.pop_bias,
         "ndcg": tuned.best.ndcg,
         "ndcg_se": tuned.best.ndcg_se,
+        "judged_users": tuned.best.judged_users(),
         "recall": tuned.best.recall,
         "settings_tried": tuned.trials.len(),
     })

@@ -266,6 +266,12 @@ pub struct Trial {
 }
 
 impl Trial {
+    /// How many validation users judged it (all of them, or the seeded
+    /// sample of [`TuneOptions::judged_users`]).
+    pub fn judged_users(&self) -> usize {
+        self.users.len()
+    }
+
     /// The setting's name for a report: e.g. `ease λ=300 (log)`.
     pub fn describe(&self) -> String {
         fn one(c: &Candidate) -> String {
