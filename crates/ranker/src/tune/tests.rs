@@ -22,6 +22,18 @@ fn trial(ndcg_users: Vec<f64>, candidate: Candidate) -> Trial {
     }
 }
 
+/// 60 users in two clean taste groups over 30 items, and its seeded 75/25
+/// per-user split.
+fn two_groups_split() -> (Csr, Split) {
+    let m = crate::csr::two_taste_groups(60, 30, 8);
+    let data = TrainingData {
+        users: crate::ids::IdMap::from_ids((0..60).collect()),
+        items: crate::ids::IdMap::from_ids((0..30).collect()),
+        matrix: m.clone(),
+    };
+    (m, crate::split::split_random(&data, 0.25, 1))
+}
+
 #[test]
 fn a_tie_within_one_standard_error_goes_to_the_simpler_model() {
     // 200 users; iALS is ahead by 0.002 on average with per-user noise
@@ -95,13 +107,7 @@ fn weightings_map_counts_and_ratings() {
 
 #[test]
 fn the_search_covers_every_kind_and_its_choice_trains() -> Result<()> {
-    let m = crate::csr::two_taste_groups(60, 30, 8);
-    let data = TrainingData {
-        users: crate::ids::IdMap::from_ids((0..60).collect()),
-        items: crate::ids::IdMap::from_ids((0..30).collect()),
-        matrix: m.clone(),
-    };
-    let split = crate::split::split_random(&data, 0.25, 1);
+    let (m, split) = two_groups_split();
     let opts = TuneOptions {
         algos: vec![Algo::Ease, Algo::Ials],
         weightings: vec![Weighting::Binary, Weighting::Log],
@@ -263,13 +269,7 @@ fn an_ease_basis_that_would_outlast_the_budget_is_not_started() -> Result<()> {
 
 #[test]
 fn above_the_cap_a_seeded_sample_of_validation_users_is_judged() -> Result<()> {
-    let m = crate::csr::two_taste_groups(60, 30, 8);
-    let data = TrainingData {
-        users: crate::ids::IdMap::from_ids((0..60).collect()),
-        items: crate::ids::IdMap::from_ids((0..30).collect()),
-        matrix: m,
-    };
-    let split = crate::split::split_random(&data, 0.25, 1);
+    let (_, split) = two_groups_split();
     let judged = |s: &Split| -> Vec<usize> {
         (0..s.test.n_rows())
             .filter(|&u| s.test.row_len(u) > 0)
