@@ -185,6 +185,32 @@ pub(crate) fn f32s(path: &Path, col: &Column) -> Result<Vec<f32>> {
         .collect()
 }
 
+/// A probability column where nulls are allowed (read as NaN): any numeric
+/// type; every other value must lie in (0, 1].
+pub(crate) fn probabilities(path: &Path, col: &Column) -> Result<Vec<f64>> {
+    let dtype = col.dtype();
+    if !(dtype.is_integer() || dtype.is_float() || dtype.is_null()) {
+        return Err(wrong_type(path, col, "number"));
+    }
+    let s = cast(path, col, &DataType::Float64)?;
+    s.f64()
+        .map_err(|e| Error::polars(path, e))?
+        .iter()
+        .enumerate()
+        .map(|(row, v)| match v {
+            None => Ok(f64::NAN),
+            Some(p) if p > 0.0 && p <= 1.0 => Ok(p),
+            Some(p) => Err(invalid(
+                path,
+                col,
+                row,
+                p.to_string(),
+                "a probability must be in (0, 1] (or null where not logged)",
+            )),
+        })
+        .collect()
+}
+
 /// A boolean column; integer 0/1 columns (CSV from other tools) are accepted.
 pub(crate) fn bools(path: &Path, col: &Column) -> Result<Vec<bool>> {
     let dtype = col.dtype();

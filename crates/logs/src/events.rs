@@ -42,8 +42,10 @@ pub struct Event {
 
 /// A validated impression log in columnar form (one `Vec` per schema column).
 ///
-/// `variant` is present when the log was written by an experiment run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `variant` is present when the log was written by an experiment run;
+/// `propensity` when some impressions were shown by an exploring policy (NaN
+/// where one was not: a null in the file).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Events {
     /// [`Event::user_id`] of each impression.
     pub user_id: Vec<u64>,
@@ -73,6 +75,9 @@ pub struct Events {
     pub followed: Vec<bool>,
     /// The arm each impression's user was in (experiment logs only).
     pub variant: Option<Vec<String>>,
+    /// The logging policy's probability of each impression's video at its
+    /// position, in (0, 1]; NaN where it was not logged.
+    pub propensity: Option<Vec<f64>>,
 }
 
 impl Events {
@@ -93,6 +98,7 @@ impl Events {
             commented: Vec::with_capacity(n),
             followed: Vec::with_capacity(n),
             variant: None,
+            propensity: None,
         }
     }
 
@@ -121,6 +127,20 @@ impl Events {
         self.shared.push(e.shared);
         self.commented.push(e.commented);
         self.followed.push(e.followed);
+        if let Some(p) = &mut self.propensity {
+            p.push(f64::NAN);
+        }
+    }
+
+    /// Sets the last impression's propensity (adding the column, NaN for
+    /// the impressions before, when the log has none yet).
+    pub fn set_last_propensity(&mut self, propensity: f64) {
+        let n = self.len();
+        if n == 0 {
+            return;
+        }
+        let col = self.propensity.get_or_insert_with(|| vec![f64::NAN; n]);
+        col[n - 1] = propensity;
     }
 
     /// Appends one impression served in arm `variant`.
@@ -141,6 +161,18 @@ impl Events {
             (None, Some(b)) if self_empty => self.variant = Some(b),
             (Some(_), None) if other.is_empty() => {}
             _ => panic!("Events::append: both logs must have a variant column, or neither"),
+        }
+        // Propensities: a log without the column has none logged (NaN).
+        let (n_self, n_other) = (self.len(), other.len());
+        match (&mut self.propensity, other.propensity.take()) {
+            (Some(a), Some(mut b)) => a.append(&mut b),
+            (Some(a), None) => a.extend(std::iter::repeat_n(f64::NAN, n_other)),
+            (None, Some(b)) => {
+                let mut all = vec![f64::NAN; n_self];
+                all.extend(b);
+                self.propensity = Some(all);
+            }
+            (None, None) => {}
         }
         self.user_id.append(&mut other.user_id);
         self.session_id.append(&mut other.session_id);
@@ -197,6 +229,11 @@ impl Events {
         if let Some(v) = &self.variant {
             cols.push(Column::new(schema::VARIANT.into(), v));
         }
+        if let Some(p) = &self.propensity {
+            let nullable: Vec<Option<f64>> =
+                p.iter().map(|&x| (!x.is_nan()).then_some(x)).collect();
+            cols.push(Column::new(schema::PROPENSITY.into(), nullable));
+        }
         DataFrame::new(self.len(), cols).map_err(|e| Error::polars("<events>", e))
     }
 
@@ -224,6 +261,10 @@ impl Events {
             Ok(c) => Some(columns::strings(path, c)?),
             Err(_) => None,
         };
+        let propensity = match df.column(schema::PROPENSITY) {
+            Ok(c) => Some(columns::probabilities(path, c)?),
+            Err(_) => None,
+        };
         Ok(Events {
             user_id: columns::u64s(path, col(schema::USER_ID)?)?,
             session_id: columns::u64s(path, col(schema::SESSION_ID)?)?,
@@ -244,6 +285,7 @@ impl Events {
             commented: columns::bools(path, col(schema::COMMENTED)?)?,
             followed: columns::bools(path, col(schema::FOLLOWED)?)?,
             variant,
+            propensity,
         })
     }
 }
@@ -296,6 +338,77 @@ mod tests {
             let path = dir.path().join(format!("events.{ext}"));
             write_events(&path, &ev)?;
             assert_eq!(read_events(&path)?, ev, "{ext}");
+        }
+        Ok(())
+    }
+
+    /// A column with NaN (not logged) as `None`, comparable with `==`.
+    fn logged(p: &Option<Vec<f64>>) -> Option<Vec<Option<f64>>> {
+        p.as_ref()
+            .map(|v| v.iter().map(|&x| (!x.is_nan()).then_some(x)).collect())
+    }
+
+    #[test]
+    fn propensities_round_trip_with_nulls_where_not_logged() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut ev = Events::default();
+        let base = sample();
+        // Rows 0 and 3 explored; the others not logged (null in the file).
+        for i in 0..base.len() {
+            ev.push(&base.get(i));
+            if i == 0 || i == 3 {
+                ev.set_last_propensity(if i == 0 { 0.25 } else { 1.0 });
+            }
+        }
+        let want = Some(vec![Some(0.25), None, None, Some(1.0), None]);
+        assert_eq!(logged(&ev.propensity), want);
+        for ext in ["parquet", "csv", "arrow"] {
+            let path = dir.path().join(format!("events.{ext}"));
+            write_events(&path, &ev)?;
+            let mut back = read_events(&path)?;
+            assert_eq!(logged(&back.propensity), want, "{ext}");
+            back.propensity = None;
+            assert_eq!(back, base, "{ext}");
+        }
+        // Appending a log without the column pads it with "not logged",
+        // and one with it onto one without keeps the rows aligned.
+        let mut a = ev.clone();
+        a.append(&mut base.clone());
+        assert_eq!(a.propensity.as_ref().map(Vec::len), Some(10));
+        let mut b = base.clone();
+        b.append(&mut ev.clone());
+        let p = logged(&b.propensity).unwrap_or_default();
+        assert_eq!(p.len(), 10);
+        assert_eq!((p[5], p[8], p[0]), (Some(0.25), Some(1.0), None));
+        // A log written without the column reads without it.
+        let path = dir.path().join("plain.parquet");
+        write_events(&path, &base)?;
+        assert!(read_events(&path)?.propensity.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn propensities_outside_zero_one_are_named_with_row() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        for (bad, row) in [("0", 1), ("1.5", 0), ("-0.2", 1), ("NaN", 0), ("x", 0)] {
+            let header = schema::EVENT_COLUMNS.join(",");
+            let ok = "0.5";
+            let (p0, p1) = if row == 0 { (bad, ok) } else { (ok, bad) };
+            let text = format!(
+                "{header},propensity\n\
+                 1,2,1700000000000,3,4,reels,0,15000,2000,true,false,false,false,{p0}\n\
+                 1,2,1700000001000,5,4,reels,1,15000,9000,false,false,false,false,{p1}\n"
+            );
+            let path = dir.path().join("bad.csv");
+            std::fs::write(&path, text)?;
+            let msg = read_events(&path).unwrap_err().to_string();
+            assert!(msg.contains("propensity"), "{bad}: {msg}");
+            if bad != "x" {
+                assert!(
+                    msg.contains(&format!("row {row}")) && msg.contains("(0, 1]"),
+                    "{bad}: {msg}"
+                );
+            }
         }
         Ok(())
     }

@@ -31,6 +31,10 @@ pub const COMMENTED: &str = "commented";
 pub const FOLLOWED: &str = "followed";
 /// Experiment arm, optional string.
 pub const VARIANT: &str = "variant";
+/// Optional `f64` in (0, 1]: the probability the logging policy had of
+/// showing this video at this position (null where the policy does not
+/// explore); what off-policy estimators weigh impressions by.
+pub const PROPENSITY: &str = "propensity";
 
 /// The required event columns, in file order.
 pub const EVENT_COLUMNS: [&str; 13] = [
