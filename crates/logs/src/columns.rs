@@ -149,14 +149,20 @@ pub(crate) fn i64s(path: &Path, col: &Column) -> Result<Vec<i64>> {
         .collect()
 }
 
-/// A float column (weights): any numeric type; nulls and NaN are errors.
-pub(crate) fn f32s(path: &Path, col: &Column) -> Result<Vec<f32>> {
+/// A numeric column (any integer or float type; an all-null column too when
+/// `null_type_ok`) cast to `f64`, for the float readers below to iterate.
+fn as_f64(path: &Path, col: &Column, null_type_ok: bool) -> Result<Series> {
     let dtype = col.dtype();
-    if !(dtype.is_integer() || dtype.is_float()) {
+    if !(dtype.is_integer() || dtype.is_float() || (null_type_ok && dtype.is_null())) {
         return Err(wrong_type(path, col, "number"));
     }
-    let s = cast(path, col, &DataType::Float64)?;
-    s.f64()
+    cast(path, col, &DataType::Float64)
+}
+
+/// A float column (weights): any numeric type; nulls and NaN are errors.
+pub(crate) fn f32s(path: &Path, col: &Column) -> Result<Vec<f32>> {
+    as_f64(path, col, false)?
+        .f64()
         .map_err(|e| Error::polars(path, e))?
         .iter()
         .enumerate()
@@ -188,12 +194,8 @@ pub(crate) fn f32s(path: &Path, col: &Column) -> Result<Vec<f32>> {
 /// A probability column where nulls are allowed (read as NaN): any numeric
 /// type; every other value must lie in (0, 1].
 pub(crate) fn probabilities(path: &Path, col: &Column) -> Result<Vec<f64>> {
-    let dtype = col.dtype();
-    if !(dtype.is_integer() || dtype.is_float() || dtype.is_null()) {
-        return Err(wrong_type(path, col, "number"));
-    }
-    let s = cast(path, col, &DataType::Float64)?;
-    s.f64()
+    as_f64(path, col, true)?
+        .f64()
         .map_err(|e| Error::polars(path, e))?
         .iter()
         .enumerate()

@@ -196,14 +196,14 @@ struct Sums {
 }
 
 impl Sums {
-    fn add(&mut self, o: &Sums, times: f64) {
-        self.users += times * o.users;
-        self.n += times * o.n;
-        self.reward += times * o.reward;
-        self.w += times * o.w;
-        self.wr += times * o.wr;
-        self.dr += times * o.dr;
-        self.dm += times * o.dm;
+    fn add(&mut self, o: &Sums) {
+        self.users += o.users;
+        self.n += o.n;
+        self.reward += o.reward;
+        self.w += o.w;
+        self.wr += o.wr;
+        self.dr += o.dr;
+        self.dm += o.dm;
     }
 
     /// (per user, per impression) of an estimator.
@@ -354,7 +354,7 @@ pub fn estimate(log: &Log<'_>, estimators: &[Estimator], opts: &Options) -> Resu
     }
     let mut total = Sums::default();
     for u in &users {
-        total.add(u, 1.0);
+        total.add(u);
     }
     let reps = bootstrap(&users, opts.bootstrap, opts.seed);
     let tail = (1.0 - opts.level) / 2.0;
@@ -407,7 +407,7 @@ fn bootstrap(users: &[Sums], b: usize, seed: u64) -> Vec<Sums> {
             for j in 0..users.len() {
                 let x = splitmix64(base.wrapping_add(j as u64));
                 let pick = ((x as u128 * m) >> 64) as usize;
-                s.add(&users[pick], 1.0);
+                s.add(&users[pick]);
             }
             s
         })

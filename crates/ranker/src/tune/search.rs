@@ -20,7 +20,7 @@ struct Kept {
     trial: usize,
     scorer: Scorer,
     /// Top-100 lists with scores.
-    lists: Vec<Option<Vec<(u32, f32)>>>,
+    lists: Lists,
 }
 
 /// The share of the budget kept for the blend and compensation stages.
@@ -58,10 +58,14 @@ impl Search<'_> {
     /// (`final_fit` seconds, a quarter more data) and the late stages all
     /// end within the budget; always true before any trial.
     fn ends_in_time(&self, expected: f64, final_fit: f64) -> bool {
+        self.trials.is_empty() || self.ends_within(expected, final_fit, LATE_SHARE)
+    }
+
+    /// Whether work of `expected` seconds, then the final fit, end with
+    /// `reserve` of the budget to spare.
+    fn ends_within(&self, expected: f64, final_fit: f64, reserve: f64) -> bool {
         let budget = self.opts.budget.as_secs_f64();
-        self.trials.is_empty()
-            || self.start.elapsed().as_secs_f64() + expected + 1.3 * final_fit + LATE_SHARE * budget
-                <= budget
+        self.start.elapsed().as_secs_f64() + expected + 1.3 * final_fit + reserve * budget <= budget
     }
 
     /// The seconds of the best trial so far's setting, as a final fit's estimate.
@@ -101,7 +105,7 @@ impl Search<'_> {
     }
 
     /// Keeps the scorer of trial `t` when it is the best of its kind so far.
-    fn keep(&mut self, t: usize, scorer: Scorer, lists: Vec<Option<Vec<(u32, f32)>>>) {
+    fn keep(&mut self, t: usize, scorer: Scorer, lists: Lists) {
         let kind = self.trials[t].candidate.kind();
         let ndcg = self.trials[t].ndcg;
         match self
@@ -148,7 +152,7 @@ impl Search<'_> {
         candidate: Candidate,
         weighting: Weighting,
         scorer: Scorer,
-        lists: Vec<Option<Vec<(u32, f32)>>>,
+        lists: Lists,
         started: Instant,
     ) -> usize {
         let judged = judge(self.split, &lists, self.opts.k);
@@ -566,7 +570,7 @@ impl Search<'_> {
         let per = t.elapsed().as_secs_f64();
         for weight in [0.5, 0.75, 0.25] {
             let t = Instant::now();
-            let lists: Vec<Option<Vec<(u32, f32)>>> = unions
+            let lists: Lists = unions
                 .iter()
                 .map(|x| {
                     let (items, a, b) = x.as_ref()?;
@@ -623,10 +627,7 @@ impl Search<'_> {
         // Each β is one more judging of every user, which on a large set
         // costs as much as a short training run: it starts only when it and
         // the final fit end in time.
-        let fits = |s: &Self| {
-            s.start.elapsed().as_secs_f64() + s.judge_secs + 1.3 * s.final_fit()
-                <= s.opts.budget.as_secs_f64()
-        };
+        let fits = |s: &Self| s.ends_within(s.judge_secs, s.final_fit(), 0.0);
         for beta in [-0.6f32, -0.4, -0.3, -0.2, -0.1, 0.1] {
             if !fits(self) {
                 break;
@@ -729,12 +730,13 @@ pub(super) fn judged_sample(split: &Split, cap: usize, seed: u64) -> Option<Spli
         .filter(|&u| test.row_len(u) > 0)
         .map(|u| (SplitMix::new(seed, 0x1D6E, u as u64).next_u64(), u as u32))
         .collect();
-    if keyed.len() <= cap.max(1) {
+    let cap = cap.max(1);
+    if keyed.len() <= cap {
         return None;
     }
     let all = keyed.len();
-    keyed.select_nth_unstable(cap.max(1) - 1);
-    keyed.truncate(cap.max(1));
+    keyed.select_nth_unstable(cap - 1);
+    keyed.truncate(cap);
     keyed.sort_unstable_by_key(|k| k.1);
     let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
     for &(_, u) in &keyed {
