@@ -397,7 +397,7 @@ pub fn preference(
         sa += x[0];
         sb += x[1];
         let order = x[1].partial_cmp(&x[0]);
-        let order = if metric.higher_is_better {
+        let order = if metric.goal.higher_is_better {
             order
         } else {
             order.map(std::cmp::Ordering::reverse)

@@ -72,7 +72,7 @@ pub use analysis::{
     Verdict,
 };
 pub use error::{Error, Result};
-pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Metric, Role};
+pub use metrics::{builtin_metrics, check_metrics, parse_metrics, Aggregation, Goal, Metric, Role};
 pub use pipeline::Inputs;
 pub use power::{power, PowerPlan, PowerRow};
 pub use report::{html, markdown, write_report};

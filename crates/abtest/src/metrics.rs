@@ -47,7 +47,7 @@ fn one() -> f64 {
 
 /// A metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "MetricToml")]
 pub struct Metric {
     /// Unique name (report rows, SQL output).
     pub name: String,
@@ -62,6 +62,26 @@ pub struct Metric {
     /// events are given (mean and proportion metrics).
     #[serde(default = "yes")]
     pub cuped: bool,
+    /// How the metric is judged: its good direction, what it decides, a
+    /// guardrail's tolerance (flat keys in the TOML and in report rows).
+    #[serde(flatten)]
+    pub goal: Goal,
+    /// Percentile capping (winsorisation): per-user values (numerator and, for
+    /// ratio metrics, denominator; and the CUPED covariate) above this quantile
+    /// of all assigned users' values are set to it, e.g. 0.99. Quantiles are
+    /// interpolated linearly (numpy's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_percentile: Option<f64>,
+    /// The level of a `quantile` metric (0.5 = median, 0.9 = p90) of the
+    /// per-user numerator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
+}
+
+/// How a metric is judged; [`Metric`] holds it and every report row
+/// ([`crate::MetricRow`]) carries it as is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Goal {
     /// Whether a rise is good (watch time) or bad (`skip_rate`): report verdicts,
     /// colours, the chance to win and interleaving preferences follow it
     /// (gbstats' `inverse` is its negation).
@@ -78,16 +98,60 @@ pub struct Metric {
     /// worsening fails it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,
-    /// Percentile capping (winsorisation): per-user values (numerator and, for
-    /// ratio metrics, denominator; and the CUPED covariate) above this quantile
-    /// of all assigned users' values are set to it, e.g. 0.99. Quantiles are
-    /// interpolated linearly (numpy's default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cap_percentile: Option<f64>,
-    /// The level of a `quantile` metric (0.5 = median, 0.9 = p90) of the
-    /// per-user numerator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantile: Option<f64>,
+}
+
+impl Default for Goal {
+    /// Higher is better, secondary, no tolerance (the TOML's defaults).
+    fn default() -> Goal {
+        Goal {
+            higher_is_better: true,
+            role: Role::Secondary,
+            tolerance: None,
+        }
+    }
+}
+
+/// A metric as the metrics TOML spells it (every key at one level, an
+/// unknown key refused), before its decision keys gather into [`Goal`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricToml {
+    name: String,
+    kind: MetricKind,
+    numerator: Aggregation,
+    #[serde(default)]
+    denominator: Option<Aggregation>,
+    #[serde(default = "yes")]
+    cuped: bool,
+    #[serde(default = "yes")]
+    higher_is_better: bool,
+    #[serde(default)]
+    role: Role,
+    #[serde(default)]
+    tolerance: Option<f64>,
+    #[serde(default)]
+    cap_percentile: Option<f64>,
+    #[serde(default)]
+    quantile: Option<f64>,
+}
+
+impl From<MetricToml> for Metric {
+    fn from(m: MetricToml) -> Metric {
+        Metric {
+            name: m.name,
+            kind: m.kind,
+            numerator: m.numerator,
+            denominator: m.denominator,
+            cuped: m.cuped,
+            goal: Goal {
+                higher_is_better: m.higher_is_better,
+                role: m.role,
+                tolerance: m.tolerance,
+            },
+            cap_percentile: m.cap_percentile,
+            quantile: m.quantile,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -158,9 +222,7 @@ fn metric(name: &str, kind: MetricKind, num: Aggregation, den: Option<Aggregatio
         numerator: num,
         denominator: den,
         cuped: true,
-        higher_is_better: true,
-        role: Role::Secondary,
-        tolerance: None,
+        goal: Goal::default(),
         cap_percentile: None,
         quantile: None,
     }
@@ -168,8 +230,11 @@ fn metric(name: &str, kind: MetricKind, num: Aggregation, den: Option<Aggregatio
 
 fn role(role: Role, tolerance: Option<f64>, m: Metric) -> Metric {
     Metric {
-        role,
-        tolerance,
+        goal: Goal {
+            role,
+            tolerance,
+            ..m.goal
+        },
         ..m
     }
 }
@@ -226,9 +291,11 @@ pub fn builtin_metrics() -> Vec<Metric> {
             count(),
         ),
         Metric {
-            higher_is_better: false,
-            role: Role::Guardrail,
-            tolerance: Some(0.02),
+            goal: Goal {
+                higher_is_better: false,
+                role: Role::Guardrail,
+                tolerance: Some(0.02),
+            },
             ..metric(
                 "skip_rate",
                 Ratio,
@@ -352,7 +419,7 @@ pub fn check_metrics(metrics: &[Metric]) -> Result<()> {
             }
             _ => {}
         }
-        if let Some(t) = m.tolerance {
+        if let Some(t) = m.goal.tolerance {
             if !(t >= 0.0 && t.is_finite()) {
                 return Err(Error::Metric {
                     metric: m.name.clone(),
@@ -361,10 +428,13 @@ pub fn check_metrics(metrics: &[Metric]) -> Result<()> {
                     ),
                 });
             }
-            if m.role != Role::Guardrail {
+            if m.goal.role != Role::Guardrail {
                 return Err(Error::Metric {
                     metric: m.name.clone(),
-                    reason: format!("only a guardrail takes a tolerance (role is `{}`)", m.role),
+                    reason: format!(
+                        "only a guardrail takes a tolerance (role is `{}`)",
+                        m.goal.role
+                    ),
                 });
             }
         }
@@ -405,11 +475,17 @@ mod tests {
         )?;
         assert_eq!(m[0].kind, MetricKind::Ratio);
         assert_eq!(m[0].numerator.surface.as_deref(), Some("reels"));
-        assert_eq!((m[0].role, m[0].tolerance), (Role::Secondary, None));
+        assert_eq!(
+            (m[0].goal.role, m[0].goal.tolerance),
+            (Role::Secondary, None)
+        );
         let g = parse_metrics(
             "[[metric]]\nname='s'\nkind='mean'\nnumerator={agg='count'}\nrole='guardrail'\ntolerance=0.02\nhigher_is_better=false\n",
         )?;
-        assert_eq!((g[0].role, g[0].tolerance), (Role::Guardrail, Some(0.02)));
+        assert_eq!(
+            (g[0].goal.role, g[0].goal.tolerance),
+            (Role::Guardrail, Some(0.02))
+        );
         Ok(())
     }
 

@@ -41,7 +41,7 @@ fn num_at(x: f64, scale: f64) -> String {
 
 /// The metric's name with its role, when it has one that decides.
 fn metric_label(m: &MetricRow) -> String {
-    match m.role {
+    match m.goal.role {
         Role::Secondary => m.metric.clone(),
         role => format!("{} ({role})", m.metric),
     }
@@ -52,12 +52,12 @@ fn verdict(m: &MetricRow) -> String {
     let mut v = match (&m.test.message, m.improved(), m.regressed()) {
         (Some(msg), _, _) => msg.clone(),
         (None, true, _) => "significant improvement".into(),
-        (None, _, true) if m.higher_is_better => "significant regression".into(),
+        (None, _, true) if m.goal.higher_is_better => "significant regression".into(),
         (None, _, true) => "significant regression (lower is better)".into(),
         (None, _, _) => String::new(),
     };
     match m.guardrail() {
-        Some(Guardrail::Fails) if m.tolerance.is_some() => {
+        Some(Guardrail::Fails) if m.goal.tolerance.is_some() => {
             push_sep(&mut v, "guardrail fails: beyond its tolerance")
         }
         Some(Guardrail::Fails) => push_sep(&mut v, "guardrail fails"),
@@ -411,13 +411,10 @@ pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
     };
     // The bad-side tolerance as a relative change.
     let tol_of = |m: &MetricRow| {
-        m.tolerance.filter(|_| m.role == Role::Guardrail).map(|t| {
-            if m.higher_is_better {
-                -t
-            } else {
-                t
-            }
-        })
+        m.goal
+            .tolerance
+            .filter(|_| m.goal.role == Role::Guardrail)
+            .map(|t| if m.goal.higher_is_better { -t } else { t })
     };
     let groups: Vec<(&str, Vec<&MetricRow>)> = [
         (Role::Goal, "Goal"),
@@ -425,7 +422,12 @@ pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
         (Role::Secondary, "Secondary"),
     ]
     .into_iter()
-    .map(|(role, title)| (title, r.metrics.iter().filter(|m| m.role == role).collect()))
+    .map(|(role, title)| {
+        (
+            title,
+            r.metrics.iter().filter(|m| m.goal.role == role).collect(),
+        )
+    })
     .filter(|(_, rows): &(&str, Vec<&MetricRow>)| !rows.is_empty())
     .collect();
     let (w, row_h, head_h, left, right, top) = (820.0, 24.0, 26.0, 280.0, 30.0, 34.0);
@@ -512,7 +514,7 @@ pub fn forest_svg_with_truth(r: &Report, truth: &[TrueLift]) -> String {
                     y - 9.0,
                     y + 9.0,
                     esc(&m.metric),
-                    if m.higher_is_better { "fall" } else { "rise" },
+                    if m.goal.higher_is_better { "fall" } else { "rise" },
                     pct(t.abs())
                 ));
             }

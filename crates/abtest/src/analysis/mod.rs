@@ -8,7 +8,7 @@ use reelkit_logs::{schema, Assignments};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::metrics::{Metric, Role};
+use crate::metrics::{Goal, Metric, Role};
 use crate::pipeline::{ordered_arm_sums, ArmSums, Inputs};
 use crate::stats::{
     adjust, adjusted, bayesian, cuped_theta, effect_variance, skewness, srm, two_sided,
@@ -112,15 +112,10 @@ pub struct MetricRow {
     /// a metric where lower is better, the chance to win is the chance that it
     /// falls, and the two risks trade places (gbstats' `inverse`).
     pub bayesian: Bayesian,
-    /// Whether a rise of this metric is good.
-    #[serde(default = "higher")]
-    pub higher_is_better: bool,
-    /// What the metric decides (goal, guardrail, secondary).
-    #[serde(default)]
-    pub role: Role,
-    /// A guardrail's acceptable relative worsening.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerance: Option<f64>,
+    /// How the metric is judged (direction, role, tolerance), as its
+    /// definition states it.
+    #[serde(flatten)]
+    pub goal: Goal,
     /// The control's CUPED-adjusted mean, when CUPED applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_mean_adjusted: Option<f64>,
@@ -147,25 +142,21 @@ pub struct MetricRow {
     pub users_needed: Option<f64>,
 }
 
-fn higher() -> bool {
-    true
-}
-
 impl MetricRow {
     /// Significant, in the metric's good direction.
     pub fn improved(&self) -> bool {
-        self.significant && (self.test.rel_effect > 0.0) == self.higher_is_better
+        self.significant && (self.test.rel_effect > 0.0) == self.goal.higher_is_better
     }
 
     /// Significant, in the metric's bad direction.
     pub fn regressed(&self) -> bool {
-        self.significant && (self.test.rel_effect < 0.0) == self.higher_is_better
+        self.significant && (self.test.rel_effect < 0.0) == self.goal.higher_is_better
     }
 
     /// The relative interval's ends as worsening: `(least, most)` worsening
     /// the interval allows (negative = an improvement).
     fn worsening(&self) -> (f64, f64) {
-        if self.higher_is_better {
+        if self.goal.higher_is_better {
             (-self.test.rel_ci_high, -self.test.rel_ci_low)
         } else {
             (self.test.rel_ci_low, self.test.rel_ci_high)
@@ -174,13 +165,13 @@ impl MetricRow {
 
     /// A guardrail's state; `None` for other roles.
     pub fn guardrail(&self) -> Option<Guardrail> {
-        if self.role != Role::Guardrail {
+        if self.goal.role != Role::Guardrail {
             return None;
         }
         if self.test.message.is_some() {
             return Some(Guardrail::Unclear);
         }
-        Some(match self.tolerance {
+        Some(match self.goal.tolerance {
             None if self.regressed() => Guardrail::Fails,
             None => Guardrail::Holds,
             Some(t) => {
@@ -286,7 +277,7 @@ fn decide_one(variant: &str, control: &str, rows: &[&MetricRow], srm: &Srm) -> D
             srm.p_value
         ));
     }
-    let goals: Vec<&&MetricRow> = rows.iter().filter(|r| r.role == Role::Goal).collect();
+    let goals: Vec<&&MetricRow> = rows.iter().filter(|r| r.goal.role == Role::Goal).collect();
     for g in &goals {
         let what = format!(
             "goal {} {} [{}, {}], p adj. {:.4}, chance to win {:.1}%",
@@ -307,15 +298,23 @@ fn decide_one(variant: &str, control: &str, rows: &[&MetricRow], srm: &Srm) -> D
     }
     for r in rows {
         let Some(state) = r.guardrail() else { continue };
-        let bound = match r.tolerance {
+        let bound = match r.goal.tolerance {
             Some(t) => format!(
                 "may not {} more than {:.1}%",
-                if r.higher_is_better { "fall" } else { "rise" },
+                if r.goal.higher_is_better {
+                    "fall"
+                } else {
+                    "rise"
+                },
                 100.0 * t
             ),
             None => format!(
                 "may not {} significantly",
-                if r.higher_is_better { "fall" } else { "rise" }
+                if r.goal.higher_is_better {
+                    "fall"
+                } else {
+                    "rise"
+                }
             ),
         };
         let what = format!(
@@ -410,7 +409,7 @@ fn decide_one(variant: &str, control: &str, rows: &[&MetricRow], srm: &Srm) -> D
     }
     let skewed: Vec<&str> = rows
         .iter()
-        .filter(|r| r.skewed && r.role != Role::Secondary)
+        .filter(|r| r.skewed && r.goal.role != Role::Secondary)
         .map(|r| r.metric.as_str())
         .collect();
     if !skewed.is_empty() && verdict != Verdict::NoGoal {
@@ -616,7 +615,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 (adjusted(m.kind, ca, theta), adjusted(m.kind, vb, theta))
             };
             let mut bayes = bayesian(&ea, &eb, cfg.alpha, true, None);
-            if !m.higher_is_better {
+            if !m.goal.higher_is_better {
                 bayes.chance_to_win = 1.0 - bayes.chance_to_win;
                 std::mem::swap(&mut bayes.risk_control, &mut bayes.risk_treatment);
             }
@@ -642,9 +641,9 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
             // The distance to plan for: from 0 to the observed effect, or
             // for a guardrail with a tolerance, from the observed worsening
             // to the tolerance (a non-inferiority margin).
-            let distance = match (m.role, m.tolerance) {
+            let distance = match (m.goal.role, m.goal.tolerance) {
                 (Role::Guardrail, Some(t)) => {
-                    let worsening = if m.higher_is_better {
+                    let worsening = if m.goal.higher_is_better {
                         -r.rel_effect
                     } else {
                         r.rel_effect
@@ -677,9 +676,7 @@ pub fn analyze_sums(arms: &[ArmSums], metrics: &[Metric], cfg: &AnalysisConfig) 
                 cuped: theta != 0.0,
                 theta,
                 bayesian: bayes,
-                higher_is_better: m.higher_is_better,
-                role: m.role,
-                tolerance: m.tolerance,
+                goal: m.goal,
                 control_mean_adjusted: adjusted_means.map(|a| a.0),
                 variant_mean_adjusted: adjusted_means.map(|a| a.1),
                 skewness: skew,

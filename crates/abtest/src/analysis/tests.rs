@@ -28,7 +28,7 @@ fn a_significant_rise_is_a_regression_where_lower_is_better() -> Result<()> {
     let row = &up.metrics[0];
     assert!(row.significant && row.improved() && !row.regressed());
     assert!(row.bayesian.chance_to_win > 0.99);
-    m.higher_is_better = false;
+    m.goal.higher_is_better = false;
     let down = analyze_sums(&arms, std::slice::from_ref(&m), &cfg)?;
     let inv = &down.metrics[0];
     assert!(inv.significant && inv.regressed() && !inv.improved());
@@ -42,7 +42,7 @@ fn a_significant_rise_is_a_regression_where_lower_is_better() -> Result<()> {
     // The built-in skip_rate knows it.
     assert!(crate::builtin_metrics()
         .iter()
-        .any(|m| m.name == "skip_rate" && !m.higher_is_better));
+        .any(|m| m.name == "skip_rate" && !m.goal.higher_is_better));
     Ok(())
 }
 
@@ -72,8 +72,8 @@ fn metrics_with_roles() -> Vec<Metric> {
     vec![pick("watch_time_per_user"), {
         let mut m = pick("sessions_per_user");
         m.name = "skip_like".into();
-        m.higher_is_better = false;
-        m.tolerance = Some(0.02);
+        m.goal.higher_is_better = false;
+        m.goal.tolerance = Some(0.02);
         m
     }]
 }
@@ -173,8 +173,11 @@ fn nothing_significant_keeps_running_with_the_users_it_needs() -> Result<()> {
     let secondary: Vec<Metric> = metrics
         .iter()
         .map(|m| Metric {
-            role: crate::metrics::Role::Secondary,
-            tolerance: None,
+            goal: crate::metrics::Goal {
+                role: crate::metrics::Role::Secondary,
+                tolerance: None,
+                ..m.goal
+            },
             ..m.clone()
         })
         .collect();
