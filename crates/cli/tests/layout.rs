@@ -233,3 +233,47 @@ fn int8_kernels_come_only_from_detection() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The f32 and f16 kernels: their tokens (`simd::Isa`, `simd::F16`) keep
+/// private fields and are made only in `simd/mod.rs`, and every
+/// `#[target_feature]` function of the ranker lives in `simd/` or beside the
+/// int8 kernels' own token (`int8/x86.rs`), so no other file can hold a
+/// kernel that skips the token, nor dispatch on its own.
+#[test]
+fn simd_kernels_live_behind_detected_tokens() -> std::io::Result<()> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ranker/src");
+    let simd = code(&std::fs::read_to_string(src.join("simd/mod.rs"))?);
+    assert!(
+        simd.contains("pub struct Isa(Level);"),
+        "Isa's field must stay private"
+    );
+    assert!(
+        simd.contains("pub(crate) struct F16(bool);"),
+        "F16's field must stay private"
+    );
+    let mut files = Vec::new();
+    rust_files(&src, &mut files)?;
+    for f in &files {
+        let rel = f
+            .strip_prefix(&src)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = code(&std::fs::read_to_string(f)?);
+        if rel != "simd/mod.rs" {
+            for made in ["Isa(Level::", "F16(true", "F16(false", "F16(std::arch"] {
+                assert!(!text.contains(made), "{rel} makes a SIMD token: {made}");
+            }
+            assert!(
+                !text.contains("isa.level()"),
+                "{rel} dispatches on the token itself: use the one dispatch in simd/"
+            );
+        }
+        let kernels_here = rel.starts_with("simd/") || rel == "int8/x86.rs";
+        assert!(
+            kernels_here || !text.contains("#[target_feature"),
+            "{rel} defines a #[target_feature] kernel outside simd/"
+        );
+    }
+    Ok(())
+}

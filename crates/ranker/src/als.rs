@@ -9,10 +9,10 @@ use rayon::prelude::*;
 use crate::csr::Csr;
 use crate::error::{Error, Result};
 use crate::factors::Factors;
-use crate::isa::{Isa, Level};
 use crate::linalg::{cg_dispatch, cg_dispatch_block, dot, gram, RowProblem, CG_BLOCK};
 use crate::params::{TrainParams, ValidTrainParams};
 use crate::rng::SplitMix;
+use crate::simd::Isa;
 
 /// Rows per parallel task: small, so a few heavy users never serialise a thread.
 const ROWS_PER_TASK: usize = 16;
@@ -203,24 +203,12 @@ fn loss_rows(l: &LossInputs<'_>, first: usize, rows: &[f32]) -> f64 {
     total
 }
 
-/// [`loss_rows`] compiled for AVX2 (wider registers, same arithmetic).
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn loss_rows_avx2(l: &LossInputs<'_>, first: usize, rows: &[f32]) -> f64 {
-    loss_rows(l, first, rows)
-}
-
-/// [`loss_rows`] compiled for AVX-512 (512-bit registers, same arithmetic).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn loss_rows_avx512(l: &LossInputs<'_>, first: usize, rows: &[f32]) -> f64 {
-    loss_rows(l, first, rows)
+crate::simd::multiversion! {
+    /// [`loss_rows`] compiled for `isa` (wider registers, same arithmetic).
+    fn loss_rows_on(l: &LossInputs<'_>, first: usize, rows: &[f32]) -> f64;
+    portable: loss_rows,
+    vector: loss_rows,
+    features: "avx2", "avx512f",
 }
 
 fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64 {
@@ -236,16 +224,7 @@ fn loss(x: &[f32], y: &[f32], conf: &Csr, f: usize, p: &ValidTrainParams) -> f64
     let per_user: f64 = x
         .par_chunks(f * 256)
         .enumerate()
-        .map(|(chunk, rows)| match isa.level() {
-            Level::Generic => loss_rows(&l, chunk * 256, rows),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: an `Isa` at this level exists only if run-time detection
-            // found its features on this CPU (the field is private to isa.rs).
-            Level::Avx2 => unsafe { loss_rows_avx2(&l, chunk * 256, rows) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Level::Avx512 => unsafe { loss_rows_avx512(&l, chunk * 256, rows) },
-        })
+        .map(|(chunk, rows)| loss_rows_on(isa, &l, chunk * 256, rows))
         .collect::<Vec<f64>>()
         .into_iter()
         .sum();

@@ -61,7 +61,6 @@ mod factors;
 mod half;
 mod ids;
 mod int8;
-mod isa;
 mod ivf;
 mod linalg;
 mod model;
@@ -70,7 +69,7 @@ mod params;
 mod ranker;
 mod rng;
 mod rp3;
-mod scan;
+mod simd;
 mod split;
 mod surfaces;
 mod top;
@@ -137,11 +136,11 @@ pub mod per_surface {
 pub mod retrieval {
     pub use crate::half::HalfTable;
     pub use crate::int8::Int8Table;
-    pub use crate::isa::Isa;
     pub use crate::ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
     pub use crate::linalg::dot;
     pub use crate::pages::in_huge_pages;
     pub use crate::ranker::USERS_PER_BATCH;
+    pub use crate::simd::Isa;
     pub use crate::top::Scored;
     pub use crate::topk::ItemTable;
 }

@@ -5,7 +5,7 @@
 //! the compiler vectorises them; [`Isa`] picks, once, a `#[target_feature]`
 //! copy of the hot loops compiled for AVX2+FMA where the CPU has it.
 
-use crate::isa::{Isa, Level};
+use crate::simd::Isa;
 
 /// How a kernel multiplies and adds: plain `a * b + c` for portable code, a
 /// fused multiply-add inside `#[target_feature(enable = "fma")]` functions
@@ -163,24 +163,12 @@ fn gram_rows(chunk: &[f32], f: usize, g: &mut [f32]) {
     }
 }
 
-/// [`gram_rows`] compiled for AVX2 (wider registers, same arithmetic).
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gram_rows_avx2(chunk: &[f32], f: usize, g: &mut [f32]) {
-    gram_rows(chunk, f, g)
-}
-
-/// [`gram_rows`] compiled for AVX-512 (512-bit registers, same arithmetic).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gram_rows_avx512(chunk: &[f32], f: usize, g: &mut [f32]) {
-    gram_rows(chunk, f, g)
+crate::simd::multiversion! {
+    /// [`gram_rows`] compiled for `isa` (wider registers, same arithmetic).
+    fn gram_rows_on(chunk: &[f32], f: usize, g: &mut [f32]);
+    portable: gram_rows,
+    vector: gram_rows,
+    features: "avx2", "avx512f",
 }
 
 /// Gram matrix `Σ_r x_r x_rᵀ` of the rows of a row-major `rows × f` matrix,
@@ -201,16 +189,7 @@ fn gram_with(isa: Isa, x: &[f32], f: usize) -> Vec<f32> {
         .par_chunks(CHUNK_ROWS * f)
         .map(|chunk| {
             let mut g = vec![0f32; f * f];
-            match isa.level() {
-                Level::Generic => gram_rows(chunk, f, &mut g),
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: an `Isa` at this level exists only if run-time detection
-                // found its features on this CPU (the field is private to isa.rs).
-                Level::Avx2 => unsafe { gram_rows_avx2(chunk, f, &mut g) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Level::Avx512 => unsafe { gram_rows_avx512(chunk, f, &mut g) },
-            }
+            gram_rows_on(isa, chunk, f, &mut g);
             g
         })
         .collect();
@@ -508,56 +487,19 @@ fn cg_block<const N: usize, const B: usize, M: MulAdd>(
 /// Rows solved together by [`cg_dispatch_block`].
 pub const CG_BLOCK: usize = 4;
 
-/// Runs `cg` on [`CG_BLOCK`] row problems sharing one Gram matrix, each
-/// result bit-identical to its own [`cg_dispatch`]; returns `false` (and
-/// touches nothing) where no blocked kernel exists for `isa` and the
-/// dimension, so the caller solves the rows one by one.
-#[inline]
-pub fn cg_dispatch_block(
-    isa: Isa,
-    probs: &[&RowProblem<'_>; CG_BLOCK],
-    xs: &mut [&mut [f32]; CG_BLOCK],
-    steps: usize,
-) -> bool {
-    match isa.level() {
-        Level::Generic => false,
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: an `Isa` at this level exists only if run-time detection
-        // found its features on this CPU (the field is private to isa.rs).
-        Level::Avx2 => unsafe { cg_block_avx2(probs, xs, steps) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Level::Avx512 => unsafe { cg_block_avx512(probs, xs, steps) },
-    }
-}
-
-/// [`cg_block_widths`] compiled for AVX2 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn cg_block_avx2(
-    probs: &[&RowProblem<'_>; CG_BLOCK],
-    xs: &mut [&mut [f32]; CG_BLOCK],
-    steps: usize,
-) -> bool {
-    cg_block_widths(probs, xs, steps)
-}
-
-/// [`cg_block_widths`] compiled for AVX-512 and FMA: 512-bit registers,
-/// the same fused arithmetic in the same order, so bit-identical to AVX2.
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn cg_block_avx512(
-    probs: &[&RowProblem<'_>; CG_BLOCK],
-    xs: &mut [&mut [f32]; CG_BLOCK],
-    steps: usize,
-) -> bool {
-    cg_block_widths(probs, xs, steps)
+crate::simd::multiversion! {
+    /// Runs `cg` on [`CG_BLOCK`] row problems sharing one Gram matrix, each
+    /// result bit-identical to its own [`cg_dispatch`]; returns `false` (and
+    /// touches nothing) where no blocked kernel exists for `isa` and the
+    /// dimension, so the caller solves the rows one by one.
+    pub fn cg_dispatch_block(
+        probs: &[&RowProblem<'_>; CG_BLOCK],
+        xs: &mut [&mut [f32]; CG_BLOCK],
+        steps: usize,
+    ) -> bool;
+    portable: |_, _, _| false,
+    vector: cg_block_widths,
+    features: "avx2,fma", "avx512f,avx2,fma",
 }
 
 /// Dispatches a block of CG solves to the width-specialised kernel (32, 64 or
@@ -603,45 +545,18 @@ fn cg_block_n<const N: usize>(
     true
 }
 
-/// Runs `cg` on a row problem with the hot loops compiled for `isa`.
-#[inline]
-pub fn cg_dispatch(
-    isa: Isa,
-    prob: &RowProblem<'_>,
-    x: &mut [f32],
-    steps: usize,
-    scratch: &mut [f32],
-) {
-    match isa.level() {
-        Level::Generic => prob.cg(x, steps, scratch),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: an `Isa` at this level exists only if run-time detection
-        // found its features on this CPU (the field is private to isa.rs).
-        Level::Avx2 => unsafe { cg_avx2(prob, x, steps, scratch) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Level::Avx512 => unsafe { cg_avx512(prob, x, steps, scratch) },
-    }
-}
-
-/// [`cg_widths`] compiled for AVX2 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn cg_avx2(prob: &RowProblem<'_>, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
-    cg_widths(prob, x, steps, scratch)
-}
-
-/// [`cg_widths`] compiled for AVX-512 and FMA (bit-identical to AVX2).
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn cg_avx512(prob: &RowProblem<'_>, x: &mut [f32], steps: usize, scratch: &mut [f32]) {
-    cg_widths(prob, x, steps, scratch)
+crate::simd::multiversion! {
+    /// Runs `cg` on a row problem with the hot loops compiled for `isa`
+    /// (fused multiply-adds, bit-identical at AVX2 and AVX-512).
+    pub fn cg_dispatch(
+        prob: &RowProblem<'_>,
+        x: &mut [f32],
+        steps: usize,
+        scratch: &mut [f32],
+    );
+    portable: RowProblem::cg,
+    vector: cg_widths,
+    features: "avx2,fma", "avx512f,avx2,fma",
 }
 
 /// [`RowProblem::cg`] with fused multiply-adds, width-specialised at 32,

@@ -1,7 +1,7 @@
 //! The streaming top-K every scan fills, and the one order of results: higher
 //! score first, ties broken by lower item index (the same for every kernel
-//! and thread count). Its own module so that the kernels (`scan.rs`) and the
-//! tables that drive them (`topk.rs`, `half.rs`, `int8.rs`) share it without
+//! and thread count). Its own module so that the kernels (`simd/`) and the
+//! tables that drive them (`topk.rs`, `half.rs`, `int8/`) share it without
 //! importing each other.
 
 use std::cmp::Ordering;

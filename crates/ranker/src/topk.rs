@@ -6,8 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::isa::{Isa, Level};
-use crate::scan;
+use crate::simd::{self, Isa};
 
 pub(crate) use crate::top::{Scored, TopK};
 
@@ -169,15 +168,7 @@ impl<'a> ItemTable<'a> {
     /// computed once per query by the caller.
     fn scan(&self, q: &[f32], slack: f32, lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
         let (items, bias) = (self.factors, self.bias);
-        match self.isa.level() {
-            Level::Generic => scan::portable::scan(q, items, bias, lo, hi, exclude, top, slack),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: an `Isa` at this level exists only if run-time detection
-            // found its features on this CPU (the field is private to isa.rs).
-            Level::Avx2 | Level::Avx512 => unsafe {
-                scan::avx2::scan(q, items, bias, lo, hi, exclude, top, slack)
-            },
-        }
+        simd::scan_rows(self.isa, q, items, bias, lo, hi, exclude, top, slack);
     }
 
     /// Exact top-`k` for one query on the calling thread; `exclude` sorted
@@ -221,23 +212,7 @@ impl<'a> ItemTable<'a> {
         let f = self.dim;
         let row = |i: u32| &self.factors[i as usize * f..(i as usize + 1) * f];
         let mut out = Vec::with_capacity(items.len());
-        #[cfg(target_arch = "x86_64")]
-        if self.isa.level() != Level::Generic {
-            for g in items.chunks_exact(8) {
-                let rows = std::array::from_fn(|r| row(g[r]));
-                // SAFETY: an `Isa` above Generic exists only if run-time
-                // detection found AVX2 and FMA on this CPU.
-                out.extend(unsafe { scan::avx2::score8_fma(q, rows) });
-            }
-        }
-        for &i in &items[out.len()..] {
-            out.push(match self.isa.level() {
-                Level::Generic => scan::score_ref(q, row(i)),
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Level::Avx2 | Level::Avx512 => unsafe { scan::avx2::score_fma(q, row(i)) },
-            });
-        }
+        simd::exact_scores(self.isa, q, items, row, &mut out);
         if let Some(b) = self.bias {
             for (s, &i) in out.iter_mut().zip(items) {
                 *s += b[i as usize];
@@ -262,7 +237,7 @@ impl<'a> ItemTable<'a> {
     /// stays in L2 while every query of the batch scores it; a whole number
     /// of packed panels.
     fn tile(&self) -> usize {
-        ((16384 / self.dim.max(1)) / scan::PANEL * scan::PANEL).max(scan::PANEL)
+        ((16384 / self.dim.max(1)) / simd::PANEL * simd::PANEL).max(simd::PANEL)
     }
 
     /// Exact top-`k[j]` for each query `queries[j]` (excluding the sorted
@@ -282,9 +257,9 @@ impl<'a> ItemTable<'a> {
             self.tile(),
             k,
             |lo, hi, tops, (packed, pbias): &mut (Vec<f32>, Vec<f32>)| {
-                scan::pack(self.factors, self.bias, self.dim, lo, hi, packed, pbias);
+                simd::pack(self.factors, self.bias, self.dim, lo, hi, packed, pbias);
                 let pbias = self.bias.map(|_| &pbias[..]);
-                let t = scan::Tile {
+                let t = simd::Tile {
                     queries,
                     exclude,
                     packed,
@@ -293,16 +268,7 @@ impl<'a> ItemTable<'a> {
                     count: hi - lo,
                     f: self.dim,
                 };
-                match self.isa.level() {
-                    Level::Generic => scan::portable::batch_tile(&t, tops),
-                    // SAFETY: an `Isa` at this level exists only if run-time detection
-                    // found its features on this CPU (the field is private to isa.rs).
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx2 => unsafe { scan::avx2::batch_tile(&t, tops) },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above; `Avx512` only if AVX-512F was detected.
-                    Level::Avx512 => unsafe { scan::avx512::batch_tile(&t, tops) },
-                }
+                simd::batch_tile(self.isa, &t, tops);
             },
         )
     }

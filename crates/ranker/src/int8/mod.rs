@@ -26,8 +26,8 @@
 
 use rayon::prelude::*;
 
-use crate::isa::{Isa, Level};
-use crate::scan::{lanes, offer_bits, reaches, PANEL};
+use crate::simd::{lanes, offer_bits, reaches, PANEL};
+use crate::simd::{Isa, Level};
 use crate::top::TopK;
 use crate::topk::{batched_top_k, check_batch, ItemTable, Scored};
 

@@ -2,7 +2,7 @@
 //! panels, per instruction set (see the parent module for the scheme).
 
 use super::{Int8Table, Query, Sink};
-use crate::scan::{lanes, PANEL};
+use crate::simd::{lanes, PANEL};
 
 /// Runs `block(j0, b)` over `n` queries in blocks of `b` queries: `M` while
 /// as many remain, then 4, 2 and 1 (a kernel's block scores all its `b`
@@ -80,7 +80,7 @@ pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{block256, query_blocks, Dot256, Int8Table, Query, Sink};
-    use crate::scan::PANEL;
+    use crate::simd::PANEL;
 
     /// Queries per micro-tile: 4 × 16 items = eight i32 accumulators.
     const M: usize = 4;
@@ -326,7 +326,7 @@ pub(super) mod vnni512 {
     use std::arch::x86_64::*;
 
     use super::{block_of, query_blocks, Int8Table, Query, Sink};
-    use crate::scan::{lanes, PANEL};
+    use crate::simd::{lanes, PANEL};
 
     /// Queries per micro-tile: eight accumulators.
     const M: usize = 8;

@@ -63,7 +63,7 @@ mod update;
 pub use tune::recall;
 
 use crate::int8::Int8Table;
-use crate::scan::PANEL;
+use crate::simd::PANEL;
 use crate::topk::TableBound;
 
 /// Candidates kept beyond `oversample·k` for exact rescoring, for the 8-bit

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::int8::{prefetch_slice, quantize_query, Query, Sink};
-use crate::scan::PANEL;
+use crate::simd::PANEL;
 use crate::top::{Scored, TopK};
 use crate::topk::ItemTable;
 

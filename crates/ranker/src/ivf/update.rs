@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::int8::Int8Table;
-use crate::scan::PANEL;
+use crate::simd::PANEL;
 use crate::topk::ItemTable;
 
 use super::build::{assign, augment, halves};

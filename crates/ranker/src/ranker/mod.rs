@@ -7,10 +7,10 @@ use arrow_buffer::ScalarBuffer;
 
 use crate::als::fold_in;
 use crate::error::{Error, Result};
-use crate::isa::Isa;
 use crate::ivf::{IvfFilter, IvfQuery};
 use crate::linalg::gram;
 use crate::model::{MappedModel, Model, FORMAT_VERSION};
+use crate::simd::Isa;
 use crate::topk::{ItemTable, Scored, TableBound};
 
 mod retrieval;

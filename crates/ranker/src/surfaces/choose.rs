@@ -332,7 +332,7 @@ pub fn choose_item_specific(
     let mut w = surface.to_vec();
     super::clear_missing(data, f, &mut w);
     let sides = super::Sides::new(data, p);
-    let isa = crate::isa::Isa::detect();
+    let isa = crate::simd::Isa::detect();
     // Every share re-solved in one pass over the judged videos.
     let shares: Vec<Shares> = grid.iter().map(|&g| Shares::new(&vec![g; ns])).collect();
     let k = shares.len();

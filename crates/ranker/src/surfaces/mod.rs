@@ -61,9 +61,9 @@ use crate::csr::Csr;
 use crate::error::{Error, Result};
 use crate::factors::Factors;
 use crate::ids::IdMap;
-use crate::isa::Isa;
 use crate::linalg::{dot, gram};
 use crate::params::ValidTrainParams;
+use crate::simd::Isa;
 use crate::TrainControl;
 
 mod choose;

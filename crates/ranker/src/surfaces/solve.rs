@@ -7,9 +7,9 @@ use rayon::prelude::*;
 use super::USERS_PER_TASK;
 use crate::als::row_reg;
 use crate::csr::Csr;
-use crate::isa::{Isa, Level};
 use crate::linalg::{axpy_with, dot_with, MulAdd, Plain};
 use crate::params::ValidTrainParams;
+use crate::simd::Isa;
 
 /// One surface's part of a row's problem (a user's, or a video's).
 struct Part<'a> {
@@ -439,34 +439,13 @@ fn solve_row<M: MulAdd>(
     }
 }
 
-/// [`solve_rows_joint`] compiled for AVX2 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn solve_rows_joint_avx2(
-    st: &SideStep<'_>,
-    first: usize,
-    shared: &mut [f32],
-    surface: &mut [f32],
-) {
-    solve_rows_joint::<crate::linalg::Fused>(st, first, shared, surface)
-}
-
-/// [`solve_rows_joint`] compiled for AVX-512 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn solve_rows_joint_avx512(
-    st: &SideStep<'_>,
-    first: usize,
-    shared: &mut [f32],
-    surface: &mut [f32],
-) {
-    solve_rows_joint::<crate::linalg::Fused>(st, first, shared, surface)
+crate::simd::multiversion! {
+    /// [`solve_rows_joint`] for `isa`: plain arithmetic on portable code,
+    /// fused multiply-adds compiled for AVX2 or AVX-512.
+    fn solve_rows_joint_on(st: &SideStep<'_>, first: usize, shared: &mut [f32], surface: &mut [f32]);
+    portable: solve_rows_joint::<Plain>,
+    vector: solve_rows_joint::<crate::linalg::Fused>,
+    features: "avx2,fma", "avx512f,avx2,fma",
 }
 
 /// Runs the half-sweep `st` over every row of `shared` / `surface` (each
@@ -481,15 +460,6 @@ pub(super) fn side_step(isa: Isa, st: &SideStep<'_>, shared: &mut [f32], surface
         .enumerate()
         .for_each(|(chunk, (ps, ws))| {
             let first = chunk * USERS_PER_TASK;
-            match isa.level() {
-                Level::Generic => solve_rows_joint::<Plain>(st, first, ps, ws),
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: an `Isa` at this level exists only if run-time
-                // detection found its features on this CPU.
-                Level::Avx2 => unsafe { solve_rows_joint_avx2(st, first, ps, ws) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Level::Avx512 => unsafe { solve_rows_joint_avx512(st, first, ps, ws) },
-            }
+            solve_rows_joint_on(isa, st, first, ps, ws);
         });
 }
