@@ -53,24 +53,10 @@ fn resolve(
 }
 
 fn parse_retrieval(name: &str) -> PyResult<Retrieval> {
-    match name {
-        "exact" => Ok(Retrieval::Exact),
-        "f16" | "half" => Ok(Retrieval::Half),
-        "int8" => Ok(Retrieval::Int8),
-        "ivf" => Ok(Retrieval::Ivf),
-        other => Err(PyValueError::new_err(format!(
-            "retrieval must be exact, f16, int8 or ivf; got {other:?}"
-        ))),
-    }
-}
-
-fn retrieval_name(r: Retrieval) -> &'static str {
-    match r {
-        Retrieval::Exact => "exact",
-        Retrieval::Half => "f16",
-        Retrieval::Int8 => "int8",
-        Retrieval::Ivf => "ivf",
-    }
+    name.parse()
+        .map_err(|e: reelkit_ranker::retrieval::UnknownRetrieval| {
+            PyValueError::new_err(e.to_string())
+        })
 }
 
 /// A trained model, served in process.
@@ -211,7 +197,7 @@ impl Model {
     /// The retrieval in use.
     #[getter]
     fn retrieval(&self) -> &'static str {
-        retrieval_name(self.ranker.retrieval())
+        self.ranker.retrieval().as_str()
     }
 
     /// Writes the model file (atomically). A model loaded from a file is

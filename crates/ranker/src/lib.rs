@@ -139,7 +139,7 @@ pub mod retrieval {
     pub use crate::ivf::{recall, IvfFilter, IvfIndex, IvfParams, IvfQuery};
     pub use crate::linalg::dot;
     pub use crate::pages::in_huge_pages;
-    pub use crate::ranker::USERS_PER_BATCH;
+    pub use crate::ranker::{UnknownRetrieval, USERS_PER_BATCH};
     pub use crate::simd::Isa;
     pub use crate::top::Scored;
     pub use crate::topk::ItemTable;

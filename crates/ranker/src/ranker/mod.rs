@@ -18,7 +18,7 @@ mod retrieval;
 mod tests;
 
 use retrieval::Approx;
-pub use retrieval::Retrieval;
+pub use retrieval::{Retrieval, UnknownRetrieval};
 
 /// Options of one recommendation request.
 #[derive(Debug, Clone, Default)]
