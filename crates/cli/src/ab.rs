@@ -498,18 +498,18 @@ fn calibration_design(args: &CalibrateArgs) -> anyhow::Result<reelkit_lab::Calib
 
 fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
     let spec = match &args.spec {
-        Some(path) => crate::experiment::load_spec(Some(path), &args.set)?,
+        Some(path) => reelkit_lab::ExperimentSpec::load(Some(path), &args.set)?,
         None => calibration_design(&args)?.spec()?,
     };
     let valid = spec.check()?;
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let (w, (pre, days)) = (valid.world(), valid.days());
-    crate::limits::ensure_fits(
+    reelkit_lab::limits::ensure_fits(
         &format!("--runs {} of {} users", args.runs, w.users),
         // Every run's estimates are kept (a few hundred bytes each); a run's
         // world is played under each arm, on both cores.
         args.runs as f64 * 512.0
-            + crate::limits::simulation_bytes(w.users, w.videos, pre + days)
+            + reelkit_lab::limits::simulation_bytes(w.users, w.videos, pre + days)
                 * (valid.arms().len() as f64 + 1.0)
                 * 2.0,
     )?;

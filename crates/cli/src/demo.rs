@@ -40,7 +40,7 @@ pub struct DemoArgs {
 
 /// The demo spec with the command line's settings.
 pub fn demo_spec(args: &DemoArgs) -> anyhow::Result<ExperimentSpec> {
-    let mut spec = crate::experiment::load_spec(None, &[])?;
+    let mut spec = reelkit_lab::ExperimentSpec::load(None, &[])?;
     let scale = match args.scale {
         Scale::Small => "small",
         Scale::Medium => "medium",

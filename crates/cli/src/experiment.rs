@@ -5,13 +5,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use reelkit_lab::{
-    outcomes::sweep_specs, run, specs::parse_value, summary_markdown, sweep, sweep_markdown,
-    write_sweep, ExperimentSpec,
+    outcomes::sweep_specs, run, summary_markdown, sweep, sweep_markdown, write_sweep,
+    ExperimentSpec,
 };
-
-/// The demo's spec (built in: `experiment run` without a spec file runs it,
-/// and `reelkit demo` sets keys of it), shipped as a file for users to start from.
-pub const DEMO_SPEC: &str = include_str!("../../../datasets/experiments/demo.toml");
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExperimentCommand {
@@ -89,36 +85,22 @@ pub struct SweepArgs {
     set: Vec<String>,
 }
 
-/// A spec file (or, without one, the demo's spec) with `KEY=VALUE` settings applied.
-pub fn load_spec(path: Option<&std::path::Path>, set: &[String]) -> anyhow::Result<ExperimentSpec> {
-    let mut spec = match path {
-        Some(p) => ExperimentSpec::from_file(p)?,
-        None => ExperimentSpec::from_toml(DEMO_SPEC, std::path::Path::new("datasets/experiments"))?,
-    };
-    for kv in set {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--set `{kv}` is not KEY=VALUE"))?;
-        spec.set(k.trim(), parse_value(v))?;
-    }
-    Ok(spec)
-}
-
 /// Refuses a spec whose run cannot fit in memory: the world is played
 /// under every arm (the ground truth), for the pre-period and the experiment.
 pub fn ensure_spec_fits(v: &reelkit_lab::ValidSpec) -> anyhow::Result<()> {
     let w = v.world();
     let (pre, days) = v.days();
     let arms = v.arms().len().max(1);
-    crate::limits::ensure_fits(
+    reelkit_lab::limits::ensure_fits(
         &format!(
             "an experiment of {} users × {} videos × {} days under {arms} arms",
             w.users,
             w.videos,
             pre + days
         ),
-        crate::limits::simulation_bytes(w.users, w.videos, pre + days) * (arms as f64 + 1.0),
-    )
+        reelkit_lab::limits::simulation_bytes(w.users, w.videos, pre + days) * (arms as f64 + 1.0),
+    )?;
+    Ok(())
 }
 
 /// Checks the spec (before anything is simulated or written), runs it,
@@ -156,11 +138,14 @@ pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
                     args.out.display()
                 )
             })?;
-            run_and_write(&load_spec(Some(&args.spec), &args.set)?, &args.out)
+            run_and_write(
+                &ExperimentSpec::load(Some(&args.spec), &args.set)?,
+                &args.out,
+            )
         }
         ExperimentCommand::Sweep(args) => {
             let t0 = Instant::now();
-            let spec = load_spec(Some(&args.spec), &args.set)?;
+            let spec = ExperimentSpec::load(Some(&args.spec), &args.set)?;
             let specs = sweep_specs(&spec, &args.param, &args.values)?;
             let s = sweep(&args.param, &args.values, &specs, &|msg| eprintln!("{msg}"))?;
             write_sweep(&args.out, &s)
@@ -181,7 +166,7 @@ pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
                     args.teams
                 )
             };
-            let spec = load_spec(Some(&args.spec), &args.set)?.check()?;
+            let spec = ExperimentSpec::load(Some(&args.spec), &args.set)?.check()?;
             let c = reelkit_lab::interleaving::calibrate_interleaving(
                 &spec,
                 a,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod ab;
-mod bench;
 mod data;
 mod demo;
 mod evaluate;
@@ -14,7 +13,6 @@ mod experiment;
 mod import;
 mod index;
 mod interrupt;
-mod limits;
 mod progress;
 mod recommend;
 mod serve;
@@ -78,7 +76,7 @@ enum Command {
     Ab(ab::AbCommand),
     /// Benchmarks that print one JSON object.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(reelkit_bench::BenchCommand),
 }
 
 fn init_logging(verbose: u8, serving: bool) {
@@ -133,7 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ImportFactors(args) => import::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ab(cmd) => ab::run(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(cmd) => reelkit_bench::run(cmd),
     }
 }
 

@@ -39,8 +39,8 @@ pub struct RecommendArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Where candidates are retrieved (as `reelkit serve --retrieval`).
-    #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::default())]
-    pub retrieval: crate::serve::RetrievalArg,
+    #[arg(long, value_enum, default_value_t = reelkit_ranker::Retrieval::default())]
+    pub retrieval: reelkit_ranker::Retrieval,
     #[command(flatten)]
     pub cols: ColumnArgs,
 }
@@ -62,7 +62,7 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
     )?;
     let r = Ranker::open(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?
-        .with_retrieval(args.retrieval.into());
+        .with_retrieval(args.retrieval);
     if let Some(s) = args.surface {
         anyhow::ensure!(
             r.surfaces().iter().any(|n| n == s.as_str()),

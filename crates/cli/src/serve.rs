@@ -80,8 +80,8 @@ pub struct ServeArgs {
     /// Where candidates are retrieved: `f16` (half the bytes) or `int8` (a
     /// quarter) copies whose candidates are rescored exactly, or the `exact`
     /// f32 table.
-    #[arg(long, value_enum, default_value_t = RetrievalArg::default())]
-    retrieval: RetrievalArg,
+    #[arg(long, value_enum, default_value_t = reelkit_ranker::Retrieval::default())]
+    retrieval: reelkit_ranker::Retrieval,
 }
 
 /// `--experiment` values.
@@ -153,40 +153,6 @@ fn design(args: &ServeArgs, models: &[(String, PathBuf)]) -> anyhow::Result<Desi
             Ok(Design::Interleave {
                 salt: args.salt.clone(),
             })
-        }
-    }
-}
-
-/// `--retrieval` values.
-#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
-pub enum RetrievalArg {
-    Exact,
-    F16,
-    Int8,
-    /// Inverted file (built at load, nprobe tuned to recall@100 ≥ 0.95):
-    /// sub-linear, for catalogues of millions.
-    Ivf,
-}
-
-impl Default for RetrievalArg {
-    /// The ranker's default ([`reelkit_ranker::Retrieval::default`]).
-    fn default() -> Self {
-        match reelkit_ranker::Retrieval::default() {
-            reelkit_ranker::Retrieval::Exact => RetrievalArg::Exact,
-            reelkit_ranker::Retrieval::Half => RetrievalArg::F16,
-            reelkit_ranker::Retrieval::Int8 => RetrievalArg::Int8,
-            reelkit_ranker::Retrieval::Ivf => RetrievalArg::Ivf,
-        }
-    }
-}
-
-impl From<RetrievalArg> for reelkit_ranker::Retrieval {
-    fn from(r: RetrievalArg) -> Self {
-        match r {
-            RetrievalArg::Exact => reelkit_ranker::Retrieval::Exact,
-            RetrievalArg::F16 => reelkit_ranker::Retrieval::Half,
-            RetrievalArg::Int8 => reelkit_ranker::Retrieval::Int8,
-            RetrievalArg::Ivf => reelkit_ranker::Retrieval::Ivf,
         }
     }
 }
@@ -285,7 +251,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_k: args.max_k,
         max_body_bytes: args.max_body_bytes,
         timeout: Duration::from_millis(args.timeout_ms),
-        retrieval: args.retrieval.into(),
+        retrieval: args.retrieval,
         ..ServeConfig::default()
     };
     let mut state = AppState::open_models(&models, design, catalog, config).with_context(|| {

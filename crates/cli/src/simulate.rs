@@ -70,12 +70,12 @@ pub fn load_params(
         params.creators = params.creators.min(v);
     }
     let params = params.check()?;
-    crate::limits::ensure_fits(
+    reelkit_lab::limits::ensure_fits(
         &format!(
             "simulating {} users × {} videos × {} days",
             params.users, params.videos, params.days
         ),
-        crate::limits::simulation_bytes(params.users, params.videos, params.days),
+        reelkit_lab::limits::simulation_bytes(params.users, params.videos, params.days),
     )?;
     Ok(params)
 }

@@ -57,6 +57,7 @@ mod calibrate;
 mod error;
 mod interactions;
 mod interleave;
+pub mod limits;
 mod output;
 mod ranker_policy;
 mod recipe;
@@ -76,7 +77,7 @@ pub use error::{Error, Result};
 pub use output::summary_markdown;
 pub use recipe::Recipe;
 pub use run::{run, Outcome};
-pub use spec::{ExperimentSpec, ValidSpec};
+pub use spec::{ExperimentSpec, ValidSpec, DEMO_SPEC};
 pub use sweep::{sweep, sweep_markdown, write_sweep, Sweep};
 
 /// Interleaving set against the A/B truth, run after run.

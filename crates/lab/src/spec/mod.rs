@@ -420,7 +420,28 @@ fn syntax_error(what: &str, text: &str, e: &toml::de::Error) -> Error {
     }
 }
 
+/// The demo's spec, built in (`datasets/experiments/demo.toml`, shipped as a
+/// file for users to start from): what `reelkit experiment run` runs without
+/// a spec file and what `reelkit demo` sets keys of.
+pub const DEMO_SPEC: &str = include_str!("../../../../datasets/experiments/demo.toml");
+
 impl ExperimentSpec {
+    /// A spec file, or the demo's spec without one, with each `KEY=VALUE`
+    /// setting applied in order (a value is TOML: see [`parse_value`]).
+    pub fn load(path: Option<&Path>, settings: &[String]) -> Result<ExperimentSpec> {
+        let mut spec = match path {
+            Some(p) => ExperimentSpec::from_file(p)?,
+            None => ExperimentSpec::from_toml(DEMO_SPEC, Path::new("datasets/experiments"))?,
+        };
+        for kv in settings {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                Error::spec(kv.as_str(), "a setting is KEY=VALUE, e.g. world.users=5000")
+            })?;
+            spec.set(k.trim(), parse_value(v))?;
+        }
+        Ok(spec)
+    }
+
     /// Parses a spec; relative paths in it start from `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<ExperimentSpec> {
         let table: toml::Table = text.parse().map_err(|e| syntax_error("spec", text, &e))?;

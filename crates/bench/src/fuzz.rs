@@ -169,8 +169,18 @@ pub(super) fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
     // A day of a small simulated world, seeded: the binary needs no file of
     // the source tree.
     let events = {
-        let params =
-            crate::simulate::load_params(None, Some(args.seed), Some(1), Some(60), Some(200))?;
+        let params = reelkit_sim::SimParams {
+            seed: args.seed,
+            days: 1,
+            users: 60,
+            videos: 200,
+            ..reelkit_sim::SimParams::default()
+        };
+        let params = reelkit_sim::SimParams {
+            creators: params.creators.min(params.videos),
+            ..params
+        }
+        .check()?;
         let world = reelkit_sim::World::generate(&params);
         let mut policy = reelkit_sim::builtin_policy("popular")?;
         reelkit_sim::Simulator::new(&world).run(1, policy.as_mut(), &|_| {})?

@@ -65,7 +65,7 @@ pub(super) fn ab(args: AbBenchArgs) -> anyhow::Result<()> {
         return ab_phase(phase, &args);
     }
     if args.events.is_none() {
-        crate::limits::ensure_fits(
+        reelkit_lab::limits::ensure_fits(
             &format!("--impressions {}", args.impressions),
             // The generated columns, then the file written from them.
             args.impressions as f64 * 64.0 * 2.0,

@@ -31,8 +31,8 @@ pub struct ServeBenchArgs {
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Where candidates are retrieved (as `reelkit serve --retrieval`).
-    #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::default())]
-    retrieval: crate::serve::RetrievalArg,
+    #[arg(long, value_enum, default_value_t = reelkit_ranker::Retrieval::default())]
+    retrieval: reelkit_ranker::Retrieval,
     /// The random model's vectors (users and videos alike): `gaussian` or
     /// `clustered` (as `bench topk`; trained embeddings group by taste).
     #[arg(long, value_enum, default_value_t = TopkData::Gaussian)]
@@ -59,7 +59,7 @@ pub(super) fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         args.items > 0 && args.users > 0 && args.dim > 0,
         "empty model"
     );
-    crate::limits::ensure_fits(
+    reelkit_lab::limits::ensure_fits(
         &format!(
             "--items {} and --users {} × --dim {}",
             args.items, args.users, args.dim
@@ -105,7 +105,7 @@ pub(super) fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         },
     };
     let config = reelkit_serve::ServeConfig {
-        retrieval: args.retrieval.into(),
+        retrieval: args.retrieval,
         scan_workers: args.scan_workers,
         ..reelkit_serve::ServeConfig::default()
     };
@@ -135,7 +135,7 @@ pub(super) fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
         "closed_loop_max": single.max,
         "open_loop_at_share": single.at_share,
         "load_share": args.load_share,
-        "retrieval": format!("{:?}", args.retrieval),
+        "retrieval": args.retrieval.as_str(),
         "data": format!("{:?}", args.data),
         "p99_ms_at_share": single.at_share.p99_ms,
         "max_throughput_rps": single.max.throughput_rps,

@@ -145,7 +145,7 @@ pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
         args.items > 0 && args.dim > 0 && args.queries > 0,
         "empty benchmark"
     );
-    crate::limits::ensure_fits(
+    reelkit_lab::limits::ensure_fits(
         &format!("--items {} × --dim {}", args.items, args.dim),
         // The f32 table, its reduced copies and the index: about twice it.
         args.items as f64 * args.dim as f64 * 4.0 * 2.0,

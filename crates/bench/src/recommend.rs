@@ -18,15 +18,15 @@ pub struct RecBenchArgs {
     #[arg(long, default_value_t = 100)]
     k: usize,
     /// Where candidates are retrieved (as `reelkit recommend --retrieval`).
-    #[arg(long, value_enum, default_value_t = crate::serve::RetrievalArg::default())]
-    retrieval: crate::serve::RetrievalArg,
+    #[arg(long, value_enum, default_value_t = reelkit_ranker::Retrieval::default())]
+    retrieval: reelkit_ranker::Retrieval,
 }
 
 pub(super) fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let r = reelkit_ranker::Ranker::open(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?
-        .with_retrieval(args.retrieval.into());
+        .with_retrieval(args.retrieval);
     let users = match reelkit_logs::read_ids(&args.users, "user_id", &Default::default())
         .with_context(|| format!("reading users {}", args.users.display()))?
     {
@@ -56,7 +56,7 @@ pub(super) fn recommend(args: RecBenchArgs) -> anyhow::Result<()> {
     let secs = t.elapsed().as_secs_f64();
     let out = json!({
         "bench": "recommend",
-        "retrieval": format!("{:?}", args.retrieval),
+        "retrieval": args.retrieval.as_str(),
         "users": known.len(),
         "k": args.k,
         "items": m.items.len(),

@@ -21,7 +21,7 @@ pub struct ExperimentBenchArgs {
 }
 
 pub(super) fn experiment(args: ExperimentBenchArgs) -> anyhow::Result<()> {
-    let spec = crate::experiment::load_spec(args.spec.as_deref(), &args.set)?;
+    let spec = reelkit_lab::ExperimentSpec::load(args.spec.as_deref(), &args.set)?;
     let valid = spec.check()?;
     if let Some(base) = &args.fit_baseline {
         let trained: Vec<&str> = valid

@@ -1,7 +1,29 @@
-//! `reelkit bench ...`: benchmarks that print one JSON object on stdout.
+//! reelkit's benchmarks and its fuzzer, run as `reelkit bench ...`: each
+//! prints one JSON object on stdout, its figures beside a baseline measured
+//! in the same run (BENCHMARKS.md says which command gave which figure).
 //!
-//! One file per benchmark (its arguments and its run); what several share
-//! (resident memory, random vectors, scratch directories) is here.
+//! Look here for how a figure was measured: one file per benchmark (its
+//! arguments and its run); what several share (resident memory, random
+//! vectors, scratch directories) is in this file. Not here: anything a
+//! user's run depends on (the command line is `reelkit`, the work is in the
+//! library crates).
+//!
+//! ```
+//! use clap::Parser;
+//!
+//! /// A command line with `reelkit bench`'s subcommands.
+//! #[derive(clap::Parser)]
+//! struct Bench {
+//!     #[command(subcommand)]
+//!     command: reelkit_bench::BenchCommand,
+//! }
+//!
+//! // The off-policy estimators on a small seeded log: prints
+//! // `{"bench": "ope", ...}` with the time of each part.
+//! let cli = Bench::try_parse_from(["bench", "ope", "--impressions", "20000", "--per-user", "10", "--bootstrap", "20"])?;
+//! reelkit_bench::run(cli.command)?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
 mod ab;
 mod experiment;
@@ -25,6 +47,7 @@ pub use topk::TopkBenchArgs;
 
 use anyhow::Context;
 
+/// A benchmark and its arguments.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Simulator throughput (impressions per second), all threads against one.
@@ -56,6 +79,7 @@ pub enum BenchCommand {
     Ope(OpeBenchArgs),
 }
 
+/// Runs one benchmark, printing its JSON object on stdout.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Simulate(args) => simulate::simulate(args),
@@ -71,7 +95,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 /// `(RssAnon, RssFile)` of this process now, in MiB.
-pub(super) fn rss_parts_mib() -> Option<(f64, f64)> {
+pub(crate) fn rss_parts_mib() -> Option<(f64, f64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let get = |key: &str| -> Option<f64> {
         let line = status.lines().find(|l| l.starts_with(key))?;
@@ -81,14 +105,14 @@ pub(super) fn rss_parts_mib() -> Option<(f64, f64)> {
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
-pub(super) fn peak_rss_mib() -> Option<f64> {
+pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
-pub(super) fn tempfile_dir(dir: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn tempfile_dir(dir: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
     let d = match dir {
         Some(d) => d.to_path_buf(),
         None => std::env::temp_dir().join(format!("reelkit-bench-{}", std::process::id())),
@@ -99,7 +123,7 @@ pub(super) fn tempfile_dir(dir: Option<&std::path::Path>) -> anyhow::Result<std:
 
 /// `n` vectors of `dim` values: normals of variance `1/dim`, or (clustered)
 /// one of `centres` such normals plus `noise` times another.
-pub(super) fn draw_vectors(
+pub(crate) fn draw_vectors(
     rng: &mut reelkit_sim::random::Rng,
     n: usize,
     dim: usize,
@@ -123,7 +147,7 @@ pub(super) fn draw_vectors(
 }
 
 /// A raw little-endian f32 file holding `rows × dim` values.
-pub(super) fn read_f32s(path: &std::path::Path, dim: usize) -> anyhow::Result<Vec<f32>> {
+pub(crate) fn read_f32s(path: &std::path::Path, dim: usize) -> anyhow::Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     anyhow::ensure!(
         bytes.len() % (4 * dim) == 0 && !bytes.is_empty(),

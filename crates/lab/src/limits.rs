@@ -61,17 +61,35 @@ fn human(bytes: f64) -> String {
     }
 }
 
+/// Work estimated to need more memory than this process may take.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{what} needs about {} of memory, and {} is available to this process: ask for less",
+    human(*.needed),
+    human(*.available)
+)]
+pub struct TooLarge {
+    /// The sizes that decided it, e.g. "simulating 5 users × 10 videos × 2 days".
+    pub what: String,
+    /// The estimate, in bytes.
+    pub needed: f64,
+    /// What this process may still allocate, in bytes.
+    pub available: f64,
+}
+
 /// Refuses work estimated at `bytes` when it exceeds nine tenths of the
 /// memory available; `what` names the sizes that decided it.
-pub fn ensure_fits(what: &str, bytes: f64) -> anyhow::Result<()> {
-    let avail = available_bytes() as f64;
-    anyhow::ensure!(
-        bytes <= 0.9 * avail,
-        "{what} needs about {} of memory, and {} is available to this process: ask for less",
-        human(bytes),
-        human(avail)
-    );
-    Ok(())
+pub fn ensure_fits(what: &str, bytes: f64) -> Result<(), TooLarge> {
+    let available = available_bytes() as f64;
+    if bytes <= 0.9 * available {
+        Ok(())
+    } else {
+        Err(TooLarge {
+            what: what.to_string(),
+            needed: bytes,
+            available,
+        })
+    }
 }
 
 /// Memory of a simulation of `users × days` (impressions of about 25 per
