@@ -19,9 +19,8 @@ const ROWS_PER_TASK: usize = 16;
 
 /// From this dimension on, rows are solved in blocks sharing each read of the
 /// Gram matrix (`f² · 4` bytes: 64 KiB at 128, twice a 32 KiB L1 cache). Below
-/// it the matrix stays in L1 and blocking gained nothing (64 factors, bench/
-/// train_speed.py: 0.52–0.62 s/epoch blocked against 0.45–0.58 row by row; 128
-/// factors: 0.63–0.86 blocked against 1.05–1.13 before).
+/// it the matrix stays in L1 and blocking gained nothing (BENCHMARKS.md,
+/// "Constants and choices measured").
 const BLOCK_MIN_DIM: usize = 128;
 
 /// What the trainer reports after each epoch.

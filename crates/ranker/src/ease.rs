@@ -134,8 +134,8 @@ impl EaseBasis {
         // one when the basis is whole; two QR passes each.
         let passes = if d < n_users.min(n_items) { 6.0 } else { 2.0 };
         // A wider Gram falls out of cache: the timing's rate (at d = 256)
-        // slowed by √(d/256), as measured on a 46k-item catalogue (about
-        // 1.2× at d = 512, 2–2.5× at 2,048).
+        // slowed by √(d/256), the fit measured in BENCHMARKS.md ("Constants
+        // and choices measured").
         let cache = (d as f64 / 256.0).max(1.0).sqrt();
         passes * cache * qr * n_items as f64 * (d * d) as f64 + eigen * cube(d)
     }

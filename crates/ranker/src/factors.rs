@@ -39,20 +39,12 @@ impl Factors {
     pub(crate) fn score_scale(&self) -> f64 {
         let (nu, ni) = (self.n_users(), self.n_items());
         let (su, si) = ((nu / 256).max(1), (ni / 1024).max(1));
-        let (mut sum, mut n) = (0f64, 0usize);
-        for u in (0..nu).step_by(su) {
-            for i in (0..ni).step_by(si) {
-                let s = crate::linalg::dot(self.user(u), self.item(i)) as f64;
-                sum += s * s;
-                n += 1;
-            }
-        }
-        let rms = (sum / n.max(1) as f64).sqrt();
-        if rms > 0.0 && rms.is_finite() {
-            rms
-        } else {
-            1.0
-        }
+        rms_or_one(
+            (0..nu)
+                .step_by(su)
+                .flat_map(|u| (0..ni).step_by(si).map(move |i| (u, i)))
+                .map(|(u, i)| crate::linalg::dot(self.user(u), self.item(i)) as f64),
+        )
     }
 
     /// Adds the popularity compensation `beta · s · ln(1 + n_j)` to every
@@ -65,6 +57,22 @@ impl Factors {
         for (b, &n) in self.item_bias.iter_mut().zip(counts) {
             *b += (k * (n as f64).ln_1p()) as f32;
         }
+    }
+}
+
+/// The root mean square of `scores` in order; 1 when it is 0, not finite
+/// or there is none (a scale to divide by).
+pub(crate) fn rms_or_one(scores: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for s in scores {
+        sum += s * s;
+        n += 1;
+    }
+    let rms = (sum / n.max(1) as f64).sqrt();
+    if rms > 0.0 && rms.is_finite() {
+        rms
+    } else {
+        1.0
     }
 }
 

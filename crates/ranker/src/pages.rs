@@ -4,8 +4,8 @@
 //! item table (at 10M × 64, 2.56 GB): in 4 KiB pages each row costs a TLB
 //! miss and a page walk as well as its cache lines. A copy in memory advised
 //! for 2 MiB transparent huge pages (Linux `madvise(MADV_HUGEPAGE)`) covers
-//! the table with a thousandth of the page entries: +10% queries/s at 10M
-//! (`bench topk --index ivf`). Where the kernel refuses or has no huge pages
+//! the table with a thousandth of the page entries (the gain is in
+//! BENCHMARKS.md, "Constants and choices measured"). Where the kernel refuses or has no huge pages
 //! the copy is in ordinary pages, which is what it would have been anyway.
 //! [`crate::MappedModel::open`] reads a model file into such memory, so a
 //! [`crate::Ranker`] opened from a file needs no copy.

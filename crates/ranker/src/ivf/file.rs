@@ -1,7 +1,8 @@
 //! The IVF index file: what is slow to compute about an [`IvfIndex`] (the
 //! k-means centroids, every list's members, the tuned `nprobe` and depth
 //! tables), stored beside the model so that a server starts, or hot-reloads a
-//! new model, without building and tuning again (136 s + ~20 s at 10M items).
+//! new model, without building and tuning again (minutes at 10M items:
+//! BENCHMARKS.md, "Constants and choices measured").
 //!
 //! One Arrow IPC file, readable by any Arrow implementation:
 //!

@@ -67,10 +67,8 @@ use crate::simd::PANEL;
 use crate::topk::TableBound;
 
 /// Candidates kept beyond `oversample·k` for exact rescoring, for the 8-bit
-/// codes' error at the `k`-th place. Measured against 64: no recall lost at
-/// 32 (2M clustered at 1 and 4 probes, 1M Gaussian at 2,000 of 4,000 lists),
-/// 0.0002–0.0004 lost at 16; 7% more queries/s at 32 (fewer random rows of
-/// the f32 table to read).
+/// codes' error at the `k`-th place: the smallest margin that lost no recall
+/// against 64 (BENCHMARKS.md, "Constants and choices measured").
 const POOL_MARGIN: usize = 32;
 
 /// Lists ranked by the 8-bit probe tables beyond `1.5 ×` those wanted, then
@@ -100,7 +98,7 @@ pub struct IvfParams {
     pub nprobe: usize,
     /// Candidates kept per wanted result before exact rescoring
     /// (`oversample·k + 32`). 1 by default: the lists probed, not the 8-bit
-    /// codes, limit recall (2 gave the same recall at 1M, 12% slower).
+    /// codes, limit recall (BENCHMARKS.md, "Constants and choices measured").
     pub oversample: usize,
     /// k-means training points per list (the sample is `nlist × this`, at most `n`).
     pub sample_per_list: usize,

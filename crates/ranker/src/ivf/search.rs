@@ -233,7 +233,7 @@ impl IvfIndex {
         if pool.saturating_mul(8) > nlist {
             // A large share of the lists wanted (data without structure, a
             // selective filter): rescoring the pool would cost more than the
-            // 8-bit pass saves (1M Gaussian at 256 of 4,000 lists: 12%).
+            // 8-bit pass saves (measured: BENCHMARKS.md, "Constants and choices").
             let refs: Vec<&[f32]> = points.iter().map(|p| &p.1[..]).collect();
             return match refs[..] {
                 [one] => vec![exact.top_k(one, m, &[])],
@@ -449,7 +449,7 @@ impl IvfIndex {
             floors.extend(who.iter().map(|&j| tops[j].floor()));
             // The next list's loads start while this one is scanned (lists
             // are scattered in memory: the hardware prefetcher cannot guess
-            // the next one; +2.5% queries/s at 2M).
+            // the next one).
             if let Some(&(next, _)) = pairs.get(at) {
                 self.lists[next as usize].codes.prefetch();
             }

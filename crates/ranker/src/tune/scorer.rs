@@ -121,19 +121,7 @@ impl Scorer {
     /// The root-mean-square score over the validation users' top-100 lists
     /// (the scale a blend divides by).
     pub(super) fn scale(lists: &[Option<Vec<(u32, f32)>>]) -> f64 {
-        let (mut sum, mut n) = (0f64, 0usize);
-        for l in lists.iter().flatten() {
-            for &(_, s) in l {
-                sum += (s as f64) * (s as f64);
-                n += 1;
-            }
-        }
-        let rms = (sum / n.max(1) as f64).sqrt();
-        if rms > 0.0 && rms.is_finite() {
-            rms
-        } else {
-            1.0
-        }
+        crate::factors::rms_or_one(lists.iter().flatten().flatten().map(|&(_, s)| s as f64))
     }
 
     /// Adds `beta · s · ln(1 + n_j)` to every item's score.
