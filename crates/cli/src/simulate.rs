@@ -29,6 +29,12 @@ pub struct SimulateArgs {
     /// With the `ranker` policy: re-rank with the model's value model.
     #[arg(long)]
     value_model: bool,
+    /// Explore: each slot of each page, with this probability (in (0, 1)),
+    /// shows a video drawn uniformly from the eligible ones the user has not
+    /// seen instead of the policy's; every impression's exact probability is
+    /// written as the events' `propensity` column (for off-policy evaluation).
+    #[arg(long, allow_negative_numbers = true)]
+    explore: Option<f64>,
     /// Seed of every random process (overrides the config).
     #[arg(long)]
     seed: Option<u64>,
@@ -123,6 +129,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         args.value_model,
         &world,
     )?;
+    if let Some(epsilon) = args.explore {
+        policy = Box::new(reelkit_sim::policies::Explore::new(policy, epsilon)?);
+    }
     std::fs::create_dir_all(&out)
         .with_context(|| format!("creating output directory {}", out.display()))?;
 
@@ -134,10 +143,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing the run to {}", out.display()))?;
     let sessions: std::collections::HashSet<u64> = events.session_id.iter().copied().collect();
     eprintln!(
-        "simulated {} users x {} days with `{}`: {} impressions, {} sessions -> {}",
+        "simulated {} users x {} days with `{}`{}: {} impressions, {} sessions -> {}",
         params.users,
         params.days,
         args.policy,
+        args.explore
+            .map(|e| format!(" exploring {e}"))
+            .unwrap_or_default(),
         events.len(),
         sessions.len(),
         files.events.parent().unwrap_or(&out).display()

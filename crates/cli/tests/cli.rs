@@ -137,6 +137,47 @@ fn unwritable_output_is_an_error_without_partial_files() -> TestResult {
     Ok(())
 }
 
+/// `--explore` logs each impression's probability under the exploring
+/// policy (read back through the event schema), and a rate outside (0, 1)
+/// is refused by name before anything is written.
+#[test]
+fn simulate_explore_writes_propensities_and_refuses_a_bad_rate() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let args = |rate: &'static str, out: &str| -> Vec<String> {
+        [
+            "simulate", "--users", "100", "--videos", "400", "--days", "1", "--seed", "5",
+        ]
+        .into_iter()
+        .chain(["--explore", rate, "--out", out])
+        .map(String::from)
+        .collect()
+    };
+    let run = |a: Vec<String>| reelkit(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(args("0.25", out.to_str().unwrap_or_default()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev = reelkit_logs::read_events(&out.join("events.parquet"))?;
+    let p = ev.propensity.as_ref().expect("a propensity column");
+    assert_eq!(p.len(), ev.len());
+    assert!(
+        p.iter().all(|&x| x > 0.0 && x <= 1.0),
+        "propensities in (0, 1]"
+    );
+    let kept = p.iter().filter(|&&x| x == 0.75).count() as f64 / p.len() as f64;
+    assert!((kept - 0.75).abs() < 0.05, "kept share {kept}");
+    for bad in ["0", "1", "-0.5", "nan"] {
+        let out = dir.path().join(format!("bad{bad}"));
+        let o = run(args(bad, out.to_str().unwrap_or_default()));
+        assert!(!o.status.success(), "--explore {bad} accepted");
+        assert!(stderr(&o).contains("explore"), "{}", stderr(&o));
+        assert!(
+            !out.join("events.parquet").exists(),
+            "--explore {bad} wrote a log"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn simulate_writes_valid_logs() -> TestResult {
     let dir = tempfile::tempdir()?;

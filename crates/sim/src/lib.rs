@@ -34,6 +34,7 @@
 mod arms;
 mod error;
 mod experiment;
+mod explore;
 mod output;
 mod params;
 mod policy;
@@ -65,6 +66,7 @@ pub mod frames {
 /// What a policy sees and the built-in policies: the day's context, a
 /// request, the seen sets, video statistics, fresh-upload exploration.
 pub mod policies {
+    pub use crate::explore::Explore;
     pub use crate::policy::{
         take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher, OraclePolicy,
         PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats, Visit, DEFAULT_EXPLORE,

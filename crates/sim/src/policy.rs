@@ -114,6 +114,10 @@ pub struct Scratch {
     /// Scratch of policies a policy combines (e.g. the two teams of an
     /// interleaving), each cleared with this one.
     pub sub: Vec<Scratch>,
+    /// The last page's propensities, one per video, when an exploring
+    /// policy ([`crate::policies::Explore`]) filled it; empty otherwise (the
+    /// simulator empties it before every page).
+    pub propensity: Vec<f64>,
 }
 
 impl Scratch {

@@ -37,6 +37,9 @@ pub(crate) struct UserState {
 #[derive(Debug, Default)]
 struct UserDay {
     events: Vec<Event>,
+    /// Each event's propensity under an exploring policy (NaN: the page did
+    /// not explore).
+    propensity: Vec<f64>,
     /// (video index, engaged, liked) per impression, for popularity statistics.
     shown: Vec<(u32, bool, bool)>,
     /// Counterfactual plays: (arm, the events the user would have produced).
@@ -298,11 +301,14 @@ impl<'w> Simulator<'w> {
         for (u, out) in outputs.iter().enumerate() {
             let own = arms.of_user[u] as usize;
             let arm = &arms.names[own];
-            for e in &out.events {
+            for (e, &p) in out.events.iter().zip(&out.propensity) {
                 if multi {
                     events.push_in(e, arm);
                 } else {
                     events.push(e);
+                }
+                if !p.is_nan() {
+                    events.set_last_propensity(p);
                 }
             }
             if !potential.is_empty() {
@@ -384,11 +390,12 @@ fn simulate_user_day(
                 ts_ms: clock,
                 request_id: ((day as u64) << 40) | ((k as u64) << 24) | position as u64,
             };
+            scratch.propensity.clear();
             policy.fill(&req, scratch, &mut policy_rng, &mut page);
             if page.is_empty() {
                 break;
             }
-            for &v in page.iter().take(b.page_size) {
+            for (slot, &v) in page.iter().take(b.page_size).enumerate() {
                 let vi = v as usize;
                 let mut r = Rng::stream(
                     seed,
@@ -430,6 +437,8 @@ fn simulate_user_day(
                     commented,
                     followed,
                 });
+                out.propensity
+                    .push(scratch.propensity.get(slot).copied().unwrap_or(f64::NAN));
                 out.shown
                     .push((v, frac >= ENGAGED_FRACTION || liked, liked));
                 state.seen.insert(v);
