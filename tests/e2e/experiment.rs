@@ -215,3 +215,62 @@ segments = true
     }
     Ok(())
 }
+
+/// An arm given `explore_uniform` logs each of its impressions' propensity
+/// (the other arm's impressions have none), and the ground truth prices the
+/// exploration: the exploring copy of `popular` loses watch time to `popular`.
+#[test]
+fn an_exploring_arm_logs_propensities_and_its_cost_is_in_the_truth(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = ExperimentSpec::from_toml(
+        r#"
+name = "explore"
+seed = 9
+[world]
+users = 600
+videos = 2400
+creators = 300
+[pre_period]
+days = 2
+[experiment]
+days = 2
+[[arms]]
+name = "popular"
+recipe = "popular"
+[[arms]]
+name = "logging"
+recipe = "popular"
+explore_uniform = 0.3
+[analysis]
+compare = ["logging vs popular"]
+"#,
+        std::path::Path::new("."),
+    )?
+    .check()?;
+    let out = run(&spec, &|_| {})?;
+    let ev = &out.events;
+    let props = ev.propensity.as_ref().ok_or("no propensity column")?;
+    let variant = ev.variant.as_ref().ok_or("no variant column")?;
+    let mut logged = 0usize;
+    for (p, v) in props.iter().zip(variant) {
+        if v == "logging" {
+            assert!(*p > 0.0 && *p <= 1.0, "{p}");
+            logged += 1;
+        } else {
+            assert!(p.is_nan(), "an unexplored impression with a propensity");
+        }
+    }
+    assert!(logged > 1000, "{logged}");
+    let cost = out
+        .summary
+        .estimates
+        .iter()
+        .find(|e| e.variant == "logging" && e.metric == "watch_time_per_user" && e.segment == "all")
+        .ok_or("no estimate of the exploring arm")?;
+    assert!(
+        cost.true_rel < 0.0,
+        "exploration cost nothing: {}",
+        cost.true_rel
+    );
+    Ok(())
+}

@@ -17,9 +17,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::output::pretty_json;
-use crate::recipe::Recipe;
 use crate::run::{analyse, simulate};
-use crate::spec::{ExperimentSpec, ValidSpec};
+use crate::spec::{Arm, ExperimentSpec, ValidSpec};
 use crate::truth::{ground_truth, GroundTruth, ALL};
 
 /// The design `reelkit ab calibrate` runs without a spec: `popular` as the
@@ -329,8 +328,8 @@ pub fn calibrate(
     let mut spec = spec.clone();
     spec.correction = reelkit_abtest::Correction::None;
     let world = World::generate(&spec.world);
-    let ab: Vec<Recipe> = spec.arms.iter().map(|a| a.recipe.clone()).collect();
-    let aa: Vec<Recipe> = vec![spec.arms[spec.control].recipe.clone(); spec.arms.len()];
+    let ab: Vec<Arm> = spec.arms.clone();
+    let aa: Vec<Arm> = vec![spec.arms[spec.control].clone(); spec.arms.len()];
     // Runs are independent: they go in parallel, and their trials are kept in
     // run order, so the result does not depend on the number of threads.
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -338,13 +337,13 @@ pub fn calibrate(
         let seed = splitmix64(spec.world.seed.wrapping_add(run as u64));
         let mut trials = Vec::new();
         let mut users = 0;
-        for (kind, recipes) in [("aa", &aa), ("ab", &ab)] {
+        for (kind, plays) in [("aa", &aa), ("ab", &ab)] {
             let sim = simulate(
                 &spec,
                 &world,
                 seed,
                 &format!("{kind}-{run}"),
-                recipes,
+                plays,
                 &|_| {},
             )?;
             let truth = ground_truth(&world, &sim.exp, &spec.metrics, &spec.comparisons)?;

@@ -57,8 +57,8 @@ impl Interleaved {
     /// settings (no log of another policy is at hand here).
     fn refresh(&mut self, world: &World, log: &[&Events], today: u32) -> Result<()> {
         for p in std::iter::once(&mut self.a).chain(self.b.as_mut()) {
-            if let ArmPolicy::Trained(p) = p {
-                p.inner.refresh(world, log, log, today)?;
+            if let Some(p) = p.trained() {
+                p.refresh(world, log, log, today)?;
             }
         }
         Ok(())
@@ -271,7 +271,10 @@ fn trial(
     for _ in 0..spec.pre_days {
         pre_days.push(sim.run(1, pre_policy.as_mut(), &|_| {})?);
     }
-    let arm = |i: usize| ArmPolicy::new(&spec.arms[i].name, &spec.arms[i].recipe);
+    let arm = |i: usize| {
+        let a = &spec.arms[i];
+        ArmPolicy::new(&a.name, &a.recipe, a.explore_uniform)
+    };
     let (na, nb) = (spec.arms[a].name.as_str(), spec.arms[b].name.as_str());
     let salt = format!("{}-interleave-{run}", spec.salt);
     let mut alone = [arm(a)?, arm(b)?];
@@ -304,11 +307,11 @@ fn trial(
     for _ in 0..spec.days {
         let today = exp.day();
         for (i, p) in alone.iter_mut().enumerate() {
-            if let ArmPolicy::Trained(p) = p {
+            if let Some(p) = p.trained() {
                 let log: Vec<&Events> = pre_days.iter().chain(exp.potential(i)).collect();
                 // Each team's settings are judged on the other's log.
                 let judge: Vec<&Events> = pre_days.iter().chain(exp.potential(1 - i)).collect();
-                p.inner.refresh(world, &log, &judge, today)?;
+                p.refresh(world, &log, &judge, today)?;
             }
         }
         let log: Vec<&Events> = pre_days.iter().chain(exp.potential(2)).collect();

@@ -13,32 +13,51 @@ use reelkit_abtest::{
 };
 use reelkit_logs::{Assignments, Events};
 use reelkit_sim::{
-    assignment::Arms, builtin_policy, policies::ExploreFresh, Experiment, Policy, Simulator, World,
+    assignment::Arms,
+    builtin_policy,
+    policies::{Explore, ExploreFresh},
+    Experiment, Policy, Simulator, World,
 };
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::recipe::Recipe;
-use crate::spec::ValidSpec;
+use crate::spec::{Arm, ValidSpec};
 use crate::trained::{FitTime, Refresh, TrainedPolicy};
 use crate::truth::{ground_truth, GroundTruth, ALL};
 
-/// One arm's policy: built in, or a trained recipe that refreshes.
+/// One arm's policy: built in, or a trained recipe that refreshes; either
+/// explored uniformly when the arm says so (`explore_uniform`).
 pub(crate) enum ArmPolicy {
     Builtin(Box<dyn Policy>),
     Trained(Box<ExploreFresh<TrainedPolicy>>),
+    ExploredTrained(Box<Explore<ExploreFresh<TrainedPolicy>>>),
 }
 
 impl ArmPolicy {
-    pub(crate) fn new(name: &str, recipe: &Recipe) -> Result<ArmPolicy> {
+    pub(crate) fn new(
+        name: &str,
+        recipe: &Recipe,
+        explore_uniform: Option<f64>,
+    ) -> Result<ArmPolicy> {
         Ok(match recipe {
             Recipe::Siloed(t) | Recipe::Unified(t) => {
-                ArmPolicy::Trained(Box::new(ExploreFresh::new(
+                let trained = ExploreFresh::new(
                     TrainedPolicy::new(name, t, matches!(recipe, Recipe::Unified(_)))?,
                     t.explore,
-                )))
+                );
+                match explore_uniform {
+                    Some(e) => ArmPolicy::ExploredTrained(Box::new(Explore::new(trained, e)?)),
+                    None => ArmPolicy::Trained(Box::new(trained)),
+                }
             }
-            other => ArmPolicy::Builtin(builtin_policy(other.name())?),
+            other => {
+                let policy = builtin_policy(other.name())?;
+                ArmPolicy::Builtin(match explore_uniform {
+                    Some(e) => Box::new(Explore::new(policy, e)?),
+                    None => policy,
+                })
+            }
         })
     }
 
@@ -46,6 +65,7 @@ impl ArmPolicy {
         match self {
             ArmPolicy::Builtin(p) => p.as_ref(),
             ArmPolicy::Trained(p) => p.as_ref(),
+            ArmPolicy::ExploredTrained(p) => p.as_ref(),
         }
     }
 
@@ -53,6 +73,25 @@ impl ArmPolicy {
         match self {
             ArmPolicy::Builtin(p) => p.as_mut(),
             ArmPolicy::Trained(p) => p.as_mut(),
+            ArmPolicy::ExploredTrained(p) => p.as_mut(),
+        }
+    }
+
+    /// The trained recipe's policy, when the arm has one.
+    pub(crate) fn trained(&mut self) -> Option<&mut TrainedPolicy> {
+        match self {
+            ArmPolicy::Builtin(_) => None,
+            ArmPolicy::Trained(p) => Some(&mut p.inner),
+            ArmPolicy::ExploredTrained(p) => Some(&mut p.inner.inner),
+        }
+    }
+
+    /// The trained recipe's policy, when the arm has one, by value.
+    pub(crate) fn into_trained(self) -> Option<TrainedPolicy> {
+        match self {
+            ArmPolicy::Builtin(_) => None,
+            ArmPolicy::Trained(p) => Some(p.inner),
+            ArmPolicy::ExploredTrained(p) => Some(p.inner.inner),
         }
     }
 }
@@ -100,14 +139,14 @@ pub(crate) struct Simulated {
 }
 
 /// Plays the spec's experiment on `world` with the simulator seeded `seed`
-/// and users hashed with `salt`; `arms` overrides the spec's recipes (the
-/// A/A runs of a calibration).
+/// and users hashed with `salt`; `plays` overrides how the spec's arms rank
+/// and explore (the A/A runs of a calibration play the control everywhere).
 pub(crate) fn simulate(
     spec: &ValidSpec,
     world: &World,
     seed: u64,
     salt: &str,
-    recipes: &[Recipe],
+    plays: &[Arm],
     log: &dyn Fn(&str),
 ) -> Result<Simulated> {
     let mut timings = Timings::default();
@@ -133,8 +172,8 @@ pub(crate) fn simulate(
     let arms = Arms::hashed(world, &names, &shares, salt)?;
     let mut policies = names
         .iter()
-        .zip(recipes)
-        .map(|(n, r)| ArmPolicy::new(n, r))
+        .zip(plays)
+        .map(|(n, a)| ArmPolicy::new(n, &a.recipe, a.explore_uniform))
         .collect::<Result<Vec<_>>>()?;
     let t = Instant::now();
     let mut run = sim.start_experiment(&arms)?;
@@ -142,7 +181,7 @@ pub(crate) fn simulate(
         let today = run.day();
         let t_fit = Instant::now();
         for (a, p) in policies.iter_mut().enumerate() {
-            if let ArmPolicy::Trained(p) = p {
+            if let Some(p) = p.trained() {
                 // The arm learns from what it would have logged serving everyone:
                 // its own users' events and every other user's play under it.
                 let day_log: Vec<&Events> = pre_days.iter().chain(run.potential(a)).collect();
@@ -150,7 +189,7 @@ pub(crate) fn simulate(
                 // impressions no model of this arm chose.
                 let judge: Vec<&Events> =
                     pre_days.iter().chain(run.potential(spec.control)).collect();
-                p.inner.refresh(world, &day_log, &judge, today)?;
+                p.refresh(world, &day_log, &judge, today)?;
             }
         }
         timings.training += t_fit.elapsed().as_secs_f64();
@@ -165,10 +204,8 @@ pub(crate) fn simulate(
     let exp = run.finish();
     timings.experiment = t.elapsed().as_secs_f64() - timings.training;
     let mut refreshes = Vec::new();
-    for p in policies {
-        if let ArmPolicy::Trained(p) = p {
-            refreshes.extend(p.inner.refreshes);
-        }
+    for p in policies.into_iter().filter_map(ArmPolicy::into_trained) {
+        refreshes.extend(p.refreshes);
     }
     timings.refreshes = refreshes
         .iter()
@@ -418,8 +455,7 @@ pub fn run(spec: &ValidSpec, log: &dyn Fn(&str)) -> Result<Outcome> {
     let t = Instant::now();
     let world = World::generate(&spec.world);
     let world_s = t.elapsed().as_secs_f64();
-    let recipes: Vec<Recipe> = spec.arms.iter().map(|a| a.recipe.clone()).collect();
-    let sim = simulate(spec, &world, spec.world.seed, &spec.salt, &recipes, log)?;
+    let sim = simulate(spec, &world, spec.world.seed, &spec.salt, &spec.arms, log)?;
     let Simulated {
         pre_events,
         exp,

@@ -24,13 +24,18 @@ use crate::error::{Error, Result};
 use crate::policy::{DayContext, FeedRequest, Policy, Scratch};
 use crate::rng::Rng;
 
-/// A policy shown with `ε`-exploration (see the module's text).
-pub struct Explore {
-    inner: Box<dyn Policy>,
+/// A policy shown with `ε`-exploration (see the module's text). The
+/// wrapped policy may draw at random itself (fresh-upload slots): the
+/// propensities are then conditional on its draw, which keeps them valid
+/// importance weights since every unseen video keeps a positive probability
+/// whatever it drew.
+pub struct Explore<P = Box<dyn Policy>> {
+    /// The policy whose list is explored.
+    pub inner: P,
     epsilon: f64,
 }
 
-impl std::fmt::Debug for Explore {
+impl<P: Policy> std::fmt::Debug for Explore<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Explore")
             .field("inner", &self.inner.name())
@@ -39,11 +44,11 @@ impl std::fmt::Debug for Explore {
     }
 }
 
-impl Explore {
+impl<P: Policy> Explore<P> {
     /// `inner` with each slot explored with probability `epsilon`, which
     /// must lie in (0, 1): 0 logs nothing an estimator can use beyond the
     /// inner policy's own choices, 1 is the random policy.
-    pub fn new(inner: Box<dyn Policy>, epsilon: f64) -> Result<Explore> {
+    pub fn new(inner: P, epsilon: f64) -> Result<Explore<P>> {
         if !(epsilon > 0.0 && epsilon < 1.0) {
             return Err(Error::InvalidParam {
                 field: "explore",
@@ -60,7 +65,7 @@ impl Explore {
     }
 }
 
-impl Policy for Explore {
+impl<P: Policy> Policy for Explore<P> {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -179,7 +184,7 @@ mod tests {
         let mut seen = SeenSet::default();
         seen.insert(35);
         seen.insert(36);
-        let policy = Explore::new(Box::new(Fixed), 0.3).expect("valid");
+        let policy = Explore::new(Fixed, 0.3).expect("valid");
         let req = FeedRequest {
             world: &w,
             day: 0,
@@ -243,7 +248,7 @@ mod tests {
         let w = world();
         let eligible: Vec<u32> = (0..14).collect();
         let seen = SeenSet::default();
-        let policy = Explore::new(Box::new(Fixed), 0.5).expect("valid");
+        let policy = Explore::new(Fixed, 0.5).expect("valid");
         let req = FeedRequest {
             world: &w,
             day: 0,
@@ -266,7 +271,7 @@ mod tests {
     #[test]
     fn the_rate_must_lie_strictly_between_zero_and_one() {
         for bad in [0.0, 1.0, -0.1, f64::NAN, 2.0] {
-            let e = Explore::new(Box::new(PopularPolicy::default()), bad).expect_err("refused");
+            let e = Explore::new(PopularPolicy::default(), bad).expect_err("refused");
             assert!(e.to_string().contains("explore"), "{e}");
         }
     }
@@ -291,7 +296,7 @@ mod tests {
             plain.propensity.is_none(),
             "an unexplored log has no propensity column"
         );
-        let mut explore = Explore::new(crate::builtin_policy("popular")?, 0.2)?;
+        let mut explore: Explore = Explore::new(crate::builtin_policy("popular")?, 0.2)?;
         let ev = crate::Simulator::new(&w).run(2, &mut explore, &|_| {})?;
         let props = ev.propensity.as_ref().expect("a propensity column");
         assert_eq!(props.len(), ev.len());

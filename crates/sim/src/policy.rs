@@ -203,6 +203,27 @@ pub trait Policy: Send + Sync {
     fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>);
 }
 
+/// A boxed policy is a policy (so wrappers such as `Explore` take either).
+impl<P: Policy + ?Sized> Policy for Box<P> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn begin_day(&mut self, ctx: &DayContext<'_>) -> Result<()> {
+        (**self).begin_day(ctx)
+    }
+
+    fn fill(
+        &self,
+        req: &FeedRequest<'_>,
+        scratch: &mut Scratch,
+        rng: &mut Rng,
+        out: &mut Vec<u32>,
+    ) {
+        (**self).fill(req, scratch, rng, out)
+    }
+}
+
 /// Uniformly random unseen videos: the lower bound.
 #[derive(Debug, Default)]
 pub struct RandomPolicy;

@@ -54,7 +54,6 @@ pub(super) fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
                         ("user_vectors", a.user_vectors.is_some()),
                         ("item_vectors", a.item_vectors.is_some()),
                         ("item_specific", a.item_specific.is_some()),
-                        ("item_specific", a.item_specific.is_some()),
                         ("specific", a.specific.is_some()),
                         ("specific_grid", a.specific_grid.is_some()),
                     ];
@@ -115,10 +114,19 @@ pub(super) fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
                 ));
             }
         }
+        if let Some(e) = a.explore_uniform {
+            if !(e > 0.0 && e < 1.0) {
+                return Err(Error::spec(
+                    key("explore_uniform"),
+                    format!("the share of slots explored must be in (0, 1), got {e}"),
+                ));
+            }
+        }
         arms.push(Arm {
             name,
             recipe,
             share: a.share.unwrap_or(0.0),
+            explore_uniform: a.explore_uniform,
         });
     }
     let given = raw.iter().filter(|a| a.share.is_some()).count();

@@ -229,6 +229,7 @@ struct RawArm {
     specific: Option<toml::Value>,
     specific_grid: Option<Vec<f64>>,
     explore: Option<f64>,
+    explore_uniform: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,6 +286,11 @@ pub struct Arm {
     pub recipe: Recipe,
     /// Share of the users hashed into this arm.
     pub share: f64,
+    /// Uniform exploration (`explore_uniform`): each slot of the arm's pages,
+    /// with this probability, shows an unseen eligible video drawn uniformly,
+    /// and the arm's impressions carry their propensities (a logging policy
+    /// for off-policy evaluation; `reelkit_sim::policies::Explore`).
+    pub explore_uniform: Option<f64>,
 }
 
 /// A spec whose every key was checked: what [`crate::run`] accepts.

@@ -270,3 +270,30 @@ fn set_reaches_world_arms_and_sections() -> Result<()> {
     assert!(e.contains("surface_taste_divergenc"), "{e}");
     Ok(())
 }
+
+/// `explore_uniform` on any arm (built-in or trained): the logging policy
+/// for off-policy evaluation. Outside (0, 1) it is refused by key.
+#[test]
+fn any_arm_may_explore_uniformly_within_zero_and_one() -> Result<()> {
+    let on = |arm: &str, value: &str| {
+        GOOD.replacen(
+            &format!("name = \"{arm}\"\nrecipe = \"{arm}\""),
+            &format!("name = \"{arm}\"\nrecipe = \"{arm}\"\nexplore_uniform = {value}"),
+            1,
+        )
+    };
+    for arm in ["popular", "siloed"] {
+        let v = spec(&on(arm, "0.1")).check()?;
+        let explored: Vec<Option<f64>> = v.arms().iter().map(|a| a.explore_uniform).collect();
+        assert_eq!(
+            explored.iter().filter(|e| **e == Some(0.1)).count(),
+            1,
+            "{arm}"
+        );
+        for bad in ["0.0", "1.0", "-0.2", "nan"] {
+            let e = err(&on(arm, bad));
+            assert!(e.contains(&format!("arms.{arm}.explore_uniform")), "{e}");
+        }
+    }
+    Ok(())
+}
