@@ -177,6 +177,22 @@ mod tests {
         World::generate(&p.check().expect("valid"))
     }
 
+    /// A request for a page of ten of `eligible` on reels.
+    fn page_of_ten<'a>(w: &'a World, seen: &'a SeenSet, eligible: &'a [u32]) -> FeedRequest<'a> {
+        FeedRequest {
+            world: w,
+            day: 0,
+            user: 0,
+            surface: Surface::Reels,
+            session_position: 0,
+            seen,
+            eligible,
+            n: 10,
+            ts_ms: 0,
+            request_id: 0,
+        }
+    }
+
     #[test]
     fn propensities_are_the_exact_frequencies_of_each_video_at_each_slot() {
         let w = world();
@@ -185,18 +201,7 @@ mod tests {
         seen.insert(35);
         seen.insert(36);
         let policy = Explore::new(Fixed, 0.3).expect("valid");
-        let req = FeedRequest {
-            world: &w,
-            day: 0,
-            user: 0,
-            surface: Surface::Reels,
-            session_position: 0,
-            seen: &seen,
-            eligible: &eligible,
-            n: 10,
-            ts_ms: 0,
-            request_id: 0,
-        };
+        let req = page_of_ten(&w, &seen, &eligible);
         // Pool: 40 eligible − 2 seen − 10 listed = 28.
         let runs = 200_000;
         let mut counts = vec![[0u32; 40]; 10];
@@ -249,18 +254,7 @@ mod tests {
         let eligible: Vec<u32> = (0..14).collect();
         let seen = SeenSet::default();
         let policy = Explore::new(Fixed, 0.5).expect("valid");
-        let req = FeedRequest {
-            world: &w,
-            day: 0,
-            user: 0,
-            surface: Surface::Feed,
-            session_position: 0,
-            seen: &seen,
-            eligible: &eligible,
-            n: 10,
-            ts_ms: 0,
-            request_id: 0,
-        };
+        let req = page_of_ten(&w, &seen, &eligible);
         let mut scratch = Scratch::default();
         let mut out = Vec::new();
         policy.fill(&req, &mut scratch, &mut Rng::stream(1, &[]), &mut out);
