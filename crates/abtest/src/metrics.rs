@@ -113,6 +113,8 @@ impl Default for Goal {
 
 /// A metric as the metrics TOML spells it (every key at one level, an
 /// unknown key refused), before its decision keys gather into [`Goal`].
+/// (`#[serde(flatten)]` on [`Metric`] would refuse the key too, but without
+/// the list of keys a metric takes and pointing at the table, not the key.)
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetricToml {
@@ -483,8 +485,12 @@ mod tests {
             "[[metric]]\nname='s'\nkind='mean'\nnumerator={agg='count'}\nrole='guardrail'\ntolerance=0.02\nhigher_is_better=false\n",
         )?;
         assert_eq!(
-            (g[0].goal.role, g[0].goal.tolerance),
-            (Role::Guardrail, Some(0.02))
+            g[0].goal,
+            Goal {
+                higher_is_better: false,
+                role: Role::Guardrail,
+                tolerance: Some(0.02),
+            }
         );
         Ok(())
     }
@@ -525,5 +531,17 @@ mod tests {
             let msg = parse_metrics(text).unwrap_err().to_string();
             assert!(msg.contains(needle), "{msg}");
         }
+        // A misspelt key is named, with the keys a metric takes.
+        let msg = parse_metrics(
+            "[[metric]]\nname='x'\nkind='mean'\nnumerator={agg='count'}\nhigher_is_beter=false\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("higher_is_beter")
+                && msg.contains("expected one of")
+                && msg.contains("`tolerance`"),
+            "{msg}"
+        );
     }
 }

@@ -173,13 +173,9 @@ pub(super) fn fuzz(args: FuzzBenchArgs) -> anyhow::Result<()> {
             seed: args.seed,
             days: 1,
             users: 60,
-            videos: 200,
             ..reelkit_sim::SimParams::default()
-        };
-        let params = reelkit_sim::SimParams {
-            creators: params.creators.min(params.videos),
-            ..params
         }
+        .with_videos(200)
         .check()?;
         let world = reelkit_sim::World::generate(&params);
         let mut policy = reelkit_sim::builtin_policy("popular")?;

@@ -72,8 +72,7 @@ pub fn load_params(
         params.users = u;
     }
     if let Some(v) = videos {
-        params.videos = v;
-        params.creators = params.creators.min(v);
+        params = params.with_videos(v);
     }
     let params = params.check()?;
     reelkit_lab::limits::ensure_fits(

@@ -271,10 +271,7 @@ fn trial(
     for _ in 0..spec.pre_days {
         pre_days.push(sim.run(1, pre_policy.as_mut(), &|_| {})?);
     }
-    let arm = |i: usize| {
-        let a = &spec.arms[i];
-        ArmPolicy::new(&a.name, &a.recipe, a.explore_uniform)
-    };
+    let arm = |i: usize| ArmPolicy::new(&spec.arms[i].name, &spec.arms[i]);
     let (na, nb) = (spec.arms[a].name.as_str(), spec.arms[b].name.as_str());
     let salt = format!("{}-interleave-{run}", spec.salt);
     let mut alone = [arm(a)?, arm(b)?];

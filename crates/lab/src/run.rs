@@ -35,25 +35,24 @@ pub(crate) enum ArmPolicy {
 }
 
 impl ArmPolicy {
-    pub(crate) fn new(
-        name: &str,
-        recipe: &Recipe,
-        explore_uniform: Option<f64>,
-    ) -> Result<ArmPolicy> {
+    /// The policy of the arm named `name` playing `play` (its recipe and
+    /// exploration).
+    pub(crate) fn new(name: &str, play: &Arm) -> Result<ArmPolicy> {
+        let recipe = &play.recipe;
         Ok(match recipe {
             Recipe::Siloed(t) | Recipe::Unified(t) => {
                 let trained = ExploreFresh::new(
                     TrainedPolicy::new(name, t, matches!(recipe, Recipe::Unified(_)))?,
                     t.explore,
                 );
-                match explore_uniform {
+                match play.explore_uniform {
                     Some(e) => ArmPolicy::ExploredTrained(Box::new(Explore::new(trained, e)?)),
                     None => ArmPolicy::Trained(Box::new(trained)),
                 }
             }
             other => {
                 let policy = builtin_policy(other.name())?;
-                ArmPolicy::Builtin(match explore_uniform {
+                ArmPolicy::Builtin(match play.explore_uniform {
                     Some(e) => Box::new(Explore::new(policy, e)?),
                     None => policy,
                 })
@@ -173,7 +172,7 @@ pub(crate) fn simulate(
     let mut policies = names
         .iter()
         .zip(plays)
-        .map(|(n, a)| ArmPolicy::new(n, &a.recipe, a.explore_uniform))
+        .map(|(n, a)| ArmPolicy::new(n, a))
         .collect::<Result<Vec<_>>>()?;
     let t = Instant::now();
     let mut run = sim.start_experiment(&arms)?;

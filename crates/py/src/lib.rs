@@ -82,8 +82,7 @@ fn params(
         p.users = u;
     }
     if let Some(v) = videos {
-        p.videos = v;
-        p.creators = p.creators.min(v);
+        p = p.with_videos(v);
     }
     p.check().map_err(to_py)
 }

@@ -58,11 +58,6 @@ impl<P: Policy> Explore<P> {
         }
         Ok(Explore { inner, epsilon })
     }
-
-    /// The exploration rate.
-    pub fn epsilon(&self) -> f64 {
-        self.epsilon
-    }
 }
 
 impl<P: Policy> Policy for Explore<P> {
@@ -89,16 +84,17 @@ impl<P: Policy> Policy for Explore<P> {
             return;
         }
         let eligible = req.eligible;
-        let in_pool_before = |v: u32| eligible.binary_search(&v).is_ok() && !req.seen.contains(&v);
+        let list = &out[start..];
+        let unseen_eligible = |v: &u32| eligible.binary_search(v).is_ok() && !req.seen.contains(v);
         let seen_eligible = req
             .seen
             .iter()
             .filter(|v| eligible.binary_search(v).is_ok())
             .count();
-        let listed = out[start..]
+        let listed = list
             .iter()
             .enumerate()
-            .filter(|&(i, &v)| in_pool_before(v) && !out[start..start + i].contains(&v))
+            .filter(|&(i, v)| unseen_eligible(v) && !list[..i].contains(v))
             .count();
         let pool = eligible.len() - seen_eligible - listed;
         if pool < page {
@@ -107,26 +103,25 @@ impl<P: Policy> Policy for Explore<P> {
         }
         let explored: Vec<usize> = (0..page).filter(|_| rng.bernoulli(self.epsilon)).collect();
         let mut drawn: Vec<u32> = Vec::with_capacity(explored.len());
-        let fresh = |v: u32, drawn: &[u32], list: &[u32]| {
+        let fresh = |v: u32, drawn: &[u32]| {
             !req.seen.contains(&v) && !list.contains(&v) && !drawn.contains(&v)
         };
         let mut tries = 0;
         while drawn.len() < explored.len() && tries < 64 * page {
             tries += 1;
             let v = eligible[rng.below(eligible.len() as u64) as usize];
-            if fresh(v, &drawn, &out[start..]) {
+            if fresh(v, &drawn) {
                 drawn.push(v);
             }
         }
         if drawn.len() < explored.len() {
             // A pool that is a small part of the eligible videos: draw the
             // rest from the pool listed (still uniform, still distinct).
-            let rest: Vec<u32> = eligible
+            let mut rest: Vec<u32> = eligible
                 .iter()
                 .copied()
-                .filter(|&v| fresh(v, &drawn, &out[start..]))
+                .filter(|&v| fresh(v, &drawn))
                 .collect();
-            let mut rest = rest;
             while drawn.len() < explored.len() {
                 let at = rng.below(rest.len() as u64) as usize;
                 drawn.push(rest.swap_remove(at));

@@ -249,6 +249,16 @@ impl SimParams {
         toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
     }
 
+    /// The same world with a catalogue of `videos`, the creators capped at
+    /// it (a creator needs a video).
+    pub fn with_videos(self, videos: usize) -> SimParams {
+        SimParams {
+            videos,
+            creators: self.creators.min(videos),
+            ..self
+        }
+    }
+
     /// Checks every field against its allowed range.
     pub fn check(self) -> Result<ValidSimParams> {
         let p = &self;

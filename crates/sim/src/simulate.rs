@@ -37,8 +37,8 @@ pub(crate) struct UserState {
 #[derive(Debug, Default)]
 struct UserDay {
     events: Vec<Event>,
-    /// Each event's propensity under an exploring policy (NaN: the page did
-    /// not explore).
+    /// Each event's propensity under an exploring policy, up to the last
+    /// explored one (NaN: the page did not explore; empty: none did).
     propensity: Vec<f64>,
     /// (video index, engaged, liked) per impression, for popularity statistics.
     shown: Vec<(u32, bool, bool)>,
@@ -301,14 +301,15 @@ impl<'w> Simulator<'w> {
         for (u, out) in outputs.iter().enumerate() {
             let own = arms.of_user[u] as usize;
             let arm = &arms.names[own];
-            for (e, &p) in out.events.iter().zip(&out.propensity) {
+            for (i, e) in out.events.iter().enumerate() {
                 if multi {
                     events.push_in(e, arm);
                 } else {
                     events.push(e);
                 }
-                if !p.is_nan() {
-                    events.set_last_propensity(p);
+                match out.propensity.get(i) {
+                    Some(&p) if !p.is_nan() => events.set_last_propensity(p),
+                    _ => {}
                 }
             }
             if !potential.is_empty() {
@@ -437,8 +438,10 @@ fn simulate_user_day(
                     commented,
                     followed,
                 });
-                out.propensity
-                    .push(scratch.propensity.get(slot).copied().unwrap_or(f64::NAN));
+                if let Some(&p) = scratch.propensity.get(slot) {
+                    out.propensity.resize(out.events.len() - 1, f64::NAN);
+                    out.propensity.push(p);
+                }
                 out.shown
                     .push((v, frac >= ENGAGED_FRACTION || liked, liked));
                 state.seen.insert(v);
