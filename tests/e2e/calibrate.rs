@@ -4,11 +4,13 @@
 //! checked on one fixed set of 30 runs: a broken interval or a biased truth
 //! moves them far outside.
 
-use reelkit_lab::{calibrate, ExperimentSpec};
+use reelkit_lab::calibrate;
+
+use super::{on_threads, spec_of, TestResult};
 
 #[test]
-fn intervals_cover_the_truth_and_a_a_tests_rarely_fire() -> Result<(), Box<dyn std::error::Error>> {
-    let spec = ExperimentSpec::from_toml(
+fn intervals_cover_the_truth_and_a_a_tests_rarely_fire() -> TestResult {
+    let spec = spec_of(
         r#"
 name = "calibration-e2e"
 seed = 9
@@ -31,9 +33,7 @@ recipe = "oracle"
 name = "random"
 recipe = "random"
 "#,
-        std::path::Path::new("."),
-    )?
-    .check()?;
+    )?;
     let c = calibrate(&spec, 30, &|_| {})?;
     eprintln!("{}", reelkit_lab::calibration_markdown(&c));
     // 30 runs x 2 kinds (A/A, A/B) x 2 comparisons x 10 metrics x 2 (plain, CUPED).
@@ -70,9 +70,8 @@ recipe = "random"
 }
 
 #[test]
-fn calibration_runs_in_parallel_and_gives_the_same_trials_on_any_thread_count(
-) -> Result<(), Box<dyn std::error::Error>> {
-    let spec = ExperimentSpec::from_toml(
+fn calibration_runs_in_parallel_and_gives_the_same_trials_on_any_thread_count() -> TestResult {
+    let spec = spec_of(
         r#"
 name = "calibration-threads"
 seed = 4
@@ -97,14 +96,9 @@ epochs = 3
 daily = false
 segments = false
 "#,
-        std::path::Path::new("."),
-    )?
-    .check()?;
-    let once = |threads: usize| -> Result<Vec<String>, Box<dyn std::error::Error>> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
-        let c = pool.install(|| calibrate(&spec, 4, &|_| {}))?;
+    )?;
+    let once = |threads: usize| -> TestResult<Vec<String>> {
+        let c = on_threads(threads, || calibrate(&spec, 4, &|_| {}))??;
         Ok(c.trials.iter().map(|t| format!("{t:?}")).collect())
     };
     let (one, three) = (once(1)?, once(3)?);
@@ -117,9 +111,8 @@ segments = false
 /// every run's interleaving, A/A credits split evenly, and the result does
 /// not depend on the thread count.
 #[test]
-fn interleaving_finds_the_oracle_and_ignores_the_thread_count(
-) -> Result<(), Box<dyn std::error::Error>> {
-    let spec = ExperimentSpec::from_toml(
+fn interleaving_finds_the_oracle_and_ignores_the_thread_count() -> TestResult {
+    let spec = spec_of(
         r#"
 name = "interleave-e2e"
 seed = 4
@@ -139,30 +132,21 @@ recipe = "popular"
 name = "oracle"
 recipe = "oracle"
 "#,
-        std::path::Path::new("."),
-    )?
-    .check()?;
+    )?;
     let run = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|p| {
-                p.install(|| {
-                    reelkit_lab::interleaving::calibrate_interleaving(
-                        &spec,
-                        "popular",
-                        "oracle",
-                        4,
-                        100,
-                        &|_| {},
-                    )
-                })
-                .map_err(|e| e.to_string())
-            })
+        on_threads(threads, || {
+            reelkit_lab::interleaving::calibrate_interleaving(
+                &spec,
+                "popular",
+                "oracle",
+                4,
+                100,
+                &|_| {},
+            )
+        })
     };
-    let one = run(1)?;
-    let two = run(2)?;
+    let one = run(1)??;
+    let two = run(2)??;
     assert_eq!(serde_json::to_string(&one)?, serde_json::to_string(&two)?);
     eprintln!("{}", reelkit_lab::interleaving::interleaving_markdown(&one));
     assert_eq!(one.trials.len(), 4);

@@ -3,12 +3,13 @@
 //! truth of its comparison; the same spec gives the same bytes on any number
 //! of threads.
 
-use reelkit_lab::{run, ExperimentSpec, ValidSpec};
+use reelkit_lab::{run, ValidSpec};
 
-fn spec(users: usize, days: u32) -> Result<ValidSpec, reelkit_lab::Error> {
-    ExperimentSpec::from_toml(
-        &format!(
-            r#"
+use super::{estimate, on_threads, spec_of, TestResult};
+
+fn spec(users: usize, days: u32) -> TestResult<ValidSpec> {
+    spec_of(&format!(
+        r#"
 name = "e2e"
 seed = 5
 [world]
@@ -37,27 +38,19 @@ epochs = 6
 [analysis]
 compare = ["unified vs siloed"]
 "#,
-            videos = users * 4,
-            creators = users / 2,
-            uploads = users / 15,
-        ),
-        std::path::Path::new("."),
-    )?
-    .check()
+        videos = users * 4,
+        creators = users / 2,
+        uploads = users / 15,
+    ))
 }
 
 #[test]
-fn three_arms_with_daily_retraining_recover_the_truth() -> Result<(), Box<dyn std::error::Error>> {
+fn three_arms_with_daily_retraining_recover_the_truth() -> TestResult {
     let days = 4;
     let out = run(&spec(1_200, days)?, &|m| eprintln!("{m}"))?;
     let s = &out.summary;
     eprintln!("{}", reelkit_lab::summary_markdown(s));
-    let overall = |v: &str, b: &str, m: &str| {
-        s.estimates
-            .iter()
-            .find(|e| e.variant == v && e.baseline == b && e.metric == m && e.segment == "all")
-            .ok_or(format!("no estimate of {v} vs {b} on {m}"))
-    };
+    let overall = |v: &str, b: &str, m: &str| estimate(s, v, b, m, "all");
     // A trained ranker beats popularity, clearly: the truth is large and the
     // (uncorrected) interval excludes zero.
     let w = overall("unified", "popular", "watch_time_per_user")?;
@@ -122,13 +115,10 @@ fn three_arms_with_daily_retraining_recover_the_truth() -> Result<(), Box<dyn st
 }
 
 #[test]
-fn same_spec_same_bytes_for_any_thread_count() -> Result<(), Box<dyn std::error::Error>> {
+fn same_spec_same_bytes_for_any_thread_count() -> TestResult {
     let spec = spec(300, 2)?;
-    let once = |threads: usize| -> Result<(String, String), Box<dyn std::error::Error>> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
-        let out = pool.install(|| run(&spec, &|_| {}))?;
+    let once = |threads: usize| -> TestResult<(String, String)> {
+        let out = on_threads(threads, || run(&spec, &|_| {}))??;
         Ok((
             serde_json::to_string(&out.summary)?,
             serde_json::to_string(&out.report)?,
@@ -141,8 +131,7 @@ fn same_spec_same_bytes_for_any_thread_count() -> Result<(), Box<dyn std::error:
 }
 
 #[test]
-fn unified_with_every_share_one_is_siloed_fitted_jointly() -> Result<(), Box<dyn std::error::Error>>
-{
+fn unified_with_every_share_one_is_siloed_fitted_jointly() -> TestResult {
     // Tastes independent per surface. A unified arm whose users and videos
     // are all each surface's own (φ = ψ = 1) is one model per surface fitted
     // jointly; a user new to a surface has no taste there and is served by
@@ -185,23 +174,13 @@ segments = true
 "#
         )
     };
-    let lift = |item: &str| -> Result<Vec<f64>, Box<dyn std::error::Error>> {
-        let spec = ExperimentSpec::from_toml(&text(item), std::path::Path::new("."))?.check()?;
-        let out = run(&spec, &|_| {})?;
-        let s = &out.summary;
+    let lift = |item: &str| -> TestResult<Vec<f64>> {
+        let out = run(&spec_of(&text(item))?, &|_| {})?;
         ["all", "surface=reels", "surface=feed", "surface=watch"]
             .iter()
             .map(|seg| {
-                s.estimates
-                    .iter()
-                    .find(|e| {
-                        e.variant == "joint"
-                            && e.baseline == "siloed"
-                            && e.metric == "watch_time_per_user"
-                            && e.segment == *seg
-                    })
-                    .map(|e| e.true_rel)
-                    .ok_or_else(|| format!("no estimate on {seg}").into())
+                let e = estimate(&out.summary, "joint", "siloed", "watch_time_per_user", seg)?;
+                Ok(e.true_rel)
             })
             .collect()
     };
@@ -220,9 +199,8 @@ segments = true
 /// (the other arm's impressions have none), and the ground truth prices the
 /// exploration: the exploring copy of `popular` loses watch time to `popular`.
 #[test]
-fn an_exploring_arm_logs_propensities_and_its_cost_is_in_the_truth(
-) -> Result<(), Box<dyn std::error::Error>> {
-    let spec = ExperimentSpec::from_toml(
+fn an_exploring_arm_logs_propensities_and_its_cost_is_in_the_truth() -> TestResult {
+    let spec = spec_of(
         r#"
 name = "explore"
 seed = 9
@@ -244,9 +222,7 @@ explore_uniform = 0.3
 [analysis]
 compare = ["logging vs popular"]
 "#,
-        std::path::Path::new("."),
-    )?
-    .check()?;
+    )?;
     let out = run(&spec, &|_| {})?;
     let ev = &out.events;
     let props = ev.propensity.as_ref().ok_or("no propensity column")?;
@@ -261,12 +237,13 @@ compare = ["logging vs popular"]
         }
     }
     assert!(logged > 1000, "{logged}");
-    let cost = out
-        .summary
-        .estimates
-        .iter()
-        .find(|e| e.variant == "logging" && e.metric == "watch_time_per_user" && e.segment == "all")
-        .ok_or("no estimate of the exploring arm")?;
+    let cost = estimate(
+        &out.summary,
+        "logging",
+        "popular",
+        "watch_time_per_user",
+        "all",
+    )?;
     assert!(
         cost.true_rel < 0.0,
         "exploration cost nothing: {}",

@@ -12,6 +12,8 @@ use reelkit_sim::{
     SimParams, Simulator, World,
 };
 
+use super::TestResult;
+
 fn params() -> TrainParams {
     TrainParams {
         factors: 32,
@@ -27,7 +29,7 @@ fn watch_per_user(world: &World, ev: &Events) -> f64 {
 }
 
 #[test]
-fn ials_beats_popularity_offline_and_online() -> Result<(), Box<dyn std::error::Error>> {
+fn ials_beats_popularity_offline_and_online() -> TestResult {
     let world = World::generate(
         &SimParams {
             users: 1_000,

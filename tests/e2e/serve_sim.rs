@@ -23,7 +23,7 @@ use reelkit_sim::{
 };
 use serde_json::json;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use super::TestResult;
 
 fn surface_name(s: Surface) -> &'static str {
     match s {
@@ -177,7 +177,7 @@ struct Setup {
     models: Vec<(String, PathBuf)>,
 }
 
-fn setup(dir: &Path) -> Result<Setup, Box<dyn std::error::Error>> {
+fn setup(dir: &Path) -> TestResult<Setup> {
     let world = World::generate(
         &SimParams {
             users: 300,
@@ -212,7 +212,7 @@ fn setup(dir: &Path) -> Result<Setup, Box<dyn std::error::Error>> {
 
 /// Plays 2 days with the server (over HTTP) and in process; returns both
 /// runs' events, the server's exposure directory and the in-process log.
-fn play(s: &Setup, design: Design, dir: &Path) -> Result<Played, Box<dyn std::error::Error>> {
+fn play(s: &Setup, design: Design, dir: &Path) -> TestResult<Played> {
     let config = ServeConfig {
         retrieval: Retrieval::Exact,
         ..ServeConfig::default()
@@ -232,7 +232,7 @@ fn play(s: &Setup, design: Design, dir: &Path) -> Result<Played, Box<dyn std::er
     server.stop()?;
 
     let c = catalog(s.world);
-    let open = |p: &Path| -> Result<Ranker, Box<dyn std::error::Error>> {
+    let open = |p: &Path| -> TestResult<Ranker> {
         Ok(Ranker::open(p)?
             .with_retrieval(Retrieval::Exact)
             .with_catalog(&c.video_id, &c.creator_id, &c.long)?)
