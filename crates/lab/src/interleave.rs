@@ -97,19 +97,13 @@ impl Policy for Interleaved {
         Ok(())
     }
 
-    fn fill(
-        &self,
-        req: &FeedRequest<'_>,
-        scratch: &mut Scratch,
-        rng: &mut Rng,
-        out: &mut Vec<u32>,
-    ) {
-        if scratch.sub.len() < 2 {
-            scratch.sub.resize_with(2, Scratch::default);
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>) {
+        if state.sub.len() < 2 {
+            state.sub.resize_with(2, Scratch::default);
         }
-        let list_a = offer(self.a.as_policy(), req, &mut scratch.sub[0], rng);
+        let list_a = offer(self.a.as_policy(), req, &mut state.sub[0], rng);
         let list_b = match &self.b {
-            Some(b) => offer(b.as_policy(), req, &mut scratch.sub[1], rng),
+            Some(b) => offer(b.as_policy(), req, &mut state.sub[1], rng),
             None => list_a.clone(),
         };
         let user_id = req.world.users.id[req.user];

@@ -62,21 +62,15 @@ impl Policy for RankerPolicy {
         self.fallback.begin_day(ctx)
     }
 
-    fn fill(
-        &self,
-        req: &FeedRequest<'_>,
-        scratch: &mut Scratch,
-        rng: &mut Rng,
-        out: &mut Vec<u32>,
-    ) {
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>) {
         let Some(user) = self.user_to_model[req.user] else {
-            return self.fallback.fill(req, scratch, rng, out);
+            return self.fallback.fill(req, state, rng, out);
         };
         let m = self.ranker.model();
         let d = m.dim;
         let q = &m.user_factors[user as usize * d..(user as usize + 1) * d];
         let vm = m.meta.value_model.as_ref().filter(|_| self.use_value_model);
-        scratch.walk_ranked(req, DEPTH, out, |v| {
+        state.walk_ranked(req, DEPTH, out, |v| {
             let i = self.video_to_item[v as usize]? as usize;
             let dot = reelkit_ranker::retrieval::dot(q, &m.item_factors[i * d..(i + 1) * d]);
             let bias = m.item_bias[i];

@@ -69,17 +69,11 @@ impl<P: Policy> Policy for Explore<P> {
         self.inner.begin_day(ctx)
     }
 
-    fn fill(
-        &self,
-        req: &FeedRequest<'_>,
-        scratch: &mut Scratch,
-        rng: &mut Rng,
-        out: &mut Vec<u32>,
-    ) {
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>) {
         let start = out.len();
-        self.inner.fill(req, scratch, rng, out);
+        self.inner.fill(req, state, rng, out);
         let page = out.len() - start;
-        scratch.propensity.clear();
+        state.propensity.clear();
         if page == 0 {
             return;
         }
@@ -98,7 +92,7 @@ impl<P: Policy> Policy for Explore<P> {
             .count();
         let pool = eligible.len() - seen_eligible - listed;
         if pool < page {
-            scratch.propensity.resize(page, 1.0);
+            state.propensity.resize(page, 1.0);
             return;
         }
         let explored: Vec<usize> = (0..page).filter(|_| rng.bernoulli(self.epsilon)).collect();
@@ -128,10 +122,10 @@ impl<P: Policy> Policy for Explore<P> {
             }
         }
         let explore_p = self.epsilon / pool as f64;
-        scratch.propensity.resize(page, 1.0 - self.epsilon);
+        state.propensity.resize(page, 1.0 - self.epsilon);
         for (&slot, &v) in explored.iter().zip(&drawn) {
             out[start + slot] = v;
-            scratch.propensity[slot] = explore_p;
+            state.propensity[slot] = explore_p;
         }
     }
 }

@@ -200,7 +200,8 @@ pub trait Policy: Send + Sync {
 
     /// Appends up to `req.n` video indices to `out`, best first, none of them in
     /// `req.seen` (the simulator shows a repeat if a policy returns one).
-    fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>);
+    /// `state` is this user's day with the policy (lists, cursors).
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>);
 }
 
 /// A boxed policy is a policy (so wrappers such as `Explore` take either).
@@ -213,14 +214,8 @@ impl<P: Policy + ?Sized> Policy for Box<P> {
         (**self).begin_day(ctx)
     }
 
-    fn fill(
-        &self,
-        req: &FeedRequest<'_>,
-        scratch: &mut Scratch,
-        rng: &mut Rng,
-        out: &mut Vec<u32>,
-    ) {
-        (**self).fill(req, scratch, rng, out)
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>) {
+        (**self).fill(req, state, rng, out)
     }
 }
 
@@ -299,15 +294,9 @@ impl Policy for PopularPolicy {
         Ok(())
     }
 
-    fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, _: &mut Rng, out: &mut Vec<u32>) {
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, _: &mut Rng, out: &mut Vec<u32>) {
         let s = req.surface.index();
-        take_unseen(
-            &self.ranked[s],
-            &mut scratch.cursor[s],
-            req.seen,
-            req.n,
-            out,
-        );
+        take_unseen(&self.ranked[s], &mut state.cursor[s], req.seen, req.n, out);
     }
 }
 
@@ -357,13 +346,7 @@ impl<P: Policy> Policy for ExploreFresh<P> {
         self.inner.begin_day(ctx)
     }
 
-    fn fill(
-        &self,
-        req: &FeedRequest<'_>,
-        scratch: &mut Scratch,
-        rng: &mut Rng,
-        out: &mut Vec<u32>,
-    ) {
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>) {
         let fresh = &self.fresh[req.surface.index()];
         let n_fresh = if fresh.is_empty() {
             0
@@ -374,7 +357,7 @@ impl<P: Policy> Policy for ExploreFresh<P> {
             n: req.n - n_fresh,
             ..*req
         };
-        self.inner.fill(&inner_req, scratch, rng, out);
+        self.inner.fill(&inner_req, state, rng, out);
         let mut placed = 0;
         let mut tries = 0;
         while placed < n_fresh && tries < 16 * n_fresh {
@@ -388,7 +371,7 @@ impl<P: Policy> Policy for ExploreFresh<P> {
         }
         if out.len() < req.n {
             // Fresh uploads ran out: let the inner policy fill the rest.
-            self.inner.fill(req, scratch, rng, out);
+            self.inner.fill(req, state, rng, out);
         }
     }
 }
@@ -407,8 +390,8 @@ impl Policy for OraclePolicy {
         "oracle"
     }
 
-    fn fill(&self, req: &FeedRequest<'_>, scratch: &mut Scratch, _: &mut Rng, out: &mut Vec<u32>) {
-        scratch.walk_ranked(req, ORACLE_DEPTH, out, |v| {
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, _: &mut Rng, out: &mut Vec<u32>) {
+        state.walk_ranked(req, ORACLE_DEPTH, out, |v| {
             Some(
                 req.world
                     .response(req.user, v as usize, req.surface.index()),
