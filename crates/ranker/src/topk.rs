@@ -167,8 +167,13 @@ impl<'a> ItemTable<'a> {
     /// Scans items `lo..hi` against `q`; `slack` is `filter_slack(q)`,
     /// computed once per query by the caller.
     fn scan(&self, q: &[f32], slack: f32, lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
-        let (items, bias) = (self.factors, self.bias);
-        simd::scan_rows(self.isa, q, items, bias, lo, hi, exclude, top, slack);
+        let rows = simd::RowScan {
+            q,
+            items: self.factors,
+            bias: self.bias,
+            slack,
+        };
+        simd::scan_rows(self.isa, &rows, lo, hi, exclude, top);
     }
 
     /// Exact top-`k` for one query on the calling thread; `exclude` sorted

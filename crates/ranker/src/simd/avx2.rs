@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::f16::f16_to_f32;
-use super::scan::{excluded, floors_at, lanes, offer_bits, reaches, Tile, PANEL};
+use super::scan::{excluded, floors_at, lanes, offer_bits, reaches, RowScan, Tile, PANEL};
 use crate::top::TopK;
 
 /// Score of one row with scalar FMAs in dimension order (bit-identical to a
@@ -146,17 +146,13 @@ fn reduce8(a: &[__m256; 8]) -> __m256 {
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn scan(
-    q: &[f32],
-    items: &[f32],
-    bias: Option<&[f32]>,
-    lo: usize,
-    hi: usize,
-    exclude: &[u32],
-    top: &mut TopK,
-    slack: f32,
-) {
+pub(crate) unsafe fn scan(s: &RowScan<'_>, lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
+    let RowScan {
+        q,
+        items,
+        bias,
+        slack,
+    } = *s;
     let f = q.len();
     assert!(items.len() >= hi * f, "item table shorter than the scan");
     if let Some(b) = bias {

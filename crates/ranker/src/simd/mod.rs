@@ -29,7 +29,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-pub(crate) use scan::{lanes, offer_bits, pack, reaches, score_ref, Tile, PANEL};
+pub(crate) use scan::{lanes, offer_bits, pack, reaches, score_ref, RowScan, Tile, PANEL};
 
 use crate::top::TopK;
 
@@ -184,29 +184,23 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// Scans row-major `items` `lo..hi` against one query into `top`: a fast
-/// filter, `slack` wide (see `scan`), then exact scores for the survivors.
-/// (AVX-512 runs the AVX2 scan: one query is bound by memory.)
-#[allow(clippy::too_many_arguments)]
+/// Scans rows `lo..hi` of `s` into `top`: a fast filter, then exact
+/// scores for the survivors. (AVX-512 runs the AVX2 scan: one query is
+/// bound by memory.)
 pub(crate) fn scan_rows(
     isa: Isa,
-    q: &[f32],
-    items: &[f32],
-    bias: Option<&[f32]>,
+    s: &RowScan<'_>,
     lo: usize,
     hi: usize,
     exclude: &[u32],
     top: &mut TopK,
-    slack: f32,
 ) {
     match isa.level() {
-        Level::Generic => portable::scan(q, items, bias, lo, hi, exclude, top, slack),
+        Level::Generic => portable::scan(s, lo, hi, exclude, top),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an `Isa` at this level exists only if run-time detection
         // found its features on this CPU (the field is private to this module).
-        Level::Avx2 | Level::Avx512 => unsafe {
-            avx2::scan(q, items, bias, lo, hi, exclude, top, slack)
-        },
+        Level::Avx2 | Level::Avx512 => unsafe { avx2::scan(s, lo, hi, exclude, top) },
     }
 }
 

@@ -6,7 +6,9 @@
 //! same slack, then scores survivors with [`score_ref`].
 
 use super::f16::f16_to_f32;
-use super::scan::{excluded, floors_at, lanes, offer_bits, reaches, score_ref, Tile, PANEL};
+use super::scan::{
+    excluded, floors_at, lanes, offer_bits, reaches, score_ref, RowScan, Tile, PANEL,
+};
 use crate::top::TopK;
 
 /// A fast score: eight partial sums of plain products (any order is
@@ -27,20 +29,15 @@ fn fast_dot(q: &[f32], x: &[f32]) -> f32 {
     s
 }
 
-/// Scans row-major items `lo..hi` against one query into `top`: rows
-/// whose fast score plus `slack` is below the floor are skipped, the rest
-/// scored exactly (see [`super::avx2::scan`] for what `slack` must bound).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn scan(
-    q: &[f32],
-    items: &[f32],
-    bias: Option<&[f32]>,
-    lo: usize,
-    hi: usize,
-    exclude: &[u32],
-    top: &mut TopK,
-    slack: f32,
-) {
+/// Scans rows `lo..hi` of `s` into `top`: rows whose fast score plus the
+/// slack is below the floor are skipped, the rest scored exactly.
+pub(crate) fn scan(s: &RowScan<'_>, lo: usize, hi: usize, exclude: &[u32], top: &mut TopK) {
+    let RowScan {
+        q,
+        items,
+        bias,
+        slack,
+    } = *s;
     let f = q.len();
     let mut floor = top.floor();
     for i in lo..hi {

@@ -30,6 +30,17 @@
 
 use crate::top::TopK;
 
+/// One query's scan of row-major items: `q` against rows of `items` (with
+/// their `bias`), through a fast filter `slack` wide (see
+/// [`super::avx2::scan`] for what `slack` must bound).
+#[derive(Clone, Copy)]
+pub(crate) struct RowScan<'a> {
+    pub q: &'a [f32],
+    pub items: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub slack: f32,
+}
+
 /// The reference score: `q·x` as a chain of fused multiply-adds in dimension
 /// order. (Fast where the target has FMA, as on aarch64 or inside an x86-64
 /// `fma` function; elsewhere `mul_add` is a correct but slower library call.)
