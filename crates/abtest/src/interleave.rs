@@ -476,6 +476,36 @@ fn pct(x: f64) -> String {
     }
 }
 
+/// A metric's figures as both tables print them.
+struct Cells<'a> {
+    share: String,
+    share_ci: String,
+    p_sign: String,
+    lift: String,
+    lift_ci: String,
+    p_bootstrap: String,
+    winner: &'a str,
+}
+
+impl<'a> Cells<'a> {
+    fn of(m: &'a Preference) -> Cells<'a> {
+        let share = |x: f64| format!("{:.1}%", 100.0 * x);
+        Cells {
+            share: share(m.share_b),
+            share_ci: format!("[{}, {}]", share(m.share_b_ci[0]), share(m.share_b_ci[1])),
+            p_sign: format!("{:.2e}", m.p_sign),
+            lift: pct(m.credit_lift),
+            lift_ci: format!(
+                "[{}, {}]",
+                pct(m.credit_lift_ci[0]),
+                pct(m.credit_lift_ci[1])
+            ),
+            p_bootstrap: format!("{:.3}", m.p_bootstrap),
+            winner: m.winner.as_deref().unwrap_or("no significant preference"),
+        }
+    }
+}
+
 /// The report as Markdown.
 pub fn interleave_markdown(r: &InterleaveReport) -> String {
     let [a, b] = &r.teams;
@@ -495,22 +525,21 @@ pub fn interleave_markdown(r: &InterleaveReport) -> String {
         "| metric | prefer {a} | prefer {b} | ties | share preferring {b} | CI | p (sign) | credit lift {b} vs {a} | CI (bootstrap) | p (bootstrap) | preferred |\n|---|---:|---:|---:|---:|---|---:|---:|---|---:|---|"
     );
     for m in &r.metrics {
+        let c = Cells::of(m);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.1}% | [{:.1}%, {:.1}%] | {:.2e} | {} | [{}, {}] | {:.3} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.metric,
             m.prefer_a,
             m.prefer_b,
             m.ties,
-            100.0 * m.share_b,
-            100.0 * m.share_b_ci[0],
-            100.0 * m.share_b_ci[1],
-            m.p_sign,
-            pct(m.credit_lift),
-            pct(m.credit_lift_ci[0]),
-            pct(m.credit_lift_ci[1]),
-            m.p_bootstrap,
-            m.winner.as_deref().unwrap_or("no significant preference")
+            c.share,
+            c.share_ci,
+            c.p_sign,
+            c.lift,
+            c.lift_ci,
+            c.p_bootstrap,
+            c.winner
         );
     }
     s.push_str(
@@ -540,23 +569,22 @@ pub fn interleave_html(r: &InterleaveReport) -> String {
             x(if m.share_b.is_finite() { m.share_b } else { 0.5 }),
             if m.winner.is_some() { "#1a7f37" } else { "#555" }
         );
+        let c = Cells::of(m);
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}% [{:.1}%, {:.1}%]</td><td>{bar}</td><td>{:.2e}</td><td>{} [{}, {}]</td><td>{:.3}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{bar}</td><td>{}</td><td>{} {}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             esc(&m.metric),
             m.prefer_a,
             m.prefer_b,
             m.ties,
-            100.0 * m.share_b,
-            100.0 * m.share_b_ci[0],
-            100.0 * m.share_b_ci[1],
-            m.p_sign,
-            pct(m.credit_lift),
-            pct(m.credit_lift_ci[0]),
-            pct(m.credit_lift_ci[1]),
-            m.p_bootstrap,
+            c.share,
+            c.share_ci,
+            c.p_sign,
+            c.lift,
+            c.lift_ci,
+            c.p_bootstrap,
             if m.winner.is_some() { "ok" } else { "" },
-            esc(m.winner.as_deref().unwrap_or("no significant preference"))
+            esc(c.winner)
         );
     }
     format!(
