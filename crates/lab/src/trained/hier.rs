@@ -15,7 +15,7 @@ use reelkit_ranker::{
 };
 use reelkit_sim::{population::SURFACES, World};
 
-use super::{DayLog, Fit, FitStats, FitTime, Hier, TrainedPolicy};
+use super::{rows_of, DayLog, Fit, FitStats, FitTime, Hier, TrainedPolicy};
 use crate::error::Result;
 use crate::recipe::Specific;
 
@@ -72,22 +72,12 @@ impl TrainedPolicy {
                 surface_counts[i as usize * SURFACES + r % SURFACES] += 1;
             }
         }
-        let video_row = world
-            .videos
-            .id
-            .iter()
-            .map(|&id| data.items.get(id).filter(|&c| item_counts[c as usize] > 0))
-            .collect();
-        let user_row = world
-            .users
-            .id
-            .iter()
-            .map(|&id| {
-                data.users
-                    .get(id)
-                    .filter(|&r| (0..SURFACES).any(|s| data.count(r as usize, s) > 0))
-            })
-            .collect();
+        let video_row = rows_of(&world.videos.id, &data.items, |c| {
+            item_counts[c as usize] > 0
+        });
+        let user_row = rows_of(&world.users.id, &data.users, |r| {
+            (0..SURFACES).any(|s| data.count(r as usize, s) > 0)
+        });
         time.train = t.elapsed().as_secs_f64();
         let interactions = data.matrix.nnz();
         let SurfaceFactors {

@@ -59,6 +59,14 @@ use hier::pool_days;
 /// Videos ranked per user, surface and day before walking the list.
 const DEPTH: usize = 400;
 
+/// The row of each of the world's `ids` in `map`, where it has one that
+/// `known` accepts (a row with data to rank by).
+fn rows_of(ids: &[u64], map: &IdMap, known: impl Fn(u32) -> bool) -> Vec<Option<u32>> {
+    ids.iter()
+        .map(|&id| map.get(id).filter(|&r| known(r)))
+        .collect()
+}
+
 /// The row key of a user's vector on surface `s` (user ids are below 2⁶²).
 fn surface_key(user_id: u64, s: usize) -> u64 {
     (user_id << 2) | s as u64
@@ -495,12 +503,9 @@ impl TrainedPolicy {
             }
         };
         let item_counts = reelkit_ranker::evaluation::item_counts(&data.matrix);
-        let video_row = world
-            .videos
-            .id
-            .iter()
-            .map(|&id| data.items.get(id).filter(|&c| item_counts[c as usize] > 0))
-            .collect();
+        let video_row = rows_of(&world.videos.id, &data.items, |c| {
+            item_counts[c as usize] > 0
+        });
         time.train = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let interactions = data.matrix.nnz();
@@ -524,12 +529,7 @@ impl TrainedPolicy {
                     surface_users[at..at + f].copy_from_slice(factors.user(r));
                 }
             }
-            let user_row = world
-                .users
-                .id
-                .iter()
-                .map(|&id| users.get(id).filter(|&u| known[u as usize]))
-                .collect();
+            let user_row = rows_of(&world.users.id, &users, |u| known[u as usize]);
             // The previous fit's overall taste (its `factors.users`) warm-starts this one.
             let global =
                 self.fold_ins(&factors.items, &users, &data.items, log, days, false, start)?;
@@ -551,16 +551,9 @@ impl TrainedPolicy {
                 hier: None,
             }
         } else {
-            let user_row = world
-                .users
-                .id
-                .iter()
-                .map(|&id| {
-                    data.users
-                        .get(id)
-                        .filter(|&r| data.matrix.row_len(r as usize) > 0)
-                })
-                .collect();
+            let user_row = rows_of(&world.users.id, &data.users, |r| {
+                data.matrix.row_len(r as usize) > 0
+            });
             let surface_users = if surface_feature {
                 self.fold_ins(
                     &factors.items,
@@ -809,21 +802,15 @@ impl Policy for TrainedPolicy {
         Ok(())
     }
 
-    fn fill(
-        &self,
-        req: &FeedRequest<'_>,
-        scratch: &mut Scratch,
-        rng: &mut Rng,
-        out: &mut Vec<u32>,
-    ) {
+    fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>) {
         let s = req.surface.index();
         let slot = self.list_of[s].get(req.user).copied().unwrap_or(u32::MAX);
         if slot == u32::MAX {
-            return self.fallback.fill(req, scratch, rng, out);
+            return self.fallback.fill(req, state, rng, out);
         }
         take_unseen(
             &self.lists[s][slot as usize],
-            &mut scratch.cursor[s],
+            &mut state.cursor[s],
             req.seen,
             req.n,
             out,
