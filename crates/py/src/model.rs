@@ -264,20 +264,14 @@ impl Model {
     #[getter]
     fn user_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let m = self.ranker.model();
-        match &m.user_keys {
-            Some(k) => k.keys().into_pyobject(py).map(|x| x.into_any()),
-            None => m.users.ids().into_pyobject(py).map(|x| x.into_any()),
-        }
+        ids_by_row(py, m.user_keys.as_ref().map(|k| k.keys()), m.users.ids())
     }
 
     /// The items' ids, by row.
     #[getter]
     fn item_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let m = self.ranker.model();
-        match &m.item_keys {
-            Some(k) => k.keys().into_pyobject(py).map(|x| x.into_any()),
-            None => m.items.ids().into_pyobject(py).map(|x| x.into_any()),
-        }
+        ids_by_row(py, m.item_keys.as_ref().map(|k| k.keys()), m.items.ids())
     }
 
     /// The user factors' memory (users × dim, f32), for numpy without a copy.
@@ -551,5 +545,18 @@ impl Model {
             src,
             self.retrieval()
         )
+    }
+}
+
+/// One side's ids by row: its string keys when it was trained on strings,
+/// else its numbers.
+fn ids_by_row<'py>(
+    py: Python<'py>,
+    keys: Option<&[String]>,
+    ids: &[u64],
+) -> PyResult<Bound<'py, PyAny>> {
+    match keys {
+        Some(k) => k.into_pyobject(py).map(|x| x.into_any()),
+        None => ids.into_pyobject(py).map(|x| x.into_any()),
     }
 }
