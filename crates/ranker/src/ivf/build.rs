@@ -205,7 +205,7 @@ impl IvfIndex {
         index.item_list = item_list;
         index.base = n;
         index.table_hash = file::table_hash(table);
-        index.longest_built = index.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
+        index.tuning.longest_built = index.lists.iter().map(|l| l.ids.len()).max().unwrap_or(0);
         Ok(index)
     }
 
@@ -225,21 +225,23 @@ impl IvfIndex {
             probe: Vec::new(),
             lists: Vec::new(),
             item_list: Vec::new(),
-            with_bias,
             base: 0,
             fresh: Vec::new(),
             fresh_bias: Vec::new(),
-            radius2,
-            typical2,
-            order: Order::Pole,
-            plain_k: 0,
-            nprobe: params.nprobe.max(1),
-            depths: Vec::new(),
-            bands: Vec::new(),
-            oversample: params.oversample.max(1),
-            seed: params.seed,
             table_hash: 0,
-            longest_built: 0,
+            tuning: Tuning {
+                with_bias,
+                radius2,
+                typical2,
+                order: Order::Pole,
+                plain_k: 0,
+                nprobe: params.nprobe.max(1),
+                oversample: params.oversample.max(1),
+                seed: params.seed,
+                depths: Vec::new(),
+                bands: Vec::new(),
+                longest_built: 0,
+            },
         };
         index.derive_probe();
         index
@@ -265,7 +267,7 @@ impl IvfIndex {
         // (zero), and `−|c̃|²`. The lift and the norm, far larger than the
         // other coordinates, would otherwise take the codes' range.
         let w = self.code_width();
-        let lift = 2.0 * (self.radius2 - self.typical2).max(0.0).sqrt() as f32;
+        let lift = 2.0 * (self.tuning.radius2 - self.tuning.typical2).max(0.0).sqrt() as f32;
         let rows: Vec<f32> = self
             .centroids
             .chunks_exact(d2)

@@ -35,7 +35,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{IvfIndex, IvfParams, List};
+use super::{IvfIndex, IvfParams, List, Tuning};
 use crate::error::{Error, Result};
 use crate::int8::Int8Table;
 use crate::model::{io_err, write_ipc_file, IpcError, IpcFile};
@@ -56,17 +56,9 @@ struct State {
     items: usize,
     added: usize,
     nlist: usize,
-    with_bias: bool,
-    radius2: f64,
-    typical2: f64,
-    order: super::Order,
-    plain_k: usize,
-    nprobe: usize,
-    oversample: usize,
-    seed: u64,
-    depths: Vec<(usize, usize)>,
-    bands: Vec<(usize, usize)>,
-    longest_built: usize,
+    /// The index's own fields, in the order written since format 1.
+    #[serde(flatten)]
+    tuning: Tuning,
     /// XXH3-64 of the item table's rows and biases, hex.
     table_hash: String,
 }
@@ -135,17 +127,7 @@ impl IvfIndex {
             items: self.base,
             added: self.fresh_bias.len(),
             nlist: self.lists.len(),
-            with_bias: self.with_bias,
-            radius2: self.radius2,
-            typical2: self.typical2,
-            order: self.order,
-            plain_k: self.plain_k,
-            nprobe: self.nprobe,
-            oversample: self.oversample,
-            seed: self.seed,
-            depths: self.depths.clone(),
-            bands: self.bands.clone(),
-            longest_built: self.longest_built,
+            tuning: self.tuning.clone(),
             table_hash: format!("{:016x}", self.table_hash),
         };
         let mut md = HashMap::new();
@@ -235,7 +217,7 @@ impl IvfIndex {
                 ),
             ));
         }
-        if state.with_bias != exact.bias().is_some() {
+        if state.tuning.with_bias != exact.bias().is_some() {
             return Err(invalid(
                 path,
                 "built with and used without item biases (or the reverse)",
@@ -263,9 +245,9 @@ impl IvfIndex {
         if added.len() != state.added * d2 {
             return Err(invalid(path, "added items do not match the state"));
         }
-        if !(state.radius2.is_finite()
-            && state.typical2.is_finite()
-            && (0.0..=state.radius2).contains(&state.typical2))
+        if !(state.tuning.radius2.is_finite()
+            && state.tuning.typical2.is_finite()
+            && (0.0..=state.tuning.radius2).contains(&state.tuning.typical2))
         {
             return Err(invalid(path, "the radii are not finite with 0 ≤ ρ² ≤ R²"));
         }
@@ -296,10 +278,10 @@ impl IvfIndex {
         }
         let table_ok =
             |t: &[(usize, usize)]| t.iter().all(|&(d, l)| d >= 1 && (1..=nlist).contains(&l));
-        if state.nprobe == 0
-            || state.oversample == 0
-            || !table_ok(&state.depths)
-            || !table_ok(&state.bands)
+        if state.tuning.nprobe == 0
+            || state.tuning.oversample == 0
+            || !table_ok(&state.tuning.depths)
+            || !table_ok(&state.tuning.bands)
         {
             return Err(invalid(
                 path,
@@ -313,25 +295,20 @@ impl IvfIndex {
             fresh.extend_from_slice(&row[..dim]);
             fresh_bias.push(row[dim]);
         }
-        let params = IvfParams {
-            nprobe: state.nprobe,
-            oversample: state.oversample,
-            seed: state.seed,
-            ..IvfParams::default()
-        };
+        let t = &state.tuning;
         let mut index = IvfIndex::from_centroids(
             dim,
             centroids,
-            state.with_bias,
-            (state.radius2, state.typical2),
-            &params,
+            t.with_bias,
+            (t.radius2, t.typical2),
+            &IvfParams::default(),
         );
         let (x, bias) = (exact.factors(), exact.bias());
         let base = state.items;
         index.lists = members
             .into_par_iter()
             .map(|ids| {
-                let mut codes = Int8Table::empty(dim, state.with_bias);
+                let mut codes = Int8Table::empty(dim, index.tuning.with_bias);
                 codes.reserve(ids.len());
                 for &i in &ids {
                     let i = i as usize;
@@ -349,12 +326,8 @@ impl IvfIndex {
         index.base = base;
         index.fresh = fresh;
         index.fresh_bias = fresh_bias;
-        index.order = state.order;
-        index.plain_k = state.plain_k;
-        index.depths = state.depths;
-        index.bands = state.bands;
+        index.tuning = state.tuning;
         index.table_hash = table_hash(exact);
-        index.longest_built = state.longest_built;
         Ok(index)
     }
 }

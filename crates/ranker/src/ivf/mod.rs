@@ -151,12 +151,22 @@ pub struct IvfIndex {
     lists: Vec<List>,
     /// The list of every item.
     item_list: Vec<u32>,
-    with_bias: bool,
     /// Items of the table the index was built from; added items follow.
     base: usize,
     /// Rows and biases of added items.
     fresh: Vec<f32>,
     fresh_bias: Vec<f32>,
+    /// XXH3 of the table the index was built from (an index file is loaded
+    /// only against that table).
+    table_hash: u64,
+    tuning: Tuning,
+}
+
+/// What an index is besides its arrays and sizes: its geometry, its tuned
+/// probe orders and its settings (saved in the index file as they are).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Tuning {
+    with_bias: bool,
     /// `R²`: the squared norm every augmented item is lifted to.
     radius2: f64,
     /// `ρ²`: the mean squared norm of the built items (`[x, b]`).
@@ -169,6 +179,8 @@ pub struct IvfIndex {
     /// untuned, every query takes the pole's order).
     plain_k: usize,
     nprobe: usize,
+    oversample: usize,
+    seed: u64,
     /// From [`IvfIndex::tune_nprobe`]: lists needed for the target recall of
     /// the top `depth` items, for doubling depths (empty: `nprobe` for every
     /// depth, widened in proportion).
@@ -176,11 +188,6 @@ pub struct IvfIndex {
     /// The same for the `k` deepest of the top `depth` (what a query needs
     /// when its exclusions removed the items above them).
     bands: Vec<(usize, usize)>,
-    oversample: usize,
-    seed: u64,
-    /// XXH3 of the table the index was built from (an index file is loaded
-    /// only against that table).
-    table_hash: u64,
     /// The longest list when the index was built: [`IvfIndex::add`] splits
     /// a list grown past twice this.
     longest_built: usize,
@@ -230,7 +237,7 @@ impl IvfIndex {
     /// Coordinates of a centroid the 8-bit probe tables code: the item part,
     /// and the bias where items have one.
     fn code_width(&self) -> usize {
-        self.dim + usize::from(self.with_bias)
+        self.dim + usize::from(self.tuning.with_bias)
     }
 
     /// Number of lists.
@@ -250,15 +257,15 @@ impl IvfIndex {
 
     /// Lists a query scans before widening for filters.
     pub fn nprobe(&self) -> usize {
-        self.nprobe
+        self.tuning.nprobe
     }
 
     /// Sets the lists a query scans (at least 1, at most all), for every
     /// depth (forgetting a tuned depth table).
     pub fn set_nprobe(&mut self, nprobe: usize) {
-        self.nprobe = nprobe.clamp(1, self.nlist().max(1));
-        self.depths.clear();
-        self.bands.clear();
+        self.tuning.nprobe = nprobe.clamp(1, self.nlist().max(1));
+        self.tuning.depths.clear();
+        self.tuning.bands.clear();
     }
 
     /// Lists to scan for a query whose `k`-th admissible item is expected at
@@ -285,7 +292,7 @@ impl IvfIndex {
                     }
                 }
             }
-            _ => self.nprobe as f64 * (depth / k.max(1) as f64).max(1.0),
+            _ => self.tuning.nprobe as f64 * (depth / k.max(1) as f64).max(1.0),
         };
         (n.ceil() as usize).clamp(1, self.nlist().max(1))
     }
@@ -301,7 +308,7 @@ impl IvfIndex {
     /// `"both"` (see the module documentation; chosen by
     /// [`IvfIndex::tune_nprobe`], `"both"` before).
     pub fn probe_order(&self) -> &'static str {
-        match self.order {
+        match self.tuning.order {
             Order::Both => "both",
             Order::Typical => "typical",
             Order::Pole => "pole",
@@ -325,7 +332,7 @@ impl IvfIndex {
             .map(|l| {
                 l.codes.bytes()
                     + 4 * l.ids.len()
-                    + if self.with_bias {
+                    + if self.tuning.with_bias {
                         4 * l.ids.len().div_ceil(PANEL) * PANEL
                     } else {
                         0

@@ -132,21 +132,21 @@ impl IvfIndex {
     /// otherwise as many as the depth of its `k`-th admissible item needs.
     fn planned_lists(&self, q: &IvfQuery<'_>) -> usize {
         if self.is_plain(q) {
-            self.nprobe
+            self.tuning.nprobe
         } else {
-            self.lists_for(&self.depths, q.k as f64 / self.share(q), q.k)
+            self.lists_for(&self.tuning.depths, q.k as f64 / self.share(q), q.k)
         }
     }
 
     /// Whether `q` takes the tuned order (see [`IvfIndex::order`]).
     fn is_plain(&self, q: &IvfQuery<'_>) -> bool {
-        q.filter.is_none() && q.exclude.is_empty() && q.k <= self.plain_k
+        q.filter.is_none() && q.exclude.is_empty() && q.k <= self.tuning.plain_k
     }
 
     /// The order `q` takes lists in.
     fn order_for(&self, q: &IvfQuery<'_>) -> Order {
         if self.is_plain(q) {
-            self.order
+            self.tuning.order
         } else {
             Order::Pole
         }
@@ -196,17 +196,17 @@ impl IvfIndex {
     pub(super) fn probe_points(&self, q: &[f32], order: Order) -> Vec<(usize, Vec<f32>)> {
         let n2: f64 = q.iter().map(|&v| v as f64 * v as f64).sum::<f64>() + 1.0;
         let typical = || {
-            let s = (self.typical2 / n2).sqrt();
+            let s = (self.tuning.typical2 / n2).sqrt();
             let mut p: Vec<f32> = q.iter().map(|&v| (v as f64 * s) as f32).collect();
             p.extend([
                 s as f32,
-                (self.radius2 - self.typical2).max(0.0).sqrt() as f32,
+                (self.tuning.radius2 - self.tuning.typical2).max(0.0).sqrt() as f32,
                 0.5,
             ]);
             p
         };
         let pole = || {
-            let r = self.radius2.sqrt().max(f64::MIN_POSITIVE);
+            let r = self.tuning.radius2.sqrt().max(f64::MIN_POSITIVE);
             let mut p = Vec::with_capacity(q.len() + 3);
             p.extend_from_slice(q);
             p.extend([1.0, 0.0, (n2.sqrt() / (2.0 * r)) as f32]);
@@ -284,7 +284,7 @@ impl IvfIndex {
     /// How many lists to rank up front for `q`: `nprobe`, widened by the
     /// filter's selectivity, with room for exclusions.
     fn first_rank(&self, q: &IvfQuery<'_>) -> usize {
-        let lists = self.planned_lists(q).max(self.nprobe);
+        let lists = self.planned_lists(q).max(self.tuning.nprobe);
         let want = (lists as f64 / self.share(q).sqrt() * 1.25).ceil() as usize + 4;
         want.min(self.nlist())
     }
@@ -362,7 +362,7 @@ impl IvfIndex {
             .iter()
             .map(|q| {
                 TopK::new(
-                    q.k.saturating_mul(self.oversample)
+                    q.k.saturating_mul(self.tuning.oversample)
                         .saturating_add(POOL_MARGIN)
                         .min(self.len()),
                 )
@@ -409,7 +409,11 @@ impl IvfIndex {
                 .filter(|s| s.score >= kth)
                 .count();
             if above > 0 {
-                let lists = self.lists_for(&self.bands, (q.k + above) as f64 / self.share(q), q.k);
+                let lists = self.lists_for(
+                    &self.tuning.bands,
+                    (q.k + above) as f64 / self.share(q),
+                    q.k,
+                );
                 self.extend(&mut probes[j], q, lists, self.admissible_target(lists, q));
                 deeper |= probes[j].lists.len() > scanned[j];
             }
@@ -481,7 +485,7 @@ impl IvfIndex {
             let fresh = ItemTable::new(
                 self.dim,
                 &self.fresh,
-                self.with_bias.then_some(&self.fresh_bias[..]),
+                self.tuning.with_bias.then_some(&self.fresh_bias[..]),
             );
             let local: Vec<u32> = new.iter().map(|&i| i - self.base as u32).collect();
             scored.extend(

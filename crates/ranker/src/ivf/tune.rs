@@ -37,10 +37,10 @@ impl IvfIndex {
         let mut best = (Order::Both, usize::MAX, 0.0);
         let mut pole_first = 1;
         // The sample's plain queries (no filter, k) take the order tried.
-        self.plain_k = k;
+        self.tuning.plain_k = k;
         let truth = sample_truth(exact, sample, k);
         for order in [Order::Typical, Order::Pole, Order::Both] {
-            self.order = order;
+            self.tuning.order = order;
             let (n, r) = self.smallest_nprobe(exact, sample, &truth, k, target, 1)?;
             if order == Order::Pole {
                 pole_first = n;
@@ -55,7 +55,12 @@ impl IvfIndex {
         // tables, from its own first entry.
         let (depths, bands) = self.depth_tables(exact, sample, k, target, pole_first)?;
         let (order, first, recall_k) = best;
-        (self.order, self.nprobe, self.depths, self.bands) = (order, first, depths, bands);
+        (
+            self.tuning.order,
+            self.tuning.nprobe,
+            self.tuning.depths,
+            self.tuning.bands,
+        ) = (order, first, depths, bands);
         Ok((first, recall_k))
     }
 

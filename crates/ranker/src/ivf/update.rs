@@ -97,7 +97,7 @@ impl IvfIndex {
             augment(
                 &rows[i * dim..(i + 1) * dim],
                 b(i),
-                self.radius2,
+                self.tuning.radius2,
                 &mut aug[i * d2..(i + 1) * d2],
             );
         }
@@ -112,7 +112,7 @@ impl IvfIndex {
         }
         self.fresh.extend_from_slice(rows);
         self.fresh_bias.extend((0..n).map(b));
-        self.split_longer_than(exact, (2 * self.longest_built) as f64);
+        self.split_longer_than(exact, (2 * self.tuning.longest_built) as f64);
         Ok(first)
     }
 
@@ -147,18 +147,18 @@ impl IvfIndex {
                 let mut aug = vec![0f32; ids.len() * d2];
                 for (r, &i) in ids.iter().enumerate() {
                     let (row, b) = self.row(exact, i);
-                    augment(row, b, self.radius2, &mut aug[r * d2..(r + 1) * d2]);
+                    augment(row, b, self.tuning.radius2, &mut aug[r * d2..(r + 1) * d2]);
                 }
                 let side = halves(&aug, d2);
                 let new = self.nlist() as u32;
                 let mut parts = [
                     (
-                        Int8Table::empty(self.dim, self.with_bias),
+                        Int8Table::empty(self.dim, self.tuning.with_bias),
                         Vec::new(),
                         vec![0f64; d2],
                     ),
                     (
-                        Int8Table::empty(self.dim, self.with_bias),
+                        Int8Table::empty(self.dim, self.tuning.with_bias),
                         Vec::new(),
                         vec![0f64; d2],
                     ),
