@@ -476,34 +476,29 @@ fn pct(x: f64) -> String {
     }
 }
 
-/// A metric's figures as both tables print them.
-struct Cells<'a> {
-    share: String,
-    share_ci: String,
-    p_sign: String,
-    lift: String,
-    lift_ci: String,
-    p_bootstrap: String,
-    winner: &'a str,
-}
-
-impl<'a> Cells<'a> {
-    fn of(m: &'a Preference) -> Cells<'a> {
-        let share = |x: f64| format!("{:.1}%", 100.0 * x);
-        Cells {
-            share: share(m.share_b),
-            share_ci: format!("[{}, {}]", share(m.share_b_ci[0]), share(m.share_b_ci[1])),
-            p_sign: format!("{:.2e}", m.p_sign),
-            lift: pct(m.credit_lift),
-            lift_ci: format!(
-                "[{}, {}]",
-                pct(m.credit_lift_ci[0]),
-                pct(m.credit_lift_ci[1])
-            ),
-            p_bootstrap: format!("{:.3}", m.p_bootstrap),
-            winner: m.winner.as_deref().unwrap_or("no significant preference"),
-        }
-    }
+/// A metric's row as both tables print it: metric, users preferring A,
+/// B and neither, the share preferring B and its interval, the sign test's
+/// p, the credit lift and its interval, the bootstrap p, the winner.
+fn cells(m: &Preference) -> [String; 11] {
+    let share = |x: f64| format!("{:.1}%", 100.0 * x);
+    let [s0, s1] = m.share_b_ci;
+    let [l0, l1] = m.credit_lift_ci;
+    [
+        m.metric.clone(),
+        m.prefer_a.to_string(),
+        m.prefer_b.to_string(),
+        m.ties.to_string(),
+        share(m.share_b),
+        format!("[{}, {}]", share(s0), share(s1)),
+        format!("{:.2e}", m.p_sign),
+        pct(m.credit_lift),
+        format!("[{}, {}]", pct(l0), pct(l1)),
+        format!("{:.3}", m.p_bootstrap),
+        m.winner
+            .as_deref()
+            .unwrap_or("no significant preference")
+            .to_string(),
+    ]
 }
 
 /// The report as Markdown.
@@ -525,22 +520,7 @@ pub fn interleave_markdown(r: &InterleaveReport) -> String {
         "| metric | prefer {a} | prefer {b} | ties | share preferring {b} | CI | p (sign) | credit lift {b} vs {a} | CI (bootstrap) | p (bootstrap) | preferred |\n|---|---:|---:|---:|---:|---|---:|---:|---|---:|---|"
     );
     for m in &r.metrics {
-        let c = Cells::of(m);
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            m.metric,
-            m.prefer_a,
-            m.prefer_b,
-            m.ties,
-            c.share,
-            c.share_ci,
-            c.p_sign,
-            c.lift,
-            c.lift_ci,
-            c.p_bootstrap,
-            c.winner
-        );
+        let _ = writeln!(s, "| {} |", cells(m).join(" | "));
     }
     s.push_str(
         "\nEach user's preference: the team whose videos earned more of the metric's numerator (watch time, likes, …) in that user's impressions. The sign test counts users; the bootstrap resamples users. For a metric where lower is better (skip_rate), users prefer the team with less.\n",
@@ -569,22 +549,25 @@ pub fn interleave_html(r: &InterleaveReport) -> String {
             x(if m.share_b.is_finite() { m.share_b } else { 0.5 }),
             if m.winner.is_some() { "#1a7f37" } else { "#555" }
         );
-        let c = Cells::of(m);
+        let [metric, a, b, ties, share, share_ci, p_sign, lift, lift_ci, p_boot, winner] = cells(m);
+        let tds: String = [
+            esc(&metric),
+            a,
+            b,
+            ties,
+            format!("{share} {share_ci}"),
+            bar,
+            p_sign,
+            format!("{lift} {lift_ci}"),
+            p_boot,
+        ]
+        .map(|c| format!("<td>{c}</td>"))
+        .concat();
+        let class = if m.winner.is_some() { "ok" } else { "" };
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{bar}</td><td>{}</td><td>{} {}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-            esc(&m.metric),
-            m.prefer_a,
-            m.prefer_b,
-            m.ties,
-            c.share,
-            c.share_ci,
-            c.p_sign,
-            c.lift,
-            c.lift_ci,
-            c.p_bootstrap,
-            if m.winner.is_some() { "ok" } else { "" },
-            esc(c.winner)
+            "<tr>{tds}<td class=\"{class}\">{}</td></tr>",
+            esc(&winner)
         );
     }
     format!(
@@ -684,5 +667,50 @@ mod tests {
         let q = preference(&m, &even, &teams, &cfg, 0);
         assert_eq!(q.winner, None);
         assert_eq!(q.p_sign, 1.0);
+    }
+
+    #[test]
+    fn both_tables_print_a_metric_row_in_their_own_cells() {
+        let p = Preference {
+            metric: "watch_ms".into(),
+            prefer_a: 10,
+            prefer_b: 20,
+            ties: 3,
+            share_b: 2.0 / 3.0,
+            share_b_ci: [0.5, 0.8],
+            p_sign: 0.0123,
+            credit_a: 100.0,
+            credit_b: 105.0,
+            credit_lift: 0.05,
+            credit_lift_ci: [-0.01, 0.1],
+            p_bootstrap: 0.04,
+            winner: Some("b<i>".into()),
+        };
+        let r = InterleaveReport {
+            experiment: "e".into(),
+            teams: ["a".into(), "b<i>".into()],
+            alpha: 0.05,
+            bootstrap: 100,
+            seed: 1,
+            requests: 40,
+            users: 33,
+            users_with_credit: 33,
+            credited_impressions: 200,
+            skipped_files: Vec::new(),
+            metrics: vec![p],
+        };
+        let md = interleave_markdown(&r);
+        let row = "| watch_ms | 10 | 20 | 3 | 66.7% | [50.0%, 80.0%] | 1.23e-2 | +5.00% \
+                   | [-1.00%, +10.00%] | 0.040 | b<i> |";
+        assert!(md.contains(row), "{md}");
+        let html = interleave_html(&r);
+        let before_bar = "<tr><td>watch_ms</td><td>10</td><td>20</td><td>3</td>\
+                          <td>66.7% [50.0%, 80.0%]</td><td><svg";
+        let after_bar = "</svg></td><td>1.23e-2</td><td>+5.00% [-1.00%, +10.00%]</td>\
+                         <td>0.040</td><td class=\"ok\">b&lt;i&gt;</td></tr>";
+        assert!(
+            html.contains(before_bar) && html.contains(after_bar),
+            "{html}"
+        );
     }
 }
