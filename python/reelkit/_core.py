@@ -87,12 +87,16 @@ def simulate(world: Any = None, *, days: Optional[int] = None, users: Optional[i
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _source(inputs: Inputs, interactions: Any, events: Any) -> tuple[str, bool]:
+def _source(inputs: Inputs, interactions: Any, events: Any, user_col: str, item_col: str,
+            weight_col: Optional[str], ts_col: Optional[str]) -> tuple:
+    """The native source: a file, whether it is an event log, the columns."""
     if (interactions is None) == (events is None):
         raise ValueError("give exactly one of interactions= or events=")
     if events is not None:
-        return inputs.path(events, "events"), True
-    return inputs.path(interactions, "interactions"), False
+        path, is_events = inputs.path(events, "events"), True
+    else:
+        path, is_events = inputs.path(interactions, "interactions"), False
+    return (path, is_events, user_col, item_col, weight_col, ts_col)
 
 
 def train(interactions: Any = None, *, events: Any = None, user_col: str = "user_id", item_col: str = "item_id",
@@ -109,9 +113,9 @@ def train(interactions: Any = None, *, events: Any = None, user_col: str = "user
     (1 + ln(1 + w)) or binary. Ctrl-C stops training between epochs.
     """
     with Inputs() as inputs:
-        path, is_events = _source(inputs, interactions, events)
-        native = _reelkit.train(path, is_events, user_col, item_col, weight_col, ts_col, algo, factors, epochs,
-                                reg, alpha, cg_steps, reg_exponent, learning_rate, seed, pop_bias, weights)
+        source = _source(inputs, interactions, events, user_col, item_col, weight_col, ts_col)
+        native = _reelkit.train(source, algo, factors, epochs, reg, alpha, cg_steps, reg_exponent, learning_rate,
+                                seed, pop_bias, weights)
     return Model(native)
 
 
@@ -137,9 +141,8 @@ def tune(interactions: Any = None, *, events: Any = None, user_col: str = "user_
     everything, as ``reelkit tune`` does (NDCG@k, per-user holdout, the
     simplest within one standard error of the best)."""
     with Inputs() as inputs:
-        path, is_events = _source(inputs, interactions, events)
-        native, trials, best = _reelkit.tune(path, is_events, user_col, item_col, weight_col, ts_col, algo,
-                                             weights, budget, k, validation, seed)
+        source = _source(inputs, interactions, events, user_col, item_col, weight_col, ts_col)
+        native, trials, best = _reelkit.tune(source, algo, weights, budget, k, validation, seed)
     rows = []
     for t in json.loads(trials):
         rows.append({"stage": t["stage"], "model": t["candidate"]["model"], "weights": t["weighting"],

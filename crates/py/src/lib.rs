@@ -137,48 +137,45 @@ fn simulate(
     })?
 }
 
-fn columns(
-    user_col: &str,
-    item_col: &str,
-    weight_col: Option<&str>,
-    ts_col: Option<&str>,
-) -> InteractionColumns {
-    InteractionColumns {
-        user: user_col.to_string(),
-        item: item_col.to_string(),
-        weight: weight_col.map(String::from),
-        ts: ts_col.map(String::from),
-        text: Layout::default(),
+/// Where training data comes from, as Python's `_source` gives it: a file,
+/// whether it is an event log, and the interaction columns (user, item,
+/// weight, timestamp) when it is not.
+#[derive(FromPyObject)]
+struct Source(
+    PathBuf,
+    bool,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+impl Source {
+    /// The triplets, and the events when the source is an event log.
+    fn load(self) -> reelkit_lab::Result<(Triplets, Option<reelkit_logs::Events>)> {
+        let Source(path, events, user, item, weight, ts) = self;
+        if events {
+            let ev = reelkit_logs::read_events(&path)?;
+            return Ok((Triplets::from_events(&ev), Some(ev)));
+        }
+        let cols = InteractionColumns {
+            user,
+            item,
+            weight,
+            ts,
+            text: Layout::default(),
+        };
+        Ok((Triplets::read(&path, &cols)?, None))
     }
 }
 
-/// The training source: an event log (`events=True`) or interactions.
-fn load(
-    path: &std::path::Path,
-    events: bool,
-    cols: &InteractionColumns,
-) -> reelkit_lab::Result<(Triplets, Option<reelkit_logs::Events>)> {
-    if events {
-        let ev = reelkit_logs::read_events(path)?;
-        Ok((Triplets::from_events(&ev), Some(ev)))
-    } else {
-        Ok((Triplets::read(path, cols)?, None))
-    }
-}
-
-/// Trains a model on the file `path` (an event log when `events`, else
-/// interactions with the named columns), as `reelkit train` does.
+/// Trains a model on `source`, as `reelkit train` does.
 #[pyfunction]
-#[pyo3(signature = (path, events, user_col, item_col, weight_col, ts_col, algo, factors, epochs, reg, alpha, cg_steps, reg_exponent, learning_rate, seed, pop_bias, weights))]
+#[pyo3(signature = (source, algo, factors, epochs, reg, alpha, cg_steps, reg_exponent, learning_rate, seed, pop_bias, weights))]
 #[allow(clippy::too_many_arguments)]
 fn train(
     py: Python<'_>,
-    path: PathBuf,
-    events: bool,
-    user_col: &str,
-    item_col: &str,
-    weight_col: Option<&str>,
-    ts_col: Option<&str>,
+    source: Source,
     algo: &str,
     factors: Option<usize>,
     epochs: usize,
@@ -211,11 +208,10 @@ fn train(
         pop_bias,
         ..TrainParams::default()
     };
-    let cols = columns(user_col, item_col, weight_col, ts_col);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let m = blocking(py, Some(stop), move || -> reelkit_lab::Result<_> {
-        let (trip, ev) = load(&path, events, &cols)?;
+        let (trip, ev) = source.load()?;
         let (model, _) = reelkit_lab::training::train_triplets(
             &trip,
             params,
@@ -233,20 +229,15 @@ fn train(
     Ok(Model::from_owned(m))
 }
 
-/// Searches settings on a validation split of `path` and trains the chosen
-/// one on all of it, as `reelkit tune` does. Returns the model, every
+/// Searches settings on a validation split of `source` and trains the
+/// chosen one on all of it, as `reelkit tune` does. Returns the model, every
 /// trial (JSON) and the chosen one (JSON).
 #[pyfunction]
-#[pyo3(signature = (path, events, user_col, item_col, weight_col, ts_col, algo, weights, budget, k, validation, seed))]
+#[pyo3(signature = (source, algo, weights, budget, k, validation, seed))]
 #[allow(clippy::too_many_arguments)]
 fn tune(
     py: Python<'_>,
-    path: PathBuf,
-    events: bool,
-    user_col: &str,
-    item_col: &str,
-    weight_col: Option<&str>,
-    ts_col: Option<&str>,
+    source: Source,
     algo: &str,
     weights: &str,
     budget: f64,
@@ -278,9 +269,8 @@ fn tune(
         validation,
         seed,
     };
-    let cols = columns(user_col, item_col, weight_col, ts_col);
     let tuned = blocking(py, None, move || -> reelkit_lab::Result<_> {
-        let (trip, ev) = load(&path, events, &cols)?;
+        let (trip, ev) = source.load()?;
         reelkit_lab::training::tune_triplets(
             trip,
             ev.as_ref(),
