@@ -411,6 +411,7 @@ pub(crate) fn fold_in(
 mod tests {
     use super::*;
     use crate::params::TrainParams;
+    use crate::test_util::{on_threads, with_losses};
 
     fn toy() -> Csr {
         crate::csr::two_taste_groups(40, 20, 6)
@@ -432,19 +433,7 @@ mod tests {
     #[test]
     fn loss_decreases_and_blocks_are_learned() -> Result<()> {
         let m = toy();
-        let mut losses = Vec::new();
-        let mut cb = |r: &EpochReport, _: &Factors| {
-            losses.push(r.loss);
-            true
-        };
-        let fac = train_ials(
-            &m,
-            &params(10),
-            &mut TrainControl {
-                stop: None,
-                on_epoch: Some(&mut cb),
-            },
-        )?;
+        let (fac, losses) = with_losses(|c| train_ials(&m, &params(10), c))?;
         assert_eq!(losses.len(), 10);
         assert!(losses[9] < losses[0] * 0.9, "{losses:?}");
         assert!(
@@ -468,11 +457,9 @@ mod tests {
     fn same_result_for_any_thread_count() -> Result<()> {
         let m = toy();
         let run = |t| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .expect("pool")
-                .install(|| train_ials(&m, &params(3), &mut TrainControl::default()))
+            on_threads(t, || {
+                train_ials(&m, &params(3), &mut TrainControl::default())
+            })
         };
         assert_eq!(run(1)?, run(2)?);
         Ok(())

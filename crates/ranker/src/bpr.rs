@@ -178,6 +178,7 @@ pub fn train_bpr(
 mod tests {
     use super::*;
     use crate::params::{Algo, TrainParams};
+    use crate::test_util::{on_threads, with_losses};
 
     fn toy() -> Csr {
         crate::csr::two_taste_groups(60, 40, 8)
@@ -199,32 +200,14 @@ mod tests {
     #[test]
     fn bpr_learns_and_is_deterministic_across_threads() -> Result<()> {
         let m = toy();
-        let mut losses = Vec::new();
-        let mut cb = |r: &EpochReport, _: &Factors| {
-            losses.push(r.loss);
-            true
-        };
-        let fac = train_bpr(
-            &m,
-            &params(),
-            &mut TrainControl {
-                stop: None,
-                on_epoch: Some(&mut cb),
-            },
-        )?;
+        let (fac, losses) = with_losses(|c| train_bpr(&m, &params(), c))?;
         assert!(losses[29] < losses[0] * 0.7, "{losses:?}");
         let u = 40;
         let score = |i: usize| dot(fac.user(u), fac.item(i)) + fac.item_bias[i];
         let own: f32 = (20..40).map(score).sum::<f32>() / 20.0;
         let other: f32 = (0..20).map(score).sum::<f32>() / 20.0;
         assert!(own > other, "{own} {other}");
-        let run = |t| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .expect("pool")
-                .install(|| train_bpr(&m, &params(), &mut TrainControl::default()))
-        };
+        let run = |t| on_threads(t, || train_bpr(&m, &params(), &mut TrainControl::default()));
         assert_eq!(run(1)?, run(3)?);
         Ok(())
     }

@@ -72,6 +72,8 @@ mod rp3;
 mod simd;
 mod split;
 mod surfaces;
+#[cfg(test)]
+mod test_util;
 mod top;
 mod topk;
 mod tune;

@@ -643,11 +643,7 @@ mod tests {
             .collect();
         let q8 = crate::int8::Int8Table::new(f, &items, None);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("thread pool");
-            pool.install(|| {
+            crate::test_util::on_threads(threads, || {
                 let per_isa: Vec<_> = Isa::available()
                     .into_iter()
                     .map(|isa| {

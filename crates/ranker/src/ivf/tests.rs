@@ -4,6 +4,7 @@ use super::search::merge_probes;
 use super::*;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix;
+use crate::test_util::on_threads;
 use crate::top::Scored;
 use crate::topk::ItemTable;
 
@@ -121,11 +122,7 @@ fn results_do_not_depend_on_threads_or_batching() -> Result<()> {
     let t = ItemTable::new(dim, &x, Some(&b));
     let qs = queries(150, dim, 9);
     let run = |threads: usize| -> Result<(IvfIndex, Vec<Vec<Scored>>)> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::InvalidInput(e.to_string()))?;
-        pool.install(|| {
+        on_threads(threads, || {
             let index = IvfIndex::build(&t, &IvfParams::default())?;
             let r = index.search(&t, &plain(&qs, k))?;
             Ok((index, r))

@@ -463,8 +463,40 @@ mod tests {
     use super::*;
     use crate::params::TrainParams;
     use crate::rng::SplitMix;
-    use crate::surfaces::tests::{params, planted_with_topics, PER_TOPIC, TOPICS};
-    use crate::surfaces::{train_surface_ials, SurfaceParams};
+    use crate::surfaces::tests::{params, planted_with_topics, shares, PER_TOPIC, TOPICS};
+    use crate::surfaces::train_surface_ials;
+    use crate::ValidTrainParams;
+
+    /// The planted choices' training settings.
+    fn planted_params() -> Result<ValidTrainParams> {
+        TrainParams {
+            factors: 8,
+            epochs: 8,
+            reg: 2.0,
+            alpha: 4.0,
+            ..params(8).get().clone()
+        }
+        .check()
+    }
+
+    /// A held-out log's columns, owned.
+    struct Log {
+        user: Vec<u32>,
+        surface: Vec<u8>,
+        item: Vec<u32>,
+        gain: Vec<f32>,
+    }
+
+    impl Log {
+        fn held_out(&self) -> HeldOut<'_> {
+            HeldOut {
+                user: &self.user,
+                surface: &self.surface,
+                item: &self.item,
+                gain: &self.gain,
+            }
+        }
+    }
     use crate::TrainControl;
 
     #[test]
@@ -534,7 +566,7 @@ mod tests {
         topics: &[Vec<usize>],
         seed: u64,
         on: impl Fn(u8, u64) -> u64,
-    ) -> (Vec<u32>, Vec<u8>, Vec<u32>, Vec<f32>) {
+    ) -> Log {
         let (mut u, mut s, mut i, mut g) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut rng = SplitMix::new(seed, 0, 0);
         for (user, mine) in topics.iter().enumerate() {
@@ -554,37 +586,26 @@ mod tests {
                 }
             }
         }
-        (u, s, i, g)
+        Log {
+            user: u,
+            surface: s,
+            item: i,
+            gain: g,
+        }
     }
 
     #[test]
     fn the_chosen_share_is_small_when_tastes_agree_and_large_when_they_do_not() -> Result<()> {
-        let p = TrainParams {
-            factors: 8,
-            epochs: 8,
-            reg: 2.0,
-            alpha: 4.0,
-            ..params(8).get().clone()
-        }
-        .check()?;
+        let p = planted_params()?;
         let grid = [0.0, 0.25, 0.5, 0.75, 1.0];
         let mut chosen = Vec::new();
         for divergence in [0.0, 1.0] {
             let (us, ss, is, topics) = planted_with_topics(400, 3, divergence, 21);
             let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
-            let mid = SurfaceParams {
-                specific: vec![0.5; 3],
-                item_specific: vec![0.0; 3],
-            }
-            .check(3)?;
+            let mid = shares(vec![0.5; 3], vec![0.0; 3])?;
             let fac = train_surface_ials(&data, &p, &mid, &mut TrainControl::default())?;
-            let (hu, hs, hi, hg) = control_log(&data, &topics, 11, |_, v| v);
-            let h = HeldOut {
-                user: &hu,
-                surface: &hs,
-                item: &hi,
-                gain: &hg,
-            };
+            let log = control_log(&data, &topics, 11, |_, v| v);
+            let h = log.held_out();
             let c = choose_specific(
                 &data,
                 &fac.surface_items,
@@ -615,14 +636,7 @@ mod tests {
         // Users' tastes agree on every surface; on surface 1 the videos'
         // ids are scrambled (video `x` there is what `perm[x]` is elsewhere),
         // so no one vector per video serves surface 1 and surfaces 0 and 2.
-        let p = TrainParams {
-            factors: 8,
-            epochs: 8,
-            reg: 2.0,
-            alpha: 4.0,
-            ..params(8).get().clone()
-        }
-        .check()?;
+        let p = planted_params()?;
         let n_items = (TOPICS * PER_TOPIC) as u64;
         let mut perm: Vec<u64> = (0..n_items).collect();
         let mut rng = SplitMix::new(13, 0, 0);
@@ -642,19 +656,10 @@ mod tests {
             let (us, ss, is, topics) = planted_with_topics(400, 3, 0.0, 31);
             let is: Vec<u64> = is.iter().zip(&ss).map(|(&x, &s)| on(s, x)).collect();
             let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
-            let sp = SurfaceParams {
-                specific: vec![0.0; 3],
-                item_specific: vec![0.0; 3],
-            }
-            .check(3)?;
+            let sp = shares(vec![0.0; 3], vec![0.0; 3])?;
             let fac = train_surface_ials(&data, &p, &sp, &mut TrainControl::default())?;
-            let (hu, hs, hi, hg) = control_log(&data, &topics, 17, on);
-            let h = HeldOut {
-                user: &hu,
-                surface: &hs,
-                item: &hi,
-                gain: &hg,
-            };
+            let log = control_log(&data, &topics, 17, on);
+            let h = log.held_out();
             let c = choose_item_specific(
                 &data,
                 &fac.surface,

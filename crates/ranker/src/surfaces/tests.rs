@@ -4,9 +4,10 @@
 use super::*;
 use crate::params::TrainParams;
 use crate::rng::SplitMix;
+use crate::test_util::{on_threads, with_losses};
 
 /// Checked shares of a three-surface model: the users' and the videos'.
-fn shares(specific: Vec<f32>, item_specific: Vec<f32>) -> Result<ValidSurfaceParams> {
+pub(crate) fn shares(specific: Vec<f32>, item_specific: Vec<f32>) -> Result<ValidSurfaceParams> {
     SurfaceParams {
         specific,
         item_specific,
@@ -567,28 +568,13 @@ fn loss_decreases_and_is_deterministic(item_specific: Vec<f32>) -> Result<()> {
         item_specific,
     }
     .check(3)?;
-    let mut losses = Vec::new();
-    let mut cb = |r: &EpochReport, _: &Factors| {
-        losses.push(r.loss);
-        true
-    };
-    let fac = train_surface_ials(
-        &data,
-        &params(8),
-        &sp,
-        &mut TrainControl {
-            stop: None,
-            on_epoch: Some(&mut cb),
-        },
-    )?;
+    let (fac, losses) = with_losses(|c| train_surface_ials(&data, &params(8), &sp, c))?;
     assert!(losses[7] < losses[0], "{losses:?}");
     assert!(losses.windows(2).all(|w| w[1] <= w[0] * 1.01), "{losses:?}");
     let run = |t| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build()
-            .expect("pool")
-            .install(|| train_surface_ials(&data, &params(8), &sp, &mut TrainControl::default()))
+        on_threads(t, || {
+            train_surface_ials(&data, &params(8), &sp, &mut TrainControl::default())
+        })
     };
     assert_eq!(run(1)?, fac);
     assert_eq!(run(3)?, fac);
