@@ -239,6 +239,20 @@ pub struct SpecificChoice {
     pub evidence: Vec<HeldOutScore>,
 }
 
+impl SpecificChoice {
+    /// The choice from each grid value's held-out score (one standard error
+    /// rule, see [`pick_specific`]).
+    fn of(grid: Vec<f32>, results: Vec<HeldOutScore>) -> SpecificChoice {
+        SpecificChoice {
+            specific: pick_specific(&grid, &results, 1.0),
+            score: results.iter().map(|r| r.value.clone()).collect(),
+            groups: results[0].groups.iter().map(Vec::len).collect(),
+            grid,
+            evidence: results,
+        }
+    }
+}
+
 /// Chooses each surface's specific share on held-out impressions: for each
 /// value of `grid` (every surface at that value), the users are re-solved
 /// with the videos' surface vectors `items` (`items × surfaces × dim`) fixed (`steps` CG iterations, from `start`
@@ -275,14 +289,7 @@ pub fn choose_specific(
             .iter()
             .map(|(_, surface)| groups.concordance(p.factors, ns, surface, items, None, heldout))
             .collect();
-    let chosen = pick_specific(&grid, &results, 1.0);
-    Ok(SpecificChoice {
-        specific: chosen,
-        grid,
-        score: results.iter().map(|r| r.value.clone()).collect(),
-        groups: results[0].groups.iter().map(Vec::len).collect(),
-        evidence: results,
-    })
+    Ok(SpecificChoice::of(grid, results))
 }
 
 /// Chooses each surface's video specific share `ψ_s` on held-out
@@ -356,14 +363,7 @@ pub fn choose_item_specific(
     let results: Vec<HeldOutScore> = (0..k)
         .map(|j| groups.concordance(f, ns, surface, &slot_rows(&z, ns * f, k, j), None, heldout))
         .collect();
-    let chosen = pick_specific(&grid, &results, 1.0);
-    Ok(SpecificChoice {
-        specific: chosen,
-        grid,
-        score: results.iter().map(|r| r.value.clone()).collect(),
-        groups: results[0].groups.iter().map(Vec::len).collect(),
-        evidence: results,
-    })
+    Ok(SpecificChoice::of(grid, results))
 }
 
 /// `grid` sorted, without repeats; an error when empty.
