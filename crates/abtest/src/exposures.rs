@@ -114,7 +114,7 @@ pub fn read_exposures(dir: &Path) -> Result<Exposures> {
         ..Exposures::default()
     };
     for path in &files {
-        reelkit_logs::check_declared_sizes(path)?;
+        reelkit_logs::guard::check_declared_sizes(path)?;
         let file = std::fs::File::open(path).map_err(|source| Error::Io {
             path: path.clone(),
             source,
@@ -345,7 +345,7 @@ fn first_exposures(exposed: &Exposed) -> Result<LazyFrame> {
     )
     .map_err(|e| Error::Polars {
         input: "<exposures>".into(),
-        source: reelkit_logs::without_python_hints(e),
+        source: reelkit_logs::guard::without_python_hints(e),
     })?;
     Ok(df.lazy())
 }
@@ -369,7 +369,7 @@ pub fn exposure_dilution(events: &Path, exposed: &Exposed) -> Result<Dilution> {
     use reelkit_logs::schema::{TS_MS, USER_ID};
     let perr = |e: PolarsError| Error::Polars {
         input: events.display().to_string(),
-        source: reelkit_logs::without_python_hints(e),
+        source: reelkit_logs::guard::without_python_hints(e),
     };
     let all = crate::source::scan(events)?
         .select([col(USER_ID)

@@ -232,7 +232,7 @@ pub fn credits(events: &Source, exposures: &Exposures, metrics: &[Metric]) -> Re
     )
     .map_err(|e| Error::Polars {
         input: "<exposures>".into(),
-        source: reelkit_logs::without_python_hints(e),
+        source: reelkit_logs::guard::without_python_hints(e),
     })?;
     let mut lf = events.scan()?;
     require_columns(events, &mut lf, metrics)?;

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use reelkit_logs::FileSet;
+use reelkit_logs::files::FileSet;
 
 use crate::analysis::{Guardrail, MetricRow, Report, Verdict};
 use crate::error::{Error, Result};

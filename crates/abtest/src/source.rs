@@ -83,7 +83,7 @@ impl Source {
     pub(crate) fn err(&self) -> impl Fn(PolarsError) -> Error + '_ {
         move |source| Error::Polars {
             input: self.name(),
-            source: reelkit_logs::without_python_hints(source),
+            source: reelkit_logs::guard::without_python_hints(source),
         }
     }
 }
@@ -91,7 +91,7 @@ impl Source {
 fn pe(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
     move |source| Error::Polars {
         input: path.display().to_string(),
-        source: reelkit_logs::without_python_hints(source),
+        source: reelkit_logs::guard::without_python_hints(source),
     }
 }
 
@@ -99,10 +99,10 @@ fn pe(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {
 pub fn scan(path: &Path) -> Result<LazyFrame> {
     let format = Format::from_path(path)?;
     // polars trusts the sizes a file declares (and aborts on a corrupt one).
-    reelkit_logs::check_declared_sizes(path)?;
+    reelkit_logs::guard::check_declared_sizes(path)?;
     // polars (as built) panics on some column types even when they are not
     // selected: such a file is read eagerly without them (with a warning).
-    if !reelkit_logs::unreadable_columns(path)?.is_empty() {
+    if !reelkit_logs::files::unreadable_columns(path)?.is_empty() {
         return Ok(reelkit_logs::read_frame(path)?.lazy());
     }
     let p = PlRefPath::try_from_path(path).map_err(pe(path))?;

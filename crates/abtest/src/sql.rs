@@ -411,7 +411,7 @@ pub fn read_stats(path: &Path, metrics: &[Metric]) -> Result<Vec<ArmSums>> {
     };
     let pe = |source| Error::Polars {
         input: path.display().to_string(),
-        source: reelkit_logs::without_python_hints(source),
+        source: reelkit_logs::guard::without_python_hints(source),
     };
     let df = scan(path)?.collect().map_err(pe)?;
     let find = |name: &str| -> Result<&Column> {

@@ -242,7 +242,7 @@ pub(super) fn topk(args: TopkBenchArgs) -> anyhow::Result<()> {
                 out.extend_from_slice(&s.item.to_le_bytes());
             }
         }
-        reelkit_logs::write_bytes_atomically(path, &out)
+        reelkit_logs::files::write_bytes_atomically(path, &out)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let flops = 2.0 * args.items as f64 * args.dim as f64;

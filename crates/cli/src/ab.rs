@@ -338,7 +338,7 @@ fn interleave(args: InterleaveArgs) -> anyhow::Result<()> {
 fn load_metrics(path: Option<&std::path::Path>) -> anyhow::Result<Vec<reelkit_abtest::Metric>> {
     Ok(match path {
         Some(p) => {
-            let text = reelkit_logs::read_text_capped(p, reelkit_logs::TEXT_CAP)
+            let text = reelkit_logs::files::read_text_capped(p, reelkit_logs::files::TEXT_CAP)
                 .with_context(|| format!("reading metrics {}", p.display()))?;
             parse_metrics(&text).with_context(|| format!("in metrics {}", p.display()))?
         }

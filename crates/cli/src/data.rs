@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use reelkit_logs::{read_events, schema, Events, InteractionColumns, Layout, TextOptions};
+use reelkit_logs::{files::TextOptions, read_events, schema, Events, InteractionColumns, Layout};
 
 /// Column flags shared by every command that reads interactions.
 #[derive(Debug, Clone, clap::Args)]
@@ -160,7 +160,7 @@ pub fn looks_like_events(path: &Path, cols: &ColumnArgs) -> anyhow::Result<bool>
         .and_then(|e| e.to_str())
         .unwrap_or_default();
     if ["parquet", "pq", "arrow", "ipc", "feather"].contains(&ext) {
-        let df = reelkit_logs::read_frame_with(path, &cols.text_options()?)
+        let df = reelkit_logs::files::read_frame_with(path, &cols.text_options()?)
             .with_context(|| format!("reading {}", path.display()))?;
         let names = df.get_column_names_owned();
         return Ok(want.iter().all(|c| names.iter().any(|n| n.as_str() == *c)));

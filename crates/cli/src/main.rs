@@ -171,7 +171,7 @@ fn install_panic_hook() {
         // polars on a corrupt input file: held while the read runs; the
         // reader turns it into an error, and any other panic is printed at
         // exit by `print_held_panics`.
-        if !reelkit_logs::hold_panic_report(&what, report.clone()) {
+        if !reelkit_logs::guard::hold_panic_report(&what, report.clone()) {
             eprintln!("{report}");
         }
     }));
@@ -179,7 +179,7 @@ fn install_panic_hook() {
 
 /// Prints the panics held back during guarded reads that no read explained.
 fn print_held_panics() {
-    for report in reelkit_logs::take_held_panic_reports() {
+    for report in reelkit_logs::guard::take_held_panic_reports() {
         eprintln!("{report}");
     }
 }

@@ -202,7 +202,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog = args.videos.as_deref().map(read_catalog).transpose()?;
     let admin_token = match &args.admin_token_file {
         Some(p) => {
-            let text = reelkit_logs::read_text_capped(p, reelkit_logs::TEXT_CAP)
+            let text = reelkit_logs::files::read_text_capped(p, reelkit_logs::files::TEXT_CAP)
                 .with_context(|| format!("reading --admin-token-file {}", p.display()))?;
             let token = text.lines().next().unwrap_or("").trim().to_string();
             anyhow::ensure!(

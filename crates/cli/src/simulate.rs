@@ -56,7 +56,7 @@ pub fn load_params(
 ) -> anyhow::Result<reelkit_sim::ValidSimParams> {
     let mut params = match config {
         Some(path) => {
-            let text = reelkit_logs::read_text_capped(path, reelkit_logs::TEXT_CAP)
+            let text = reelkit_logs::files::read_text_capped(path, reelkit_logs::files::TEXT_CAP)
                 .with_context(|| format!("reading config {}", path.display()))?;
             SimParams::from_toml(&text).with_context(|| format!("in config {}", path.display()))?
         }

@@ -56,7 +56,7 @@ pub struct TuneArgs {
 fn write_report(path: &std::path::Path, trials: &[Trial], chosen: &Trial) -> anyhow::Result<()> {
     if path.extension().and_then(|e| e.to_str()) == Some("json") {
         let text = serde_json::to_vec_pretty(trials)?;
-        reelkit_logs::write_bytes_atomically(path, &text)?;
+        reelkit_logs::files::write_bytes_atomically(path, &text)?;
         return Ok(());
     }
     let col_f = |name: &str, f: &dyn Fn(&Trial) -> f64| {

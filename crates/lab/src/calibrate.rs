@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 use reelkit_abtest::Report;
-use reelkit_logs::FileSet;
+use reelkit_logs::files::FileSet;
 use reelkit_sim::{random::splitmix64, World};
 use serde::Serialize;
 

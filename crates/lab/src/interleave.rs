@@ -14,7 +14,7 @@ use reelkit_abtest::{
     interleaving::{credits, preference, sign_test, InterleaveConfig, Preference},
     Metric, Source,
 };
-use reelkit_logs::{Events, FileSet};
+use reelkit_logs::{files::FileSet, Events};
 use reelkit_sim::{
     assignment::Arms,
     builtin_policy,

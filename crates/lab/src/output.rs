@@ -8,7 +8,7 @@ use reelkit_abtest::{
     markdown,
     reporting::{forest_svg_with_truth, html_with_truth, TrueLift},
 };
-use reelkit_logs::FileSet;
+use reelkit_logs::files::FileSet;
 use serde::Serialize;
 
 use crate::error::{Error, Result};

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use reelkit_logs::FileSet;
+use reelkit_logs::files::FileSet;
 use serde::Serialize;
 
 use crate::error::{Error, Result};

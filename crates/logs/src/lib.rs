@@ -23,16 +23,29 @@ pub mod schema;
 
 pub use assignments::{read_assignments, write_assignments, Assignments};
 pub use delimited::{Keys, Layout};
-pub use error::{without_python_hints, Error, Result};
+pub use error::{Error, Result};
 pub use events::{read_events, write_events, Event, Events};
 pub use factors::{read_factor_table, FactorTable};
-pub use integrity::{check_declared_sizes, hold_panic_report, take_held_panic_reports};
 pub use interactions::{read_ids, read_interactions, Ids, InteractionColumns, Interactions};
-pub use io::{
-    read_frame, read_frame_with, read_text_capped, unreadable_columns, write_atomically,
-    write_bytes_atomically, write_frame, FileSet, Format, TextOptions, TEXT_CAP,
-};
+pub use io::{read_frame, write_atomically, write_frame, Format};
 pub use schema::Surface;
+
+/// Files as reelkit reads and writes them: all-or-nothing sets of outputs,
+/// capped text reads, frames read with options, columns no reader can type.
+pub mod files {
+    pub use crate::io::{
+        read_frame_with, read_text_capped, unreadable_columns, write_bytes_atomically, FileSet,
+        TextOptions, TEXT_CAP,
+    };
+}
+
+/// Guards around reading untrusted files: sizes a file declares checked
+/// against its length, panics inside a reader held as errors, error text
+/// without hints meant for Python users.
+pub mod guard {
+    pub use crate::error::without_python_hints;
+    pub use crate::integrity::{check_declared_sizes, hold_panic_report, take_held_panic_reports};
+}
 
 /// The polars version this crate reads and writes with, re-exported so callers
 /// build frames with the same types.

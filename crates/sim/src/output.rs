@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use reelkit_logs::polars::prelude::*;
-use reelkit_logs::{Events, FileSet};
+use reelkit_logs::{files::FileSet, Events};
 
 use crate::error::{Error, Result};
 use crate::world::World;

@@ -738,7 +738,7 @@ pub fn segments(inputs: &Inputs<'_>, cfg: &AnalysisConfig) -> Result<Vec<Segment
     if let Some(pre) = &inputs.pre_events {
         let err = |source| Error::Polars {
             input: pre.name(),
-            source: reelkit_logs::without_python_hints(source),
+            source: reelkit_logs::guard::without_python_hints(source),
         };
         let lf = pre
             .scan()?

@@ -459,12 +459,10 @@ impl ExperimentSpec {
 
     /// Reads a spec file.
     pub fn from_file(path: &Path) -> Result<ExperimentSpec> {
-        let text =
-            reelkit_logs::read_text_capped(path, reelkit_logs::TEXT_CAP).map_err(|source| {
-                Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                }
+        let text = reelkit_logs::files::read_text_capped(path, reelkit_logs::files::TEXT_CAP)
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
             })?;
         let table: toml::Table = text
             .parse()
@@ -580,12 +578,13 @@ impl ExperimentSpec {
             Some(p) => {
                 let path = self.base.join(p);
                 let text =
-                    reelkit_logs::read_text_capped(&path, reelkit_logs::TEXT_CAP).map_err(|e| {
-                        Error::spec(
-                            "analysis.metrics",
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?;
+                    reelkit_logs::files::read_text_capped(&path, reelkit_logs::files::TEXT_CAP)
+                        .map_err(|e| {
+                            Error::spec(
+                                "analysis.metrics",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?;
                 parse_metrics(&text).map_err(|e| {
                     Error::spec("analysis.metrics", format!("{}: {e}", path.display()))
                 })?
@@ -677,8 +676,8 @@ impl ExperimentSpec {
         })?;
         if let Some(file) = &raw.world_file {
             let path = self.base.join(file);
-            let text =
-                reelkit_logs::read_text_capped(&path, reelkit_logs::TEXT_CAP).map_err(|e| {
+            let text = reelkit_logs::files::read_text_capped(&path, reelkit_logs::files::TEXT_CAP)
+                .map_err(|e| {
                     Error::spec("world_file", format!("cannot read {}: {e}", path.display()))
                 })?;
             let from_file: toml::Table = text
