@@ -2,10 +2,31 @@
 //! Parquet, CSV/TSV and Arrow IPC (chosen by file extension), and validation that
 //! names the file, the column, the row and the problem.
 //!
-//! ```no_run
-//! # fn main() -> reelkit_logs::Result<()> {
-//! let events = reelkit_logs::read_events(std::path::Path::new("datasets/sample/events.parquet"))?;
-//! println!("{} impressions", events.len());
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use reelkit_logs::{read_events, write_events, Event, Events, Surface};
+//!
+//! let mut log = Events::default();
+//! log.push(&Event {
+//!     user_id: 7,
+//!     session_id: 1,
+//!     ts_ms: 1_700_000_000_000,
+//!     video_id: 42,
+//!     creator_id: 3,
+//!     surface: Surface::Reels,
+//!     position: 0,
+//!     duration_ms: 15_000,
+//!     watch_ms: 12_500,
+//!     liked: true,
+//!     shared: false,
+//!     commented: false,
+//!     followed: false,
+//! });
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("events.parquet"); // .csv, .tsv and .arrow too
+//! write_events(&path, &log)?;
+//! let back = read_events(&path)?;
+//! assert_eq!((back.len(), back.watch_ms[0]), (1, 12_500));
 //! # Ok(()) }
 //! ```
 
