@@ -251,3 +251,53 @@ compare = ["logging vs popular"]
     );
     Ok(())
 }
+
+/// `shares_judged_on = "own"` chooses the unified arm's shares on its own
+/// log, not the control's: on a world whose tastes differ by surface the
+/// two choices differ (ignoring the key would give the same shares).
+#[test]
+fn an_arm_can_judge_its_shares_on_its_own_log() -> TestResult {
+    let text = |judge: &str| {
+        format!(
+            r#"
+name = "judge"
+seed = 11
+[world]
+users = 600
+videos = 2400
+creators = 300
+surface_taste_divergence = 1
+[pre_period]
+days = 3
+[experiment]
+days = 3
+[[arms]]
+name = "popular"
+recipe = "popular"
+[[arms]]
+name = "unified"
+recipe = "unified"
+factors = 16
+epochs = 6
+shares_judged_on = "{judge}"
+[analysis]
+daily = false
+segments = false
+"#
+        )
+    };
+    let shares = |judge: &str| -> TestResult<Vec<Option<Vec<f32>>>> {
+        let out = run(&spec_of(&text(judge))?, &|_| {})?;
+        Ok(out
+            .summary
+            .refreshes
+            .iter()
+            .map(|r| r.specific.clone())
+            .collect())
+    };
+    let (control, own) = (shares("control")?, shares("own")?);
+    assert_eq!(control.len(), own.len());
+    assert!(own.iter().all(Option::is_some), "{own:?}");
+    assert_ne!(control, own, "the same shares from both logs");
+    Ok(())
+}

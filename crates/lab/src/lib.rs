@@ -102,7 +102,7 @@ pub mod outcomes {
 /// model as a simulator policy.
 pub mod specs {
     pub use crate::ranker_policy::RankerPolicy;
-    pub use crate::recipe::{ItemVectors, Ranking, Retrain, Specific, Trained, UserVectors};
+    pub use crate::recipe::{ItemVectors, Judge, Ranking, Retrain, Specific, Trained, UserVectors};
     pub use crate::spec::{parse_value, Arm};
 }
 

@@ -126,13 +126,38 @@ impl ItemVectors {
     pub const NAMES: &'static str = "per_surface, shared";
 }
 
+/// Whose impressions a hierarchical recipe judges its shares on when it
+/// chooses them (`specific` or `item_specific` = "auto").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Judge {
+    /// The control's: impressions no model of this recipe chose, so the
+    /// order judged is not the model's own (the default).
+    #[default]
+    Control,
+    /// The arm's own log of the day (what it served, played by every user):
+    /// the shares are judged on the videos this recipe shows, which the
+    /// control's popular pages do not reach.
+    Own,
+}
+
+impl Judge {
+    /// The names specs accept.
+    pub const NAMES: &'static str = "control, own";
+
+    fn is_control(&self) -> bool {
+        *self == Judge::Control
+    }
+}
+
 /// How a hierarchical unified recipe sets each surface's specific share `φ_s`
 /// (0: one taste everywhere, 1: a taste of the surface's own).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Specific {
     /// Chosen at every refit, per surface: each day's impressions of the
-    /// control are scored by the model that had not trained on them, the
+    /// control (or the arm's own, [`Judge::Own`]) are scored by the model
+    /// that had not trained on them, the
     /// last `window_days` days' scores are pooled, and the best value of
     /// `grid` is kept.
     Auto {
@@ -263,6 +288,9 @@ pub struct Trained {
     /// (all 0 with [`ItemVectors::Shared`]; `Auto` starts from 0, one
     /// vector per video, until the first choice).
     pub item_specific: Specific,
+    /// Hierarchical unified recipes: whose impressions choose the shares.
+    #[serde(skip_serializing_if = "Judge::is_control")]
+    pub shares_judged_on: Judge,
     /// Share of feed slots given to random fresh uploads (the same as the
     /// `popular` baseline's, so that only the ranking differs).
     pub explore: f64,
@@ -286,6 +314,7 @@ impl Default for Trained {
             specific: Specific::default(),
             item_vectors: ItemVectors::PerSurface,
             item_specific: Specific::default(),
+            shares_judged_on: Judge::Control,
             explore: reelkit_sim::policies::DEFAULT_EXPLORE,
         }
     }

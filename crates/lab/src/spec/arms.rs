@@ -3,7 +3,7 @@
 use reelkit_ranker::TrainParams;
 
 use crate::error::{Error, Result};
-use crate::recipe::{ItemVectors, Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
+use crate::recipe::{ItemVectors, Judge, Ranking, Recipe, Retrain, Specific, Trained, UserVectors};
 
 use super::*;
 
@@ -56,6 +56,7 @@ pub(super) fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
                         ("item_specific", a.item_specific.is_some()),
                         ("specific", a.specific.is_some()),
                         ("specific_grid", a.specific_grid.is_some()),
+                        ("shares_judged_on", a.shares_judged_on.is_some()),
                     ];
                     if let Some((k, _)) = set.iter().find(|(_, on)| *on) {
                         return Err(Error::spec(
@@ -233,6 +234,23 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
             shares(a.item_specific.as_ref(), "item_specific", grid, false, key)?
         }
     };
+    let shares_judged_on = match a.shares_judged_on.as_deref() {
+        None => d.shares_judged_on,
+        Some(_) if user_vectors != UserVectors::Hierarchical => {
+            return Err(Error::spec(
+                key("shares_judged_on"),
+                "only `user_vectors = \"hierarchical\"` chooses shares",
+            ))
+        }
+        Some("control") => Judge::Control,
+        Some("own") => Judge::Own,
+        Some(other) => {
+            return Err(Error::spec(
+                key("shares_judged_on"),
+                format!("must be one of {}; got `{other}`", Judge::NAMES),
+            ))
+        }
+    };
     let window_days = a.window_days.unwrap_or(d.window_days);
     if !(1..=365).contains(&window_days) {
         return Err(Error::spec(
@@ -282,6 +300,7 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
         specific,
         item_vectors,
         item_specific,
+        shares_judged_on,
         explore,
     })
 }

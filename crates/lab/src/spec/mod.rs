@@ -43,6 +43,9 @@
 //!                                 # own, ψ) | shared (ablation: one per video)
 //! item_specific = "auto"          # per_surface videos only: each surface's video share ψ,
 //!                                 # as `specific` (auto: chosen daily from 0, 0.5, 1)
+//! shares_judged_on = "control"    # hierarchical only: whose held-out impressions choose
+//!                                 # the "auto" shares: control (the control's, default)
+//!                                 # | own (the arm's own log of the day)
 //!
 //! [analysis]
 //! metrics = "metrics.toml"        # default: the built-in Reels metrics
@@ -228,6 +231,7 @@ struct RawArm {
     item_specific: Option<toml::Value>,
     specific: Option<toml::Value>,
     specific_grid: Option<Vec<f64>>,
+    shares_judged_on: Option<String>,
     explore: Option<f64>,
     explore_uniform: Option<f64>,
 }

@@ -1,7 +1,7 @@
 //! Tests of specs: every key checked before anything runs.
 
 use super::*;
-use crate::recipe::{ItemVectors, Retrain, Specific};
+use crate::recipe::{ItemVectors, Judge, Retrain, Specific};
 
 const GOOD: &str = r#"
 name = "t"
@@ -295,5 +295,36 @@ fn any_arm_may_explore_uniformly_within_zero_and_one() -> Result<()> {
             assert!(e.contains(&format!("arms.{arm}.explore_uniform")), "{e}");
         }
     }
+    Ok(())
+}
+
+#[test]
+fn shares_are_judged_on_the_control_unless_an_arm_asks_for_its_own_log() -> Result<()> {
+    let judged = |s: &ExperimentSpec| -> Result<Judge> {
+        match &s.clone().check()?.arms[2].recipe {
+            Recipe::Unified(t) => Ok(t.shares_judged_on),
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut x = spec(GOOD);
+    assert_eq!(judged(&x)?, Judge::Control);
+    x.set("arms.unified.shares_judged_on", parse_value("own"))?;
+    assert_eq!(judged(&x)?, Judge::Own);
+    for (key, value, needle) in [
+        ("arms.unified.shares_judged_on", "mine", "control, own"),
+        ("arms.siloed.shares_judged_on", "own", "only the unified recipe"),
+    ] {
+        let mut y = spec(GOOD);
+        y.set(key, parse_value(value))?;
+        let e = y.check().unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains(needle), "{e}");
+    }
+    // An ablation chooses no share.
+    x.set("arms.unified.user_vectors", parse_value("shared"))?;
+    let e = x.check().unwrap_err().to_string();
+    assert!(
+        e.contains("arms.unified.shares_judged_on") && e.contains("hierarchical"),
+        "{e}"
+    );
     Ok(())
 }

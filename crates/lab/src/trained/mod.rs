@@ -49,7 +49,7 @@ use reelkit_sim::{
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::recipe::{Retrain, Specific, Trained, UserVectors};
+use crate::recipe::{Judge, Retrain, Specific, Trained, UserVectors};
 
 mod heads;
 mod hier;
@@ -332,7 +332,8 @@ impl TrainedPolicy {
     /// Fits or refreshes the models before simulated day `today`, on the
     /// observed events of the days before it (`log[d]` is day `d`'s).
     /// `judge` is the log held-out settings are judged on (day `d` at `d`): a
-    /// log no model of this recipe chose, such as the control arm's.
+    /// log no model of this recipe chose, such as the control arm's; a recipe
+    /// with `shares_judged_on = "own"` judges on `log` instead.
     pub(crate) fn refresh(
         &mut self,
         world: &World,
@@ -343,6 +344,10 @@ impl TrainedPolicy {
         if self.fitted_once && self.recipe.retrain == Retrain::Never {
             return Ok(());
         }
+        let judge = match self.recipe.shares_judged_on {
+            Judge::Control => judge,
+            Judge::Own => log,
+        };
         let first = !self.fitted_once;
         let w = self.recipe.window_days;
         let window = |end: u32| -> std::ops::Range<usize> {
