@@ -312,7 +312,11 @@ fn shares_are_judged_on_the_control_unless_an_arm_asks_for_its_own_log() -> Resu
     assert_eq!(judged(&x)?, Judge::Own);
     for (key, value, needle) in [
         ("arms.unified.shares_judged_on", "mine", "control, own"),
-        ("arms.siloed.shares_judged_on", "own", "only the unified recipe"),
+        (
+            "arms.siloed.shares_judged_on",
+            "own",
+            "only the unified recipe",
+        ),
     ] {
         let mut y = spec(GOOD);
         y.set(key, parse_value(value))?;
