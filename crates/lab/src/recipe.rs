@@ -137,7 +137,9 @@ pub enum Judge {
     Control,
     /// The arm's own log of the day (what it served, played by every user):
     /// the shares are judged on the videos this recipe shows, which the
-    /// control's popular pages do not reach.
+    /// control's popular pages do not reach. An ablation: the choice tends
+    /// to confirm the shares that chose the videos (ARCHITECTURE.md has the
+    /// divergence sweep with either).
     Own,
 }
 

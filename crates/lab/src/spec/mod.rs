@@ -45,7 +45,8 @@
 //!                                 # as `specific` (auto: chosen daily from 0, 0.5, 1)
 //! shares_judged_on = "control"    # hierarchical only: whose held-out impressions choose
 //!                                 # the "auto" shares: control (the control's, default)
-//!                                 # | own (the arm's own log of the day)
+//!                                 # | own (the arm's own log of the day; an ablation,
+//!                                 # behind the default at medium scale: ARCHITECTURE.md)
 //!
 //! [analysis]
 //! metrics = "metrics.toml"        # default: the built-in Reels metrics
