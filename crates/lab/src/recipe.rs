@@ -57,6 +57,12 @@ pub enum Retrain {
     Never,
 }
 
+impl Retrain {
+    /// The names specs accept, with what each means.
+    pub const CHOICES: [(&'static str, Retrain); 2] =
+        [("daily", Retrain::Daily), ("never", Retrain::Never)];
+}
+
 /// How a trained recipe ranks the videos it retrieved. Heads are linear
 /// fits, per surface, of an impression's engagement weight on features of
 /// the (user, video) pair, on impressions the model had not trained on.
@@ -77,8 +83,12 @@ pub enum Ranking {
 }
 
 impl Ranking {
-    /// The names specs accept.
-    pub const NAMES: &'static str = "dot, surface, value";
+    /// The names specs accept, with what each means.
+    pub const CHOICES: [(&'static str, Ranking); 3] = [
+        ("dot", Ranking::Dot),
+        ("surface", Ranking::Surface),
+        ("value", Ranking::Value),
+    ];
 }
 
 /// How a unified recipe represents a user.
@@ -104,8 +114,12 @@ pub enum UserVectors {
 }
 
 impl UserVectors {
-    /// The names specs accept.
-    pub const NAMES: &'static str = "hierarchical, shared, per_surface";
+    /// The names specs accept, with what each means.
+    pub const CHOICES: [(&'static str, UserVectors); 3] = [
+        ("hierarchical", UserVectors::Hierarchical),
+        ("shared", UserVectors::Shared),
+        ("per_surface", UserVectors::PerSurface),
+    ];
 }
 
 /// How a hierarchical unified recipe represents a video.
@@ -122,8 +136,11 @@ pub enum ItemVectors {
 }
 
 impl ItemVectors {
-    /// The names specs accept.
-    pub const NAMES: &'static str = "per_surface, shared";
+    /// The names specs accept, with what each means.
+    pub const CHOICES: [(&'static str, ItemVectors); 2] = [
+        ("per_surface", ItemVectors::PerSurface),
+        ("shared", ItemVectors::Shared),
+    ];
 }
 
 /// Whose impressions a hierarchical recipe judges its shares on when it
@@ -144,8 +161,9 @@ pub enum Judge {
 }
 
 impl Judge {
-    /// The names specs accept.
-    pub const NAMES: &'static str = "control, own";
+    /// The names specs accept, with what each means.
+    pub const CHOICES: [(&'static str, Judge); 2] =
+        [("control", Judge::Control), ("own", Judge::Own)];
 
     fn is_control(&self) -> bool {
         *self == Judge::Control

@@ -163,62 +163,50 @@ pub(super) fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
     Ok(arms)
 }
 
+/// The value `name` means among `choices` (`None` when the key is not
+/// set), or an error at `key` listing the names.
+fn choice<T: Copy>(key: &str, name: Option<&str>, choices: &[(&str, T)]) -> Result<Option<T>> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    match choices.iter().find(|(n, _)| *n == name) {
+        Some(&(_, v)) => Ok(Some(v)),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|c| c.0).collect();
+            Err(Error::spec(
+                key,
+                format!("must be one of {}; got `{name}`", names.join(", ")),
+            ))
+        }
+    }
+}
+
 fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Trained> {
     let d = Trained::default();
-    let retrain = match a.retrain.as_deref() {
-        None => d.retrain,
-        Some("daily") => Retrain::Daily,
-        Some("never") => Retrain::Never,
-        Some(other) => {
-            return Err(Error::spec(
-                key("retrain"),
-                format!("must be one of daily, never; got `{other}`"),
-            ))
-        }
-    };
-    let ranking = match a.ranking.as_deref() {
-        None => d.ranking,
-        Some("dot") => Ranking::Dot,
-        Some("surface") => Ranking::Surface,
-        Some("value") => Ranking::Value,
-        Some(other) => {
-            return Err(Error::spec(
-                key("ranking"),
-                format!("must be one of {}; got `{other}`", Ranking::NAMES),
-            ))
-        }
-    };
-    let user_vectors = match a.user_vectors.as_deref() {
-        None => d.user_vectors,
-        Some("hierarchical") => UserVectors::Hierarchical,
-        Some("shared") => UserVectors::Shared,
-        Some("per_surface") => UserVectors::PerSurface,
-        Some(other) => {
-            return Err(Error::spec(
-                key("user_vectors"),
-                format!("must be one of {}; got `{other}`", UserVectors::NAMES),
-            ))
-        }
-    };
+    let retrain =
+        choice(&key("retrain"), a.retrain.as_deref(), &Retrain::CHOICES)?.unwrap_or(d.retrain);
+    let ranking =
+        choice(&key("ranking"), a.ranking.as_deref(), &Ranking::CHOICES)?.unwrap_or(d.ranking);
+    let user_vectors = choice(
+        &key("user_vectors"),
+        a.user_vectors.as_deref(),
+        &UserVectors::CHOICES,
+    )?
+    .unwrap_or(d.user_vectors);
     let specific = specific(a, user_vectors, key)?;
-    let item_vectors = match a.item_vectors.as_deref() {
-        None => d.item_vectors,
-        Some(_) if user_vectors != UserVectors::Hierarchical => {
-            return Err(Error::spec(
-                key("item_vectors"),
-                "only `user_vectors = \"hierarchical\"` takes it (`shared` and `per_surface` \
-                 share the videos' vectors)",
-            ))
-        }
-        Some("per_surface") => ItemVectors::PerSurface,
-        Some("shared") => ItemVectors::Shared,
-        Some(other) => {
-            return Err(Error::spec(
-                key("item_vectors"),
-                format!("must be one of {}; got `{other}`", ItemVectors::NAMES),
-            ))
-        }
-    };
+    if a.item_vectors.is_some() && user_vectors != UserVectors::Hierarchical {
+        return Err(Error::spec(
+            key("item_vectors"),
+            "only `user_vectors = \"hierarchical\"` takes it (`shared` and `per_surface` \
+             share the videos' vectors)",
+        ));
+    }
+    let item_vectors = choice(
+        &key("item_vectors"),
+        a.item_vectors.as_deref(),
+        &ItemVectors::CHOICES,
+    )?;
+    let item_vectors = item_vectors.unwrap_or(d.item_vectors);
     if a.item_specific.is_some()
         && (user_vectors != UserVectors::Hierarchical || item_vectors != ItemVectors::PerSurface)
     {
@@ -234,23 +222,18 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
             shares(a.item_specific.as_ref(), "item_specific", grid, false, key)?
         }
     };
-    let shares_judged_on = match a.shares_judged_on.as_deref() {
-        None => d.shares_judged_on,
-        Some(_) if user_vectors != UserVectors::Hierarchical => {
-            return Err(Error::spec(
-                key("shares_judged_on"),
-                "only `user_vectors = \"hierarchical\"` chooses shares",
-            ))
-        }
-        Some("control") => Judge::Control,
-        Some("own") => Judge::Own,
-        Some(other) => {
-            return Err(Error::spec(
-                key("shares_judged_on"),
-                format!("must be one of {}; got `{other}`", Judge::NAMES),
-            ))
-        }
-    };
+    if a.shares_judged_on.is_some() && user_vectors != UserVectors::Hierarchical {
+        return Err(Error::spec(
+            key("shares_judged_on"),
+            "only `user_vectors = \"hierarchical\"` chooses shares",
+        ));
+    }
+    let shares_judged_on = choice(
+        &key("shares_judged_on"),
+        a.shares_judged_on.as_deref(),
+        &Judge::CHOICES,
+    )?;
+    let shares_judged_on = shares_judged_on.unwrap_or(d.shares_judged_on);
     let window_days = a.window_days.unwrap_or(d.window_days);
     if !(1..=365).contains(&window_days) {
         return Err(Error::spec(
