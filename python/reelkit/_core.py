@@ -103,7 +103,8 @@ def train(interactions: Any = None, *, events: Any = None, user_col: str = "user
           weight_col: Optional[str] = None, ts_col: Optional[str] = None, algo: str = "ials",
           factors: Optional[int] = None, epochs: int = 15, reg: Optional[float] = None, alpha: float = 1.0,
           cg_steps: int = 3, reg_exponent: float = 0.0, learning_rate: float = 0.05, seed: int = 42,
-          pop_bias: float = 0.0, weights: str = "linear") -> "Model":
+          pop_bias: float = 0.0, weights: str = "linear", per_surface: bool = False, specific: str = "auto",
+          item_specific: str = "auto") -> "Model":
     """Train a ranker, as ``reelkit train`` does.
 
     ``interactions``: a frame or file of ``user_col, item_col[, weight_col]``
@@ -111,11 +112,19 @@ def train(interactions: Any = None, *, events: Any = None, user_col: str = "user
     engagement (the value model is fitted too). ``algo``: ials, bpr or ease.
     ``weights``: how ``weight_col`` becomes a training weight: linear, log
     (1 + ln(1 + w)) or binary. Ctrl-C stops training between epochs.
+
+    ``per_surface=True`` (events, ials): the unified model of ``reelkit train
+    --per-surface``, a vector per user and surface; ``specific`` and
+    ``item_specific`` are each surface's share of the users' and the videos'
+    vectors that is the surface's own: ``"auto"`` (chosen on the log's last
+    day), one share (``"0.3"``) or one per surface
+    (``"reels=0.1,feed=0,watch=0.8"``). ``Model.recommend(surface=...)``
+    ranks with them.
     """
     with Inputs() as inputs:
         source = _source(inputs, interactions, events, user_col, item_col, weight_col, ts_col)
         native = _reelkit.train(source, algo, factors, epochs, reg, alpha, cg_steps, reg_exponent, learning_rate,
-                                seed, pop_bias, weights)
+                                seed, pop_bias, weights, (specific, item_specific) if per_surface else None)
     return Model(native)
 
 

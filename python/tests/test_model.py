@@ -232,3 +232,23 @@ def test_help_and_stubs_document_the_api():
     missing = [n for n in native if f"def {n}(" not in text and f"class {n}" not in text]
     assert not missing, f"the stub lacks {missing}"
     assert (Path(reelkit.__file__).parent / "py.typed").exists()
+
+
+def test_per_surface_training_ranks_each_surface_with_its_own_vectors(root):
+    events = str(root / "datasets" / "sample" / "events.parquet")
+    m = reelkit.train(events=events, per_surface=True, factors=8, epochs=3, specific="0.5",
+                      item_specific="reels=0,feed=0,watch=1")
+    assert m.surfaces == ["reels", "feed", "watch"]
+    # Watch's videos have vectors of its own: one block more in every row.
+    assert m.dim == 16
+    meta = m.meta
+    assert meta["item_specific"] == [0.0, 0.0, 1.0] and meta["specific"] == [0.5, 0.5, 0.5]
+    user = m.user_ids[0]
+    watch = m.recommend(users=[user], k=5, surface="watch")
+    reels = m.recommend(users=[user], k=5, surface="reels")
+    assert len(watch) == 5 and len(reels) == 5
+    assert list(watch["item_id"]) != list(reels["item_id"])
+    with pytest.raises(ValueError, match="per_surface needs events"):
+        reelkit.train(ratings(), user_col="uid", item_col="movie", per_surface=True)
+    with pytest.raises(ValueError, match="item_specific"):
+        reelkit.train(events=events, per_surface=True, item_specific="watch=2")

@@ -102,6 +102,7 @@ pub(super) fn serve(args: ServeBenchArgs) -> anyhow::Result<()> {
             value_model: None,
             source: "reelkit bench serve".into(),
             specific: None,
+            item_specific: None,
         },
     };
     let config = reelkit_serve::ServeConfig {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use reelkit_lab::specs::Specific;
 use reelkit_ranker::{tuning::Weighting, Algo, EpochReport, Factors, TrainControl, TrainParams};
 use serde_json::json;
 
@@ -102,7 +103,15 @@ pub struct TrainArgs {
     /// log's last day, held out), one share (`0.3`) or one per surface
     /// (`reels=0.1,feed=0,watch=0.8`).
     #[arg(long, requires = "per_surface", value_parser = parse_specific)]
-    pub specific: Option<reelkit_lab::specs::Specific>,
+    pub specific: Option<Specific>,
+    /// With --per-surface: each surface's video share ψ (0: one vector per
+    /// video, shared by every surface; 1: a vector of the surface's own),
+    /// as --specific: `auto` (the default; chosen from 0, 0.5 and 1 on the
+    /// log's last day, held out, keeping 0 unless more is better by over a
+    /// standard error), one share, or one per surface. With any ψ above 0
+    /// the model file's vectors are wider: one block more per such surface.
+    #[arg(long, requires = "per_surface", value_parser = parse_specific)]
+    pub item_specific: Option<Specific>,
     /// Model file to write (Arrow IPC).
     #[arg(long)]
     pub out: PathBuf,
@@ -115,7 +124,16 @@ fn shares(v: &[f32]) -> Vec<f64> {
         .collect()
 }
 
-fn parse_specific(text: &str) -> Result<reelkit_lab::specs::Specific, String> {
+/// How a share was chosen: the grid and each value's held-out score.
+fn choice(c: &reelkit_ranker::per_surface::SpecificChoice) -> serde_json::Value {
+    json!({
+        "grid": shares(&c.grid),
+        "held_out_concordance": c.score,
+        "held_out_groups": c.groups,
+    })
+}
+
+fn parse_specific(text: &str) -> Result<Specific, String> {
     text.parse()
 }
 
@@ -135,11 +153,18 @@ fn run_per_surface(args: &TrainArgs) -> anyhow::Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     let params = args.hyper.params();
     let specific = args.specific.clone().unwrap_or_default();
+    let item_specific = match &args.item_specific {
+        None | Some(Specific::Auto { .. }) => Specific::Auto {
+            grid: Specific::ITEM_GRID.to_vec(),
+        },
+        Some(fixed) => fixed.clone(),
+    };
     let t1 = Instant::now();
     let fit = reelkit_lab::training::train_surface_on_events(
         &events,
         &params,
         &specific,
+        &item_specific,
         &format!("reelkit {} train --per-surface", env!("CARGO_PKG_VERSION")),
     )?;
     let train_s = t1.elapsed().as_secs_f64();
@@ -156,11 +181,10 @@ fn run_per_surface(args: &TrainArgs) -> anyhow::Result<()> {
         "items": model.items.len(),
         "surfaces": model.surfaces.as_ref().map(|s| s.names.clone()),
         "specific": model.meta.specific.as_deref().map(shares),
-        "specific_choice": fit.choice.map(|c| json!({
-            "grid": shares(&c.grid),
-            "held_out_concordance": c.score,
-            "held_out_groups": c.groups,
-        })),
+        "specific_choice": fit.choice.map(|c| choice(&c)),
+        "item_specific": model.meta.item_specific.as_deref().map_or(vec![0.0; 3], shares),
+        "item_specific_choice": fit.item_choice.map(|c| choice(&c)),
+        "dim": model.factors.dim,
         "load_s": load_s,
         "train_s": train_s,
         "value_model_calibration": model.meta.value_model.map(|v| v.calibration),

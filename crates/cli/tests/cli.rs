@@ -1283,3 +1283,53 @@ fn bench_fuzz_runs_outside_the_source_tree() -> TestResult {
     );
     Ok(())
 }
+
+/// Issue 30: `train --per-surface` fits the lab's unified model, videos'
+/// vectors per surface included: the file's rows widen by one block per
+/// surface whose videos have a share of their own, `recommend --surface`
+/// ranks by them, and `auto` (the default) says what it weighed.
+#[test]
+fn per_surface_training_keeps_each_surfaces_video_vectors() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let events = workspace_root().join("datasets/sample/events.parquet");
+    let train = |out: &Path, extra: &str| -> TestResult<serde_json::Value> {
+        let line = "train --events {} --per-surface --factors 8 --epochs 3 --out {}";
+        let o = run(&format!("{line} {extra}"), &[&events, &out]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        Ok(serde_json::from_slice(&o.stdout)?)
+    };
+    let fixed = dir.path().join("fixed.arrow");
+    let s = train(
+        &fixed,
+        "--specific 0.5 --item-specific reels=0,feed=0,watch=1",
+    )?;
+    assert_eq!(s["dim"], 16, "{s}");
+    assert_eq!(
+        s["item_specific"],
+        serde_json::json!([0.0, 0.0, 1.0]),
+        "{s}"
+    );
+    assert!(s["item_specific_choice"].is_null(), "{s}");
+    let ranker = reelkit_ranker::Ranker::open(&fixed)?;
+    assert_eq!(ranker.dim(), 16);
+    assert_eq!(ranker.model().meta.item_specific, Some(vec![0.0, 0.0, 1.0]));
+    let recs = dir.path().join("watch.csv");
+    let o = run(
+        "recommend --model {} --surface watch --k 3 --out {}",
+        &[&fixed, &recs],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&recs)?.lines().count() > 1000);
+    // `auto`: every share of the grid scored on every surface, and the
+    // file as wide as the shares chosen say.
+    let auto = dir.path().join("auto.arrow");
+    let s = train(&auto, "")?;
+    let c = &s["item_specific_choice"];
+    assert_eq!(c["grid"], serde_json::json!([0.0, 0.5, 1.0]), "{s}");
+    assert_eq!(c["held_out_concordance"].as_array().map(Vec::len), Some(3));
+    let own = s["item_specific"]
+        .as_array()
+        .map_or(0, |v| v.iter().filter(|x| x.as_f64() > Some(0.0)).count());
+    assert_eq!(s["dim"], 8 * (1 + own), "{s}");
+    Ok(())
+}

@@ -6,8 +6,8 @@ use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
     algorithms::{EngagementWeights, Impressions},
     per_surface::{
-        choose_specific, train_surface_ials, train_surface_ials_from, HeldOut, SpecificChoice,
-        SurfaceData, SurfaceParams,
+        choose_item_specific, choose_specific, on_every_surface, train_surface_ials,
+        train_surface_ials_from, HeldOut, SpecificChoice, SurfaceData, SurfaceParams,
     },
     value_model::{ValueModel, ValueSamples, ValueWeights},
     Factors, Model, TrainControl, TrainParams, TrainingData,
@@ -229,80 +229,115 @@ pub(crate) fn held_out(
 pub struct SurfaceFit {
     /// The model (user vectors per surface; `reels, feed, watch`).
     pub model: Model,
-    /// With `Specific::Auto`: the held-out scores of every share tried.
+    /// With the users' shares `Specific::Auto`: the held-out scores of every
+    /// share tried.
     pub choice: Option<SpecificChoice>,
+    /// With the videos' shares `Specific::Auto`: the same for them.
+    pub item_choice: Option<SpecificChoice>,
 }
 
-/// Trains a per-surface model on an event log ([`reelkit_ranker::per_surface::train_surface_ials`]).
+/// Trains a per-surface model on an event log
+/// ([`reelkit_ranker::per_surface::train_surface_ials`]): each surface's
+/// specific share for users (`specific`, `φ`) and for videos
+/// (`item_specific`, `ψ`; 0 everywhere is one vector per video).
 ///
-/// With [`Specific::Auto`] the last UTC day of the log is held out: the
-/// model is fitted on the days before it with each surface's share at its
-/// initial value, the shares are chosen on the held-out day's impressions
-/// ([`reelkit_ranker::per_surface::choose_specific`]; the log's own policy chose them,
-/// not this model), then the model is fitted on every day, warm from the
-/// first fit, with the chosen shares. A value model is fitted on the
-/// impressions, scored with each impression's surface vector.
+/// With either share `Specific::Auto` the last UTC day of the log is held
+/// out: the model is fitted on the days before it with the users' shares at
+/// their initial value and one vector per video, the shares left to `auto`
+/// are chosen on the held-out day's impressions
+/// ([`reelkit_ranker::per_surface::choose_specific`], and
+/// [`choose_item_specific`], which keeps a surface's videos on the shared
+/// vectors unless a share of their own is better by more than one standard
+/// error; the log's own policy chose the impressions, not this model), then
+/// the model is fitted on every day, warm from the first fit, with the
+/// chosen shares. A value model is fitted on the impressions, scored with
+/// each impression's surface vectors.
 pub fn train_surface_on_events(
     events: &Events,
     params: &TrainParams,
     specific: &Specific,
+    item_specific: &Specific,
     source: &str,
 ) -> Result<SurfaceFit> {
     let checked = params.clone().check()?;
     let ns = Surface::ALL.len();
-    let (specific, choice, start) = match specific {
-        Specific::Fixed(v) => (v.clone(), None, None),
-        Specific::Auto { grid } => {
-            let day = |ts: i64| ts.div_euclid(86_400_000);
-            let last = events.ts_ms.iter().map(|&t| day(t)).max();
-            let first = events.ts_ms.iter().map(|&t| day(t)).min();
-            let (Some(last), Some(first)) = (last, first) else {
-                return Err(Error::Ranker(reelkit_ranker::Error::Empty));
-            };
-            if first == last {
-                return Err(Error::Input(
-                    "choosing the specific shares holds out the log's last day, and this log \
-                     has one day: give the shares (--specific)"
-                        .into(),
-                ));
-            }
-            let before = subset(events, |i| day(events.ts_ms[i]) < last);
-            let held = subset(events, |i| day(events.ts_ms[i]) == last);
-            let data = surface_data(&[&before])?;
-            let init = Specific::Auto { grid: grid.clone() }.initial();
-            let sp = SurfaceParams {
-                specific: init.clone(),
-                item_specific: vec![0.0; ns],
-            }
-            .check(ns)?;
-            let fac = train_surface_ials(&data, &checked, &sp, &mut TrainControl::default())?;
-            let counts = reelkit_ranker::evaluation::item_counts(&data.matrix);
-            let (u, s, i, g) = held_out(&data, &held, |v| counts[v as usize] > 0);
-            let h = HeldOut {
-                user: &u,
-                surface: &s,
-                item: &i,
-                gain: &g,
-            };
-            let choice = choose_specific(
+    let fixed = |s: &Specific| match s {
+        Specific::Fixed(v) => Some(v.clone()),
+        Specific::Auto { .. } => None,
+    };
+    let (mut phi, mut psi) = (fixed(specific), fixed(item_specific));
+    let (mut choice, mut item_choice, mut start) = (None, None, None);
+    if phi.is_none() || psi.is_none() {
+        let day = |ts: i64| ts.div_euclid(86_400_000);
+        let last = events.ts_ms.iter().map(|&t| day(t)).max();
+        let first = events.ts_ms.iter().map(|&t| day(t)).min();
+        let (Some(last), Some(first)) = (last, first) else {
+            return Err(Error::Ranker(reelkit_ranker::Error::Empty));
+        };
+        if first == last {
+            return Err(Error::Input(
+                "choosing the specific shares holds out the log's last day, and this log \
+                 has one day: give the shares (--specific and --item-specific)"
+                    .into(),
+            ));
+        }
+        let before = subset(events, |i| day(events.ts_ms[i]) < last);
+        let held = subset(events, |i| day(events.ts_ms[i]) == last);
+        let data = surface_data(&[&before])?;
+        let sp = SurfaceParams {
+            specific: phi.clone().unwrap_or_else(|| specific.initial()),
+            item_specific: vec![0.0; ns],
+        }
+        .check(ns)?;
+        let fac = train_surface_ials(&data, &checked, &sp, &mut TrainControl::default())?;
+        let counts = reelkit_ranker::evaluation::item_counts(&data.matrix);
+        let (u, s, i, g) = held_out(&data, &held, |v| counts[v as usize] > 0);
+        let h = HeldOut {
+            user: &u,
+            surface: &s,
+            item: &i,
+            gain: &g,
+        };
+        let z;
+        let items = if fac.surface_items.is_empty() {
+            z = on_every_surface(&fac.items, fac.dim, ns);
+            &z
+        } else {
+            &fac.surface_items
+        };
+        if let Specific::Auto { grid } = specific {
+            let c = choose_specific(
                 &data,
-                &fac.surface_items,
+                items,
                 &checked,
                 grid,
                 &h,
                 Some((&fac.shared, &fac.surface)),
                 checked.cg_steps + 2,
             )?;
-            (choice.specific.clone(), Some(choice), Some((data, fac)))
+            phi = Some(c.specific.clone());
+            choice = Some(c);
         }
-    };
+        if let Specific::Auto { grid } = item_specific {
+            let c = choose_item_specific(
+                &data,
+                &fac.surface,
+                &fac.items,
+                items,
+                &checked,
+                grid,
+                &h,
+                checked.cg_steps,
+            )?;
+            psi = Some(c.specific.clone());
+            item_choice = Some(c);
+        }
+        start = Some((data, fac));
+    }
     let data = surface_data(&[events])?;
-    // One vector per video (ψ = 0): the model file holds one item table,
-    // which the server's retrieval indexes; videos' vectors per surface are
-    // the lab's until the file and the server hold them.
     let sp = SurfaceParams {
-        specific: specific.clone(),
-        item_specific: vec![0.0; ns],
+        specific: phi.unwrap_or_else(|| specific.initial()),
+        item_specific: psi.unwrap_or_else(|| vec![0.0; ns]),
     }
     .check(ns)?;
     let fac = match start {
@@ -316,7 +351,11 @@ pub fn train_surface_on_events(
     let mut model = Model::from_surfaces(&data, fac, &names, params.clone())?;
     model.meta.value_model = Some(fit_surface_value_model(events, &model));
     model.meta.source = source.to_string();
-    Ok(SurfaceFit { model, choice })
+    Ok(SurfaceFit {
+        model,
+        choice,
+        item_choice,
+    })
 }
 
 /// The impressions `keep` says, in order.

@@ -171,7 +171,7 @@ impl Source {
 
 /// Trains a model on `source`, as `reelkit train` does.
 #[pyfunction]
-#[pyo3(signature = (source, algo, factors, epochs, reg, alpha, cg_steps, reg_exponent, learning_rate, seed, pop_bias, weights))]
+#[pyo3(signature = (source, algo, factors, epochs, reg, alpha, cg_steps, reg_exponent, learning_rate, seed, pop_bias, weights, per_surface=None))]
 #[allow(clippy::too_many_arguments)]
 fn train(
     py: Python<'_>,
@@ -187,6 +187,7 @@ fn train(
     seed: u64,
     pop_bias: f32,
     weights: &str,
+    per_surface: Option<(String, String)>,
 ) -> PyResult<Model> {
     let algo: Algo = algo.parse().map_err(value_err)?;
     let weighting: Weighting = weights.parse().map_err(value_err)?;
@@ -208,6 +209,9 @@ fn train(
         pop_bias,
         ..TrainParams::default()
     };
+    if let Some((specific, item_specific)) = per_surface {
+        return train_per_surface(py, source, params, &specific, &item_specific);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let m = blocking(py, Some(stop), move || -> reelkit_lab::Result<_> {
@@ -224,6 +228,57 @@ fn train(
             format!("reelkit {} python train", env!("CARGO_PKG_VERSION")),
         )?;
         Ok(model)
+    })?
+    .map_err(to_py)?;
+    Ok(Model::from_owned(m))
+}
+
+/// A per-surface model on an event log, as `reelkit train --per-surface`
+/// does: the users' and the videos' shares `auto` or given.
+fn train_per_surface(
+    py: Python<'_>,
+    source: Source,
+    params: TrainParams,
+    specific: &str,
+    item_specific: &str,
+) -> PyResult<Model> {
+    use reelkit_lab::specs::Specific;
+    if !source.1 {
+        return Err(value_err(
+            "per_surface needs events: an event log says on which surface each impression was shown",
+        ));
+    }
+    if params.algo != Algo::Ials {
+        return Err(value_err(format!(
+            "per_surface trains ials; got algo {}",
+            params.algo
+        )));
+    }
+    let parse = |what: &str, text: &str| -> PyResult<Specific> {
+        text.parse::<Specific>()
+            .map_err(|e| value_err(format!("{what}: {e}")))
+    };
+    let specific = parse("specific", specific)?;
+    let item_specific = match parse("item_specific", item_specific)? {
+        Specific::Auto { .. } => Specific::Auto {
+            grid: Specific::ITEM_GRID.to_vec(),
+        },
+        fixed => fixed,
+    };
+    let m = blocking(py, None, move || -> reelkit_lab::Result<_> {
+        let (_, ev) = source.load()?;
+        let ev = ev.unwrap_or_default();
+        let fit = reelkit_lab::training::train_surface_on_events(
+            &ev,
+            &params,
+            &specific,
+            &item_specific,
+            &format!(
+                "reelkit {} python train per_surface",
+                env!("CARGO_PKG_VERSION")
+            ),
+        )?;
+        Ok(fit.model)
     })?
     .map_err(to_py)?;
     Ok(Model::from_owned(m))

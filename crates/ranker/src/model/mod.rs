@@ -19,7 +19,11 @@
 //! batch `2 + s` holds every user's vector on surface `s` (kind `2 + s`, the
 //! users in batch 0's order, `count` = their training interactions there);
 //! batch 0's embeddings are then the users' shared tastes. A model without
-//! surfaces writes no such key and no such batch. A model trained on string
+//! surfaces writes no such key and no such batch. Where a per-surface
+//! model's videos also have vectors of a surface's own, the item rows are
+//! wider (`reelkit.meta`'s `item_specific` says whose; see
+//! [`Model::from_surfaces`]) and every reader serves them as any model's:
+//! no new batch, no new version. A model trained on string
 //! ids (ISBNs, hashes) has a sixth column `key` (utf8, nullable): the id as
 //! given for every row of the side whose ids were strings (null on the other
 //! side), `id` then being the dense internal id. Version 1 files (two
@@ -80,6 +84,12 @@ pub struct ModelMeta {
     /// model's surfaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub specific: Option<Vec<f32>>,
+    /// Per-surface models whose videos have vectors of each surface's own
+    /// (some `ψ_s > 0`): each surface's video share, in the order of the
+    /// model's surfaces. The vectors are then `dim = factors × (1 + the
+    /// surfaces with ψ_s > 0)` wide (see [`Model::from_surfaces`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_specific: Option<Vec<f32>>,
 }
 
 /// Every user's vector on every surface of a per-surface model.
@@ -269,6 +279,7 @@ impl Model {
                 value_model: None,
                 source: String::new(),
                 specific: None,
+                item_specific: None,
             },
         }
     }
@@ -369,6 +380,15 @@ impl Model {
     /// vectors, every user's vector on every surface (surfaces named by
     /// `names`, in `data`'s surface order), the pooled training counts, and
     /// the shares it was fitted with.
+    ///
+    /// Where videos have vectors of a surface's own (`ψ_s > 0`), the model
+    /// keeps one item table all the same, so that every reader, index and
+    /// retrieval path serves it unchanged: a video's row is `[q_i, z_is for
+    /// each surface s with ψ_s > 0]`, a user's vector on such a surface
+    /// `w_us` at `z_is`'s place, on another surface (`z_is = q_i`) at
+    /// `q_i`'s place, and the shared taste `p_u` at `q_i`'s place, zeros
+    /// elsewhere. Every product is then the model's score exactly (`w_us ·
+    /// z_is`, `p_u · q_i`); the rows are `1 +` that many surfaces wide.
     pub fn from_surfaces(
         data: &crate::surfaces::SurfaceData,
         factors: crate::surfaces::SurfaceFactors,
@@ -401,12 +421,57 @@ impl Model {
         let crate::surfaces::SurfaceFactors {
             dim,
             specific,
+            item_specific,
             shared,
             surface,
             items,
+            surface_items,
             item_bias,
             ..
         } = factors;
+        let own: Vec<usize> = (0..ns)
+            .filter(|&s| item_specific.get(s).is_some_and(|&x| x > 0.0))
+            .collect();
+        let (dim, shared, surface, items, item_specific) = if own.is_empty()
+            || surface_items.len() != items.len() * ns
+        {
+            (dim, shared, surface, items, None)
+        } else {
+            let wide = dim * (1 + own.len());
+            // The block of surface `s` in a wide row: 0 is `q_i`'s.
+            let block = |s: usize| own.iter().position(|&o| o == s).map_or(0, |k| k + 1);
+            let mut rows_items = vec![0f32; items.len() / dim.max(1) * wide];
+            for (i, row) in rows_items.chunks_exact_mut(wide).enumerate() {
+                row[..dim].copy_from_slice(&items[i * dim..(i + 1) * dim]);
+                for (k, &s) in own.iter().enumerate() {
+                    let at = (i * ns + s) * dim;
+                    row[(k + 1) * dim..(k + 2) * dim].copy_from_slice(&surface_items[at..at + dim]);
+                }
+            }
+            let mut rows_shared = vec![0f32; shared.len() / dim.max(1) * wide];
+            for (row, p) in rows_shared
+                .chunks_exact_mut(wide)
+                .zip(shared.chunks_exact(dim))
+            {
+                row[..dim].copy_from_slice(p);
+            }
+            let mut rows_surface = vec![0f32; surface.len() / dim.max(1) * wide];
+            for (r, (row, w)) in rows_surface
+                .chunks_exact_mut(wide)
+                .zip(surface.chunks_exact(dim))
+                .enumerate()
+            {
+                let b = block(r % ns);
+                row[b * dim..(b + 1) * dim].copy_from_slice(w);
+            }
+            (
+                wide,
+                rows_shared,
+                rows_surface,
+                rows_items,
+                Some(item_specific),
+            )
+        };
         Ok(Model {
             users: data.users.clone(),
             items: data.items.clone(),
@@ -433,6 +498,7 @@ impl Model {
                 value_model: None,
                 source: String::new(),
                 specific: Some(specific),
+                item_specific,
             },
         })
     }

@@ -25,6 +25,7 @@ fn model() -> Model {
             value_model: None,
             source: "test".into(),
             specific: None,
+            item_specific: None,
         },
     }
 }

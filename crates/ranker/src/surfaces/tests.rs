@@ -620,3 +620,55 @@ fn bad_inputs_are_errors() {
     assert!(SurfaceData::from_triplets(&[1, 2], &[0], &[2, 3], None, 3, 0.0).is_err());
     assert!(SurfaceData::from_triplets(&[1], &[0], &[2], Some(&[f32::NAN]), 3, 0.0).is_err());
 }
+
+/// A model file of a fit whose videos have vectors of their surfaces' own
+/// (ψ > 0) scores every user on every surface against those vectors, read
+/// back from the file: what `recommend --surface` and the server rank by.
+/// (Written with the shared video vectors alone, the watch scores differ.)
+#[test]
+fn a_model_file_scores_each_surface_with_its_own_video_vectors() -> Result<()> {
+    let (us, ss, is) = planted(30, 3, 1.0, 5);
+    let data = SurfaceData::from_triplets(&us, &ss, &is, None, 3, 0.0)?;
+    let dir = tempfile::tempdir().map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let path = dir.path().join("m.arrow");
+    let names = ["reels", "feed", "watch"];
+    for item_specific in [vec![0.0, 0.5, 1.0], vec![0.0; 3]] {
+        let sp = shares(vec![0.5; 3], item_specific.clone())?;
+        let fac = train_surface_ials(&data, &params(2), &sp, &mut TrainControl::default())?;
+        let model =
+            crate::Model::from_surfaces(&data, fac.clone(), &names, params(2).get().clone())?;
+        model.save(&path)?;
+        let back = crate::MappedModel::open(&path)?;
+        let own = item_specific.iter().filter(|&&x| x > 0.0).count();
+        let wide = 6 * (1 + own);
+        assert_eq!(back.dim, wide);
+        assert_eq!(
+            back.meta.item_specific,
+            (own > 0).then(|| item_specific.clone())
+        );
+        let sv = back.surfaces.as_ref().expect("surface vectors");
+        let row = |v: &[f32], r: usize| v[r * wide..(r + 1) * wide].to_vec();
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+        let mut moved = 0f32;
+        for u in 0..data.users.len() {
+            for i in 0..data.items.len() {
+                let item = row(&back.item_factors, i);
+                let shared = dot(&row(&back.user_factors, u), &item);
+                assert!(close(shared, dot(fac.shared_user(u), fac.item(i))));
+                for s in 0..3 {
+                    let got = dot(&row(&sv.vectors[s], u), &item);
+                    let want = dot(fac.surface_user(u, s), fac.surface_item(i, s));
+                    assert!(
+                        close(got, want),
+                        "user {u} item {i} surface {s}: {got} vs {want}"
+                    );
+                    moved = moved.max((want - dot(fac.surface_user(u, s), fac.item(i))).abs());
+                }
+            }
+        }
+        // The check can fail: with ψ > 0 the surfaces' own video vectors
+        // change the scores (and with ψ = 0 they are the shared ones).
+        assert_eq!(moved > 1e-3, own > 0, "{item_specific:?}: {moved}");
+    }
+    Ok(())
+}
