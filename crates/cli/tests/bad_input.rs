@@ -436,6 +436,8 @@ fn cases() -> Vec<Case> {
         Case { name: "train: a share out of range", args: "train --events {in}/events.parquet --per-surface --specific 2 --out {out}/m.arrow", code: 2, says: &["--specific", "[0, 1]"] },
         Case { name: "train: a surface the log does not have", args: "train --events {in}/events.parquet --per-surface --specific reels=0,feed=0,stories=1 --out {out}/m.arrow", code: 2, says: &["--specific", "no surface `stories`"] },
         Case { name: "train: shares without --per-surface", args: "train --events {in}/events.parquet --specific 0.5 --out {out}/m.arrow", code: 2, says: &["--per-surface"] },
+        Case { name: "train: a video share out of range", args: "train --events {in}/events.parquet --per-surface --item-specific watch=1.5 --out {out}/m.arrow", code: 2, says: &["--item-specific", "[0, 1]"] },
+        Case { name: "train: video shares without --per-surface", args: "train --events {in}/events.parquet --item-specific 1 --out {out}/m.arrow", code: 2, says: &["--per-surface"] },
         fail("recommend: a surface of a model without surfaces", "recommend --model {in}/model.arrow --surface watch --out {out}/r.csv", &["--surface watch", "--per-surface"]),
         // reelkit serve (refused before listening)
         fail("serve: truncated model", "serve --model {in}/trunc.arrow --addr 127.0.0.1:0", &["trunc.arrow", "not a reelkit model file"]),

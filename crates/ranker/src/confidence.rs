@@ -224,20 +224,7 @@ impl TrainingData {
 
 /// Drops entries whose weight is not above `min` (and never keeps a weight ≤ 0).
 pub fn keep_above(m: &Csr, min: f32) -> Csr {
-    let mut rows = Vec::with_capacity(m.nnz());
-    let mut cols = Vec::with_capacity(m.nnz());
-    let mut vals = Vec::with_capacity(m.nnz());
-    for r in 0..m.n_rows() {
-        let (c, v) = m.row(r);
-        for (&c, &v) in c.iter().zip(v) {
-            if v > min && v > 0.0 {
-                rows.push(r as u32);
-                cols.push(c);
-                vals.push(v);
-            }
-        }
-    }
-    Csr::from_triplets(m.n_rows(), m.n_cols(), &rows, &cols, &vals)
+    m.filter(|v| v > min && v > 0.0)
 }
 
 #[cfg(test)]

@@ -70,6 +70,32 @@ impl Csr {
         }
     }
 
+    /// The entries whose value `keep` accepts, in place of rebuilding from
+    /// triplets: each row stays sorted and duplicate-free, so the result is
+    /// the one `from_triplets` would build from the kept entries.
+    pub fn filter(&self, keep: impl Fn(f32) -> bool) -> Csr {
+        let mut indptr = Vec::with_capacity(self.indptr.len());
+        indptr.push(0);
+        let mut indices = Vec::with_capacity(self.nnz());
+        let mut values = Vec::with_capacity(self.nnz());
+        for r in 0..self.n_rows() {
+            let (c, v) = self.row(r);
+            for (&c, &v) in c.iter().zip(v) {
+                if keep(v) {
+                    indices.push(c);
+                    values.push(v);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        Csr {
+            n_cols: self.n_cols,
+            indptr,
+            indices,
+            values,
+        }
+    }
+
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.indptr.len() - 1
@@ -179,5 +205,38 @@ mod tests {
         assert_eq!(t.row(3), (&[0u32][..], &[6.0f32][..]));
         assert_eq!(t.row(1), (&[2u32][..], &[6.0f32][..]));
         assert_eq!(t.transpose(), m);
+    }
+
+    #[test]
+    fn filtering_is_rebuilding_from_the_kept_triplets() {
+        // Seeded triplets with duplicates; keep the summed values above 1.
+        let mut rng = crate::rng::SplitMix::new(7, 0, 0);
+        let mut next = |m: u64| rng.below(m) as u32;
+        let n = 400;
+        let (rows, cols, vals): (Vec<u32>, Vec<u32>, Vec<f32>) = (0..n)
+            .map(|_| (next(30), next(50), next(4) as f32 * 0.5))
+            .fold(
+                (vec![], vec![], vec![]),
+                |(mut r, mut c, mut v), (a, b, w)| {
+                    r.push(a);
+                    c.push(b);
+                    v.push(w);
+                    (r, c, v)
+                },
+            );
+        let m = Csr::from_triplets(30, 50, &rows, &cols, &vals);
+        let kept = m.filter(|v| v > 1.0);
+        let (mut r2, mut c2, mut v2) = (vec![], vec![], vec![]);
+        for r in 0..m.n_rows() {
+            for (&c, &v) in m.row(r).0.iter().zip(m.row(r).1) {
+                if v > 1.0 {
+                    r2.push(r as u32);
+                    c2.push(c);
+                    v2.push(v);
+                }
+            }
+        }
+        assert_eq!(kept, Csr::from_triplets(30, 50, &r2, &c2, &v2));
+        assert!(kept.nnz() > 0 && kept.nnz() < m.nnz());
     }
 }
