@@ -82,6 +82,18 @@ pub struct ServeArgs {
     /// f32 table.
     #[arg(long, value_enum, default_value_t = reelkit_ranker::Retrieval::default())]
     retrieval: reelkit_ranker::Retrieval,
+    /// Explore: each slot of every list, with this probability in (0, 1),
+    /// shows a video drawn uniformly from those the request could have been
+    /// shown (its surface's, not excluded, not already listed); each video's
+    /// probability at its position is in the response (`propensity`) and
+    /// the exposure log (`propensities`), for off-policy evaluation. Not
+    /// with --experiment interleave.
+    #[arg(long)]
+    explore: Option<f64>,
+    /// Seed of the exploration's draws (mixed with each request's user and
+    /// id): the same seed and request give the same list.
+    #[arg(long, default_value_t = 0, requires = "explore")]
+    explore_seed: u64,
 }
 
 /// `--experiment` values.
@@ -242,6 +254,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.client_timeout_ms > 0,
         "--client-timeout-ms must be at least 1"
     );
+    if let Some(e) = args.explore {
+        anyhow::ensure!(
+            e > 0.0 && e < 1.0,
+            "--explore {e}: the share of slots explored must be in (0, 1)"
+        );
+        anyhow::ensure!(
+            args.experiment != Some(ExperimentArg::Interleave),
+            "--explore with --experiment interleave: an interleaved list's propensities are not \
+             logged; explore under one model or an A/B test"
+        );
+    }
     let config = ServeConfig {
         admin_token,
         max_connections: args.max_connections,
@@ -252,6 +275,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         timeout: Duration::from_millis(args.timeout_ms),
         retrieval: args.retrieval,
+        explore: args.explore,
+        explore_seed: args.explore_seed,
         ..ServeConfig::default()
     };
     let mut state = AppState::open_models(&models, design, catalog, config).with_context(|| {

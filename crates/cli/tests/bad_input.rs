@@ -447,6 +447,8 @@ fn cases() -> Vec<Case> {
         // Issue 34, round two.
         fail("threads: far beyond the cores", "--threads 100000 simulate --users 50 --days 1 --out {out}/sim", &["--threads 100000", "cores"]),
         fail("serve: max-k 0", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-k 0", &["--max-k"]),
+        fail("serve: explore 1.5", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --explore 1.5", &["--explore 1.5", "(0, 1)"]),
+        fail("serve: explore an interleaving", "serve --model a={in}/model.arrow --model b={in}/model.arrow --experiment interleave --addr 127.0.0.1:0 --explore 0.1", &["--explore", "interleave"]),
         fail("serve: a body limit nothing fits", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --max-body-bytes 0", &["--max-body-bytes"]),
         fail("serve: a public admin listener without a token", "serve --model {in}/model.arrow --addr 127.0.0.1:0 --admin-addr 0.0.0.0:0", &["--admin-addr 0.0.0.0:0", "loopback", "--admin-token-file"]),
         fail("ab: sequential N of 0", "ab analyze --events {in}/events.parquet --assignments {in}/assignments.parquet --sequential --sequential-n 0 --out {out}/r", &["--sequential-n"]),

@@ -6,7 +6,10 @@
 //! (the arm's model; null when interleaving), `surface` (null: none asked),
 //! `video_ids` `list<u64>` in the order served, `positions` `list<u32>` (0, 1, …),
 //! `teams` `list<string>` (the model that placed each video; null unless
-//! interleaving) and `model_versions` (`name=version`, comma-separated).
+//! interleaving), `model_versions` (`name=version`, comma-separated) and
+//! `propensities` `list<f64>` (under `serve --explore`: each video's
+//! probability at its position under the exploring policy, what off-policy
+//! estimators weigh it by; null otherwise).
 //!
 //! Files are written as `exposures-<start ms>-<pid>-<seq>.parquet.partial`
 //! and renamed to `.parquet` once closed (when they reach the size or age
@@ -23,7 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow_array::builder::{ListBuilder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::builder::{
+    Float64Builder, ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -91,6 +96,7 @@ pub(crate) struct Exposure {
     pub video_ids: Vec<u64>,
     pub teams: Option<Vec<Arc<str>>>,
     pub model_versions: String,
+    pub propensities: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +129,7 @@ fn schema() -> Arc<Schema> {
         Field::new("positions", list(DataType::UInt32), false),
         Field::new("teams", list(DataType::Utf8), true),
         Field::new("model_versions", DataType::Utf8, false),
+        Field::new("propensities", list(DataType::Float64), true),
     ]))
 }
 
@@ -130,7 +137,15 @@ fn batch(rows: &[Exposure], schema: &Arc<Schema>) -> Result<RecordBatch, arrow_s
     let mut videos = ListBuilder::new(UInt64Builder::new());
     let mut positions = ListBuilder::new(UInt32Builder::new());
     let mut teams = ListBuilder::new(StringBuilder::new());
+    let mut propensities = ListBuilder::new(Float64Builder::new());
     for r in rows {
+        match &r.propensities {
+            Some(p) => {
+                propensities.values().append_slice(p);
+                propensities.append(true);
+            }
+            None => propensities.append(false),
+        }
         videos.values().append_slice(&r.video_ids);
         videos.append(true);
         for p in 0..r.video_ids.len() as u32 {
@@ -168,6 +183,7 @@ fn batch(rows: &[Exposure], schema: &Arc<Schema>) -> Result<RecordBatch, arrow_s
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.model_versions.as_str()),
         )),
+        Arc::new(propensities.finish()),
     ];
     RecordBatch::try_new(schema.clone(), columns)
 }
@@ -410,6 +426,7 @@ mod tests {
             video_ids: vec![i, i + 1, i + 2],
             teams: None,
             model_versions: "control=v1".into(),
+            propensities: i.is_multiple_of(2).then(|| vec![0.9, 0.001, 0.9]),
         }
     }
 

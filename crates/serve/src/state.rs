@@ -44,6 +44,15 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// On SIGTERM, requests already accepted have this long to finish.
     pub shutdown_grace: Duration,
+    /// ε-uniform exploration of every recommendation (`serve --explore`):
+    /// each slot, with probability ε in (0, 1), shows a video drawn
+    /// uniformly from those the request could have been shown, and every
+    /// video's probability goes to the response and the exposure log
+    /// (`Ranker::explore`). Not with interleaving.
+    pub explore: Option<f64>,
+    /// Seed of the exploration's draws, mixed with each request's user and
+    /// id: the same seed and request, the same list.
+    pub explore_seed: u64,
 }
 
 impl Default for ServeConfig {
@@ -61,6 +70,8 @@ impl Default for ServeConfig {
             body_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
             shutdown_grace: Duration::from_secs(30),
+            explore: None,
+            explore_seed: 0,
         }
     }
 }
@@ -244,7 +255,21 @@ fn exposable(name: &str, model: &Loaded) -> Result<(), LoadError> {
 }
 
 /// Checks that `names` are distinct and fit `design`.
-fn check_design(names: &[&str], design: &Design) -> Result<(), LoadError> {
+fn check_design(names: &[&str], design: &Design, config: &ServeConfig) -> Result<(), LoadError> {
+    if let Some(e) = config.explore {
+        if !(e > 0.0 && e < 1.0) {
+            return Err(LoadError::Experiment(format!(
+                "explore: the share of slots explored must be in (0, 1), got {e}"
+            )));
+        }
+        if matches!(design, Design::Interleave { .. }) {
+            return Err(LoadError::Experiment(
+                "explore: an interleaved list's propensities are not logged; explore under a \
+                 single model or an A/B test"
+                    .into(),
+            ));
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = names.iter().find(|n| !seen.insert(**n)) {
         return Err(LoadError::Experiment(format!(
@@ -323,7 +348,7 @@ impl AppState {
         config: ServeConfig,
     ) -> Result<AppState, LoadError> {
         let names: Vec<&str> = models.iter().map(|m| m.0.as_str()).collect();
-        check_design(&names, &design)?;
+        check_design(&names, &design, &config)?;
         let mut slots = Vec::with_capacity(models.len());
         for (name, path) in models {
             let loaded = load(path, catalog.as_ref(), config.retrieval)?;
@@ -382,7 +407,7 @@ impl AppState {
         config: ServeConfig,
     ) -> Result<AppState, LoadError> {
         let names: Vec<&str> = rankers.iter().map(|m| m.0.as_str()).collect();
-        check_design(&names, &design)?;
+        check_design(&names, &design, &config)?;
         let slots = rankers
             .into_iter()
             .map(|(name, ranker, version)| {
@@ -411,6 +436,11 @@ impl AppState {
     /// The exposure log, when the service keeps one.
     pub fn exposures(&self) -> Option<&ExposureLog> {
         self.exposures.as_ref()
+    }
+
+    /// The exploration share and seed, when `serve --explore` asked for one.
+    pub(crate) fn explore(&self) -> Option<(f64, u64)> {
+        self.config.explore.map(|e| (e, self.config.explore_seed))
     }
 
     /// The experiment design.

@@ -1124,6 +1124,9 @@ fn ab_serves_each_user_by_the_arm_the_shared_hash_gives() -> TestResult {
     server.stop()?;
     let rows = read_exposures(&dir.path().join("exposures"))?;
     assert_eq!(rows.len(), sent, "every response logged once");
+    // Not exploring: no propensities claimed.
+    let props = logged_propensities(&dir.path().join("exposures"))?;
+    assert!(props.iter().all(Option::is_none), "{props:?}");
     for (user, _, variant, videos, teams) in &rows {
         assert_eq!(
             variant.as_deref(),
@@ -1556,5 +1559,123 @@ fn a_declared_body_over_the_limit_is_413_at_once() -> TestResult {
         "{:?}",
         t.elapsed()
     );
+    Ok(())
+}
+
+/// Every exposure row's `propensities` (null: the service did not explore).
+fn logged_propensities(dir: &Path) -> Result<Vec<Option<Vec<f64>>>, Box<dyn std::error::Error>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+    use arrow_array::Array;
+    let mut rows = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for f in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&f)?,
+        )?
+        .build()?;
+        for batch in reader {
+            let b = batch?;
+            let p = b
+                .column_by_name("propensities")
+                .ok_or("propensities")?
+                .as_list::<i32>();
+            for i in 0..b.num_rows() {
+                rows.push(
+                    (!p.is_null(i))
+                        .then(|| p.value(i).as_primitive::<Float64Type>().values().to_vec()),
+                );
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Issue 35: `serve --explore`. Each slot keeps the model's video with
+/// probability 1 − ε or shows one drawn uniformly from the request's pool
+/// (reels: the short videos not listed), and says so: the propensity in
+/// the response and, the same, in the exposure log; an explored video has
+/// no score. The same request id gives the same list. Interleaving and a
+/// share outside (0, 1) are refused at start.
+#[test]
+fn an_exploring_service_logs_each_videos_propensity() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("model.arrow");
+    model(false).save(&path)?;
+    let config = ServeConfig {
+        explore: Some(0.5),
+        explore_seed: 9,
+        ..ServeConfig::default()
+    };
+    let open = |design, config: ServeConfig| {
+        AppState::open_models(
+            &[("m".to_string(), path.clone())],
+            design,
+            Some(catalog()),
+            config,
+        )
+    };
+    let log = reelkit_serve::ExposureLog::open(reelkit_serve::ExposureConfig::new(
+        dir.path().join("exposures"),
+    ))?;
+    let state = Arc::new(open(reelkit_serve::Design::Single, config.clone())?.with_exposures(log)?);
+    let server = reelkit_serve::client::LocalServer::start(state)?;
+    let mut c = Client::connect(server.addr)?;
+    let (mut served, mut explored) = (Vec::new(), 0);
+    for rep in 0..40u64 {
+        let body = json!({"user_id": 1, "k": 2, "surface": "reels", "request_id": rep});
+        let v = c.post_json("/v1/recommend", &body)?.json()?;
+        let again = c.post_json("/v1/recommend", &body)?.json()?;
+        assert_eq!(
+            ids(&v),
+            ids(&again),
+            "request {rep} drawn again differently"
+        );
+        let mut props = Vec::new();
+        for (j, item) in v["items"].as_array().ok_or("items")?.iter().enumerate() {
+            let p = item["propensity"].as_f64().ok_or("propensity")?;
+            if item["video_id"] == json!([10, 11][j]) {
+                assert_eq!(p, 0.5, "{v}");
+                assert!(item["score"].is_number(), "{v}");
+            } else {
+                assert!([json!(12), json!(14)].contains(&item["video_id"]), "{v}");
+                assert_eq!(p, 0.25, "{v}");
+                assert!(item["score"].is_null(), "{v}");
+                explored += 1;
+            }
+            props.push(p);
+        }
+        served.push(props.clone());
+        served.push(props);
+    }
+    assert!(
+        (10..70).contains(&explored),
+        "{explored} of 80 slots explored"
+    );
+    server.stop()?;
+    let logged = logged_propensities(&dir.path().join("exposures"))?;
+    let logged: Vec<Vec<f64>> = logged.into_iter().map(|p| p.unwrap_or_default()).collect();
+    assert_eq!(logged, served);
+    // Refused before serving.
+    let interleave = reelkit_serve::Design::Interleave { salt: "s".into() };
+    let two = vec![
+        ("a".to_string(), path.clone()),
+        ("b".to_string(), path.clone()),
+    ];
+    let e = AppState::open_models(&two, interleave, Some(catalog()), config.clone())
+        .err()
+        .ok_or("interleaving explored")?;
+    assert!(e.to_string().contains("explore"), "{e}");
+    let bad = ServeConfig {
+        explore: Some(1.5),
+        ..config
+    };
+    let e = open(reelkit_serve::Design::Single, bad)
+        .err()
+        .ok_or("explore 1.5")?;
+    assert!(e.to_string().contains("(0, 1)"), "{e}");
     Ok(())
 }

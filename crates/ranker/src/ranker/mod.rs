@@ -13,6 +13,7 @@ use crate::model::{MappedModel, Model, FORMAT_VERSION};
 use crate::simd::Isa;
 use crate::topk::{ItemTable, Scored, TableBound};
 
+mod explore;
 mod retrieval;
 #[cfg(test)]
 mod tests;

@@ -137,6 +137,65 @@ mod catalog_tests {
         r.items.iter().map(|x| x.item_id).collect()
     }
 
+    /// `serve --explore`: each slot keeps the ranker's video with
+    /// probability 1 − ε, else shows one drawn uniformly from the request's
+    /// pool (its surface's videos, not excluded, not listed); the returned
+    /// propensities are those frequencies, checked over 20,000 seeds.
+    #[test]
+    fn exploration_shows_each_video_with_its_logged_propensity() -> Result<()> {
+        let r = ranker()?;
+        let reels = Request {
+            surface: Some(Surface::Reels),
+            ..Request::default()
+        };
+        let listed = r.recommend(1, 2, &reels);
+        assert_eq!(ids(&listed), vec![10, 11]);
+        let runs = 20_000;
+        let mut seen: std::collections::HashMap<(usize, u64), usize> = Default::default();
+        for seed in 0..runs {
+            let mut recs = listed.clone();
+            let p = r.explore(&mut recs, &reels, 0.5, seed);
+            let mut again = listed.clone();
+            assert_eq!(r.explore(&mut again, &reels, 0.5, seed), p, "seeded");
+            assert_eq!(ids(&again), ids(&recs));
+            assert_ne!(recs.items[0].item_id, recs.items[1].item_id);
+            for (j, (x, &pj)) in recs.items.iter().zip(&p).enumerate() {
+                // Short videos only (reels), never an excluded or listed one
+                // in an explored slot, whose score is not the model's.
+                if x.item_id == listed.items[j].item_id {
+                    assert_eq!(pj, 0.5);
+                } else {
+                    assert!([12, 14].contains(&x.item_id), "{}", x.item_id);
+                    assert_eq!(pj, 0.25);
+                    assert!(x.score.is_nan());
+                }
+                *seen.entry((j, x.item_id)).or_default() += 1;
+            }
+        }
+        for ((j, v), n) in seen {
+            let want = if v == listed.items[j].item_id {
+                0.5
+            } else {
+                0.25
+            };
+            let got = n as f64 / runs as f64;
+            assert!(
+                (got - want).abs() < 0.015,
+                "slot {j} video {v}: {got} vs {want}"
+            );
+        }
+        // A pool smaller than the list: nothing explored, propensity 1.
+        let narrow = Request {
+            exclude: vec![12],
+            ..reels.clone()
+        };
+        let mut recs = r.recommend(1, 2, &narrow);
+        let before = recs.clone();
+        assert_eq!(r.explore(&mut recs, &narrow, 0.5, 3), vec![1.0, 1.0]);
+        assert_eq!(recs, before);
+        Ok(())
+    }
+
     #[test]
     fn surface_filter_and_creator_cap() -> Result<()> {
         let r = ranker()?;

@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use reelkit_assign::Team;
+use reelkit_assign::{splitmix64, Team};
 use reelkit_ranker::{Recommendations, Request as RankRequest, Surface};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -246,11 +246,34 @@ pub struct Item {
     /// The video: its id as the model was trained on (a number or a string).
     pub video_id: Id,
     /// The score given by the model that placed it (scores of two
-    /// interleaved models are not comparable).
+    /// interleaved models are not comparable); `null` (NaN) for a video
+    /// exploration drew, which the model did not rank there.
+    #[serde(with = "nan_is_null")]
     pub score: f32,
     /// Interleaving: the model (team) that placed this video.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// Under `serve --explore`: the probability the service had of showing
+    /// this video at this position (see `reelkit_ranker::Ranker::explore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propensity: Option<f64>,
+}
+
+/// A score of NaN is `null` in JSON, and `null` reads back as NaN.
+mod nan_is_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_nan() {
+            s.serialize_none()
+        } else {
+            s.serialize_f32(*x)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
+    }
 }
 
 /// Response of `/v1/recommend`.
@@ -315,6 +338,7 @@ fn items_of(model: &Loaded, r: &Recommendations) -> Vec<Item> {
             video_id: Id::video_of(&model.ranker, x.item_id),
             score: x.score,
             team: None,
+            propensity: None,
         })
         .collect()
 }
@@ -376,6 +400,7 @@ fn interleave(
                 video_id,
                 score,
                 team: Some(name.to_string()),
+                propensity: None,
             }
         })
         .collect()
@@ -462,7 +487,9 @@ async fn recommend(
         }
     }
     let logging = state.exposures().is_some();
-    let request_id = match (b.request_id, state.design(), logging) {
+    // An exploring service draws from each request's id: it needs one.
+    let numbered = logging || state.explore().is_some();
+    let request_id = match (b.request_id, state.design(), numbered) {
         (Some(id), _, _) => Some(id),
         (None, Design::Single, false) => None,
         (None, _, _) => Some(state.next_request_id()),
@@ -497,15 +524,25 @@ async fn recommend(
             let (name, model) = state.slot_model(i);
             let name = name.to_string();
             let (uid, req) = wanted.on(&model)?;
-            let r = batched(&state, uid, k, req, model.clone()).await?;
+            let explore = state.explore().map(|e| (e, req.clone()));
+            let mut r = batched(&state, uid, k, req, model.clone()).await?;
+            let propensities = explore.map(|((epsilon, seed), req)| {
+                let id = request_id.unwrap_or_default();
+                let seed = splitmix64(seed ^ splitmix64(user ^ splitmix64(id)));
+                model.ranker.explore(&mut r, &req, epsilon, seed)
+            });
             let version = if logging {
                 format!("{name}={}", model.version)
             } else {
                 String::new()
             };
+            let mut items = items_of(&model, &r);
+            for (item, &p) in items.iter_mut().zip(propensities.iter().flatten()) {
+                item.propensity = Some(p);
+            }
             (
                 RecommendResponse {
-                    items: items_of(&model, &r),
+                    items,
                     model_version: model.version.clone(),
                     fallback: r.fallback,
                     variant,
@@ -571,6 +608,12 @@ async fn recommend(
                 .collect(),
             teams: teams.0,
             model_versions: teams.1,
+            propensities: response
+                .items
+                .iter()
+                .map(|x| x.propensity)
+                .collect::<Option<Vec<f64>>>()
+                .filter(|_| state.explore().is_some()),
         });
     }
     let label = match state.design() {
@@ -722,6 +765,7 @@ async fn similar(
                 video_id: Id::video_of(&model.ranker, x.item_id),
                 score: x.score,
                 team: None,
+                propensity: None,
             })
             .collect(),
         model_version: model.version.clone(),
