@@ -995,19 +995,16 @@ fn two_models(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, Box<dyn s
     Ok(vec![("control".into(), a), ("treatment".into(), b)])
 }
 
-/// Every row of the finished exposure files in `dir`, as (user, request,
-/// variant, video ids, teams).
-type ExposureRow = (u64, u64, Option<String>, Vec<u64>, Option<Vec<String>>);
-
-fn read_exposures(dir: &Path) -> Result<Vec<ExposureRow>, Box<dyn std::error::Error>> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::UInt64Type;
-    use arrow_array::Array;
-    let mut rows = Vec::new();
+/// The record batches of the finished exposure files in `dir`, in file
+/// order; an unfinished (`.partial`) file left behind fails the test.
+fn exposure_batches(
+    dir: &Path,
+) -> Result<Vec<arrow_array::RecordBatch>, Box<dyn std::error::Error>> {
     let mut files: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     files.sort();
+    let mut batches = Vec::new();
     for f in files {
         assert!(
             f.extension().is_some_and(|e| e == "parquet"),
@@ -1019,39 +1016,53 @@ fn read_exposures(dir: &Path) -> Result<Vec<ExposureRow>, Box<dyn std::error::Er
         )?
         .build()?;
         for batch in reader {
-            let b = batch?;
-            let users = b
-                .column_by_name("user_id")
-                .ok_or("user_id")?
-                .as_primitive::<UInt64Type>();
-            let reqs = b
-                .column_by_name("request_id")
-                .ok_or("request_id")?
-                .as_primitive::<UInt64Type>();
-            let variants = b
-                .column_by_name("variant")
-                .ok_or("variant")?
-                .as_string::<i32>();
-            let videos = b
-                .column_by_name("video_ids")
-                .ok_or("video_ids")?
-                .as_list::<i32>();
-            let teams = b.column_by_name("teams").ok_or("teams")?.as_list::<i32>();
-            for i in 0..b.num_rows() {
-                let v = videos.value(i);
-                let team = (!teams.is_null(i)).then(|| {
-                    let t = teams.value(i);
-                    let t = t.as_string::<i32>();
-                    (0..t.len()).map(|j| t.value(j).to_string()).collect()
-                });
-                rows.push((
-                    users.value(i),
-                    reqs.value(i),
-                    (!variants.is_null(i)).then(|| variants.value(i).to_string()),
-                    v.as_primitive::<UInt64Type>().values().to_vec(),
-                    team,
-                ));
-            }
+            batches.push(batch?);
+        }
+    }
+    Ok(batches)
+}
+
+/// Every row of the finished exposure files in `dir`, as (user, request,
+/// variant, video ids, teams).
+type ExposureRow = (u64, u64, Option<String>, Vec<u64>, Option<Vec<String>>);
+
+fn read_exposures(dir: &Path) -> Result<Vec<ExposureRow>, Box<dyn std::error::Error>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt64Type;
+    use arrow_array::Array;
+    let mut rows = Vec::new();
+    for b in exposure_batches(dir)? {
+        let users = b
+            .column_by_name("user_id")
+            .ok_or("user_id")?
+            .as_primitive::<UInt64Type>();
+        let reqs = b
+            .column_by_name("request_id")
+            .ok_or("request_id")?
+            .as_primitive::<UInt64Type>();
+        let variants = b
+            .column_by_name("variant")
+            .ok_or("variant")?
+            .as_string::<i32>();
+        let videos = b
+            .column_by_name("video_ids")
+            .ok_or("video_ids")?
+            .as_list::<i32>();
+        let teams = b.column_by_name("teams").ok_or("teams")?.as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let v = videos.value(i);
+            let team = (!teams.is_null(i)).then(|| {
+                let t = teams.value(i);
+                let t = t.as_string::<i32>();
+                (0..t.len()).map(|j| t.value(j).to_string()).collect()
+            });
+            rows.push((
+                users.value(i),
+                reqs.value(i),
+                (!variants.is_null(i)).then(|| variants.value(i).to_string()),
+                v.as_primitive::<UInt64Type>().values().to_vec(),
+                team,
+            ));
         }
     }
     Ok(rows)
@@ -1568,27 +1579,15 @@ fn logged_propensities(dir: &Path) -> Result<Vec<Option<Vec<f64>>>, Box<dyn std:
     use arrow_array::types::Float64Type;
     use arrow_array::Array;
     let mut rows = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    for f in files {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(&f)?,
-        )?
-        .build()?;
-        for batch in reader {
-            let b = batch?;
-            let p = b
-                .column_by_name("propensities")
-                .ok_or("propensities")?
-                .as_list::<i32>();
-            for i in 0..b.num_rows() {
-                rows.push(
-                    (!p.is_null(i))
-                        .then(|| p.value(i).as_primitive::<Float64Type>().values().to_vec()),
-                );
-            }
+    for b in exposure_batches(dir)? {
+        let p = b
+            .column_by_name("propensities")
+            .ok_or("propensities")?
+            .as_list::<i32>();
+        for i in 0..b.num_rows() {
+            rows.push(
+                (!p.is_null(i)).then(|| p.value(i).as_primitive::<Float64Type>().values().to_vec()),
+            );
         }
     }
     Ok(rows)
