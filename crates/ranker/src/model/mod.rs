@@ -432,9 +432,16 @@ impl Model {
         let own: Vec<usize> = (0..ns)
             .filter(|&s| item_specific.get(s).is_some_and(|&x| x > 0.0))
             .collect();
-        let (dim, shared, surface, items, item_specific) = if own.is_empty()
-            || surface_items.len() != items.len() * ns
-        {
+        if !own.is_empty() && surface_items.len() != items.len() * ns {
+            // Shares above 0 without the vectors they were fitted with: the
+            // shared vectors would serve another model than the one fitted.
+            return Err(Error::LengthMismatch {
+                what: "per-surface video vectors",
+                expected: items.len() * ns,
+                got: surface_items.len(),
+            });
+        }
+        let (dim, shared, surface, items, item_specific) = if own.is_empty() {
             (dim, shared, surface, items, None)
         } else {
             let wide = dim * (1 + own.len());

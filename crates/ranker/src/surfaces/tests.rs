@@ -669,6 +669,15 @@ fn a_model_file_scores_each_surface_with_its_own_video_vectors() -> Result<()> {
         // The check can fail: with ψ > 0 the surfaces' own video vectors
         // change the scores (and with ψ = 0 they are the shared ones).
         assert_eq!(moved > 1e-3, own > 0, "{item_specific:?}: {moved}");
+        // Shares above 0 without their vectors: refused, not served as
+        // another model.
+        let bare = SurfaceFactors {
+            surface_items: Vec::new(),
+            ..fac
+        };
+        let refused =
+            crate::Model::from_surfaces(&data, bare, &names, params(2).get().clone()).is_err();
+        assert_eq!(refused, own > 0);
     }
     Ok(())
 }
