@@ -153,12 +153,7 @@ fn run_per_surface(args: &TrainArgs) -> anyhow::Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     let params = args.hyper.params();
     let specific = args.specific.clone().unwrap_or_default();
-    let item_specific = match &args.item_specific {
-        None | Some(Specific::Auto { .. }) => Specific::Auto {
-            grid: Specific::ITEM_GRID.to_vec(),
-        },
-        Some(fixed) => fixed.clone(),
-    };
+    let item_specific = args.item_specific.clone().unwrap_or_default().for_videos();
     let t1 = Instant::now();
     let fit = reelkit_lab::training::train_surface_on_events(
         &events,

@@ -198,6 +198,17 @@ impl Specific {
     /// unified arm's 28.8 s of fitting).
     pub const ITEM_GRID: [f32; 3] = [0.0, 0.5, 1.0];
 
+    /// The same shares for videos: `auto` tries [`Specific::ITEM_GRID`]
+    /// (what `auto` means for `item_specific`), fixed shares stay as given.
+    pub fn for_videos(self) -> Specific {
+        match self {
+            Specific::Auto { .. } => Specific::Auto {
+                grid: Specific::ITEM_GRID.to_vec(),
+            },
+            fixed => fixed,
+        }
+    }
+
     /// The share the first fit uses (before any held-out day).
     pub fn initial(&self) -> Vec<f32> {
         match self {

@@ -6,7 +6,7 @@ use reelkit_logs::{Events, Surface};
 use reelkit_ranker::{
     algorithms::{EngagementWeights, Impressions},
     per_surface::{
-        choose_item_specific, choose_specific, on_every_surface, train_surface_ials,
+        choose_item_specific, choose_specific, surface_vectors, train_surface_ials,
         train_surface_ials_from, HeldOut, SpecificChoice, SurfaceData, SurfaceParams,
     },
     value_model::{ValueModel, ValueSamples, ValueWeights},
@@ -298,13 +298,8 @@ pub fn train_surface_on_events(
             item: &i,
             gain: &g,
         };
-        let z;
-        let items = if fac.surface_items.is_empty() {
-            z = on_every_surface(&fac.items, fac.dim, ns);
-            &z
-        } else {
-            &fac.surface_items
-        };
+        let per_surface = surface_vectors(&fac.items, &fac.surface_items, fac.dim, ns);
+        let items: &[f32] = &per_surface;
         if let Specific::Auto { grid } = specific {
             let c = choose_specific(
                 &data,

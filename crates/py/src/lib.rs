@@ -259,12 +259,7 @@ fn train_per_surface(
             .map_err(|e| value_err(format!("{what}: {e}")))
     };
     let specific = parse("specific", specific)?;
-    let item_specific = match parse("item_specific", item_specific)? {
-        Specific::Auto { .. } => Specific::Auto {
-            grid: Specific::ITEM_GRID.to_vec(),
-        },
-        fixed => fixed,
-    };
+    let item_specific = parse("item_specific", item_specific)?.for_videos();
     let m = blocking(py, None, move || -> reelkit_lab::Result<_> {
         let (_, ev) = source.load()?;
         let ev = ev.unwrap_or_default();

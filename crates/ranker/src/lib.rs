@@ -125,8 +125,8 @@ pub mod model_file {
 /// own, with the specific share chosen on held-out impressions.
 pub mod per_surface {
     pub use crate::surfaces::{
-        choose_item_specific, choose_specific, heldout_concordance, on_every_surface,
-        pick_specific, solve_surface_users, train_surface_ials, train_surface_ials_from, HeldOut,
+        choose_item_specific, choose_specific, heldout_concordance, pick_specific,
+        solve_surface_users, surface_vectors, train_surface_ials, train_surface_ials_from, HeldOut,
         HeldOutScore, SpecificChoice, SurfaceData, SurfaceFactors, SurfaceParams,
         ValidSurfaceParams, MAX_SURFACES,
     };

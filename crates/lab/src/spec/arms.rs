@@ -165,16 +165,22 @@ pub(super) fn check_arms(raw: &[RawArm], seed: u64) -> Result<Vec<Arm>> {
 
 /// The value `name` means among `choices` (`None` when the key is not
 /// set), or an error at `key` listing the names.
-fn choice<T: Copy>(key: &str, name: Option<&str>, choices: &[(&str, T)]) -> Result<Option<T>> {
+fn choice<T: Copy>(
+    key: &dyn Fn(&str) -> String,
+    field: &str,
+    name: Option<&str>,
+    choices: &[(&str, T)],
+    default: T,
+) -> Result<T> {
     let Some(name) = name else {
-        return Ok(None);
+        return Ok(default);
     };
     match choices.iter().find(|(n, _)| *n == name) {
-        Some(&(_, v)) => Ok(Some(v)),
+        Some(&(_, v)) => Ok(v),
         None => {
             let names: Vec<&str> = choices.iter().map(|c| c.0).collect();
             Err(Error::spec(
-                key,
+                key(field),
                 format!("must be one of {}; got `{name}`", names.join(", ")),
             ))
         }
@@ -183,16 +189,27 @@ fn choice<T: Copy>(key: &str, name: Option<&str>, choices: &[(&str, T)]) -> Resu
 
 fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Trained> {
     let d = Trained::default();
-    let retrain =
-        choice(&key("retrain"), a.retrain.as_deref(), &Retrain::CHOICES)?.unwrap_or(d.retrain);
-    let ranking =
-        choice(&key("ranking"), a.ranking.as_deref(), &Ranking::CHOICES)?.unwrap_or(d.ranking);
+    let retrain = choice(
+        key,
+        "retrain",
+        a.retrain.as_deref(),
+        &Retrain::CHOICES,
+        d.retrain,
+    )?;
+    let ranking = choice(
+        key,
+        "ranking",
+        a.ranking.as_deref(),
+        &Ranking::CHOICES,
+        d.ranking,
+    )?;
     let user_vectors = choice(
-        &key("user_vectors"),
+        key,
+        "user_vectors",
         a.user_vectors.as_deref(),
         &UserVectors::CHOICES,
-    )?
-    .unwrap_or(d.user_vectors);
+        d.user_vectors,
+    )?;
     let specific = specific(a, user_vectors, key)?;
     if a.item_vectors.is_some() && user_vectors != UserVectors::Hierarchical {
         return Err(Error::spec(
@@ -202,11 +219,12 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
         ));
     }
     let item_vectors = choice(
-        &key("item_vectors"),
+        key,
+        "item_vectors",
         a.item_vectors.as_deref(),
         &ItemVectors::CHOICES,
+        d.item_vectors,
     )?;
-    let item_vectors = item_vectors.unwrap_or(d.item_vectors);
     if a.item_specific.is_some()
         && (user_vectors != UserVectors::Hierarchical || item_vectors != ItemVectors::PerSurface)
     {
@@ -229,11 +247,12 @@ fn trained(a: &RawArm, key: &dyn Fn(&str) -> String, seed: u64) -> Result<Traine
         ));
     }
     let shares_judged_on = choice(
-        &key("shares_judged_on"),
+        key,
+        "shares_judged_on",
         a.shares_judged_on.as_deref(),
         &Judge::CHOICES,
+        d.shares_judged_on,
     )?;
-    let shares_judged_on = shares_judged_on.unwrap_or(d.shares_judged_on);
     let window_days = a.window_days.unwrap_or(d.window_days);
     if !(1..=365).contains(&window_days) {
         return Err(Error::spec(

@@ -7,7 +7,7 @@ use std::time::Instant;
 use reelkit_logs::Events;
 use reelkit_ranker::{
     per_surface::{
-        choose_item_specific, choose_specific, pick_specific, train_surface_ials,
+        choose_item_specific, choose_specific, pick_specific, surface_vectors, train_surface_ials,
         train_surface_ials_from, HeldOut, HeldOutScore, SpecificChoice, SurfaceData,
         SurfaceFactors, SurfaceParams,
     },
@@ -179,17 +179,13 @@ impl TrainedPolicy {
         };
         // Warm from the model judged: a few steps move it to each share.
         let steps = self.params.cg_steps + 2;
-        let z;
-        let items = if before.surface_items.is_empty() {
-            z = reelkit_ranker::per_surface::on_every_surface(
-                &before.factors.items,
-                before.dim(),
-                SURFACES,
-            );
-            &z
-        } else {
-            &before.surface_items
-        };
+        let per_surface = surface_vectors(
+            &before.factors.items,
+            &before.surface_items,
+            before.dim(),
+            SURFACES,
+        );
+        let items: &[f32] = &per_surface;
         let choice = match &self.recipe.specific {
             Specific::Fixed(_) => None,
             Specific::Auto { grid } => Some(choose_specific(

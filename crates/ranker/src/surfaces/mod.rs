@@ -312,9 +312,25 @@ impl SurfaceFactors {
     }
 }
 
+/// A side's vectors per surface (`rows × ns × dim`): `surface` itself, or,
+/// where it is empty (one vector per row: ψ = 0 everywhere), each row of
+/// `shared` (`rows × dim`) repeated on every surface.
+pub fn surface_vectors<'a>(
+    shared: &[f32],
+    surface: &'a [f32],
+    dim: usize,
+    ns: usize,
+) -> std::borrow::Cow<'a, [f32]> {
+    if surface.is_empty() {
+        std::borrow::Cow::Owned(on_every_surface(shared, dim, ns))
+    } else {
+        std::borrow::Cow::Borrowed(surface)
+    }
+}
+
 /// Each row of `x` (`rows × dim`) repeated on `ns` surfaces: the
 /// per-surface layout of a side with one vector per row.
-pub fn on_every_surface(x: &[f32], dim: usize, ns: usize) -> Vec<f32> {
+pub(crate) fn on_every_surface(x: &[f32], dim: usize, ns: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len() * ns);
     for r in x.chunks_exact(dim.max(1)) {
         for _ in 0..ns {
