@@ -13,6 +13,7 @@ mod experiment;
 mod import;
 mod index;
 mod interrupt;
+mod ope;
 mod progress;
 mod recommend;
 mod serve;
@@ -74,6 +75,10 @@ enum Command {
     /// A/B test analysis.
     #[command(subcommand)]
     Ab(ab::AbCommand),
+    /// Off-policy evaluation: a candidate model's value and lift over the
+    /// logging policy, estimated from an exploring policy's log (IPS, SNIPS,
+    /// doubly robust, direct method) before any A/B test.
+    Ope(ope::OpeArgs),
     /// Benchmarks that print one JSON object.
     #[command(subcommand)]
     Bench(reelkit_bench::BenchCommand),
@@ -131,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ImportFactors(args) => import::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ab(cmd) => ab::run(cmd),
+        Command::Ope(args) => ope::run(args),
         Command::Bench(cmd) => reelkit_bench::run(cmd),
     }
 }

@@ -9,7 +9,10 @@
 //! each [`Estimator`] (IPS, self-normalised IPS, doubly robust, the direct
 //! method), bootstrap intervals over users, and [`Diagnostics`] that say
 //! how far the log supports the candidate (effective sample size, the mean
-//! weight, which is 1 only with full support, and warnings).
+//! weight, which is 1 only with full support, and warnings). A deterministic
+//! ranker's probabilities come from [`replay`]ing it on the log's requests,
+//! and a reward model for the doubly robust estimator from
+//! [`cross_fit_rewards`].
 //!
 //! ```
 //! use reelkit_ope::{estimate, Estimator, Log, Options};
@@ -35,8 +38,14 @@
 
 mod error;
 mod estimate;
+mod replay;
+mod report;
 #[cfg(test)]
 mod tests;
 
 pub use error::{Error, Result};
 pub use estimate::{estimate, Diagnostics, Estimate, Estimator, Log, Options, Report, RewardModel};
+pub use replay::{
+    cross_fit_rewards, replay, Candidate, FittedRewardModel, Impressions, PageRequest, Replay,
+};
+pub use report::{html, markdown, MetricEstimates, OpeReport};

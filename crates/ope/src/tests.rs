@@ -372,3 +372,263 @@ fn bad_input_is_refused_naming_the_column_and_row() {
     .unwrap_or_default();
     assert!(msg.contains("propensity at row 1 is 0"), "{msg}");
 }
+
+/// A feed logged under ε-uniform exploration, as the simulator logs it:
+/// each user has two sessions of two pages of three slots (the last page
+/// cut after two); the logging list is the first three unseen of a fixed
+/// popularity order, each slot replaced with probability `eps` by a
+/// distinct uniform draw from the unseen videos not listed; the candidate
+/// shows the user's three best unseen videos by `q`. Rows come out of
+/// time order, users interleaved. `expected` is the candidate's choice at
+/// each row, `truth` its expected reward per user on the logged requests.
+struct Feed {
+    user: Vec<u64>,
+    session: Vec<u64>,
+    ts_ms: Vec<i64>,
+    position: Vec<u32>,
+    surface: Vec<u8>,
+    video: Vec<u64>,
+    reward: Vec<f64>,
+    propensity: Vec<f64>,
+    expected: Vec<Option<u64>>,
+    truth: f64,
+}
+
+const FEED_VIDEOS: u64 = 24;
+
+/// A video's appeal to everyone plus its appeal to the user.
+fn q(u: u64, v: u64) -> f64 {
+    1.0 + 2.0 * uniform(77, u64::MAX, v) + 2.0 * uniform(77, u, v)
+}
+
+fn best_unseen(u: u64, seen: &[u64], k: usize) -> Vec<u64> {
+    let mut v: Vec<u64> = (0..FEED_VIDEOS).filter(|v| !seen.contains(v)).collect();
+    v.sort_by(|&a, &b| q(u, b).total_cmp(&q(u, a)).then(a.cmp(&b)));
+    v.truncate(k);
+    v
+}
+
+fn feed(users: u64, seed: u64, eps: f64) -> Feed {
+    let mut f = Feed {
+        user: vec![],
+        session: vec![],
+        ts_ms: vec![],
+        position: vec![],
+        surface: vec![],
+        video: vec![],
+        reward: vec![],
+        propensity: vec![],
+        expected: vec![],
+        truth: 0.0,
+    };
+    let mut rows = Vec::new();
+    for u in 0..users {
+        let mut seen: Vec<u64> = Vec::new();
+        let mut ts = 0i64;
+        for s in 0..2u64 {
+            for page in 0..2u64 {
+                let list: Vec<u64> = (0..FEED_VIDEOS)
+                    .filter(|v| !seen.contains(v))
+                    .take(3)
+                    .collect();
+                let pool: Vec<u64> = (0..FEED_VIDEOS)
+                    .filter(|v| !seen.contains(v) && !list.contains(v))
+                    .collect();
+                let cand = best_unseen(u, &seen, 3);
+                let slots = if page == 1 { 2 } else { 3 };
+                let mut shown = list.clone();
+                let mut props = [1.0 - eps; 3];
+                let mut drawn: Vec<u64> = Vec::new();
+                for j in 0..3 {
+                    let key = (u << 8) | (s << 4) | (page << 2) | j as u64;
+                    if uniform(seed, key, 1) < eps {
+                        let free: Vec<u64> = pool
+                            .iter()
+                            .copied()
+                            .filter(|v| !drawn.contains(v))
+                            .collect();
+                        let pick = free[(uniform(seed, key, 2) * free.len() as f64) as usize];
+                        drawn.push(pick);
+                        shown[j] = pick;
+                        props[j] = eps / pool.len() as f64;
+                    }
+                }
+                for j in 0..slots {
+                    let key = (u << 8) | (s << 4) | (page << 2) | j as u64;
+                    f.truth += q(u, cand[j]) / users as f64;
+                    let noise = uniform(seed, key, 3) - 0.5;
+                    rows.push((
+                        u,
+                        u * 10 + s,
+                        ts,
+                        (page * 3) as u32 + j as u32,
+                        shown[j],
+                        q(u, shown[j]) + noise,
+                        props[j],
+                        Some(cand[j]),
+                    ));
+                    ts += 1_000;
+                }
+                seen.extend(&shown[..slots]);
+            }
+            ts += 3_600_000;
+        }
+    }
+    // Out of time order: by slot, then user, so a replay that trusted the
+    // rows' order would get every history wrong.
+    rows.sort_by_key(|r| (r.3, std::cmp::Reverse(r.0), r.1));
+    for (u, s, ts, pos, v, r, p, c) in rows {
+        f.user.push(u);
+        f.session.push(s);
+        f.ts_ms.push(ts);
+        f.position.push(pos);
+        f.surface.push(0);
+        f.video.push(v);
+        f.reward.push(r);
+        f.propensity.push(p);
+        f.expected.push(c);
+    }
+    f
+}
+
+impl Feed {
+    fn impressions(&self) -> Impressions<'_> {
+        Impressions {
+            user: &self.user,
+            session: &self.session,
+            ts_ms: &self.ts_ms,
+            position: &self.position,
+            surface: &self.surface,
+            video: &self.video,
+        }
+    }
+}
+
+fn candidate(req: &PageRequest<'_>) -> Vec<u64> {
+    assert!(req.seen.windows(2).all(|w| w[0] < w[1]), "seen is sorted");
+    best_unseen(req.user, req.seen, req.k)
+}
+
+#[test]
+fn a_replayed_candidate_chooses_on_each_page_what_it_would_have_shown() -> Result<()> {
+    let f = feed(50, 3, 0.3);
+    let r = replay(&f.impressions(), 3, &candidate)?;
+    assert_eq!(r.choice, f.expected);
+    assert_eq!(r.pages, 50 * 4);
+    for (i, &t) in r.target.iter().enumerate() {
+        assert_eq!(
+            t,
+            (f.expected[i] == Some(f.video[i])) as u8 as f64,
+            "row {i}"
+        );
+    }
+    // Another page size is another set of requests: other choices.
+    let wrong = replay(&f.impressions(), 2, &candidate)?;
+    assert_ne!(wrong.choice, f.expected);
+    assert!(matches!(
+        replay(&f.impressions(), 0, &candidate),
+        Err(Error::Setting {
+            field: "page_size",
+            ..
+        })
+    ));
+    let mut short = f.impressions();
+    short.video = &f.video[1..];
+    assert!(matches!(
+        replay(&short, 3, &candidate),
+        Err(Error::Length {
+            column: "video",
+            ..
+        })
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_replayed_candidates_estimates_cover_its_value_on_the_logged_requests() -> Result<()> {
+    let opts = Options {
+        bootstrap: 200,
+        ..Options::default()
+    };
+    let runs = 20;
+    let mut covered = [0usize; 2];
+    let mut bias = [0.0f64; 2];
+    let mut width = [0.0f64; 2];
+    for run in 0..runs {
+        let f = feed(400, 1_000 + run, 0.3);
+        let imp = f.impressions();
+        let r = replay(&imp, 3, &candidate)?;
+        let model = cross_fit_rewards(&imp, &f.reward, 3, &r, run)?;
+        let log = Log {
+            user: &f.user,
+            reward: &f.reward,
+            propensity: &f.propensity,
+            target: &r.target,
+            reward_model: Some(model.as_model()),
+        };
+        let est = estimate(&log, &[Estimator::Ips, Estimator::Dr], &opts)?;
+        for (k, e) in est.estimates.iter().enumerate() {
+            covered[k] += (e.value_ci[0] <= f.truth && f.truth <= e.value_ci[1]) as usize;
+            bias[k] += (e.value - f.truth) / runs as f64;
+            width[k] += (e.value_ci[1] - e.value_ci[0]) / runs as f64;
+        }
+    }
+    for k in 0..2 {
+        eprintln!(
+            "{k}: covered {} bias {} width {}",
+            covered[k], bias[k], width[k]
+        );
+        assert!(covered[k] >= 16, "{k}: covered {} of {runs}", covered[k]);
+        assert!(
+            bias[k].abs() < width[k] / 4.0,
+            "{k}: bias {} width {}",
+            bias[k],
+            width[k]
+        );
+    }
+    // The reward model knows each video's mean: DR is the tighter.
+    assert!(width[1] < width[0], "{width:?}");
+    Ok(())
+}
+
+#[test]
+fn the_reward_model_never_predicts_a_users_rows_from_their_own_rewards() -> Result<()> {
+    let f = feed(60, 8, 0.3);
+    let imp = f.impressions();
+    let r = replay(&imp, 3, &candidate)?;
+    let before = cross_fit_rewards(&imp, &f.reward, 3, &r, 4)?;
+    // Change one user's rewards wildly: their own predictions stay, the
+    // other fold's move.
+    let mut reward = f.reward.clone();
+    for (i, &u) in f.user.iter().enumerate() {
+        if u == 7 {
+            reward[i] += 100.0;
+        }
+    }
+    let after = cross_fit_rewards(&imp, &reward, 3, &r, 4)?;
+    let mut moved = 0;
+    for i in 0..f.user.len() {
+        if f.user[i] == 7 {
+            assert_eq!(before.logged[i], after.logged[i], "row {i}");
+            assert_eq!(before.target[i], after.target[i], "row {i}");
+        } else if before.logged[i] != after.logged[i] {
+            moved += 1;
+        }
+    }
+    assert!(moved > 0, "the other fold learns from user 7");
+    // A video's prediction follows its rewards: the reward model is not flat.
+    let spread = before.logged.iter().copied().fold(f64::MIN, f64::max)
+        - before.logged.iter().copied().fold(f64::MAX, f64::min);
+    assert!(spread > 1.0, "{spread}");
+    let mut bad = f.reward.clone();
+    bad[3] = f64::NAN;
+    assert!(matches!(
+        cross_fit_rewards(&imp, &bad, 3, &r, 4),
+        Err(Error::OutOfRange {
+            column: "reward",
+            row: 3,
+            ..
+        })
+    ));
+    Ok(())
+}

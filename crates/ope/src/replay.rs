@@ -1,0 +1,330 @@
+//! A deterministic candidate ranker replayed on a log's requests: what it
+//! would have shown at each logged slot, hence its probability of the
+//! logged video there (1 or 0), and a cross-fitted reward model of what
+//! each slot would have earned.
+//!
+//! A log of impressions does not hold its requests; they are rebuilt from
+//! it. A request is a page of a session: the impressions of one session
+//! whose positions fall in the same run of `page_size` (positions
+//! `0..page_size` are the first page, and so on), slot `position %
+//! page_size`, which is how the simulator and a feed that fetches a page at
+//! a time fill a session. What the user had seen before the page is every
+//! video of the user's earlier pages in the log (the log's first impression
+//! of a user starts an empty history), and the candidate answers the page
+//! with its `page_size` best videos outside that set.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use reelkit_assign::splitmix64;
+
+use crate::error::{Error, Result};
+
+/// The columns of a log that rebuild its requests, one row per impression.
+#[derive(Debug, Clone, Copy)]
+pub struct Impressions<'a> {
+    /// The user shown the video.
+    pub user: &'a [u64],
+    /// The session (unique across users).
+    pub session: &'a [u64],
+    /// When it was shown: orders a user's sessions.
+    pub ts_ms: &'a [i64],
+    /// The 0-based slot in the session.
+    pub position: &'a [u32],
+    /// The surface, as a small index (reels 0, feed 1, watch 2, or any
+    /// numbering the candidate understands).
+    pub surface: &'a [u8],
+    /// The video shown.
+    pub video: &'a [u64],
+}
+
+/// One request rebuilt from the log.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest<'a> {
+    /// The user.
+    pub user: u64,
+    /// The surface's index.
+    pub surface: u8,
+    /// When the page's first impression was shown (videos uploaded later
+    /// were not there to show).
+    pub ts_ms: i64,
+    /// The videos of the user's earlier pages, sorted.
+    pub seen: &'a [u64],
+    /// Slots on the page.
+    pub k: usize,
+}
+
+/// A ranker that answers a request deterministically.
+pub trait Candidate: Sync {
+    /// The `k` videos (or fewer, when it has no more) the candidate shows,
+    /// best first, none of them in `seen`.
+    fn page(&self, req: &PageRequest<'_>) -> Vec<u64>;
+}
+
+impl<F> Candidate for F
+where
+    F: Fn(&PageRequest<'_>) -> Vec<u64> + Sync,
+{
+    fn page(&self, req: &PageRequest<'_>) -> Vec<u64> {
+        self(req)
+    }
+}
+
+/// The candidate's choices on a log's requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    /// The video the candidate puts at each row's slot (`None`: its list
+    /// ends before the slot).
+    pub choice: Vec<Option<u64>>,
+    /// The candidate's probability of the row's logged video at its slot:
+    /// 1 when it is its choice, else 0.
+    pub target: Vec<f64>,
+    /// Requests (pages) rebuilt.
+    pub pages: usize,
+}
+
+impl Replay {
+    /// Share of rows where the candidate chose the logged video.
+    pub fn agreement(&self) -> f64 {
+        if self.target.is_empty() {
+            return 0.0;
+        }
+        self.target.iter().sum::<f64>() / self.target.len() as f64
+    }
+}
+
+fn check(imp: &Impressions<'_>) -> Result<usize> {
+    let n = imp.user.len();
+    if n == 0 {
+        return Err(Error::Empty);
+    }
+    for (column, len) in [
+        ("session", imp.session.len()),
+        ("ts_ms", imp.ts_ms.len()),
+        ("position", imp.position.len()),
+        ("surface", imp.surface.len()),
+        ("video", imp.video.len()),
+    ] {
+        if len != n {
+            return Err(Error::Length {
+                column,
+                expected: n,
+                got: len,
+            });
+        }
+    }
+    Ok(n)
+}
+
+/// Each user's rows in the order they were shown (time, session, position).
+fn by_user(imp: &Impressions<'_>) -> Vec<Vec<usize>> {
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    for (i, &u) in imp.user.iter().enumerate() {
+        let next = rows.len();
+        let at = *index.entry(u).or_insert(next);
+        if at == next {
+            rows.push(Vec::new());
+        }
+        rows[at].push(i);
+    }
+    rows.par_iter_mut().for_each(|r| {
+        r.sort_by_key(|&i| (imp.ts_ms[i], imp.session[i], imp.position[i]));
+    });
+    rows
+}
+
+/// Replays `candidate` on every request of the log (see the module's text).
+/// Users are replayed in parallel; the result does not depend on the
+/// thread count.
+pub fn replay(
+    imp: &Impressions<'_>,
+    page_size: usize,
+    candidate: &impl Candidate,
+) -> Result<Replay> {
+    let n = check(imp)?;
+    if page_size == 0 {
+        return Err(Error::Setting {
+            field: "page_size",
+            got: 0.0,
+            allowed: "at least 1",
+        });
+    }
+    let users = by_user(imp);
+    // Per user: (row, choice) pairs and the pages rebuilt.
+    type Choices = (Vec<(usize, Option<u64>)>, usize);
+    let per_user: Vec<Choices> = users
+        .par_iter()
+        .map(|rows| {
+            let mut seen: Vec<u64> = Vec::new();
+            let mut out = Vec::with_capacity(rows.len());
+            let mut pages = 0;
+            let mut at = 0;
+            while at < rows.len() {
+                let first = rows[at];
+                let key = |i: usize| (imp.session[i], imp.position[i] as usize / page_size);
+                let end = at
+                    + rows[at..]
+                        .iter()
+                        .take_while(|&&i| key(i) == key(first))
+                        .count();
+                let list = candidate.page(&PageRequest {
+                    user: imp.user[first],
+                    surface: imp.surface[first],
+                    ts_ms: imp.ts_ms[first],
+                    seen: &seen,
+                    k: page_size,
+                });
+                pages += 1;
+                for &i in &rows[at..end] {
+                    let slot = imp.position[i] as usize % page_size;
+                    out.push((i, list.get(slot).copied()));
+                }
+                for &i in &rows[at..end] {
+                    if let Err(p) = seen.binary_search(&imp.video[i]) {
+                        seen.insert(p, imp.video[i]);
+                    }
+                }
+                at = end;
+            }
+            (out, pages)
+        })
+        .collect();
+    let mut choice = vec![None; n];
+    let mut pages = 0;
+    for (rows, p) in per_user {
+        pages += p;
+        for (i, c) in rows {
+            choice[i] = c;
+        }
+    }
+    let target = choice
+        .iter()
+        .zip(imp.video)
+        .map(|(c, &v)| if *c == Some(v) { 1.0 } else { 0.0 })
+        .collect();
+    Ok(Replay {
+        choice,
+        target,
+        pages,
+    })
+}
+
+/// A reward model's predictions, owned (see [`crate::RewardModel`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FittedRewardModel {
+    /// The predicted reward of each row's logged video.
+    pub logged: Vec<f64>,
+    /// The predicted reward of the candidate's choice at each row's slot (0
+    /// where it shows nothing).
+    pub target: Vec<f64>,
+}
+
+impl FittedRewardModel {
+    /// Borrowed, for [`crate::Log::reward_model`].
+    pub fn as_model(&self) -> crate::RewardModel<'_> {
+        crate::RewardModel {
+            logged: &self.logged,
+            target: &self.target,
+        }
+    }
+}
+
+/// Prior weight, in impressions, of a slot's mean in a video's predicted
+/// reward: a video seen a few times is predicted near its slot's mean.
+const SHRINKAGE: f64 = 20.0;
+
+/// One fold's reward model: a (surface, slot) mean plus each (video,
+/// surface)'s mean residual, shrunk by [`SHRINKAGE`].
+#[derive(Default)]
+struct Fold {
+    base: HashMap<(u8, usize), (f64, f64)>,
+    video: HashMap<(u64, u8), (f64, f64)>,
+}
+
+impl Fold {
+    fn predict(&self, video: u64, surface: u8, slot: usize, overall: f64) -> f64 {
+        let base = self
+            .base
+            .get(&(surface, slot))
+            .map_or(overall, |&(s, n)| s / n);
+        let effect = self
+            .video
+            .get(&(video, surface))
+            .map_or(0.0, |&(s, n)| s / (n + SHRINKAGE));
+        base + effect
+    }
+}
+
+/// A reward model cross-fitted over users: each user's rows are predicted by
+/// a model fitted on the other users' rows (two folds by a seeded hash of
+/// the user), so its errors are not the rows' own. The model: the mean
+/// reward at each (surface, slot) plus each video's shrunk mean residual on
+/// that surface.
+pub fn cross_fit_rewards(
+    imp: &Impressions<'_>,
+    reward: &[f64],
+    page_size: usize,
+    replay: &Replay,
+    seed: u64,
+) -> Result<FittedRewardModel> {
+    let n = check(imp)?;
+    for (column, len) in [("reward", reward.len()), ("choice", replay.choice.len())] {
+        if len != n {
+            return Err(Error::Length {
+                column,
+                expected: n,
+                got: len,
+            });
+        }
+    }
+    if let Some(row) = reward.iter().position(|r| !r.is_finite()) {
+        return Err(Error::OutOfRange {
+            column: "reward",
+            row,
+            value: reward[row],
+            allowed: "a finite number",
+        });
+    }
+    let page_size = page_size.max(1);
+    let fold_of = |u: u64| (splitmix64(seed ^ splitmix64(u)) & 1) as usize;
+    let slot = |i: usize| imp.position[i] as usize % page_size;
+    let mut folds = [Fold::default(), Fold::default()];
+    let mut totals = [(0.0, 0.0); 2];
+    for i in 0..n {
+        let f = &mut folds[fold_of(imp.user[i])];
+        let e = f.base.entry((imp.surface[i], slot(i))).or_default();
+        e.0 += reward[i];
+        e.1 += 1.0;
+        let t = &mut totals[fold_of(imp.user[i])];
+        t.0 += reward[i];
+        t.1 += 1.0;
+    }
+    let overall: Vec<f64> = totals
+        .iter()
+        .map(|&(s, c)| if c > 0.0 { s / c } else { 0.0 })
+        .collect();
+    for (i, &r) in reward.iter().enumerate() {
+        let f = &mut folds[fold_of(imp.user[i])];
+        let (s, c) = f.base[&(imp.surface[i], slot(i))];
+        let e = f.video.entry((imp.video[i], imp.surface[i])).or_default();
+        e.0 += r - s / c;
+        e.1 += 1.0;
+    }
+    let mut logged = Vec::with_capacity(n);
+    let mut target = Vec::with_capacity(n);
+    for i in 0..n {
+        // The other fold's model; with one fold empty, the row's own.
+        let mut k = 1 - fold_of(imp.user[i]);
+        if totals[k].1 == 0.0 {
+            k = 1 - k;
+        }
+        let (f, o) = (&folds[k], overall[k]);
+        logged.push(f.predict(imp.video[i], imp.surface[i], slot(i), o));
+        target.push(match replay.choice[i] {
+            Some(v) => f.predict(v, imp.surface[i], slot(i), o),
+            None => 0.0,
+        });
+    }
+    Ok(FittedRewardModel { logged, target })
+}
