@@ -302,7 +302,7 @@ pub fn run(args: OpeArgs) -> anyhow::Result<()> {
     };
     let mut metrics = Vec::with_capacity(args.metric.len());
     for (name, reward) in args.metric.iter().zip(&metric_rewards) {
-        let model = cross_fit_rewards(&imp, reward, args.page_size, &replayed, args.seed)?;
+        let model = cross_fit_rewards(&imp, reward, &replayed, args.seed)?;
         let log = Log {
             user: &events.user_id,
             reward,

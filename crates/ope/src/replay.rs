@@ -230,41 +230,44 @@ impl FittedRewardModel {
     }
 }
 
-/// Prior weight, in impressions, of a slot's mean in a video's predicted
-/// reward: a video seen a few times is predicted near its slot's mean.
+/// Prior weight, in impressions, of a surface's mean in a video's predicted
+/// reward: a video seen a few times is predicted near its surface's mean.
 const SHRINKAGE: f64 = 20.0;
 
-/// One fold's reward model: a (surface, slot) mean plus each (video,
+/// One fold's reward model: each surface's mean plus each (video,
 /// surface)'s mean residual, shrunk by [`SHRINKAGE`].
 #[derive(Default)]
 struct Fold {
-    base: HashMap<(u8, usize), (f64, f64)>,
+    surface: HashMap<u8, (f64, f64)>,
     video: HashMap<(u64, u8), (f64, f64)>,
+    overall: (f64, f64),
 }
 
 impl Fold {
-    fn predict(&self, video: u64, surface: u8, slot: usize, overall: f64) -> f64 {
-        let base = self
-            .base
-            .get(&(surface, slot))
-            .map_or(overall, |&(s, n)| s / n);
+    fn mean(&self, surface: u8) -> f64 {
+        self.surface
+            .get(&surface)
+            .map_or(self.overall.0 / self.overall.1.max(1.0), |&(s, n)| s / n)
+    }
+
+    fn predict(&self, video: u64, surface: u8) -> f64 {
         let effect = self
             .video
             .get(&(video, surface))
             .map_or(0.0, |&(s, n)| s / (n + SHRINKAGE));
-        base + effect
+        self.mean(surface) + effect
     }
 }
 
 /// A reward model cross-fitted over users: each user's rows are predicted by
 /// a model fitted on the other users' rows (two folds by a seeded hash of
-/// the user), so its errors are not the rows' own. The model: the mean
-/// reward at each (surface, slot) plus each video's shrunk mean residual on
-/// that surface.
+/// the user), so its errors are not the rows' own. The model: each
+/// surface's mean reward plus each video's shrunk mean residual there. (No
+/// slot term: where the logging policy puts the same videos at the same
+/// slots, a slot's mean would absorb the videos' own differences.)
 pub fn cross_fit_rewards(
     imp: &Impressions<'_>,
     reward: &[f64],
-    page_size: usize,
     replay: &Replay,
     seed: u64,
 ) -> Result<FittedRewardModel> {
@@ -286,43 +289,35 @@ pub fn cross_fit_rewards(
             allowed: "a finite number",
         });
     }
-    let page_size = page_size.max(1);
     let fold_of = |u: u64| (splitmix64(seed ^ splitmix64(u)) & 1) as usize;
-    let slot = |i: usize| imp.position[i] as usize % page_size;
     let mut folds = [Fold::default(), Fold::default()];
-    let mut totals = [(0.0, 0.0); 2];
-    for i in 0..n {
-        let f = &mut folds[fold_of(imp.user[i])];
-        let e = f.base.entry((imp.surface[i], slot(i))).or_default();
-        e.0 += reward[i];
-        e.1 += 1.0;
-        let t = &mut totals[fold_of(imp.user[i])];
-        t.0 += reward[i];
-        t.1 += 1.0;
-    }
-    let overall: Vec<f64> = totals
-        .iter()
-        .map(|&(s, c)| if c > 0.0 { s / c } else { 0.0 })
-        .collect();
     for (i, &r) in reward.iter().enumerate() {
         let f = &mut folds[fold_of(imp.user[i])];
-        let (s, c) = f.base[&(imp.surface[i], slot(i))];
+        let e = f.surface.entry(imp.surface[i]).or_default();
+        e.0 += r;
+        e.1 += 1.0;
+        f.overall.0 += r;
+        f.overall.1 += 1.0;
+    }
+    for (i, &r) in reward.iter().enumerate() {
+        let f = &mut folds[fold_of(imp.user[i])];
+        let base = f.mean(imp.surface[i]);
         let e = f.video.entry((imp.video[i], imp.surface[i])).or_default();
-        e.0 += r - s / c;
+        e.0 += r - base;
         e.1 += 1.0;
     }
     let mut logged = Vec::with_capacity(n);
     let mut target = Vec::with_capacity(n);
     for i in 0..n {
-        // The other fold's model; with one fold empty, the row's own.
+        // The other fold's model; with one fold empty (one user), the row's own.
         let mut k = 1 - fold_of(imp.user[i]);
-        if totals[k].1 == 0.0 {
+        if folds[k].overall.1 == 0.0 {
             k = 1 - k;
         }
-        let (f, o) = (&folds[k], overall[k]);
-        logged.push(f.predict(imp.video[i], imp.surface[i], slot(i), o));
+        let f = &folds[k];
+        logged.push(f.predict(imp.video[i], imp.surface[i]));
         target.push(match replay.choice[i] {
-            Some(v) => f.predict(v, imp.surface[i], slot(i), o),
+            Some(v) => f.predict(v, imp.surface[i]),
             None => 0.0,
         });
     }
