@@ -1,7 +1,7 @@
 //! `reelkit ope`: what a candidate model would earn on a logged feed, from
 //! the log of an exploring policy, before any A/B test.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -32,6 +32,10 @@ pub struct OpeArgs {
     /// before the request. Without it, it may choose any video it knows.
     #[arg(long)]
     pub videos: Option<PathBuf>,
+    /// Where candidates are retrieved, as `reelkit serve --retrieval`: the
+    /// candidate is replayed as the service would answer.
+    #[arg(long, value_enum, default_value_t = Retrieval::default())]
+    pub retrieval: Retrieval,
     /// Re-rank with the model's value model, as a request with `use_value_model`.
     #[arg(long)]
     pub value_model: bool,
@@ -102,32 +106,98 @@ fn propensities(ev: &Events, path: &Path) -> anyhow::Result<Vec<f64>> {
 }
 
 /// The candidate, and what it could not show: its videos missing from the
-/// catalogue (always), and the catalogue's by upload time.
+/// catalogue (always), and the catalogue's before their upload.
 struct Candidate {
     ranker: Ranker,
     missing: Vec<u64>,
-    /// (upload time, video) of the model's catalogued videos, by time.
-    uploads: Vec<(i64, u64)>,
+    /// Upload time of the model's catalogued videos (empty: all there).
+    uploaded: HashMap<u64, i64>,
+    value_model: bool,
 }
 
+/// Videos asked of the model at once when its answers are kept for the
+/// user's later pages (several pages' worth: one scan of the catalogue
+/// serves them).
+const DEEP: usize = 64;
+
+/// One user's longer list per surface: the model's best videos outside
+/// what the user had seen when it was asked, best first.
+#[derive(Default)]
+struct Lists([Option<Vec<u64>>; 3]);
+
 impl Candidate {
-    /// The model's videos not there at `ts_ms`, with `seen`: the request's
-    /// exclusions.
-    fn exclude(&self, seen: &[u64], ts_ms: i64) -> Vec<u64> {
-        let later = self.uploads.partition_point(|&(t, _)| t <= ts_ms);
-        let mut out =
-            Vec::with_capacity(seen.len() + self.missing.len() + self.uploads.len() - later);
-        out.extend_from_slice(seen);
-        out.extend_from_slice(&self.missing);
-        out.extend(self.uploads[later..].iter().map(|&(_, v)| v));
-        out
+    /// The model's `ask` best videos on the page's surface outside `exclude`.
+    fn ask(&self, page: &PageRequest<'_>, ask: usize) -> Vec<u64> {
+        let mut exclude = Vec::with_capacity(page.seen.len() + self.missing.len());
+        exclude.extend_from_slice(page.seen);
+        exclude.extend_from_slice(&self.missing);
+        let req = Request {
+            exclude,
+            surface: Some(Surface::ALL[page.surface as usize]),
+            use_value_model: self.value_model,
+            ..Request::default()
+        };
+        let items = self.ranker.recommend(page.user, ask, &req).items;
+        items.iter().map(|r| r.item_id).collect()
+    }
+
+    /// The first `k` of `list` the user had not seen and that were uploaded
+    /// by then.
+    fn take(&self, list: &[u64], page: &PageRequest<'_>) -> Vec<u64> {
+        let there = |v: &&u64| {
+            page.seen.binary_search(v).is_err()
+                && self.uploaded.get(*v).is_none_or(|&t| t <= page.ts_ms)
+        };
+        list.iter().filter(there).take(page.k).copied().collect()
+    }
+}
+
+impl reelkit_ope::Candidate for Candidate {
+    type Memo = Lists;
+
+    /// What the service would answer to the page's request: its best
+    /// videos on the surface outside the user's seen ones, of those
+    /// uploaded by then. Later uploads are filtered out of a longer list,
+    /// not excluded by name (a model trained on the log knows them all).
+    /// Without the value model, a list of [`DEEP`] answers the user's
+    /// later pages on the surface while it holds a page of videos still
+    /// unseen and uploaded: those are then exactly the best (every video
+    /// beyond the list scores below all of it, and seen sets only grow).
+    /// The value model re-ranks a list that depends on its length, so it
+    /// asks afresh each page.
+    fn page(&self, page: &PageRequest<'_>, memo: &mut Lists) -> Vec<u64> {
+        let s = page.surface as usize % 3;
+        if !self.value_model {
+            if let Some(list) = &memo.0[s] {
+                let out = self.take(list, page);
+                if out.len() == page.k {
+                    return out;
+                }
+            }
+        }
+        let mut ask = if self.value_model {
+            2 * page.k
+        } else {
+            DEEP.max(2 * page.k)
+        };
+        loop {
+            let list = self.ask(page, ask);
+            let out = self.take(&list, page);
+            if out.len() == page.k || list.len() < ask {
+                if !self.value_model {
+                    memo.0[s] = Some(list);
+                }
+                return out;
+            }
+            ask *= 4;
+        }
     }
 }
 
 fn open_candidate(args: &OpeArgs) -> anyhow::Result<Candidate> {
     let ranker = Ranker::open(&args.model)
         .with_context(|| format!("reading the candidate {}", args.model.display()))?
-        .with_retrieval(Retrieval::Exact);
+        .with_retrieval(args.retrieval);
     anyhow::ensure!(
         ranker.keyed() == (false, false),
         "{}: the model was trained on string ids; an event log's ids are numbers",
@@ -137,7 +207,8 @@ fn open_candidate(args: &OpeArgs) -> anyhow::Result<Candidate> {
         return Ok(Candidate {
             ranker,
             missing: Vec::new(),
-            uploads: Vec::new(),
+            uploaded: HashMap::new(),
+            value_model: args.value_model,
         });
     };
     let c = crate::serve::read_catalog(path)?;
@@ -148,17 +219,16 @@ fn open_candidate(args: &OpeArgs) -> anyhow::Result<Candidate> {
         .map(|i| items.id(i))
         .filter(|v| !listed.contains(v))
         .collect();
-    let mut uploads: Vec<(i64, u64)> = match uploaded {
+    let uploaded: HashMap<u64, i64> = match uploaded {
         Some(t) => c
             .video_id
             .iter()
             .zip(t)
             .filter(|(v, _)| items.get(**v).is_some())
-            .map(|(&v, t)| (t, v))
+            .map(|(&v, t)| (v, t))
             .collect(),
-        None => Vec::new(),
+        None => HashMap::new(),
     };
-    uploads.sort_unstable();
     // The ranker's catalogue must cover its videos: the missing ones get
     // a placeholder row, and are excluded from every request.
     let (mut ids, mut creators, mut long) = (c.video_id, c.creator_id, c.long);
@@ -173,7 +243,8 @@ fn open_candidate(args: &OpeArgs) -> anyhow::Result<Candidate> {
     Ok(Candidate {
         ranker,
         missing,
-        uploads,
+        uploaded,
+        value_model: args.value_model,
     })
 }
 
@@ -279,21 +350,7 @@ pub fn run(args: OpeArgs) -> anyhow::Result<()> {
         surface: &surface,
         video: &events.video_id,
     };
-    let candidate = |page: &PageRequest<'_>| -> Vec<u64> {
-        let req = Request {
-            exclude: cand.exclude(page.seen, page.ts_ms),
-            surface: Some(Surface::ALL[page.surface as usize]),
-            use_value_model: args.value_model,
-            ..Request::default()
-        };
-        ranker
-            .recommend(page.user, page.k, &req)
-            .items
-            .iter()
-            .map(|r| r.item_id)
-            .collect()
-    };
-    let replayed = replay(&imp, args.page_size, &candidate)?;
+    let replayed = replay(&imp, args.page_size, &cand)?;
     let opts = Options {
         bootstrap: args.bootstrap,
         level: args.level,

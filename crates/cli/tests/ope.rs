@@ -71,7 +71,7 @@ fn catalogue() -> TestResult<Catalogue> {
     ))
 }
 
-/// A log the candidate wrote itself: for 40 of its users, two sessions of
+/// A log the candidate wrote itself: for 40 of its users, four sessions of
 /// two pages of 8 (the second page cut after 5 impressions), each page the
 /// candidate's own top 8 on the session's surface outside what the user
 /// saw before, every impression with probability `propensity`.
@@ -88,13 +88,16 @@ fn own_log(model: &Path, propensity: f64) -> TestResult<Events> {
         .take(40)
         .copied()
         .collect();
-    let mut ev = Events::with_capacity(40 * 26);
+    let mut ev = Events::with_capacity(40 * 52);
     for (n, &user) in users.iter().enumerate() {
         let mut seen: Vec<u64> = Vec::new();
         let mut ts = last_upload + 86_400_000 + n as i64;
-        for session in 0..2u64 {
+        for session in 0..4u64 {
+            // Sessions 0 and 2 on one surface, 1 and 3 on another: a replay
+            // that answers later pages from an earlier, longer list must
+            // still agree.
             let surface =
-                [Surface::Reels, Surface::Feed, Surface::Watch][(n + session as usize) % 3];
+                [Surface::Reels, Surface::Feed, Surface::Watch][(n + session as usize % 2) % 3];
             for page in 0..2u32 {
                 let req = Request {
                     exclude: seen.clone(),
@@ -163,8 +166,8 @@ fn a_candidate_replayed_on_its_own_log_agrees_everywhere_and_lifts_nothing() -> 
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
     // Every rebuilt request is the one the log was written from: the same
-    // pages (4 per user), the same videos at the same slots.
-    assert_eq!(r["pages"], 160);
+    // pages (8 per user), the same videos at the same slots.
+    assert_eq!(r["pages"], 320);
     assert_eq!(r["agreement"], 1.0);
     for m in r["metrics"].as_array().expect("metrics") {
         for e in m["estimates"].as_array().expect("estimates") {
@@ -191,7 +194,7 @@ fn a_candidate_replayed_on_its_own_log_agrees_everywhere_and_lifts_nothing() -> 
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
     let agreement = r["agreement"].as_f64().expect("agreement");
     assert!(
-        (agreement - (1.0 - 8.0 / 1040.0)).abs() < 1e-12,
+        (agreement - (1.0 - 8.0 / 2080.0)).abs() < 1e-12,
         "{agreement}"
     );
     let lift = r["metrics"][0]["estimates"][0]["lift"]

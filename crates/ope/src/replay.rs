@@ -56,16 +56,23 @@ pub struct PageRequest<'a> {
 
 /// A ranker that answers a request deterministically.
 pub trait Candidate: Sync {
+    /// What the candidate may keep between one user's requests (a longer
+    /// list to answer later pages from); a fresh one per user.
+    type Memo: Default;
+
     /// The `k` videos (or fewer, when it has no more) the candidate shows,
-    /// best first, none of them in `seen`.
-    fn page(&self, req: &PageRequest<'_>) -> Vec<u64>;
+    /// best first, none of them in `seen`. The user's requests come in the
+    /// order they were shown, with `memo`.
+    fn page(&self, req: &PageRequest<'_>, memo: &mut Self::Memo) -> Vec<u64>;
 }
 
 impl<F> Candidate for F
 where
     F: Fn(&PageRequest<'_>) -> Vec<u64> + Sync,
 {
-    fn page(&self, req: &PageRequest<'_>) -> Vec<u64> {
+    type Memo = ();
+
+    fn page(&self, req: &PageRequest<'_>, _: &mut ()) -> Vec<u64> {
         self(req)
     }
 }
@@ -137,10 +144,10 @@ fn by_user(imp: &Impressions<'_>) -> Vec<Vec<usize>> {
 /// Replays `candidate` on every request of the log (see the module's text).
 /// Users are replayed in parallel; the result does not depend on the
 /// thread count.
-pub fn replay(
+pub fn replay<C: Candidate>(
     imp: &Impressions<'_>,
     page_size: usize,
-    candidate: &impl Candidate,
+    candidate: &C,
 ) -> Result<Replay> {
     let n = check(imp)?;
     if page_size == 0 {
@@ -157,6 +164,7 @@ pub fn replay(
         .par_iter()
         .map(|rows| {
             let mut seen: Vec<u64> = Vec::new();
+            let mut memo = C::Memo::default();
             let mut out = Vec::with_capacity(rows.len());
             let mut pages = 0;
             let mut at = 0;
@@ -168,13 +176,14 @@ pub fn replay(
                         .iter()
                         .take_while(|&&i| key(i) == key(first))
                         .count();
-                let list = candidate.page(&PageRequest {
+                let req = PageRequest {
                     user: imp.user[first],
                     surface: imp.surface[first],
                     ts_ms: imp.ts_ms[first],
                     seen: &seen,
                     k: page_size,
-                });
+                };
+                let list = candidate.page(&req, &mut memo);
                 pages += 1;
                 for &i in &rows[at..end] {
                     let slot = imp.position[i] as usize % page_size;
