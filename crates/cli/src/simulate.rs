@@ -29,6 +29,12 @@ pub struct SimulateArgs {
     /// With the `ranker` policy: re-rank with the model's value model.
     #[arg(long)]
     value_model: bool,
+    /// With the `ranker` policy: the share of slots given to a random fresh
+    /// upload (new videos get a chance, as with `popular`), in [0, 1);
+    /// default 0.1. Inserted among the model's videos, they shift the
+    /// page: 0 for a log `reelkit ope` can replay the model on.
+    #[arg(long)]
+    fresh: Option<f64>,
     /// Explore: each slot of each page, with this probability (in (0, 1)),
     /// shows a video drawn uniformly from the eligible ones the user has not
     /// seen instead of the policy's; every impression's exact probability is
@@ -85,26 +91,37 @@ pub fn load_params(
     Ok(params)
 }
 
-/// A built-in policy, or `ranker` serving a model file (with the same fresh
-/// exploration as `popular`).
+/// A built-in policy, or `ranker` serving a model file as the service
+/// answers (each page afresh, the user's seen videos excluded), with a
+/// `fresh` share of slots for new uploads as `popular` has.
 pub fn make_policy(
     name: &str,
     model: Option<&Path>,
     value_model: bool,
+    fresh: Option<f64>,
     world: &World,
 ) -> anyhow::Result<Box<dyn reelkit_sim::Policy>> {
     if name != "ranker" {
         anyhow::ensure!(model.is_none(), "--model is only used with --policy ranker");
+        anyhow::ensure!(fresh.is_none(), "--fresh is only used with --policy ranker");
         return Ok(builtin_policy(name)?);
     }
+    let fresh = fresh.unwrap_or(reelkit_sim::policies::DEFAULT_EXPLORE);
+    anyhow::ensure!(
+        (0.0..1.0).contains(&fresh),
+        "--fresh {fresh} is not a share of slots in [0, 1)"
+    );
     let path = model.context("--policy ranker needs --model FILE")?;
     let ranker = reelkit_ranker::Ranker::open(path)
         .with_context(|| format!("loading model {}", path.display()))?;
     let policy =
-        reelkit_lab::specs::RankerPolicy::new(std::sync::Arc::new(ranker), world, value_model);
+        reelkit_lab::specs::RankerPolicy::new(std::sync::Arc::new(ranker), world, value_model)
+            .answering_each_page();
+    if fresh == 0.0 {
+        return Ok(Box::new(policy));
+    }
     Ok(Box::new(reelkit_sim::policies::ExploreFresh::new(
-        policy,
-        reelkit_sim::policies::DEFAULT_EXPLORE,
+        policy, fresh,
     )))
 }
 
@@ -126,6 +143,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         &args.policy,
         args.model.as_deref(),
         args.value_model,
+        args.fresh,
         &world,
     )?;
     if let Some(epsilon) = args.explore {

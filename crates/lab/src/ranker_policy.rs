@@ -28,6 +28,7 @@ pub struct RankerPolicy {
     fallback: PopularPolicy,
     use_value_model: bool,
     name: String,
+    each_page: bool,
 }
 
 impl RankerPolicy {
@@ -43,7 +44,20 @@ impl RankerPolicy {
             fallback: PopularPolicy::default(),
             use_value_model,
             name: "ranker".to_string(),
+            each_page: false,
         }
+    }
+
+    /// Answers every page afresh, as the service answers a request that
+    /// excludes what the user has seen: the page's best eligible videos
+    /// the user has not seen. (By default the policy ranks once per
+    /// user-day and surface and walks that list, so a video listed on a page
+    /// but not shown — the session ended, or an exploring slot took its
+    /// place — is passed over for the rest of the day.) What `reelkit ope`
+    /// replays a model as; slower, one scoring of the catalogue per page.
+    pub fn answering_each_page(mut self) -> Self {
+        self.each_page = true;
+        self
     }
 
     /// Renames the policy (the arm's `variant`).
@@ -70,7 +84,7 @@ impl Policy for RankerPolicy {
         let d = m.dim;
         let q = &m.user_factors[user as usize * d..(user as usize + 1) * d];
         let vm = m.meta.value_model.as_ref().filter(|_| self.use_value_model);
-        state.walk_ranked(req, DEPTH, out, |v| {
+        let score = |v: u32| {
             let i = self.video_to_item[v as usize]? as usize;
             let dot = reelkit_ranker::retrieval::dot(q, &m.item_factors[i * d..(i + 1) * d]);
             let bias = m.item_bias[i];
@@ -78,7 +92,24 @@ impl Policy for RankerPolicy {
                 Some(vm) => vm.score(dot, m.item_counts[i], bias),
                 None => (dot + bias) as f64,
             })
-        });
+        };
+        if self.each_page {
+            let mut scored: Vec<(f64, u32)> = req
+                .eligible
+                .iter()
+                .filter(|v| !req.seen.contains(v))
+                .filter_map(|&v| score(v).map(|x| (x, v)))
+                .collect();
+            let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            if scored.len() > req.n {
+                scored.select_nth_unstable_by(req.n, by_score);
+                scored.truncate(req.n);
+            }
+            scored.sort_unstable_by(by_score);
+            out.extend(scored.iter().map(|x| x.1));
+        } else {
+            state.walk_ranked(req, DEPTH, out, score);
+        }
         // Every known video seen: trailing popularity for the rest (new uploads).
         self.fallback.fill_rest(req, rng, out);
     }

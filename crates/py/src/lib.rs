@@ -113,7 +113,8 @@ fn simulate(
             let path = model.ok_or_else(|| value_err("policy \"ranker\" needs model=PATH"))?;
             let ranker = reelkit_ranker::Ranker::open(&path).map_err(to_py)?;
             Box::new(reelkit_sim::policies::ExploreFresh::new(
-                reelkit_lab::specs::RankerPolicy::new(Arc::new(ranker), &world, false),
+                reelkit_lab::specs::RankerPolicy::new(Arc::new(ranker), &world, false)
+                    .answering_each_page(),
                 reelkit_sim::policies::DEFAULT_EXPLORE,
             ))
         } else {
