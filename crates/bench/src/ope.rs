@@ -54,6 +54,7 @@ pub(super) fn ope(args: OpeBenchArgs) -> anyhow::Result<()> {
             logged: &q_logged,
             target: &q_target,
         }),
+        session_weight: None,
     };
     // Baseline: one pass over the same columns summing the weighted rewards
     // (what any estimator must at least read).
@@ -69,7 +70,7 @@ pub(super) fn ope(args: OpeBenchArgs) -> anyhow::Result<()> {
         ..Options::default()
     };
     let t = Instant::now();
-    let report = estimate(&log, &Estimator::ALL, &opts)?;
+    let report = estimate(&log, &Estimator::PER_IMPRESSION, &opts)?;
     let secs = t.elapsed().as_secs_f64();
     let ips = &report.estimates[0];
     anyhow::ensure!(
@@ -81,7 +82,7 @@ pub(super) fn ope(args: OpeBenchArgs) -> anyhow::Result<()> {
         "bench": "ope",
         "impressions": n,
         "users": report.diagnostics.users,
-        "estimators": Estimator::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+        "estimators": Estimator::PER_IMPRESSION.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
         "bootstrap": args.bootstrap,
         "threads": rayon::current_num_threads(),
         "seconds": secs,

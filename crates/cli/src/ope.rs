@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use reelkit_logs::Events;
 use reelkit_ope::{
-    cross_fit_rewards, estimate, replay, Estimator, Impressions, Log, MetricEstimates, OpeReport,
-    Options, PageRequest,
+    cross_fit_rewards, estimate, replay, session_weights, Estimator, Impressions, Log,
+    MetricEstimates, OpeReport, Options, PageRequest,
 };
 use reelkit_ranker::{Ranker, Request, Retrieval, Surface};
 
@@ -43,8 +43,10 @@ pub struct OpeArgs {
     /// watch_ms, liked, shared, commented, followed (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "watch_ms,liked")]
     pub metric: Vec<String>,
-    /// Estimators (comma-separated): ips, snips, dr, dm.
-    #[arg(long, value_delimiter = ',', default_value = "ips,snips,dr,dm")]
+    /// Estimators (comma-separated): ips, snips, dr, dm (one impression at
+    /// a time) and pdis (per-decision over each session: what the candidate
+    /// would do to a session's length too).
+    #[arg(long, value_delimiter = ',', default_value = "ips,snips,dr,dm,pdis")]
     pub estimator: Vec<String>,
     /// Impressions per request: the log's positions 0..N are the first page
     /// of a session (the simulator's `behaviour.page_size`, 8).
@@ -357,6 +359,10 @@ pub fn run(args: OpeArgs) -> anyhow::Result<()> {
         seed: args.seed,
         max_weight: args.max_weight,
     };
+    let session_weight = estimators
+        .contains(&Estimator::Pdis)
+        .then(|| session_weights(&imp, &propensity, &replayed.target))
+        .transpose()?;
     let mut metrics = Vec::with_capacity(args.metric.len());
     for (name, reward) in args.metric.iter().zip(&metric_rewards) {
         let model = cross_fit_rewards(&imp, reward, &replayed, args.seed)?;
@@ -366,6 +372,7 @@ pub fn run(args: OpeArgs) -> anyhow::Result<()> {
             propensity: &propensity,
             target: &replayed.target,
             reward_model: Some(model.as_model()),
+            session_weight: session_weight.as_deref(),
         };
         let report =
             estimate(&log, &estimators, &opts).with_context(|| format!("--metric {name}"))?;

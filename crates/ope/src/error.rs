@@ -31,6 +31,9 @@ pub enum Error {
     /// An estimator needs the reward model's predictions and none were given.
     #[error("{0} needs a reward model's predictions (logged and target)")]
     NeedsRewardModel(&'static str),
+    /// An estimator needs the sessions' per-decision weights and none were given.
+    #[error("{0} needs the sessions' per-decision weights (session_weight)")]
+    NeedsSessions(&'static str),
     /// A setting out of range.
     #[error("{field} is {got}: it must be {allowed}")]
     Setting {
@@ -42,7 +45,7 @@ pub enum Error {
         allowed: &'static str,
     },
     /// An estimator's name not known.
-    #[error("unknown estimator {0:?}: expected ips, snips, dr or dm")]
+    #[error("unknown estimator {0:?}: expected ips, snips, dr, dm or pdis")]
     UnknownEstimator(String),
 }
 

@@ -31,6 +31,10 @@ pub struct Log<'a> {
     pub target: &'a [f64],
     /// A reward model's predictions, for the direct method and doubly robust.
     pub reward_model: Option<RewardModel<'a>>,
+    /// Per-decision weights, for [`Estimator::Pdis`]: the product over the
+    /// row's session, up to and including the row, of `target / propensity`
+    /// ([`crate::session_weights`]).
+    pub session_weight: Option<&'a [f64]>,
 }
 
 /// A reward model's predictions per row, fitted on other rows than the ones
@@ -59,15 +63,32 @@ pub enum Estimator {
     Dr,
     /// Direct method: `Σ q̂_π` per user, the reward model alone.
     Dm,
+    /// Per-decision importance sampling over sessions: each reward weighed
+    /// by the product of its session's weights up to it, `Σ r_t Π_{s≤t} w_s`
+    /// per user. Unbiased for what the candidate would earn in a session
+    /// *including* how long the session would last (its end depends only on
+    /// what it showed), which the per-impression estimators hold at the
+    /// log's; its variance grows with the sessions' length.
+    Pdis,
 }
 
 impl Estimator {
-    /// Every estimator, in report order.
-    pub const ALL: [Estimator; 4] = [
+    /// The estimators of one impression at a time (every one but
+    /// [`Estimator::Pdis`]), in report order.
+    pub const PER_IMPRESSION: [Estimator; 4] = [
         Estimator::Ips,
         Estimator::Snips,
         Estimator::Dr,
         Estimator::Dm,
+    ];
+
+    /// Every estimator, in report order.
+    pub const ALL: [Estimator; 5] = [
+        Estimator::Ips,
+        Estimator::Snips,
+        Estimator::Dr,
+        Estimator::Dm,
+        Estimator::Pdis,
     ];
 
     /// Its name: ips, snips, dr, dm.
@@ -77,11 +98,16 @@ impl Estimator {
             Estimator::Snips => "snips",
             Estimator::Dr => "dr",
             Estimator::Dm => "dm",
+            Estimator::Pdis => "pdis",
         }
     }
 
     fn needs_model(self) -> bool {
         matches!(self, Estimator::Dr | Estimator::Dm)
+    }
+
+    fn needs_sessions(self) -> bool {
+        self == Estimator::Pdis
     }
 }
 
@@ -193,6 +219,7 @@ struct Sums {
     wr: f64,
     dr: f64,
     dm: f64,
+    pdis: f64,
 }
 
 impl Sums {
@@ -204,6 +231,7 @@ impl Sums {
         self.wr += o.wr;
         self.dr += o.dr;
         self.dm += o.dm;
+        self.pdis += o.pdis;
     }
 
     /// (per user, per impression) of an estimator.
@@ -217,6 +245,7 @@ impl Sums {
             }
             Estimator::Dr => (self.dr / u, self.dr / n),
             Estimator::Dm => (self.dm / u, self.dm / n),
+            Estimator::Pdis => (self.pdis / u, self.pdis / n),
         }
     }
 
@@ -293,6 +322,17 @@ fn validate(log: &Log<'_>, estimators: &[Estimator], opts: &Options) -> Result<(
     } else if let Some(e) = estimators.iter().find(|e| e.needs_model()) {
         return Err(Error::NeedsRewardModel(e.as_str()));
     }
+    if let Some(w) = log.session_weight {
+        check_len("session_weight", n, w.len())?;
+        check_values(
+            "session_weight",
+            w,
+            |x| x >= 0.0 && x.is_finite(),
+            "a finite weight ≥ 0",
+        )?;
+    } else if let Some(e) = estimators.iter().find(|e| e.needs_sessions()) {
+        return Err(Error::NeedsSessions(e.as_str()));
+    }
     if !(opts.level > 0.0 && opts.level < 1.0) {
         return Err(Error::Setting {
             field: "level",
@@ -350,6 +390,9 @@ pub fn estimate(log: &Log<'_>, estimators: &[Estimator], opts: &Options) -> Resu
         if let Some(m) = &log.reward_model {
             s.dr += m.target[i] + w * (r - m.logged[i]);
             s.dm += m.target[i];
+        }
+        if let Some(pw) = log.session_weight {
+            s.pdis += pw[i].min(clip) * r;
         }
     }
     let mut total = Sums::default();

@@ -26,6 +26,7 @@
 //!     propensity: &[0.5; 4],
 //!     target: &[1.0, 0.0, 0.0, 1.0],
 //!     reward_model: None,
+//!     session_weight: None,
 //! };
 //! let report = estimate(&log, &[Estimator::Ips], &Options::default())?;
 //! let ips = &report.estimates[0];
@@ -46,6 +47,7 @@ mod tests;
 pub use error::{Error, Result};
 pub use estimate::{estimate, Diagnostics, Estimate, Estimator, Log, Options, Report, RewardModel};
 pub use replay::{
-    cross_fit_rewards, replay, Candidate, FittedRewardModel, Impressions, PageRequest, Replay,
+    cross_fit_rewards, replay, session_weights, Candidate, FittedRewardModel, Impressions,
+    PageRequest, Replay,
 };
 pub use report::{html, markdown, MetricEstimates, OpeReport};

@@ -219,6 +219,55 @@ pub fn replay<C: Candidate>(
     })
 }
 
+/// Per-decision weights ([`crate::Estimator::Pdis`]): for each row, the
+/// product over its session's rows up to and including it (by time, then
+/// position) of `target / propensity`. A session's weight stays 0 from the
+/// first impression the candidate would not have shown.
+pub fn session_weights(
+    imp: &Impressions<'_>,
+    propensity: &[f64],
+    target: &[f64],
+) -> Result<Vec<f64>> {
+    let n = check(imp)?;
+    for (column, len) in [("propensity", propensity.len()), ("target", target.len())] {
+        if len != n {
+            return Err(Error::Length {
+                column,
+                expected: n,
+                got: len,
+            });
+        }
+    }
+    if let Some(row) = propensity.iter().position(|&p| !(p > 0.0 && p <= 1.0)) {
+        return Err(Error::OutOfRange {
+            column: "propensity",
+            row,
+            value: propensity[row],
+            allowed: "in (0, 1]",
+        });
+    }
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut sessions: Vec<Vec<usize>> = Vec::new();
+    for (i, &s) in imp.session.iter().enumerate() {
+        let next = sessions.len();
+        let at = *index.entry(s).or_insert(next);
+        if at == next {
+            sessions.push(Vec::new());
+        }
+        sessions[at].push(i);
+    }
+    let mut weight = vec![0.0; n];
+    for rows in &mut sessions {
+        rows.sort_by_key(|&i| (imp.ts_ms[i], imp.position[i]));
+        let mut w = 1.0;
+        for &i in rows.iter() {
+            w *= target[i] / propensity[i];
+            weight[i] = w;
+        }
+    }
+    Ok(weight)
+}
+
 /// A reward model's predictions, owned (see [`crate::RewardModel`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FittedRewardModel {

@@ -118,9 +118,11 @@ const READING: &str = "Each impression's weight is the candidate's probability o
 video at its slot over the logging policy's. IPS sums weighted rewards; SNIPS divides by the \
 weights' sum (steadier, slightly biased); DR adds the cross-fitted reward model's prediction \
 of the candidate's choice and weighs only its errors; DM is the reward model alone (biased \
-when the model is). Intervals are bootstrap percentiles over users. The estimates are of the \
-candidate's choices on the logged requests: what it would change in sessions' length or \
-later visits is not in them.";
+when the model is). Those four hold the log's sessions fixed: what the candidate would change \
+in how long a session lasts is not in them. PDIS weighs each reward by the product of its \
+session's weights up to it, which sees a session's length too (its variance grows with it). \
+What the candidate would change in later visits is in none of them. Intervals are bootstrap \
+percentiles over users.";
 
 /// The report as Markdown.
 pub fn markdown(r: &OpeReport) -> String {

@@ -39,12 +39,13 @@ fn per_impression_values_equal_obps() -> Result<(), Box<dyn std::error::Error>> 
                 logged: &q_logged,
                 target: &q_target,
             }),
+            session_weight: None,
         };
         let opts = Options {
             bootstrap: 0,
             ..Options::default()
         };
-        let report = estimate(&log, &Estimator::ALL, &opts)?;
+        let report = estimate(&log, &Estimator::PER_IMPRESSION, &opts)?;
         for e in &report.estimates {
             let want = case["per_impression"][e.estimator.as_str()]
                 .as_f64()
