@@ -1,16 +1,17 @@
 //! `reelkit ope`: what a candidate model would earn on a logged feed, from
 //! the log of an exploring policy, before any A/B test.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use reelkit_lab::offpolicy::{ServedCandidate, VideoCatalogue};
 use reelkit_logs::Events;
 use reelkit_ope::{
     cross_fit_rewards, estimate, replay, session_weights, Estimator, Impressions, Log,
-    MetricEstimates, OpeReport, Options, PageRequest,
+    MetricEstimates, OpeReport, Options,
 };
-use reelkit_ranker::{Ranker, Request, Retrieval, Surface};
+use reelkit_ranker::{Ranker, Retrieval};
 
 /// Arguments of `reelkit ope`.
 #[derive(Debug, clap::Args)]
@@ -107,147 +108,24 @@ fn propensities(ev: &Events, path: &Path) -> anyhow::Result<Vec<f64>> {
     Ok(p.clone())
 }
 
-/// The candidate, and what it could not show: its videos missing from the
-/// catalogue (always), and the catalogue's before their upload.
-struct Candidate {
-    ranker: Ranker,
-    missing: Vec<u64>,
-    /// Upload time of the model's catalogued videos (empty: all there).
-    uploaded: HashMap<u64, i64>,
-    value_model: bool,
-}
-
-/// Videos asked of the model at once when its answers are kept for the
-/// user's later pages (several pages' worth: one scan of the catalogue
-/// serves them).
-const DEEP: usize = 64;
-
-/// One user's longer list per surface: the model's best videos outside
-/// what the user had seen when it was asked, best first.
-#[derive(Default)]
-struct Lists([Option<Vec<u64>>; 3]);
-
-impl Candidate {
-    /// The model's `ask` best videos on the page's surface outside `exclude`.
-    fn ask(&self, page: &PageRequest<'_>, ask: usize) -> Vec<u64> {
-        let mut exclude = Vec::with_capacity(page.seen.len() + self.missing.len());
-        exclude.extend_from_slice(page.seen);
-        exclude.extend_from_slice(&self.missing);
-        let req = Request {
-            exclude,
-            surface: Some(Surface::ALL[page.surface as usize]),
-            use_value_model: self.value_model,
-            ..Request::default()
-        };
-        let items = self.ranker.recommend(page.user, ask, &req).items;
-        items.iter().map(|r| r.item_id).collect()
-    }
-
-    /// The first `k` of `list` the user had not seen and that were uploaded
-    /// by then.
-    fn take(&self, list: &[u64], page: &PageRequest<'_>) -> Vec<u64> {
-        let there = |v: &&u64| {
-            page.seen.binary_search(v).is_err()
-                && self.uploaded.get(*v).is_none_or(|&t| t <= page.ts_ms)
-        };
-        list.iter().filter(there).take(page.k).copied().collect()
-    }
-}
-
-impl reelkit_ope::Candidate for Candidate {
-    type Memo = Lists;
-
-    /// What the service would answer to the page's request: its best
-    /// videos on the surface outside the user's seen ones, of those
-    /// uploaded by then. Later uploads are filtered out of a longer list,
-    /// not excluded by name (a model trained on the log knows them all).
-    /// Without the value model, a list of [`DEEP`] answers the user's
-    /// later pages on the surface while it holds a page of videos still
-    /// unseen and uploaded: those are then exactly the best (every video
-    /// beyond the list scores below all of it, and seen sets only grow).
-    /// The value model re-ranks a list that depends on its length, so it
-    /// asks afresh each page.
-    fn page(&self, page: &PageRequest<'_>, memo: &mut Lists) -> Vec<u64> {
-        let s = page.surface as usize % 3;
-        if !self.value_model {
-            if let Some(list) = &memo.0[s] {
-                let out = self.take(list, page);
-                if out.len() == page.k {
-                    return out;
-                }
-            }
-        }
-        let mut ask = if self.value_model {
-            2 * page.k
-        } else {
-            DEEP.max(2 * page.k)
-        };
-        loop {
-            let list = self.ask(page, ask);
-            let out = self.take(&list, page);
-            if out.len() == page.k || list.len() < ask {
-                if !self.value_model {
-                    memo.0[s] = Some(list);
-                }
-                return out;
-            }
-            ask *= 4;
-        }
-    }
-}
-
-fn open_candidate(args: &OpeArgs) -> anyhow::Result<Candidate> {
+fn open_candidate(args: &OpeArgs) -> anyhow::Result<ServedCandidate> {
     let ranker = Ranker::open(&args.model)
         .with_context(|| format!("reading the candidate {}", args.model.display()))?
         .with_retrieval(args.retrieval);
-    anyhow::ensure!(
-        ranker.keyed() == (false, false),
-        "{}: the model was trained on string ids; an event log's ids are numbers",
-        args.model.display()
-    );
+    let what = || format!("the candidate {}", args.model.display());
     let Some(path) = &args.videos else {
-        return Ok(Candidate {
-            ranker,
-            missing: Vec::new(),
-            uploaded: HashMap::new(),
-            value_model: args.value_model,
-        });
+        return ServedCandidate::new(ranker, None, args.value_model).with_context(what);
     };
     let c = crate::serve::read_catalog(path)?;
     let uploaded = upload_times(path)?;
-    let items = &ranker.model().items;
-    let listed: HashSet<u64> = c.video_id.iter().copied().collect();
-    let missing: Vec<u64> = (0..items.len() as u32)
-        .map(|i| items.id(i))
-        .filter(|v| !listed.contains(v))
-        .collect();
-    let uploaded: HashMap<u64, i64> = match uploaded {
-        Some(t) => c
-            .video_id
-            .iter()
-            .zip(t)
-            .filter(|(v, _)| items.get(**v).is_some())
-            .map(|(&v, t)| (v, t))
-            .collect(),
-        None => HashMap::new(),
+    let catalogue = VideoCatalogue {
+        video_id: &c.video_id,
+        creator_id: &c.creator_id,
+        long: &c.long,
+        upload_ts_ms: uploaded.as_deref(),
     };
-    // The ranker's catalogue must cover its videos: the missing ones get
-    // a placeholder row, and are excluded from every request.
-    let (mut ids, mut creators, mut long) = (c.video_id, c.creator_id, c.long);
-    for &v in &missing {
-        ids.push(v);
-        creators.push(0);
-        long.push(false);
-    }
-    let ranker = ranker
-        .with_catalog(&ids, &creators, &long)
-        .with_context(|| format!("attaching the catalogue {}", path.display()))?;
-    Ok(Candidate {
-        ranker,
-        missing,
-        uploaded,
-        value_model: args.value_model,
-    })
+    ServedCandidate::new(ranker, Some(catalogue), args.value_model)
+        .with_context(|| format!("{} with the catalogue {}", what(), path.display()))
 }
 
 /// The catalogue's `upload_ts_ms` column, when it has one.
@@ -334,7 +212,7 @@ pub fn run(args: OpeArgs) -> anyhow::Result<()> {
         .map(|m| rewards(&events, m))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cand = open_candidate(&args)?;
-    let ranker = &cand.ranker;
+    let ranker = cand.ranker();
     let mut notes = coverage_notes(&events, ranker, &args.model)?;
     if args.videos.is_none() {
         notes.push(

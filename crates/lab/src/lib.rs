@@ -62,6 +62,7 @@ mod output;
 mod ranker_policy;
 mod recipe;
 mod run;
+mod served;
 mod spec;
 mod sweep;
 mod train;
@@ -96,6 +97,12 @@ pub mod outcomes {
     pub use crate::sweep::{sweep_specs, SweepRow};
     pub use crate::trained::{FitTime, Refresh};
     pub use crate::truth::{GroundTruth, TrueEffect};
+}
+
+/// A model file replayed as an off-policy candidate on a log's requests,
+/// as `reelkit serve` would answer them (`reelkit ope`).
+pub mod offpolicy {
+    pub use crate::served::{PageLists, ServedCandidate, VideoCatalogue};
 }
 
 /// The parts of a spec: arms, recipes and their settings, and a served
