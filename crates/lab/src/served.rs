@@ -153,7 +153,7 @@ impl reelkit_ope::Candidate for ServedCandidate {
     /// What the service would answer to the page's request. Later uploads
     /// are filtered out of a longer list, not excluded by name (a model
     /// trained on the log knows them all). Without the value model, a list
-    /// of [`DEEP`] answers the user's later pages on the surface while it
+    /// of 64 answers the user's later pages on the surface while it
     /// holds a page of videos still unseen and uploaded: those are then
     /// exactly the best (every video beyond the list scores below all of
     /// it, and seen sets only grow). The value model re-ranks a list whose
