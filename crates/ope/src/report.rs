@@ -55,13 +55,31 @@ fn num(x: f64) -> String {
         return "–".into();
     }
     let a = x.abs();
-    if a >= 1e5 || (a > 0.0 && a < 1e-3) {
+    if a >= 1e4 && a < 1e15 {
+        grouped(x)
+    } else if a > 0.0 && a < 1e-3 || a >= 1e15 {
         format!("{x:.3e}")
     } else if a >= 100.0 {
         format!("{x:.1}")
     } else {
         format!("{x:.4}")
     }
+}
+
+/// `x` rounded to an integer with its thousands separated: 4,806,310.
+fn grouped(x: f64) -> String {
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 {
+        out.insert(0, '-');
+    }
+    out
 }
 
 fn pct(x: f64) -> String {
@@ -229,7 +247,11 @@ fn lift_svg(m: &MetricEstimates) -> String {
 pub fn html(r: &OpeReport) -> String {
     let mut body = String::new();
     for n in &r.notes {
-        let _ = write!(body, "<p class=\"warnbox\">⚠ {}</p>", esc(n));
+        let _ = write!(
+            body,
+            "<p class=\"warnbox\">⚠ {}</p>",
+            esc(&n.replace('`', ""))
+        );
     }
     for m in &r.metrics {
         let _ = write!(
@@ -252,7 +274,11 @@ pub fn html(r: &OpeReport) -> String {
         }
         let _ = write!(body, "</table><p>{}</p>", esc(&diagnostics_line(m)));
         for w in &m.report.diagnostics.warnings {
-            let _ = write!(body, "<p class=\"warnbox\">⚠ {}</p>", esc(w));
+            let _ = write!(
+                body,
+                "<p class=\"warnbox\">⚠ {}</p>",
+                esc(&w.replace('`', ""))
+            );
         }
     }
     format!(
@@ -271,4 +297,20 @@ the candidate would have shown the logged video at {agree:.2}% of the impression
         boot = r.bootstrap,
         reading = esc(READING),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_a_person_writes_them() {
+        assert_eq!(num(4_806_310.4), "4,806,310");
+        assert_eq!(num(-31_150.4), "-31,150");
+        assert_eq!(num(999.96), "1000.0");
+        assert_eq!(num(14.8543), "14.8543");
+        assert_eq!(num(0.0002), "2.000e-4");
+        assert_eq!(num(f64::NAN), "–");
+        assert_eq!(pct(0.1482), "+14.82%");
+    }
 }
