@@ -1,7 +1,8 @@
 """reelkit: recommendation-engine engagement experiments.
 
 Simulate a short-video feed with counterfactual truth, train and tune a
-ranker, serve it in process, and analyse A/B tests, from a notebook. A thin
+ranker, serve it in process, analyse A/B tests and judge a candidate off-policy on an
+exploring log, from a notebook. A thin
 layer over the same Rust crates as the ``reelkit`` command line: the same
 inputs give the same numbers.
 
@@ -12,6 +13,6 @@ inputs give the same numbers.
 """
 from ._reelkit import __version__
 from ._core import Model, Simulation, Tuned, simulate, train, tune, world_params
-from . import ab, lab
+from . import ab, lab, ope
 
-__all__ = ["Model", "Simulation", "Tuned", "simulate", "train", "tune", "world_params", "ab", "lab", "__version__"]
+__all__ = ["Model", "Simulation", "Tuned", "simulate", "train", "tune", "world_params", "ab", "lab", "ope", "__version__"]

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use reelkit_logs::polars::prelude::DataType;
 use reelkit_serve::{
     Allocation, AppState, Catalog, Design, ExposureConfig, ExposureLog, ServeConfig,
 };
@@ -170,41 +169,12 @@ fn design(args: &ServeArgs, models: &[(String, PathBuf)]) -> anyhow::Result<Desi
 }
 
 /// Reads a catalogue file: `video_id`, `creator_id`, `format`.
-pub fn read_catalog(path: &std::path::Path) -> anyhow::Result<Catalog> {
-    let df = reelkit_logs::read_frame(path)?;
-    let col = |name: &str| {
-        df.column(name)
-            .with_context(|| format!("{}: missing column `{name}`", path.display()))
-    };
-    let u64s = |name: &str| -> anyhow::Result<Vec<u64>> {
-        let c = col(name)?.cast(&DataType::UInt64)?;
-        c.u64()?
-            .iter()
-            .enumerate()
-            .map(|(row, v)| {
-                v.with_context(|| format!("{}: `{name}` is null at row {row}", path.display()))
-            })
-            .collect()
-    };
-    let formats = col("format")?;
-    let long = formats
-        .str()
-        .with_context(|| format!("{}: `format` must be text (short|long)", path.display()))?
-        .iter()
-        .enumerate()
-        .map(|(row, v)| match v {
-            Some("long") => Ok(true),
-            Some("short") => Ok(false),
-            other => anyhow::bail!(
-                "{}: `format` at row {row} is {other:?}, expected short or long",
-                path.display()
-            ),
-        })
-        .collect::<anyhow::Result<Vec<bool>>>()?;
+fn read_catalog(path: &std::path::Path) -> anyhow::Result<Catalog> {
+    let v = reelkit_lab::offpolicy::Videos::read(path)?;
     Ok(Catalog {
-        video_id: u64s("video_id")?,
-        creator_id: u64s("creator_id")?,
-        long,
+        video_id: v.video_id,
+        creator_id: v.creator_id,
+        long: v.long,
     })
 }
 

@@ -52,6 +52,9 @@ pub enum Error {
     /// The analysis failed.
     #[error(transparent)]
     Abtest(#[from] reelkit_abtest::Error),
+    /// Off-policy estimation refused its input.
+    #[error(transparent)]
+    Ope(#[from] reelkit_ope::Error),
     /// Reading or writing a log failed.
     #[error(transparent)]
     Logs(#[from] reelkit_logs::Error),

@@ -58,6 +58,7 @@ mod error;
 mod interactions;
 mod interleave;
 pub mod limits;
+mod ope_run;
 mod output;
 mod ranker_policy;
 mod recipe;
@@ -102,7 +103,8 @@ pub mod outcomes {
 /// A model file replayed as an off-policy candidate on a log's requests,
 /// as `reelkit serve` would answer them (`reelkit ope`).
 pub mod offpolicy {
-    pub use crate::served::{PageLists, ServedCandidate, VideoCatalogue};
+    pub use crate::ope_run::{evaluate, OpeSettings, METRICS};
+    pub use crate::served::{PageLists, ServedCandidate, VideoCatalogue, Videos};
 }
 
 /// The parts of a spec: arms, recipes and their settings, and a served

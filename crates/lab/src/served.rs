@@ -2,6 +2,9 @@
 //! candidate on a log's requests ([`reelkit_ope::replay`]).
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use reelkit_logs::polars::prelude::{Column, DataType};
 
 use reelkit_ope::PageRequest;
 use reelkit_ranker::{Ranker, Request, Surface};
@@ -22,6 +25,92 @@ pub struct VideoCatalogue<'a> {
     pub long: &'a [bool],
     /// When it was uploaded (Unix ms): a request before then cannot show it.
     pub upload_ts_ms: Option<&'a [i64]>,
+}
+
+/// A catalogue file read whole ([`Videos::read`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Videos {
+    /// Every catalogued video.
+    pub video_id: Vec<u64>,
+    /// Its creator.
+    pub creator_id: Vec<u64>,
+    /// Whether it is a long video.
+    pub long: Vec<bool>,
+    /// When it was uploaded, when the file says.
+    pub upload_ts_ms: Option<Vec<i64>>,
+}
+
+impl Videos {
+    /// Reads a catalogue file (Parquet, CSV or Arrow IPC): `video_id`,
+    /// `creator_id`, `format` (short or long) and, if present,
+    /// `upload_ts_ms` — the simulator's videos.parquet is one. A missing
+    /// column, a null, a format other than short or long is refused by
+    /// name and row.
+    pub fn read(path: &Path) -> Result<Videos> {
+        let df = reelkit_logs::read_frame(path)?;
+        let bad = |message: String| Error::Input(format!("{}: {message}", path.display()));
+        let col = |name: &str| -> Result<&Column> {
+            df.column(name)
+                .map_err(|_| bad(format!("missing column `{name}`")))
+        };
+        let numbers = |name: &str, to: DataType| -> Result<Column> {
+            col(name)?
+                .cast(&to)
+                .map_err(|e| bad(format!("`{name}` must be a number ({e})")))
+        };
+        let null = |name: &str, row: usize| bad(format!("`{name}` is null at row {row}"));
+        let u64s = |name: &str| -> Result<Vec<u64>> {
+            let c = numbers(name, DataType::UInt64)?;
+            let c = c.u64().map_err(|e| bad(e.to_string()))?;
+            c.iter()
+                .enumerate()
+                .map(|(row, v)| v.ok_or_else(|| null(name, row)))
+                .collect()
+        };
+        let formats = col("format")?
+            .str()
+            .map_err(|_| bad("`format` must be text (short|long)".into()))?;
+        let long = formats
+            .iter()
+            .enumerate()
+            .map(|(row, v)| match v {
+                Some("long") => Ok(true),
+                Some("short") => Ok(false),
+                other => Err(bad(format!(
+                    "`format` at row {row} is {other:?}, expected short or long"
+                ))),
+            })
+            .collect::<Result<Vec<bool>>>()?;
+        let upload_ts_ms = match df.column("upload_ts_ms") {
+            Err(_) => None,
+            Ok(_) => {
+                let c = numbers("upload_ts_ms", DataType::Int64)?;
+                let c = c.i64().map_err(|e| bad(e.to_string()))?;
+                Some(
+                    c.iter()
+                        .enumerate()
+                        .map(|(row, v)| v.ok_or_else(|| null("upload_ts_ms", row)))
+                        .collect::<Result<Vec<i64>>>()?,
+                )
+            }
+        };
+        Ok(Videos {
+            video_id: u64s("video_id")?,
+            creator_id: u64s("creator_id")?,
+            long,
+            upload_ts_ms,
+        })
+    }
+
+    /// Borrowed, for [`ServedCandidate::new`].
+    pub fn as_catalogue(&self) -> VideoCatalogue<'_> {
+        VideoCatalogue {
+            video_id: &self.video_id,
+            creator_id: &self.creator_id,
+            long: &self.long,
+            upload_ts_ms: self.upload_ts_ms.as_deref(),
+        }
+    }
 }
 
 /// A model as the service answers each request: its best videos on the
@@ -119,6 +208,11 @@ impl ServedCandidate {
     /// The model served.
     pub fn ranker(&self) -> &Ranker {
         &self.ranker
+    }
+
+    /// Whether a catalogue filters what it shows.
+    pub fn has_catalogue(&self) -> bool {
+        self.ranker.has_catalog()
     }
 
     /// The model's `ask` best videos on the page's surface outside `seen`.

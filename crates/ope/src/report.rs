@@ -55,7 +55,7 @@ fn num(x: f64) -> String {
         return "–".into();
     }
     let a = x.abs();
-    if a >= 1e4 && a < 1e15 {
+    if (1e4..1e15).contains(&a) {
         grouped(x)
     } else if a > 0.0 && a < 1e-3 || a >= 1e15 {
         format!("{x:.3e}")

@@ -20,7 +20,7 @@ use reelkit_lab::{
     ExperimentSpec,
 };
 use reelkit_logs::{InteractionColumns, Layout};
-use reelkit_ranker::{tuning::Weighting, Algo, TrainControl, TrainParams};
+use reelkit_ranker::{tuning::Weighting, Algo, Retrieval, TrainControl, TrainParams};
 
 mod errors;
 mod model;
@@ -433,6 +433,74 @@ fn ab_analyze(
     .map_err(to_py)
 }
 
+/// Estimates what a candidate model would earn on an exploring policy's log,
+/// as `reelkit ope` does: `events`, `model` and `videos` are files. Returns
+/// the report as (JSON, Markdown, HTML).
+#[pyfunction]
+#[pyo3(signature = (events, model, videos, metrics, estimators, page_size, bootstrap, level, max_weight, seed, retrieval, value_model))]
+#[allow(clippy::too_many_arguments)]
+fn ope(
+    py: Python<'_>,
+    events: PathBuf,
+    model: PathBuf,
+    videos: Option<PathBuf>,
+    metrics: Vec<String>,
+    estimators: Vec<String>,
+    page_size: usize,
+    bootstrap: usize,
+    level: f64,
+    max_weight: Option<f64>,
+    seed: u64,
+    retrieval: &str,
+    value_model: bool,
+) -> PyResult<(String, String, String)> {
+    use reelkit_lab::offpolicy::{evaluate, OpeSettings, ServedCandidate, Videos};
+    let retrieval: Retrieval = retrieval
+        .parse()
+        .map_err(|e: reelkit_ranker::retrieval::UnknownRetrieval| value_err(e.to_string()))?;
+    let estimators = estimators
+        .iter()
+        .map(|e| e.parse::<reelkit_ope::Estimator>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| value_err(e.to_string()))?;
+    let settings = OpeSettings {
+        metrics,
+        estimators,
+        page_size,
+        options: reelkit_ope::Options {
+            bootstrap,
+            level,
+            seed,
+            max_weight,
+        },
+    };
+    blocking(py, None, move || -> reelkit_lab::Result<_> {
+        let log = reelkit_logs::read_events(&events)?;
+        let ranker = reelkit_ranker::Ranker::open(&model)?.with_retrieval(retrieval);
+        let videos = videos.as_deref().map(Videos::read).transpose()?;
+        let cand = ServedCandidate::new(
+            ranker,
+            videos.as_ref().map(Videos::as_catalogue),
+            value_model,
+        )?;
+        let report = evaluate(
+            &log,
+            &cand,
+            &events.display().to_string(),
+            &model.display().to_string(),
+            &settings,
+        )?;
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| reelkit_lab::Error::Input(e.to_string()))?;
+        Ok((
+            json,
+            reelkit_ope::markdown(&report),
+            reelkit_ope::html(&report),
+        ))
+    })?
+    .map_err(to_py)
+}
+
 /// Power, MDE and duration of every metric from a pre-period's events
 /// (a file), as `reelkit ab power` does. Returns JSON rows.
 #[pyfunction]
@@ -574,6 +642,7 @@ fn _reelkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(ab_power, m)?,
         wrap_pyfunction!(ab_assign, m)?,
         wrap_pyfunction!(ab_sql, m)?,
+        wrap_pyfunction!(ope, m)?,
         wrap_pyfunction!(lab_run, m)?,
         wrap_pyfunction!(lab_sweep, m)?,
     ] {

@@ -1,0 +1,111 @@
+"""Off-policy evaluation: what a candidate model would earn on the log of an
+exploring policy, as ``reelkit ope`` estimates it, before any A/B test."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from . import _reelkit
+from ._frames import Inputs, frame_of_rows
+
+ESTIMATORS = ("ips", "snips", "dr", "dm", "pdis")
+
+
+class OpeReport:
+    """A candidate's estimates per metric and estimator: its value per user,
+    its lift over the logging policy with bootstrap intervals, and how far
+    the log supports it. Shows as the HTML report in Jupyter."""
+
+    def __init__(self, json_text: str, markdown: str, html: str) -> None:
+        self.data: dict = json.loads(json_text)
+        self._json = json_text
+        self._markdown = markdown
+        self._html = html
+
+    @property
+    def agreement(self) -> float:
+        """Share of logged impressions whose video the candidate would have shown there."""
+        return self.data["agreement"]
+
+    @property
+    def notes(self) -> list:
+        """What the candidate does not know of the log."""
+        return self.data["notes"]
+
+    def to_frame(self):
+        """Every metric × estimator: value, lift and relative lift with
+        their intervals, and the weights' diagnostics."""
+        rows = []
+        for m in self.data["metrics"]:
+            d = m["diagnostics"]
+            for e in m["estimates"]:
+                rows.append({
+                    "metric": m["metric"],
+                    "estimator": e["estimator"],
+                    "value": e["value"],
+                    "value_lo": e["value_ci"][0],
+                    "value_hi": e["value_ci"][1],
+                    "lift": e["lift"],
+                    "rel_lift": e["rel_lift"],
+                    "rel_lift_lo": e["rel_lift_ci"][0],
+                    "rel_lift_hi": e["rel_lift_ci"][1],
+                    "logged_value": d["logged_value"],
+                    "effective_sample_size": d["effective_sample_size"],
+                    "mean_weight": d["mean_weight"],
+                })
+        return frame_of_rows(rows)
+
+    def to_json(self) -> str:
+        return self._json
+
+    def to_markdown(self) -> str:
+        return self._markdown
+
+    def to_html(self) -> str:
+        return self._html
+
+    def _repr_html_(self) -> str:
+        return self._html
+
+    def save(self, directory: Union[str, os.PathLike]) -> None:
+        """Write report.json, report.md and report.html into ``directory``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in (("report.json", self._json), ("report.md", self._markdown), ("report.html", self._html)):
+            tmp = d / (name + ".part")
+            tmp.write_text(text)
+            tmp.replace(d / name)
+
+    def __repr__(self) -> str:
+        return (f"OpeReport({self.data['candidate']} on {self.data['log']}: "
+                f"{self.data['pages']} requests, agreement {self.agreement:.3f})")
+
+
+def evaluate(events: Any, model: Any, *, videos: Any = None, metrics: Sequence[str] = ("watch_ms", "liked"),
+             estimators: Sequence[str] = ESTIMATORS, page_size: int = 8, bootstrap: int = 500,
+             level: float = 0.95, max_weight: Optional[float] = None, seed: int = 42,
+             retrieval: str = "int8", value_model: bool = False) -> OpeReport:
+    """Replay ``model`` (a :class:`reelkit.Model` or a model file) on the
+    requests of ``events`` (an exploring policy's event log with a
+    ``propensity`` column: a frame or a file) as ``reelkit serve`` would
+    answer them, and estimate each metric per user and its lift over the
+    logging policy with each estimator, as ``reelkit ope`` does. ``videos``
+    (the simulator's videos frame or file) restricts the candidate to what
+    each surface could show."""
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if isinstance(estimators, str):
+        estimators = [estimators]
+    with Inputs() as inputs:
+        ev = inputs.path(events, "events")
+        if isinstance(model, (str, os.PathLike)):
+            m = inputs.path(model, "model")
+        else:
+            m = inputs.out("model.arrow")
+            model.save(m)
+        vids = None if videos is None else inputs.path(videos, "videos")
+        j, md, html = _reelkit.ope(ev, m, vids, list(metrics), list(estimators), page_size, bootstrap, level,
+                                   max_weight, seed, retrieval, value_model)
+    return OpeReport(j, md, html)
