@@ -77,7 +77,8 @@ enum Command {
     Ab(ab::AbCommand),
     /// Off-policy evaluation: a candidate model's value and lift over the
     /// logging policy, estimated from an exploring policy's log (IPS, SNIPS,
-    /// doubly robust, direct method) before any A/B test.
+    /// doubly robust, direct method, per-decision over sessions) before any
+    /// A/B test.
     Ope(ope::OpeArgs),
     /// Benchmarks that print one JSON object.
     #[command(subcommand)]

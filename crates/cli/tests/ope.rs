@@ -185,6 +185,14 @@ fn a_candidate_replayed_on_its_own_log_agrees_everywhere_and_lifts_nothing() -> 
         }
         assert_eq!(m["diagnostics"]["mean_weight"], 1.0, "{m}");
     }
+    // The same report whatever the thread count.
+    let one = dir.path().join("one-thread");
+    let o = ope(&log, &model, &one, &["--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(one.join("report.json"))?,
+        std::fs::read_to_string(out.join("report.json"))?
+    );
     let md = std::fs::read_to_string(out.join("report.md"))?;
     assert!(md.contains("| IPS |") && md.contains("## watch_ms"), "{md}");
     let html = std::fs::read_to_string(out.join("report.html"))?;
@@ -282,6 +290,11 @@ fn bad_logs_candidates_and_flags_are_refused_by_name() -> TestResult {
         &out,
     ]);
     refused(&o, &out, &["knows none", "videos"]);
+    // A catalogue without its creators.
+    let videos = dir.path().join("videos.csv");
+    std::fs::write(&videos, "video_id,format\n1,short\n")?;
+    let o = ope_with(&good, &model, &videos, &out);
+    refused(&o, &out, &["videos.csv", "creator_id"]);
     // Flags.
     for (flags, needle) in [
         (&["--metric", "watch_time"][..], "watch_time"),
