@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from . import _reelkit
 from ._frames import Inputs, frame_of_rows
+from ._report import TextReport
 
 
 def _metrics(metrics: Any) -> Optional[str]:
@@ -26,16 +27,10 @@ def _metrics(metrics: Any) -> Optional[str]:
     raise TypeError(f"metrics must be a TOML path or TOML text, not {type(metrics).__name__}")
 
 
-class Report:
+class Report(TextReport):
     """An experiment's analysis: every metric's lift with its interval, the
     sample-ratio check and a decision per arm. Shows as the HTML report in
     Jupyter."""
-
-    def __init__(self, json_text: str, markdown: str, html: str) -> None:
-        self.data: dict = json.loads(json_text)
-        self._json = json_text
-        self._markdown = markdown
-        self._html = html
 
     @property
     def decisions(self) -> list:
@@ -56,27 +51,6 @@ class Report:
     def daily(self):
         """The cumulative lift by day (``daily=True``)."""
         return frame_of_rows(self.data.get("daily") or [])
-
-    def to_json(self) -> str:
-        return self._json
-
-    def to_markdown(self) -> str:
-        return self._markdown
-
-    def to_html(self) -> str:
-        return self._html
-
-    def _repr_html_(self) -> str:
-        return self._html
-
-    def save(self, directory: Union[str, os.PathLike]) -> None:
-        """Write report.json, report.md and report.html into ``directory``."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        for name, text in (("report.json", self._json), ("report.md", self._markdown), ("report.html", self._html)):
-            tmp = d / (name + ".part")
-            tmp.write_text(text)
-            tmp.replace(d / name)
 
     def __repr__(self) -> str:
         verdicts = ", ".join(f"{d['variant']}: {d['verdict']}" for d in self.decisions)

@@ -2,27 +2,20 @@
 exploring policy, as ``reelkit ope`` estimates it, before any A/B test."""
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 from . import _reelkit
 from ._frames import Inputs, frame_of_rows
+from ._report import TextReport
 
 ESTIMATORS = ("ips", "snips", "dr", "dm", "pdis")
 
 
-class OpeReport:
+class OpeReport(TextReport):
     """A candidate's estimates per metric and estimator: its value per user,
     its lift over the logging policy with bootstrap intervals, and how far
     the log supports it. Shows as the HTML report in Jupyter."""
-
-    def __init__(self, json_text: str, markdown: str, html: str) -> None:
-        self.data: dict = json.loads(json_text)
-        self._json = json_text
-        self._markdown = markdown
-        self._html = html
 
     @property
     def agreement(self) -> float:
@@ -56,27 +49,6 @@ class OpeReport:
                     "mean_weight": d["mean_weight"],
                 })
         return frame_of_rows(rows)
-
-    def to_json(self) -> str:
-        return self._json
-
-    def to_markdown(self) -> str:
-        return self._markdown
-
-    def to_html(self) -> str:
-        return self._html
-
-    def _repr_html_(self) -> str:
-        return self._html
-
-    def save(self, directory: Union[str, os.PathLike]) -> None:
-        """Write report.json, report.md and report.html into ``directory``."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        for name, text in (("report.json", self._json), ("report.md", self._markdown), ("report.html", self._html)):
-            tmp = d / (name + ".part")
-            tmp.write_text(text)
-            tmp.replace(d / name)
 
     def __repr__(self) -> str:
         return (f"OpeReport({self.data['candidate']} on {self.data['log']}: "

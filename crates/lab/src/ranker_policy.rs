@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use reelkit_ranker::Ranker;
 use reelkit_sim::{
-    policies::{DayContext, FeedRequest, PopularPolicy, Scratch},
+    policies::{best_unseen, DayContext, FeedRequest, PopularPolicy, Scratch},
     random::Rng,
     Policy, World,
 };
@@ -94,19 +94,7 @@ impl Policy for RankerPolicy {
             })
         };
         if self.each_page {
-            let mut scored: Vec<(f64, u32)> = req
-                .eligible
-                .iter()
-                .filter(|v| !req.seen.contains(v))
-                .filter_map(|&v| score(v).map(|x| (x, v)))
-                .collect();
-            let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            if scored.len() > req.n {
-                scored.select_nth_unstable_by(req.n, by_score);
-                scored.truncate(req.n);
-            }
-            scored.sort_unstable_by(by_score);
-            out.extend(scored.iter().map(|x| x.1));
+            out.extend(best_unseen(req, req.n, score));
         } else {
             state.walk_ranked(req, DEPTH, out, score);
         }

@@ -100,26 +100,33 @@ impl Replay {
     }
 }
 
+/// Every named column has `n` rows.
+fn same_len(n: usize, columns: &[(&'static str, usize)]) -> Result<()> {
+    match columns.iter().find(|&&(_, len)| len != n) {
+        Some(&(column, got)) => Err(Error::Length {
+            column,
+            expected: n,
+            got,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn check(imp: &Impressions<'_>) -> Result<usize> {
     let n = imp.user.len();
     if n == 0 {
         return Err(Error::Empty);
     }
-    for (column, len) in [
-        ("session", imp.session.len()),
-        ("ts_ms", imp.ts_ms.len()),
-        ("position", imp.position.len()),
-        ("surface", imp.surface.len()),
-        ("video", imp.video.len()),
-    ] {
-        if len != n {
-            return Err(Error::Length {
-                column,
-                expected: n,
-                got: len,
-            });
-        }
-    }
+    same_len(
+        n,
+        &[
+            ("session", imp.session.len()),
+            ("ts_ms", imp.ts_ms.len()),
+            ("position", imp.position.len()),
+            ("surface", imp.surface.len()),
+            ("video", imp.video.len()),
+        ],
+    )?;
     Ok(n)
 }
 
@@ -229,15 +236,10 @@ pub fn session_weights(
     target: &[f64],
 ) -> Result<Vec<f64>> {
     let n = check(imp)?;
-    for (column, len) in [("propensity", propensity.len()), ("target", target.len())] {
-        if len != n {
-            return Err(Error::Length {
-                column,
-                expected: n,
-                got: len,
-            });
-        }
-    }
+    same_len(
+        n,
+        &[("propensity", propensity.len()), ("target", target.len())],
+    )?;
     if let Some(row) = propensity.iter().position(|&p| !(p > 0.0 && p <= 1.0)) {
         return Err(Error::OutOfRange {
             column: "propensity",
@@ -330,15 +332,10 @@ pub fn cross_fit_rewards(
     seed: u64,
 ) -> Result<FittedRewardModel> {
     let n = check(imp)?;
-    for (column, len) in [("reward", reward.len()), ("choice", replay.choice.len())] {
-        if len != n {
-            return Err(Error::Length {
-                column,
-                expected: n,
-                got: len,
-            });
-        }
-    }
+    same_len(
+        n,
+        &[("reward", reward.len()), ("choice", replay.choice.len())],
+    )?;
     if let Some(row) = reward.iter().position(|r| !r.is_finite()) {
         return Err(Error::OutOfRange {
             column: "reward",

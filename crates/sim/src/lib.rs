@@ -68,7 +68,7 @@ pub mod frames {
 pub mod policies {
     pub use crate::explore::Explore;
     pub use crate::policy::{
-        take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher, OraclePolicy,
+        best_unseen, take_unseen, DayContext, ExploreFresh, FeedRequest, IndexHasher, OraclePolicy,
         PopularPolicy, RandomPolicy, Scratch, SeenSet, VideoStats, Visit, DEFAULT_EXPLORE,
         FRESH_DAYS,
     };

@@ -145,25 +145,37 @@ impl Scratch {
         let s = req.surface.index();
         if !self.filled[s] || self.cursor[s] >= self.ranked[s].len() {
             let depth = if self.filled[s] { usize::MAX } else { depth };
-            let mut scored: Vec<(f64, u32)> = req
-                .eligible
-                .iter()
-                .filter(|v| !req.seen.contains(v))
-                .filter_map(|&v| score(v).map(|x| (x, v)))
-                .collect();
-            let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            if scored.len() > depth {
-                scored.select_nth_unstable_by(depth, by_score);
-                scored.truncate(depth);
-            }
-            scored.sort_unstable_by(by_score);
+            let best = best_unseen(req, depth, score);
             self.ranked[s].clear();
-            self.ranked[s].extend(scored.iter().map(|x| x.1));
+            self.ranked[s].extend(best);
             self.cursor[s] = 0;
             self.filled[s] = true;
         }
         take_unseen(&self.ranked[s], &mut self.cursor[s], req.seen, req.n, out);
     }
+}
+
+/// The `n` best eligible videos of `req` the user has not seen by `score`
+/// (higher first, ties by lower index; `None`: a video the policy cannot
+/// rank), best first.
+pub fn best_unseen(
+    req: &FeedRequest<'_>,
+    n: usize,
+    score: impl Fn(u32) -> Option<f64>,
+) -> Vec<u32> {
+    let mut scored: Vec<(f64, u32)> = req
+        .eligible
+        .iter()
+        .filter(|v| !req.seen.contains(v))
+        .filter_map(|&v| score(v).map(|x| (x, v)))
+        .collect();
+    let by_score = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if scored.len() > n {
+        scored.select_nth_unstable_by(n, by_score);
+        scored.truncate(n);
+    }
+    scored.sort_unstable_by(by_score);
+    scored.into_iter().map(|x| x.1).collect()
 }
 
 /// Fills `out` with up to `n` videos of `ranked` from `cursor` on that `seen`
