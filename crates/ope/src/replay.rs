@@ -130,18 +130,24 @@ fn check(imp: &Impressions<'_>) -> Result<usize> {
     Ok(n)
 }
 
-/// Each user's rows in the order they were shown (time, session, position).
-fn by_user(imp: &Impressions<'_>) -> Vec<Vec<usize>> {
+/// The rows of each distinct key, groups in order of first appearance.
+fn groups(keys: &[u64]) -> Vec<Vec<usize>> {
     let mut index: HashMap<u64, usize> = HashMap::new();
     let mut rows: Vec<Vec<usize>> = Vec::new();
-    for (i, &u) in imp.user.iter().enumerate() {
+    for (i, &k) in keys.iter().enumerate() {
         let next = rows.len();
-        let at = *index.entry(u).or_insert(next);
+        let at = *index.entry(k).or_insert(next);
         if at == next {
             rows.push(Vec::new());
         }
         rows[at].push(i);
     }
+    rows
+}
+
+/// Each user's rows in the order they were shown (time, session, position).
+fn by_user(imp: &Impressions<'_>) -> Vec<Vec<usize>> {
+    let mut rows = groups(imp.user);
     rows.par_iter_mut().for_each(|r| {
         r.sort_by_key(|&i| (imp.ts_ms[i], imp.session[i], imp.position[i]));
     });
@@ -248,18 +254,8 @@ pub fn session_weights(
             allowed: "in (0, 1]",
         });
     }
-    let mut index: HashMap<u64, usize> = HashMap::new();
-    let mut sessions: Vec<Vec<usize>> = Vec::new();
-    for (i, &s) in imp.session.iter().enumerate() {
-        let next = sessions.len();
-        let at = *index.entry(s).or_insert(next);
-        if at == next {
-            sessions.push(Vec::new());
-        }
-        sessions[at].push(i);
-    }
     let mut weight = vec![0.0; n];
-    for rows in &mut sessions {
+    for rows in &mut groups(imp.session) {
         rows.sort_by_key(|&i| (imp.ts_ms[i], imp.position[i]));
         let mut w = 1.0;
         for &i in rows.iter() {
