@@ -41,6 +41,12 @@ pub struct SimulateArgs {
     /// written as the events' `propensity` column (for off-policy evaluation).
     #[arg(long, allow_negative_numbers = true)]
     explore: Option<f64>,
+    /// With --explore: draw the explored videos from the M the policy would
+    /// list after the page instead of from every eligible one, so the log
+    /// supports a candidate that ranks them high (weights about M / ε, not
+    /// catalogue / ε). At least the page size.
+    #[arg(long, value_name = "M", requires = "explore")]
+    explore_top: Option<usize>,
     /// Seed of every random process (overrides the config).
     #[arg(long)]
     seed: Option<u64>,
@@ -147,7 +153,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         &world,
     )?;
     if let Some(epsilon) = args.explore {
-        policy = Box::new(reelkit_sim::policies::Explore::new(policy, epsilon)?);
+        policy = match args.explore_top {
+            Some(m) => Box::new(reelkit_sim::policies::Explore::within_top(
+                policy, epsilon, m,
+            )?),
+            None => Box::new(reelkit_sim::policies::Explore::new(policy, epsilon)?),
+        };
     }
     std::fs::create_dir_all(&out)
         .with_context(|| format!("creating output directory {}", out.display()))?;
@@ -165,7 +176,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         params.days,
         args.policy,
         args.explore
-            .map(|e| format!(" exploring {e}"))
+            .map(|e| match args.explore_top {
+                Some(m) => format!(" exploring {e} within its next {m}"),
+                None => format!(" exploring {e}"),
+            })
             .unwrap_or_default(),
         events.len(),
         sessions.len(),

@@ -16,7 +16,13 @@
 //! and that is the propensity the simulator writes beside the impression.
 //! A page whose pool is smaller than the page explores nothing (propensity 1
 //! for every slot): the rule depends on the request only, so every
-//! propensity stays exact. Every video outside the user's seen set has a
+//! propensity stays exact.
+//!
+//! [`Explore::within_top`] draws from a narrower pool: the `m` videos the
+//! wrapped policy lists after its page (it is asked for `K + m`), so the log
+//! supports a candidate wherever it ranks what the logging policy nearly
+//! showed, at weights of about `m / ε` instead of `|P| / ε`. The same
+//! formula holds with that pool. Every video outside the user's seen set has a
 //! positive probability somewhere on the page, which is what lets an
 //! estimator weigh any candidate's choice.
 
@@ -33,6 +39,9 @@ pub struct Explore<P = Box<dyn Policy>> {
     /// The policy whose list is explored.
     pub inner: P,
     epsilon: f64,
+    /// Draw from the inner policy's next `m` videos instead of every
+    /// eligible unseen one.
+    top: Option<usize>,
 }
 
 impl<P: Policy> std::fmt::Debug for Explore<P> {
@@ -40,6 +49,7 @@ impl<P: Policy> std::fmt::Debug for Explore<P> {
         f.debug_struct("Explore")
             .field("inner", &self.inner.name())
             .field("epsilon", &self.epsilon)
+            .field("top", &self.top)
             .finish()
     }
 }
@@ -56,7 +66,80 @@ impl<P: Policy> Explore<P> {
                 got: epsilon.to_string(),
             });
         }
-        Ok(Explore { inner, epsilon })
+        Ok(Explore {
+            inner,
+            epsilon,
+            top: None,
+        })
+    }
+
+    /// `inner` with each slot explored with probability `epsilon` among the
+    /// `m` videos `inner` lists after the page (asked for the page and `m`
+    /// more); `m` below the page size explores nothing (a pool smaller than
+    /// the page). A policy that walks one list per user-day passes over the
+    /// `m` as it would over a page shown.
+    pub fn within_top(inner: P, epsilon: f64, m: usize) -> Result<Explore<P>> {
+        if m == 0 {
+            return Err(Error::InvalidParam {
+                field: "explore_top",
+                allowed: "[1, ∞) (the videos after the page that exploration draws from)".into(),
+                got: m.to_string(),
+            });
+        }
+        let mut e = Explore::new(inner, epsilon)?;
+        e.top = Some(m);
+        Ok(e)
+    }
+}
+
+impl<P: Policy> Explore<P> {
+    /// [`Policy::fill`] exploring among the inner policy's next `m` videos.
+    fn fill_within_top(
+        &self,
+        req: &FeedRequest<'_>,
+        m: usize,
+        state: &mut Scratch,
+        rng: &mut Rng,
+        out: &mut Vec<u32>,
+        start: usize,
+    ) {
+        let longer = FeedRequest {
+            n: req.n + m,
+            ..*req
+        };
+        self.inner.fill(&longer, state, rng, out);
+        let page = (out.len() - start).min(req.n);
+        // The pool: what the inner policy listed after the page, once each,
+        // unseen and eligible (a policy's list should be, but the
+        // propensities must not depend on it).
+        let mut pool: Vec<u32> = Vec::with_capacity(m);
+        for i in start + page..out.len() {
+            let v = out[i];
+            if req.eligible.binary_search(&v).is_ok()
+                && !req.seen.contains(&v)
+                && !out[start..start + page].contains(&v)
+                && !pool.contains(&v)
+            {
+                pool.push(v);
+            }
+        }
+        out.truncate(start + page);
+        state.propensity.clear();
+        if page == 0 {
+            return;
+        }
+        if pool.len() < page {
+            state.propensity.resize(page, 1.0);
+            return;
+        }
+        let explored: Vec<usize> = (0..page).filter(|_| rng.bernoulli(self.epsilon)).collect();
+        let explore_p = self.epsilon / pool.len() as f64;
+        state.propensity.resize(page, 1.0 - self.epsilon);
+        for &slot in &explored {
+            let at = rng.below(pool.len() as u64) as usize;
+            out[start + slot] = pool.swap_remove(at);
+            state.propensity[slot] = explore_p;
+        }
     }
 }
 
@@ -71,6 +154,9 @@ impl<P: Policy> Policy for Explore<P> {
 
     fn fill(&self, req: &FeedRequest<'_>, state: &mut Scratch, rng: &mut Rng, out: &mut Vec<u32>) {
         let start = out.len();
+        if let Some(m) = self.top {
+            return self.fill_within_top(req, m, state, rng, out, start);
+        }
         self.inner.fill(req, state, rng, out);
         let page = out.len() - start;
         state.propensity.clear();
@@ -184,14 +270,45 @@ mod tests {
 
     #[test]
     fn propensities_are_the_exact_frequencies_of_each_video_at_each_slot() {
+        // Pool: 40 eligible − 2 seen − 10 listed = 28.
+        let policy = Explore::new(Fixed, 0.3).expect("valid");
+        frequencies_are(&policy, |j, v| {
+            if v as usize == j {
+                0.7
+            } else if (10..40).contains(&v) && v != 35 && v != 36 {
+                0.3 / 28.0
+            } else {
+                0.0
+            }
+        });
+    }
+
+    #[test]
+    fn exploring_within_the_policys_next_videos_draws_only_from_them() {
+        // The inner policy lists 22: the page 0..10, the pool 10..22.
+        let policy = Explore::within_top(Fixed, 0.3, 12).expect("valid");
+        frequencies_are(&policy, |j, v| {
+            if v as usize == j {
+                0.7
+            } else if (10..22).contains(&v) {
+                0.3 / 12.0
+            } else {
+                0.0
+            }
+        });
+        assert!(Explore::within_top(Fixed, 0.3, 0).is_err());
+    }
+
+    /// Over 200,000 pages of ten from 40 eligible videos (35 and 36 seen),
+    /// each video's frequency at each slot is `want(slot, video)` and the
+    /// propensity logged with it is exactly that.
+    fn frequencies_are(policy: &impl Policy, want: impl Fn(usize, u32) -> f64) {
         let w = world();
         let eligible: Vec<u32> = (0..40).collect();
         let mut seen = SeenSet::default();
         seen.insert(35);
         seen.insert(36);
-        let policy = Explore::new(Fixed, 0.3).expect("valid");
         let req = page_of_ten(&w, &seen, &eligible);
-        // Pool: 40 eligible − 2 seen − 10 listed = 28.
         let runs = 200_000;
         let mut counts = vec![[0u32; 40]; 10];
         let mut props = vec![[0f64; 40]; 10];
@@ -214,13 +331,7 @@ mod tests {
         }
         for j in 0..10 {
             for v in 0..40u32 {
-                let want = if v as usize == j {
-                    0.7
-                } else if (10..40).contains(&v) && !seen.contains(&v) {
-                    0.3 / 28.0
-                } else {
-                    0.0
-                };
+                let want = want(j, v);
                 let freq = counts[j][v as usize] as f64 / runs as f64;
                 let se = (want * (1.0 - want) / runs as f64).sqrt();
                 assert!(
