@@ -131,8 +131,8 @@ fn coverage_notes(ev: &Events, cand: &ServedCandidate, name: &str) -> Result<Vec
 /// the report) and estimates each metric's value per user and lift over
 /// the logging policy with each estimator. Refused before any work: a log
 /// without propensities or with a null one, an unknown metric, a page size
-/// of 0, no estimator or metric, a candidate that knows none of the log's
-/// videos.
+/// of 0, no estimator or metric, an interval level or clipping weight out of
+/// range, a candidate that knows none of the log's videos.
 pub fn evaluate(
     events: &Events,
     candidate: &ServedCandidate,
@@ -148,6 +148,7 @@ pub fn evaluate(
             "name at least one estimator and one metric".into(),
         ));
     }
+    settings.options.check()?;
     let propensity = propensities(events, log)?;
     let metric_rewards = settings
         .metrics

@@ -136,6 +136,30 @@ pub struct Options {
     pub max_weight: Option<f64>,
 }
 
+impl Options {
+    /// Refuses an interval level outside (0, 1) or a clipping weight that is
+    /// not a positive number, naming the setting.
+    pub fn check(&self) -> Result<()> {
+        if !(self.level > 0.0 && self.level < 1.0) {
+            return Err(Error::Setting {
+                field: "level",
+                got: self.level,
+                allowed: "in (0, 1)",
+            });
+        }
+        if let Some(m) = self.max_weight {
+            if !(m > 0.0 && m.is_finite()) {
+                return Err(Error::Setting {
+                    field: "max_weight",
+                    got: m,
+                    allowed: "a positive number",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -333,23 +357,7 @@ fn validate(log: &Log<'_>, estimators: &[Estimator], opts: &Options) -> Result<(
     } else if let Some(e) = estimators.iter().find(|e| e.needs_sessions()) {
         return Err(Error::NeedsSessions(e.as_str()));
     }
-    if !(opts.level > 0.0 && opts.level < 1.0) {
-        return Err(Error::Setting {
-            field: "level",
-            got: opts.level,
-            allowed: "in (0, 1)",
-        });
-    }
-    if let Some(m) = opts.max_weight {
-        if !(m > 0.0 && m.is_finite()) {
-            return Err(Error::Setting {
-                field: "max_weight",
-                got: m,
-                allowed: "a positive number",
-            });
-        }
-    }
-    Ok(())
+    opts.check()
 }
 
 /// Estimates the candidate's reward per user with each of `estimators`, its
