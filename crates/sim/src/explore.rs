@@ -16,15 +16,15 @@
 //! and that is the propensity the simulator writes beside the impression.
 //! A page whose pool is smaller than the page explores nothing (propensity 1
 //! for every slot): the rule depends on the request only, so every
-//! propensity stays exact.
+//! propensity stays exact. Every video outside the user's seen set has a
+//! positive probability somewhere on the page, which is what lets an
+//! estimator weigh any candidate's choice.
 //!
 //! [`Explore::within_top`] draws from a narrower pool: the `m` videos the
 //! wrapped policy lists after its page (it is asked for `K + m`), so the log
 //! supports a candidate wherever it ranks what the logging policy nearly
-//! showed, at weights of about `m / ε` instead of `|P| / ε`. The same
-//! formula holds with that pool. Every video outside the user's seen set has a
-//! positive probability somewhere on the page, which is what lets an
-//! estimator weigh any candidate's choice.
+//! showed, at weights of about `m / ε` instead of `|P| / ε`, and no other
+//! choice of it. The same formula holds with that pool.
 
 use crate::error::{Error, Result};
 use crate::policy::{DayContext, FeedRequest, Policy, Scratch};
@@ -90,9 +90,7 @@ impl<P: Policy> Explore<P> {
         e.top = Some(m);
         Ok(e)
     }
-}
 
-impl<P: Policy> Explore<P> {
     /// [`Policy::fill`] exploring among the inner policy's next `m` videos.
     fn fill_within_top(
         &self,
