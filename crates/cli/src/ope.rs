@@ -94,8 +94,6 @@ pub fn run(args: OpeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|e| e.parse::<Estimator>().context("--estimator"))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(!estimators.is_empty(), "--estimator names none");
-    anyhow::ensure!(!args.metric.is_empty(), "--metric names none");
     let events = reelkit_logs::read_events(&args.events)?;
     let cand = open_candidate(&args)?;
     let settings = OpeSettings {
