@@ -4,7 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use reelkit_lab::offpolicy::{evaluate, OpeSettings, ServedCandidate, Videos};
+use reelkit_lab::offpolicy::{
+    evaluate_with_weights, ImpressionWeights, OpeSettings, ServedCandidate, Videos,
+};
+use reelkit_logs::polars::prelude::{Column, DataFrame};
+use reelkit_logs::Events;
 use reelkit_ope::{Estimator, OpeReport, Options};
 use reelkit_ranker::{Ranker, Retrieval};
 
@@ -60,7 +64,17 @@ pub struct OpeArgs {
     /// Seed of the bootstrap and of the reward model's folds.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Output directory: report.json, report.md, report.html (all or nothing).
+    /// Also write impressions.parquet: per logged impression, the
+    /// candidate's video at its slot, the propensity, the candidate's
+    /// probability and the weight, and per metric the reward and the
+    /// cross-fitted reward model's predictions of the logged and the
+    /// candidate's video. Every estimate is a sum over these rows; hand them
+    /// to another implementation (bench/ope_vs_obp.py) or look for the
+    /// impressions that carry the estimate.
+    #[arg(long)]
+    pub impressions: bool,
+    /// Output directory: report.json, report.md, report.html (and
+    /// impressions.parquet), all or nothing.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -107,14 +121,18 @@ pub fn run(args: OpeArgs) -> anyhow::Result<()> {
             max_weight: args.max_weight,
         },
     };
-    let report = evaluate(
+    let (report, weights) = evaluate_with_weights(
         &events,
         &cand,
         &args.events.display().to_string(),
         &args.model.display().to_string(),
         &settings,
     )?;
-    write_report(&args.out, &report)?;
+    let rows = match args.impressions {
+        true => Some(impression_frame(&events, &weights)?),
+        false => None,
+    };
+    write_report(&args.out, &report, rows)?;
     println!("{}", serde_json::to_string_pretty(&summary(&report))?);
     Ok(())
 }
@@ -142,7 +160,41 @@ fn summary(r: &OpeReport) -> serde_json::Value {
     })
 }
 
-fn write_report(dir: &Path, r: &OpeReport) -> anyhow::Result<()> {
+/// The rows every estimate sums over (see [`OpeArgs::impressions`]).
+fn impression_frame(ev: &Events, w: &ImpressionWeights) -> anyhow::Result<DataFrame> {
+    let f64s = |name: &str, v: &[f64]| Column::new(name.into(), v.to_vec());
+    let weight: Vec<f64> = w
+        .target
+        .iter()
+        .zip(&w.propensity)
+        .map(|(t, p)| t / p)
+        .collect();
+    let mut cols = vec![
+        Column::new("user_id".into(), ev.user_id.clone()),
+        Column::new("session_id".into(), ev.session_id.clone()),
+        Column::new("position".into(), ev.position.clone()),
+        Column::new(
+            "surface".into(),
+            ev.surface.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new("video_id".into(), ev.video_id.clone()),
+        Column::new("candidate_video_id".into(), w.candidate_video.clone()),
+        f64s("propensity", &w.propensity),
+        f64s("target", &w.target),
+        f64s("weight", &weight),
+    ];
+    if let Some(s) = &w.session_weight {
+        cols.push(f64s("session_weight", s));
+    }
+    for (metric, reward, model) in &w.metrics {
+        cols.push(f64s(metric, reward));
+        cols.push(f64s(&format!("{metric}_q_logged"), &model.logged));
+        cols.push(f64s(&format!("{metric}_q_candidate"), &model.target));
+    }
+    Ok(DataFrame::new(ev.len(), cols)?)
+}
+
+fn write_report(dir: &Path, r: &OpeReport, rows: Option<DataFrame>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut set = reelkit_logs::files::FileSet::new();
     set.write_bytes(
@@ -151,6 +203,9 @@ fn write_report(dir: &Path, r: &OpeReport) -> anyhow::Result<()> {
     )?;
     set.write_bytes(&dir.join("report.md"), reelkit_ope::markdown(r).as_bytes())?;
     set.write_bytes(&dir.join("report.html"), reelkit_ope::html(r).as_bytes())?;
+    if let Some(mut df) = rows {
+        set.write_frame(&dir.join("impressions.parquet"), &mut df)?;
+    }
     set.commit()?;
     Ok(())
 }

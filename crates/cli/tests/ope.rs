@@ -371,6 +371,7 @@ fn a_model_replayed_on_its_simulated_exploring_log_agrees_where_it_did_not_explo
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
     let agreement = r["agreement"].as_f64().expect("agreement");
     assert!((0.75..0.85).contains(&agreement), "{agreement}");
+    impressions_hold_the_estimates(&log.join("events.parquet"), &model, &log, dir.path())?;
     // With fresh uploads inserted among the model's videos, the pages no
     // longer line up: the flag matters.
     let o = reelkit(&[
@@ -385,5 +386,66 @@ fn a_model_replayed_on_its_simulated_exploring_log_agrees_where_it_did_not_explo
         "{}",
         stderr(&o)
     );
+    Ok(())
+}
+
+/// `--impressions` writes the rows every estimate sums over: their sums
+/// are the report's IPS, SNIPS and DR, a row's weight is its candidate
+/// probability over its propensity, and the candidate's video is the
+/// logged one exactly where that probability is 1.
+fn impressions_hold_the_estimates(
+    events: &Path,
+    model: &Path,
+    log: &Path,
+    dir: &Path,
+) -> TestResult {
+    let out = dir.join("ope-rows");
+    let o = ope_in(
+        events,
+        model,
+        &log.join("videos.parquet"),
+        &out,
+        &["--impressions", "--metric", "watch_ms"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
+    let df = reelkit_logs::read_frame(&out.join("impressions.parquet"))?;
+    let ev = reelkit_logs::read_events(events)?;
+    assert_eq!(df.height(), ev.len());
+    let col = |name: &str| -> TestResult<Vec<f64>> {
+        Ok(df.column(name)?.f64()?.into_no_null_iter().collect())
+    };
+    let (w, t, p) = (col("weight")?, col("target")?, col("propensity")?);
+    let (reward, ql, qc) = (
+        col("watch_ms")?,
+        col("watch_ms_q_logged")?,
+        col("watch_ms_q_candidate")?,
+    );
+    let logged: Vec<Option<u64>> = df.column("video_id")?.u64()?.iter().collect();
+    let chosen: Vec<Option<u64>> = df.column("candidate_video_id")?.u64()?.iter().collect();
+    for i in 0..df.height() {
+        assert!((w[i] - t[i] / p[i]).abs() < 1e-12, "row {i}");
+        assert_eq!(t[i] == 1.0, chosen[i] == logged[i], "row {i}");
+        assert_eq!(reward[i], ev.watch_ms[i] as f64, "row {i}");
+    }
+    assert!(p.iter().any(|&x| x < 1.0), "an exploring log");
+    let users = r["metrics"][0]["diagnostics"]["users"]
+        .as_f64()
+        .expect("users");
+    let sum = |f: &dyn Fn(usize) -> f64| (0..df.height()).map(f).sum::<f64>();
+    let ips = sum(&|i| w[i] * reward[i]) / users;
+    let snips = sum(&|i| w[i] * reward[i]) / sum(&|i| w[i]) * df.height() as f64 / users;
+    let dr = sum(&|i| qc[i] + w[i] * (reward[i] - ql[i])) / users;
+    for e in r["metrics"][0]["estimates"].as_array().expect("estimates") {
+        let want = match e["estimator"].as_str() {
+            Some("ips") => ips,
+            Some("snips") => snips,
+            Some("dr") => dr,
+            _ => continue,
+        };
+        let got = e["value"].as_f64().expect("value");
+        assert!((got - want).abs() <= 1e-9 * want.abs(), "{e}: {want}");
+    }
     Ok(())
 }

@@ -103,7 +103,9 @@ pub mod outcomes {
 /// A model file replayed as an off-policy candidate on a log's requests,
 /// as `reelkit serve` would answer them (`reelkit ope`).
 pub mod offpolicy {
-    pub use crate::ope_run::{evaluate, OpeSettings, METRICS};
+    pub use crate::ope_run::{
+        evaluate, evaluate_with_weights, ImpressionWeights, OpeSettings, METRICS,
+    };
     pub use crate::served::{PageLists, ServedCandidate, VideoCatalogue, Videos};
 }
 

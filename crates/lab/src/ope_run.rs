@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use reelkit_logs::Events;
 use reelkit_ope::{
-    cross_fit_rewards, estimate, replay, session_weights, Estimator, Impressions, Log,
-    MetricEstimates, OpeReport, Options,
+    cross_fit_rewards, estimate, replay, session_weights, Estimator, FittedRewardModel,
+    Impressions, Log, MetricEstimates, OpeReport, Options,
 };
 
 use crate::error::{Error, Result};
@@ -126,6 +126,24 @@ fn coverage_notes(ev: &Events, cand: &ServedCandidate, name: &str) -> Result<Vec
     Ok(notes)
 }
 
+/// What every estimate was computed from, one entry per impression of the
+/// log (in its row order): the rows a reader checks an estimate with, or
+/// hands to another implementation (`reelkit ope --impressions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpressionWeights {
+    /// The video the candidate puts at the row's slot (`None`: nothing).
+    pub candidate_video: Vec<Option<u64>>,
+    /// The candidate's probability of the logged video at the row's slot.
+    pub target: Vec<f64>,
+    /// The logging policy's probability of the same (the log's `propensity`).
+    pub propensity: Vec<f64>,
+    /// Per-decision weights over the row's session, when PDIS was asked for.
+    pub session_weight: Option<Vec<f64>>,
+    /// Per metric (in the settings' order): its reward and the cross-fitted
+    /// reward model's predictions.
+    pub metrics: Vec<(String, Vec<f64>, FittedRewardModel)>,
+}
+
 /// Replays `candidate` on the requests of `events` (an exploring policy's
 /// log; `log` and `name` name the log and the candidate in messages and in
 /// the report) and estimates each metric's value per user and lift over
@@ -140,6 +158,17 @@ pub fn evaluate(
     name: &str,
     settings: &OpeSettings,
 ) -> Result<OpeReport> {
+    evaluate_with_weights(events, candidate, log, name, settings).map(|r| r.0)
+}
+
+/// [`evaluate`], and every impression's weights and predicted rewards.
+pub fn evaluate_with_weights(
+    events: &Events,
+    candidate: &ServedCandidate,
+    log: &str,
+    name: &str,
+    settings: &OpeSettings,
+) -> Result<(OpeReport, ImpressionWeights)> {
     if settings.page_size == 0 {
         return Err(Error::Input("the page size must be at least 1".into()));
     }
@@ -173,11 +202,12 @@ pub fn evaluate(
         .then(|| session_weights(&imp, &propensity, &replayed.target))
         .transpose()?;
     let mut metrics = Vec::with_capacity(settings.metrics.len());
-    for (metric, reward) in settings.metrics.iter().zip(&metric_rewards) {
-        let model = cross_fit_rewards(&imp, reward, &replayed, opts.seed)?;
+    let mut per_metric = Vec::with_capacity(settings.metrics.len());
+    for (metric, reward) in settings.metrics.iter().zip(metric_rewards) {
+        let model = cross_fit_rewards(&imp, &reward, &replayed, opts.seed)?;
         let log = Log {
             user: &events.user_id,
-            reward,
+            reward: &reward,
             propensity: &propensity,
             target: &replayed.target,
             reward_model: Some(model.as_model()),
@@ -187,8 +217,9 @@ pub fn evaluate(
             metric: metric.clone(),
             report: estimate(&log, &settings.estimators, opts)?,
         });
+        per_metric.push((metric.clone(), reward, model));
     }
-    Ok(OpeReport {
+    let report = OpeReport {
         log: log.to_string(),
         candidate: name.to_string(),
         page_size: settings.page_size,
@@ -198,5 +229,13 @@ pub fn evaluate(
         bootstrap: opts.bootstrap,
         notes,
         metrics,
-    })
+    };
+    let weights = ImpressionWeights {
+        candidate_video: replayed.choice,
+        target: replayed.target,
+        propensity,
+        session_weight,
+        metrics: per_metric,
+    };
+    Ok((report, weights))
 }
