@@ -182,7 +182,7 @@ pub fn train(
         }
     }?;
     if params.pop_bias != 0.0 {
-        f.add_popularity_bias(&eval::item_counts(weights), params.pop_bias);
+        f.add_popularity_bias(weights, params.pop_bias);
     }
     Ok(f)
 }

@@ -10,7 +10,8 @@
 //!
 //! **Candidates** (in this order, while the budget lasts; each is expected
 //! to end, with the final fit, within the budget, from the times of earlier
-//! runs, and the first always runs):
+//! runs, and the first always runs; popularity always runs, last, being one
+//! judging of the users):
 //! - **EASE** (Steck 2019) per weighting of the interactions: one basis per
 //!   weighting serves every λ ([`EaseBasis::factors`]), so λ is searched on
 //!   odd half-decades from 10^0.5 to 10^4.5 and refined by half, quarter and
@@ -22,6 +23,10 @@
 //!   λ') coordinates, then wider embeddings while they help; each run
 //!   validated every 5 epochs, stopped when NDCG falls twice in a row.
 //! - **BPR** when asked for.
+//! - **Popularity**: every user the most interacted-with items. On sparse
+//!   sets (most users and items with a handful of interactions, as in
+//!   Book-Crossing) the personalised models are often no better, and the
+//!   one-SE rule then keeps it as the simplest.
 //! - **A blend of the best two** of different kinds: their scores, each
 //!   divided by its root-mean-square, mixed with a weight on {¼, ½, ¾},
 //!   judged on the union of the two top-100 lists of every user (which holds
@@ -36,8 +41,9 @@
 //!
 //! **Choice, not noise.** The best mean NDCG is found; every candidate whose
 //! paired difference to it is within one standard error is as good on this
-//! evidence, and the simplest of those is chosen (EASE, then RP3beta, then
-//! iALS by embedding size, BPR, then a blend); β the same way, smallest |β|.
+//! evidence, and the simplest of those is chosen (popularity, EASE, then
+//! RP3beta, then iALS by embedding size, BPR, then a blend); β the same
+//! way, smallest |β|.
 //!
 //! **Weightings.** A weight column (plays, ratings) becomes training weights
 //! `binary` (every interaction 1), `log` (`1 + ln(1 + w)`: counts
@@ -67,6 +73,10 @@ use scorer::Scorer;
 #[cfg(test)]
 use search::judged_sample;
 pub use search::tune;
+
+/// Candidate list length kept for blends and compensation (and the list
+/// whose scores scale a blend's parts: [`Factors::score_scale`]'s).
+const POOL: usize = crate::factors::SCALE_LIST;
 
 /// The stage of a popularity compensation the one-SE rule did not keep.
 const CANDIDATE: &str = "debias-candidate";
@@ -167,6 +177,10 @@ impl Default for TuneOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "model", rename_all = "lowercase")]
 pub enum Candidate {
+    /// Every user gets the most popular items (by training interactions):
+    /// the baseline every personalised model must beat, and on sparse sets
+    /// (most users with a handful of interactions) often hard to.
+    Popularity,
     /// EASE with this λ.
     Ease {
         /// λ.
@@ -188,9 +202,10 @@ pub enum Candidate {
 }
 
 impl Candidate {
-    /// A short name: ease, rp3beta, ials, bpr, blend.
+    /// A short name: popularity, ease, rp3beta, ials, bpr, blend.
     pub fn kind(&self) -> &'static str {
         match self {
+            Candidate::Popularity => "popularity",
             Candidate::Ease { .. } => "ease",
             Candidate::Rp3beta(_) => "rp3beta",
             Candidate::Factorization(p) => match p.algo {
@@ -205,6 +220,7 @@ impl Candidate {
     /// How complex it is (the one-SE rule prefers the lowest).
     fn complexity(&self) -> f64 {
         match self {
+            Candidate::Popularity => 0.0,
             Candidate::Ease { .. } => 1.0,
             Candidate::Rp3beta(_) => 2.0,
             Candidate::Factorization(p) => {
@@ -218,6 +234,15 @@ impl Candidate {
     /// `alpha`, `reg`, `reg_exponent`).
     pub fn params(&self, seed: u64) -> TrainParams {
         match self {
+            // Zero item vectors: a folded-in user's vector is zero too, and
+            // every user is scored by the items' popularity alone.
+            Candidate::Popularity => TrainParams {
+                algo: Algo::Ials,
+                factors: 1,
+                epochs: 1,
+                seed,
+                ..TrainParams::default()
+            },
             Candidate::Ease { lambda } => TrainParams {
                 algo: Algo::Ease,
                 reg: *lambda as f32,
@@ -276,6 +301,7 @@ impl Trial {
     pub fn describe(&self) -> String {
         fn one(c: &Candidate) -> String {
             match c {
+                Candidate::Popularity => "popularity".to_string(),
                 Candidate::Ease { lambda } => format!("ease λ={lambda:.3}"),
                 Candidate::Rp3beta(p) => format!(
                     "rp3beta α={} β={} neighbours={}",
@@ -390,13 +416,14 @@ pub fn fit_trial(trial: &Trial, weights: &Csr, opts: &TuneOptions) -> Result<Fac
     let x = trial.weighting.apply(weights);
     let mut f = fit_candidate(&trial.candidate, &x, weights, opts)?;
     if trial.pop_bias != 0.0 {
-        f.add_popularity_bias(&item_counts(&x), trial.pop_bias);
+        f.add_popularity_bias(&x, trial.pop_bias);
     }
     Ok(f)
 }
 
 fn fit_candidate(c: &Candidate, x: &Csr, raw: &Csr, opts: &TuneOptions) -> Result<Factors> {
     match c {
+        Candidate::Popularity => Ok(popularity(x)),
         Candidate::Ease { lambda } => crate::ease::train_ease(x, *lambda, opts.ease_dim, opts.seed),
         Candidate::Rp3beta(p) => {
             let b = binary(raw);
@@ -414,13 +441,24 @@ fn fit_candidate(c: &Candidate, x: &Csr, raw: &Csr, opts: &TuneOptions) -> Resul
         Candidate::Blend { a, b, weight } => {
             let fa = fit_candidate(a, x, raw, opts)?;
             let fb = fit_candidate(b, x, raw, opts)?;
-            Ok(concat(
-                &fa,
-                &fb,
-                *weight / fa.score_scale(),
-                (1.0 - weight) / fb.score_scale(),
-            ))
+            // Each part divided by the scale the search divided it by.
+            let (sa, sb) = (fa.score_scale(x), fb.score_scale(x));
+            Ok(concat(&fa, &fb, *weight / sa, (1.0 - weight) / sb))
         }
+    }
+}
+
+/// The popularity model of `x` as factors: one zero dimension, each item's
+/// bias `ln(1 + n_j)` with `n_j` its training interactions.
+fn popularity(x: &Csr) -> Factors {
+    Factors {
+        dim: 1,
+        users: vec![0.0; x.n_rows()],
+        items: vec![0.0; x.n_cols()],
+        item_bias: item_counts(x)
+            .iter()
+            .map(|&n| (n as f64).ln_1p() as f32)
+            .collect(),
     }
 }
 

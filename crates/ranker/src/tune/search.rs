@@ -26,9 +26,6 @@ struct Kept {
 /// The share of the budget kept for the blend and compensation stages.
 const LATE_SHARE: f64 = 0.1;
 
-/// Candidate list length kept for blends and compensation.
-const POOL: usize = 100;
-
 /// Each validation user's top items with scores (`None`: not judged).
 type Lists = Vec<Option<Vec<(u32, f32)>>>;
 
@@ -257,6 +254,19 @@ impl Search<'_> {
             self.weighting_judged = true;
         }
         Ok(true)
+    }
+
+    /// The popularity baseline: one judging of the users, no training.
+    fn popularity(&mut self) {
+        let t = Instant::now();
+        let f = popularity(&self.split.train.matrix);
+        self.evaluate(
+            "coarse",
+            Candidate::Popularity,
+            Weighting::Binary,
+            Scorer::Factors(f),
+            t,
+        );
     }
 
     /// RP3beta's weights on the binary training matrix, as a sparse scorer.
@@ -608,6 +618,10 @@ impl Search<'_> {
         let Some(chosen) = choose(&self.trials).cloned() else {
             return;
         };
+        // Popularity rescored by its own popularity ranks the same items.
+        if chosen.candidate == Candidate::Popularity {
+            return;
+        }
         // Only a single kept model (not a blend) can be rescored here.
         let Some(kept) = self
             .kept
@@ -716,6 +730,7 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
     if opts.algos.contains(&Algo::Bpr) {
         s.bpr()?;
     }
+    s.popularity();
     s.blend();
     s.debias();
     Ok(s.trials)

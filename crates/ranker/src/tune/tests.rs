@@ -115,7 +115,7 @@ fn the_search_covers_every_kind_and_its_choice_trains() -> Result<()> {
         ..TuneOptions::default()
     };
     let trials = tune(&split, &opts)?;
-    for kind in ["ease", "rp3beta", "ials", "blend"] {
+    for kind in ["popularity", "ease", "rp3beta", "ials", "blend"] {
         assert!(trials.iter().any(|t| t.candidate.kind() == kind), "{kind}");
     }
     assert!(trials.iter().any(|t| t.weighting == Weighting::Log));
@@ -303,5 +303,95 @@ fn above_the_cap_a_seeded_sample_of_validation_users_is_judged() -> Result<()> {
     let trials = tune(&split, &opts)?;
     assert!(!trials.is_empty());
     assert!(trials.iter().all(|t| t.users.len() == 10));
+    Ok(())
+}
+
+/// `users` × `items`, `per_user` interactions each: with probability
+/// `taste` from the user's own half of the catalogue, else from a Zipf
+/// popularity shared by everyone.
+fn popular_with_taste(users: u32, items: u32, per_user: u32, taste: f64, seed: u64) -> Split {
+    let mut rng = crate::rng::SplitMix::new(seed, 0, 0);
+    let weights: Vec<f64> = (1..=items).map(|r| 1.0 / r as f64).collect();
+    let total: f64 = weights.iter().sum();
+    let (mut rows, mut cols) = (Vec::new(), Vec::new());
+    for u in 0..users {
+        let half = if u % 2 == 0 { 0 } else { items / 2 };
+        for _ in 0..per_user {
+            let item = if (rng.next_u64() as f64 / u64::MAX as f64) < taste {
+                half + (rng.next_u64() % (items / 2) as u64) as u32
+            } else {
+                let mut x = rng.next_u64() as f64 / u64::MAX as f64 * total;
+                let mut j = 0;
+                while j + 1 < items as usize && x > weights[j] {
+                    x -= weights[j];
+                    j += 1;
+                }
+                j as u32
+            };
+            rows.push(u);
+            cols.push(item);
+        }
+    }
+    let vals = vec![1.0; rows.len()];
+    let m = Csr::from_triplets(users as usize, items as usize, &rows, &cols, &vals);
+    let data = TrainingData {
+        users: crate::ids::IdMap::from_ids((0..users as u64).collect()),
+        items: crate::ids::IdMap::from_ids((0..items as u64).collect()),
+        matrix: m,
+    };
+    crate::split::split_random(&data, 0.25, 1)
+}
+
+#[test]
+fn popularity_is_kept_where_personal_models_learn_nothing() -> Result<()> {
+    let opts = TuneOptions {
+        algos: vec![Algo::Ease, Algo::Ials],
+        budget: Duration::from_secs(20),
+        ..TuneOptions::default()
+    };
+    // No taste at all: everyone draws from the same popularity.
+    let split = popular_with_taste(400, 120, 12, 0.0, 5);
+    let trials = tune(&split, &opts)?;
+    assert!(trials.iter().any(|t| t.candidate == Candidate::Popularity));
+    let chosen = choose(&trials).ok_or(crate::Error::Empty)?;
+    assert_eq!(chosen.candidate, Candidate::Popularity, "{}", chosen.describe());
+    // Strong taste: popularity is tried and loses.
+    let split = popular_with_taste(400, 120, 12, 0.9, 5);
+    let trials = tune(&split, &opts)?;
+    let pop = trials
+        .iter()
+        .find(|t| t.candidate == Candidate::Popularity)
+        .ok_or(crate::Error::Empty)?;
+    let chosen = choose(&trials).ok_or(crate::Error::Empty)?;
+    assert_ne!(chosen.candidate.kind(), "popularity");
+    assert!(chosen.ndcg > pop.ndcg + 2.0 * pop.ndcg_se, "{}", chosen.describe());
+    Ok(())
+}
+
+#[test]
+fn a_fitted_model_is_scaled_as_the_search_scaled_its_lists() -> Result<()> {
+    // A blend divides each part by a scale, and a compensation multiplies
+    // β by one: the search measures it on its validation users' top lists,
+    // the final fit on its own model. Both must be the same statistic, or
+    // the blend and β fitted are not the ones judged.
+    let split = popular_with_taste(400, 120, 12, 0.5, 7);
+    let x = &split.train.matrix;
+    let ials = TrainParams {
+        factors: 8,
+        epochs: 10,
+        ..TrainParams::default()
+    };
+    let models = [
+        popularity(x),
+        crate::train(x, &ials.check()?, &mut TrainControl::default())?,
+    ];
+    for f in models {
+        let fit = f.score_scale(x);
+        let searched = Scorer::scale(&Scorer::Factors(f).lists(&split, POOL));
+        assert!(
+            (fit / searched - 1.0).abs() < 0.1,
+            "fit {fit} vs search {searched}"
+        );
+    }
     Ok(())
 }
