@@ -45,7 +45,8 @@ pub struct HyperArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Popularity compensation β: item bias β·s·ln(1 + interactions), s the
-    /// RMS score; negative lifts the long tail (tune learns it). 0 = off.
+    /// RMS score of users' top-100 lists; negative lifts the long tail (tune
+    /// learns it). 0 = off.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub pop_bias: f32,
     /// How --weight-col's values become training weights: linear (the weight

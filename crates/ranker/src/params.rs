@@ -70,8 +70,9 @@ pub struct TrainParams {
     /// Seed of the initial factors and any sampling (same seed, same model, any thread count).
     pub seed: u64,
     /// Popularity compensation β: item `j`'s bias gains `β · s · ln(1 + n_j)`,
-    /// `n_j` its training interactions and `s` the RMS of the model's scores
-    /// (so β does not depend on their scale); 0 = off. Negative values lift
+    /// `n_j` its training interactions and `s` the RMS score of its users'
+    /// top-100 lists (so β does not depend on the model's scale; the tuner
+    /// measures β in the same unit); 0 = off. Negative values lift
     /// the long tail; `tune` learns β on its validation split. Not written
     /// when 0, so models and reports without it keep their bytes.
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -25,8 +25,9 @@
 //! - **BPR** when asked for.
 //! - **Popularity**: every user the most interacted-with items. On sparse
 //!   sets (most users and items with a handful of interactions, as in
-//!   Book-Crossing) the personalised models are often no better, and the
-//!   one-SE rule then keeps it as the simplest.
+//!   Book-Crossing) the personalised models are often no better; it is
+//!   chosen only when it validates best outright, and it is a blend's
+//!   partner when it is among the best two kinds.
 //! - **A blend of the best two** of different kinds: their scores, each
 //!   divided by its root-mean-square, mixed with a weight on {¼, ½, ¾},
 //!   judged on the union of the two top-100 lists of every user (which holds
@@ -41,9 +42,10 @@
 //!
 //! **Choice, not noise.** The best mean NDCG is found; every candidate whose
 //! paired difference to it is within one standard error is as good on this
-//! evidence, and the simplest of those is chosen (popularity, EASE, then
-//! RP3beta, then iALS by embedding size, BPR, then a blend); β the same
-//! way, smallest |β|.
+//! evidence, and the simplest of those is chosen (EASE, then RP3beta, then
+//! iALS by embedding size, BPR, then a blend; the popularity baseline last,
+//! being no simpler model of users' tastes but none); β the same way,
+//! smallest |β|.
 //!
 //! **Weightings.** A weight column (plays, ratings) becomes training weights
 //! `binary` (every interaction 1), `log` (`1 + ln(1 + w)`: counts
@@ -179,7 +181,8 @@ impl Default for TuneOptions {
 pub enum Candidate {
     /// Every user gets the most popular items (by training interactions):
     /// the baseline every personalised model must beat, and on sparse sets
-    /// (most users with a handful of interactions) often hard to.
+    /// (most users with a handful of interactions) often hard to. Chosen
+    /// only when it validates best outright.
     Popularity,
     /// EASE with this λ.
     Ease {
@@ -220,7 +223,10 @@ impl Candidate {
     /// How complex it is (the one-SE rule prefers the lowest).
     fn complexity(&self) -> f64 {
         match self {
-            Candidate::Popularity => 0.0,
+            // Not simpler in the one-SE rule's sense (less prone to fit
+            // noise among models of users' tastes): the non-personal
+            // baseline, kept only when it is the best outright.
+            Candidate::Popularity => 20.0,
             Candidate::Ease { .. } => 1.0,
             Candidate::Rp3beta(_) => 2.0,
             Candidate::Factorization(p) => {
