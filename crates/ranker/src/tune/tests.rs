@@ -69,15 +69,28 @@ fn popularity_within_one_standard_error_of_a_personal_model_is_not_kept() {
     let mut rng = crate::rng::SplitMix::new(4, 0, 0);
     let base: Vec<f64> = (0..200).map(|_| 0.3 + 0.1 * rng.centred() as f64).collect();
     let noise: Vec<f64> = (0..200).map(|_| 0.1 * rng.centred() as f64).collect();
-    let ials = trial(base.clone(), Candidate::Factorization(TrainParams::default()));
-    let behind: Vec<f64> = base.iter().zip(&noise).map(|(b, n)| b - 0.002 + n).collect();
+    let ials = trial(
+        base.clone(),
+        Candidate::Factorization(TrainParams::default()),
+    );
+    let behind: Vec<f64> = base
+        .iter()
+        .zip(&noise)
+        .map(|(b, n)| b - 0.002 + n)
+        .collect();
     let pop = trial(behind, Candidate::Popularity);
     assert!(within_one_se(&ials.users, &pop.users));
     let trials = vec![pop.clone(), ials.clone()];
     assert_eq!(choose(&trials).map(|t| t.candidate.kind()), Some("ials"));
-    let ahead = trial(base.iter().map(|b| b + 0.001).collect(), Candidate::Popularity);
+    let ahead = trial(
+        base.iter().map(|b| b + 0.001).collect(),
+        Candidate::Popularity,
+    );
     let trials = vec![ahead, ials];
-    assert_eq!(choose(&trials).map(|t| t.candidate.kind()), Some("popularity"));
+    assert_eq!(
+        choose(&trials).map(|t| t.candidate.kind()),
+        Some("popularity")
+    );
 }
 
 #[test]
@@ -377,7 +390,11 @@ fn popularity_is_tried_and_loses_where_tastes_differ() -> Result<()> {
         .ok_or(crate::Error::Empty)?;
     let chosen = choose(&trials).ok_or(crate::Error::Empty)?;
     assert_ne!(chosen.candidate.kind(), "popularity");
-    assert!(chosen.ndcg > pop.ndcg + 2.0 * pop.ndcg_se, "{}", chosen.describe());
+    assert!(
+        chosen.ndcg > pop.ndcg + 2.0 * pop.ndcg_se,
+        "{}",
+        chosen.describe()
+    );
     Ok(())
 }
 
