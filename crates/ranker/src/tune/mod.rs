@@ -10,8 +10,8 @@
 //!
 //! **Candidates** (in this order, while the budget lasts; each is expected
 //! to end, with the final fit, within the budget, from the times of earlier
-//! runs, and the first always runs; popularity always runs, last, being one
-//! judging of the users):
+//! runs, and the first always runs; popularity always runs, after the
+//! trained models, being one judging of the users and no training):
 //! - **EASE** (Steck 2019) per weighting of the interactions: one basis per
 //!   weighting serves every λ ([`EaseBasis::factors`]), so λ is searched on
 //!   odd half-decades from 10^0.5 to 10^4.5 and refined by half, quarter and
@@ -43,9 +43,9 @@
 //! **Choice, not noise.** The best mean NDCG is found; every candidate whose
 //! paired difference to it is within one standard error is as good on this
 //! evidence, and the simplest of those is chosen (EASE, then RP3beta, then
-//! iALS by embedding size, BPR, then a blend; the popularity baseline last,
-//! being no simpler model of users' tastes but none); β the same way,
-//! smallest |β|.
+//! iALS by embedding size, BPR, then a blend; the popularity baseline last:
+//! it is not a simpler model of users' tastes but no model of them); β the
+//! same way, smallest |β|.
 //!
 //! **Weightings.** A weight column (plays, ratings) becomes training weights
 //! `binary` (every interaction 1), `log` (`1 + ln(1 + w)`: counts
