@@ -4,11 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use reelkit_lab::offpolicy::{
-    evaluate_with_weights, ImpressionWeights, OpeSettings, ServedCandidate, Videos,
-};
-use reelkit_logs::polars::prelude::{Column, DataFrame};
-use reelkit_logs::Events;
+use reelkit_lab::offpolicy::{evaluate_with_weights, OpeSettings, ServedCandidate, Videos};
+use reelkit_logs::polars::prelude::DataFrame;
 use reelkit_ope::{Estimator, OpeReport, Options};
 use reelkit_ranker::{Ranker, Retrieval};
 
@@ -129,7 +126,7 @@ pub fn run(args: OpeArgs) -> anyhow::Result<()> {
         &settings,
     )?;
     let rows = match args.impressions {
-        true => Some(impression_frame(&events, &weights)?),
+        true => Some(weights.to_frame(&events)?),
         false => None,
     };
     write_report(&args.out, &report, rows)?;
@@ -158,40 +155,6 @@ fn summary(r: &OpeReport) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "notes": r.notes,
     })
-}
-
-/// The rows every estimate sums over (see [`OpeArgs::impressions`]).
-fn impression_frame(ev: &Events, w: &ImpressionWeights) -> anyhow::Result<DataFrame> {
-    let f64s = |name: &str, v: &[f64]| Column::new(name.into(), v.to_vec());
-    let weight: Vec<f64> = w
-        .target
-        .iter()
-        .zip(&w.propensity)
-        .map(|(t, p)| t / p)
-        .collect();
-    let mut cols = vec![
-        Column::new("user_id".into(), ev.user_id.clone()),
-        Column::new("session_id".into(), ev.session_id.clone()),
-        Column::new("position".into(), ev.position.clone()),
-        Column::new(
-            "surface".into(),
-            ev.surface.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new("video_id".into(), ev.video_id.clone()),
-        Column::new("candidate_video_id".into(), w.candidate_video.clone()),
-        f64s("propensity", &w.propensity),
-        f64s("target", &w.target),
-        f64s("weight", &weight),
-    ];
-    if let Some(s) = &w.session_weight {
-        cols.push(f64s("session_weight", s));
-    }
-    for (metric, reward, model) in &w.metrics {
-        cols.push(f64s(metric, reward));
-        cols.push(f64s(&format!("{metric}_q_logged"), &model.logged));
-        cols.push(f64s(&format!("{metric}_q_candidate"), &model.target));
-    }
-    Ok(DataFrame::new(ev.len(), cols)?)
 }
 
 fn write_report(dir: &Path, r: &OpeReport, rows: Option<DataFrame>) -> anyhow::Result<()> {

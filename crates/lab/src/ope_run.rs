@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use reelkit_logs::polars::prelude::{Column, DataFrame};
 use reelkit_logs::Events;
 use reelkit_ope::{
     cross_fit_rewards, estimate, replay, session_weights, Estimator, FittedRewardModel,
@@ -238,4 +239,51 @@ pub fn evaluate_with_weights(
         metrics: per_metric,
     };
     Ok((report, weights))
+}
+
+impl ImpressionWeights {
+    /// One row per impression of `events` (the log these weights came
+    /// from): its keys (`user_id`, `session_id`, `position`, `surface`,
+    /// `video_id`), `candidate_video_id` (null: the candidate shows
+    /// nothing there), `propensity`, `target`, `weight` (their ratio),
+    /// `session_weight` (with PDIS), and per metric `<metric>`,
+    /// `<metric>_q_logged`, `<metric>_q_candidate`. Every estimate of the
+    /// report is a sum over these rows.
+    pub fn to_frame(&self, events: &Events) -> Result<DataFrame> {
+        let f64s = |name: &str, v: &[f64]| Column::new(name.into(), v.to_vec());
+        let weight: Vec<f64> = self
+            .target
+            .iter()
+            .zip(&self.propensity)
+            .map(|(t, p)| t / p)
+            .collect();
+        let mut cols = vec![
+            Column::new("user_id".into(), events.user_id.clone()),
+            Column::new("session_id".into(), events.session_id.clone()),
+            Column::new("position".into(), events.position.clone()),
+            Column::new(
+                "surface".into(),
+                events
+                    .surface
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new("video_id".into(), events.video_id.clone()),
+            Column::new("candidate_video_id".into(), self.candidate_video.clone()),
+            f64s("propensity", &self.propensity),
+            f64s("target", &self.target),
+            f64s("weight", &weight),
+        ];
+        if let Some(s) = &self.session_weight {
+            cols.push(f64s("session_weight", s));
+        }
+        for (metric, reward, model) in &self.metrics {
+            cols.push(f64s(metric, reward));
+            cols.push(f64s(&format!("{metric}_q_logged"), &model.logged));
+            cols.push(f64s(&format!("{metric}_q_candidate"), &model.target));
+        }
+        DataFrame::new(events.len(), cols)
+            .map_err(|e| Error::Input(format!("the impressions' rows: {e}")))
+    }
 }
