@@ -6,7 +6,7 @@ import os
 from typing import Any, Optional, Sequence
 
 from . import _reelkit
-from ._frames import Inputs, frame_of_rows
+from ._frames import Inputs, frame_of_rows, read_table
 from ._report import TextReport
 
 ESTIMATORS = ("ips", "snips", "dr", "dm", "pdis")
@@ -50,6 +50,15 @@ class OpeReport(TextReport):
                 })
         return frame_of_rows(rows)
 
+    @property
+    def impressions(self):
+        """Per logged impression, what every estimate sums over (asked for
+        with ``evaluate(..., impressions=True)``, else None): the candidate's
+        video at its slot, ``propensity``, ``target`` (the candidate's
+        probability), ``weight``, and per metric the reward and the reward
+        model's ``<metric>_q_logged`` / ``<metric>_q_candidate``."""
+        return getattr(self, "_impressions", None)
+
     def __repr__(self) -> str:
         return (f"OpeReport({self.data['candidate']} on {self.data['log']}: "
                 f"{self.data['pages']} requests, agreement {self.agreement:.3f})")
@@ -58,14 +67,15 @@ class OpeReport(TextReport):
 def evaluate(events: Any, model: Any, *, videos: Any = None, metrics: Sequence[str] = ("watch_ms", "liked"),
              estimators: Sequence[str] = ESTIMATORS, page_size: int = 8, bootstrap: int = 500,
              level: float = 0.95, max_weight: Optional[float] = None, seed: int = 42,
-             retrieval: str = "int8", value_model: bool = False) -> OpeReport:
+             retrieval: str = "int8", value_model: bool = False, impressions: bool = False) -> OpeReport:
     """Replay ``model`` (a :class:`reelkit.Model` or a model file) on the
     requests of ``events`` (an exploring policy's event log with a
     ``propensity`` column: a frame or a file) as ``reelkit serve`` would
     answer them, and estimate each metric per user and its lift over the
     logging policy with each estimator, as ``reelkit ope`` does. ``videos``
     (the simulator's videos frame or file) restricts the candidate to what
-    each surface could show."""
+    each surface could show. ``impressions=True`` keeps the rows every
+    estimate sums over as ``report.impressions`` (``reelkit ope --impressions``)."""
     if isinstance(metrics, str):
         metrics = [metrics]
     if isinstance(estimators, str):
@@ -78,6 +88,10 @@ def evaluate(events: Any, model: Any, *, videos: Any = None, metrics: Sequence[s
             m = inputs.out("model.arrow")
             model.save(m)
         vids = None if videos is None else inputs.path(videos, "videos")
+        rows = inputs.out("impressions.parquet") if impressions else None
         j, md, html = _reelkit.ope(ev, m, vids, list(metrics), list(estimators), page_size, bootstrap, level,
-                                   max_weight, seed, retrieval, value_model)
-    return OpeReport(j, md, html)
+                                   max_weight, seed, retrieval, value_model, rows)
+        report = OpeReport(j, md, html)
+        if rows is not None:
+            report._impressions = read_table(rows)
+    return report

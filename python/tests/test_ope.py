@@ -35,6 +35,31 @@ def test_the_report_is_the_clis(explored, cli):
     assert set(f["estimator"].to_list()) == {"ips", "snips", "dr", "dm", "pdis"}
     assert set(f["metric"].to_list()) == {"watch_ms", "liked"}
     assert "<svg" in rep._repr_html_()
+    assert rep.impressions is None
+
+
+def test_impressions_are_what_the_estimates_sum(explored):
+    d, model = explored
+    log, videos = d / "log" / "events.parquet", d / "log" / "videos.parquet"
+    rep = reelkit.ope.evaluate(str(log), model, videos=str(videos), bootstrap=0, metrics="watch_ms",
+                               estimators=["ips", "dr"], impressions=True)
+    rows = rep.impressions
+    def column(c):  # a polars frame, or a pyarrow table without polars
+        v = rows[c]
+        return v.to_list() if hasattr(v, "to_list") else v.to_pylist()
+
+    cols = {c: column(c) for c in ("user_id", "weight", "target", "propensity", "watch_ms", "watch_ms_q_logged",
+                                   "watch_ms_q_candidate")}
+    n = len(cols["weight"])
+    assert n == rep.data["metrics"][0]["diagnostics"]["impressions"]
+    users = len(set(cols["user_id"]))
+    assert all(abs(w - t / p) < 1e-12 for w, t, p in zip(cols["weight"], cols["target"], cols["propensity"]))
+    ips = sum(w * r for w, r in zip(cols["weight"], cols["watch_ms"])) / users
+    dr = sum(qc + w * (r - ql) for w, r, ql, qc in zip(cols["weight"], cols["watch_ms"], cols["watch_ms_q_logged"],
+                                                       cols["watch_ms_q_candidate"])) / users
+    got = {e["estimator"]: e["value"] for e in rep.data["metrics"][0]["estimates"]}
+    assert got["ips"] == pytest.approx(ips, rel=1e-9)
+    assert got["dr"] == pytest.approx(dr, rel=1e-9)
 
 
 def test_bad_logs_and_settings_are_named(explored, root):

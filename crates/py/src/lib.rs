@@ -435,9 +435,10 @@ fn ab_analyze(
 
 /// Estimates what a candidate model would earn on an exploring policy's log,
 /// as `reelkit ope` does: `events`, `model` and `videos` are files. Returns
-/// the report as (JSON, Markdown, HTML).
+/// the report as (JSON, Markdown, HTML); with `impressions`, also writes
+/// there the rows every estimate sums over (Parquet).
 #[pyfunction]
-#[pyo3(signature = (events, model, videos, metrics, estimators, page_size, bootstrap, level, max_weight, seed, retrieval, value_model))]
+#[pyo3(signature = (events, model, videos, metrics, estimators, page_size, bootstrap, level, max_weight, seed, retrieval, value_model, impressions=None))]
 #[allow(clippy::too_many_arguments)]
 fn ope(
     py: Python<'_>,
@@ -453,8 +454,9 @@ fn ope(
     seed: u64,
     retrieval: &str,
     value_model: bool,
+    impressions: Option<PathBuf>,
 ) -> PyResult<(String, String, String)> {
-    use reelkit_lab::offpolicy::{evaluate, OpeSettings, ServedCandidate, Videos};
+    use reelkit_lab::offpolicy::{evaluate_with_weights, OpeSettings, ServedCandidate, Videos};
     let retrieval: Retrieval = retrieval
         .parse()
         .map_err(|e: reelkit_ranker::retrieval::UnknownRetrieval| value_err(e.to_string()))?;
@@ -483,13 +485,16 @@ fn ope(
             videos.as_ref().map(Videos::as_catalogue),
             value_model,
         )?;
-        let report = evaluate(
+        let (report, weights) = evaluate_with_weights(
             &log,
             &cand,
             &events.display().to_string(),
             &model.display().to_string(),
             &settings,
         )?;
+        if let Some(path) = &impressions {
+            reelkit_logs::write_frame(path, &mut weights.to_frame(&log)?)?;
+        }
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| reelkit_lab::Error::Input(e.to_string()))?;
         Ok((
