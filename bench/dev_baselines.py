@@ -16,14 +16,9 @@ import scipy.sparse as sp
 
 import real
 from common import per_user_split, top_k_scores
-from real_sets import load
 
 name = sys.argv[1] if len(sys.argv) > 1 else "bx100k"
-users, items, weights = load(name)
-uu, ui = np.unique(users, return_inverse=True)
-ii, iix = np.unique(items.astype(str), return_inverse=True)
-keys = np.unique(ui.astype(np.int64) * len(ii) + iix)
-u, i = (keys // len(ii)).astype(np.int64), (keys % len(ii)).astype(np.int64)
+uu, ii, _, u, i, _ = real.pairs(name)
 nu, ni = len(uu), len(ii)
 (tr_u, tr_i), _ = per_user_split(u, i, 0.2, 42)
 (va_tu, va_ti), (va_u, va_i) = per_user_split(tr_u, tr_i, 0.2, 43)

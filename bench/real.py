@@ -79,9 +79,10 @@ def ndcg(scores, train, test):
     return ndcg_at_k(recs, test)
 
 
-def main(args):
-    users, items, weights = load(args.data)
-    # One row per (user, item): weights summed.
+def pairs(name):
+    """A set's cleaned rows as one pair per (user, item), weights summed:
+    (raw user ids, raw item ids, pair keys, user index, item index, weight)."""
+    users, items, weights = load(name)
     uu, ui = np.unique(users, return_inverse=True)
     ii, iix = np.unique(items.astype(str), return_inverse=True)
     key = ui.astype(np.int64) * len(ii) + iix
@@ -89,6 +90,11 @@ def main(args):
     w = np.bincount(inv, weights=weights)
     u = (keys // len(ii)).astype(np.int64)
     i = (keys % len(ii)).astype(np.int64)
+    return uu, ii, keys, u, i, w
+
+
+def main(args):
+    uu, ii, keys, u, i, w = pairs(args.data)
     n_users, n_items = len(uu), len(ii)
     (tr_u, tr_i), (te_u, te_i) = per_user_split(u, i, 0.2, args.seed)
     wmap = dict(zip(keys.tolist(), w.tolist()))

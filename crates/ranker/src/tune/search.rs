@@ -618,7 +618,8 @@ impl Search<'_> {
         let Some(chosen) = choose(&self.trials).cloned() else {
             return;
         };
-        // Popularity rescored by its own popularity ranks the same items.
+        // Popularity compensated by its own popularity is itself rescaled
+        // (or reversed): there is nothing to judge.
         if chosen.candidate == Candidate::Popularity {
             return;
         }
