@@ -148,7 +148,9 @@ def tune(interactions: Any = None, *, events: Any = None, user_col: str = "user_
          seed: int = 42) -> Tuned:
     """Search settings on a validation split and train the chosen one on
     everything, as ``reelkit tune`` does (NDCG@k, per-user holdout, the
-    simplest within one standard error of the best)."""
+    simplest within one standard error of the best). ``budget`` is in modeled
+    seconds of work on a reference 2-core machine, so the same call chooses
+    the same model on any machine and thread count."""
     with Inputs() as inputs:
         source = _source(inputs, interactions, events, user_col, item_col, weight_col, ts_col)
         native, trials, best = _reelkit.tune(source, algo, weights, budget, k, validation, seed)

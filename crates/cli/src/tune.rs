@@ -26,8 +26,11 @@ pub struct TuneArgs {
     /// auto (EASE and iALS, the better on validation), ials, ease or bpr.
     #[arg(long, default_value = "auto")]
     pub algo: String,
-    /// Seconds for the whole search: a setting starts only if it and the
-    /// final fit are expected (from earlier settings' times) to end within it.
+    /// Seconds for the whole search, counted as modeled work on a reference
+    /// 2-core machine (so the settings tried and the choice do not depend on
+    /// this machine's load or thread count): a setting starts only if it and
+    /// the final fit are modeled to end within it. The wall clock stops new
+    /// settings at twice the budget plus 30 s (warned).
     #[arg(long, default_value_t = 80.0)]
     pub budget: f64,
     /// How --weight-col's values become training weights: auto (binary and

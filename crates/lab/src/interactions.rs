@@ -226,7 +226,7 @@ pub struct TuneSetup {
     pub weightings: Option<Vec<Weighting>>,
     /// NDCG cut-off.
     pub k: usize,
-    /// Wall-clock budget of the search.
+    /// Budget of the search, in modeled seconds of work (see `reelkit tune --budget`).
     pub budget: Duration,
     /// Share of each user's interactions held out (event logs: the same
     /// quantile of time).

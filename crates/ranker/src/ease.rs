@@ -118,26 +118,24 @@ impl EaseBasis {
         Ok(basis)
     }
 
-    /// Expected seconds of [`EaseBasis::new`] on an `n_users × n_items`
-    /// matrix at `max_dim`, on this machine: the cost of its dense steps
-    /// (Cholesky QR passes over `items × d`, an eigenproblem of `d` or of the
-    /// users) at the rates of a short timing of the same kernels on small
-    /// seeded matrices (the faster of three).
-    pub(crate) fn expected_seconds(n_users: usize, n_items: usize, max_dim: usize) -> f64 {
+    /// The work of [`EaseBasis::new`] on an `n_users × n_items` matrix at
+    /// `max_dim`, as `(eigen, qr)` units: `n³` of its eigenproblem (of `d`, or
+    /// of the users when they are the smaller side) and `rows · d²` of its
+    /// Cholesky QR passes over `items × d`, a wider Gram's passes slowed by
+    /// `√(d/256)` as it falls out of cache (the fit measured in
+    /// BENCHMARKS.md, "Constants and choices measured"). The tuner prices
+    /// them at its reference rates.
+    pub(crate) fn expected_units(n_users: usize, n_items: usize, max_dim: usize) -> (f64, f64) {
         let d = max_dim.min(n_users).min(n_items).max(1);
-        let (eigen, qr) = kernel_rates();
         let cube = |n: usize| (n as f64).powi(3);
         if d == n_users && n_users <= n_items {
-            return eigen * cube(n_users);
+            return (cube(n_users), 0.0);
         }
         // Three orthonormalisations (two power iterations) when truncated,
         // one when the basis is whole; two QR passes each.
         let passes = if d < n_users.min(n_items) { 6.0 } else { 2.0 };
-        // A wider Gram falls out of cache: the timing's rate (at d = 256)
-        // slowed by √(d/256), the fit measured in BENCHMARKS.md ("Constants
-        // and choices measured").
         let cache = (d as f64 / 256.0).max(1.0).sqrt();
-        passes * cache * qr * n_items as f64 * (d * d) as f64 + eigen * cube(d)
+        (cube(d), passes * cache * n_items as f64 * (d * d) as f64)
     }
 
     /// The exact basis when users are the smaller side: with `X Xᵀ = V Σ Vᵀ`,
@@ -458,32 +456,6 @@ fn spmm(a: &Csr, b: &[f64], d: usize) -> Vec<f64> {
         }
     });
     out
-}
-
-/// Seconds per unit of the eigensolver (per `n³`) and of a Cholesky QR
-/// pass (per `rows · d²`) on this machine: the faster of three timings on
-/// small seeded matrices.
-fn kernel_rates() -> (f64, f64) {
-    let fastest = |f: &dyn Fn()| {
-        (0..3)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                f();
-                t.elapsed().as_secs_f64()
-            })
-            .fold(f64::INFINITY, f64::min)
-    };
-    let mut g = SplitMix::new(7, 0xEA5E, 1);
-    let (n, rows, d) = (160usize, 2048usize, 256usize);
-    let y: Vec<f64> = (0..rows * d).map(|_| g.centred() as f64).collect();
-    let a = gram(&y[..n * 2 * n], n);
-    let eigen = fastest(&|| {
-        std::hint::black_box(symmetric_eigen(a.clone(), n));
-    }) / (n as f64).powi(3);
-    let qr = fastest(&|| {
-        std::hint::black_box(chol_qr(&y, d, 1e-10));
-    }) / (rows * d * d) as f64;
-    (eigen, qr)
 }
 
 /// `YᵀY` (d × d) of a row-major `n × d` matrix, summed in fixed chunks.

@@ -8,14 +8,24 @@
 //! on the same users: the standard error of a difference is that of the
 //! paired per-user differences.
 //!
+//! **Budget.** The budget counts modeled seconds of work, not the wall
+//! clock: each operation (an EASE basis, a judging of the users, an iALS
+//! epoch, RP3beta's weights) is charged what it costs on a reference machine
+//! (2 cores) from its sizes alone, so which settings run, and the choice, are
+//! the same on a loaded machine, with any thread count and from run to run.
+//! The wall clock only guards: at twice the budget plus 30 s no setting
+//! starts, with a warning.
+//!
 //! **Candidates** (in this order, while the budget lasts; each is expected
-//! to end, with the final fit, within the budget, from the times of earlier
-//! runs, and the first always runs; popularity always runs, after the
-//! trained models, being one judging of the users and no training):
+//! to end, with the final fit, within the budget, and the first always
+//! runs; popularity always runs, after the trained models, being one
+//! judging of the users and no training):
 //! - **EASE** (Steck 2019) per weighting of the interactions: one basis per
 //!   weighting serves every λ ([`EaseBasis::factors`]), so λ is searched on
-//!   odd half-decades from 10^0.5 to 10^4.5 and refined by half, quarter and
-//!   eighth decades around the best.
+//!   odd half-decades from 10^0.5 to 10^4.5 and refined by half and quarter
+//!   decades around the best. EASE takes at most 40% of the budget: a
+//!   weighting starts only when its basis and coarse grid fit in it (then
+//!   iALS judges the weightings EASE could not).
 //! - **RP3beta** ([`crate::rp3`]): α × β × neighbours on a small grid, judged
 //!   by sparse scoring (no embedding until it is chosen).
 //! - **iALS** with the best weighting: a coarse (α, λ) grid with and without
@@ -66,6 +76,7 @@ use crate::params::{Algo, TrainParams};
 use crate::rp3::{binary, rp3beta_factors, Rp3Params};
 use crate::split::Split;
 
+mod cost;
 mod scorer;
 mod search;
 #[cfg(test)]
@@ -147,7 +158,8 @@ pub struct TuneOptions {
     pub weightings: Vec<Weighting>,
     /// Metric cut-off: the search maximises NDCG@k.
     pub k: usize,
-    /// Wall time after which no new setting starts.
+    /// Modeled seconds of work (on the reference machine: 2 cores) after
+    /// which no new setting starts; the wall clock stops them at twice it.
     pub budget: Duration,
     /// Seed of every trained model.
     pub seed: u64,
@@ -289,8 +301,12 @@ pub struct Trial {
     pub hit_rate: f64,
     /// MAP@k.
     pub map: f64,
-    /// Seconds the setting took (training and validation).
+    /// Wall seconds the setting took (training and validation).
     pub seconds: f64,
+    /// Modeled seconds of its work on the reference machine: what the
+    /// budget counts (so which settings run does not depend on the
+    /// machine's load or thread count).
+    pub work: f64,
     /// Each validation user's NDCG, in user order (paired comparisons).
     #[serde(skip)]
     users: Vec<f64>,

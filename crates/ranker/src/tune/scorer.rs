@@ -19,6 +19,14 @@ pub(super) enum Scorer {
 }
 
 impl Scorer {
+    /// The scores' dimension (a sparse scorer's: its longest row).
+    pub(super) fn dim(&self) -> usize {
+        match self {
+            Scorer::Factors(f) => f.dim,
+            Scorer::Sparse { rows, .. } => rows.iter().map(Vec::len).max().unwrap_or(0),
+        }
+    }
+
     /// Every validation user's top `m` (training items excluded) with
     /// scores; `None` for users without validation items.
     pub(super) fn lists(&self, split: &Split, m: usize) -> Vec<Option<Vec<(u32, f32)>>> {

@@ -1,7 +1,7 @@
 //! The search: candidates in order while the budget lasts, each judged on
 //! the validation users.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::als::{EpochReport, TrainControl};
 use crate::ease::EaseBasis;
@@ -13,6 +13,8 @@ use crate::rng::SplitMix;
 use crate::rp3::{binary, Rp3Params};
 use crate::split::Split;
 
+use super::cost::{self, Meter};
+
 use super::*;
 
 /// A kept candidate: what the blend and the compensation stages reuse.
@@ -23,6 +25,9 @@ struct Kept {
     lists: Lists,
 }
 
+/// The most of the search's budget EASE (its bases and λ grids) takes.
+const EASE_SHARE: f64 = 0.4;
+
 /// The share of the budget kept for the blend and compensation stages.
 const LATE_SHARE: f64 = 0.1;
 
@@ -32,7 +37,8 @@ type Lists = Vec<Option<Vec<(u32, f32)>>>;
 struct Search<'a> {
     split: &'a Split,
     opts: &'a TuneOptions,
-    start: Instant,
+    /// Modeled seconds of work: what decides which settings fit.
+    meter: Meter,
     trials: Vec<Trial>,
     kept: Vec<Kept>,
     best_weighting: Weighting,
@@ -40,40 +46,61 @@ struct Search<'a> {
     /// (no EASE: a catalogue above its limit, or not asked for), iALS judges
     /// the weightings itself.
     weighting_judged: bool,
-    /// Seconds of the last ranking of every judged user's list (the cost of
-    /// judging one more setting without training, as popularity compensation does).
-    judge_secs: f64,
-    /// Per trial, the expected seconds of its final fit on the training
-    /// part: its own seconds, but for an iALS or BPR run, whose trial also
+    /// Per trial, the modeled seconds of its final fit on the training
+    /// part: its own work, but for an iALS or BPR run, whose trial also
     /// ran the epochs after its best checkpoint and judged every
-    /// checkpoint, its training time per epoch times its best epochs.
-    fit_secs: Vec<f64>,
+    /// checkpoint, an epoch's work times its best epochs.
+    fit_work: Vec<f64>,
+    /// The final fit's interactions over the training part's (the
+    /// validation part trains too): a factorisation's epochs cost this much
+    /// more at the final fit; EASE's basis, over the same users and items, not.
+    full: f64,
+    /// Each iALS or BPR run's algorithm, epochs and checkpoints judged (the
+    /// longest one is the next run's expected length).
+    ran: Vec<(Algo, usize, usize)>,
 }
 
 impl Search<'_> {
-    /// Whether work expected to take `expected` seconds, then the final fit
-    /// (`final_fit` seconds, a quarter more data) and the late stages all
-    /// end within the budget; always true before any trial.
+    /// Whether work modeled at `expected` seconds, then the final fit
+    /// (`final_fit` modeled seconds) and the late stages all end within the
+    /// budget; always true before any trial.
     fn ends_in_time(&self, expected: f64, final_fit: f64) -> bool {
         self.trials.is_empty() || self.ends_within(expected, final_fit, LATE_SHARE)
     }
 
-    /// Whether work of `expected` seconds, then the final fit, end with
-    /// `reserve` of the budget to spare.
+    /// Whether work of `expected` modeled seconds, then the final fit, end
+    /// with `reserve` of the budget to spare (and the wall clock is within
+    /// its guard).
     fn ends_within(&self, expected: f64, final_fit: f64, reserve: f64) -> bool {
         let budget = self.opts.budget.as_secs_f64();
-        self.start.elapsed().as_secs_f64() + expected + 1.3 * final_fit + reserve * budget <= budget
+        self.meter.spent() + expected + final_fit + reserve * budget <= budget
+            && !self.meter.past_guard()
     }
 
-    /// The seconds of the best trial so far's setting, as a final fit's estimate.
+    /// Modeled seconds of judging `scorer`'s top-`m` lists of the judged users.
+    fn judge_work(&self, scorer: &Scorer) -> f64 {
+        let (train, test) = (&self.split.train.matrix, &self.split.test);
+        let judged = (0..test.n_rows()).filter(|&u| test.row_len(u) > 0);
+        match scorer {
+            Scorer::Factors(f) => cost::judge_dense(judged.count(), train.n_cols(), f.dim),
+            Scorer::Sparse { rows, .. } => {
+                cost::judge_sparse(train, judged, |i| rows[i as usize].len())
+            }
+        }
+    }
+
+    /// The modeled seconds of the best trial so far's setting, as a final
+    /// fit's estimate.
     fn final_fit(&self) -> f64 {
         self.trials
             .iter()
-            .zip(&self.fit_secs)
+            .zip(&self.fit_work)
             .max_by(|a, b| a.0.ndcg.total_cmp(&b.0.ndcg))
             .map_or(0.0, |t| *t.1)
     }
 
+    /// Records a trial that took `seconds` of wall time and `work` modeled
+    /// seconds (also its final fit's until the caller says otherwise).
     fn record(
         &mut self,
         stage: &'static str,
@@ -81,10 +108,10 @@ impl Search<'_> {
         weighting: Weighting,
         pop_bias: f32,
         judged: (Metrics, Vec<f64>),
-        seconds: f64,
+        (seconds, work): (f64, f64),
     ) -> usize {
         let (m, users) = judged;
-        self.fit_secs.push(seconds);
+        self.fit_work.push(work);
         self.trials.push(Trial {
             stage,
             candidate,
@@ -96,6 +123,7 @@ impl Search<'_> {
             hit_rate: m.hit_rate,
             map: m.map,
             seconds,
+            work,
             users,
         });
         self.trials.len() - 1
@@ -126,19 +154,29 @@ impl Search<'_> {
         }
     }
 
-    /// Judges a scorer: records the trial and keeps it if best of its kind.
+    /// Judges a scorer that cost `work` modeled seconds to make (from
+    /// `started`): charges the judging, records the trial and keeps it if
+    /// best of its kind.
     fn evaluate(
         &mut self,
         stage: &'static str,
         candidate: Candidate,
         weighting: Weighting,
         scorer: Scorer,
-        started: Instant,
+        (started, work): (Instant, f64),
     ) -> usize {
         let t = Instant::now();
         let lists = scorer.lists(self.split, POOL);
-        self.judge_secs = t.elapsed().as_secs_f64();
-        self.evaluated(stage, candidate, weighting, scorer, lists, started)
+        let judge = self.judge_work(&scorer);
+        self.meter.charge("judge", judge, t);
+        self.evaluated(
+            stage,
+            candidate,
+            weighting,
+            scorer,
+            lists,
+            (started, work + judge),
+        )
     }
 
     /// Records a scorer's trial from its top-[`POOL`] lists and keeps it if
@@ -150,11 +188,11 @@ impl Search<'_> {
         weighting: Weighting,
         scorer: Scorer,
         lists: Lists,
-        started: Instant,
+        (started, work): (Instant, f64),
     ) -> usize {
         let judged = judge(self.split, &lists, self.opts.k);
         let secs = started.elapsed().as_secs_f64();
-        let t = self.record(stage, candidate, weighting, 0.0, judged, secs);
+        let t = self.record(stage, candidate, weighting, 0.0, judged, (secs, work));
         self.keep(t, scorer, lists);
         t
     }
@@ -175,12 +213,12 @@ impl Search<'_> {
         // fit): one that would not end, with the final fit of the same
         // basis, within the budget's share for the search is not started,
         // even as the first trial.
-        let basis = EaseBasis::expected_seconds(m.n_rows(), m.n_cols(), self.opts.ease_dim);
+        let basis = cost::ease_basis(m.n_rows(), m.n_cols(), self.opts.ease_dim);
         let share = (1.0 - LATE_SHARE) * self.opts.budget.as_secs_f64();
-        tracing::debug!("EASE basis: {basis:.1} s expected");
+        tracing::debug!("EASE basis: {basis:.1} s modeled");
         if 2.3 * basis > share {
             tracing::warn!(
-                "EASE's basis of {} items at dimension {} is expected to take {basis:.0} s: \
+                "EASE's basis of {} items at dimension {} is modeled to take {basis:.0} s: \
                  EASE and RP3beta are left out of the search within a {:.0} s budget",
                 m.n_cols(),
                 self.opts.ease_dim,
@@ -188,38 +226,60 @@ impl Search<'_> {
             );
             return Ok(false);
         }
+        // EASE's share of the search: a basis and its λ judgings (each a
+        // ranking at the basis's dimension) cost as much as a dozen iALS
+        // runs, and on Last.fm two weightings' bases and λ grids took two
+        // thirds of the budget, leaving iALS, the best kind there by three
+        // standard errors, six runs. A weighting starts only when its basis
+        // and coarse λ grid fit in the share; without every weighting judged,
+        // iALS judges them itself.
+        let cap = self.meter.spent() + EASE_SHARE * share;
+        let r = self.opts.ease_dim.min(m.n_rows()).min(m.n_cols());
+        let per_judge = cost::judge_dense(judged_users(self.split), m.n_cols(), r);
+        let mut judged = 0;
         for &w in &self.opts.weightings.clone() {
             let x = w.apply(&self.split.train.matrix);
-            if !self.ends_in_time(basis, basis) {
+            let coarse = basis + 5.0 * (cost::ease_lambda(&x, r) + per_judge);
+            if !self.ends_in_time(basis, basis) || self.meter.spent() + coarse > cap {
                 break;
             }
+            judged += 1;
             let t = Instant::now();
-            let basis = EaseBasis::new(&x, self.opts.ease_dim, self.opts.seed)?;
-            let basis_secs = t.elapsed().as_secs_f64();
+            let made = EaseBasis::new(&x, self.opts.ease_dim, self.opts.seed)?;
+            self.meter.charge("ease basis", basis, t);
+            let per_lambda = cost::ease_lambda(&x, made.dim());
             let mut first = true;
             let mut last = 0.0f64;
             let mut best: Option<(f64, f64)> = None;
+            // A λ's work: its embedding and judging (the first λ's trial
+            // also the basis); its final fit makes the basis again.
             let mut try_lambda = |s: &mut Self, stage, lambda: f64| -> Result<(f64, f64)> {
-                let t = Instant::now();
-                let f = basis.factors(lambda)?;
-                let own_start = if std::mem::take(&mut first) {
-                    t - Duration::from_secs_f64(basis_secs)
+                let t0 = Instant::now();
+                let f = made.factors(lambda)?;
+                s.meter.charge("ease lambda", per_lambda, t0);
+                let (started, own) = if std::mem::take(&mut first) {
+                    (t, basis + per_lambda)
                 } else {
-                    t
+                    (t0, per_lambda)
                 };
+                let before = s.meter.spent();
                 let i = s.evaluate(
                     stage,
                     Candidate::Ease { lambda },
                     w,
                     Scorer::Factors(f),
-                    own_start,
+                    (started, own),
                 );
-                Ok((s.trials[i].ndcg, t.elapsed().as_secs_f64()))
+                s.fit_work[i] = basis + per_lambda;
+                Ok((s.trials[i].ndcg, per_lambda + s.meter.spent() - before))
             };
             // Log₁₀ λ: odd half-decades from the middle out (λ in the
-            // hundreds to thousands first), then halving steps around the best.
+            // hundreds to thousands first), then half- and quarter-decade
+            // steps around the best. (An eighth of a decade moved Last.fm's
+            // validation NDCG by at most 0.0015, under half a standard error
+            // of 0.0035, for a judging that costs as much as an iALS run.)
             for e in [2.5f64, 3.5, 1.5, 4.5, 0.5] {
-                if !self.ends_in_time(last, basis_secs) {
+                if !self.ends_in_time(last, basis) || self.meter.spent() + last > cap {
                     break;
                 }
                 let lambda = 10f64.powf(e);
@@ -229,10 +289,10 @@ impl Search<'_> {
                     best = Some((n, lambda));
                 }
             }
-            for step in [0.5, 0.25, 0.125] {
+            for step in [0.5, 0.25] {
                 let Some((_, b)) = best else { break };
                 for sign in [-1.0, 1.0] {
-                    if !self.ends_in_time(last, basis_secs) {
+                    if !self.ends_in_time(last, basis) || self.meter.spent() + last > cap {
                         break;
                     }
                     let lambda = b * 10f64.powf(sign * step);
@@ -251,7 +311,7 @@ impl Search<'_> {
         }
         if let Some((_, w)) = best_overall {
             self.best_weighting = w;
-            self.weighting_judged = true;
+            self.weighting_judged = judged == self.opts.weightings.len();
         }
         Ok(true)
     }
@@ -265,7 +325,7 @@ impl Search<'_> {
             Candidate::Popularity,
             Weighting::Binary,
             Scorer::Factors(f),
-            t,
+            (t, 0.0),
         );
     }
 
@@ -273,6 +333,11 @@ impl Search<'_> {
     fn rp3(&mut self) -> Result<()> {
         let x = binary(&self.split.train.matrix);
         let n_items = x.n_cols();
+        let weights_work = cost::rp3(&x);
+        // Its final fit: the weights on the validation part's interactions
+        // too (pairs grow with the square), written through EASE's basis.
+        let fit = self.full * self.full * weights_work
+            + cost::ease_basis(x.n_rows(), x.n_cols(), self.opts.ease_dim);
         let mut last = 0.0f64;
         for neighbours in [200usize, 50] {
             for alpha in [1.0f64, 0.75, 0.5] {
@@ -287,18 +352,22 @@ impl Search<'_> {
                         neighbours,
                     };
                     let rows = crate::rp3::weights(&x, &p)?;
+                    self.meter.charge("rp3beta weights", weights_work, t);
                     let scorer = Scorer::Sparse {
                         rows,
                         bias: vec![0.0; n_items],
                     };
+                    let before = self.meter.spent();
                     self.evaluate(
                         "coarse",
                         Candidate::Rp3beta(p),
                         Weighting::Binary,
                         scorer,
-                        t,
+                        (t, weights_work),
                     );
-                    last = t.elapsed().as_secs_f64();
+                    let i = self.trials.len() - 1;
+                    self.fit_work[i] = fit;
+                    last = weights_work + self.meter.spent() - before;
                 }
             }
         }
@@ -320,18 +389,17 @@ impl Search<'_> {
         // not computed a second time.
         let mut best: Option<(usize, f64, Factors, Lists)> = None;
         let mut falls = 0;
-        let mut judge_secs = self.judge_secs;
-        let (mut judging, mut epochs_run) = (0.0f64, 0usize);
+        let (mut checkpoints, mut epochs_run, mut judge_wall) = (0usize, 0usize, 0.0f64);
         let mut cb = |r: &EpochReport, f: &Factors| {
             epochs_run = r.epoch;
             if !r.epoch.is_multiple_of(every) && r.epoch != params.epochs {
                 return true;
             }
-            let t = Instant::now();
+            checkpoints += 1;
+            let tj = Instant::now();
             let lists = Scorer::Factors(f.clone()).lists(split, POOL);
             let (m, _) = judge(split, &lists, k);
-            judge_secs = t.elapsed().as_secs_f64();
-            judging += judge_secs;
+            judge_wall += tj.elapsed().as_secs_f64();
             match &best {
                 Some((_, b, _, _)) if m.ndcg <= *b => falls += 1,
                 _ => {
@@ -349,8 +417,23 @@ impl Search<'_> {
                 on_epoch: Some(&mut cb),
             },
         )?;
-        self.judge_secs = judge_secs;
-        let per_epoch = (t.elapsed().as_secs_f64() - judging) / epochs_run.max(1) as f64;
+        let per_epoch = cost::epoch(&x, p.algo, p.factors, p.cg_steps);
+        let judging =
+            checkpoints as f64 * cost::judge_dense(judged_users(split), x.n_cols(), p.factors);
+        let work = per_epoch * epochs_run as f64 + judging;
+        let name = if p.algo == Algo::Bpr { "bpr" } else { "ials" };
+        tracing::debug!(
+            algo = name,
+            factors = p.factors,
+            epochs = epochs_run,
+            checkpoints,
+            judge_wall,
+            epochs_modeled = per_epoch * epochs_run as f64,
+            epochs_wall = t.elapsed().as_secs_f64() - judge_wall,
+            "tune run"
+        );
+        self.meter.charge(name, work, t);
+        self.ran.push((p.algo, epochs_run, checkpoints));
         if let Some((epochs, _, f, lists)) = best {
             let i = self.evaluated(
                 stage,
@@ -358,9 +441,10 @@ impl Search<'_> {
                 w,
                 Scorer::Factors(f),
                 lists,
-                t,
+                (t, work),
             );
-            self.fit_secs[i] = per_epoch * epochs as f64;
+            // The final fit trains on the validation part too.
+            self.fit_work[i] = self.full * per_epoch * epochs as f64;
         }
         Ok(())
     }
@@ -381,17 +465,20 @@ impl Search<'_> {
     }
 
     /// Whether a run of `p` is expected to end in time: as long as the
-    /// slowest earlier run of its algorithm per factor, times its factors
-    /// squared (CG's cost grows with the dimension squared).
+    /// longest earlier run of its algorithm in epochs (its modeled work at
+    /// `p`'s dimension), or all its epochs when it is the first.
     fn fits(&self, p: &TrainParams) -> bool {
-        let per = |t: &Trial| match &t.candidate {
-            Candidate::Factorization(q) if q.algo == p.algo => {
-                Some(t.seconds / (q.factors as f64).powi(2))
-            }
-            _ => None,
-        };
-        let unit = self.trials.iter().filter_map(per).max_by(f64::total_cmp);
-        let expected = unit.map_or(0.0, |u| u * (p.factors as f64).powi(2));
+        let x = &self.split.train.matrix;
+        let (epochs, checkpoints) = self
+            .ran
+            .iter()
+            .filter(|r| r.0 == p.algo)
+            .map(|r| (r.1, r.2))
+            .max()
+            .unwrap_or((p.epochs, p.epochs.div_ceil(5)));
+        let expected = cost::epoch(x, p.algo, p.factors, p.cg_steps) * epochs as f64
+            + checkpoints as f64
+                * cost::judge_dense(judged_users(self.split), x.n_cols(), p.factors);
         self.ends_in_time(expected, self.final_fit())
     }
 
@@ -578,6 +665,12 @@ impl Search<'_> {
         );
         let weighting = self.trials[ka.trial].weighting;
         let per = t.elapsed().as_secs_f64();
+        // Scoring the unions (at most 2 × 100 items a user) by both models,
+        // then three judgings of them; a blend's final fit fits both parts.
+        let dims = ka.scorer.dim() + kb.scorer.dim();
+        let (union_work, judge_work) = cost::blend(judged_users(self.split), 2 * POOL, dims);
+        self.meter.charge("blend unions", union_work, t);
+        let parts_fit = self.fit_work[ka.trial] + self.fit_work[kb.trial];
         for weight in [0.5, 0.75, 0.25] {
             let t = Instant::now();
             let lists: Lists = unions
@@ -605,8 +698,10 @@ impl Search<'_> {
                 weight,
             };
             let secs = per + t.elapsed().as_secs_f64();
+            self.meter.charge("blend judge", judge_work, t);
             // Blends are judged on the workers' weighting of their first part.
-            self.record("blend", cand, weighting, 0.0, judged, secs);
+            let i = self.record("blend", cand, weighting, 0.0, judged, (secs, union_work));
+            self.fit_work[i] = parts_fit;
         }
     }
 
@@ -642,12 +737,15 @@ impl Search<'_> {
         // Each β is one more judging of every user, which on a large set
         // costs as much as a short training run: it starts only when it and
         // the final fit end in time.
-        let fits = |s: &Self| s.ends_within(s.judge_secs, s.final_fit(), 0.0);
+        let judge_work = self.judge_work(&kept.scorer);
+        let fits = |s: &Self| s.ends_within(judge_work, s.final_fit(), 0.0);
         for beta in [-0.6f32, -0.4, -0.3, -0.2, -0.1, 0.1] {
             if !fits(self) {
                 break;
             }
+            let t = Instant::now();
             tried.push((beta, eval(beta)));
+            self.meter.charge("debias judge", judge_work, t);
         }
         let best = tried
             .iter()
@@ -659,12 +757,19 @@ impl Search<'_> {
                     && !tried.iter().any(|t| (t.0 - beta).abs() < 1e-6)
                     && fits(self)
                 {
+                    let t = Instant::now();
                     tried.push((beta, eval(beta)));
+                    self.meter.charge("debias judge", judge_work, t);
                 }
             }
         }
         let secs = t.elapsed().as_secs_f64() / tried.len().max(1) as f64;
         let (cand, w) = (chosen.candidate.clone(), chosen.weighting);
+        let chosen_fit = self
+            .trials
+            .iter()
+            .position(|x| x.candidate == chosen.candidate && x.stage != CANDIDATE)
+            .map_or(0.0, |i| self.fit_work[i]);
         // The best of β and the unchanged model; the smallest |β| within one SE.
         let top = tried
             .iter()
@@ -686,20 +791,30 @@ impl Search<'_> {
             } else {
                 CANDIDATE
             };
-            self.record(stage, cand.clone(), w, beta, judged, secs);
+            let i = self.record(stage, cand.clone(), w, beta, judged, (secs, judge_work));
+            self.fit_work[i] = chosen_fit;
         }
     }
+}
+
+/// Validation users with something to find (the users judging ranks for).
+fn judged_users(split: &Split) -> usize {
+    (0..split.test.n_rows())
+        .filter(|&u| split.test.row_len(u) > 0)
+        .count()
 }
 
 /// Searches on `split` (raw weights in its training matrix); returns every
 /// trial in the order tried. [`choose`] picks one; [`fit_trial`] trains it.
 pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
+    let train = split.train.matrix.nnz().max(1) as f64;
+    let full = (train + split.test.nnz() as f64) / train;
     let sampled = judged_sample(split, opts.judged_users, opts.seed);
     let split = sampled.as_ref().unwrap_or(split);
     let mut s = Search {
         split,
         opts,
-        start: Instant::now(),
+        meter: Meter::new(opts.budget),
         trials: Vec::new(),
         kept: Vec::new(),
         best_weighting: opts
@@ -708,8 +823,9 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
             .copied()
             .unwrap_or(Weighting::Binary),
         weighting_judged: opts.weightings.len() < 2,
-        judge_secs: 0.0,
-        fit_secs: Vec::new(),
+        fit_work: Vec::new(),
+        full,
+        ran: Vec::new(),
     };
     // EASE and RP3beta are items × items models: above EASE's item limit
     // the search goes on without them (iALS scales with the interactions).

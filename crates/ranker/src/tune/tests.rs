@@ -18,6 +18,7 @@ fn trial(ndcg_users: Vec<f64>, candidate: Candidate) -> Trial {
         hit_rate: 0.0,
         map: 0.0,
         seconds: 0.0,
+        work: 0.0,
         users: ndcg_users,
     }
 }
@@ -291,7 +292,7 @@ fn an_ease_basis_that_would_outlast_the_budget_is_not_started() -> Result<()> {
         ..TuneOptions::default()
     };
     let trials = tune(&split, &opts)?;
-    assert!(crate::ease::EaseBasis::expected_seconds(users, items, opts.ease_dim) > 3.0);
+    assert!(cost::ease_basis(users, items, opts.ease_dim) > 3.0);
     assert!(trials
         .iter()
         .all(|t| !matches!(t.candidate.kind(), "ease" | "rp3beta")));
@@ -423,5 +424,42 @@ fn a_fitted_model_is_scaled_as_the_search_scaled_its_lists() -> Result<()> {
             "fit {fit} vs search {searched}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn the_budget_cuts_the_search_at_the_same_setting_whatever_the_thread_count() -> Result<()> {
+    // A budget that ends the search inside iALS's coarse grid: with the wall
+    // clock deciding, one thread reached fewer settings than two (and a
+    // loaded machine fewer than an idle one); with modeled work every run
+    // tries the same settings and gets the same figures.
+    let split = popular_with_taste(1_500, 2_000, 20, 0.6, 3);
+    let opts = TuneOptions {
+        algos: vec![Algo::Ials],
+        weightings: vec![Weighting::Binary],
+        budget: Duration::from_secs_f64(1.5),
+        ..TuneOptions::default()
+    };
+    let run = |threads: usize| -> Result<Vec<Trial>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| crate::Error::InvalidInput(e.to_string()))?;
+        pool.install(|| tune(&split, &opts))
+    };
+    let key = |trials: &[Trial]| -> Vec<(String, &'static str, u64, u64)> {
+        trials
+            .iter()
+            .map(|t| (t.describe(), t.stage, t.ndcg.to_bits(), t.work.to_bits()))
+            .collect()
+    };
+    let (one, two) = (run(1)?, run(2)?);
+    assert_eq!(key(&one), key(&two));
+    // The budget did cut the grid (28 coarse settings), after a few runs.
+    let ials = one.iter().filter(|t| t.candidate.kind() == "ials").count();
+    assert!((2..28).contains(&ials), "{ials} iALS settings");
+    // What ran fits the budget's modeled seconds.
+    let work: f64 = one.iter().map(|t| t.work).sum();
+    assert!(work <= opts.budget.as_secs_f64(), "{work}");
     Ok(())
 }
