@@ -22,8 +22,13 @@ use crate::csr::Csr;
 /// 2026-12-07; iALS's three terms solved on Last.fm at 64 and 128 factors and
 /// bx100k at 64; BENCHMARKS.md, issue 31).
 mod rate {
-    /// Ranking every item for a judged user: per user × item × (dimension + 36).
-    pub const JUDGE_DENSE: f64 = 2.15e-11;
+    /// Ranking every item for a judged user: per user × item × (dimension +
+    /// 36), a table wider than 256 dimensions slowed by `(d / 256)^⅓` (out
+    /// of cache: Last.fm's EASE at 1,877 dimensions ran at half the rate of
+    /// its 64-dimension iALS).
+    pub const JUDGE_DENSE: f64 = 1.02e-11;
+    /// Ranking for a judged user: per user (its exclusions, list and sort).
+    pub const JUDGE_USER: f64 = 1.93e-5;
     /// Scoring named items (a blend's unions): per user × item × (dimensions + 72).
     pub const SCORE_NAMED: f64 = 3.0e-10;
     /// Ranking a short list (a blend's union): per user × item.
@@ -113,7 +118,8 @@ impl Meter {
 
 /// Judging a dense scorer: every judged user ranks the catalogue.
 pub(super) fn judge_dense(users: usize, items: usize, dim: usize) -> f64 {
-    rate::JUDGE_DENSE * users as f64 * items as f64 * (dim + 36) as f64
+    let cache = (dim as f64 / 256.0).max(1.0).cbrt();
+    users as f64 * (rate::JUDGE_USER + rate::JUDGE_DENSE * cache * items as f64 * (dim + 36) as f64)
 }
 
 /// A blend's unions of `items` per user scored by two models of
