@@ -158,7 +158,8 @@ def tune(interactions: Any = None, *, events: Any = None, user_col: str = "user_
     for t in json.loads(trials):
         rows.append({"stage": t["stage"], "model": t["candidate"]["model"], "weights": t["weighting"],
                      "pop_bias": t["pop_bias"], "ndcg": t["ndcg"], "ndcg_se": t["ndcg_se"],
-                     "recall": t["recall"], "seconds": t["seconds"], "setting": json.dumps(t["candidate"])})
+                     "recall": t["recall"], "seconds": t["seconds"], "work": t["work"],
+                     "setting": json.dumps(t["candidate"])})
     return Tuned(model=Model(native), trials=frame_of_rows(rows), chosen=json.loads(best))
 
 

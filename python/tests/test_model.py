@@ -156,11 +156,16 @@ def test_bad_input_is_a_clear_python_exception(tmp_path):
 
 
 def test_tune_chooses_and_trains():
-    t = reelkit.tune(ratings().vstack(ratings().with_columns(pl.col("uid") + 10)), user_col="uid", item_col="movie",
-                     weight_col="w", budget=3)
+    data = ratings().vstack(ratings().with_columns(pl.col("uid") + 10))
+    t = reelkit.tune(data, user_col="uid", item_col="movie", weight_col="w", budget=3)
     assert t.chosen["ndcg"] >= 0 and t.chosen["settings_tried"] == t.trials.height
     assert 0 < t.chosen["judged_users"] <= 10_000
     assert t.model.n_users == 10
+    # The budget counts modeled work: the same call tries the same settings
+    # with the same figures (only the wall seconds differ).
+    again = reelkit.tune(data, user_col="uid", item_col="movie", weight_col="w", budget=3)
+    assert again.trials.drop("seconds").equals(t.trials.drop("seconds"))
+    assert (t.trials["work"] >= 0).all()
 
 
 def test_from_factors_ranks_by_dot_products(tmp_path):

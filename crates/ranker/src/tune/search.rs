@@ -77,7 +77,7 @@ impl Search<'_> {
             && !self.meter.past_guard()
     }
 
-    /// Modeled seconds of judging `scorer`'s top-`m` lists of the judged users.
+    /// Modeled seconds of judging `scorer`: every judged user's top list.
     fn judge_work(&self, scorer: &Scorer) -> f64 {
         let (train, test) = (&self.split.train.matrix, &self.split.test);
         let judged = (0..test.n_rows()).filter(|&u| test.row_len(u) > 0);
@@ -358,14 +358,13 @@ impl Search<'_> {
                         bias: vec![0.0; n_items],
                     };
                     let before = self.meter.spent();
-                    self.evaluate(
+                    let i = self.evaluate(
                         "coarse",
                         Candidate::Rp3beta(p),
                         Weighting::Binary,
                         scorer,
                         (t, weights_work),
                     );
-                    let i = self.trials.len() - 1;
                     self.fit_work[i] = fit;
                     last = weights_work + self.meter.spent() - before;
                 }
