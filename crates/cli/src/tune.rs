@@ -83,6 +83,7 @@ fn write_report(path: &std::path::Path, trials: &[Trial], chosen: &Trial) -> any
             col_f("hit_rate", &|t| t.hit_rate),
             col_f("map", &|t| t.map),
             col_f("seconds", &|t| t.seconds),
+            col_f("work", &|t| t.work),
             col_s("chosen", &|t| {
                 (t.describe() == chosen.describe() && t.stage == chosen.stage).to_string()
             }),

@@ -467,6 +467,22 @@ fn tune_writes_best_model_and_report() -> TestResult {
         ranker.model().meta.params.algo.to_string(),
         best["algo"].as_str().unwrap_or("?")
     );
+    // Its provenance names the setting chosen (a popularity model's
+    // parameters read as a one-dimension iALS's).
+    let chosen_name = best["chosen"].as_str().unwrap_or("?");
+    assert!(
+        ranker
+            .model()
+            .meta
+            .source
+            .ends_with(&format!("tune: {chosen_name}")),
+        "{}",
+        ranker.model().meta.source
+    );
+    // Every setting's modeled work is reported beside its wall seconds.
+    assert!(rows
+        .iter()
+        .all(|r| r[col("work")].parse::<f64>().is_ok_and(|w| w >= 0.0)));
     // A budget of 0 still trains and reports one setting.
     let o = run("tune --interactions {} --user-col uid --item-col movie --algo ials --budget 0 --out {} --report {}", &[&train, &model, &report]);
     assert!(o.status.success(), "{}", stderr(&o));

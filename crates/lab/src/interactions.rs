@@ -302,6 +302,9 @@ pub fn tune_triplets(
     let factors = fit_trial(&best, &data.matrix, &opts)?;
     let mut params = best.candidate.params(setup.seed);
     params.pop_bias = best.pop_bias;
+    // The file's parameters are what fold-in reads (a popularity model's are
+    // a one-dimension iALS's); its provenance names what was chosen.
+    let source = format!("{source}: {}", best.describe());
     let model = trip.model(&data, factors, params, events, source);
     Ok(Tuned {
         trials,
