@@ -159,7 +159,8 @@ pub struct TuneOptions {
     /// Metric cut-off: the search maximises NDCG@k.
     pub k: usize,
     /// Modeled seconds of work (on the reference machine: 2 cores) after
-    /// which no new setting starts; the wall clock stops them at twice it.
+    /// which no new setting starts; the wall clock stops them at twice it
+    /// plus 30 s.
     pub budget: Duration,
     /// Seed of every trained model.
     pub seed: u64,
