@@ -166,6 +166,8 @@ def test_tune_chooses_and_trains():
     again = reelkit.tune(data, user_col="uid", item_col="movie", weight_col="w", budget=3)
     assert again.trials.drop("seconds").equals(t.trials.drop("seconds"))
     assert (t.trials["work"] >= 0).all()
+    with pytest.raises(ValueError, match="a year"):
+        reelkit.tune(data, user_col="uid", item_col="movie", weight_col="w", budget=1e20)
 
 
 def test_from_factors_ranks_by_dot_products(tmp_path):

@@ -93,6 +93,10 @@ fn write_report(path: &std::path::Path, trials: &[Trial], chosen: &Trial) -> any
     Ok(())
 }
 
+/// The largest `--budget`: a year of seconds (a larger one overflowed the
+/// clock's arithmetic and panicked).
+pub const MAX_BUDGET: f64 = 31_536_000.0;
+
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let (flag, input) = args.source.input();
     crate::data::refuse_overwrite("--out", &args.out, &[(flag, Some(input))])?;
@@ -121,8 +125,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             .context("--algo must be auto, ials, ease or bpr")?],
     };
     anyhow::ensure!(
-        args.budget.is_finite() && args.budget >= 0.0,
-        "--budget must be a number of seconds, got {}",
+        args.budget.is_finite() && (0.0..=MAX_BUDGET).contains(&args.budget),
+        "--budget must be a number of seconds from 0 to {MAX_BUDGET} (a year), got {}",
         args.budget
     );
     let setup = TuneSetup {

@@ -554,6 +554,19 @@ fn bad_model_and_bad_flags_are_clear_errors() -> TestResult {
         &[],
     );
     assert!(!o.status.success());
+    // A budget past what a clock holds panicked converting it; a negative
+    // one (written with `=`, as clap needs) is refused too.
+    for budget in ["1e20", "=-5", "nan"] {
+        let sep = if budget.starts_with('=') { "" } else { " " };
+        let o = run(
+            &format!(
+                "tune --interactions {{}} --user-col uid --item-col movie --budget{sep}{budget} --out {{}}"
+            ),
+            &[&train, &fresh],
+        );
+        refused(&o, &["--budget", "a year"]);
+        assert!(!fresh.exists());
+    }
     Ok(())
 }
 

@@ -304,9 +304,9 @@ fn tune(
         "auto" => None,
         one => Some(vec![one.parse::<Weighting>().map_err(value_err)?]),
     };
-    if !(budget.is_finite() && budget >= 0.0) {
+    if !(budget.is_finite() && (0.0..=31_536_000.0).contains(&budget)) {
         return Err(value_err(format!(
-            "budget must be a number of seconds, got {budget}"
+            "budget must be a number of seconds from 0 to 31536000 (a year), got {budget}"
         )));
     }
     if k == 0 {

@@ -78,7 +78,9 @@ impl Meter {
         Meter {
             spent: 0.0,
             started: Instant::now(),
-            guard: budget.mul_f64(WALL_GUARD) + Duration::from_secs_f64(WALL_SLACK),
+            // Saturating: a budget near `Duration::MAX` guards nothing.
+            guard: Duration::try_from_secs_f64(budget.as_secs_f64() * WALL_GUARD + WALL_SLACK)
+                .unwrap_or(Duration::MAX),
             warned: Cell::new(false),
         }
     }
