@@ -4,7 +4,6 @@
 //! package); this parses, prints and writes.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use reelkit_lab::training::TuneSetup;
@@ -93,10 +92,6 @@ fn write_report(path: &std::path::Path, trials: &[Trial], chosen: &Trial) -> any
     Ok(())
 }
 
-/// The largest `--budget`: a year of seconds (a larger one overflowed the
-/// clock's arithmetic and panicked).
-pub const MAX_BUDGET: f64 = 31_536_000.0;
-
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let (flag, input) = args.source.input();
     crate::data::refuse_overwrite("--out", &args.out, &[(flag, Some(input))])?;
@@ -124,16 +119,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             .parse::<Algo>()
             .context("--algo must be auto, ials, ease or bpr")?],
     };
-    anyhow::ensure!(
-        args.budget.is_finite() && (0.0..=MAX_BUDGET).contains(&args.budget),
-        "--budget must be a number of seconds from 0 to {MAX_BUDGET} (a year), got {}",
-        args.budget
-    );
+    let budget =
+        reelkit_lab::training::tune_budget(args.budget).map_err(|e| anyhow::anyhow!("--{e}"))?;
     let setup = TuneSetup {
         algos,
         weightings,
         k: args.k,
-        budget: Duration::from_secs_f64(args.budget),
+        budget,
         validation: args.validation,
         seed: args.seed,
     };

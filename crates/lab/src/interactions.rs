@@ -235,6 +235,21 @@ pub struct TuneSetup {
     pub seed: u64,
 }
 
+/// The largest tuning budget: a year of seconds (a larger one overflowed
+/// the clock's arithmetic and panicked).
+const MAX_BUDGET_S: f64 = 31_536_000.0;
+
+/// A tuning budget of `seconds` as a [`TuneSetup::budget`], or an error
+/// naming the allowed range (checked before any data is read).
+pub fn tune_budget(seconds: f64) -> Result<Duration> {
+    if !(seconds.is_finite() && (0.0..=MAX_BUDGET_S).contains(&seconds)) {
+        return Err(Error::Input(format!(
+            "budget must be a number of seconds from 0 to {MAX_BUDGET_S} (a year), got {seconds}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 impl Default for TuneSetup {
     fn default() -> Self {
         TuneSetup {

@@ -122,8 +122,8 @@ pub mod specs {
 /// evaluation.
 pub mod training {
     pub use crate::interactions::{
-        import_factors, model_item, model_user, train_triplets, tune_triplets, Triplets, TuneSetup,
-        Tuned,
+        import_factors, model_item, model_user, train_triplets, tune_budget, tune_triplets,
+        Triplets, TuneSetup, Tuned,
     };
     pub use crate::train::{
         build_model, event_weights, offline_eval, train_on_events, train_surface_on_events,

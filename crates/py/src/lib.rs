@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -304,11 +303,7 @@ fn tune(
         "auto" => None,
         one => Some(vec![one.parse::<Weighting>().map_err(value_err)?]),
     };
-    if !(budget.is_finite() && (0.0..=31_536_000.0).contains(&budget)) {
-        return Err(value_err(format!(
-            "budget must be a number of seconds from 0 to 31536000 (a year), got {budget}"
-        )));
-    }
+    let budget = reelkit_lab::training::tune_budget(budget).map_err(to_py)?;
     if k == 0 {
         return Err(value_err("k must be 1 or more"));
     }
@@ -316,7 +311,7 @@ fn tune(
         algos,
         weightings,
         k,
-        budget: Duration::from_secs_f64(budget),
+        budget,
         validation,
         seed,
     };

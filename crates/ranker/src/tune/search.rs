@@ -55,6 +55,8 @@ struct Search<'a> {
     /// validation part trains too): a factorisation's epochs cost this much
     /// more at the final fit; EASE's basis, over the same users and items, not.
     full: f64,
+    /// Validation users with something to find (those judging ranks for).
+    judged: usize,
     /// Each iALS or BPR run's algorithm, epochs and checkpoints judged (the
     /// longest one is the next run's expected length).
     ran: Vec<(Algo, usize, usize)>,
@@ -80,10 +82,10 @@ impl Search<'_> {
     /// Modeled seconds of judging `scorer`: every judged user's top list.
     fn judge_work(&self, scorer: &Scorer) -> f64 {
         let (train, test) = (&self.split.train.matrix, &self.split.test);
-        let judged = (0..test.n_rows()).filter(|&u| test.row_len(u) > 0);
         match scorer {
-            Scorer::Factors(f) => cost::judge_dense(judged.count(), train.n_cols(), f.dim),
+            Scorer::Factors(f) => cost::judge_dense(self.judged, train.n_cols(), f.dim),
             Scorer::Sparse { rows, .. } => {
+                let judged = (0..test.n_rows()).filter(|&u| test.row_len(u) > 0);
                 cost::judge_sparse(train, judged, |i| rows[i as usize].len())
             }
         }
@@ -235,7 +237,7 @@ impl Search<'_> {
         // iALS judges them itself.
         let cap = self.meter.spent() + EASE_SHARE * share;
         let r = self.opts.ease_dim.min(m.n_rows()).min(m.n_cols());
-        let per_judge = cost::judge_dense(judged_users(self.split), m.n_cols(), r);
+        let per_judge = cost::judge_dense(self.judged, m.n_cols(), r);
         let mut judged = 0;
         for &w in &self.opts.weightings.clone() {
             let x = w.apply(&self.split.train.matrix);
@@ -417,8 +419,7 @@ impl Search<'_> {
             },
         )?;
         let per_epoch = cost::epoch(&x, p.algo, p.factors, p.cg_steps);
-        let judging =
-            checkpoints as f64 * cost::judge_dense(judged_users(split), x.n_cols(), p.factors);
+        let judging = checkpoints as f64 * cost::judge_dense(self.judged, x.n_cols(), p.factors);
         let work = per_epoch * epochs_run as f64 + judging;
         let name = if p.algo == Algo::Bpr { "bpr" } else { "ials" };
         tracing::debug!(
@@ -476,8 +477,7 @@ impl Search<'_> {
             .max()
             .unwrap_or((p.epochs, p.epochs.div_ceil(5)));
         let expected = cost::epoch(x, p.algo, p.factors, p.cg_steps) * epochs as f64
-            + checkpoints as f64
-                * cost::judge_dense(judged_users(self.split), x.n_cols(), p.factors);
+            + checkpoints as f64 * cost::judge_dense(self.judged, x.n_cols(), p.factors);
         self.ends_in_time(expected, self.final_fit())
     }
 
@@ -667,7 +667,7 @@ impl Search<'_> {
         // Scoring the unions (at most 2 × 100 items a user) by both models,
         // then three judgings of them; a blend's final fit fits both parts.
         let dims = ka.scorer.dim() + kb.scorer.dim();
-        let (union_work, judge_work) = cost::blend(judged_users(self.split), 2 * POOL, dims);
+        let (union_work, judge_work) = cost::blend(self.judged, 2 * POOL, dims);
         self.meter.charge("blend unions", union_work, t);
         let parts_fit = self.fit_work[ka.trial] + self.fit_work[kb.trial];
         for weight in [0.5, 0.75, 0.25] {
@@ -796,13 +796,6 @@ impl Search<'_> {
     }
 }
 
-/// Validation users with something to find (the users judging ranks for).
-fn judged_users(split: &Split) -> usize {
-    (0..split.test.n_rows())
-        .filter(|&u| split.test.row_len(u) > 0)
-        .count()
-}
-
 /// Searches on `split` (raw weights in its training matrix); returns every
 /// trial in the order tried. [`choose`] picks one; [`fit_trial`] trains it.
 pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
@@ -824,6 +817,9 @@ pub fn tune(split: &Split, opts: &TuneOptions) -> Result<Vec<Trial>> {
         weighting_judged: opts.weightings.len() < 2,
         fit_work: Vec::new(),
         full,
+        judged: (0..split.test.n_rows())
+            .filter(|&u| split.test.row_len(u) > 0)
+            .count(),
         ran: Vec::new(),
     };
     // EASE and RP3beta are items × items models: above EASE's item limit
