@@ -137,6 +137,16 @@ pub(crate) struct Simulated {
     pub timings: Timings,
 }
 
+/// Plays the spec's pre-period (everyone on its policy), one entry per day.
+pub(crate) fn play_pre_period(spec: &ValidSpec, sim: &mut Simulator<'_>) -> Result<Vec<Events>> {
+    let mut pre_policy = builtin_policy(&spec.pre_policy)?;
+    let mut pre_days = Vec::with_capacity(spec.pre_days as usize);
+    for _ in 0..spec.pre_days {
+        pre_days.push(sim.run(1, pre_policy.as_mut(), &|_| {})?);
+    }
+    Ok(pre_days)
+}
+
 /// Plays the spec's experiment on `world` with the simulator seeded `seed`
 /// and users hashed with `salt`; `plays` overrides how the spec's arms rank
 /// and explore (the A/A runs of a calibration play the control everywhere).
@@ -151,11 +161,7 @@ pub(crate) fn simulate(
     let mut timings = Timings::default();
     let t = Instant::now();
     let mut sim = Simulator::new(world).with_seed(seed);
-    let mut pre_policy = builtin_policy(&spec.pre_policy)?;
-    let mut pre_days = Vec::with_capacity(spec.pre_days as usize);
-    for _ in 0..spec.pre_days {
-        pre_days.push(sim.run(1, pre_policy.as_mut(), &|_| {})?);
-    }
+    let pre_days = play_pre_period(spec, &mut sim)?;
     timings.pre_period = t.elapsed().as_secs_f64();
     let n_pre: usize = pre_days.iter().map(Events::len).sum();
     log(&format!(

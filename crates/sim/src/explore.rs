@@ -257,6 +257,7 @@ mod tests {
             day: 0,
             user: 0,
             surface: Surface::Reels,
+            session_id: 0,
             session_position: 0,
             seen,
             eligible,

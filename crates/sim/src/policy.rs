@@ -84,6 +84,8 @@ pub struct FeedRequest<'a> {
     pub user: usize,
     /// The surface the page is for.
     pub surface: Surface,
+    /// The session's id, as its impressions are logged (`session_id`).
+    pub session_id: u64,
     /// Impressions already shown in this session.
     pub session_position: u32,
     /// Every video this user has been shown, this session included.

@@ -384,6 +384,7 @@ fn simulate_user_day(
                 day,
                 user: u,
                 surface,
+                session_id: sid,
                 session_position: position,
                 seen: &state.seen,
                 eligible: &eligible[surface.index()],
