@@ -27,6 +27,58 @@ pub enum ExperimentCommand {
     /// often the truly better ranker is picked, users needed for 80% power by
     /// an A/B test (plain, CUPED) and by interleaving.
     Interleave(InterleaveArgs),
+    /// Hold off-policy estimates against the truth: every run logs the world
+    /// under an exploring policy (the --logger arm's ranker, each page given
+    /// with probability --explore to one of the --candidates, exact
+    /// propensities), estimates each candidate's lift in watch time per user
+    /// over it with every estimator (IPS, SNIPS, DR, DM, PDIS), and plays
+    /// everyone under each candidate alone for the truth. Writes
+    /// ope_study.{json,md,html,svg} and trials.csv: bias, RMSE, interval
+    /// coverage and how often the candidates come out in their true order.
+    /// Candidates must be fixed rankers (retrain = "never", or built-in).
+    Ope(OpeArgs),
+}
+
+/// Arguments of `reelkit experiment ope`.
+#[derive(Debug, clap::Args)]
+pub struct OpeArgs {
+    /// The spec (datasets/experiments/ope.toml is the documented example).
+    spec: PathBuf,
+    /// The arm whose ranker logs (default: the spec's control).
+    #[arg(long)]
+    logger: Option<String>,
+    /// The arms to estimate, e.g. unified,siloed,random (default: every arm).
+    #[arg(long, value_delimiter = ',')]
+    candidates: Vec<String>,
+    /// The share of the logging policy's pages given to a candidate, in (0, 1).
+    #[arg(long, default_value_t = 0.3)]
+    explore: f64,
+    /// What the logging policy's coin chooses a member for: page, session,
+    /// day (user-day) or user (the whole log: an A/B test with small
+    /// candidate shares).
+    #[arg(long, default_value = "page")]
+    unit: reelkit_lab::offpolicy::LoggingUnit,
+    /// What history a candidate answers the log's requests from: own (it
+    /// walks its own list and remembers what it offered, as serving alone)
+    /// or log (every page afresh from what the log showed, as `reelkit ope`
+    /// replays a served model).
+    #[arg(long, default_value = "own")]
+    replay: reelkit_lab::offpolicy::Replaying,
+    /// Repetitions.
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
+    /// Bootstrap resamples of the users per estimate.
+    #[arg(long, default_value_t = 200)]
+    bootstrap: usize,
+    /// Two-sided interval level.
+    #[arg(long, default_value_t = 0.95)]
+    level: f64,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Set keys of the spec first, as with `experiment run`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 /// Arguments of `reelkit experiment interleave`.
@@ -188,6 +240,36 @@ pub fn run_command(cmd: ExperimentCommand) -> anyhow::Result<()> {
             print!("{}", reelkit_lab::interleaving::interleaving_markdown(&c));
             eprintln!(
                 "interleaving -> {} in {:.1} s",
+                args.out.display(),
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        ExperimentCommand::Ope(args) => {
+            let t0 = Instant::now();
+            let spec = ExperimentSpec::load(Some(&args.spec), &args.set)?.check()?;
+            ensure_spec_fits(&spec)?;
+            let design = reelkit_lab::offpolicy::OpeDesign {
+                logger: args.logger,
+                candidates: args.candidates,
+                explore: args.explore,
+                unit: args.unit,
+                replay: args.replay,
+                runs: args.runs,
+                bootstrap: args.bootstrap,
+                level: args.level,
+            };
+            let runs = args.runs;
+            let study = reelkit_lab::offpolicy::ope_study(&spec, &design, &|done| {
+                if done % 10 == 0 || done == runs {
+                    eprintln!("{done}/{runs} runs ({:.0} s)", t0.elapsed().as_secs_f64());
+                }
+            })?;
+            reelkit_lab::offpolicy::write_ope_study(&args.out, &study)
+                .with_context(|| format!("writing to {}", args.out.display()))?;
+            print!("{}", reelkit_lab::offpolicy::ope_study_markdown(&study));
+            eprintln!(
+                "ope study -> {} (ope_study.html, ope_study.md, trials.csv) in {:.1} s",
                 args.out.display(),
                 t0.elapsed().as_secs_f64()
             );

@@ -449,3 +449,101 @@ fn impressions_hold_the_estimates(
     }
     Ok(())
 }
+
+/// A small study spec: the shipped example's arms on a small world.
+fn study_spec(dir: &Path, retrain: &str) -> TestResult<PathBuf> {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/experiments/ope.toml"),
+    )?;
+    let small = shipped
+        .replace("scale = \"small\"", "")
+        .replace(
+            "[world]\n",
+            "[world]\nusers = 300\nvideos = 1500\ncreators = 150\nnew_videos_per_day = 20\n",
+        )
+        .replace("days = 7", "days = 3")
+        .replace("factors = 32", "factors = 8")
+        .replace("retrain = \"never\"", &format!("retrain = \"{retrain}\""));
+    let path = dir.join(format!("ope-{retrain}.toml"));
+    std::fs::write(&path, small)?;
+    Ok(path)
+}
+
+#[test]
+fn an_ope_study_writes_its_table_and_refuses_a_retrained_candidate() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("study");
+    let spec = study_spec(dir.path(), "never")?;
+    let o = reelkit(&[
+        &"experiment",
+        &"ope",
+        &spec,
+        &"--logger",
+        &"popular",
+        &"--candidates",
+        &"unified,siloed,random",
+        &"--runs",
+        &"2",
+        &"--bootstrap",
+        &"40",
+        &"--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let study: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("ope_study.json"))?)?;
+    assert_eq!(study["runs"], 2);
+    // Every estimator × candidate × run, each beside a truth that is the
+    // same for every estimator of a run and candidate.
+    let trials = study["trials"].as_array().ok_or("trials")?;
+    assert_eq!(trials.len(), 5 * 3 * 2);
+    for t in trials {
+        let twin = trials
+            .iter()
+            .find(|u| u["run"] == t["run"] && u["candidate"] == t["candidate"])
+            .ok_or("twin")?;
+        assert_eq!(t["truth"], twin["truth"]);
+    }
+    // `random` is far worse than the logging policy in truth.
+    let random = trials
+        .iter()
+        .find(|t| t["candidate"] == "random")
+        .ok_or("random")?;
+    assert!(random["truth"].as_f64().ok_or("truth")? < -0.1, "{random}");
+    for f in [
+        "ope_study.md",
+        "ope_study.html",
+        "ope_study.svg",
+        "trials.csv",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let md = std::fs::read_to_string(out.join("ope_study.md"))?;
+    assert!(md.contains("Exploring costs"), "{md}");
+    // A daily-retrained candidate: refused by its key, nothing written.
+    let out2 = dir.path().join("refused");
+    let daily = study_spec(dir.path(), "daily")?;
+    let o = reelkit(&[
+        &"experiment",
+        &"ope",
+        &daily,
+        &"--candidates",
+        &"unified,random",
+        &"--runs",
+        &"2",
+        &"--out",
+        &out2,
+    ]);
+    refused(&o, &out2, &["arms.unified.retrain", "never"]);
+    let o = reelkit(&[
+        &"experiment",
+        &"ope",
+        &spec,
+        &"--unit",
+        &"week",
+        &"--out",
+        &out2,
+    ]);
+    refused(&o, &out2, &["week", "page, session, day or user"]);
+    Ok(())
+}

@@ -59,6 +59,7 @@ mod interactions;
 mod interleave;
 pub mod limits;
 mod ope_run;
+mod ope_study;
 mod output;
 mod ranker_policy;
 mod recipe;
@@ -105,6 +106,10 @@ pub mod outcomes {
 pub mod offpolicy {
     pub use crate::ope_run::{
         evaluate, evaluate_with_weights, ImpressionWeights, OpeSettings, METRICS,
+    };
+    pub use crate::ope_study::{
+        ope_study, ope_study_markdown, write_ope_study, LoggingUnit, OpeDesign, OpeOrdering,
+        OpeRates, OpeStudy, OpeTrial, Replaying,
     };
     pub use crate::served::{PageLists, ServedCandidate, VideoCatalogue, Videos};
 }
