@@ -3,7 +3,10 @@ exploring policy, as ``reelkit ope`` estimates it, before any A/B test."""
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
 
 from . import _reelkit
 from ._frames import Inputs, frame_of_rows, read_table
@@ -95,3 +98,62 @@ def evaluate(events: Any, model: Any, *, videos: Any = None, metrics: Sequence[s
         if rows is not None:
             report._impressions = read_table(rows)
     return report
+
+
+class OpeStudy(TextReport):
+    """Off-policy estimates held against the simulator's truth over many
+    runs (``reelkit experiment ope``): per estimator and candidate the bias,
+    RMSE, interval coverage and half-width, how often the candidates came out
+    in their true order, and what exploring cost. Shows as its HTML page in
+    Jupyter."""
+
+    @property
+    def rates(self):
+        """Per estimator and candidate (and ``all``): mean truth and estimate,
+        bias with its standard error, RMSE, coverage, mean half-width."""
+        return frame_of_rows(self.data["rates"])
+
+    @property
+    def ordering(self):
+        """Per estimator: runs with every pair of candidates in the true
+        order, their share, and whether the estimator meets the bar."""
+        return frame_of_rows(self.data["ordering"])
+
+    @property
+    def trials(self):
+        """Every estimate (run, candidate, estimator) beside its truth."""
+        rows = [dict(t, ci_low=t["ci"][0], ci_high=t["ci"][1]) for t in self.data["trials"]]
+        for r in rows:
+            del r["ci"]
+        return frame_of_rows(rows)
+
+    def __repr__(self) -> str:
+        return (f"OpeStudy({self.data['name']}: {self.data['runs']} runs, logger {self.data['logger']}, "
+                f"candidates {', '.join(self.data['candidates'])}, unit {self.data['unit']})")
+
+
+def study(spec: Any, *, logger: Optional[str] = None, candidates: Sequence[str] = (), explore: float = 0.3,
+          unit: str = "page", replay: str = "own", runs: int = 100, bootstrap: int = 200, level: float = 0.95,
+          set: Optional[dict] = None, out: Union[str, os.PathLike, None] = None) -> OpeStudy:
+    """Hold every estimator against the truth as ``reelkit experiment ope``
+    does: each run logs the spec's world under ``logger``'s ranker with
+    ``explore`` of its units (``unit``: page, session, day or user) given to
+    a candidate, estimates each candidate's lift in watch time per user from
+    the log, and plays everyone under each candidate alone for the truth.
+    ``spec``: a path, TOML text or a dict; ``set``: ``--set`` overrides;
+    ``out``: keep the files (``ope_study.{json,md,html,svg}``, ``trials.csv``)."""
+    from .lab import _set, _spec
+
+    if isinstance(candidates, str):
+        candidates = [candidates]
+    text, base = _spec(spec)
+    tmp = None if out is not None else tempfile.mkdtemp(prefix="reelkit-ope-")
+    target = str(out) if out is not None else os.path.join(tmp, "study")
+    try:
+        j = _reelkit.lab_ope_study(text, base, _set(set), logger, list(candidates), float(explore), unit, replay,
+                                   runs, bootstrap, float(level), target)
+        d = Path(target)
+        return OpeStudy(j, (d / "ope_study.md").read_text(), (d / "ope_study.html").read_text())
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -70,3 +70,51 @@ def test_bad_logs_and_settings_are_named(explored, root):
         reelkit.ope.evaluate(str(d / "log" / "events.parquet"), model, estimators=["ipw"])
     with pytest.raises(ValueError, match="watch_time"):
         reelkit.ope.evaluate(str(d / "log" / "events.parquet"), model, metrics="watch_time")
+
+
+STUDY = """name = "ope-py"
+seed = 7
+[world]
+users = 300
+videos = 1500
+creators = 150
+new_videos_per_day = 20
+[pre_period]
+days = 3
+[experiment]
+days = 3
+control = "popular"
+[[arms]]
+name = "popular"
+recipe = "popular"
+[[arms]]
+name = "unified"
+recipe = "unified"
+retrain = "never"
+factors = 8
+epochs = 4
+[[arms]]
+name = "random"
+recipe = "random"
+"""
+
+
+def test_a_study_is_the_clis(tmp_path, cli):
+    spec = tmp_path / "ope.toml"
+    spec.write_text(STUDY)
+    s = reelkit.ope.study(str(spec), candidates=["unified", "random"], unit="user", runs=2, bootstrap=40)
+    run(cli, "experiment", "ope", str(spec), "--candidates", "unified,random", "--unit", "user", "--runs", "2",
+        "--bootstrap", "40", "--out", str(tmp_path / "cli"))
+    want = json.loads((tmp_path / "cli" / "ope_study.json").read_text())
+    assert s.data == want
+    # A coin per user adds the CUPED-adjusted estimate; every estimate sits
+    # beside the same truth as the other estimators of its run and candidate.
+    t = s.trials
+    assert set(t["estimator"].to_list()) == {"ips", "snips", "ips-cuped"}
+    assert t.height == 3 * 2 * 2
+    assert set(s.rates["candidate"].to_list()) == {"unified", "random", "all"}
+    assert "<svg" in s._repr_html_()
+    with pytest.raises(ValueError, match="page, session, day or user"):
+        reelkit.ope.study(str(spec), unit="week", runs=1)
+    with pytest.raises(Exception, match="arms.unified.retrain"):
+        reelkit.ope.study(str(spec), set={"arms.unified.retrain": "daily"}, runs=1)

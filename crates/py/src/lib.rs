@@ -624,6 +624,45 @@ fn lab_sweep(
     .map_err(to_py)
 }
 
+/// Holds off-policy estimates against the simulator's truth and writes the
+/// study under `out`, as `reelkit experiment ope` does. Returns it as JSON.
+#[pyfunction]
+#[pyo3(signature = (toml_text, base, set, logger, candidates, explore, unit, replay, runs, bootstrap, level, out))]
+#[allow(clippy::too_many_arguments)]
+fn lab_ope_study(
+    py: Python<'_>,
+    toml_text: &str,
+    base: PathBuf,
+    set: Vec<(String, String)>,
+    logger: Option<String>,
+    candidates: Vec<String>,
+    explore: f64,
+    unit: &str,
+    replay: &str,
+    runs: usize,
+    bootstrap: usize,
+    level: f64,
+    out: PathBuf,
+) -> PyResult<String> {
+    let valid = spec(toml_text, base, set)?.check().map_err(to_py)?;
+    let design = reelkit_lab::offpolicy::OpeDesign {
+        logger,
+        candidates,
+        explore,
+        unit: unit.parse().map_err(value_err)?,
+        replay: replay.parse().map_err(value_err)?,
+        runs,
+        bootstrap,
+        level,
+    };
+    blocking(py, None, move || -> reelkit_lab::Result<String> {
+        let study = reelkit_lab::offpolicy::ope_study(&valid, &design, &|_| {})?;
+        reelkit_lab::offpolicy::write_ope_study(&out, &study)?;
+        Ok(serde_json::to_string(&study).unwrap_or_default())
+    })?
+    .map_err(to_py)
+}
+
 /// The native module.
 #[pymodule]
 fn _reelkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -645,6 +684,7 @@ fn _reelkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(ope, m)?,
         wrap_pyfunction!(lab_run, m)?,
         wrap_pyfunction!(lab_sweep, m)?,
+        wrap_pyfunction!(lab_ope_study, m)?,
     ] {
         m.add_function(f)?;
     }

@@ -126,11 +126,23 @@ pub fn ope_study_markdown(s: &OpeStudy) -> String {
 /// with the mean interval half-width as a band around 0.
 fn errors_svg(s: &OpeStudy) -> String {
     let rows: Vec<&OpeRates> = s.rates.iter().filter(|r| r.candidate != "all").collect();
-    let mut widths: Vec<f64> = rows.iter().map(|r| r.mean_half_width).collect();
-    widths.sort_by(f64::total_cmp);
-    // The axis spans twice the median half-width: estimators far worse run
-    // off it (drawn at the edge in red).
-    let range = (2.0 * widths.get(widths.len() / 2).copied().unwrap_or(0.01)).max(1e-4);
+    // The axis spans the errors of most runs and the half-widths of most
+    // estimators (the 95th percentile of each): estimators far worse run off
+    // it (drawn at the edge in red).
+    let p95 = |mut v: Vec<f64>| {
+        v.retain(|x| x.is_finite());
+        v.sort_by(f64::total_cmp);
+        v.get((v.len() * 95 / 100).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.01)
+    };
+    let errors = p95(s
+        .trials
+        .iter()
+        .map(|t| (t.estimate - t.truth).abs())
+        .collect());
+    let widths = p95(rows.iter().map(|r| r.mean_half_width).collect());
+    let range = (1.1 * errors.max(widths)).max(1e-4);
     let row_h = 24.0;
     let (w, left, right) = (760.0, 170.0, 20.0);
     let h = 46.0 + row_h * rows.len() as f64;
