@@ -60,6 +60,24 @@ fn rewards(ev: &Events, metric: &str) -> Result<Vec<f64>> {
     })
 }
 
+/// Each impression's surface as reelkit-ope's small index.
+pub(crate) fn surface_indices(events: &Events) -> Vec<u8> {
+    events.surface.iter().map(|s| s.index() as u8).collect()
+}
+
+/// The columns of `events` that rebuild its requests (`surface` from
+/// [`surface_indices`]).
+pub(crate) fn impressions<'a>(events: &'a Events, surface: &'a [u8]) -> Impressions<'a> {
+    Impressions {
+        user: &events.user_id,
+        session: &events.session_id,
+        ts_ms: &events.ts_ms,
+        position: &events.position,
+        surface,
+        video: &events.video_id,
+    }
+}
+
 /// The log's propensities, every impression's present.
 fn propensities(ev: &Events, log: &str) -> Result<Vec<f64>> {
     let p = ev.propensity.as_ref().ok_or_else(|| {
@@ -186,15 +204,8 @@ pub fn evaluate_with_weights(
         .map(|m| rewards(events, m))
         .collect::<Result<Vec<_>>>()?;
     let notes = coverage_notes(events, candidate, name)?;
-    let surface: Vec<u8> = events.surface.iter().map(|s| s.index() as u8).collect();
-    let imp = Impressions {
-        user: &events.user_id,
-        session: &events.session_id,
-        ts_ms: &events.ts_ms,
-        position: &events.position,
-        surface: &surface,
-        video: &events.video_id,
-    };
+    let surface = surface_indices(events);
+    let imp = impressions(events, &surface);
     let replayed = replay(&imp, settings.page_size, candidate)?;
     let opts = &settings.options;
     let session_weight = settings

@@ -30,12 +30,13 @@
 use std::collections::HashMap;
 
 use reelkit_logs::Events;
-use reelkit_ope::{cross_fit_rewards, estimate, Estimator, Impressions, Log, Options, Replay};
+use reelkit_ope::{cross_fit_rewards, estimate, Estimator, Log, Options, Replay};
 use reelkit_sim::{assignment::Arms, random::splitmix64, Policy, Simulator, World};
 use serde::Serialize;
 
 use crate::calibrate::par_runs;
 use crate::error::{Error, Result};
+use crate::ope_run::{impressions, surface_indices};
 use crate::recipe::{Recipe, Retrain};
 use crate::run::{play_pre_period, ArmPolicy};
 use crate::spec::ValidSpec;
@@ -483,15 +484,8 @@ fn one_run(
     let joined = join(log, &pages, candidates.len())?;
     let (propensity, answers) = (&joined.propensity, &joined.answers);
     let reward: Vec<f64> = log.watch_ms.iter().map(|&w| w as f64).collect();
-    let surface: Vec<u8> = log.surface.iter().map(|s| s.index() as u8).collect();
-    let imp = Impressions {
-        user: &log.user_id,
-        session: &log.session_id,
-        ts_ms: &log.ts_ms,
-        position: &log.position,
-        surface: &surface,
-        video: &log.video_id,
-    };
+    let surface = surface_indices(log);
+    let imp = impressions(log, &surface);
     let logged_watch = watch(log);
     let opts = Options {
         bootstrap: d.bootstrap,

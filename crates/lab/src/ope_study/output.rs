@@ -65,6 +65,55 @@ fn rate_rows(s: &OpeStudy) -> (Vec<&'static str>, Vec<Vec<String>>) {
     (head, s.rates.iter().map(row).collect())
 }
 
+/// The ordering table's header and rows.
+fn order_rows(s: &OpeStudy) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let head = vec!["estimator", "runs in true order", "meets the bar"];
+    let rows = s
+        .ordering
+        .iter()
+        .map(|o| {
+            vec![
+                o.estimator.clone(),
+                format!(
+                    "{} of {} ({})",
+                    o.runs_in_true_order,
+                    s.runs,
+                    share(o.share)
+                ),
+                (if o.meets_bar { "yes" } else { "no" }).to_string(),
+            ]
+        })
+        .collect();
+    (head, rows)
+}
+
+/// Appends a Markdown table.
+fn push_markdown_table(out: &mut String, head: &[&str], rows: Vec<Vec<String>>) {
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|{}", " --- |".repeat(head.len()));
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+}
+
+/// An HTML table, every cell escaped.
+fn html_table(head: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = String::from("<table><tr>");
+    for h in head {
+        let _ = write!(table, "<th>{}</th>", esc(h));
+    }
+    table.push_str("</tr>\n");
+    for r in rows {
+        table.push_str("<tr>");
+        for cell in r {
+            let _ = write!(table, "<td>{}</td>", esc(&cell));
+        }
+        table.push_str("</tr>\n");
+    }
+    table.push_str("</table>");
+    table
+}
+
 /// `ope_study.md`: the design, the logging policy's cost, the bar and the
 /// tables.
 pub fn ope_study_markdown(s: &OpeStudy) -> String {
@@ -99,25 +148,11 @@ pub fn ope_study_markdown(s: &OpeStudy) -> String {
         "The bar: coverage ≥ 90% on every candidate, |bias| ≤ a third of the mean interval \
          half-width, and the candidates in their true order in ≥ 90% of runs.\n\n",
     );
-    out.push_str("| estimator | runs in true order | meets the bar |\n| --- | --- | --- |\n");
-    for o in &s.ordering {
-        let _ = writeln!(
-            out,
-            "| {} | {} of {} ({}) | {} |",
-            o.estimator,
-            o.runs_in_true_order,
-            s.runs,
-            share(o.share),
-            if o.meets_bar { "yes" } else { "no" }
-        );
-    }
+    let (head, rows) = order_rows(s);
+    push_markdown_table(&mut out, &head, rows);
     out.push('\n');
     let (head, rows) = rate_rows(s);
-    let _ = writeln!(out, "| {} |", head.join(" | "));
-    let _ = writeln!(out, "|{}", " --- |".repeat(head.len()));
-    for r in rows {
-        let _ = writeln!(out, "| {} |", r.join(" | "));
-    }
+    push_markdown_table(&mut out, &head, rows);
     let _ = writeln!(out, "\n{}", s.definition);
     out
 }
@@ -208,33 +243,9 @@ pub fn write_ope_study(dir: &Path, s: &OpeStudy) -> Result<()> {
     let md = ope_study_markdown(s);
     let svg = errors_svg(s);
     let (head, rows) = rate_rows(s);
-    let mut table = String::from("<table><tr>");
-    for h in &head {
-        let _ = write!(table, "<th>{}</th>", esc(h));
-    }
-    table.push_str("</tr>\n");
-    for r in rows {
-        table.push_str("<tr>");
-        for cell in r {
-            let _ = write!(table, "<td>{}</td>", esc(&cell));
-        }
-        table.push_str("</tr>\n");
-    }
-    table.push_str("</table>");
-    let mut order = String::from(
-        "<table><tr><th>estimator</th><th>runs in true order</th><th>meets the bar</th></tr>",
-    );
-    for o in &s.ordering {
-        let _ = write!(
-            order,
-            "<tr><td>{}</td><td>{} of {}</td><td>{}</td></tr>",
-            o.estimator,
-            o.runs_in_true_order,
-            s.runs,
-            if o.meets_bar { "yes" } else { "no" }
-        );
-    }
-    order.push_str("</table>");
+    let table = html_table(&head, rows);
+    let (head, rows) = order_rows(s);
+    let order = html_table(&head, rows);
     let (cost, _, _) = spread(&s.logging_cost);
     let html = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Off-policy study of {name}</title>\
